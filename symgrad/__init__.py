@@ -1,0 +1,28 @@
+"""symgrad: a compiled static-graph framework with symbolic gradients.
+
+>>> import numpy as np, symgrad as sg
+>>> x = sg.vector("x")
+>>> cost = (sg.tanh(x) ** 2).sum()
+>>> g = sg.grad(cost, x)
+>>> f = sg.function([x], [cost, g])
+"""
+
+__version__ = "0.1.0"
+
+from . import nn  # noqa: F401
+from .autodiff import grad, hessian, jacobian, jvp, verify_grad, vjp  # noqa: F401
+from .config import config  # noqa: F401
+from .errors import (CompileError, DisconnectedInputError, GradientError, IndexError,  # noqa: F401,A004
+                     InputError, NonDifferentiableError, NonScalarCostError, ShapeError,
+                     SymgradError)
+from .function import Function, function  # noqa: F401
+from .graph import (Apply, Constant, Op, SharedVariable, TensorType, Variable, constant,  # noqa: F401
+                    matrix, scalar, shared, tensor, tensor3, tensor4, vector)
+from .interp import evaluate  # noqa: F401
+from .ops import *  # noqa: F401,F403
+from .ops import (abs, add, cast, ceil, clip, cos, eq, exp, expm1, floor, ge, gt, isnan, le,  # noqa: F401,A004
+                  log, log1p, lt, maximum, minimum, neq, relu, round, sigmoid, sign, sin, softplus,
+                  sqrt, square, stop_gradient, tanh, where)
+from .ops import (broadcast_to, expand_dims, flatten, ones, ones_like, reshape, shape,  # noqa: F401
+                  squeeze, transpose, zeros, zeros_like)
+from .printing import debugprint, pprint, render, to_dot  # noqa: F401

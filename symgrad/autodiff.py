@@ -1,0 +1,408 @@
+"""Symbolic differentiation: a graph-to-graph transform over ordinary ops.
+
+``grad`` walks the graph from the cost back to ``wrt`` in reverse topological
+order, asks each node's op for its gradient rule (itself graph) and sums the
+cotangents that reach each variable. The result is an ordinary graph: it can
+be printed, compiled and differentiated again. Nodes made by a rule carry the
+forward node's user line and ``grad_of`` pointing at it, and cotangents of
+named variables are named ``d(cost)/d(name)``.
+"""
+
+import warnings
+
+import numpy as np
+
+from . import dtypes as _dt
+from .errors import (DisconnectedInputError, GradientError, NonDifferentiableError,
+                     NonScalarCostError, ShapeError)
+from .graph import (NOT_DIFFERENTIABLE, Constant, Variable, as_variable, clone_replace,
+                    toposort, trace_as)
+from .ops import elemwise as _ew
+from .ops import shape as _sh
+
+__all__ = ["grad", "vjp", "jvp", "jacobian", "hessian", "verify_grad"]
+
+_DISCONNECTED = ("raise", "warn", "ignore")
+
+
+def _label(v):
+    if v.name:
+        return v.name
+    if v.owner is not None:
+        return f"{v.owner.op} at {v.owner.trace}"
+    return repr(v)
+
+
+def _as_list(wrt, what="wrt"):
+    single = isinstance(wrt, Variable)
+    items = [wrt] if single else list(wrt) if isinstance(wrt, (list, tuple)) else None
+    if items is None:
+        raise TypeError(f"{what} must be a Variable or a list/tuple of Variables, got "
+                        f"{type(wrt).__name__}")
+    for i, v in enumerate(items):
+        if not isinstance(v, Variable):
+            raise TypeError(f"{what}[{i}] must be a symbolic Variable, got {type(v).__name__}")
+    return items, (lambda r: r[0]) if single else (lambda r: type(wrt)(r))
+
+
+def _check_cost(cost):
+    if not isinstance(cost, Variable):
+        raise TypeError(f"cost must be a symbolic Variable, got {type(cost).__name__}")
+    if cost.ndim != 0:
+        dims = ", ".join("?" if s is None else str(s) for s in cost.shape)
+        raise NonScalarCostError(
+            f"grad needs a 0-d cost, got a {cost.ndim}-d {cost.dtype} value of shape ({dims}"
+            f"{',' * (cost.ndim == 1)})"
+            + (f" made at {cost.owner.trace}" if cost.owner is not None else "") + ".\n"
+            "A gradient points in the direction that changes one number; with many outputs "
+            "there is no single direction to minimise. Reduce the cost to one number first, "
+            "usually cost.mean() (the gradient of the minibatch mean equals the mean of the "
+            "per-example gradients) or cost.sum(). To back-propagate a given seed instead, "
+            "call sg.grad(None, wrt, known_grads={cost: seed}) (a vector-Jacobian product); "
+            "for every per-example gradient use sg.jacobian(cost, wrt).")
+    if not _dt.is_float(cost.dtype):
+        raise NonDifferentiableError(
+            f"grad needs a float cost, got {cost.dtype}"
+            + (f" (made by {cost.owner.op} at {cost.owner.trace})" if cost.owner else "")
+            + "; integer and bool values have no gradient")
+
+
+def grad(cost, wrt, known_grads=None, disconnected="raise"):
+    """The gradient of a 0-d ``cost`` with respect to ``wrt``, as symbolic graph.
+
+    Parameters
+    ----------
+    cost : Variable or None
+        A 0-d float variable, or None when ``known_grads`` gives the seeds.
+    wrt : Variable or list/tuple of Variables
+        Inputs, shared variables or any intermediate result of the graph; the
+        result mirrors this structure.
+    known_grads : dict, optional
+        ``{variable: cotangent}`` seeds back-propagated as well (for a
+        vector-Jacobian product, or a gradient known from elsewhere).
+    disconnected : {"raise", "warn", "ignore"}
+        What to do for a ``wrt`` no gradient reaches: raise
+        ``DisconnectedInputError``, or return zeros (with a warning for "warn").
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.vector("x")
+    >>> g = sg.grad((x ** 2).sum(), x)
+    >>> g.name
+    'd(cost)/d(x)'
+    >>> sg.evaluate(g, {x: np.array([1.0, 2.0])})
+    array([2., 4.])
+    """
+    if disconnected not in _DISCONNECTED:
+        raise ValueError(f"disconnected must be one of {_DISCONNECTED}, got {disconnected!r}")
+    wrt_list, rebuild = _as_list(wrt)
+    seeds = {}
+    if cost is not None:
+        _check_cost(cost)
+        seeds[cost] = Constant(1, dtype=cost.dtype, name=f"d({cost.name or 'cost'})/d({cost.name or 'cost'})")
+    elif not known_grads:
+        raise ValueError("grad needs a cost, or known_grads when cost is None")
+    for var, seed in (known_grads or {}).items():
+        seeds[var] = _check_seed(var, seed)
+    cost_name = cost.name if cost is not None and cost.name else "cost"
+    results = _backprop(seeds, wrt_list, cost_name, disconnected)
+    return rebuild(results)
+
+
+def _check_seed(var, seed):
+    if not isinstance(var, Variable):
+        raise TypeError(f"known_grads keys must be Variables, got {type(var).__name__}")
+    if not _dt.is_float(var.dtype):
+        raise NonDifferentiableError(f"known_grads: {_label(var)} is {var.dtype}; only float "
+                                     f"variables have gradients")
+    seed = as_variable(seed, dtype=var.dtype if not isinstance(seed, Variable) else None)
+    if seed.ndim != var.ndim and seed.ndim != 0:
+        raise ShapeError(f"known_grads: the seed for {_label(var)} is {seed.type}, "
+                         f"expected {var.ndim}-d like the variable ({var.type})")
+    _ew.broadcast_static([seed.shape, var.shape], "known_grads")
+    if seed.ndim != var.ndim or seed.shape != var.shape:
+        seed = _sh.broadcast_to(seed, _sh.shape(var))
+    return _ew.cast(seed, var.dtype)
+
+
+def _reach(nodes, wrt_list):
+    """Ids of the variables whose value depends on some ``wrt`` (the paths to search)."""
+    reach = {id(v) for v in wrt_list}
+    for node in nodes:
+        vi = node.op.value_inputs
+        ins = node.inputs if vi is None else [node.inputs[i] for i in vi]
+        if any(id(i) in reach for i in ins):
+            reach.update(id(o) for o in node.outputs)
+    return reach
+
+
+def _nondiff_error(var, consumer, wrt_list, cost_name):
+    names = ", ".join(_label(w) for w in wrt_list)
+    if var.owner is not None:
+        what = (f"the result of {var.owner.op} made at {var.owner.trace}, which is {var.dtype}")
+    else:
+        what = f"the {var.dtype} input {_label(var)}"
+    into = f", used by {consumer.op} at {consumer.trace}" if consumer is not None else ""
+    return NonDifferentiableError(
+        f"d({cost_name})/d({names}) is not defined: the path goes through {what}{into}. "
+        "Integer and bool values (argmax/argmin, comparisons, integer casts, integer inputs) "
+        "have no gradient. Use sg.where(cond, a, b) to select between float values, or wrap the "
+        "value in sg.stop_gradient(...) if the path should carry no gradient.")
+
+
+def _backprop(seeds, wrt_list, cost_name, disconnected):
+    for w in wrt_list:
+        if not _dt.is_float(w.dtype):
+            raise _nondiff_error(w, None, [w], cost_name)
+    nodes = toposort(list(seeds))
+    reach = _reach(nodes, wrt_list)
+    contrib = {}  # id(var) -> list of cotangent Variables
+    for var, seed in seeds.items():
+        contrib.setdefault(id(var), []).append(seed)
+    total = {}
+
+    def cotangent(var):
+        if id(var) not in total:
+            parts = contrib.get(id(var))
+            total[id(var)] = None if not parts else _sum(parts, var, cost_name)
+        return total[id(var)]
+
+    for node in reversed(nodes):
+        if not any(id(o) in reach for o in node.outputs):
+            continue
+        gouts = [cotangent(o) for o in node.outputs]
+        if all(g is None for g in gouts):
+            continue
+        for o, g in zip(node.outputs, gouts):
+            if g is not None and not _dt.is_float(o.dtype):
+                raise _nondiff_error(o, None, wrt_list, cost_name)
+        with trace_as(node.trace, grad_of=node):
+            gins = node.op.grad(node, node.inputs, node.outputs, gouts)
+        if len(gins) != len(node.inputs):
+            raise AssertionError(f"the gradient rule of {node.op} returned {len(gins)} entries "
+                                 f"for {len(node.inputs)} inputs")
+        for inp, g in zip(node.inputs, gins):
+            if g is None or id(inp) not in reach:
+                continue
+            if g is NOT_DIFFERENTIABLE or not _dt.is_float(inp.dtype):
+                raise _nondiff_error(inp, node, wrt_list, cost_name)
+            contrib.setdefault(id(inp), []).append(g)
+
+    results = []
+    for w in wrt_list:
+        g = cotangent(w)
+        if g is None:
+            g = _disconnected(w, disconnected, cost_name, id(w) in reach and
+                              any(id(w) in {id(i) for i in n.inputs} for n in nodes))
+        results.append(g)
+    return results
+
+
+def _sum(parts, var, cost_name):
+    """The cotangent of ``var``: its contributions added, cast and named."""
+    parts = [p if p.dtype == var.dtype else _ew.cast(p, var.dtype) for p in parts]
+    g = parts[0]
+    for p in parts[1:]:
+        g = g + p
+    if g.shape != var.shape and g.ndim == var.ndim and len(parts) == 1:
+        pass  # static shapes may be less precise on the gradient side; values agree
+    if var.name and g.name is None:
+        g.name = f"d({cost_name})/d({var.name})"
+    elif g.name is None and var.owner is not None:
+        g.tag.cotangent_of = var
+    return g
+
+
+def _disconnected(w, mode, cost_name, used):
+    why = ("every path to it is cut (stop_gradient, the condition of where, or a shape)"
+           if used else "the cost does not depend on it")
+    msg = f"d({cost_name})/d({_label(w)}): no gradient reaches {_label(w)}: {why}"
+    if mode == "raise":
+        raise DisconnectedInputError(msg + "; pass disconnected='ignore' (or 'warn') to get "
+                                           "zeros instead")
+    if mode == "warn":
+        warnings.warn(msg + "; returning zeros", stacklevel=4)
+    z = _sh.zeros_like(w)
+    z.name = f"d({cost_name})/d({_label(w)})"
+    return z
+
+
+# --------------------------------------------------------------------------- products
+
+def vjp(outputs, wrt, cotangents):
+    """Vector-Jacobian product: back-propagate ``cotangents`` from ``outputs`` to ``wrt``.
+
+    ``outputs`` and ``cotangents`` are Variables or equal-length lists; the
+    result mirrors ``wrt``. Variables of ``wrt`` no cotangent reaches get zeros.
+
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.vector("x")
+    >>> v = sg.vjp(x * 3, x, sg.constant([1.0, 1.0]))
+    >>> sg.evaluate(v, {x: np.zeros(2)})
+    array([3., 3.])
+    """
+    outs, _ = _as_list(outputs, "outputs")
+    cts = [cotangents] if isinstance(outputs, Variable) else list(cotangents)
+    if len(cts) != len(outs):
+        raise ValueError(f"vjp: {len(outs)} outputs but {len(cts)} cotangents")
+    return grad(None, wrt, known_grads=dict(zip(outs, cts)), disconnected="ignore")
+
+
+def jvp(outputs, wrt, tangents):
+    """Jacobian-vector product (forward mode): the change of ``outputs`` along ``tangents``.
+
+    Built from reverse-mode rules by transposing the vector-Jacobian product:
+    for a placeholder cotangent ``u``, ``vjp(u)`` is linear in ``u``, and the
+    gradient of ``<vjp(u), t>`` with respect to ``u`` is ``J t``. The
+    placeholders are then replaced by zeros (the result does not depend on
+    them), so the graph needs no extra input. The result mirrors ``outputs``.
+
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.vector("x")
+    >>> t = sg.jvp(x ** 2, x, sg.constant([1.0, 0.0]))
+    >>> sg.evaluate(t, {x: np.array([3.0, 4.0])})
+    array([6., 0.])
+    """
+    outs, rebuild = _as_list(outputs, "outputs")
+    wrts, _ = _as_list(wrt)
+    tans = [tangents] if isinstance(wrt, Variable) else list(tangents)
+    if len(tans) != len(wrts):
+        raise ValueError(f"jvp: {len(wrts)} wrt variables but {len(tans)} tangents")
+    tans = [_check_seed(w, t) for w, t in zip(wrts, tans)]
+    for o in outs:
+        if not _dt.is_float(o.dtype):
+            raise NonDifferentiableError(f"jvp: output {_label(o)} is {o.dtype}, not float")
+    us = [Variable(o.type, name=f"u_{i}") for i, o in enumerate(outs)]
+    pulled = grad(None, wrts, known_grads=dict(zip(outs, us)), disconnected="ignore")
+    inner = None
+    for p, t in zip(pulled, tans):
+        term = (p * t).sum()
+        inner = term if inner is None else inner + term
+    pushed = grad(inner, us, disconnected="ignore")
+    zeros = {u: _sh.zeros_like(o) for u, o in zip(us, outs)}
+    return rebuild(clone_replace(pushed, zeros))
+
+
+def jacobian(expr, wrt, disconnected="ignore"):
+    """The Jacobian of ``expr`` with respect to ``wrt``: shape ``expr.shape + wrt.shape``.
+
+    One vector-Jacobian product per element of ``expr``, so ``expr`` needs a
+    static shape (declare it, e.g. ``sg.tensor(shape=(32, 5))``). Row ``i`` of
+    the Jacobian of per-example losses is example ``i``'s gradient.
+    """
+    if not isinstance(expr, Variable):
+        raise TypeError(f"jacobian: expr must be a Variable, got {type(expr).__name__}")
+    wrts, rebuild = _as_list(wrt)
+    if expr.size is None:
+        raise ShapeError(f"jacobian: expr has the static shape {expr.type}; the Jacobian needs "
+                         f"every length known when the graph is built (one gradient per "
+                         f"element). Declare the inputs with a static shape, e.g. "
+                         f"sg.tensor(shape=(32, 5))")
+    if not _dt.is_float(expr.dtype):
+        raise NonDifferentiableError(f"jacobian: expr is {expr.dtype}, not float")
+    flat = _sh.reshape(expr, (-1,)) if expr.ndim != 1 else expr
+    rows = [[] for _ in wrts]
+    for i in range(expr.size):
+        gs = grad(flat[i], wrts, disconnected=disconnected)
+        for r, g in zip(rows, gs):
+            r.append(g)
+    from .ops.join import stack
+    out = []
+    for w, r in zip(wrts, rows):
+        if not r:
+            out.append(_sh.zeros((*expr.shape, *[_sh.shape_at(w, k) for k in range(w.ndim)]),
+                                 dtype=w.dtype))
+            continue
+        stacked = stack(r)
+        dims = list(expr.shape) + [_sh.shape_at(w, k) for k in range(w.ndim)]
+        out.append(_sh.reshape(stacked, dims))
+    return rebuild(out)
+
+
+def hessian(cost, wrt, disconnected="ignore"):
+    """The matrix of second derivatives of a 0-d ``cost`` (``jacobian(grad(cost, wrt), wrt)``)."""
+    wrts, rebuild = _as_list(wrt)
+    gs = grad(cost, wrts, disconnected=disconnected)
+    out = []
+    for w, g in zip(wrts, gs):
+        if w.size is None:
+            raise ShapeError(f"hessian: {_label(w)} has the static shape {w.type}; the Hessian "
+                             f"needs every length known when the graph is built. Declare it "
+                             f"with a static shape, e.g. sg.tensor(shape=(3,))")
+        out.append(jacobian(g, w, disconnected="ignore"))
+    return rebuild(out)
+
+
+# --------------------------------------------------------------------------- verify_grad
+
+def verify_grad(fun, pt, n_tests=2, rng=None, eps=None, abs_tol=None, rel_tol=None, mode=None):
+    """Check the symbolic gradient of ``fun`` at ``pt`` against central finite differences.
+
+    ``fun`` maps symbolic inputs (one per array in ``pt``) to a symbolic
+    output; a non-scalar output is projected onto a random direction. Raises
+    :class:`GradientError` saying which input and element differ and by how
+    much. Tolerances default to the precision of the inputs' dtype.
+
+    >>> import numpy as np, symgrad as sg
+    >>> sg.verify_grad(lambda x: sg.tanh(x).sum(), [np.array([0.1, 0.5])])
+    """
+    from .function import function
+    from .graph import TensorType
+
+    if not isinstance(pt, (list, tuple)):
+        raise TypeError(f"verify_grad: pt must be a list of arrays, got {type(pt).__name__}")
+    pt = [np.array(p, dtype=p.dtype if isinstance(p, np.ndarray) and p.dtype.kind == "f"
+                   else "float64") for p in pt]
+    rng = rng if rng is not None else np.random.default_rng(42)
+    dtype = "float32" if any(p.dtype == np.float32 for p in pt) else "float64"
+    eps = eps if eps is not None else (1e-3 if dtype == "float32" else 1e-6)
+    abs_tol = abs_tol if abs_tol is not None else (1e-2 if dtype == "float32" else 1e-5)
+    rel_tol = rel_tol if rel_tol is not None else (1e-2 if dtype == "float32" else 1e-5)
+    xs = [Variable(TensorType(p.dtype.name, (None,) * p.ndim), name=f"x{i}")
+          for i, p in enumerate(pt)]
+    out = fun(*xs)
+    if not isinstance(out, Variable):
+        raise TypeError(f"verify_grad: fun must return a symbolic Variable, got {type(out).__name__}")
+    out_val = function(xs, out, mode=mode)(*pt)
+    for t in range(n_tests):
+        proj = rng.standard_normal(out_val.shape).astype(out.dtype) if out.ndim else None
+        cost = out if proj is None else (out * Constant(proj)).sum()
+        gs = grad(cost, xs, disconnected="ignore")
+        f = function(xs, [cost] + list(gs), mode=mode)
+        cost_fn = function(xs, cost, mode=mode)
+        res = f(*pt)
+        for k, (p, sym) in enumerate(zip(pt, res[1:])):
+            num = _numeric_grad(cost_fn, pt, k, eps)
+            _compare(sym, num, k, abs_tol, rel_tol, t)
+
+
+def _numeric_grad(cost_fn, pt, k, eps):
+    x = pt[k]
+    g = np.zeros(x.shape, dtype="float64")
+    flat = x.reshape(-1)
+    for j in range(flat.size):
+        orig = flat[j]
+        flat[j] = orig + eps
+        hi = float(cost_fn(*pt))
+        flat[j] = orig - eps
+        lo = float(cost_fn(*pt))
+        flat[j] = orig
+        g.reshape(-1)[j] = (hi - lo) / (2 * eps)
+    return g
+
+
+def _compare(sym, num, k, abs_tol, rel_tol, t):
+    sym = np.asarray(sym, dtype="float64")
+    abs_err = np.abs(sym - num)
+    denom = np.abs(sym) + np.abs(num)
+    rel_err = np.where(denom > 0, abs_err / np.where(denom > 0, denom, 1), 0)
+    bad = (abs_err > abs_tol) & (rel_err > rel_tol) | (np.isnan(sym) != np.isnan(num))
+    if np.any(bad):
+        j = np.unravel_index(int(np.argmax(np.where(bad, abs_err, -1))), sym.shape) if sym.ndim else ()
+        raise GradientError(
+            f"verify_grad: the gradient of input #{k} at index {tuple(int(i) for i in j)} is "
+            f"{sym[j]!r} symbolically but {num[j]!r} by finite differences (abs error "
+            f"{abs_err[j]:.3g} > {abs_tol:g}, rel error {rel_err[j]:.3g} > {rel_tol:g}; test {t})",
+            where=(k, tuple(int(i) for i in j)), abs_err=float(abs_err[j]),
+            rel_err=float(rel_err[j]))

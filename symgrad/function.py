@@ -1,0 +1,330 @@
+"""``sg.function``: a graph made callable.
+
+Mode "py" runs the NumPy reference evaluator. Whatever the mode, a function
+checks its arguments (naming the input, what it expects and what it got),
+returns arrays owned by the caller, applies updates after every right-hand
+side has been computed from the old values, and pickles.
+"""
+
+import os
+
+import numpy as np
+
+from . import dtypes as _dt
+from .config import check_mode, config
+from .errors import InputError
+from .graph import (Apply, Constant, SharedVariable, Variable, as_variable, clone_replace,
+                    free_inputs, toposort)
+from .interp import Program
+
+__all__ = ["function", "Function", "Graph"]
+
+
+class Graph:
+    """The graph a function runs: its inputs, outputs and update expressions.
+
+    ``print(f.graph)`` shows it with :func:`symgrad.debugprint`.
+    """
+
+    def __init__(self, inputs, outputs, updates):
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        self.updates = list(updates)  # (shared, expr)
+
+    @property
+    def nodes(self):
+        return toposort(self.outputs + [e for _, e in self.updates])
+
+    def __str__(self):
+        from .printing import debugprint
+        return debugprint(self)
+
+    def __repr__(self):
+        return f"<Graph: {len(self.inputs)} inputs, {len(self.outputs)} outputs, " \
+               f"{len(self.updates)} updates, {len(self.nodes)} nodes>"
+
+
+def _flatten_outputs(outputs):
+    """(list of Variables, a function rebuilding the user's structure from a list of values)."""
+    if outputs is None:
+        return [], lambda vals: None
+    if isinstance(outputs, dict):
+        keys = list(outputs)
+        for k in keys:
+            if not isinstance(k, str):
+                raise TypeError(f"output dict keys must be str, got {k!r}")
+        return [_as_output(outputs[k], repr(k)) for k in keys], lambda vals: dict(zip(keys, vals))
+    if isinstance(outputs, (list, tuple)):
+        kind = type(outputs)
+        return ([_as_output(o, f"#{i}") for i, o in enumerate(outputs)],
+                lambda vals: kind(vals) if kind in (list, tuple) else list(vals))
+    return [_as_output(outputs, "")], lambda vals: vals[0]
+
+
+def _as_output(o, where):
+    if isinstance(o, Variable):
+        return o
+    if isinstance(o, (int, float, bool, np.ndarray, np.generic)):
+        return as_variable(o)
+    raise TypeError(f"output {where}: expected a symbolic Variable, got {type(o).__name__}")
+
+
+def _pairs(mapping, what):
+    if mapping is None:
+        return []
+    items = list(mapping.items()) if isinstance(mapping, dict) else list(mapping)
+    for item in items:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise TypeError(f"{what} must be a dict or a list of (variable, expression) pairs, "
+                            f"got the entry {item!r}")
+    return [tuple(i) for i in items]
+
+
+def _check_updates(updates):
+    out, seen = [], set()
+    for sv, expr in _pairs(updates, "updates"):
+        if not isinstance(sv, SharedVariable):
+            raise TypeError(f"updates: the left-hand side must be a shared variable, got {sv!r}")
+        if id(sv) in seen:
+            raise ValueError(f"updates: {sv.name or sv} is updated twice")
+        seen.add(id(sv))
+        if not isinstance(expr, Variable):
+            expr = Constant(expr, dtype=sv.dtype)
+        if expr.dtype != sv.dtype or expr.ndim != sv.ndim:
+            raise TypeError(
+                f"updates: {sv.name or 'a shared variable'} holds {sv.ndim}-d {sv.dtype} but its "
+                f"update expression is {expr.type}"
+                + (f" (made at {expr.owner.trace})" if expr.owner is not None else "")
+                + f"; cast it with .astype('{sv.dtype}')" * (expr.ndim == sv.ndim))
+        out.append((sv, expr))
+    return out
+
+
+def _check_givens(givens):
+    out = {}
+    for var, rep in _pairs(givens, "givens"):
+        if not isinstance(var, Variable):
+            raise TypeError(f"givens: keys must be Variables, got {var!r}")
+        rep = as_variable(rep, dtype=var.dtype if not isinstance(rep, Variable) else None)
+        if rep.dtype != var.dtype or rep.ndim != var.ndim:
+            raise TypeError(f"givens: {var} is {var.type} but its replacement is {rep.type}")
+        out[var] = rep
+    return out
+
+
+def _input_label(v, i):
+    return f"'{v.name}'" if v.name else f"#{i}"
+
+
+class Function:
+    """A compiled function; make one with :func:`symgrad.function`."""
+
+    def __init__(self, inputs, outputs=None, updates=None, givens=None, mode=None, name=None,
+                 profile=False):
+        self._args = dict(inputs=inputs, outputs=outputs, updates=updates, givens=givens,
+                          mode=mode, name=name, profile=profile)
+        self.mode = check_mode(config.mode if mode is None else mode)
+        self.name = name
+        single_input = isinstance(inputs, Variable)
+        inputs = [inputs] if single_input else list(inputs)
+        for i, v in enumerate(inputs):
+            if not isinstance(v, Variable):
+                raise TypeError(f"inputs: entry #{i} is {type(v).__name__}, expected a symbolic "
+                                f"Variable")
+            if isinstance(v, (Constant, SharedVariable)) or v.owner is not None:
+                kind = ("a constant" if isinstance(v, Constant) else "a shared variable"
+                        if isinstance(v, SharedVariable) else f"computed by {v.owner.op}")
+                raise TypeError(f"inputs: {_input_label(v, i)} is {kind}; inputs must be free "
+                                f"variables made by sg.scalar/vector/matrix/tensor")
+        if len({id(v) for v in inputs}) != len(inputs):
+            raise ValueError("inputs: the same variable is listed twice")
+        self.inputs = inputs
+        flat, self._restructure = _flatten_outputs(outputs)
+        self.outputs = flat
+        upd = _check_updates(updates)
+        giv = _check_givens(givens)
+        exprs = flat + [e for _, e in upd]
+        if giv:
+            exprs = clone_replace(exprs, giv)
+        outs, upd_exprs = exprs[:len(flat)], exprs[len(flat):]
+        self._check_closed(outs + upd_exprs)
+        self.graph = Graph(inputs, outs, [(sv, e) for (sv, _), e in zip(upd, upd_exprs)])
+        self._shared_updated = [sv for sv, _ in upd]
+        self._program = Program(inputs, outs + upd_exprs)
+        self._n_out = len(outs)
+        self._names = {v.name: i for i, v in enumerate(inputs) if v.name}
+        self.profile = bool(profile)
+        self._profile = {} if profile else None
+        self._calls = 0
+
+    def _check_closed(self, exprs):
+        given = {id(v) for v in self.inputs}
+        for v in free_inputs(exprs):
+            if id(v) not in given:
+                user = next((n for n in toposort(exprs) if any(i is v for i in n.inputs)), None)
+                where = f", used by {user.op} at {user.trace}" if user is not None else ""
+                raise InputError(f"the graph needs the input {v.name or repr(v)}{where}, which is "
+                                 f"not in inputs; add it to inputs or replace it with givens")
+
+    @property
+    def source(self):
+        """The generated C source (None in mode "py")."""
+        return None
+
+    # ------------------------------------------------------------------ calling
+
+    def _bind(self, args, kwargs):
+        n = len(self.inputs)
+        if len(args) > n:
+            raise InputError(f"{self._label()} takes {n} input{'s' * (n != 1)}, got {len(args)}")
+        values = list(args) + [_MISSING] * (n - len(args))
+        for key, val in kwargs.items():
+            if key not in self._names:
+                known = ", ".join(repr(k) for k in self._names) or "none (inputs have no names)"
+                raise InputError(f"{self._label()} got an unknown keyword {key!r}; input names: {known}")
+            i = self._names[key]
+            if values[i] is not _MISSING:
+                raise InputError(f"{self._label()} got input {key!r} twice (by position and by name)")
+            values[i] = val
+        missing = [_input_label(v, i) for i, (v, val) in enumerate(zip(self.inputs, values))
+                   if val is _MISSING]
+        if missing:
+            raise InputError(f"{self._label()} is missing input {', '.join(missing)}")
+        return [convert_input(v, val, _input_label(v, i)) for i, (v, val) in
+                enumerate(zip(self.inputs, values))]
+
+    def _label(self):
+        return f"function {self.name!r}" if self.name else "the function"
+
+    def __call__(self, *args, **kwargs):
+        values = self._bind(args, kwargs)
+        results = self._program.run(values, self._profile)
+        self._calls += 1
+        owned = _Owned(values, self._program)
+        outs = [owned.take(r) for r in results[:self._n_out]]
+        for sv, r in zip(self._shared_updated, results[self._n_out:]):
+            sv._value = owned.take(r)
+        return self._restructure(outs)
+
+    # ------------------------------------------------------------------ introspection
+
+    def profile_report(self):
+        """Per node: calls, total time and share of the total (needs ``profile=True``)."""
+        if self._profile is None:
+            raise RuntimeError("profile_report needs sg.function(..., profile=True)")
+        rows = sorted(self._profile.values(), key=lambda e: -e[2])
+        total = sum(e[2] for e in rows) or 1e-300
+        lines = [f"{'node':<48} {'calls':>8} {'time (s)':>12} {'share':>7}"]
+        for node, calls, t in rows:
+            where = f"{os.path.basename(node.trace.filename)}:{node.trace.lineno}"
+            label = f"{str(node.op)[:24]} ({where})"
+            lines.append(f"{label[:48]:<48} {calls:>8} {t:>12.6f} {100 * t / total:>6.1f}%")
+        lines.append(f"{'total':<48} {self._calls:>8} {total:>12.6f} {100.0:>6.1f}%")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"<symgrad.Function {self.name or ''} mode={self.mode!r} " \
+               f"inputs={[str(v) for v in self.inputs]}>"
+
+    def __getstate__(self):
+        return {"args": self._args}
+
+    def __setstate__(self, state):
+        self.__init__(**state["args"])
+
+
+class _Missing:
+    def __repr__(self):
+        return "<missing>"
+
+
+_MISSING = _Missing()
+
+
+class _Owned:
+    """Hands out results so that none aliases an input, a shared value or another result."""
+
+    def __init__(self, inputs, program):
+        self.seen = ({id(v) for v in inputs} | {id(s.get_value(borrow=True)) for _, s in program.shared}
+                     | {id(c) for _, c in program.constants})
+
+    def take(self, value):
+        if id(value) in self.seen or not value.flags.owndata or not value.flags.writeable:
+            value = np.array(value, copy=True)
+        self.seen.add(id(value))
+        return value
+
+
+def convert_input(var, value, label):
+    """``value`` as an ndarray fit for ``var``, refusing lossy conversions with InputError."""
+    if isinstance(value, Variable):
+        raise InputError(f"input {label} got a symbolic Variable; pass a NumPy array or number")
+    is_py = _dt.is_python_scalar(value) or isinstance(value, (list, tuple))
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"input {label} expects {_describe(var)}, got an object that is not an "
+                         f"array ({e})") from None
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"input {label} expects {_describe(var)}, got an array of {arr.dtype}")
+    if arr.ndim != var.ndim:
+        raise InputError(f"input {label} expects {_describe(var)}, got a {arr.ndim}-d array "
+                         f"of shape {arr.shape}")
+    if not var.type.accepts_shape(arr.shape):
+        raise InputError(f"input {label} expects {_describe(var)}, got shape {arr.shape}")
+    if arr.dtype.name != var.dtype:
+        arr = _safe_cast(arr, var, label, is_py)
+    return arr
+
+
+def _safe_cast(arr, var, label, is_py):
+    target = np.dtype(var.dtype)
+    if np.can_cast(arr.dtype, target, "safe"):
+        return arr.astype(target)
+    if is_py:
+        # Python numbers are weak: a float literal may become float32, an int
+        # any integer or float dtype it fits in exactly.
+        if arr.dtype.kind == "f" and target.kind == "f":
+            return arr.astype(target)
+        if arr.dtype.kind in "biu" and target.kind in "iuf":
+            cast = arr.astype(target)
+            if np.array_equal(cast.astype(arr.dtype), arr):
+                return cast
+    raise InputError(f"input {label} expects {_describe(var)}, got {arr.dtype}, which does not "
+                     f"convert to {var.dtype} without loss; convert it explicitly with "
+                     f".astype('{var.dtype}') if that is intended")
+
+
+def _describe(var):
+    dims = ", ".join("?" if s is None else str(s) for s in var.shape)
+    return f"a {var.ndim}-d {var.dtype} array of shape ({dims}{',' * (var.ndim == 1)})"
+
+
+def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=None, profile=False):
+    """Compile a graph into a callable.
+
+    Parameters
+    ----------
+    inputs : Variable or list of Variable
+        Free variables, bound by position or by name at call time.
+    outputs : Variable, list/tuple or dict of Variables, optional
+        The call returns the same structure of NumPy arrays.
+    updates : dict or list of (SharedVariable, Variable), optional
+        New values of shared variables; every right-hand side sees the old values.
+    givens : dict, optional
+        ``{variable: replacement}`` substituted in the graph.
+    mode : {"py"}, optional
+        Default ``sg.config.mode``.
+    name : str, optional
+    profile : bool
+        Record per-node times for :meth:`Function.profile_report`.
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.vector("x")
+    >>> f = sg.function([x], (x ** 2).sum())
+    >>> float(f(np.array([1.0, 2.0])))
+    5.0
+    """
+    return Function(inputs, outputs, updates, givens, mode, name, profile)

@@ -1,0 +1,532 @@
+"""The graph IR: types, variables, apply nodes and ops, and walks over them.
+
+A graph is made of :class:`Variable` (a typed value) and :class:`Apply` (one
+application of an :class:`Op` to input variables, making output variables).
+An op may have several outputs. Every Apply records the user's ``file:line``
+where it was made, so errors can name it even after rewrites and in gradient
+nodes.
+"""
+
+import contextlib
+import itertools
+import os
+import sys
+import types as _pytypes
+
+import numpy as np
+
+from . import dtypes as _dt
+from .errors import ShapeError
+
+__all__ = [
+    "TensorType", "Variable", "Constant", "SharedVariable", "Apply", "Op",
+    "Trace", "as_variable", "constant", "shared", "toposort", "ancestors",
+    "free_inputs", "clone_replace", "OP_REGISTRY",
+]
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+# --------------------------------------------------------------------------- traces
+
+class Trace:
+    """Where the user made a node: ``file:line`` in the user's code."""
+
+    __slots__ = ("filename", "lineno", "function")
+
+    def __init__(self, filename, lineno, function=""):
+        self.filename, self.lineno, self.function = filename, lineno, function
+
+    def __str__(self):
+        return f"{self.filename}:{self.lineno}"
+
+    def __repr__(self):
+        return f"Trace({self!s})"
+
+    def __reduce__(self):
+        return (Trace, (self.filename, self.lineno, self.function))
+
+
+_override = []  # stack of (Trace, forward Apply or None) set while deriving gradients
+
+
+def user_trace():
+    """The first stack frame outside the symgrad package."""
+    if _override:
+        return _override[-1][0]
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return Trace("<unknown>", 0)
+    return Trace(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+
+
+@contextlib.contextmanager
+def trace_as(trace, grad_of=None):
+    """Make every node built inside carry ``trace`` (and ``grad_of``)."""
+    _override.append((trace, grad_of))
+    try:
+        yield
+    finally:
+        _override.pop()
+
+
+# --------------------------------------------------------------------------- types
+
+class TensorType:
+    """dtype plus static shape: a tuple with an int or None (known at call time) per axis."""
+
+    __slots__ = ("dtype", "shape")
+
+    def __init__(self, dtype, shape):
+        self.dtype = _dt.as_dtype(dtype)
+        shape = tuple(shape)
+        for s in shape:
+            if s is not None and (not isinstance(s, (int, np.integer)) or s < 0):
+                raise ShapeError(f"a static shape holds non-negative ints or None, got {shape}")
+        self.shape = tuple(None if s is None else int(s) for s in shape)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __eq__(self, other):
+        return isinstance(other, TensorType) and (self.dtype, self.shape) == (other.dtype, other.shape)
+
+    def __hash__(self):
+        return hash((self.dtype, self.shape))
+
+    def __str__(self):
+        dims = ", ".join("?" if s is None else str(s) for s in self.shape)
+        return f"{self.dtype}[{dims}]"
+
+    __repr__ = __str__
+
+    def __reduce__(self):
+        return (TensorType, (self.dtype, self.shape))
+
+    def accepts_shape(self, shape):
+        return len(shape) == self.ndim and all(s is None or s == t for s, t in zip(self.shape, shape))
+
+
+# --------------------------------------------------------------------------- variables
+
+class Variable:
+    """A symbolic value: an input, a constant, a shared variable or an op's output.
+
+    Attributes
+    ----------
+    type : TensorType
+    owner : Apply or None
+        The node that computes this variable (None for inputs).
+    index : int
+        Which output of ``owner`` this is.
+    name : str or None
+    """
+
+    __array_priority__ = 1000  # so ndarray + Variable defers to Variable.__radd__
+
+    def __init__(self, type, owner=None, index=0, name=None):  # noqa: A002
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, got {type(name).__name__}")
+        self.type = type
+        self.owner = owner
+        self.index = index
+        self.name = name
+        self.tag = _pytypes.SimpleNamespace()
+
+    dtype = property(lambda self: self.type.dtype)
+    ndim = property(lambda self: self.type.ndim)
+
+    @property
+    def shape(self):
+        """The static shape: a tuple of int or None. Use ``sg.shape(x)`` for the symbolic one."""
+        return self.type.shape
+
+    @property
+    def size(self):
+        """The static element count, or None if some length is known only at call time."""
+        return None if None in self.shape else int(np.prod(self.shape, dtype=np.int64))
+
+    def __repr__(self):
+        label = self.name or (self.owner.op.name if self.owner is not None else "input")
+        return f"<Variable {label}: {self.type}>"
+
+    def __str__(self):
+        return self.name or repr(self)
+
+    def __bool__(self):
+        raise TypeError("a symbolic Variable has no truth value; use sg.where(cond, a, b) to select "
+                        "and sg.eq / sg.neq to compare")
+
+    def __iter__(self):
+        raise TypeError("a symbolic Variable cannot be iterated; index it explicitly (x[0], x[1], ...)")
+
+    def __len__(self):
+        raise TypeError("len() of a symbolic Variable is unknown at build time; "
+                        "use x.shape[0] (static) or sg.shape(x)[0] (symbolic)")
+
+
+class Constant(Variable):
+    """A variable whose value is fixed when the graph is built."""
+
+    def __init__(self, data, dtype=None, name=None):
+        if isinstance(data, Variable):
+            raise TypeError("sg.constant expects a number or array, got a symbolic Variable")
+        arr = np.asarray(data)
+        if arr.dtype.kind in "OUSV":
+            raise TypeError(f"a constant must be numeric or bool, got an array of {arr.dtype}")
+        dt = _dt.as_dtype(dtype if dtype is not None else _default_dtype(data, arr), "constant")
+        cast = arr.astype(dt)
+        if dtype is not None and arr.dtype.kind in "biuf" and not _exact_cast(arr, cast):
+            raise TypeError(f"constant value {data!r} cannot be represented as {dt}")
+        cast.setflags(write=False)
+        super().__init__(TensorType(dt, cast.shape), name=name)
+        self.data = cast
+
+    def __repr__(self):
+        return f"<Constant {self.data.tolist() if self.data.size <= 8 else self.type}>"
+
+    def __str__(self):
+        return self.name or (str(self.data.tolist()) if self.data.size <= 8 else f"constant{self.type}")
+
+
+def _default_dtype(data, arr):
+    if _dt.is_python_scalar(data):
+        return _dt.default_scalar_dtype(data)
+    if arr.dtype.kind == "f":
+        return arr.dtype.name if arr.dtype.name in _dt.FLOATS else "float64"
+    if arr.dtype.kind in "iu":
+        return "int32" if arr.dtype.name == "int32" else "int64"
+    return arr.dtype.name
+
+
+def _exact_cast(src, dst):
+    with np.errstate(all="ignore"):
+        back = dst.astype(src.dtype)
+    return bool(np.all((back == src) | (np.isnan(src) if src.dtype.kind == "f" else False)))
+
+
+_shared_counter = itertools.count()
+
+
+class SharedVariable(Variable):
+    """Persistent state that lives between calls of compiled functions.
+
+    Its static shape is unknown (None on every axis) because ``set_value`` may
+    change the lengths; dtype and ndim are fixed.
+    """
+
+    def __init__(self, value, name=None, trainable=True):
+        if isinstance(value, Variable):
+            raise TypeError("sg.shared expects an array, got a symbolic Variable")
+        arr = np.array(value)
+        if arr.dtype.kind in "OUSV":
+            raise TypeError(f"a shared variable must hold a numeric or bool array, got {arr.dtype}")
+        if arr.dtype.name not in _dt.SUPPORTED:
+            arr = arr.astype(_default_dtype(value, arr))
+        super().__init__(TensorType(arr.dtype.name, (None,) * arr.ndim), name=name)
+        self._value = arr
+        self.trainable = bool(trainable)
+        self.order = next(_shared_counter)
+
+    def get_value(self, borrow=False):
+        """The current value: a copy unless ``borrow=True``."""
+        return self._value if borrow else self._value.copy()
+
+    def set_value(self, value, borrow=False):
+        """Replace the value; dtype and ndim must match (safe casts of lists and scalars allowed)."""
+        arr = np.asarray(value)
+        label = self.name or "shared variable"
+        if arr.ndim != self.ndim:
+            raise TypeError(f"set_value on {label}: expected a {self.ndim}-d array of {self.dtype}, "
+                            f"got a {arr.ndim}-d array of shape {arr.shape}")
+        if arr.dtype.name != self.dtype:
+            if isinstance(value, np.ndarray) or not np.can_cast(arr.dtype, self.dtype, "same_kind"):
+                raise TypeError(f"set_value on {label}: expected dtype {self.dtype}, got {arr.dtype}; "
+                                f"convert with .astype('{self.dtype}') first")
+            arr = arr.astype(self.dtype)
+        self._value = arr if borrow else np.array(arr, copy=True)
+
+    def __repr__(self):
+        return f"<SharedVariable {self.name or ''}: {self.dtype}{list(self._value.shape)}>"
+
+
+def constant(value, dtype=None, name=None):
+    """A constant Variable.
+
+    >>> import symgrad as sg
+    >>> sg.constant([1, 2], dtype="float32").type
+    float32[2]
+    """
+    return Constant(value, dtype=dtype, name=name)
+
+
+def shared(value, name=None, trainable=True):
+    """A shared variable: state that persists between calls (parameters, optimizer state).
+
+    >>> import numpy as np, symgrad as sg
+    >>> W = sg.shared(np.zeros((3, 2)), name="W")
+    >>> W.get_value().shape
+    (3, 2)
+    """
+    return SharedVariable(value, name=name, trainable=trainable)
+
+
+def as_variable(x, dtype=None):
+    """``x`` if it is a Variable, else a Constant made from it."""
+    if isinstance(x, Variable):
+        return x
+    if isinstance(x, (list, tuple)) and any(isinstance(e, Variable) for e in x):
+        raise TypeError("a list mixing Variables and numbers cannot become one constant; "
+                        "use sg.stack([...])")
+    return Constant(x, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- nodes and ops
+
+class Apply:
+    """One application of ``op`` to ``inputs``, making ``outputs``.
+
+    Attributes
+    ----------
+    trace : Trace
+        The user's file:line where this node was made (for gradient nodes, the
+        line of the forward node they belong to).
+    grad_of : Apply or None
+        For a node made by ``grad``, the forward node whose rule made it.
+    """
+
+    __slots__ = ("op", "inputs", "outputs", "trace", "grad_of", "tag")
+
+    def __init__(self, op, inputs, output_types, trace=None):
+        self.op = op
+        self.inputs = list(inputs)
+        self.outputs = [Variable(t, owner=self, index=i) for i, t in enumerate(output_types)]
+        self.grad_of = _override[-1][1] if _override else None
+        self.trace = trace if trace is not None else user_trace()
+        self.tag = _pytypes.SimpleNamespace()
+
+    @property
+    def out(self):
+        (out,) = self.outputs
+        return out
+
+    def __repr__(self):
+        return f"<Apply {self.op} at {self.trace}>"
+
+    def __getstate__(self):
+        return {s: getattr(self, s) for s in self.__slots__}
+
+    def __setstate__(self, state):
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+OP_REGISTRY = {}  # op name -> Op subclass or elementwise row; the registry test walks it
+
+
+class NotDifferentiable:
+    """Returned by a gradient rule for an input the output depends on but not smoothly (indices, labels)."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self):
+        return "NOT_DIFFERENTIABLE"
+
+    def __reduce__(self):
+        return (NotDifferentiable, ())
+
+
+NOT_DIFFERENTIABLE = NotDifferentiable()
+
+
+class Op:
+    """Base of every operation.
+
+    A subclass defines, in one place (SPEC §9):
+
+    * ``infer(*inputs) -> list[TensorType]``: type and static-shape inference,
+      raising ``ShapeError`` / ``TypeError`` at graph build time;
+    * ``perform(node, *values) -> list[np.ndarray]``: the NumPy reference;
+    * ``grad(node, inputs, outputs, gouts) -> list``: the gradient rule as
+      graph; per input a Variable, None (zero by construction, e.g. the
+      condition of ``where``) or ``NOT_DIFFERENTIABLE`` (indices, labels);
+      entries of ``gouts`` may be None for outputs nothing flows back from.
+
+    ``__props__`` names the attributes that make two ops equal. Concrete ops
+    register themselves under ``name`` in ``OP_REGISTRY`` (set
+    ``register = False`` for abstract bases).
+    """
+
+    __props__ = ()
+    name = None
+    register = True
+    # Indices of the inputs whose values the outputs depend on (None: all). An op
+    # that reads only its input's shape lists none, so gradients never look for
+    # a path through it.
+    value_inputs = None
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if cls.__dict__.get("register", True) and cls.__dict__.get("name"):
+            if cls.name in OP_REGISTRY:
+                raise RuntimeError(f"op name {cls.name!r} registered twice")
+            OP_REGISTRY[cls.name] = cls
+
+    def _props(self):
+        return tuple(getattr(self, p) for p in self.__props__)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self._props() == other._props()
+
+    def __hash__(self):
+        return hash((type(self), self._props()))
+
+    def __str__(self):
+        if not self.__props__:
+            return self.name
+        return f"{self.name}{{{', '.join(f'{p}={getattr(self, p)}' for p in self.__props__)}}}"
+
+    __repr__ = __str__
+
+    def __call__(self, *inputs):
+        node = self.make_node(*inputs)
+        return node.outputs[0] if len(node.outputs) == 1 else list(node.outputs)
+
+    def make_node(self, *inputs):
+        inputs = [as_variable(x) for x in inputs]
+        try:
+            out_types = self.infer(*inputs)
+        except (ShapeError, TypeError) as e:
+            raise _at_user_line(e, self) from None
+        return Apply(self, inputs, out_types)
+
+    def infer(self, *inputs):
+        raise NotImplementedError(f"{type(self).__name__}.infer")
+
+    def perform(self, node, *values):
+        raise NotImplementedError(f"{type(self).__name__}.perform")
+
+    def grad(self, node, inputs, outputs, gouts):
+        raise NotImplementedError(f"{type(self).__name__}.grad")
+
+
+def _at_user_line(err, op):
+    """The same error with the op and the user's line in front (once)."""
+    msg = str(err)
+    if " (at " in msg.split("\n", 1)[0]:
+        return err
+    trace = user_trace()
+    prefix = "" if msg.startswith(f"{op.name}:") or msg.startswith(f"{op.name} ") else f"{op.name}: "
+    new = type(err)(f"{prefix}{msg} (at {trace})") if type(err) in (ShapeError, TypeError) else err
+    return new
+
+
+# --------------------------------------------------------------------------- walks
+
+def toposort(outputs):
+    """The Apply nodes that compute ``outputs``, each after all nodes it depends on."""
+    order, seen = [], set()
+    for out in outputs:
+        if out.owner is None or id(out.owner) in seen:
+            continue
+        stack = [(out.owner, iter(out.owner.inputs))]
+        seen.add(id(out.owner))
+        while stack:
+            node, it = stack[-1]
+            for inp in it:
+                if inp.owner is not None and id(inp.owner) not in seen:
+                    seen.add(id(inp.owner))
+                    stack.append((inp.owner, iter(inp.owner.inputs)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    return order
+
+
+def ancestors(outputs):
+    """Every variable ``outputs`` depend on, themselves included (a set of ids -> Variable dict)."""
+    seen = {}
+    stack = list(outputs)
+    while stack:
+        v = stack.pop()
+        if id(v) in seen:
+            continue
+        seen[id(v)] = v
+        if v.owner is not None:
+            stack.extend(v.owner.inputs)
+    return seen
+
+
+def free_inputs(outputs):
+    """The root variables of a graph that need a value: not constants, not shared, no owner."""
+    found = []
+    for v in ancestors(outputs).values():
+        if v.owner is None and not isinstance(v, (Constant, SharedVariable)):
+            found.append(v)
+    return found
+
+
+def clone_replace(outputs, replace):
+    """Rebuild ``outputs`` with the variables in ``replace`` (old -> new) substituted.
+
+    Nodes are rebuilt through ``op.make_node`` so types are re-inferred; each
+    rebuilt node keeps the trace and gradient origin of the node it copies.
+    """
+    memo = {id(k): v for k, v in replace.items()}
+    for node in toposort(outputs):
+        new_inputs = [memo.get(id(i), i) for i in node.inputs]
+        if all(a is b for a, b in zip(new_inputs, node.inputs)):
+            continue
+        override = (node.trace, node.grad_of)
+        _override.append(override)
+        try:
+            new_node = node.op.make_node(*new_inputs)
+        finally:
+            _override.pop()
+        for old, new in zip(node.outputs, new_node.outputs):
+            new.name = old.name
+            new.tag.__dict__.update(old.tag.__dict__)
+            memo[id(old)] = new
+    return [memo.get(id(o), o) for o in outputs]
+
+
+# --------------------------------------------------------------------------- constructors
+
+def tensor(name=None, dtype=None, shape=None):
+    """A symbolic input of any rank; ``shape`` holds an int (static) or None per axis.
+
+    >>> import symgrad as sg
+    >>> sg.tensor("x", shape=(None, 3)).type
+    float64[?, 3]
+    """
+    if shape is None:
+        raise TypeError("sg.tensor needs shape=(...), e.g. shape=(None, 3); use sg.scalar, "
+                        "sg.vector or sg.matrix for inputs without static lengths")
+    if isinstance(name, (tuple, list)):
+        raise TypeError("sg.tensor(name, dtype, shape): the first argument is the name; "
+                        "pass the shape as shape=...")
+    return Variable(TensorType(_dt.as_dtype(dtype), shape), name=name)
+
+
+def _maker(ndim, what):
+    def make(name=None, dtype=None):
+        return Variable(TensorType(_dt.as_dtype(dtype), (None,) * ndim), name=name)
+    make.__name__ = what
+    make.__doc__ = f"A symbolic {ndim}-d input ({what}); dtype defaults to ``sg.config.floatX``."
+    return make
+
+
+scalar = _maker(0, "scalar")
+vector = _maker(1, "vector")
+matrix = _maker(2, "matrix")
+tensor3 = _maker(3, "tensor3")
+tensor4 = _maker(4, "tensor4")

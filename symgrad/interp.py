@@ -1,0 +1,98 @@
+"""The NumPy reference evaluator: mode "py", and the oracle of every test.
+
+A :class:`Program` is a graph flattened once into a list of steps; running it
+calls each op's ``perform`` on NumPy arrays in topological order.
+"""
+
+import time
+
+import numpy as np
+
+from .errors import ShapeError
+from .graph import Constant, SharedVariable, toposort
+
+__all__ = ["Program", "evaluate"]
+
+
+class Program:
+    """``outputs`` as a list of steps over value slots, inputs bound by position."""
+
+    def __init__(self, inputs, outputs):
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        self.nodes = toposort(self.outputs)
+        slot = {}
+
+        def slot_of(v):
+            if id(v) not in slot:
+                slot[id(v)] = len(slot)
+            return slot[id(v)]
+
+        self.input_slots = [slot_of(v) for v in self.inputs]
+        self.constants = []  # (slot, value)
+        self.shared = []     # (slot, SharedVariable)
+        for node in self.nodes:
+            for v in node.inputs:
+                if id(v) in slot:
+                    continue
+                if isinstance(v, Constant):
+                    self.constants.append((slot_of(v), v.data))
+                elif isinstance(v, SharedVariable):
+                    self.shared.append((slot_of(v), v))
+        for v in self.outputs:
+            if id(v) not in slot and v.owner is None:
+                if isinstance(v, Constant):
+                    self.constants.append((slot_of(v), v.data))
+                elif isinstance(v, SharedVariable):
+                    self.shared.append((slot_of(v), v))
+        self.steps = [(node, [slot_of(i) for i in node.inputs], [slot_of(o) for o in node.outputs])
+                      for node in self.nodes]
+        self.output_slots = [slot_of(v) for v in self.outputs]
+        self.n_slots = len(slot)
+
+    def run(self, values, profile=None):
+        """Output values for input ``values`` (a list in the order of ``inputs``)."""
+        env = [None] * self.n_slots
+        for s, v in zip(self.input_slots, values):
+            env[s] = v
+        for s, v in self.constants:
+            env[s] = v
+        for s, v in self.shared:
+            env[s] = v.get_value(borrow=True)
+        for node, ins, outs in self.steps:
+            t0 = time.perf_counter() if profile is not None else 0.0
+            results = node.op.perform(node, *[env[i] for i in ins])
+            if profile is not None:
+                entry = profile.setdefault(id(node), [node, 0, 0.0])
+                entry[1] += 1
+                entry[2] += time.perf_counter() - t0
+            for s, r, var in zip(outs, results, node.outputs):
+                _check_result(node, var, r)
+                env[s] = r
+        return [env[s] for s in self.output_slots]
+
+
+def _check_result(node, var, value):
+    """A reference result must match the inferred type: a bug in an op otherwise."""
+    if not isinstance(value, np.ndarray) or value.dtype.name != var.dtype:
+        raise AssertionError(f"{node.op} returned {type(value).__name__} "
+                             f"{getattr(value, 'dtype', '')}, its type says {var.type}")
+    if not var.type.accepts_shape(value.shape):
+        raise ShapeError(f"{node.op} at {node.trace}: result of shape {value.shape} does not "
+                         f"match the static shape {var.type}")
+
+
+def evaluate(outputs, givens=None):
+    """Evaluate ``outputs`` (a Variable or a list) with ``givens`` {input: value}, in NumPy.
+
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.vector("x")
+    >>> sg.evaluate(x * 2, {x: np.array([1.0, 2.0])})
+    array([2., 4.])
+    """
+    single = not isinstance(outputs, (list, tuple))
+    outs = [outputs] if single else list(outputs)
+    givens = givens or {}
+    prog = Program(list(givens), outs)
+    vals = prog.run([np.asarray(v) for v in givens.values()])
+    return vals[0] if single else vals

@@ -1,0 +1,305 @@
+"""Elementwise ops: one table row per op.
+
+A row names the op, its arity, its NumPy reference and its gradient rule. The
+rule receives the input variables, the output and the output cotangent ``g``
+and returns one cotangent per input, before broadcasting is undone (the
+:class:`Elemwise` op sums each back to its input's shape). Output dtypes are
+whatever NumPy gives for the input dtypes (NumPy 2 promotion, weak Python
+scalars).
+
+Documented subgradients: ``relu'(0) = 0``, ``abs'(0) = 0``; ``maximum`` and
+``minimum`` send a tie's gradient to their first argument; ``floor``, ``ceil``,
+``round`` and ``sign`` have gradient zero.
+"""
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..errors import ShapeError
+from ..graph import NOT_DIFFERENTIABLE, OP_REGISTRY, Constant, Op, TensorType, Variable, as_variable
+from .shape import sum_to, zeros_like
+
+__all__ = ["Elemwise", "Cast", "ELEMWISE", "cast", "broadcast_static"]
+
+
+class Row:
+    """One elementwise op: name, arity, NumPy reference, gradient rule, symbol for printing."""
+
+    def __init__(self, name, arity, impl, grad, symbol=None, doc=""):
+        self.name, self.arity, self.impl, self.grad = name, arity, impl, grad
+        self.symbol = symbol
+        self.doc = doc
+
+    def __repr__(self):
+        return f"<elementwise {self.name}>"
+
+
+ELEMWISE = {}
+
+
+def row(name, arity, impl, grad, symbol=None, doc=""):
+    if name in OP_REGISTRY:
+        raise RuntimeError(f"op name {name!r} registered twice")
+    ELEMWISE[name] = OP_REGISTRY[name] = Row(name, arity, impl, grad, symbol, doc)
+
+
+def broadcast_static(shapes, opname):
+    """The static broadcast of several static shapes (ShapeError if provably incompatible)."""
+    nd = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(nd):
+        dims = [s[axis - nd + len(s)] for s in shapes if axis - nd + len(s) >= 0]
+        known = {d for d in dims if d is not None and d != 1}
+        if len(known) > 1:
+            shown = " and ".join(str(tuple(s)) for s in shapes)
+            raise ShapeError(f"{opname}: shapes {shown} cannot be broadcast together "
+                             f"(axis {axis}: lengths {sorted(known)})")
+        out.append(known.pop() if known else (None if None in dims else 1))
+    return tuple(out)
+
+
+class Elemwise(Op):
+    """Applies one elementwise table row with NumPy broadcasting."""
+
+    __props__ = ("scalar",)
+    register = False  # each table row is registered under its own name
+
+    def __init__(self, scalar):
+        if scalar not in ELEMWISE:
+            raise ValueError(f"unknown elementwise op {scalar!r}")
+        self.scalar = scalar
+
+    @property
+    def row(self):
+        return ELEMWISE[self.scalar]
+
+    @property
+    def name(self):
+        return self.scalar
+
+    def __str__(self):
+        return self.scalar
+
+    def infer(self, *inputs):
+        if len(inputs) != self.row.arity:
+            raise TypeError(f"takes {self.row.arity} inputs, got {len(inputs)}")
+        dtype = _dt.result_dtype(self.row.impl, [i.dtype for i in inputs], opname=self.scalar)
+        return [TensorType(dtype, broadcast_static([i.shape for i in inputs], self.scalar))]
+
+    def perform(self, node, *values):
+        try:
+            np.broadcast_shapes(*[v.shape for v in values])
+        except ValueError:
+            shown = ", ".join(str(v.shape) for v in values)
+            raise ShapeError(f"{self.scalar} at {node.trace}: shapes {shown} cannot be "
+                             f"broadcast together") from None
+        with np.errstate(all="ignore"):
+            out = self.row.impl(*values)
+        return [np.array(out, dtype=node.outputs[0].dtype)]
+
+    def grad(self, node, inputs, outputs, gouts):
+        (g,), (out,) = gouts, outputs
+        raw = self.row.grad(*inputs, out, g)
+        result = []
+        for x, gx in zip(inputs, raw):
+            if gx is None:
+                result.append(None)
+            elif not _dt.is_float(x.dtype):
+                result.append(NOT_DIFFERENTIABLE)
+            else:
+                gx = sum_to(gx, x)
+                result.append(gx if gx.dtype == x.dtype else cast(gx, x.dtype))
+        return result
+
+
+def _promote_args(args, value_slots=None):
+    """Variables, with Python scalars turned into constants of the partners' dtype (NEP 50)."""
+    slots = range(len(args)) if value_slots is None else value_slots
+    partners = [a.dtype for i, a in enumerate(args) if isinstance(a, Variable) and i in slots]
+    out = []
+    for i, a in enumerate(args):
+        if not isinstance(a, Variable) and _dt.is_python_scalar(a) and i in slots:
+            out.append(Constant(a, dtype=_dt.weak_scalar_dtype(a, partners)))
+        else:
+            out.append(as_variable(a))
+    return out
+
+
+def apply(name, *args, value_slots=None):
+    return Elemwise(name)(*_promote_args(args, value_slots))
+
+
+# --------------------------------------------------------------------------- cast
+
+class Cast(Op):
+    """``x.astype(dtype)``; a cast to an integer or bool dtype is not differentiable."""
+
+    __props__ = ("dtype",)
+    name = "cast"
+
+    def __init__(self, dtype):
+        self.dtype = _dt.as_dtype(dtype, "cast")
+
+    def infer(self, x):
+        return [TensorType(self.dtype, x.shape)]
+
+    def perform(self, node, x):
+        with np.errstate(all="ignore"):
+            return [np.array(x, dtype=self.dtype)]
+
+    def grad(self, node, inputs, outputs, gouts):
+        (x,) = inputs
+        if not _dt.is_float(x.dtype):
+            return [NOT_DIFFERENTIABLE]
+        return [cast(gouts[0], x.dtype)]
+
+
+def cast(x, dtype):
+    """``x`` converted to ``dtype`` (no node if it already has it)."""
+    x = as_variable(x)
+    dtype = _dt.as_dtype(dtype, "cast")
+    return x if x.dtype == dtype else Cast(dtype)(x)
+
+
+# --------------------------------------------------------------------------- stop_gradient
+
+class StopGradient(Op):
+    """The identity whose gradient is cut on purpose (no cotangent flows through)."""
+
+    name = "stop_gradient"
+
+    def infer(self, x):
+        return [x.type]
+
+    def perform(self, node, x):
+        return [np.array(x, copy=True)]
+
+    def grad(self, node, inputs, outputs, gouts):
+        return [None]
+
+
+def stop_gradient(x):
+    """``x``, seen by ``sg.grad`` as a constant: no gradient flows through it.
+
+    >>> import symgrad as sg
+    >>> x = sg.scalar("x")
+    >>> g = sg.grad(x * sg.stop_gradient(x), x)   # d/dx of x * c  ->  c == x
+    """
+    return StopGradient()(as_variable(x))
+
+
+# --------------------------------------------------------------------------- NumPy references
+
+def _sigmoid(x):
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        x = x.astype(np.result_type(x.dtype, np.float64) if x.dtype.kind in "iu" else np.float16)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+
+def _softplus(x):
+    return np.logaddexp(0, x)
+
+
+def _relu(x):
+    return np.maximum(x, 0) if np.asarray(x).dtype != np.bool_ else np.asarray(x).copy()
+
+
+def _where(c, x, y):
+    return np.where(np.asarray(c, dtype=bool), x, y)
+
+
+# --------------------------------------------------------------------------- gradient helpers
+
+def _zero(x, out, g):
+    return [zeros_like(x, dtype=g.dtype)]
+
+
+def where(cond, x, y):
+    """Elementwise ``x`` where ``cond`` is true, else ``y`` (with broadcasting)."""
+    return apply("where", cond, x, y, value_slots=(1, 2))
+
+
+def _sel(cond, g):
+    return where(cond, g, 0)
+
+
+def _pow_grad(x, y, out, g):
+    gx = g * y * x ** (y - 1)
+    gy = g * where(eq(x, 0), 0, out * log(x))
+    return [gx, gy]
+
+
+# --------------------------------------------------------------------------- the table
+
+row("neg", 1, np.negative, lambda x, out, g: [-g], "-")
+row("abs", 1, np.abs, lambda x, out, g: [g * sign(x)], doc="abs'(0) = 0")
+row("sign", 1, np.sign, _zero)
+row("exp", 1, np.exp, lambda x, out, g: [g * out])
+row("log", 1, np.log, lambda x, out, g: [g / x])
+row("log1p", 1, np.log1p, lambda x, out, g: [g / (x + 1)])
+row("expm1", 1, np.expm1, lambda x, out, g: [g * (out + 1)])
+row("sqrt", 1, np.sqrt, lambda x, out, g: [g * 0.5 / out])
+row("square", 1, np.square, lambda x, out, g: [g * 2 * x])
+row("tanh", 1, np.tanh, lambda x, out, g: [g * (1 - square(out))])
+row("sigmoid", 1, _sigmoid, lambda x, out, g: [g * out * (1 - out)])
+row("softplus", 1, _softplus, lambda x, out, g: [g * sigmoid(x)])
+row("relu", 1, _relu, lambda x, out, g: [_sel(x > 0, g)], doc="relu'(0) = 0")
+row("sin", 1, np.sin, lambda x, out, g: [g * cos(x)])
+row("cos", 1, np.cos, lambda x, out, g: [-g * sin(x)])
+row("floor", 1, np.floor, _zero)
+row("ceil", 1, np.ceil, _zero)
+row("round", 1, np.round, _zero)
+row("isnan", 1, np.isnan, lambda x, out, g: [None])
+
+row("add", 2, np.add, lambda x, y, out, g: [g, g], "+")
+row("sub", 2, np.subtract, lambda x, y, out, g: [g, -g], "-")
+row("mul", 2, np.multiply, lambda x, y, out, g: [g * y, g * x], "*")
+row("truediv", 2, np.true_divide, lambda x, y, out, g: [g / y, -g * out / y], "/")
+row("floordiv", 2, np.floor_divide,
+    lambda x, y, out, g: [zeros_like(x, g.dtype), zeros_like(y, g.dtype)], "//")
+row("mod", 2, np.mod, lambda x, y, out, g: [g, -g * floor(x / y)], "%")
+row("pow", 2, np.power, _pow_grad, "**")
+row("maximum", 2, np.maximum,
+    lambda x, y, out, g: [_sel(x >= y, g), _sel(x < y, g)], doc="a tie's gradient goes to x")
+row("minimum", 2, np.minimum,
+    lambda x, y, out, g: [_sel(x <= y, g), _sel(x > y, g)], doc="a tie's gradient goes to x")
+for _name, _fn, _sym in [("lt", np.less, "<"), ("le", np.less_equal, "<="),
+                         ("gt", np.greater, ">"), ("ge", np.greater_equal, ">="),
+                         ("eq", np.equal, "=="), ("neq", np.not_equal, "!=")]:
+    row(_name, 2, _fn, lambda x, y, out, g: [None, None], _sym)
+row("where", 3, _where, lambda c, x, y, out, g: [None, _sel(c, g), where(c, 0, g)],
+    doc="no gradient flows into the condition")
+
+
+# --------------------------------------------------------------------------- public functions
+
+def _unary(name):
+    def fn(x):
+        return apply(name, x)
+    fn.__name__ = name
+    fn.__doc__ = f"Elementwise ``{name}``{' (' + ELEMWISE[name].doc + ')' if ELEMWISE[name].doc else ''}."
+    return fn
+
+
+def _binary(name):
+    def fn(x, y):
+        return apply(name, x, y)
+    fn.__name__ = name
+    fn.__doc__ = f"Elementwise ``{name}`` with broadcasting{'; ' + ELEMWISE[name].doc if ELEMWISE[name].doc else ''}."
+    return fn
+
+
+neg, abs, sign, exp, log, log1p, expm1, sqrt, square, tanh = map(  # noqa: A001
+    _unary, ["neg", "abs", "sign", "exp", "log", "log1p", "expm1", "sqrt", "square", "tanh"])
+sigmoid, softplus, relu, sin, cos, floor, ceil, round, isnan = map(  # noqa: A001
+    _unary, ["sigmoid", "softplus", "relu", "sin", "cos", "floor", "ceil", "round", "isnan"])
+add, sub, mul, truediv, floordiv, mod, pow, maximum, minimum = map(  # noqa: A001
+    _binary, ["add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "maximum", "minimum"])
+lt, le, gt, ge, eq, neq = map(_binary, ["lt", "le", "gt", "ge", "eq", "neq"])
+
+
+def clip(x, lo, hi):
+    """``x`` limited to ``[lo, hi]``: ``minimum(maximum(x, lo), hi)`` (ties pass the gradient to x)."""
+    return minimum(maximum(x, lo), hi)

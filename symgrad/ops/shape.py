@@ -1,0 +1,409 @@
+"""Shape-level ops: shapes as values, axis shuffles, broadcast and its adjoint, reshape.
+
+The autodiff relies on these: ``sum_to`` folds a cotangent back to the shape of
+a broadcast input, ``zeros_like`` makes an explicit zero cotangent.
+"""
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..errors import ShapeError
+from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType, Variable, as_variable
+
+__all__ = ["shape", "shape_at", "make_vector", "dimshuffle", "transpose", "expand_dims",
+           "squeeze", "broadcast_to", "sum_to", "reshape", "flatten", "alloc", "zeros", "ones",
+           "zeros_like", "ones_like", "shape_entries", "as_shape_vector", "normalize_axis"]
+
+
+def normalize_axis(axis, ndim, opname):
+    """``axis`` as a non-negative int, or a TypeError/ShapeError naming ``opname``."""
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{opname}: axis must be an int, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ShapeError(f"{opname}: axis {axis} is out of range for a {ndim}-d input")
+    return int(axis) % ndim if ndim else 0
+
+
+# --------------------------------------------------------------------------- shapes as values
+
+class Shape(Op):
+    """The runtime shape of ``x`` as an int64 vector."""
+
+    name = "shape"
+    value_inputs = ()
+
+    def infer(self, x):
+        return [TensorType("int64", (x.ndim,))]
+
+    def perform(self, node, x):
+        return [np.array(x.shape, dtype=np.int64)]
+
+    def grad(self, node, inputs, outputs, gouts):
+        return [None]
+
+
+class ShapeAt(Op):
+    """The runtime length of one axis of ``x``, as an int64 scalar."""
+
+    __props__ = ("axis",)
+    name = "shape_at"
+    value_inputs = ()
+
+    def __init__(self, axis):
+        self.axis = int(axis)
+
+    def infer(self, x):
+        normalize_axis(self.axis, x.ndim, self.name)
+        return [TensorType("int64", ())]
+
+    def perform(self, node, x):
+        return [np.array(x.shape[self.axis], dtype=np.int64)]
+
+    def grad(self, node, inputs, outputs, gouts):
+        return [None]
+
+
+class MakeVector(Op):
+    """Integer scalars stacked into an int64 vector (shapes built from parts)."""
+
+    name = "make_vector"
+
+    def infer(self, *parts):
+        for p in parts:
+            if p.ndim != 0 or not (_dt.is_int(p.dtype) or _dt.is_bool(p.dtype)):
+                raise TypeError(f"make_vector takes integer scalars, got {p.type}")
+        return [TensorType("int64", (len(parts),))]
+
+    def perform(self, node, *parts):
+        return [np.array([int(p) for p in parts], dtype=np.int64)]
+
+    def grad(self, node, inputs, outputs, gouts):
+        return [NOT_DIFFERENTIABLE] * len(inputs)
+
+
+def shape(x):
+    """The shape of ``x`` as a symbolic int64 vector; ``sg.shape(x)[0]`` is the batch size.
+
+    >>> import symgrad as sg
+    >>> sg.shape(sg.matrix()).type
+    int64[2]
+    """
+    return Shape()(as_variable(x))
+
+
+def shape_at(x, axis):
+    x = as_variable(x)
+    return ShapeAt(normalize_axis(axis, x.ndim, "shape"))(x)
+
+
+def make_vector(parts):
+    return MakeVector()(*[as_variable(p, dtype="int64") for p in parts])
+
+
+def scalar_entry(s):
+    """The static int value of an integer scalar variable, or None if known only at run time."""
+    if isinstance(s, Constant) and s.ndim == 0:
+        return int(s.data)
+    if s.owner is not None and isinstance(s.owner.op, ShapeAt):
+        return s.owner.inputs[0].shape[s.owner.op.axis]
+    return None
+
+
+def shape_entries(v):
+    """Static entries (int or None each) of an int64 shape vector ``v``."""
+    if isinstance(v, Constant):
+        return tuple(int(e) for e in v.data)
+    if v.owner is not None and isinstance(v.owner.op, Shape):
+        return v.owner.inputs[0].shape
+    if v.owner is not None and isinstance(v.owner.op, MakeVector):
+        return tuple(scalar_entry(p) for p in v.owner.inputs)
+    return (None,) * (v.shape[0] or 0)
+
+
+def as_shape_vector(shp, opname):
+    """A shape given as ints, integer scalars, a tuple of both, or an int vector -> int64 vector."""
+    if isinstance(shp, Variable):
+        if shp.ndim == 0:
+            shp = [shp]
+        elif shp.ndim == 1 and (_dt.is_int(shp.dtype)):
+            if shp.shape[0] is None:
+                raise ShapeError(f"{opname}: a shape vector needs a static length")
+            return shp if shp.dtype == "int64" else shp.astype("int64")
+        else:
+            raise TypeError(f"{opname}: a shape must be ints or an integer vector, got {shp.type}")
+    if isinstance(shp, (int, np.integer)):
+        shp = [shp]
+    shp = list(shp)
+    for s in shp:
+        if s is None:
+            raise TypeError(f"{opname}: a shape entry is None; x.shape holds static lengths, "
+                            f"use sg.shape(x)[i] for a length known only at call time")
+        if isinstance(s, Variable):
+            if s.ndim != 0 or not _dt.is_int(s.dtype):
+                raise TypeError(f"{opname}: shape entries must be integer scalars, got {s.type}")
+        elif isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
+            raise TypeError(f"{opname}: shape entries must be ints, got {s!r}")
+    if all(not isinstance(s, Variable) for s in shp):
+        return Constant(np.array(shp, dtype=np.int64).reshape(len(shp)))
+    return make_vector(shp)
+
+
+# --------------------------------------------------------------------------- dimshuffle
+
+class DimShuffle(Op):
+    """Permute axes, insert length-1 axes ('x'), drop length-1 axes.
+
+    ``order`` lists, for each output axis, an input axis or 'x'. Input axes not
+    listed are dropped and must have length 1 (checked at build time when the
+    length is static, else at run time).
+    """
+
+    __props__ = ("order", "in_ndim")
+    name = "dimshuffle"
+
+    def __init__(self, order, in_ndim):
+        self.order = tuple(order)
+        self.in_ndim = int(in_ndim)
+        axes = [a for a in self.order if a != "x"]
+        if len(set(axes)) != len(axes) or any(not 0 <= a < in_ndim for a in axes):
+            raise ShapeError(f"dimshuffle: invalid axis order {self.order} for a {in_ndim}-d input")
+        self.dropped = tuple(a for a in range(in_ndim) if a not in axes)
+
+    def infer(self, x):
+        if x.ndim != self.in_ndim:
+            raise ShapeError(f"expected a {self.in_ndim}-d input, got {x.type}")
+        for a in self.dropped:
+            if x.shape[a] not in (None, 1):
+                raise ShapeError(f"cannot drop axis {a} of length {x.shape[a]} (only length 1)")
+        return [TensorType(x.dtype, tuple(1 if a == "x" else x.shape[a] for a in self.order))]
+
+    def perform(self, node, x):
+        for a in self.dropped:
+            if x.shape[a] != 1:
+                raise ShapeError(f"dimshuffle at {node.trace}: cannot drop axis {a} of length "
+                                 f"{x.shape[a]} (input shape {x.shape})")
+        kept = [a for a in self.order if a != "x"]
+        y = np.transpose(x, kept + list(self.dropped))
+        y = y.reshape(y.shape[:len(kept)])
+        return [np.ascontiguousarray(y.reshape([1 if a == "x" else x.shape[a] for a in self.order]))]
+
+    def grad(self, node, inputs, outputs, gouts):
+        (g,) = gouts
+        kept_out = [i for i, a in enumerate(self.order) if a != "x"]
+        g = DimShuffle(kept_out, len(self.order))(g) if len(kept_out) != len(self.order) else g
+        kept = [a for a in self.order if a != "x"]
+        back = [kept.index(a) if a in kept else "x" for a in range(self.in_ndim)]
+        if back == list(range(len(kept))):
+            return [g]
+        return [DimShuffle(back, len(kept))(g)]
+
+
+def dimshuffle(x, *order):
+    x = as_variable(x)
+    if list(order) == list(range(x.ndim)):
+        return x
+    return DimShuffle(order, x.ndim)(x)
+
+
+def transpose(x, axes=None):
+    """Permute the axes of ``x`` (reverse them when ``axes`` is None), as ``np.transpose``."""
+    x = as_variable(x)
+    if axes is None:
+        axes = tuple(reversed(range(x.ndim)))
+    axes = tuple(normalize_axis(a, x.ndim, "transpose") for a in axes)
+    if sorted(axes) != list(range(x.ndim)):
+        raise ShapeError(f"transpose: axes {axes} are not a permutation of {x.ndim} axes")
+    return dimshuffle(x, *axes)
+
+
+def expand_dims(x, axis):
+    """Insert length-1 axes at ``axis`` (an int or a tuple), as ``np.expand_dims``."""
+    x = as_variable(x)
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out_ndim = x.ndim + len(axes)
+    axes = sorted(normalize_axis(a, out_ndim, "expand_dims") for a in axes)
+    if len(set(axes)) != len(axes):
+        raise ShapeError(f"expand_dims: repeated axis in {axis}")
+    src = iter(range(x.ndim))
+    return dimshuffle(x, *["x" if i in axes else next(src) for i in range(out_ndim)])
+
+
+def squeeze(x, axis=None):
+    """Drop length-1 axes: the given ones (checked), or every axis of static length 1."""
+    x = as_variable(x)
+    if axis is None:
+        axes = [i for i, s in enumerate(x.shape) if s == 1]
+    else:
+        axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+        axes = [normalize_axis(a, x.ndim, "squeeze") for a in axes]
+        for a in axes:
+            if x.shape[a] not in (None, 1):
+                raise ShapeError(f"squeeze: axis {a} has length {x.shape[a]}, not 1 (input {x.type})")
+    return dimshuffle(x, *[i for i in range(x.ndim) if i not in axes])
+
+
+# --------------------------------------------------------------------------- broadcast and its adjoint
+
+def _broadcast_check(src, target, opname):
+    if len(src) > len(target):
+        raise ShapeError(f"{opname}: cannot broadcast {len(src)}-d shape {src} to {len(target)} dims")
+    for s, t in zip(src[::-1], target[::-1]):
+        if s is not None and t is not None and s != 1 and s != t:
+            raise ShapeError(f"{opname}: cannot broadcast shape {src} to {target}")
+
+
+class BroadcastTo(Op):
+    """``np.broadcast_to(x, shape)`` as a fresh array; ``shape`` is an int64 vector."""
+
+    name = "broadcast_to"
+
+    def infer(self, x, shp):
+        if shp.dtype != "int64" or shp.ndim != 1 or shp.shape[0] is None:
+            raise TypeError(f"the shape must be an int64 vector of static length, got {shp.type}")
+        target = shape_entries(shp)
+        _broadcast_check(x.shape, target, self.name)
+        lead = len(target) - x.ndim
+        out = [t if t is not None else (s if i >= lead and (s := x.shape[i - lead]) not in (None, 1)
+                                        else None) for i, t in enumerate(target)]
+        return [TensorType(x.dtype, out)]
+
+    def perform(self, node, x, shp):
+        try:
+            return [np.array(np.broadcast_to(x, tuple(int(s) for s in shp)))]
+        except ValueError:
+            raise ShapeError(f"broadcast_to at {node.trace}: cannot broadcast shape {x.shape} "
+                             f"to {tuple(shp)}") from None
+
+    def grad(self, node, inputs, outputs, gouts):
+        x, _ = inputs
+        return [sum_to(gouts[0], x), NOT_DIFFERENTIABLE]
+
+
+class SumTo(Op):
+    """Sum ``g`` over the axes along which an input of shape ``shape`` was broadcast.
+
+    The adjoint of broadcasting: leading extra axes are summed away, and axes
+    where ``shape`` has length 1 are summed with keepdims.
+    """
+
+    name = "sum_to"
+
+    def infer(self, g, shp):
+        if shp.dtype != "int64" or shp.ndim != 1 or shp.shape[0] is None:
+            raise TypeError(f"the shape must be an int64 vector of static length, got {shp.type}")
+        target = shape_entries(shp)
+        _broadcast_check(target, g.shape, self.name)
+        return [TensorType(g.dtype, target)]
+
+    def perform(self, node, g, shp):
+        target = tuple(int(s) for s in shp)
+        try:
+            np.broadcast_shapes(target, g.shape)
+        except ValueError:
+            raise ShapeError(f"sum_to at {node.trace}: shape {g.shape} is not a broadcast of "
+                             f"{target}") from None
+        lead = g.ndim - len(target)
+        axes = tuple(range(lead)) + tuple(lead + i for i, t in enumerate(target)
+                                          if t == 1 and g.shape[lead + i] != 1)
+        out = g.sum(axis=axes, keepdims=True) if axes else g
+        return [np.array(out.reshape(target), dtype=g.dtype)]
+
+    def grad(self, node, inputs, outputs, gouts):
+        g, _ = inputs
+        return [broadcast_to(gouts[0], shape(g)), NOT_DIFFERENTIABLE]
+
+
+def broadcast_to(x, shp):
+    """Broadcast ``x`` to ``shp`` (ints, integer scalars or an int vector), as ``np.broadcast_to``."""
+    x = as_variable(x)
+    return BroadcastTo()(x, as_shape_vector(shp, "broadcast_to"))
+
+
+def sum_to(g, like):
+    """``g`` summed back to the shape of the variable ``like`` (no node if provably not needed)."""
+    if g.shape == like.shape and None not in like.shape:
+        return g
+    return SumTo()(g, shape(like))
+
+
+# --------------------------------------------------------------------------- reshape
+
+class Reshape(Op):
+    """``np.reshape(x, shape)`` with ``shape`` an int64 vector (one entry may be -1)."""
+
+    name = "reshape"
+
+    def infer(self, x, shp):
+        if shp.dtype != "int64" or shp.ndim != 1 or shp.shape[0] is None:
+            raise TypeError(f"the shape must be an int64 vector of static length, got {shp.type}")
+        entries = list(shape_entries(shp))
+        if sum(e == -1 for e in entries) > 1:
+            raise ShapeError(f"at most one -1 in a shape, got {tuple(entries)}")
+        if any(e is not None and e < -1 for e in entries):
+            raise ShapeError(f"negative length in shape {tuple(entries)}")
+        size = None if None in x.shape else int(np.prod(x.shape, dtype=np.int64))
+        known = [e for e in entries if e not in (None, -1)]
+        if -1 in entries:
+            rest = int(np.prod(known, dtype=np.int64))
+            fill = None
+            if size is not None and None not in entries:
+                if rest == 0 or size % rest:
+                    raise ShapeError(f"cannot reshape {x.type} to {tuple(entries)}")
+                fill = size // rest
+            entries = [fill if e == -1 else e for e in entries]
+        elif size is not None and None not in entries and int(np.prod(entries, dtype=np.int64)) != size:
+            raise ShapeError(f"cannot reshape {x.type} ({size} elements) to {tuple(entries)}")
+        return [TensorType(x.dtype, entries)]
+
+    def perform(self, node, x, shp):
+        try:
+            return [np.array(np.reshape(x, tuple(int(s) for s in shp)))]
+        except ValueError:
+            raise ShapeError(f"reshape at {node.trace}: cannot reshape an array of shape "
+                             f"{x.shape} to {tuple(int(s) for s in shp)}") from None
+
+    def grad(self, node, inputs, outputs, gouts):
+        x, _ = inputs
+        return [reshape(gouts[0], shape(x)), NOT_DIFFERENTIABLE]
+
+
+def reshape(x, shp):
+    """``x`` with a new shape (ints, integer scalars, or an int vector; one entry may be -1)."""
+    x = as_variable(x)
+    return Reshape()(x, as_shape_vector(shp, "reshape"))
+
+
+def flatten(x):
+    """``x`` as a 1-d vector (a fresh array, like ``ndarray.flatten``)."""
+    return reshape(x, (-1,))
+
+
+# --------------------------------------------------------------------------- filled arrays
+
+def alloc(value, shp, dtype=None):
+    value = as_variable(value, dtype=dtype)
+    if value.ndim != 0:
+        raise ShapeError(f"alloc: the fill value must be a scalar, got {value.type}")
+    return broadcast_to(value, shp)
+
+
+def zeros(shp, dtype=None):
+    """An array of zeros of shape ``shp`` (ints, integer scalars or a shape vector)."""
+    return alloc(Constant(0, dtype=_dt.as_dtype(dtype)), shp)
+
+
+def ones(shp, dtype=None):
+    """An array of ones of shape ``shp``."""
+    return alloc(Constant(1, dtype=_dt.as_dtype(dtype)), shp)
+
+
+def zeros_like(x, dtype=None):
+    """Zeros with the (runtime) shape of ``x`` and its dtype unless given."""
+    x = as_variable(x)
+    return alloc(Constant(0, dtype=dtype or x.dtype), shape(x))
+
+
+def ones_like(x, dtype=None):
+    """Ones with the (runtime) shape of ``x`` and its dtype unless given."""
+    x = as_variable(x)
+    return alloc(Constant(1, dtype=dtype or x.dtype), shape(x))

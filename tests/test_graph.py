@@ -1,0 +1,75 @@
+"""The IR: types, constants, broadcasting and dtype rules, user lines on nodes."""
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+
+
+def test_constructors_and_types():
+    assert sg.scalar("s").shape == ()
+    assert sg.matrix("m", dtype="int32").type == sg.TensorType("int32", (None, None))
+    t = sg.tensor("t", shape=(None, 3))
+    assert t.shape == (None, 3) and t.ndim == 2 and t.dtype == "float64" and t.owner is None
+    assert sg.tensor4().ndim == 4
+    with pytest.raises(TypeError, match="not supported"):
+        sg.vector(dtype="float16")
+    with pytest.raises(TypeError, match="shape"):
+        sg.tensor("x")
+
+
+def test_floatx_config(monkeypatch):
+    monkeypatch.setattr(sg.config, "_floatX", "float32")
+    assert sg.vector().dtype == "float32"
+    with pytest.raises(ValueError, match="floatX"):
+        sg.config.floatX = "int32"
+
+
+def test_nep50_promotion():
+    f32, i32 = sg.vector(dtype="float32"), sg.vector(dtype="int32")
+    assert (f32 * 2).dtype == "float32"
+    assert (f32 * 2.5).dtype == "float32"
+    assert (i32 + 1).dtype == "int32"
+    assert (i32 + 1.5).dtype == "float64"
+    assert (i32 / i32).dtype == "float64"
+    assert (f32 + sg.vector(dtype="float64")).dtype == "float64"
+    assert (f32 > 0).dtype == "bool"
+    with pytest.raises(TypeError, match="cannot be represented as int32"):
+        i32 + 2 ** 40
+
+
+def test_static_broadcasting():
+    a = sg.tensor(shape=(None, 3))
+    assert (a + sg.tensor(shape=(4, 1))).shape == (4, 3)
+    assert (a + sg.vector()).shape == (None, 3)
+    with pytest.raises(sg.ShapeError, match=r"cannot be broadcast .*test_graph.py"):
+        a + sg.tensor(shape=(5,))
+
+
+def test_nodes_record_the_user_line():
+    x = sg.vector("x")
+    y = sg.exp(x); line = __import__("inspect").currentframe().f_lineno  # noqa: E702
+    assert y.owner.trace.filename == __file__ and y.owner.trace.lineno == line
+
+
+def test_constants():
+    c = sg.constant([1, 2], dtype="float32")
+    assert c.type == sg.TensorType("float32", (2,))
+    with pytest.raises(TypeError, match="cannot be represented"):
+        sg.constant(1.5, dtype="int32")
+    with pytest.raises(TypeError, match="numeric"):
+        sg.constant(["a"])
+    x = sg.vector("x")
+    assert (x + np.float32(1)).dtype == "float64"
+
+
+def test_shared_refuses_bad_values():
+    with pytest.raises(TypeError, match="numeric"):
+        sg.shared(np.array(["a"]))
+    with pytest.raises(TypeError, match="symbolic"):
+        sg.shared(sg.vector())
+
+
+def test_evaluate():
+    x = sg.vector("x")
+    np.testing.assert_array_equal(sg.evaluate(x * 3, {x: np.array([1.0])}), [3.0])

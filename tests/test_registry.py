@@ -1,0 +1,81 @@
+"""The op-registry test: every registered op, value vs NumPy and gradient vs finite differences."""
+
+import importlib
+import pkgutil
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad.graph import OP_REGISTRY
+
+from . import cases as _cases
+
+
+def _all_cases():
+    found = []
+    for mod in pkgutil.iter_modules(_cases.__path__):
+        found.extend(importlib.import_module(f"{_cases.__name__}.{mod.name}").CASES)
+    return found
+
+
+CASES = _all_cases()
+
+
+def _symbolic(case):
+    return [sg.tensor(f"a{i}", a.dtype, a.shape if a.static else (None,) * len(a.shape))
+            for i, a in enumerate(case.args)]
+
+
+def test_every_registered_op_has_a_case():
+    covered = {c.op for c in CASES}
+    missing = sorted(set(OP_REGISTRY) - covered)
+    assert not missing, f"ops without a row in tests/cases/: {missing}"
+    unknown = sorted(covered - set(OP_REGISTRY))
+    assert not unknown, f"cases name ops that are not registered: {unknown}"
+
+
+def test_cases_exercise_the_op_they_name():
+    for case in CASES:
+        out = case.build(*_symbolic(case))
+        names = {node.op.name for node in sg.graph.toposort([out])}
+        assert case.op in names, f"{case.id}: the graph has {sorted(names)}, not {case.op}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=repr)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_value_matches_numpy(case, seed):
+    rng = np.random.default_rng(seed)
+    xs = _symbolic(case)
+    out = case.build(*xs)
+    vals = [a.make(rng) for a in case.args]
+    got = sg.function(xs, out, mode="py")(*vals)
+    with np.errstate(all="ignore"):
+        want = np.asarray(case.ref(*[v.copy() for v in vals]))
+    assert got.dtype == want.dtype, f"dtype {got.dtype}, NumPy gives {want.dtype}"
+    assert got.shape == want.shape
+    assert out.type.accepts_shape(got.shape), f"static {out.type} vs actual {got.shape}"
+    if got.dtype.kind == "f":
+        np.testing.assert_allclose(got, want, rtol=case.rtol, atol=case.atol, equal_nan=True)
+    else:
+        np.testing.assert_array_equal(got, want)
+
+
+GRAD_CASES = [c for c in CASES if c.grad and any(a.is_float and a.grad for a in c.args)]
+
+
+@pytest.mark.parametrize("case", GRAD_CASES, ids=repr)
+def test_gradient_matches_finite_differences(case):
+    rng = np.random.default_rng(7)
+    vals = [a.make(rng) for a in case.args]
+    diff = [i for i, a in enumerate(case.args) if a.is_float and a.grad]
+
+    def fun(*free):
+        xs = [sg.constant(v) for v in vals]
+        for i, f in zip(diff, free):
+            xs[i] = f  # gradients are checked in float64 whatever the case's dtype
+        out = case.build(*xs)
+        return out if out.dtype == "float64" else out.astype("float64")
+
+    tol = case.grad_tol or {}
+    sg.verify_grad(fun, [vals[i].astype("float64") for i in diff], rng=rng, mode="py", **tol)
