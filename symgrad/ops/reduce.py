@@ -1,1 +1,492 @@
-__all__ = []
+"""Reductions: sum, mean, prod, max, min, argmax, argmin, logsumexp (and var, std).
+
+Each reduction is one small op over a normalised, sorted tuple of axes plus
+``keepdims``. Output dtypes are what NumPy gives (the sum of int32 is int64,
+the mean of an int is float64); ``var`` and ``std`` are compositions of
+``mean`` and need no op of their own.
+
+Gradient rules are graph built from existing ops. The gradient of ``max`` /
+``min`` is split equally among tied maxima; the gradient of ``prod`` is exact
+when the input holds zeros (no division by zero).
+"""
+
+import numbers
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..errors import ShapeError
+from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType, as_variable, user_trace
+from .elemwise import cast, eq, exp, sqrt, square, where
+from .shape import broadcast_to, expand_dims, normalize_axis, shape, shape_at
+
+__all__ = ["sum", "mean", "prod", "max", "min", "argmax", "argmin", "var", "std", "logsumexp"]
+
+
+# --------------------------------------------------------------------------- argument checks
+
+def _at_line(err):
+    """``err`` with the user's line appended: argument errors name where the graph was built."""
+    return type(err)(f"{err} (at {user_trace()})")
+
+
+def _axes(axis, ndim, opname):
+    """``axis`` (None, an int or a tuple of ints) as a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    items = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    try:
+        axes = [normalize_axis(a, ndim, opname) for a in items]
+    except (TypeError, ShapeError) as e:
+        # name the whole argument: "axis (0, 3)" says more than "axis 3"
+        suffix = f" (axis={axis!r})" if len(items) > 1 else ""
+        raise _at_line(type(e)(f"{e}{suffix}")) from None
+    if len(set(axes)) != len(axes):
+        raise _at_line(ShapeError(f"{opname}: axis {axis!r} repeats an axis "
+                                  f"(axes of a {ndim}-d input, each at most once)"))
+    return tuple(sorted(axes))
+
+
+def _one_axis(axis, ndim, opname):
+    """argmax/argmin: None (the flat index) or one int axis, as NumPy."""
+    if axis is None:
+        return None
+    if isinstance(axis, (tuple, list)):
+        raise _at_line(TypeError(f"{opname}: axis must be None or an int, got {axis!r} "
+                                 f"(NumPy's {opname} takes one axis)"))
+    try:
+        return normalize_axis(axis, ndim, opname)
+    except (TypeError, ShapeError) as e:
+        raise _at_line(e) from None
+
+
+def _keepdims(keepdims, opname):
+    if not isinstance(keepdims, (bool, np.bool_)):
+        raise _at_line(TypeError(f"{opname}: keepdims must be True or False, got {keepdims!r}"))
+    return bool(keepdims)
+
+
+def _ddof(ddof, opname):
+    if isinstance(ddof, (bool, np.bool_)) or not isinstance(ddof, numbers.Real):
+        raise _at_line(TypeError(f"{opname}: ddof must be a number, got {ddof!r}"))
+    return ddof
+
+
+def _reduced_shape(shp, axes, keepdims):
+    if keepdims:
+        return tuple(1 if i in axes else s for i, s in enumerate(shp))
+    return tuple(s for i, s in enumerate(shp) if i not in axes)
+
+
+def _numpy_dtype(fn, dtype, opname):
+    # one element, not an empty array: max of nothing is an error, mean of nothing a warning
+    return _dt.result_dtype(lambda a: fn(np.ones(1, a.dtype)), [dtype], opname=opname)
+
+
+# --------------------------------------------------------------------------- graph helpers
+
+def _keep(v, axes, keepdims):
+    """A reduced result ``v`` with its reduced axes present again (as length 1)."""
+    return v if keepdims or not axes else expand_dims(v, axes)
+
+
+def _spread(g, x, axes, keepdims):
+    """A cotangent of a reduction spread back to the shape of its input ``x``."""
+    if not axes:
+        return g
+    return broadcast_to(_keep(g, axes, keepdims), shape(x))
+
+
+def _count(x, axes, dtype):
+    """The runtime number of elements of ``x`` along ``axes``, as a ``dtype`` scalar."""
+    static = [x.shape[a] for a in axes]
+    if None not in static:
+        return Constant(np.array(np.prod(static, dtype=np.int64), dtype=dtype))
+    n = None
+    for a in axes:
+        if x.shape[a] != 1:
+            n = shape_at(x, a) if n is None else n * shape_at(x, a)
+    return cast(n, dtype)
+
+
+# --------------------------------------------------------------------------- ops
+
+class Reduce(Op):
+    """A reduction of one input over ``axis`` (a sorted tuple of axes), with ``keepdims``."""
+
+    __props__ = ("axis", "keepdims")
+    register = False
+    numpy = None          # the NumPy function: reference and dtype rule
+    needs_elements = False  # NumPy refuses to reduce an empty axis (no identity)
+
+    def __init__(self, axis, keepdims=False):
+        self.axis = tuple(int(a) for a in axis)
+        self.keepdims = bool(keepdims)
+
+    def out_dtype(self, dtype):
+        return _numpy_dtype(type(self).numpy, dtype, self.name)
+
+    def infer(self, x):
+        for a in self.axis:
+            if not 0 <= a < x.ndim:
+                raise ShapeError(f"axis {a} is out of range for a {x.ndim}-d input ({x.type})")
+        if self.needs_elements and any(x.shape[a] == 0 for a in self.axis):
+            raise ShapeError(f"cannot reduce {x.type} over a length-0 axis "
+                             f"(axis={self.axis}): the {self.name} of nothing is undefined")
+        out_shape = _reduced_shape(x.shape, self.axis, self.keepdims)
+        return [TensorType(self.out_dtype(x.dtype), out_shape)]
+
+    def compute(self, x):
+        return type(self).numpy(x, axis=self.axis, keepdims=self.keepdims)
+
+    def perform(self, node, x):
+        dtype = node.outputs[0].dtype
+        if self.needs_elements and any(x.shape[a] == 0 for a in self.axis):
+            raise ShapeError(f"{self.name} at {node.trace}: cannot reduce an array of shape "
+                             f"{x.shape} over the length-0 axis {self.axis}; the {self.name} "
+                             f"of nothing is undefined")
+        with np.errstate(all="ignore"):
+            return [np.array(self.compute(np.asarray(x)), dtype=dtype)]
+
+    def grad(self, node, inputs, outputs, gouts):
+        (x,), (out,), (g,) = inputs, outputs, gouts
+        if not _dt.is_float(x.dtype):
+            return [NOT_DIFFERENTIABLE]
+        return [cast(self.grad_rule(x, out, g), x.dtype)]
+
+
+class Sum(Reduce):
+    """``np.sum(x, axis, keepdims)``; the gradient broadcasts ``g`` back."""
+
+    name = "sum"
+    numpy = staticmethod(np.sum)
+
+    def grad_rule(self, x, out, g):
+        return _spread(g, x, self.axis, self.keepdims)
+
+
+class Mean(Reduce):
+    """``np.mean(x, axis, keepdims)``; the gradient is ``g`` broadcast back over the count."""
+
+    name = "mean"
+    numpy = staticmethod(np.mean)
+
+    def compute(self, x):
+        # NumPy's own recipe (sum in the result dtype, then divide), without its
+        # "mean of empty slice" warning: an empty mean is NaN, as in NumPy
+        dtype = self.out_dtype(x.dtype.name)
+        total = np.sum(x, axis=self.axis, keepdims=self.keepdims, dtype=dtype)
+        n = int(np.prod([x.shape[a] for a in self.axis], dtype=np.int64))
+        return np.true_divide(total, n, dtype=dtype)
+
+    def grad_rule(self, x, out, g):
+        return _spread(g / _count(x, self.axis, g.dtype), x, self.axis, self.keepdims)
+
+
+class Prod(Reduce):
+    """``np.prod(x, axis, keepdims)``; the gradient is exact when ``x`` holds zeros."""
+
+    name = "prod"
+    numpy = staticmethod(np.prod)
+
+    def grad_rule(self, x, out, g):
+        # d prod / d x_i is the product of the others. Dividing out by x_i fails
+        # at zeros, so count the zeros of each reduced group: none -> prod / x_i;
+        # exactly one -> the zero's slot gets the product of the nonzeros, the
+        # rest 0; two or more -> all 0. ``safe`` keeps the division finite in
+        # the branch where() does not pick. The nonzero slots' factor "0 if
+        # the group has a zero" is written as the product of the zeros, so that
+        # second derivatives stay exact at a single zero (only the mixed
+        # partial between two zeros comes out 0 instead of the rest's product).
+        keep = self.axis, True
+        is_zero = eq(x, 0)
+        safe = where(is_zero, 1, x)
+        others_nonzero = Prod(*keep)(safe) / safe
+        zeros_prod = Prod(*keep)(where(is_zero, x, 1))  # 1 without a zero, else 0
+        at_zero = where(eq(Sum(*keep)(is_zero), 1), others_nonzero, 0)
+        local = where(is_zero, at_zero, others_nonzero * zeros_prod)
+        return _keep(g, self.axis, self.keepdims) * local
+
+
+class Max(Reduce):
+    """``np.max(x, axis, keepdims)``; the gradient is split equally among tied maxima."""
+
+    name = "max"
+    numpy = staticmethod(np.max)
+    needs_elements = True
+
+    def out_dtype(self, dtype):
+        return dtype
+
+    def grad_rule(self, x, out, g):
+        if not self.axis:
+            return g
+        hit = eq(x, _keep(out, self.axis, self.keepdims))
+        # count the ties in g's float dtype: a cast of an integer count would be
+        # a path through an integer value, which a second derivative refuses
+        ones = where(hit, Constant(np.array(1, dtype=g.dtype)), 0)
+        share = _keep(g, self.axis, self.keepdims) / Sum(self.axis, keepdims=True)(ones)
+        # a NaN maximum hits nothing: no element gets a share (and no 0/0 leaks out)
+        return where(hit, share, 0)
+
+
+class Min(Max):
+    """``np.min(x, axis, keepdims)``; the gradient is split equally among tied minima."""
+
+    name = "min"
+    numpy = staticmethod(np.min)
+
+
+class LogSumExp(Reduce):
+    """``log(sum(exp(x), axis, keepdims))``, stably; the gradient is ``g * exp(x - out)``."""
+
+    name = "logsumexp"
+    numpy = staticmethod(np.logaddexp.reduce)
+
+    def compute(self, x):
+        x = x.astype(self.out_dtype(x.dtype.name), copy=False)
+        # subtract the maximum so exp cannot overflow; an infinite maximum
+        # (a row of -inf, or a +inf) is replaced by 0 so -inf - -inf gives no NaN
+        m = np.max(x, axis=self.axis, keepdims=True, initial=-np.inf)
+        m = np.where(np.isfinite(m), m, 0).astype(x.dtype)
+        s = np.log(np.sum(np.exp(x - m), axis=self.axis, keepdims=True)) + m
+        return s if self.keepdims else np.squeeze(s, axis=self.axis)
+
+    def grad_rule(self, x, out, g):
+        softmax = exp(x - _keep(out, self.axis, self.keepdims))
+        # a -inf entry weighs nothing; in a row of all -inf (fully masked logits)
+        # -inf - -inf would make it NaN instead of 0
+        softmax = where(eq(x, -np.inf), 0, softmax)
+        return _keep(g, self.axis, self.keepdims) * softmax
+
+
+class ArgReduce(Op):
+    """``np.argmax`` / ``np.argmin``: int64 positions along an axis, or the flat index (None)."""
+
+    __props__ = ("axis", "keepdims")
+    register = False
+    numpy = None
+
+    def __init__(self, axis, keepdims=False):
+        self.axis = None if axis is None else int(axis)
+        self.keepdims = bool(keepdims)
+
+    def axes(self, ndim):
+        return tuple(range(ndim)) if self.axis is None else (self.axis,)
+
+    def infer(self, x):
+        if self.axis is not None and not 0 <= self.axis < x.ndim:
+            raise ShapeError(f"axis {self.axis} is out of range for a {x.ndim}-d input ({x.type})")
+        axes = self.axes(x.ndim)
+        if any(x.shape[a] == 0 for a in axes):
+            raise ShapeError(f"the {self.name} of an empty axis is undefined ({x.type}, "
+                             f"axis={self.axis})")
+        return [TensorType("int64", _reduced_shape(x.shape, axes, self.keepdims))]
+
+    def perform(self, node, x):
+        if any(x.shape[a] == 0 for a in self.axes(x.ndim)):
+            raise ShapeError(f"{self.name} at {node.trace}: an array of shape {x.shape} has no "
+                             f"{self.name} along axis={self.axis} (length 0)")
+        out = type(self).numpy(x, axis=self.axis, keepdims=self.keepdims)
+        return [np.array(out, dtype="int64")]
+
+    def grad(self, node, inputs, outputs, gouts):
+        return [NOT_DIFFERENTIABLE]
+
+
+class Argmax(ArgReduce):
+    """Positions of the maxima (the first one among ties)."""
+
+    name = "argmax"
+    numpy = staticmethod(np.argmax)
+
+
+class Argmin(ArgReduce):
+    """Positions of the minima (the first one among ties)."""
+
+    name = "argmin"
+    numpy = staticmethod(np.argmin)
+
+
+# --------------------------------------------------------------------------- public functions
+
+def _reduce(op_class, x, axis, keepdims):
+    x = as_variable(x)
+    axes = _axes(axis, x.ndim, op_class.name)
+    return op_class(axes, _keepdims(keepdims, op_class.name))(x)
+
+
+def sum(x, axis=None, keepdims=False):  # noqa: A001
+    """Sum of elements over ``axis``, as ``np.sum`` (ints and bools sum to int64).
+
+    Parameters
+    ----------
+    x : Variable or array_like
+    axis : None, int or tuple of ints
+        The axes to reduce (negative counts from the end); None reduces all.
+    keepdims : bool
+        Keep the reduced axes as length 1.
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.matrix("x")
+    >>> sg.evaluate(sg.sum(x, axis=0), {x: np.array([[1.0, 2.0], [3.0, 4.0]])})
+    array([4., 6.])
+    """
+    return _reduce(Sum, x, axis, keepdims)
+
+
+def mean(x, axis=None, keepdims=False):
+    """Mean over ``axis``, as ``np.mean`` (the mean of ints is float64, float32 stays float32).
+
+    Parameters are those of :func:`sum`. Works when lengths are known only at
+    call time: the gradient divides by the runtime count.
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.vector("x")
+    >>> sg.evaluate(sg.mean(x), {x: np.array([1.0, 2.0, 6.0])})
+    array(3.)
+    """
+    return _reduce(Mean, x, axis, keepdims)
+
+
+def prod(x, axis=None, keepdims=False):
+    """Product over ``axis``, as ``np.prod``; its gradient is exact at zeros.
+
+    Parameters are those of :func:`sum`.
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.vector("x")
+    >>> sg.evaluate(sg.grad(sg.prod(x), x), {x: np.array([2.0, 0.0, 3.0])})
+    array([0., 6., 0.])
+    """
+    return _reduce(Prod, x, axis, keepdims)
+
+
+def max(x, axis=None, keepdims=False):  # noqa: A001
+    """Maximum over ``axis``, as ``np.max``; the gradient is split equally among ties.
+
+    Parameters are those of :func:`sum`. A reduction over a length-0 axis is a
+    ``ShapeError`` (at build time if the length is static, else at call time).
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.vector("x")
+    >>> sg.evaluate(sg.grad(sg.max(x), x), {x: np.array([3.0, 1.0, 3.0])})
+    array([0.5, 0. , 0.5])
+    """
+    return _reduce(Max, x, axis, keepdims)
+
+
+def min(x, axis=None, keepdims=False):  # noqa: A001
+    """Minimum over ``axis``, as ``np.min``; the gradient is split equally among ties.
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.matrix("x")
+    >>> sg.evaluate(sg.min(x, axis=1), {x: np.array([[1.0, -2.0], [0.5, 4.0]])})
+    array([-2. ,  0.5])
+    """
+    return _reduce(Min, x, axis, keepdims)
+
+
+def _arg(op_class, x, axis, keepdims):
+    x = as_variable(x)
+    return op_class(_one_axis(axis, x.ndim, op_class.name), _keepdims(keepdims, op_class.name))(x)
+
+
+def argmax(x, axis=None, keepdims=False):
+    """Index of the maximum along ``axis`` (int64), as ``np.argmax``; not differentiable.
+
+    Parameters
+    ----------
+    x : Variable or array_like
+    axis : None or int
+        One axis; None gives the index into the flattened array.
+    keepdims : bool
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.matrix("x")
+    >>> sg.evaluate(sg.argmax(x, axis=1), {x: np.array([[1.0, 5.0], [7.0, 2.0]])})
+    array([1, 0])
+    """
+    return _arg(Argmax, x, axis, keepdims)
+
+
+def argmin(x, axis=None, keepdims=False):
+    """Index of the minimum along ``axis`` (int64), as ``np.argmin``; not differentiable.
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.vector("x")
+    >>> sg.evaluate(sg.argmin(x), {x: np.array([3.0, -1.0, 2.0])})
+    array(1)
+    """
+    return _arg(Argmin, x, axis, keepdims)
+
+
+def var(x, axis=None, keepdims=False, ddof=0):
+    """Variance over ``axis``, as ``np.var``: ``sum((x - mean)**2) / (n - ddof)``.
+
+    Parameters
+    ----------
+    x, axis, keepdims
+        As for :func:`sum`.
+    ddof : number
+        Delta degrees of freedom: 1 gives the unbiased sample variance.
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.vector("x")
+    >>> sg.evaluate(sg.var(x, ddof=1), {x: np.array([1.0, 2.0, 3.0])})
+    array(1.)
+    """
+    x = as_variable(x)
+    axes = _axes(axis, x.ndim, "var")
+    keepdims, ddof = _keepdims(keepdims, "var"), _ddof(ddof, "var")
+    sq = square(x - Mean(axes, keepdims=True)(x))
+    if ddof == 0:
+        return Mean(axes, keepdims)(sq)
+    return Sum(axes, keepdims)(sq) / (_count(x, axes, sq.dtype) - ddof)
+
+
+def std(x, axis=None, keepdims=False, ddof=0):
+    """Standard deviation over ``axis``, as ``np.std``: ``sqrt(var(x, axis, keepdims, ddof))``.
+
+    The gradient is infinite where the variance is 0 (a constant slice).
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.vector("x")
+    >>> sg.evaluate(sg.std(x), {x: np.array([1.0, 3.0])})
+    array(1.)
+    """
+    return sqrt(var(x, axis=axis, keepdims=keepdims, ddof=ddof))
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """``log(sum(exp(x), axis))`` without overflow: finite for huge inputs, -inf for all -inf.
+
+    Parameters are those of :func:`sum`; integer inputs give float64. The
+    gradient is ``g * exp(x - out)``, the softmax of ``x`` along ``axis``.
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.vector("x")
+    >>> sg.evaluate(sg.logsumexp(x), {x: np.array([1000.0, 1000.0])})
+    array(1000.69314718)
+    """
+    return _reduce(LogSumExp, x, axis, keepdims)

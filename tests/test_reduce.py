@@ -1,0 +1,260 @@
+"""Reductions: what the registry table cannot express (errors, static types, ties, zeros, -inf)."""
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+
+HERE = __file__.rsplit("/", 1)[-1]
+
+
+def run(outputs, inputs, *values):
+    return sg.function(inputs, outputs, mode="py")(*values)
+
+
+# --------------------------------------------------------------------------- argument errors
+
+@pytest.mark.parametrize("fn", [sg.sum, sg.mean, sg.prod, sg.max, sg.min, sg.logsumexp, sg.var])
+def test_axis_out_of_range_names_op_axis_and_line(fn):
+    x = sg.matrix("x")
+    with pytest.raises(sg.ShapeError) as e:
+        fn(x, axis=2)
+    msg = str(e.value)
+    assert fn.__name__ in msg and "axis 2" in msg and "2-d" in msg and HERE in msg
+
+
+def test_negative_axis_out_of_range():
+    with pytest.raises(sg.ShapeError, match=r"axis -3 is out of range for a 2-d input"):
+        sg.sum(sg.matrix(), axis=-3)
+
+
+def test_out_of_range_inside_a_tuple_shows_the_whole_argument():
+    with pytest.raises(sg.ShapeError, match=r"axis=\(0, 5\)"):
+        sg.mean(sg.tensor3(), axis=(0, 5))
+
+
+@pytest.mark.parametrize("axis", [(0, 0), (1, -2), [0, 2, 2]])
+def test_repeated_axis(axis):
+    with pytest.raises(sg.ShapeError, match="repeats an axis") as e:
+        sg.sum(sg.tensor3("x"), axis=axis)
+    assert HERE in str(e.value)
+
+
+@pytest.mark.parametrize("axis", [1.0, "0", True, (0, None)])
+def test_axis_of_wrong_type(axis):
+    with pytest.raises(TypeError, match="axis must be an int"):
+        sg.max(sg.matrix(), axis=axis)
+
+
+def test_argmax_takes_one_axis():
+    with pytest.raises(TypeError, match=r"argmax: axis must be None or an int, got \(0, 1\)"):
+        sg.argmax(sg.matrix(), axis=(0, 1))
+    with pytest.raises(sg.ShapeError, match="argmin: axis 2 is out of range"):
+        sg.argmin(sg.matrix(), axis=2)
+
+
+def test_keepdims_and_ddof_are_checked():
+    with pytest.raises(TypeError, match="keepdims must be True or False, got 1"):
+        sg.sum(sg.vector(), keepdims=1)
+    with pytest.raises(TypeError, match="ddof must be a number"):
+        sg.var(sg.vector(), ddof="1")
+
+
+def test_axis_on_a_scalar_is_out_of_range():
+    with pytest.raises(sg.ShapeError):
+        sg.sum(sg.scalar(), axis=0)
+
+
+# --------------------------------------------------------------------------- static types
+
+@pytest.mark.parametrize("axis, keepdims, expected", [
+    (None, False, ()), (None, True, (1, 1, 1)), (1, False, (2, 4)), (1, True, (2, 1, 4)),
+    (-1, False, (2, None)), ((0, 2), False, (None,)), ((2, 0), True, (1, None, 1)),
+    ((), False, (2, None, 4)),
+])
+def test_static_shape(axis, keepdims, expected):
+    x = sg.tensor("x", shape=(2, None, 4))
+    for fn in (sg.sum, sg.mean, sg.prod, sg.max, sg.min, sg.logsumexp, sg.var, sg.std):
+        assert fn(x, axis=axis, keepdims=keepdims).shape == expected, fn.__name__
+
+
+def test_argmax_static_shape():
+    x = sg.tensor("x", shape=(2, None, 4))
+    assert sg.argmax(x).shape == ()
+    assert sg.argmax(x, keepdims=True).shape == (1, 1, 1)
+    assert sg.argmin(x, axis=-1).shape == (2, None)
+    assert sg.argmin(x, axis=1, keepdims=True).shape == (2, 1, 4)
+
+
+@pytest.mark.parametrize("fn, dtype", [
+    (sg.sum, "int32"), (sg.sum, "bool"), (sg.prod, "int32"), (sg.mean, "int32"), (sg.mean, "bool"),
+    (sg.mean, "float32"), (sg.max, "bool"), (sg.min, "int32"), (sg.sum, "float32"),
+    (sg.var, "int64"), (sg.std, "float32"), (sg.logsumexp, "int32"), (sg.argmax, "float32"),
+])
+def test_dtype_is_numpys(fn, dtype):
+    ref = np.logaddexp.reduce if fn is sg.logsumexp else getattr(np, fn.__name__)
+    value = np.array([[1, 0], [1, 1]], dtype=dtype)
+    x = sg.matrix("x", dtype=dtype)
+    out = fn(x, axis=0)
+    assert out.dtype == ref(value, axis=0).dtype.name
+    assert run(out, [x], value).dtype == out.dtype
+
+
+def test_equal_axes_give_equal_ops():
+    x = sg.matrix()
+    assert sg.sum(x, axis=-1).owner.op == sg.sum(x, axis=1).owner.op
+    assert sg.max(x, axis=(1, 0)).owner.op == sg.max(x).owner.op
+
+
+# --------------------------------------------------------------------------- empty axes
+
+def test_max_of_static_empty_axis_fails_at_build_time():
+    with pytest.raises(sg.ShapeError, match="max") as e:
+        sg.max(sg.tensor("x", shape=(3, 0)), axis=1)
+    assert HERE in str(e.value)
+    assert sg.max(sg.tensor("x", shape=(0, 3)), axis=1).shape == (0,)  # empty output is fine
+
+
+@pytest.mark.parametrize("fn", [sg.max, sg.min, sg.argmax, sg.argmin])
+def test_empty_axis_at_call_time_names_op_and_line(fn):
+    x = sg.matrix("x")
+    out = fn(x, axis=1)
+    line = f"{HERE}:"
+    with pytest.raises(sg.ShapeError, match=fn.__name__) as e:
+        run(out, [x], np.zeros((2, 0)))
+    assert line in str(e.value)
+    assert run(out, [x], np.zeros((0, 2))).shape == (0,)
+
+
+def test_sum_and_logsumexp_of_nothing():
+    x = sg.vector("x")
+    assert run(sg.sum(x), [x], np.zeros(0)) == 0.0
+    assert run(sg.prod(x), [x], np.zeros(0)) == 1.0
+    assert run(sg.logsumexp(x), [x], np.zeros(0)) == -np.inf
+
+
+# --------------------------------------------------------------------------- gradients by hand
+
+def test_max_gradient_is_split_among_ties():
+    x = sg.matrix("x")
+    w = np.array([1.0, 2.0])
+    g = sg.grad((sg.max(x, axis=1) * w).sum(), x)
+    value = np.array([[3.0, 1.0, 3.0], [2.0, 2.0, 2.0], ])
+    want = np.array([[0.5, 0.0, 0.5], [2 / 3, 2 / 3, 2 / 3]])
+    np.testing.assert_allclose(run(g, [x], value), want)
+
+
+def test_min_gradient_ties_over_all_axes_and_keepdims():
+    x = sg.matrix("x")
+    value = np.array([[-1.0, 4.0], [-1.0, -1.0]])
+    g = sg.grad(sg.min(x, keepdims=True).sum() * 3.0, x)
+    np.testing.assert_allclose(run(g, [x], value), [[1.0, 0.0], [1.0, 1.0]])
+
+
+def test_max_gradient_keeps_float32():
+    x = sg.vector("x", dtype="float32")
+    g = sg.grad(sg.max(x), x)
+    assert g.dtype == "float32"
+    out = run(g, [x], np.array([2.0, 2.0, 1.0, 2.0, 2.0], dtype="float32"))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [0.25, 0.25, 0.0, 0.25, 0.25])
+
+
+def test_prod_gradient_with_zeros_by_hand():
+    x = sg.matrix("x")
+    value = np.array([[2.0, 0.0, 3.0], [0.0, 5.0, 0.0], [1.0, 2.0, 4.0]])
+    g = sg.grad(sg.prod(x, axis=1).sum(), x)
+    want = np.array([[0.0, 6.0, 0.0], [0.0, 0.0, 0.0], [8.0, 4.0, 2.0]])
+    got = run(g, [x], value)
+    np.testing.assert_array_equal(got, want)
+    assert np.all(np.isfinite(got))
+
+
+def test_prod_second_derivative_is_finite_at_a_zero():
+    x = sg.tensor("x", shape=(3,))
+    h = sg.hessian(sg.prod(x), x)
+    got = run(h, [x], np.array([2.0, 0.0, 3.0]))
+    np.testing.assert_allclose(got, [[0.0, 3.0, 0.0], [3.0, 0.0, 2.0], [0.0, 2.0, 0.0]])
+    two = run(h, [x], np.array([0.0, 0.0, 3.0]))
+    assert np.all(np.isfinite(two))
+    np.testing.assert_allclose(two[2], [0.0, 0.0, 0.0])  # every product of two others has a zero
+
+
+def test_mean_gradient_uses_runtime_count_and_keeps_float32():
+    x = sg.tensor("x", dtype="float32", shape=(None, 4))
+    g = sg.grad(sg.mean(x, axis=0).sum(), x)
+    assert g.dtype == "float32" and g.shape == (None, 4)
+    for n in (2, 5):
+        out = run(g, [x], np.ones((n, 4), dtype="float32"))
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, np.full((n, 4), 1.0 / n, dtype="float32"))
+
+
+def test_var_gradient_by_hand():
+    x = sg.vector("x")
+    value = np.array([1.0, 2.0, 6.0])
+    g = run(sg.grad(sg.var(x, ddof=1), x), [x], value)
+    np.testing.assert_allclose(g, 2 * (value - value.mean()) / 2)
+
+
+def test_argmax_is_not_differentiable():
+    x = sg.vector("x")
+    with pytest.raises(sg.NonDifferentiableError, match="argmax"):
+        sg.grad(sg.argmax(x).astype("float64"), x)
+
+
+def test_gradient_of_int_reduction_is_refused():
+    x = sg.vector("x")
+    with pytest.raises(sg.NonDifferentiableError):
+        sg.grad(sg.sum(x.astype("int32")).astype("float64"), x)
+
+
+# --------------------------------------------------------------------------- logsumexp
+
+def test_logsumexp_of_all_neg_inf_is_neg_inf():
+    x = sg.matrix("x")
+    value = np.array([[-np.inf, -np.inf], [0.0, np.log(3.0)]])
+    got = run(sg.logsumexp(x, axis=1), [x], value)
+    np.testing.assert_allclose(got, [-np.inf, np.log(4.0)])
+    assert run(sg.logsumexp(x), [x], np.full((2, 2), -np.inf)) == -np.inf
+
+
+def test_logsumexp_gradient_of_masked_entries_is_zero_not_nan():
+    x = sg.matrix("x")
+    value = np.array([[-np.inf, -np.inf], [-np.inf, 0.0]])
+    g = run(sg.grad(sg.logsumexp(x, axis=1).sum(), x), [x], value)
+    np.testing.assert_array_equal(g, [[0.0, 0.0], [0.0, 1.0]])
+
+
+def test_logsumexp_of_huge_values_is_finite_and_gradient_is_softmax():
+    x = sg.vector("x")
+    value = np.array([1000.0, 1000.0, -1000.0])
+    out = sg.logsumexp(x)
+    got, g = run([out, sg.grad(out, x)], [x], value)
+    np.testing.assert_allclose(got, 1000.0 + np.log(2.0))
+    np.testing.assert_allclose(g, [0.5, 0.5, 0.0])
+    assert run(sg.logsumexp(x), [x], np.array([np.inf, 1.0])) == np.inf
+
+
+# --------------------------------------------------------------------------- methods and results
+
+def test_methods():
+    x = sg.matrix("x")
+    value = np.array([[1.0, 5.0, 2.0], [4.0, 0.5, 3.0]])
+    outs = [x.sum(), x.max(axis=1, keepdims=True), x.mean(axis=0), x.prod(axis=-1),
+            x.min(axis=(0, 1)), x.argmax(axis=1), x.argmin()]
+    got = run(outs, [x], value)
+    want = [value.sum(), value.max(axis=1, keepdims=True), value.mean(axis=0), value.prod(axis=-1),
+            value.min(), value.argmax(axis=1), value.argmin()]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w)
+        assert g.shape == np.shape(w)
+    assert x.max(axis=1, keepdims=True).shape == (None, 1)
+
+
+def test_results_are_fresh_arrays():
+    x = sg.matrix("x")
+    value = np.ones((2, 3))
+    for out in (sg.sum(x, axis=()), sg.max(x, axis=()), sg.mean(x, axis=())):
+        got = run(out, [x], value)
+        assert not np.shares_memory(got, value)
