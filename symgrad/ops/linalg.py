@@ -1,1 +1,181 @@
-__all__ = []
+"""Matrix products: one op, :class:`MatMul`, and the NumPy-style functions built on it.
+
+``MatMul`` takes operands of at least two dimensions and follows ``np.matmul``:
+the last two axes are multiplied as matrices, the leading (batch) axes
+broadcast. Vectors are handled outside the op, by inserting and dropping a
+length-1 axis, so that the C backend sees one clean op it can lower to a BLAS
+``gemm`` call; transposes in gradient rules stay separate dimshuffles for the
+same reason.
+"""
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..errors import ShapeError
+from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, as_variable, user_trace
+from .elemwise import broadcast_static, cast, mul
+from .shape import dimshuffle, expand_dims, flatten, squeeze, sum_to
+
+__all__ = ["matmul", "dot", "outer"]
+
+
+def _dims(shape):
+    inner = ", ".join("?" if s is None else str(s) for s in shape)
+    return f"({inner}{',' * (len(shape) == 1)})"
+
+
+def _check_contracted(a_shape, b_shape, opname):
+    """ShapeError when the contracted lengths provably differ (shapes as the user gave them)."""
+    k_a = a_shape[-1]
+    k_b = b_shape[0] if len(b_shape) == 1 else b_shape[-2]
+    if k_a is not None and k_b is not None and k_a != k_b:
+        axis_b = "0" if len(b_shape) == 1 else "-2"
+        raise ShapeError(f"{opname}: shapes {_dims(a_shape)} and {_dims(b_shape)} are not aligned: "
+                         f"axis -1 of the first has length {k_a}, axis {axis_b} of the second "
+                         f"has length {k_b}")
+
+
+def _at_line(err):
+    """The error with the user's file:line appended, as ``Op.make_node`` does."""
+    return type(err)(f"{err} (at {user_trace()})")
+
+
+def swap_last_two(x):
+    """``x`` with its last two axes exchanged (a dimshuffle, so a backend can fold it into gemm)."""
+    nd = x.ndim
+    return dimshuffle(x, *range(nd - 2), nd - 1, nd - 2)
+
+
+# --------------------------------------------------------------------------- the op
+
+class MatMul(Op):
+    """``np.matmul(a, b)`` for ``a.ndim >= 2`` and ``b.ndim >= 2``, batch axes broadcast.
+
+    The gradient is ``g @ b^T`` and ``a^T @ g`` (transposes of the last two
+    axes), each summed back over the batch axes its operand was broadcast
+    along. Integer and bool operands are allowed; their gradient is
+    ``NOT_DIFFERENTIABLE``.
+    """
+
+    name = "matmul"
+
+    def infer(self, a, b):
+        for x in (a, b):
+            if x.ndim < 2:
+                raise ShapeError(f"the op takes operands of at least 2 dimensions, got {x.type}; "
+                                 f"sg.matmul handles vectors, use * (multiply) for 0-d values")
+        dtype = _dt.result_dtype(np.matmul, [a.dtype, b.dtype], opname=self.name)
+        _check_contracted(a.shape, b.shape, self.name)
+        batch = broadcast_static([a.shape[:-2], b.shape[:-2]], self.name)
+        return [TensorType(dtype, (*batch, a.shape[-2], b.shape[-1]))]
+
+    def perform(self, node, a, b):
+        try:
+            out = np.matmul(a, b)
+        except ValueError:
+            raise ShapeError(f"matmul at {node.trace}: shapes {a.shape} and {b.shape} cannot be "
+                             f"multiplied (contracted lengths {a.shape[-1]} and {b.shape[-2]}, "
+                             f"batch shapes must broadcast)") from None
+        # np.matmul returns a fresh array; asarray only fixes the dtype if NumPy differs.
+        return [np.asarray(out, dtype=node.outputs[0].dtype)]
+
+    def grad(self, node, inputs, outputs, gouts):
+        a, b = inputs
+        (g,) = gouts
+        ga = _to_input(lambda: MatMul()(g, swap_last_two(b)), a)
+        gb = _to_input(lambda: MatMul()(swap_last_two(a), g), b)
+        return [ga, gb]
+
+
+def _to_input(make, x):
+    """A cotangent for operand ``x``: summed over broadcast batch axes, in ``x``'s dtype."""
+    if not _dt.is_float(x.dtype):
+        return NOT_DIFFERENTIABLE
+    gx = sum_to(make(), x)
+    return gx if gx.dtype == x.dtype else cast(gx, x.dtype)
+
+
+# --------------------------------------------------------------------------- functions
+
+def matmul(a, b):
+    """The matrix product ``a @ b`` with NumPy's rules (``np.matmul``).
+
+    A 1-d first operand is a row vector and a 1-d second operand a column
+    vector, their extra axis removed from the result; leading axes of N-d
+    operands broadcast. 0-d operands are refused (use ``*``).
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> A, v = sg.matrix("A"), sg.vector("v")
+    >>> sg.evaluate(A @ v, {A: np.eye(2), v: np.array([1.0, 2.0])})
+    array([1., 2.])
+    >>> sg.tensor(shape=(5, 2, 3)).__matmul__(sg.tensor(shape=(3, 4))).type
+    float64[5, 2, 4]
+    """
+    a, b = as_variable(a), as_variable(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise _at_line(ShapeError(f"matmul: operands must be at least 1-d, got {a.type} and "
+                                  f"{b.type}; use * (multiply) for scalars"))
+    try:
+        _check_contracted(a.shape, b.shape, "matmul")
+    except ShapeError as e:
+        raise _at_line(e) from None
+    a2 = expand_dims(a, 0) if a.ndim == 1 else a
+    b2 = expand_dims(b, -1) if b.ndim == 1 else b
+    out = MatMul()(a2, b2)
+    # Drop the axes the vectors were given, exactly where np.matmul drops them.
+    if b.ndim == 1:
+        out = squeeze(out, -1)
+    if a.ndim == 1:
+        out = squeeze(out, -1 if b.ndim == 1 else -2)
+    return out
+
+
+def dot(a, b):
+    """``np.dot(a, b)`` where it agrees with a matrix product.
+
+    Supported: 0-d operands (a product, ``a * b``), vectors and matrices on
+    both sides (inner, matrix-vector and matrix-matrix products), and an N-d
+    ``a`` with a 1-d or 2-d ``b`` (contracting the last axis of ``a``). For
+    ``b`` of more than 2 dimensions ``np.dot`` pairs every batch of ``a`` with
+    every batch of ``b``; that case raises ``TypeError``: use ``sg.matmul``,
+    which broadcasts batch axes instead.
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> u, v = sg.vector("u"), sg.vector("v")
+    >>> sg.evaluate(sg.dot(u, v), {u: np.array([1.0, 2.0]), v: np.array([3.0, 4.0])})
+    array(11.)
+    """
+    a, b = as_variable(a), as_variable(b)
+    if a.ndim == 0 or b.ndim == 0:
+        return mul(a, b)
+    if b.ndim > 2:
+        raise _at_line(TypeError(
+            f"dot: {a.ndim}-d . {b.ndim}-d is not supported (np.dot would pair every batch of "
+            f"the first operand with every batch of the second); use sg.matmul(a, b) (or a @ b), "
+            f"which broadcasts the leading axes, or reshape b to 2-d"))
+    try:
+        _check_contracted(a.shape, b.shape, "dot")
+    except ShapeError as e:
+        raise _at_line(e) from None
+    return matmul(a, b)
+
+
+def outer(a, b):
+    """The outer product of ``a`` and ``b`` flattened to vectors, as ``np.outer``.
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> u, v = sg.vector("u"), sg.vector("v")
+    >>> sg.evaluate(sg.outer(u, v), {u: np.array([1.0, 2.0]), v: np.array([3.0])})
+    array([[3.],
+           [6.]])
+    """
+    a, b = as_variable(a), as_variable(b)
+    a = a if a.ndim == 1 else flatten(a)
+    b = b if b.ndim == 1 else flatten(b)
+    return mul(expand_dims(a, 1), expand_dims(b, 0))

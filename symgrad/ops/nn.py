@@ -1,1 +1,321 @@
-__all__ = []
+"""Neural-network ops: softmax, log-softmax, one-hot and the cross-entropy losses.
+
+``softmax``, ``log_softmax`` and ``cross_entropy`` are ops of their own so
+their NumPy references (and later their C) can subtract the maximum first:
+composed from ``exp`` and ``sum`` they would overflow for logits of a few
+hundred. ``binary_cross_entropy_with_logits`` needs no op: the stable
+``softplus`` row already carries the trick.
+"""
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..errors import IndexError as _IndexError
+from ..errors import ShapeError
+from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, Variable, as_variable, user_trace
+from .elemwise import cast, exp, softplus
+from .shape import expand_dims, normalize_axis, scalar_entry, shape_at
+
+__all__ = ["softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits",
+           "one_hot"]
+
+
+def _rd():
+    # Imported at call time: the reductions module may be built after this one.
+    from . import reduce
+    return reduce
+
+
+def _require_float(x, opname, what="input"):
+    if not _dt.is_float(x.dtype):
+        raise TypeError(f"{opname}: the {what} must be float, got {x.type}; cast it first, "
+                        f"e.g. x.astype('float64')")
+
+
+def _at_line(err):
+    """The error with the user's file:line appended, as ``Op.make_node`` does."""
+    return type(err)(f"{err} (at {user_trace()})")
+
+
+def _axis_for(x, axis):
+    """``axis`` normalised when valid (so equal ops compare equal); else left for ``infer``."""
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        raise _at_line(TypeError(f"axis must be an int, got {axis!r}"))
+    return int(axis) % x.ndim if -x.ndim <= axis < x.ndim else int(axis)
+
+
+# --------------------------------------------------------------------------- NumPy references
+
+def _shifted(x, axis):
+    """``x`` minus its maximum along ``axis``; an infinite maximum is not subtracted."""
+    if x.shape[axis] == 0:
+        return np.array(x, copy=True)
+    m = np.max(x, axis=axis, keepdims=True)
+    return x - np.where(np.isfinite(m), m, 0).astype(x.dtype)
+
+
+def _log_softmax(x, axis):
+    with np.errstate(all="ignore"):
+        s = _shifted(x, axis)
+        return s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
+
+
+def _softmax(x, axis):
+    with np.errstate(all="ignore"):
+        e = np.exp(_shifted(x, axis))
+        return e / np.sum(e, axis=axis, keepdims=True)
+
+
+# --------------------------------------------------------------------------- softmax
+
+class Softmax(Op):
+    """``exp(x) / sum(exp(x), axis)``, computed stably (the maximum is subtracted first).
+
+    Gradient: ``out * (g - sum(g * out, axis, keepdims=True))``.
+    """
+
+    __props__ = ("axis",)
+    name = "softmax"
+
+    def __init__(self, axis=-1):
+        self.axis = int(axis)
+
+    def infer(self, x):
+        _require_float(x, self.name)
+        normalize_axis(self.axis, x.ndim, self.name)
+        return [x.type]
+
+    def perform(self, node, x):
+        return [np.asarray(_softmax(x, self.axis), dtype=x.dtype)]
+
+    def grad(self, node, inputs, outputs, gouts):
+        (out,), (g,) = outputs, gouts
+        inner = _rd().sum(g * out, axis=self.axis, keepdims=True)
+        return [out * (g - inner)]
+
+
+class LogSoftmax(Op):
+    """``x - logsumexp(x, axis)``, computed stably.
+
+    Gradient: ``g - exp(out) * sum(g, axis, keepdims=True)``.
+    """
+
+    __props__ = ("axis",)
+    name = "log_softmax"
+
+    def __init__(self, axis=-1):
+        self.axis = int(axis)
+
+    def infer(self, x):
+        _require_float(x, self.name)
+        normalize_axis(self.axis, x.ndim, self.name)
+        return [x.type]
+
+    def perform(self, node, x):
+        return [np.asarray(_log_softmax(x, self.axis), dtype=x.dtype)]
+
+    def grad(self, node, inputs, outputs, gouts):
+        (out,), (g,) = outputs, gouts
+        return [g - exp(out) * _rd().sum(g, axis=self.axis, keepdims=True)]
+
+
+def softmax(x, axis=-1):
+    """The softmax of ``x`` along ``axis``: positive values that sum to one.
+
+    Stable for any finite input (the maximum is subtracted first).
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.vector("x")
+    >>> sg.evaluate(sg.nn.softmax(x), {x: np.array([0.0, np.log(3.0)])})
+    array([0.25, 0.75])
+    """
+    x = as_variable(x)
+    return Softmax(_axis_for(x, axis))(x)
+
+
+def log_softmax(x, axis=-1):
+    """The logarithm of ``softmax(x, axis)``, without forming the softmax (stable).
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.vector("x")
+    >>> sg.evaluate(sg.nn.log_softmax(x), {x: np.array([1e4, 1e4])})
+    array([-0.69314718, -0.69314718])
+    """
+    x = as_variable(x)
+    return LogSoftmax(_axis_for(x, axis))(x)
+
+
+# --------------------------------------------------------------------------- one_hot
+
+def _check_labels(labels, n, node):
+    """sg.IndexError naming the op and the user's line for the first label outside [0, n)."""
+    bad = (labels < 0) | (labels >= n)
+    if np.any(bad):
+        pos = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise _IndexError(f"{node.op.name} at {node.trace}: label {int(labels[pos])} at index "
+                          f"{pos} is out of range [0, {n}) ({n} classes)")
+
+
+def _require_int(x, opname, what):
+    if not _dt.is_int(x.dtype):
+        raise TypeError(f"{opname}: the {what} must be integers (int32 or int64), got {x.type}")
+
+
+class OneHot(Op):
+    """``labels`` (integers, any shape) as one-hot rows of length ``n``: ``labels.shape + (n,)``.
+
+    ``n`` is an integer scalar input (its value may be known only at call
+    time). A label outside ``[0, n)`` raises ``sg.IndexError`` at call time.
+    Neither input is differentiable.
+    """
+
+    __props__ = ("dtype",)
+    name = "one_hot"
+
+    def __init__(self, dtype=None):
+        self.dtype = _dt.as_dtype(dtype, "one_hot")
+
+    def infer(self, labels, n):
+        _require_int(labels, self.name, "labels")
+        if n.ndim != 0 or not _dt.is_int(n.dtype):
+            raise TypeError(f"the number of classes must be an integer scalar, got {n.type}")
+        n_static = scalar_entry(n)
+        if n_static is not None and n_static < 0:
+            raise ShapeError(f"the number of classes must be >= 0, got {n_static}")
+        return [TensorType(self.dtype, labels.shape + (n_static,))]
+
+    def perform(self, node, labels, n):
+        n = int(n)
+        if n < 0:
+            raise ShapeError(f"one_hot at {node.trace}: the number of classes must be >= 0, "
+                             f"got {n}")
+        _check_labels(labels, n, node)
+        return [(labels[..., None] == np.arange(n)).astype(self.dtype)]
+
+    def grad(self, node, inputs, outputs, gouts):
+        return [NOT_DIFFERENTIABLE, NOT_DIFFERENTIABLE]
+
+
+def one_hot(labels, n, dtype=None):
+    """One-hot encoding: ``out[..., k] = 1`` where ``labels == k``, else 0.
+
+    Parameters
+    ----------
+    labels : Variable or array of int32/int64, any shape
+    n : int or integer scalar Variable
+        The number of classes; a label outside ``[0, n)`` raises ``sg.IndexError``.
+    dtype : str, optional
+        Of the result; defaults to ``sg.config.floatX``.
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> y = sg.tensor("y", dtype="int64", shape=(None,))
+    >>> sg.evaluate(sg.one_hot(y, 3), {y: np.array([2, 0])})
+    array([[0., 0., 1.],
+           [1., 0., 0.]])
+    """
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer, Variable)):
+        raise _at_line(TypeError(f"one_hot: n must be an int or an integer scalar Variable, "
+                                 f"got {n!r}"))
+    n = as_variable(int(n), dtype="int64") if not isinstance(n, Variable) else n
+    return OneHot(dtype)(as_variable(labels), n)
+
+
+# --------------------------------------------------------------------------- cross-entropy
+
+class CrossEntropy(Op):
+    """Per-row softmax cross-entropy: ``logsumexp(logits[i]) - logits[i, labels[i]]``.
+
+    ``logits`` is ``(N, C)`` float, ``labels`` ``(N,)`` integers in ``[0, C)``
+    (else ``sg.IndexError`` at call time). Stable for huge logits. Gradient
+    with respect to the logits: ``g[:, None] * (softmax(logits) - one_hot(labels, C))``;
+    the labels are not differentiable.
+    """
+
+    name = "cross_entropy"
+
+    def infer(self, logits, labels):
+        _require_float(logits, self.name, "logits")
+        _require_int(labels, self.name, "labels")
+        if logits.ndim != 2 or labels.ndim != 1:
+            raise ShapeError(f"expects logits of shape (N, C) and labels of shape (N,), got "
+                             f"{logits.type} and {labels.type}")
+        n_rows, n_labels = logits.shape[0], labels.shape[0]
+        if None not in (n_rows, n_labels) and n_rows != n_labels:
+            raise ShapeError(f"{n_rows} rows of logits ({logits.type}) but {n_labels} labels "
+                             f"({labels.type})")
+        return [TensorType(logits.dtype, (n_rows if n_rows is not None else n_labels,))]
+
+    def perform(self, node, logits, labels):
+        if logits.shape[0] != labels.shape[0]:
+            raise ShapeError(f"cross_entropy at {node.trace}: {logits.shape[0]} rows of logits "
+                             f"(shape {logits.shape}) but {labels.shape[0]} labels")
+        _check_labels(labels, logits.shape[1], node)
+        if logits.shape[0] == 0:
+            return [np.zeros(0, dtype=logits.dtype)]
+        with np.errstate(all="ignore"):
+            s = _shifted(logits, 1)
+            picked = np.take_along_axis(s, labels[:, None].astype(np.intp), 1)[:, 0]
+            loss = np.log(np.sum(np.exp(s), axis=1)) - picked
+        return [np.asarray(loss, dtype=logits.dtype)]
+
+    def grad(self, node, inputs, outputs, gouts):
+        logits, labels = inputs
+        (g,) = gouts
+        n_classes = logits.shape[1] if logits.shape[1] is not None else shape_at(logits, 1)
+        target = OneHot(logits.dtype)(labels, as_variable(n_classes, dtype="int64"))
+        return [expand_dims(g, 1) * (Softmax(1)(logits) - target), NOT_DIFFERENTIABLE]
+
+
+def cross_entropy(logits, labels):
+    """Per-row cross-entropy between ``softmax(logits)`` and integer class labels.
+
+    Parameters
+    ----------
+    logits : Variable, shape (N, C), float
+        Unnormalised log-probabilities; any finite values (stable for huge ones).
+    labels : Variable, shape (N,), int32 or int64
+        Classes in ``[0, C)``; another value raises ``sg.IndexError`` when run.
+
+    Returns
+    -------
+    Variable, shape (N,)
+        ``logsumexp(logits[i]) - logits[i, labels[i]]``; take ``.mean()`` for a cost.
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> z, y = sg.matrix("z"), sg.tensor("y", dtype="int64", shape=(None,))
+    >>> sg.evaluate(sg.nn.cross_entropy(z, y), {z: np.zeros((1, 4)), y: np.array([3])})
+    array([1.38629436])
+    """
+    return CrossEntropy()(as_variable(logits), as_variable(labels))
+
+
+def binary_cross_entropy_with_logits(logits, targets):
+    """Elementwise ``-t log(sigmoid(x)) - (1 - t) log(1 - sigmoid(x))``, computed stably.
+
+    Written as ``softplus(x) - x * t`` with the stable ``softplus``
+    (``max(x, 0) + log1p(exp(-|x|))``), so huge logits give finite losses and
+    gradients. ``targets`` (probabilities, usually 0 or 1) broadcast against
+    ``logits`` and are cast to the logits' dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.vector("x")
+    >>> sg.evaluate(sg.nn.binary_cross_entropy_with_logits(x, 1.0), {x: np.array([0.0])})
+    array([0.69314718])
+    """
+    x = as_variable(logits)
+    if not _dt.is_float(x.dtype):
+        raise _at_line(TypeError(f"binary_cross_entropy_with_logits: the logits must be float, "
+                                 f"got {x.type}; cast them first, e.g. x.astype('float64')"))
+    if not _dt.is_python_scalar(targets):  # a Python number stays weak (NEP 50)
+        targets = cast(as_variable(targets), x.dtype)
+    return softplus(x) - x * targets
