@@ -1,8 +1,486 @@
-"""Printing graphs (filled in by the printing work)."""
+"""Printing graphs: an indented tree (:func:`debugprint`), an infix formula
+(:func:`pprint`) and Graphviz (:func:`to_dot`, :func:`render`).
+
+Every walk here is iterative (an explicit stack or :func:`~symgrad.graph.toposort`),
+so a chain of many thousands of nodes prints without touching Python's
+recursion limit.
+"""
+
+import os
+import shutil
+import subprocess
+
+from .function import Graph
+from .graph import Constant, SharedVariable, Variable, toposort
+
+__all__ = ["debugprint", "pprint", "to_dot", "render"]
+
+GRAD_MARK = "\u2190 grad of"     # "← grad of tanh (model.py:12)"
+MAX_INDENT = 60                  # deeper levels print their depth instead of more bars
+PPRINT_MAX_NODES = 300           # pprint shows a placeholder for larger sub-expressions
+RENDER_TIMEOUT_S = 120
+_INSTALL_HINT = ("Install Graphviz: the Python package (`pip install graphviz`) and the "
+                 "Graphviz programs, which provide `dot` (`apt-get install graphviz`, "
+                 "`brew install graphviz` or `conda install graphviz`). sg.to_dot(obj) gives "
+                 "the DOT text without them.")
 
 
-def debugprint(obj, file=None, print_type=False):
-    raise NotImplementedError
+# --------------------------------------------------------------------------- what to print
+
+def _roots(obj):
+    """``(header lines, [(label, variable, updated shared or None)])`` for any printable object.
+
+    A label is None for a bare variable, a dict key, ``output i`` or ``update W <-``.
+    """
+    graph = obj if isinstance(obj, Graph) else getattr(obj, "graph", None)
+    if isinstance(graph, Graph):
+        header = ["inputs: " + (", ".join(_leaf_text(v) for v in graph.inputs) or "(none)")]
+        outs = [(f"output {i}:", v, None) for i, v in enumerate(graph.outputs)]
+        ups = [(f"update {_leaf_text(s)} <-", e, s) for s, e in graph.updates]
+        return header, outs + ups
+    if isinstance(obj, Variable):
+        return [], [(None, obj, None)]
+    if isinstance(obj, dict):
+        return [], [(f"{k}:", _checked(v, repr(k)), None) for k, v in obj.items()]
+    if isinstance(obj, (list, tuple)):
+        return [], [(None, _checked(v, f"#{i}"), None) for i, v in enumerate(obj)]
+    raise TypeError(f"cannot print a {type(obj).__name__}: expected a Variable, a list, tuple or "
+                    f"dict of Variables, a Graph, or an object with a .graph (a compiled "
+                    f"function or a train step)")
 
 
-pprint = to_dot = render = debugprint
+def _checked(v, where):
+    if not isinstance(v, Variable):
+        raise TypeError(f"entry {where} is a {type(v).__name__}, not a symbolic Variable")
+    return v
+
+
+# --------------------------------------------------------------------------- short texts
+
+def _short_value(c, limit=40):
+    """A constant's value when short (``1.0``, ``[1, 2]``), else its type."""
+    if c.data.size <= 8:
+        text = repr(c.data.tolist())
+        if len(text) <= limit:
+            return text
+    return str(c.type)
+
+
+def _leaf_text(v):
+    """How a variable without an owner is shown: inputs and shared by name, constants by value."""
+    if isinstance(v, Constant):
+        return f"constant{{{_short_value(v)}}}"
+    if v.name:
+        return v.name
+    return "<shared>" if isinstance(v, SharedVariable) else "<input>"
+
+
+def _where(trace):
+    # The base name keeps lines short; the full path is in node.trace.
+    return f"{os.path.basename(trace.filename)}:{trace.lineno}"
+
+
+def _grad_mark(node):
+    """``← grad of tanh (model.py:12)`` for a node made by a gradient rule, else ''."""
+    fwd = node.grad_of if node is not None else None
+    if fwd is None:
+        return ""
+    # The op's name, not its parameters: the file:line already says which node.
+    return f"{GRAD_MARK} {getattr(fwd.op, 'name', None) or fwd.op} ({_where(fwd.trace)})"
+
+
+def _tag_name(i):
+    """0 -> A, 25 -> Z, 26 -> AA, ... (bijective base 26, as Theano tags)."""
+    s = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        s = chr(65 + r) + s
+    return s
+
+
+# --------------------------------------------------------------------------- debugprint
+
+class _TreeWalk:
+    """A pre-order walk that tags every node and prints a repeated sub-graph once.
+
+    Lines are recorded first and formatted afterwards, so a line may refer to
+    the tag of a variable printed further down (``cotangent of ... [id C]``).
+    """
+
+    def __init__(self, max_depth):
+        self.max_depth = max_depth
+        self.tags = {}        # id(Apply or leaf Variable) -> "A", "B", ...
+        self.expanded = set()  # id(Apply) whose inputs have been printed
+        self.records = []     # (depth, kind, variable or None, root label or None)
+
+    def tag(self, var):
+        key = id(var.owner if var.owner is not None else var)
+        if key not in self.tags:
+            self.tags[key] = _tag_name(len(self.tags))
+        return self.tags[key]
+
+    def known_tag(self, var):
+        return self.tags.get(id(var.owner if var.owner is not None else var))
+
+    def walk(self, root, label):
+        stack = [(root, 0, label)]
+        while stack:
+            var, depth, label = stack.pop()
+            if var is None:
+                self.records.append((depth, "more", None, None))
+                continue
+            self.tag(var)
+            node = var.owner
+            if node is None:
+                kind = "leaf"
+            elif id(node) in self.expanded:
+                kind = "ref"
+            elif self.max_depth is not None and depth + 1 >= self.max_depth:
+                kind = "cut"  # not marked expanded: a shallower use may still print it in full
+                if node.inputs:
+                    stack.append((None, depth + 1, None))
+            else:
+                kind = "full"
+                self.expanded.add(id(node))
+                stack.extend((inp, depth + 1, None) for inp in reversed(node.inputs))
+            self.records.append((depth, kind, var, label))
+
+    def format(self, record, print_type):
+        depth, kind, var, label = record
+        parts = [_indent(depth) + (f"{label} " if label else "")]
+        if kind == "more":
+            return parts[0] + "..."
+        node = var.owner
+        head = "..." if kind == "ref" else _leaf_text(var) if node is None else str(node.op)
+        parts.append(f"{head} [id {self.tag(var)}]")
+        if node is not None and len(node.outputs) > 1:
+            parts.append(f" out {var.index}/{len(node.outputs)}")
+        if var.name and (node is not None or isinstance(var, Constant)):
+            parts.append(f" '{var.name}'")
+        if kind == "ref":
+            return "".join(parts) + " (see above)"
+        if print_type:
+            parts.append(f" <{var.type}>")
+        parts.extend(f"  {note}" for note in self.notes(var) if note)
+        return "".join(parts)
+
+    def notes(self, var):
+        if isinstance(var, SharedVariable):
+            yield "(shared)"
+        yield _grad_mark(var.owner)
+        fwd = getattr(var.tag, "cotangent_of", None)
+        if fwd is not None and not var.name:
+            yield f"(cotangent of {self.describe(fwd)})"
+
+    def describe(self, var):
+        text = f"'{var.name}'" if var.name else str(var.owner.op) if var.owner else _leaf_text(var)
+        tag = self.known_tag(var)
+        return f"{text} [id {tag}]" if tag else text
+
+
+def _indent(depth):
+    if depth <= MAX_INDENT:
+        return " |" * depth
+    # Past this many bars a line is unreadable anyway; the number keeps the structure.
+    return " |" * MAX_INDENT + f"({depth})"
+
+
+def debugprint(obj, file=None, print_type=False, depth=None):
+    """The graph behind ``obj`` as text, one node per line, inputs indented below their user.
+
+    Each line shows the op (or an input's name, ``constant{value}``), a tag
+    ``[id A]``, the output's name if any (gradients are named like
+    ``d(cost)/d(W)``) and notes: ``(shared)``, ``← grad of tanh (model.py:12)``
+    for nodes made by a gradient rule, ``(cotangent of ...)``. A sub-graph used
+    again is printed once; later uses show ``... [id A] (see above)``.
+
+    Parameters
+    ----------
+    obj : Variable, list/tuple/dict of Variables, Graph, or an object with ``.graph``
+        A compiled function or a train step prints its graph: inputs, outputs
+        and ``update W <- ...`` lines.
+    file : file-like, optional
+        Also write the text there (``sys.stdout`` to show it).
+    print_type : bool
+        Append each variable's dtype and static shape, e.g. ``<float64[?, 3]>``.
+    depth : int, optional
+        Print at most this many levels; deeper inputs show as ``...``.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> import symgrad as sg
+    >>> x = sg.vector("x")
+    >>> print(sg.debugprint(sg.tanh(x) * 2))
+    mul [id A]
+     |tanh [id B]
+     | |x [id C]
+     |constant{2.0} [id D]
+    """
+    if depth is not None and (not isinstance(depth, int) or depth < 1):
+        raise ValueError(f"depth must be a positive int or None, got {depth!r}")
+    header, roots = _roots(obj)
+    tree = _TreeWalk(depth)
+    for label, var, _ in roots:
+        tree.walk(var, label)
+    text = "\n".join(header + [tree.format(r, print_type) for r in tree.records])
+    if file is not None:
+        print(text, file=file)
+    return text
+
+
+# --------------------------------------------------------------------------- pprint
+
+def _pp_leaf(v):
+    if isinstance(v, Constant):
+        return _short_value(v)
+    return v.name or f"<{'shared' if isinstance(v, SharedVariable) else 'input'} {v.type}>"
+
+
+def _prop_text(name, value):
+    if name == "axis" and isinstance(value, tuple) and len(value) == 1:
+        value = value[0]  # sum(x, axis=1) rather than the normalised axis=(1,)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _pp_apply(node, out, args):
+    """One node as text, given its inputs' texts."""
+    op = node.op
+    row = getattr(op, "row", None)
+    symbol = getattr(row, "symbol", None)
+    if symbol and len(args) == 2:
+        return f"({args[0]} {symbol} {args[1]})"
+    if symbol == "-" and len(args) == 1:
+        return f"-{args[0]}"
+    # Elementwise ops carry their table row as a prop; it is already the name.
+    props = [] if row is not None else [
+        f"{p}={_prop_text(p, getattr(op, p))}" for p in op.__props__
+        if getattr(op, p) is not None and getattr(op, p) is not False]
+    text = f"{op.name}({', '.join(list(args) + props)})"
+    return text if len(node.outputs) == 1 else f"{text}[{out.index}]"
+
+
+def pprint(var, max_nodes=PPRINT_MAX_NODES):
+    """``var`` as an infix formula: ``((x * W) + b)``, ``tanh(x)``, ``sum(x, axis=1)``.
+
+    Binary elementwise ops use their symbol, other ops function syntax with
+    their parameters; inputs print by name, constants by value. A repeated
+    sub-expression is written out each time, so this is for small graphs: a
+    sub-expression of more than ``max_nodes`` nodes prints as its name or
+    ``op(...)``.
+
+    >>> import symgrad as sg
+    >>> x, b = sg.vector("x"), sg.vector("b")
+    >>> sg.pprint(sg.tanh(x * 2 + b))
+    'tanh(((x * 2.0) + b))'
+    """
+    if not isinstance(var, Variable):
+        raise TypeError(f"pprint expects a symbolic Variable, got {type(var).__name__}")
+    memo = {}  # id(variable) -> (text, number of nodes it spells out)
+
+    def get(v):
+        return memo.get(id(v)) or (_pp_leaf(v), 1)
+
+    for node in toposort([var]):
+        args = [get(i) for i in node.inputs]
+        size = 1 + sum(s for _, s in args)
+        for out in node.outputs:
+            text = _pp_apply(node, out, [t for t, _ in args])
+            if size > max_nodes and out is not var:
+                # Bounded text per node keeps a long chain linear, not quadratic.
+                memo[id(out)] = (out.name or f"{node.op.name}(...)", 1)
+            else:
+                memo[id(out)] = (text, size)
+    return get(var)[0]
+
+
+# --------------------------------------------------------------------------- DOT
+
+FORWARD_COLOR = "lightblue"
+GRAD_COLOR = "orange"
+_VAR_STYLE = {
+    "input": 'shape=ellipse, fillcolor="palegreen"',
+    "shared": 'shape=cylinder, fillcolor="plum"',
+    "constant": 'shape=note, fillcolor="lightgrey"',
+    "value": 'shape=ellipse, fillcolor="white"',
+    "grad_value": f'shape=ellipse, fillcolor="white", color="{GRAD_COLOR}", penwidth=2',
+}
+
+
+def _dot_str(s):
+    """A DOT double-quoted string; backslashes and quotes escaped, newlines as DOT's ``\\n``."""
+    s = str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\r", "")
+    return '"' + s.replace("\n", "\\n") + '"'
+
+
+def _var_kind(v):
+    if isinstance(v, Constant):
+        return "constant"
+    if isinstance(v, SharedVariable):
+        return "shared"
+    if v.owner is None:
+        return "input"
+    return "grad_value" if v.owner.grad_of is not None else "value"
+
+
+def _var_label(v, root_label):
+    if isinstance(v, Constant):
+        lines = [v.name, _short_value(v)] if v.name else [_short_value(v)]
+    else:
+        lines = [v.name or ("<input>" if v.owner is None else ""), str(v.type)]
+    if root_label:
+        lines.insert(0, root_label.rstrip(":").replace(" <-", ""))
+    return "\n".join(line for line in lines if line)
+
+
+class _DotWriter:
+    """Numbers the nodes and collects the DOT statements: node lines first, then edges."""
+
+    def __init__(self):
+        self.nodes = {}   # id(Variable or Apply) -> [dot id, attribute text]
+        self.edges = []
+
+    def _add(self, obj, prefix, attrs):
+        if id(obj) not in self.nodes:
+            self.nodes[id(obj)] = [f"{prefix}{len(self.nodes)}", attrs]
+        return self.nodes[id(obj)][0]
+
+    def variable(self, v):
+        return self._add(v, "v", f"label={_dot_str(_var_label(v, None))}, "
+                                 f"{_VAR_STYLE[_var_kind(v)]}")
+
+    def mark_root(self, v, label):
+        """An output: double border, and its dict key or ``update W`` on top of its label."""
+        self.variable(v)
+        entry = self.nodes[id(v)]
+        entry[1] = (f"label={_dot_str(_var_label(v, label))}, {_VAR_STYLE[_var_kind(v)]}, "
+                    f"peripheries=2")
+        return entry[0]
+
+    def apply(self, node):
+        mark = _grad_mark(node)
+        label = str(node.op) + (f"\n{mark}" if mark else "")
+        color = GRAD_COLOR if node.grad_of is not None else FORWARD_COLOR
+        aid = self._add(node, "a", f"label={_dot_str(label)}, shape=box, fillcolor=\"{color}\", "
+                                   f"tooltip={_dot_str(node.trace)}")
+        many_in, many_out = len(node.inputs) > 1, len(node.outputs) > 1
+        for i, inp in enumerate(node.inputs):
+            edge = f" [label=\"{i}\"]" if many_in else ""
+            self.edges.append(f"{self.variable(inp)} -> {aid}{edge}")
+        for out in node.outputs:
+            edge = f" [label=\"out {out.index}\"]" if many_out else ""
+            self.edges.append(f"{aid} -> {self.variable(out)}{edge}")
+
+    def lines(self):
+        return ([f"  {nid} [{attrs}];" for nid, attrs in self.nodes.values()]
+                + [f"  {e};" for e in self.edges])
+
+
+def to_dot(obj, name="symgrad"):
+    """The graph behind ``obj`` as Graphviz DOT text.
+
+    Accepts what :func:`debugprint` accepts. Variables and ops are nodes, with
+    edges input -> op -> output (numbered when an op has several). Forward ops
+    are light blue boxes, ops made by a gradient rule orange; inputs are green
+    ellipses, shared variables plum cylinders, constants grey notes; outputs
+    have a double border, and a dashed edge leads from an update expression to
+    its shared variable.
+
+    >>> import symgrad as sg
+    >>> x = sg.vector("x")
+    >>> sg.to_dot(sg.exp(x)).splitlines()[0]
+    'digraph symgrad {'
+    """
+    header, roots = _roots(obj)
+    dot = _DotWriter()
+    for node in toposort([v for _, v, _ in roots]):
+        dot.apply(node)
+    for label, var, target in roots:
+        vid = dot.mark_root(var, label)
+        if target is not None:
+            # constraint=false: the update edge closes a loop that must not bend the layout.
+            dot.edges.append(f"{vid} -> {dot.variable(target)} [style=dashed, "
+                             f"label=\"update\", constraint=false]")
+    head = [f"digraph {name if name.isidentifier() else _dot_str(name)} {{",
+            "  graph [fontname=\"Helvetica\"];",
+            "  node [style=filled, fontname=\"Helvetica\"];",
+            "  edge [fontname=\"Helvetica\", fontsize=10];"]
+    if header:
+        head.append(f"  label={_dot_str(header[0])}; labelloc=t;")
+    return "\n".join(head + dot.lines() + ["}"]) + "\n"
+
+
+# --------------------------------------------------------------------------- render
+
+def render(obj, path):
+    """Draw the graph behind ``obj`` to ``path`` (``.svg`` or ``.png``) with Graphviz.
+
+    Uses the ``graphviz`` Python package when it is installed, else the
+    ``dot`` program on ``PATH``; without either, raises ``RuntimeError`` saying
+    how to install them.
+
+    Returns
+    -------
+    str or os.PathLike
+        ``path``.
+
+    Examples
+    --------
+    >>> import symgrad as sg
+    >>> x = sg.vector("x")
+    >>> sg.render(sg.exp(x), "graph.svg")  # doctest: +SKIP
+    'graph.svg'
+    """
+    fmt = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    if fmt not in ("svg", "png"):
+        raise ValueError(f"render writes .svg or .png files, got {os.fspath(path)!r}")
+    data = _run_graphviz(to_dot(obj), fmt)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _run_graphviz(text, fmt):
+    """The image bytes for DOT ``text``, via the graphviz package or the dot program."""
+    try:
+        import graphviz
+    except ImportError:
+        graphviz = None
+    if graphviz is not None:
+        try:
+            return graphviz.Source(text).pipe(format=fmt)
+        except graphviz.ExecutableNotFound:
+            # The package alone cannot draw: it calls the same dot program.
+            raise RuntimeError("render: the graphviz Python package is installed but the "
+                               "Graphviz program `dot` is not. " + _INSTALL_HINT) from None
+        except subprocess.CalledProcessError as e:
+            raise RuntimeError(f"render: Graphviz failed: {_stderr(e)}") from None
+    dot = shutil.which("dot")
+    if dot is None:
+        raise RuntimeError("render needs Graphviz, which was not found (no `graphviz` Python "
+                           "package, no `dot` program on PATH). " + _INSTALL_HINT)
+    return _run_dot(dot, text, fmt)
+
+
+def _run_dot(dot, text, fmt):
+    try:
+        done = subprocess.run([dot, f"-T{fmt}"], input=text.encode("utf-8"),
+                              capture_output=True, timeout=RENDER_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"render: `{dot} -T{fmt}` took longer than {RENDER_TIMEOUT_S} s; "
+                           f"a graph this large may draw better with depth-limited "
+                           f"sg.debugprint") from None
+    if done.returncode != 0:
+        raise RuntimeError(f"render: `{dot} -T{fmt}` failed (exit {done.returncode}): "
+                           f"{_stderr(done)}")
+    return done.stdout
+
+
+def _stderr(proc):
+    err = proc.stderr or b""
+    return (err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)).strip()
+
