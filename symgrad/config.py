@@ -5,6 +5,7 @@
 """
 
 import os
+import warnings
 
 __all__ = ["config"]
 
@@ -30,8 +31,12 @@ class Config:
         self._floatX = "float64"
         self._mode = MODES[0]
         self.floatX = environ.get("SYMGRAD_FLOATX", "float64")
-        if "SYMGRAD_MODE" in environ:
-            self.mode = environ["SYMGRAD_MODE"]
+        if environ.get("SYMGRAD_MODE"):
+            if environ["SYMGRAD_MODE"] in MODES:
+                self._mode = environ["SYMGRAD_MODE"]
+            else:  # an import must not fail on a setting; sg.function names it instead
+                warnings.warn(f"SYMGRAD_MODE={environ['SYMGRAD_MODE']!r} is not one of {MODES}; "
+                              f"using {self._mode!r}", stacklevel=2)
         self.cache_dir = environ.get(
             "SYMGRAD_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "symgrad"))
         self.cc = environ.get("SYMGRAD_CC", "cc")

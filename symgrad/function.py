@@ -13,8 +13,8 @@ import numpy as np
 from . import dtypes as _dt
 from .config import check_mode, config
 from .errors import InputError
-from .graph import (Apply, Constant, SharedVariable, Variable, as_variable, clone_replace,
-                    free_inputs, toposort)
+from .graph import (Constant, SharedVariable, Variable, as_variable, clone_replace,
+                    flatten_graph, free_inputs, toposort, unflatten_graph)
 from .interp import Program
 
 __all__ = ["function", "Function", "Graph"]
@@ -59,6 +59,18 @@ def _flatten_outputs(outputs):
         return ([_as_output(o, f"#{i}") for i, o in enumerate(outputs)],
                 lambda vals: kind(vals) if kind in (list, tuple) else list(vals))
     return [_as_output(outputs, "")], lambda vals: vals[0]
+
+
+def _structure_of(outputs):
+    if outputs is None:
+        return ("none", None)
+    if isinstance(outputs, dict):
+        return ("dict", list(outputs))
+    if isinstance(outputs, tuple):
+        return ("tuple", None)
+    if isinstance(outputs, list):
+        return ("list", None)
+    return ("single", None)
 
 
 def _as_output(o, where):
@@ -121,8 +133,7 @@ class Function:
 
     def __init__(self, inputs, outputs=None, updates=None, givens=None, mode=None, name=None,
                  profile=False):
-        self._args = dict(inputs=inputs, outputs=outputs, updates=updates, givens=givens,
-                          mode=mode, name=name, profile=profile)
+        self._structure = _structure_of(outputs)
         self.mode = check_mode(config.mode if mode is None else mode)
         self.name = name
         single_input = isinstance(inputs, Variable)
@@ -227,10 +238,25 @@ class Function:
                f"inputs={[str(v) for v in self.inputs]}>"
 
     def __getstate__(self):
-        return {"args": self._args}
+        # The graph after givens, flattened; unpickling rebuilds the function from it.
+        g = self.graph
+        roots = g.inputs + g.outputs + [s for s, _ in g.updates] + [e for _, e in g.updates]
+        return {"graph": flatten_graph(roots), "n": (len(g.inputs), len(g.outputs)),
+                "structure": self._structure, "mode": self.mode, "name": self.name,
+                "profile": self.profile}
 
     def __setstate__(self, state):
-        self.__init__(**state["args"])
+        roots = unflatten_graph(state["graph"])
+        n_in, n_out = state["n"]
+        inputs, outputs = roots[:n_in], roots[n_in:n_in + n_out]
+        rest = roots[n_in + n_out:]
+        k = len(rest) // 2
+        kind, keys = state["structure"]
+        outs = (None if kind == "none" else outputs[0] if kind == "single" else
+                dict(zip(keys, outputs)) if kind == "dict" else
+                tuple(outputs) if kind == "tuple" else list(outputs))
+        self.__init__(inputs, outs, list(zip(rest[:k], rest[k:])), None, state["mode"],
+                      state["name"], state["profile"])
 
 
 class _Missing:

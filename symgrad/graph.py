@@ -530,3 +530,60 @@ vector = _maker(1, "vector")
 matrix = _maker(2, "matrix")
 tensor3 = _maker(3, "tensor3")
 tensor4 = _maker(4, "tensor4")
+
+
+# --------------------------------------------------------------------------- flat pickling
+
+def flatten_graph(roots):
+    """A picklable flat form of the graph behind ``roots`` (no recursion, any depth).
+
+    Pickle walks object references recursively, which overflows the C stack on
+    long chains; this lists leaves and nodes in topological order instead.
+    """
+    index, leaves, nodes = {}, [], []
+    node_index = {}
+    for node in toposort(roots):
+        ins = []
+        for v in node.inputs:
+            if id(v) not in index:
+                index[id(v)] = ("leaf", len(leaves))
+                leaves.append(_leaf_state(v))
+            ins.append(index[id(v)])
+        node_index[id(node)] = len(nodes)
+        grad_of = node_index.get(id(node.grad_of)) if node.grad_of is not None else None
+        nodes.append((node.op, ins, node.trace, grad_of, [o.name for o in node.outputs]))
+        for i, o in enumerate(node.outputs):
+            index[id(o)] = ("out", len(nodes) - 1, i)
+    refs = []
+    for r in roots:
+        if id(r) not in index:
+            index[id(r)] = ("leaf", len(leaves))
+            leaves.append(_leaf_state(r))
+        refs.append(index[id(r)])
+    return {"leaves": leaves, "nodes": nodes, "roots": refs}
+
+
+def _leaf_state(v):
+    if isinstance(v, (Constant, SharedVariable)):
+        return v          # a leaf: pickles without recursion
+    return (v.type, v.name)
+
+
+def unflatten_graph(state):
+    """The root variables of a graph flattened by :func:`flatten_graph`."""
+    leaves = [v if isinstance(v, Variable) else Variable(v[0], name=v[1]) for v in state["leaves"]]
+    built = []
+
+    def get(ref):
+        return leaves[ref[1]] if ref[0] == "leaf" else built[ref[1]].outputs[ref[2]]
+
+    for op, ins, trace, grad_of, names in state["nodes"]:
+        _override.append((trace, built[grad_of] if grad_of is not None else None))
+        try:
+            node = op.make_node(*[get(r) for r in ins])
+        finally:
+            _override.pop()
+        for o, n in zip(node.outputs, names):
+            o.name = n
+        built.append(node)
+    return [get(r) for r in state["roots"]]

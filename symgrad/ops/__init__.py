@@ -1,7 +1,8 @@
 """Every op of symgrad, one module per family; each op holds its type inference,
 NumPy reference and gradient rule together."""
 
-from . import elemwise, indexing, join, linalg, methods, nn, reduce, shape  # noqa: F401
+from . import elemwise, indexing, join, linalg, methods, nn, reduce  # noqa: F401
+from . import shape as shape_ops  # the module; the name `shape` is the function sg.shape
 from .elemwise import (abs, add, cast, ceil, clip, cos, eq, exp, expm1, floor, floordiv, ge,  # noqa: A004
                        gt, isnan, le, log, log1p, lt, maximum, minimum, mod, mul, neg, neq, pow,
                        relu, round, sigmoid, sign, sin, softplus, sqrt, square, stop_gradient, sub,
@@ -12,3 +13,4 @@ from .linalg import *  # noqa: F403
 from .reduce import *  # noqa: F403
 from .shape import (broadcast_to, expand_dims, flatten, ones, ones_like, reshape, shape,
                     squeeze, transpose, zeros, zeros_like)
+from .nn import one_hot  # noqa: F401  (SPEC §2 lists sg.one_hot beside sg.nn's losses)

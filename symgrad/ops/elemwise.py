@@ -107,7 +107,8 @@ class Elemwise(Op):
             elif not _dt.is_float(x.dtype):
                 result.append(NOT_DIFFERENTIABLE)
             else:
-                gx = sum_to(gx, x)
+                # A sole input is never broadcast: its cotangent already has its shape.
+                gx = sum_to(gx, x) if len(inputs) > 1 else gx
                 result.append(gx if gx.dtype == x.dtype else cast(gx, x.dtype))
         return result
 
@@ -226,7 +227,9 @@ def _sel(cond, g):
 
 
 def _pow_grad(x, y, out, g):
-    gx = g * y * x ** (y - 1)
+    # A constant exponent (the common x ** 2) gets its y - 1 folded here, not as a node.
+    y_minus_1 = Constant(y.data - 1, dtype=y.dtype) if isinstance(y, Constant) else y - 1
+    gx = g * y * x ** y_minus_1
     gy = g * where(eq(x, 0), 0, out * log(x))
     return [gx, gy]
 

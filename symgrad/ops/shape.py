@@ -185,7 +185,8 @@ class DimShuffle(Op):
         kept = [a for a in self.order if a != "x"]
         y = np.transpose(x, kept + list(self.dropped))
         y = y.reshape(y.shape[:len(kept)])
-        return [np.ascontiguousarray(y.reshape([1 if a == "x" else x.shape[a] for a in self.order]))]
+        # np.array copies: a result never aliases its input, and 0-d stays 0-d.
+        return [np.array(y.reshape([1 if a == "x" else x.shape[a] for a in self.order]), order="C")]
 
     def grad(self, node, inputs, outputs, gouts):
         (g,) = gouts
@@ -272,7 +273,7 @@ class BroadcastTo(Op):
             return [np.array(np.broadcast_to(x, tuple(int(s) for s in shp)))]
         except ValueError:
             raise ShapeError(f"broadcast_to at {node.trace}: cannot broadcast shape {x.shape} "
-                             f"to {tuple(shp)}") from None
+                             f"to {tuple(int(s) for s in shp)}") from None
 
     def grad(self, node, inputs, outputs, gouts):
         x, _ = inputs
