@@ -1,0 +1,92 @@
+"""Hypothesis: broadcasting, dtype promotion and random elementwise graphs against NumPy."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import symgrad as sg
+
+DTYPES = ["float32", "float64", "int32", "int64", "bool"]
+ARITH = [("add", lambda a, b: a + b, np.add), ("sub", lambda a, b: a - b, np.subtract),
+         ("mul", lambda a, b: a * b, np.multiply), ("maximum", sg.maximum, np.maximum),
+         ("lt", lambda a, b: a < b, np.less), ("truediv", lambda a, b: a / b, np.true_divide)]
+
+
+def _value(draw, dtype, shape):
+    if dtype == "bool":
+        return draw(hnp.arrays(np.bool_, shape))
+    if dtype.startswith("int"):
+        return draw(hnp.arrays(dtype, shape, elements=st.integers(-50, 50)))
+    return draw(hnp.arrays(dtype, shape, elements=st.floats(-10, 10, width=32)))
+
+
+@st.composite
+def binary_case(draw):
+    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=3, max_side=4))
+    d1, d2 = draw(st.sampled_from(DTYPES)), draw(st.sampled_from(DTYPES))
+    op = draw(st.sampled_from(ARITH))
+    a, b = _value(draw, d1, shapes.input_shapes[0]), _value(draw, d2, shapes.input_shapes[1])
+    static = draw(st.booleans())
+    return op, a, b, static
+
+
+@settings(max_examples=150, deadline=None)
+@given(binary_case())
+def test_binary_ops_match_numpy_types_shapes_and_values(case):
+    (name, fn, ref), a, b, static = case
+    with np.errstate(all="ignore"):
+        try:
+            want = np.asarray(ref(a, b))
+        except TypeError:            # NumPy refuses it (e.g. bool - bool): so must we
+            want = None
+    x = sg.tensor("a", a.dtype.name, a.shape if static else (None,) * a.ndim)
+    y = sg.tensor("b", b.dtype.name, b.shape if static else (None,) * b.ndim)
+    if want is None or want.dtype.name not in DTYPES:
+        try:
+            fn(x, y)
+        except TypeError:
+            return
+        raise AssertionError(f"{name}({a.dtype}, {b.dtype}) should be refused")
+    out = fn(x, y)
+    assert out.dtype == want.dtype.name
+    assert out.type.accepts_shape(want.shape)
+    got = sg.function([x, y], out, mode="py")(a, b)
+    np.testing.assert_array_equal(got, want)
+
+
+UNARY = [(sg.tanh, np.tanh), (sg.exp, np.exp), (sg.sin, np.sin), (sg.sigmoid, None),
+         (sg.softplus, None), (abs, np.abs), (sg.square, np.square)]
+
+
+@st.composite
+def chain_case(draw):
+    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=3, max_side=3,
+                                                    min_side=1))
+    steps = draw(st.lists(st.tuples(st.integers(0, len(UNARY) - 1), st.integers(0, 2)),
+                          min_size=1, max_size=5))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    a = rng.uniform(-1, 1, shapes.input_shapes[0])
+    b = rng.uniform(-1, 1, shapes.input_shapes[1])
+    return steps, a, b
+
+
+def _build(steps, x, y, lib):
+    z = x
+    for u, combine in steps:
+        fn = UNARY[u][0] if lib is sg else (UNARY[u][1] or {sg.sigmoid: lambda v: 1 / (1 + np.exp(-v)),
+                                                          sg.softplus: lambda v: np.log1p(np.exp(v))}[UNARY[u][0]])
+        z = fn(z)
+        z = z + y if combine == 0 else z * y if combine == 1 else z - 0.5 * y
+    return z
+
+
+@settings(max_examples=40, deadline=None)
+@given(chain_case())
+def test_random_chains_values_and_gradients(case):
+    steps, a, b = case
+    x, y = sg.tensor("x", shape=(None,) * a.ndim), sg.tensor("y", shape=(None,) * b.ndim)
+    out = _build(steps, x, y, sg)
+    np.testing.assert_allclose(sg.function([x, y], out, mode="py")(a, b),
+                               _build(steps, a, b, np), rtol=1e-12, atol=1e-12)
+    sg.verify_grad(lambda p, q: _build(steps, p, q, sg), [a, b], n_tests=1, mode="py")
