@@ -107,10 +107,24 @@ class Elemwise(Op):
             elif not _dt.is_float(x.dtype):
                 result.append(NOT_DIFFERENTIABLE)
             else:
-                # A sole input is never broadcast: its cotangent already has its shape.
-                gx = sum_to(gx, x) if len(inputs) > 1 else gx
+                gx = sum_to(gx, x) if _maybe_broadcast(x, inputs) else gx
                 result.append(gx if gx.dtype == x.dtype else cast(gx, x.dtype))
         return result
+
+
+def _maybe_broadcast(x, inputs):
+    """Whether ``x`` may have been broadcast against the other inputs (static shapes say no)."""
+    nd = max(i.ndim for i in inputs)
+    if x.ndim < nd:
+        return True
+    for k, d in enumerate(x.shape):
+        if d is not None and d != 1:
+            continue  # a known length > 1 is never stretched
+        for other in inputs:
+            j = k - (nd - other.ndim)
+            if other is not x and j >= 0 and other.shape[j] != 1:
+                return True
+    return False
 
 
 def _promote_args(args, value_slots=None):

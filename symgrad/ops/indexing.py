@@ -21,7 +21,7 @@ from ..errors import IndexError as _IndexError
 from ..graph import Constant, Op, TensorType, Variable, as_variable, user_trace
 from .advanced import AdvancedIncSubtensor, AdvancedSubtensor
 from .shape import Shape, shape_at
-from .subtensor import (ARRAY, FULL, SCALAR, IncSubtensor, Subtensor, consumes_axis, is_slice,
+from .subtensor import (ARRAY, FULL, SCALAR, IncSubtensor, Subtensor, consumes_axis,
                         value_grad)
 
 __all__ = ["getitem", "inc_subtensor", "set_subtensor", "arange"]
