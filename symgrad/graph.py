@@ -7,6 +7,7 @@ where it was made, so errors can name it even after rewrites and in gradient
 nodes.
 """
 
+import builtins
 import contextlib
 import itertools
 import os
@@ -404,7 +405,7 @@ class Op:
         inputs = [as_variable(x) for x in inputs]
         try:
             out_types = self.infer(*inputs)
-        except (ShapeError, TypeError) as e:
+        except (ShapeError, TypeError, ValueError, builtins.IndexError) as e:
             raise _at_user_line(e, self) from None
         return Apply(self, inputs, out_types)
 
@@ -425,7 +426,10 @@ def _at_user_line(err, op):
         return err
     trace = user_trace()
     prefix = "" if msg.startswith(f"{op.name}:") or msg.startswith(f"{op.name} ") else f"{op.name}: "
-    new = type(err)(f"{prefix}{msg} (at {trace})") if type(err) in (ShapeError, TypeError) else err
+    try:
+        new = type(err)(f"{prefix}{msg} (at {trace})")
+    except TypeError:  # an exception class with another constructor: leave it as it is
+        return err
     return new
 
 

@@ -25,6 +25,8 @@ class Arg:
 
     def __init__(self, shape=(), dtype="float64", low=-2.0, high=2.0, static=False,
                  away_from=None, value=None, grad=True):
+        if value is not None and not shape:
+            shape = np.shape(value)
         self.shape, self.dtype, self.low, self.high = tuple(shape), dtype, low, high
         self.static, self.away_from, self.value, self.grad = static, away_from, value, grad
 
