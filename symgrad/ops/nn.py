@@ -68,14 +68,11 @@ def _softmax(x, axis):
 
 # --------------------------------------------------------------------------- softmax
 
-class Softmax(Op):
-    """``exp(x) / sum(exp(x), axis)``, computed stably (the maximum is subtracted first).
-
-    Gradient: ``out * (g - sum(g * out, axis, keepdims=True))``.
-    """
+class _AlongAxis(Op):
+    """Base of the float ops that normalise along one axis and keep the input's type."""
 
     __props__ = ("axis",)
-    name = "softmax"
+    register = False
 
     def __init__(self, axis=-1):
         self.axis = int(axis)
@@ -84,6 +81,15 @@ class Softmax(Op):
         _require_float(x, self.name)
         normalize_axis(self.axis, x.ndim, self.name)
         return [x.type]
+
+
+class Softmax(_AlongAxis):
+    """``exp(x) / sum(exp(x), axis)``, computed stably (the maximum is subtracted first).
+
+    Gradient: ``out * (g - sum(g * out, axis, keepdims=True))``.
+    """
+
+    name = "softmax"
 
     def perform(self, node, x):
         return [np.asarray(_softmax(x, self.axis), dtype=x.dtype)]
@@ -94,22 +100,13 @@ class Softmax(Op):
         return [out * (g - inner)]
 
 
-class LogSoftmax(Op):
+class LogSoftmax(_AlongAxis):
     """``x - logsumexp(x, axis)``, computed stably.
 
     Gradient: ``g - exp(out) * sum(g, axis, keepdims=True)``.
     """
 
-    __props__ = ("axis",)
     name = "log_softmax"
-
-    def __init__(self, axis=-1):
-        self.axis = int(axis)
-
-    def infer(self, x):
-        _require_float(x, self.name)
-        normalize_axis(self.axis, x.ndim, self.name)
-        return [x.type]
 
     def perform(self, node, x):
         return [np.asarray(_log_softmax(x, self.axis), dtype=x.dtype)]
