@@ -1,0 +1,244 @@
+"""Compile generated C into a shared library, through the on-disk cache.
+
+The cache key is a sha256 over everything that changes the binary: the source,
+the library name, the exact compiler command line, the compiler's resolved
+path and ``--version`` output, the CPU's feature flags (``-march=native``),
+the Python and NumPy ABI, the symgrad version, the text of ``sg_abi.h`` and
+the BLAS library. Nothing is bumped by hand. What does not depend on the
+source is computed once per process, so a cache hit costs a few milliseconds.
+
+>>> from symgrad.compiler import compile_library
+>>> path = compile_library("int sg_abi_version(void) { return 1; }")  # doctest: +SKIP
+>>> import ctypes; ctypes.CDLL(path).sg_abi_version()                  # doctest: +SKIP
+1
+"""
+
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+from .config import config
+from .errors import CompileError
+
+__all__ = ["compile_library", "blas_flags", "compiler_argv", "cache_key", "find_compiler"]
+
+BASE_FLAGS = ("-O2", "-march=native", "-fPIC", "-shared", "-std=c99", "-fno-strict-aliasing")
+INCLUDE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
+TIMEOUT_S = 300
+STDERR_CHARS = 8000
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def compile_library(source, name="kernel"):
+    """Return the path of a shared library built from C `source`, cached on disk.
+
+    Parameters
+    ----------
+    source : str
+        A whole C99 translation unit. ``sg_abi.h`` and OpenBLAS's ``cblas.h``
+        (functions prefixed ``scipy_cblas_``) are on the include path, and the
+        library links against OpenBLAS and libm.
+    name : str
+        The file name (a C identifier) of ``<name>.c`` and ``<name>.so``.
+
+    Returns
+    -------
+    str
+        Path of the library inside the cache; load it with ``ctypes.CDLL``.
+
+    Raises
+    ------
+    CompileError
+        No compiler, a compiler failure (the message holds its stderr and the
+        path of the kept source), or an unsafe cache directory.
+
+    Examples
+    --------
+    >>> import ctypes
+    >>> lib = ctypes.CDLL(compile_library("int two(void) { return 2; }"))  # doctest: +SKIP
+    >>> lib.two()                                                         # doctest: +SKIP
+    2
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"name must be a C identifier (it names files), got {name!r}")
+    # Imported here, not at the top: `python -m symgrad.cache` must not find the
+    # module already imported by the package (runpy warns), and `import symgrad`
+    # stays light.
+    from . import cache
+
+    argv = compiler_argv(find_compiler(), name)
+    key = cache_key(source, name, argv)
+    root = cache.root()
+    hit = cache.lookup(root, key, name)
+    if hit is not None:
+        return hit
+    build = cache.new_build_dir(root, key)
+    try:
+        _build(build, source, name, argv, os.path.join(root, "failed", key + ".c"))
+        version = (_compiler_version(argv[0]).splitlines() or [""])[0]
+        cache.write_meta(build, key, name, compiler={"path": argv[0], "version": version},
+                         flags=argv[1:])
+        return cache.publish(root, build, key, name)
+    finally:
+        # Gone already after a successful publish; otherwise a failed or lost build.
+        shutil.rmtree(build, ignore_errors=True)
+
+
+def find_compiler():
+    """Return the configured compiler as an argv prefix, its program resolved on PATH.
+
+    ``sg.config.cc`` may hold arguments (``"ccache gcc"``). The program keeps
+    the name it was found under: wrappers such as ccache dispatch on it.
+    """
+    words = shlex.split(config.cc)
+    path = shutil.which(words[0]) if words else None
+    if path is None:
+        raise CompileError(
+            f"no C compiler was found: sg.config.cc (from SYMGRAD_CC) is {config.cc!r}, which is "
+            f"not an executable on PATH. Install one (e.g. `apt-get install gcc`), point "
+            f"SYMGRAD_CC at one, or use mode=\"py\", which needs no compiler.")
+    return [path, *words[1:]]
+
+
+@functools.cache
+def blas_flags():
+    """Return ``(include_dir, lib_dir, libname)`` of the scipy-openblas32 package.
+
+    The package is located, not imported: importing it costs about 30 ms
+    (``importlib.metadata``), most of a cache hit's budget. Its
+    ``get_include_dir()`` and ``get_lib_dir()`` are these two folders of it,
+    and ``get_library()`` is the ``libscipy_openblas*`` file's link name.
+    """
+    spec = importlib.util.find_spec("scipy_openblas32")
+    if spec is None or not spec.submodule_search_locations:
+        raise CompileError("the BLAS package scipy-openblas32 is not installed: "
+                           "`pip install scipy-openblas32`, or use mode=\"py\"")
+    pkg = spec.submodule_search_locations[0]
+    lib_dir = os.path.join(pkg, "lib")
+    libs = sorted(f for f in os.listdir(lib_dir) if f.startswith("libscipy_openblas"))
+    if not libs:
+        raise CompileError(f"scipy-openblas32 at {pkg} has no libscipy_openblas library; "
+                           f"reinstall it: `pip install --force-reinstall scipy-openblas32`")
+    return os.path.join(pkg, "include"), lib_dir, os.path.splitext(libs[0])[0][3:]
+
+
+def compiler_argv(cc, name):
+    """Return the whole command that compiles ``<name>.c`` into ``<name>.so``.
+
+    File names are relative (the compiler runs in the build directory), so
+    the command is the same for every build and can go into the cache key.
+    """
+    inc, lib, libname = blas_flags()
+    extra = shlex.split(config.cflags) if isinstance(config.cflags, str) else list(config.cflags)
+    return [*cc, *BASE_FLAGS, *extra, f"-I{INCLUDE_DIR}", f"-I{inc}",
+            "-o", f"{name}.so", f"{name}.c",
+            # -Xlinker, not -Wl,: a comma in the path would split the option.
+            f"-L{lib}", "-Xlinker", "-rpath", "-Xlinker", lib, f"-l{libname}", "-lm"]
+
+
+def cache_key(source, name, argv):
+    """Return the hex sha256 identifying the library `argv` builds from `source`."""
+    h = hashlib.sha256()
+    for part in (source, name, *_environment(tuple(argv))):
+        data = part.encode("utf-8", "surrogatepass")
+        # Length-prefixed, so that no two different part lists hash alike.
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+@functools.cache
+def _environment(argv):
+    import numpy
+
+    from . import __version__
+
+    inc, lib_dir, libname = blas_flags()
+    blas_lib = os.path.join(lib_dir, next(f for f in sorted(os.listdir(lib_dir))
+                                          if f.startswith("lib" + libname)))
+    return (json.dumps(argv), os.path.realpath(argv[0]), _compiler_version(argv[0]),
+            _cpu_features(), _python_abi(), numpy.__version__, __version__,
+            _read(os.path.join(INCLUDE_DIR, "sg_abi.h")),
+            f"{blas_lib} {os.path.getsize(blas_lib)}")
+
+
+@functools.cache
+def _compiler_version(path):
+    try:
+        proc = subprocess.run([path, "--version"], capture_output=True, text=True,
+                              errors="replace", timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise CompileError(f"the C compiler {path} does not run: {e}") from e
+    return proc.stdout + proc.stderr
+
+
+@functools.cache
+def _cpu_features():
+    # -march=native compiles for this CPU's instruction sets: a library built
+    # here may not run on a CPU lacking one, so its flags are part of the key.
+    # (The model name is not: tuning changes speed, never correctness.)
+    machine = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return f"{machine} {line.strip()}"
+    except OSError:
+        pass
+    return f"{machine} {platform.processor()}"
+
+
+def _python_abi():
+    import sysconfig
+    return f"{sys.implementation.cache_tag} {sysconfig.get_config_var('SOABI')}"
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def _build(build, source, name, argv, failed_path):
+    src = os.path.join(build, name + ".c")
+    with open(src, "w") as f:
+        f.write(source)
+    try:
+        proc = _run_compiler(argv, build)
+    except subprocess.TimeoutExpired:
+        kept = _keep(src, failed_path)
+        raise CompileError(f"the C compiler took more than {TIMEOUT_S} s on {kept}; "
+                           f"command: {shlex.join(argv)}") from None
+    except OSError as e:
+        raise CompileError(f"the C compiler {argv[0]} could not be run: {e}") from e
+    if proc.returncode != 0 or not os.path.isfile(os.path.join(build, name + ".so")):
+        kept = _keep(src, failed_path)
+        raise CompileError(_failure_message(argv, proc, kept))
+
+
+def _run_compiler(argv, cwd):
+    # No shell: the command is a list, so no path or flag is ever re-parsed.
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, errors="replace",
+                          timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
+
+
+def _keep(src, failed_path):
+    # The build directory is deleted; the source moves where the user can read it.
+    os.makedirs(os.path.dirname(failed_path), 0o700, exist_ok=True)
+    os.replace(src, failed_path)
+    return failed_path
+
+
+def _failure_message(argv, proc, kept):
+    err = (proc.stderr or "") + (proc.stdout or "")
+    if len(err) > STDERR_CHARS:
+        err = err[:STDERR_CHARS] + f"\n... ({len(err) - STDERR_CHARS} more characters)"
+    return (f"the C compiler failed (exit status {proc.returncode})\n"
+            f"  source: {kept}\n  command: {shlex.join(argv)}\n  output:\n{err.rstrip()}")
