@@ -1,12 +1,17 @@
-"""Build symgrad: the Python package plus any extension modules under symgrad/ (.pyx),
-compiled against the NumPy headers and the hand-written C in csrc/."""
+"""Build symgrad: the Python package plus its runtime extension, each symgrad/**/*.pyx
+compiled with the hand-written C in csrc/ against the NumPy headers and the kernel ABI."""
 
+import sys
 from pathlib import Path
 
 import numpy
 from setuptools import Extension, setup
 
 HERE = Path(__file__).parent
+
+
+def rel(*paths):
+    return [str(p.relative_to(HERE)) for p in paths]
 
 
 def extensions():
@@ -16,10 +21,11 @@ def extensions():
     from Cython.Build import cythonize
 
     exts = [Extension(".".join(p.relative_to(HERE).with_suffix("").parts),
-                      [str(p.relative_to(HERE))] + [str(c.relative_to(HERE))
-                                                    for c in sorted(HERE.glob("csrc/*.c"))],
-                      include_dirs=[numpy.get_include(), "csrc"],
-                      define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")])
+                      rel(p, *sorted(HERE.glob("csrc/*.c"))),
+                      depends=rel(*sorted(HERE.glob("csrc/*.h")), HERE / "symgrad/include/sg_abi.h"),
+                      include_dirs=[numpy.get_include(), "csrc", "symgrad/include"],
+                      define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+                      libraries=[] if sys.platform == "win32" else ["dl", "pthread"])
             for p in pyx]
     return cythonize(exts, language_level=3)
 

@@ -5,13 +5,14 @@
 """
 
 import os
+import shlex
 import warnings
 
 __all__ = ["config"]
 
 _FLOATX = ("float32", "float64")
-# Mode "c" (the compiled backend) is added to this tuple by the C backend.
-MODES = ("py",)
+# "c": generated C (the default); "py": the NumPy reference; "debug": both, checked node by node.
+MODES = ("c", "py", "debug")
 
 
 class Config:
@@ -25,6 +26,9 @@ class Config:
         Default mode of :func:`symgrad.function`.
     cache_dir, cc, num_threads
         Used by the C backend.
+    cflags : list of str
+        Extra C compiler flags appended to the defaults (``SYMGRAD_CFLAGS``,
+        split like a shell would), e.g. ``-fsanitize=address,undefined``.
     """
 
     def __init__(self, environ=os.environ):
@@ -40,6 +44,7 @@ class Config:
         self.cache_dir = environ.get(
             "SYMGRAD_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "symgrad"))
         self.cc = environ.get("SYMGRAD_CC", "cc")
+        self.cflags = shlex.split(environ.get("SYMGRAD_CFLAGS", ""))
         self.num_threads = int(environ.get("SYMGRAD_NUM_THREADS", "0") or 0)
 
     @property
@@ -63,7 +68,8 @@ class Config:
 
     def __repr__(self):
         return (f"Config(floatX={self.floatX!r}, mode={self.mode!r}, "
-                f"cache_dir={self.cache_dir!r}, cc={self.cc!r}, num_threads={self.num_threads})")
+                f"cache_dir={self.cache_dir!r}, cc={self.cc!r}, cflags={self.cflags!r}, "
+                f"num_threads={self.num_threads})")
 
 
 def check_mode(mode):

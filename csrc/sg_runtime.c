@@ -1,0 +1,162 @@
+/* sg_runtime.c: kernel loading and the workspace pool (see sg_runtime.h). */
+#include "sg_runtime.h"
+
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A cache line: kernels may use aligned vector loads on arena blocks. */
+#define SG_ARENA_ALIGN 64
+
+/* Replace the arena by one of at least `need` bytes. The old contents are
+ * dead between calls, so nothing is copied. On failure the arena is left
+ * empty: the kernel then mallocs every block into `extra`, slower but correct. */
+static void arena_grow(sg_ws *ws, size_t need)
+{
+    size_t cap = (need + SG_ARENA_ALIGN - 1) & ~(size_t)(SG_ARENA_ALIGN - 1);
+    void *base = NULL;
+    free(ws->base);
+    if (cap < need || posix_memalign(&base, SG_ARENA_ALIGN, cap) != 0) {
+        base = NULL;
+        cap = 0;
+    }
+    ws->base = (char *)base;
+    ws->cap = cap;
+}
+
+int sg_pool_init(sg_pool *p, size_t n_in, size_t n_out)
+{
+    p->free = NULL;
+    p->n_in = n_in;
+    p->n_out = n_out;
+    p->n_slots = 0;
+    p->hint = 0;
+    return pthread_mutex_init(&p->lock, NULL);
+}
+
+static sg_slot *slot_new(size_t n_in, size_t n_out, size_t hint)
+{
+    size_t n = n_in + n_out;
+    sg_slot *s = (sg_slot *)calloc(1, sizeof *s + (n ? n : 1) * sizeof(sg_arr));
+    if (!s)
+        return NULL;
+    s->in = s->arrs;
+    s->out = s->arrs + n_in;
+    if (hint)
+        arena_grow(&s->ws, hint);
+    return s;
+}
+
+/* A slot for one call, reset; NULL when out of memory. Concurrent callers
+ * each get their own: a new one is made when the free list is empty. */
+sg_slot *sg_pool_take(sg_pool *p)
+{
+    size_t hint;
+    pthread_mutex_lock(&p->lock);
+    sg_slot *s = p->free;
+    if (s)
+        p->free = s->next;
+    hint = p->hint;
+    pthread_mutex_unlock(&p->lock);
+    if (!s) {
+        s = slot_new(p->n_in, p->n_out, hint);
+        if (!s)
+            return NULL;
+        pthread_mutex_lock(&p->lock);
+        p->n_slots++;
+        pthread_mutex_unlock(&p->lock);
+    }
+    /* The kernel resets `used` itself; resetting here too keeps a kernel
+     * that forgot from growing the arena forever. */
+    s->ws.used = 0;
+    s->ws.need = 0;
+    s->ws.n_extra = 0;
+    s->err.code = 0;
+    s->err.msg[0] = '\0';
+    return s;
+}
+
+/* Return a slot after its call, growing its arena to what the call needed. */
+void sg_pool_give(sg_pool *p, sg_slot *s)
+{
+    sg_ws *ws = &s->ws;
+    /* The kernel frees its overflow blocks; any it left would leak. */
+    for (size_t i = 0; i < ws->n_extra; i++)
+        free(ws->extra[i]);
+    ws->n_extra = 0;
+    if (ws->need > ws->cap)
+        arena_grow(ws, ws->need);
+    pthread_mutex_lock(&p->lock);
+    if (ws->cap > p->hint)
+        p->hint = ws->cap;
+    s->next = p->free;
+    p->free = s;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Free every slot. Only called when no call is running (the kernel object is
+ * being deallocated, and each call holds a reference to it). */
+void sg_pool_destroy(sg_pool *p)
+{
+    sg_slot *s = p->free;
+    while (s) {
+        sg_slot *next = s->next;
+        free(s->ws.base);
+        free(s->ws.extra); /* the kernel's list of overflow blocks, grown with realloc */
+        free(s);
+        s = next;
+    }
+    p->free = NULL;
+    pthread_mutex_destroy(&p->lock);
+}
+
+/* The arena sizes of the idle slots (at most `max` of them); returns how many. */
+size_t sg_pool_arenas(sg_pool *p, size_t *caps, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&p->lock);
+    for (sg_slot *s = p->free; s && n < max; s = s->next)
+        caps[n++] = s->ws.cap;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+/* dlopen a kernel library and find its entry point. Returns the handle, or
+ * NULL with the reason in `msg`.
+ *
+ * A library that loaded but is refused (a missing symbol, another ABI
+ * version) is closed again: the dynamic loader reuses an open library of the
+ * same path, so leaving it open would hand the stale one to the next dlopen
+ * after the cache has rebuilt the file. An accepted library is never closed
+ * (see _runtime.pyx). */
+void *sg_lib_open(const char *path, sg_main_fn *fn, char *msg, size_t msg_len)
+{
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *why = dlerror();
+        snprintf(msg, msg_len, "cannot load kernel %s: %s", path, why ? why : "dlopen failed");
+        return NULL;
+    }
+    int (*version)(void) = NULL;
+    void *entry = dlsym(h, "sg_main");
+    /* POSIX guarantees that a data pointer from dlsym converts to a function pointer. */
+    *(void **)&version = dlsym(h, "sg_abi_version");
+    if (!entry || !version) {
+        snprintf(msg, msg_len, "cannot load kernel %s: not a symgrad kernel (no %s)", path,
+                 entry ? "sg_abi_version" : "sg_main");
+        dlclose(h);
+        return NULL;
+    }
+    int v = version();
+    if (v != SG_ABI_VERSION) {
+        snprintf(msg, msg_len,
+                 "cannot load kernel %s: it was built for ABI version %d, this runtime has "
+                 "version %d (recompile it)", path, v, SG_ABI_VERSION);
+        dlclose(h);
+        return NULL;
+    }
+    *(void **)fn = entry;
+    return h;
+}

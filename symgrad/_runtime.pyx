@@ -1,0 +1,369 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""Load compiled kernels and call them on NumPy arrays (the runtime of mode "c").
+
+A kernel is a shared library exporting ``sg_main`` and ``sg_abi_version``
+(``symgrad/include/sg_abi.h``). :class:`Kernel` loads one, and each call
+describes the input arrays to it, releases the GIL while it runs and turns the
+outputs it allocated into NumPy arrays that own that memory. The plain-C half
+(library loading, the workspace pool) lives in ``csrc/sg_runtime.c``.
+"""
+
+from cpython.pycapsule cimport PyCapsule_New
+from cpython.ref cimport PyObject, PyTypeObject, Py_INCREF
+from libc.stdint cimport int64_t, uintptr_t
+from libc.stdlib cimport free, malloc
+
+cimport numpy as cnp
+
+import os
+
+import numpy as np
+
+cnp.import_array()
+
+__all__ = ["Kernel", "KernelLoadError", "ABI_VERSION", "MAXDIM"]
+
+
+cdef extern from "sg_runtime.h" nogil:
+    enum:
+        SG_ABI_VERSION
+        SG_MAXDIM
+        SG_OK
+        SG_ESHAPE
+        SG_EINDEX
+        SG_EVALUE
+        SG_ENOMEM
+
+    ctypedef struct sg_arr:
+        void *data
+        int64_t shape[SG_MAXDIM]
+        int64_t strides[SG_MAXDIM]
+
+    ctypedef struct sg_ws:
+        size_t cap
+
+    ctypedef struct sg_err:
+        int code
+        char msg[1024]
+
+    ctypedef int (*sg_main_fn)(const sg_arr *, sg_arr *, sg_ws *, sg_err *)
+
+    ctypedef struct sg_slot:
+        sg_ws ws
+        sg_err err
+        sg_arr *in_ "in"
+        sg_arr *out
+
+    ctypedef struct sg_pool:
+        size_t n_slots
+
+    int sg_pool_init(sg_pool *p, size_t n_in, size_t n_out)
+    sg_slot *sg_pool_take(sg_pool *p)
+    void sg_pool_give(sg_pool *p, sg_slot *s)
+    void sg_pool_destroy(sg_pool *p)
+    size_t sg_pool_arenas(sg_pool *p, size_t *caps, size_t max)
+    void *sg_lib_open(const char *path, sg_main_fn *fn, char *msg, size_t msg_len)
+
+
+# Declared here with raw pointers because NumPy steals references in both, and
+# Cython's own declarations (or their absence) would hide that.
+cdef extern from "numpy/arrayobject.h":
+    PyTypeObject PyArray_Type
+    object PyArray_NewFromDescr(PyTypeObject *subtype, PyObject *descr, int nd,
+                                cnp.npy_intp *dims, cnp.npy_intp *strides, void *data,
+                                int flags, PyObject *obj)
+    int PyArray_SetBaseObject(object arr, PyObject *base) except -1
+
+
+cdef extern from "Python.h":
+    void *PyCapsule_GetPointer(object capsule, const char *name) noexcept
+
+
+ABI_VERSION = SG_ABI_VERSION
+MAXDIM = SG_MAXDIM
+
+
+class KernelLoadError(ImportError, RuntimeError):
+    """A kernel library that cannot be used: missing, not a kernel, or another ABI version.
+
+    Both an ``ImportError`` (like a failed extension import) and a
+    ``RuntimeError``; the cache catches it to rebuild the library.
+    ``path`` is the library's path.
+    """
+
+
+cdef void _free_capsule(object capsule) noexcept:
+    # Cannot fail: the capsule is unnamed and its pointer non-NULL.
+    free(PyCapsule_GetPointer(capsule, NULL))
+
+
+cdef object _owned_array(sg_arr *a, PyObject *descr, int nd, Py_ssize_t itemsize):
+    """An ndarray over ``a.data``, which it frees; ``a.data`` is freed on every error too.
+
+    ``a.data`` must be the start of its own malloc'ed (or posix_memalign'ed)
+    block, distinct from every other output's; only an empty output may be NULL.
+    """
+    cdef cnp.npy_intp dims[SG_MAXDIM]
+    cdef cnp.npy_intp strides[SG_MAXDIM]
+    cdef bint empty = False
+    cdef int k
+    for k in range(nd):
+        if a.shape[k] < 0:
+            free(a.data)
+            raise RuntimeError(f"the kernel returned a negative shape {a.shape[k]} on axis {k}")
+        dims[k] = <cnp.npy_intp>a.shape[k]
+        strides[k] = <cnp.npy_intp>(a.strides[k] * itemsize)
+        empty = empty or a.shape[k] == 0
+    if empty:
+        # The kernel may hand back NULL or a token block (malloc(1)): NumPy allocates its own.
+        free(a.data)
+        Py_INCREF(<object>descr)
+        return PyArray_NewFromDescr(&PyArray_Type, descr, nd, dims, NULL, NULL, 0, NULL)
+    if a.data == NULL:
+        raise RuntimeError("the kernel returned a non-empty output without data")
+    try:
+        owner = PyCapsule_New(a.data, NULL, _free_capsule)
+    except BaseException:
+        free(a.data)
+        raise
+    Py_INCREF(<object>descr)
+    arr = PyArray_NewFromDescr(&PyArray_Type, descr, nd, dims, strides, a.data,
+                               cnp.NPY_ARRAY_WRITEABLE, NULL)
+    Py_INCREF(owner)  # PyArray_SetBaseObject steals it
+    PyArray_SetBaseObject(arr, <PyObject *>owner)
+    return arr
+
+
+cdef object _kernel_error(int code, sg_err *err):
+    err.msg[sizeof(err.msg) - 1] = 0
+    msg = (<bytes>err.msg).decode("utf-8", "replace")
+    # Imported here, not at module import: symgrad's __init__ may import this
+    # module (through the code generator) before it has finished.
+    from symgrad import errors
+    if code == SG_ESHAPE:
+        return errors.ShapeError(msg)
+    if code == SG_EINDEX:
+        return errors.IndexError(msg)
+    if code == SG_EVALUE:
+        return ValueError(msg)
+    if code == SG_ENOMEM:
+        return MemoryError(msg or "the kernel ran out of memory")
+    return RuntimeError(f"the kernel failed with unknown code {code}: {msg}")
+
+
+cdef int _describe(cnp.ndarray a, sg_arr *d) except -2:
+    """Fill ``d`` from ``a``; -1 when ``a`` needs a contiguous copy first.
+
+    Kernels index with element strides and load whole elements, so a stride
+    that is not a multiple of the item size or a misaligned pointer (both
+    possible in views of raw buffers) cannot be described.
+    """
+    cdef int nd = cnp.PyArray_NDIM(a), k
+    cdef cnp.npy_intp itemsize = cnp.PyArray_ITEMSIZE(a)
+    cdef cnp.npy_intp *shape = cnp.PyArray_DIMS(a)
+    cdef cnp.npy_intp *strides = cnp.PyArray_STRIDES(a)
+    cdef char *data = cnp.PyArray_BYTES(a)
+    if nd > SG_MAXDIM:
+        raise ValueError(f"arrays of more than {SG_MAXDIM} dimensions are not supported")
+    if itemsize <= 0:
+        raise TypeError(f"cannot pass an array of dtype {a.dtype} to a kernel")
+    if <uintptr_t>data % <uintptr_t>itemsize:
+        return -1
+    d.data = data
+    for k in range(nd):
+        # A stride of an axis of length 0 or 1 is never used; NumPy leaves it arbitrary.
+        if strides[k] % itemsize and shape[k] > 1:
+            return -1
+        d.shape[k] = shape[k]
+        d.strides[k] = strides[k] // itemsize
+    return 0
+
+
+cdef class Kernel:
+    """A compiled kernel library, callable on NumPy arrays.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The shared library. It must export ``sg_main`` and ``sg_abi_version``
+        returning ``SG_ABI_VERSION`` (``symgrad/include/sg_abi.h``).
+    n_in : int
+        How many arrays every call passes.
+    out_dtypes : sequence of dtype-like
+        The dtype of each output (native byte order, numeric or bool).
+    out_ndims : sequence of int
+        The number of dimensions of each output.
+
+    Raises
+    ------
+    KernelLoadError
+        The library cannot be loaded, lacks a symbol, or was built for another
+        ABI version. The message names the path.
+
+    Notes
+    -----
+    A call takes a scratch slot (workspace arena, argument descriptors, error
+    record) from a mutex-protected pool, so any number of threads may call one
+    kernel at once; the pool grows to the peak number of concurrent calls and
+    is freed with the kernel. An arena that was too small for a call is grown
+    to what the call needed, for the next one.
+
+    The library is never closed, even when the kernel is deallocated: arrays
+    it returned are plain malloc memory and would survive a ``dlclose``, but a
+    kernel links BLAS, whose worker threads and atexit handlers must not see
+    their code unmapped. Loading the same path again is cheap (the loader
+    reuses the open library).
+
+    Examples
+    --------
+    >>> k = Kernel("/path/to/kernel.so", 1, ["float64"], [1])   # doctest: +SKIP
+    >>> (y,) = k([np.arange(3.0)])                               # doctest: +SKIP
+    """
+
+    cdef sg_main_fn main
+    cdef void *handle
+    cdef sg_pool pool
+    cdef bint pool_ready
+    cdef Py_ssize_t n_in_, n_out_
+    cdef int *ndims
+    cdef Py_ssize_t *itemsizes
+    cdef tuple descrs
+    cdef readonly str path
+
+    def __cinit__(self, path, Py_ssize_t n_in, out_dtypes, out_ndims):
+        cdef char msg[1024]
+        cdef bytes raw = os.fsencode(path)
+        cdef const char *c_path = raw
+        dtypes = tuple(np.dtype(d) for d in out_dtypes)
+        nds = tuple(int(n) for n in out_ndims)
+        if n_in < 0:
+            raise ValueError(f"n_in must be >= 0, got {n_in}")
+        if len(dtypes) != len(nds):
+            raise ValueError(f"{len(dtypes)} output dtypes but {len(nds)} output ndims")
+        for d, nd in zip(dtypes, nds):
+            if d.kind not in "biufc" or not d.isnative:
+                raise TypeError(f"a kernel output cannot have dtype {d}")
+            if not 0 <= nd <= SG_MAXDIM:
+                raise ValueError(f"an output ndim must be in [0, {SG_MAXDIM}], got {nd}")
+        self.path = os.fsdecode(raw)
+        with nogil:  # dlopen runs the library's constructors and can take a while
+            self.handle = sg_lib_open(c_path, &self.main, msg, sizeof(msg))
+        if self.handle == NULL:
+            err = KernelLoadError(msg.decode("utf-8", "replace"), path=self.path)
+            raise err
+        self.n_in_, self.n_out_ = n_in, len(dtypes)
+        self.descrs = dtypes
+        self.ndims = <int *>malloc(max(len(nds), 1) * sizeof(int))
+        self.itemsizes = <Py_ssize_t *>malloc(max(len(nds), 1) * sizeof(Py_ssize_t))
+        if self.ndims == NULL or self.itemsizes == NULL:
+            raise MemoryError()
+        for i in range(self.n_out_):
+            self.ndims[i] = nds[i]
+            self.itemsizes[i] = dtypes[i].itemsize
+        if sg_pool_init(&self.pool, n_in, self.n_out_) != 0:
+            raise MemoryError("cannot create the workspace pool's lock")
+        self.pool_ready = True
+
+    def __dealloc__(self):
+        if self.pool_ready:
+            sg_pool_destroy(&self.pool)
+        free(self.ndims)
+        free(self.itemsizes)
+
+    @property
+    def n_in(self):
+        """Number of input arrays a call takes."""
+        return self.n_in_
+
+    @property
+    def out_dtypes(self):
+        """Tuple of the outputs' dtypes."""
+        return self.descrs
+
+    @property
+    def out_ndims(self):
+        """Tuple of the outputs' numbers of dimensions."""
+        return tuple(self.ndims[i] for i in range(self.n_out_))
+
+    def __repr__(self):
+        return f"<symgrad kernel {self.path!r}: {self.n_in_} in, {self.n_out_} out>"
+
+    def __call__(self, arrays):
+        """Run the kernel.
+
+        Parameters
+        ----------
+        arrays : list or tuple of numpy.ndarray
+            Exactly ``n_in`` arrays of the dtypes and ndims the kernel was
+            generated for (the caller checks those). Any strides work:
+            non-contiguous, negative, zero; a misaligned array or one whose
+            strides are not whole elements is copied first.
+
+        Returns
+        -------
+        list of numpy.ndarray
+            New writeable arrays, one per output, owned by the caller.
+
+        Raises
+        ------
+        symgrad.ShapeError, symgrad.IndexError, ValueError, MemoryError
+            The kernel reported a shape mismatch, an index out of range, a bad
+            value or an allocation failure; the message is the kernel's.
+        """
+        cdef Py_ssize_t i
+        cdef int rc
+        cdef sg_slot *slot
+        cdef sg_main_fn entry = self.main
+        cdef list copies = None
+        cdef tuple seq
+        # A tuple, not the caller's list: the kernel reads the arrays without
+        # the GIL, and another thread emptying that list must not free them.
+        if isinstance(arrays, tuple):
+            seq = <tuple>arrays
+        elif isinstance(arrays, list):
+            seq = tuple(<list>arrays)
+        else:
+            raise TypeError(f"a kernel takes a list or tuple of arrays, not {type(arrays).__name__}")
+        if len(seq) != self.n_in_:
+            raise TypeError(f"the kernel takes {self.n_in_} arrays, got {len(seq)}")
+        slot = sg_pool_take(&self.pool)
+        if slot == NULL:
+            raise MemoryError("cannot allocate a kernel workspace")
+        try:
+            for i in range(self.n_in_):
+                a = seq[i]
+                if not cnp.PyArray_Check(a):
+                    raise TypeError(f"kernel input {i} is a {type(a).__name__}, not an ndarray")
+                if _describe(<cnp.ndarray>a, &slot.in_[i]) == -1:
+                    a = cnp.PyArray_NewCopy(<cnp.ndarray>a, cnp.NPY_CORDER)
+                    if copies is None:
+                        copies = []
+                    copies.append(a)  # alive until the kernel has returned
+                    _describe(<cnp.ndarray>a, &slot.in_[i])
+            with nogil:
+                rc = entry(slot.in_, slot.out, &slot.ws, &slot.err)
+            if rc != SG_OK:
+                raise _kernel_error(rc, &slot.err)
+            return self._outputs(slot)
+        finally:
+            sg_pool_give(&self.pool, slot)
+
+    cdef list _outputs(self, sg_slot *slot):
+        cdef Py_ssize_t i = 0, j
+        outs = []
+        try:
+            while i < self.n_out_:
+                outs.append(_owned_array(&slot.out[i], <PyObject *>self.descrs[i],
+                                         self.ndims[i], self.itemsizes[i]))
+                i += 1
+        except BaseException:
+            for j in range(i + 1, self.n_out_):  # output i was freed by _owned_array
+                free(slot.out[j].data)
+            raise
+        return outs
+
+    def _arenas(self):
+        """Sizes in bytes of the idle workspaces' arenas (for tests)."""
+        cdef size_t caps[256]
+        cdef size_t n = sg_pool_arenas(&self.pool, caps, 256)
+        return [caps[i] for i in range(n)]

@@ -1,0 +1,50 @@
+/* sg_abi.h: the interface between generated kernels and the symgrad runtime.
+ *
+ * A compiled function is a shared library exporting
+ *
+ *     int sg_main(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err);
+ *     int sg_abi_version(void);
+ *
+ * `in` holds the function's inputs, then shared variables, then constants, in
+ * the order the Python side lists them. The kernel computes every shape at
+ * run time (kernels are generic over shapes), allocates each output with
+ * malloc (the runtime hands that memory to a NumPy array that frees it) and
+ * fills `out`. Intermediates come from the workspace `ws`, a bump arena the
+ * runtime keeps between calls and grows to `ws->need` after a call that
+ * overflowed it. On failure the kernel frees what it allocated, fills `err`
+ * and returns its code. The header is plain C99 and includes no Python.
+ */
+#ifndef SG_ABI_H
+#define SG_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define SG_ABI_VERSION 1
+#define SG_MAXDIM 16
+
+enum { SG_OK = 0, SG_ESHAPE = 1, SG_EINDEX = 2, SG_EVALUE = 3, SG_ENOMEM = 4 };
+
+typedef struct {
+    void *data;
+    int64_t shape[SG_MAXDIM];
+    int64_t strides[SG_MAXDIM]; /* in elements, not bytes */
+} sg_arr;
+
+typedef struct {
+    char *base;        /* arena of `cap` bytes, owned by the runtime */
+    size_t cap;
+    size_t used;       /* bump pointer, reset to 0 by the kernel on entry */
+    size_t need;       /* the most this call wanted: the runtime grows the arena to it */
+    void **extra;      /* blocks malloc'ed because the arena was too small; freed by the kernel */
+    size_t n_extra;
+    size_t cap_extra;
+} sg_ws;
+
+typedef struct {
+    int code;
+    char msg[1024];
+} sg_err;
+
+#endif
