@@ -7,6 +7,7 @@ side has been computed from the old values, and pickles.
 """
 
 import os
+import time
 
 import numpy as np
 
@@ -162,8 +163,18 @@ class Function:
         self.graph = Graph(inputs, outs, [(sv, e) for (sv, _), e in zip(upd, upd_exprs)])
         self._shared_updated = [sv for sv, _ in upd]
         self._program = Program(inputs, outs + upd_exprs)
+        self._kernel = None
+        if self.mode == "c":
+            from .backend import CKernel
+            self._kernel = CKernel(inputs, outs + upd_exprs, name=name or "function")
+        elif self.mode == "debug":
+            from .debugmode import DebugRunner
+            self._kernel = DebugRunner(inputs, outs + upd_exprs, name=name or "function")
         self._n_out = len(outs)
         self._names = {v.name: i for i, v in enumerate(inputs) if v.name}
+        self._checks = [(v, np.dtype(v.dtype), v.ndim,
+                         None if all(d is None for d in v.shape) else v.shape,
+                         _input_label(v, i)) for i, v in enumerate(inputs)]
         self.profile = bool(profile)
         self._profile = {} if profile else None
         self._calls = 0
@@ -180,7 +191,7 @@ class Function:
     @property
     def source(self):
         """The generated C source (None in mode "py")."""
-        return None
+        return None if self._kernel is None else self._kernel.source
 
     # ------------------------------------------------------------------ calling
 
@@ -207,9 +218,41 @@ class Function:
     def _label(self):
         return f"function {self.name!r}" if self.name else "the function"
 
+    def _fast_bind(self, args):
+        """Positional arguments that already fit pass untouched; the rest are converted."""
+        values = []
+        for (var, dtype, ndim, static, label), v in zip(self._checks, args):
+            if type(v) is np.ndarray and v.dtype == dtype and v.ndim == ndim and (
+                    static is None or var.type.accepts_shape(v.shape)):
+                values.append(v)
+            elif type(v) is float and ndim == 0 and dtype.kind == "f":
+                values.append(np.array(v, dtype))
+            else:
+                values.append(convert_input(var, v, label))
+        return values
+
     def __call__(self, *args, **kwargs):
-        values = self._bind(args, kwargs)
-        results = self._program.run(values, self._profile)
+        if kwargs or len(args) != len(self._checks):
+            values = self._bind(args, kwargs)
+        else:
+            values = self._fast_bind(args)
+        if self._kernel is not None and self._profile is None:
+            # Kernel outputs are fresh and distinct: nothing to copy.
+            results = self._kernel(values)
+            n = self._n_out
+            for sv, r in zip(self._shared_updated, results[n:]):
+                sv._value = r
+            self._calls += 1
+            return self._restructure(results[:n])
+        if self._kernel is not None:
+            t0 = time.perf_counter()
+            results = self._kernel(values)
+            if self._profile is not None:
+                entry = self._profile.setdefault("kernel", [None, 0, 0.0])
+                entry[1] += 1
+                entry[2] += time.perf_counter() - t0
+        else:
+            results = self._program.run(values, self._profile)
         self._calls += 1
         owned = _Owned(values, self._program)
         outs = [owned.take(r) for r in results[:self._n_out]]
@@ -227,8 +270,11 @@ class Function:
         total = sum(e[2] for e in rows) or 1e-300
         lines = [f"{'node':<48} {'calls':>8} {'time (s)':>12} {'share':>7}"]
         for node, calls, t in rows:
-            where = f"{os.path.basename(node.trace.filename)}:{node.trace.lineno}"
-            label = f"{str(node.op)[:24]} ({where})"
+            if node is None:
+                label = "compiled kernel (all nodes)"
+            else:
+                where = f"{os.path.basename(node.trace.filename)}:{node.trace.lineno}"
+                label = f"{str(node.op)[:24]} ({where})"
             lines.append(f"{label[:48]:<48} {calls:>8} {t:>12.6f} {100 * t / total:>6.1f}%")
         lines.append(f"{'total':<48} {self._calls:>8} {total:>12.6f} {100.0:>6.1f}%")
         return "\n".join(lines)

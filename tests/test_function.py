@@ -9,28 +9,31 @@ import pytest
 import symgrad as sg
 
 
-def test_output_structures():
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_output_structures(mode):
     x = sg.vector("x")
-    f = sg.function([x], {"double": x * 2, "square": x ** 2}, mode="py")
+    f = sg.function([x], {"double": x * 2, "square": x ** 2}, mode=mode)
     out = f(np.array([1.0, 3.0]))
     assert list(out) == ["double", "square"]
     np.testing.assert_array_equal(out["square"], [1.0, 9.0])
-    assert isinstance(sg.function([x], (x, x + 1), mode="py")([1.0]), tuple)
-    assert isinstance(sg.function([x], [x, x + 1], mode="py")([1.0]), list)
-    single = sg.function([x], x + 1, mode="py")([1.0])
+    assert isinstance(sg.function([x], (x, x + 1), mode=mode)([1.0]), tuple)
+    assert isinstance(sg.function([x], [x, x + 1], mode=mode)([1.0]), list)
+    single = sg.function([x], x + 1, mode=mode)([1.0])
     assert isinstance(single, np.ndarray)
 
 
-def test_scalar_outputs_are_0d_arrays():
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_scalar_outputs_are_0d_arrays(mode):
     s = sg.scalar("s")
-    out = sg.function([s], s * 2, mode="py")(3.0)
+    out = sg.function([s], s * 2, mode=mode)(3.0)
     assert isinstance(out, np.ndarray) and out.shape == () and out == 6.0
 
 
-def test_updates_see_old_values():
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_updates_see_old_values(mode):
     a = sg.shared(np.array(1.0), name="a")
     b = sg.shared(np.array(10.0), name="b")
-    f = sg.function([], [a, b], updates={a: b, b: a}, mode="py")
+    f = sg.function([], [a, b], updates={a: b, b: a}, mode=mode)
     va, vb = f()
     assert (va, vb) == (1.0, 10.0)
     assert a.get_value() == 10.0 and b.get_value() == 1.0
@@ -45,17 +48,19 @@ def test_update_type_mismatch_is_a_type_error_at_compile_time():
         sg.function([x], updates=[(x, x)], mode="py")
 
 
-def test_givens_substitute():
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_givens_substitute(mode):
     x, y = sg.vector("x"), sg.vector("y")
-    f = sg.function([y], x * 2, givens={x: y + 1}, mode="py")
+    f = sg.function([y], x * 2, givens={x: y + 1}, mode=mode)
     np.testing.assert_array_equal(f([1.0, 2.0]), [4.0, 6.0])
     with pytest.raises(TypeError, match="replacement"):
-        sg.function([y], x * 2, givens={x: sg.matrix()}, mode="py")
+        sg.function([y], x * 2, givens={x: sg.matrix()}, mode=mode)
 
 
-def test_positional_and_keyword_calls():
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_positional_and_keyword_calls(mode):
     x, y = sg.scalar("x"), sg.scalar("y")
-    f = sg.function([x, y], x - y, mode="py")
+    f = sg.function([x, y], x - y, mode=mode)
     assert f(5.0, 3.0) == 2.0
     assert f(y=3.0, x=5.0) == 2.0
     assert f(5.0, y=3.0) == 2.0
@@ -69,9 +74,10 @@ def test_positional_and_keyword_calls():
         f(1.0, 2.0, 3.0)
 
 
-def test_input_errors_name_input_expectation_and_value():
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_input_errors_name_input_expectation_and_value(mode):
     x = sg.tensor("x", dtype="float32", shape=(None, 3))
-    f = sg.function([x], x * 2, mode="py")
+    f = sg.function([x], x * 2, mode=mode)
     with pytest.raises(sg.InputError, match=r"input 'x' expects a 2-d float32 array of shape "
                                             r"\(\?, 3\), got a 1-d array of shape \(3,\)"):
         f(np.zeros(3, dtype="float32"))
@@ -84,26 +90,28 @@ def test_input_errors_name_input_expectation_and_value():
     assert isinstance(sg.InputError("m"), TypeError)
 
 
-def test_safe_and_weak_conversions_are_accepted():
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_safe_and_weak_conversions_are_accepted(mode):
     x32 = sg.vector("x", dtype="float32")
-    f = sg.function([x32], x32 + 1, mode="py")
+    f = sg.function([x32], x32 + 1, mode=mode)
     assert f([0.1, 0.2]).dtype == np.float32          # Python floats are weak
     assert f(np.array([1, 2], dtype="int8") if False else np.array([1.0], "float32")).dtype == np.float32
     i32 = sg.vector("i", dtype="int32")
-    g = sg.function([i32], i32 * 2, mode="py")
+    g = sg.function([i32], i32 * 2, mode=mode)
     np.testing.assert_array_equal(g([1, 2]), [2, 4])
     with pytest.raises(sg.InputError):
         g(np.array([1, 2], dtype="int64"))            # lossy for arrays
     with pytest.raises(sg.InputError):
         g([2 ** 40])                                   # does not fit
     d = sg.vector("d")
-    np.testing.assert_array_equal(sg.function([d], d, mode="py")(np.array([1, 2], "int32")), [1, 2])
+    np.testing.assert_array_equal(sg.function([d], d, mode=mode)(np.array([1, 2], "int32")), [1, 2])
 
 
-def test_outputs_belong_to_the_caller():
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_outputs_belong_to_the_caller(mode):
     x = sg.vector("x")
     w = sg.shared(np.ones(2), name="w")
-    f = sg.function([x], [x, w, x * 2], mode="py")
+    f = sg.function([x], [x, w, x * 2], mode=mode)
     xv = np.array([1.0, 2.0])
     a, b, c = f(xv)
     assert not np.shares_memory(a, xv)
@@ -114,9 +122,10 @@ def test_outputs_belong_to_the_caller():
     assert a.flags.writeable
 
 
-def test_non_contiguous_and_zero_size_inputs():
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_non_contiguous_and_zero_size_inputs(mode):
     x = sg.matrix("x")
-    f = sg.function([x], sg.exp(x) + 1, mode="py")
+    f = sg.function([x], sg.exp(x) + 1, mode=mode)
     big = np.arange(12.0).reshape(3, 4)
     np.testing.assert_allclose(f(big[:, ::2]), np.exp(big[:, ::2]) + 1)
     np.testing.assert_allclose(f(big[::-1]), np.exp(big[::-1]) + 1)
@@ -141,10 +150,11 @@ def test_bad_inputs_argument():
         sg.function([x], ["not a variable"], mode="py")
 
 
-def test_pickle_round_trip():
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_pickle_round_trip(mode):
     x = sg.vector("x")
     w = sg.shared(np.array([1.0, 2.0]), name="w")
-    f = sg.function([x], (x * w + 1), updates={w: w * 2}, mode="py", name="f")
+    f = sg.function([x], (x * w + 1), updates={w: w * 2}, mode=mode, name="f")
     g = pickle.loads(pickle.dumps(f))
     np.testing.assert_array_equal(g(np.array([1.0, 1.0])), [2.0, 3.0])
     np.testing.assert_array_equal(f(np.array([1.0, 1.0])), [2.0, 3.0])

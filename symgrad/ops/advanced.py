@@ -8,13 +8,16 @@ the index their result dims replace them in place, otherwise they go first.
 Repeated indices in a gather ACCUMULATE in its gradient (``np.add.at``).
 """
 
+import contextlib
+
 import numpy as np
 
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType
 from .elemwise import broadcast_static
 from .shape import zeros_like
-from .subtensor import (ARRAY, check_assignable, check_index_inputs, check_rank,
+from .subtensor import (ARRAY, c_const, c_fresh_copy, c_index, c_slice, c_store, c_value_strides,
+                        check_assignable, check_index_inputs, check_rank,
                         check_static_ranges, check_value_dtype, entry_axes, is_slice, n_consumed,
                         numpy_key, render, slice_length, split_inputs, validate_idx,
                         value_grad)
@@ -111,6 +114,16 @@ class AdvancedSubtensor(Op):
         _check_group_broadcast(self, node, key)
         return [np.asarray(x[key], dtype=x.dtype)]  # advanced indexing always copies
 
+    def c_code(self, ctx, node):
+        x, *index_inputs = node.inputs
+        out = node.outputs[0]
+        plan = _c_plan(ctx, node, self.idx, x, index_inputs)
+        ctx.alloc(node, out, [f"{plan.shape}[{k}]" for k in range(out.ndim)])
+        pos = ctx.tmp("pos")
+        ctx.w(f"int64_t {pos} = 0;")
+        with _c_loop(ctx, plan, ctx.arr(x)) as (offset, _):
+            ctx.w(f"{ctx.ptr(out)}[{pos}++] = {ctx.ptr(x)}[{offset}];")
+
     def grad(self, node, inputs, outputs, gouts):
         x, *index_inputs = inputs
         gx = AdvancedIncSubtensor(self.idx)(zeros_like(x), gouts[0], *index_inputs)
@@ -159,6 +172,19 @@ class AdvancedIncSubtensor(Op):
                              f"fit the region of shape {x[key].shape}") from None
         return [out]
 
+    def c_code(self, ctx, node):
+        x, y, *index_inputs = node.inputs
+        out = node.outputs[0]
+        plan = _c_plan(ctx, node, self.idx, x, index_inputs)
+        c_fresh_copy(ctx, node, x)
+        yst = c_value_strides(ctx, node, y, plan.shape, len(plan.dims))
+        # One element at a time in C order: repeated positions accumulate
+        # (np.add.at), and for a set the last value written wins (as NumPy).
+        with _c_loop(ctx, plan, ctx.arr(out)) as (offset, idx):
+            value = f"{ctx.ptr(y)}[{ctx.offset(y, idx, yst)}]"
+            c_store(ctx, f"{ctx.ptr(out)}[{offset}]", ctx.ct(out), value,
+                    self.set_instead_of_inc)
+
     def grad(self, node, inputs, outputs, gouts):
         x, y, *index_inputs = inputs
         (g,) = gouts
@@ -167,3 +193,146 @@ class AdvancedIncSubtensor(Op):
               if self.set_instead_of_inc else g)
         gy = value_grad(AdvancedSubtensor(self.idx)(g, *index_inputs), y)
         return [gx, gy] + [NOT_DIFFERENTIABLE] * len(index_inputs)
+
+
+# --------------------------------------------------------------------------- C lowering
+#
+# A plan lists the result's dims in NumPy's order: ("b", j) for dim j of the
+# index arrays' broadcast shape, ("slice", axis, start, step) and ("rest", axis)
+# for axes of x walked through, ("new",) for None. The loop nest adds each
+# dim's share of the element offset as soon as its index is known; the arrays'
+# positions are read once the last broadcast dim is entered.
+
+class _Plan:
+    """Where a gather's or scatter's elements are, in C names resolved at run time."""
+
+    def __init__(self):
+        self.dims = []      # one per result dim, in order
+        self.arrays = []    # (C strides array over the broadcast dims, index input, axis)
+        self.fixed = []     # C terms "wrapped index * stride" of the group's integer indices
+        self.shape = None   # C array of the result's (region's) shape
+        self.nb = 0         # number of broadcast dims
+
+
+def _c_check_array(ctx, node, v, axis, n):
+    """Every position in the index array ``v`` must lie in [-n, n): checked once, up front."""
+    with ctx.nd_loop(ctx.arr(v), v.ndim) as idx:
+        i = ctx.tmp("ix")
+        ctx.w(f"int64_t {i} = (int64_t){ctx.ptr(v)}[{ctx.offset(v, idx)}];")
+        with ctx.w.block(f"if ({i} < -({n}) || {i} >= ({n}))"):
+            ctx.fail(node, "index", f"index %lld is out of range for axis {axis} with size %lld",
+                     f"(long long){i}", f"(long long)({n})")
+
+
+def _c_group_shape(ctx, node, arrays, nb):
+    """The index arrays' broadcast shape (a C array), or a ShapeError naming them."""
+    b = ctx.tmp("bshape")
+    ctx.w(f"int64_t {b}[{max(nb, 1)}];")
+    ctx.w(f"for (int k = 0; k < {nb}; k++) {b}[k] = 1;")
+    cond = " || ".join(f"sg_broadcast_into({b}, {nb}, {ctx.arr(v)}.shape, {v.ndim}) >= 0"
+                       for v in arrays)
+    with ctx.w.block(f"if ({cond})"):
+        bufs = [ctx.tmp("sb") for _ in arrays]
+        ctx.w(" ".join(f"char {s}[96];" for s in bufs))
+        ctx.fail(node, "shape", "index arrays of shapes " + " and ".join(["%s"] * len(arrays)) +
+                 " cannot be broadcast together",
+                 *[f"sg_shape_str({s}, sizeof {s}, {ctx.arr(v)}.shape, {v.ndim})"
+                   for s, v in zip(bufs, arrays)])
+    return b
+
+
+def _c_plan(ctx, node, idx, x, index_inputs):
+    """Check and resolve every index (in entry order, as NumPy), then place the result's dims."""
+    plan, xs = _Plan(), f"{ctx.arr(x)}.shape"
+    parts, arrays = [], []  # per entry: (is advanced, its dims)
+    for e, axis, ins in zip(idx, entry_axes(idx), split_inputs(idx, index_inputs)):
+        n = f"{xs}[{axis}]"
+        if e == ARRAY:
+            _c_check_array(ctx, node, ins[0], axis, n)
+            arrays.append((ins[0], axis))
+            parts.append((True, []))
+        elif _is_advanced(e):
+            value = f"{ctx.ptr(ins[0])}[0]" if ins else c_const(e)
+            plan.fixed.append((c_index(ctx, node, value, axis, n), axis))
+            parts.append((True, []))
+        elif is_slice(e):
+            start, step, length = c_slice(ctx, node, e, ins, n)
+            parts.append((False, [(("slice", axis, start, step), length)]))
+        else:
+            parts.append((False, [(("new",), "1")] if e is None else []))
+    parts.append((False, [(("rest", a), f"{xs}[{a}]") for a in range(n_consumed(idx), x.ndim)]))
+    plan.nb = max(v.ndim for v, _ in arrays)
+    bshape = _c_group_shape(ctx, node, [v for v, _ in arrays], plan.nb)
+    for v, axis in arrays:
+        st = ctx.tmp("ist")
+        ctx.w(f"int64_t {st}[{max(plan.nb, 1)}];")
+        ctx.w(f"sg_broadcast_strides({st}, &{ctx.arr(v)}, {v.ndim}, {bshape}, {plan.nb});")
+        plan.arrays.append((st, v, axis))
+    group = [(("b", j), f"{bshape}[{j}]") for j in range(plan.nb)]
+    placed = _place(parts, group)
+    plan.dims = [d for d, _ in placed]
+    plan.shape = ctx.tmp("rshape")
+    ctx.w(f"int64_t {plan.shape}[{max(len(placed), 1)}];")
+    for k, (_, length) in enumerate(placed):
+        ctx.w(f"{plan.shape}[{k}] = {length};")
+    return plan
+
+
+def _place(parts, group):
+    """NumPy's placement: the group's dims replace adjacent advanced entries, else go first."""
+    where = [i for i, (adv, _) in enumerate(parts) if adv]
+    rest = [d for adv, ds in parts if not adv for d in ds]
+    if where[-1] - where[0] + 1 != len(where):
+        return group + rest
+    before = [d for adv, ds in parts[:where[0]] if not adv for d in ds]
+    return before + group + rest[len(before):]
+
+
+@contextlib.contextmanager
+def _c_loop(ctx, plan, arr):
+    """Loops over the result's dims; yields (C offset into the ``sg_arr`` ``arr``, index names)."""
+    off = ctx.tmp("off")
+    fixed = " + ".join(f"{i} * {arr}.strides[{a}]" for i, a in plan.fixed) or "0"
+    ctx.w(f"int64_t {off} = {fixed};")
+    if plan.nb == 0:
+        off = _c_gather_positions(ctx, plan, arr, off, [])
+    idx, bidx = [], []
+    with contextlib.ExitStack() as stack:
+        for k, dim in enumerate(plan.dims):
+            i = ctx.tmp("i")
+            idx.append(i)
+            stack.enter_context(ctx.w.block(f"for (int64_t {i} = 0; {i} < {plan.shape}[{k}]; "
+                                            f"{i}++)"))
+            off = _c_step(ctx, dim, i, off, arr)
+            if dim[0] == "b":
+                bidx.append(i)
+                if len(bidx) == plan.nb:  # the group's dims are adjacent, in order
+                    off = _c_gather_positions(ctx, plan, arr, off, bidx)
+        yield off, idx
+
+
+def _c_step(ctx, dim, i, off, arr):
+    """The offset once the loop index ``i`` of the result's dim ``dim`` is known."""
+    if dim[0] == "slice":
+        term = f"({dim[2]} + {i} * {dim[3]}) * {arr}.strides[{dim[1]}]"
+    elif dim[0] == "rest":
+        term = f"{i} * {arr}.strides[{dim[1]}]"
+    else:
+        return off  # a new axis adds nothing; broadcast dims add once all are known
+    nxt = ctx.tmp("off")
+    ctx.w(f"int64_t {nxt} = {off} + {term};")
+    return nxt
+
+
+def _c_gather_positions(ctx, plan, arr, off, bidx):
+    """Add each index array's (wrapped) position at broadcast index ``bidx`` to the offset."""
+    terms = [off]
+    for st, v, axis in plan.arrays:
+        p = ctx.tmp("p")
+        at = " + ".join(f"{i} * {st}[{j}]" for j, i in enumerate(bidx)) or "0"
+        ctx.w(f"int64_t {p} = (int64_t){ctx.ptr(v)}[{at}];")
+        ctx.w(f"if ({p} < 0) {p} += {arr}.shape[{axis}];")
+        terms.append(f"{p} * {arr}.strides[{axis}]")
+    nxt = ctx.tmp("off")
+    ctx.w(f"int64_t {nxt} = {' + '.join(terms)};")
+    return nxt

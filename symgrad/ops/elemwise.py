@@ -97,6 +97,10 @@ class Elemwise(Op):
             out = self.row.impl(*values)
         return [np.array(out, dtype=node.outputs[0].dtype)]
 
+    def c_scalar(self, node, args, bad):
+        """One element as a C expression (the C backend fuses these into loops)."""
+        return _elemwise_c_scalar(self, node, args, bad)
+
     def grad(self, node, inputs, outputs, gouts):
         (g,), (out,) = gouts, outputs
         raw = self.row.grad(*inputs, out, g)
@@ -168,6 +172,9 @@ class Cast(Op):
             return [NOT_DIFFERENTIABLE]
         return [cast(gouts[0], x.dtype)]
 
+    def c_scalar(self, node, args, bad):
+        return _cast_c_scalar(self, node, args, bad)
+
 
 def cast(x, dtype):
     """``x`` converted to ``dtype`` (no node if it already has it)."""
@@ -191,6 +198,9 @@ class StopGradient(Op):
 
     def grad(self, node, inputs, outputs, gouts):
         return [None]
+
+    def c_scalar(self, node, args, bad):
+        return args[0]
 
 
 def stop_gradient(x):
@@ -320,3 +330,95 @@ lt, le, gt, ge, eq, neq = map(_binary, ["lt", "le", "gt", "ge", "eq", "neq"])
 def clip(x, lo, hi):
     """``x`` limited to ``[lo, hi]``: ``minimum(maximum(x, lo), hi)`` (ties pass the gradient to x)."""
     return minimum(maximum(x, lo), hi)
+
+
+# --------------------------------------------------------------------------- C lowering
+#
+# Each row's scalar C expression, given C expressions of its operands already
+# converted to the computation type. ``F`` is the math-function suffix ("" for
+# double, "f" for float); ``T`` the computation C type; ``S`` the NumPy-helper
+# suffix (f64, f32, i64, i32). Rows absent from FLOAT_C or INT_C have no
+# meaning for that kind (NumPy refuses them at build time).
+
+_CT = {"float64": "double", "float32": "float", "int64": "int64_t", "int32": "int32_t",
+       "bool": "uint8_t"}
+_SUFFIX = {"float64": "f64", "float32": "f32", "int64": "i64", "int32": "i32"}
+
+FLOAT_C = {
+    "neg": "(-{0})", "abs": "fabs{F}({0})", "sign": "({0} != {0} ? {0} : ({T})(({0} > 0) - ({0} < 0)))",
+    "exp": "exp{F}({0})", "log": "log{F}({0})", "log1p": "log1p{F}({0})",
+    "expm1": "expm1{F}({0})", "sqrt": "sqrt{F}({0})", "square": "({0} * {0})",
+    "tanh": "tanh{F}({0})", "sigmoid": "sg_sigmoid{F}({0})", "softplus": "sg_softplus{F}({0})",
+    "relu": "(({0} > 0 || {0} != {0}) ? {0} : ({T})0)", "sin": "sin{F}({0})", "cos": "cos{F}({0})",
+    "floor": "floor{F}({0})", "ceil": "ceil{F}({0})", "round": "nearbyint{F}({0})",
+    "isnan": "({0} != {0})",
+    "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "truediv": "({0} / {1})",
+    "floordiv": "sg_floordiv_{S}({0}, {1})", "mod": "sg_mod_{S}({0}, {1})",
+    "pow": "pow{F}({0}, {1})",
+    "maximum": "(({0} >= {1} || {0} != {0}) ? {0} : {1})",
+    "minimum": "(({0} <= {1} || {0} != {0}) ? {0} : {1})",
+    "lt": "({0} < {1})", "le": "({0} <= {1})", "gt": "({0} > {1})", "ge": "({0} >= {1})",
+    "eq": "({0} == {1})", "neq": "({0} != {1})", "where": "({0} ? {1} : {2})",
+}
+INT_C = {
+    "neg": "({T})(-{0})", "abs": "({T})({0} < 0 ? -{0} : {0})",
+    "sign": "({T})(({0} > 0) - ({0} < 0))", "square": "({T})({0} * {0})",
+    "relu": "({0} > 0 ? {0} : ({T})0)", "floor": "{0}", "ceil": "{0}", "round": "{0}",
+    "isnan": "0", "add": "({T})({0} + {1})", "sub": "({T})({0} - {1})",
+    "mul": "({T})({0} * {1})", "floordiv": "sg_floordiv_{S}({0}, {1})",
+    "mod": "sg_mod_{S}({0}, {1})", "pow": "sg_pow_{S}({0}, {1}, &{BAD})",
+    "maximum": "({0} >= {1} ? {0} : {1})", "minimum": "({0} <= {1} ? {0} : {1})",
+    "lt": "({0} < {1})", "le": "({0} <= {1})", "gt": "({0} > {1})", "ge": "({0} >= {1})",
+    "eq": "({0} == {1})", "neq": "({0} != {1})", "where": "({0} ? {1} : {2})",
+}
+BOOL_C = {
+    "abs": "{0}", "square": "{0}", "relu": "{0}", "isnan": "0", "add": "({0} | {1})",
+    "mul": "({0} & {1})", "maximum": "({0} | {1})", "minimum": "({0} & {1})",
+    "lt": "({0} < {1})", "le": "({0} <= {1})", "gt": "({0} > {1})", "ge": "({0} >= {1})",
+    "eq": "({0} == {1})", "neq": "({0} != {1})", "where": "({0} ? {1} : {2})",
+    "floor": "{0}", "ceil": "{0}", "round": "{0}", "sign": "{0}",
+}
+_COMPARE = ("lt", "le", "gt", "ge", "eq", "neq")
+
+
+def _computation_dtype(name, in_dtypes, out_dtype):
+    """The dtype operands are converted to before the row's expression applies."""
+    if name in _COMPARE:
+        return np.result_type(*in_dtypes).name
+    if name == "isnan":
+        return in_dtypes[0]
+    return out_dtype
+
+
+def _convert(expr, src, dst):
+    if src == dst:
+        return expr
+    if dst == "bool":
+        return f"({expr} != 0)"
+    return f"(({_CT[dst]}){expr})"
+
+
+def _elemwise_c_scalar(self, node, args, bad):
+    name = self.scalar
+    out = node.outputs[0].dtype
+    ins = [v.dtype for v in node.inputs]
+    comp = _computation_dtype(name, ins, out)
+    conv = []
+    for i, (a, d) in enumerate(zip(args, ins)):
+        target = "bool" if (name == "where" and i == 0) else comp
+        conv.append(_convert(a, d, target))
+    table = FLOAT_C if comp in ("float64", "float32") else BOOL_C if comp == "bool" else INT_C
+    template = table.get(name)
+    if template is None:
+        raise NotImplementedError(f"{name} has no C form for {comp}")
+    expr = template.format(*conv, F="f" if comp == "float32" else "", T=_CT[comp],
+                           S=_SUFFIX.get(comp, ""), BAD=bad)
+    return _convert(expr, comp if name not in _COMPARE + ("isnan",) else "bool", out)
+
+
+def _cast_c_scalar(self, node, args, bad):
+    src, dst = node.inputs[0].dtype, self.dtype
+    if dst in ("int64", "int32") and src in ("float64", "float32"):
+        return f"sg_f2{_SUFFIX[dst]}({args[0]})"
+    return _convert(args[0], src, dst)
+

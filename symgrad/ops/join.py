@@ -81,6 +81,24 @@ class Concatenate(Op):
         return [cast(p, x.dtype) if _dt.is_float(x.dtype) else NOT_DIFFERENTIABLE
                 for x, p in zip(inputs, pieces)]
 
+    def c_code(self, ctx, node):
+        xs, out = node.inputs, node.outputs[0]
+        nd, axis = out.ndim, self.axis % out.ndim
+        first = ctx.arr(xs[0])
+        _c_check_lengths(ctx, node, xs, axis)
+        total = " + ".join(f"{ctx.arr(x)}.shape[{axis}]" for x in xs)
+        name = ctx.alloc(node, out, [total if d == axis else f"{first}.shape[{d}]"
+                                     for d in range(nd)])
+        at = ctx.tmp("at")
+        ctx.w(f"int64_t {at} = 0;")
+        for x in xs:
+            # Each input lands in the block of the result starting at ``at`` along the axis.
+            dst = f"{ctx.ptr(out)} + {at} * {name}.strides[{axis}]"
+            with ctx.nd_loop(ctx.arr(x), nd) as idx:
+                ctx.w(f"({dst})[{ctx.offset(out, idx)}] = ({ctx.ct(out)}){ctx.ptr(x)}"
+                      f"[{ctx.offset(x, idx)}];")
+            ctx.w(f"{at} += {ctx.arr(x)}.shape[{axis}];")
+
 
 def _length(x, axis):
     """The length of ``x`` along ``axis``: an int when static, else a symbolic scalar."""
@@ -130,6 +148,20 @@ class Split(Op):
             return []
         pieces = np.split(x, np.cumsum(lengths)[:-1], axis=axis)
         return [np.array(p, copy=True) for p in pieces]  # np.split gives views
+
+    def c_code(self, ctx, node):
+        # Each piece is a view (an offset along the axis): nothing writes into x.
+        x, lengths = node.inputs
+        axis, src = self.axis % x.ndim, ctx.arr(x)
+        cuts = _c_read_lengths(ctx, node, x, lengths, axis)
+        at = ctx.tmp("at")
+        ctx.w(f"int64_t {at} = 0;")
+        for k, piece in enumerate(node.outputs):
+            shapes = [f"{cuts}[{k}]" if d == axis else f"{src}.shape[{d}]" for d in range(x.ndim)]
+            strides = [f"{src}.strides[{d}]" for d in range(x.ndim)]
+            name = ctx.view(piece, x, f"{at} * {src}.strides[{axis}]", shapes, strides)
+            ctx.w(f"(void){name}; /* a piece nothing reads is fine */")
+            ctx.w(f"{at} += {cuts}[{k}];")
 
     def grad(self, node, inputs, outputs, gouts):
         x, _ = inputs
@@ -219,3 +251,41 @@ def split(x, lengths, axis=0):
     lengths = as_shape_vector(list(lengths) if isinstance(lengths, tuple) else lengths, "split")
     out = Split(axis % x.ndim if -x.ndim <= axis < x.ndim else axis)(x, lengths)
     return out if isinstance(out, list) else [out]
+
+
+# --------------------------------------------------------------------------- C lowering
+
+def _c_check_lengths(ctx, node, xs, axis):
+    """Every input must match the first on every axis but ``axis`` (else a ShapeError)."""
+    nd, first = xs[0].ndim, ctx.arr(xs[0])
+    differs = " || ".join(f"{ctx.arr(x)}.shape[d] != {first}.shape[d]" for x in xs[1:])
+    if not differs:
+        return
+    with ctx.w.block(f"for (int d = 0; d < {nd}; d++)"):
+        with ctx.w.block(f"if (d != {axis} && ({differs}))"):
+            bufs = [ctx.tmp("sb") for _ in xs]
+            ctx.w(" ".join(f"char {b}[96];" for b in bufs))
+            ctx.fail(node, "shape", f"the inputs' lengths differ on axis %d (only axis {axis} may "
+                                    f"differ): shapes " + ", ".join(["%s"] * len(xs)), "d",
+                     *[f"sg_shape_str({b}, sizeof {b}, {ctx.arr(x)}.shape, {nd})"
+                       for b, x in zip(bufs, xs)])
+
+
+def _c_read_lengths(ctx, node, x, lengths, axis):
+    """The pieces' lengths as a C array; they must be >= 0 and add up to x's length on ``axis``."""
+    n, src = lengths.shape[0], ctx.arr(x)
+    cuts, left = ctx.tmp("cuts"), ctx.tmp("left")
+    ctx.w(f"int64_t {cuts}[{max(n, 1)}], {left} = {src}.shape[{axis}];")
+    with ctx.w.block(f"for (int k = 0; k < {n}; k++)"):
+        ctx.w(f"{cuts}[k] = {ctx.ptr(lengths)}[k * {ctx.arr(lengths)}.strides[0]];")
+    with ctx.w.block(f"for (int k = 0; k < {n} && {left} >= 0; k++)"):
+        # Subtracting as we go cannot overflow, unlike a sum of arbitrary lengths.
+        ctx.w(f"{left} = ({cuts}[k] < 0 || {cuts}[k] > {left}) ? -1 : {left} - {cuts}[k];")
+    with ctx.w.block(f"if ({left} != 0)"):
+        ctx.w("char sl[160], sx[96];")
+        ctx.fail(node, "shape", f"lengths %s do not cut axis {axis} of an array of shape %s "
+                                "(they must be >= 0 and add up to %lld)",
+                 f"sg_shape_str(sl, sizeof sl, {cuts}, {n})",
+                 f"sg_shape_str(sx, sizeof sx, {src}.shape, {x.ndim})",
+                 f"(long long){src}.shape[{axis}]")
+    return cuts

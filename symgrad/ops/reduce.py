@@ -18,6 +18,7 @@ from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType, as_variable, user_trace
 from .elemwise import cast, eq, exp, sqrt, square, where
+from .rows_c import permuted_view, walk_rows
 from .shape import broadcast_to, expand_dims, normalize_axis, shape, shape_at
 
 __all__ = ["sum", "mean", "prod", "max", "min", "argmax", "argmin", "var", "std", "logsumexp"]
@@ -164,6 +165,10 @@ class Sum(Reduce):
     def grad_rule(self, x, out, g):
         return _spread(g, x, self.axis, self.keepdims)
 
+    def c_code(self, ctx, node):
+        out = node.outputs[0]
+        reduce_c(ctx, node, self.axis, self.keepdims, _sum_fold(ctx, out.dtype, ctx.ct(out)))
+
 
 class Mean(Reduce):
     """``np.mean(x, axis, keepdims)``; the gradient is ``g`` broadcast back over the count."""
@@ -181,6 +186,13 @@ class Mean(Reduce):
 
     def grad_rule(self, x, out, g):
         return _spread(g / _count(x, self.axis, g.dtype), x, self.axis, self.keepdims)
+
+    def c_code(self, ctx, node):
+        # the row's length divides the total: 0 / 0 is NaN for an empty mean, as in NumPy
+        out, src = node.outputs[0], ctx.arr(node.inputs[0])
+        count = " * ".join(f"{src}.shape[{a}]" for a in self.axis) or "1"
+        fold = _sum_fold(ctx, out.dtype, ctx.ct(out), mean_of=f"({count})")
+        reduce_c(ctx, node, self.axis, self.keepdims, fold)
 
 
 class Prod(Reduce):
@@ -207,6 +219,10 @@ class Prod(Reduce):
         local = where(is_zero, at_zero, others_nonzero * zeros_prod)
         return _keep(g, self.axis, self.keepdims) * local
 
+    def c_code(self, ctx, node):
+        out = node.outputs[0]
+        reduce_c(ctx, node, self.axis, self.keepdims, _prod_fold(ctx, out.dtype, ctx.ct(out)))
+
 
 class Max(Reduce):
     """``np.max(x, axis, keepdims)``; the gradient is split equally among tied maxima."""
@@ -228,6 +244,13 @@ class Max(Reduce):
         share = _keep(g, self.axis, self.keepdims) / Sum(self.axis, keepdims=True)(ones)
         # a NaN maximum hits nothing: no element gets a share (and no 0/0 leaks out)
         return where(hit, share, 0)
+
+    def c_code(self, ctx, node):
+        x = node.inputs[0]
+        _check_nonempty(ctx, node, x, self.axis, "cannot reduce an array of shape %s over the "
+                        f"length-0 axis {self.axis}; the {self.name} of nothing is undefined")
+        fold = _extreme_fold(ctx, self.name, x.dtype, ctx.ct(x))
+        reduce_c(ctx, node, self.axis, self.keepdims, fold)
 
 
 class Min(Max):
@@ -258,6 +281,10 @@ class LogSumExp(Reduce):
         # -inf - -inf would make it NaN instead of 0
         softmax = where(eq(x, -np.inf), 0, softmax)
         return _keep(g, self.axis, self.keepdims) * softmax
+
+    def c_code(self, ctx, node):
+        fold = _logsumexp_fold(ctx, ctx.ct(node.outputs[0]))
+        reduce_c(ctx, node, self.axis, self.keepdims, fold)
 
 
 class ArgReduce(Op):
@@ -292,6 +319,14 @@ class ArgReduce(Op):
 
     def grad(self, node, inputs, outputs, gouts):
         return [NOT_DIFFERENTIABLE]
+
+    def c_code(self, ctx, node):
+        # axis=None reduces every axis: the position in the row is then the flat C-order index
+        x, axes = node.inputs[0], self.axes(node.inputs[0].ndim)
+        _check_nonempty(ctx, node, x, axes, f"an array of shape %s has no {self.name} along "
+                        f"axis={self.axis} (length 0)")
+        fold = _arg_fold(ctx, self.name[3:], x.dtype, ctx.ct(x))
+        reduce_c(ctx, node, axes, self.keepdims, fold)
 
 
 class Argmax(ArgReduce):
@@ -490,3 +525,117 @@ def logsumexp(x, axis=None, keepdims=False):
     array(1000.69314718)
     """
     return _reduce(LogSumExp, x, axis, keepdims)
+
+
+# --------------------------------------------------------------------------- C lowering
+#
+# Every reduction is a fold over rows (rows_c.walk_rows): the input is viewed
+# with its kept axes first and its reduced axes last, so one output element is
+# one row. An op describes its fold (`_Fold`: accumulators, one step per pass
+# over the row, the result) and `reduce_c` does the rest.
+
+class _Fold:
+    """One row's reduction in C.
+
+    decls  : statements opening a row (accumulator declarations)
+    steps  : one callable (v, pos) -> C per pass over the row; v is the element
+             (a local), pos its C-order position in the row
+    result : the C expression stored into the output element
+    after  : optional statements after each pass (e.g. a max that is not finite -> 0)
+    """
+
+    def __init__(self, decls, steps, result, after=()):
+        self.decls, self.steps, self.result = decls, steps, result
+        self.after = list(after) + [""] * (len(steps) - len(after))
+
+
+def _check_nonempty(ctx, node, x, axes, message):
+    """max, min, argmax, argmin: a length-0 reduced axis is a ShapeError, as in ``perform``."""
+    if not axes:
+        return
+    test = " || ".join(f"{ctx.arr(x)}.shape[{a}] == 0" for a in axes)
+    with ctx.w.block(f"if ({test})"):
+        ctx.fail(node, "shape", message, f"sg_shape_str(sbuf, sizeof sbuf, {ctx.arr(x)}.shape, "
+                                         f"{x.ndim})")
+
+
+def reduce_c(ctx, node, axes, keepdims, fold):
+    """Allocate the reduction's result and fill it one row (= one output element) at a time."""
+    x, out = node.inputs[0], node.outputs[0]
+    src = ctx.arr(x)
+    kept = [a for a in range(x.ndim) if a not in axes]
+    shape = [("1" if a in axes else f"{src}.shape[{a}]") for a in range(x.ndim)
+             if keepdims or a not in axes]
+    dst = ctx.alloc(node, out, shape)
+    view = permuted_view(ctx, src, kept + list(axes))
+
+    def row(r):
+        for d in fold.decls:
+            ctx.w(d)
+        for step, after in zip(fold.steps, fold.after):
+            with r.each() as (offs, pos):
+                v = ctx.tmp("v")
+                ctx.w(f"{ctx.ct(x)} {v} = {ctx.ptr(x)}[{offs[0]}];")
+                ctx.w(step(v, pos))
+            if after:
+                ctx.w(after)
+        ctx.w(f"(({ctx.ct(out)} *){dst}.data)[{r.o}] = {fold.result};")
+
+    walk_rows(ctx, [view], x.ndim, len(axes), row)
+
+
+def _wide_ctype(dtype):
+    """Accumulator C type for sums and products: doubles for floats (float32 sums gain
+    accuracy), uint64_t for integers (wraps like NumPy, where signed overflow is UB in C)."""
+    return {"float64": "double", "float32": "double", "int64": "uint64_t"}[dtype]
+
+
+def _sum_fold(ctx, out_dtype, ct, mean_of=None):
+    acc = ctx.tmp("acc")
+    total = f"({ct}){acc}" if mean_of is None else f"({ct})({acc} / (double){mean_of})"
+    wide = _wide_ctype(out_dtype)
+    return _Fold([f"{wide} {acc} = 0;"], [lambda v, pos: f"{acc} += ({wide}){v};"], total)
+
+
+def _prod_fold(ctx, out_dtype, ct):
+    # float32 multiplies in float32 as NumPy does (same overflow to inf)
+    acc = ctx.tmp("acc")
+    t = ct if out_dtype == "float32" else _wide_ctype(out_dtype)
+    return _Fold([f"{t} {acc} = 1;"], [lambda v, pos: f"{acc} *= ({t}){v};"], f"({ct}){acc}")
+
+
+_EXTREME = {("max", "float64"): "(-INFINITY)", ("max", "float32"): "(-INFINITY)",
+            ("max", "int64"): "INT64_MIN", ("max", "int32"): "INT32_MIN", ("max", "bool"): "0",
+            ("min", "float64"): "INFINITY", ("min", "float32"): "INFINITY",
+            ("min", "int64"): "INT64_MAX", ("min", "int32"): "INT32_MAX", ("min", "bool"): "1"}
+
+
+def _extreme_fold(ctx, which, dtype, ct):
+    """max / min; a NaN wins and stays (NumPy propagates NaN)."""
+    acc, cmp, is_float = ctx.tmp("acc"), ">" if which == "max" else "<", _dt.is_float(dtype)
+
+    def step(v, pos):
+        nan = f" || {v} != {v}" if is_float else ""
+        return f"if ({v} {cmp} {acc}{nan}) {acc} = {v};"
+    return _Fold([f"{ct} {acc} = {_EXTREME[which, dtype]};"], [step], acc)
+
+
+def _arg_fold(ctx, which, dtype, ct):
+    """argmax / argmin: the first extreme; the first NaN once one is seen (as NumPy)."""
+    best, at = ctx.tmp("best"), ctx.tmp("at")
+    cmp, is_float = ">" if which == "max" else "<", _dt.is_float(dtype)
+
+    def step(v, pos):
+        nan = f" || ({v} != {v} && {best} == {best})" if is_float else ""
+        return f"if ({pos} == 0 || {v} {cmp} {best}{nan}) {{ {best} = {v}; {at} = {pos}; }}"
+    return _Fold([f"{ct} {best} = 0; int64_t {at} = 0;"], [step], at)
+
+
+def _logsumexp_fold(ctx, ct):
+    """Two passes: the maximum (0 when not finite, as ``compute``), then log of the shifted sum."""
+    m, s = ctx.tmp("m"), ctx.tmp("s")
+    f = "f" if ct == "float" else ""
+    return _Fold([f"{ct} {m} = -INFINITY; double {s} = 0;"],
+                 [lambda v, pos: f"if (({ct}){v} > {m}) {m} = ({ct}){v};",
+                  lambda v, pos: f"{s} += exp{f}(({ct}){v} - {m});"],
+                 f"({ct})(log({s}) + {m})", after=[f"if (!isfinite({m})) {m} = 0;"])

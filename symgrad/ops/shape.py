@@ -41,6 +41,9 @@ class Shape(Op):
     def grad(self, node, inputs, outputs, gouts):
         return [None]
 
+    def c_code(self, ctx, node):
+        return _shape_c(self, ctx, node)
+
 
 class ShapeAt(Op):
     """The runtime length of one axis of ``x``, as an int64 scalar."""
@@ -62,6 +65,9 @@ class ShapeAt(Op):
     def grad(self, node, inputs, outputs, gouts):
         return [None]
 
+    def c_code(self, ctx, node):
+        return _shape_at_c(self, ctx, node)
+
 
 class MakeVector(Op):
     """Integer scalars stacked into an int64 vector (shapes built from parts)."""
@@ -79,6 +85,9 @@ class MakeVector(Op):
 
     def grad(self, node, inputs, outputs, gouts):
         return [NOT_DIFFERENTIABLE] * len(inputs)
+
+    def c_code(self, ctx, node):
+        return _make_vector_c(self, ctx, node)
 
 
 def shape(x):
@@ -198,6 +207,9 @@ class DimShuffle(Op):
             return [g]
         return [DimShuffle(back, len(kept))(g)]
 
+    def c_code(self, ctx, node):
+        return _dimshuffle_c(self, ctx, node)
+
 
 def dimshuffle(x, *order):
     x = as_variable(x)
@@ -279,6 +291,9 @@ class BroadcastTo(Op):
         x, _ = inputs
         return [sum_to(gouts[0], x), NOT_DIFFERENTIABLE]
 
+    def c_code(self, ctx, node):
+        return _broadcast_to_c(self, ctx, node)
+
 
 class SumTo(Op):
     """Sum ``g`` over the axes along which an input of shape ``shape`` was broadcast.
@@ -312,6 +327,9 @@ class SumTo(Op):
     def grad(self, node, inputs, outputs, gouts):
         g, _ = inputs
         return [broadcast_to(gouts[0], shape(g)), NOT_DIFFERENTIABLE]
+
+    def c_code(self, ctx, node):
+        return _sum_to_c(self, ctx, node)
 
 
 def broadcast_to(x, shp):
@@ -367,6 +385,9 @@ class Reshape(Op):
         x, _ = inputs
         return [reshape(gouts[0], shape(x)), NOT_DIFFERENTIABLE]
 
+    def c_code(self, ctx, node):
+        return _reshape_c(self, ctx, node)
+
 
 def reshape(x, shp):
     """``x`` with a new shape (ints, integer scalars, or an int vector; one entry may be -1)."""
@@ -408,3 +429,123 @@ def ones_like(x, dtype=None):
     """Ones with the (runtime) shape of ``x`` and its dtype unless given."""
     x = as_variable(x)
     return alloc(Constant(1, dtype=dtype or x.dtype), shape(x))
+
+
+# --------------------------------------------------------------------------- C lowering
+# The ops' c_code methods above call these; each writes into a codegen.kernel.KernelContext.
+
+def _shape_c(self, ctx, node):
+    (x,), out = node.inputs, node.outputs[0]
+    ctx.alloc(node, out, [str(x.ndim)])
+    for k in range(x.ndim):
+        ctx.w(f"{ctx.ptr(out)}[{k}] = {ctx.arr(x)}.shape[{k}];")
+
+
+def _shape_at_c(self, ctx, node):
+    (x,), out = node.inputs, node.outputs[0]
+    ctx.alloc(node, out, [])
+    ctx.w(f"{ctx.ptr(out)}[0] = {ctx.arr(x)}.shape[{self.axis % x.ndim}];")
+
+
+def _make_vector_c(self, ctx, node):
+    out = node.outputs[0]
+    ctx.alloc(node, out, [str(len(node.inputs))])
+    for k, p in enumerate(node.inputs):
+        ctx.w(f"{ctx.ptr(out)}[{k}] = (int64_t){ctx.ptr(p)}[0];")
+
+
+def _dimshuffle_c(self, ctx, node):
+    (x,), out = node.inputs, node.outputs[0]
+    src = ctx.arr(x)
+    for a in self.dropped:
+        with ctx.w.block(f"if ({src}.shape[{a}] != 1)"):
+            ctx.fail(node, "shape", f"cannot drop axis {a} of length %lld (only length 1)",
+                     f"(long long){src}.shape[{a}]")
+    shapes = ["1" if a == "x" else f"{src}.shape[{a}]" for a in self.order]
+    strides = ["0" if a == "x" else f"{src}.strides[{a}]" for a in self.order]
+    ctx.view(out, x, "0", shapes, strides)
+
+
+def _target_shape(ctx, node, shp, ndim):
+    """Read an int64 shape vector into a C array, refusing negative lengths."""
+    t = ctx.tmp("tgt")
+    ctx.w(f"int64_t {t}[{max(ndim, 1)}];")
+    for k in range(ndim):
+        ctx.w(f"{t}[{k}] = {ctx.ptr(shp)}[{k} * {ctx.arr(shp)}.strides[0]];")
+    return t
+
+
+def _broadcast_to_c(self, ctx, node):
+    (x, shp), out = node.inputs, node.outputs[0]
+    nd, lead, src = out.ndim, out.ndim - x.ndim, ctx.arr(x)
+    t = _target_shape(ctx, node, shp, nd)
+    st = ctx.tmp("st")
+    ctx.w(f"int64_t {st}[{max(nd, 1)}];")
+    with ctx.w.block(f"for (int k = 0; k < {nd}; k++)"):
+        ctx.w(f"int j = k - {lead};")
+        ctx.w(f"int64_t s = j < 0 ? 1 : {src}.shape[j];")
+        with ctx.w.block(f"if ({t}[k] < 0 || (s != {t}[k] && s != 1))"):
+            ctx.w("char a[96], b[96];")
+            ctx.fail(node, "shape", "cannot broadcast shape %s to %s",
+                     f"sg_shape_str(a, sizeof a, {src}.shape, {x.ndim})",
+                     f"sg_shape_str(b, sizeof b, {t}, {nd})")
+        ctx.w(f"{st}[k] = (j < 0 || s != {t}[k]) ? 0 : {src}.strides[j];")
+    ctx.view(out, x, "0", [f"{t}[{k}]" for k in range(nd)], [f"{st}[{k}]" for k in range(nd)])
+
+
+def _sum_to_c(self, ctx, node):
+    (g, shp), out = node.inputs, node.outputs[0]
+    nd, gd = out.ndim, g.ndim
+    t = _target_shape(ctx, node, shp, nd)
+    src = ctx.arr(g)
+    with ctx.w.block(f"for (int k = 0; k < {nd}; k++)"):
+        ctx.w(f"int64_t s = {src}.shape[k + {gd - nd}];")
+        with ctx.w.block(f"if ({t}[k] < 0 || ({t}[k] != s && {t}[k] != 1))"):
+            ctx.w("char a[96], b[96];")
+            ctx.fail(node, "shape", "shape %s is not a broadcast of %s",
+                     f"sg_shape_str(a, sizeof a, {src}.shape, {gd})",
+                     f"sg_shape_str(b, sizeof b, {t}, {nd})")
+    name = ctx.alloc(node, out, [f"{t}[{k}]" for k in range(nd)])
+    ctx.w(f"memset({name}.data, 0, (size_t)sg_size(&{name}, {nd}) * sizeof({ctx.ct(out)}));")
+    dst = ctx.tmp("dst")
+    ctx.w(f"int64_t {dst}[{max(gd, 1)}];")
+    ctx.w(f"for (int k = 0; k < {gd}; k++) {dst}[k] = 0;")
+    with ctx.w.block(f"for (int k = 0; k < {nd}; k++)"):
+        ctx.w(f"{dst}[k + {gd - nd}] = {name}.shape[k] == 1 ? 0 : {name}.strides[k];")
+    with ctx.nd_loop(src, gd) as idx:
+        ctx.w(f"{ctx.ptr(out)}[{ctx.offset(g, idx, dst)}] += {ctx.ptr(g)}[{ctx.offset(g, idx)}];")
+
+
+def _reshape_c(self, ctx, node):
+    (x, shp), out = node.inputs, node.outputs[0]
+    nd, src = out.ndim, ctx.arr(x)
+    t = _target_shape(ctx, node, shp, nd)
+    size, known, fill = ctx.tmp("size"), ctx.tmp("known"), ctx.tmp("fill")
+    ctx.w(f"int64_t {size} = sg_size(&{src}, {x.ndim}), {known} = 1; int {fill} = -1;")
+    with ctx.w.block(f"for (int k = 0; k < {nd}; k++)"):
+        ctx.w(f"if ({t}[k] == -1 && {fill} < 0) {{ {fill} = k; continue; }}")
+        ctx.w(f"if ({t}[k] < 0) {{ {known} = -1; break; }}")
+        ctx.w(f"{known} *= {t}[k];")
+    ctx.w(f"if ({fill} >= 0 && {known} > 0 && {size} % {known} == 0) {t}[{fill}] = {size} / {known};")
+    ctx.w(f"else if ({fill} >= 0 && {known} == 0 && {size} == 0) {t}[{fill}] = 0;")
+    ctx.w(f"else if ({fill} >= 0) {known} = -1;")
+    with ctx.w.block(f"if ({known} < 0 || ({fill} < 0 && {known} != {size}))"):
+        ctx.w("char a[96];")
+        ctx.fail(node, "shape", "cannot reshape an array of shape %s to the requested shape",
+                 f"sg_shape_str(a, sizeof a, {src}.shape, {x.ndim})")
+    name = ctx.declare(out)
+    with ctx.w.block(f"if (sg_is_contiguous(&{src}, {x.ndim}))"):
+        ctx.w(f"{name}.data = {src}.data;")
+        ctx.w(f"for (int k = 0; k < {nd}; k++) {name}.shape[k] = {t}[k];")
+        ctx.w(f"sg_contiguous(&{name}, {nd});")
+    with ctx.w.block("else"):
+        # A strided input is copied in C order, element by element.
+        ctx.w(f"for (int k = 0; k < {nd}; k++) {name}.shape[k] = {t}[k];")
+        ctx.w(f"sg_contiguous(&{name}, {nd});")
+        ctx.w(f"{name}.data = sg_ws_alloc(ws, (size_t)({size} ? {size} : 1) * sizeof({ctx.ct(out)}));")
+        with ctx.w.block(f"if (!{name}.data)"):
+            ctx.fail(node, "nomem", "out of memory")
+        pos = ctx.tmp("pos")
+        ctx.w(f"int64_t {pos} = 0;")
+        with ctx.nd_loop(src, x.ndim) as idx:
+            ctx.w(f"{ctx.ptr(out)}[{pos}++] = {ctx.ptr(x)}[{ctx.offset(x, idx)}];")

@@ -274,6 +274,13 @@ class Subtensor(Op):
         gx = IncSubtensor(self.idx)(zeros_like(x), gouts[0], *index_inputs)
         return [gx] + [NOT_DIFFERENTIABLE] * len(index_inputs)
 
+    def c_code(self, ctx, node):
+        # A view (offset and strides into x): nothing ever writes into x's memory.
+        x, *index_inputs = node.inputs
+        resolved = c_resolve(ctx, node, self.idx, x, index_inputs)
+        offset, shapes, strides = c_region(resolved, ctx.arr(x), x.ndim)
+        ctx.view(node.outputs[0], x, offset, shapes, strides)
+
 
 class IncSubtensor(Op):
     """A copy of ``x`` with ``y`` added into (or, ``set_instead_of_inc``, written to) ``x[idx]``.
@@ -324,3 +331,163 @@ class IncSubtensor(Op):
               if self.set_instead_of_inc else g)
         gy = value_grad(Subtensor(self.idx)(g, *index_inputs), y)
         return [gx, gy] + [NOT_DIFFERENTIABLE] * len(index_inputs)
+
+    def c_code(self, ctx, node):
+        x, y, *index_inputs = node.inputs
+        resolved = c_resolve(ctx, node, self.idx, x, index_inputs)
+        c_fresh_copy(ctx, node, x)
+        region = c_region_arr(ctx, node.outputs[0], resolved, x.ndim)
+        c_put(ctx, node, region, len(basic_shape(self.idx, x.shape)), y, self.set_instead_of_inc)
+
+
+# --------------------------------------------------------------------------- C lowering
+# Emitters shared by the indexing ops (here and in .advanced); each writes into a
+# codegen.kernel.KernelContext. Indices are resolved once per call with NumPy's
+# rules (negative ones wrap, out-of-range ones fail naming the op and line).
+
+def c_const(p):
+    # Clamping keeps huge Python ints valid C; a slice clamps them anyway.
+    return f"INT64_C({max(min(p, 2 ** 63 - 1), -2 ** 63 + 1)})"
+
+
+def c_index(ctx, node, value, axis, n):
+    """A C name holding the index ``value`` wrapped into [0, n); out of [-n, n) fails."""
+    i = ctx.tmp("ix")
+    ctx.w(f"int64_t {i} = (int64_t)({value});")
+    with ctx.w.block(f"if ({i} < -({n}) || {i} >= ({n}))"):
+        ctx.fail(node, "index", f"index %lld is out of range for axis {axis} with size %lld",
+                 f"(long long){i}", f"(long long)({n})")
+    ctx.w(f"if ({i} < 0) {i} += {n};")
+    return i
+
+
+def c_slice(ctx, node, e, inputs, n):
+    """``slice(*e).indices(n)`` at run time: C names of (start, step, length)."""
+    vals = iter(inputs)
+    parts = [None if p is None else f"(int64_t){ctx.ptr(next(vals))}[0]" if p == SCALAR
+             else c_const(p) for p in e]
+    start, stop, step, length = (ctx.tmp(s) for s in ("start", "stop", "step", "len"))
+    lo, hi = ctx.tmp("lo"), ctx.tmp("hi")
+    ctx.w(f"int64_t {start}, {stop}, {length}, {step} = {parts[2] or 1};")
+    with ctx.w.block(f"if ({step} == 0)"):
+        ctx.fail(node, "value", "slice step cannot be zero")
+    ctx.w(f"int64_t {lo} = {step} < 0 ? -1 : 0, {hi} = {step} < 0 ? ({n}) - 1 : ({n});")
+    for name, part, default in ((start, parts[0], f"{step} < 0 ? {hi} : {lo}"),
+                                (stop, parts[1], f"{step} < 0 ? {lo} : {hi}")):
+        if part is None:
+            ctx.w(f"{name} = {default};")
+            continue
+        ctx.w(f"{name} = {part};")
+        ctx.w(f"if ({name} < 0) {{ {name} += {n}; if ({name} < {lo}) {name} = {lo}; }}")
+        ctx.w(f"else if ({name} > {hi}) {name} = {hi};")
+    # Unsigned division: no overflow for any step, INT64_MIN included.
+    ctx.w(f"if ({step} > 0) {length} = {stop} > {start} ? "
+          f"(int64_t)((uint64_t)({stop} - {start} - 1) / (uint64_t){step}) + 1 : 0;")
+    ctx.w(f"else {length} = {start} > {stop} ? "
+          f"(int64_t)((uint64_t)({start} - {stop} - 1) / (0 - (uint64_t){step})) + 1 : 0;")
+    ctx.w(f"if ({length} == 0) {start} = 0; /* an empty view stays inside the buffer */")
+    return start, step, length
+
+
+def c_resolve(ctx, node, idx, x, index_inputs):
+    """Per entry of a basic ``idx``: ("new",), ("skip",), ("int", axis, i) or
+    ("slice", axis, start, step, length), with C names resolved against ``x``."""
+    shape = f"{ctx.arr(x)}.shape"
+    resolved = []
+    for e, axis, ins in zip(idx, entry_axes(idx), split_inputs(idx, index_inputs)):
+        if e is None or e is Ellipsis:
+            resolved.append(("new",) if e is None else ("skip",))
+        elif is_slice(e):
+            resolved.append(("slice", axis) + c_slice(ctx, node, e, ins, f"{shape}[{axis}]"))
+        else:
+            value = f"{ctx.ptr(ins[0])}[0]" if ins else c_const(e)
+            resolved.append(("int", axis, c_index(ctx, node, value, axis, f"{shape}[{axis}]")))
+    return resolved
+
+
+def c_region(resolved, arr, ndim):
+    """(offset, shapes, strides) C expressions of the basic region in the ``sg_arr`` ``arr``."""
+    offset, shapes, strides = ["0"], [], []
+    for r in resolved:
+        if r[0] == "new":
+            shapes.append("1")
+            strides.append("0")
+        elif r[0] == "int":
+            offset.append(f"{r[2]} * {arr}.strides[{r[1]}]")
+        elif r[0] == "slice":
+            _, axis, start, step, length = r
+            offset.append(f"{start} * {arr}.strides[{axis}]")
+            shapes.append(length)
+            strides.append(f"{step} * {arr}.strides[{axis}]")
+    first_rest = sum(r[0] in ("int", "slice") for r in resolved)
+    for axis in range(first_rest, ndim):
+        shapes.append(f"{arr}.shape[{axis}]")
+        strides.append(f"{arr}.strides[{axis}]")
+    return " + ".join(offset), shapes, strides
+
+
+def c_region_arr(ctx, v, resolved, ndim):
+    """A local ``sg_arr`` viewing the basic region of ``v`` (whose memory it shares)."""
+    arr = ctx.arr(v)
+    offset, shapes, strides = c_region(resolved, arr, ndim)
+    name = ctx.tmp("region")
+    ctx.w(f"sg_arr {name};")
+    ctx.w(f"{name}.data = (void *)({ctx.ptr(v)} + ({offset}));")
+    for k, (s, st) in enumerate(zip(shapes, strides)):
+        ctx.w(f"{name}.shape[{k}] = {s}; {name}.strides[{k}] = {st};")
+    return name
+
+
+def c_fresh_copy(ctx, node, x):
+    """Allocate ``node``'s output with ``x``'s shape and copy ``x`` into it (inputs stay
+    read-only: an update works on a fresh copy)."""
+    out = node.outputs[0]
+    src = ctx.arr(x)
+    name = ctx.alloc(node, out, [f"{src}.shape[{k}]" for k in range(x.ndim)])
+    with ctx.w.block(f"if (sg_is_contiguous(&{src}, {x.ndim}))"):
+        ctx.w(f"memcpy({name}.data, {src}.data, (size_t)sg_size(&{src}, {x.ndim}) * "
+              f"sizeof({ctx.ct(out)}));")
+    with ctx.w.block("else"):
+        pos = ctx.tmp("pos")
+        ctx.w(f"int64_t {pos} = 0;")
+        with ctx.nd_loop(src, x.ndim) as idx:
+            ctx.w(f"{ctx.ptr(out)}[{pos}++] = {ctx.ptr(x)}[{ctx.offset(x, idx)}];")
+    return name
+
+
+def c_store(ctx, dst, ctype, value, set_instead_of_inc):
+    """``dst = value`` or ``dst += value`` in C type ``ctype`` (bool adds as logical or)."""
+    if set_instead_of_inc:
+        ctx.w(f"{dst} = ({ctype})({value});")
+    elif ctype == "uint8_t":
+        ctx.w(f"{dst} = (uint8_t)({dst} || {value});")
+    else:
+        ctx.w(f"{dst} += ({ctype})({value});")
+
+
+def c_value_strides(ctx, node, y, region_shape, rnd):
+    """Strides of ``y`` broadcast to the region (a C array of ``rnd`` lengths); a misfit fails."""
+    src = ctx.arr(y)
+    cond = " || ".join(f"({src}.shape[{j}] != 1 && "
+                       f"{src}.shape[{j}] != {region_shape}[{rnd - y.ndim + j}])"
+                       for j in range(y.ndim)) or "0"
+    with ctx.w.block(f"if ({cond})"):
+        ctx.w("char ya[96], ra[96];")
+        ctx.fail(node, "shape", "a value of shape %s does not fit the region of shape %s",
+                 f"sg_shape_str(ya, sizeof ya, {src}.shape, {y.ndim})",
+                 f"sg_shape_str(ra, sizeof ra, {region_shape}, {rnd})")
+    st = ctx.tmp("yst")
+    ctx.w(f"int64_t {st}[{max(rnd, 1)}];")
+    ctx.w(f"sg_broadcast_strides({st}, &{src}, {y.ndim}, {region_shape}, {rnd});")
+    return st
+
+
+def c_put(ctx, node, region, rnd, y, set_instead_of_inc):
+    """Add ``y`` (broadcast) into, or write it to, the ``rnd``-d region ``region`` (an sg_arr)."""
+    out = node.outputs[0]
+    yst = c_value_strides(ctx, node, y, f"{region}.shape", rnd)
+    ct = ctx.ct(out)
+    with ctx.nd_loop(region, rnd) as idx:
+        dst = f"(({ct} *){region}.data)[{ctx.offset(out, idx, region + '.strides')}]"
+        value = f"{ctx.ptr(y)}[{ctx.offset(y, idx, yst)}]"
+        c_store(ctx, dst, ct, value, set_instead_of_inc)

@@ -1,0 +1,37 @@
+"""Mode "c": a graph lowered to one C kernel, compiled (or found in the cache) and loaded.
+
+``CKernel`` is what :class:`symgrad.function.Function` calls in mode "c": it
+binds the kernel's inputs (the function's inputs, then shared variables, then
+constants, as ``codegen.kernel.lower`` lists them) and runs the kernel through
+the runtime extension, which releases the GIL while it computes.
+"""
+
+import numpy as np
+
+from .codegen.kernel import lower
+from .graph import Constant, SharedVariable
+
+__all__ = ["CKernel"]
+
+
+class CKernel:
+    """``outputs`` of ``inputs`` as a compiled kernel."""
+
+    def __init__(self, inputs, outputs, name="kernel"):
+        from . import _runtime
+        from .compiler import compile_library
+
+        self.n_inputs = len(inputs)
+        self.source, self.leaves = lower(inputs, outputs, header=f"/* symgrad kernel: {name} */")
+        self.path = compile_library(self.source, name="kernel")
+        self.kernel = _runtime.Kernel(self.path, len(self.leaves),
+                                      [np.dtype(v.dtype) for v in outputs],
+                                      [v.ndim for v in outputs])
+        # plan_leaves orders the kernel's inputs: function inputs, shared variables, constants.
+        self._shared_vars = [v for v in self.leaves if isinstance(v, SharedVariable)]
+        self._const_data = [v.data for v in self.leaves if isinstance(v, Constant)]
+
+    def __call__(self, values):
+        if len(self.leaves) != self.n_inputs:
+            values = values + [sv._value for sv in self._shared_vars] + self._const_data
+        return self.kernel(values)

@@ -1,0 +1,1 @@
+"""Lowering graphs to C: a kernel context ops emit into, elementwise fusion, the C writer."""

@@ -1,0 +1,273 @@
+"""Lower a whole graph to one C translation unit exporting ``sg_main``.
+
+The pipeline, in order:
+
+1. ``plan_leaves``   the kernel's inputs: function inputs, shared variables, constants;
+2. ``plan_fusion``   group elementwise nodes into fused loop nests;
+3. ``emit``          walk the nodes in topological order; a fused group becomes one
+                     loop (``codegen.fusion``), any other node calls its op's
+                     ``c_code(ctx, node)``;
+4. ``emit_outputs``  hand every output to the caller in memory it owns.
+
+Every shape is computed at run time, so one compiled kernel serves any sizes
+with the same dtypes and ranks.
+"""
+
+import contextlib
+import os
+
+import numpy as np
+
+from ..graph import Constant, SharedVariable, toposort
+from .writer import CWriter
+
+__all__ = ["KernelContext", "lower", "CTYPE", "NoLowering"]
+
+CTYPE = {"float64": "double", "float32": "float", "int64": "int64_t", "int32": "int32_t",
+         "bool": "uint8_t"}
+ERR = {"shape": "SG_ESHAPE", "index": "SG_EINDEX", "value": "SG_EVALUE", "nomem": "SG_ENOMEM"}
+
+
+class NoLowering(NotImplementedError):
+    """An op has no C lowering."""
+
+
+def c_string(text):
+    """``text`` as a C string literal (printf-safe: % doubled)."""
+    out = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("%", "%%")
+    return f'"{out}"'
+
+
+def c_literal(value, dtype):
+    """An exact C literal for a scalar of ``dtype``."""
+    if dtype in ("float64", "float32"):
+        v = float(value)
+        if v != v:
+            return "NAN"
+        if v in (float("inf"), float("-inf")):
+            return "INFINITY" if v > 0 else "(-INFINITY)"
+        text = float.hex(v)
+        return f"(float){text}" if dtype == "float32" else text
+    if dtype == "bool":
+        return "1" if value else "0"
+    v = int(value)
+    if dtype == "int64":
+        return "INT64_MIN" if v == -2 ** 63 else f"INT64_C({v})"
+    return "INT32_MIN" if v == -2 ** 31 else f"{v}"
+
+
+class KernelContext:
+    """What an op's ``c_code(ctx, node)`` writes into.
+
+    Attributes
+    ----------
+    w : CWriter
+        ``ctx.w("stmt;")`` writes a line, ``with ctx.w.block("for (...)"):`` a block.
+    """
+
+    def __init__(self, outputs):
+        self.w = CWriter()
+        self.names = {}          # id(var) -> C name of its sg_arr
+        self.owned = {}          # id(var) -> C name of the owning pointer (malloc'ed output)
+        self.out_ids = {id(v) for v in outputs}
+        self._n = 0
+
+    # ------------------------------------------------------------------ names and types
+
+    def tmp(self, prefix="t"):
+        """A fresh C identifier."""
+        self._n += 1
+        return f"{prefix}{self._n}"
+
+    def arr(self, v):
+        """The C name of ``v``'s ``sg_arr`` descriptor."""
+        return self.names[id(v)]
+
+    @staticmethod
+    def ct(v):
+        """The C element type of ``v``."""
+        return CTYPE[v.dtype]
+
+    def ptr(self, v):
+        """``v``'s data as a typed C pointer expression."""
+        return f"(({self.ct(v)} *){self.arr(v)}.data)"
+
+    def declare(self, v):
+        name = self.tmp("v")
+        self.names[id(v)] = name
+        self.w(f"sg_arr {name};")
+        return name
+
+    # ------------------------------------------------------------------ making results
+
+    def alloc(self, node, v, shape_exprs):
+        """Give ``v`` a fresh C-contiguous buffer of the given runtime shape."""
+        name = self.declare(v)
+        for k, e in enumerate(shape_exprs):
+            self.w(f"{name}.shape[{k}] = {e};")
+        n = self.tmp("n")
+        self.w(f"int64_t {n} = sg_contiguous(&{name}, {v.ndim});")
+        with self.w.block(f"if ({n} < 0 || {n} > INT64_MAX / {np.dtype(v.dtype).itemsize})"):
+            self.fail(node, "shape", f"the result of {v.ndim}-d shape %s is too large",
+                      f"sg_shape_str(sbuf, sizeof sbuf, {name}.shape, {v.ndim})")
+        size = f"((size_t){n} * sizeof({self.ct(v)}))"
+        if id(v) in self.out_ids and id(v) not in self.owned:
+            own = self.tmp("own")
+            self.owned[id(v)] = own
+            self.prologue_owned.append(own)
+            self.w(f"if (posix_memalign(&{own}, SG_ALIGN, {size} ? {size} : 1) != 0) {own} = NULL;")
+            self.w(f"{name}.data = {own};")
+        else:
+            self.w(f"{name}.data = sg_ws_alloc(ws, {size});")
+        with self.w.block(f"if (!{name}.data)"):
+            self.fail(node, "nomem", "out of memory")
+        return name
+
+    def view(self, v, src, offset="0", shape_exprs=(), stride_exprs=()):
+        """Make ``v`` a view of ``src``: same memory, given offset (elements), shape and strides."""
+        name = self.declare(v)
+        self.w(f"{name}.data = (void *)({self.ptr(src)} + ({offset}));")
+        for k, (s, st) in enumerate(zip(shape_exprs, stride_exprs)):
+            self.w(f"{name}.shape[{k}] = {s}; {name}.strides[{k}] = {st};")
+        return name
+
+    def fail(self, node, kind, fmt, *args):
+        """Report an error naming ``node``'s op and user line, then leave the kernel."""
+        where = f"{node.op} at {node.trace}: " if node is not None else ""
+        msg = c_string(where) + " " + _c_fmt(fmt)
+        self.w(f"sg_fail(err, {ERR[kind]}, {msg}{''.join(', ' + a for a in args)});")
+        self.w("goto fail;")
+
+    # ------------------------------------------------------------------ loops
+
+    @contextlib.contextmanager
+    def nd_loop(self, shape_of, ndim):
+        """Nested loops over the runtime shape ``<shape_of>.shape``; yields the index names."""
+        idx = [self.tmp("i") for _ in range(ndim)]
+        blocks = [self.w.block(f"for (int64_t {i} = 0; {i} < {shape_of}.shape[{k}]; {i}++)")
+                  for k, i in enumerate(idx)]
+        with contextlib.ExitStack() as stack:
+            for b in blocks:
+                stack.enter_context(b)
+            yield idx
+
+    def offset(self, v, idx, strides=None):
+        """The element offset of index ``idx`` in ``v`` (``strides``: a C array name to use instead)."""
+        st = strides or f"{self.arr(v)}.strides"
+        return " + ".join(f"{i} * {st}[{k}]" for k, i in enumerate(idx)) or "0"
+
+    def literal(self, value, dtype):
+        return c_literal(value, dtype)
+
+
+def _c_fmt(fmt):
+    return '"' + fmt.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+def plan_leaves(inputs, outputs):
+    """Kernel inputs in order: the function inputs, then shared variables, then constants."""
+    seen = {id(v) for v in inputs}
+    shared, consts = [], []
+    for node in toposort(outputs):
+        for v in node.inputs:
+            if id(v) in seen or v.owner is not None:
+                continue
+            seen.add(id(v))
+            if isinstance(v, SharedVariable):
+                shared.append(v)
+            elif isinstance(v, Constant):
+                consts.append(v)
+    for v in outputs:
+        if v.owner is None and id(v) not in seen:
+            seen.add(id(v))
+            (shared if isinstance(v, SharedVariable) else consts).append(v)
+    return list(inputs) + shared + consts
+
+
+def lower(inputs, outputs, header=""):
+    """C source for a kernel computing ``outputs``; returns (source, leaves).
+
+    ``leaves`` lists the variables whose values the kernel takes, in order.
+    """
+    from . import fusion
+
+    leaves = plan_leaves(inputs, outputs)
+    ctx = KernelContext(outputs)
+    ctx.prologue_owned = []
+    body = ctx.w
+    body.depth = 1
+    for k, v in enumerate(leaves):
+        ctx.names[id(v)] = f"in_{k}"  # no ctx.tmp() name has an underscore: no clash
+        body(f"sg_arr in_{k} = in[{k}];")
+    nodes = toposort(outputs)
+    groups = fusion.plan(nodes, outputs)
+    for node in nodes:
+        if id(node) in groups.absorbed:
+            continue
+        body(f"/* {node.op} at {os.path.basename(node.trace.filename)}:{node.trace.lineno}"
+             f"{' (gradient)' if node.grad_of is not None else ''} */")
+        if id(node) in groups.roots:
+            fusion.emit(ctx, node, groups)
+            continue
+        c_code = getattr(node.op, "c_code", None)
+        if c_code is None:
+            raise NoLowering(f"{node.op} has no C lowering")
+        c_code(ctx, node)
+    _emit_outputs(ctx, outputs)
+    return _assemble(ctx, header), leaves
+
+
+def _emit_outputs(ctx, outputs):
+    w = ctx.w
+    w("/* hand the outputs over: fresh memory the caller owns */")
+    given = set()
+    for i, v in enumerate(outputs):
+        name = ctx.arr(v)
+        own = ctx.owned.get(id(v))
+        if own is not None and id(v) not in given:
+            given.add(id(v))
+            w(f"out[{i}] = {name}; {own} = NULL; outs_done = {i + 1};")
+            continue
+        item = np.dtype(v.dtype).itemsize
+        with w.block(""):
+            w(f"sg_arr c = {name};")
+            w(f"int64_t n = sg_contiguous(&c, {v.ndim});")
+            w(f"if (posix_memalign(&c.data, SG_ALIGN, n ? (size_t)n * {item} : 1) != 0) c.data = NULL;")
+            w(f'if (!c.data) {{ sg_fail(err, SG_ENOMEM, "out of memory"); goto fail; }}')
+            w(f"sg_copy(&c, &{name}, {v.ndim}, {item});")
+            w(f"out[{i}] = c; outs_done = {i + 1};")
+
+
+def _assemble(ctx, header):
+    top = CWriter()
+    top(header)
+    top('#include "sg_kernel.h"')
+    top(f'#include "cblas.h"')
+    top("")
+    top("int sg_abi_version(void) { return SG_ABI_VERSION; }")
+    top("")
+    top("int sg_main(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err)")
+    top("{")
+    top("    char sbuf[160]; (void)sbuf;")
+    top("    int outs_done = 0;")
+    for own in ctx.prologue_owned:
+        top(f"    void *{own} = NULL;")
+    top("    ws->used = 0; ws->need = 0;")
+    lines = top.lines + ctx.w.lines
+    tail = CWriter()
+    tail.depth = 1
+    tail("sg_ws_release(ws);")
+    tail("return SG_OK;")
+    tail.depth = 0
+    tail("fail:")
+    tail.depth = 1
+    for own in ctx.prologue_owned:
+        tail(f"free({own});")
+    tail("for (int k = 0; k < outs_done; k++) free(out[k].data);")
+    tail("sg_ws_release(ws);")
+    tail("return err->code ? err->code : SG_EVALUE;")
+    tail.depth = 0
+    tail("}")
+    return "\n".join(lines + tail.lines) + "\n"

@@ -1,0 +1,67 @@
+"""Mode "debug": compiled and reference side by side, checked node by node.
+
+Every intermediate result is both computed by the compiled kernel (which
+exposes them all as outputs) and by the NumPy reference; the first node, in
+topological order, whose results differ or that makes NaN/Inf from finite
+inputs raises, naming the op and the user's line.
+"""
+
+import numpy as np
+
+from .errors import SymgradError
+from .graph import toposort
+from .interp import Program
+
+__all__ = ["DebugRunner", "DebugModeError"]
+
+
+class DebugModeError(SymgradError, AssertionError):
+    """Compiled and reference results differ, or a node made NaN/Inf from finite inputs."""
+
+
+class DebugRunner:
+    def __init__(self, inputs, outputs, name="kernel", rtol=None, atol=None):
+        from .backend import CKernel
+
+        self.outputs = list(outputs)
+        self.nodes = toposort(self.outputs)
+        self.all_vars = [o for n in self.nodes for o in n.outputs]
+        self.kernel = CKernel(inputs, self.all_vars + self.outputs, name=name)
+        self.reference = Program(inputs, self.all_vars + self.outputs)
+        self.source = self.kernel.source
+        self.rtol, self.atol = rtol, atol
+
+    def __call__(self, values):
+        got = self.kernel(values)
+        want = self.reference.run(values)
+        n = len(self.all_vars)
+        value_of = {id(v): (g, w) for v, g, w in zip(self.all_vars, got[:n], want[:n])}
+        for node in self.nodes:
+            finite_in = all(_finite(value_of[id(i)][1]) if id(i) in value_of else True
+                            for i in node.inputs)
+            for k, o in enumerate(node.outputs):
+                g, w = value_of[id(o)]
+                self._check(node, k, g, w, finite_in)
+        return got[n:]
+
+    def _check(self, node, k, got, want, finite_in):
+        where = f"{node.op} at {node.trace}" + (f" (output {k})" if len(node.outputs) > 1 else "")
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise DebugModeError(f"{where}: compiled gives {got.dtype}{got.shape}, the reference "
+                                 f"{want.dtype}{want.shape}")
+        if got.dtype.kind == "f":
+            tol = 1e-4 if got.dtype == np.float32 else 1e-9
+            rtol, atol = self.rtol or tol, self.atol or tol
+            close = np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
+            if not close.all():
+                i = np.unravel_index(int(np.argmin(close)), got.shape) if got.ndim else ()
+                raise DebugModeError(f"{where}: compiled and reference differ at index {i}: "
+                                     f"{got[i]!r} vs {want[i]!r}")
+            if finite_in and not _finite(want):
+                raise DebugModeError(f"{where} made NaN or Inf from finite inputs")
+        elif not np.array_equal(got, want):
+            raise DebugModeError(f"{where}: compiled and reference results differ")
+
+
+def _finite(a):
+    return a.dtype.kind != "f" or bool(np.isfinite(a).all())
