@@ -34,6 +34,16 @@ def binary_case(draw):
 @settings(max_examples=150, deadline=None)
 @given(binary_case())
 def test_binary_ops_match_numpy_types_shapes_and_values(case):
+    _check_binary(case, "py")
+
+
+@settings(max_examples=60, deadline=None)
+@given(binary_case())
+def test_binary_ops_compiled_match_numpy(case):
+    _check_binary(case, "c")
+
+
+def _check_binary(case, mode):
     (name, fn, ref), a, b, static = case
     with np.errstate(all="ignore"):
         try:
@@ -51,7 +61,7 @@ def test_binary_ops_match_numpy_types_shapes_and_values(case):
     out = fn(x, y)
     assert out.dtype == want.dtype.name
     assert out.type.accepts_shape(want.shape)
-    got = sg.function([x, y], out, mode="py")(a, b)
+    got = sg.function([x, y], out, mode=mode)(a, b)
     np.testing.assert_array_equal(got, want)
 
 
@@ -90,3 +100,9 @@ def test_random_chains_values_and_gradients(case):
     np.testing.assert_allclose(sg.function([x, y], out, mode="py")(a, b),
                                _build(steps, a, b, np), rtol=1e-12, atol=1e-12)
     sg.verify_grad(lambda p, q: _build(steps, p, q, sg), [a, b], n_tests=1, mode="py")
+    # compiled against the reference, values and gradients
+    grads = sg.grad(out.sum(), [x, y])
+    got = sg.function([x, y], [out] + grads, mode="c")(a, b)
+    want = sg.function([x, y], [out] + grads, mode="py")(a, b)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)

@@ -1,0 +1,114 @@
+"""MLP train step, float32: 784 -> 512 relu -> 512 relu -> 10, softmax cross-entropy mean, SGD.
+
+Reports, per batch size, the symgrad step, a hand-written NumPy step and the
+GEMM floor (the step's eight matrix products alone through NumPy with
+preallocated outputs), and the ratios. Where PyTorch, JAX or PyTensor are
+installed, their rows would be added here (none is a dependency).
+
+    python bench/bench_mlp.py
+"""
+
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import best_time, rng, table  # noqa: E402
+
+import symgrad as sg  # noqa: E402
+
+SIZES = (784, 512, 512, 10)
+LR = np.float32(0.01)
+
+
+def init(r):
+    return [(r.standard_normal((a, b)).astype("float32") * np.float32(np.sqrt(2 / a)),
+             np.zeros(b, "float32")) for a, b in zip(SIZES[:-1], SIZES[1:])]
+
+
+def symgrad_step(params):
+    X = sg.matrix("X", dtype="float32")
+    y = sg.vector("y", dtype="int64")
+    shared = [(sg.shared(W, name=f"W{i}"), sg.shared(b, name=f"b{i}")) for i, (W, b) in
+              enumerate(params)]
+    h = X
+    for i, (W, b) in enumerate(shared):
+        h = h @ W + b
+        if i < len(shared) - 1:
+            h = sg.relu(h)
+    loss = sg.nn.cross_entropy(h, y).mean()
+    flat = [p for pair in shared for p in pair]
+    grads = sg.grad(loss, flat)
+    return sg.function([X, y], loss, updates=[(p, p - LR * g) for p, g in zip(flat, grads)])
+
+
+def numpy_step(params):
+    params = [(W.copy(), b.copy()) for W, b in params]
+
+    def step(X, y):
+        acts = [X]
+        for i, (W, b) in enumerate(params):
+            z = acts[-1] @ W + b
+            acts.append(np.maximum(z, 0) if i < len(params) - 1 else z)
+        z = acts[-1]
+        z = z - z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        n = X.shape[0]
+        loss = -np.log(p[np.arange(n), y]).mean()
+        g = p
+        g[np.arange(n), y] -= 1
+        g /= n
+        for i in range(len(params) - 1, -1, -1):
+            W, b = params[i]
+            gW, gb = acts[i].T @ g, g.sum(axis=0)
+            if i:
+                g = (g @ W.T) * (acts[i] > 0)
+            W -= LR * gW
+            b -= LR * gb
+        return loss
+
+    return step
+
+
+def gemm_floor(params, n):
+    """The eight matrix products of one step, alone, into preallocated outputs."""
+    r = rng(1)
+    Ws = [W for W, _ in params]
+    acts = [r.standard_normal((n, a)).astype("float32") for a in SIZES]
+    outs_f = [np.empty((n, b), "float32") for b in SIZES[1:]]
+    outs_w = [np.empty(W.shape, "float32") for W in Ws]
+    outs_b = [np.empty((n, a), "float32") for a in SIZES[1:-1]]
+
+    def run():
+        for i, W in enumerate(Ws):
+            np.matmul(acts[i], W, out=outs_f[i])
+        for i, W in enumerate(Ws):
+            np.matmul(acts[i].T, acts[i + 1], out=outs_w[i])
+        for i in (1, 2):
+            np.matmul(acts[i + 1], Ws[i].T, out=outs_b[i - 1])
+
+    return run
+
+
+def main():
+    r = rng()
+    params = init(r)
+    rows = []
+    for n in (32, 256):
+        X = r.standard_normal((n, 784)).astype("float32")
+        y = r.integers(0, 10, n)
+        t_sg = best_time(symgrad_step(params), X, y)
+        t_np = best_time(numpy_step(params), X, y)
+        t_floor = best_time(gemm_floor(params, n))
+        rows.append([n, f"{t_floor * 1e3:.3f}", f"{t_sg * 1e3:.3f}", f"{t_sg / t_floor:.2f}x",
+                     f"{t_np * 1e3:.3f}", f"{t_np / t_floor:.2f}x"])
+    print(f"MLP train step, float32, {' -> '.join(map(str, SIZES))}; "
+          f"threads: SYMGRAD_NUM_THREADS={os.environ.get('SYMGRAD_NUM_THREADS', 'default')}")
+    table(rows, ["batch", "GEMM floor ms", "symgrad ms", "symgrad/floor", "NumPy ms",
+                 "NumPy/floor"])
+
+
+if __name__ == "__main__":
+    main()
