@@ -160,3 +160,16 @@ void *sg_lib_open(const char *path, sg_main_fn *fn, char *msg, size_t msg_len)
     *(void **)fn = entry;
     return h;
 }
+
+/* Set a loaded kernel's thread counts through its `sg_set_num_threads`
+ * export: `loops` for its own loops, `blas` for BLAS when > 0 (else BLAS
+ * keeps its own setting). Returns 0 when set, -1 when the export is absent. */
+int sg_lib_set_threads(void *h, int loops, int blas)
+{
+    void (*set)(int, int) = NULL;
+    *(void **)&set = dlsym(h, "sg_set_num_threads");
+    if (!set)
+        return -1;
+    set(loops, blas);
+    return 0;
+}

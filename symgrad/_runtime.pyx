@@ -63,6 +63,7 @@ cdef extern from "sg_runtime.h" nogil:
     void sg_pool_destroy(sg_pool *p)
     size_t sg_pool_arenas(sg_pool *p, size_t *caps, size_t max)
     void *sg_lib_open(const char *path, sg_main_fn *fn, char *msg, size_t msg_len)
+    int sg_lib_set_threads(void *h, int loops, int blas)
 
 
 # Declared here with raw pointers because NumPy steals references in both, and
@@ -362,8 +363,184 @@ cdef class Kernel:
             raise
         return outs
 
+    def set_num_threads(self, int loops, int blas=0):
+        """Use ``loops`` threads in this kernel's large loops; ``blas`` > 0 sets BLAS's too.
+
+        The loop setting belongs to the library (every kernel object loaded
+        from the same path shares it); the BLAS setting is process-wide.
+        ``blas`` = 0 leaves BLAS as it is (its own default, or
+        ``OPENBLAS_NUM_THREADS``). Returns False when the library has no
+        ``sg_set_num_threads`` export.
+        """
+        cdef int rc
+        if loops < 1 or blas < 0:
+            raise ValueError(f"thread counts must be >= 1 (loops) and >= 0 (blas), "
+                             f"got {loops} and {blas}")
+        with nogil:
+            rc = sg_lib_set_threads(self.handle, loops, blas)
+        return rc == 0
+
     def _arenas(self):
         """Sizes in bytes of the idle workspaces' arenas (for tests)."""
         cdef size_t caps[256]
         cdef size_t n = sg_pool_arenas(&self.pool, caps, 256)
         return [caps[i] for i in range(n)]
+
+
+cdef class BoundCall:
+    """A compiled function's whole call path: check the arguments, run, store updates.
+
+    Built once per compiled function; each call checks every positional
+    argument against its input (an ndarray of exactly the dtype and ndim,
+    within the static shape, passes as is; anything else goes through
+    ``convert(i, value)``, which converts without loss or raises), appends the
+    current values of the shared variables and the constants, runs the kernel
+    with the GIL released, stores the trailing results into the updated
+    shared variables' ``_value`` and returns the leading ``n_out`` results.
+
+    Parameters
+    ----------
+    kernel : Kernel
+    dtypes : sequence of numpy.dtype
+        The inputs' dtypes.
+    ndims : sequence of int
+    statics : sequence of (tuple or None)
+        Each input's static shape (ints or None per axis), or None when no
+        axis is fixed.
+    convert : callable
+        ``convert(i, value) -> ndarray`` for arguments that need a check or a
+        conversion beyond the fast test (raises ``symgrad.InputError``).
+    shared : sequence
+        Objects whose ``_value`` arrays follow the inputs (shared variables).
+    consts : sequence of numpy.ndarray
+        Arrays that follow the shared values.
+    updated : sequence
+        Objects whose ``_value`` receives the results after the first ``n_out``.
+    n_out : int
+    """
+
+    cdef Kernel kernel
+    cdef tuple dtypes, statics, shared, consts, updated
+    cdef object convert
+    cdef int *ndims_in
+    cdef Py_ssize_t n_args, n_out_
+
+    def __cinit__(self, Kernel kernel, dtypes, ndims, statics, convert, shared, consts, updated,
+                  Py_ssize_t n_out):
+        self.kernel = kernel
+        self.dtypes = tuple(np.dtype(d) for d in dtypes)
+        self.statics = tuple(None if s is None else tuple(s) for s in statics)
+        self.convert = convert
+        self.shared = tuple(shared)
+        self.consts = tuple(np.asarray(c) for c in consts)
+        self.updated = tuple(updated)
+        self.n_args = len(self.dtypes)
+        self.n_out_ = n_out
+        nds = [int(n) for n in ndims]
+        if len(nds) != self.n_args or len(self.statics) != self.n_args:
+            raise ValueError("dtypes, ndims and statics must have one entry per input")
+        if self.n_args + len(self.shared) + len(self.consts) != kernel.n_in_:
+            raise ValueError(f"the kernel takes {kernel.n_in_} arrays, but {self.n_args} inputs, "
+                             f"{len(self.shared)} shared values and {len(self.consts)} constants "
+                             f"were given")
+        if not 0 <= n_out <= kernel.n_out_ or kernel.n_out_ - n_out != len(self.updated):
+            raise ValueError("n_out plus the updated variables must equal the kernel's outputs")
+        self.ndims_in = <int *>malloc(max(self.n_args, 1) * sizeof(int))
+        if self.ndims_in == NULL:
+            raise MemoryError()
+        for i in range(self.n_args):
+            self.ndims_in[i] = nds[i]
+
+    def __dealloc__(self):
+        free(self.ndims_in)
+
+    cdef bint _fits(self, object a, Py_ssize_t i):
+        cdef cnp.ndarray arr
+        cdef cnp.npy_intp *dims
+        cdef int k
+        if type(a) is not np.ndarray:
+            return False
+        arr = <cnp.ndarray>a
+        if cnp.PyArray_NDIM(arr) != self.ndims_in[i]:
+            return False
+        want = self.dtypes[i]
+        descr = <object><PyObject *>cnp.PyArray_DESCR(arr)
+        if descr is not want and not (descr == want and descr.isnative):
+            return False
+        static = self.statics[i]
+        if static is not None:
+            dims = cnp.PyArray_DIMS(arr)
+            for k in range(self.ndims_in[i]):
+                s = (<tuple>static)[k]
+                if s is not None and <cnp.npy_intp>(<long long>s) != dims[k]:
+                    return False
+        return True
+
+    cdef object _scalar(self, object a, Py_ssize_t i):
+        """A Python float for a 0-d float input, as a 0-d array; None for anything else."""
+        cdef cnp.ndarray arr
+        cdef int num
+        if self.ndims_in[i] != 0:
+            return None
+        num = (<cnp.dtype>self.dtypes[i]).type_num
+        if num == cnp.NPY_FLOAT64:
+            arr = cnp.PyArray_SimpleNew(0, NULL, num)
+            (<double *>cnp.PyArray_DATA(arr))[0] = <double>a
+            return arr
+        if num == cnp.NPY_FLOAT32:
+            arr = cnp.PyArray_SimpleNew(0, NULL, num)
+            (<float *>cnp.PyArray_DATA(arr))[0] = <float><double>a
+            return arr
+        return None
+
+    def __call__(self, *args):
+        cdef Kernel k = self.kernel
+        cdef Py_ssize_t i, j, n = self.n_args
+        cdef int rc
+        cdef sg_slot *slot
+        cdef sg_main_fn entry = k.main
+        cdef list keep = None
+        cdef list outs
+        if len(args) != n:
+            raise TypeError(f"expected {n} arguments, got {len(args)}")
+        # Conversions first (they may raise), holding the GIL and no slot.
+        for i in range(n):
+            a = args[i]
+            if not self._fits(a, i):
+                if keep is None:
+                    keep = list(args)
+                keep[i] = self._scalar(a, i) if type(a) is float else None
+                if keep[i] is None:
+                    keep[i] = self.convert(i, a)
+        cdef tuple vals = args if keep is None else tuple(keep)
+        cdef tuple shared_vals = tuple([s._value for s in self.shared])
+        slot = sg_pool_take(&k.pool)
+        if slot == NULL:
+            raise MemoryError("cannot allocate a kernel workspace")
+        copies = []  # alive until the kernel has returned
+        try:
+            for i in range(k.n_in_):
+                if i < n:
+                    a = vals[i]
+                elif i < n + len(shared_vals):
+                    a = shared_vals[i - n]
+                else:
+                    a = self.consts[i - n - len(shared_vals)]
+                if not cnp.PyArray_Check(a):
+                    raise TypeError(f"kernel input {i} is a {type(a).__name__}, not an ndarray")
+                if _describe(<cnp.ndarray>a, &slot.in_[i]) == -1:
+                    a = cnp.PyArray_NewCopy(<cnp.ndarray>a, cnp.NPY_CORDER)
+                    copies.append(a)
+                    _describe(<cnp.ndarray>a, &slot.in_[i])
+            with nogil:
+                rc = entry(slot.in_, slot.out, &slot.ws, &slot.err)
+            if rc != SG_OK:
+                raise _kernel_error(rc, &slot.err)
+            outs = k._outputs(slot)
+        finally:
+            sg_pool_give(&k.pool, slot)
+        for j in range(len(self.updated)):
+            (<object>self.updated[j])._value = outs[self.n_out_ + j]
+        if len(self.updated):
+            del outs[self.n_out_:]
+        return outs

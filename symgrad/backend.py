@@ -9,6 +9,7 @@ the runtime extension, which releases the GIL while it computes.
 import numpy as np
 
 from .codegen.kernel import lower
+from .config import config
 from .graph import Constant, SharedVariable
 
 __all__ = ["CKernel"]
@@ -27,9 +28,25 @@ class CKernel:
         self.kernel = _runtime.Kernel(self.path, len(self.leaves),
                                       [np.dtype(v.dtype) for v in outputs],
                                       [v.ndim for v in outputs])
+        # SYMGRAD_NUM_THREADS, when set, also sets BLAS's threads; by default
+        # BLAS keeps its own (OPENBLAS_NUM_THREADS or every core).
+        self.kernel.set_num_threads(config.threads(), config.num_threads)
         # plan_leaves orders the kernel's inputs: function inputs, shared variables, constants.
         self._shared_vars = [v for v in self.leaves if isinstance(v, SharedVariable)]
         self._const_data = [v.data for v in self.leaves if isinstance(v, Constant)]
+
+    def bind(self, checks, updated, n_out, convert):
+        """The whole call in the runtime: argument checks, shared values, updates.
+
+        ``checks`` holds ``(dtype, ndim, static shape or None)`` per input;
+        ``convert(i, value)`` handles an argument that is not already an
+        ndarray of the input's dtype and ndim (see ``_runtime.BoundCall``).
+        """
+        from . import _runtime
+
+        dtypes, ndims, statics = zip(*checks) if checks else ((), (), ())
+        return _runtime.BoundCall(self.kernel, dtypes, ndims, statics, convert,
+                                  self._shared_vars, self._const_data, updated, n_out)
 
     def __call__(self, values):
         if len(self.leaves) != self.n_inputs:

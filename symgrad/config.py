@@ -24,8 +24,11 @@ class Config:
         Default float dtype of new variables: ``"float64"`` or ``"float32"``.
     mode : str
         Default mode of :func:`symgrad.function`.
-    cache_dir, cc, num_threads
+    cache_dir, cc
         Used by the C backend.
+    num_threads : int
+        Threads of compiled kernels (loops and BLAS), ``SYMGRAD_NUM_THREADS``;
+        0 (default) uses every core the process may run on.
     cflags : list of str
         Extra C compiler flags appended to the defaults (``SYMGRAD_CFLAGS``,
         split like a shell would), e.g. ``-fsanitize=address,undefined``.
@@ -45,7 +48,14 @@ class Config:
             "SYMGRAD_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "symgrad"))
         self.cc = environ.get("SYMGRAD_CC", "cc")
         self.cflags = shlex.split(environ.get("SYMGRAD_CFLAGS", ""))
-        self.num_threads = int(environ.get("SYMGRAD_NUM_THREADS", "0") or 0)
+        self._num_threads = 0
+        threads = environ.get("SYMGRAD_NUM_THREADS", "").strip()
+        if threads:
+            try:
+                self.num_threads = int(threads)
+            except ValueError:
+                warnings.warn(f"SYMGRAD_NUM_THREADS={threads!r} is not a whole number >= 0; "
+                              f"using all available cores", stacklevel=2)
 
     @property
     def floatX(self):  # noqa: N802 - the name users know from Theano
@@ -56,6 +66,30 @@ class Config:
         if value not in _FLOATX:
             raise ValueError(f"floatX must be one of {_FLOATX}, got {value!r}")
         self._floatX = value
+
+    @property
+    def num_threads(self):
+        """Threads for large loops and BLAS in compiled kernels; 0 means every available core.
+
+        Read when a kernel is loaded: set it before ``sg.function``.
+        """
+        return self._num_threads
+
+    @num_threads.setter
+    def num_threads(self, value):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"num_threads must be a whole number >= 0 (0: every available "
+                             f"core), got {value!r}")
+        self._num_threads = value
+
+    def threads(self):
+        """The number of threads kernels use: ``num_threads``, or the usable cores when it is 0."""
+        if self._num_threads:
+            return self._num_threads
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):
+            return max(1, os.cpu_count() or 1)
 
     @property
     def mode(self):

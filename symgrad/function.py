@@ -178,6 +178,11 @@ class Function:
         self.profile = bool(profile)
         self._profile = {} if profile else None
         self._calls = 0
+        # Mode "c" without profiling: positional calls run wholly in the runtime.
+        self._bound = None
+        if self.mode == "c" and not self.profile:
+            self._bound = self._kernel.bind([(dt, nd, st) for _, dt, nd, st, _ in self._checks],
+                                            self._shared_updated, self._n_out, self._convert)
 
     def _check_closed(self, exprs):
         given = {id(v) for v in self.inputs}
@@ -231,7 +236,13 @@ class Function:
                 values.append(convert_input(var, v, label))
         return values
 
+    def _convert(self, i, value):
+        return convert_input(self.inputs[i], value, self._checks[i][4])
+
     def __call__(self, *args, **kwargs):
+        bound = self._bound
+        if bound is not None and not kwargs and len(args) == len(self._checks):
+            return self._restructure(bound(*args))
         if kwargs or len(args) != len(self._checks):
             values = self._bind(args, kwargs)
         else:

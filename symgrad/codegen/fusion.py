@@ -5,9 +5,15 @@ A node whose result feeds exactly one elementwise consumer of the same rank
 group's root is emitted as one loop that evaluates every member per element.
 Broadcasting happens per element through stride-0 axes, so any mix of
 shapes works; the shapes are still checked node by node, so a mismatch names
-the node the user wrote. When every operand is contiguous with the result's
-shape (or has one element), a flat loop that the C compiler vectorises runs
-instead of the strided nest.
+the node the user wrote.
+
+The loop (helpers in ``include/sg_loops.h``): operands of one element known
+at build time are read once before it; the rest are read through broadcast
+strides after merging the axes over which all of them step uniformly (so
+same-shape contiguous operands make one flat axis). Elements go in blocks,
+shared among threads above a size threshold; each block walks rows of the
+innermost axis, with a unit-stride variant the compiler vectorises (``omp
+simd``; the result is fresh memory, so ``restrict`` holds) and a strided one.
 """
 
 from ..graph import Constant
@@ -64,39 +70,77 @@ def emit(ctx, root, groups):
     w = ctx.w
     shapes = _emit_shapes(ctx, members, inside)
     name = ctx.alloc(root, out, [f"{shapes[id(out)]}[{k}]" for k in range(nd)])
-    literal = {id(v): ctx.literal(v.data, v.dtype) for v in leaves
-               if isinstance(v, Constant) and v.ndim == 0}
-    loaded = [v for v in leaves if id(v) not in literal]
+    values = {id(v): ctx.literal(v.data, v.dtype) for v in leaves
+              if isinstance(v, Constant) and v.ndim == 0}
+    # One element, known when the graph is built: read once, before the loop.
+    for v in leaves:
+        if id(v) not in values and all(d == 1 for d in v.shape):
+            t = ctx.tmp("c")
+            w(f"const {CTYPE[v.dtype]} {t} = {ctx.ptr(v)}[0];")
+            values[id(v)] = t
+    loaded = [v for v in leaves if id(v) not in values]
     n = ctx.tmp("n")
     w(f"int64_t {n} = sg_size(&{name}, {nd});")
     bad = ctx.tmp("bad")
     w(f"int {bad} = 0; (void){bad};")
-    flat_ok = " && ".join(
-        f"(sg_size(&{ctx.arr(v)}, {v.ndim}) == 1 || ({v.ndim} == {nd} && "
-        f"sg_is_contiguous(&{ctx.arr(v)}, {nd}) && "
-        f"!memcmp({ctx.arr(v)}.shape, {name}.shape, {nd} * sizeof(int64_t))))"
-        for v in loaded) or "1"
-    with w.block(f"if ({flat_ok})"):
-        with w.block(f"for (int64_t i = 0; i < {n}; i++)"):
-            values = dict(literal)
-            for v in loaded:
-                idx = f"(sg_size(&{ctx.arr(v)}, {v.ndim}) == 1 ? 0 : i)"
-                values[id(v)] = f"{ctx.ptr(v)}[{idx}]"
-            _emit_body(ctx, members, values, f"{ctx.ptr(out)}[i]", bad)
-    with w.block("else"):
-        strides = {}
-        for v in loaded:
-            st = ctx.tmp("bst")
-            strides[id(v)] = st
-            w(f"int64_t {st}[{max(nd, 1)}];")
-            w(f"sg_broadcast_strides({st}, &{ctx.arr(v)}, {v.ndim}, {name}.shape, {nd});")
-        with ctx.nd_loop(name, nd) as idx:
-            values = dict(literal)
-            for v in loaded:
-                values[id(v)] = f"{ctx.ptr(v)}[{ctx.offset(v, idx, strides[id(v)])}]"
-            _emit_body(ctx, members, values, f"{ctx.ptr(out)}[{ctx.offset(out, idx)}]", bad)
-    with w.block(f"if ({bad})"):
-        ctx.fail(root, "value", "integers to negative integer powers are not allowed")
+    mark = len(w.lines)
+    with w.block(f"if ({n} > 0)"):
+        _emit_loops(ctx, members, out, name, n, loaded, values, bad)
+    # Only integer powers raise the flag: check it where a member can.
+    if any(f"&{bad}" in line for line in w.lines[mark:]):
+        with w.block(f"if ({bad})"):
+            ctx.fail(root, "value", "integers to negative integer powers are not allowed")
+
+
+def _emit_loops(ctx, members, out, name, n, loaded, values, bad):
+    """The loop nest of a group (see sg_loops.h): collapsed axes, blocks, vectorisable rows."""
+    w = ctx.w
+    nd, m = out.ndim, len(loaded)
+    sh, st, cnd = ctx.tmp("sh"), ctx.tmp("st"), ctx.tmp("cnd")
+    w(f"int64_t {sh}[SG_MAXDIM], {st}[{max(m, 1)}][SG_MAXDIM];")
+    w(f"for (int k = 0; k < {nd}; k++) {sh}[k] = {name}.shape[k];")
+    for p, v in enumerate(loaded):
+        w(f"sg_broadcast_strides({st}[{p}], &{ctx.arr(v)}, {v.ndim}, {name}.shape, {nd});")
+    w(f"int {cnd} = sg_collapse({nd}, {sh}, {m}, {st});")
+    inner, unit = ctx.tmp("inner"), ctx.tmp("unit")
+    w(f"int64_t {inner} = {sh}[{cnd} - 1];")
+    w(f"int {unit} = " + (" && ".join(f"{st}[{p}][{cnd} - 1] == 1" for p in range(m)) or "1")
+      + ";")
+    blk = ctx.tmp("blk")
+    w(f"#pragma omp parallel for if({n} >= SG_PAR_MIN) num_threads(sg_nthreads) "
+      f"reduction(|:{bad}) schedule(static)")
+    with w.block(f"for (int64_t {blk} = 0; {blk} < ({n} + SG_BLOCK - 1) / SG_BLOCK; {blk}++)"):
+        e, end = ctx.tmp("e"), ctx.tmp("end")
+        w(f"int64_t {e} = {blk} * SG_BLOCK, {end} = {n} - {e} < SG_BLOCK ? {n} : {e} + SG_BLOCK;")
+        with w.block(f"while ({e} < {end})"):
+            row, j0, cnt, off = ctx.tmp("row"), ctx.tmp("j"), ctx.tmp("cnt"), ctx.tmp("off")
+            w(f"int64_t {row} = {e} / {inner}, {j0} = {e} - {row} * {inner};")
+            w(f"int64_t {cnt} = {inner} - {j0} < {end} - {e} ? {inner} - {j0} : {end} - {e};")
+            w(f"int64_t {off}[{max(m, 1)}];")
+            w(f"sg_row_offsets({row}, {cnd}, {sh}, {m}, {st}, {off});")
+            o = ctx.tmp("o")
+            w(f"{CTYPE[out.dtype]} *restrict {o} = {ctx.ptr(out)} + {e};")
+            ptrs = []
+            for p, v in enumerate(loaded):
+                a = ctx.tmp("a")
+                w(f"const {CTYPE[v.dtype]} *{a} = {ctx.ptr(v)} + {off}[{p}] + "
+                  f"{j0} * {st}[{p}][{cnd} - 1];")
+                ptrs.append(a)
+            with w.block(f"if ({unit})"):
+                w(f"#pragma omp simd reduction(|:{bad})")
+                with w.block(f"for (int64_t j = 0; j < {cnt}; j++)"):
+                    vals = dict(values)
+                    vals.update({id(v): f"{a}[j]" for v, a in zip(loaded, ptrs)})
+                    _emit_body(ctx, members, vals, f"{o}[j]", bad)
+            with w.block("else"):
+                steps = [ctx.tmp("s") for _ in loaded]
+                for p, s in enumerate(steps):
+                    w(f"const int64_t {s} = {st}[{p}][{cnd} - 1];")
+                with w.block(f"for (int64_t j = 0; j < {cnt}; j++)"):
+                    vals = dict(values)
+                    vals.update({id(v): f"{a}[j * {s}]" for v, a, s in zip(loaded, ptrs, steps)})
+                    _emit_body(ctx, members, vals, f"{o}[j]", bad)
+            w(f"{e} += {cnt};")
 
 
 def _emit_shapes(ctx, members, inside):

@@ -1,0 +1,74 @@
+/* sg_loops.h: the iteration scheme of fused elementwise loops, and threads.
+ *
+ * A fused group writes a fresh C-contiguous result and reads any number of
+ * operands through broadcast strides. Before looping, sg_collapse merges the
+ * adjacent axes over which every operand steps uniformly, so contiguous
+ * operands of one shape become a single flat axis and a bias added to a
+ * matrix keeps a long unit-stride inner axis. The elements are then walked in
+ * blocks of SG_BLOCK (the unit of work a thread takes); within a block, rows
+ * of the innermost axis run as simple loops the compiler vectorises.
+ *
+ * Threads: generated loops use OpenMP when the compiler has it, with
+ * sg_nthreads threads (set by the runtime from SYMGRAD_NUM_THREADS through the
+ * kernel's exported sg_set_num_threads) and only above SG_PAR_MIN elements,
+ * where the work outweighs waking the team.
+ */
+#ifndef SG_LOOPS_H
+#define SG_LOOPS_H
+
+#include <stdint.h>
+
+#include "sg_abi.h"
+
+#define SG_BLOCK 16384
+#define SG_PAR_MIN 65536
+
+static int sg_nthreads = 1;
+
+/* Merge axes of `shape` (ndim `nd`) for `nops` operands whose strides are
+ * rows of `st`; drop axes of length 1. Returns the new ndim (at least 1). */
+static int sg_collapse(int nd, int64_t *shape, int nops, int64_t (*st)[SG_MAXDIM])
+{
+    int j = 0;
+    for (int k = 0; k < nd; k++) {
+        if (shape[k] == 1)
+            continue;
+        int merge = j > 0;
+        for (int p = 0; p < nops && merge; p++)
+            merge = st[p][j - 1] == st[p][k] * shape[k];
+        if (merge) {
+            shape[j - 1] *= shape[k];
+            for (int p = 0; p < nops; p++)
+                st[p][j - 1] = st[p][k];
+        } else {
+            shape[j] = shape[k];
+            for (int p = 0; p < nops; p++)
+                st[p][j] = st[p][k];
+            j++;
+        }
+    }
+    if (j == 0) {
+        shape[0] = 1;
+        for (int p = 0; p < nops; p++)
+            st[p][0] = 0;
+        j = 1;
+    }
+    return j;
+}
+
+/* The element offset, for each operand, of the first element of row `row`
+ * (a row being one run of the innermost axis), in a layout of ndim `nd`. */
+static void sg_row_offsets(int64_t row, int nd, const int64_t *shape, int nops,
+                           int64_t (*st)[SG_MAXDIM], int64_t *off)
+{
+    for (int p = 0; p < nops; p++)
+        off[p] = 0;
+    for (int k = nd - 2; k >= 0 && row; k--) {
+        int64_t i = row % shape[k];
+        row /= shape[k];
+        for (int p = 0; p < nops; p++)
+            off[p] += i * st[p][k];
+    }
+}
+
+#endif

@@ -1,0 +1,101 @@
+"""The fused elementwise loop: collapsed axes, blocks, threads, broadcasts, strides.
+
+Values are checked against NumPy on layouts that take each path of the loop
+(see ``symgrad/include/sg_loops.h``): one flat axis, a unit-stride inner axis
+under a broadcast, a strided inner axis, blocks that split a row, the thread
+team above the size threshold.
+"""
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+
+BLOCK = 16384  # SG_BLOCK in sg_loops.h
+
+
+def fused(a, b):
+    return sg.tanh(a * 0.5 + b) * 2.0 - sg.exp(-(a * b))
+
+
+def ref(a, b):
+    return np.tanh(a * 0.5 + b) * 2.0 - np.exp(-(a * b))
+
+
+@pytest.mark.parametrize("shape_a, shape_b", [
+    ((3 * BLOCK + 7,), (3 * BLOCK + 7,)),      # one flat axis over several blocks
+    ((5, BLOCK + 3), (BLOCK + 3,)),             # rows longer than a block, bias-like broadcast
+    ((BLOCK // 2 + 5, 7), (BLOCK // 2 + 5, 1)), # column broadcast: inner stride 0
+    ((4, 1, 300), (1, 50, 300)),                # broadcast on both sides
+    ((0, 5), (5,)),                             # zero-size
+    ((), ()),                                   # 0-d
+])
+def test_layouts_match_numpy(shape_a, shape_b):
+    r = np.random.default_rng(0)
+    A, B = r.standard_normal(shape_a), r.standard_normal(shape_b)
+    a = sg.tensor("a", shape=(None,) * len(shape_a))
+    b = sg.tensor("b", shape=(None,) * len(shape_b))
+    f = sg.function([a, b], fused(a, b))
+    np.testing.assert_allclose(f(A, B), ref(A, B), rtol=1e-12, atol=1e-12)
+
+
+def test_non_contiguous_and_negative_strides():
+    r = np.random.default_rng(1)
+    big, other = r.standard_normal((300, 400)), r.standard_normal((800, 600))
+    a, b = sg.matrix("a"), sg.matrix("b")
+    f = sg.function([a, b], fused(a, b))
+    for A, B in [(big.T, other[::2, ::2]), (big[::-2, ::3], other[:150, ::-3][:, :134]),
+                 (big[:, 5:6], big[:, :400]), (other[::-1, ::-1], other.T.T)]:
+        np.testing.assert_allclose(f(A, B), ref(A, B), rtol=1e-12, atol=1e-12)
+
+
+def test_constant_and_static_scalar_operands():
+    r = np.random.default_rng(2)
+    x, s = sg.vector("x"), sg.scalar("s")
+    one = sg.tensor("one", shape=(1,))
+    f = sg.function([x, s, one], (x * s + one) ** 2)
+    X = r.standard_normal(2 * BLOCK + 1)
+    np.testing.assert_allclose(f(X, 1.5, np.array([0.25])), (X * 1.5 + 0.25) ** 2, rtol=1e-14)
+
+
+def test_threads_give_the_same_result(monkeypatch):
+    r = np.random.default_rng(3)
+    X = r.standard_normal((64, 70001)).astype("float32")
+    x = sg.matrix("x", dtype="float32")
+    results = []
+    for n in (1, 2, 3):
+        monkeypatch.setattr(sg.config, "_num_threads", n)
+        f = sg.function([x], sg.tanh(x) * x + 1)
+        results.append(f(X))
+    for res in results[1:]:
+        np.testing.assert_array_equal(res, results[0])
+    np.testing.assert_allclose(results[0], np.tanh(X) * X + 1, rtol=1e-6, atol=1e-6)
+
+
+def test_integer_power_error_still_raised_from_a_big_loop():
+    x, k = sg.vector("x", dtype="int64"), sg.vector("k", dtype="int64")
+    f = sg.function([x, k], x ** k)
+    K = np.ones(3 * BLOCK, "int64")
+    K[-1] = -1
+    with pytest.raises(ValueError, match="negative integer powers"):
+        f(np.full(3 * BLOCK, 2, "int64"), K)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, -1, 0.0, 2.0, 3, 0.5])
+def test_float_power_by_constant_matches_numpy_bitwise(k):
+    x = sg.vector("x")
+    f = sg.function([x], x ** k)
+    v = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, -2.5, 1e-300, 1e300, 3.0])
+    with np.errstate(all="ignore"):
+        expected = np.power(v, k)
+    got = f(v)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
+
+
+def test_num_threads_setting_is_checked():
+    with pytest.raises(ValueError, match="num_threads"):
+        sg.config.num_threads = -1
+    with pytest.raises(ValueError, match="num_threads"):
+        sg.config.num_threads = "4"
+    assert sg.config.threads() >= 1
