@@ -26,3 +26,7 @@ from .ops import (abs, add, cast, ceil, clip, cos, eq, exp, expm1, floor, ge, gt
 from .ops import (broadcast_to, expand_dims, flatten, ones, ones_like, reshape, shape,  # noqa: F401
                   squeeze, transpose, zeros, zeros_like)
 from .printing import debugprint, pprint, render, to_dot  # noqa: F401
+from . import layers, optim  # noqa: F401,E402
+from .checkpoint import load, save  # noqa: F401,E402
+from .summaries import summary, summary_scope  # noqa: F401,E402
+from .train import train_step  # noqa: F401,E402

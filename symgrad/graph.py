@@ -179,8 +179,14 @@ class Constant(Variable):
         if arr.dtype.kind in "OUSV":
             raise TypeError(f"a constant must be numeric or bool, got an array of {arr.dtype}")
         dt = _dt.as_dtype(dtype if dtype is not None else _default_dtype(data, arr), "constant")
-        cast = arr.astype(dt)
-        if dtype is not None and arr.dtype.kind in "biuf" and not _exact_cast(arr, cast):
+        with np.errstate(over="ignore"):
+            cast = arr.astype(dt)
+        # A float rounded to a narrower float (0.9 as float32) is what NumPy does with a
+        # weak scalar; only overflow to inf and lossy int/bool conversions are refused.
+        rounded = arr.dtype.kind == "f" and cast.dtype.kind == "f" and bool(
+            np.all(np.isfinite(cast) | ~np.isfinite(arr)))
+        if (dtype is not None and arr.dtype.kind in "biuf" and not rounded
+                and not _exact_cast(arr, cast)):
             raise TypeError(f"constant value {data!r} cannot be represented as {dt}")
         cast.setflags(write=False)
         super().__init__(TensorType(dt, cast.shape), name=name)
