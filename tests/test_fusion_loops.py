@@ -99,3 +99,51 @@ def test_num_threads_setting_is_checked():
     with pytest.raises(ValueError, match="num_threads"):
         sg.config.num_threads = "4"
     assert sg.config.threads() >= 1
+
+
+# --------------------------------------------------------------------------- accumulations
+
+@pytest.mark.parametrize("axis, keepdims", [(None, False), (0, False), (1, True), ((0, 2), False),
+                                            (2, False), ((), False)])
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_reduction_of_a_fused_expression(axis, keepdims, reduce):
+    r = np.random.default_rng(4)
+    X = r.standard_normal((37, 5, 300))
+    x = sg.tensor3("x")
+    f = sg.function([x], getattr(sg, reduce)(sg.exp(x) * x + 1.0, axis=axis, keepdims=keepdims))
+    want = getattr(np, reduce)(np.exp(X) * X + 1.0, axis=axis, keepdims=keepdims)
+    for view, ref_view in [(X, want), (X[::-1, :, ::2], None)]:
+        expected = ref_view if ref_view is not None else getattr(np, reduce)(
+            np.exp(view) * view + 1.0, axis=axis, keepdims=keepdims)
+        got = f(view)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-11, atol=1e-11)
+
+
+def test_empty_reductions_follow_numpy():
+    x = sg.matrix("x")
+    f = sg.function([x], [sg.sum(x * 2.0, axis=0), sg.mean(x * 2.0, axis=0), sg.mean(x * 2.0)])
+    s, m, total = f(np.zeros((0, 3)))
+    np.testing.assert_array_equal(s, np.zeros(3))
+    assert np.isnan(m).all() and m.shape == (3,) and np.isnan(total)
+
+
+def test_bias_gradient_sums_rows_in_one_pass():
+    r = np.random.default_rng(5)
+    X, B = r.standard_normal((257, 130)).astype("float32"), r.standard_normal(130).astype("float32")
+    x, b = sg.matrix("x", dtype="float32"), sg.vector("b", dtype="float32")
+    gb = sg.grad((sg.relu(x + b) ** 2).sum(), b)
+    f = sg.function([x, b], gb)
+    want = (2 * np.maximum(X + B, 0)).astype("float64").sum(axis=0)
+    np.testing.assert_allclose(f(X, B), want, rtol=2e-5, atol=1e-4)
+    assert "sum_to" in f.source and "omp simd" in f.source
+
+
+def test_sum_to_mismatch_names_the_node():
+    g = sg.matrix("g")
+    like = sg.matrix("like")
+    from symgrad.ops import shape_ops
+    f = sg.function([g, like], shape_ops.SumTo()(g * 2.0, sg.shape(like)))
+    np.testing.assert_allclose(f(np.ones((4, 3)), np.ones((1, 3))), np.full((1, 3), 8.0))
+    with pytest.raises(sg.ShapeError, match=r"sum_to at .*test_fusion_loops.py:\d+.*not a broadcast"):
+        f(np.ones((4, 3)), np.ones((2, 3)))

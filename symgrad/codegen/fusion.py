@@ -54,11 +54,36 @@ def plan(nodes, outputs):
     order = {id(n): i for i, n in enumerate(nodes)}
     for members in groups.roots.values():
         members.sort(key=lambda n: order[id(n)])
+    # A float sum, mean or sum_to becomes an accumulating loop; an elementwise
+    # group that only it reads is computed inside that loop, never stored.
+    for node in nodes:
+        if not is_accumulation(node):
+            continue
+        x = node.inputs[0]
+        members = [node]
+        if (x.owner is not None and is_elementwise(x.owner) and id(x.owner) in groups.roots
+                and uses.get(id(x)) == 1):
+            members = groups.roots.pop(id(x.owner)) + members
+            groups.absorbed.add(id(x.owner))
+        groups.roots[id(node)] = members
     return groups
+
+
+def is_accumulation(node):
+    """A float sum, mean or sum_to whose result has its input's dtype."""
+    from ..ops import shape_ops
+    from ..ops.reduce import Mean, Sum
+
+    x, out = node.inputs[0], node.outputs[0]
+    return (type(node.op) in (Sum, Mean, shape_ops.SumTo) and len(node.outputs) == 1
+            and x.dtype in ("float32", "float64") and out.dtype == x.dtype)
 
 
 def emit(ctx, root, groups):
     members = groups.roots[id(root)]
+    if is_accumulation(root):
+        _emit_accumulation(ctx, root, members)
+        return
     inside = {id(n.outputs[0]) for n in members}
     leaves = []
     for n in members:
@@ -165,7 +190,165 @@ def _emit_shapes(ctx, members, inside):
     return shapes
 
 
-def _emit_body(ctx, members, values, store, bad):
+def _leaves(members, inside):
+    leaves = []
+    for n in members:
+        for v in n.inputs:
+            if id(v) not in inside and all(v is not l for l in leaves):
+                leaves.append(v)
+    return leaves
+
+
+def _emit_accumulation(ctx, root, members):
+    """``root`` (sum, mean or sum_to) of the elementwise ``members`` before it, in one pass.
+
+    The result starts at zero and every input element is added into the
+    result element it reduces to: in input coordinates the result has
+    stride 0 along the reduced axes, and joins the operands of the collapsed
+    loop (sg_loops.h). Rows then run either along a reduced axis (a
+    vectorised horizontal sum into one result element) or along a kept one
+    (a vectorised add of one row into a row of the result: sums over the
+    leading axis, such as a bias gradient, read memory in order).
+    """
+    from ..ops import shape_ops
+    from ..ops.reduce import Mean
+
+    w = ctx.w
+    ew = members[:-1]
+    x, out = root.inputs[0], root.outputs[0]
+    nd, ct = x.ndim, CTYPE[out.dtype]
+    inside = {id(n.outputs[0]) for n in ew}
+    shapes = _emit_shapes(ctx, ew, inside)
+    xs = shapes[id(x)] if ew else f"{ctx.arr(x)}.shape"
+    ost = ctx.tmp("ost")  # the result's strides in input coordinates
+    if isinstance(root.op, shape_ops.SumTo):
+        shp = root.inputs[1]
+        lead, n_t = nd - out.ndim, out.ndim
+        tgt = ctx.tmp("tgt")
+        w(f"const int64_t *{tgt} = (const int64_t *){ctx.arr(shp)}.data;")
+        with w.block(f"for (int k = 0; k < {n_t}; k++)"):
+            with w.block(f"if ({tgt}[k] != {xs}[{lead} + k] && {tgt}[k] != 1)"):
+                w("char sbuf0[96], sbuf1[96];")
+                ctx.fail(root, "shape", "shape %s is not a broadcast of %s",
+                         f"sg_shape_str(sbuf0, sizeof sbuf0, &{xs}[{lead}], {n_t})",
+                         f"sg_shape_str(sbuf1, sizeof sbuf1, {tgt}, {n_t})")
+        name = ctx.alloc(root, out, [f"{tgt}[{k}]" for k in range(n_t)])
+        w(f"int64_t {ost}[SG_MAXDIM];")
+        w(f"for (int k = 0; k < {lead}; k++) {ost}[k] = 0;")
+        w(f"for (int k = 0; k < {n_t}; k++) {ost}[{lead} + k] = "
+          f"({tgt}[k] == 1 && {xs}[{lead} + k] != 1) ? 0 : {name}.strides[k];")
+        axes = None
+    else:
+        axes, keep = root.op.axis, root.op.keepdims
+        dims, pos = [], {}
+        for a in range(nd):
+            if a not in axes:
+                pos[a] = len(dims)
+                dims.append(f"{xs}[{a}]")
+            elif keep:
+                pos[a] = None
+                dims.append("1")
+        name = ctx.alloc(root, out, dims)
+        w(f"int64_t {ost}[SG_MAXDIM];")
+        for a in range(nd):
+            w(f"{ost}[{a}] = " + ("0;" if a in axes else f"{name}.strides[{pos[a]}];"))
+    n_out = ctx.tmp("nout")
+    w(f"int64_t {n_out} = sg_size(&{name}, {out.ndim});")
+    w(f"memset({name}.data, 0, (size_t){n_out} * sizeof({ct}));")
+    leaves = _leaves(ew, inside) if ew else [x]
+    values = {id(v): ctx.literal(v.data, v.dtype) for v in leaves
+              if isinstance(v, Constant) and v.ndim == 0}
+    for v in leaves:
+        if id(v) not in values and all(d == 1 for d in v.shape):
+            t = ctx.tmp("c")
+            w(f"const {CTYPE[v.dtype]} {t} = {ctx.ptr(v)}[0];")
+            values[id(v)] = t
+    loaded = [v for v in leaves if id(v) not in values]
+    m = len(loaded)
+    n = ctx.tmp("n")
+    w(f"int64_t {n} = 1;")
+    w(f"for (int k = 0; k < {nd}; k++) {n} *= {xs}[k];")
+    bad = ctx.tmp("bad")
+    w(f"int {bad} = 0; (void){bad};")
+    mark = len(w.lines)
+    with w.block(f"if ({n} > 0)"):
+        sh, st, cnd = ctx.tmp("sh"), ctx.tmp("st"), ctx.tmp("cnd")
+        w(f"int64_t {sh}[SG_MAXDIM], {st}[{m + 1}][SG_MAXDIM];")
+        w(f"for (int k = 0; k < {nd}; k++) {{ {sh}[k] = {xs}[k]; {st}[{m}][k] = {ost}[k]; }}")
+        for p, v in enumerate(loaded):
+            w(f"sg_broadcast_strides({st}[{p}], &{ctx.arr(v)}, {v.ndim}, {xs}, {nd});")
+        w(f"int {cnd} = sg_collapse({nd}, {sh}, {m + 1}, {st});")
+        inner = ctx.tmp("inner")
+        w(f"int64_t {inner} = {sh}[{cnd} - 1];")
+        unit = ctx.tmp("unit")
+        w(f"int {unit} = " + (" && ".join(f"{st}[{p}][{cnd} - 1] == 1" for p in range(m)) or "1")
+          + ";")
+        e = ctx.tmp("e")
+        with w.block(f"for (int64_t {e} = 0; {e} < {n};)"):
+            row, j0, cnt, off = ctx.tmp("row"), ctx.tmp("j"), ctx.tmp("cnt"), ctx.tmp("off")
+            w(f"int64_t {row} = {e} / {inner}, {j0} = {e} - {row} * {inner};")
+            w(f"int64_t {cnt} = {inner} - {j0};")
+            w(f"int64_t {off}[{m + 1}];")
+            w(f"sg_row_offsets({row}, {cnd}, {sh}, {m + 1}, {st}, {off});")
+            ptrs = []
+            for p, v in enumerate(loaded):
+                a = ctx.tmp("a")
+                w(f"const {CTYPE[v.dtype]} *{a} = {ctx.ptr(v)} + {off}[{p}] + "
+                  f"{j0} * {st}[{p}][{cnd} - 1];")
+                ptrs.append(a)
+            o, so = ctx.tmp("o"), ctx.tmp("so")
+            w(f"{ct} *{o} = {ctx.ptr(out)} + {off}[{m}] + {j0} * {st}[{m}][{cnd} - 1];")
+            w(f"const int64_t {so} = {st}[{m}][{cnd} - 1];")
+            unit_vals = dict(values)
+            unit_vals.update({id(v): f"{a}[j]" for v, a in zip(loaded, ptrs)})
+            steps = [ctx.tmp("s") for _ in loaded]
+            strided_vals = dict(values)
+            strided_vals.update({id(v): f"{a}[j * {s}]" for v, a, s in zip(loaded, ptrs, steps)})
+
+            def strided(store):
+                for p, s_ in enumerate(steps):
+                    w(f"const int64_t {s_} = {st}[{p}][{cnd} - 1];")
+                with w.block(f"for (int64_t j = 0; j < {cnt}; j++)"):
+                    _emit_term(ctx, ew, x, strided_vals, store, bad)
+
+            with w.block(f"if ({so} == 0)"):
+                acc = ctx.tmp("acc")
+                w(f"{ct} {acc} = 0;")
+                with w.block(f"if ({unit})"):
+                    w(f"#pragma omp simd reduction(+:{acc}) reduction(|:{bad})")
+                    with w.block(f"for (int64_t j = 0; j < {cnt}; j++)"):
+                        _emit_term(ctx, ew, x, unit_vals, f"{acc} +=", bad)
+                with w.block("else"):
+                    strided(f"{acc} +=")
+                w(f"{o}[0] += {acc};")
+            with w.block(f"else if ({unit} && {so} == 1)"):
+                w(f"#pragma omp simd reduction(|:{bad})")
+                with w.block(f"for (int64_t j = 0; j < {cnt}; j++)"):
+                    _emit_term(ctx, ew, x, unit_vals, f"{o}[j] +=", bad)
+            with w.block("else"):
+                strided(f"{o}[j * {so}] +=")
+            w(f"{e} += {cnt};")
+    if any(f"&{bad}" in line for line in w.lines[mark:]):
+        with w.block(f"if ({bad})"):
+            ctx.fail(root, "value", "integers to negative integer powers are not allowed")
+    if isinstance(root.op, Mean):
+        # NumPy's recipe: the sum in the result dtype divided by the count (0/0 is NaN).
+        cnt = ctx.tmp("count")
+        w(f"int64_t {cnt} = 1;")
+        for a in axes:
+            w(f"{cnt} *= {xs}[{a}];")
+        w(f"for (int64_t i = 0; i < {n_out}; i++) {ctx.ptr(out)}[i] /= ({ct}){cnt};")
+
+
+def _emit_term(ctx, ew, x, values, store, bad):
+    """``store <value of x>;`` for one element, x computed by the members ``ew``."""
+    if ew:
+        _emit_body(ctx, ew, values, store, bad, assign="")
+    else:
+        ctx.w(f"{store} {values[id(x)]};")
+
+
+def _emit_body(ctx, members, values, store, bad, assign="="):
     """One element: load each operand once, evaluate the members in order, store."""
     w = ctx.w
     inside = {id(n.outputs[0]) for n in members}
@@ -182,4 +365,5 @@ def _emit_body(ctx, members, values, store, bad):
         expr = node.op.c_scalar(node, [local[id(v)] for v in node.inputs], bad)
         w(f"{CTYPE[o.dtype]} {t} = {expr};")
         local[id(o)] = t
-    w(f"{store} = {local[id(members[-1].outputs[0])]};")
+    result = local[id(members[-1].outputs[0])]
+    w(f"{store} {assign} {result};" if assign else f"{store} {result};")
