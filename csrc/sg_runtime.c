@@ -173,3 +173,18 @@ int sg_lib_set_threads(void *h, int loops, int blas)
     set(loops, blas);
     return 0;
 }
+
+/* The per-node seconds of a kernel built with profiling (`sg_prof`, `sg_prof_n`
+ * exports); NULL with *n = 0 for a kernel built without. */
+double *sg_lib_profile(void *h, int *n)
+{
+    int (*count)(void) = NULL;
+    double *times = (double *)dlsym(h, "sg_prof");
+    *(void **)&count = dlsym(h, "sg_prof_n");
+    if (!times || !count) {
+        *n = 0;
+        return NULL;
+    }
+    *n = count();
+    return times;
+}

@@ -42,5 +42,6 @@ size_t sg_pool_arenas(sg_pool *p, size_t *caps, size_t max);
 
 void *sg_lib_open(const char *path, sg_main_fn *fn, char *msg, size_t msg_len);
 int sg_lib_set_threads(void *h, int loops, int blas);
+double *sg_lib_profile(void *h, int *n);
 
 #endif

@@ -64,6 +64,7 @@ cdef extern from "sg_runtime.h" nogil:
     size_t sg_pool_arenas(sg_pool *p, size_t *caps, size_t max)
     void *sg_lib_open(const char *path, sg_main_fn *fn, char *msg, size_t msg_len)
     int sg_lib_set_threads(void *h, int loops, int blas)
+    double *sg_lib_profile(void *h, int *n)
 
 
 # Declared here with raw pointers because NumPy steals references in both, and
@@ -168,6 +169,10 @@ cdef int _describe(cnp.ndarray a, sg_arr *d) except -2:
         raise ValueError(f"arrays of more than {SG_MAXDIM} dimensions are not supported")
     if itemsize <= 0:
         raise TypeError(f"cannot pass an array of dtype {a.dtype} to a kernel")
+    if cnp.PyArray_ISBYTESWAPPED(a):
+        # A copy would keep the byte order: the caller converts (symgrad.function does).
+        raise TypeError(f"cannot pass a byte-swapped array (dtype {a.dtype.str}) to a kernel; "
+                        f"convert it to native byte order first")
     if <uintptr_t>data % <uintptr_t>itemsize:
         return -1
     d.data = data
@@ -379,6 +384,16 @@ cdef class Kernel:
         with nogil:
             rc = sg_lib_set_threads(self.handle, loops, blas)
         return rc == 0
+
+    def profile_times(self):
+        """Seconds spent in each timed node over all calls (a kernel built with profiling).
+
+        An empty list for a kernel built without. Calls running at the same
+        time add into the same counters, so their sum can exceed wall time.
+        """
+        cdef int n = 0
+        cdef double *t = sg_lib_profile(self.handle, &n)
+        return [t[i] for i in range(n)] if t != NULL else []
 
     def _arenas(self):
         """Sizes in bytes of the idle workspaces' arenas (for tests)."""

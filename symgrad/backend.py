@@ -6,6 +6,8 @@ constants, as ``codegen.kernel.lower`` lists them) and runs the kernel through
 the runtime extension, which releases the GIL while it computes.
 """
 
+import os
+
 import numpy as np
 
 from .codegen.kernel import lower
@@ -18,22 +20,37 @@ __all__ = ["CKernel"]
 class CKernel:
     """``outputs`` of ``inputs`` as a compiled kernel."""
 
-    def __init__(self, inputs, outputs, name="kernel"):
+    def __init__(self, inputs, outputs, name="kernel", profile=False):
         from . import _runtime
         from .compiler import compile_library
 
         self.n_inputs = len(inputs)
-        self.source, self.leaves = lower(inputs, outputs, header=f"/* symgrad kernel: {name} */")
+        self.source, self.leaves, self.timed = lower(
+            inputs, outputs, header=f"/* symgrad kernel: {name} */", profile=profile)
+        signature = (len(self.leaves), [np.dtype(v.dtype) for v in outputs],
+                     [v.ndim for v in outputs])
         self.path = compile_library(self.source, name="kernel")
-        self.kernel = _runtime.Kernel(self.path, len(self.leaves),
-                                      [np.dtype(v.dtype) for v in outputs],
-                                      [v.ndim for v in outputs])
+        try:
+            self.kernel = _runtime.Kernel(self.path, *signature)
+        except _runtime.KernelLoadError:
+            # The entry went away between the cache's check and the load (another
+            # process ran `python -m symgrad.cache clear`), or it is whole but
+            # unusable: move it aside and build it once more.
+            from . import cache
+            cache.discard(cache.root(), os.path.dirname(self.path))
+            self.path = compile_library(self.source, name="kernel")
+            self.kernel = _runtime.Kernel(self.path, *signature)
         # SYMGRAD_NUM_THREADS, when set, also sets BLAS's threads; by default
         # BLAS keeps its own (OPENBLAS_NUM_THREADS or every core).
         self.kernel.set_num_threads(config.threads(), config.num_threads)
         # plan_leaves orders the kernel's inputs: function inputs, shared variables, constants.
         self._shared_vars = [v for v in self.leaves if isinstance(v, SharedVariable)]
         self._const_data = [v.data for v in self.leaves if isinstance(v, Constant)]
+
+    def node_times(self):
+        """``[(node, seconds)]`` summed over calls, for a kernel built with ``profile=True``."""
+        times = self.kernel.profile_times()
+        return list(zip(self.timed, times))
 
     def bind(self, checks, updated, n_out, convert):
         """The whole call in the runtime: argument checks, shared values, updates.

@@ -13,6 +13,8 @@ __all__ = ["config"]
 _FLOATX = ("float32", "float64")
 # "c": generated C (the default); "py": the NumPy reference; "debug": both, checked node by node.
 MODES = ("c", "py", "debug")
+# Levels of the rewrite pipeline (symgrad.rewrite), from none to the most aggressive.
+REWRITE_LEVELS = ("none", "basic", "safe", "fast")
 
 
 class Config:
@@ -32,6 +34,10 @@ class Config:
     cflags : list of str
         Extra C compiler flags appended to the defaults (``SYMGRAD_CFLAGS``,
         split like a shell would), e.g. ``-fsanitize=address,undefined``.
+    rewrite : str
+        Default level of the graph rewrites :func:`symgrad.function` runs
+        (``SYMGRAD_REWRITE``): ``"none"``, ``"basic"``, ``"safe"`` (default) or
+        ``"fast"``; see :mod:`symgrad.rewrite`.
     """
 
     def __init__(self, environ=os.environ):
@@ -48,6 +54,13 @@ class Config:
             "SYMGRAD_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "symgrad"))
         self.cc = environ.get("SYMGRAD_CC", "cc")
         self.cflags = shlex.split(environ.get("SYMGRAD_CFLAGS", ""))
+        self._rewrite = "safe"
+        if environ.get("SYMGRAD_REWRITE"):
+            if environ["SYMGRAD_REWRITE"] in REWRITE_LEVELS:
+                self._rewrite = environ["SYMGRAD_REWRITE"]
+            else:
+                warnings.warn(f"SYMGRAD_REWRITE={environ['SYMGRAD_REWRITE']!r} is not one of "
+                              f"{REWRITE_LEVELS}; using {self._rewrite!r}", stacklevel=2)
         self._num_threads = 0
         threads = environ.get("SYMGRAD_NUM_THREADS", "").strip()
         if threads:
@@ -100,16 +113,37 @@ class Config:
         check_mode(value)
         self._mode = value
 
+    @property
+    def rewrite(self):
+        """Default rewrite level of :func:`symgrad.function` (see :mod:`symgrad.rewrite`)."""
+        return self._rewrite
+
+    @rewrite.setter
+    def rewrite(self, value):
+        self._rewrite = check_rewrite(value)
+
     def __repr__(self):
         return (f"Config(floatX={self.floatX!r}, mode={self.mode!r}, "
                 f"cache_dir={self.cache_dir!r}, cc={self.cc!r}, cflags={self.cflags!r}, "
-                f"num_threads={self.num_threads})")
+                f"num_threads={self.num_threads}, rewrite={self.rewrite!r})")
 
 
 def check_mode(mode):
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     return mode
+
+
+def check_rewrite(level):
+    """A rewrite level by name; True is "safe" and False "none"."""
+    if level is True:
+        return "safe"
+    if level is False:
+        return "none"
+    if level not in REWRITE_LEVELS:
+        raise ValueError(f"rewrite must be one of {REWRITE_LEVELS} (or True / False), "
+                         f"got {level!r}")
+    return level
 
 
 config = Config()

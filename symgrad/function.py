@@ -12,11 +12,12 @@ import time
 import numpy as np
 
 from . import dtypes as _dt
-from .config import check_mode, config
+from .config import check_mode, check_rewrite, config
 from .errors import InputError
 from .graph import (Constant, SharedVariable, Variable, as_variable, clone_replace,
                     flatten_graph, free_inputs, toposort, unflatten_graph)
 from .interp import Program
+from .rewrite import rewrite as _rewrite
 
 __all__ = ["function", "Function", "Graph"]
 
@@ -133,9 +134,10 @@ class Function:
     """A compiled function; make one with :func:`symgrad.function`."""
 
     def __init__(self, inputs, outputs=None, updates=None, givens=None, mode=None, name=None,
-                 profile=False):
+                 profile=False, rewrite=None):
         self._structure = _structure_of(outputs)
         self.mode = check_mode(config.mode if mode is None else mode)
+        self.rewrite = check_rewrite(config.rewrite if rewrite is None else rewrite)
         self.name = name
         single_input = isinstance(inputs, Variable)
         inputs = [inputs] if single_input else list(inputs)
@@ -160,13 +162,17 @@ class Function:
             exprs = clone_replace(exprs, giv)
         outs, upd_exprs = exprs[:len(flat)], exprs[len(flat):]
         self._check_closed(outs + upd_exprs)
+        # The rewrite pipeline: f.graph, mode "py", "c" and "debug" all see its result.
+        exprs = _rewrite(outs + upd_exprs, self.rewrite)
+        outs, upd_exprs = exprs[:len(flat)], exprs[len(flat):]
         self.graph = Graph(inputs, outs, [(sv, e) for (sv, _), e in zip(upd, upd_exprs)])
         self._shared_updated = [sv for sv, _ in upd]
         self._program = Program(inputs, outs + upd_exprs)
         self._kernel = None
         if self.mode == "c":
             from .backend import CKernel
-            self._kernel = CKernel(inputs, outs + upd_exprs, name=name or "function")
+            self._kernel = CKernel(inputs, outs + upd_exprs, name=name or "function",
+                                   profile=bool(profile))
         elif self.mode == "debug":
             from .debugmode import DebugRunner
             self._kernel = DebugRunner(inputs, outs + upd_exprs, name=name or "function")
@@ -178,6 +184,9 @@ class Function:
         self.profile = bool(profile)
         self._profile = {} if profile else None
         self._calls = 0
+        # A library's counters are shared by every function loaded from it: start from here.
+        self._prof_base = (self._kernel.node_times() if self.profile and self.mode == "c"
+                           else None)
         # Mode "c" without profiling: positional calls run wholly in the runtime.
         self._bound = None
         if self.mode == "c" and not self.profile:
@@ -277,7 +286,12 @@ class Function:
         """Per node: calls, total time and share of the total (needs ``profile=True``)."""
         if self._profile is None:
             raise RuntimeError("profile_report needs sg.function(..., profile=True)")
-        rows = sorted(self._profile.values(), key=lambda e: -e[2])
+        rows = list(self._profile.values())
+        if self._prof_base is not None:
+            # Mode "c": the kernel timed each node (a fused group under its root).
+            rows = [[node, self._calls, t - t0] for (node, t), (_, t0)
+                    in zip(self._kernel.node_times(), self._prof_base)]
+        rows.sort(key=lambda e: -e[2])
         total = sum(e[2] for e in rows) or 1e-300
         lines = [f"{'node':<48} {'calls':>8} {'time (s)':>12} {'share':>7}"]
         for node, calls, t in rows:
@@ -300,7 +314,7 @@ class Function:
         roots = g.inputs + g.outputs + [s for s, _ in g.updates] + [e for _, e in g.updates]
         return {"graph": flatten_graph(roots), "n": (len(g.inputs), len(g.outputs)),
                 "structure": self._structure, "mode": self.mode, "name": self.name,
-                "profile": self.profile}
+                "profile": self.profile, "rewrite": self.rewrite}
 
     def __setstate__(self, state):
         roots = unflatten_graph(state["graph"])
@@ -313,7 +327,7 @@ class Function:
                 dict(zip(keys, outputs)) if kind == "dict" else
                 tuple(outputs) if kind == "tuple" else list(outputs))
         self.__init__(inputs, outs, list(zip(rest[:k], rest[k:])), None, state["mode"],
-                      state["name"], state["profile"])
+                      state["name"], state["profile"], state.get("rewrite"))
 
 
 class _Missing:
@@ -355,7 +369,9 @@ def convert_input(var, value, label):
                          f"of shape {arr.shape}")
     if not var.type.accepts_shape(arr.shape):
         raise InputError(f"input {label} expects {_describe(var)}, got shape {arr.shape}")
-    if arr.dtype.name != var.dtype:
+    # Compared as dtypes, not names: a byte-swapped float64 (">f8") is named
+    # "float64" too, but a kernel reading it natively would see garbage.
+    if arr.dtype != np.dtype(var.dtype):
         arr = _safe_cast(arr, var, label, is_py)
     return arr
 
@@ -369,13 +385,23 @@ def _safe_cast(arr, var, label, is_py):
         # any integer or float dtype it fits in exactly.
         if arr.dtype.kind == "f" and target.kind == "f":
             return arr.astype(target)
-        if arr.dtype.kind in "biu" and target.kind in "iuf":
-            cast = arr.astype(target)
-            if np.array_equal(cast.astype(arr.dtype), arr):
-                return cast
+        if arr.dtype.kind in "biu" and target.kind in "iuf" and _fits_exactly(arr, target):
+            return arr.astype(target)
     raise InputError(f"input {label} expects {_describe(var)}, got {arr.dtype}, which does not "
                      f"convert to {var.dtype} without loss; convert it explicitly with "
                      f".astype('{var.dtype}') if that is intended")
+
+
+def _fits_exactly(arr, target):
+    """Whether every integer of ``arr`` is a value of ``target`` (no wrap, no rounding)."""
+    if arr.size == 0:
+        return True
+    lo, hi = int(arr.min()), int(arr.max())
+    if target.kind in "iu":
+        info = np.iinfo(target)
+        return info.min <= lo and hi <= info.max
+    # Python compares an int with a float exactly, so no value wraps on the way back.
+    return bool(np.all(arr.astype(target).astype(object) == arr.astype(object)))
 
 
 def _describe(var):
@@ -383,7 +409,8 @@ def _describe(var):
     return f"a {var.ndim}-d {var.dtype} array of shape ({dims}{',' * (var.ndim == 1)})"
 
 
-def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=None, profile=False):
+def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=None, profile=False,
+             rewrite=None):
     """Compile a graph into a callable.
 
     Parameters
@@ -401,6 +428,13 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
     name : str, optional
     profile : bool
         Record per-node times for :meth:`Function.profile_report`.
+    rewrite : {"none", "basic", "safe", "fast"}, optional
+        The level of graph rewrites run before lowering (default
+        ``sg.config.rewrite``, itself "safe"): "none" compiles the graph as
+        written, "basic" only merges equal nodes and folds constants, "safe"
+        adds exact simplifications, stabilisation of naive formulas and gemm,
+        "fast" also the fast-math ones (see :mod:`symgrad.rewrite`).
+        ``f.graph`` shows the rewritten graph.
 
     Examples
     --------
@@ -410,4 +444,4 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
     >>> float(f(np.array([1.0, 2.0])))
     5.0
     """
-    return Function(inputs, outputs, updates, givens, mode, name, profile)
+    return Function(inputs, outputs, updates, givens, mode, name, profile, rewrite)

@@ -25,6 +25,7 @@ __all__ = ["KernelContext", "lower", "CTYPE", "NoLowering"]
 
 CTYPE = {"float64": "double", "float32": "float", "int64": "int64_t", "int32": "int32_t",
          "bool": "uint8_t"}
+MAXDIM = 16  # SG_MAXDIM of sg_abi.h (tests check that they agree)
 ERR = {"shape": "SG_ESHAPE", "index": "SG_EINDEX", "value": "SG_EVALUE", "nomem": "SG_ENOMEM"}
 
 
@@ -186,14 +187,18 @@ def plan_leaves(inputs, outputs):
     return list(inputs) + shared + consts
 
 
-def lower(inputs, outputs, header=""):
-    """C source for a kernel computing ``outputs``; returns (source, leaves).
+def lower(inputs, outputs, header="", profile=False):
+    """C source for a kernel computing ``outputs``; returns (source, leaves, timed).
 
     ``leaves`` lists the variables whose values the kernel takes, in order.
+    With ``profile``, the kernel adds the seconds spent in each emitted node
+    (a fused group counts as its root) to ``sg_prof[k]``, an exported array,
+    and ``timed[k]`` is that node; otherwise ``timed`` is empty.
     """
     from . import fusion
 
     leaves = plan_leaves(inputs, outputs)
+    _check_ranks(leaves, toposort(outputs))
     ctx = KernelContext(outputs)
     ctx.prologue_owned = []
     body = ctx.w
@@ -203,20 +208,37 @@ def lower(inputs, outputs, header=""):
         body(f"sg_arr in_{k} = in[{k}];")
     nodes = toposort(outputs)
     groups = fusion.plan(nodes, outputs)
+    timed = []
     for node in nodes:
         if id(node) in groups.absorbed:
             continue
         body(f"/* {node.op} at {os.path.basename(node.trace.filename)}:{node.trace.lineno}"
              f"{' (gradient)' if node.grad_of is not None else ''} */")
+        if profile:
+            # Function scope, not a block: the node's declarations stay visible after it.
+            body(f"double prof_t{len(timed)} = sg_now();")
         if id(node) in groups.roots:
             fusion.emit(ctx, node, groups)
-            continue
-        c_code = getattr(node.op, "c_code", None)
-        if c_code is None:
-            raise NoLowering(f"{node.op} has no C lowering")
-        c_code(ctx, node)
+        else:
+            c_code = getattr(node.op, "c_code", None)
+            if c_code is None:
+                raise NoLowering(f"{node.op} has no C lowering")
+            c_code(ctx, node)
+        if profile:
+            body(f"sg_prof[{len(timed)}] += sg_now() - prof_t{len(timed)};")
+            timed.append(node)
     _emit_outputs(ctx, outputs)
-    return _assemble(ctx, header), leaves
+    return _assemble(ctx, header, len(timed) if profile else None), leaves, timed
+
+
+def _check_ranks(leaves, nodes):
+    """Refuse a graph with an array of more than SG_MAXDIM axes: its descriptor cannot hold it."""
+    for v in leaves + [o for n in nodes for o in n.outputs]:
+        if v.ndim > MAXDIM:
+            made = f", made by {v.owner.op} at {v.owner.trace}" if v.owner is not None else ""
+            raise ValueError(f"mode \"c\" handles arrays of at most {MAXDIM} dimensions, but "
+                             f"{v.name or 'a value'} of type {v.type} has {v.ndim}{made}; use "
+                             f"mode=\"py\" for it")
 
 
 def _emit_outputs(ctx, outputs):
@@ -234,19 +256,34 @@ def _emit_outputs(ctx, outputs):
         with w.block(""):
             w(f"sg_arr c = {name};")
             w(f"int64_t n = sg_contiguous(&c, {v.ndim});")
+            with w.block(f"if (n < 0 || n > INT64_MAX / {item})"):
+                ctx.fail(v.owner, "shape", f"output {i} of {v.ndim}-d shape %s is too large",
+                         f"sg_shape_str(sbuf, sizeof sbuf, c.shape, {v.ndim})")
             w(f"if (posix_memalign(&c.data, SG_ALIGN, n ? (size_t)n * {item} : 1) != 0) c.data = NULL;")
             w(f'if (!c.data) {{ sg_fail(err, SG_ENOMEM, "out of memory"); goto fail; }}')
             w(f"sg_copy(&c, &{name}, {v.ndim}, {item});")
             w(f"out[{i}] = c; outs_done = {i + 1};")
 
 
-def _assemble(ctx, header):
+def _assemble(ctx, header, n_timed=None):
     top = CWriter()
     top(header)
     top('#include "sg_kernel.h"')
     top('#include "sg_loops.h"')
     top('#include "cblas.h"')
     top("")
+    if n_timed is not None:
+        top("#include <time.h>")
+        top("/* profile=True: seconds spent in each timed node, summed over calls */")
+        top(f"double sg_prof[{max(n_timed, 1)}];")
+        top(f"int sg_prof_n(void) {{ return {n_timed}; }}")
+        top("static double sg_now(void)")
+        top("{")
+        top("    struct timespec ts;")
+        top("    clock_gettime(CLOCK_MONOTONIC, &ts);")
+        top("    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;")
+        top("}")
+        top("")
     top("int sg_abi_version(void) { return SG_ABI_VERSION; }")
     top("")
     top("/* Threads of this kernel's loops and, when `blas` > 0, of BLAS (process-wide).")

@@ -1,7 +1,7 @@
 """Every op of symgrad, one module per family; each op holds its type inference,
 NumPy reference and gradient rule together."""
 
-from . import elemwise, indexing, join, linalg, methods, nn, reduce  # noqa: F401
+from . import elemwise, gemm, indexing, join, linalg, methods, nn, reduce  # noqa: F401
 from . import shape as shape_ops  # the module; the name `shape` is the function sg.shape
 from .elemwise import (abs, add, cast, ceil, clip, cos, eq, exp, expm1, floor, floordiv, ge,  # noqa: A004
                        gt, isnan, le, log, log1p, lt, maximum, minimum, mod, mul, neg, neq, pow,

@@ -1,0 +1,225 @@
+"""``gemm``: a matrix product with transposes, a scale and an accumulation, as BLAS has it.
+
+``Gemm(trans_a, trans_b, alpha, beta)(a, b[, c])`` is
+``alpha * (op(a) @ op(b)) + beta * c`` for 2-d float operands of one dtype,
+where ``op(x)`` is ``x.T`` when its flag is set; ``c`` broadcasts with the
+product as in NumPy. Users do not write it: the rewrite pipeline makes it
+from ``x @ W + b``, ``W - lr * (h.T @ g)`` and transposes feeding a product
+(:mod:`symgrad.rewrite.gemm`), so one BLAS call does all of it.
+
+The NumPy reference computes ``alpha * p`` and ``beta * c`` only when they
+are not 1, then adds: bit for bit what the unfused graph computes in mode
+"py". Compiled, BLAS accumulates into ``c`` and may round differently in the
+last bits, as any two BLAS products may.
+"""
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..errors import ShapeError
+from ..graph import Constant, Op, TensorType
+from .calls_c import itemsize
+from .elemwise import Elemwise, broadcast_static
+from .shape import MakeVector, ShapeAt, SumTo, shape
+
+__all__ = ["Gemm"]
+
+
+class Gemm(Op):
+    """``alpha * (op(a) @ op(b)) + beta * c`` (``c`` optional), one BLAS gemm call.
+
+    Gradient: ``alpha * g @ op(b).T`` and ``alpha * op(a).T @ g``, transposed
+    back to the operands' layouts (as gemms), and ``beta * sum_to(g, c)``.
+    """
+
+    __props__ = ("trans_a", "trans_b", "alpha", "beta")
+    name = "gemm"
+
+    def __init__(self, trans_a=False, trans_b=False, alpha=1.0, beta=1.0):
+        self.trans_a, self.trans_b = bool(trans_a), bool(trans_b)
+        self.alpha, self.beta = float(alpha), float(beta)
+
+    def __str__(self):
+        parts = [f"alpha={self.alpha:g}"] + [f"beta={self.beta:g}"] * (self.beta != 1)
+        parts += [t for t, on in (("a.T", self.trans_a), ("b.T", self.trans_b)) if on]
+        return f"gemm{{{', '.join(parts)}}}"
+
+    __repr__ = __str__
+
+    def _mats(self, a_shape, b_shape):
+        a = tuple(a_shape[::-1]) if self.trans_a else tuple(a_shape)
+        b = tuple(b_shape[::-1]) if self.trans_b else tuple(b_shape)
+        return a, b
+
+    def infer(self, a, b, c=None):
+        for v in (a, b):
+            if v.ndim != 2:
+                raise ShapeError(f"takes 2-d operands, got {v.type}")
+        dtypes = {v.dtype for v in (a, b) + (() if c is None else (c,))}
+        if len(dtypes) != 1 or not _dt.is_float(a.dtype):
+            raise TypeError(f"takes float operands of one dtype, got "
+                            f"{', '.join(str(v.type) for v in (a, b, c) if v is not None)}")
+        sa, sb = self._mats(a.shape, b.shape)
+        if None not in (sa[1], sb[0]) and sa[1] != sb[0]:
+            raise ShapeError(f"the product of {sa} and {sb} is not defined (contracted lengths "
+                             f"{sa[1]} and {sb[0]})")
+        prod = (sa[0], sb[1])
+        if c is None:
+            return [TensorType(a.dtype, prod)]
+        if c.ndim > 2:
+            raise ShapeError(f"the accumulated term has at most 2 dimensions, got {c.type}")
+        return [TensorType(a.dtype, broadcast_static([prod, c.shape], self.name))]
+
+    def perform(self, node, a, b, c=None):
+        A = a.T if self.trans_a else a
+        B = b.T if self.trans_b else b
+        dtype = node.outputs[0].dtype
+        trace = getattr(node.tag, "product_trace", node.trace)
+        if A.shape[1] != B.shape[0]:
+            raise ShapeError(f"{self} at {trace}: shapes {A.shape} and {B.shape} cannot be "
+                             f"multiplied (contracted lengths {A.shape[1]} and {B.shape[0]})")
+        with np.errstate(all="ignore"):
+            out = np.matmul(A, B).astype(dtype, copy=False)
+            if self.alpha != 1:
+                out = out * np.asarray(self.alpha, dtype=dtype)
+            if c is not None:
+                cc = c if self.beta == 1 else c * np.asarray(self.beta, dtype=dtype)
+                try:
+                    out = out + cc
+                except ValueError:
+                    raise ShapeError(f"{self} at {node.trace}: shapes {out.shape} and {c.shape} "
+                                     f"cannot be broadcast together") from None
+        return [np.array(out, dtype=dtype)]
+
+    def grad(self, node, inputs, outputs, gouts):
+        a, b = inputs[:2]
+        (g,) = gouts
+        al, ta, tb = self.alpha, self.trans_a, self.trans_b
+        gp = g
+        if len(inputs) == 3:  # the product's cotangent: g summed over what c stretched
+            m = ShapeAt(1 if ta else 0)(a)
+            n = ShapeAt(0 if tb else 1)(b)
+            gp = SumTo()(g, MakeVector()(m, n))
+        # d/d op(a) = alpha * gp @ op(b).T, d/d op(b) = alpha * op(a).T @ gp
+        ga = Gemm(tb, True, al)(b, gp) if ta else Gemm(False, not tb, al)(gp, b)
+        gb = Gemm(True, ta, al)(gp, a) if tb else Gemm(not ta, False, al)(a, gp)
+        result = [ga, gb]
+        if len(inputs) == 3:
+            c = inputs[2]
+            gc = SumTo()(g, shape(c))
+            if self.beta != 1:
+                gc = Elemwise("mul")(gc, Constant(np.asarray(self.beta, dtype=c.dtype)))
+            result.append(gc)
+        return result
+
+    def c_code(self, ctx, node):
+        _gemm_c(self, ctx, node)
+
+
+# --------------------------------------------------------------------------- C lowering
+#
+# The product goes through sg_ops.h as matmul's does (sg_matmul_shape checks
+# the contracted lengths, sg_gemm_operand gives BLAS each operand as it is, as
+# a transposed view or as a copy); a transposed operand is first viewed with
+# its axes swapped, so a flag set on the op and a .T layout in memory both end
+# up as BLAS's Trans flag. With c, the result first holds beta * c and BLAS
+# adds alpha * op(a) @ op(b) into it; only when c stretches the product
+# (a product of one row or column) is the product made apart and added.
+
+def _where_text(node, trace):
+    text = f"{node.op} at {trace}: "
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _operand(ctx, v, trans):
+    """An sg_arr name for ``op(v)``: v itself, or a view with its two axes swapped."""
+    src = ctx.arr(v)
+    u = ctx.tmp("gop")
+    if trans:
+        ctx.w(f"sg_arr {u} = {src}; {u}.shape[0] = {src}.shape[1]; {u}.shape[1] = {src}.shape[0]; "
+              f"{u}.strides[0] = {src}.strides[1]; {u}.strides[1] = {src}.strides[0];")
+    else:
+        ctx.w(f"sg_arr {u} = {src};")
+    return u
+
+
+def _gemm_c(op, ctx, node):
+    a, b = node.inputs[:2]
+    c = node.inputs[2] if len(node.inputs) == 3 else None
+    out = node.outputs[0]
+    ct, item = ctx.ct(out), itemsize(out)
+    blas = "scipy_cblas_dgemm" if out.dtype == "float64" else "scipy_cblas_sgemm"
+    product_where = _where_text(node, getattr(node.tag, "product_trace", node.trace))
+    ua, ub = _operand(ctx, a, op.trans_a), _operand(ctx, b, op.trans_b)
+    shp, osh = ctx.tmp("pshape"), ctx.tmp("oshape")
+    ctx.w(f"int64_t {shp}[2];")
+    ctx.w(f"if (sg_matmul_shape(err, {product_where}, &{ua}, 2, &{ub}, 2, {shp}, 2)) goto fail;")
+    ctx.w(f"int64_t {osh}[2] = {{{shp}[0], {shp}[1]}};")
+    if c is not None:
+        C = ctx.arr(c)
+        with ctx.w.block(f"if (sg_broadcast_into({osh}, 2, {C}.shape, {c.ndim}) >= 0)"):
+            ctx.w("char sa[96], sb[96];")
+            ctx.fail(node, "shape", "shapes %s and %s cannot be broadcast together",
+                     f"sg_shape_str(sa, sizeof sa, {shp}, 2)",
+                     f"sg_shape_str(sb, sizeof sb, {C}.shape, {c.ndim})")
+    O = ctx.alloc(node, out, [f"{osh}[0]", f"{osh}[1]"])
+    m, n, k = f"{shp}[0]", f"{shp}[1]", f"{ua}.shape[1]"
+    if c is not None:
+        _fill_beta_c(ctx, op, c, out, O, osh)
+    ta, tb, lda, ldb = (ctx.tmp(p) for p in ("ta", "tb", "lda", "ldb"))
+    ctx.w(f"enum CBLAS_TRANSPOSE {ta}, {tb}; int64_t {lda}, {ldb};")
+    ctx.w(f"if (sg_gemm_operand(err, {product_where}, ws, &{ua}, 2, {item}, &{ta}, &{lda}) || "
+          f"sg_gemm_operand(err, {product_where}, ws, &{ub}, 2, {item}, &{tb}, &{ldb})) goto fail;")
+    alpha = ctx.literal(op.alpha, out.dtype)
+
+    def gemm(dst, beta):
+        ctx.w(f"{blas}(CblasRowMajor, {ta}, {tb}, (blasint){m}, (blasint){n}, (blasint){k}, "
+              f"{alpha}, ({ct} *){ua}.data, (blasint){lda}, ({ct} *){ub}.data, (blasint){ldb}, "
+              f"{beta}, ({ct} *){dst}, (blasint){n});")
+
+    if c is None:
+        with ctx.w.block(f"if ({k} == 0)"):
+            ctx.w(f"memset({O}.data, 0, (size_t)({m} * {n}) * sizeof({ct}));")
+    with ctx.w.block(f"else if ({m} > 0 && {n} > 0)" if c is None else
+                     f"if ({k} > 0 && {m} > 0 && {n} > 0)"):
+        ctx.w(f"if (sg_blas_sizes(err, {product_where}, {m}, {k}, {n})) goto fail;")
+        if c is None:
+            gemm(f"{O}.data", 0)
+            return
+        with ctx.w.block(f"if ({osh}[0] == {m} && {osh}[1] == {n})"):
+            gemm(f"{O}.data", 1)
+        with ctx.w.block("else"):
+            _stretched_product(ctx, node, gemm, O, osh, m, n, ct)
+
+
+def _fill_beta_c(ctx, op, c, out, O, osh):
+    """The result's every element set to ``beta * c`` (broadcast), a row at a time: a copy of
+    a matrix or of a bias row is a plain loop the C compiler vectorises."""
+    st, ct = ctx.tmp("cst"), ctx.ct(out)
+    ctx.w(f"int64_t {st}[2];")
+    ctx.w(f"sg_broadcast_strides({st}, &{ctx.arr(c)}, {c.ndim}, {osh}, 2);")
+    i, j, src, dst = ctx.tmp("i"), ctx.tmp("j"), ctx.tmp("crow"), ctx.tmp("orow")
+    beta = "" if op.beta == 1 else f"{ctx.literal(op.beta, out.dtype)} * "
+    with ctx.w.block(f"for (int64_t {i} = 0; {i} < {osh}[0]; {i}++)"):
+        ctx.w(f"const {ct} *{src} = {ctx.ptr(c)} + {i} * {st}[0];")
+        ctx.w(f"{ct} *{dst} = ({ct} *){O}.data + {i} * {osh}[1];")
+        with ctx.w.block(f"if ({st}[1] == 1)"):
+            ctx.w(f"for (int64_t {j} = 0; {j} < {osh}[1]; {j}++) {dst}[{j}] = {beta}{src}[{j}];")
+        with ctx.w.block("else"):
+            ctx.w(f"for (int64_t {j} = 0; {j} < {osh}[1]; {j}++) "
+                  f"{dst}[{j}] = {beta}{src}[{j} * {st}[1]];")
+
+
+def _stretched_product(ctx, node, gemm, O, osh, m, n, ct):
+    """c stretched a product of one row or column: make the product apart, then add it."""
+    tmp = ctx.tmp("prod")
+    ctx.w(f"{ct} *{tmp} = sg_ws_alloc(ws, (size_t)({m} * {n}) * sizeof({ct}));")
+    with ctx.w.block(f"if (!{tmp})"):
+        ctx.fail(node, "nomem", "out of memory")
+    gemm(tmp, 0)
+    i, j = ctx.tmp("i"), ctx.tmp("j")
+    with ctx.w.block(f"for (int64_t {i} = 0; {i} < {osh}[0]; {i}++)"):
+        with ctx.w.block(f"for (int64_t {j} = 0; {j} < {osh}[1]; {j}++)"):
+            ctx.w(f"(({ct} *){O}.data)[{i} * {osh}[1] + {j}] += "
+                  f"{tmp}[({m} == 1 ? 0 : {i}) * {n} + ({n} == 1 ? 0 : {j})];")
+
