@@ -26,6 +26,104 @@ static void arena_grow(sg_ws *ws, size_t need)
     ws->cap = cap;
 }
 
+/* ---- output blocks ----
+ *
+ * Every output block carries a 64-byte header holding its capacity. Blocks of
+ * SG_RECYCLE_MIN bytes or more go, when released, to a small process-wide
+ * cache instead of back to the system: a kernel returning a 40 MB array on
+ * every call would otherwise have that memory unmapped by free() and faulted
+ * in again, page by page, on the next call -- slower than the computation.
+ * Smaller blocks are left to malloc, whose bins already reuse them. */
+
+#define SG_HDR 64
+#define SG_RECYCLE_MIN ((size_t)256 << 10)
+#define SG_RECYCLE_SLOTS 32
+#define SG_RECYCLE_BYTES ((size_t)256 << 20)
+
+static pthread_mutex_t recycle_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *recycled[SG_RECYCLE_SLOTS]; /* oldest first */
+static int n_recycled;
+static size_t recycled_bytes;
+
+static size_t block_cap(const char *base) { return *(const size_t *)base; }
+
+static void drop_recycled(int i)
+{
+    recycled_bytes -= block_cap(recycled[i]);
+    free(recycled[i]);
+    for (int j = i + 1; j < n_recycled; j++)
+        recycled[j - 1] = recycled[j];
+    n_recycled--;
+}
+
+void *sg_out_alloc(size_t n)
+{
+    size_t cap = n ? n : 1;
+    char *base = NULL;
+    if (cap >= SG_RECYCLE_MIN) {
+        /* the smallest cached block that fits without wasting more than a quarter */
+        int best = -1;
+        pthread_mutex_lock(&recycle_lock);
+        for (int i = 0; i < n_recycled; i++) {
+            size_t c = block_cap(recycled[i]);
+            if (c >= cap && c - cap <= cap / 4 && (best < 0 || c < block_cap(recycled[best])))
+                best = i;
+        }
+        if (best >= 0) {
+            base = recycled[best];
+            recycled_bytes -= block_cap(base);
+            for (int j = best + 1; j < n_recycled; j++)
+                recycled[j - 1] = recycled[j];
+            n_recycled--;
+        }
+        pthread_mutex_unlock(&recycle_lock);
+        if (base)
+            return base + SG_HDR;
+        cap = (cap + 4095) & ~(size_t)4095;
+    }
+    if (cap > SIZE_MAX - SG_HDR)
+        return NULL;
+    if (posix_memalign((void **)&base, SG_HDR, cap + SG_HDR) != 0)
+        return NULL;
+    *(size_t *)base = cap;
+    return base + SG_HDR;
+}
+
+void sg_out_free(void *p)
+{
+    if (!p)
+        return;
+    char *base = (char *)p - SG_HDR;
+    size_t cap = block_cap(base);
+    if (cap >= SG_RECYCLE_MIN && cap <= SG_RECYCLE_BYTES) {
+        pthread_mutex_lock(&recycle_lock);
+        while (n_recycled && (n_recycled == SG_RECYCLE_SLOTS
+                              || recycled_bytes + cap > SG_RECYCLE_BYTES))
+            drop_recycled(0);
+        recycled[n_recycled++] = base;
+        recycled_bytes += cap;
+        pthread_mutex_unlock(&recycle_lock);
+        return;
+    }
+    free(base);
+}
+
+size_t sg_out_cached(void)
+{
+    pthread_mutex_lock(&recycle_lock);
+    size_t n = recycled_bytes;
+    pthread_mutex_unlock(&recycle_lock);
+    return n;
+}
+
+void sg_out_trim(void)
+{
+    pthread_mutex_lock(&recycle_lock);
+    while (n_recycled)
+        drop_recycled(n_recycled - 1);
+    pthread_mutex_unlock(&recycle_lock);
+}
+
 int sg_pool_init(sg_pool *p, size_t n_in, size_t n_out)
 {
     p->free = NULL;
@@ -44,6 +142,8 @@ static sg_slot *slot_new(size_t n_in, size_t n_out, size_t hint)
         return NULL;
     s->in = s->arrs;
     s->out = s->arrs + n_in;
+    s->ws.out_alloc = sg_out_alloc;
+    s->ws.out_free = sg_out_free;
     if (hint)
         arena_grow(&s->ws, hint);
     return s;

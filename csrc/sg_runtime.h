@@ -34,6 +34,11 @@ typedef struct {
     size_t hint;          /* largest arena any call asked for: a new slot starts at this size */
 } sg_pool;
 
+void *sg_out_alloc(size_t n);
+void sg_out_free(void *p);
+size_t sg_out_cached(void);
+void sg_out_trim(void);
+
 int sg_pool_init(sg_pool *p, size_t n_in, size_t n_out);
 sg_slot *sg_pool_take(sg_pool *p);
 void sg_pool_give(sg_pool *p, sg_slot *s);

@@ -21,7 +21,8 @@ import numpy as np
 
 cnp.import_array()
 
-__all__ = ["Kernel", "KernelLoadError", "ABI_VERSION", "MAXDIM"]
+__all__ = ["Kernel", "BoundCall", "KernelLoadError", "ABI_VERSION", "MAXDIM",
+           "cached_output_bytes", "trim_output_cache"]
 
 
 cdef extern from "sg_runtime.h" nogil:
@@ -65,6 +66,9 @@ cdef extern from "sg_runtime.h" nogil:
     void *sg_lib_open(const char *path, sg_main_fn *fn, char *msg, size_t msg_len)
     int sg_lib_set_threads(void *h, int loops, int blas)
     double *sg_lib_profile(void *h, int *n)
+    void sg_out_free(void *p)
+    size_t sg_out_cached()
+    void sg_out_trim()
 
 
 # Declared here with raw pointers because NumPy steals references in both, and
@@ -79,6 +83,16 @@ cdef extern from "numpy/arrayobject.h":
 
 cdef extern from "Python.h":
     void *PyCapsule_GetPointer(object capsule, const char *name) noexcept
+
+
+def cached_output_bytes():
+    """Bytes of released output blocks the runtime keeps for reuse (at most 256 MiB)."""
+    return sg_out_cached()
+
+
+def trim_output_cache():
+    """Return every cached output block to the system."""
+    sg_out_trim()
 
 
 ABI_VERSION = SG_ABI_VERSION
@@ -96,14 +110,14 @@ class KernelLoadError(ImportError, RuntimeError):
 
 cdef void _free_capsule(object capsule) noexcept:
     # Cannot fail: the capsule is unnamed and its pointer non-NULL.
-    free(PyCapsule_GetPointer(capsule, NULL))
+    sg_out_free(PyCapsule_GetPointer(capsule, NULL))
 
 
 cdef object _owned_array(sg_arr *a, PyObject *descr, int nd, Py_ssize_t itemsize):
     """An ndarray over ``a.data``, which it frees; ``a.data`` is freed on every error too.
 
-    ``a.data`` must be the start of its own malloc'ed (or posix_memalign'ed)
-    block, distinct from every other output's; only an empty output may be NULL.
+    ``a.data`` must be a block of its own from ``ws->out_alloc``, distinct
+    from every other output's; only an empty output may be NULL.
     """
     cdef cnp.npy_intp dims[SG_MAXDIM]
     cdef cnp.npy_intp strides[SG_MAXDIM]
@@ -111,14 +125,14 @@ cdef object _owned_array(sg_arr *a, PyObject *descr, int nd, Py_ssize_t itemsize
     cdef int k
     for k in range(nd):
         if a.shape[k] < 0:
-            free(a.data)
+            sg_out_free(a.data)
             raise RuntimeError(f"the kernel returned a negative shape {a.shape[k]} on axis {k}")
         dims[k] = <cnp.npy_intp>a.shape[k]
         strides[k] = <cnp.npy_intp>(a.strides[k] * itemsize)
         empty = empty or a.shape[k] == 0
     if empty:
-        # The kernel may hand back NULL or a token block (malloc(1)): NumPy allocates its own.
-        free(a.data)
+        # The kernel may hand back NULL or a token block: NumPy allocates its own.
+        sg_out_free(a.data)
         Py_INCREF(<object>descr)
         return PyArray_NewFromDescr(&PyArray_Type, descr, nd, dims, NULL, NULL, 0, NULL)
     if a.data == NULL:
@@ -126,7 +140,7 @@ cdef object _owned_array(sg_arr *a, PyObject *descr, int nd, Py_ssize_t itemsize
     try:
         owner = PyCapsule_New(a.data, NULL, _free_capsule)
     except BaseException:
-        free(a.data)
+        sg_out_free(a.data)
         raise
     Py_INCREF(<object>descr)
     arr = PyArray_NewFromDescr(&PyArray_Type, descr, nd, dims, strides, a.data,
@@ -364,7 +378,7 @@ cdef class Kernel:
                 i += 1
         except BaseException:
             for j in range(i + 1, self.n_out_):  # output i was freed by _owned_array
-                free(slot.out[j].data)
+                sg_out_free(slot.out[j].data)
             raise
         return outs
 

@@ -3,9 +3,10 @@
 The cache key is a sha256 over everything that changes the binary: the source,
 the library name, the exact compiler command line, the compiler's resolved
 path and ``--version`` output, the CPU's feature flags (``-march=native``),
-the Python and NumPy ABI, the symgrad version, the text of ``sg_abi.h`` and
-the BLAS library. Nothing is bumped by hand. What does not depend on the
-source is computed once per process, so a cache hit costs a few milliseconds.
+the Python and NumPy ABI, the symgrad version, the text of the headers in
+``include/`` and the BLAS library. Nothing is bumped by hand. What does not
+depend on the source is computed once per process, so a cache hit costs a few
+milliseconds.
 
 >>> from symgrad.compiler import compile_library
 >>> path = compile_library("int sg_abi_version(void) { return 1; }")  # doctest: +SKIP
@@ -150,7 +151,9 @@ def compiler_argv(cc, name):
 _OPENMP_PROBE = "#include <omp.h>\nint sg_probe(void) { return omp_get_max_threads(); }\n"
 
 
-@functools.cache
+_OPENMP_KNOWN = {}
+
+
 def openmp_flags(cc):
     """``("-fopenmp",)`` when compiler ``cc`` builds and links OpenMP code, else ``()``.
 
@@ -162,9 +165,18 @@ def openmp_flags(cc):
     """
     from . import cache
 
+    root = cache.root()
+    known = _OPENMP_KNOWN.get((cc, root))
+    if known is None or not os.path.exists(os.path.join(root, "probe")):
+        known = _OPENMP_KNOWN[(cc, root)] = _probe_openmp(cc, root)
+    return known
+
+
+def _probe_openmp(cc, root):
+    from . import cache
+
     ident = hashlib.sha256(f"{os.path.realpath(cc[0])}\0{' '.join(cc[1:])}\0"
                            f"{_compiler_version(cc[0])}".encode("utf-8", "surrogatepass"))
-    root = cache.root()
     note = os.path.join(root, "probe", "openmp-" + ident.hexdigest()[:32])
     try:
         with open(note) as f:
@@ -176,8 +188,9 @@ def openmp_flags(cc):
         with open(os.path.join(build, "probe.c"), "w") as f:
             f.write(_OPENMP_PROBE)
         try:
-            proc = _run_compiler([*cc, "-fopenmp", "-fPIC", "-shared", "-o", "probe.so",
-                                  "probe.c"], build)
+            proc = subprocess.run([*cc, "-fopenmp", "-fPIC", "-shared", "-o", "probe.so",
+                                   "probe.c"], cwd=build, capture_output=True, timeout=TIMEOUT_S,
+                                  stdin=subprocess.DEVNULL)
             ok = proc.returncode == 0
         except (OSError, subprocess.TimeoutExpired):
             ok = False
@@ -213,8 +226,14 @@ def _environment(argv):
                                           if f.startswith("lib" + libname)))
     return (json.dumps(argv), os.path.realpath(argv[0]), _compiler_version(argv[0]),
             _cpu_features(), _python_abi(), numpy.__version__, __version__,
-            _read(os.path.join(INCLUDE_DIR, "sg_abi.h")),
-            f"{blas_lib} {os.path.getsize(blas_lib)}")
+            _headers(), f"{blas_lib} {os.path.getsize(blas_lib)}")
+
+
+def _headers():
+    # Kernels include every header of include/ (sg_kernel.h includes sg_math.h, ...):
+    # a changed inline function changes the binary as much as a changed source.
+    return "".join(f"{h}\0{_read(os.path.join(INCLUDE_DIR, h))}\0"
+                   for h in sorted(os.listdir(INCLUDE_DIR)) if h.endswith(".h"))
 
 
 @functools.cache

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import symgrad as sg
-from symgrad import cache, compiler
+from symgrad import _runtime, cache, compiler
 
 # Children import the same symgrad as this process (installed or source tree).
 SYMGRAD_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(sg.__file__)))
@@ -110,7 +110,7 @@ def listing(path):
 def test_compiles_loads_and_links_blas(cache_dir):
     path = compiler.compile_library(SOURCE)
     lib = load(path)
-    assert lib.sg_abi_version() == 1
+    assert lib.sg_abi_version() == _runtime.ABI_VERSION
     assert lib.twice(3.5) == 7.0
     a = (ctypes.c_double * 3)(1, 2, 3)
     b = (ctypes.c_double * 3)(4, 5, 6)

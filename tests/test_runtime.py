@@ -18,6 +18,7 @@ import pytest
 
 import symgrad
 from symgrad import errors
+from symgrad import _runtime
 from symgrad._runtime import Kernel, KernelLoadError
 
 INCLUDE = Path(symgrad.__file__).parent / "include"
@@ -34,7 +35,7 @@ int sg_main(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err)
         out[0].strides[k] = n;
         n *= in[0].shape[k];
     }
-    double *y = malloc(n ? n * sizeof(double) : 1);
+    double *y = ws->out_alloc(n ? n * sizeof(double) : 1);
     if (!y)
         return SG_ENOMEM;
     const double *x = in[0].data;
@@ -98,9 +99,9 @@ int sg_main(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err)
     const double *x = in[0].data;
     for (int64_t i = 0; i < n; i++)
         tmp[i] = x[i * in[0].strides[0]];
-    double *y = malloc(bytes ? bytes : 1);
-    int64_t *cap = malloc(sizeof *cap);
-    _Bool *ovf = malloc(sizeof *ovf);
+    double *y = ws->out_alloc(bytes ? bytes : 1);
+    int64_t *cap = ws->out_alloc(sizeof *cap);
+    _Bool *ovf = ws->out_alloc(sizeof *ovf);
     for (int64_t i = 0; i < n; i++)
         y[i] = 2 * tmp[i];
     *cap = (int64_t)ws->cap;
@@ -121,13 +122,13 @@ int sg_main(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err)
 MIXED = r"""
 int sg_main(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err)
 {
-    (void)ws; (void)err;
+    (void)err;
     int64_t n = in[0].shape[0];
     const float *x = in[0].data;
-    float *a = malloc(n ? n * sizeof(float) : 1);
-    int64_t *b = malloc(sizeof *b);
-    _Bool *c = malloc(n ? n : 1);
-    double *f = malloc(6 * sizeof(double));
+    float *a = ws->out_alloc(n ? n * sizeof(float) : 1);
+    int64_t *b = ws->out_alloc(sizeof *b);
+    _Bool *c = ws->out_alloc(n ? n : 1);
+    double *f = ws->out_alloc(6 * sizeof(double));
     for (int64_t i = 0; i < n; i++) {
         a[i] = x[i * in[0].strides[0]] + 1;
         c[i] = x[i * in[0].strides[0]] > 0;
@@ -152,13 +153,13 @@ SLOW = r"""
 #include <time.h>
 int sg_main(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err)
 {
-    (void)ws; (void)err;
+    (void)err;
     double seconds = *(const double *)in[0].data;
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     do clock_gettime(CLOCK_MONOTONIC, &t);
     while ((t.tv_sec - t0.tv_sec) + 1e-9 * (t.tv_nsec - t0.tv_nsec) < seconds);
-    double *y = malloc(sizeof *y);
+    double *y = ws->out_alloc(sizeof *y);
     *y = seconds;
     out[0].data = y;
     return SG_OK;
@@ -290,7 +291,7 @@ def test_outputs_are_owned_writeable_and_outlive_the_kernel(build):
     del k
     gc.collect()
     np.testing.assert_array_equal(y2 + 0, 2 * x)
-    v = y2[1:]  # a view keeps the malloc'ed block alive through the base chain
+    v = y2[1:]  # a view keeps the output block alive through the base chain
     del y2
     gc.collect()
     np.testing.assert_array_equal(v, [2.0, 4.0, 6.0])
@@ -451,3 +452,24 @@ def test_the_gil_is_released_while_a_kernel_runs(build):
     assert result == [0.3]
     # Holding the GIL, the kernel would leave this thread a few switch intervals at most.
     assert ticks > 10_000
+
+
+def test_large_output_blocks_are_recycled_not_refaulted():
+    import symgrad as sg
+
+    x = sg.vector("x")
+    f = sg.function([x], x * 2.0)
+    big = np.arange(1 << 17, dtype="float64")  # 1 MiB: above the recycling threshold
+    _runtime.trim_output_cache()
+    first = f(big)
+    address = first.ctypes.data
+    del first
+    assert _runtime.cached_output_bytes() >= big.nbytes
+    second = f(big + 1)
+    assert second.ctypes.data == address  # the same block, its pages already mapped
+    np.testing.assert_array_equal(second, (big + 1) * 2)
+    keep = [f(big) for _ in range(3)]  # live outputs never share a block
+    assert len({a.ctypes.data for a in keep + [second]}) == 4
+    del keep, second
+    _runtime.trim_output_cache()
+    assert _runtime.cached_output_bytes() == 0

@@ -116,7 +116,7 @@ class KernelContext:
             own = self.tmp("own")
             self.owned[id(v)] = own
             self.prologue_owned.append(own)
-            self.w(f"if (posix_memalign(&{own}, SG_ALIGN, {size} ? {size} : 1) != 0) {own} = NULL;")
+            self.w(f"{own} = ws->out_alloc({size});")
             self.w(f"{name}.data = {own};")
         else:
             self.w(f"{name}.data = sg_ws_alloc(ws, {size});")
@@ -259,7 +259,7 @@ def _emit_outputs(ctx, outputs):
             with w.block(f"if (n < 0 || n > INT64_MAX / {item})"):
                 ctx.fail(v.owner, "shape", f"output {i} of {v.ndim}-d shape %s is too large",
                          f"sg_shape_str(sbuf, sizeof sbuf, c.shape, {v.ndim})")
-            w(f"if (posix_memalign(&c.data, SG_ALIGN, n ? (size_t)n * {item} : 1) != 0) c.data = NULL;")
+            w(f"c.data = ws->out_alloc((size_t)n * {item});")
             w(f'if (!c.data) {{ sg_fail(err, SG_ENOMEM, "out of memory"); goto fail; }}')
             w(f"sg_copy(&c, &{name}, {v.ndim}, {item});")
             w(f"out[{i}] = c; outs_done = {i + 1};")
@@ -311,8 +311,8 @@ def _assemble(ctx, header, n_timed=None):
     tail("fail:")
     tail.depth = 1
     for own in ctx.prologue_owned:
-        tail(f"free({own});")
-    tail("for (int k = 0; k < outs_done; k++) free(out[k].data);")
+        tail(f"ws->out_free({own});")
+    tail("for (int k = 0; k < outs_done; k++) ws->out_free(out[k].data);")
     tail("sg_ws_release(ws);")
     tail("return err->code ? err->code : SG_EVALUE;")
     tail.depth = 0

@@ -11,8 +11,11 @@
  * malloc (the runtime hands that memory to a NumPy array that frees it) and
  * fills `out`. Intermediates come from the workspace `ws`, a bump arena the
  * runtime keeps between calls and grows to `ws->need` after a call that
- * overflowed it. On failure the kernel frees what it allocated, fills `err`
- * and returns its code. The header is plain C99 and includes no Python.
+ * overflowed it. Outputs come from `ws->out_alloc` (64-byte aligned; the
+ * runtime recycles large blocks, so a call that returns big arrays does not
+ * fault in fresh pages every time) and are released with `ws->out_free`,
+ * never with free(). On failure the kernel releases what it allocated, fills
+ * `err` and returns its code. The header is plain C99 and includes no Python.
  */
 #ifndef SG_ABI_H
 #define SG_ABI_H
@@ -21,7 +24,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#define SG_ABI_VERSION 1
+#define SG_ABI_VERSION 2
 #define SG_MAXDIM 16
 
 enum { SG_OK = 0, SG_ESHAPE = 1, SG_EINDEX = 2, SG_EVALUE = 3, SG_ENOMEM = 4 };
@@ -40,6 +43,8 @@ typedef struct {
     void **extra;      /* blocks malloc'ed because the arena was too small; freed by the kernel */
     size_t n_extra;
     size_t cap_extra;
+    void *(*out_alloc)(size_t n); /* memory for an output (n may be 0); NULL when out of memory */
+    void (*out_free)(void *p);    /* releases an out_alloc block (NULL is a no-op) */
 } sg_ws;
 
 typedef struct {
