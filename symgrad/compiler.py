@@ -41,7 +41,7 @@ STDERR_CHARS = 8000
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-def compile_library(source, name="kernel"):
+def compile_library(source, name="kernel", info=None):
     """Return the path of a shared library built from C `source`, cached on disk.
 
     Parameters
@@ -52,6 +52,8 @@ def compile_library(source, name="kernel"):
         library links against OpenBLAS and libm.
     name : str
         The file name (a C identifier) of ``<name>.c`` and ``<name>.so``.
+    info : dict, optional
+        Receives ``"cache_hit"``: whether the library was already in the cache.
 
     Returns
     -------
@@ -82,6 +84,8 @@ def compile_library(source, name="kernel"):
     key = cache_key(source, name, argv)
     root = cache.root()
     hit = cache.lookup(root, key, name)
+    if info is not None:
+        info["cache_hit"] = hit is not None
     if hit is not None:
         return hit
     build = cache.new_build_dir(root, key)
@@ -195,10 +199,13 @@ def _probe_openmp(cc, root):
         except (OSError, subprocess.TimeoutExpired):
             ok = False
         flags = ("-fopenmp",) if ok else ()
-        os.makedirs(os.path.dirname(note), 0o700, exist_ok=True)
-        with open(os.path.join(build, "note"), "w") as f:
-            f.write(" ".join(flags))
-        os.replace(os.path.join(build, "note"), note)
+        try:
+            os.makedirs(os.path.dirname(note), 0o700, exist_ok=True)
+            with open(os.path.join(build, "note"), "w") as f:
+                f.write(" ".join(flags))
+            os.replace(os.path.join(build, "note"), note)
+        except OSError:  # a concurrent `clear` removed probe/: the answer holds, unrecorded
+            pass
         return flags
     finally:
         shutil.rmtree(build, ignore_errors=True)

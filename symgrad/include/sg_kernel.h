@@ -236,21 +236,7 @@ static inline int32_t sg_f2i32(double x)
     return (x != x || x >= 2147483648.0 || x < -2147483648.0) ? INT32_MIN : (int32_t)x;
 }
 
-static inline double sg_sigmoid(double x)
-{
-    if (x >= 0) return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
-}
-
-static inline float sg_sigmoidf(float x)
-{
-    if (x >= 0) return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
-}
-
-static inline double sg_softplus(double x) { return fmax(x, 0.0) + log1p(exp(-fabs(x))); }
-static inline float sg_softplusf(float x) { return fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x))); }
+#include "sg_math.h" /* exp, log, tanh, sigmoid, ... that vectorise */
+#include "sg_ops.h" /* the generic ops, as functions */
 
 #endif

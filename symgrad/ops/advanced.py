@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType
+from .calls_c import call, itemsize
 from .elemwise import broadcast_static
 from .shape import zeros_like
 from .subtensor import (ARRAY, c_const, c_fresh_copy, c_index, c_slice, c_store, c_value_strides,
@@ -216,12 +217,7 @@ class _Plan:
 
 def _c_check_array(ctx, node, v, axis, n):
     """Every position in the index array ``v`` must lie in [-n, n): checked once, up front."""
-    with ctx.nd_loop(ctx.arr(v), v.ndim) as idx:
-        i = ctx.tmp("ix")
-        ctx.w(f"int64_t {i} = (int64_t){ctx.ptr(v)}[{ctx.offset(v, idx)}];")
-        with ctx.w.block(f"if ({i} < -({n}) || {i} >= ({n}))"):
-            ctx.fail(node, "index", f"index %lld is out of range for axis {axis} with size %lld",
-                     f"(long long){i}", f"(long long)({n})")
+    call(ctx, node, "sg_check_indices", f"&{ctx.arr(v)}", str(v.ndim), itemsize(v), str(axis), n)
 
 
 def _c_group_shape(ctx, node, arrays, nb):

@@ -346,9 +346,9 @@ _SUFFIX = {"float64": "f64", "float32": "f32", "int64": "i64", "int32": "i32"}
 
 FLOAT_C = {
     "neg": "(-{0})", "abs": "fabs{F}({0})", "sign": "({0} != {0} ? {0} : ({T})(({0} > 0) - ({0} < 0)))",
-    "exp": "exp{F}({0})", "log": "log{F}({0})", "log1p": "log1p{F}({0})",
-    "expm1": "expm1{F}({0})", "sqrt": "sqrt{F}({0})", "square": "({0} * {0})",
-    "tanh": "tanh{F}({0})", "sigmoid": "sg_sigmoid{F}({0})", "softplus": "sg_softplus{F}({0})",
+    "exp": "sg_exp{F}({0})", "log": "sg_log{F}({0})", "log1p": "sg_log1p{F}({0})",
+    "expm1": "sg_expm1{F}({0})", "sqrt": "sqrt{F}({0})", "square": "({0} * {0})",
+    "tanh": "sg_tanh{F}({0})", "sigmoid": "sg_sigmoid{F}({0})", "softplus": "sg_softplus{F}({0})",
     "relu": "(({0} > 0 || {0} != {0}) ? {0} : ({T})0)", "sin": "sin{F}({0})", "cos": "cos{F}({0})",
     "floor": "floor{F}({0})", "ceil": "ceil{F}({0})", "round": "nearbyint{F}({0})",
     "isnan": "({0} != {0})",
@@ -360,12 +360,14 @@ FLOAT_C = {
     "lt": "({0} < {1})", "le": "({0} <= {1})", "gt": "({0} > {1})", "ge": "({0} >= {1})",
     "eq": "({0} == {1})", "neq": "({0} != {1})", "where": "({0} ? {1} : {2})",
 }
+# Integer +, -, * and negation wrap around as in NumPy: computed unsigned ({U}),
+# since signed overflow is undefined behaviour in C (UBSan stops on it).
 INT_C = {
-    "neg": "({T})(-{0})", "abs": "({T})({0} < 0 ? -{0} : {0})",
-    "sign": "({T})(({0} > 0) - ({0} < 0))", "square": "({T})({0} * {0})",
+    "neg": "({T})(-({U}){0})", "abs": "({T})({0} < 0 ? -({U}){0} : ({U}){0})",
+    "sign": "({T})(({0} > 0) - ({0} < 0))", "square": "({T})(({U}){0} * ({U}){0})",
     "relu": "({0} > 0 ? {0} : ({T})0)", "floor": "{0}", "ceil": "{0}", "round": "{0}",
-    "isnan": "0", "add": "({T})({0} + {1})", "sub": "({T})({0} - {1})",
-    "mul": "({T})({0} * {1})", "floordiv": "sg_floordiv_{S}({0}, {1})",
+    "isnan": "0", "add": "({T})(({U}){0} + ({U}){1})", "sub": "({T})(({U}){0} - ({U}){1})",
+    "mul": "({T})(({U}){0} * ({U}){1})", "floordiv": "sg_floordiv_{S}({0}, {1})",
     "mod": "sg_mod_{S}({0}, {1})", "pow": "sg_pow_{S}({0}, {1}, &{BAD})",
     "maximum": "({0} >= {1} ? {0} : {1})", "minimum": "({0} <= {1} ? {0} : {1})",
     "lt": "({0} < {1})", "le": "({0} <= {1})", "gt": "({0} > {1})", "ge": "({0} >= {1})",
@@ -408,12 +410,34 @@ def _elemwise_c_scalar(self, node, args, bad):
         target = "bool" if (name == "where" and i == 0) else comp
         conv.append(_convert(a, d, target))
     table = FLOAT_C if comp in ("float64", "float32") else BOOL_C if comp == "bool" else INT_C
+    if name == "pow" and table is FLOAT_C:
+        exact = _float_pow_by_constant(node.inputs[1], conv[0], comp)
+        if exact is not None:
+            return _convert(exact, comp, out)
     template = table.get(name)
     if template is None:
         raise NotImplementedError(f"{name} has no C form for {comp}")
     expr = template.format(*conv, F="f" if comp == "float32" else "", T=_CT[comp],
-                           S=_SUFFIX.get(comp, ""), BAD=bad)
+                           U="u" + _CT[comp], S=_SUFFIX.get(comp, ""), BAD=bad)
     return _convert(expr, comp if name not in _COMPARE + ("isnan",) else "bool", out)
+
+
+def _float_pow_by_constant(exponent, base, comp):
+    """``base ** k`` for a constant float exponent k in {0, 1, 2, -1}, without calling pow.
+
+    Each form is exactly what pow returns (one rounding: x*x and 1/x are
+    correctly rounded, as pow's result is; pow(x, 0) is 1 even for NaN), and
+    what NumPy computes for these exponents. Other exponents keep pow.
+    """
+    from ..graph import Constant
+
+    if not isinstance(exponent, Constant) or exponent.data.size != 1:
+        return None
+    k = float(exponent.data.reshape(()))
+    one = "1.0f" if comp == "float32" else "1.0"
+    forms = {0.0: one, 1.0: f"({base})",
+             2.0: f"(({base}) * ({base}))", -1.0: f"({one} / ({base}))"}
+    return forms.get(k)
 
 
 def _cast_c_scalar(self, node, args, bad):

@@ -18,7 +18,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import Constant, Op, TensorType
-from .calls_c import itemsize
+from .calls_c import SUFFIX
 from .elemwise import Elemwise, broadcast_static
 from .shape import MakeVector, ShapeAt, SumTo, shape
 
@@ -131,95 +131,19 @@ def _where_text(node, trace):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def _operand(ctx, v, trans):
-    """An sg_arr name for ``op(v)``: v itself, or a view with its two axes swapped."""
-    src = ctx.arr(v)
-    u = ctx.tmp("gop")
-    if trans:
-        ctx.w(f"sg_arr {u} = {src}; {u}.shape[0] = {src}.shape[1]; {u}.shape[1] = {src}.shape[0]; "
-              f"{u}.strides[0] = {src}.strides[1]; {u}.strides[1] = {src}.strides[0];")
-    else:
-        ctx.w(f"sg_arr {u} = {src};")
-    return u
-
-
 def _gemm_c(op, ctx, node):
     a, b = node.inputs[:2]
     c = node.inputs[2] if len(node.inputs) == 3 else None
     out = node.outputs[0]
-    ct, item = ctx.ct(out), itemsize(out)
-    blas = "scipy_cblas_dgemm" if out.dtype == "float64" else "scipy_cblas_sgemm"
     product_where = _where_text(node, getattr(node.tag, "product_trace", node.trace))
-    ua, ub = _operand(ctx, a, op.trans_a), _operand(ctx, b, op.trans_b)
-    shp, osh = ctx.tmp("pshape"), ctx.tmp("oshape")
+    args = [product_where, _where_text(node, node.trace)]
+    ops = [f"&{ctx.arr(a)}", str(int(op.trans_a)), f"&{ctx.arr(b)}", str(int(op.trans_b))]
+    cs = [f"&{ctx.arr(c)}", str(c.ndim)] if c is not None else ["NULL", "0"]
+    shp = ctx.tmp("shape")
     ctx.w(f"int64_t {shp}[2];")
-    ctx.w(f"if (sg_matmul_shape(err, {product_where}, &{ua}, 2, &{ub}, 2, {shp}, 2)) goto fail;")
-    ctx.w(f"int64_t {osh}[2] = {{{shp}[0], {shp}[1]}};")
-    if c is not None:
-        C = ctx.arr(c)
-        with ctx.w.block(f"if (sg_broadcast_into({osh}, 2, {C}.shape, {c.ndim}) >= 0)"):
-            ctx.w("char sa[96], sb[96];")
-            ctx.fail(node, "shape", "shapes %s and %s cannot be broadcast together",
-                     f"sg_shape_str(sa, sizeof sa, {shp}, 2)",
-                     f"sg_shape_str(sb, sizeof sb, {C}.shape, {c.ndim})")
-    O = ctx.alloc(node, out, [f"{osh}[0]", f"{osh}[1]"])
-    m, n, k = f"{shp}[0]", f"{shp}[1]", f"{ua}.shape[1]"
-    if c is not None:
-        _fill_beta_c(ctx, op, c, out, O, osh)
-    ta, tb, lda, ldb = (ctx.tmp(p) for p in ("ta", "tb", "lda", "ldb"))
-    ctx.w(f"enum CBLAS_TRANSPOSE {ta}, {tb}; int64_t {lda}, {ldb};")
-    ctx.w(f"if (sg_gemm_operand(err, {product_where}, ws, &{ua}, 2, {item}, &{ta}, &{lda}) || "
-          f"sg_gemm_operand(err, {product_where}, ws, &{ub}, 2, {item}, &{tb}, &{ldb})) goto fail;")
-    alpha = ctx.literal(op.alpha, out.dtype)
-
-    def gemm(dst, beta):
-        ctx.w(f"{blas}(CblasRowMajor, {ta}, {tb}, (blasint){m}, (blasint){n}, (blasint){k}, "
-              f"{alpha}, ({ct} *){ua}.data, (blasint){lda}, ({ct} *){ub}.data, (blasint){ldb}, "
-              f"{beta}, ({ct} *){dst}, (blasint){n});")
-
-    if c is None:
-        with ctx.w.block(f"if ({k} == 0)"):
-            ctx.w(f"memset({O}.data, 0, (size_t)({m} * {n}) * sizeof({ct}));")
-    with ctx.w.block(f"else if ({m} > 0 && {n} > 0)" if c is None else
-                     f"if ({k} > 0 && {m} > 0 && {n} > 0)"):
-        ctx.w(f"if (sg_blas_sizes(err, {product_where}, {m}, {k}, {n})) goto fail;")
-        if c is None:
-            gemm(f"{O}.data", 0)
-            return
-        with ctx.w.block(f"if ({osh}[0] == {m} && {osh}[1] == {n})"):
-            gemm(f"{O}.data", 1)
-        with ctx.w.block("else"):
-            _stretched_product(ctx, node, gemm, O, osh, m, n, ct)
-
-
-def _fill_beta_c(ctx, op, c, out, O, osh):
-    """The result's every element set to ``beta * c`` (broadcast), a row at a time: a copy of
-    a matrix or of a bias row is a plain loop the C compiler vectorises."""
-    st, ct = ctx.tmp("cst"), ctx.ct(out)
-    ctx.w(f"int64_t {st}[2];")
-    ctx.w(f"sg_broadcast_strides({st}, &{ctx.arr(c)}, {c.ndim}, {osh}, 2);")
-    i, j, src, dst = ctx.tmp("i"), ctx.tmp("j"), ctx.tmp("crow"), ctx.tmp("orow")
-    beta = "" if op.beta == 1 else f"{ctx.literal(op.beta, out.dtype)} * "
-    with ctx.w.block(f"for (int64_t {i} = 0; {i} < {osh}[0]; {i}++)"):
-        ctx.w(f"const {ct} *{src} = {ctx.ptr(c)} + {i} * {st}[0];")
-        ctx.w(f"{ct} *{dst} = ({ct} *){O}.data + {i} * {osh}[1];")
-        with ctx.w.block(f"if ({st}[1] == 1)"):
-            ctx.w(f"for (int64_t {j} = 0; {j} < {osh}[1]; {j}++) {dst}[{j}] = {beta}{src}[{j}];")
-        with ctx.w.block("else"):
-            ctx.w(f"for (int64_t {j} = 0; {j} < {osh}[1]; {j}++) "
-                  f"{dst}[{j}] = {beta}{src}[{j} * {st}[1]];")
-
-
-def _stretched_product(ctx, node, gemm, O, osh, m, n, ct):
-    """c stretched a product of one row or column: make the product apart, then add it."""
-    tmp = ctx.tmp("prod")
-    ctx.w(f"{ct} *{tmp} = sg_ws_alloc(ws, (size_t)({m} * {n}) * sizeof({ct}));")
-    with ctx.w.block(f"if (!{tmp})"):
-        ctx.fail(node, "nomem", "out of memory")
-    gemm(tmp, 0)
-    i, j = ctx.tmp("i"), ctx.tmp("j")
-    with ctx.w.block(f"for (int64_t {i} = 0; {i} < {osh}[0]; {i}++)"):
-        with ctx.w.block(f"for (int64_t {j} = 0; {j} < {osh}[1]; {j}++)"):
-            ctx.w(f"(({ct} *){O}.data)[{i} * {osh}[1] + {j}] += "
-                  f"{tmp}[({m} == 1 ? 0 : {i}) * {n} + ({n} == 1 ? 0 : {j})];")
+    ctx.w(f"if (sg_gemm_shape(err, {', '.join(args + ops + cs)}, {shp})) goto fail;")
+    O = ctx.alloc(node, out, [f"{shp}[0]", f"{shp}[1]"])
+    ctx.w(f"if (sg_gemm_{SUFFIX[out.dtype]}(err, {', '.join(args)}, ws, &{O}, {', '.join(ops)}, "
+          f"{ctx.literal(op.alpha, 'float64')}, {', '.join(cs)}, "
+          f"{ctx.literal(op.beta, 'float64')})) goto fail;")
 

@@ -10,6 +10,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, Variable, as_variable, user_trace
+from .calls_c import itemsize
 from .elemwise import cast
 from .shape import as_shape_vector, expand_dims, normalize_axis, shape_at, shape_entries, zeros_like
 
@@ -93,10 +94,14 @@ class Concatenate(Op):
         ctx.w(f"int64_t {at} = 0;")
         for x in xs:
             # Each input lands in the block of the result starting at ``at`` along the axis.
-            dst = f"{ctx.ptr(out)} + {at} * {name}.strides[{axis}]"
-            with ctx.nd_loop(ctx.arr(x), nd) as idx:
-                ctx.w(f"({dst})[{ctx.offset(out, idx)}] = ({ctx.ct(out)}){ctx.ptr(x)}"
-                      f"[{ctx.offset(x, idx)}];")
+            if x.dtype == out.dtype:
+                ctx.w(f"sg_copy_block(&{name}, {nd}, {axis}, {at}, &{ctx.arr(x)}, "
+                      f"{itemsize(out)});")
+            else:
+                dst = f"{ctx.ptr(out)} + {at} * {name}.strides[{axis}]"
+                with ctx.nd_loop(ctx.arr(x), nd) as idx:
+                    ctx.w(f"({dst})[{ctx.offset(out, idx)}] = ({ctx.ct(out)}){ctx.ptr(x)}"
+                          f"[{ctx.offset(x, idx)}];")
             ctx.w(f"{at} += {ctx.arr(x)}.shape[{axis}];")
 
 

@@ -8,13 +8,12 @@ length-1 axis, so that the C backend sees one clean op it can lower to a BLAS
 same reason.
 """
 
-import contextlib
-
 import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, as_variable, user_trace
+from .calls_c import SUFFIX, call
 from .elemwise import broadcast_static, cast, mul
 from .shape import dimshuffle, expand_dims, flatten, squeeze, sum_to
 
@@ -89,14 +88,7 @@ class MatMul(Op):
         return [ga, gb]
 
     def c_code(self, ctx, node):
-        a, b = node.inputs
-        out = node.outputs[0]
-        m, k, n, batch = _c_shapes(ctx, node, a, b)
-        ctx.alloc(node, out, [f"{batch}[{d}]" for d in range(out.ndim - 2)] + [m, n])
-        if _dt.is_float(out.dtype):
-            _c_gemm(ctx, node, m, k, n)
-        else:
-            _c_int_matmul(ctx, node, m, k, n)
+        _c_matmul(ctx, node)
 
 
 def _to_input(make, x):
@@ -195,60 +187,30 @@ def outer(a, b):
 
 # --------------------------------------------------------------------------- C lowering
 #
-# Float products call BLAS gemm once per (broadcast) batch matrix. gemm reads a
-# row-major matrix with any leading dimension, or its transpose: an operand
-# whose last axis has stride 1 goes in as it is, one whose axis -2 has stride 1
-# (a ``.T`` view) goes in with the Trans flag, and only other layouts (stride 0
-# or negative, both strides > 1) or another dtype are copied first.
+# The product is sg_matmul_<dtype> of sg_ops.h: BLAS gemm once per (broadcast)
+# batch matrix for floats, with transposed views folded into gemm's Trans
+# flags, and wrapping integer sums (BLAS has none) for ints and bools. An
+# operand of another dtype is first converted into a C-contiguous copy here.
 
-def _c_shapes(ctx, node, a, b):
-    """C expressions (M, K, N) and a C array of the broadcast batch shape; mismatches fail."""
-    A, B, nb = ctx.arr(a), ctx.arr(b), node.outputs[0].ndim - 2
-    m, k = f"{A}.shape[{a.ndim - 2}]", f"{A}.shape[{a.ndim - 1}]"
-    k2, n = f"{B}.shape[{b.ndim - 2}]", f"{B}.shape[{b.ndim - 1}]"
-    shapes = [f"sg_shape_str(sa, sizeof sa, {A}.shape, {a.ndim})",
-              f"sg_shape_str(sb, sizeof sb, {B}.shape, {b.ndim})"]
-    with ctx.w.block(f"if ({k} != {k2})"):
-        ctx.w("char sa[96], sb[96];")
-        ctx.fail(node, "shape", "shapes %s and %s cannot be multiplied (contracted lengths "
-                                "%lld and %lld)", *shapes, f"(long long){k}", f"(long long){k2}")
-    batch = ctx.tmp("batch")
-    ctx.w(f"int64_t {batch}[{max(nb, 1)}];")
-    ctx.w(f"for (int d = 0; d < {nb}; d++) {batch}[d] = 1;")
-    with ctx.w.block(f"if (sg_broadcast_into({batch}, {nb}, {A}.shape, {a.ndim - 2}) >= 0 || "
-                     f"sg_broadcast_into({batch}, {nb}, {B}.shape, {b.ndim - 2}) >= 0)"):
-        ctx.w("char sa[96], sb[96];")
-        ctx.fail(node, "shape", "shapes %s and %s cannot be multiplied (their batch shapes do "
-                                "not broadcast)", *shapes)
-    return m, k, n, batch
+def _c_matmul(ctx, node):
+    a, b = node.inputs
+    out = node.outputs[0]
+    shape = ctx.tmp("shape")
+    ctx.w(f"int64_t {shape}[{out.ndim}];")
+    call(ctx, node, "sg_matmul_shape", f"&{ctx.arr(a)}", str(a.ndim), f"&{ctx.arr(b)}",
+         str(b.ndim), shape, str(out.ndim))
+    ctx.alloc(node, out, [f"{shape}[{d}]" for d in range(out.ndim)])
+    ua, ub = (_c_in_dtype(ctx, node, v, out) for v in (a, b))
+    call(ctx, node, f"sg_matmul_{SUFFIX[out.dtype]}", "ws", f"&{ctx.arr(out)}", str(out.ndim),
+         f"&{ua}", str(a.ndim), f"&{ub}", str(b.ndim))
 
 
-def _c_operand(ctx, node, v, out):
-    """A local sg_arr for operand ``v`` that gemm can read, its Trans flag and leading dim."""
-    u, t, ld = ctx.tmp("mat"), ctx.tmp("trans"), ctx.tmp("ld")
-    V, nd = ctx.arr(v), v.ndim
-    ctx.w(f"sg_arr {u} = {V};")
-    ctx.w(f"enum CBLAS_TRANSPOSE {t} = CblasNoTrans; int64_t {ld} = -1;")
-    r, c, sr, sc = (ctx.tmp(x) for x in ("rows", "cols", "sr", "sc"))
-    ctx.w(f"int64_t {r} = {V}.shape[{nd - 2}], {c} = {V}.shape[{nd - 1}], "
-          f"{sr} = {V}.strides[{nd - 2}], {sc} = {V}.strides[{nd - 1}];")
+def _c_in_dtype(ctx, node, v, out):
+    """The sg_arr of operand ``v``, or of a C-contiguous copy converted to ``out``'s dtype."""
     if v.dtype == out.dtype:
-        # The stride of a length-1 axis is never used: pick the one that avoids a copy.
-        ctx.w(f"if ({r} <= 1) {sr} = {sc} == 1 ? ({c} > 1 ? {c} : 1) : 1;")
-        ctx.w(f"if ({c} <= 1) {sc} = 1;")
-        ctx.w(f"if ({sc} == 1 && {sr} >= ({c} > 1 ? {c} : 1) && {sr} <= INT32_MAX) {ld} = {sr};")
-        with ctx.w.block(f"else if ({sr} == 1 && {sc} >= ({r} > 1 ? {r} : 1) && "
-                         f"{sc} <= INT32_MAX)"):
-            ctx.w(f"{t} = CblasTrans; {ld} = {sc};")
-    with ctx.w.block(f"if ({ld} < 0)"):
-        _c_copy_operand(ctx, node, v, u, ctx.ct(out))
-        ctx.w(f"{ld} = {c} > 1 ? {c} : 1;")
-    return u, t, ld
-
-
-def _c_copy_operand(ctx, node, v, u, ct):
-    """Make ``u`` a C-contiguous copy of ``v`` in the workspace, converted to ``ct``."""
-    V, nd = ctx.arr(v), v.ndim
+        return ctx.arr(v)
+    u, V, nd, ct = ctx.tmp("mat"), ctx.arr(v), v.ndim, ctx.ct(out)
+    ctx.w(f"sg_arr {u} = {V};")
     ctx.w(f"{u}.data = sg_ws_alloc(ws, (size_t)sg_size(&{V}, {nd}) * sizeof({ct}));")
     with ctx.w.block(f"if (!{u}.data)"):
         ctx.fail(node, "nomem", "out of memory")
@@ -257,83 +219,4 @@ def _c_copy_operand(ctx, node, v, u, ct):
     ctx.w(f"int64_t {pos} = 0;")
     with ctx.nd_loop(V, nd) as idx:
         ctx.w(f"(({ct} *){u}.data)[{pos}++] = ({ct}){ctx.ptr(v)}[{ctx.offset(v, idx)}];")
-
-
-def _c_gemm(ctx, node, m, k, n):
-    a, b = node.inputs
-    out = node.outputs[0]
-    C, ct = ctx.arr(out), ctx.ct(out)
-    ua, ta, lda = _c_operand(ctx, node, a, out)
-    ub, tb, ldb = _c_operand(ctx, node, b, out)
-    gemm = "scipy_cblas_dgemm" if ct == "double" else "scipy_cblas_sgemm"
-
-    def call(rows, a_off, b_off, c_off):
-        _c_check_int32(ctx, node, rows, k, n)
-        ctx.w(f"{gemm}(CblasRowMajor, {ta}, {tb}, (blasint)({rows}), (blasint){n}, (blasint){k}, "
-              f"1, ({ct} *){ua}.data + {a_off}, (blasint){lda}, ({ct} *){ub}.data + {b_off}, "
-              f"(blasint){ldb}, 0, ({ct} *){C}.data + {c_off}, (blasint){n});")
-
-    def per_batch():
-        with _c_batches(ctx, out, [(ua, a), (ub, b)]) as ((oa, ob), pos):
-            call(m, oa, ob, f"{pos} * {m} * {n}")
-
-    with ctx.w.block(f"if ({k} == 0)"):
-        ctx.w(f"memset({C}.data, 0, (size_t)sg_size(&{C}, {out.ndim}) * sizeof({ct}));")
-    with ctx.w.block(f"else if ({m} > 0 && {n} > 0)"):
-        if not (b.ndim == 2 and a.ndim > 2):
-            per_batch()
-            return
-        # A contiguous stack of matrices times one matrix is one tall product.
-        with ctx.w.block(f"if ({ta} == CblasNoTrans && sg_is_contiguous(&{ua}, {a.ndim}))"):
-            call(f"sg_size(&{ua}, {a.ndim}) / {k}", "0", "0", "0")
-        with ctx.w.block("else"):
-            per_batch()
-
-
-def _c_check_int32(ctx, node, m, k, n):
-    with ctx.w.block(f"if (({m}) > INT32_MAX || ({k}) > INT32_MAX || ({n}) > INT32_MAX)"):
-        ctx.fail(node, "shape", "a product of %lld x %lld and %lld x %lld matrices exceeds the "
-                                "32-bit sizes of BLAS", f"(long long)({m})", f"(long long)({k})",
-                 f"(long long)({k})", f"(long long)({n})")
-
-
-@contextlib.contextmanager
-def _c_batches(ctx, out, operands):
-    """Loops over the result's batch of matrices; yields the element offset of each operand's
-    matrix (``operands``: (sg_arr name, variable) pairs) and the batch number."""
-    C, nb = ctx.arr(out), out.ndim - 2
-    strides = []
-    for arr, v in operands:
-        st = ctx.tmp("bst")
-        ctx.w(f"int64_t {st}[{max(nb, 1)}];")
-        ctx.w(f"sg_broadcast_strides({st}, &{arr}, {v.ndim - 2}, {C}.shape, {nb});")
-        strides.append(st)
-    pos = ctx.tmp("nth")
-    ctx.w(f"int64_t {pos} = 0;")
-    with ctx.nd_loop(C, nb) as idx:
-        yield [" + ".join(f"{i} * {st}[{d}]" for d, i in enumerate(idx)) or "0"
-               for st in strides], pos
-        ctx.w(f"{pos}++;")
-
-
-def _c_int_matmul(ctx, node, m, k, n):
-    """Integer and bool products in NumPy's dtype (BLAS has none): wrapping sums of products,
-    or for bool a logical or of ands."""
-    a, b = node.inputs
-    out = node.outputs[0]
-    A, B, ct = ctx.arr(a), ctx.arr(b), ctx.ct(out)
-    i, j, kk = ctx.tmp("i"), ctx.tmp("j"), ctx.tmp("k")
-    with _c_batches(ctx, out, [(A, a), (B, b)]) as ((oa, ob), pos):
-        with ctx.w.block(f"for (int64_t {i} = 0; {i} < {m}; {i}++)"), \
-                ctx.w.block(f"for (int64_t {j} = 0; {j} < {n}; {j}++)"):
-            x = (f"{ctx.ptr(a)}[{oa} + {i} * {A}.strides[{a.ndim - 2}] + "
-                 f"{kk} * {A}.strides[{a.ndim - 1}]]")
-            y = (f"{ctx.ptr(b)}[{ob} + {kk} * {B}.strides[{b.ndim - 2}] + "
-                 f"{j} * {B}.strides[{b.ndim - 1}]]")
-            ctx.w("uint64_t acc = 0;")
-            with ctx.w.block(f"for (int64_t {kk} = 0; {kk} < {k}; {kk}++)"):
-                if ct == "uint8_t":
-                    ctx.w(f"if ({x} && {y}) {{ acc = 1; break; }}")
-                else:
-                    ctx.w(f"acc += (uint64_t)({ct}){x} * (uint64_t)({ct}){y};")
-            ctx.w(f"{ctx.ptr(out)}[({pos} * {m} + {i}) * {n} + {j}] = ({ct})acc;")
+    return u

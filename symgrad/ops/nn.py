@@ -366,7 +366,7 @@ def _row_sumexp(ctx, r, at, ct, m):
     s, f = ctx.tmp("s"), "f" if ct == "float" else ""
     ctx.w(f"double {s} = 0;")
     with r.each() as (offs, _):
-        ctx.w(f"{s} += exp{f}({at(offs)} - {m});")
+        ctx.w(f"{s} += sg_exp{f}({at(offs)} - {m});")
     return s
 
 
@@ -375,7 +375,7 @@ def _softmax_row(ctx, r, x_at, out_at, ct):
     s, f = ctx.tmp("s"), "f" if ct == "float" else ""
     ctx.w(f"double {s} = 0;")
     with r.each() as (offs, _):  # store the exponentials, then normalise them in place
-        ctx.w(f"{out_at(offs)} = exp{f}({x_at(offs)} - {m}); {s} += {out_at(offs)};")
+        ctx.w(f"{out_at(offs)} = sg_exp{f}({x_at(offs)} - {m}); {s} += {out_at(offs)};")
     with r.each() as (offs, _):
         ctx.w(f"{out_at(offs)} = ({ct})({out_at(offs)} / {s});")
 
@@ -383,7 +383,7 @@ def _softmax_row(ctx, r, x_at, out_at, ct):
 def _log_softmax_row(ctx, r, x_at, out_at, ct):
     m = _row_max(ctx, r, x_at, ct)
     s, ls = _row_sumexp(ctx, r, x_at, ct, m), ctx.tmp("ls")
-    ctx.w(f"{ct} {ls} = ({ct})log({s});")
+    ctx.w(f"{ct} {ls} = ({ct})sg_log({s});")
     with r.each() as (offs, _):
         ctx.w(f"{out_at(offs)} = ({x_at(offs)} - {m}) - {ls};")
 
@@ -443,6 +443,6 @@ def _cross_entropy_c(ctx, node):
         m = _row_max(ctx, r, at, ct)
         s = _row_sumexp(ctx, r, at, ct, m)
         picked = f"{ctx.ptr(logits)}[{r.o} * {z}.strides[0] + {lab} * {z}.strides[1]]"
-        ctx.w(f"{ctx.ptr(out)}[{r.o}] = ({ct})log({s}) - ({picked} - {m});")
+        ctx.w(f"{ctx.ptr(out)}[{r.o}] = ({ct})sg_log({s}) - ({picked} - {m});")
 
     walk_rows(ctx, [z], 2, 1, row)

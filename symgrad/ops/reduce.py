@@ -17,6 +17,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType, as_variable, user_trace
+from .calls_c import SUFFIX, call
 from .elemwise import cast, eq, exp, sqrt, square, where
 from .rows_c import permuted_view, walk_rows
 from .shape import broadcast_to, expand_dims, normalize_axis, shape, shape_at
@@ -166,8 +167,8 @@ class Sum(Reduce):
         return _spread(g, x, self.axis, self.keepdims)
 
     def c_code(self, ctx, node):
-        out = node.outputs[0]
-        reduce_c(ctx, node, self.axis, self.keepdims, _sum_fold(ctx, out.dtype, ctx.ct(out)))
+        if not sum_into_c(ctx, node, self.axis, self.keepdims, mean=False):
+            reduce_call(ctx, node, "sum", self.axis, self.keepdims)
 
 
 class Mean(Reduce):
@@ -188,11 +189,9 @@ class Mean(Reduce):
         return _spread(g / _count(x, self.axis, g.dtype), x, self.axis, self.keepdims)
 
     def c_code(self, ctx, node):
-        # the row's length divides the total: 0 / 0 is NaN for an empty mean, as in NumPy
-        out, src = node.outputs[0], ctx.arr(node.inputs[0])
-        count = " * ".join(f"{src}.shape[{a}]" for a in self.axis) or "1"
-        fold = _sum_fold(ctx, out.dtype, ctx.ct(out), mean_of=f"({count})")
-        reduce_c(ctx, node, self.axis, self.keepdims, fold)
+        # the count divides the total: 0 / 0 is NaN for an empty mean, as in NumPy
+        if not sum_into_c(ctx, node, self.axis, self.keepdims, mean=True):
+            reduce_call(ctx, node, "mean", self.axis, self.keepdims)
 
 
 class Prod(Reduce):
@@ -220,8 +219,7 @@ class Prod(Reduce):
         return _keep(g, self.axis, self.keepdims) * local
 
     def c_code(self, ctx, node):
-        out = node.outputs[0]
-        reduce_c(ctx, node, self.axis, self.keepdims, _prod_fold(ctx, out.dtype, ctx.ct(out)))
+        reduce_call(ctx, node, "prod", self.axis, self.keepdims)
 
 
 class Max(Reduce):
@@ -249,8 +247,7 @@ class Max(Reduce):
         x = node.inputs[0]
         _check_nonempty(ctx, node, x, self.axis, "cannot reduce an array of shape %s over the "
                         f"length-0 axis {self.axis}; the {self.name} of nothing is undefined")
-        fold = _extreme_fold(ctx, self.name, x.dtype, ctx.ct(x))
-        reduce_c(ctx, node, self.axis, self.keepdims, fold)
+        reduce_call(ctx, node, self.name, self.axis, self.keepdims)
 
 
 class Min(Max):
@@ -325,8 +322,7 @@ class ArgReduce(Op):
         x, axes = node.inputs[0], self.axes(node.inputs[0].ndim)
         _check_nonempty(ctx, node, x, axes, f"an array of shape %s has no {self.name} along "
                         f"axis={self.axis} (length 0)")
-        fold = _arg_fold(ctx, self.name[3:], x.dtype, ctx.ct(x))
-        reduce_c(ctx, node, axes, self.keepdims, fold)
+        reduce_call(ctx, node, self.name, axes, self.keepdims)
 
 
 class Argmax(ArgReduce):
@@ -529,10 +525,13 @@ def logsumexp(x, axis=None, keepdims=False):
 
 # --------------------------------------------------------------------------- C lowering
 #
-# Every reduction is a fold over rows (rows_c.walk_rows): the input is viewed
-# with its kept axes first and its reduced axes last, so one output element is
-# one row. An op describes its fold (`_Fold`: accumulators, one step per pass
-# over the row, the result) and `reduce_c` does the rest.
+# Every reduction is a fold over rows: the input is viewed with its kept axes
+# first and its reduced axes last, so one output element is one row. sum, mean,
+# prod, max, min, argmax and argmin are functions of sg_ops.h, one per input
+# dtype (`reduce_call`); logsumexp's two passes are written out here as a
+# `_Fold` that `reduce_c` walks with rows_c.walk_rows. A float sum or mean is
+# instead an accumulation in input order (`sum_into_c`), as codegen.fusion
+# does when it fuses one with its elementwise producer.
 
 class _Fold:
     """One row's reduction in C.
@@ -557,6 +556,36 @@ def _check_nonempty(ctx, node, x, axes, message):
     with ctx.w.block(f"if ({test})"):
         ctx.fail(node, "shape", message, f"sg_shape_str(sbuf, sizeof sbuf, {ctx.arr(x)}.shape, "
                                          f"{x.ndim})")
+
+
+def reduce_call(ctx, node, fold, axes, keepdims):
+    """Allocate the reduction's result and fill it with ``sg_<fold>_<in>_<out>`` of sg_ops.h."""
+    x, out = node.inputs[0], node.outputs[0]
+    src = ctx.arr(x)
+    kept = [a for a in range(x.ndim) if a not in axes]
+    shape = [("1" if a in axes else f"{src}.shape[{a}]") for a in range(x.ndim)
+             if keepdims or a not in axes]
+    dst = ctx.alloc(node, out, shape)
+    view, order = ctx.tmp("perm"), ", ".join(map(str, kept + list(axes))) or "0"
+    ctx.w(f"sg_arr {view} = sg_permuted(&{src}, {x.ndim}, (const int[]){{{order}}});")
+    ctx.w(f"sg_{fold}_{SUFFIX[x.dtype]}_{SUFFIX[out.dtype]}(&{dst}, &{view}, {x.ndim}, "
+          f"{len(axes)});")
+
+
+def sum_into_c(ctx, node, axes, keepdims, mean):
+    """A float sum or mean in its input's dtype: ``sg_sum_into_<dtype>``, which adds every
+    element into its result element (as a fused accumulation does). False for other dtypes."""
+    x, out = node.inputs[0], node.outputs[0]
+    if x.dtype not in ("float32", "float64") or out.dtype != x.dtype:
+        return False
+    src = ctx.arr(x)
+    shape = [("1" if a in axes else f"{src}.shape[{a}]") for a in range(x.ndim)
+             if keepdims or a not in axes]
+    dst = ctx.alloc(node, out, shape)
+    flags = ", ".join("1" if a in axes else "0" for a in range(x.ndim)) or "0"
+    call(ctx, node, f"sg_sum_into_{SUFFIX[x.dtype]}", f"&{dst}", str(out.ndim), f"&{src}",
+         str(x.ndim), f"(const int[]){{{flags}}}", str(int(keepdims)), str(int(mean)))
+    return True
 
 
 def reduce_c(ctx, node, axes, keepdims, fold):
@@ -584,58 +613,11 @@ def reduce_c(ctx, node, axes, keepdims, fold):
     walk_rows(ctx, [view], x.ndim, len(axes), row)
 
 
-def _wide_ctype(dtype):
-    """Accumulator C type for sums and products: doubles for floats (float32 sums gain
-    accuracy), uint64_t for integers (wraps like NumPy, where signed overflow is UB in C)."""
-    return {"float64": "double", "float32": "double", "int64": "uint64_t"}[dtype]
-
-
-def _sum_fold(ctx, out_dtype, ct, mean_of=None):
-    acc = ctx.tmp("acc")
-    total = f"({ct}){acc}" if mean_of is None else f"({ct})({acc} / (double){mean_of})"
-    wide = _wide_ctype(out_dtype)
-    return _Fold([f"{wide} {acc} = 0;"], [lambda v, pos: f"{acc} += ({wide}){v};"], total)
-
-
-def _prod_fold(ctx, out_dtype, ct):
-    # float32 multiplies in float32 as NumPy does (same overflow to inf)
-    acc = ctx.tmp("acc")
-    t = ct if out_dtype == "float32" else _wide_ctype(out_dtype)
-    return _Fold([f"{t} {acc} = 1;"], [lambda v, pos: f"{acc} *= ({t}){v};"], f"({ct}){acc}")
-
-
-_EXTREME = {("max", "float64"): "(-INFINITY)", ("max", "float32"): "(-INFINITY)",
-            ("max", "int64"): "INT64_MIN", ("max", "int32"): "INT32_MIN", ("max", "bool"): "0",
-            ("min", "float64"): "INFINITY", ("min", "float32"): "INFINITY",
-            ("min", "int64"): "INT64_MAX", ("min", "int32"): "INT32_MAX", ("min", "bool"): "1"}
-
-
-def _extreme_fold(ctx, which, dtype, ct):
-    """max / min; a NaN wins and stays (NumPy propagates NaN)."""
-    acc, cmp, is_float = ctx.tmp("acc"), ">" if which == "max" else "<", _dt.is_float(dtype)
-
-    def step(v, pos):
-        nan = f" || {v} != {v}" if is_float else ""
-        return f"if ({v} {cmp} {acc}{nan}) {acc} = {v};"
-    return _Fold([f"{ct} {acc} = {_EXTREME[which, dtype]};"], [step], acc)
-
-
-def _arg_fold(ctx, which, dtype, ct):
-    """argmax / argmin: the first extreme; the first NaN once one is seen (as NumPy)."""
-    best, at = ctx.tmp("best"), ctx.tmp("at")
-    cmp, is_float = ">" if which == "max" else "<", _dt.is_float(dtype)
-
-    def step(v, pos):
-        nan = f" || ({v} != {v} && {best} == {best})" if is_float else ""
-        return f"if ({pos} == 0 || {v} {cmp} {best}{nan}) {{ {best} = {v}; {at} = {pos}; }}"
-    return _Fold([f"{ct} {best} = 0; int64_t {at} = 0;"], [step], at)
-
-
 def _logsumexp_fold(ctx, ct):
     """Two passes: the maximum (0 when not finite, as ``compute``), then log of the shifted sum."""
     m, s = ctx.tmp("m"), ctx.tmp("s")
     f = "f" if ct == "float" else ""
     return _Fold([f"{ct} {m} = -INFINITY; double {s} = 0;"],
                  [lambda v, pos: f"if (({ct}){v} > {m}) {m} = ({ct}){v};",
-                  lambda v, pos: f"{s} += exp{f}(({ct}){v} - {m});"],
-                 f"({ct})(log({s}) + {m})", after=[f"if (!isfinite({m})) {m} = 0;"])
+                  lambda v, pos: f"{s} += sg_exp{f}(({ct}){v} - {m});"],
+                 f"({ct})(sg_log({s}) + {m})", after=[f"if (!isfinite({m})) {m} = 0;"])

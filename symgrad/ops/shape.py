@@ -9,6 +9,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType, Variable, as_variable
+from .calls_c import SUFFIX, call, itemsize
 
 __all__ = ["shape", "shape_at", "make_vector", "dimshuffle", "transpose", "expand_dims",
            "squeeze", "broadcast_to", "sum_to", "reshape", "flatten", "alloc", "zeros", "ones",
@@ -467,85 +468,33 @@ def _dimshuffle_c(self, ctx, node):
 
 
 def _target_shape(ctx, node, shp, ndim):
-    """Read an int64 shape vector into a C array, refusing negative lengths."""
+    """Read an int64 shape vector into a C array (checked by the op that uses it)."""
     t = ctx.tmp("tgt")
-    ctx.w(f"int64_t {t}[{max(ndim, 1)}];")
-    for k in range(ndim):
-        ctx.w(f"{t}[{k}] = {ctx.ptr(shp)}[{k} * {ctx.arr(shp)}.strides[0]];")
+    ctx.w(f"int64_t {t}[{max(ndim, 1)}]; sg_read_shape({t}, &{ctx.arr(shp)}, {ndim});")
     return t
 
 
 def _broadcast_to_c(self, ctx, node):
     (x, shp), out = node.inputs, node.outputs[0]
-    nd, lead, src = out.ndim, out.ndim - x.ndim, ctx.arr(x)
-    t = _target_shape(ctx, node, shp, nd)
-    st = ctx.tmp("st")
-    ctx.w(f"int64_t {st}[{max(nd, 1)}];")
-    with ctx.w.block(f"for (int k = 0; k < {nd}; k++)"):
-        ctx.w(f"int j = k - {lead};")
-        ctx.w(f"int64_t s = j < 0 ? 1 : {src}.shape[j];")
-        with ctx.w.block(f"if ({t}[k] < 0 || (s != {t}[k] && s != 1))"):
-            ctx.w("char a[96], b[96];")
-            ctx.fail(node, "shape", "cannot broadcast shape %s to %s",
-                     f"sg_shape_str(a, sizeof a, {src}.shape, {x.ndim})",
-                     f"sg_shape_str(b, sizeof b, {t}, {nd})")
-        ctx.w(f"{st}[k] = (j < 0 || s != {t}[k]) ? 0 : {src}.strides[j];")
-    ctx.view(out, x, "0", [f"{t}[{k}]" for k in range(nd)], [f"{st}[{k}]" for k in range(nd)])
+    t = _target_shape(ctx, node, shp, out.ndim)
+    name = ctx.declare(out)
+    call(ctx, node, "sg_broadcast_view", f"&{name}", str(out.ndim), f"&{ctx.arr(x)}",
+         str(x.ndim), t)
 
 
 def _sum_to_c(self, ctx, node):
     (g, shp), out = node.inputs, node.outputs[0]
-    nd, gd = out.ndim, g.ndim
-    t = _target_shape(ctx, node, shp, nd)
-    src = ctx.arr(g)
-    with ctx.w.block(f"for (int k = 0; k < {nd}; k++)"):
-        ctx.w(f"int64_t s = {src}.shape[k + {gd - nd}];")
-        with ctx.w.block(f"if ({t}[k] < 0 || ({t}[k] != s && {t}[k] != 1))"):
-            ctx.w("char a[96], b[96];")
-            ctx.fail(node, "shape", "shape %s is not a broadcast of %s",
-                     f"sg_shape_str(a, sizeof a, {src}.shape, {gd})",
-                     f"sg_shape_str(b, sizeof b, {t}, {nd})")
-    name = ctx.alloc(node, out, [f"{t}[{k}]" for k in range(nd)])
-    ctx.w(f"memset({name}.data, 0, (size_t)sg_size(&{name}, {nd}) * sizeof({ctx.ct(out)}));")
-    dst = ctx.tmp("dst")
-    ctx.w(f"int64_t {dst}[{max(gd, 1)}];")
-    ctx.w(f"for (int k = 0; k < {gd}; k++) {dst}[k] = 0;")
-    with ctx.w.block(f"for (int k = 0; k < {nd}; k++)"):
-        ctx.w(f"{dst}[k + {gd - nd}] = {name}.shape[k] == 1 ? 0 : {name}.strides[k];")
-    with ctx.nd_loop(src, gd) as idx:
-        ctx.w(f"{ctx.ptr(out)}[{ctx.offset(g, idx, dst)}] += {ctx.ptr(g)}[{ctx.offset(g, idx)}];")
+    t = _target_shape(ctx, node, shp, out.ndim)
+    call(ctx, node, "sg_sum_to_check", f"&{ctx.arr(g)}", str(g.ndim), t, str(out.ndim))
+    name = ctx.alloc(node, out, [f"{t}[{k}]" for k in range(out.ndim)])
+    call(ctx, node, f"sg_sum_to_{SUFFIX[out.dtype]}", f"&{name}", str(out.ndim),
+         f"&{ctx.arr(g)}", str(g.ndim))
 
 
 def _reshape_c(self, ctx, node):
+    # A view of a contiguous input, else a C-order copy (sg_reshape resolves a -1).
     (x, shp), out = node.inputs, node.outputs[0]
-    nd, src = out.ndim, ctx.arr(x)
-    t = _target_shape(ctx, node, shp, nd)
-    size, known, fill = ctx.tmp("size"), ctx.tmp("known"), ctx.tmp("fill")
-    ctx.w(f"int64_t {size} = sg_size(&{src}, {x.ndim}), {known} = 1; int {fill} = -1;")
-    with ctx.w.block(f"for (int k = 0; k < {nd}; k++)"):
-        ctx.w(f"if ({t}[k] == -1 && {fill} < 0) {{ {fill} = k; continue; }}")
-        ctx.w(f"if ({t}[k] < 0) {{ {known} = -1; break; }}")
-        ctx.w(f"{known} *= {t}[k];")
-    ctx.w(f"if ({fill} >= 0 && {known} > 0 && {size} % {known} == 0) {t}[{fill}] = {size} / {known};")
-    ctx.w(f"else if ({fill} >= 0 && {known} == 0 && {size} == 0) {t}[{fill}] = 0;")
-    ctx.w(f"else if ({fill} >= 0) {known} = -1;")
-    with ctx.w.block(f"if ({known} < 0 || ({fill} < 0 && {known} != {size}))"):
-        ctx.w("char a[96];")
-        ctx.fail(node, "shape", "cannot reshape an array of shape %s to the requested shape",
-                 f"sg_shape_str(a, sizeof a, {src}.shape, {x.ndim})")
+    t = _target_shape(ctx, node, shp, out.ndim)
     name = ctx.declare(out)
-    with ctx.w.block(f"if (sg_is_contiguous(&{src}, {x.ndim}))"):
-        ctx.w(f"{name}.data = {src}.data;")
-        ctx.w(f"for (int k = 0; k < {nd}; k++) {name}.shape[k] = {t}[k];")
-        ctx.w(f"sg_contiguous(&{name}, {nd});")
-    with ctx.w.block("else"):
-        # A strided input is copied in C order, element by element.
-        ctx.w(f"for (int k = 0; k < {nd}; k++) {name}.shape[k] = {t}[k];")
-        ctx.w(f"sg_contiguous(&{name}, {nd});")
-        ctx.w(f"{name}.data = sg_ws_alloc(ws, (size_t)({size} ? {size} : 1) * sizeof({ctx.ct(out)}));")
-        with ctx.w.block(f"if (!{name}.data)"):
-            ctx.fail(node, "nomem", "out of memory")
-        pos = ctx.tmp("pos")
-        ctx.w(f"int64_t {pos} = 0;")
-        with ctx.nd_loop(src, x.ndim) as idx:
-            ctx.w(f"{ctx.ptr(out)}[{pos}++] = {ctx.ptr(x)}[{ctx.offset(x, idx)}];")
+    call(ctx, node, "sg_reshape", "ws", f"&{name}", str(out.ndim), f"&{ctx.arr(x)}",
+         str(x.ndim), t, itemsize(out))

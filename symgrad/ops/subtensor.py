@@ -22,6 +22,7 @@ from .. import dtypes as _dt
 from ..errors import IndexError as _IndexError
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType, user_trace
+from .calls_c import SUFFIX, call, itemsize
 from .elemwise import cast
 from .shape import sum_to, zeros_like
 
@@ -353,40 +354,22 @@ def c_const(p):
 def c_index(ctx, node, value, axis, n):
     """A C name holding the index ``value`` wrapped into [0, n); out of [-n, n) fails."""
     i = ctx.tmp("ix")
-    ctx.w(f"int64_t {i} = (int64_t)({value});")
-    with ctx.w.block(f"if ({i} < -({n}) || {i} >= ({n}))"):
-        ctx.fail(node, "index", f"index %lld is out of range for axis {axis} with size %lld",
-                 f"(long long){i}", f"(long long)({n})")
-    ctx.w(f"if ({i} < 0) {i} += {n};")
+    ctx.w(f"int64_t {i} = 0;")
+    call(ctx, node, "sg_wrap_index", f"(int64_t)({value})", str(axis), f"({n})", f"&{i}")
     return i
 
 
 def c_slice(ctx, node, e, inputs, n):
-    """``slice(*e).indices(n)`` at run time: C names of (start, step, length)."""
+    """``slice(*e).indices(n)`` at run time: C expressions of (start, step, length)."""
     vals = iter(inputs)
     parts = [None if p is None else f"(int64_t){ctx.ptr(next(vals))}[0]" if p == SCALAR
              else c_const(p) for p in e]
-    start, stop, step, length = (ctx.tmp(s) for s in ("start", "stop", "step", "len"))
-    lo, hi = ctx.tmp("lo"), ctx.tmp("hi")
-    ctx.w(f"int64_t {start}, {stop}, {length}, {step} = {parts[2] or 1};")
-    with ctx.w.block(f"if ({step} == 0)"):
-        ctx.fail(node, "value", "slice step cannot be zero")
-    ctx.w(f"int64_t {lo} = {step} < 0 ? -1 : 0, {hi} = {step} < 0 ? ({n}) - 1 : ({n});")
-    for name, part, default in ((start, parts[0], f"{step} < 0 ? {hi} : {lo}"),
-                                (stop, parts[1], f"{step} < 0 ? {lo} : {hi}")):
-        if part is None:
-            ctx.w(f"{name} = {default};")
-            continue
-        ctx.w(f"{name} = {part};")
-        ctx.w(f"if ({name} < 0) {{ {name} += {n}; if ({name} < {lo}) {name} = {lo}; }}")
-        ctx.w(f"else if ({name} > {hi}) {name} = {hi};")
-    # Unsigned division: no overflow for any step, INT64_MIN included.
-    ctx.w(f"if ({step} > 0) {length} = {stop} > {start} ? "
-          f"(int64_t)((uint64_t)({stop} - {start} - 1) / (uint64_t){step}) + 1 : 0;")
-    ctx.w(f"else {length} = {start} > {stop} ? "
-          f"(int64_t)((uint64_t)({start} - {stop} - 1) / (0 - (uint64_t){step})) + 1 : 0;")
-    ctx.w(f"if ({length} == 0) {start} = 0; /* an empty view stays inside the buffer */")
-    return start, step, length
+    given = (parts[0] is not None) | (parts[1] is not None) << 1
+    sl = ctx.tmp("slice")
+    ctx.w(f"int64_t {sl}[3];")
+    call(ctx, node, "sg_slice", f"({n})", str(given), parts[0] or "0", parts[1] or "0",
+         parts[2] or "1", sl)
+    return f"{sl}[0]", f"{sl}[1]", f"{sl}[2]"
 
 
 def c_resolve(ctx, node, idx, x, index_inputs):
@@ -444,14 +427,7 @@ def c_fresh_copy(ctx, node, x):
     out = node.outputs[0]
     src = ctx.arr(x)
     name = ctx.alloc(node, out, [f"{src}.shape[{k}]" for k in range(x.ndim)])
-    with ctx.w.block(f"if (sg_is_contiguous(&{src}, {x.ndim}))"):
-        ctx.w(f"memcpy({name}.data, {src}.data, (size_t)sg_size(&{src}, {x.ndim}) * "
-              f"sizeof({ctx.ct(out)}));")
-    with ctx.w.block("else"):
-        pos = ctx.tmp("pos")
-        ctx.w(f"int64_t {pos} = 0;")
-        with ctx.nd_loop(src, x.ndim) as idx:
-            ctx.w(f"{ctx.ptr(out)}[{pos}++] = {ctx.ptr(x)}[{ctx.offset(x, idx)}];")
+    ctx.w(f"sg_pack({name}.data, &{src}, {x.ndim}, {itemsize(out)});")
     return name
 
 
@@ -467,25 +443,22 @@ def c_store(ctx, dst, ctype, value, set_instead_of_inc):
 
 def c_value_strides(ctx, node, y, region_shape, rnd):
     """Strides of ``y`` broadcast to the region (a C array of ``rnd`` lengths); a misfit fails."""
-    src = ctx.arr(y)
-    cond = " || ".join(f"({src}.shape[{j}] != 1 && "
-                       f"{src}.shape[{j}] != {region_shape}[{rnd - y.ndim + j}])"
-                       for j in range(y.ndim)) or "0"
-    with ctx.w.block(f"if ({cond})"):
-        ctx.w("char ya[96], ra[96];")
-        ctx.fail(node, "shape", "a value of shape %s does not fit the region of shape %s",
-                 f"sg_shape_str(ya, sizeof ya, {src}.shape, {y.ndim})",
-                 f"sg_shape_str(ra, sizeof ra, {region_shape}, {rnd})")
     st = ctx.tmp("yst")
     ctx.w(f"int64_t {st}[{max(rnd, 1)}];")
-    ctx.w(f"sg_broadcast_strides({st}, &{src}, {y.ndim}, {region_shape}, {rnd});")
+    call(ctx, node, "sg_value_strides", f"&{ctx.arr(y)}", str(y.ndim), region_shape, str(rnd),
+         st)
     return st
 
 
 def c_put(ctx, node, region, rnd, y, set_instead_of_inc):
-    """Add ``y`` (broadcast) into, or write it to, the ``rnd``-d region ``region`` (an sg_arr)."""
+    """Add ``y`` (broadcast) into, or write it to, the ``rnd``-d region ``region`` (an sg_arr):
+    sg_put_<dtype> when ``y`` has the result's dtype, else a converting loop here."""
     out = node.outputs[0]
     yst = c_value_strides(ctx, node, y, f"{region}.shape", rnd)
+    if y.dtype == out.dtype:
+        ctx.w(f"sg_put_{SUFFIX[out.dtype]}(&{region}, {rnd}, &{ctx.arr(y)}, {yst}, "
+              f"{int(set_instead_of_inc)});")
+        return
     ct = ctx.ct(out)
     with ctx.nd_loop(region, rnd) as idx:
         dst = f"(({ct} *){region}.data)[{ctx.offset(out, idx, region + '.strides')}]"
