@@ -355,8 +355,8 @@ def _row_max(ctx, r, at, ct):
     """Pass 1: the row's maximum, replaced by 0 when not finite (as ``_shifted``)."""
     m = ctx.tmp("m")
     ctx.w(f"{ct} {m} = -INFINITY;")
-    with r.each() as (offs, _):
-        ctx.w(f"if ({at(offs)} > {m}) {m} = {at(offs)};")
+    with r.each(simd=f"reduction(max:{m})") as (offs, _):
+        ctx.w(f"{m} = {at(offs)} > {m} ? {at(offs)} : {m};")
     ctx.w(f"if (!isfinite({m})) {m} = 0;")
     return m
 
@@ -365,7 +365,7 @@ def _row_sumexp(ctx, r, at, ct, m):
     """Pass 2: the sum of ``exp(x - m)`` over the row (accumulated in double)."""
     s, f = ctx.tmp("s"), "f" if ct == "float" else ""
     ctx.w(f"double {s} = 0;")
-    with r.each() as (offs, _):
+    with r.each(simd=f"reduction(+:{s})") as (offs, _):
         ctx.w(f"{s} += sg_exp{f}({at(offs)} - {m});")
     return s
 
@@ -374,9 +374,10 @@ def _softmax_row(ctx, r, x_at, out_at, ct):
     m = _row_max(ctx, r, x_at, ct)
     s, f = ctx.tmp("s"), "f" if ct == "float" else ""
     ctx.w(f"double {s} = 0;")
-    with r.each() as (offs, _):  # store the exponentials, then normalise them in place
+    # store the exponentials, then normalise them in place
+    with r.each(simd=f"reduction(+:{s})") as (offs, _):
         ctx.w(f"{out_at(offs)} = sg_exp{f}({x_at(offs)} - {m}); {s} += {out_at(offs)};")
-    with r.each() as (offs, _):
+    with r.each(simd="") as (offs, _):
         ctx.w(f"{out_at(offs)} = ({ct})({out_at(offs)} / {s});")
 
 
@@ -384,7 +385,7 @@ def _log_softmax_row(ctx, r, x_at, out_at, ct):
     m = _row_max(ctx, r, x_at, ct)
     s, ls = _row_sumexp(ctx, r, x_at, ct, m), ctx.tmp("ls")
     ctx.w(f"{ct} {ls} = ({ct})sg_log({s});")
-    with r.each() as (offs, _):
+    with r.each(simd="") as (offs, _):
         ctx.w(f"{out_at(offs)} = ({x_at(offs)} - {m}) - {ls};")
 
 

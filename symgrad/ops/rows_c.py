@@ -29,8 +29,10 @@ class _FlatRow:
         self.ctx, self.o, self.inner, self.n = ctx, o, inner, n_views
 
     @contextlib.contextmanager
-    def each(self):
+    def each(self, simd=None):
         pos = self.ctx.tmp("j")
+        if simd is not None:  # the row is contiguous: let the compiler vectorise the pass
+            self.ctx.w(f"#pragma omp simd {simd}".rstrip())
         with self.ctx.w.block(f"for (int64_t {pos} = 0; {pos} < {self.inner}; {pos}++)"):
             yield [f"{self.o} * {self.inner} + {pos}"] * self.n, pos
 
@@ -42,7 +44,7 @@ class _StridedRow:
         self.ctx, self.o, self.views, self.bases, self.nk, self.nr = ctx, o, views, bases, nk, nr
 
     @contextlib.contextmanager
-    def each(self):
+    def each(self, simd=None):
         ctx, nk = self.ctx, self.nk
         idx = [ctx.tmp("j") for _ in range(self.nr)]
         # one row axis: its index is the position; several: count positions in C order
@@ -67,7 +69,9 @@ def walk_rows(ctx, views, nd, nr, row):
     ``r.o`` is the row's C-order number (the output element of a reduction);
     ``with r.each() as (offsets, pos):`` is one pass over the row's elements,
     giving each view's element offset and the element's C-order position in
-    the row. ``row`` may make several passes.
+    the row. ``row`` may make several passes. ``r.each(simd="reduction(+:s)")``
+    marks a pass whose iterations are independent (apart from the named
+    reductions): on contiguous rows it becomes an ``omp simd`` loop.
     """
     w, nk = ctx.w, nd - nr
     outer, inner = ctx.tmp("outer"), ctx.tmp("inner")
