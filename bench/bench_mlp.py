@@ -2,8 +2,9 @@
 
 Reports, per batch size, the symgrad step, a hand-written NumPy step and the
 GEMM floor (the step's eight matrix products alone through NumPy with
-preallocated outputs), and the ratios. Where PyTorch, JAX or PyTensor are
-installed, their rows would be added here (none is a dependency).
+preallocated outputs), and the ratios. Where PyTorch is installed, its eager
+step (same model, same SGD, in float32) is measured too; none of the peers is
+a dependency.
 
     python bench/bench_mlp.py
 """
@@ -101,6 +102,34 @@ def measure(fns, args, rounds=3):
     return best
 
 
+def torch_step(params):
+    """The same step in PyTorch eager mode, or None when torch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(int(os.environ.get("SYMGRAD_NUM_THREADS", "1")))
+    ps = [(torch.tensor(W, requires_grad=True), torch.tensor(b, requires_grad=True))
+          for W, b in params]
+    flat = [p for pair in ps for p in pair]
+    opt = torch.optim.SGD(flat, lr=float(LR))
+
+    def step(X, y):
+        X, y = torch.from_numpy(X), torch.from_numpy(y)
+        h = X
+        for i, (W, b) in enumerate(ps):
+            h = h @ W + b
+            if i < len(ps) - 1:
+                h = torch.relu(h)
+        loss = torch.nn.functional.cross_entropy(h, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
 def run_one():
     r = rng()
     params = init(r)
@@ -108,14 +137,24 @@ def run_one():
     for n in (32, 256):
         X = r.standard_normal((n, 784)).astype("float32")
         y = r.integers(0, 10, n)
-        t_floor, t_sg, t_np = measure([gemm_floor(params, n), symgrad_step(params),
-                                       numpy_step(params)], [(), (X, y), (X, y)])
-        rows.append([n, f"{t_floor * 1e3:.3f}", f"{t_sg * 1e3:.3f}", f"{t_sg / t_floor:.2f}x",
-                     f"{t_np * 1e3:.3f}", f"{t_np / t_floor:.2f}x"])
+        fns = [gemm_floor(params, n), symgrad_step(params), numpy_step(params)]
+        args = [(), (X, y), (X, y)]
+        torch_fn = torch_step(params)
+        if torch_fn is not None:
+            fns.append(torch_fn)
+            args.append((X, y))
+        times = measure(fns, args)
+        t_floor = times[0]
+        row = [n, f"{t_floor * 1e3:.3f}"]
+        for t in times[1:]:
+            row += [f"{t * 1e3:.3f}", f"{t / t_floor:.2f}x"]
+        rows.append(row)
     print(f"threads: {os.environ.get('SYMGRAD_NUM_THREADS')} (symgrad loops and BLAS, "
-          f"NumPy's BLAS)")
-    table(rows, ["batch", "GEMM floor ms", "symgrad ms", "symgrad/floor", "NumPy ms",
-                 "NumPy/floor"])
+          f"NumPy's BLAS{', torch' if len(rows[0]) > 6 else ''})")
+    header = ["batch", "GEMM floor ms", "symgrad ms", "symgrad/floor", "NumPy ms", "NumPy/floor"]
+    if len(rows[0]) > 6:
+        header += ["PyTorch ms", "PyTorch/floor"]
+    table(rows, header)
 
 
 def main():

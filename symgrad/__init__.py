@@ -30,3 +30,4 @@ from . import layers, optim  # noqa: F401,E402
 from .checkpoint import load, save  # noqa: F401,E402
 from .summaries import summary, summary_scope  # noqa: F401,E402
 from .train import train_step  # noqa: F401,E402
+from .report import explain  # noqa: F401,E402

@@ -7,6 +7,7 @@ the runtime extension, which releases the GIL while it computes.
 """
 
 import os
+import time
 
 import numpy as np
 
@@ -18,18 +19,31 @@ __all__ = ["CKernel"]
 
 
 class CKernel:
-    """``outputs`` of ``inputs`` as a compiled kernel."""
+    """``outputs`` of ``inputs`` as a compiled kernel.
+
+    For inspection it keeps ``steps`` (what ``sg_main`` does, one
+    ``codegen.steps.Step`` per emitted node or fused group), ``compile_times``
+    (seconds by stage: ``codegen``, ``compile``, ``load``) and ``cache_hit``.
+    """
 
     def __init__(self, inputs, outputs, name="kernel", profile=False):
         from . import _runtime
         from .compiler import compile_library
 
         self.n_inputs = len(inputs)
+        self.steps = []
+        t0 = time.perf_counter()
         self.source, self.leaves, self.timed = lower(
-            inputs, outputs, header=f"/* symgrad kernel: {name} */", profile=profile)
+            inputs, outputs, header=f"/* symgrad kernel: {name} */", profile=profile,
+            steps=self.steps)
         signature = (len(self.leaves), [np.dtype(v.dtype) for v in outputs],
                      [v.ndim for v in outputs])
-        self.path = compile_library(self.source, name="kernel")
+        self.signature = signature
+        t1 = time.perf_counter()
+        info = {}
+        self.path = compile_library(self.source, name="kernel", info=info)
+        self.cache_hit = info.get("cache_hit")
+        t2 = time.perf_counter()
         try:
             self.kernel = _runtime.Kernel(self.path, *signature)
         except _runtime.KernelLoadError:
@@ -43,6 +57,8 @@ class CKernel:
         # SYMGRAD_NUM_THREADS, when set, also sets BLAS's threads; by default
         # BLAS keeps its own (OPENBLAS_NUM_THREADS or every core).
         self.kernel.set_num_threads(config.threads(), config.num_threads)
+        self.compile_times = {"codegen": t1 - t0, "compile": t2 - t1,
+                              "load": time.perf_counter() - t2}
         # plan_leaves orders the kernel's inputs: function inputs, shared variables, constants.
         self._shared_vars = [v for v in self.leaves if isinstance(v, SharedVariable)]
         self._const_data = [v.data for v in self.leaves if isinstance(v, Constant)]

@@ -135,6 +135,7 @@ class Function:
 
     def __init__(self, inputs, outputs=None, updates=None, givens=None, mode=None, name=None,
                  profile=False, rewrite=None):
+        t_start = time.perf_counter()
         self._structure = _structure_of(outputs)
         self.mode = check_mode(config.mode if mode is None else mode)
         self.rewrite = check_rewrite(config.rewrite if rewrite is None else rewrite)
@@ -163,7 +164,9 @@ class Function:
         outs, upd_exprs = exprs[:len(flat)], exprs[len(flat):]
         self._check_closed(outs + upd_exprs)
         # The rewrite pipeline: f.graph, mode "py", "c" and "debug" all see its result.
+        t_rewrite = time.perf_counter()
         exprs = _rewrite(outs + upd_exprs, self.rewrite)
+        t_rewrite = time.perf_counter() - t_rewrite
         outs, upd_exprs = exprs[:len(flat)], exprs[len(flat):]
         self.graph = Graph(inputs, outs, [(sv, e) for (sv, _), e in zip(upd, upd_exprs)])
         self._shared_updated = [sv for sv, _ in upd]
@@ -192,6 +195,20 @@ class Function:
         if self.mode == "c" and not self.profile:
             self._bound = self._kernel.bind([(dt, nd, st) for _, dt, nd, st, _ in self._checks],
                                             self._shared_updated, self._n_out, self._convert)
+        ck = self._ckernel
+        #: Seconds spent building this function, by stage (see profile_report).
+        self.compile_times = {"rewrite": t_rewrite, **(ck.compile_times if ck else {}),
+                              "total": time.perf_counter() - t_start}
+        #: Whether the compiled library came from the disk cache (None in mode "py").
+        self.cache_hit = ck.cache_hit if ck else None
+
+    @property
+    def _ckernel(self):
+        """The compiled kernel (a ``backend.CKernel``) behind mode "c" or "debug", else None."""
+        from .backend import CKernel
+
+        k = self._kernel
+        return k if isinstance(k, CKernel) else getattr(k, "kernel", None)
 
     def _check_closed(self, exprs):
         given = {id(v) for v in self.inputs}
@@ -283,26 +300,46 @@ class Function:
     # ------------------------------------------------------------------ introspection
 
     def profile_report(self):
-        """Per node: calls, total time and share of the total (needs ``profile=True``)."""
+        """Where the time goes (needs ``profile=True``), then compile time by stage.
+
+        One row per node (mode "py") or per step of the compiled kernel (mode
+        "c": a node, or a fused group of elementwise nodes timed as one loop,
+        ``fused group of 3 ops: ...``; ``[K4]`` is the step's number in
+        ``f.source``): calls, total seconds, share of the total. Below it, the
+        seconds spent building the function by stage (``f.compile_times``):
+        rewrite, codegen, C compile (or cache hit), load.
+        """
         if self._profile is None:
             raise RuntimeError("profile_report needs sg.function(..., profile=True)")
-        rows = list(self._profile.values())
+        rows = [(_profile_label(node, None), calls, t) for node, calls, t
+                in self._profile.values()]
         if self._prof_base is not None:
             # Mode "c": the kernel timed each node (a fused group under its root).
-            rows = [[node, self._calls, t - t0] for (node, t), (_, t0)
-                    in zip(self._kernel.node_times(), self._prof_base)]
+            steps = {id(s.root): s for s in self._ckernel.steps}
+            rows = [(_profile_label(node, steps.get(id(node))), self._calls, t - t0)
+                    for (node, t), (_, t0) in zip(self._kernel.node_times(), self._prof_base)]
         rows.sort(key=lambda e: -e[2])
         total = sum(e[2] for e in rows) or 1e-300
-        lines = [f"{'node':<48} {'calls':>8} {'time (s)':>12} {'share':>7}"]
-        for node, calls, t in rows:
-            if node is None:
-                label = "compiled kernel (all nodes)"
-            else:
-                where = f"{os.path.basename(node.trace.filename)}:{node.trace.lineno}"
-                label = f"{str(node.op)[:24]} ({where})"
-            lines.append(f"{label[:48]:<48} {calls:>8} {t:>12.6f} {100 * t / total:>6.1f}%")
-        lines.append(f"{'total':<48} {self._calls:>8} {total:>12.6f} {100.0:>6.1f}%")
-        return "\n".join(lines)
+        width = _PROFILE_LABEL
+        lines = [f"{'node':<{width}} {'calls':>8} {'time (s)':>12} {'share':>7}"]
+        for label, calls, t in rows:
+            lines.append(f"{label:<{width}} {calls:>8} {t:>12.6f} {100 * t / total:>6.1f}%")
+        lines.append(f"{'total':<{width}} {self._calls:>8} {total:>12.6f} {100.0:>6.1f}%")
+        return "\n".join(lines + [""] + self._compile_report())
+
+    def _compile_report(self):
+        times = self.compile_times
+        stages = [(k, t) for k, t in times.items() if k != "total"]
+        other = times["total"] - sum(t for _, t in stages)
+        notes = {"other": "argument checks, the reference program, binding"}
+        if self.cache_hit is not None:
+            notes["compile"] = ("cache hit: the C compiler did not run" if self.cache_hit
+                                else "the C compiler ran (not in the cache yet)")
+        lines = ["compile time by stage (f.compile_times):"]
+        for key, t in stages + [("other", other), ("total", times["total"])]:
+            note = f"  {notes[key]}" if key in notes else ""
+            lines.append(f"  {_STAGE_NAMES.get(key, key):<10} {t:>10.4f} s{note}")
+        return lines
 
     def __repr__(self):
         return f"<symgrad.Function {self.name or ''} mode={self.mode!r} " \
@@ -328,6 +365,35 @@ class Function:
                 tuple(outputs) if kind == "tuple" else list(outputs))
         self.__init__(inputs, outs, list(zip(rest[:k], rest[k:])), None, state["mode"],
                       state["name"], state["profile"], state.get("rewrite"))
+
+
+_PROFILE_LABEL = 72  # characters of a profile row's label
+_STAGE_NAMES = {"codegen": "codegen", "compile": "C compile"}
+
+
+def _profile_label(node, step):
+    """``matmul (model.py:12)``, or ``fused group of 3 ops: sub, mul, tanh (model.py:12) [K4]``."""
+    if node is None:
+        return "compiled kernel (all nodes)"
+    where = f" ({os.path.basename(node.trace.filename)}:{node.trace.lineno})"
+    if step is not None:
+        where += f" [{step.label}]"
+    room = _PROFILE_LABEL - len(where)
+    head = str(node.op)
+    if step is not None and step.fused:
+        names = [n.op.name for n in step.members]
+        head = f"fused group of {len(names)} ops: "
+        shown = len(names)
+
+        def fits(k):  # k op names, and ", +N more" when some are left out
+            return len(head + ", ".join(names[:k])) + 9 * (k < len(names)) <= room
+
+        while shown > 1 and not fits(shown):
+            shown -= 1
+        head += ", ".join(names[:shown]) + f", +{len(names) - shown} more" * (shown < len(names))
+    if len(head) > room:
+        head = head[:max(room - 3, 8)] + "..."
+    return (head + where)[:_PROFILE_LABEL]
 
 
 class _Missing:

@@ -1,5 +1,6 @@
 """Printing graphs: an indented tree (:func:`debugprint`), an infix formula
-(:func:`pprint`) and Graphviz (:func:`to_dot`, :func:`render`).
+(:func:`pprint`, in :mod:`symgrad.formula`) and Graphviz (:func:`to_dot`,
+:func:`render`).
 
 Every walk here is iterative (an explicit stack or :func:`~symgrad.graph.toposort`),
 so a chain of many thousands of nodes prints without touching Python's
@@ -10,6 +11,7 @@ import os
 import shutil
 import subprocess
 
+from .formula import _short_value, pprint
 from .function import Graph
 from .graph import Constant, SharedVariable, Variable, toposort
 
@@ -17,7 +19,6 @@ __all__ = ["debugprint", "pprint", "to_dot", "render"]
 
 GRAD_MARK = "\u2190 grad of"     # "← grad of tanh (model.py:12)"
 MAX_INDENT = 60                  # deeper levels print their depth instead of more bars
-PPRINT_MAX_NODES = 300           # pprint shows a placeholder for larger sub-expressions
 RENDER_TIMEOUT_S = 120
 _INSTALL_HINT = ("Install Graphviz: the Python package (`pip install graphviz`) and the "
                  "Graphviz programs, which provide `dot` (`apt-get install graphviz`, "
@@ -49,6 +50,54 @@ def _roots(obj):
                     f"function or a train step)")
 
 
+def _steps_of(obj):
+    """The steps of the compiled kernel behind ``obj`` (a function or a train step), or None."""
+    fn = obj if hasattr(obj, "_ckernel") else getattr(obj, "function", None)
+    kernel = getattr(fn, "_ckernel", None)
+    return None if kernel is None else kernel.steps
+
+
+def _step_index(steps):
+    """``id(Apply) -> (step, whether the node is the step's root)`` for every lowered node."""
+    index = {}
+    for step in steps or ():
+        for node in step.members:
+            index[id(node)] = (step, node is step.root)
+    return index
+
+
+def _kernel_header(steps):
+    fused = [s for s in steps if s.fused]
+    n_blas = sum(1 for s in steps if s.blas)
+    return (f"kernel: {len(steps)} steps in one C function, {len(fused)} of them fused loops "
+            f"({sum(len(s.members) for s in fused)} ops), {n_blas} BLAS calls; [K<n>] is a "
+            f"step's number in f.source")
+
+
+def _step_note(entry):
+    """``[K3]``, ``[K7: fused loop of 3 ops]`` or ``[in K7]`` for a node of a compiled kernel."""
+    if entry is None:
+        return ""
+    step, is_root = entry
+    if not is_root:
+        return f"[in {step.label}]"
+    if step.fused:
+        return f"[{step.label}: fused loop of {len(step.members)} ops]"
+    return f"[{step.label}: BLAS]" if step.blas else f"[{step.label}]"
+
+
+def _product_note(node, var=None):
+    """For a gemm that absorbed a named product (a gradient into an update):
+    ``(product: d(loss)/d(W) ← grad of matmul (model.py:12))``."""
+    tag = node.tag if node is not None else None
+    name, fwd = getattr(tag, "product_name", None), getattr(tag, "product_grad_of", None)
+    if not name or (var is not None and var.name == name):
+        return ""
+    mark = f" {GRAD_MARK} {getattr(fwd.op, 'name', None) or fwd.op} ({_where(fwd.trace)})" \
+        if fwd is not None else ""
+    return f"(product: {name}{mark})"
+
+
 def _checked(v, where):
     if not isinstance(v, Variable):
         raise TypeError(f"entry {where} is a {type(v).__name__}, not a symbolic Variable")
@@ -56,15 +105,6 @@ def _checked(v, where):
 
 
 # --------------------------------------------------------------------------- short texts
-
-def _short_value(c, limit=40):
-    """A constant's value when short (``1.0``, ``[1, 2]``), else its type."""
-    if c.data.size <= 8:
-        text = repr(c.data.tolist())
-        if len(text) <= limit:
-            return text
-    return str(c.type)
-
 
 def _leaf_text(v):
     """How a variable without an owner is shown: inputs and shared by name, constants by value."""
@@ -78,6 +118,12 @@ def _leaf_text(v):
 def _where(trace):
     # The base name keeps lines short; the full path is in node.trace.
     return f"{os.path.basename(trace.filename)}:{trace.lineno}"
+
+
+def _tooltip(trace):
+    # The base name, as everywhere else: a drawing kept in docs/ carries no local paths.
+    fn = getattr(trace, "function", "")
+    return _where(trace) + (f" in {fn}" if fn else "")
 
 
 def _grad_mark(node):
@@ -108,8 +154,9 @@ class _TreeWalk:
     the tag of a variable printed further down (``cotangent of ... [id C]``).
     """
 
-    def __init__(self, max_depth):
+    def __init__(self, max_depth, steps=None):
         self.max_depth = max_depth
+        self.steps = _step_index(steps)
         self.tags = {}        # id(Apply or leaf Variable) -> "A", "B", ...
         self.expanded = set()  # id(Apply) whose inputs have been printed
         self.records = []     # (depth, kind, variable or None, root label or None)
@@ -168,7 +215,10 @@ class _TreeWalk:
     def notes(self, var):
         if isinstance(var, SharedVariable):
             yield "(shared)"
+        if var.owner is not None:
+            yield _step_note(self.steps.get(id(var.owner)))
         yield _grad_mark(var.owner)
+        yield _product_note(var.owner, var)
         fwd = getattr(var.tag, "cotangent_of", None)
         if fwd is not None and not var.name:
             yield f"(cotangent of {self.describe(fwd)})"
@@ -176,7 +226,10 @@ class _TreeWalk:
     def describe(self, var):
         text = f"'{var.name}'" if var.name else str(var.owner.op) if var.owner else _leaf_text(var)
         tag = self.known_tag(var)
-        return f"{text} [id {tag}]" if tag else text
+        if tag:
+            return f"{text} [id {tag}]"
+        # not in this graph (a rewrite replaced it): its line says which
+        return f"{text} at {_where(var.owner.trace)}" if var.owner is not None else text
 
 
 def _indent(depth):
@@ -198,8 +251,14 @@ def debugprint(obj, file=None, print_type=False, depth=None):
     Parameters
     ----------
     obj : Variable, list/tuple/dict of Variables, Graph, or an object with ``.graph``
-        A compiled function or a train step prints its graph: inputs, outputs
-        and ``update W <- ...`` lines.
+        A compiled function or a train step prints its graph as compiled
+        (rewritten): inputs, outputs and ``update W <- ...`` lines. In mode
+        "c" each node also says where the kernel computes it: ``[K3]`` is
+        the kernel's third step (numbered as in ``f.source`` and
+        ``f.profile_report()``), ``[K7: fused loop of 3 ops]`` the root of
+        a fused group and ``[in K7]`` a member evaluated inside its loop;
+        ``(product: d(loss)/d(W) ...)`` marks a BLAS gemm that computes a
+        gradient and adds it into an update.
     file : file-like, optional
         Also write the text there (``sys.stdout`` to show it).
     print_type : bool
@@ -224,7 +283,10 @@ def debugprint(obj, file=None, print_type=False, depth=None):
     if depth is not None and (not isinstance(depth, int) or depth < 1):
         raise ValueError(f"depth must be a positive int or None, got {depth!r}")
     header, roots = _roots(obj)
-    tree = _TreeWalk(depth)
+    steps = _steps_of(obj)
+    if steps is not None:
+        header = header + [_kernel_header(steps)]
+    tree = _TreeWalk(depth, steps)
     for label, var, _ in roots:
         tree.walk(var, label)
     text = "\n".join(header + [tree.format(r, print_type) for r in tree.records])
@@ -233,75 +295,11 @@ def debugprint(obj, file=None, print_type=False, depth=None):
     return text
 
 
-# --------------------------------------------------------------------------- pprint
-
-def _pp_leaf(v):
-    if isinstance(v, Constant):
-        return _short_value(v)
-    return v.name or f"<{'shared' if isinstance(v, SharedVariable) else 'input'} {v.type}>"
-
-
-def _prop_text(name, value):
-    if name == "axis" and isinstance(value, tuple) and len(value) == 1:
-        value = value[0]  # sum(x, axis=1) rather than the normalised axis=(1,)
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _pp_apply(node, out, args):
-    """One node as text, given its inputs' texts."""
-    op = node.op
-    row = getattr(op, "row", None)
-    symbol = getattr(row, "symbol", None)
-    if symbol and len(args) == 2:
-        return f"({args[0]} {symbol} {args[1]})"
-    if symbol == "-" and len(args) == 1:
-        return f"-{args[0]}"
-    # Elementwise ops carry their table row as a prop; it is already the name.
-    props = [] if row is not None else [
-        f"{p}={_prop_text(p, getattr(op, p))}" for p in op.__props__
-        if getattr(op, p) is not None and getattr(op, p) is not False]
-    text = f"{op.name}({', '.join(list(args) + props)})"
-    return text if len(node.outputs) == 1 else f"{text}[{out.index}]"
-
-
-def pprint(var, max_nodes=PPRINT_MAX_NODES):
-    """``var`` as an infix formula: ``((x * W) + b)``, ``tanh(x)``, ``sum(x, axis=1)``.
-
-    Binary elementwise ops use their symbol, other ops function syntax with
-    their parameters; inputs print by name, constants by value. A repeated
-    sub-expression is written out each time, so this is for small graphs: a
-    sub-expression of more than ``max_nodes`` nodes prints as its name or
-    ``op(...)``.
-
-    >>> import symgrad as sg
-    >>> x, b = sg.vector("x"), sg.vector("b")
-    >>> sg.pprint(sg.tanh(x * 2 + b))
-    'tanh(((x * 2.0) + b))'
-    """
-    if not isinstance(var, Variable):
-        raise TypeError(f"pprint expects a symbolic Variable, got {type(var).__name__}")
-    memo = {}  # id(variable) -> (text, number of nodes it spells out)
-
-    def get(v):
-        return memo.get(id(v)) or (_pp_leaf(v), 1)
-
-    for node in toposort([var]):
-        args = [get(i) for i in node.inputs]
-        size = 1 + sum(s for _, s in args)
-        for out in node.outputs:
-            text = _pp_apply(node, out, [t for t, _ in args])
-            if size > max_nodes and out is not var:
-                # Bounded text per node keeps a long chain linear, not quadratic.
-                memo[id(out)] = (out.name or f"{node.op.name}(...)", 1)
-            else:
-                memo[id(out)] = (text, size)
-    return get(var)[0]
-
-
 # --------------------------------------------------------------------------- DOT
 
 FORWARD_COLOR = "lightblue"
 GRAD_COLOR = "orange"
+FUSED_COLOR = "gray35"           # the box around a fused group of a compiled kernel
 _VAR_STYLE = {
     "input": 'shape=ellipse, fillcolor="palegreen"',
     "shared": 'shape=cylinder, fillcolor="plum"',
@@ -340,9 +338,10 @@ def _var_label(v, root_label):
 class _DotWriter:
     """Numbers the nodes and collects the DOT statements: node lines first, then edges."""
 
-    def __init__(self):
+    def __init__(self, steps=None):
         self.nodes = {}   # id(Variable or Apply) -> [dot id, attribute text]
         self.edges = []
+        self.steps = _step_index(steps)
 
     def _add(self, obj, prefix, attrs):
         if id(obj) not in self.nodes:
@@ -362,11 +361,12 @@ class _DotWriter:
         return entry[0]
 
     def apply(self, node):
-        mark = _grad_mark(node)
-        label = str(node.op) + (f"\n{mark}" if mark else "")
+        lines = [str(node.op), _grad_mark(node), _product_note(node, node.outputs[0]),
+                 _step_note(self.steps.get(id(node))).strip("[]")]
+        label = "\n".join(line for line in lines if line)
         color = GRAD_COLOR if node.grad_of is not None else FORWARD_COLOR
         aid = self._add(node, "a", f"label={_dot_str(label)}, shape=box, fillcolor=\"{color}\", "
-                                   f"tooltip={_dot_str(node.trace)}")
+                                   f"tooltip={_dot_str(_tooltip(node.trace))}")
         many_in, many_out = len(node.inputs) > 1, len(node.outputs) > 1
         for i, inp in enumerate(node.inputs):
             edge = f" [label=\"{i}\"]" if many_in else ""
@@ -374,6 +374,24 @@ class _DotWriter:
         for out in node.outputs:
             edge = f" [label=\"out {out.index}\"]" if many_out else ""
             self.edges.append(f"{aid} -> {self.variable(out)}{edge}")
+
+    def clusters(self, steps):
+        """A box around each fused group of a compiled kernel: its ops and the values that
+        live only inside its loop."""
+        out = []
+        for step in steps or ():
+            if not step.fused:
+                continue
+            inner = step.members + [n.outputs[0] for n in step.members if n is not step.root]
+            ids = [self.nodes[id(x)][0] for x in inner if id(x) in self.nodes]
+            title = f"{step.label}: fused loop of {len(step.members)} ops"
+            out += [f"  subgraph cluster_{step.label} {{",
+                    f"    label={_dot_str(title)};",
+                    f"    style=\"rounded,dashed\"; color=\"{FUSED_COLOR}\"; "
+                    f"fontcolor=\"{FUSED_COLOR}\";",
+                    f"    {'; '.join(ids)};",
+                    "  }"]
+        return out
 
     def lines(self):
         return ([f"  {nid} [{attrs}];" for nid, attrs in self.nodes.values()]
@@ -388,7 +406,10 @@ def to_dot(obj, name="symgrad"):
     are light blue boxes, ops made by a gradient rule orange; inputs are green
     ellipses, shared variables plum cylinders, constants grey notes; outputs
     have a double border, and a dashed edge leads from an update expression to
-    its shared variable.
+    its shared variable. For a function compiled in mode "c" (or a train
+    step) each op also names its step of the kernel (``K3``, as in
+    ``f.source``), and each fused group of elementwise ops is drawn as a
+    dashed cluster holding its ops and the values that never leave its loop.
 
     >>> import symgrad as sg
     >>> x = sg.vector("x")
@@ -396,7 +417,8 @@ def to_dot(obj, name="symgrad"):
     'digraph symgrad {'
     """
     header, roots = _roots(obj)
-    dot = _DotWriter()
+    steps = _steps_of(obj)
+    dot = _DotWriter(steps)
     for node in toposort([v for _, v, _ in roots]):
         dot.apply(node)
     for label, var, target in roots:
@@ -409,9 +431,13 @@ def to_dot(obj, name="symgrad"):
             "  graph [fontname=\"Helvetica\"];",
             "  node [style=filled, fontname=\"Helvetica\"];",
             "  edge [fontname=\"Helvetica\", fontsize=10];"]
-    if header:
-        head.append(f"  label={_dot_str(header[0])}; labelloc=t;")
-    return "\n".join(head + dot.lines() + ["}"]) + "\n"
+    title = header[:1]
+    if steps is not None:
+        title.append(f"ops: {FORWARD_COLOR} forward, {GRAD_COLOR} made by a gradient rule; "
+                     f"K<n>: step of the kernel (f.source); dashed boxes: fused loops")
+    if title:
+        head.append(f"  label={_dot_str(chr(10).join(title))}; labelloc=t;")
+    return "\n".join(head + dot.lines() + dot.clusters(steps) + ["}"]) + "\n"
 
 
 # --------------------------------------------------------------------------- render

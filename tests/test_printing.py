@@ -255,8 +255,10 @@ def test_pprint_caps_large_expressions():
     y = x
     for _ in range(12):  # 2**12 leaves if written out in full
         y = y * y
-    text = sg.pprint(y, max_nodes=50)
+    text = sg.pprint(y, max_nodes=50, share=None)  # written out each time, but capped
     assert "mul(...)" in text and len(text) < 2000
+    text = sg.pprint(y, max_nodes=50)  # long repeated sub-expressions are written once
+    assert "\nwhere\n" in text and len(text) < 500 and "mul(...)" not in text
     with pytest.raises(TypeError):
         sg.pprint([x])
 
@@ -352,3 +354,132 @@ def test_render_with_graphviz_package(tmp_path):
     x = sg.scalar("x")
     sg.render(sg.exp(x), tmp_path / "g.svg")
     assert "<svg" in (tmp_path / "g.svg").read_text()
+
+
+# --------------------------------------------------------------------------- compiled
+
+def _mlp_step(mode="c"):
+    """A two-layer model's SGD step: gemm, a fused tanh gradient, updates."""
+    X, y = sg.matrix("X"), sg.vector("y", dtype="int64")
+    W1 = sg.shared(np.full((4, 5), 0.1), name="W1")
+    b1 = sg.shared(np.zeros(5), name="b1")
+    W2 = sg.shared(np.full((5, 3), 0.1), name="W2")
+    h = sg.tanh(X @ W1 + b1)
+    loss = sg.nn.cross_entropy(h @ W2, y).mean()
+    return sg.train_step(loss, [X, y], optimizer=sg.optim.SGD(lr=0.1), mode=mode)
+
+
+def test_debugprint_of_compiled_step_shows_kernel_steps():
+    step = _mlp_step()
+    text = sg.debugprint(step)
+    lines = text.splitlines()
+    assert lines[0] == "inputs: X, y" and lines[1].startswith("kernel: ")
+    steps = step.function._ckernel.steps
+    fused = [s for s in steps if s.fused]
+    assert fused and any(s.blas for s in steps)
+    assert f"{len(steps)} steps" in lines[1] and "BLAS" in lines[1]
+    # every step is named once as a root, and its members point at it
+    for s in steps:
+        assert len(re.findall(rf"\[{s.label}[\]:]", text)) == 1, s.label
+    for s in fused:
+        assert f"[{s.label}: fused loop of {len(s.members)} ops]" in text
+        assert text.count(f"[in {s.label}]") == len(s.members) - 1
+    assert re.search(r"\[K\d+: BLAS\]", text)
+    # the gradient of W1 was folded into its update by a gemm: still named
+    assert re.search(r"^update W1 <- gemm.*\(product: d\(loss\)/d\(W1\) ← grad of matmul "
+                     rf"\({THIS_FILE}:\d+\)\)", text, re.M)
+    assert f"grad of tanh ({THIS_FILE}:" in text
+    # the same numbers head the steps of the generated C
+    for s in steps:
+        assert f"/* {s.label}: " in step.source
+
+
+def test_debugprint_of_compiled_step_with_types_and_depth():
+    step = _mlp_step()
+    text = sg.debugprint(step, print_type=True, depth=2)
+    assert "<float64[?, ?]>" in text and "..." in text
+    first = next(ln for ln in text.splitlines() if ln.startswith("output 0:"))
+    assert "'loss'" in first and re.search(r"\[K\d+\]", first)
+
+
+def test_py_mode_function_has_no_kernel_notes():
+    text = sg.debugprint(_mlp_step(mode="py"))
+    assert "kernel:" not in text and "[K" not in text
+
+
+def test_cotangent_of_a_rewritten_forward_node_names_its_line():
+    text = sg.debugprint(_mlp_step())
+    # X @ W1 + b1 became one gemm: the cotangent of the add refers to it by line
+    assert re.search(rf"\(cotangent of add at {THIS_FILE}:\d+\)", text)
+
+
+def test_to_dot_draws_fused_groups_as_clusters():
+    step = _mlp_step()
+    dot = sg.to_dot(step)
+    fused = [s for s in step.function._ckernel.steps if s.fused]
+    clusters = re.findall(r"subgraph cluster_(K\d+) \{", dot)
+    assert clusters == [s.label for s in fused]
+    unquoted = re.sub(r'"(?:[^"\\]|\\.)*"', '""', dot)
+    assert unquoted.count("{") == unquoted.count("}") == 1 + len(fused)
+    for s in fused:
+        body = dot.split(f"subgraph cluster_{s.label} {{")[1].split("}")[0]
+        assert f"fused loop of {len(s.members)} ops" in body
+        # its ops and the values that stay inside its loop
+        assert len(re.findall(r"\ba\d+\b", body)) == len(s.members)
+        assert len(re.findall(r"\bv\d+\b", body)) == len(s.members) - 1
+    assert "BLAS" in dot and "orange" in dot and "lightblue" in dot
+    assert "cluster" not in sg.to_dot(step.gradients[step.params[0]])
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` is not installed")
+def test_render_compiled_step(tmp_path):
+    sg.render(_mlp_step(), tmp_path / "step.svg")
+    svg = (tmp_path / "step.svg").read_text()
+    assert "<svg" in svg and "fused loop of" in svg
+
+
+# --------------------------------------------------------------------------- pprint, more
+
+def test_pprint_uses_python_notation_for_products_axes_and_indexing():
+    x, b = sg.vector("x"), sg.vector("b")
+    W, X = sg.matrix("W"), sg.matrix("X")
+    assert sg.pprint(x @ W + b) == "((x[None] @ W)[0] + b)"
+    assert sg.pprint(X.T @ W) == "(X.T @ W)"
+    assert sg.pprint(X[:, None, 1:]) == "X[:, None, 1:]"
+    i = sg.scalar("i", dtype="int64")
+    assert sg.pprint(X[i]) == "X[i]"
+    assert sg.pprint(sg.shape(X)[0]) in ("shape(X)[0]", "shape(X)[0:1]")
+
+
+def test_pprint_writes_long_repeated_subexpressions_once():
+    x, W, b = sg.vector("x"), sg.matrix("W"), sg.vector("b")
+    h = sg.tanh(x @ W + b)
+    text = sg.pprint((h * h) - h)
+    formula, where = text.split("\nwhere\n")
+    assert formula == "((_1 * _1) - _1)"
+    assert where.strip() == "_1 = tanh(((x[None] @ W)[0] + b))"
+    h.name = "h"
+    assert sg.pprint((h * h) - h).splitlines()[0] == "((h * h) - h)"
+    g = sg.pprint(sg.grad(((h * h) - h).sum(), b))
+    assert "\nwhere\n" in g and "  h = tanh(" in g
+
+
+def test_inspect_gradient_example_and_readme_agree(monkeypatch, tmp_path, capsys):
+    import pathlib
+    import runpy
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    monkeypatch.setattr(sys, "argv", ["inspect_gradient.py", str(tmp_path)])
+    runpy.run_path(str(root / "examples" / "inspect_gradient.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    printed = out.split("the compiled training step:\n")[1].split("\n\n")[0]
+    assert "[K1: BLAS]" in printed and "fused loop of" in printed and "d(loss)/d(W)" in printed
+    assert "FLOPs" in out and "/* K1: " in out and "/* BLAS (" in out
+    if shutil.which("dot") is not None:
+        assert "<svg" in (tmp_path / "gradient_graph.svg").read_text()
+    else:
+        assert "no picture" in out and "apt-get install graphviz" in out
+    # the README shows this very text
+    readme = (root / "README.md").read_text()
+    assert printed in readme
+    assert (root / "docs" / "gradient_graph.svg").exists()

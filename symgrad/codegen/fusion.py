@@ -65,7 +65,10 @@ def plan(nodes, outputs):
                 and uses.get(id(x)) == 1):
             members = groups.roots.pop(id(x.owner)) + members
             groups.absorbed.add(id(x.owner))
-        groups.roots[id(node)] = members
+        # Alone, the op's own lowering runs the same loop as a call into sg_ops.h
+        # (sg_accumulate), compiled once per kernel instead of once per node.
+        if len(members) > 1:
+            groups.roots[id(node)] = members
     return groups
 
 
@@ -170,23 +173,20 @@ def _emit_loops(ctx, members, out, name, n, loaded, values, bad):
 
 def _emit_shapes(ctx, members, inside):
     """Runtime shapes of every member, each broadcast checked on its own (errors name it)."""
+    from ..ops.calls_c import where
+
     w = ctx.w
     shapes = {}
     for node in members:
         o = node.outputs[0]
         s = ctx.tmp("s")
         shapes[id(o)] = s
+        srcs = ", ".join(shapes[id(v)] if id(v) in inside else f"{ctx.arr(v)}.shape"
+                         for v in node.inputs)
+        nds = ", ".join(str(v.ndim) for v in node.inputs)
         w(f"int64_t {s}[{max(o.ndim, 1)}];")
-        w(f"for (int k = 0; k < {o.ndim}; k++) {s}[k] = 1;")
-        for v in node.inputs:
-            src = shapes[id(v)] if id(v) in inside else f"{ctx.arr(v)}.shape"
-            with w.block(f"if (sg_broadcast_into({s}, {o.ndim}, {src}, {v.ndim}) >= 0)"):
-                args = ", ".join(f"sg_shape_str(sbuf{j}, sizeof sbuf{j}, "
-                                 f"{shapes[id(u)] if id(u) in inside else ctx.arr(u) + '.shape'}, "
-                                 f"{u.ndim})" for j, u in enumerate(node.inputs))
-                w(" ".join(f"char sbuf{j}[96];" for j in range(len(node.inputs))))
-                ctx.fail(node, "shape", "shapes " + " and ".join(["%s"] * len(node.inputs)) +
-                         " cannot be broadcast together", args)
+        w(f"if (sg_broadcast_shapes(err, {where(node)}, {s}, {o.ndim}, {len(node.inputs)}, "
+          f"(const int64_t *const[]){{{srcs}}}, (const int[]){{{nds}}})) goto fail;")
     return shapes
 
 
@@ -266,8 +266,15 @@ def _emit_accumulation(ctx, root, members):
     loaded = [v for v in leaves if id(v) not in values]
     m = len(loaded)
     n = ctx.tmp("n")
+    # The input may be a broadcast view of more elements than int64 counts:
+    # refuse it rather than let the count wrap.
     w(f"int64_t {n} = 1;")
-    w(f"for (int k = 0; k < {nd}; k++) {n} *= {xs}[k];")
+    with w.block(f"for (int k = 0; k < {nd} && {n} != 0; k++)"):
+        w(f"if ({xs}[k] == 0) {n} = 0; else if ({n} < 0 || {n} > INT64_MAX / {xs}[k]) {n} = -1; "
+          f"else {n} *= {xs}[k];")
+    with w.block(f"if ({n} == -1)"):
+        ctx.fail(root, "shape", f"a loop over the {nd}-d shape %s is too large",
+                 f"sg_shape_str(sbuf, sizeof sbuf, {xs}, {nd})")
     bad = ctx.tmp("bad")
     w(f"int {bad} = 0; (void){bad};")
     mark = len(w.lines)

@@ -14,7 +14,6 @@ with the same dtypes and ranks.
 """
 
 import contextlib
-import os
 
 import numpy as np
 
@@ -71,6 +70,7 @@ class KernelContext:
         self.names = {}          # id(var) -> C name of its sg_arr
         self.owned = {}          # id(var) -> C name of the owning pointer (malloc'ed output)
         self.out_ids = {id(v) for v in outputs}
+        self.allocated = []      # (var, "output" or "workspace"), in order (for sg.explain)
         self._n = 0
 
     # ------------------------------------------------------------------ names and types
@@ -102,26 +102,25 @@ class KernelContext:
     # ------------------------------------------------------------------ making results
 
     def alloc(self, node, v, shape_exprs):
-        """Give ``v`` a fresh C-contiguous buffer of the given runtime shape."""
+        """Give ``v`` a fresh C-contiguous buffer of the given runtime shape.
+
+        A function output gets its own block (``ws->out_alloc``) that the
+        caller will own; anything else comes from the workspace arena.
+        """
+        from ..ops.calls_c import where
+
         name = self.declare(v)
-        for k, e in enumerate(shape_exprs):
-            self.w(f"{name}.shape[{k}] = {e};")
-        n = self.tmp("n")
-        self.w(f"int64_t {n} = sg_contiguous(&{name}, {v.ndim});")
-        with self.w.block(f"if ({n} < 0 || {n} > INT64_MAX / {np.dtype(v.dtype).itemsize})"):
-            self.fail(node, "shape", f"the result of {v.ndim}-d shape %s is too large",
-                      f"sg_shape_str(sbuf, sizeof sbuf, {name}.shape, {v.ndim})")
-        size = f"((size_t){n} * sizeof({self.ct(v)}))"
+        if shape_exprs:
+            self.w(" ".join(f"{name}.shape[{k}] = {e};" for k, e in enumerate(shape_exprs)))
+        own = "NULL"
         if id(v) in self.out_ids and id(v) not in self.owned:
             own = self.tmp("own")
             self.owned[id(v)] = own
             self.prologue_owned.append(own)
-            self.w(f"{own} = ws->out_alloc({size});")
-            self.w(f"{name}.data = {own};")
-        else:
-            self.w(f"{name}.data = sg_ws_alloc(ws, {size});")
-        with self.w.block(f"if (!{name}.data)"):
-            self.fail(node, "nomem", "out of memory")
+            own = "&" + own
+        self.allocated.append((v, "workspace" if own == "NULL" else "output"))
+        self.w(f"if (sg_alloc(err, {where(node)}, ws, &{name}, {v.ndim}, "
+               f"{np.dtype(v.dtype).itemsize}, {own})) goto fail;")
         return name
 
     def view(self, v, src, offset="0", shape_exprs=(), stride_exprs=()):
@@ -187,15 +186,18 @@ def plan_leaves(inputs, outputs):
     return list(inputs) + shared + consts
 
 
-def lower(inputs, outputs, header="", profile=False):
+def lower(inputs, outputs, header="", profile=False, steps=None):
     """C source for a kernel computing ``outputs``; returns (source, leaves, timed).
 
     ``leaves`` lists the variables whose values the kernel takes, in order.
     With ``profile``, the kernel adds the seconds spent in each emitted node
     (a fused group counts as its root) to ``sg_prof[k]``, an exported array,
-    and ``timed[k]`` is that node; otherwise ``timed`` is empty.
+    and ``timed[k]`` is that node; otherwise ``timed`` is empty. A list given
+    as ``steps`` receives one ``codegen.steps.Step`` per emitted node, in
+    order (each step's comment in the source names it ``K1``, ``K2``, ...).
     """
     from . import fusion
+    from .steps import Step
 
     leaves = plan_leaves(inputs, outputs)
     _check_ranks(leaves, toposort(outputs))
@@ -208,12 +210,14 @@ def lower(inputs, outputs, header="", profile=False):
         body(f"sg_arr in_{k} = in[{k}];")
     nodes = toposort(outputs)
     groups = fusion.plan(nodes, outputs)
-    timed = []
+    timed, emitted = [], []
     for node in nodes:
         if id(node) in groups.absorbed:
             continue
-        body(f"/* {node.op} at {os.path.basename(node.trace.filename)}:{node.trace.lineno}"
-             f"{' (gradient)' if node.grad_of is not None else ''} */")
+        step = Step(len(emitted) + 1, node, groups.roots.get(id(node), [node]))
+        emitted.append(step)
+        body(step.comment())
+        mark, n_alloc = len(body.lines), len(ctx.allocated)
         if profile:
             # Function scope, not a block: the node's declarations stay visible after it.
             body(f"double prof_t{len(timed)} = sg_now();")
@@ -224,9 +228,13 @@ def lower(inputs, outputs, header="", profile=False):
             if c_code is None:
                 raise NoLowering(f"{node.op} has no C lowering")
             c_code(ctx, node)
+        step.note_code(body.lines, mark)
+        step.buffers = ctx.allocated[n_alloc:]
         if profile:
             body(f"sg_prof[{len(timed)}] += sg_now() - prof_t{len(timed)};")
             timed.append(node)
+    if steps is not None:
+        steps.extend(emitted)
     _emit_outputs(ctx, outputs)
     return _assemble(ctx, header, len(timed) if profile else None), leaves, timed
 

@@ -24,10 +24,19 @@ _FLOATS = ("float32", "float64")
 
 
 class _Product:
-    """``alpha * op(x) @ op(y)`` found in a graph, and the line of the product."""
+    """``alpha * op(x) @ op(y)`` found in a graph, and the line of the product.
 
-    def __init__(self, alpha, ta, tb, x, y, trace):
+    ``name`` and ``grad_of`` are the product's own (say ``d(loss)/d(W)``, made
+    by matmul's gradient rule): a gemm that absorbs a gradient into an update
+    keeps them in its tag for printing (``product_name``, ``product_grad_of``).
+    """
+
+    def __init__(self, alpha, ta, tb, x, y, trace, node=None, var=None):
         self.alpha, self.ta, self.tb, self.x, self.y, self.trace = alpha, ta, tb, x, y, trace
+        tag = node.tag if node is not None else None
+        self.name = getattr(tag, "product_name", None) or (var.name if var is not None else None)
+        self.grad_of = getattr(tag, "product_grad_of", None) or (
+            node.grad_of if node is not None else None)
 
 
 def _untransposed(v):
@@ -61,10 +70,10 @@ def _product(v, sweep, outer=True):
         if a.ndim != 2 or b.ndim != 2 or a.dtype != v.dtype or b.dtype != v.dtype:
             return None
         (x, ta), (y, tb) = _untransposed(a), _untransposed(b)
-        return _Product(1.0, ta, tb, x, y, getattr(n.tag, "product_trace", n.trace))
+        return _Product(1.0, ta, tb, x, y, getattr(n.tag, "product_trace", n.trace), n, v)
     if name == "gemm" and len(n.inputs) == 2:
         return _Product(n.op.alpha, n.op.trans_a, n.op.trans_b, *n.inputs,
-                        getattr(n.tag, "product_trace", n.trace))
+                        getattr(n.tag, "product_trace", n.trace), n, v)
     if name == "neg":   # -(alpha * p) rounds as (-alpha) * p: exact
         p = _product(n.inputs[0], sweep)
         if p is not None:
@@ -85,6 +94,10 @@ def _gemm(p, c=None, beta=1.0):
     ins = (p.x, p.y) if c is None else (p.x, p.y, c)
     out = Gemm(p.ta, p.tb, p.alpha, beta)(*ins)
     out.owner.tag.product_trace = p.trace
+    if p.name:
+        out.owner.tag.product_name = p.name
+    if p.grad_of is not None:
+        out.owner.tag.product_grad_of = p.grad_of
     return out
 
 
