@@ -17,6 +17,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from common import best_time, rng, table  # noqa: E402
 
+try:  # first, as a user of both would: its OpenMP runtime starts with its own defaults
+    import torch  # noqa: F401
+except ImportError:
+    pass
+
 import symgrad as sg  # noqa: E402
 
 SIZES = (784, 512, 512, 10)

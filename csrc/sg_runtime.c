@@ -124,6 +124,121 @@ void sg_out_trim(void)
     pthread_mutex_unlock(&recycle_lock);
 }
 
+/* ---- the thread pool of parallel loops ----
+ *
+ * Workers sleep on a condition variable between jobs: they never spin, so a
+ * kernel's next BLAS call (whose own threads want the same cores) is not
+ * slowed down by idle loop workers. One job runs at a time; a caller finding
+ * the pool busy (another thread's kernel) runs its blocks alone. Workers are
+ * made on first need, and forgotten in a forked child (they do not exist there). */
+
+typedef void (*sg_task_fn)(void *ctx, int64_t begin, int64_t end);
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake, done;
+    int n_workers;           /* started */
+    int busy;                /* a job is in progress */
+    unsigned long job;       /* job number, bumped to wake the workers */
+    int want;                /* workers the job may still take */
+    int active;              /* workers inside the job */
+    sg_task_fn fn;
+    void *ctx;
+    int64_t n;
+    int64_t next;            /* next block, taken with an atomic add */
+} tp = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER};
+
+static void run_blocks(sg_task_fn fn, void *ctx, int64_t n)
+{
+    for (;;) {
+        int64_t b = __atomic_fetch_add(&tp.next, 1, __ATOMIC_RELAXED);
+        if (b >= n)
+            return;
+        fn(ctx, b, b + 1);
+    }
+}
+
+static void *tp_worker(void *arg)
+{
+    (void)arg;
+    unsigned long seen = 0;
+    pthread_mutex_lock(&tp.lock);
+    for (;;) {
+        while (tp.job == seen || tp.want == 0) {
+            seen = tp.job;
+            pthread_cond_wait(&tp.wake, &tp.lock);
+        }
+        seen = tp.job;
+        tp.want--;
+        tp.active++;
+        sg_task_fn fn = tp.fn;
+        void *ctx = tp.ctx;
+        int64_t n = tp.n;
+        pthread_mutex_unlock(&tp.lock);
+        run_blocks(fn, ctx, n);
+        pthread_mutex_lock(&tp.lock);
+        if (--tp.active == 0)
+            pthread_cond_signal(&tp.done);
+    }
+    return NULL;
+}
+
+static void tp_forget_in_child(void)
+{
+    pthread_mutex_init(&tp.lock, NULL);
+    pthread_cond_init(&tp.wake, NULL);
+    pthread_cond_init(&tp.done, NULL);
+    tp.n_workers = tp.busy = tp.want = tp.active = 0;
+}
+
+static void tp_at_fork(void)
+{
+    pthread_atfork(NULL, NULL, tp_forget_in_child);
+}
+
+void sg_parallel_for(int64_t n_blocks, int threads, sg_task_fn fn, void *ctx)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    if (threads <= 1 || n_blocks <= 1) {
+        fn(ctx, 0, n_blocks);
+        return;
+    }
+    pthread_once(&once, tp_at_fork);
+    pthread_mutex_lock(&tp.lock);
+    if (tp.busy) {
+        pthread_mutex_unlock(&tp.lock);
+        fn(ctx, 0, n_blocks);
+        return;
+    }
+    while (tp.n_workers < threads - 1) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&t, &attr, tp_worker, NULL);
+        pthread_attr_destroy(&attr);
+        if (rc != 0)
+            break; /* fewer threads: still correct */
+        tp.n_workers++;
+    }
+    tp.busy = 1;
+    tp.fn = fn;
+    tp.ctx = ctx;
+    tp.n = n_blocks;
+    tp.next = 0;
+    tp.want = threads - 1 < tp.n_workers ? threads - 1 : tp.n_workers;
+    tp.job++;
+    pthread_cond_broadcast(&tp.wake);
+    pthread_mutex_unlock(&tp.lock);
+    run_blocks(fn, ctx, n_blocks);
+    pthread_mutex_lock(&tp.lock);
+    tp.want = 0; /* no late joiner: every block is taken */
+    while (tp.active > 0)
+        pthread_cond_wait(&tp.done, &tp.lock);
+    tp.busy = 0;
+    pthread_mutex_unlock(&tp.lock);
+}
+
 int sg_pool_init(sg_pool *p, size_t n_in, size_t n_out)
 {
     p->free = NULL;
@@ -144,6 +259,7 @@ static sg_slot *slot_new(size_t n_in, size_t n_out, size_t hint)
     s->out = s->arrs + n_in;
     s->ws.out_alloc = sg_out_alloc;
     s->ws.out_free = sg_out_free;
+    s->ws.parallel_for = sg_parallel_for;
     if (hint)
         arena_grow(&s->ws, hint);
     return s;

@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sg_abi.h"
 
@@ -38,6 +39,8 @@ void *sg_out_alloc(size_t n);
 void sg_out_free(void *p);
 size_t sg_out_cached(void);
 void sg_out_trim(void);
+void sg_parallel_for(int64_t n_blocks, int threads,
+                     void (*fn)(void *ctx, int64_t begin, int64_t end), void *ctx);
 
 int sg_pool_init(sg_pool *p, size_t n_in, size_t n_out);
 sg_slot *sg_pool_take(sg_pool *p);

@@ -265,8 +265,6 @@ def clear(root_dir):
             _rmdir_quiet(os.path.join(root_dir, shard))
     shutil.rmtree(os.path.join(root_dir, "failed"), ignore_errors=True)
     shutil.rmtree(os.path.join(root_dir, "trash"), ignore_errors=True)
-    # What the compiler probes found (compiler.openmp_flags); the next build probes again.
-    shutil.rmtree(os.path.join(root_dir, "probe"), ignore_errors=True)
     _remove_stale_builds(root_dir)
     return removed
 

@@ -33,8 +33,10 @@ __all__ = ["compile_library", "blas_flags", "compiler_argv", "cache_key", "find_
 
 # -fno-math-errno: kernels never read errno, and setting it keeps sqrt and
 # friends out of vectorised loops. Not -ffast-math: IEEE semantics stay.
+# -fopenmp-simd: only the `omp simd` loop annotations, no OpenMP runtime
+# (threads come from symgrad's own pool, see csrc/sg_runtime.c).
 BASE_FLAGS = ("-O2", "-march=native", "-fPIC", "-shared", "-std=c99", "-fno-strict-aliasing",
-              "-fno-math-errno")
+              "-fno-math-errno", "-fopenmp-simd")
 INCLUDE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
 TIMEOUT_S = 300
 STDERR_CHARS = 8000
@@ -146,69 +148,10 @@ def compiler_argv(cc, name):
     """
     inc, lib, libname = blas_flags()
     extra = shlex.split(config.cflags) if isinstance(config.cflags, str) else list(config.cflags)
-    return [*cc, *BASE_FLAGS, *openmp_flags(tuple(cc)), *extra, f"-I{INCLUDE_DIR}", f"-I{inc}",
+    return [*cc, *BASE_FLAGS, *extra, f"-I{INCLUDE_DIR}", f"-I{inc}",
             "-o", f"{name}.so", f"{name}.c",
             # -Xlinker, not -Wl,: a comma in the path would split the option.
             f"-L{lib}", "-Xlinker", "-rpath", "-Xlinker", lib, f"-l{libname}", "-lm"]
-
-
-_OPENMP_PROBE = "#include <omp.h>\nint sg_probe(void) { return omp_get_max_threads(); }\n"
-
-
-_OPENMP_KNOWN = {}
-
-
-def openmp_flags(cc):
-    """``("-fopenmp",)`` when compiler ``cc`` builds and links OpenMP code, else ``()``.
-
-    GCC always has it (libgomp ships with it); clang only where libomp is
-    installed. The answer is found once per compiler (path and ``--version``)
-    by compiling a probe, and kept in the cache directory, so a cache hit in a
-    new process does not pay for a compiler run. Without OpenMP, kernels are
-    the same code running on one thread (the pragmas are ignored).
-    """
-    from . import cache
-
-    root = cache.root()
-    known = _OPENMP_KNOWN.get((cc, root))
-    if known is None or not os.path.exists(os.path.join(root, "probe")):
-        known = _OPENMP_KNOWN[(cc, root)] = _probe_openmp(cc, root)
-    return known
-
-
-def _probe_openmp(cc, root):
-    from . import cache
-
-    ident = hashlib.sha256(f"{os.path.realpath(cc[0])}\0{' '.join(cc[1:])}\0"
-                           f"{_compiler_version(cc[0])}".encode("utf-8", "surrogatepass"))
-    note = os.path.join(root, "probe", "openmp-" + ident.hexdigest()[:32])
-    try:
-        with open(note) as f:
-            return tuple(f.read().split())
-    except OSError:
-        pass
-    build = cache.new_build_dir(root, "probe-openmp")
-    try:
-        with open(os.path.join(build, "probe.c"), "w") as f:
-            f.write(_OPENMP_PROBE)
-        try:
-            proc = subprocess.run([*cc, "-fopenmp", "-fPIC", "-shared", "-o", "probe.so",
-                                   "probe.c"], cwd=build, capture_output=True, timeout=TIMEOUT_S,
-                                  stdin=subprocess.DEVNULL)
-            ok = proc.returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            ok = False
-        flags = ("-fopenmp",) if ok else ()
-        try:
-            os.makedirs(os.path.dirname(note), 0o700, exist_ok=True)
-            with open(os.path.join(build, "note"), "w") as f:
-                f.write(" ".join(flags))
-            os.replace(os.path.join(build, "note"), note)
-        except OSError:  # a concurrent `clear` removed probe/: the answer holds, unrecorded
-            pass
-        return flags
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
 
 
 def cache_key(source, name, argv):

@@ -11,9 +11,11 @@ The loop (helpers in ``include/sg_loops.h``): operands of one element known
 at build time are read once before it; the rest are read through broadcast
 strides after merging the axes over which all of them step uniformly (so
 same-shape contiguous operands make one flat axis). Elements go in blocks,
-shared among threads above a size threshold; each block walks rows of the
-innermost axis, with a unit-stride variant the compiler vectorises (``omp
-simd``; the result is fresh memory, so ``restrict`` holds) and a strided one.
+shared among the runtime's threads above a size threshold (the block loop is
+a function of a block range, run through ``ws->parallel_for``); each block
+walks rows of the innermost axis, with a unit-stride variant the compiler
+vectorises (``omp simd``; the result is fresh memory, so ``restrict``
+holds) and a strided one.
 """
 
 from ..graph import Constant
@@ -88,87 +90,121 @@ def emit(ctx, root, groups):
         _emit_accumulation(ctx, root, members)
         return
     inside = {id(n.outputs[0]) for n in members}
-    leaves = []
-    for n in members:
-        for v in n.inputs:
-            if id(v) not in inside and all(v is not l for l in leaves):
-                leaves.append(v)
+    leaves = _leaves(members, inside)
     out = root.outputs[0]
     nd = out.ndim
-    w = ctx.w
     shapes = _emit_shapes(ctx, members, inside)
     name = ctx.alloc(root, out, [f"{shapes[id(out)]}[{k}]" for k in range(nd)])
-    values = {id(v): ctx.literal(v.data, v.dtype) for v in leaves
-              if isinstance(v, Constant) and v.ndim == 0}
+    literals = {id(v): ctx.literal(v.data, v.dtype) for v in leaves
+                if isinstance(v, Constant) and v.ndim == 0}
     # One element, known when the graph is built: read once, before the loop.
-    for v in leaves:
-        if id(v) not in values and all(d == 1 for d in v.shape):
-            t = ctx.tmp("c")
-            w(f"const {CTYPE[v.dtype]} {t} = {ctx.ptr(v)}[0];")
-            values[id(v)] = t
-    loaded = [v for v in leaves if id(v) not in values]
-    n = ctx.tmp("n")
-    w(f"int64_t {n} = sg_size(&{name}, {nd});")
-    bad = ctx.tmp("bad")
-    w(f"int {bad} = 0; (void){bad};")
-    mark = len(w.lines)
-    with w.block(f"if ({n} > 0)"):
-        _emit_loops(ctx, members, out, name, n, loaded, values, bad)
-    # Only integer powers raise the flag: check it where a member can.
-    if any(f"&{bad}" in line for line in w.lines[mark:]):
-        with w.block(f"if ({bad})"):
-            ctx.fail(root, "value", "integers to negative integer powers are not allowed")
+    hoisted = [v for v in leaves if id(v) not in literals and all(d == 1 for d in v.shape)]
+    loaded = [v for v in leaves if id(v) not in literals and all(v is not h for h in hoisted)]
+    _emit_group(ctx, root, members, out, name, loaded, hoisted, literals)
 
 
-def _emit_loops(ctx, members, out, name, n, loaded, values, bad):
-    """The loop nest of a group (see sg_loops.h): collapsed axes, blocks, vectorisable rows."""
-    w = ctx.w
+def _emit_group(ctx, root, members, out, name, loaded, hoisted, literals):
+    """The group's loop (see sg_loops.h) as a function of a block range, and its call.
+
+    The function takes a struct holding everything the loop reads; sg_main
+    fills it (collapsed shape, broadcast strides, data pointers, hoisted
+    scalars) and either runs every block itself or, for large results, hands
+    the blocks to the runtime's thread pool (``ws->parallel_for``).
+    """
+    w, f = ctx.w, ctx.functions
     nd, m = out.ndim, len(loaded)
-    sh, st, cnd = ctx.tmp("sh"), ctx.tmp("st"), ctx.tmp("cnd")
-    w(f"int64_t {sh}[SG_MAXDIM], {st}[{max(m, 1)}][SG_MAXDIM];")
-    w(f"for (int k = 0; k < {nd}; k++) {sh}[k] = {name}.shape[k];")
+    g = ctx.tmp("grp")
+    f(f"struct {g} {{")
+    f(f"    {CTYPE[out.dtype]} *o;")
     for p, v in enumerate(loaded):
-        w(f"sg_broadcast_strides({st}[{p}], &{ctx.arr(v)}, {v.ndim}, {name}.shape, {nd});")
-    w(f"int {cnd} = sg_collapse({nd}, {sh}, {m}, {st});")
-    inner, unit = ctx.tmp("inner"), ctx.tmp("unit")
-    w(f"int64_t {inner} = {sh}[{cnd} - 1];")
-    w(f"int {unit} = " + (" && ".join(f"{st}[{p}][{cnd} - 1] == 1" for p in range(m)) or "1")
-      + ";")
-    blk = ctx.tmp("blk")
-    w(f"#pragma omp parallel for if({n} >= SG_PAR_MIN) num_threads(sg_nthreads) "
-      f"reduction(|:{bad}) schedule(static)")
-    with w.block(f"for (int64_t {blk} = 0; {blk} < ({n} + SG_BLOCK - 1) / SG_BLOCK; {blk}++)"):
-        e, end = ctx.tmp("e"), ctx.tmp("end")
-        w(f"int64_t {e} = {blk} * SG_BLOCK, {end} = {n} - {e} < SG_BLOCK ? {n} : {e} + SG_BLOCK;")
-        with w.block(f"while ({e} < {end})"):
-            row, j0, cnt, off = ctx.tmp("row"), ctx.tmp("j"), ctx.tmp("cnt"), ctx.tmp("off")
-            w(f"int64_t {row} = {e} / {inner}, {j0} = {e} - {row} * {inner};")
-            w(f"int64_t {cnt} = {inner} - {j0} < {end} - {e} ? {inner} - {j0} : {end} - {e};")
-            w(f"int64_t {off}[{max(m, 1)}];")
-            w(f"sg_row_offsets({row}, {cnd}, {sh}, {m}, {st}, {off});")
-            o = ctx.tmp("o")
-            w(f"{CTYPE[out.dtype]} *restrict {o} = {ctx.ptr(out)} + {e};")
-            ptrs = []
-            for p, v in enumerate(loaded):
-                a = ctx.tmp("a")
-                w(f"const {CTYPE[v.dtype]} *{a} = {ctx.ptr(v)} + {off}[{p}] + "
-                  f"{j0} * {st}[{p}][{cnd} - 1];")
-                ptrs.append(a)
-            with w.block(f"if ({unit})"):
-                w(f"#pragma omp simd reduction(|:{bad})")
-                with w.block(f"for (int64_t j = 0; j < {cnt}; j++)"):
-                    vals = dict(values)
-                    vals.update({id(v): f"{a}[j]" for v, a in zip(loaded, ptrs)})
-                    _emit_body(ctx, members, vals, f"{o}[j]", bad)
-            with w.block("else"):
-                steps = [ctx.tmp("s") for _ in loaded]
-                for p, s in enumerate(steps):
-                    w(f"const int64_t {s} = {st}[{p}][{cnd} - 1];")
-                with w.block(f"for (int64_t j = 0; j < {cnt}; j++)"):
-                    vals = dict(values)
-                    vals.update({id(v): f"{a}[j * {s}]" for v, a, s in zip(loaded, ptrs, steps)})
-                    _emit_body(ctx, members, vals, f"{o}[j]", bad)
-            w(f"{e} += {cnt};")
+        f(f"    const {CTYPE[v.dtype]} *a{p};")
+    for k, v in enumerate(hoisted):
+        f(f"    {CTYPE[v.dtype]} h{k};")
+    f(f"    int64_t n, inner, sh[SG_MAXDIM], st[{max(m, 1)}][SG_MAXDIM];")
+    f("    int cnd, unit, bad;")
+    f("};")
+    f("")
+    # the block loop, written into the function by the same emitters as sg_main's code
+    ctx.w = f
+    try:
+        f(f"static void {g}_run(void *arg, int64_t b0, int64_t b1)")
+        with f.block(""):
+            f(f"struct {g} *g = (struct {g} *)arg;")
+            bad = ctx.tmp("bad")
+            f(f"int {bad} = 0;")
+            values = dict(literals)
+            for k, v in enumerate(hoisted):
+                f(f"const {CTYPE[v.dtype]} h{k} = g->h{k};")
+                values[id(v)] = f"h{k}"
+            body_start = len(f.lines)
+            blk = ctx.tmp("blk")
+            with f.block(f"for (int64_t {blk} = b0; {blk} < b1; {blk}++)"):
+                e, end = ctx.tmp("e"), ctx.tmp("end")
+                f(f"int64_t {e} = {blk} * SG_BLOCK, {end} = g->n - {e} < SG_BLOCK ? g->n : "
+                  f"{e} + SG_BLOCK;")
+                with f.block(f"while ({e} < {end})"):
+                    row, j0, cnt, off = ctx.tmp("row"), ctx.tmp("j"), ctx.tmp("cnt"), ctx.tmp("off")
+                    f(f"int64_t {row} = {e} / g->inner, {j0} = {e} - {row} * g->inner;")
+                    f(f"int64_t {cnt} = g->inner - {j0} < {end} - {e} ? g->inner - {j0} : "
+                      f"{end} - {e};")
+                    f(f"int64_t {off}[{max(m, 1)}];")
+                    f(f"sg_row_offsets({row}, g->cnd, g->sh, {m}, g->st, {off});")
+                    o = ctx.tmp("o")
+                    f(f"{CTYPE[out.dtype]} *restrict {o} = g->o + {e};")
+                    ptrs = []
+                    for p, v in enumerate(loaded):
+                        a = ctx.tmp("a")
+                        f(f"const {CTYPE[v.dtype]} *{a} = g->a{p} + {off}[{p}] + "
+                          f"{j0} * g->st[{p}][g->cnd - 1];")
+                        ptrs.append(a)
+                    with f.block("if (g->unit)"):
+                        f(f"#pragma omp simd reduction(|:{bad})")
+                        with f.block(f"for (int64_t j = 0; j < {cnt}; j++)"):
+                            vals = dict(values)
+                            vals.update({id(v): f"{a}[j]" for v, a in zip(loaded, ptrs)})
+                            _emit_body(ctx, members, vals, f"{o}[j]", bad)
+                    with f.block("else"):
+                        steps = [ctx.tmp("s") for _ in loaded]
+                        for p, st in enumerate(steps):
+                            f(f"const int64_t {st} = g->st[{p}][g->cnd - 1];")
+                        with f.block(f"for (int64_t j = 0; j < {cnt}; j++)"):
+                            vals = dict(values)
+                            vals.update({id(v): f"{a}[j * {st}]"
+                                         for v, a, st in zip(loaded, ptrs, steps)})
+                            _emit_body(ctx, members, vals, f"{o}[j]", bad)
+                    f(f"{e} += {cnt};")
+            # Only integer powers raise the flag.
+            raises = any(f"&{bad}" in line for line in f.lines[body_start:])
+            if raises:
+                f(f"if ({bad}) __atomic_store_n(&g->bad, 1, __ATOMIC_RELAXED);")
+            else:
+                f(f"(void){bad};")
+        f("")
+    finally:
+        ctx.w = w
+    v_g = ctx.tmp("g")
+    w(f"struct {g} {v_g};")
+    w(f"{v_g}.o = {ctx.ptr(out)}; {v_g}.n = sg_size(&{name}, {nd}); {v_g}.bad = 0;")
+    for p, v in enumerate(loaded):
+        w(f"{v_g}.a{p} = {ctx.ptr(v)};")
+    for k, v in enumerate(hoisted):
+        w(f"{v_g}.h{k} = {ctx.ptr(v)}[0];")
+    with w.block(f"if ({v_g}.n > 0)"):
+        w(f"for (int k = 0; k < {nd}; k++) {v_g}.sh[k] = {name}.shape[k];")
+        for p, v in enumerate(loaded):
+            w(f"sg_broadcast_strides({v_g}.st[{p}], &{ctx.arr(v)}, {v.ndim}, {name}.shape, {nd});")
+        w(f"{v_g}.cnd = sg_collapse({nd}, {v_g}.sh, {m}, {v_g}.st);")
+        w(f"{v_g}.inner = {v_g}.sh[{v_g}.cnd - 1];")
+        w(f"{v_g}.unit = " + (" && ".join(f"{v_g}.st[{p}][{v_g}.cnd - 1] == 1"
+                                        for p in range(m)) or "1") + ";")
+        nb = ctx.tmp("nblk")
+        w(f"int64_t {nb} = ({v_g}.n + SG_BLOCK - 1) / SG_BLOCK;")
+        w(f"if ({v_g}.n >= SG_PAR_MIN && sg_nthreads > 1) "
+          f"ws->parallel_for({nb}, sg_nthreads, {g}_run, &{v_g});")
+        w(f"else {g}_run(&{v_g}, 0, {nb});")
+    if raises:
+        with w.block(f"if ({v_g}.bad)"):
+            ctx.fail(root, "value", "integers to negative integer powers are not allowed")
 
 
 def _emit_shapes(ctx, members, inside):

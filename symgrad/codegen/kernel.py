@@ -70,6 +70,7 @@ class KernelContext:
         self.names = {}          # id(var) -> C name of its sg_arr
         self.owned = {}          # id(var) -> C name of the owning pointer (malloc'ed output)
         self.out_ids = {id(v) for v in outputs}
+        self.functions = CWriter()  # file-scope helpers (a fused loop's block function)
         self.allocated = []      # (var, "output" or "workspace"), in order (for sg.explain)
         self._n = 0
 
@@ -268,7 +269,7 @@ def _emit_outputs(ctx, outputs):
                 ctx.fail(v.owner, "shape", f"output {i} of {v.ndim}-d shape %s is too large",
                          f"sg_shape_str(sbuf, sizeof sbuf, c.shape, {v.ndim})")
             w(f"c.data = ws->out_alloc((size_t)n * {item});")
-            w(f'if (!c.data) {{ sg_fail(err, SG_ENOMEM, "out of memory"); goto fail; }}')
+            w('if (!c.data) { sg_fail(err, SG_ENOMEM, "out of memory"); goto fail; }')
             w(f"sg_copy(&c, &{name}, {v.ndim}, {item});")
             w(f"out[{i}] = c; outs_done = {i + 1};")
 
@@ -303,6 +304,7 @@ def _assemble(ctx, header, n_timed=None):
     top("        scipy_openblas_set_num_threads(blas);")
     top("}")
     top("")
+    top.lines += ctx.functions.lines
     top("int sg_main(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err)")
     top("{")
     top("    char sbuf[160]; (void)sbuf;")

@@ -14,7 +14,8 @@
  * overflowed it. Outputs come from `ws->out_alloc` (64-byte aligned; the
  * runtime recycles large blocks, so a call that returns big arrays does not
  * fault in fresh pages every time) and are released with `ws->out_free`,
- * never with free(). On failure the kernel releases what it allocated, fills
+ * never with free(). Large loops may share their blocks among the runtime's
+ * threads through `ws->parallel_for`. On failure the kernel releases what it allocated, fills
  * `err` and returns its code. The header is plain C99 and includes no Python.
  */
 #ifndef SG_ABI_H
@@ -24,7 +25,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#define SG_ABI_VERSION 2
+#define SG_ABI_VERSION 3
 #define SG_MAXDIM 16
 
 enum { SG_OK = 0, SG_ESHAPE = 1, SG_EINDEX = 2, SG_EVALUE = 3, SG_ENOMEM = 4 };
@@ -45,6 +46,11 @@ typedef struct {
     size_t cap_extra;
     void *(*out_alloc)(size_t n); /* memory for an output (n may be 0); NULL when out of memory */
     void (*out_free)(void *p);    /* releases an out_alloc block (NULL is a no-op) */
+    /* Run fn(ctx, b, b + 1) for every block b in [0, n_blocks), on up to
+     * `threads` threads of the runtime's pool (the caller's among them);
+     * returns when all are done. Blocks must be independent. */
+    void (*parallel_for)(int64_t n_blocks, int threads,
+                         void (*fn)(void *ctx, int64_t begin, int64_t end), void *ctx);
 } sg_ws;
 
 typedef struct {

@@ -8,10 +8,11 @@
  * blocks of SG_BLOCK (the unit of work a thread takes); within a block, rows
  * of the innermost axis run as simple loops the compiler vectorises.
  *
- * Threads: generated loops use OpenMP when the compiler has it, with
- * sg_nthreads threads (set by the runtime from SYMGRAD_NUM_THREADS through the
- * kernel's exported sg_set_num_threads) and only above SG_PAR_MIN elements,
- * where the work outweighs waking the team.
+ * Threads: above SG_PAR_MIN elements, where the work outweighs waking them,
+ * a loop's blocks go to the runtime's thread pool (ws->parallel_for), on
+ * sg_nthreads threads (set by the runtime from SYMGRAD_NUM_THREADS through
+ * the kernel's exported sg_set_num_threads). The pool's workers sleep between
+ * jobs, so they never take cores from BLAS's threads.
  */
 #ifndef SG_LOOPS_H
 #define SG_LOOPS_H
