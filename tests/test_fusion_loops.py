@@ -147,3 +147,47 @@ def test_sum_to_mismatch_names_the_node():
     np.testing.assert_allclose(f(np.ones((4, 3)), np.ones((1, 3))), np.full((1, 3), 8.0))
     with pytest.raises(sg.ShapeError, match=r"sum_to at .*test_fusion_loops.py:\d+.*not a broadcast"):
         f(np.ones((4, 3)), np.ones((2, 3)))
+
+
+# --------------------------------------------------------------------------- the thread pool
+
+def test_many_threads_share_the_pool_and_get_right_results(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(sg.config, "_num_threads", 2)
+    x = sg.vector("x")
+    f = sg.function([x], sg.tanh(x) * 3.0 + x)  # above the parallel threshold below
+    inputs = [np.random.default_rng(i).standard_normal(5 * BLOCK + i) for i in range(8)]
+    results, errors = [None] * 8, []
+
+    def work(i):
+        try:
+            for _ in range(20):
+                results[i] = f(inputs[i])
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for X, got in zip(inputs, results):
+        np.testing.assert_allclose(got, np.tanh(X) * 3.0 + X, rtol=1e-13)
+
+
+def test_a_forked_child_runs_parallel_loops(monkeypatch):
+    import os
+
+    monkeypatch.setattr(sg.config, "_num_threads", 2)
+    x = sg.vector("x")
+    f = sg.function([x], sg.exp(x) + 1.0)
+    X = np.linspace(-1, 1, 6 * BLOCK)
+    f(X)  # the parent's pool has started its workers
+    pid = os.fork()
+    if pid == 0:  # the child: no workers exist here; a fresh pool must start
+        ok = np.allclose(f(X), np.exp(X) + 1.0)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
