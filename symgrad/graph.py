@@ -215,6 +215,11 @@ def _exact_cast(src, dst):
     return bool(np.all((back == src) | (np.isnan(src) if src.dtype.kind == "f" else False)))
 
 
+def _native(arr):
+    """``arr`` in native byte order: compiled kernels read values natively."""
+    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
+
+
 _shared_counter = itertools.count()
 
 
@@ -234,7 +239,7 @@ class SharedVariable(Variable):
         if arr.dtype.name not in _dt.SUPPORTED:
             arr = arr.astype(_default_dtype(value, arr))
         super().__init__(TensorType(arr.dtype.name, (None,) * arr.ndim), name=name)
-        self._value = arr
+        self._value = _native(arr)
         self.trainable = bool(trainable)
         self.order = next(_shared_counter)
 
@@ -254,7 +259,8 @@ class SharedVariable(Variable):
                 raise TypeError(f"set_value on {label}: expected dtype {self.dtype}, got {arr.dtype}; "
                                 f"convert with .astype('{self.dtype}') first")
             arr = arr.astype(self.dtype)
-        self._value = arr if borrow else np.array(arr, copy=True)
+        native = _native(arr)
+        self._value = native if borrow or native is not arr else np.array(arr, copy=True)
 
     def __repr__(self):
         return f"<SharedVariable {self.name or ''}: {self.dtype}{list(self._value.shape)}>"

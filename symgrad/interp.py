@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from .errors import ShapeError
+from .errors import ShapeError, SymgradError
 from .graph import Constant, SharedVariable, toposort
 
 __all__ = ["Program", "evaluate"]
@@ -61,7 +61,10 @@ class Program:
             env[s] = v.get_value(borrow=True)
         for node, ins, outs in self.steps:
             t0 = time.perf_counter() if profile is not None else 0.0
-            results = node.op.perform(node, *[env[i] for i in ins])
+            try:
+                results = node.op.perform(node, *[env[i] for i in ins])
+            except ValueError as e:
+                raise _too_large(node, e) or e
             if profile is not None:
                 entry = profile.setdefault(id(node), [node, 0, 0.0])
                 entry[1] += 1
@@ -70,6 +73,19 @@ class Program:
                 _check_result(node, var, r)
                 env[s] = r
         return [env[s] for s in self.output_slots]
+
+
+# NumPy's words for a shape whose size overflows its index type.
+_NUMPY_TOO_LARGE = ("array is too big", "Maximum allowed size exceeded", "iterator is too large")
+
+
+def _too_large(node, e):
+    """NumPy refusing a result that is too large as the ShapeError mode "c" raises, or None."""
+    if isinstance(e, SymgradError) or not any(m in str(e) for m in _NUMPY_TOO_LARGE):
+        return None
+    err = ShapeError(f"{node.op} at {node.trace}: the result is too large ({e})")
+    err.__cause__ = e
+    return err
 
 
 def _check_result(node, var, value):

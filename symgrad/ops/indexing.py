@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import IndexError as _IndexError
+from ..errors import ShapeError
 from ..graph import Constant, Op, TensorType, Variable, as_variable, user_trace
 from .advanced import AdvancedIncSubtensor, AdvancedSubtensor
 from .shape import Shape, shape_at
@@ -276,7 +277,12 @@ class Arange(Op):
     def perform(self, node, start, stop, step):
         if step == 0:
             raise ValueError(f"arange at {node.trace}: step must not be zero")
-        return [np.arange(start.item(), stop.item(), step.item(), dtype=self.dtype)]
+        a, b, c = start.item(), stop.item(), step.item()
+        if all(isinstance(v, int) for v in (a, b, c)) and -((a - b) // c) > 2**63 - 1:
+            # NumPy wraps such a length to an empty result; mode "c" refuses it too.
+            raise ShapeError(f"{node.op} at {node.trace}: arange: the length does not fit in "
+                             f"64 bits")
+        return [np.arange(a, b, c, dtype=self.dtype)]
 
     def grad(self, node, inputs, outputs, gouts):
         start, _, step = inputs
@@ -343,13 +349,14 @@ def _c_int_length(ctx, node, start, stop, step):
     ctx.w(f"int64_t {a} = (int64_t){start}, {b} = (int64_t){stop}, {c} = (int64_t){step}, {n};")
     with ctx.w.block(f"if ({c} == 0)"):
         ctx.fail(node, "value", "step must not be zero")
-    # Unsigned differences and divisions: no overflow for any int64 arguments.
+    # Unsigned differences, divisions and the + 1: no overflow for any int64 arguments
+    # (a length past INT64_MAX converts to a negative number, refused below).
     ctx.w(f"if ({c} > 0) {n} = {b} > {a} ? "
-          f"(int64_t)(((uint64_t){b} - (uint64_t){a} - 1) / (uint64_t){c}) + 1 : 0;")
+          f"(int64_t)(((uint64_t){b} - (uint64_t){a} - 1) / (uint64_t){c} + 1) : 0;")
     ctx.w(f"else {n} = {a} > {b} ? "
-          f"(int64_t)(((uint64_t){a} - (uint64_t){b} - 1) / (0 - (uint64_t){c})) + 1 : 0;")
+          f"(int64_t)(((uint64_t){a} - (uint64_t){b} - 1) / (0 - (uint64_t){c}) + 1) : 0;")
     with ctx.w.block(f"if ({n} < 0)"):
-        ctx.fail(node, "value", "arange: the length does not fit in 64 bits")
+        ctx.fail(node, "shape", "arange: the length does not fit in 64 bits")
     return n
 
 

@@ -1,0 +1,76 @@
+"""Fuzzing over the whole op registry: random graphs, compiled vs reference vs finite differences.
+
+Graphs chain case rows of ``tests/cases/`` (see ``tests/fuzz_graphs.py``):
+
+- ``test_every_op_in_a_random_graph``: every op of ``OP_REGISTRY``, shuffled
+  into graphs of six, a quarter of the steps float32; the compiled kernel
+  (values and the gradient graph) against the NumPy reference, and the
+  reference gradient of a float64 copy against finite differences.
+- ``test_random_graphs``: hypothesis draws the ops, their rows, float32 steps,
+  broadcast factors of random shapes, random (zero-size included) shapes for
+  elementwise rows, and the values.
+
+CI runs a bounded, derandomized number of examples. The long profile, by hand::
+
+    SYMGRAD_FUZZ=long python -m pytest -q tests/test_reliability_fuzz.py   # 400 examples
+    SYMGRAD_FUZZ=long SYMGRAD_FUZZ_EXAMPLES=5000 python -m pytest -q tests/test_reliability_fuzz.py
+"""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import symgrad as sg
+
+import fuzz_graphs as fg  # tests/ is on sys.path (conftest.py)
+
+LONG = os.environ.get("SYMGRAD_FUZZ") == "long"
+EXAMPLES = int(os.environ.get("SYMGRAD_FUZZ_EXAMPLES", 400 if LONG else 8))
+FUZZ = settings(max_examples=EXAMPLES, derandomize=not LONG, deadline=None, print_blob=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+GROUPS = fg.registry_groups()
+# A subset of the groups, "0,3,6" (the sanitizer run uses it); all of them by default.
+RUN_GROUPS = [int(k) for k in os.environ.get("SYMGRAD_FUZZ_GROUPS", "").split(",") if k] or list(
+    range(len(GROUPS)))
+
+
+def test_the_groups_cover_the_registry():
+    ops = [op for g in GROUPS for op in g]
+    assert sorted(ops) == sorted(sg.graph.OP_REGISTRY)
+    assert all(op in fg.BY_OP for op in ops), "an op has no case row to build it from"
+
+
+@pytest.mark.parametrize("k", RUN_GROUPS, ids=lambda k: "+".join(GROUPS[k]))
+def test_every_op_in_a_random_graph(k):
+    plan = fg.group_plan(GROUPS[k], seed=k)
+    assert sorted(plan.ops) == sorted(GROUPS[k])
+    fg.check(plan, fd=False)
+    fd = fg.group_plan(GROUPS[k], seed=k, fd=True)
+    assert fd.all_float64
+    fg.check_fd(fd)
+
+
+@st.composite
+def plans(draw, max_ops=4):
+    ops = draw(st.lists(st.sampled_from(sorted(fg.BY_OP)), min_size=1, max_size=max_ops))
+    chosen = [fg.BY_OP[op][draw(st.integers(0, len(fg.BY_OP[op]) - 1))] for op in ops]
+    f32 = draw(st.sets(st.integers(0, len(chosen) - 1)))
+    shapes = {}
+    for k, case in enumerate(chosen):
+        if fg.shape_generic(case) and draw(st.booleans()):
+            shapes[k] = draw(hnp.mutually_broadcastable_shapes(
+                num_shapes=len(case.args), min_dims=0, max_dims=3, min_side=0,
+                max_side=4)).input_shapes
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    return fg.make_plan(rng, chosen, float32=f32, shapes=shapes,
+                        broadcast=draw(st.sampled_from([0.0, 0.3, 0.8])))
+
+
+@FUZZ
+@given(plans())
+def test_random_graphs(plan):
+    fg.check(plan, fd=True)
