@@ -36,11 +36,26 @@ def main():
     t_sg1 = best_time(f, x, repeat=5)
     f._kernel.kernel.set_num_threads(threads)
     t_sg = best_time(f, x, repeat=5)
-    table([["copy floor (np.copyto)", f"{t_copy * 1e3:.2f}", f"{t_np / t_copy:.2f}x"],
-           ["NumPy", f"{t_np * 1e3:.2f}", "1.00x"],
-           ["symgrad, 1 thread", f"{t_sg1 * 1e3:.2f}", f"{t_np / t_sg1:.2f}x"],
-           [f"symgrad, {threads} threads", f"{t_sg * 1e3:.2f}", f"{t_np / t_sg:.2f}x"]],
-          ["10M float32", "ms", "speed-up over NumPy"])
+    rows = [["copy floor (np.copyto)", f"{t_copy * 1e3:.2f}", f"{t_np / t_copy:.2f}x"],
+            ["NumPy", f"{t_np * 1e3:.2f}", "1.00x"],
+            ["symgrad, 1 thread", f"{t_sg1 * 1e3:.2f}", f"{t_np / t_sg1:.2f}x"],
+            [f"symgrad, {threads} threads", f"{t_sg * 1e3:.2f}", f"{t_np / t_sg:.2f}x"]]
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:  # a peer, where installed: eager PyTorch on the same data
+        xt = torch.from_numpy(x)
+
+        def torch_version(x):
+            return torch.tanh(a * x + b) * c + torch.exp(-x ** 2)
+
+        for n in sorted({1, threads}):
+            torch.set_num_threads(n)
+            t = best_time(torch_version, xt, repeat=5)
+            rows.append([f"PyTorch eager, {n} thread{'s' * (n > 1)}", f"{t * 1e3:.2f}",
+                         f"{t_np / t:.2f}x"])
+    table(rows, ["10M float32", "ms", "speed-up over NumPy"])
 
 
 if __name__ == "__main__":

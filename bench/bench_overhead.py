@@ -48,6 +48,13 @@ def main():
         rows.append([f"one-op graph, mode {mode}", f"{best_time(f, 1.5) * 1e6:.2f} us"])
     rows.append(["NumPy np.add(x, 1.0) on a 0-d array",
                  f"{best_time(np.add, np.array(1.5), 1.0) * 1e6:.2f} us"])
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:  # a peer, where installed
+        rows.append(["PyTorch eager x + 1.0 on a 0-d tensor",
+                     f"{best_time(torch.add, torch.tensor(1.5), 1.0) * 1e6:.2f} us"])
     import tempfile
     with tempfile.TemporaryDirectory() as d:
         os.chmod(d, 0o700)

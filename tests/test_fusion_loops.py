@@ -191,3 +191,33 @@ def test_a_forked_child_runs_parallel_loops(monkeypatch):
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+# --------------------------------------------------------------------------- in place
+
+def test_a_dead_intermediate_is_overwritten_in_place_only_when_it_fits():
+    x, W, B, W2 = sg.matrix("x"), sg.matrix("W"), sg.matrix("B"), sg.matrix("W2")
+    f = sg.function([x, W, B, W2], (sg.tanh(x @ W) * 2.0 + B) @ W2)
+    assert "in place of its operand" in f.source  # the product's buffer takes the loop's result
+    r = np.random.default_rng(6)
+    X, Wv, W2v = r.standard_normal((50, 40)), r.standard_normal((40, 30)), r.standard_normal((30, 2))
+    for Xv, Bv in [(X, r.standard_normal((50, 30))),   # same shape: in place
+                   (X, r.standard_normal((1, 30))),    # B broadcast: still in place
+                   (X[:1], r.standard_normal((50, 30)))]:  # the product is broadcast: new buffer
+        np.testing.assert_allclose(f(Xv, Wv, Bv, W2v), (np.tanh(Xv @ Wv) * 2 + Bv) @ W2v,
+                                   rtol=1e-12)
+
+
+def test_no_in_place_over_a_value_read_again_or_returned():
+    x, W = sg.matrix("x"), sg.matrix("W")
+    h = x @ W
+    f = sg.function([x, W], [(sg.tanh(h) + 1.0) @ W.T, h])  # h is an output
+    g = sg.function([x, W], (sg.tanh(h) + 1.0) @ W.T + h @ W.T)  # h read twice
+    assert "in place of its operand" not in f.source + g.source
+    r = np.random.default_rng(7)
+    X, Wv = r.standard_normal((6, 5)), r.standard_normal((5, 5))
+    got, hv = f(X, Wv)
+    np.testing.assert_allclose(hv, X @ Wv, rtol=1e-13)
+    np.testing.assert_allclose(got, (np.tanh(X @ Wv) + 1) @ Wv.T, rtol=1e-12)
+    np.testing.assert_allclose(g(X, Wv), (np.tanh(X @ Wv) + 1) @ Wv.T + X @ Wv @ Wv.T,
+                               rtol=1e-12)

@@ -97,9 +97,13 @@ def test_random_chains_values_and_gradients(case):
     steps, a, b = case
     x, y = sg.tensor("x", shape=(None,) * a.ndim), sg.tensor("y", shape=(None,) * b.ndim)
     out = _build(steps, x, y, sg)
-    np.testing.assert_allclose(sg.function([x, y], out, mode="py")(a, b),
-                               _build(steps, a, b, np), rtol=1e-12, atol=1e-12)
-    sg.verify_grad(lambda p, q: _build(steps, p, q, sg), [a, b], n_tests=1, mode="py")
+    value = sg.function([x, y], out, mode="py")(a, b)
+    np.testing.assert_allclose(value, _build(steps, a, b, np), rtol=1e-12, atol=1e-12)
+    # Chains such as exp(exp(exp(x))) reach 1e14 and beyond, where a finite
+    # difference of step 1e-7 is rounding noise: the gradient is then checked
+    # against the reference (below) but not against finite differences.
+    if np.all(np.abs(value) < 1e6):
+        sg.verify_grad(lambda p, q: _build(steps, p, q, sg), [a, b], n_tests=1, mode="py")
     # compiled against the reference, values and gradients
     grads = sg.grad(out.sum(), [x, y])
     got = sg.function([x, y], [out] + grads, mode="c")(a, b)

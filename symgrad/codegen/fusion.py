@@ -18,6 +18,8 @@ vectorises (``omp simd``; the result is fresh memory, so ``restrict``
 holds) and a strided one.
 """
 
+import numpy as np
+
 from ..graph import Constant
 from .kernel import CTYPE
 
@@ -26,6 +28,7 @@ class Groups:
     def __init__(self):
         self.absorbed = set()   # ids of nodes evaluated inside another node's loop
         self.roots = {}         # id(root) -> member nodes in topological order
+        self.uses = {}          # id(var) -> how many times nodes (and outputs, twice) read it
 
 
 def is_elementwise(node):
@@ -40,6 +43,7 @@ def plan(nodes, outputs):
     for v in outputs:
         uses[id(v)] = uses.get(id(v), 0) + 2
     groups = Groups()
+    groups.uses = uses
     owner_group = {}
     for node in reversed(nodes):
         if not is_elementwise(node):
@@ -94,16 +98,60 @@ def emit(ctx, root, groups):
     out = root.outputs[0]
     nd = out.ndim
     shapes = _emit_shapes(ctx, members, inside)
-    name = ctx.alloc(root, out, [f"{shapes[id(out)]}[{k}]" for k in range(nd)])
+    donor = _donor(ctx, members, leaves, out, groups)
+    if donor is None:
+        name = ctx.alloc(root, out, [f"{shapes[id(out)]}[{k}]" for k in range(nd)])
+    else:
+        name = _alloc_in_place(ctx, root, out, shapes[id(out)], donor)
     literals = {id(v): ctx.literal(v.data, v.dtype) for v in leaves
                 if isinstance(v, Constant) and v.ndim == 0}
     # One element, known when the graph is built: read once, before the loop.
     hoisted = [v for v in leaves if id(v) not in literals and all(d == 1 for d in v.shape)]
     loaded = [v for v in leaves if id(v) not in literals and all(v is not h for h in hoisted)]
-    _emit_group(ctx, root, members, out, name, loaded, hoisted, literals)
+    _emit_group(ctx, root, members, out, name, loaded, hoisted, literals, donor is not None)
 
 
-def _emit_group(ctx, root, members, out, name, loaded, hoisted, literals):
+def _donor(ctx, members, leaves, out, groups):
+    """An intermediate this group may overwrite with its result, or None.
+
+    In place is safe for a workspace buffer (not an input, shared value,
+    constant, output or view) of the result's dtype and rank that nothing
+    but this group reads: each element's operands are all loaded before its
+    result is stored, so element i is read before it is overwritten, and no
+    other element reads it. Whether it also has the result's shape and is
+    contiguous is checked at run time (a broadcast operand is not a donor).
+    """
+    if id(out) in ctx.out_ids:
+        return None
+    workspace = {id(v) for v, kind in ctx.allocated if kind == "workspace"}
+    for v in leaves:
+        if v.dtype != out.dtype or v.ndim != out.ndim or id(v) not in workspace:
+            continue
+        inner_uses = sum(1 for n in members for u in n.inputs if u is v)
+        if groups.uses.get(id(v), 0) == inner_uses:
+            return v
+    return None
+
+
+def _alloc_in_place(ctx, root, out, shape, donor):
+    """``out`` in ``donor``'s memory when the shapes match at run time, else a new buffer."""
+    from ..ops.calls_c import where
+
+    w, nd = ctx.w, out.ndim
+    name = ctx.declare(out)
+    if nd:
+        w(" ".join(f"{name}.shape[{k}] = {shape}[{k}];" for k in range(nd)))
+    d = ctx.arr(donor)
+    with w.block(f"if (sg_is_contiguous(&{d}, {nd}) && "
+                 f"!memcmp({d}.shape, {name}.shape, {nd} * sizeof(int64_t)))"):
+        w(f"{name}.data = {d}.data; sg_contiguous(&{name}, {nd}); /* in place of its operand */")
+    w(f"else if (sg_alloc(err, {where(root)}, ws, &{name}, {nd}, "
+      f"{np.dtype(out.dtype).itemsize}, NULL)) goto fail;")
+    ctx.allocated.append((out, "workspace"))
+    return name
+
+
+def _emit_group(ctx, root, members, out, name, loaded, hoisted, literals, in_place=False):
     """The group's loop (see sg_loops.h) as a function of a block range, and its call.
 
     The function takes a struct holding everything the loop reads; sg_main
@@ -150,7 +198,9 @@ def _emit_group(ctx, root, members, out, name, loaded, hoisted, literals):
                     f(f"int64_t {off}[{max(m, 1)}];")
                     f(f"sg_row_offsets({row}, g->cnd, g->sh, {m}, g->st, {off});")
                     o = ctx.tmp("o")
-                    f(f"{CTYPE[out.dtype]} *restrict {o} = g->o + {e};")
+                    # restrict when the result is fresh memory; in place, each element
+                    # is still read before it is written, which omp simd allows
+                    f(f"{CTYPE[out.dtype]} *{'' if in_place else 'restrict '}{o} = g->o + {e};")
                     ptrs = []
                     for p, v in enumerate(loaded):
                         a = ctx.tmp("a")
