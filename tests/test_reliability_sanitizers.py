@@ -11,12 +11,12 @@ children preload the compiler's ``libasan`` (``LD_PRELOAD``) and run with
 abort (``-fno-sanitize-recover=undefined``), and so does every ASan report.
 
 What runs: two canaries (a kernel writing past its buffer, a kernel with a
-signed overflow) that must be caught, which proves the setup live; then a
-part of the registry fuzzing (every fifth group of ops), a batch of random
-graphs and the runtime's tests, alongside the whole bad-input matrix in mode
-"c" (the two children run at once).
-``SYMGRAD_SANITIZE=full`` runs every group, more random graphs and the op
-registry's compiled cases (slow: for a run by hand).
+signed overflow) that must be caught, which proves the setup live; then the
+registry fuzzing (every registered op, in groups, compiled, values and
+gradients), a batch of random graphs and the runtime's tests, alongside the
+whole bad-input matrix in mode "c" (the two children run at once).
+``SYMGRAD_SANITIZE=full`` adds more random graphs and the op registry's
+compiled cases (slow: for a run by hand).
 
 Skipped, saying why, only where the C compiler has no sanitizer runtime or
 the runtime's sources (Cython, ``symgrad/_runtime.pyx``, ``csrc/``) are absent.
@@ -173,10 +173,9 @@ def test_the_sanitizers_catch_a_bad_kernel(sanitized, bug, report):
 
 
 def _pytest_child(env, work):
+    # Every group of the registry fuzzing: each registered op runs compiled under the
+    # sanitizers, values and gradients.
     env = dict(env, SYMGRAD_FUZZ_EXAMPLES="20" if FULL else "3")
-    if not FULL:
-        from fuzz_graphs import registry_groups
-        env["SYMGRAD_FUZZ_GROUPS"] = ",".join(str(k) for k in range(0, len(registry_groups()), 5))
     tests = [str(TESTS / "test_reliability_fuzz.py"), str(TESTS / "test_runtime.py")]
     if FULL:
         tests.append(str(TESTS / "test_registry.py") + "::test_compiled_matches_reference")
