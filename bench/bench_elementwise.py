@@ -46,9 +46,11 @@ def main():
         torch = None
     if torch is not None:  # a peer, where installed: eager PyTorch on the same data
         xt = torch.from_numpy(x)
+        # Python floats: a NumPy scalar on the left would make NumPy run the product
+        fa, fb, fc = float(a), float(b), float(c)
 
         def torch_version(x):
-            return torch.tanh(a * x + b) * c + torch.exp(-x ** 2)
+            return torch.tanh(fa * x + fb) * fc + torch.exp(-x ** 2)
 
         for n in sorted({1, threads}):
             torch.set_num_threads(n)
