@@ -154,10 +154,30 @@ def compiler_argv(cc, name):
             f"-L{lib}", "-Xlinker", "-rpath", "-Xlinker", lib, f"-l{libname}", "-lm"]
 
 
+# A C string or character literal (kept), or a comment (dropped from the key).
+_C_TOKENS = re.compile(r""""(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'|/\*.*?\*/|//[^\n]*""",
+                       re.DOTALL)
+
+
+def code_of(source):
+    """``source`` without its comments, each replaced by as many newlines as it held.
+
+    Comments never change the binary, so the cache key ignores them: a
+    function whose kernel comments differ (an unpickled function whose
+    gradient notes name fewer forward nodes, a reworded note in a new
+    version) finds the same library. Line numbers stay as they were.
+    """
+    return _C_TOKENS.sub(lambda m: m.group(0) if m.group(0)[0] in "\"'"
+                         else "\n" * m.group(0).count("\n"), source)
+
+
 def cache_key(source, name, argv):
-    """Return the hex sha256 identifying the library `argv` builds from `source`."""
+    """Return the hex sha256 identifying the library `argv` builds from `source`.
+
+    Comments in ``source`` do not count (see :func:`code_of`).
+    """
     h = hashlib.sha256()
-    for part in (source, name, *_environment(tuple(argv))):
+    for part in (code_of(source), name, *_environment(tuple(argv))):
         data = part.encode("utf-8", "surrogatepass")
         # Length-prefixed, so that no two different part lists hash alike.
         h.update(len(data).to_bytes(8, "little"))

@@ -558,7 +558,17 @@ def flatten_graph(roots):
     """
     index, leaves, nodes = {}, [], []
     node_index = {}
-    for node in toposort(roots):
+    # The forward nodes that gradient nodes point at (grad_of) come along even
+    # when a rewrite removed them from the graph: printing and the kernel's
+    # comments name them, so an unpickled function prints, and compiles, alike.
+    order = toposort(roots)
+    while True:
+        inside = {id(n) for n in order}
+        extra = [n.grad_of for n in order if n.grad_of is not None and id(n.grad_of) not in inside]
+        if not extra:
+            break
+        order = toposort(list(roots) + [n.outputs[0] for n in extra])
+    for node in order:
         ins = []
         for v in node.inputs:
             if id(v) not in index:
@@ -567,7 +577,8 @@ def flatten_graph(roots):
             ins.append(index[id(v)])
         node_index[id(node)] = len(nodes)
         grad_of = node_index.get(id(node.grad_of)) if node.grad_of is not None else None
-        nodes.append((node.op, ins, node.trace, grad_of, [o.name for o in node.outputs]))
+        tags = {k: v for k, v in vars(node.tag).items() if k in _PICKLED_TAGS}
+        nodes.append((node.op, ins, node.trace, grad_of, [o.name for o in node.outputs], tags))
         for i, o in enumerate(node.outputs):
             index[id(o)] = ("out", len(nodes) - 1, i)
     refs = []
@@ -577,6 +588,12 @@ def flatten_graph(roots):
             leaves.append(_leaf_state(r))
         refs.append(index[id(r)])
     return {"leaves": leaves, "nodes": nodes, "roots": refs}
+
+
+# Node tags that change the generated code (the gemm rewrite's product line is in
+# its error messages) or its printing, and hold no graph references: they survive
+# pickling, so an unpickled function's kernel source, and cache key, are the same.
+_PICKLED_TAGS = ("product_trace", "product_name")
 
 
 def _leaf_state(v):
@@ -593,7 +610,7 @@ def unflatten_graph(state):
     def get(ref):
         return leaves[ref[1]] if ref[0] == "leaf" else built[ref[1]].outputs[ref[2]]
 
-    for op, ins, trace, grad_of, names in state["nodes"]:
+    for op, ins, trace, grad_of, names, *rest in state["nodes"]:
         _override.append((trace, built[grad_of] if grad_of is not None else None))
         try:
             node = op.make_node(*[get(r) for r in ins])
@@ -601,5 +618,7 @@ def unflatten_graph(state):
             _override.pop()
         for o, n in zip(node.outputs, names):
             o.name = n
+        for k, v in (rest[0] if rest else {}).items():
+            setattr(node.tag, k, v)
         built.append(node)
     return [get(r) for r in state["roots"]]

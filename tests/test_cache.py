@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import symgrad as sg
@@ -357,3 +358,30 @@ def test_cli_runs_as_a_module(cache_dir):
     rc, out, err = run_child(["-m", "symgrad.cache", "info"], cache_dir)
     assert rc == 0 and "entries:   1" in out
     assert "Warning" not in err, err
+
+
+def test_comments_do_not_change_the_key():
+    argv = compiler.compiler_argv(compiler.find_compiler(), "kernel")
+    a = 'int f(void) { return 1; } /* K1: add at "x/*y.py":3 */\n'
+    b = 'int f(void) { return 1; } /* K1: add at x.py:3 (gradient of mul) */\n'
+    c = 'int f(void) { return 2; } /* K1: add at "x/*y.py":3 */\n'
+    assert compiler.cache_key(a, "kernel", argv) == compiler.cache_key(b, "kernel", argv)
+    assert compiler.cache_key(a, "kernel", argv) != compiler.cache_key(c, "kernel", argv)
+    # a comment marker inside a string is code
+    d = 'const char *s = "/* x */"; int f(void) { return 1; }\n'
+    e = 'const char *s = "/* y */"; int f(void) { return 1; }\n'
+    assert compiler.cache_key(d, "kernel", argv) != compiler.cache_key(e, "kernel", argv)
+
+
+def test_an_unpickled_train_step_with_rewritten_updates_is_a_cache_hit(cache_dir, compiles):
+    import pickle
+
+    X, y = sg.matrix("X"), sg.vector("y", dtype="int64")
+    W, b = sg.shared(np.ones((4, 3)), name="W"), sg.shared(np.zeros(3), name="b")
+    loss = sg.nn.cross_entropy(X @ W + b, y).mean()
+    gW, gb = sg.grad(loss, [W, b])  # the update becomes one gemm whose errors name X @ W's line
+    f = sg.function([X, y], loss, updates=[(W, W - 0.1 * gW), (b, b - 0.1 * gb)])
+    assert "gemm" in f.source and len(compiles) == 1
+    g = pickle.loads(pickle.dumps(f))
+    assert g.cache_hit and len(compiles) == 1
+    assert compiler.code_of(g.source) == compiler.code_of(f.source)
