@@ -177,13 +177,24 @@ def discard(root_dir, path):
     concurrent discard of the same entry is not an error.
     """
     trash = os.path.join(root_dir, "trash")
-    os.makedirs(trash, 0o700, exist_ok=True)
-    holder = tempfile.mkdtemp(dir=trash)
-    try:
-        os.rename(path, os.path.join(holder, "x"))
-    except FileNotFoundError:
-        pass
-    shutil.rmtree(holder, ignore_errors=True)
+    # A concurrent `clear` may delete trash/ (and our holder in it) at any
+    # moment: make them again and retry until the entry is gone.
+    for _ in range(100):
+        try:
+            os.makedirs(trash, 0o700, exist_ok=True)
+            holder = tempfile.mkdtemp(dir=trash)
+        except FileNotFoundError:
+            continue
+        try:
+            os.rename(path, os.path.join(holder, "x"))
+        except FileNotFoundError:
+            if os.path.lexists(path):  # the holder vanished, not the entry
+                shutil.rmtree(holder, ignore_errors=True)
+                continue
+        shutil.rmtree(holder, ignore_errors=True)
+        return
+    raise CompileError(f"could not remove the cache entry {path}: its trash directory "
+                       f"{trash} kept disappearing")
 
 
 def file_sha256(path):
