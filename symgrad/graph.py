@@ -447,18 +447,21 @@ def _at_user_line(err, op):
 
 # --------------------------------------------------------------------------- walks
 
-def toposort(outputs):
-    """The Apply nodes that compute ``outputs``, each after all nodes it depends on."""
+def toposort(outputs, stop=()):
+    """The Apply nodes that compute ``outputs``, each after all nodes it depends on.
+
+    The walk does not descend below variables whose ids are in ``stop``.
+    """
     order, seen = [], set()
     for out in outputs:
-        if out.owner is None or id(out.owner) in seen:
+        if out.owner is None or id(out) in stop or id(out.owner) in seen:
             continue
         stack = [(out.owner, iter(out.owner.inputs))]
         seen.add(id(out.owner))
         while stack:
             node, it = stack[-1]
             for inp in it:
-                if inp.owner is not None and id(inp.owner) not in seen:
+                if inp.owner is not None and id(inp.owner) not in seen and id(inp) not in stop:
                     seen.add(id(inp.owner))
                     stack.append((inp.owner, iter(inp.owner.inputs)))
                     break

@@ -558,14 +558,20 @@ def _check_nonempty(ctx, node, x, axes, message):
                                          f"{x.ndim})")
 
 
+def _alloc_reduced(ctx, node, axes, keepdims):
+    """The C name of a reduction's newly allocated result (``axes`` gone, or 1 with keepdims)."""
+    x, src = node.inputs[0], ctx.arr(node.inputs[0])
+    shape = [("1" if a in axes else f"{src}.shape[{a}]") for a in range(x.ndim)
+             if keepdims or a not in axes]
+    return ctx.alloc(node, node.outputs[0], shape)
+
+
 def reduce_call(ctx, node, fold, axes, keepdims):
     """Allocate the reduction's result and fill it with ``sg_<fold>_<in>_<out>`` of sg_ops.h."""
     x, out = node.inputs[0], node.outputs[0]
     src = ctx.arr(x)
     kept = [a for a in range(x.ndim) if a not in axes]
-    shape = [("1" if a in axes else f"{src}.shape[{a}]") for a in range(x.ndim)
-             if keepdims or a not in axes]
-    dst = ctx.alloc(node, out, shape)
+    dst = _alloc_reduced(ctx, node, axes, keepdims)
     view, order = ctx.tmp("perm"), ", ".join(map(str, kept + list(axes))) or "0"
     ctx.w(f"sg_arr {view} = sg_permuted(&{src}, {x.ndim}, (const int[]){{{order}}});")
     ctx.w(f"sg_{fold}_{SUFFIX[x.dtype]}_{SUFFIX[out.dtype]}(&{dst}, &{view}, {x.ndim}, "
@@ -579,9 +585,7 @@ def sum_into_c(ctx, node, axes, keepdims, mean):
     if x.dtype not in ("float32", "float64") or out.dtype != x.dtype:
         return False
     src = ctx.arr(x)
-    shape = [("1" if a in axes else f"{src}.shape[{a}]") for a in range(x.ndim)
-             if keepdims or a not in axes]
-    dst = ctx.alloc(node, out, shape)
+    dst = _alloc_reduced(ctx, node, axes, keepdims)
     flags = ", ".join("1" if a in axes else "0" for a in range(x.ndim)) or "0"
     call(ctx, node, f"sg_sum_into_{SUFFIX[x.dtype]}", f"&{dst}", str(out.ndim), f"&{src}",
          str(x.ndim), f"(const int[]){{{flags}}}", str(int(keepdims)), str(int(mean)))
@@ -593,9 +597,7 @@ def reduce_c(ctx, node, axes, keepdims, fold):
     x, out = node.inputs[0], node.outputs[0]
     src = ctx.arr(x)
     kept = [a for a in range(x.ndim) if a not in axes]
-    shape = [("1" if a in axes else f"{src}.shape[{a}]") for a in range(x.ndim)
-             if keepdims or a not in axes]
-    dst = ctx.alloc(node, out, shape)
+    dst = _alloc_reduced(ctx, node, axes, keepdims)
     view = permuted_view(ctx, src, kept + list(axes))
 
     def row(r):

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from ..graph import Apply, Constant, Variable, _override
+from ..graph import Apply, Constant, Variable, _override, toposort
 
 __all__ = ["Sweep", "InPlace", "RuleSet", "all_equal", "scalar_value"]
 
@@ -86,7 +86,7 @@ class Sweep:
 
     def run(self, outputs):
         """The rewritten ``outputs`` (a list of variables)."""
-        for node in _toposort(outputs, self.final):
+        for node in toposort(outputs, self.final):
             self.visit(node)
         return [self.get(o) for o in outputs]
 
@@ -189,7 +189,7 @@ class Sweep:
 
     def _absorb(self, v, depth):
         """Visit the nodes a rule made (those between ``v`` and the settled graph)."""
-        for node in _toposort([v], self.final):
+        for node in toposort([v], self.final):
             self.visit(node, depth + 1)
         return self.get(v)
 
@@ -237,7 +237,7 @@ class InPlace:
 
     def run(self, outputs):
         outputs = list(outputs)
-        nodes = _toposort(outputs, ())
+        nodes = toposort(outputs)
         users = {}     # id(variable) -> [(node, input position)]
         for node in nodes:
             for k, i in enumerate(node.inputs):
@@ -290,28 +290,6 @@ def _fits(olds, news):
         if any(a is not None and b is not None and a != b for a, b in zip(o.shape, n.shape)):
             return False
     return True
-
-
-def _toposort(outputs, stop):
-    """Nodes computing ``outputs`` in topological order, not descending below ids in ``stop``."""
-    order, seen = [], set()
-    for out in outputs:
-        if out.owner is None or id(out) in stop or id(out.owner) in seen:
-            continue
-        stack = [(out.owner, iter(out.owner.inputs))]
-        seen.add(id(out.owner))
-        while stack:
-            node, it = stack[-1]
-            for inp in it:
-                p = inp.owner
-                if p is not None and id(p) not in seen and id(inp) not in stop:
-                    seen.add(id(p))
-                    stack.append((p, iter(p.inputs)))
-                    break
-            else:
-                stack.pop()
-                order.append(node)
-    return order
 
 
 def scalar_value(v):
