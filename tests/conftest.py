@@ -6,13 +6,25 @@ extension (``symgrad._runtime``) unless it was built in place (an editable
 install or ``setup.py build_ext --inplace``). So the repository root is dropped
 from ``sys.path`` unless the extension sits in the source tree, and ``tests/``
 is added instead, for the registry test's ``import cases``.
+
+Hypothesis runs derandomized by default, so that the suite draws the same
+examples on every machine and a CI failure reproduces here. To explore new
+examples instead (a random seed each run, as a fuzzing session)::
+
+    SYMGRAD_HYPOTHESIS=explore python -m pytest -q tests
 """
 
 import importlib.machinery
+import os
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("suite", derandomize=True, print_blob=True, database=None)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("SYMGRAD_HYPOTHESIS", "suite"))
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
