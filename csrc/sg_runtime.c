@@ -2,6 +2,7 @@
 #include "sg_runtime.h"
 
 #include <dlfcn.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,31 +131,57 @@ void sg_out_trim(void)
  * kernel's next BLAS call (whose own threads want the same cores) is not
  * slowed down by idle loop workers. One job runs at a time; a caller finding
  * the pool busy (another thread's kernel) runs its blocks alone. Workers are
- * made on first need, and forgotten in a forked child (they do not exist there). */
+ * made on first need, and forgotten in a forked child (they do not exist there).
+ *
+ * Blocks are claimed one at a time from `claim`, which holds the job's tag
+ * (its number, low 32 bits) above the next block's index; a claim is a
+ * compare-and-swap that fails once the tag has changed. So the caller takes
+ * blocks too and returns as soon as every block is done (`done` == n): it
+ * never waits for a worker that woke too late to get one. That matters right
+ * after a BLAS call, when BLAS's own threads still hold the other cores and a
+ * woken worker may not run for a while: waiting for it to check in and out
+ * made a 5 us loop take 25 us. A worker running behind takes nothing from a
+ * later job (the tag differs) and goes back to sleep. */
 
 typedef void (*sg_task_fn)(void *ctx, int64_t begin, int64_t end);
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 static struct {
     pthread_mutex_t lock;
-    pthread_cond_t wake, done;
+    pthread_cond_t wake;
     int n_workers;           /* started */
     int busy;                /* a job is in progress */
     unsigned long job;       /* job number, bumped to wake the workers */
     int want;                /* workers the job may still take */
-    int active;              /* workers inside the job */
     sg_task_fn fn;
     void *ctx;
     int64_t n;
-    int64_t next;            /* next block, taken with an atomic add */
-} tp = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER};
+    uint64_t claim;          /* (job tag << 32) | next block, claimed by compare-and-swap */
+    int64_t done;            /* blocks of the current job finished */
+} tp = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
-static void run_blocks(sg_task_fn fn, void *ctx, int64_t n)
+/* Run blocks of job `tag` until none is left to claim. */
+static void run_blocks(uint64_t tag, sg_task_fn fn, void *ctx, int64_t n)
 {
+    uint64_t c = __atomic_load_n(&tp.claim, __ATOMIC_ACQUIRE);
     for (;;) {
-        int64_t b = __atomic_fetch_add(&tp.next, 1, __ATOMIC_RELAXED);
-        if (b >= n)
+        if ((c >> 32) != tag || (int64_t)(c & 0xffffffffu) >= n)
             return;
+        if (!__atomic_compare_exchange_n(&tp.claim, &c, c + 1, 0, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE))
+            continue; /* c now holds the current value */
+        int64_t b = (int64_t)(c & 0xffffffffu);
         fn(ctx, b, b + 1);
+        __atomic_add_fetch(&tp.done, 1, __ATOMIC_RELEASE);
+        c = __atomic_load_n(&tp.claim, __ATOMIC_ACQUIRE);
     }
 }
 
@@ -170,15 +197,13 @@ static void *tp_worker(void *arg)
         }
         seen = tp.job;
         tp.want--;
-        tp.active++;
+        uint64_t tag = tp.job & 0xffffffffu;
         sg_task_fn fn = tp.fn;
         void *ctx = tp.ctx;
         int64_t n = tp.n;
         pthread_mutex_unlock(&tp.lock);
-        run_blocks(fn, ctx, n);
+        run_blocks(tag, fn, ctx, n);
         pthread_mutex_lock(&tp.lock);
-        if (--tp.active == 0)
-            pthread_cond_signal(&tp.done);
     }
     return NULL;
 }
@@ -187,8 +212,7 @@ static void tp_forget_in_child(void)
 {
     pthread_mutex_init(&tp.lock, NULL);
     pthread_cond_init(&tp.wake, NULL);
-    pthread_cond_init(&tp.done, NULL);
-    tp.n_workers = tp.busy = tp.want = tp.active = 0;
+    tp.n_workers = tp.busy = tp.want = 0;
 }
 
 static void tp_at_fork(void)
@@ -199,7 +223,8 @@ static void tp_at_fork(void)
 void sg_parallel_for(int64_t n_blocks, int threads, sg_task_fn fn, void *ctx)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    if (threads <= 1 || n_blocks <= 1) {
+    /* More blocks than the claim word's 32 bits hold: 7e13 elements; run alone. */
+    if (threads <= 1 || n_blocks <= 1 || n_blocks > (int64_t)0x7fffffff) {
         fn(ctx, 0, n_blocks);
         return;
     }
@@ -222,19 +247,26 @@ void sg_parallel_for(int64_t n_blocks, int threads, sg_task_fn fn, void *ctx)
         tp.n_workers++;
     }
     tp.busy = 1;
+    tp.job++;
+    uint64_t tag = tp.job & 0xffffffffu;
     tp.fn = fn;
     tp.ctx = ctx;
     tp.n = n_blocks;
-    tp.next = 0;
+    __atomic_store_n(&tp.done, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&tp.claim, tag << 32, __ATOMIC_RELEASE);
     tp.want = threads - 1 < tp.n_workers ? threads - 1 : tp.n_workers;
-    tp.job++;
     pthread_cond_broadcast(&tp.wake);
     pthread_mutex_unlock(&tp.lock);
-    run_blocks(fn, ctx, n_blocks);
+    run_blocks(tag, fn, ctx, n_blocks);
+    /* Every block is claimed; wait for those a worker is still running. */
+    for (int spin = 0; __atomic_load_n(&tp.done, __ATOMIC_ACQUIRE) < n_blocks; spin++) {
+        if (spin < 4096)
+            cpu_relax();
+        else
+            sched_yield();
+    }
     pthread_mutex_lock(&tp.lock);
-    tp.want = 0; /* no late joiner: every block is taken */
-    while (tp.active > 0)
-        pthread_cond_wait(&tp.done, &tp.lock);
+    tp.want = 0; /* no late joiner for this job */
     tp.busy = 0;
     pthread_mutex_unlock(&tp.lock);
 }

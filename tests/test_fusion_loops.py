@@ -177,6 +177,18 @@ def test_many_threads_share_the_pool_and_get_right_results(monkeypatch):
         np.testing.assert_allclose(got, np.tanh(X) * 3.0 + X, rtol=1e-13)
 
 
+def test_back_to_back_jobs_with_more_threads_than_cores(monkeypatch):
+    """Workers woken late must not run blocks of a later job with an earlier job's data."""
+    monkeypatch.setattr(sg.config, "_num_threads", 4)
+    x, c = sg.vector("x"), sg.scalar("c")
+    f = sg.function([x, c], x * c + 1.0)
+    X = np.arange(4 * BLOCK + 3, dtype="float64")
+    for k in range(400):
+        got = f(X, float(k))
+        assert got[0] == 1.0 and got[-1] == X[-1] * k + 1.0
+        np.testing.assert_array_equal(got, X * k + 1.0)
+
+
 def test_a_forked_child_runs_parallel_loops(monkeypatch):
     import os
 
