@@ -12,6 +12,12 @@ import pytest
 import symgrad as sg
 
 BLOCK = 16384  # SG_BLOCK in sg_loops.h
+PAR_WORK = 1 << 21  # SG_PAR_WORK in sg_loops.h: elements x work units per element
+
+
+def threaded_len(units):
+    """A length whose loop, of ``units`` work units per element, goes to the thread pool."""
+    return PAR_WORK // units + 3 * BLOCK + 5
 
 
 def fused(a, b):
@@ -93,6 +99,23 @@ def test_float_power_by_constant_matches_numpy_bitwise(k):
     np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
 
 
+def test_block_and_thread_threshold_match_the_header():
+    from pathlib import Path
+
+    header = (Path(sg.__file__).parent / "include" / "sg_loops.h").read_text()
+    assert f"#define SG_BLOCK {BLOCK}\n" in header
+    assert "#define SG_PAR_WORK (INT64_C(1) << 21)\n" in header
+
+
+def test_only_loops_with_enough_work_go_to_threads():
+    """The threshold divides SG_PAR_WORK by the loop's work per element: costly ops thread sooner."""
+    x = sg.vector("x")
+    cheap = sg.function([x], x + 1.0).source        # load, store, add: 3 units
+    costly = sg.function([x], sg.tanh(x)).source    # load, store, tanh: 10 units
+    assert "SG_PAR_WORK / 3 &&" in cheap
+    assert "SG_PAR_WORK / 10 &&" in costly
+
+
 def test_num_threads_setting_is_checked():
     with pytest.raises(ValueError, match="num_threads"):
         sg.config.num_threads = -1
@@ -157,7 +180,8 @@ def test_many_threads_share_the_pool_and_get_right_results(monkeypatch):
     monkeypatch.setattr(sg.config, "_num_threads", 2)
     x = sg.vector("x")
     f = sg.function([x], sg.tanh(x) * 3.0 + x)  # above the parallel threshold below
-    inputs = [np.random.default_rng(i).standard_normal(5 * BLOCK + i) for i in range(8)]
+    # 1 load + 1 store + tanh 8 + mul + add = 12 units
+    inputs = [np.random.default_rng(i).standard_normal(threaded_len(12) + i) for i in range(8)]
     results, errors = [None] * 8, []
 
     def work(i):
@@ -182,8 +206,8 @@ def test_back_to_back_jobs_with_more_threads_than_cores(monkeypatch):
     monkeypatch.setattr(sg.config, "_num_threads", 4)
     x, c = sg.vector("x"), sg.scalar("c")
     f = sg.function([x, c], x * c + 1.0)
-    X = np.arange(4 * BLOCK + 3, dtype="float64")
-    for k in range(400):
+    X = np.arange(threaded_len(4), dtype="float64")  # load, store, mul, add (c is hoisted)
+    for k in range(200):
         got = f(X, float(k))
         assert got[0] == 1.0 and got[-1] == X[-1] * k + 1.0
         np.testing.assert_array_equal(got, X * k + 1.0)
@@ -195,7 +219,7 @@ def test_a_forked_child_runs_parallel_loops(monkeypatch):
     monkeypatch.setattr(sg.config, "_num_threads", 2)
     x = sg.vector("x")
     f = sg.function([x], sg.exp(x) + 1.0)
-    X = np.linspace(-1, 1, 6 * BLOCK)
+    X = np.linspace(-1, 1, threaded_len(11))
     f(X)  # the parent's pool has started its workers
     pid = os.fork()
     if pid == 0:  # the child: no workers exist here; a fresh pool must start

@@ -249,12 +249,30 @@ def _emit_group(ctx, root, members, out, name, loaded, hoisted, literals, in_pla
                                         for p in range(m)) or "1") + ";")
         nb = ctx.tmp("nblk")
         w(f"int64_t {nb} = ({v_g}.n + SG_BLOCK - 1) / SG_BLOCK;")
-        w(f"if ({v_g}.n >= SG_PAR_MIN && sg_nthreads > 1) "
+        w(f"if ({v_g}.n >= SG_PAR_WORK / {_work_per_element(members, m)} && sg_nthreads > 1) "
           f"ws->parallel_for({nb}, sg_nthreads, {g}_run, &{v_g});")
         w(f"else {g}_run(&{v_g}, 0, {nb});")
     if raises:
         with w.block(f"if ({v_g}.bad)"):
             ctx.fail(root, "value", "integers to negative integer powers are not allowed")
+
+
+# Relative cost of one element of an op in a fused loop (a load, a store or a
+# cheap arithmetic op counts 1), for the decision to hand a loop to threads.
+_COSTLY = {"cos": 8, "exp": 8, "expm1": 8, "log": 8, "log1p": 8, "pow": 8, "sigmoid": 8,
+           "sin": 8, "softplus": 8, "tanh": 8, "truediv": 3, "floordiv": 3, "mod": 3, "sqrt": 3}
+
+
+def _work_per_element(members, n_loaded):
+    """Work units per element of a fused loop: its loads, its store and its ops.
+
+    A loop goes to the thread pool when elements x units reach SG_PAR_WORK
+    (sg_loops.h): waking a worker costs microseconds, and right after a BLAS
+    call BLAS's own threads may hold the other cores, so only loops long
+    enough to repay that are split.
+    """
+    ops = sum(_COSTLY.get(getattr(n.op, "scalar", None), 1) for n in members)
+    return n_loaded + 1 + ops
 
 
 def _emit_shapes(ctx, members, inside):

@@ -8,8 +8,10 @@
  * blocks of SG_BLOCK (the unit of work a thread takes); within a block, rows
  * of the innermost axis run as simple loops the compiler vectorises.
  *
- * Threads: above SG_PAR_MIN elements, where the work outweighs waking them,
- * a loop's blocks go to the runtime's thread pool (ws->parallel_for), on
+ * Threads: when a loop's work -- elements times its work units per element,
+ * counted by the code generator (a load, a store or an add is 1, a tanh 8) --
+ * reaches SG_PAR_WORK, about 80 us on one core, its blocks go to the
+ * runtime's thread pool (ws->parallel_for), on
  * sg_nthreads threads (set by the runtime from SYMGRAD_NUM_THREADS through
  * the kernel's exported sg_set_num_threads). The pool's workers sleep between
  * jobs, so they never take cores from BLAS's threads.
@@ -22,7 +24,7 @@
 #include "sg_abi.h"
 
 #define SG_BLOCK 16384
-#define SG_PAR_MIN 65536
+#define SG_PAR_WORK (INT64_C(1) << 21)
 
 static int sg_nthreads = 1;
 
