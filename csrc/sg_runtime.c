@@ -284,11 +284,14 @@ int sg_pool_init(sg_pool *p, size_t n_in, size_t n_out)
 static sg_slot *slot_new(size_t n_in, size_t n_out, size_t hint)
 {
     size_t n = n_in + n_out;
-    sg_slot *s = (sg_slot *)calloc(1, sizeof *s + (n ? n : 1) * sizeof(sg_arr));
+    /* the descriptors, then one donation flag per input (all 0: nothing given away) */
+    sg_slot *s = (sg_slot *)calloc(1, sizeof *s + (n ? n : 1) * sizeof(sg_arr) + n_in + 1);
     if (!s)
         return NULL;
     s->in = s->arrs;
     s->out = s->arrs + n_in;
+    s->donate = (uint8_t *)(s->arrs + (n ? n : 1));
+    s->ws.donate = s->donate;
     s->ws.out_alloc = sg_out_alloc;
     s->ws.out_free = sg_out_free;
     s->ws.parallel_for = sg_parallel_for;
@@ -336,6 +339,7 @@ void sg_pool_give(sg_pool *p, sg_slot *s)
     ws->n_extra = 0;
     if (ws->need > ws->cap)
         arena_grow(ws, ws->need);
+    memset(s->donate, 0, p->n_in); /* the next caller gives nothing away unless it says so */
     pthread_mutex_lock(&p->lock);
     if (ws->cap > p->hint)
         p->hint = ws->cap;

@@ -24,6 +24,7 @@ typedef struct sg_slot {
     sg_err err;
     sg_arr *in;           /* n_in descriptors, inside `arrs` */
     sg_arr *out;          /* n_out descriptors, inside `arrs` */
+    uint8_t *donate;      /* n_in flags after the descriptors (ws.donate); 0 between calls */
     sg_arr arrs[];
 } sg_slot;
 

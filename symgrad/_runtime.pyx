@@ -8,9 +8,9 @@ outputs it allocated into NumPy arrays that own that memory. The plain-C half
 (library loading, the workspace pool) lives in ``csrc/sg_runtime.c``.
 """
 
-from cpython.pycapsule cimport PyCapsule_New
+from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetDestructor, PyCapsule_New
 from cpython.ref cimport PyObject, PyTypeObject, Py_INCREF
-from libc.stdint cimport int64_t, uintptr_t
+from libc.stdint cimport int64_t, uint8_t, uintptr_t
 from libc.stdlib cimport free, malloc
 
 cimport numpy as cnp
@@ -54,6 +54,7 @@ cdef extern from "sg_runtime.h" nogil:
         sg_err err
         sg_arr *in_ "in"
         sg_arr *out
+        uint8_t *donate
 
     ctypedef struct sg_pool:
         size_t n_slots
@@ -83,6 +84,12 @@ cdef extern from "numpy/arrayobject.h":
 
 cdef extern from "Python.h":
     void *PyCapsule_GetPointer(object capsule, const char *name) noexcept
+    Py_ssize_t Py_REFCNT(object o)
+
+# An array a call may write an update over (sg_abi.h, donate): C-contiguous,
+# aligned and writeable, over memory that it alone holds (see _sole_owner).
+cdef int _DONATABLE = (cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED |
+                       cnp.NPY_ARRAY_WRITEABLE)
 
 
 def cached_output_bytes():
@@ -197,6 +204,28 @@ cdef int _describe(cnp.ndarray a, sg_arr *d) except -2:
         d.shape[k] = shape[k]
         d.strides[k] = strides[k] // itemsize
     return 0
+
+
+cdef bint _sole_owner(object a):
+    """Whether the ndarray ``a`` is the one object through which its memory is reached.
+
+    Either it owns its memory, or it is a kernel's output: its base is the
+    capsule ``_owned_array`` made for its block, starting at its data, and
+    nothing else holds that capsule. (A view of either kind holds the array
+    itself as its base, which the caller's reference count catches.)
+    """
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_CHKFLAGS(arr, cnp.NPY_ARRAY_OWNDATA):
+        return True
+    base = <object>cnp.PyArray_BASE(arr) if cnp.PyArray_BASE(arr) != NULL else None
+    return (base is not None and PyCapsule_CheckExact(base)
+            and PyCapsule_GetDestructor(base) == <void *>_free_capsule
+            and Py_REFCNT(base) == 2  # the array's, and `base` here
+            and PyCapsule_GetPointer(base, NULL) == cnp.PyArray_DATA(arr))
+
+
+cdef inline bint _is_donated(sg_slot *slot, const Py_ssize_t *src, Py_ssize_t i) noexcept:
+    return src[i] >= 0 and slot.donate[src[i]] and slot.out[i].data == slot.in_[src[i]].data
 
 
 cdef class Kernel:
@@ -368,17 +397,23 @@ cdef class Kernel:
         finally:
             sg_pool_give(&self.pool, slot)
 
-    cdef list _outputs(self, sg_slot *slot):
+    cdef list _outputs(self, sg_slot *slot, const Py_ssize_t *src=NULL, tuple inputs=None):
+        """The outputs as arrays. With ``src``: output i whose data is that of donated
+        kernel input ``src[i]`` (>= 0) is that input's array, ``inputs[src[i]]``."""
         cdef Py_ssize_t i = 0, j
         outs = []
         try:
             while i < self.n_out_:
-                outs.append(_owned_array(&slot.out[i], <PyObject *>self.descrs[i],
-                                         self.ndims[i], self.itemsizes[i]))
+                if src != NULL and _is_donated(slot, src, i):
+                    outs.append(inputs[src[i]])
+                else:
+                    outs.append(_owned_array(&slot.out[i], <PyObject *>self.descrs[i],
+                                             self.ndims[i], self.itemsizes[i]))
                 i += 1
         except BaseException:
             for j in range(i + 1, self.n_out_):  # output i was freed by _owned_array
-                sg_out_free(slot.out[j].data)
+                if src == NULL or not _is_donated(slot, src, j):
+                    sg_out_free(slot.out[j].data)
             raise
         return outs
 
@@ -427,6 +462,15 @@ cdef class BoundCall:
     with the GIL released, stores the trailing results into the updated
     shared variables' ``_value`` and returns the leading ``n_out`` results.
 
+    Updates in place: for each ``(output, input)`` pair of ``donations`` (an
+    update of the shared variable that is kernel input ``input``, which the
+    kernel can write over the variable's memory), the call gives that memory
+    away when nothing but the variable references its array (a reference
+    count of exactly the variable's, this call's list and the check's own)
+    and the array owns aligned, C-contiguous, writeable memory. While such a
+    call runs, the variable's ``_busy`` is set: other calls, and
+    ``get_value``, wait for it instead of reading a half-written value.
+
     Parameters
     ----------
     kernel : Kernel
@@ -446,6 +490,9 @@ cdef class BoundCall:
     updated : sequence
         Objects whose ``_value`` receives the results after the first ``n_out``.
     n_out : int
+    donations : sequence of (int, int), optional
+        ``(kernel output, kernel input)``: an update the kernel may write
+        over the memory of that input, which must be the updated object's.
     """
 
     cdef Kernel kernel
@@ -453,9 +500,11 @@ cdef class BoundCall:
     cdef object convert
     cdef int *ndims_in
     cdef Py_ssize_t n_args, n_out_
+    cdef Py_ssize_t *out_src     # per kernel output: the input it may be written over, or -1
+    cdef tuple donors            # (kernel input index, shared position) of each donation
 
     def __cinit__(self, Kernel kernel, dtypes, ndims, statics, convert, shared, consts, updated,
-                  Py_ssize_t n_out):
+                  Py_ssize_t n_out, donations=()):
         self.kernel = kernel
         self.dtypes = tuple(np.dtype(d) for d in dtypes)
         self.statics = tuple(None if s is None else tuple(s) for s in statics)
@@ -475,13 +524,27 @@ cdef class BoundCall:
         if not 0 <= n_out <= kernel.n_out_ or kernel.n_out_ - n_out != len(self.updated):
             raise ValueError("n_out plus the updated variables must equal the kernel's outputs")
         self.ndims_in = <int *>malloc(max(self.n_args, 1) * sizeof(int))
-        if self.ndims_in == NULL:
+        self.out_src = <Py_ssize_t *>malloc(max(kernel.n_out_, 1) * sizeof(Py_ssize_t))
+        if self.ndims_in == NULL or self.out_src == NULL:
             raise MemoryError()
         for i in range(self.n_args):
             self.ndims_in[i] = nds[i]
+        for i in range(kernel.n_out_):
+            self.out_src[i] = -1
+        donors = []
+        for o, k in donations:
+            o, k = int(o), int(k)
+            j = k - self.n_args
+            if not (n_out <= o < kernel.n_out_ and 0 <= j < len(self.shared)
+                    and self.updated[o - n_out] is self.shared[j]) or self.out_src[o] != -1:
+                raise ValueError(f"donation ({o}, {k}) is not an update of that shared input")
+            self.out_src[o] = k
+            donors.append((k, j))
+        self.donors = tuple(donors)
 
     def __dealloc__(self):
         free(self.ndims_in)
+        free(self.out_src)
 
     cdef bint _fits(self, object a, Py_ssize_t i):
         cdef cnp.ndarray arr
@@ -522,6 +585,36 @@ cdef class BoundCall:
             return arr
         return None
 
+    cdef list _shared_values(self):
+        """The shared variables' current arrays, none of them being written by another call."""
+        cdef object s
+        while True:
+            for s in self.shared:
+                if s._busy:
+                    s._wait_idle()  # releases the GIL until that call is done
+                    break
+            else:
+                # No GIL release from the last check to here: no call can start
+                # writing over one of these arrays before this one holds it.
+                return [s._value for s in self.shared]
+
+    cdef list _donated(self, list shared_vals):
+        """The shared positions whose arrays this call may write over (see the class doc)."""
+        cdef list given = None
+        for k, j in self.donors:
+            a = shared_vals[j]
+            if type(a) is not np.ndarray:
+                continue
+            # the variable, the list and `a`: nobody else can see the memory change
+            if (Py_REFCNT(a) != 3 or cnp.PyArray_SIZE(<cnp.ndarray>a) == 0
+                    or (cnp.PyArray_FLAGS(<cnp.ndarray>a) & _DONATABLE) != _DONATABLE
+                    or cnp.PyArray_ISBYTESWAPPED(<cnp.ndarray>a) or not _sole_owner(a)):
+                continue
+            if given is None:
+                given = []
+            given.append((k, j))
+        return given
+
     def __call__(self, *args):
         cdef Kernel k = self.kernel
         cdef Py_ssize_t i, j, n = self.n_args
@@ -530,6 +623,7 @@ cdef class BoundCall:
         cdef sg_main_fn entry = k.main
         cdef list keep = None
         cdef list outs
+        cdef list given = None
         if len(args) != n:
             raise TypeError(f"expected {n} arguments, got {len(args)}")
         # Conversions first (they may raise), holding the GIL and no slot.
@@ -542,34 +636,42 @@ cdef class BoundCall:
                 if keep[i] is None:
                     keep[i] = self.convert(i, a)
         cdef tuple vals = args if keep is None else tuple(keep)
-        cdef tuple shared_vals = tuple([s._value for s in self.shared])
+        cdef list shared_vals = self._shared_values()
+        if self.donors:
+            given = self._donated(shared_vals)
+        a = None
+        cdef tuple inputs = vals + tuple(shared_vals) + self.consts
         slot = sg_pool_take(&k.pool)
         if slot == NULL:
             raise MemoryError("cannot allocate a kernel workspace")
         copies = []  # alive until the kernel has returned
         try:
+            if given is not None:
+                for kk, jj in given:
+                    (<object>self.shared[jj])._busy = 1
+                    slot.donate[<Py_ssize_t>kk] = 1
             for i in range(k.n_in_):
-                if i < n:
-                    a = vals[i]
-                elif i < n + len(shared_vals):
-                    a = shared_vals[i - n]
-                else:
-                    a = self.consts[i - n - len(shared_vals)]
+                a = inputs[i]
                 if not cnp.PyArray_Check(a):
                     raise TypeError(f"kernel input {i} is a {type(a).__name__}, not an ndarray")
                 if _describe(<cnp.ndarray>a, &slot.in_[i]) == -1:
+                    slot.donate[i] = 0  # the kernel sees a copy: nothing to give away
                     a = cnp.PyArray_NewCopy(<cnp.ndarray>a, cnp.NPY_CORDER)
                     copies.append(a)
                     _describe(<cnp.ndarray>a, &slot.in_[i])
+            a = None
             with nogil:
                 rc = entry(slot.in_, slot.out, &slot.ws, &slot.err)
             if rc != SG_OK:
                 raise _kernel_error(rc, &slot.err)
-            outs = k._outputs(slot)
+            outs = k._outputs(slot, self.out_src, inputs)
+            for j in range(len(self.updated)):
+                (<object>self.updated[j])._value = outs[self.n_out_ + j]
         finally:
             sg_pool_give(&k.pool, slot)
-        for j in range(len(self.updated)):
-            (<object>self.updated[j])._value = outs[self.n_out_ + j]
+            if given is not None:
+                for kk, jj in given:
+                    (<object>self.shared[jj])._busy = 0
         if len(self.updated):
             del outs[self.n_out_:]
         return outs

@@ -26,16 +26,19 @@ class CKernel:
     (seconds by stage: ``codegen``, ``compile``, ``load``) and ``cache_hit``.
     """
 
-    def __init__(self, inputs, outputs, name="kernel", profile=False):
+    def __init__(self, inputs, outputs, name="kernel", profile=False, updates=()):
         from . import _runtime
         from .compiler import compile_library
 
         self.n_inputs = len(inputs)
         self.steps = []
+        #: ``(output index, leaf index)`` of the updates the kernel may write over
+        #: their shared variable's memory (``codegen.kernel._plan_in_place``).
+        self.donations = []
         t0 = time.perf_counter()
         self.source, self.leaves, self.timed = lower(
             inputs, outputs, header=f"/* symgrad kernel: {name} */", profile=profile,
-            steps=self.steps)
+            steps=self.steps, updates=updates, donations=self.donations)
         signature = (len(self.leaves), [np.dtype(v.dtype) for v in outputs],
                      [v.ndim for v in outputs])
         self.signature = signature
@@ -79,9 +82,12 @@ class CKernel:
 
         dtypes, ndims, statics = zip(*checks) if checks else ((), (), ())
         return _runtime.BoundCall(self.kernel, dtypes, ndims, statics, convert,
-                                  self._shared_vars, self._const_data, updated, n_out)
+                                  self._shared_vars, self._const_data, updated, n_out,
+                                  self.donations)
 
     def __call__(self, values):
+        """Run on ``values`` (the function's inputs); shared variables are read, never given away."""
         if len(self.leaves) != self.n_inputs:
-            values = values + [sv._value for sv in self._shared_vars] + self._const_data
+            values = values + [sv.get_value(borrow=True) for sv in self._shared_vars] + \
+                self._const_data
         return self.kernel(values)

@@ -175,7 +175,8 @@ class Function:
         if self.mode == "c":
             from .backend import CKernel
             self._kernel = CKernel(inputs, outs + upd_exprs, name=name or "function",
-                                   profile=bool(profile))
+                                   profile=bool(profile),
+                                   updates=[(len(outs) + j, sv) for j, (sv, _) in enumerate(upd)])
         elif self.mode == "debug":
             from .debugmode import DebugRunner
             self._kernel = DebugRunner(inputs, outs + upd_exprs, name=name or "function")
@@ -487,10 +488,17 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
         The call returns the same structure of NumPy arrays.
     updates : dict or list of (SharedVariable, Variable), optional
         New values of shared variables; every right-hand side sees the old values.
+        In mode "c", an update that is one matrix product accumulated into the
+        variable (``W - lr * (h.T @ g)``, a gemm after rewriting) is written
+        over the variable's own array when nothing else references that array
+        (no ``get_value(borrow=True)`` result or view of it is alive): the
+        update then costs no copy. An array you hold is never written; a
+        failed call changes no variable; ``get_value`` and calls in other
+        threads wait for an update being written instead of reading half of it.
     givens : dict, optional
         ``{variable: replacement}`` substituted in the graph.
-    mode : {"py"}, optional
-        Default ``sg.config.mode``.
+    mode : {"c", "py", "debug"}, optional
+        Default ``sg.config.mode`` (itself "c", or ``SYMGRAD_MODE``).
     name : str, optional
     profile : bool
         Record per-node times for :meth:`Function.profile_report`.

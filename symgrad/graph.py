@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import os
 import sys
+import time
 import types as _pytypes
 
 import numpy as np
@@ -243,8 +244,19 @@ class SharedVariable(Variable):
         self.trainable = bool(trainable)
         self.order = next(_shared_counter)
 
+    # Set while a compiled call writes this variable's update over its memory
+    # (see function.Function): readers wait for it instead of seeing half of it.
+    _busy = 0
+
+    def _wait_idle(self):
+        """Return once no call is writing over this variable's array (the GIL is released)."""
+        while self._busy:
+            time.sleep(2e-5)
+
     def get_value(self, borrow=False):
         """The current value: a copy unless ``borrow=True``."""
+        if self._busy:
+            self._wait_idle()
         return self._value if borrow else self._value.copy()
 
     def set_value(self, value, borrow=False):

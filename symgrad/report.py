@@ -193,7 +193,7 @@ def _measure_workspace(fn, ck, values):
 
     kernel = _runtime.Kernel(ck.path, *ck.signature)
     kernel.set_num_threads(config.threads(), config.num_threads)
-    full = list(values) + [sv._value for sv in ck._shared_vars] + ck._const_data
+    full = list(values) + [sv.get_value(borrow=True) for sv in ck._shared_vars] + ck._const_data
     before = ck.node_times() if fn._prof_base is not None else None
     results = kernel(full)
     if before is not None:

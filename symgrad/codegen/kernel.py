@@ -187,7 +187,8 @@ def plan_leaves(inputs, outputs):
     return list(inputs) + shared + consts
 
 
-def lower(inputs, outputs, header="", profile=False, steps=None):
+def lower(inputs, outputs, header="", profile=False, steps=None, updates=None,
+          donations=None):
     """C source for a kernel computing ``outputs``; returns (source, leaves, timed).
 
     ``leaves`` lists the variables whose values the kernel takes, in order.
@@ -196,6 +197,11 @@ def lower(inputs, outputs, header="", profile=False, steps=None):
     and ``timed[k]`` is that node; otherwise ``timed`` is empty. A list given
     as ``steps`` receives one ``codegen.steps.Step`` per emitted node, in
     order (each step's comment in the source names it ``K1``, ``K2``, ...).
+
+    ``updates`` lists ``(output index, SharedVariable)``: the outputs that are
+    updates of shared variables. Those the kernel can write over the
+    variable's own memory (see ``_plan_in_place``) go into the list given as
+    ``donations``, as ``(output index, leaf index)``.
     """
     from . import fusion
     from .steps import Step
@@ -211,9 +217,11 @@ def lower(inputs, outputs, header="", profile=False, steps=None):
         body(f"sg_arr in_{k} = in[{k}];")
     nodes = toposort(outputs)
     groups = fusion.plan(nodes, outputs)
+    in_place = _plan_in_place(outputs, updates or (), leaves, nodes, groups)
+    deferred = {id(node) for _, _, node in in_place}
     timed, emitted = [], []
     for node in nodes:
-        if id(node) in groups.absorbed:
+        if id(node) in groups.absorbed or id(node) in deferred:
             continue
         step = Step(len(emitted) + 1, node, groups.roots.get(id(node), [node]))
         emitted.append(step)
@@ -234,10 +242,151 @@ def lower(inputs, outputs, header="", profile=False, steps=None):
         if profile:
             body(f"sg_prof[{len(timed)}] += sg_now() - prof_t{len(timed)};")
             timed.append(node)
+    skip = {i for i, _, _ in in_place}
+    if in_place:
+        _emit_in_place(ctx, in_place, emitted, timed, profile,
+                       lambda: _emit_outputs(ctx, outputs, skip))
+    else:
+        _emit_outputs(ctx, outputs)
     if steps is not None:
         steps.extend(emitted)
-    _emit_outputs(ctx, outputs)
-    return _assemble(ctx, header, len(timed) if profile else None), leaves, timed
+    if donations is not None:
+        donations.extend((i, k) for i, k, _ in in_place)
+    source = _assemble(ctx, header, len(outputs), len(timed) if profile else None)
+    return source, leaves, timed
+
+
+# --------------------------------------------------------------------------- updates in place
+#
+# `W - lr * (h.T @ g)` becomes one gemm with beta = 1 whose result starts as a
+# copy of W (ops/gemm.py). When the caller gives W's memory away for the call
+# (sg_abi.h, ws->donate: nothing else references the array), the kernel runs
+# that gemm over W itself instead: no copy, and half the memory traffic of an
+# update. To keep a failed call from leaving some variables updated and others
+# not, such updates come last, in phases: (1) every check (shapes, and no
+# operand of an in-place update overlapping memory written in place; else that
+# update gets fresh memory), (2) operands made ready for BLAS, and updates not
+# done in place computed into fresh memory, (3) the other outputs handed over,
+# (4) the writes in place, which cannot fail.
+
+
+def _plan_in_place(outputs, updates, leaves, nodes, groups):
+    """The updates that can be written over their variable: ``[(output index, leaf index, node)]``.
+
+    An update qualifies when it is a gemm accumulating into the variable
+    itself (``c`` is the shared variable, 2-d, of the result's dtype), its
+    result is used by no other node and is no other output, and it is not
+    part of a fused group.
+    """
+    from ..ops.gemm import Gemm
+
+    if not updates:
+        return []
+    leaf_at = {id(v): k for k, v in enumerate(leaves)}
+    used = {id(v) for n in nodes for v in n.inputs}
+    plan = []
+    for i, sv in updates:
+        e = outputs[i]
+        node = e.owner
+        if (node is None or not isinstance(node.op, Gemm) or len(node.inputs) != 3
+                or node.inputs[2] is not sv or id(sv) not in leaf_at or sv.ndim != 2
+                or sv.dtype != e.dtype or id(e) in used or id(node) in groups.absorbed
+                or sum(1 for o in outputs if o is e) != 1):
+            continue
+        plan.append((i, leaf_at[id(sv)], node))
+    return plan
+
+
+def _emit_in_place(ctx, plan, emitted, timed, profile, emit_outputs):
+    """The phases described above, for the updates of ``plan``."""
+    from ..ops.calls_c import SUFFIX, where
+    from ..ops.gemm import _where_text
+    from .steps import Step
+
+    w = ctx.w
+    w("/* Updates written over their shared variable when the caller gives its memory")
+    w(" * away (ws->donate): checks first, then fresh results, then the outputs, then the")
+    w(" * writes in place, which cannot fail: a failed call changes no variable. */")
+    recs = []
+    for i, k, node in plan:
+        step = Step(len(emitted) + 1, node, [node])
+        emitted.append(step)
+        a, b, _ = node.inputs
+        out = node.outputs[0]
+        mark = len(w.lines)
+        w(step.comment())
+        r = {"i": i, "k": k, "node": node, "step": step, "op": node.op,
+             "A": ctx.arr(a), "B": ctx.arr(b), "W": f"in_{k}",
+             "item": np.dtype(out.dtype).itemsize, "suf": SUFFIX[out.dtype],
+             "pw": _where_text(node, getattr(node.tag, "product_trace", node.trace)),
+             "cw": _where_text(node, node.trace), "don": ctx.tmp("don"),
+             "shp": ctx.tmp("shape"), "O": ctx.declare(out),
+             "PA": ctx.tmp("pa"), "PB": ctx.tmp("pb"), "own": ctx.tmp("own")}
+        ctx.prologue_owned.append(r["own"])
+        if profile:
+            r["prof"] = len(timed)
+            timed.append(node)
+        recs.append(r)
+        step.buffers = [(out, "output")]
+        ctx.allocated.append((out, "output"))
+        op = r["op"]
+        w(f"int64_t {r['shp']}[2];")
+        w(f"if (sg_gemm_shape(err, {r['pw']}, {r['cw']}, &{r['A']}, {int(op.trans_a)}, "
+          f"&{r['B']}, {int(op.trans_b)}, &{r['W']}, 2, {r['shp']})) goto fail;")
+        w(f"int {r['don']} = ws->donate[{k}] && {r['shp']}[0] == {r['W']}.shape[0] && "
+          f"{r['shp']}[1] == {r['W']}.shape[1];")
+        step.note_code(w.lines, mark)
+    w("/* an operand of an in-place update overlapping memory written in place: that one "
+      "gets fresh memory */")
+    for r in recs:
+        for q in recs:
+            for x in (r["A"], r["B"]):
+                w(f"if ({q['don']} && sg_overlaps(&{x}, 2, {r['item']}, &{q['W']}, 2, "
+                  f"{q['item']})) {q['don']} = 0;")
+    for r in recs:
+        op, step = r["op"], r["step"]
+        mark = len(w.lines)
+        w(f"/* {step.label}: operands ready, or the result in fresh memory */")
+        if profile:
+            w(f"double prof_t{r['prof']} = sg_now();")
+        w(f"sg_arr {r['PA']} = {r['A']}, {r['PB']} = {r['B']};")
+        with w.block(f"if ({r['don']})"):
+            w(f"{r['O']} = {r['W']};")
+            w(f"if (sg_gemm_ready(err, {r['pw']}, ws, {r['item']}, &{r['PA']}, "
+              f"{int(op.trans_a)}, &{r['PB']}, {int(op.trans_b)})) goto fail;")
+        with w.block("else"):
+            w(f"{r['O']}.shape[0] = {r['shp']}[0]; {r['O']}.shape[1] = {r['shp']}[1];")
+            w(f"if (sg_alloc(err, {where(r['node'])}, ws, &{r['O']}, 2, {r['item']}, "
+              f"&{r['own']})) goto fail;")
+            w(f"if (sg_gemm_{r['suf']}(err, {r['pw']}, {r['cw']}, ws, &{r['O']}, &{r['A']}, "
+              f"{int(op.trans_a)}, &{r['B']}, {int(op.trans_b)}, "
+              f"{ctx.literal(op.alpha, 'float64')}, &{r['W']}, 2, "
+              f"{ctx.literal(op.beta, 'float64')})) goto fail;")
+            w(f"out[{r['i']}] = {r['O']}; {r['own']} = NULL;")
+        if profile:
+            w(f"sg_prof[{r['prof']}] += sg_now() - prof_t{r['prof']};")
+        step.note_code(w.lines, mark)
+    emit_outputs()
+    w("/* the writes in place: nothing below can fail */")
+    for r in recs:
+        op, step = r["op"], r["step"]
+        mark = len(w.lines)
+        w(f"/* {step.label}: written over {_comment_safe_name(r['node'].inputs[2])} */")
+        with w.block(f"if ({r['don']})"):
+            if profile:
+                w(f"double prof_u = sg_now();")
+            # Ready operands, checked sizes, no stretch: this call returns 0.
+            w(f"(void)sg_gemm_{r['suf']}(err, {r['pw']}, {r['cw']}, ws, &{r['O']}, "
+              f"&{r['PA']}, 0, &{r['PB']}, 0, {ctx.literal(op.alpha, 'float64')}, "
+              f"&{r['W']}, 2, {ctx.literal(op.beta, 'float64')});")
+            w(f"out[{r['i']}] = {r['O']};")
+            if profile:
+                w(f"sg_prof[{r['prof']}] += sg_now() - prof_u;")
+        step.note_code(w.lines, mark)
+
+
+def _comment_safe_name(v):
+    return str(v.name or "its shared variable").replace("*/", "* /")
 
 
 def _check_ranks(leaves, nodes):
@@ -250,16 +399,19 @@ def _check_ranks(leaves, nodes):
                              f"mode=\"py\" for it")
 
 
-def _emit_outputs(ctx, outputs):
+def _emit_outputs(ctx, outputs, skip=()):
+    """Hand every output but those in ``skip`` (indices) to the caller, in memory it owns."""
     w = ctx.w
     w("/* hand the outputs over: fresh memory the caller owns */")
     given = set()
     for i, v in enumerate(outputs):
+        if i in skip:
+            continue
         name = ctx.arr(v)
         own = ctx.owned.get(id(v))
         if own is not None and id(v) not in given:
             given.add(id(v))
-            w(f"out[{i}] = {name}; {own} = NULL; outs_done = {i + 1};")
+            w(f"out[{i}] = {name}; {own} = NULL;")
             continue
         item = np.dtype(v.dtype).itemsize
         with w.block(""):
@@ -271,10 +423,10 @@ def _emit_outputs(ctx, outputs):
             w(f"c.data = ws->out_alloc((size_t)n * {item});")
             w('if (!c.data) { sg_fail(err, SG_ENOMEM, "out of memory"); goto fail; }')
             w(f"sg_copy(&c, &{name}, {v.ndim}, {item});")
-            w(f"out[{i}] = c; outs_done = {i + 1};")
+            w(f"out[{i}] = c;")
 
 
-def _assemble(ctx, header, n_timed=None):
+def _assemble(ctx, header, n_out, n_timed=None):
     top = CWriter()
     top(header)
     top('#include "sg_kernel.h"')
@@ -308,7 +460,7 @@ def _assemble(ctx, header, n_timed=None):
     top("int sg_main(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err)")
     top("{")
     top("    char sbuf[160]; (void)sbuf;")
-    top("    int outs_done = 0;")
+    top(f"    for (int k = 0; k < {n_out}; k++) out[k].data = NULL; /* freed on failure */")
     for own in ctx.prologue_owned:
         top(f"    void *{own} = NULL;")
     top("    ws->used = 0; ws->need = 0;")
@@ -322,7 +474,7 @@ def _assemble(ctx, header, n_timed=None):
     tail.depth = 1
     for own in ctx.prologue_owned:
         tail(f"ws->out_free({own});")
-    tail("for (int k = 0; k < outs_done; k++) ws->out_free(out[k].data);")
+    tail(f"for (int k = 0; k < {n_out}; k++) ws->out_free(out[k].data);")
     tail("sg_ws_release(ws);")
     tail("return err->code ? err->code : SG_EVALUE;")
     tail.depth = 0

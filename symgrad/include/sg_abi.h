@@ -15,8 +15,10 @@
  * runtime recycles large blocks, so a call that returns big arrays does not
  * fault in fresh pages every time) and are released with `ws->out_free`,
  * never with free(). Large loops may share their blocks among the runtime's
- * threads through `ws->parallel_for`. On failure the kernel releases what it allocated, fills
- * `err` and returns its code. The header is plain C99 and includes no Python.
+ * threads through `ws->parallel_for`. An update of a shared variable may be
+ * written in place over the variable's own memory when `ws->donate` allows it.
+ * On failure the kernel releases what it allocated, fills `err` and returns
+ * its code. The header is plain C99 and includes no Python.
  */
 #ifndef SG_ABI_H
 #define SG_ABI_H
@@ -25,7 +27,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#define SG_ABI_VERSION 3
+#define SG_ABI_VERSION 4
 #define SG_MAXDIM 16
 
 enum { SG_OK = 0, SG_ESHAPE = 1, SG_EINDEX = 2, SG_EVALUE = 3, SG_ENOMEM = 4 };
@@ -51,6 +53,13 @@ typedef struct {
      * returns when all are done. Blocks must be independent. */
     void (*parallel_for)(int64_t n_blocks, int threads,
                          void (*fn)(void *ctx, int64_t begin, int64_t end), void *ctx);
+    /* One flag per input: nonzero when the caller gives that input's memory
+     * away for this call (a shared variable's value that nothing else
+     * references, C-contiguous, aligned, writeable). The kernel may then write
+     * an update of that variable over it and hand back out[i].data equal to
+     * in[k].data, which the caller recognises; it must do so only after its
+     * last step that can fail, so a failed call leaves every input unchanged. */
+    const uint8_t *donate;
 } sg_ws;
 
 typedef struct {

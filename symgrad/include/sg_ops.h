@@ -623,7 +623,9 @@ SG_OUTLINE int sg_gemm_shape(sg_err *err, const char *pwhere, const char *where,
 /* out = alpha * op(a) @ op(b) + beta * c, `out` allocated with sg_gemm_shape's
  * shape: out first holds beta * c and BLAS adds the product into it; only
  * when c stretches the product (one row or column) is the product made apart
- * and added. Without c, a plain product (beta unused). */
+ * and added. Without c, a plain product (beta unused). Every check and
+ * allocation comes before the first write to `out`, and `out` may be c
+ * itself (an update in place: same shape, no operand overlapping it). */
 #define SG_GEMM(T, SUF, GEMM)                                                              \
     SG_OUTLINE int sg_gemm_##SUF(sg_err *err, const char *pwhere, const char *where,       \
                                  sg_ws *ws, sg_arr *out, const sg_arr *a, int ta,          \
@@ -635,7 +637,20 @@ SG_OUTLINE int sg_gemm_shape(sg_err *err, const char *pwhere, const char *where,
         int64_t r = out->shape[0], q = out->shape[1];                                      \
         T *o = (T *)out->data;                                                             \
         enum CBLAS_TRANSPOSE xa, xb;                                                       \
-        if (c) { /* a row at a time: a bias row or a matrix copies as plain loops */     \
+        if (sg_gemm_operand(err, pwhere, ws, &ua, 2, sizeof(T), &xa, &lda) ||              \
+            sg_gemm_operand(err, pwhere, ws, &ub, 2, sizeof(T), &xb, &ldb))                \
+            return err->code;                                                              \
+        int run = k > 0 && m > 0 && n > 0;                                                 \
+        if (run && sg_blas_sizes(err, pwhere, m, k, n))                                    \
+            return err->code;                                                              \
+        T *dst = o;                                                                        \
+        int stretched = c && (r != m || q != n);                                           \
+        if (run && stretched && !(dst = (T *)sg_ws_alloc(ws, (size_t)(m * n) * sizeof(T)))) \
+            return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                      \
+        /* nothing below fails */                                                          \
+        if (c && !(c->data == out->data && beta == 1)) {                                   \
+            /* a row at a time: a bias row or a matrix copies as plain loops; in place,  \
+             * each element is read before it is written */                                \
             int64_t st[2];                                                                 \
             const T *cv = (const T *)c->data;                                              \
             const T bt = (T)beta;                                                          \
@@ -653,21 +668,12 @@ SG_OUTLINE int sg_gemm_shape(sg_err *err, const char *pwhere, const char *where,
                         row[j] = beta == 1 ? src[j * st[1]] : bt * src[j * st[1]];         \
             }                                                                              \
         }                                                                                  \
-        if (sg_gemm_operand(err, pwhere, ws, &ua, 2, sizeof(T), &xa, &lda) ||              \
-            sg_gemm_operand(err, pwhere, ws, &ub, 2, sizeof(T), &xb, &ldb))                \
-            return err->code;                                                              \
         if (!c && k == 0) {                                                                \
             memset(o, 0, (size_t)(m * n) * sizeof(T));                                     \
             return 0;                                                                      \
         }                                                                                  \
-        if (k <= 0 || m <= 0 || n <= 0)                                                    \
+        if (!run)                                                                          \
             return 0;                                                                      \
-        if (sg_blas_sizes(err, pwhere, m, k, n))                                           \
-            return err->code;                                                              \
-        T *dst = o;                                                                        \
-        int stretched = c && (r != m || q != n);                                           \
-        if (stretched && !(dst = (T *)sg_ws_alloc(ws, (size_t)(m * n) * sizeof(T))))       \
-            return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                      \
         GEMM(CblasRowMajor, xa, xb, (blasint)m, (blasint)n, (blasint)k, (T)alpha,          \
              (T *)ua.data, (blasint)lda, (T *)ub.data, (blasint)ldb, c && !stretched,      \
              dst, (blasint)n);                                                             \
@@ -676,6 +682,51 @@ SG_OUTLINE int sg_gemm_shape(sg_err *err, const char *pwhere, const char *where,
                 o[i * q + j] += dst[(m == 1 ? 0 : i) * n + (n == 1 ? 0 : j)];              \
         return 0;                                                                          \
     }
+
+/* For an update written in place over its variable (see sg_abi.h, donate):
+ * turn op(a), op(b) into operands BLAS takes as they are (packed into the
+ * workspace when their strides do not fit) and check the sizes, so that the
+ * sg_gemm call that later writes over the variable cannot fail. The
+ * operands become plain ones: pass them with ta = tb = 0. */
+SG_OUTLINE int sg_gemm_ready(sg_err *err, const char *pwhere, sg_ws *ws, size_t item,
+                             sg_arr *a, int ta, sg_arr *b, int tb)
+{
+    sg_arr ua = sg_gemm_view(a, ta), ub = sg_gemm_view(b, tb);
+    enum CBLAS_TRANSPOSE x;
+    int64_t ld;
+    if (sg_gemm_operand(err, pwhere, ws, &ua, 2, item, &x, &ld) ||
+        sg_gemm_operand(err, pwhere, ws, &ub, 2, item, &x, &ld))
+        return err->code;
+    if (sg_blas_sizes(err, pwhere, ua.shape[0], ua.shape[1], ub.shape[1]))
+        return err->code;
+    *a = ua;
+    *b = ub;
+    return 0;
+}
+
+/* Whether the memory `x` (ndim xn, items of xi bytes) spans can share a byte
+ * with the C-contiguous `y` (ndim yn, yi-byte items). Conservative: the whole
+ * range from the lowest to the highest element of x counts. */
+SG_OUTLINE int sg_overlaps(const sg_arr *x, int xn, size_t xi, const sg_arr *y, int yn, size_t yi)
+{
+    int64_t lo = 0, hi = 0;
+    for (int k = 0; k < xn; k++) {
+        if (x->shape[k] == 0)
+            return 0;
+        int64_t span = (x->shape[k] - 1) * x->strides[k];
+        if (span < 0)
+            lo += span;
+        else
+            hi += span;
+    }
+    int64_t ny = sg_size(y, yn);
+    if (ny == 0)
+        return 0;
+    const char *x0 = (const char *)x->data + lo * (int64_t)xi;
+    const char *x1 = (const char *)x->data + (hi + 1) * (int64_t)xi;
+    const char *y0 = (const char *)y->data, *y1 = y0 + ny * (int64_t)yi;
+    return x0 < y1 && y0 < x1;
+}
 
 SG_GEMM(float, f32, scipy_cblas_sgemm)
 SG_GEMM(double, f64, scipy_cblas_dgemm)

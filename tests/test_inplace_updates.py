@@ -1,0 +1,206 @@
+"""Updates written over their shared variable's memory (mode "c").
+
+``W - lr * (h.T @ g)`` becomes one gemm accumulating into W; when nothing but
+the shared variable references W's array, the compiled call runs that gemm
+over W itself (``codegen/kernel.py``, updates in place). These tests pin down
+when it may do so and that nobody can observe it: a reference the user holds
+(the array, or a view of it) never changes, an operand overlapping W is read
+before it is written, a failed call changes no variable, and a reader in
+another thread never sees half an update.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+
+LR = 0.1
+
+
+def _sgd(dtype="float64", shape=(5, 4), trans="a"):
+    h, g = sg.matrix("h", dtype=dtype), sg.matrix("g", dtype=dtype)
+    W = sg.shared(np.random.default_rng(0).standard_normal(shape).astype(dtype), name="W")
+    prod = h.T @ g if trans == "a" else h.T @ g.T if trans == "ab" else h @ g
+    f = sg.function([h, g], [], updates=[(W, W - LR * prod)])
+    return f, W
+
+
+def _operands(dtype="float64", m=3, shape=(5, 4), trans="a"):
+    r = np.random.default_rng(1)
+    hv = r.standard_normal((shape[0], m) if trans == "plain" else (m, shape[0]))
+    gv = r.standard_normal((shape[1], m) if trans == "ab" else (m, shape[1]))
+    return hv.astype(dtype), gv.astype(dtype)
+
+
+def _product(hv, gv, trans):
+    return hv @ gv if trans == "plain" else hv.T @ gv.T if trans == "ab" else hv.T @ gv
+
+
+def test_the_update_is_a_gemm_the_kernel_can_write_in_place():
+    f, W = _sgd()
+    assert f._ckernel.donations and "ws->donate[" in f.source
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("trans", ["a", "ab", "plain"])
+def test_unreferenced_value_is_updated_in_place_with_the_right_values(dtype, trans):
+    f, W = _sgd(dtype, trans=trans)
+    hv, gv = _operands(dtype, trans=trans)
+    want = W.get_value()
+    for _ in range(3):  # the first value is sg.shared's copy, later ones the kernel's outputs
+        before = id(W.get_value(borrow=True))
+        f(hv, gv)
+        want = want - np.asarray(LR, dtype) * _product(hv, gv, trans)
+        assert id(W.get_value(borrow=True)) == before
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(W.get_value(), want, rtol=tol, atol=tol)
+    assert W.get_value().dtype == dtype
+
+
+@pytest.mark.parametrize("first_call", [True, False])
+def test_a_held_reference_is_never_written(first_call):
+    f, W = _sgd()
+    hv, gv = _operands()
+    if not first_call:
+        f(hv, gv)  # W now holds a kernel output
+    held = W.get_value(borrow=True)
+    before = held.copy()
+    f(hv, gv)
+    np.testing.assert_array_equal(held, before)
+    assert W.get_value(borrow=True) is not held
+    np.testing.assert_allclose(W.get_value(), before - LR * hv.T @ gv, rtol=1e-12)
+
+
+@pytest.mark.parametrize("first_call", [True, False])
+def test_a_held_view_is_never_written(first_call):
+    f, W = _sgd()
+    hv, gv = _operands()
+    if not first_call:
+        f(hv, gv)
+    view = W.get_value(borrow=True)[1:]  # holds the memory, not always the array
+    before = view.copy()
+    f(hv, gv)
+    np.testing.assert_array_equal(view, before)
+
+
+def test_the_value_passed_as_an_input_too_is_read_unchanged():
+    h, g = sg.matrix("h"), sg.matrix("g")
+    W = sg.shared(np.random.default_rng(0).standard_normal((4, 4)), name="W")
+    f = sg.function([h, g], [], updates=[(W, W - LR * (h.T @ g))])
+    gv = np.random.default_rng(2).standard_normal((4, 4))
+    w0 = W.get_value()
+    f(W.get_value(borrow=True), gv)
+    np.testing.assert_allclose(W.get_value(), w0 - LR * w0.T @ gv, rtol=1e-12)
+
+
+def test_an_operand_that_is_the_variable_itself_is_read_before_the_write():
+    g = sg.matrix("g")
+    W = sg.shared(np.random.default_rng(0).standard_normal((4, 4)), name="W")
+    f = sg.function([g], [], updates=[(W, W - LR * (W.T @ g))])
+    gv = np.random.default_rng(2).standard_normal((4, 4))
+    w = W.get_value()
+    for _ in range(3):
+        f(gv)
+        w = w - LR * w.T @ gv
+    np.testing.assert_allclose(W.get_value(), w, rtol=1e-12)
+
+
+def test_updates_reading_each_others_variables_see_the_old_values():
+    g = sg.matrix("g")
+    r = np.random.default_rng(0)
+    A = sg.shared(r.standard_normal((4, 4)), name="A")
+    B = sg.shared(r.standard_normal((4, 4)), name="B")
+    f = sg.function([g], [], updates=[(A, A - LR * (B.T @ g)), (B, B - LR * (A @ g))])
+    gv = r.standard_normal((4, 4))
+    a, b = A.get_value(), B.get_value()
+    for _ in range(3):
+        f(gv)
+        a, b = a - LR * b.T @ gv, b - LR * a @ gv
+    np.testing.assert_allclose(A.get_value(), a, rtol=1e-12)
+    np.testing.assert_allclose(B.get_value(), b, rtol=1e-12)
+
+
+def test_a_failed_call_changes_no_variable():
+    h, g, h2, g2 = (sg.matrix(n) for n in ("h", "g", "h2", "g2"))
+    r = np.random.default_rng(0)
+    W1 = sg.shared(r.standard_normal((5, 4)), name="W1")
+    W2 = sg.shared(r.standard_normal((5, 4)), name="W2")
+    f = sg.function([h, g, h2, g2], [], updates=[(W1, W1 - LR * (h.T @ g)),
+                                                 (W2, W2 - LR * (h2.T @ g2))])
+    hv, gv = _operands()
+    w1, w2 = W1.get_value(), W2.get_value()
+    with pytest.raises(sg.ShapeError, match="gemm"):
+        f(hv, gv, hv, gv[:2])  # the second product's lengths disagree
+    np.testing.assert_array_equal(W1.get_value(), w1)
+    np.testing.assert_array_equal(W2.get_value(), w2)
+    assert not W1._busy and not W2._busy
+    f(hv, gv, hv, gv)  # and the function still works, in place
+    np.testing.assert_allclose(W1.get_value(), w1 - LR * hv.T @ gv, rtol=1e-12)
+    np.testing.assert_allclose(W2.get_value(), w2 - LR * hv.T @ gv, rtol=1e-12)
+
+
+def test_an_update_that_changes_the_shape_gets_fresh_memory():
+    h, g = sg.matrix("h"), sg.matrix("g")
+    W = sg.shared(np.ones((1, 4)), name="W")  # broadcast against a (5, 4) product
+    f = sg.function([h, g], [], updates=[(W, W - LR * (h.T @ g))])
+    hv, gv = _operands()
+    old = W.get_value(borrow=True)
+    f(hv, gv)
+    np.testing.assert_array_equal(old, np.ones((1, 4)))
+    np.testing.assert_allclose(W.get_value(), 1 - LR * hv.T @ gv, rtol=1e-12)
+
+
+def test_an_update_also_returned_as_an_output_is_not_shared_with_the_variable():
+    h, g = sg.matrix("h"), sg.matrix("g")
+    W = sg.shared(np.zeros((5, 4)), name="W")
+    new = W - LR * (h.T @ g)
+    f = sg.function([h, g], new, updates=[(W, new)])
+    out = f(*_operands())
+    out[:] = 7.0
+    assert not np.any(W.get_value() == 7.0)
+
+
+def test_profiled_and_debug_calls_update_correctly_too():
+    hv, gv = _operands()
+    for kw in ({"profile": True}, {"mode": "debug"}):
+        h, g = sg.matrix("h"), sg.matrix("g")
+        W = sg.shared(np.zeros((5, 4)), name="W")
+        f = sg.function([h, g], [], updates=[(W, W - LR * (h.T @ g))], **kw)
+        f(hv, gv)
+        f(hv, gv)
+        np.testing.assert_allclose(W.get_value(), -2 * LR * hv.T @ gv, rtol=1e-12)
+
+
+def test_readers_in_other_threads_never_see_half_an_update():
+    """Every update adds the same amount to every element: a consistent value is constant."""
+    n = 700
+    h, g = sg.matrix("h"), sg.matrix("g")
+    W = sg.shared(np.zeros((n, n)), name="W")
+    step = sg.function([h, g], [], updates=[(W, W + 1.0 * (h.T @ g))])
+    spread = sg.function([], W.max() - W.min())
+    hv, gv = np.full((8, n), 0.5), np.full((8, n), 0.25)  # adds 1.0 per step
+    stop, bad = threading.Event(), []
+
+    def read():
+        while not stop.is_set():
+            v = W.get_value()
+            if v.max() != v.min():
+                bad.append(("get_value", v.max() - v.min()))
+            s = spread()
+            if s != 0:
+                bad.append(("compiled reader", float(s)))
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in readers:
+        t.start()
+    try:
+        for _ in range(60):
+            step(hv, gv)
+    finally:
+        stop.set()
+        for t in readers:
+            t.join()
+    assert not bad, bad[:3]
+    np.testing.assert_array_equal(W.get_value(), np.full((n, n), 60.0))
