@@ -93,7 +93,7 @@ def gemm_floor(params, n):
     return run
 
 
-def measure(fns, args, rounds=3):
+def measure(fns, args, rounds=7):
     """Best time of each function, measured in interleaved rounds (load drifts hit all alike)."""
     best = [float("inf")] * len(fns)
     for _ in range(rounds):
