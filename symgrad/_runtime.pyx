@@ -466,10 +466,11 @@ cdef class BoundCall:
     update of the shared variable that is kernel input ``input``, which the
     kernel can write over the variable's memory), the call gives that memory
     away when nothing but the variable references its array (a reference
-    count of exactly the variable's, this call's list and the check's own)
-    and the array owns aligned, C-contiguous, writeable memory. While such a
-    call runs, the variable's ``_busy`` is set: other calls, and
-    ``get_value``, wait for it instead of reading a half-written value.
+    count of exactly the variable's and this call's own, checked right
+    before the kernel runs) and the array alone holds aligned, C-contiguous,
+    writeable memory. While the kernel runs, the variable's ``_busy`` is set:
+    other calls, and ``get_value``, wait for it instead of reading a
+    half-written value.
 
     Parameters
     ----------
@@ -598,22 +599,37 @@ cdef class BoundCall:
                 # writing over one of these arrays before this one holds it.
                 return [s._value for s in self.shared]
 
-    cdef list _donated(self, list shared_vals):
-        """The shared positions whose arrays this call may write over (see the class doc)."""
-        cdef list given = None
+    cdef bint _give(self, sg_slot *slot, list shared_vals):
+        """Mark in ``slot`` the shared arrays this call may write over (see the class doc).
+
+        Runs right before the kernel, allocating no Python object: a garbage
+        collection here could run a finalizer that takes a reference to an
+        array already judged unreferenced, or that waits on ``_busy``.
+        Returns whether any array was given away.
+        """
+        cdef Py_ssize_t k, j
+        cdef bint any_given = False
         for k, j in self.donors:
             a = shared_vals[j]
-            if type(a) is not np.ndarray:
-                continue
-            # the variable, the list and `a`: nobody else can see the memory change
-            if (Py_REFCNT(a) != 3 or cnp.PyArray_SIZE(<cnp.ndarray>a) == 0
+            # the variable, the list, the inputs tuple and `a`: nobody else can see it
+            if (type(a) is not np.ndarray or Py_REFCNT(a) != 4
+                    or cnp.PyArray_SIZE(<cnp.ndarray>a) == 0
                     or (cnp.PyArray_FLAGS(<cnp.ndarray>a) & _DONATABLE) != _DONATABLE
-                    or cnp.PyArray_ISBYTESWAPPED(<cnp.ndarray>a) or not _sole_owner(a)):
+                    or cnp.PyArray_ISBYTESWAPPED(<cnp.ndarray>a)
+                    or slot.in_[k].data != cnp.PyArray_DATA(<cnp.ndarray>a)  # not a copy
+                    or not _sole_owner(a)):
                 continue
-            if given is None:
-                given = []
-            given.append((k, j))
-        return given
+            slot.donate[k] = 1
+            (<object>self.shared[j])._busy = 1
+            any_given = True
+        return any_given
+
+    cdef void _release(self, sg_slot *slot):
+        """Clear ``_busy`` of the variables ``_give`` marked (their writes are done)."""
+        cdef Py_ssize_t k, j
+        for k, j in self.donors:
+            if slot.donate[k]:
+                (<object>self.shared[j])._busy = 0
 
     def __call__(self, *args):
         cdef Kernel k = self.kernel
@@ -623,7 +639,7 @@ cdef class BoundCall:
         cdef sg_main_fn entry = k.main
         cdef list keep = None
         cdef list outs
-        cdef list given = None
+        cdef bint given = False
         if len(args) != n:
             raise TypeError(f"expected {n} arguments, got {len(args)}")
         # Conversions first (they may raise), holding the GIL and no slot.
@@ -637,8 +653,6 @@ cdef class BoundCall:
                     keep[i] = self.convert(i, a)
         cdef tuple vals = args if keep is None else tuple(keep)
         cdef list shared_vals = self._shared_values()
-        if self.donors:
-            given = self._donated(shared_vals)
         a = None
         cdef tuple inputs = vals + tuple(shared_vals) + self.consts
         slot = sg_pool_take(&k.pool)
@@ -646,32 +660,31 @@ cdef class BoundCall:
             raise MemoryError("cannot allocate a kernel workspace")
         copies = []  # alive until the kernel has returned
         try:
-            if given is not None:
-                for kk, jj in given:
-                    (<object>self.shared[jj])._busy = 1
-                    slot.donate[<Py_ssize_t>kk] = 1
             for i in range(k.n_in_):
                 a = inputs[i]
                 if not cnp.PyArray_Check(a):
                     raise TypeError(f"kernel input {i} is a {type(a).__name__}, not an ndarray")
                 if _describe(<cnp.ndarray>a, &slot.in_[i]) == -1:
-                    slot.donate[i] = 0  # the kernel sees a copy: nothing to give away
                     a = cnp.PyArray_NewCopy(<cnp.ndarray>a, cnp.NPY_CORDER)
                     copies.append(a)
                     _describe(<cnp.ndarray>a, &slot.in_[i])
             a = None
+            if self.donors:
+                given = self._give(slot, shared_vals)
             with nogil:
                 rc = entry(slot.in_, slot.out, &slot.ws, &slot.err)
+            if given:  # written: readers may go on (before anything can run a finalizer)
+                self._release(slot)
+                given = False
             if rc != SG_OK:
                 raise _kernel_error(rc, &slot.err)
             outs = k._outputs(slot, self.out_src, inputs)
             for j in range(len(self.updated)):
                 (<object>self.updated[j])._value = outs[self.n_out_ + j]
         finally:
+            if given:
+                self._release(slot)
             sg_pool_give(&k.pool, slot)
-            if given is not None:
-                for kk, jj in given:
-                    (<object>self.shared[jj])._busy = 0
         if len(self.updated):
             del outs[self.n_out_:]
         return outs
