@@ -358,10 +358,7 @@ def _emit_in_place(ctx, plan, emitted, timed, profile, emit_outputs):
             w(f"{r['O']}.shape[0] = {r['shp']}[0]; {r['O']}.shape[1] = {r['shp']}[1];")
             w(f"if (sg_alloc(err, {where(r['node'])}, ws, &{r['O']}, 2, {r['item']}, "
               f"&{r['own']})) goto fail;")
-            w(f"if (sg_gemm_{r['suf']}(err, {r['pw']}, {r['cw']}, ws, &{r['O']}, &{r['A']}, "
-              f"{int(op.trans_a)}, &{r['B']}, {int(op.trans_b)}, "
-              f"{ctx.literal(op.alpha, 'float64')}, &{r['W']}, 2, "
-              f"{ctx.literal(op.beta, 'float64')})) goto fail;")
+            w(f"if ({_gemm_call(ctx, r, r['A'], op.trans_a, r['B'], op.trans_b)}) goto fail;")
             w(f"out[{r['i']}] = {r['O']}; {r['own']} = NULL;")
         if profile:
             w(f"sg_prof[{r['prof']}] += sg_now() - prof_t{r['prof']};")
@@ -369,20 +366,26 @@ def _emit_in_place(ctx, plan, emitted, timed, profile, emit_outputs):
     emit_outputs()
     w("/* the writes in place: nothing below can fail */")
     for r in recs:
-        op, step = r["op"], r["step"]
+        step = r["step"]
         mark = len(w.lines)
         w(f"/* {step.label}: written over {_comment_safe_name(r['node'].inputs[2])} */")
         with w.block(f"if ({r['don']})"):
             if profile:
-                w(f"double prof_u = sg_now();")
+                w("double prof_u = sg_now();")
             # Ready operands, checked sizes, no stretch: this call returns 0.
-            w(f"(void)sg_gemm_{r['suf']}(err, {r['pw']}, {r['cw']}, ws, &{r['O']}, "
-              f"&{r['PA']}, 0, &{r['PB']}, 0, {ctx.literal(op.alpha, 'float64')}, "
-              f"&{r['W']}, 2, {ctx.literal(op.beta, 'float64')});")
+            w(f"(void){_gemm_call(ctx, r, r['PA'], False, r['PB'], False)};")
             w(f"out[{r['i']}] = {r['O']};")
             if profile:
                 w(f"sg_prof[{r['prof']}] += sg_now() - prof_u;")
         step.note_code(w.lines, mark)
+
+
+def _gemm_call(ctx, r, a, ta, b, tb):
+    """The C call computing update ``r`` (see ``_emit_in_place``) into ``r["O"]``."""
+    op = r["op"]
+    return (f"sg_gemm_{r['suf']}(err, {r['pw']}, {r['cw']}, ws, &{r['O']}, &{a}, {int(ta)}, "
+            f"&{b}, {int(tb)}, {ctx.literal(op.alpha, 'float64')}, &{r['W']}, 2, "
+            f"{ctx.literal(op.beta, 'float64')})")
 
 
 def _comment_safe_name(v):
