@@ -1,5 +1,7 @@
 """Fused elementwise z = tanh(a*x + b)*c + exp(-x**2) over 10M float32, against NumPy and the copy floor.
 
+Peers (PyTorch eager, JAX jit, PyTensor) add their rows where installed.
+
     python bench/bench_elementwise.py
 """
 
@@ -57,6 +59,23 @@ def main():
             t = best_time(torch_version, xt, repeat=5)
             rows.append([f"PyTorch eager, {n} thread{'s' * (n > 1)}", f"{t * 1e3:.2f}",
                          f"{t_np / t:.2f}x"])
+    import peers
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    jx = peers.jax_elementwise(float(a), float(b), float(c))
+    if jx is not None:
+        run, to_device = jx
+        xj = to_device(x)
+        np.testing.assert_allclose(np.asarray(run(xj)), numpy_version(x), rtol=1e-5, atol=1e-6)
+        t = best_time(run, xj, repeat=5)
+        rows.append([f"JAX jit, its default threads ({cores} cores)", f"{t * 1e3:.2f}",
+                     f"{t_np / t:.2f}x"])
+    for label, mode in peers.PYTENSOR_MODES.items():
+        pf = peers.pytensor_elementwise(a, b, c, mode)
+        if pf is not None:
+            np.testing.assert_allclose(pf(x), numpy_version(x), rtol=1e-5, atol=1e-6)
+            t = best_time(pf, x, repeat=5)
+            rows.append([f"PyTensor ({label})", f"{t * 1e3:.2f}", f"{t_np / t:.2f}x"])
     table(rows, ["10M float32", "ms", "speed-up over NumPy"])
 
 

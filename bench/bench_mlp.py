@@ -2,9 +2,9 @@
 
 Reports, per batch size, the symgrad step, a hand-written NumPy step and the
 GEMM floor (the step's eight matrix products alone through NumPy with
-preallocated outputs), and the ratios. Where PyTorch is installed, its eager
-step (same model, same SGD, in float32) is measured too; none of the peers is
-a dependency.
+preallocated outputs), and the ratios. Where PyTorch, JAX or PyTensor are
+installed, their steps (same model, same SGD, in float32; ``peers.py``) are
+measured too; none of the peers is a dependency.
 
     python bench/bench_mlp.py
 """
@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import best_time, rng, table  # noqa: E402
+from common import best_time, blas_kernels, rng, table  # noqa: E402
 
 import symgrad as sg  # noqa: E402
 
@@ -131,6 +131,12 @@ def torch_step(params):
 
 
 def run_one():
+    if os.environ.get("SYMGRAD_NUM_THREADS") == "1" and hasattr(os, "sched_setaffinity"):
+        # One core for everything in this process: JAX ignores thread settings.
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    import peers
+
+    print(blas_kernels())
     try:  # before any kernel loads, as a user of both would import it
         import torch  # noqa: F401
     except ImportError:
@@ -141,24 +147,20 @@ def run_one():
     for n in (32, 256):
         X = r.standard_normal((n, 784)).astype("float32")
         y = r.integers(0, 10, n)
-        fns = [gemm_floor(params, n), symgrad_step(params), numpy_step(params)]
-        args = [(), (X, y), (X, y)]
-        torch_fn = torch_step(params)
-        if torch_fn is not None:
-            fns.append(torch_fn)
-            args.append((X, y))
-        times = measure(fns, args)
-        t_floor = times[0]
-        row = [n, f"{t_floor * 1e3:.3f}"]
-        for t in times[1:]:
-            row += [f"{t * 1e3:.3f}", f"{t / t_floor:.2f}x"]
-        rows.append(row)
+        steps = [("GEMM floor", gemm_floor(params, n), ()),
+                 ("symgrad", symgrad_step(params), (X, y)),
+                 ("NumPy by hand", numpy_step(params), (X, y)),
+                 ("PyTorch eager", torch_step(params), (X, y)),
+                 ("JAX jit", peers.jax_mlp_step(params, LR), (X, y))]
+        steps += [(f"PyTensor ({label})", peers.pytensor_mlp_step(params, LR, mode), (X, y))
+                  for label, mode in peers.PYTENSOR_MODES.items()]
+        steps = [s for s in steps if s[1] is not None]
+        times = measure([fn for _, fn, _ in steps], [a for _, _, a in steps])
+        for (name, _, _), t in zip(steps, times):
+            rows.append([n, name, f"{t * 1e3:.3f}", f"{t / times[0]:.2f}x"])
     print(f"threads: {os.environ.get('SYMGRAD_NUM_THREADS')} (symgrad loops and BLAS, "
-          f"NumPy's BLAS{', torch' if len(rows[0]) > 6 else ''})")
-    header = ["batch", "GEMM floor ms", "symgrad ms", "symgrad/floor", "NumPy ms", "NumPy/floor"]
-    if len(rows[0]) > 6:
-        header += ["PyTorch ms", "PyTorch/floor"]
-    table(rows, header)
+          f"NumPy's BLAS, and every peer)")
+    table(rows, ["batch", "step", "ms", "vs GEMM floor"])
 
 
 def main():

@@ -1,12 +1,13 @@
 """Call overhead of a one-op graph on a scalar, with full input checking, and compile times.
 
+Peers (PyTorch eager, JAX, PyTensor) add their rows where installed.
+
     python bench/bench_overhead.py
 """
 
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -56,12 +57,27 @@ def main():
         rows.append(["PyTorch eager x + 1.0 on a 0-d tensor",
                      f"{best_time(torch.add, torch.tensor(1.5), 1.0) * 1e6:.2f} us"])
     import tempfile
+
+    import peers
+
+    for label, fn, arg in peers.overhead_calls():
+        rows.append([label, f"{best_time(fn, arg) * 1e6:.2f} us"])
     with tempfile.TemporaryDirectory() as d:
         os.chmod(d, 0o700)
         (imp, cold), (_, hit) = compile_times(d)
     rows.append(["import symgrad", f"{imp * 1e3:.0f} ms"])
     rows.append(["MLP train step compile, cold cache", f"{cold * 1e3:.0f} ms"])
     rows.append(["MLP train step compile, cache hit, new process", f"{hit * 1e3:.0f} ms"])
+    peer_builds = [("JAX", "jax", None)] + [(f"PyTensor ({label})", "pytensor", mode)
+                                            for label, mode in peers.PYTENSOR_MODES.items()]
+    for label, name, mode in peer_builds:
+        with tempfile.TemporaryDirectory() as d:
+            got = peers.compile_seconds(name, d, mode)
+        if got is not None:
+            rows.append([f"{label} MLP step compile, cold", f"{got[0] * 1e3:.0f} ms"])
+            if name != "jax":
+                rows.append([f"{label} MLP step compile, its cache hit, new process",
+                             f"{got[1] * 1e3:.0f} ms"])
     table(rows, ["what", "time"])
 
 

@@ -26,6 +26,48 @@ def best_time(fn, *args, repeat=7, min_time=0.2):
     return best
 
 
+def blas_kernels():
+    """Which OpenBLAS kernels run: symgrad's (scipy-openblas32) and NumPy's, as a line.
+
+    OpenBLAS picks its kernels for the CPU when it loads unless
+    ``OPENBLAS_CORETYPE`` forces a choice. Some machines set it to an older
+    core (Haswell: AVX2) for old OpenBLAS builds' sake, which halves a
+    current OpenBLAS's float32 gemm on an AVX-512 CPU; comparisons with
+    peers that bring their own gemm (JAX) are only fair without it:
+    ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/...``.
+    """
+    import ctypes
+    import glob
+    import os
+
+    import numpy  # noqa: F401 - loads NumPy's OpenBLAS
+
+    names = {}
+    try:
+        import scipy_openblas32 as so
+
+        lib = ctypes.CDLL(glob.glob(os.path.join(so.get_lib_dir(), "libscipy_openblas*"))[0])
+        lib.scipy_openblas_get_corename.restype = ctypes.c_char_p
+        names["symgrad"] = lib.scipy_openblas_get_corename().decode()
+    except (ImportError, IndexError, OSError, AttributeError):
+        names["symgrad"] = "?"
+    try:
+        with open("/proc/self/maps") as maps:
+            path = next(line.split()[-1] for line in maps if "openblas" in line
+                        and "numpy" in line and line.split()[-1].endswith(".so"))
+        lib = ctypes.CDLL(path)
+        fn = next(getattr(lib, n) for n in ("scipy_openblas_get_corename64_",
+                                            "openblas_get_corename64_", "openblas_get_corename")
+                  if hasattr(lib, n))
+        fn.restype = ctypes.c_char_p
+        names["NumPy"] = fn().decode()
+    except (StopIteration, OSError):
+        names["NumPy"] = "?"
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    return ("OpenBLAS kernels: " + ", ".join(f"{k} {v}" for k, v in names.items())
+            + (f" (OPENBLAS_CORETYPE={forced} forces them)" if forced else ""))
+
+
 def table(rows, header):
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     line = "  ".join(f"{h:<{w}}" for h, w in zip(header, widths))
