@@ -13,7 +13,8 @@ abort (``-fno-sanitize-recover=undefined``), and so does every ASan report.
 What runs: two canaries (a kernel writing past its buffer, a kernel with a
 signed overflow) that must be caught, which proves the setup live; then the
 registry fuzzing (every registered op, in groups, compiled, values and
-gradients), a batch of random graphs and the runtime's tests, alongside the
+gradients), a batch of random graphs, the runtime's tests and the in-place
+update tests, alongside the
 whole bad-input matrix in mode "c" (the two children run at once).
 ``SYMGRAD_SANITIZE=full`` adds more random graphs and the op registry's
 compiled cases (slow: for a run by hand).
@@ -176,7 +177,10 @@ def _pytest_child(env, work):
     # Every group of the registry fuzzing: each registered op runs compiled under the
     # sanitizers, values and gradients.
     env = dict(env, SYMGRAD_FUZZ_EXAMPLES="20" if FULL else "3")
-    tests = [str(TESTS / "test_reliability_fuzz.py"), str(TESTS / "test_runtime.py")]
+    # ... and updates written over their shared variable's memory (ownership of
+    # a donated block passes between the runtime and the kernel).
+    tests = [str(TESTS / "test_reliability_fuzz.py"), str(TESTS / "test_runtime.py"),
+             str(TESTS / "test_inplace_updates.py")]
     if FULL:
         tests.append(str(TESTS / "test_registry.py") + "::test_compiled_matches_reference")
     # Leak tests measure RSS, which ASan's quarantine of freed blocks inflates on purpose.
