@@ -489,12 +489,14 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
     updates : dict or list of (SharedVariable, Variable), optional
         New values of shared variables; every right-hand side sees the old values.
         In mode "c", an update that is one matrix product accumulated into the
-        variable (``W - lr * (h.T @ g)``, a gemm after rewriting) is written
-        over the variable's own array when nothing else references that array
-        (no ``get_value(borrow=True)`` result or view of it is alive): the
-        update then costs no copy. An array you hold is never written; a
-        failed call changes no variable; ``get_value`` and calls in other
-        threads wait for an update being written instead of reading half of it.
+        variable (``W - lr * (h.T @ g)``, a gemm after rewriting) or one fused
+        elementwise loop reading it (``0.9 * m + g``, an optimizer's step) is
+        written over the variable's own array when nothing else references
+        that array (no ``get_value(borrow=True)`` result or view of it is
+        alive): no copy, no second buffer. An array you hold is never
+        written; a failed call changes no variable; ``get_value`` and calls
+        in other threads wait for an update being written instead of reading
+        half of it.
     givens : dict, optional
         ``{variable: replacement}`` substituted in the graph.
     mode : {"c", "py", "debug"}, optional

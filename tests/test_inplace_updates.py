@@ -204,3 +204,104 @@ def test_readers_in_other_threads_never_see_half_an_update():
             t.join()
     assert not bad, bad[:3]
     np.testing.assert_array_equal(W.get_value(), np.full((n, n), 60.0))
+
+
+# --------------------------------------------------------------------------- fused-loop updates
+
+def _mlp_step(optimizer, mode):
+    r = np.random.default_rng(0)
+    X, y = sg.matrix("X"), sg.vector("y", dtype="int64")
+    W = sg.shared(r.standard_normal((6, 5)), name="W")
+    b = sg.shared(np.zeros(5), name="b")
+    W2 = sg.shared(r.standard_normal((5, 3)), name="W2")
+    loss = sg.nn.cross_entropy(sg.tanh(X @ W + b) @ W2, y).mean()
+    return sg.train_step(loss, [X, y], optimizer=optimizer, mode=mode), [W, b, W2]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: sg.optim.SGD(lr=0.1, momentum=0.9),
+    lambda: sg.optim.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+    lambda: sg.optim.Adam(lr=0.01),
+    lambda: sg.optim.AdamW(lr=0.01),
+], ids=["momentum", "nesterov", "adam", "adamw"])
+def test_optimizer_state_and_parameters_are_updated_in_place(make):
+    """Momentum buffers, Adam's m and v and the parameters: each keeps its array."""
+    opt = make()
+    step, params = _mlp_step(opt, "c")
+    ref_step, ref_params = _mlp_step(make(), "py")
+    state = [sv for sv in opt.state if sv.dtype == "float64"]
+    held = params + state
+    ids = [id(v.get_value(borrow=True)) for v in held]
+    r = np.random.default_rng(1)
+    X, y = r.standard_normal((8, 6)), r.integers(0, 3, 8)
+    for _ in range(4):
+        step(X, y)
+        ref_step(X, y)
+    assert [id(v.get_value(borrow=True)) for v in held] == ids
+    for p, q in zip(params, ref_params):
+        np.testing.assert_allclose(p.get_value(), q.get_value(), rtol=1e-12, atol=1e-14)
+
+
+def test_a_loop_update_reading_its_variable_through_a_view_gets_fresh_memory():
+    W = sg.shared(np.arange(16.0).reshape(4, 4), name="W")
+    f = sg.function([], [], updates=[(W, W + 0.5 * W.T)])
+    w = W.get_value()
+    for _ in range(3):
+        f()
+        w = w + 0.5 * w.T
+    np.testing.assert_array_equal(W.get_value(), w)
+
+
+def test_a_loop_update_reads_another_variables_old_value():
+    A = sg.shared(np.ones(5), name="A")
+    B = sg.shared(np.full(5, 2.0), name="B")
+    f = sg.function([], [], updates=[(B, B * 3.0), (A, A + B)])
+    a, b = A.get_value(), B.get_value()
+    for _ in range(3):
+        f()
+        a, b = a + b, b * 3.0
+    np.testing.assert_array_equal(A.get_value(), a)
+    np.testing.assert_array_equal(B.get_value(), b)
+
+
+def test_a_held_state_array_is_never_written_by_a_chain_of_updates():
+    g = sg.vector("g")
+    m = sg.shared(np.zeros(4), name="m")
+    W = sg.shared(np.ones(4), name="W")
+    m_new = 0.9 * m + g
+    f = sg.function([g], [], updates=[(m, m_new), (W, W - 0.1 * m_new)])
+    gv = np.arange(4.0)
+    f(gv)
+    held = m.get_value(borrow=True)
+    before = held.copy()
+    f(gv)
+    np.testing.assert_array_equal(held, before)
+    np.testing.assert_allclose(m.get_value(), 0.9 * before + gv)
+    np.testing.assert_allclose(W.get_value(), 1 - 0.1 * gv - 0.1 * (0.9 * gv + gv))
+
+
+def test_a_failed_call_with_loop_updates_changes_no_variable():
+    u, v = sg.vector("u"), sg.vector("v")
+    A = sg.shared(np.ones(4), name="A")
+    B = sg.shared(np.ones(4), name="B")
+    f = sg.function([u, v], [], updates=[(A, A + u), (B, B + v)])
+    with pytest.raises(sg.ShapeError, match="add"):
+        f(np.ones(4), np.ones(3))
+    np.testing.assert_array_equal(A.get_value(), np.ones(4))
+    np.testing.assert_array_equal(B.get_value(), np.ones(4))
+    before = id(A.get_value(borrow=True))
+    f(np.ones(4), np.ones(4))
+    assert id(A.get_value(borrow=True)) == before
+    np.testing.assert_array_equal(A.get_value(), np.full(4, 2.0))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_scalar_and_a_broadcast_loop_update(dtype):
+    s = sg.shared(np.asarray(1.5, dtype), name="s")
+    row = sg.shared(np.ones((1, 3), dtype), name="row")  # grows to (2, 3): fresh memory
+    x = sg.matrix("x", dtype=dtype)
+    f = sg.function([x], [], updates=[(s, s + 1.0), (row, row + x)])
+    before = id(s.get_value(borrow=True))
+    f(np.ones((2, 3), dtype))
+    assert id(s.get_value(borrow=True)) == before and s.get_value() == 2.5
+    np.testing.assert_array_equal(row.get_value(), np.full((2, 3), 2.0, dtype))

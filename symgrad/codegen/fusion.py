@@ -103,12 +103,47 @@ def emit(ctx, root, groups):
         name = ctx.alloc(root, out, [f"{shapes[id(out)]}[{k}]" for k in range(nd)])
     else:
         name = _alloc_in_place(ctx, root, out, shapes[id(out)], donor)
+    _emit_loop(ctx, root, members, leaves, name, donor is not None)
+
+
+def _emit_loop(ctx, root, members, leaves, name, in_place):
+    """The group's loop into the result descriptor ``name`` (its shape and data set)."""
     literals = {id(v): ctx.literal(v.data, v.dtype) for v in leaves
                 if isinstance(v, Constant) and v.ndim == 0}
     # One element, known when the graph is built: read once, before the loop.
     hoisted = [v for v in leaves if id(v) not in literals and all(d == 1 for d in v.shape)]
     loaded = [v for v in leaves if id(v) not in literals and all(v is not h for h in hoisted)]
-    _emit_group(ctx, root, members, out, name, loaded, hoisted, literals, donor is not None)
+    _emit_group(ctx, root, members, root.outputs[0], name, loaded, hoisted, literals, in_place)
+
+
+# An update written over its shared variable (codegen/kernel.py, updates in
+# place) emits its group in three parts: the shapes with the checks, then
+# (once its memory is chosen) the loop.
+
+def group_leaves(groups, root):
+    """The values ``root``'s group reads from outside it."""
+    members = groups.roots[id(root)]
+    return _leaves(members, {id(n.outputs[0]) for n in members})
+
+
+def can_raise(groups, root):
+    """Whether the group's loop can fail after writing (integer powers check exponents)."""
+    return any(getattr(n.op, "scalar", None) == "pow" and n.outputs[0].dtype.startswith("int")
+               for n in groups.roots[id(root)])
+
+
+def emit_group_shapes(ctx, groups, root):
+    """Check the group's broadcasts; returns the C array holding the result's shape."""
+    members = groups.roots[id(root)]
+    shapes = _emit_shapes(ctx, members, {id(n.outputs[0]) for n in members})
+    return shapes[id(root.outputs[0])]
+
+
+def emit_group_loop(ctx, groups, root, name):
+    """The group's loop into ``name``, which may be the memory of one of its operands
+    (element i of every operand is read before element i of the result is written)."""
+    members = groups.roots[id(root)]
+    _emit_loop(ctx, root, members, group_leaves(groups, root), name, True)
 
 
 def _donor(ctx, members, leaves, out, groups):

@@ -218,7 +218,7 @@ def lower(inputs, outputs, header="", profile=False, steps=None, updates=None,
     nodes = toposort(outputs)
     groups = fusion.plan(nodes, outputs)
     in_place = _plan_in_place(outputs, updates or (), leaves, nodes, groups)
-    deferred = {id(node) for _, _, node in in_place}
+    deferred = {id(c.node) for c in in_place}
     timed, emitted = [], []
     for node in nodes:
         if id(node) in groups.absorbed or id(node) in deferred:
@@ -242,16 +242,16 @@ def lower(inputs, outputs, header="", profile=False, steps=None, updates=None,
         if profile:
             body(f"sg_prof[{len(timed)}] += sg_now() - prof_t{len(timed)};")
             timed.append(node)
-    skip = {i for i, _, _ in in_place}
+    skip = {c.i for c in in_place}
     if in_place:
-        _emit_in_place(ctx, in_place, emitted, timed, profile,
+        _emit_in_place(ctx, in_place, groups, emitted, timed, profile,
                        lambda: _emit_outputs(ctx, outputs, skip))
     else:
         _emit_outputs(ctx, outputs)
     if steps is not None:
         steps.extend(emitted)
     if donations is not None:
-        donations.extend((i, k) for i, k, _ in in_place)
+        donations.extend((c.i, c.k) for c in in_place)
     source = _assemble(ctx, header, len(outputs), len(timed) if profile else None)
     return source, leaves, timed
 
@@ -259,132 +259,174 @@ def lower(inputs, outputs, header="", profile=False, steps=None, updates=None,
 # --------------------------------------------------------------------------- updates in place
 #
 # `W - lr * (h.T @ g)` becomes one gemm with beta = 1 whose result starts as a
-# copy of W (ops/gemm.py). When the caller gives W's memory away for the call
-# (sg_abi.h, ws->donate: nothing else references the array), the kernel runs
-# that gemm over W itself instead: no copy, and half the memory traffic of an
-# update. To keep a failed call from leaving some variables updated and others
+# copy of W (ops/gemm.py); `m * 0.9 + g` or Adam's step is a fused loop that
+# reads m once per element. When the caller gives the variable's memory away
+# for the call (sg_abi.h, ws->donate: nothing else references the array), the
+# kernel writes such an update over the variable itself: no copy, no second
+# buffer. To keep a failed call from leaving some variables updated and others
 # not, such updates come last, in phases: (1) every check (shapes, and no
-# operand of an in-place update overlapping memory written in place; else that
-# update gets fresh memory), (2) operands made ready for BLAS, and updates not
-# done in place computed into fresh memory, (3) the other outputs handed over,
-# (4) the writes in place, which cannot fail.
+# operand overlapping memory written in place, else that update gets fresh
+# memory), (2) memory: the variable's, or fresh (a gemm with fresh memory is
+# computed here, before anything is overwritten), (3) the other outputs handed
+# over, (4) the writes, in graph order, which cannot fail. An update may read
+# another's new value (Adam's step reads m and v): it comes after it.
+
+
+class _InPlace:
+    """One update the kernel may write over its variable (see above)."""
+
+    def __init__(self, i, k, node, sv, kind):
+        self.i, self.k, self.node, self.sv, self.kind = i, k, node, sv, kind
 
 
 def _plan_in_place(outputs, updates, leaves, nodes, groups):
-    """The updates that can be written over their variable: ``[(output index, leaf index, node)]``.
+    """The updates that can be written over their variable, in graph order.
 
-    An update qualifies when it is a gemm accumulating into the variable
-    itself (``c`` is the shared variable, 2-d, of the result's dtype), its
-    result is used by no other node and is no other output, and it is not
-    part of a fused group.
+    An update qualifies when its result is that one output only, and either
+    it is a gemm accumulating into the variable itself (2-d), or it is the
+    root of a fused loop (float, not a reduction, no integer power) that
+    reads the variable. Its result may feed only the loops of other
+    qualifying updates.
     """
     from ..ops.gemm import Gemm
+    from . import fusion
 
     if not updates:
         return []
     leaf_at = {id(v): k for k, v in enumerate(leaves)}
-    used = {id(v) for n in nodes for v in n.inputs}
-    plan = []
+    cands = {}
     for i, sv in updates:
         e = outputs[i]
         node = e.owner
-        if (node is None or not isinstance(node.op, Gemm) or len(node.inputs) != 3
-                or node.inputs[2] is not sv or id(sv) not in leaf_at or sv.ndim != 2
-                or sv.dtype != e.dtype or id(e) in used or id(node) in groups.absorbed
-                or sum(1 for o in outputs if o is e) != 1):
+        if (node is None or id(sv) not in leaf_at or sv.dtype != e.dtype or sv.ndim != e.ndim
+                or sum(1 for o in outputs if o is e) != 1 or id(node) in groups.absorbed):
             continue
-        plan.append((i, leaf_at[id(sv)], node))
-    return plan
+        if (isinstance(node.op, Gemm) and len(node.inputs) == 3 and node.inputs[2] is sv
+                and sv.ndim == 2):
+            cands[id(node)] = _InPlace(i, leaf_at[id(sv)], node, sv, "gemm")
+        elif (id(node) in groups.roots and fusion.is_elementwise(node)
+              and not fusion.is_accumulation(node) and e.dtype in ("float32", "float64")
+              and not fusion.can_raise(groups, node)
+              and any(v is sv for v in fusion.group_leaves(groups, node))):
+            cands[id(node)] = _InPlace(i, leaf_at[id(sv)], node, sv, "loop")
+    while True:  # drop updates whose result something else reads, until none is left
+        member_of = {id(m): r for r, c in cands.items() if c.kind == "loop"
+                     for m in groups.roots[r]}
+        drop = [r for r, c in cands.items()
+                if any(any(v is c.node.outputs[0] for v in n.inputs)
+                       and member_of.get(id(n)) not in cands for n in nodes)]
+        if not drop:
+            break
+        for r in drop:
+            del cands[r]
+    order = {id(n): j for j, n in enumerate(nodes)}
+    return sorted(cands.values(), key=lambda c: order[id(c.node)])
 
 
-def _emit_in_place(ctx, plan, emitted, timed, profile, emit_outputs):
+def _emit_in_place(ctx, plan, groups, emitted, timed, profile, emit_outputs):
     """The phases described above, for the updates of ``plan``."""
-    from ..ops.calls_c import SUFFIX, where
+    from ..ops.calls_c import where
     from ..ops.gemm import _where_text
+    from . import fusion
     from .steps import Step
 
     w = ctx.w
     w("/* Updates written over their shared variable when the caller gives its memory")
-    w(" * away (ws->donate): checks first, then fresh results, then the outputs, then the")
-    w(" * writes in place, which cannot fail: a failed call changes no variable. */")
-    recs = []
-    for i, k, node in plan:
-        step = Step(len(emitted) + 1, node, [node])
-        emitted.append(step)
-        a, b, _ = node.inputs
-        out = node.outputs[0]
+    w(" * away (ws->donate): checks first, then memory, then the outputs, then the")
+    w(" * writes, which cannot fail: a failed call changes no variable. */")
+    new_values = {id(c.node.outputs[0]) for c in plan}
+    for c in plan:
+        node, out = c.node, c.node.outputs[0]
+        members = groups.roots[id(node)] if c.kind == "loop" else [node]
+        c.step = Step(len(emitted) + 1, node, members)
+        emitted.append(c.step)
         mark = len(w.lines)
-        w(step.comment())
-        r = {"i": i, "k": k, "node": node, "step": step, "op": node.op,
-             "A": ctx.arr(a), "B": ctx.arr(b), "W": f"in_{k}",
-             "item": np.dtype(out.dtype).itemsize, "suf": SUFFIX[out.dtype],
-             "pw": _where_text(node, getattr(node.tag, "product_trace", node.trace)),
-             "cw": _where_text(node, node.trace), "don": ctx.tmp("don"),
-             "shp": ctx.tmp("shape"), "O": ctx.declare(out),
-             "PA": ctx.tmp("pa"), "PB": ctx.tmp("pb"), "own": ctx.tmp("own")}
-        ctx.prologue_owned.append(r["own"])
+        w(c.step.comment())
+        c.item, c.nd, c.W = np.dtype(out.dtype).itemsize, out.ndim, f"in_{c.k}"
+        c.don, c.own, c.O = ctx.tmp("don"), ctx.tmp("own"), ctx.declare(out)
+        ctx.prologue_owned.append(c.own)
         if profile:
-            r["prof"] = len(timed)
+            c.prof = len(timed)
             timed.append(node)
-        recs.append(r)
-        step.buffers = [(out, "output")]
+        c.step.buffers = [(out, "output")]
         ctx.allocated.append((out, "output"))
-        op = r["op"]
-        w(f"int64_t {r['shp']}[2];")
-        w(f"if (sg_gemm_shape(err, {r['pw']}, {r['cw']}, &{r['A']}, {int(op.trans_a)}, "
-          f"&{r['B']}, {int(op.trans_b)}, &{r['W']}, 2, {r['shp']})) goto fail;")
-        w(f"int {r['don']} = ws->donate[{k}] && {r['shp']}[0] == {r['W']}.shape[0] && "
-          f"{r['shp']}[1] == {r['W']}.shape[1];")
-        step.note_code(w.lines, mark)
-    w("/* an operand of an in-place update overlapping memory written in place: that one "
-      "gets fresh memory */")
-    for r in recs:
-        for q in recs:
-            for x in (r["A"], r["B"]):
-                w(f"if ({q['don']} && sg_overlaps(&{x}, 2, {r['item']}, &{q['W']}, 2, "
-                  f"{q['item']})) {q['don']} = 0;")
-    for r in recs:
-        op, step = r["op"], r["step"]
+        if c.kind == "gemm":
+            op = node.op
+            c.pw = _where_text(node, getattr(node.tag, "product_trace", node.trace))
+            c.cw = _where_text(node, node.trace)
+            c.A, c.B = ctx.arr(node.inputs[0]), ctx.arr(node.inputs[1])
+            c.reads = [(c.A, node.inputs[0]), (c.B, node.inputs[1])]
+            shp = ctx.tmp("shape")
+            w(f"int64_t {shp}[2];")
+            w(f"if (sg_gemm_shape(err, {c.pw}, {c.cw}, &{c.A}, {int(op.trans_a)}, &{c.B}, "
+              f"{int(op.trans_b)}, &{c.W}, 2, {shp})) goto fail;")
+        else:
+            shp = fusion.emit_group_shapes(ctx, groups, node)
+            # what it reads, but for its own variable (element by element) and new values
+            c.reads = [(ctx.arr(v), v) for v in fusion.group_leaves(groups, node)
+                       if v is not c.sv and id(v) not in new_values]
+        for d in range(c.nd):
+            w(f"{c.O}.shape[{d}] = {shp}[{d}];")
+        w(f"int {c.don} = ws->donate[{c.k}] && "
+          f"!memcmp({c.O}.shape, {c.W}.shape, {c.nd} * sizeof(int64_t));")
+        c.step.note_code(w.lines, mark)
+    w("/* an operand of an update overlapping memory written in place: that memory stays */")
+    for c in plan:
+        for x, v in c.reads:
+            for q in plan:
+                w(f"if ({q.don} && sg_overlaps(&{x}, {v.ndim}, {np.dtype(v.dtype).itemsize}, "
+                  f"&{q.W}, {q.nd}, {q.item})) {q.don} = 0;")
+    for c in plan:
         mark = len(w.lines)
-        w(f"/* {step.label}: operands ready, or the result in fresh memory */")
+        w(f"/* {c.step.label}: its memory */")
         if profile:
-            w(f"double prof_t{r['prof']} = sg_now();")
-        w(f"sg_arr {r['PA']} = {r['A']}, {r['PB']} = {r['B']};")
-        with w.block(f"if ({r['don']})"):
-            w(f"{r['O']} = {r['W']};")
-            w(f"if (sg_gemm_ready(err, {r['pw']}, ws, {r['item']}, &{r['PA']}, "
-              f"{int(op.trans_a)}, &{r['PB']}, {int(op.trans_b)})) goto fail;")
+            w(f"double prof_t{c.prof} = sg_now();")
+        if c.kind == "gemm":
+            op = c.node.op
+            c.PA, c.PB = ctx.tmp("pa"), ctx.tmp("pb")
+            w(f"sg_arr {c.PA} = {c.A}, {c.PB} = {c.B};")
+        with w.block(f"if ({c.don})"):
+            w(f"{c.O}.data = {c.W}.data; sg_contiguous(&{c.O}, {c.nd});")
+            if c.kind == "gemm":
+                w(f"if (sg_gemm_ready(err, {c.pw}, ws, {c.item}, &{c.PA}, {int(op.trans_a)}, "
+                  f"&{c.PB}, {int(op.trans_b)})) goto fail;")
         with w.block("else"):
-            w(f"{r['O']}.shape[0] = {r['shp']}[0]; {r['O']}.shape[1] = {r['shp']}[1];")
-            w(f"if (sg_alloc(err, {where(r['node'])}, ws, &{r['O']}, 2, {r['item']}, "
-              f"&{r['own']})) goto fail;")
-            w(f"if ({_gemm_call(ctx, r, r['A'], op.trans_a, r['B'], op.trans_b)}) goto fail;")
-            w(f"out[{r['i']}] = {r['O']}; {r['own']} = NULL;")
+            w(f"if (sg_alloc(err, {where(c.node)}, ws, &{c.O}, {c.nd}, {c.item}, "
+              f"&{c.own})) goto fail;")
+            if c.kind == "gemm":  # computed now, before any variable is overwritten
+                w(f"if ({_gemm_call(ctx, c, c.A, op.trans_a, c.B, op.trans_b)}) goto fail;")
+            w(f"out[{c.i}] = {c.O}; {c.own} = NULL;")
         if profile:
-            w(f"sg_prof[{r['prof']}] += sg_now() - prof_t{r['prof']};")
-        step.note_code(w.lines, mark)
+            w(f"sg_prof[{c.prof}] += sg_now() - prof_t{c.prof};")
+        c.step.note_code(w.lines, mark)
     emit_outputs()
-    w("/* the writes in place: nothing below can fail */")
-    for r in recs:
-        step = r["step"]
+    w("/* the writes, in graph order: nothing below can fail */")
+    for c in plan:
         mark = len(w.lines)
-        w(f"/* {step.label}: written over {_comment_safe_name(r['node'].inputs[2])} */")
-        with w.block(f"if ({r['don']})"):
-            if profile:
-                w("double prof_u = sg_now();")
-            # Ready operands, checked sizes, no stretch: this call returns 0.
-            w(f"(void){_gemm_call(ctx, r, r['PA'], False, r['PB'], False)};")
-            w(f"out[{r['i']}] = {r['O']};")
-            if profile:
-                w(f"sg_prof[{r['prof']}] += sg_now() - prof_u;")
-        step.note_code(w.lines, mark)
+        w(f"/* {c.step.label}: over {_comment_safe_name(c.sv)} when given, else into fresh "
+          f"memory */" if c.kind == "loop" else f"/* {c.step.label}: over "
+          f"{_comment_safe_name(c.sv)} when given */")
+        if profile:
+            w(f"double prof_u{c.prof} = sg_now();")
+        if c.kind == "gemm":
+            with w.block(f"if ({c.don})"):
+                # Ready operands, checked sizes, no stretch: this call returns 0.
+                w(f"(void){_gemm_call(ctx, c, c.PA, False, c.PB, False)};")
+        else:
+            fusion.emit_group_loop(ctx, groups, c.node, c.O)
+        w(f"if ({c.don}) out[{c.i}] = {c.O};")
+        if profile:
+            w(f"sg_prof[{c.prof}] += sg_now() - prof_u{c.prof};")
+        c.step.note_code(w.lines, mark)
 
 
-def _gemm_call(ctx, r, a, ta, b, tb):
-    """The C call computing update ``r`` (see ``_emit_in_place``) into ``r["O"]``."""
-    op = r["op"]
-    return (f"sg_gemm_{r['suf']}(err, {r['pw']}, {r['cw']}, ws, &{r['O']}, &{a}, {int(ta)}, "
-            f"&{b}, {int(tb)}, {ctx.literal(op.alpha, 'float64')}, &{r['W']}, 2, "
+def _gemm_call(ctx, c, a, ta, b, tb):
+    """The C call computing the gemm update ``c`` (an ``_InPlace``) into its result."""
+    from ..ops.calls_c import SUFFIX
+
+    op = c.node.op
+    return (f"sg_gemm_{SUFFIX[c.node.outputs[0].dtype]}(err, {c.pw}, {c.cw}, ws, &{c.O}, "
+            f"&{a}, {int(ta)}, &{b}, {int(tb)}, {ctx.literal(op.alpha, 'float64')}, &{c.W}, 2, "
             f"{ctx.literal(op.beta, 'float64')})")
 
 
