@@ -86,6 +86,19 @@ cdef extern from "Python.h":
     void *PyCapsule_GetPointer(object capsule, const char *name) noexcept
     Py_ssize_t Py_REFCNT(object o)
 
+cdef extern from *:
+    """
+    /* Giving an array away rests on the GIL: its reference count and the
+     * variables' _busy flags are read and set with no other thread running.
+     * A free-threaded build has no such guarantee: no array is given away. */
+    #ifdef Py_GIL_DISABLED
+    #define SG_CAN_DONATE 0
+    #else
+    #define SG_CAN_DONATE 1
+    #endif
+    """
+    int SG_CAN_DONATE
+
 # An array a call may write an update over (sg_abi.h, donate): C-contiguous,
 # aligned and writeable, over memory that it alone holds (see _sole_owner).
 cdef int _DONATABLE = (cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED |
@@ -669,7 +682,7 @@ cdef class BoundCall:
                     copies.append(a)
                     _describe(<cnp.ndarray>a, &slot.in_[i])
             a = None
-            if self.donors:
+            if SG_CAN_DONATE and self.donors:
                 given = self._give(slot, shared_vals)
             with nogil:
                 rc = entry(slot.in_, slot.out, &slot.ws, &slot.err)
