@@ -69,9 +69,12 @@ def _step_index(steps):
 def _kernel_header(steps):
     fused = [s for s in steps if s.fused]
     n_blas = sum(1 for s in steps if s.blas)
+    n_over = sum(1 for s in steps if s.over is not None)
+    over = ("; \"over W\": an update written over W's own array when nothing else holds it"
+            if n_over else "")
     return (f"kernel: {len(steps)} steps in one C function, {len(fused)} of them fused loops "
             f"({sum(len(s.members) for s in fused)} ops), {n_blas} BLAS calls; [K<n>] is a "
-            f"step's number in f.source")
+            f"step's number in f.source{over}")
 
 
 def _step_note(entry):
@@ -81,9 +84,10 @@ def _step_note(entry):
     step, is_root = entry
     if not is_root:
         return f"[in {step.label}]"
+    over = f", over {step.over.name or 'its variable'}" if step.over is not None else ""
     if step.fused:
-        return f"[{step.label}: fused loop of {len(step.members)} ops]"
-    return f"[{step.label}: BLAS]" if step.blas else f"[{step.label}]"
+        return f"[{step.label}: fused loop of {len(step.members)} ops{over}]"
+    return f"[{step.label}: BLAS{over}]" if step.blas else f"[{step.label}{over}]"
 
 
 def _product_note(node, var=None):
@@ -257,8 +261,9 @@ def debugprint(obj, file=None, print_type=False, depth=None):
         the kernel's third step (numbered as in ``f.source`` and
         ``f.profile_report()``), ``[K7: fused loop of 3 ops]`` the root of
         a fused group and ``[in K7]`` a member evaluated inside its loop;
-        ``(product: d(loss)/d(W) ...)`` marks a BLAS gemm that computes a
-        gradient and adds it into an update.
+        ``[K9: BLAS, over W]`` an update written over ``W``'s own array when
+        nothing else holds it; ``(product: d(loss)/d(W) ...)`` marks a BLAS
+        gemm that computes a gradient and adds it into an update.
     file : file-like, optional
         Also write the text there (``sys.stdout`` to show it).
     print_type : bool

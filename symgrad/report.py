@@ -300,6 +300,7 @@ def _kernel_lines(fn, ck, fields):
         for _, where in s.buffers:
             buffers[where] += 1
     fields.update(blas_calls=blas, buffers=buffers)
+    n_over = sum(1 for s in steps if s.over is not None)
     debug = " (mode \"debug\" keeps every value, so nothing is fused)" * (fn.mode == "debug")
     return [f"kernel   one C function of {ck.source.count(chr(10))} lines, "
             f"{_count(len(steps), 'step')}: {_count(len(fused), 'fused loop')} "
@@ -308,7 +309,9 @@ def _kernel_lines(fn, ck, fields):
             f"{_count(len(steps) - len(fused) - len(blas), 'single op')}{debug}",
             f"buffers  {sum(buffers.values())} per call: {buffers['workspace']} in the "
             f"workspace arena, {buffers['output']} handed to the caller (views and values "
-            f"inside fused loops take none)"]
+            f"inside fused loops take none)"
+            + (f"; {_count(n_over, 'update')} written over the variable's own array when "
+               f"nothing else holds it" if n_over else "")]
 
 
 def _count_at(fn, ck, values, fields):

@@ -363,3 +363,17 @@ def test_random_updates_match_the_reference_and_never_write_held_arrays(seed):
             np.testing.assert_array_equal(h, c)
         for a, b in zip(svs, ref_svs):
             np.testing.assert_allclose(a.get_value(), b.get_value(), rtol=1e-12, atol=1e-12)
+
+
+def test_debugprint_and_explain_show_the_updates_written_in_place():
+    h, g = sg.matrix("h"), sg.matrix("g")
+    W = sg.shared(np.zeros((5, 4)), name="W")
+    b = sg.shared(np.zeros(4), name="b")
+    f = sg.function([h, g], g.sum(), updates=[(W, W - 0.1 * (h.T @ g)), (b, b - 0.1 * g.sum(0))])
+    printed = sg.debugprint(f)
+    assert "BLAS, over W]" in printed and "fused loop of 2 ops, over b]" in printed
+    assert '"over W": an update written over W\'s own array' in printed
+    text = str(sg.explain(f, np.ones((3, 5)), np.ones((3, 4))))
+    assert "2 updates written over the variable's own array when nothing else holds it" in text
+    # nothing of the kind for a function without such updates
+    assert "over" not in sg.debugprint(sg.function([g], g.sum()))

@@ -382,9 +382,12 @@ def test_debugprint_of_compiled_step_shows_kernel_steps():
     for s in steps:
         assert len(re.findall(rf"\[{s.label}[\]:]", text)) == 1, s.label
     for s in fused:
-        assert f"[{s.label}: fused loop of {len(s.members)} ops]" in text
+        over = f", over {s.over.name}" if s.over is not None else ""
+        assert f"[{s.label}: fused loop of {len(s.members)} ops{over}]" in text
         assert text.count(f"[in {s.label}]") == len(s.members) - 1
     assert re.search(r"\[K\d+: BLAS\]", text)
+    # the updates written over their variable say so
+    assert re.search(r"^update W1 <- gemm.*\[K\d+: BLAS, over W1\]", text, re.M)
     # the gradient of W1 was folded into its update by a gemm: still named
     assert re.search(r"^update W1 <- gemm.*\(product: d\(loss\)/d\(W1\) ← grad of matmul "
                      rf"\({THIS_FILE}:\d+\)\)", text, re.M)

@@ -339,6 +339,7 @@ def _emit_in_place(ctx, plan, groups, emitted, timed, profile, emit_outputs):
         node, out = c.node, c.node.outputs[0]
         members = groups.roots[id(node)] if c.kind == "loop" else [node]
         c.step = Step(len(emitted) + 1, node, members)
+        c.step.over = c.sv
         emitted.append(c.step)
         mark = len(w.lines)
         w(c.step.comment())

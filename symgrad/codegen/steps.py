@@ -59,13 +59,17 @@ class Step:
     buffers : list of (Variable, str)
         Results given fresh memory: ``"workspace"`` (the per-call arena) or
         ``"output"`` (handed to the caller).
+    over : SharedVariable or None
+        For an update the kernel writes over its variable's own array when
+        the call gives it away (nothing else references the array): that
+        variable.
     """
 
-    __slots__ = ("index", "root", "members", "blas", "buffers")
+    __slots__ = ("index", "root", "members", "blas", "buffers", "over")
 
     def __init__(self, index, root, members):
         self.index, self.root, self.members = index, root, list(members)
-        self.blas, self.buffers = [], []
+        self.blas, self.buffers, self.over = [], [], None
 
     @property
     def label(self):
