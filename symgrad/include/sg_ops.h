@@ -438,16 +438,160 @@ static int sg_row_axes(const sg_arr *x, int nd, int nr, int64_t *sh, int64_t *st
     SG_REDUCE(sg_mean_##SI##_##SO, TI, TO, double acc = 0, acc += (double)v,                \
               (TO)(acc / (double)count))
 /* max, min: a NaN wins and stays; argmax, argmin: the first extreme, or the
- * first NaN once one is seen (as NumPy). NAN_OF(v) is 0 for integers. */
-#define SG_EXTREMES(T, S, LOWEST, HIGHEST, NAN_OF)                                           \
-    SG_REDUCE(sg_max_##S##_##S, T, T, T acc = LOWEST, if (v > acc || NAN_OF(v)) acc = v, acc) \
-    SG_REDUCE(sg_min_##S##_##S, T, T, T acc = HIGHEST, if (v < acc || NAN_OF(v)) acc = v, acc) \
-    SG_REDUCE(sg_argmax_##S##_i64, T, int64_t, T best = 0; int64_t at = 0,                   \
-              if (pos == 0 || v > best || (NAN_OF(v) && !NAN_OF(best))) { best = v; at = pos; }, \
-              at)                                                                            \
-    SG_REDUCE(sg_argmin_##S##_i64, T, int64_t, T best = 0; int64_t at = 0,                   \
-              if (pos == 0 || v < best || (NAN_OF(v) && !NAN_OF(best))) { best = v; at = pos; }, \
-              at)
+ * first NaN once one is seen (as NumPy). ISNAN(v) is 0 for integers. A row is
+ * walked as segments along its last axis (sg_row_axes): where that axis is
+ * contiguous, the extreme of a segment is one vectorised pass (a max/min
+ * reduction plus a NaN flag), and an arg-reduction finds the first position
+ * of the row's extreme in a second vectorised pass (a min reduction over
+ * positions). */
+#define SG_STR(x) #x
+#define SG_EXTREME(T, S, NAME, CMP, INIT, ISNAN, NANV)                                       \
+    SG_OUTLINE T sg_seg_##NAME##_##S(const T *p, int64_t n, int64_t s, int *nan)             \
+    {                                                                                        \
+        T acc = INIT;                                                                        \
+        int bad = 0;                                                                         \
+        if (s == 1) {                                                                        \
+            _Pragma(SG_STR(omp simd reduction(NAME:acc) reduction(|:bad)))                   \
+            for (int64_t j = 0; j < n; j++) {                                                \
+                T v = p[j];                                                                  \
+                acc = v CMP acc ? v : acc;                                                   \
+                bad |= ISNAN(v);                                                             \
+            }                                                                                \
+        } else {                                                                             \
+            for (int64_t j = 0; j < n; j++) {                                                \
+                T v = p[j * s];                                                              \
+                acc = v CMP acc ? v : acc;                                                   \
+                bad |= ISNAN(v);                                                             \
+            }                                                                                \
+        }                                                                                    \
+        *nan |= bad;                                                                         \
+        return acc;                                                                          \
+    }                                                                                        \
+    /* the first of n elements at stride s equal to `want` (a NaN with nan), or n:         \
+     * contiguous, blocks of 64 are tested in one vectorised pass each */                   \
+    SG_OUTLINE int64_t sg_seg_find_##NAME##_##S(const T *p, int64_t n, int64_t s, T want,   \
+                                                int nan)                                     \
+    {                                                                                        \
+        if (s == 1) {                                                                        \
+            for (int64_t j0 = 0; j0 < n; j0 += 64) {                                         \
+                int64_t e = n - j0 < 64 ? n : j0 + 64;                                       \
+                int hit = 0;                                                                 \
+                if (nan) {                                                                   \
+                    _Pragma("omp simd reduction(|:hit)")                                     \
+                    for (int64_t j = j0; j < e; j++)                                         \
+                        hit |= ISNAN(p[j]);                                                  \
+                } else {                                                                     \
+                    _Pragma("omp simd reduction(|:hit)")                                     \
+                    for (int64_t j = j0; j < e; j++)                                         \
+                        hit |= p[j] == want;                                                 \
+                }                                                                            \
+                for (int64_t j = j0; hit && j < e; j++)                                      \
+                    if (nan ? ISNAN(p[j]) : p[j] == want)                                    \
+                        return j;                                                            \
+            }                                                                                \
+            return n;                                                                        \
+        }                                                                                    \
+        for (int64_t j = 0; j < n; j++) {                                                    \
+            T v = p[j * s];                                                                  \
+            if (nan ? ISNAN(v) : v == want)                                                  \
+                return j;                                                                    \
+        }                                                                                    \
+        return n;                                                                            \
+    }                                                                                        \
+    /* the row's extreme (NaN flag in *nan); `off` of each segment from sg_step2 */          \
+    static T sg_row_##NAME##_##S(const T *xp, int64_t base, int m, const int64_t *sh,        \
+                                 const int64_t *st, int64_t count, int *nan)                 \
+    {                                                                                        \
+        int64_t last = sh[m - 1], ir[SG_MAXDIM] = {0}, off = base, none = 0;                 \
+        T acc = INIT;                                                                        \
+        for (int64_t q = 0; q < count / last; q++) {                                         \
+            T a = sg_seg_##NAME##_##S(xp + off, last, st[m - 1], nan);                       \
+            acc = a CMP acc ? a : acc;                                                       \
+            sg_step2(ir, sh, m - 1, st, &off, st, &none);                                    \
+        }                                                                                    \
+        return acc;                                                                          \
+    }                                                                                        \
+    SG_OUTLINE void sg_##NAME##_##S##_##S(const sg_arr *out, const sg_arr *x, int nd, int nr) \
+    {                                                                                        \
+        const T *xp = (const T *)x->data;                                                    \
+        T *o = (T *)out->data;                                                               \
+        int nk = nd - nr;                                                                    \
+        int64_t sh[SG_MAXDIM], st[SG_MAXDIM];                                                \
+        int m = sg_row_axes(x, nd, nr, sh, st);                                              \
+        int64_t outer = sg_size(x, nk), count = 1, none = 0, ik[SG_MAXDIM] = {0}, base = 0;  \
+        for (int k = 0; k < m; k++)                                                          \
+            count *= sh[k];                                                                  \
+        if (nk == 1 && m == 1 && x->strides[0] == 1 && outer > 1) {                          \
+            /* one kept axis, contiguous (a max over axis 0 of a matrix): fold each row of \
+             * the reduced axis into all the results at once, a vectorised pass each */     \
+            for (int64_t r = 0; r < outer; r++)                                              \
+                o[r] = count ? xp[r] : INIT;                                                 \
+            for (int64_t q = 1; q < count; q++) {                                            \
+                const T *row = xp + q * st[0];                                               \
+                _Pragma("omp simd")                                                          \
+                for (int64_t r = 0; r < outer; r++) {                                        \
+                    T v = row[r], a = o[r];                                                  \
+                    o[r] = v CMP a || (ISNAN(v) && !ISNAN(a)) ? v : a;                       \
+                }                                                                            \
+            }                                                                                \
+            return;                                                                          \
+        }                                                                                    \
+        for (int64_t r = 0; r < outer; r++) {                                                \
+            int nan = 0;                                                                     \
+            T acc = count ? sg_row_##NAME##_##S(xp, base, m, sh, st, count, &nan) : INIT;    \
+            o[r] = nan ? NANV : acc;                                                         \
+            sg_step2(ik, x->shape, nk, x->strides, &base, x->strides, &none);                \
+        }                                                                                    \
+    }                                                                                        \
+    SG_OUTLINE void sg_arg##NAME##_##S##_i64(const sg_arr *out, const sg_arr *x, int nd, int nr) \
+    {                                                                                        \
+        const T *xp = (const T *)x->data;                                                    \
+        int64_t *o = (int64_t *)out->data;                                                   \
+        int nk = nd - nr;                                                                    \
+        int64_t sh[SG_MAXDIM], st[SG_MAXDIM];                                                \
+        int m = sg_row_axes(x, nd, nr, sh, st);                                              \
+        int64_t outer = sg_size(x, nk), count = 1, none = 0, ik[SG_MAXDIM] = {0}, base = 0;  \
+        for (int k = 0; k < m; k++)                                                          \
+            count *= sh[k];                                                                  \
+        int64_t last = sh[m - 1];                                                            \
+        if (st[m - 1] != 1) { /* strided: one pass, the first extreme (or NaN) kept */        \
+            for (int64_t r = 0; r < outer; r++) {                                            \
+                int64_t ir[SG_MAXDIM] = {0}, off = base, pos = 0, at = 0;                    \
+                T best = INIT;                                                               \
+                for (int64_t q = 0; q < count / last; q++) {                                 \
+                    for (int64_t j = 0; j < last; j++, pos++) {                              \
+                        T v = xp[off + j * st[m - 1]];                                       \
+                        if (pos == 0 || v CMP best || (ISNAN(v) && !ISNAN(best))) {          \
+                            best = v;                                                        \
+                            at = pos;                                                        \
+                        }                                                                    \
+                    }                                                                        \
+                    sg_step2(ir, sh, m - 1, st, &off, st, &none);                            \
+                }                                                                            \
+                o[r] = at;                                                                   \
+                sg_step2(ik, x->shape, nk, x->strides, &base, x->strides, &none);            \
+            }                                                                                \
+            return;                                                                          \
+        }                                                                                    \
+        for (int64_t r = 0; r < outer; r++) {                                                \
+            int nan = 0;                                                                     \
+            T best = count ? sg_row_##NAME##_##S(xp, base, m, sh, st, count, &nan) : INIT;   \
+            int64_t ir[SG_MAXDIM] = {0}, off = base, at = 0;                                 \
+            for (int64_t q = 0; q < count / last; q++) {                                     \
+                int64_t j = sg_seg_find_##NAME##_##S(xp + off, last, st[m - 1], best, nan);  \
+                if (j < last) {                                                              \
+                    at = q * last + j;                                                       \
+                    break;                                                                   \
+                }                                                                            \
+                sg_step2(ir, sh, m - 1, st, &off, st, &none);                                \
+            }                                                                                \
+            o[r] = at;                                                                       \
+            sg_step2(ik, x->shape, nk, x->strides, &base, x->strides, &none);                \
+        }                                                                                    \
+    }
+#define SG_EXTREMES(T, S, LOWEST, HIGHEST, ISNAN, NANV)                                      \
+    SG_EXTREME(T, S, max, >, LOWEST, ISNAN, NANV)                                            \
+    SG_EXTREME(T, S, min, <, HIGHEST, ISNAN, NANV)
 #define SG_ISNAN(v) ((v) != (v))
 #define SG_NOTNAN(v) 0
 
@@ -462,11 +606,11 @@ SG_PROD(uint8_t, b8, int64_t, i64, uint64_t)
 SG_MEAN(int32_t, i32, double, f64)
 SG_MEAN(int64_t, i64, double, f64)
 SG_MEAN(uint8_t, b8, double, f64)
-SG_EXTREMES(float, f32, -INFINITY, INFINITY, SG_ISNAN)
-SG_EXTREMES(double, f64, -INFINITY, INFINITY, SG_ISNAN)
-SG_EXTREMES(int32_t, i32, INT32_MIN, INT32_MAX, SG_NOTNAN)
-SG_EXTREMES(int64_t, i64, INT64_MIN, INT64_MAX, SG_NOTNAN)
-SG_EXTREMES(uint8_t, b8, 0, 1, SG_NOTNAN)
+SG_EXTREMES(float, f32, -INFINITY, INFINITY, SG_ISNAN, NAN)
+SG_EXTREMES(double, f64, -INFINITY, INFINITY, SG_ISNAN, NAN)
+SG_EXTREMES(int32_t, i32, INT32_MIN, INT32_MAX, SG_NOTNAN, 0)
+SG_EXTREMES(int64_t, i64, INT64_MIN, INT64_MAX, SG_NOTNAN, 0)
+SG_EXTREMES(uint8_t, b8, 0, 1, SG_NOTNAN, 0)
 
 /* ---- matrix products ---- */
 

@@ -543,9 +543,11 @@ class _Fold:
     after  : optional statements after each pass (e.g. a max that is not finite -> 0)
     """
 
-    def __init__(self, decls, steps, result, after=()):
+    def __init__(self, decls, steps, result, after=(), simd=()):
         self.decls, self.steps, self.result = decls, steps, result
         self.after = list(after) + [""] * (len(steps) - len(after))
+        # per pass, an `omp simd` clause for contiguous rows (None: a plain loop)
+        self.simd = list(simd) + [None] * (len(steps) - len(simd))
 
 
 def _check_nonempty(ctx, node, x, axes, message):
@@ -603,8 +605,8 @@ def reduce_c(ctx, node, axes, keepdims, fold):
     def row(r):
         for d in fold.decls:
             ctx.w(d)
-        for step, after in zip(fold.steps, fold.after):
-            with r.each() as (offs, pos):
+        for step, after, simd in zip(fold.steps, fold.after, fold.simd):
+            with r.each(simd=simd) as (offs, pos):
                 v = ctx.tmp("v")
                 ctx.w(f"{ctx.ct(x)} {v} = {ctx.ptr(x)}[{offs[0]}];")
                 ctx.w(step(v, pos))
@@ -620,6 +622,7 @@ def _logsumexp_fold(ctx, ct):
     m, s = ctx.tmp("m"), ctx.tmp("s")
     f = "f" if ct == "float" else ""
     return _Fold([f"{ct} {m} = -INFINITY; double {s} = 0;"],
-                 [lambda v, pos: f"if (({ct}){v} > {m}) {m} = ({ct}){v};",
+                 [lambda v, pos: f"{m} = ({ct}){v} > {m} ? ({ct}){v} : {m};",
                   lambda v, pos: f"{s} += sg_exp{f}(({ct}){v} - {m});"],
-                 f"({ct})(sg_log({s}) + {m})", after=[f"if (!isfinite({m})) {m} = 0;"])
+                 f"({ct})(sg_log({s}) + {m})", after=[f"if (!isfinite({m})) {m} = 0;"],
+                 simd=[f"reduction(max:{m})", f"reduction(+:{s})"])
