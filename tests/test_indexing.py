@@ -435,3 +435,21 @@ def test_ops_pickle():
             sg.set_subtensor(x[::-1], 0.0), sg.arange(i, 9, 2)]
     for out in outs:
         assert pickle.loads(pickle.dumps(out.owner.op)) == out.owner.op
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "reversed rows", "strided columns", "3d"])
+def test_gathering_whole_rows_matches_numpy_on_every_layout(layout):
+    """E[ids] copies whole rows as blocks when a row is contiguous, element by element else."""
+    r = np.random.default_rng(11)
+    base = r.standard_normal((40, 6, 3) if layout == "3d" else (40, 12))
+    E = {"contiguous": base, "reversed rows": base[::-1], "strided columns": base[:, ::2],
+         "3d": base}[layout]
+    x = sg.tensor("E", shape=(None,) * E.ndim)
+    for ids in (r.integers(-40, 40, 25), r.integers(-40, 40, (4, 5)).astype("int32"),
+                r.integers(0, 40, 50)[::3], np.zeros(0, "int64")):
+        i = sg.tensor("i", dtype=ids.dtype.name, shape=(None,) * ids.ndim)
+        got = sg.function([x, i], x[i])(E, ids)
+        np.testing.assert_array_equal(got, E[ids])
+    i = sg.vector("i", dtype="int64")
+    with pytest.raises(sg.IndexError, match="out of range"):
+        sg.function([x, i], x[i])(E, np.array([3, 40]))

@@ -120,10 +120,13 @@ class AdvancedSubtensor(Op):
         out = node.outputs[0]
         plan = _c_plan(ctx, node, self.idx, x, index_inputs)
         ctx.alloc(node, out, [f"{plan.shape}[{k}]" for k in range(out.ndim)])
-        pos = ctx.tmp("pos")
-        ctx.w(f"int64_t {pos} = 0;")
-        with _c_loop(ctx, plan, ctx.arr(x)) as (offset, _):
-            ctx.w(f"{ctx.ptr(out)}[{pos}++] = {ctx.ptr(x)}[{offset}];")
+        if self.idx == (ARRAY,) and x.ndim > 1:
+            # E[ids]: whole rows, copied as blocks when they are contiguous in E
+            _c_gather_rows(ctx, x, index_inputs[0], out)
+            with ctx.w.block("else"):
+                _c_gather_elements(ctx, plan, x, out)
+        else:
+            _c_gather_elements(ctx, plan, x, out)
 
     def grad(self, node, inputs, outputs, gouts):
         x, *index_inputs = inputs
@@ -213,6 +216,36 @@ class _Plan:
         self.fixed = []     # C terms "wrapped index * stride" of the group's integer indices
         self.shape = None   # C array of the result's (region's) shape
         self.nb = 0         # number of broadcast dims
+
+
+def _c_gather_elements(ctx, plan, x, out):
+    """The general gather: one element at a time, in the result's C order."""
+    pos = ctx.tmp("pos")
+    ctx.w(f"int64_t {pos} = 0;")
+    with _c_loop(ctx, plan, ctx.arr(x)) as (offset, _):
+        ctx.w(f"{ctx.ptr(out)}[{pos}++] = {ctx.ptr(x)}[{offset}];")
+
+
+def _c_gather_rows(ctx, x, ids, out):
+    """``if (rows of x are contiguous) { one memcpy per index }`` for ``x[ids]`` (one index
+    array, on axis 0, checked already); the caller writes the ``else``."""
+    X, I = ctx.arr(x), ctx.arr(ids)
+    item = np.dtype(x.dtype).itemsize
+    w = ctx.w
+    ok, row = ctx.tmp("rowok"), ctx.tmp("rowlen")
+    w(f"int {ok} = 1; int64_t {row} = 1;")
+    with w.block(f"for (int k = {x.ndim - 1}; k >= 1; k--)"):
+        w(f"if ({X}.shape[k] != 1 && {X}.strides[k] != {row}) {ok} = 0;")
+        w(f"{row} *= {X}.shape[k];")
+    with w.block(f"if ({ok})"):
+        n, it = ctx.tmp("n"), ctx.tmp("it")
+        w(f"int64_t {n} = sg_size(&{I}, {ids.ndim}), {it}[SG_MAXDIM] = {{0}}, ioff = 0, none = 0;")
+        with w.block(f"for (int64_t i = 0; i < {n}; i++)"):
+            w(f"int64_t k = (int64_t){ctx.ptr(ids)}[ioff];")
+            w(f"if (k < 0) k += {X}.shape[0];")
+            w(f"memcpy({ctx.ptr(out)} + i * {row}, {ctx.ptr(x)} + k * {X}.strides[0], "
+              f"(size_t){row} * {item});")
+            w(f"sg_step2({it}, {I}.shape, {ids.ndim}, {I}.strides, &ioff, {I}.strides, &none);")
 
 
 def _c_check_array(ctx, node, v, axis, n):
