@@ -28,7 +28,8 @@ def init(r):
              np.zeros(b, "float32")) for a, b in zip(SIZES[:-1], SIZES[1:])]
 
 
-def symgrad_step(params):
+def symgrad_model(params):
+    """``(X, y, flat parameters, loss)``: the model as a symgrad graph."""
     X = sg.matrix("X", dtype="float32")
     y = sg.vector("y", dtype="int64")
     shared = [(sg.shared(W, name=f"W{i}"), sg.shared(b, name=f"b{i}")) for i, (W, b) in
@@ -39,7 +40,11 @@ def symgrad_step(params):
         if i < len(shared) - 1:
             h = sg.relu(h)
     loss = sg.nn.cross_entropy(h, y).mean()
-    flat = [p for pair in shared for p in pair]
+    return X, y, [p for pair in shared for p in pair], loss
+
+
+def symgrad_step(params):
+    X, y, flat, loss = symgrad_model(params)
     grads = sg.grad(loss, flat)
     return sg.function([X, y], loss, updates=[(p, p - LR * g) for p, g in zip(flat, grads)])
 

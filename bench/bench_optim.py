@@ -15,7 +15,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_mlp import init  # noqa: E402
+from bench_mlp import init, symgrad_model  # noqa: E402
 from common import best_time, rng, table  # noqa: E402
 
 import symgrad as sg  # noqa: E402
@@ -23,22 +23,12 @@ import symgrad as sg  # noqa: E402
 
 def main():
     r = rng()
-    params = init(r)
-    X = sg.matrix("X", dtype="float32")
-    y = sg.vector("y", dtype="int64")
-    shared = [(sg.shared(W, name=f"W{i}"), sg.shared(b, name=f"b{i}"))
-              for i, (W, b) in enumerate(params)]
-    h = X
-    for i, (W, b) in enumerate(shared):
-        h = h @ W + b
-        if i < len(shared) - 1:
-            h = sg.relu(h)
-    loss = sg.nn.cross_entropy(h, y).mean()
+    X, y, flat, loss = symgrad_model(init(r))
     rows = []
     for name, opt in (("Adam", sg.optim.Adam(lr=1e-3)),
                       ("SGD, momentum 0.9", sg.optim.SGD(lr=0.01, momentum=0.9))):
         step = sg.train_step(loss, [X, y], optimizer=opt)
-        svs = [v for pair in shared for v in pair] + list(opt.state)
+        svs = flat + list(opt.state)
         held = []
 
         def in_place(Xv, yv):

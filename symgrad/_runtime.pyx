@@ -237,6 +237,24 @@ cdef bint _sole_owner(object a):
             and PyCapsule_GetPointer(base, NULL) == cnp.PyArray_DATA(arr))
 
 
+cdef list _describe_all(sg_slot *slot, tuple seq, Py_ssize_t n):
+    """Describe ``seq[0:n]`` into ``slot.in_``; returns the contiguous copies made of arrays
+    the kernel cannot take as they are (None if none), which must outlive the call."""
+    cdef Py_ssize_t i
+    cdef list copies = None
+    for i in range(n):
+        a = seq[i]
+        if not cnp.PyArray_Check(a):
+            raise TypeError(f"kernel input {i} is a {type(a).__name__}, not an ndarray")
+        if _describe(<cnp.ndarray>a, &slot.in_[i]) == -1:
+            a = cnp.PyArray_NewCopy(<cnp.ndarray>a, cnp.NPY_CORDER)
+            if copies is None:
+                copies = []
+            copies.append(a)
+            _describe(<cnp.ndarray>a, &slot.in_[i])
+    return copies
+
+
 cdef inline bint _is_donated(sg_slot *slot, const Py_ssize_t *src, Py_ssize_t i) noexcept:
     return src[i] >= 0 and slot.donate[src[i]] and slot.out[i].data == slot.in_[src[i]].data
 
@@ -392,16 +410,7 @@ cdef class Kernel:
         if slot == NULL:
             raise MemoryError("cannot allocate a kernel workspace")
         try:
-            for i in range(self.n_in_):
-                a = seq[i]
-                if not cnp.PyArray_Check(a):
-                    raise TypeError(f"kernel input {i} is a {type(a).__name__}, not an ndarray")
-                if _describe(<cnp.ndarray>a, &slot.in_[i]) == -1:
-                    a = cnp.PyArray_NewCopy(<cnp.ndarray>a, cnp.NPY_CORDER)
-                    if copies is None:
-                        copies = []
-                    copies.append(a)  # alive until the kernel has returned
-                    _describe(<cnp.ndarray>a, &slot.in_[i])
+            copies = _describe_all(slot, seq, self.n_in_)  # alive until the kernel has returned
             with nogil:
                 rc = entry(slot.in_, slot.out, &slot.ws, &slot.err)
             if rc != SG_OK:
@@ -671,17 +680,8 @@ cdef class BoundCall:
         slot = sg_pool_take(&k.pool)
         if slot == NULL:
             raise MemoryError("cannot allocate a kernel workspace")
-        copies = []  # alive until the kernel has returned
         try:
-            for i in range(k.n_in_):
-                a = inputs[i]
-                if not cnp.PyArray_Check(a):
-                    raise TypeError(f"kernel input {i} is a {type(a).__name__}, not an ndarray")
-                if _describe(<cnp.ndarray>a, &slot.in_[i]) == -1:
-                    a = cnp.PyArray_NewCopy(<cnp.ndarray>a, cnp.NPY_CORDER)
-                    copies.append(a)
-                    _describe(<cnp.ndarray>a, &slot.in_[i])
-            a = None
+            copies = _describe_all(slot, inputs, k.n_in_)  # alive until the kernel has returned
             if SG_CAN_DONATE and self.donors:
                 given = self._give(slot, shared_vals)
             with nogil:
