@@ -166,7 +166,7 @@ static struct {
     int64_t n;
     uint64_t claim;          /* (job tag << 32) | next block, claimed by compare-and-swap */
     int64_t done;            /* blocks of the current job finished */
-} tp = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+} tp = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
 /* Run blocks of job `tag` until none is left to claim. */
 static void run_blocks(uint64_t tag, sg_task_fn fn, void *ctx, int64_t n)

@@ -74,12 +74,16 @@ cdef extern from "sg_runtime.h" nogil:
 
 # Declared here with raw pointers because NumPy steals references in both, and
 # Cython's own declarations (or their absence) would hide that.
+# The structs are named as NumPy names them, so the C compiler checks the
+# pointer types (GCC 14 rejects a PyObject * passed for a PyArray_Descr *).
 cdef extern from "numpy/arrayobject.h":
+    ctypedef struct DescrStruct "PyArray_Descr"
+    ctypedef struct ArrayStruct "PyArrayObject"
     PyTypeObject PyArray_Type
-    object PyArray_NewFromDescr(PyTypeObject *subtype, PyObject *descr, int nd,
+    object PyArray_NewFromDescr(PyTypeObject *subtype, DescrStruct *descr, int nd,
                                 cnp.npy_intp *dims, cnp.npy_intp *strides, void *data,
                                 int flags, PyObject *obj)
-    int PyArray_SetBaseObject(object arr, PyObject *base) except -1
+    int PyArray_SetBaseObject(ArrayStruct *arr, PyObject *base) except -1
 
 
 cdef extern from "Python.h":
@@ -154,7 +158,8 @@ cdef object _owned_array(sg_arr *a, PyObject *descr, int nd, Py_ssize_t itemsize
         # The kernel may hand back NULL or a token block: NumPy allocates its own.
         sg_out_free(a.data)
         Py_INCREF(<object>descr)
-        return PyArray_NewFromDescr(&PyArray_Type, descr, nd, dims, NULL, NULL, 0, NULL)
+        return PyArray_NewFromDescr(&PyArray_Type, <DescrStruct *>descr, nd, dims, NULL,
+                                    NULL, 0, NULL)
     if a.data == NULL:
         raise RuntimeError("the kernel returned a non-empty output without data")
     try:
@@ -163,10 +168,10 @@ cdef object _owned_array(sg_arr *a, PyObject *descr, int nd, Py_ssize_t itemsize
         sg_out_free(a.data)
         raise
     Py_INCREF(<object>descr)
-    arr = PyArray_NewFromDescr(&PyArray_Type, descr, nd, dims, strides, a.data,
+    arr = PyArray_NewFromDescr(&PyArray_Type, <DescrStruct *>descr, nd, dims, strides, a.data,
                                cnp.NPY_ARRAY_WRITEABLE, NULL)
     Py_INCREF(owner)  # PyArray_SetBaseObject steals it
-    PyArray_SetBaseObject(arr, <PyObject *>owner)
+    PyArray_SetBaseObject(<ArrayStruct *>arr, <PyObject *>owner)
     return arr
 
 

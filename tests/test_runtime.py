@@ -473,3 +473,29 @@ def test_large_output_blocks_are_recycled_not_refaulted():
     del keep, second
     _runtime.trim_output_cache()
     assert _runtime.cached_output_bytes() == 0
+
+
+# --- the build of the runtime itself (issue #11 item 16) ---------------------------
+
+@pytest.mark.slow
+def test_the_runtime_builds_without_warnings(tmp_path):
+    # GCC 14 makes -Wincompatible-pointer-types an error; at -Wall -Wextra
+    # neither the Cython output nor csrc/ may warn (about 10 s: cython + cc).
+    import sysconfig
+
+    pytest.importorskip("Cython")
+    if shutil.which(CC) is None:
+        pytest.skip(f"no C compiler ({CC})")
+    repo = Path(symgrad.__file__).parent.parent
+    if not (repo / "csrc" / "sg_runtime.c").exists():
+        pytest.skip("needs the source tree (csrc/)")
+    generated = tmp_path / "_runtime.c"
+    subprocess.run([os.sys.executable, "-m", "cython", "-3", "-I", str(repo / "csrc"),
+                    str(repo / "symgrad" / "_runtime.pyx"), "-o", str(generated)],
+                   check=True, capture_output=True)
+    cmd = [CC, "-fsyntax-only", "-Wall", "-Wextra", "-Werror",
+           "-DNPY_NO_DEPRECATED_API=NPY_2_0_API_VERSION", f"-I{np.get_include()}",
+           f"-I{repo / 'csrc'}", f"-I{INCLUDE}", f"-I{sysconfig.get_paths()['include']}"]
+    for src in (generated, repo / "csrc" / "sg_runtime.c"):
+        proc = subprocess.run(cmd + [str(src)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-4000:]
