@@ -521,6 +521,13 @@ cdef class BoundCall:
     donations : sequence of (int, int), optional
         ``(kernel output, kernel input)``: an update the kernel may write
         over the memory of that input, which must be the updated object's.
+    update_checks : sequence of (int, tuple of (int, int)), optional
+        ``(j, ((axis, length), ...))``: lengths the result of update ``j``
+        must have (its variable's static shape). Every update is checked
+        before any is stored; ``update_error(j, shape)`` makes the exception
+        raised then. (The kernel writes nothing in place when one of these
+        is wrong: see ``codegen.kernel._emit_in_place``.)
+    update_error : callable, optional
     """
 
     cdef Kernel kernel
@@ -530,9 +537,11 @@ cdef class BoundCall:
     cdef Py_ssize_t n_args, n_out_
     cdef Py_ssize_t *out_src     # per kernel output: the input it may be written over, or -1
     cdef tuple donors            # (kernel input index, shared position) of each donation
+    cdef tuple upd_checks        # (update, ((axis, length), ...)) to check before storing any
+    cdef object upd_error
 
     def __cinit__(self, Kernel kernel, dtypes, ndims, statics, convert, shared, consts, updated,
-                  Py_ssize_t n_out, donations=()):
+                  Py_ssize_t n_out, donations=(), update_checks=(), update_error=None):
         self.kernel = kernel
         self.dtypes = tuple(np.dtype(d) for d in dtypes)
         self.statics = tuple(None if s is None else tuple(s) for s in statics)
@@ -569,6 +578,15 @@ cdef class BoundCall:
             self.out_src[o] = k
             donors.append((k, j))
         self.donors = tuple(donors)
+        self.upd_checks = tuple((int(j), tuple((int(a), int(n)) for a, n in axes))
+                                for j, axes in update_checks)
+        for j, axes in self.upd_checks:
+            if not 0 <= j < len(self.updated) or any(not 0 <= a < kernel.ndims[n_out + j]
+                                                     for a, _ in axes):
+                raise ValueError(f"update check ({j}, {axes}) names no axis of an update")
+        if self.upd_checks and not callable(update_error):
+            raise TypeError("update_checks need a callable update_error")
+        self.upd_error = update_error
 
     def __dealloc__(self):
         free(self.ndims_in)
@@ -658,6 +676,18 @@ cdef class BoundCall:
             if slot.donate[k]:
                 (<object>self.shared[j])._busy = 0
 
+    cdef int _check_updates(self, list outs) except -1:
+        """Raise ``update_error`` for the first update whose result breaks a checked length."""
+        cdef Py_ssize_t j, a
+        cdef cnp.npy_intp *dims
+        for j, axes in self.upd_checks:
+            r = outs[self.n_out_ + j]
+            dims = cnp.PyArray_DIMS(<cnp.ndarray>r)
+            for a, n in axes:
+                if dims[a] != <cnp.npy_intp>n:
+                    raise self.upd_error(j, r.shape)
+        return 0
+
     def __call__(self, *args):
         cdef Kernel k = self.kernel
         cdef Py_ssize_t i, j, n = self.n_args
@@ -697,6 +727,8 @@ cdef class BoundCall:
             if rc != SG_OK:
                 raise _kernel_error(rc, &slot.err)
             outs = k._outputs(slot, self.out_src, inputs)
+            if self.upd_checks:  # every update before any is stored
+                self._check_updates(outs)
             for j in range(len(self.updated)):
                 (<object>self.updated[j])._value = outs[self.n_out_ + j]
         finally:

@@ -71,19 +71,22 @@ class CKernel:
         times = self.kernel.profile_times()
         return list(zip(self.timed, times))
 
-    def bind(self, checks, updated, n_out, convert):
+    def bind(self, checks, updated, n_out, convert, update_checks=(), update_error=None):
         """The whole call in the runtime: argument checks, shared values, updates.
 
         ``checks`` holds ``(dtype, ndim, static shape or None)`` per input;
         ``convert(i, value)`` handles an argument that is not already an
         ndarray of the input's dtype and ndim (see ``_runtime.BoundCall``).
+        ``update_checks`` holds ``(j, ((axis, length), ...))``: lengths the
+        new value of update ``j`` must have, checked for every update before
+        any is stored; ``update_error(j, shape)`` makes the error raised.
         """
         from . import _runtime
 
         dtypes, ndims, statics = zip(*checks) if checks else ((), (), ())
         return _runtime.BoundCall(self.kernel, dtypes, ndims, statics, convert,
                                   self._shared_vars, self._const_data, updated, n_out,
-                                  self.donations)
+                                  self.donations, update_checks, update_error)
 
     def __call__(self, values):
         """Run on ``values`` (the function's inputs); shared variables are read, never given away."""

@@ -13,9 +13,10 @@ import numpy as np
 
 from . import dtypes as _dt
 from .config import check_mode, check_rewrite, config
-from .errors import InputError
+from .errors import InputError, ShapeError
 from .graph import (Constant, SharedVariable, Variable, as_variable, clone_replace,
-                    flatten_graph, free_inputs, toposort, unflatten_graph)
+                    flatten_graph, free_inputs, toposort, unflatten_graph, unsettled_lengths,
+                    user_trace)
 from .interp import Program
 from .rewrite import rewrite as _rewrite
 
@@ -114,6 +115,59 @@ def _check_updates(updates):
     return out
 
 
+class _UpdateShapes:
+    """Updates keeping their variables' static shapes.
+
+    What the graph already says is checked here (``TypeError`` at compile
+    time); the lengths it leaves open are checked on every call, for all
+    updates before any is stored, so a call that fails changes no variable.
+    """
+
+    def __init__(self, upd, exprs):
+        fallback = user_trace()  # an update that is a leaf (an input, a shared variable)
+        self.where = [e.owner.trace if e.owner is not None else fallback for _, e in upd]
+        self.updated = [sv for sv, _ in upd]
+        for sv, e, where in zip(self.updated, exprs, self.where):  # exprs: after givens
+            if any(s is not None and t is not None and s != t for s, t in zip(sv.shape, e.shape)):
+                raise TypeError(
+                    f"updates: {_shared_label(sv)} has the static shape {_shape(sv.shape)} but its "
+                    f"update expression (at {where}) has shape {_shape(e.shape)}; an update must "
+                    f"keep its variable's shape (create the variable with sg.shared(value, "
+                    f"shape=...) and None on the axes whose length may change)")
+        self.checks = []
+
+    def plan(self, final_exprs):
+        """The lengths to check at call time: those the (rewritten) updates leave open."""
+        checks = [(j, unsettled_lengths(sv.shape, e.shape))
+                  for j, (sv, e) in enumerate(zip(self.updated, final_exprs))]
+        self.checks = [(j, axes) for j, axes in checks if axes]
+        return self.checks
+
+    def verify(self, values):
+        """Raise ``ShapeError`` if one of ``values`` (one per update) breaks a static shape."""
+        for j, axes in self.checks:
+            shape = values[j].shape
+            if any(shape[k] != s for k, s in axes):
+                raise self.error(j, shape)
+
+    def error(self, j, shape):
+        sv = self.updated[j]
+        label = _shared_label(sv)
+        return ShapeError(f"the update of {label} (at {self.where[j]}) has shape {shape}, but "
+                          f"{label} has the static shape {_shape(sv.shape)}; an update must keep "
+                          f"it, and no shared variable was changed by this call (create the "
+                          f"variable with sg.shared(value, shape=...) and None on the axes whose "
+                          f"length may change)")
+
+
+def _shared_label(sv):
+    return repr(sv.name) if sv.name else "a shared variable"
+
+
+def _shape(shape):
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
 def _check_givens(givens):
     out = {}
     for var, rep in _pairs(givens, "givens"):
@@ -163,6 +217,7 @@ class Function:
             exprs = clone_replace(exprs, giv)
         outs, upd_exprs = exprs[:len(flat)], exprs[len(flat):]
         self._check_closed(outs + upd_exprs)
+        self._update_shapes = _UpdateShapes(upd, upd_exprs)
         # The rewrite pipeline: f.graph, mode "py", "c" and "debug" all see its result.
         t_rewrite = time.perf_counter()
         exprs = _rewrite(outs + upd_exprs, self.rewrite)
@@ -170,6 +225,7 @@ class Function:
         outs, upd_exprs = exprs[:len(flat)], exprs[len(flat):]
         self.graph = Graph(inputs, outs, [(sv, e) for (sv, _), e in zip(upd, upd_exprs)])
         self._shared_updated = [sv for sv, _ in upd]
+        update_checks = self._update_shapes.plan(upd_exprs)
         self._program = Program(inputs, outs + upd_exprs)
         self._kernel = None
         if self.mode == "c":
@@ -195,7 +251,8 @@ class Function:
         self._bound = None
         if self.mode == "c" and not self.profile:
             self._bound = self._kernel.bind([(dt, nd, st) for _, dt, nd, st, _ in self._checks],
-                                            self._shared_updated, self._n_out, self._convert)
+                                            self._shared_updated, self._n_out, self._convert,
+                                            update_checks, self._update_shapes.error)
         ck = self._ckernel
         #: Seconds spent building this function, by stage (see profile_report).
         self.compile_times = {"rewrite": t_rewrite, **(ck.compile_times if ck else {}),
@@ -278,6 +335,7 @@ class Function:
             # Kernel outputs are fresh and distinct: nothing to copy.
             results = self._kernel(values)
             n = self._n_out
+            self._update_shapes.verify(results[n:])  # all checked before any is stored
             for sv, r in zip(self._shared_updated, results[n:]):
                 sv._value = r
             self._calls += 1
@@ -292,6 +350,7 @@ class Function:
         else:
             results = self._program.run(values, self._profile)
         self._calls += 1
+        self._update_shapes.verify(results[self._n_out:])  # all checked before any is stored
         owned = _Owned(values, self._program)
         outs = [owned.take(r) for r in results[:self._n_out]]
         for sv, r in zip(self._shared_updated, results[self._n_out:]):
@@ -488,6 +547,11 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
         The call returns the same structure of NumPy arrays.
     updates : dict or list of (SharedVariable, Variable), optional
         New values of shared variables; every right-hand side sees the old values.
+        A new value keeps its variable's dtype, ndim and static shape: a
+        ``TypeError`` here when the graph shows it does not, else an
+        ``sg.ShapeError`` from the call that makes a value of another shape,
+        naming the update and its line; every update is checked before any
+        is stored, so that call changes no variable.
         In mode "c", an update that is one matrix product accumulated into the
         variable (``W - lr * (h.T @ g)``, a gemm after rewriting) or one fused
         elementwise loop reading it (``0.9 * m + g``, an optimizer's step) is

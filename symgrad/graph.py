@@ -227,11 +227,13 @@ _shared_counter = itertools.count()
 class SharedVariable(Variable):
     """Persistent state that lives between calls of compiled functions.
 
-    Its static shape is unknown (None on every axis) because ``set_value`` may
-    change the lengths; dtype and ndim are fixed.
+    dtype and ndim are fixed; so is the static shape (``.type.shape``), by
+    default the initial value's shape. An axis whose static length is None
+    may change length through ``set_value`` or an update; any other may not,
+    so shape errors of graphs using the variable surface when they are built.
     """
 
-    def __init__(self, value, name=None, trainable=True):
+    def __init__(self, value, name=None, trainable=True, shape=None):
         if isinstance(value, Variable):
             raise TypeError("sg.shared expects an array, got a symbolic Variable")
         arr = np.array(value)
@@ -239,7 +241,8 @@ class SharedVariable(Variable):
             raise TypeError(f"a shared variable must hold a numeric or bool array, got {arr.dtype}")
         if arr.dtype.name not in _dt.SUPPORTED:
             arr = arr.astype(_default_dtype(value, arr))
-        super().__init__(TensorType(arr.dtype.name, (None,) * arr.ndim), name=name)
+        static = arr.shape if shape is None else _static_shape(shape, arr.shape, name)
+        super().__init__(TensorType(arr.dtype.name, static), name=name)
         self._value = _native(arr)
         self.trainable = bool(trainable)
         self.order = next(_shared_counter)
@@ -260,12 +263,22 @@ class SharedVariable(Variable):
         return self._value if borrow else self._value.copy()
 
     def set_value(self, value, borrow=False):
-        """Replace the value; dtype and ndim must match (safe casts of lists and scalars allowed)."""
+        """Replace the value.
+
+        dtype and ndim must match (safe casts of lists and scalars allowed),
+        and so must every static length: a ``ShapeError`` otherwise, the
+        value unchanged. Create the variable with ``shape=(None, ...)`` to
+        let an axis change length.
+        """
         arr = np.asarray(value)
         label = self.name or "shared variable"
         if arr.ndim != self.ndim:
             raise TypeError(f"set_value on {label}: expected a {self.ndim}-d array of {self.dtype}, "
                             f"got a {arr.ndim}-d array of shape {arr.shape}")
+        if not self.type.accepts_shape(arr.shape):
+            raise ShapeError(f"set_value on {label}: expected shape {_shape_text(self.shape)} (its "
+                             f"static shape), got {arr.shape}; to let a length change, create the "
+                             f"variable with sg.shared(value, shape=...) and None on that axis")
         if arr.dtype.name != self.dtype:
             if isinstance(value, np.ndarray) or not np.can_cast(arr.dtype, self.dtype, "same_kind"):
                 raise TypeError(f"set_value on {label}: expected dtype {self.dtype}, got {arr.dtype}; "
@@ -288,15 +301,65 @@ def constant(value, dtype=None, name=None):
     return Constant(value, dtype=dtype, name=name)
 
 
-def shared(value, name=None, trainable=True):
+def shared(value, name=None, trainable=True, shape=None):
     """A shared variable: state that persists between calls (parameters, optimizer state).
+
+    Parameters
+    ----------
+    value : array_like
+        The initial value (copied).
+    name : str, optional
+    trainable : bool
+        Whether ``sg.train_step`` trains it by default.
+    shape : tuple of (int or None), optional
+        The static shape, by default ``value``'s shape: graphs using the
+        variable check their shapes when they are built, ``set_value`` and
+        updates must keep it. A None entry lets that axis change length;
+        an int entry must equal ``value``'s length on that axis.
 
     >>> import numpy as np, symgrad as sg
     >>> W = sg.shared(np.zeros((3, 2)), name="W")
-    >>> W.get_value().shape
-    (3, 2)
+    >>> W.type
+    float64[3, 2]
+    >>> sg.shared(np.zeros((3, 2)), shape=(None, 2)).type
+    float64[?, 2]
     """
-    return SharedVariable(value, name=name, trainable=trainable)
+    return SharedVariable(value, name=name, trainable=trainable, shape=shape)
+
+
+def unsettled_lengths(static, shape):
+    """``((axis, length), ...)``: the lengths of the static shape ``static`` (a shared
+    variable's) that a value of static shape ``shape`` (its update's) may not have:
+    an update must be checked for them when it runs."""
+    return tuple((k, s) for k, (s, t) in enumerate(zip(static, shape)) if s is not None and t != s)
+
+
+def _shape_text(shape):
+    """``(4, 3)`` or ``(None, 3)``: a static shape as the user writes it."""
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _static_shape(shape, actual, name):
+    """``shape=`` of ``sg.shared`` checked against the value's shape ``actual``."""
+    label = f"sg.shared({name!r})" if name else "sg.shared"
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{label}: shape= must be a tuple of int or None, one per axis, "
+                        f"got {type(shape).__name__} {shape!r}")
+    shape = tuple(shape)
+    for s in shape:
+        if s is not None and (isinstance(s, (bool, np.bool_))
+                              or not isinstance(s, (int, np.integer))):
+            raise TypeError(f"{label}: shape= holds ints or None, got {s!r} in {shape!r}")
+    if len(shape) != len(actual):
+        raise ShapeError(f"{label}: shape={_shape_text(shape)} has {len(shape)} entries but the "
+                         f"value is {len(actual)}-d, of shape {actual}; give one int or None "
+                         f"per axis")
+    for k, (s, n) in enumerate(zip(shape, actual)):
+        if s is not None and s != n:
+            raise ShapeError(f"{label}: shape={_shape_text(shape)} expects length {int(s)} on "
+                             f"axis {k}, but the value's shape is {actual}; use None on that axis "
+                             f"to let its length vary")
+    return shape
 
 
 def as_variable(x, dtype=None):

@@ -185,13 +185,17 @@ def test_shared_variable_values():
     v = w.get_value()
     v[0, 0] = 5
     assert w.get_value()[0, 0] == 0
-    w.set_value(np.ones((4, 3)))
-    assert w.get_value().shape == (4, 3)
+    with pytest.raises(sg.ShapeError, match=r"set_value on W: expected shape \(2, 3\)"):
+        w.set_value(np.ones((4, 3)))  # the static shape is the value's (SPEC 1)
+    assert w.get_value().shape == (2, 3)
     with pytest.raises(TypeError, match=r"set_value on W: expected a 2-d array"):
         w.set_value(np.ones(3))
     with pytest.raises(TypeError, match="expected dtype float64, got int64"):
         w.set_value(np.ones((2, 3), dtype="int64"))
-    assert w.type.shape == (None, None) and w.trainable
+    assert w.type.shape == (2, 3) and w.trainable
+    rows = sg.shared(np.zeros((2, 3)), name="rows", shape=(None, 3))
+    rows.set_value(np.ones((4, 3)))
+    assert rows.get_value().shape == (4, 3) and rows.type.shape == (None, 3)
 
 
 def test_symbolic_variables_have_no_truth_value():

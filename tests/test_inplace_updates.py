@@ -144,7 +144,8 @@ def test_a_failed_call_changes_no_variable():
 
 def test_an_update_that_changes_the_shape_gets_fresh_memory():
     h, g = sg.matrix("h"), sg.matrix("g")
-    W = sg.shared(np.ones((1, 4)), name="W")  # broadcast against a (5, 4) product
+    # broadcast against a (5, 4) product: axis 0 may change length
+    W = sg.shared(np.ones((1, 4)), name="W", shape=(None, 4))
     f = sg.function([h, g], [], updates=[(W, W - LR * (h.T @ g))])
     hv, gv = _operands()
     old = W.get_value(borrow=True)
@@ -299,7 +300,8 @@ def test_a_failed_call_with_loop_updates_changes_no_variable():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_scalar_and_a_broadcast_loop_update(dtype):
     s = sg.shared(np.asarray(1.5, dtype), name="s")
-    row = sg.shared(np.ones((1, 3), dtype), name="row")  # grows to (2, 3): fresh memory
+    # grows to (2, 3): fresh memory
+    row = sg.shared(np.ones((1, 3), dtype), name="row", shape=(None, 3))
     x = sg.matrix("x", dtype=dtype)
     f = sg.function([x], [], updates=[(s, s + 1.0), (row, row + x)])
     before = id(s.get_value(borrow=True))

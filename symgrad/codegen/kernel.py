@@ -17,7 +17,7 @@ import contextlib
 
 import numpy as np
 
-from ..graph import Constant, SharedVariable, toposort
+from ..graph import Constant, SharedVariable, toposort, unsettled_lengths
 from .writer import CWriter
 
 __all__ = ["KernelContext", "lower", "CTYPE", "NoLowering"]
@@ -245,7 +245,9 @@ def lower(inputs, outputs, header="", profile=False, steps=None, updates=None,
     skip = {c.i for c in in_place}
     if in_place:
         _emit_in_place(ctx, in_place, groups, emitted, timed, profile,
-                       lambda: _emit_outputs(ctx, outputs, skip))
+                       lambda: _emit_outputs(ctx, outputs, skip),
+                       [(outputs[i], unsettled_lengths(sv.shape, outputs[i].shape))
+                        for i, sv in updates])
     else:
         _emit_outputs(ctx, outputs)
     if steps is not None:
@@ -323,8 +325,14 @@ def _plan_in_place(outputs, updates, leaves, nodes, groups):
     return sorted(cands.values(), key=lambda c: order[id(c.node)])
 
 
-def _emit_in_place(ctx, plan, groups, emitted, timed, profile, emit_outputs):
-    """The phases described above, for the updates of ``plan``."""
+def _emit_in_place(ctx, plan, groups, emitted, timed, profile, emit_outputs, shape_checks=()):
+    """The phases described above, for the updates of ``plan``.
+
+    ``shape_checks`` holds ``(update, ((axis, length), ...))``: lengths of its
+    variable's static shape that an update's type leaves open. The runtime
+    checks them after the call, before storing any update (a ShapeError);
+    when one is wrong, nothing is written in place either.
+    """
     from ..ops.calls_c import where
     from ..ops.gemm import _where_text
     from . import fusion
@@ -377,6 +385,10 @@ def _emit_in_place(ctx, plan, groups, emitted, timed, profile, emit_outputs):
             for q in plan:
                 w(f"if ({q.don} && sg_overlaps(&{x}, {v.ndim}, {np.dtype(v.dtype).itemsize}, "
                   f"&{q.W}, {q.nd}, {q.item})) {q.don} = 0;")
+    wrong = [f"{ctx.arr(v)}.shape[{k}] != {n}" for v, axes in shape_checks for k, n in axes]
+    if wrong:
+        w("/* an update breaking its variable's static shape: no variable is written over */")
+        w(f"if ({' || '.join(wrong)}) {{ {' '.join(f'{c.don} = 0;' for c in plan)} }}")
     for c in plan:
         mark = len(w.lines)
         w(f"/* {c.step.label}: its memory */")
