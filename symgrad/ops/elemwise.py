@@ -9,7 +9,10 @@ scalars).
 
 Documented subgradients: ``relu'(0) = 0``, ``abs'(0) = 0``; ``maximum`` and
 ``minimum`` send a tie's gradient to their first argument; ``floor``, ``ceil``,
-``round`` and ``sign`` have gradient zero.
+``round`` and ``sign`` have gradient zero; ``d/dx x**y`` is 0 where ``y == 0`` and
+``d/dy x**y`` is 0 where ``x == 0 and y >= 0`` (PyTorch's). The README's table
+"Conventions at kinks, ties and zeros" lists them all. Values of ``maximum`` and
+``minimum`` follow NumPy to the sign of a zero: a tie gives the second operand.
 """
 
 import numpy as np
@@ -251,11 +254,26 @@ def _sel(cond, g):
 
 
 def _pow_grad(x, y, out, g):
-    # A constant exponent (the common x ** 2) gets its y - 1 folded here, not as a node.
-    y_minus_1 = Constant(y.data - 1, dtype=y.dtype) if isinstance(y, Constant) else y - 1
-    gx = g * y * x ** y_minus_1
-    gy = g * where(eq(x, 0), 0, out * log(x))
-    return [gx, gy]
+    # PyTorch's conventions at 0: d/dx is 0 where y == 0 (y * x**(y-1) would be
+    # 0 * inf at x == 0), d/dy is 0 where x == 0 and y >= 0 (out * log(x) would be
+    # 0 * -inf). The masked lanes compute x**0 and log(1) instead, so no Inf appears
+    # on the way (mode "debug" stops on any); x == 0 with y < 0 keeps its -inf.
+    return [_pow_grad_base(x, y, g), _pow_grad_exponent(x, y, out, g)]
+
+
+def _pow_grad_base(x, y, g):
+    if isinstance(y, Constant):
+        # a constant exponent (the common x ** 2) gets its y - 1 folded here, not as a
+        # node, and needs the mask only if it holds a zero
+        gx = g * y * x ** Constant(np.where(y.data == 0, 0, y.data - 1), dtype=y.dtype)
+        return where(eq(y, 0), 0, gx) if np.any(y.data == 0) else gx
+    zero = eq(y, 0)
+    return where(zero, 0, g * y * x ** where(zero, 0, y - 1))
+
+
+def _pow_grad_exponent(x, y, out, g):
+    masked = where(eq(x, 0), y >= 0, False)
+    return where(masked, 0, g * out * log(where(masked, 1, x)))
 
 
 # --------------------------------------------------------------------------- the table
@@ -305,7 +323,7 @@ row("where", 3, _where, lambda c, x, y, out, g: [None, _sel(c, g), where(c, 0, g
 def _unary(name):
     def fn(x):
         return apply(name, x)
-    fn.__name__ = name
+    fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"Elementwise ``{name}``{' (' + ELEMWISE[name].doc + ')' if ELEMWISE[name].doc else ''}."
     return fn
 
@@ -313,7 +331,7 @@ def _unary(name):
 def _binary(name):
     def fn(x, y):
         return apply(name, x, y)
-    fn.__name__ = name
+    fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"Elementwise ``{name}`` with broadcasting{'; ' + ELEMWISE[name].doc if ELEMWISE[name].doc else ''}."
     return fn
 
@@ -355,8 +373,9 @@ FLOAT_C = {
     "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "truediv": "({0} / {1})",
     "floordiv": "sg_floordiv_{S}({0}, {1})", "mod": "sg_mod_{S}({0}, {1})",
     "pow": "pow{F}({0}, {1})",
-    "maximum": "(({0} >= {1} || {0} != {0}) ? {0} : {1})",
-    "minimum": "(({0} <= {1} || {0} != {0}) ? {0} : {1})",
+    # as NumPy: NaN wins, and a tie (0.0 vs -0.0) gives the second operand
+    "maximum": "(({0} > {1} || {0} != {0}) ? {0} : {1})",
+    "minimum": "(({0} < {1} || {0} != {0}) ? {0} : {1})",
     "lt": "({0} < {1})", "le": "({0} <= {1})", "gt": "({0} > {1})", "ge": "({0} >= {1})",
     "eq": "({0} == {1})", "neq": "({0} != {1})", "where": "({0} ? {1} : {2})",
 }
