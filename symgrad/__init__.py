@@ -15,7 +15,7 @@ from .config import config  # noqa: F401
 from .errors import (CompileError, DisconnectedInputError, GradientError, IndexError,  # noqa: F401,A004
                      InputError, NonDifferentiableError, NonScalarCostError, ShapeError,
                      SymgradError)
-from .function import Function, function  # noqa: F401
+from .function import Function, UnusedInputWarning, function  # noqa: F401
 from .graph import (Apply, Constant, Op, SharedVariable, TensorType, Variable, constant,  # noqa: F401
                     matrix, scalar, shared, tensor, tensor3, tensor4, vector)
 from .interp import evaluate  # noqa: F401

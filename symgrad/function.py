@@ -7,7 +7,9 @@ side has been computed from the old values, and pickles.
 """
 
 import os
+import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -217,6 +219,8 @@ class Function:
             exprs = clone_replace(exprs, giv)
         outs, upd_exprs = exprs[:len(flat)], exprs[len(flat):]
         self._check_closed(outs + upd_exprs)
+        if not getattr(self, "_unpickling", False):
+            _warn_unused_inputs(inputs, outs + upd_exprs)
         self._update_shapes = _UpdateShapes(upd, upd_exprs)
         # The rewrite pipeline: f.graph, mode "py", "c" and "debug" all see its result.
         t_rewrite = time.perf_counter()
@@ -423,8 +427,38 @@ class Function:
         outs = (None if kind == "none" else outputs[0] if kind == "single" else
                 dict(zip(keys, outputs)) if kind == "dict" else
                 tuple(outputs) if kind == "tuple" else list(outputs))
+        self._unpickling = True  # its creator was told of unused inputs already
         self.__init__(inputs, outs, list(zip(rest[:k], rest[k:])), None, state["mode"],
                       state["name"], state["profile"], state.get("rewrite"))
+
+
+class UnusedInputWarning(UserWarning):
+    """An input of ``sg.function`` that no output or update reads (often a typo)."""
+
+
+def _warn_unused_inputs(inputs, exprs):
+    """Warn, at the user's line, of each input the graph (after givens) does not read."""
+    used = {id(v) for v in free_inputs(exprs)}
+    for i, v in enumerate(inputs):
+        if id(v) not in used:
+            warnings.warn(UnusedInputWarning(
+                f"sg.function: input {_unused_label(v, i)} is not used by any "
+                f"output or update, so its value is ignored; check the graph for a typo (a "
+                f"different variable used in its place) or remove it from inputs"),
+                stacklevel=_user_stacklevel())
+
+
+def _unused_label(v, i):
+    return f"'{v.name}' (position {i})" if v.name else f"#{i} (unnamed)"
+
+
+def _user_stacklevel():
+    """The ``stacklevel`` of the caller's first frame outside symgrad (as seen by warn)."""
+    pkg = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(pkg):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 _PROFILE_LABEL = 72  # characters of a profile row's label
