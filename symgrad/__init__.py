@@ -19,12 +19,7 @@ from .function import Function, UnusedInputWarning, function  # noqa: F401
 from .graph import (Apply, Constant, Op, SharedVariable, TensorType, Variable, constant,  # noqa: F401
                     matrix, scalar, shared, tensor, tensor3, tensor4, vector)
 from .interp import evaluate  # noqa: F401
-from .ops import *  # noqa: F401,F403
-from .ops import (abs, add, cast, ceil, clip, cos, eq, exp, expm1, floor, ge, gt, isnan, le,  # noqa: F401,A004
-                  log, log1p, lt, maximum, minimum, neq, relu, round, sigmoid, sign, sin, softplus,
-                  sqrt, square, stop_gradient, tanh, where)
-from .ops import (broadcast_to, expand_dims, flatten, ones, ones_like, reshape, shape,  # noqa: F401
-                  squeeze, transpose, zeros, zeros_like)
+from .ops import *  # noqa: F401,F403  (the op functions: symgrad.ops.__all__)
 from .printing import debugprint, pprint, render, to_dot  # noqa: F401
 from . import layers, optim  # noqa: F401,E402
 from .checkpoint import load, save  # noqa: F401,E402

@@ -14,3 +14,17 @@ from .reduce import *  # noqa: F403
 from .shape import (broadcast_to, expand_dims, flatten, ones, ones_like, reshape, shape,
                     squeeze, transpose, zeros, zeros_like)
 from .nn import one_hot  # noqa: F401  (SPEC §2 lists sg.one_hot beside sg.nn's losses)
+from . import indexing as _indexing, join as _join, linalg as _linalg, reduce as _reduce
+
+# What ``from .ops import *`` gives ``symgrad``: the op functions, never the family
+# modules (a star import without this list would also bind sg.reduce, sg.elemwise and
+# sg.nn -- the last one hiding the public module symgrad/nn.py).
+__all__ = [
+    "abs", "add", "cast", "ceil", "clip", "cos", "eq", "exp", "expm1", "floor", "floordiv", "ge",
+    "gt", "isnan", "le", "log", "log1p", "lt", "maximum", "minimum", "mod", "mul", "neg", "neq",
+    "pow", "relu", "round", "sigmoid", "sign", "sin", "softplus", "sqrt", "square",
+    "stop_gradient", "sub", "tanh", "truediv", "where",
+    "broadcast_to", "expand_dims", "flatten", "ones", "ones_like", "reshape", "shape", "squeeze",
+    "transpose", "zeros", "zeros_like", "one_hot",
+    *_indexing.__all__, *_join.__all__, *_linalg.__all__, *_reduce.__all__,
+]
