@@ -120,11 +120,42 @@ def test_clip_passes_the_gradient_to_x_at_its_bounds(mode):
 
 
 @pytest.mark.parametrize("mode", ["py", "c"])
+def test_clip_with_equal_bounds_and_nan_operands(mode):
+    x, lo, hi = sg.vector("x"), sg.vector("lo"), sg.vector("hi")
+    gx, glo, ghi = _grads(sg.clip(x, lo, hi).sum(), [x, lo, hi], mode,
+                          np.array([-5.0, 5.0, 1.0, np.nan]), np.array([1.0, 1.0, 1.0, 0.0]),
+                          np.array([1.0, 1.0, 1.0, 1.0]))
+    np.testing.assert_array_equal(gx, [0, 0, 1, 0])
+    np.testing.assert_array_equal(glo, [1, 0, 0, 0])   # PyTorch: to neither (it needs lo < hi)
+    np.testing.assert_array_equal(ghi, [0, 1, 0, 0])
+    # a NaN operand of maximum / minimum: no gradient to either (PyTorch: all to both)
+    y = sg.vector("y")
+    for op in (sg.maximum, sg.minimum):
+        gx, gy = _grads(op(x, y).sum(), [x, y], mode, np.array([np.nan, 1.0]),
+                        np.array([1.0, np.nan]))
+        np.testing.assert_array_equal(gx, [0.0, 0.0])
+        np.testing.assert_array_equal(gy, [0.0, 0.0])
+
+
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_where_sends_the_gradient_to_the_branch_taken(mode):
+    c, x, y = sg.vector("c", "bool"), sg.vector("x"), sg.vector("y")
+    gx, gy = _grads(sg.where(c, x, y).sum(), [x, y], mode, np.array([True, False]),
+                    np.array([1.0, np.nan]), np.array([np.inf, 2.0]), inputs=[c, x, y])
+    np.testing.assert_array_equal(gx, [1.0, 0.0])
+    np.testing.assert_array_equal(gy, [0.0, 1.0])
+
+
+@pytest.mark.parametrize("mode", ["py", "c"])
 def test_max_reduction_splits_the_gradient_among_ties(mode):
     x = sg.matrix("x")
     gx, = _grads(x.max(axis=1).sum() + x.max(), [x], mode, np.array([[1.0, 3.0, 3.0],
                                                                      [2.0, 0.0, 2.0]]))
     np.testing.assert_allclose(gx, [[0, 1.0, 1.0], [0.5, 0, 0.5]])
+    # a slice holding NaN: no element gets a share (PyTorch: the NaN elements share it)
+    gx, = _grads(x.max(axis=1).sum(), [x], mode, np.array([[1.0, np.nan, 3.0],
+                                                           [2.0, 0.0, 2.0]]))
+    np.testing.assert_array_equal(gx, [[0, 0, 0], [0.5, 0, 0.5]])
 
 
 # ---------------------------------------------------------------- signed zeros (issue 11, item 3)
