@@ -63,7 +63,7 @@ arithmetic disagrees, and applied only at level "fast" where marked *:
 * ``sum(broadcast_to(x)) -> n * x`` (n additions round differently from
   one product); never applied;
 * commuting ``maximum`` and ``minimum`` when merging equal nodes
-  (``maximum(0.0, -0.0)`` is 0.0, the other order -0.0); ``+`` and ``*``
+  (``maximum(0.0, -0.0)`` is -0.0, the other order 0.0); ``+`` and ``*``
   commute exactly and are merged in either order;
 * ``exp(log(x)) -> x``, ``sqrt(x) ** 2 -> x``: wrong for x < 0; never applied.
 

@@ -30,8 +30,8 @@ __all__ = ["Sweep", "InPlace", "RuleSet", "all_equal", "scalar_value"]
 MAX_DEPTH = 40
 
 # Commutative elementwise ops whose operands may be swapped exactly (IEEE addition and
-# multiplication commute; maximum and minimum do not: maximum(0.0, -0.0) is 0.0, the
-# other order -0.0).
+# multiplication commute; maximum and minimum do not: maximum(0.0, -0.0) is -0.0, the
+# other order 0.0, as in NumPy).
 COMMUTATIVE = frozenset({"add", "mul", "eq", "neq"})
 
 
