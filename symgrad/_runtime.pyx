@@ -175,12 +175,15 @@ cdef object _owned_array(sg_arr *a, PyObject *descr, int nd, Py_ssize_t itemsize
     return arr
 
 
-cdef object _kernel_error(int code, sg_err *err):
+cdef object _kernel_error(int code, sg_err *err, object locations):
     err.msg[sizeof(err.msg) - 1] = 0
     msg = (<bytes>err.msg).decode("utf-8", "replace")
     # Imported here, not at module import: symgrad's __init__ may import this
     # module (through the code generator) before it has finished.
     from symgrad import errors
+    from symgrad.codegen.kernel import locate
+    # The kernel names its failure site by number (ABI 5): the text is ours.
+    msg = locate(msg, locations)
     if code == SG_ESHAPE:
         return errors.ShapeError(msg)
     if code == SG_EINDEX:
@@ -314,6 +317,9 @@ cdef class Kernel:
     cdef Py_ssize_t *itemsizes
     cdef tuple descrs
     cdef readonly str path
+    # "<op> at <file>:<line>: " of each failure site, by the number the
+    # kernel's messages start with (codegen.kernel.location); set by CKernel.
+    cdef public object locations
 
     def __cinit__(self, path, Py_ssize_t n_in, out_dtypes, out_ndims):
         cdef char msg[1024]
@@ -419,7 +425,7 @@ cdef class Kernel:
             with nogil:
                 rc = entry(slot.in_, slot.out, &slot.ws, &slot.err)
             if rc != SG_OK:
-                raise _kernel_error(rc, &slot.err)
+                raise _kernel_error(rc, &slot.err, self.locations)
             return self._outputs(slot)
         finally:
             sg_pool_give(&self.pool, slot)
@@ -725,7 +731,7 @@ cdef class BoundCall:
                 self._release(slot)
                 given = False
             if rc != SG_OK:
-                raise _kernel_error(rc, &slot.err)
+                raise _kernel_error(rc, &slot.err, k.locations)
             outs = k._outputs(slot, self.out_src, inputs)
             if self.upd_checks:  # every update before any is stored
                 self._check_updates(outs)

@@ -35,10 +35,14 @@ class CKernel:
         #: ``(output index, leaf index)`` of the updates the kernel may write over
         #: their shared variable's memory (``codegen.kernel._plan_in_place``).
         self.donations = []
+        #: ``"<op> at <file>:<line>: "`` of each failure site, by the number the
+        #: kernel's error messages carry instead (``codegen.kernel.location``).
+        self.locations = []
         t0 = time.perf_counter()
         self.source, self.leaves, self.timed = lower(
-            inputs, outputs, header=f"/* symgrad kernel: {name} */", profile=profile,
-            steps=self.steps, updates=updates, donations=self.donations)
+            inputs, outputs, header=f"symgrad kernel: {name}", profile=profile,
+            steps=self.steps, updates=updates, donations=self.donations,
+            locations=self.locations)
         signature = (len(self.leaves), [np.dtype(v.dtype) for v in outputs],
                      [v.ndim for v in outputs])
         self.signature = signature
@@ -57,6 +61,7 @@ class CKernel:
             cache.discard(cache.root(), os.path.dirname(self.path))
             self.path = compile_library(self.source, name="kernel")
             self.kernel = _runtime.Kernel(self.path, *signature)
+        self.kernel.locations = tuple(self.locations)
         # SYMGRAD_NUM_THREADS, when set, also sets BLAS's threads; by default
         # BLAS keeps its own (OPENBLAS_NUM_THREADS or every core).
         self.kernel.set_num_threads(config.threads(), config.num_threads)

@@ -14,13 +14,15 @@ with the same dtypes and ranks.
 """
 
 import contextlib
+import threading
 
 import numpy as np
 
 from ..graph import Constant, SharedVariable, toposort, unsettled_lengths
+from .cstr import c_comment, c_format, c_string
 from .writer import CWriter
 
-__all__ = ["KernelContext", "lower", "CTYPE", "NoLowering"]
+__all__ = ["KernelContext", "lower", "CTYPE", "NoLowering", "location", "locate", "c_string"]
 
 CTYPE = {"float64": "double", "float32": "float", "int64": "int64_t", "int32": "int32_t",
          "bool": "uint8_t"}
@@ -32,10 +34,36 @@ class NoLowering(NotImplementedError):
     """An op has no C lowering."""
 
 
-def c_string(text):
-    """``text`` as a C string literal (printf-safe: % doubled)."""
-    out = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("%", "%%")
-    return f'"{out}"'
+# A failure site's message starts with LOC_MARK + its number + LOC_MARK; the
+# runtime puts the site's text ("<op> at <file>:<line>: ", kept in
+# CKernel.locations) in its place. The C source names no file or line, so an
+# edit that only moves the model's code within its file is a cache hit.
+LOC_MARK = "\x1f"
+_lowering = threading.local()  # .ctx: the KernelContext of the lower() running on this thread
+
+
+def location(node, trace=None):
+    """The C string literal that starts the messages of ``node``'s failure sites.
+
+    ``trace`` (default ``node.trace``) is the user line to name. Each
+    (node, trace) gets a number in the kernel being lowered, in the order
+    the sites are written, hence the same in any process for the same graph.
+    """
+    ctx = getattr(_lowering, "ctx", None)
+    if ctx is None:  # an op lowered outside lower() (a test of one op): the text itself
+        return c_format(f"{node.op} at {node.trace if trace is None else trace}: ")
+    return ctx.location(node, trace)
+
+
+def locate(msg, locations):
+    """``msg`` from a kernel, its leading failure-site mark replaced by the site's text."""
+    if not msg.startswith(LOC_MARK):
+        return msg
+    end = msg.find(LOC_MARK, 1)
+    num = msg[1:end] if end > 1 else ""
+    if not num.isdigit() or int(num) >= len(locations or ()):
+        return msg
+    return locations[int(num)] + msg[end + 1:]
 
 
 def c_literal(value, dtype):
@@ -72,6 +100,8 @@ class KernelContext:
         self.out_ids = {id(v) for v in outputs}
         self.functions = CWriter()  # file-scope helpers (a fused loop's block function)
         self.allocated = []      # (var, "output" or "workspace"), in order (for sg.explain)
+        self.locations = []      # failure site number -> "<op> at <file>:<line>: "
+        self._sites = {}
         self._n = 0
 
     # ------------------------------------------------------------------ names and types
@@ -99,6 +129,15 @@ class KernelContext:
         self.names[id(v)] = name
         self.w(f"sg_arr {name};")
         return name
+
+    def location(self, node, trace=None):
+        """The C literal of ``node``'s failure site (see the module function ``location``)."""
+        trace = node.trace if trace is None else trace
+        key = (id(node), str(trace))
+        if key not in self._sites:
+            self._sites[key] = len(self.locations)
+            self.locations.append(f"{node.op} at {trace}: ")
+        return c_string(f"{LOC_MARK}{self._sites[key]}{LOC_MARK}")
 
     # ------------------------------------------------------------------ making results
 
@@ -134,8 +173,7 @@ class KernelContext:
 
     def fail(self, node, kind, fmt, *args):
         """Report an error naming ``node``'s op and user line, then leave the kernel."""
-        where = f"{node.op} at {node.trace}: " if node is not None else ""
-        msg = c_string(where) + " " + _c_fmt(fmt)
+        msg = (self.location(node) + " " if node is not None else "") + c_format(fmt)
         self.w(f"sg_fail(err, {ERR[kind]}, {msg}{''.join(', ' + a for a in args)});")
         self.w("goto fail;")
 
@@ -161,10 +199,6 @@ class KernelContext:
         return c_literal(value, dtype)
 
 
-def _c_fmt(fmt):
-    return '"' + fmt.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
 # --------------------------------------------------------------------------- the pipeline
 
 def plan_leaves(inputs, outputs):
@@ -188,7 +222,7 @@ def plan_leaves(inputs, outputs):
 
 
 def lower(inputs, outputs, header="", profile=False, steps=None, updates=None,
-          donations=None):
+          donations=None, locations=None):
     """C source for a kernel computing ``outputs``; returns (source, leaves, timed).
 
     ``leaves`` lists the variables whose values the kernel takes, in order.
@@ -202,13 +236,31 @@ def lower(inputs, outputs, header="", profile=False, steps=None, updates=None,
     updates of shared variables. Those the kernel can write over the
     variable's own memory (see ``_plan_in_place``) go into the list given as
     ``donations``, as ``(output index, leaf index)``.
-    """
-    from . import fusion
-    from .steps import Step
 
+    A list given as ``locations`` receives the text of each failure site
+    (``"<op> at <file>:<line>: "``), by number: the kernel's messages start
+    with a mark holding that number (``location``), never with the text, and
+    ``header`` is written as a comment.
+    """
     leaves = plan_leaves(inputs, outputs)
     _check_ranks(leaves, toposort(outputs))
     ctx = KernelContext(outputs)
+    outer = getattr(_lowering, "ctx", None)
+    _lowering.ctx = ctx
+    try:
+        source, timed = _lower_into(ctx, leaves, outputs, header, profile, steps, updates,
+                                    donations)
+    finally:
+        _lowering.ctx = outer
+    if locations is not None:
+        locations.extend(ctx.locations)
+    return source, leaves, timed
+
+
+def _lower_into(ctx, leaves, outputs, header, profile, steps, updates, donations):
+    from . import fusion
+    from .steps import Step
+
     ctx.prologue_owned = []
     body = ctx.w
     body.depth = 1
@@ -255,7 +307,7 @@ def lower(inputs, outputs, header="", profile=False, steps=None, updates=None,
     if donations is not None:
         donations.extend((c.i, c.k) for c in in_place)
     source = _assemble(ctx, header, len(outputs), len(timed) if profile else None)
-    return source, leaves, timed
+    return source, timed
 
 
 # --------------------------------------------------------------------------- updates in place
@@ -334,7 +386,6 @@ def _emit_in_place(ctx, plan, groups, emitted, timed, profile, emit_outputs, sha
     when one is wrong, nothing is written in place either.
     """
     from ..ops.calls_c import where
-    from ..ops.gemm import _where_text
     from . import fusion
     from .steps import Step
 
@@ -361,8 +412,8 @@ def _emit_in_place(ctx, plan, groups, emitted, timed, profile, emit_outputs, sha
         ctx.allocated.append((out, "output"))
         if c.kind == "gemm":
             op = node.op
-            c.pw = _where_text(node, getattr(node.tag, "product_trace", node.trace))
-            c.cw = _where_text(node, node.trace)
+            c.pw = ctx.location(node, getattr(node.tag, "product_trace", node.trace))
+            c.cw = ctx.location(node)
             c.A, c.B = ctx.arr(node.inputs[0]), ctx.arr(node.inputs[1])
             c.reads = [(c.A, node.inputs[0]), (c.B, node.inputs[1])]
             shp = ctx.tmp("shape")
@@ -444,7 +495,7 @@ def _gemm_call(ctx, c, a, ta, b, tb):
 
 
 def _comment_safe_name(v):
-    return str(v.name or "its shared variable").replace("*/", "* /")
+    return c_comment(v.name or "its shared variable")
 
 
 def _check_ranks(leaves, nodes):
@@ -486,7 +537,8 @@ def _emit_outputs(ctx, outputs, skip=()):
 
 def _assemble(ctx, header, n_out, n_timed=None):
     top = CWriter()
-    top(header)
+    if header:
+        top(f"/* {c_comment(header)} */")
     top('#include "sg_kernel.h"')
     top('#include "sg_loops.h"')
     top('#include "cblas.h"')

@@ -14,6 +14,8 @@ Nothing here changes the generated code: only its comments.
 import os
 import re
 
+from .cstr import c_comment
+
 __all__ = ["Step", "BLAS_CALL", "where", "node_text"]
 
 # A call that runs a BLAS gemm: directly, or through the sg_ops.h helpers that do.
@@ -40,7 +42,8 @@ def _op_name(node):
 
 
 def _comment_safe(text):
-    return str(text).replace("*/", "* /")
+    # Op parameters and file names are the user's: see codegen.cstr.
+    return c_comment(text, limit=400)
 
 
 class Step:
@@ -92,8 +95,8 @@ class Step:
             return f"/* {self.label}: {_comment_safe(node_text(self.root))} */"
         lines = [f"/* {self.label}: fused loop of {len(self.members)} ops, evaluated in this "
                  f"order per element; only the last one's result is stored"]
-        lines += [f" *   {node_text(n)}" for n in self.members]
-        return "\n".join(_comment_safe(line) for line in lines) + "\n */"
+        lines += [f" *   {_comment_safe(node_text(n))}" for n in self.members]
+        return "\n".join(lines) + "\n */"
 
     def note_code(self, lines, start):
         """Record the BLAS calls among ``lines[start:]`` (the step's C) and head each with a

@@ -18,7 +18,10 @@
  * threads through `ws->parallel_for`. An update of a shared variable may be
  * written in place over the variable's own memory when `ws->donate` allows it.
  * On failure the kernel releases what it allocated, fills `err` and returns
- * its code. The header is plain C99 and includes no Python.
+ * its code. A message about a node starts with "\037<n>\037", n the number of
+ * the failure site; the runtime puts "<op> at <file>:<line>: " (a table the
+ * code generator made) in its place, so no user path or line is compiled in
+ * (ABI 5). The header is plain C99 and includes no Python.
  */
 #ifndef SG_ABI_H
 #define SG_ABI_H
@@ -27,7 +30,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#define SG_ABI_VERSION 4
+#define SG_ABI_VERSION 5
 #define SG_MAXDIM 16
 
 enum { SG_OK = 0, SG_ESHAPE = 1, SG_EINDEX = 2, SG_EVALUE = 3, SG_ENOMEM = 4 };

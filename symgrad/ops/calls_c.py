@@ -2,10 +2,11 @@
 
 A node's generic work (a matrix product, a sum back over broadcast axes, a
 reshape, a copy) is a function there, instantiated per dtype; the emitted code
-is one line per node that passes the node's error prefix, so errors still name
-the op and the user's line::
+is one line per node that passes the node's failure site (its number, which
+the runtime turns into "<op> at <file:line>: "), so errors still name the op
+and the user's line::
 
-    if (sg_matmul_f32(err, "matmul at net.py:12: ", ws, &v3, 2, &in_0, 2, &in_1, 2)) goto fail;
+    if (sg_matmul_f32(err, "\0373\037", ws, &v3, 2, &in_0, 2, &in_1, 2)) goto fail;
 """
 
 import numpy as np
@@ -16,13 +17,17 @@ __all__ = ["SUFFIX", "where", "call", "itemsize"]
 SUFFIX = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64", "bool": "b8"}
 
 
-def where(node):
-    """The C string literal that starts ``node``'s error messages: "<op> at <file:line>: ".
+def where(node, trace=None):
+    """The C string literal that starts ``node``'s error messages.
 
-    Passed as a ``%s`` argument, never as a format: a ``%`` in a path stays as it is.
+    The message the user sees starts "<op> at <file:line>: "; the literal
+    holds only the failure site's number (``codegen.kernel.location``), so
+    the source, hence the cache key, does not change when the line does.
+    Passed as a ``%s`` argument, never as a format.
     """
-    text = f"{node.op} at {node.trace}: "
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    from ..codegen.kernel import location
+
+    return location(node, trace)
 
 
 def call(ctx, node, fn, *args):

@@ -18,7 +18,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import Constant, Op, TensorType
-from .calls_c import SUFFIX
+from .calls_c import SUFFIX, where
 from .elemwise import Elemwise, broadcast_static
 from .shape import MakeVector, ShapeAt, SumTo, shape
 
@@ -126,17 +126,11 @@ class Gemm(Op):
 # adds alpha * op(a) @ op(b) into it; only when c stretches the product
 # (a product of one row or column) is the product made apart and added.
 
-def _where_text(node, trace):
-    text = f"{node.op} at {trace}: "
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
 def _gemm_c(op, ctx, node):
     a, b = node.inputs[:2]
     c = node.inputs[2] if len(node.inputs) == 3 else None
     out = node.outputs[0]
-    product_where = _where_text(node, getattr(node.tag, "product_trace", node.trace))
-    args = [product_where, _where_text(node, node.trace)]
+    args = [where(node, getattr(node.tag, "product_trace", node.trace)), where(node)]
     ops = [f"&{ctx.arr(a)}", str(int(op.trans_a)), f"&{ctx.arr(b)}", str(int(op.trans_b))]
     cs = [f"&{ctx.arr(c)}", str(c.ndim)] if c is not None else ["NULL", "0"]
     shp = ctx.tmp("shape")
