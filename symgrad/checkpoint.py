@@ -37,7 +37,7 @@ import numpy as np
 
 from . import dtypes as _dt
 from .errors import SymgradError
-from .graph import SharedVariable, _shape_text
+from .graph import SharedVariable
 
 __all__ = ["save", "load", "read", "CheckpointError"]
 
@@ -489,10 +489,9 @@ def load(path, obj, strict=True):
     ------
     CheckpointError
         Listing every name missing from the checkpoint, every name only in
-        the checkpoint (when ``strict``), and every dtype that differs and
-        shape that does not fit the variable's static shape (an axis created
-        with ``shape=(None, ...)`` takes any length); or saying what is wrong
-        with a damaged file. Nothing is changed then.
+        the checkpoint (when ``strict``), and every shape or dtype that
+        differs; or saying what is wrong with a damaged file. Nothing is
+        changed then.
     FileNotFoundError
         If there is no file at ``path``.
     """
@@ -521,12 +520,11 @@ def _differences(ar, named, strict):
     for name, sv in named.items():
         if name not in ar.index:
             continue
-        i = ar.index[name]
-        if not sv.type.accepts_shape(ar.shapes[i]):  # its static shape: None takes any length
-            problems.append(f"shape of {name}: {ar.shapes[i]} in the checkpoint, "
-                            f"{_shape_text(sv.type.shape)} here")
-        if ar.dtypes[i] != sv.dtype:
-            problems.append(f"dtype of {name}: {ar.dtypes[i]} in the checkpoint, {sv.dtype} here")
+        i, have = ar.index[name], sv.get_value(borrow=True)
+        if ar.shapes[i] != have.shape:
+            problems.append(f"shape of {name}: {ar.shapes[i]} in the checkpoint, {have.shape} here")
+        if ar.dtypes[i] != have.dtype.name:
+            problems.append(f"dtype of {name}: {ar.dtypes[i]} in the checkpoint, {have.dtype} here")
     return problems
 
 
