@@ -348,6 +348,12 @@ def _emit_accumulation(ctx, root, members):
     vectorised horizontal sum into one result element) or along a kept one
     (a vectorised add of one row into a row of the result: sums over the
     leading axis, such as a bias gradient, read memory in order).
+
+    Accuracy (issue #11): every sum runs in double. A float32 result gets
+    double accumulators in the workspace, rounded once at the end; a
+    horizontal sum adds blocks of SG_SUM_BLOCK elements apart, so a double
+    sum's error grows with the block rather than the row; a row whose
+    operands all have stride 0 adds one value times its length.
     """
     from ..ops import shape_ops
     from ..ops.reduce import Mean
@@ -393,7 +399,7 @@ def _emit_accumulation(ctx, root, members):
             w(f"{ost}[{a}] = " + ("0;" if a in axes else f"{name}.strides[{pos[a]}];"))
     n_out = ctx.tmp("nout")
     w(f"int64_t {n_out} = sg_size(&{name}, {out.ndim});")
-    w(f"memset({name}.data, 0, (size_t){n_out} * sizeof({ct}));")
+    accs = _accumulators(ctx, root, name, n_out, ct)
     leaves = _leaves(ew, inside) if ew else [x]
     values = {id(v): ctx.literal(v.data, v.dtype) for v in leaves
               if isinstance(v, Constant) and v.ndim == 0}
@@ -426,8 +432,10 @@ def _emit_accumulation(ctx, root, members):
         w(f"int {cnd} = sg_collapse({nd}, {sh}, {m + 1}, {st});")
         inner = ctx.tmp("inner")
         w(f"int64_t {inner} = {sh}[{cnd} - 1];")
-        unit = ctx.tmp("unit")
+        unit, flat = ctx.tmp("unit"), ctx.tmp("flat")
         w(f"int {unit} = " + (" && ".join(f"{st}[{p}][{cnd} - 1] == 1" for p in range(m)) or "1")
+          + ";")
+        w(f"int {flat} = " + (" && ".join(f"{st}[{p}][{cnd} - 1] == 0" for p in range(m)) or "1")
           + ";")
         e = ctx.tmp("e")
         with w.block(f"for (int64_t {e} = 0; {e} < {n};)"):
@@ -443,7 +451,7 @@ def _emit_accumulation(ctx, root, members):
                   f"{j0} * {st}[{p}][{cnd} - 1];")
                 ptrs.append(a)
             o, so = ctx.tmp("o"), ctx.tmp("so")
-            w(f"{ct} *{o} = {ctx.ptr(out)} + {off}[{m}] + {j0} * {st}[{m}][{cnd} - 1];")
+            w(f"double *{o} = {accs} + {off}[{m}] + {j0} * {st}[{m}][{cnd} - 1];")
             w(f"const int64_t {so} = {st}[{m}][{cnd} - 1];")
             unit_vals = dict(values)
             unit_vals.update({id(v): f"{a}[j]" for v, a in zip(loaded, ptrs)})
@@ -458,12 +466,24 @@ def _emit_accumulation(ctx, root, members):
                     _emit_term(ctx, ew, x, strided_vals, store, bad)
 
             with w.block(f"if ({so} == 0)"):
-                acc = ctx.tmp("acc")
-                w(f"{ct} {acc} = 0;")
+                acc, part, jb, je = ctx.tmp("acc"), ctx.tmp("part"), ctx.tmp("jb"), ctx.tmp("je")
+                w(f"double {acc} = 0;")
                 with w.block(f"if ({unit})"):
-                    w(f"#pragma omp simd reduction(+:{acc}) reduction(|:{bad})")
-                    with w.block(f"for (int64_t j = 0; j < {cnt}; j++)"):
-                        _emit_term(ctx, ew, x, unit_vals, f"{acc} +=", bad)
+                    with w.block(f"for (int64_t {jb} = 0; {jb} < {cnt}; {jb} += SG_SUM_BLOCK)"):
+                        w(f"int64_t {je} = {cnt} - {jb} < SG_SUM_BLOCK ? {cnt} : "
+                          f"{jb} + SG_SUM_BLOCK;")
+                        w(f"double {part} = 0;")
+                        # 16 lanes: four vectors of doubles, four chains of adds
+                        w(f"#pragma omp simd simdlen(16) reduction(+:{part}) "
+                          f"reduction(|:{bad})")
+                        with w.block(f"for (int64_t j = {jb}; j < {je}; j++)"):
+                            _emit_term(ctx, ew, x, unit_vals, f"{part} +=", bad)
+                        w(f"{acc} += {part};")
+                with w.block(f"else if ({flat})"):
+                    # every operand repeats one value along the row (a broadcast)
+                    w(f"const int64_t j = 0; double {part} = 0;")
+                    _emit_term(ctx, ew, x, unit_vals, f"{part} +=", bad)
+                    w(f"{acc} = {part} * (double){cnt};")
                 with w.block("else"):
                     strided(f"{acc} +=")
                 w(f"{o}[0] += {acc};")
@@ -477,13 +497,33 @@ def _emit_accumulation(ctx, root, members):
     if any(f"&{bad}" in line for line in w.lines[mark:]):
         with w.block(f"if ({bad})"):
             ctx.fail(root, "value", "integers to negative integer powers are not allowed")
-    if isinstance(root.op, Mean):
-        # NumPy's recipe: the sum in the result dtype divided by the count (0/0 is NaN).
-        cnt = ctx.tmp("count")
+    # NumPy's recipe for a mean: the sum divided by the count (0/0 is NaN),
+    # here in double, then rounded to the result's dtype
+    mean, cnt = isinstance(root.op, Mean), ctx.tmp("count")
+    if mean or accs != ctx.ptr(out):
         w(f"int64_t {cnt} = 1;")
-        for a in axes:
-            w(f"{cnt} *= {xs}[{a}];")
-        w(f"for (int64_t i = 0; i < {n_out}; i++) {ctx.ptr(out)}[i] /= ({ct}){cnt};")
+    for a in axes if mean else ():
+        w(f"{cnt} *= {xs}[{a}];")
+    if accs != ctx.ptr(out):
+        w(f"for (int64_t i = 0; i < {n_out}; i++) {ctx.ptr(out)}[i] = ({ct})({cnt} == 1 ? "
+          f"{accs}[i] : {accs}[i] / (double){cnt});")
+    elif mean:
+        w(f"for (int64_t i = 0; i < {n_out}; i++) {ctx.ptr(out)}[i] /= (double){cnt};")
+
+
+def _accumulators(ctx, root, name, n_out, ct):
+    """The C pointer to the ``n_out`` zeroed double accumulators of the result ``name``: the
+    result itself when it is double, else a block of the workspace."""
+    w = ctx.w
+    if ct == "double":
+        w(f"memset({name}.data, 0, (size_t){n_out} * sizeof(double));")
+        return ctx.ptr(root.outputs[0])
+    accs = ctx.tmp("accs")
+    w(f"double *{accs} = (double *)sg_ws_alloc(ws, (size_t){n_out} * sizeof(double));")
+    with w.block(f"if (!{accs})"):
+        ctx.fail(root, "nomem", "out of memory")
+    w(f"memset({accs}, 0, (size_t){n_out} * sizeof(double));")
+    return accs
 
 
 def _emit_term(ctx, ew, x, values, store, bad):

@@ -271,14 +271,35 @@ static int sg_loop_count(sg_err *err, const char *where, const int64_t *shape, i
 
 /* Every element of `x` (ndim nd, any strides) added into the element of
  * `out` at the offset its index has under the strides `ost` (0 along the
- * axes summed away). The axes are collapsed (sg_loops.h) and walked in rows
- * of the last one: a row along a summed axis is a horizontal sum into one
- * element, a row along a kept axis an add into a row of `out` (a sum over
- * the leading axis, as a bias gradient, reads memory in order); both are
- * vectorised where OpenMP simd is on. As the fused accumulations of
- * codegen.fusion, which these are when no elementwise producer is fused. */
-#define SG_ACCUMULATE(T, SUF)                                                            \
-    SG_OUTLINE int sg_accumulate_##SUF(sg_err *err, const char *where, T *out,            \
+ * axes summed away). `out` holds accumulators of type A: double for float
+ * and double data, so a float32 sum keeps its digits however long it is
+ * (issue #11: a serial float32 sum of 3e7 values, or of 2**24 ones, loses
+ * them all). The axes are collapsed (sg_loops.h) and walked in rows of the
+ * last one: a row along a summed axis is a horizontal sum into one element
+ * (vectorised in blocks of SG_SUM_BLOCK, so the error of a double sum grows
+ * with the block, not the row; a stride-0 row of a float is its one value
+ * times the length), a row along a kept axis an add into a row of `out` (a
+ * sum over the leading axis, as a bias gradient, reads memory in order; the
+ * axes are first put in the input's memory order, sg_memory_order); both are
+ * vectorised where OpenMP simd is on. As the fused accumulations
+ * of codegen.fusion, which these are when no elementwise producer is fused. */
+#define SG_SUM_BLOCK 4096
+
+/* Axes (shape `sh`, strides st[0] of the input, st[1] of the result) sorted by
+ * the input's |stride|, largest first, so a sum reads memory in order (a sum
+ * of x.T walks x row by row); the order of additions is the sum's own. */
+static void sg_memory_order(int nd, int64_t *sh, int64_t (*st)[SG_MAXDIM])
+{
+    for (int k = 1; k < nd; k++)
+        for (int j = k; j > 0 && llabs(st[0][j - 1]) < llabs(st[0][j]); j--) {
+            int64_t t = sh[j];
+            sh[j] = sh[j - 1], sh[j - 1] = t;
+            for (int p = 0; p < 2; p++)
+                t = st[p][j], st[p][j] = st[p][j - 1], st[p][j - 1] = t;
+        }
+}
+#define SG_ACCUMULATE(T, A, SUF, FLT)                                                    \
+    SG_OUTLINE int sg_accumulate_##SUF(sg_err *err, const char *where, A *out,            \
                                        const int64_t *ost, const sg_arr *x, int nd)       \
     {                                                                                    \
         int64_t n, sh[SG_MAXDIM], st[2][SG_MAXDIM], off[2];                              \
@@ -291,49 +312,97 @@ static int sg_loop_count(sg_err *err, const char *where, const int64_t *shape, i
             st[0][k] = x->strides[k];                                                    \
             st[1][k] = ost[k];                                                           \
         }                                                                                \
+        sg_memory_order(nd, sh, st);                                                     \
         int c = sg_collapse(nd, sh, 2, st);                                              \
         int64_t inner = sh[c - 1], sa = st[0][c - 1], so = st[1][c - 1];                 \
         for (int64_t row = 0; row < n / inner; row++) {                                  \
             sg_row_offsets(row, c, sh, 2, st, off);                                      \
             const T *a = (const T *)x->data + off[0];                                    \
-            T *o = out + off[1];                                                         \
+            A *o = out + off[1];                                                         \
             if (so == 0) {                                                               \
-                T acc = 0;                                                               \
+                A acc = 0;                                                               \
                 if (sa == 1) {                                                           \
-                    _Pragma("omp simd reduction(+:acc)")                                 \
-                    for (int64_t j = 0; j < inner; j++)                                  \
-                        acc += a[j];                                                     \
+                    for (int64_t j0 = 0; j0 < inner; j0 += SG_SUM_BLOCK) {               \
+                        int64_t e = inner - j0 < SG_SUM_BLOCK ? inner : j0 + SG_SUM_BLOCK; \
+                        A part = 0;                                                      \
+                        _Pragma("omp simd reduction(+:part) simdlen(16)")                \
+                        for (int64_t j = j0; j < e; j++)                                 \
+                            part += (A)a[j];                                             \
+                        acc += part;                                                     \
+                    }                                                                    \
+                } else if (sa == 0 && FLT) {                                             \
+                    acc = (A)a[0] * (A)inner;                                            \
                 } else {                                                                 \
                     for (int64_t j = 0; j < inner; j++)                                  \
-                        acc += a[j * sa];                                                \
+                        acc += (A)a[j * sa];                                             \
                 }                                                                        \
                 o[0] += acc;                                                             \
+            } else if (sa == 1 && so == 1 && c > 1 && st[1][c - 2] == 0 &&                \
+                       sh[c - 2] - row % sh[c - 2] >= 4) {                               \
+                /* four rows into the same result row (a sum over a leading axis):      \
+                 * added in T first, so the accumulators are read and written once */   \
+                const int64_t s2 = st[0][c - 2];                                         \
+                _Pragma("omp simd")                                                      \
+                for (int64_t j = 0; j < inner; j++)                                      \
+                    o[j] += (A)((a[j] + a[j + s2]) + (a[j + 2 * s2] + a[j + 3 * s2]));     \
+                row += 3;                                                                \
             } else if (sa == 1 && so == 1) {                                             \
                 _Pragma("omp simd")                                                      \
                 for (int64_t j = 0; j < inner; j++)                                      \
-                    o[j] += a[j];                                                        \
+                    o[j] += (A)a[j];                                                     \
             } else {                                                                     \
                 for (int64_t j = 0; j < inner; j++)                                      \
-                    o[j * so] += a[j * sa];                                              \
+                    o[j * so] += (A)a[j * sa];                                           \
             }                                                                            \
         }                                                                                \
         return 0;                                                                        \
+    }                                                                                    \
+                                                                                         \
+    /* The n accumulators for the fresh T `out`: out itself when A is T, else zeroed  \
+     * memory the caller frees with sg_acc_done. */                                     \
+    static A *sg_acc_start_##SUF(sg_err *err, const char *where, void *out, int64_t n)    \
+    {                                                                                    \
+        A *acc = sizeof(A) == sizeof(T) ? (A *)out : (A *)malloc((size_t)(n ? n : 1) * sizeof(A)); \
+        if (!acc)                                                                        \
+            sg_fail(err, SG_ENOMEM, "%sout of memory", where);                           \
+        else                                                                             \
+            memset(acc, 0, (size_t)n * sizeof(A));                                       \
+        return acc;                                                                      \
+    }                                                                                    \
+                                                                                         \
+    /* The accumulators divided by `count` (mean; 1 for a sum) stored as T into out. */  \
+    static void sg_acc_done_##SUF(A *acc, void *out, int64_t n, int64_t count)            \
+    {                                                                                    \
+        T *o = (T *)out;                                                                 \
+        if ((void *)acc == out) {                                                        \
+            for (int64_t i = 0; count != 1 && i < n; i++)                                \
+                o[i] = (T)(acc[i] / (A)count);                                           \
+            return;                                                                      \
+        }                                                                                \
+        for (int64_t i = 0; i < n; i++)                                                  \
+            o[i] = (T)(count == 1 ? acc[i] : acc[i] / (A)count);                         \
+        free(acc);                                                                       \
     }                                                                                    \
                                                                                          \
     /* sum_to into the fresh `out` (ndim nd) from `g` (ndim gd >= nd). */                \
     SG_OUTLINE int sg_sum_to_##SUF(sg_err *err, const char *where, const sg_arr *out,     \
                                    int nd, const sg_arr *g, int gd)                      \
     {                                                                                    \
-        int64_t ost[SG_MAXDIM];                                                          \
+        int64_t ost[SG_MAXDIM], n_out = sg_size(out, nd);                                \
         for (int k = 0; k < gd; k++)                                                     \
             ost[k] = k < gd - nd || out->shape[k - (gd - nd)] == 1                       \
                 ? 0 : out->strides[k - (gd - nd)];                                       \
-        memset(out->data, 0, (size_t)sg_size(out, nd) * sizeof(T));                     \
-        return sg_accumulate_##SUF(err, where, (T *)out->data, ost, g, gd);              \
+        A *acc = sg_acc_start_##SUF(err, where, out->data, n_out);                       \
+        if (!acc)                                                                        \
+            return err->code;                                                            \
+        int rc = sg_accumulate_##SUF(err, where, acc, ost, g, gd);                       \
+        sg_acc_done_##SUF(acc, out->data, n_out, 1);                                     \
+        return rc;                                                                       \
     }
 
-/* A float sum (mean: divided by the count, in T as NumPy) over the axes of
- * `x` (ndim nd) flagged in `reduced`, into the fresh `out` (ndim on). */
+/* A float sum (mean: divided by the count, in double, then rounded to T)
+ * over the axes of `x` (ndim nd) flagged in `reduced`, into the fresh `out`
+ * (ndim on). */
 #define SG_SUM_INTO(T, SUF)                                                              \
     SG_OUTLINE int sg_sum_into_##SUF(sg_err *err, const char *where, const sg_arr *out,   \
                                      int on, const sg_arr *x, int nd, const int *reduced, \
@@ -345,20 +414,20 @@ static int sg_loop_count(sg_err *err, const char *where, const int64_t *shape, i
             j += !reduced[k] || keepdims;                                                \
             count *= reduced[k] ? x->shape[k] : 1;                                       \
         }                                                                                \
-        T *o = (T *)out->data;                                                           \
-        memset(o, 0, (size_t)n_out * sizeof(T));                                         \
-        if (sg_accumulate_##SUF(err, where, o, ost, x, nd))                              \
+        double *acc = sg_acc_start_##SUF(err, where, out->data, n_out);                  \
+        if (!acc)                                                                        \
             return err->code;                                                            \
-        for (int64_t i = 0; mean && i < n_out; i++)                                      \
-            o[i] /= (T)count;                                                            \
-        return 0;                                                                        \
+        int rc = sg_accumulate_##SUF(err, where, acc, ost, x, nd);                       \
+        /* an empty mean is 0 / 0: NaN, as in NumPy */                                   \
+        sg_acc_done_##SUF(acc, out->data, n_out, mean ? count : 1);                      \
+        return rc;                                                                       \
     }
 
-SG_ACCUMULATE(float, f32)
-SG_ACCUMULATE(double, f64)
-SG_ACCUMULATE(int32_t, i32)
-SG_ACCUMULATE(int64_t, i64)
-SG_ACCUMULATE(uint8_t, b8)
+SG_ACCUMULATE(float, double, f32, 1)
+SG_ACCUMULATE(double, double, f64, 1)
+SG_ACCUMULATE(int32_t, int32_t, i32, 0)
+SG_ACCUMULATE(int64_t, int64_t, i64, 0)
+SG_ACCUMULATE(uint8_t, uint8_t, b8, 0)
 SG_SUM_INTO(float, f32)
 SG_SUM_INTO(double, f64)
 
@@ -428,8 +497,9 @@ static int sg_row_axes(const sg_arr *x, int nd, int nr, int64_t *sh, int64_t *st
     }
 
 /* Integer sums and means accumulate in wrapping uint64_t and double (float
- * sums and means are sg_sum_into); float32 products multiply in float32, as
- * NumPy does (same overflow), float64 ones in double. */
+ * sums and means are sg_sum_into); float products multiply in double (a
+ * float32 product keeps its digits, and overflows only where its result
+ * does; mode py's reference does the same). */
 #define SG_SUM(TI, SI, TO, SO, W)                                                            \
     SG_REDUCE(sg_sum_##SI##_##SO, TI, TO, W acc = 0, acc += (W)v, (TO)acc)
 #define SG_PROD(TI, SI, TO, SO, W)                                                           \
@@ -437,15 +507,21 @@ static int sg_row_axes(const sg_arr *x, int nd, int nr, int64_t *sh, int64_t *st
 #define SG_MEAN(TI, SI, TO, SO)                                                              \
     SG_REDUCE(sg_mean_##SI##_##SO, TI, TO, double acc = 0, acc += (double)v,                \
               (TO)(acc / (double)count))
-/* max, min: a NaN wins and stays; argmax, argmin: the first extreme, or the
- * first NaN once one is seen (as NumPy). ISNAN(v) is 0 for integers. A row is
+/* max, min: a NaN wins and stays; among equal extremes the last one is the
+ * result, so a maximum of +0 and -0 has the sign of the row's last zero (as
+ * NumPy's scalar and strided loops; its SIMD loops may pick another). The
+ * vectorised passes cannot say which zero they kept: for float types (FLT)
+ * a zero extreme takes the sign of the last zero, found by a second scan
+ * (sg_last_zero), only in rows whose extreme is 0. argmax, argmin: the first
+ * extreme, or the first NaN once one is seen (as NumPy). ISNAN(v) is 0 for
+ * integers. A row is
  * walked as segments along its last axis (sg_row_axes): where that axis is
  * contiguous, the extreme of a segment is one vectorised pass (a max/min
  * reduction plus a NaN flag), and an arg-reduction finds the first position
  * of the row's extreme in a second vectorised pass (a min reduction over
  * positions). */
 #define SG_STR(x) #x
-#define SG_EXTREME(T, S, NAME, CMP, INIT, ISNAN, NANV)                                       \
+#define SG_EXTREME(T, S, NAME, CMP, INIT, ISNAN, NANV, FLT)                                  \
     SG_OUTLINE T sg_seg_##NAME##_##S(const T *p, int64_t n, int64_t s, int *nan)             \
     {                                                                                        \
         T acc = INIT;                                                                        \
@@ -531,7 +607,7 @@ static int sg_row_axes(const sg_arr *x, int nd, int nr, int64_t *sh, int64_t *st
                 _Pragma("omp simd")                                                          \
                 for (int64_t r = 0; r < outer; r++) {                                        \
                     T v = row[r], a = o[r];                                                  \
-                    o[r] = v CMP a || (ISNAN(v) && !ISNAN(a)) ? v : a;                       \
+                    o[r] = v CMP a || v == a || (ISNAN(v) && !ISNAN(a)) ? v : a;             \
                 }                                                                            \
             }                                                                                \
             return;                                                                          \
@@ -539,6 +615,8 @@ static int sg_row_axes(const sg_arr *x, int nd, int nr, int64_t *sh, int64_t *st
         for (int64_t r = 0; r < outer; r++) {                                                \
             int nan = 0;                                                                     \
             T acc = count ? sg_row_##NAME##_##S(xp, base, m, sh, st, count, &nan) : INIT;    \
+            if (FLT && !nan && acc == 0)                                                     \
+                acc = sg_last_zero_##S(xp, base, m, sh, st, count);                          \
             o[r] = nan ? NANV : acc;                                                         \
             sg_step2(ik, x->shape, nk, x->strides, &base, x->strides, &none);                \
         }                                                                                    \
@@ -589,16 +667,34 @@ static int sg_row_axes(const sg_arr *x, int nd, int nr, int64_t *sh, int64_t *st
             sg_step2(ik, x->shape, nk, x->strides, &base, x->strides, &none);                \
         }                                                                                    \
     }
-#define SG_EXTREMES(T, S, LOWEST, HIGHEST, ISNAN, NANV)                                      \
-    SG_EXTREME(T, S, max, >, LOWEST, ISNAN, NANV)                                            \
-    SG_EXTREME(T, S, min, <, HIGHEST, ISNAN, NANV)
+/* The last zero (+0 or -0) of a row that holds one, in segments as sg_row_*: each
+ * segment is scanned from its end, and a later segment's zero replaces an earlier's. */
+#define SG_LAST_ZERO(T, S)                                                                   \
+    static inline T sg_last_zero_##S(const T *xp, int64_t base, int m, const int64_t *sh,    \
+                                     const int64_t *st, int64_t count)                       \
+    {                                                                                        \
+        int64_t last = sh[m - 1], s = st[m - 1], ir[SG_MAXDIM] = {0}, off = base, none = 0;  \
+        T z = 0;                                                                             \
+        for (int64_t q = 0; q < count / last; q++) {                                         \
+            for (int64_t j = last - 1; j >= 0; j--)                                          \
+                if (xp[off + j * s] == 0) {                                                  \
+                    z = xp[off + j * s];                                                     \
+                    break;                                                                   \
+                }                                                                            \
+            sg_step2(ir, sh, m - 1, st, &off, st, &none);                                    \
+        }                                                                                    \
+        return z;                                                                            \
+    }
+#define SG_EXTREMES(T, S, LOWEST, HIGHEST, ISNAN, NANV, FLT)                                 \
+    SG_EXTREME(T, S, max, >, LOWEST, ISNAN, NANV, FLT)                                       \
+    SG_EXTREME(T, S, min, <, HIGHEST, ISNAN, NANV, FLT)
 #define SG_ISNAN(v) ((v) != (v))
 #define SG_NOTNAN(v) 0
 
 SG_SUM(int32_t, i32, int64_t, i64, uint64_t)
 SG_SUM(int64_t, i64, int64_t, i64, uint64_t)
 SG_SUM(uint8_t, b8, int64_t, i64, uint64_t)
-SG_PROD(float, f32, float, f32, float)
+SG_PROD(float, f32, float, f32, double)
 SG_PROD(double, f64, double, f64, double)
 SG_PROD(int32_t, i32, int64_t, i64, uint64_t)
 SG_PROD(int64_t, i64, int64_t, i64, uint64_t)
@@ -606,11 +702,16 @@ SG_PROD(uint8_t, b8, int64_t, i64, uint64_t)
 SG_MEAN(int32_t, i32, double, f64)
 SG_MEAN(int64_t, i64, double, f64)
 SG_MEAN(uint8_t, b8, double, f64)
-SG_EXTREMES(float, f32, -INFINITY, INFINITY, SG_ISNAN, NAN)
-SG_EXTREMES(double, f64, -INFINITY, INFINITY, SG_ISNAN, NAN)
-SG_EXTREMES(int32_t, i32, INT32_MIN, INT32_MAX, SG_NOTNAN, 0)
-SG_EXTREMES(int64_t, i64, INT64_MIN, INT64_MAX, SG_NOTNAN, 0)
-SG_EXTREMES(uint8_t, b8, 0, 1, SG_NOTNAN, 0)
+SG_LAST_ZERO(float, f32)
+SG_LAST_ZERO(double, f64)
+SG_LAST_ZERO(int32_t, i32)
+SG_LAST_ZERO(int64_t, i64)
+SG_LAST_ZERO(uint8_t, b8)
+SG_EXTREMES(float, f32, -INFINITY, INFINITY, SG_ISNAN, NAN, 1)
+SG_EXTREMES(double, f64, -INFINITY, INFINITY, SG_ISNAN, NAN, 1)
+SG_EXTREMES(int32_t, i32, INT32_MIN, INT32_MAX, SG_NOTNAN, 0, 0)
+SG_EXTREMES(int64_t, i64, INT64_MIN, INT64_MAX, SG_NOTNAN, 0, 0)
+SG_EXTREMES(uint8_t, b8, 0, 1, SG_NOTNAN, 0, 0)
 
 /* ---- matrix products ---- */
 

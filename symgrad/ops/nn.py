@@ -47,24 +47,34 @@ def _axis_for(x, axis):
 
 # --------------------------------------------------------------------------- NumPy references
 
-def _shifted(x, axis):
-    """``x`` minus its maximum along ``axis``; an infinite maximum is not subtracted."""
+def _shifted(x, axis, finite=True):
+    """``x`` minus its maximum along ``axis``; with ``finite``, an infinite maximum is not
+    subtracted (cross_entropy: logsumexp's rule, so a +inf logit gives an infinite loss)."""
     if x.shape[axis] == 0:
         return np.array(x, copy=True)
     m = np.max(x, axis=axis, keepdims=True)
-    return x - np.where(np.isfinite(m), m, 0).astype(x.dtype)
+    return x - (np.where(np.isfinite(m), m, 0).astype(x.dtype) if finite else m)
 
+
+def _sum_exp(s, axis):
+    """``sum(exp(s), axis)`` with keepdims, accumulated in float64 (the C sums in a double)."""
+    return np.sum(np.exp(s), axis=axis, keepdims=True, dtype=np.float64)
+
+
+# softmax and log_softmax are NumPy's formulas, ``e = exp(x - max); e / sum(e)``
+# and ``(x - max) - log(sum(exp(x - max)))``, the maximum always subtracted: a
+# row holding +inf (inf - inf) or only -inf gives NaN throughout, as in PyTorch.
 
 def _log_softmax(x, axis):
     with np.errstate(all="ignore"):
-        s = _shifted(x, axis)
-        return s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
+        s = _shifted(x, axis, finite=False)
+        return s - np.log(_sum_exp(s, axis)).astype(x.dtype)
 
 
 def _softmax(x, axis):
     with np.errstate(all="ignore"):
-        e = np.exp(_shifted(x, axis))
-        return e / np.sum(e, axis=axis, keepdims=True)
+        e = np.exp(_shifted(x, axis, finite=False))
+        return (e / np.sum(e, axis=axis, keepdims=True, dtype=np.float64)).astype(x.dtype)
 
 
 # --------------------------------------------------------------------------- softmax
@@ -268,7 +278,7 @@ class CrossEntropy(Op):
         with np.errstate(all="ignore"):
             s = _shifted(logits, 1)
             picked = np.take_along_axis(s, labels[:, None].astype(np.intp), 1)[:, 0]
-            loss = np.log(np.sum(np.exp(s), axis=1)) - picked
+            loss = np.log(_sum_exp(s, 1)[:, 0]).astype(logits.dtype) - picked
         return [np.asarray(loss, dtype=logits.dtype)]
 
     def grad(self, node, inputs, outputs, gouts):
@@ -351,13 +361,14 @@ def _fail_label(ctx, node, label, idx, n):
     ctx.fail(node, "index", _BAD_LABEL.format(pos=_index_fmt(len(idx))), *ll)
 
 
-def _row_max(ctx, r, at, ct):
-    """Pass 1: the row's maximum, replaced by 0 when not finite (as ``_shifted``)."""
+def _row_max(ctx, r, at, ct, finite=True):
+    """Pass 1: the row's maximum; with ``finite``, 0 when not finite (as ``_shifted``)."""
     m = ctx.tmp("m")
     ctx.w(f"{ct} {m} = -INFINITY;")
     with r.each(simd=f"reduction(max:{m})") as (offs, _):
         ctx.w(f"{m} = {at(offs)} > {m} ? {at(offs)} : {m};")
-    ctx.w(f"if (!isfinite({m})) {m} = 0;")
+    if finite:
+        ctx.w(f"if (!isfinite({m})) {m} = 0;")
     return m
 
 
@@ -371,7 +382,7 @@ def _row_sumexp(ctx, r, at, ct, m):
 
 
 def _softmax_row(ctx, r, x_at, out_at, ct):
-    m = _row_max(ctx, r, x_at, ct)
+    m = _row_max(ctx, r, x_at, ct, finite=False)
     s, f = ctx.tmp("s"), "f" if ct == "float" else ""
     ctx.w(f"double {s} = 0;")
     # store the exponentials, then normalise them in place
@@ -382,7 +393,7 @@ def _softmax_row(ctx, r, x_at, out_at, ct):
 
 
 def _log_softmax_row(ctx, r, x_at, out_at, ct):
-    m = _row_max(ctx, r, x_at, ct)
+    m = _row_max(ctx, r, x_at, ct, finite=False)
     s, ls = _row_sumexp(ctx, r, x_at, ct, m), ctx.tmp("ls")
     ctx.w(f"{ct} {ls} = ({ct})sg_log({s});")
     with r.each(simd="") as (offs, _):

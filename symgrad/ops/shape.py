@@ -322,7 +322,9 @@ class SumTo(Op):
         lead = g.ndim - len(target)
         axes = tuple(range(lead)) + tuple(lead + i for i, t in enumerate(target)
                                           if t == 1 and g.shape[lead + i] != 1)
-        out = g.sum(axis=axes, keepdims=True) if axes else g
+        # a float32 sum accumulates in float64, as the C does (issue #11)
+        wide = np.float64 if g.dtype == np.float32 else None
+        out = g.sum(axis=axes, keepdims=True, dtype=wide) if axes else g
         return [np.array(out.reshape(target), dtype=g.dtype)]
 
     def grad(self, node, inputs, outputs, gouts):
