@@ -12,9 +12,9 @@ __version__ = "0.1.0"
 from . import nn  # noqa: F401
 from .autodiff import grad, hessian, jacobian, jvp, verify_grad, vjp  # noqa: F401
 from .config import config  # noqa: F401
-from .errors import (CompileError, DisconnectedInputError, GradientError, IndexError,  # noqa: F401,A004
-                     InputError, NonDifferentiableError, NonScalarCostError, ShapeError,
-                     SymgradError)
+from .errors import (CacheError, CompileError, DisconnectedInputError,  # noqa: F401,A004
+                     GradientError, IndexError, InputError, NonDifferentiableError,
+                     NonScalarCostError, ShapeError, SymgradError)
 from .function import Function, UnusedInputWarning, function  # noqa: F401
 from .graph import (Apply, Constant, Op, SharedVariable, TensorType, Variable, constant,  # noqa: F401
                     matrix, scalar, shared, tensor, tensor3, tensor4, vector)

@@ -51,16 +51,7 @@ class CKernel:
         self.path = compile_library(self.source, name="kernel", info=info)
         self.cache_hit = info.get("cache_hit")
         t2 = time.perf_counter()
-        try:
-            self.kernel = _runtime.Kernel(self.path, *signature)
-        except _runtime.KernelLoadError:
-            # The entry went away between the cache's check and the load (another
-            # process ran `python -m symgrad.cache clear`), or it is whole but
-            # unusable: move it aside and build it once more.
-            from . import cache
-            cache.discard(cache.root(), os.path.dirname(self.path))
-            self.path = compile_library(self.source, name="kernel")
-            self.kernel = _runtime.Kernel(self.path, *signature)
+        self.kernel = self._load(signature)
         self.kernel.locations = tuple(self.locations)
         # SYMGRAD_NUM_THREADS, when set, also sets BLAS's threads; by default
         # BLAS keeps its own (OPENBLAS_NUM_THREADS or every core).
@@ -70,6 +61,26 @@ class CKernel:
         # plan_leaves orders the kernel's inputs: function inputs, shared variables, constants.
         self._shared_vars = [v for v in self.leaves if isinstance(v, SharedVariable)]
         self._const_data = [v.data for v in self.leaves if isinstance(v, Constant)]
+
+    def _load(self, signature):
+        """The library at ``self.path``, loaded; rebuilt if it went away or is unusable."""
+        from . import _runtime, cache
+        from .compiler import compile_library
+
+        for attempt in range(5):
+            try:
+                return _runtime.Kernel(self.path, *signature)
+            except _runtime.KernelLoadError:
+                # Gone between the cache's check and the load (another process ran
+                # `python -m symgrad.cache clear`): build it again. Whole but
+                # unusable: move it aside and build it once more; a fresh build
+                # that fails too is no accident.
+                if os.path.exists(self.path):
+                    if attempt:
+                        raise
+                    cache.discard(cache.root(), os.path.dirname(self.path))
+                self.path = compile_library(self.source, name="kernel")
+        return _runtime.Kernel(self.path, *signature)
 
     def node_times(self):
         """``[(node, seconds)]`` summed over calls, for a kernel built with ``profile=True``."""

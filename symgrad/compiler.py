@@ -8,6 +8,13 @@ the Python and NumPy ABI, the symgrad version, the text of the headers in
 depend on the source is computed once per process, so a cache hit costs a few
 milliseconds.
 
+A machine with a filled cache needs no compiler: when none is found (or it
+does not run), a second key -- the same without the compiler's path and
+version -- finds, through the cache's index, the library the last compiler
+built for this source and command line. Every C compiler builds to the
+platform's one C ABI, so that library is as good as a new one; with a
+compiler, its own build is used (or made), as the full key says.
+
 >>> from symgrad.compiler import compile_library
 >>> path = compile_library("int sg_abi_version(void) { return 1; }")  # doctest: +SKIP
 >>> import ctypes; ctypes.CDLL(path).sg_abi_version()                  # doctest: +SKIP
@@ -29,14 +36,18 @@ import sys
 from .config import config
 from .errors import CompileError
 
-__all__ = ["compile_library", "blas_flags", "compiler_argv", "cache_key", "find_compiler"]
+__all__ = ["compile_library", "blas_flags", "compiler_argv", "cache_key", "neutral_key",
+           "find_compiler"]
 
+# -std=gnu11, not an ISO mode: ISO C reads trigraphs, so a "??/" in a string
+# literal (a path, a name) would turn into a backslash. GNU modes contract
+# a*b+c into an fma by default; -ffp-contract=off keeps ISO's rounding.
 # -fno-math-errno: kernels never read errno, and setting it keeps sqrt and
 # friends out of vectorised loops. Not -ffast-math: IEEE semantics stay.
 # -fopenmp-simd: only the `omp simd` loop annotations, no OpenMP runtime
 # (threads come from symgrad's own pool, see csrc/sg_runtime.c).
-BASE_FLAGS = ("-O2", "-march=native", "-fPIC", "-shared", "-std=c99", "-fno-strict-aliasing",
-              "-fno-math-errno", "-fopenmp-simd")
+BASE_FLAGS = ("-O2", "-march=native", "-fPIC", "-shared", "-std=gnu11", "-ffp-contract=off",
+              "-fno-strict-aliasing", "-fno-math-errno", "-fopenmp-simd")
 INCLUDE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
 TIMEOUT_S = 300
 STDERR_CHARS = 8000
@@ -49,9 +60,10 @@ def compile_library(source, name="kernel", info=None):
     Parameters
     ----------
     source : str
-        A whole C99 translation unit. ``sg_abi.h`` and OpenBLAS's ``cblas.h``
-        (functions prefixed ``scipy_cblas_``) are on the include path, and the
-        library links against OpenBLAS and libm.
+        A whole C translation unit (C11, GNU dialect: no trigraphs).
+        ``sg_abi.h`` and OpenBLAS's ``cblas.h`` (functions prefixed
+        ``scipy_cblas_``) are on the include path, and the library links
+        against OpenBLAS and libm.
     name : str
         The file name (a C identifier) of ``<name>.c`` and ``<name>.so``.
     info : dict, optional
@@ -82,17 +94,38 @@ def compile_library(source, name="kernel", info=None):
     # stays light.
     from . import cache
 
-    argv = compiler_argv(find_compiler(), name)
-    key = cache_key(source, name, argv)
     root = cache.root()
-    hit = cache.lookup(root, key, name)
-    if info is not None:
-        info["cache_hit"] = hit is not None
-    if hit is not None:
+    cache.check_exec(root)
+    try:
+        argv = compiler_argv(find_compiler(), name)
+        key = cache_key(source, name, argv)
+    except CompileError as e:
+        # No usable compiler: any compiler's build of this source and flags will do.
+        hit = _lookup_without_compiler(cache, root, source, name)
+        if hit is None:
+            raise CompileError(f"{e} This kernel is not in the cache {root} either: run "
+                               f"it once where a compiler is, with the same cache.") from None
+        if info is not None:
+            info["cache_hit"] = True
         return hit
+    try:
+        hit = cache.lookup(root, key, name)
+        if info is not None:
+            info["cache_hit"] = hit is not None
+        path = hit or _build_entry(cache, root, source, name, argv, key)
+        nkey = neutral_key(source, name)
+        if cache.read_index(root, nkey) != key:
+            cache.write_index(root, nkey, key)
+    except OSError as e:  # the cache directory, not the compiler (CompileError)
+        raise cache.error(root, e) from None
+    return path
+
+
+def _build_entry(cache, root, source, name, argv, key):
+    cache.tidy(root)  # abandoned builds, old failed sources: cheap, once a minute
     build = cache.new_build_dir(root, key)
     try:
-        _build(build, source, name, argv, os.path.join(root, "failed", key + ".c"))
+        _build(build, source, name, argv, lambda src: cache.keep_failed(root, src, key))
         version = (_compiler_version(argv[0]).splitlines() or [""])[0]
         cache.write_meta(build, key, name, compiler={"path": argv[0], "version": version},
                          flags=argv[1:])
@@ -102,20 +135,40 @@ def compile_library(source, name="kernel", info=None):
         shutil.rmtree(build, ignore_errors=True)
 
 
+def _lookup_without_compiler(cache, root, source, name):
+    # The cache key holds the compiler's identity, which cannot be known
+    # without it; the index maps a key without it to the last build made.
+    # Every compiler builds to the same C ABI, so reusing that library is safe.
+    try:
+        key = cache.read_index(root, neutral_key(source, name))
+        return None if key is None else cache.lookup(root, key, name)
+    except OSError as e:
+        raise cache.error(root, e) from None
+
+
 def find_compiler():
     """Return the configured compiler as an argv prefix, its program resolved on PATH.
 
     ``sg.config.cc`` may hold arguments (``"ccache gcc"``). The program keeps
     the name it was found under: wrappers such as ccache dispatch on it.
     """
-    words = shlex.split(config.cc)
-    path = shutil.which(words[0]) if words else None
+    words = _cc_words()
+    path = shutil.which(words[0])
     if path is None:
         raise CompileError(
             f"no C compiler was found: sg.config.cc (from SYMGRAD_CC) is {config.cc!r}, which is "
             f"not an executable on PATH. Install one (e.g. `apt-get install gcc`), point "
             f"SYMGRAD_CC at one, or use mode=\"py\", which needs no compiler.")
     return [path, *words[1:]]
+
+
+def _cc_words():
+    # An empty SYMGRAD_CC (or sg.config.cc) means unset: the system's `cc`.
+    try:
+        return shlex.split(config.cc or "") or ["cc"]
+    except ValueError as e:  # an unbalanced quote
+        raise CompileError(f"sg.config.cc (from SYMGRAD_CC) {config.cc!r} cannot be "
+                           f"split into words: {e}") from None
 
 
 @functools.cache
@@ -146,9 +199,14 @@ def compiler_argv(cc, name):
     File names are relative (the compiler runs in the build directory), so
     the command is the same for every build and can go into the cache key.
     """
+    return [*cc, *_flags(name)]
+
+
+def _flags(name):
+    # The command line after the compiler's own words.
     inc, lib, libname = blas_flags()
     extra = shlex.split(config.cflags) if isinstance(config.cflags, str) else list(config.cflags)
-    return [*cc, *BASE_FLAGS, *extra, f"-I{INCLUDE_DIR}", f"-I{inc}",
+    return [*BASE_FLAGS, *extra, f"-I{INCLUDE_DIR}", f"-I{inc}",
             "-o", f"{name}.so", f"{name}.c",
             # -Xlinker, not -Wl,: a comma in the path would split the option.
             f"-L{lib}", "-Xlinker", "-rpath", "-Xlinker", lib, f"-l{libname}", "-lm"]
@@ -176,8 +234,23 @@ def cache_key(source, name, argv):
 
     Comments in ``source`` do not count (see :func:`code_of`).
     """
+    return _sha256_of(code_of(source), name, *_environment(tuple(argv)))
+
+
+def neutral_key(source, name):
+    """The key of :func:`cache_key` without the compiler's path and version.
+
+    It finds a cached library where no compiler runs (the cache's index
+    maps it to the full key of the last build); every other word of the
+    command line, ``SYMGRAD_CC``'s arguments included, still counts.
+    """
+    flags = _cc_words()[1:] + _flags(name)
+    return _sha256_of(code_of(source), name, json.dumps(flags), *_platform())
+
+
+def _sha256_of(*parts):
     h = hashlib.sha256()
-    for part in (code_of(source), name, *_environment(tuple(argv))):
+    for part in parts:
         data = part.encode("utf-8", "surrogatepass")
         # Length-prefixed, so that no two different part lists hash alike.
         h.update(len(data).to_bytes(8, "little"))
@@ -187,6 +260,13 @@ def cache_key(source, name, argv):
 
 @functools.cache
 def _environment(argv):
+    return (json.dumps(argv), os.path.realpath(argv[0]), _compiler_version(argv[0]),
+            *_platform())
+
+
+@functools.cache
+def _platform():
+    # What changes the binary besides the compiler and the command line.
     import numpy
 
     from . import __version__
@@ -194,8 +274,7 @@ def _environment(argv):
     inc, lib_dir, libname = blas_flags()
     blas_lib = os.path.join(lib_dir, next(f for f in sorted(os.listdir(lib_dir))
                                           if f.startswith("lib" + libname)))
-    return (json.dumps(argv), os.path.realpath(argv[0]), _compiler_version(argv[0]),
-            _cpu_features(), _python_abi(), numpy.__version__, __version__,
+    return (_cpu_features(), _python_abi(), numpy.__version__, __version__,
             _headers(), f"{blas_lib} {os.path.getsize(blas_lib)}")
 
 
@@ -242,20 +321,22 @@ def _read(path):
         return f.read()
 
 
-def _build(build, source, name, argv, failed_path):
+def _build(build, source, name, argv, keep):
+    """Compile in `build`; on failure ``keep(source path)`` moves the source
+    where the user can read it and returns its new path."""
     src = os.path.join(build, name + ".c")
     with open(src, "w") as f:
         f.write(source)
     try:
         proc = _run_compiler(argv, build)
     except subprocess.TimeoutExpired:
-        kept = _keep(src, failed_path)
+        kept = keep(src)
         raise CompileError(f"the C compiler took more than {TIMEOUT_S} s on {kept}; "
                            f"command: {shlex.join(argv)}") from None
     except OSError as e:
         raise CompileError(f"the C compiler {argv[0]} could not be run: {e}") from e
     if proc.returncode != 0 or not os.path.isfile(os.path.join(build, name + ".so")):
-        kept = _keep(src, failed_path)
+        kept = keep(src)
         raise CompileError(_failure_message(argv, proc, kept))
 
 
@@ -263,13 +344,6 @@ def _run_compiler(argv, cwd):
     # No shell: the command is a list, so no path or flag is ever re-parsed.
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, errors="replace",
                           timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
-
-
-def _keep(src, failed_path):
-    # The build directory is deleted; the source moves where the user can read it.
-    os.makedirs(os.path.dirname(failed_path), 0o700, exist_ok=True)
-    os.replace(src, failed_path)
-    return failed_path
 
 
 def _failure_message(argv, proc, kept):

@@ -50,9 +50,10 @@ class Config:
             else:  # an import must not fail on a setting; sg.function names it instead
                 warnings.warn(f"SYMGRAD_MODE={environ['SYMGRAD_MODE']!r} is not one of {MODES}; "
                               f"using {self._mode!r}", stacklevel=2)
-        self.cache_dir = environ.get(
-            "SYMGRAD_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "symgrad"))
-        self.cc = environ.get("SYMGRAD_CC", "cc")
+        # An empty variable means unset, as in a shell's ${VAR:-default}.
+        self.cache_dir = environ.get("SYMGRAD_CACHE_DIR") or os.path.join(
+            os.path.expanduser("~"), ".cache", "symgrad")
+        self.cc = environ.get("SYMGRAD_CC", "").strip() or "cc"
         self.cflags = shlex.split(environ.get("SYMGRAD_CFLAGS", ""))
         self._rewrite = "safe"
         if environ.get("SYMGRAD_REWRITE"):

@@ -10,7 +10,7 @@ import builtins
 
 __all__ = [
     "SymgradError", "NonScalarCostError", "NonDifferentiableError",
-    "DisconnectedInputError", "ShapeError", "InputError", "CompileError",
+    "DisconnectedInputError", "ShapeError", "InputError", "CompileError", "CacheError",
     "GradientError", "IndexError",
 ]
 
@@ -41,6 +41,15 @@ class InputError(SymgradError, TypeError):
 
 class CompileError(SymgradError, RuntimeError):
     """The C compiler failed; the message holds its stderr and the source path."""
+
+
+class CacheError(CompileError, OSError):
+    """The kernel cache directory cannot be used: the message names the path, what
+    is wrong and what to set (``SYMGRAD_CACHE_DIR``).
+
+    An ``OSError`` (SPEC §7), and a :class:`CompileError` too, since it stops a
+    compile: code catching either sees it.
+    """
 
 
 class GradientError(SymgradError, AssertionError):
