@@ -212,7 +212,8 @@ def test_maximum_zeros_fused_with_other_ops_and_unfused(mode):
 
 
 def test_maximum_of_integers_and_booleans_still_match_numpy():
-    for dtype, vals in [("int32", ([3, -2, 0], [3, 5, -1])), ("bool", ([True, False], [False, False]))]:
+    cases = [("int32", ([3, -2, 0], [3, 5, -1])), ("bool", ([True, False], [False, False]))]
+    for dtype, vals in cases:
         a, b = sg.vector("a", dtype), sg.vector("b", dtype)
         f = sg.function([a, b], [sg.maximum(a, b), sg.minimum(a, b)], mode="c")
         p, q = (np.array(v, dtype) for v in vals)

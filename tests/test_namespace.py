@@ -75,7 +75,7 @@ def test_every_spec_name_is_in_sg():
 def test_sg_has_no_unexpected_public_names():
     allowed = SPEC_SG | NOT_YET | EXTRA_SG | _own_submodules(sg)
     unexpected = sorted(_public(sg) - allowed)
-    assert not unexpected, f"public names of sg that are neither SPEC nor listed extras: {unexpected}"
+    assert not unexpected, f"public names of sg, neither SPEC nor listed extras: {unexpected}"
 
 
 def test_no_op_family_module_leaks_into_sg():
