@@ -1,7 +1,13 @@
 /* sg_runtime.c: kernel loading and the workspace pool (see sg_runtime.h). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* dlinfo, RTLD_DI_LINKMAP: which libraries a kernel brought in */
+#endif
 #include "sg_runtime.h"
 
 #include <dlfcn.h>
+#if defined(__linux__)
+#include <link.h>
+#endif
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -375,14 +381,54 @@ size_t sg_pool_arenas(sg_pool *p, size_t *caps, size_t max)
     return n;
 }
 
+/* Whether this platform can tell which libraries a kernel brought in, so
+ * that they can be kept while the kernel itself is closed. */
+#if defined(__linux__) && defined(RTLD_NOLOAD) && defined(RTLD_NODELETE) /* dlinfo: glibc, musl */
+#define SG_CAN_CLOSE 1
+#else
+#define SG_CAN_CLOSE 0
+#endif
+
+/* Make every library loaded with or after the kernel `h` -- BLAS, libm:
+ * what it depends on -- stay loaded for good, except other kernels. Closing
+ * a kernel then unmaps its own code and nothing else: OpenBLAS's worker
+ * threads, thread-local destructors and fork handlers keep their code.
+ * Returns 0, or -1 if the libraries cannot be listed. */
+static int pin_dependencies(void *h)
+{
+#if SG_CAN_CLOSE
+    struct link_map *lm = NULL;
+    if (dlinfo(h, RTLD_DI_LINKMAP, &lm) != 0 || !lm)
+        return -1;
+    for (struct link_map *l = lm->l_next; l; l = l->l_next) {
+        if (!l->l_name || !l->l_name[0])
+            continue;
+        void *d = dlopen(l->l_name, RTLD_LAZY | RTLD_NOLOAD);
+        if (!d)
+            continue;
+        if (!dlsym(d, "sg_main")) { /* not a kernel: flag it never to be unloaded */
+            void *keep = dlopen(l->l_name, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+            if (keep)
+                dlclose(keep);
+        }
+        dlclose(d);
+    }
+    (void)dlerror();
+    return 0;
+#else
+    (void)h;
+    return -1;
+#endif
+}
+
 /* dlopen a kernel library and find its entry point. Returns the handle, or
- * NULL with the reason in `msg`.
+ * NULL with the reason in `msg`. Every handle returned is closed once with
+ * sg_lib_close (the loader counts them).
  *
  * A library that loaded but is refused (a missing symbol, another ABI
  * version) is closed again: the dynamic loader reuses an open library of the
  * same path, so leaving it open would hand the stale one to the next dlopen
- * after the cache has rebuilt the file. An accepted library is never closed
- * (see _runtime.pyx). */
+ * after the cache has rebuilt the file. */
 void *sg_lib_open(const char *path, sg_main_fn *fn, char *msg, size_t msg_len)
 {
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -409,8 +455,27 @@ void *sg_lib_open(const char *path, sg_main_fn *fn, char *msg, size_t msg_len)
         dlclose(h);
         return NULL;
     }
+    if (pin_dependencies(h) != 0) {
+        /* Its dependencies unknown: the kernel stays loaded for good, as they do. */
+        void *keep = NULL;
+#ifdef RTLD_NODELETE
+        keep = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+#endif
+        if (!keep)
+            keep = dlopen(path, RTLD_NOW | RTLD_LOCAL); /* one reference never closed */
+        (void)keep;
+    }
     *(void **)fn = entry;
     return h;
+}
+
+/* Give back a handle of sg_lib_open. The library is unmapped when its last
+ * handle goes: no call may be running in it and nothing may point into it
+ * (the runtime's Kernel object guarantees both). */
+void sg_lib_close(void *h)
+{
+    if (h)
+        dlclose(h);
 }
 
 /* Set a loaded kernel's thread counts through its `sg_set_num_threads`

@@ -50,6 +50,7 @@ void sg_pool_destroy(sg_pool *p);
 size_t sg_pool_arenas(sg_pool *p, size_t *caps, size_t max);
 
 void *sg_lib_open(const char *path, sg_main_fn *fn, char *msg, size_t msg_len);
+void sg_lib_close(void *h);
 int sg_lib_set_threads(void *h, int loops, int blas);
 double *sg_lib_profile(void *h, int *n);
 

@@ -65,6 +65,7 @@ cdef extern from "sg_runtime.h" nogil:
     void sg_pool_destroy(sg_pool *p)
     size_t sg_pool_arenas(sg_pool *p, size_t *caps, size_t max)
     void *sg_lib_open(const char *path, sg_main_fn *fn, char *msg, size_t msg_len)
+    void sg_lib_close(void *h)
     int sg_lib_set_threads(void *h, int loops, int blas)
     double *sg_lib_profile(void *h, int *n)
     void sg_out_free(void *p)
@@ -296,11 +297,13 @@ cdef class Kernel:
     is freed with the kernel. An arena that was too small for a call is grown
     to what the call needed, for the next one.
 
-    The library is never closed, even when the kernel is deallocated: arrays
-    it returned are plain malloc memory and would survive a ``dlclose``, but a
-    kernel links BLAS, whose worker threads and atexit handlers must not see
-    their code unmapped. Loading the same path again is cheap (the loader
-    reuses the open library).
+    The library is closed when the last kernel object loaded from it is
+    deallocated (the loader counts the loads of one path), so that thousands
+    of short-lived functions do not pile up memory mappings. Nothing can be
+    running in it then: a call holds a reference to its kernel, and so does
+    every ``BoundCall``. Arrays it returned are the runtime's memory and
+    outlive it; the libraries it brought in (BLAS, libm) are never unloaded,
+    so OpenBLAS's threads keep their code.
 
     Examples
     --------
@@ -360,6 +363,8 @@ cdef class Kernel:
             sg_pool_destroy(&self.pool)
         free(self.ndims)
         free(self.itemsizes)
+        sg_lib_close(self.handle)  # last: the pool's slots hold no pointer into it
+        self.handle = NULL
 
     @property
     def n_in(self):

@@ -499,3 +499,94 @@ def test_the_runtime_builds_without_warnings(tmp_path):
     for src in (generated, repo / "csrc" / "sg_runtime.c"):
         proc = subprocess.run(cmd + [str(src)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+# --- closing libraries (issue #11 item 12) -----------------------------------------
+
+def maps_count():
+    with open("/proc/self/maps") as f:
+        return sum(1 for _ in f)
+
+
+needs_maps = pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc")
+
+
+@needs_maps
+def test_5000_distinct_libraries_leave_no_mappings(build, tmp_path):
+    # 5,000 loads of distinct files: copies of one kernel, each a library of
+    # its own to the loader (which shares a library only by path or file).
+    # Never closed, each would leave its 4-5 mappings: 20,000 more.
+    lib = build("double_copies", DOUBLE, defines=["NDIM=1"])
+    x = np.arange(5.0)
+    k = Kernel(lib, 1, ["float64"], [1])  # the loader's own first-time mappings
+    del k
+    gc.collect()
+    before = maps_count()
+    for i in range(5000):
+        copy = tmp_path / f"copy{i}.so"
+        shutil.copyfile(lib, copy)
+        k = Kernel(copy, 1, ["float64"], [1])
+        y = k([x])[0]
+        del k
+        copy.unlink()
+        assert np.array_equal(y, 2 * x)  # the output outlives its library
+    gc.collect()
+    assert maps_count() <= before + 20
+
+
+@needs_maps
+def test_a_library_stays_while_any_kernel_or_call_holds_it(build):
+    path = build("slow_close", SLOW)
+    first, second = (Kernel(path, 1, ["float64"], [0]) for _ in range(2))
+    del first
+    gc.collect()
+    assert float(second([np.array(0.01)])[0]) == 0.01  # still loaded: one kernel left
+    result = []
+    t = threading.Thread(target=lambda k: result.append(float(k([np.array(0.3)])[0])),
+                         args=(second,))
+    t.start()
+    time.sleep(0.05)  # the call is inside the library now
+    del second
+    gc.collect()  # the running call holds its kernel: nothing is closed under it
+    t.join()
+    assert result == [0.3]
+    assert not any(path.name in line for line in open("/proc/self/maps"))
+
+
+@needs_maps
+def test_functions_close_their_kernels_when_collected():
+    import symgrad as sg
+
+    x = sg.vector("x")
+    keep = sg.function([x], (sg.exp(x) * 0.5).sum())  # BLAS and the loader, loaded once
+    gc.collect()
+    before = maps_count()
+    for salt in range(8):  # 8 distinct kernels, each built or found, called, dropped
+        f = sg.function([x], (sg.exp(x) * (salt + 2.0)).sum())
+        assert float(f(np.zeros(3))) == 3 * (salt + 2.0)
+        del f
+    gc.collect()
+    # never closed, 8 libraries would leave about 40 mappings
+    assert maps_count() <= before + 10
+    assert float(keep(np.zeros(2))) == 1.0
+
+
+@pytest.mark.slow
+@needs_maps
+def test_5000_distinct_graphs_leave_no_mappings():
+    # The literal soak: 5,000 different graphs compiled (or found), called, dropped.
+    import symgrad as sg
+
+    x = sg.vector("x")
+    keep = sg.function([x], x.sum())
+    gc.collect()
+    before = maps_count()
+    for i in range(5000):
+        f = sg.function([x], (x * float(i + 1)).sum())
+        assert float(f(np.ones(2))) == 2.0 * (i + 1)
+        del f
+        if i % 500 == 0:
+            gc.collect()
+    gc.collect()
+    assert maps_count() <= before + 30
+    del keep
