@@ -47,6 +47,9 @@ def _functions(sg):
     b = sg.tensor("b", shape=(1, None))
     x2 = sg.vector("x2")
     W = sg.shared(np.arange(3.0), name="W")
+    bv = sg.vector("bv", dtype="bool")
+    bm = sg.matrix("bm", dtype="bool")
+    lens = sg.vector("lens", dtype="int64")
     return {
         "vec": lambda: ([x], [x * 2 + 1, x.sum(), x.max(), x.argmax(), sg.nn.softmax(x)], None),
         "two": lambda: ([x, i], x.sum() + i.sum(), None),
@@ -83,7 +86,19 @@ def _functions(sg):
         "int64_wrap": lambda: ([i], [i + i, i - 3 * i, i * i, -i, abs(i), i.sum(), i.prod(),
                                      i // -1, i % -1], None),
         "arange2": lambda: ([k, n], sg.arange(k, n).sum(), None),
+        # lengths that add up or multiply past int64 (issue #11 item 7)
+        "concat4": lambda: ([bv], [sg.concatenate([bv, bv, bv, bv])[:3]], None),
+        "concat2": lambda: ([bv, x], [sg.concatenate([bv, bv])[:2], x[:1]], None),
+        "concat_cols": lambda: ([bm], sg.concatenate([bm, bm], axis=1)[:, :2], None),
+        "reshape3": lambda: ([x, n], x.reshape((n, 8, -1)), None),
+        "split_big": lambda: ([bv, lens], _split(bv, [lens[0], lens[1]])[0][:2], None),
     }
+
+
+def _split(x, lengths):
+    from symgrad.ops.join import split
+
+    return split(x, lengths)
 
 
 def _build(sg, name, mode, cache):
@@ -340,7 +355,27 @@ def _overflow_cases():
           "broadcast_to", lambda: [np.ones(3), 2**61], "ShapeError"),
         E("overflow", "broadcast_to (2**40, 3): a 24 TiB returned copy", "broadcast_to",
           lambda: [np.ones(3), 2**40], "MemoryError"),
+        E("overflow", "concatenate of four 2**62-long bool vectors: the length wraps to 0",
+          "concat4", lambda: [_huge_bool(2**62)], "ShapeError"),
+        E("overflow", "concatenate of four (2**63 - 1)-long vectors", "concat4",
+          lambda: [_huge_bool(2**63 - 1)], "ShapeError"),
+        E("overflow", "concatenate of two 2**62-long vectors: 2**63, one past int64", "concat2",
+          lambda: [_huge_bool(2**62), np.ones(3)], "ShapeError"),
+        V("overflow", "concatenate of two (2**62 - 1)-long vectors: 2**63 - 2 fits (a view)",
+          "concat2", lambda: [np.ones(3, bool), np.ones(3)],
+          lambda a, b: [np.ones(2, bool), np.ones(1)]),
+        E("overflow", "concatenate on axis 1 of two (1, 2**62) matrices", "concat_cols",
+          lambda: [np.broadcast_to(np.ones((1, 1), bool), (1, 2**62))], "ShapeError"),
+        E("overflow", "reshape of 0 elements to (2**62, 8, -1): the product wraps to 0",
+          "reshape3", lambda: [np.zeros(0), 2**62], "ShapeError"),
+        E("overflow", "split of a (2**63 - 1)-long vector into lengths 2**62 and 2**62",
+          "split_big", lambda: [_huge_bool(2**63 - 1), np.array([2**62, 2**62])], "ShapeError"),
     ]
+
+
+def _huge_bool(n):
+    """A bool vector of length ``n`` in one byte (stride 0)."""
+    return np.broadcast_to(np.ones(1, bool), (n,))
 
 
 def _index_cases():

@@ -252,3 +252,100 @@ def group_plan(ops, seed, fd=False):
         chosen = [c for c in map(float64_only, chosen) if c is not None]
         f32 = ()
     return make_plan(rng, chosen, float32=f32)
+
+
+# --------------------------------------------------------------------------- huge lengths
+#
+# Every case row again, its array arguments empty but with a first axis as long
+# as NumPy lets an array be (``HUGE``: lengths near 2**62 and 2**63 - 1 whose
+# sums and products overflow int64). Each op must raise an error or return the
+# empty result, the same in both modes, quickly: never wrap a size around
+# (issue #11: a concatenate of four 2**62-long vectors wrote out of bounds),
+# never loop over a huge length of empty rows. Run in a child per mode (see
+# ``run_huge``), so a crash fails the test instead of killing pytest.
+
+HUGE = (2**62, 2**63 - 1)
+# Rows NumPy itself (mode "py") runs for as long as the length: a batched matmul
+# loops over its 2**59 empty batch entries.
+HUGE_SLOW_IN_NUMPY = {"matmul[3d@3d]", "matmul[3d@1d]", "matmul[1d@3d]", "matmul[batch-1]",
+                      "matmul[static-3d@1d]", "dot[3d.1d]"}
+
+
+def huge_args(case, length):
+    """The case's values: integer-fixed and 0-d arguments as the case makes them, arrays
+    empty with a first axis of ``length`` (or the most NumPy allows for their dtype)."""
+    rng = np.random.default_rng(0)
+    vals = []
+    for a in case.args:
+        if a.value is not None or not a.shape:
+            vals.append(a.make(rng))
+            continue
+        first = min(length, (2**63 - 1) // np.dtype(a.dtype).itemsize)
+        shape = (first,) + (0,) * (len(a.shape) - 1) if len(a.shape) > 1 else (0,)
+        vals.append(np.empty(shape, dtype=a.dtype))
+    return vals
+
+
+def run_huge_case(case, length, mode):
+    """``("returned", shape)`` or ``("raised", error class name)``, as a JSON-able pair."""
+    vals = huge_args(case, length)
+    syms = [sg.tensor(f"a{i}", str(v.dtype), (None,) * v.ndim) for i, v in enumerate(vals)]
+    try:
+        f = sg.function(syms, case.build(*syms), mode=mode)
+        out = f(*vals)
+    except Exception as e:  # noqa: BLE001 - every clean error is a result here
+        for cls in type(e).__mro__:  # a NumPy subclass of MemoryError counts as one
+            if cls.__module__ in ("symgrad.errors", "builtins"):
+                return ["raised", cls.__name__, str(e)[:300]]
+    return ["returned", list(np.shape(out)), ""]
+
+
+def run_huge(mode, ids, length, timeout=600):
+    """{case id: result} from a child process in ``mode``; a case the child died or
+    hung in is ``["crashed", <how>, <stderr tail>]``, and a new child goes on after it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    results, todo = {}, list(ids)
+    while todo:
+        try:
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), mode, str(length),
+                                   json.dumps(todo)], capture_output=True, text=True,
+                                  timeout=timeout)
+            stdout, how = proc.stdout, f"exit status {proc.returncode}"
+        except subprocess.TimeoutExpired as e:
+            stdout, how = (e.stdout or b"").decode(), f"no answer in {timeout} s"
+            proc = None
+        begun = None
+        for line in stdout.splitlines():
+            if line.startswith("begin "):
+                begun = line[6:]
+            elif line.startswith("end "):
+                case_id, res = json.loads(line[4:])
+                results[case_id] = res
+                begun = None
+        if begun is None and any(i not in results for i in todo):
+            raise RuntimeError(f"the {mode!r} child failed outside any case ({how}): "
+                               f"{proc.stderr[-3000:] if proc else ''}")
+        if begun is not None:
+            results[begun] = ["crashed", how, proc.stderr[-3000:] if proc else ""]
+        todo = [i for i in todo if i not in results]
+    return results
+
+
+def _huge_main(argv):
+    import json
+
+    mode, length, wanted = argv[0], int(argv[1]), set(json.loads(argv[2]))
+    for case in CASES:
+        if case.id in wanted:
+            print("begin " + case.id, flush=True)
+            print("end " + json.dumps([case.id, run_huge_case(case, length, mode)]), flush=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    _huge_main(sys.argv[1:])

@@ -76,3 +76,70 @@ def plans(draw, max_ops=4):
 @given(plans())
 def test_random_graphs(plan):
     fg.check(plan, fd=True)
+
+
+# --------------------------------------------------------------------------- huge lengths
+
+HUGE_SCRIPT = """
+import sys
+import numpy as np
+import symgrad as sg
+mode = sys.argv[1]
+v = sg.vector("v", dtype="bool")
+n = sg.scalar("n", dtype="int64")
+try:
+    a = sg.broadcast_to(v, (2**62,))
+    sg.concatenate([a, a, a, a])
+except sg.ShapeError as e:
+    print("static:", e)
+a = sg.broadcast_to(v, (n,))
+f = sg.function([v, n], sg.concatenate([a, a, a, a])[:3], mode=mode)
+for length in (2**62, 2**63 - 1, 2**61 + 1):
+    try:
+        f(np.ones(1, bool), length)
+    except (sg.ShapeError, MemoryError) as e:
+        print("call:", type(e).__name__, e)
+print("done")
+"""
+
+
+@pytest.mark.parametrize("mode", ["c", "py"])
+def test_a_concatenate_whose_length_overflows_is_a_shape_error(tmp_path, mode):
+    """Issue #11 item 7: four 2**62-long vectors joined wrapped the length to 0 and wrote
+    out of bounds (a segfault). Built with static lengths: a ShapeError at the user's line;
+    with lengths known only when called: a ShapeError naming the op and that line."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "huge.py"
+    script.write_text(HUGE_SCRIPT)
+    out = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, f"exit status {out.returncode}: {out.stderr[-2000:]}"
+    lines = out.stdout.splitlines()
+    assert lines[-1] == "done"
+    assert lines[0].startswith("static: concatenate: the lengths (4611686018427387904, ") \
+        and lines[0].endswith(f"(at {script}:10)")
+    if mode == "c":  # mode "py" makes broadcast_to a real array: a MemoryError there
+        calls = [ln for ln in lines if ln.startswith("call:")]
+        assert len(calls) == 3
+        for ln in calls:
+            assert ln.startswith(f"call: ShapeError concatenate{{axis=0}} at {script}:14: "
+                                 f"the lengths (")
+            assert ln.endswith("on axis 0 add up to more than 2**63 - 1: no array is that long")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("length", fg.HUGE)
+def test_every_case_row_meets_huge_lengths(length):
+    """Every case row, its arrays empty with a first axis of ``length`` (or as long as
+    NumPy allows): each mode, in a child process, returns the empty result or raises a
+    clean error, and both modes agree (see ``fuzz_graphs.huge_args``)."""
+    ids = [c.id for c in fg.CASES if c.id not in fg.HUGE_SLOW_IN_NUMPY]
+    got = {m: fg.run_huge(m, ids, length, timeout=300) for m in ("c", "py")}
+    bad = []
+    for i in ids:
+        c, py = got["c"][i], got["py"][i]
+        if "crashed" in (c[0], py[0]) or c[:2] != py[:2]:
+            bad.append(f"{i}: c {c}, py {py}")
+    assert not bad, "\n".join(bad)

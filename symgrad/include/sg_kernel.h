@@ -82,6 +82,20 @@ static int64_t sg_contiguous(sg_arr *a, int ndim)
     return n;
 }
 
+/* The sum of n lengths into *sum; 1 (and *sum untouched) when one is negative
+ * or the sum does not fit in int64: concatenate's result length (issue #11). */
+static int sg_sum_lengths(int64_t *sum, const int64_t *len, int n)
+{
+    int64_t s = 0;
+    for (int k = 0; k < n; k++) {
+        if (len[k] < 0 || len[k] > INT64_MAX - s)
+            return 1;
+        s += len[k];
+    }
+    *sum = s;
+    return 0;
+}
+
 static int64_t sg_size(const sg_arr *a, int ndim)
 {
     int64_t n = 1;

@@ -199,8 +199,8 @@ SG_OUTLINE int sg_reshape(sg_err *err, const char *where, sg_ws *ws, sg_arr *v, 
             fill = k;
             continue;
         }
-        if (t[k] < 0) {
-            known = -1;
+        if (t[k] < 0 || (t[k] && known > INT64_MAX / t[k])) {
+            known = -1; /* negative, or the product overflows: no array has that shape */
             break;
         }
         known *= t[k];

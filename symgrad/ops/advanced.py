@@ -120,13 +120,15 @@ class AdvancedSubtensor(Op):
         out = node.outputs[0]
         plan = _c_plan(ctx, node, self.idx, x, index_inputs)
         ctx.alloc(node, out, [f"{plan.shape}[{k}]" for k in range(out.ndim)])
-        if self.idx == (ARRAY,) and x.ndim > 1:
-            # E[ids]: whole rows, copied as blocks when they are contiguous in E
-            _c_gather_rows(ctx, x, index_inputs[0], out)
-            with ctx.w.block("else"):
+        # No loop at all for an empty result: (2**60, 0) must not run 2**60 empty rows.
+        with ctx.w.block(f"if (sg_size(&{ctx.arr(out)}, {out.ndim}) > 0)"):
+            if self.idx == (ARRAY,) and x.ndim > 1:
+                # E[ids]: whole rows, copied as blocks when they are contiguous in E
+                _c_gather_rows(ctx, x, index_inputs[0], out)
+                with ctx.w.block("else"):
+                    _c_gather_elements(ctx, plan, x, out)
+            else:
                 _c_gather_elements(ctx, plan, x, out)
-        else:
-            _c_gather_elements(ctx, plan, x, out)
 
     def grad(self, node, inputs, outputs, gouts):
         x, *index_inputs = inputs
@@ -184,10 +186,12 @@ class AdvancedIncSubtensor(Op):
         yst = c_value_strides(ctx, node, y, plan.shape, len(plan.dims))
         # One element at a time in C order: repeated positions accumulate
         # (np.add.at), and for a set the last value written wins (as NumPy).
-        with _c_loop(ctx, plan, ctx.arr(out)) as (offset, idx):
-            value = f"{ctx.ptr(y)}[{ctx.offset(y, idx, yst)}]"
-            c_store(ctx, f"{ctx.ptr(out)}[{offset}]", ctx.ct(out), value,
-                    self.set_instead_of_inc)
+        empty = " || ".join(f"{plan.shape}[{k}] == 0" for k in range(len(plan.dims))) or "0"
+        with ctx.w.block(f"if (!({empty}))"):  # no empty loops over a huge leading length
+            with _c_loop(ctx, plan, ctx.arr(out)) as (offset, idx):
+                value = f"{ctx.ptr(y)}[{ctx.offset(y, idx, yst)}]"
+                c_store(ctx, f"{ctx.ptr(out)}[{offset}]", ctx.ct(out), value,
+                        self.set_instead_of_inc)
 
     def grad(self, node, inputs, outputs, gouts):
         x, y, *index_inputs = inputs

@@ -14,6 +14,8 @@ from .calls_c import itemsize
 from .elemwise import cast
 from .shape import as_shape_vector, expand_dims, normalize_axis, shape_at, shape_entries, zeros_like
 
+INT64_MAX = 2**63 - 1
+
 __all__ = ["concatenate", "stack"]
 
 
@@ -64,6 +66,8 @@ class Concatenate(Op):
         shape = _merge_lengths(xs, axis, self.name)
         lengths = [x.shape[axis] for x in xs]
         shape[axis] = None if None in lengths else sum(lengths)
+        if shape[axis] is not None and shape[axis] > INT64_MAX:
+            raise ShapeError(_too_long(tuple(lengths), axis))
         return [TensorType(dtype, shape)]
 
     def perform(self, node, *xs):
@@ -73,6 +77,9 @@ class Concatenate(Op):
                 shown = ", ".join(str(x.shape) for x in xs)
                 raise ShapeError(f"concatenate at {node.trace}: the inputs' lengths differ on "
                                  f"axis {d} (only axis {axis} may differ): shapes {shown}")
+        lengths = [x.shape[axis] for x in xs]
+        if sum(lengths) > INT64_MAX:  # NumPy's own sum would wrap around
+            raise ShapeError(f"{node.op} at {node.trace}: {_too_long(tuple(lengths), axis)}")
         return [np.asarray(np.concatenate(xs, axis=axis), dtype=node.outputs[0].dtype)]
 
     def grad(self, node, inputs, outputs, gouts):
@@ -87,7 +94,7 @@ class Concatenate(Op):
         nd, axis = out.ndim, self.axis % out.ndim
         first = ctx.arr(xs[0])
         _c_check_lengths(ctx, node, xs, axis)
-        total = " + ".join(f"{ctx.arr(x)}.shape[{axis}]" for x in xs)
+        total = _c_total_length(ctx, node, xs, axis)
         name = ctx.alloc(node, out, [total if d == axis else f"{first}.shape[{d}]"
                                      for d in range(nd)])
         at = ctx.tmp("at")
@@ -274,6 +281,22 @@ def _c_check_lengths(ctx, node, xs, axis):
                                     f"differ): shapes " + ", ".join(["%s"] * len(xs)), "d",
                      *[f"sg_shape_str({b}, sizeof {b}, {ctx.arr(x)}.shape, {nd})"
                        for b, x in zip(bufs, xs)])
+
+
+def _too_long(lengths, axis):
+    """The message for lengths (a tuple's text) that add up past int64, in both modes."""
+    return f"the lengths {lengths} on axis {axis} add up to more than 2**63 - 1: no array is that long"
+
+
+def _c_total_length(ctx, node, xs, axis):
+    """The result's length on ``axis`` as a C variable; a sum past int64 is a ShapeError."""
+    lens, total = ctx.tmp("lens"), ctx.tmp("total")
+    ctx.w(f"int64_t {lens}[{len(xs)}] = {{{', '.join(f'{ctx.arr(x)}.shape[{axis}]' for x in xs)}}}"
+          f", {total};")
+    with ctx.w.block(f"if (sg_sum_lengths(&{total}, {lens}, {len(xs)}))"):
+        ctx.fail(node, "shape", _too_long("%s", axis),
+                 f"sg_shape_str(sbuf, sizeof sbuf, {lens}, {len(xs)})")
+    return total
 
 
 def _c_read_lengths(ctx, node, x, lengths, axis):

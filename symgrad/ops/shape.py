@@ -4,6 +4,8 @@ The autodiff relies on these: ``sum_to`` folds a cotangent back to the shape of
 a broadcast input, ``zeros_like`` makes an explicit zero cotangent.
 """
 
+import math
+
 import numpy as np
 
 from .. import dtypes as _dt
@@ -363,17 +365,18 @@ class Reshape(Op):
             raise ShapeError(f"at most one -1 in a shape, got {tuple(entries)}")
         if any(e is not None and e < -1 for e in entries):
             raise ShapeError(f"negative length in shape {tuple(entries)}")
-        size = None if None in x.shape else int(np.prod(x.shape, dtype=np.int64))
+        # Python ints: an int64 product would wrap (2**62 * 8 == 0) and pass the checks.
+        size = None if None in x.shape else math.prod(x.shape)
         known = [e for e in entries if e not in (None, -1)]
         if -1 in entries:
-            rest = int(np.prod(known, dtype=np.int64))
+            rest = math.prod(known)
             fill = None
             if size is not None and None not in entries:
                 if rest == 0 or size % rest:
                     raise ShapeError(f"cannot reshape {x.type} to {tuple(entries)}")
                 fill = size // rest
             entries = [fill if e == -1 else e for e in entries]
-        elif size is not None and None not in entries and int(np.prod(entries, dtype=np.int64)) != size:
+        elif size is not None and None not in entries and math.prod(entries) != size:
             raise ShapeError(f"cannot reshape {x.type} ({size} elements) to {tuple(entries)}")
         return [TensorType(x.dtype, entries)]
 
