@@ -124,16 +124,17 @@ def test_mean_over_axis_0_of_3e6_rows(mode):
 # --------------------------------------------------------------------------- every layout
 
 def _layouts():
-    """(name, array, axis, keepdims): 2**20 float32 elements seen through each layout."""
+    """(name, array, axis, keepdims): 2**20 float32 elements seen through each layout (the
+    layouts of one ndim, axis and keepdims share a kernel: fewer compilations)."""
     base = f32(1024, 1024)
     return [
         ("contiguous, all", base, None, False),
-        ("contiguous, last axis", base, 1, True),
+        ("contiguous, last axis", base, 1, False),
         ("contiguous, leading axis", base, 0, False),
         ("transposed, all", base.T, None, True),
         ("transposed, last axis", base.T, 1, False),
         ("every other column", f32(1024, 2048)[:, ::2], None, False),
-        ("reversed rows", base[::-1], 0, True),
+        ("reversed rows", base[::-1], 0, False),
         ("3-d over axes (0, 2)", base.reshape(64, 16, 1024), (0, 2), False),
         ("3-d over axes (1, 2) of a transpose", base.reshape(64, 16, 1024).transpose(2, 0, 1),
          (1, 2), True),
