@@ -9,7 +9,7 @@ inputs raises, naming the op and the user's line.
 import numpy as np
 
 from .errors import SymgradError
-from .graph import toposort
+from .graph import Constant, SharedVariable, toposort
 from .interp import Program
 
 __all__ = ["DebugRunner", "DebugModeError"]
@@ -23,6 +23,7 @@ class DebugRunner:
     def __init__(self, inputs, outputs, name="kernel", rtol=None, atol=None):
         from .backend import CKernel
 
+        self.inputs = list(inputs)
         self.outputs = list(outputs)
         self.nodes = toposort(self.outputs)
         self.all_vars = [o for n in self.nodes for o in n.outputs]
@@ -36,9 +37,11 @@ class DebugRunner:
         want = self.reference.run(values)
         n = len(self.all_vars)
         value_of = {id(v): (g, w) for v, g, w in zip(self.all_vars, got[:n], want[:n])}
+        leaf_finite = {id(v): _finite(np.asarray(a)) for v, a in zip(self.inputs, values)}
         for node in self.nodes:
-            finite_in = all(_finite(value_of[id(i)][1]) if id(i) in value_of else True
-                            for i in node.inputs)
+            finite_in = all(_finite(value_of[id(i)][1]) if id(i) in value_of
+                            else leaf_finite.get(id(i)) if id(i) in leaf_finite
+                            else _leaf_finite(i) for i in node.inputs)
             for k, o in enumerate(node.outputs):
                 g, w = value_of[id(o)]
                 self._check(node, k, g, w, finite_in)
@@ -61,6 +64,15 @@ class DebugRunner:
                 raise DebugModeError(f"{where} made NaN or Inf from finite inputs")
         elif not np.array_equal(got, want):
             raise DebugModeError(f"{where}: compiled and reference results differ")
+
+
+def _leaf_finite(v):
+    """Whether a shared variable's or constant's value is free of NaN and Inf."""
+    if isinstance(v, SharedVariable):
+        return _finite(v.get_value(borrow=True))
+    if isinstance(v, Constant):
+        return _finite(np.asarray(v.data))
+    return True
 
 
 def _finite(a):

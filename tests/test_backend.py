@@ -102,6 +102,15 @@ def test_debug_mode_names_the_node_that_makes_nan():
         f([1.0])
 
 
+def test_debug_mode_passes_nan_and_inf_that_come_in_through_inputs_and_shared_values():
+    # An input or shared value that already holds NaN/Inf is not a node making them.
+    x = sg.vector("x")
+    W = sg.shared(np.array([np.inf, 1.0]), name="W")
+    f = sg.function([x], sg.exp(x) * 2 + W, mode="debug")
+    got = f(np.array([np.nan, 1.0]))
+    assert np.isnan(got[0]) and got[1] == pytest.approx(2 * np.e + 1)
+
+
 class _Disagrees(Op):
     """Reference says x + 1, the C lowering says x: debug mode must catch it."""
 
