@@ -8,7 +8,7 @@ import numpy
 from setuptools import Extension, setup
 
 HERE = Path(__file__).parent
-# csrc/ and the Cython output build warning-free at -Wall -Wextra (gcc 12);
+# csrc/ and the Cython output build warning-free at -Wall -Wextra (gcc 12, clang 14);
 # a pointer passed for another type is an error, as GCC 14 makes it anyway.
 WARNINGS = [] if sys.platform == "win32" else [
     "-Wall", "-Wextra", "-Werror=incompatible-pointer-types"]
