@@ -300,9 +300,11 @@ def run_huge_case(case, length, mode):
     return ["returned", list(np.shape(out)), ""]
 
 
-def run_huge(mode, ids, length, timeout=600):
-    """{case id: result} from a child process in ``mode``; a case the child died or
-    hung in is ``["crashed", <how>, <stderr tail>]``, and a new child goes on after it."""
+def run_huge(mode, ids, length, timeout=120):
+    """{case id: result} from a child process in ``mode``. A case the child dies in, or
+    spends more than ``timeout`` seconds on (compiling included; the child's own
+    watchdog ends it), is ``["crashed", <how>, <stderr tail>]``; a new child goes on
+    with the cases after it."""
     import json
     import os
     import subprocess
@@ -310,39 +312,61 @@ def run_huge(mode, ids, length, timeout=600):
 
     results, todo = {}, list(ids)
     while todo:
-        try:
-            proc = subprocess.run([sys.executable, os.path.abspath(__file__), mode, str(length),
-                                   json.dumps(todo)], capture_output=True, text=True,
-                                  timeout=timeout)
-            stdout, how = proc.stdout, f"exit status {proc.returncode}"
-        except subprocess.TimeoutExpired as e:
-            stdout, how = (e.stdout or b"").decode(), f"no answer in {timeout} s"
-            proc = None
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), mode, str(length),
+                               str(timeout), json.dumps(todo)], capture_output=True, text=True)
         begun = None
-        for line in stdout.splitlines():
+        for line in proc.stdout.splitlines():
             if line.startswith("begin "):
                 begun = line[6:]
             elif line.startswith("end "):
                 case_id, res = json.loads(line[4:])
                 results[case_id] = res
                 begun = None
-        if begun is None and any(i not in results for i in todo):
-            raise RuntimeError(f"the {mode!r} child failed outside any case ({how}): "
-                               f"{proc.stderr[-3000:] if proc else ''}")
+        how = (f"no answer in {timeout} s" if "Timeout (" in proc.stderr
+               else f"exit status {proc.returncode}")
         if begun is not None:
-            results[begun] = ["crashed", how, proc.stderr[-3000:] if proc else ""]
+            results[begun] = ["crashed", how, proc.stderr[-3000:]]
+        elif any(i not in results for i in todo):
+            raise RuntimeError(f"the {mode!r} child failed outside any case ({how}): "
+                               f"{proc.stderr[-3000:]}")
         todo = [i for i in todo if i not in results]
     return results
+
+
+TOO_LARGE = {"ShapeError", "MemoryError"}
+
+
+def huge_results_agree(c, py):
+    """Whether mode "c"'s result for a huge-length case agrees with mode "py"'s.
+
+    The same result, or the same error class; a result too large to allocate may be a
+    ShapeError in one mode and a MemoryError in the other (mode "py" makes every
+    intermediate a NumPy array, and allocates some that mode "c" never needs: then
+    mode "c" may also return the empty result where mode "py" found an intermediate
+    too large)."""
+    if "crashed" in (c[0], py[0]):
+        return False
+    if c[:2] == py[:2]:
+        return True
+    if py[0] == "raised" and py[1] in TOO_LARGE:
+        return c[0] == "returned" or c[1] in TOO_LARGE
+    return False
 
 
 def _huge_main(argv):
     import json
 
-    mode, length, wanted = argv[0], int(argv[1]), set(json.loads(argv[2]))
+    import faulthandler
+
+    mode, length, timeout, wanted = argv[0], int(argv[1]), float(argv[2]), set(json.loads(argv[3]))
     for case in CASES:
         if case.id in wanted:
             print("begin " + case.id, flush=True)
-            print("end " + json.dumps([case.id, run_huge_case(case, length, mode)]), flush=True)
+            # A watchdog thread that needs no GIL: it ends a case hung inside a kernel too.
+            faulthandler.dump_traceback_later(timeout, exit=True)
+            res = run_huge_case(case, length, mode)
+            faulthandler.cancel_dump_traceback_later()
+            print("end " + json.dumps([case.id, res]), flush=True)
 
 
 if __name__ == "__main__":

@@ -526,7 +526,8 @@ def _emit_outputs(ctx, outputs, skip=()):
         with w.block(""):
             w(f"sg_arr c = {name};")
             w(f"int64_t n = sg_contiguous(&c, {v.ndim});")
-            with w.block(f"if (n < 0 || n > INT64_MAX / {item})"):
+            with w.block(f"if (n < 0 || n > INT64_MAX / {item} || "
+                         f"!sg_shape_fits(c.shape, {v.ndim}, {item}))"):
                 ctx.fail(v.owner, "shape", f"output {i} of {v.ndim}-d shape %s is too large",
                          f"sg_shape_str(sbuf, sizeof sbuf, c.shape, {v.ndim})")
             w(f"c.data = ws->out_alloc((size_t)n * {item});")

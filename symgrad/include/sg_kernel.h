@@ -96,6 +96,21 @@ static int sg_sum_lengths(int64_t *sum, const int64_t *len, int n)
     return 0;
 }
 
+/* Whether NumPy can hold an array of this shape: the product of its nonzero
+ * lengths times `item` must fit in int64, even when another length is 0 (a
+ * (2**61, 0) float64 array is refused). Results must be holdable: they are
+ * handed to NumPy, and mode "py" makes each of them a NumPy array. */
+static int sg_shape_fits(const int64_t *shape, int ndim, size_t item)
+{
+    int64_t n = (int64_t)item;
+    for (int k = 0; k < ndim; k++) {
+        if (shape[k] < 0 || (shape[k] && n > INT64_MAX / shape[k]))
+            return 0;
+        n *= shape[k] ? shape[k] : 1;
+    }
+    return 1;
+}
+
 static int64_t sg_size(const sg_arr *a, int ndim)
 {
     int64_t n = 1;

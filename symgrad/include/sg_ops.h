@@ -34,7 +34,7 @@ SG_OUTLINE int sg_alloc(sg_err *err, const char *where, sg_ws *ws, sg_arr *a, in
                         size_t item, void **own)
 {
     int64_t n = sg_contiguous(a, nd);
-    if (n < 0 || n > INT64_MAX / (int64_t)item) {
+    if (n < 0 || n > INT64_MAX / (int64_t)item || !sg_shape_fits(a->shape, nd, item)) {
         char s[160];
         return sg_fail(err, SG_ESHAPE, "%sthe result of %d-d shape %s is too large", where, nd,
                        sg_shape_str(s, sizeof s, a->shape, nd));
