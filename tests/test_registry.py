@@ -99,14 +99,21 @@ def _as_float32(case):
 
 COMPILED = [(c, "as-is") for c in CASES] + [(c, "float32") for c in CASES
                                             if _as_float32(c) is not None]
+# Cases are compiled in batches: one kernel computes the values and gradients of CHUNK
+# independent cases (each with inputs of its own), so the suite pays one C compile per
+# batch instead of one per case. A failure names the case.
+CHUNK = 8
+BATCHES = [COMPILED[i:i + CHUNK] for i in range(0, len(COMPILED), CHUNK)]
 
 
-@pytest.mark.parametrize("case,variant", COMPILED, ids=lambda p: p if isinstance(p, str) else p.id)
-def test_compiled_matches_reference(case, variant):
-    """Every op compiled (values and the gradient graph) against the NumPy reference."""
+def _batch_id(batch):
+    return f"{batch[0][0].id}-{batch[0][1]}..{batch[-1][0].id}-{batch[-1][1]}"
+
+
+def _compiled_case(case, variant, rng):
+    """(label, inputs, outputs, values) of one case: its output and gradient graph."""
     if variant == "float32":
         case = _as_float32(case)
-    rng = np.random.default_rng(3)
     xs = _symbolic(case)
     out = case.build(*xs)
     vals = [a.make(rng) for a in case.args]
@@ -116,12 +123,24 @@ def test_compiled_matches_reference(case, variant):
         shape = sg.function(xs, out, mode="py")(*vals).shape
         proj = sg.constant(rng.standard_normal(shape).astype(out.dtype))
         outs += sg.grad((out * proj).sum(), diff, disconnected="ignore")
+    return f"{case.id} ({variant})", xs, outs, vals
+
+
+@pytest.mark.parametrize("batch", BATCHES, ids=_batch_id)
+def test_compiled_matches_reference(batch):
+    """Every op compiled (values and the gradient graph) against the NumPy reference."""
+    rng = np.random.default_rng(3)
+    parts = [_compiled_case(case, variant, rng) for case, variant in batch]
+    xs = [x for _, ins, _, _ in parts for x in ins]
+    outs = [o for _, _, os, _ in parts for o in os]
+    vals = [v for _, _, _, vs in parts for v in vs]
+    labels = [label for label, _, os, _ in parts for _ in os]
     got = sg.function(xs, outs, mode="c")(*vals)
     want = sg.function(xs, outs, mode="py")(*vals)
-    for g, w in zip(got, want):
-        assert g.dtype == w.dtype and g.shape == w.shape
+    for label, g, w in zip(labels, got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape, label
         tol = 2e-4 if g.dtype == np.float32 else 1e-9
         if g.dtype.kind == "f":
-            np.testing.assert_allclose(g, w, rtol=tol, atol=tol, equal_nan=True)
+            np.testing.assert_allclose(g, w, rtol=tol, atol=tol, equal_nan=True, err_msg=label)
         else:
-            np.testing.assert_array_equal(g, w)
+            np.testing.assert_array_equal(g, w, err_msg=label)
