@@ -39,6 +39,9 @@ from symgrad.compiler import find_compiler
 
 import bad_inputs  # tests/ is on sys.path (conftest.py)
 
+# A sanitizer build and its runs take minutes: out of the default run, in `.ci/run`'s second.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 SYMGRAD_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(sg.__file__)))
