@@ -79,7 +79,9 @@ def walk_rows(ctx, views, nd, nr, row):
     for k in range(nd):
         w(f"{outer if k < nk else inner} *= {views[0]}.shape[{k}];")
     fast = " && ".join(f"sg_is_contiguous(&{v}, {nd})" for v in views)
-    with w.block(f"if ({fast})"):
+    # Empty rows read nothing: the flat walk, whatever the layout (a strided walk of
+    # (2**60, 0, 0) would step through 2**60 empty loops).
+    with w.block(f"if ({inner} == 0 || ({fast}))"):
         o = ctx.tmp("o")
         with w.block(f"for (int64_t {o} = 0; {o} < {outer}; {o}++)"):
             row(_FlatRow(ctx, o, inner, len(views)))
