@@ -71,8 +71,8 @@ def c_comment(text, limit=COMMENT_MAX):
     ``/*`` as ``/ *``, ``??`` as ``? ?``; text past ``limit`` characters is cut
     and marked with ``...``.
 
-    >>> c_comment('x */ system("id"); /* ??/')
-    'x * / system("id"); / * ? ?/'
+    >>> c_comment('x */ system("id"); /* ??/ end')
+    'x * / system("id"); / * ? ?/ end'
     """
     text = str(text)
     cut = len(text) > limit
