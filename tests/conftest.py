@@ -26,6 +26,12 @@ settings.register_profile("suite", derandomize=True, print_blob=True, database=N
 settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile(os.environ.get("SYMGRAD_HYPOTHESIS", "suite"))
 
+# Kernels compile at -O1 in the test runs (after the release -O2, so it wins): most of the
+# suite's time is the C compiler, and -O1 halves it. The slow run compiles every op's
+# registry cases at the release flags too (tests/test_registry.py). A SYMGRAD_CFLAGS of
+# the caller's own is kept as it is.
+os.environ.setdefault("SYMGRAD_CFLAGS", "-O1")
+
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 

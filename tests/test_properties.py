@@ -1,6 +1,7 @@
 """Hypothesis: broadcasting, dtype promotion and random elementwise graphs against NumPy."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -97,9 +98,21 @@ def _build(steps, x, y, lib, sizes=None):
     return z
 
 
-@settings(max_examples=40, deadline=None)
-@given(chain_case())
-def test_random_chains_values_and_gradients(case):
+def _random_chains(examples):
+    @settings(max_examples=examples, deadline=None)
+    @given(chain_case())
+    def test(case):
+        _check_chain(case)
+    return test
+
+
+# Each example compiles a kernel: a dozen in the default run, ten times as many in the
+# slow one (.ci/run's second command).
+test_random_chains_values_and_gradients = _random_chains(12)
+test_random_chains_values_and_gradients_long = pytest.mark.slow(_random_chains(120))
+
+
+def _check_chain(case):
     steps, a, b = case
     x, y = sg.tensor("x", shape=(None,) * a.ndim), sg.tensor("y", shape=(None,) * b.ndim)
     out = _build(steps, x, y, sg)

@@ -144,3 +144,11 @@ def test_compiled_matches_reference(batch):
             np.testing.assert_allclose(g, w, rtol=tol, atol=tol, equal_nan=True, err_msg=label)
         else:
             np.testing.assert_array_equal(g, w, err_msg=label)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", BATCHES, ids=_batch_id)
+def test_compiled_matches_reference_at_release_flags(batch, monkeypatch):
+    """The same, compiled with the release flags alone (the default run adds -O1)."""
+    monkeypatch.setattr(sg.config, "cflags", [f for f in sg.config.cflags if f != "-O1"])
+    test_compiled_matches_reference(batch)

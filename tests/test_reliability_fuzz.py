@@ -46,6 +46,9 @@ def test_the_groups_cover_the_registry():
     assert all(op in fg.BY_OP for op in ops), "an op has no case row to build it from"
 
 
+# Every op already has its compiled values and gradient checked in the default run
+# (tests/test_registry.py); composing all of them takes minutes, so it is a slow test.
+@pytest.mark.slow
 @pytest.mark.parametrize("k", RUN_GROUPS, ids=lambda k: "+".join(GROUPS[k]))
 def test_every_op_in_a_random_graph(k):
     plan = fg.group_plan(GROUPS[k], seed=k)
