@@ -208,7 +208,10 @@ def test_verify_reports_and_repairs_every_damage(cache_dir, tmp_path):
     _remove_tree(os.path.join(cache_dir, "tmp"))
     with open(os.path.join(cache_dir, "tmp"), "w") as f:  # a file where a folder belongs
         f.write("x")
-    with open(os.path.join(cache_dir, "ff"), "w") as f:
+    # a file where a shard folder belongs: a shard none of the four entries lives in
+    shard = next(f"{i:02x}" for i in range(255, -1, -1)
+                 if not os.path.exists(os.path.join(cache_dir, f"{i:02x}")))
+    with open(os.path.join(cache_dir, shard), "w") as f:
         f.write("x")
     env = dict(os.environ, SYMGRAD_CACHE_DIR=cache_dir)
     proc = python("import sys; from symgrad import cache; sys.exit(cache.main(['verify']))",
@@ -219,7 +222,7 @@ def test_verify_reports_and_repairs_every_damage(cache_dir, tmp_path):
     assert f"{entries[1]}: meta.json is unreadable (a symbolic link)" in out
     assert f"{entries[3]}: kernel.so is unreadable (a symbolic link)" in out
     assert f"{os.path.join(cache_dir, 'tmp')}: it is a file where a directory belongs" in out
-    assert f"{os.path.join(cache_dir, 'ff')}: it is a file where a directory belongs" in out
+    assert f"{os.path.join(cache_dir, shard)}: it is a file where a directory belongs" in out
     assert "5 corrupt entries removed" in out
     again = python("import sys; from symgrad import cache; sys.exit(cache.main(['verify']))",
                    env=env, timeout=60)
