@@ -340,3 +340,21 @@ def test_gradient_of_std_of_a_constant_slice_is_zero_as_pytorch(mode):
     np.testing.assert_allclose(value, a[1].std())
     np.testing.assert_array_equal(g[0], [0.0, 0.0, 0.0])
     np.testing.assert_allclose(g[1], w / (a.shape[1] * a[1].std()))
+
+
+@pytest.mark.parametrize("mode", ["c", "py"])
+def test_gather_gradient_sums_repeated_rows_in_float64(mode):
+    # The gradient of E[ids] adds 0.1 once per repeat of a row: 500,000 times. Added
+    # serially in float32 (NumPy's add.at) that gives 50177.1; summed in float64 and
+    # rounded once, float32(50000.0007).
+    E = sg.matrix("E", dtype="float32")
+    ids = sg.vector("ids", dtype="int64")
+    idv = np.zeros(1_000_000, dtype=np.int64)
+    idv[::2] = 2
+    f = sg.function([E, ids], sg.grad((E[ids] * 0.1).sum(), E), mode=mode)
+    got = f(np.zeros((3, 4), np.float32), idv)
+    want = np.float32(500_000 * np.float64(np.float32(0.1)))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got[0], np.full(4, want))
+    np.testing.assert_array_equal(got[2], np.full(4, want))
+    np.testing.assert_array_equal(got[1], np.zeros(4, np.float32))

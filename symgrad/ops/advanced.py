@@ -166,8 +166,10 @@ class AdvancedIncSubtensor(Op):
     def perform(self, node, x, y, *index_values):
         key = numpy_key(self, node, x.shape, index_values)
         _check_group_broadcast(self, node, key)
-        out = np.array(x, copy=True)
-        y = np.asarray(y, dtype=x.dtype)
+        # float32 adds of repeated positions accumulate in float64 and round once, as C does
+        wide = np.dtype(x.dtype) == np.float32 and not self.set_instead_of_inc
+        out = np.array(x, dtype=np.float64 if wide else x.dtype, copy=True)
+        y = np.asarray(y, dtype=out.dtype)
         try:
             if self.set_instead_of_inc:
                 out[key] = y
@@ -176,7 +178,7 @@ class AdvancedIncSubtensor(Op):
         except ValueError:
             raise ShapeError(f"{self.name} at {node.trace}: a value of shape {y.shape} does not "
                              f"fit the region of shape {x[key].shape}") from None
-        return [out]
+        return [out.astype(np.float32) if wide else out]
 
     def c_code(self, ctx, node):
         x, y, *index_inputs = node.inputs
@@ -188,10 +190,14 @@ class AdvancedIncSubtensor(Op):
         # (np.add.at), and for a set the last value written wins (as NumPy).
         empty = " || ".join(f"{plan.shape}[{k}] == 0" for k in range(len(plan.dims))) or "0"
         with ctx.w.block(f"if (!({empty}))"):  # no empty loops over a huge leading length
+            wide = out.dtype == "float32" and not self.set_instead_of_inc
+            acc, n = (_c_widen(ctx, node, out) if wide else (ctx.ptr(out), None))
             with _c_loop(ctx, plan, ctx.arr(out)) as (offset, idx):
                 value = f"{ctx.ptr(y)}[{ctx.offset(y, idx, yst)}]"
-                c_store(ctx, f"{ctx.ptr(out)}[{offset}]", ctx.ct(out), value,
+                c_store(ctx, f"{acc}[{offset}]", "double" if wide else ctx.ct(out), value,
                         self.set_instead_of_inc)
+            if wide:
+                ctx.w(f"for (int64_t k = 0; k < {n}; k++) {ctx.ptr(out)}[k] = (float){acc}[k];")
 
     def grad(self, node, inputs, outputs, gouts):
         x, y, *index_inputs = inputs
@@ -201,6 +207,21 @@ class AdvancedIncSubtensor(Op):
               if self.set_instead_of_inc else g)
         gy = value_grad(AdvancedSubtensor(self.idx)(g, *index_inputs), y)
         return [gx, gy] + [NOT_DIFFERENTIABLE] * len(index_inputs)
+
+
+def _c_widen(ctx, node, out):
+    """A float64 copy of the fresh, contiguous float32 ``out`` for a scatter-add to sum into:
+    repeated positions (a gather's gradient) then round once, as in mode "py".
+    Returns the copy's C name and its element count's."""
+    arr, acc, n = ctx.arr(out), ctx.tmp("acc"), ctx.tmp("n")
+    size = " * ".join(f"{arr}.shape[{k}]" for k in range(out.ndim)) or "1"
+    ctx.w(f"int64_t {n} = {size};")  # out's own element count: it was allocated
+    ctx.w(f"double *{acc} = {n} <= INT64_MAX / 8 ? "
+          f"(double *)sg_ws_alloc(ws, (size_t){n} * sizeof(double)) : NULL;")
+    with ctx.w.block(f"if (!{acc})"):
+        ctx.fail(node, "nomem", "no memory for the float64 sums of a float32 scatter-add")
+    ctx.w(f"for (int64_t k = 0; k < {n}; k++) {acc}[k] = {ctx.ptr(out)}[k];")
+    return acc, n
 
 
 # --------------------------------------------------------------------------- C lowering
