@@ -1,37 +1,32 @@
-"""What ``sg_main`` does, step by step: the record lowering keeps for inspection.
+"""What ``sg_main`` does, step by step: the base of the loop IR's steps.
 
-``lower`` emits a graph's nodes in topological order; a group of elementwise
-nodes that ``codegen.fusion`` fused is emitted once, as one loop, where its
-root (the last member) is. Each emitted unit is a :class:`Step`, numbered
-``K1``, ``K2``, ... in the order of the C source. ``f.source`` heads each step
-with a comment naming its nodes and the user's lines (and each BLAS call with
-the node it computes); ``sg.debugprint``, ``sg.to_dot``,
-``f.profile_report()`` and ``sg.explain`` refer to steps by the same number.
-
-Nothing here changes the generated code: only its comments.
+A compiled function is a list of steps (``codegen.ir``): a fused loop, a
+BLAS call, a node lowered by its op. Steps are numbered ``K1``, ``K2``, ...
+in the order of the C source; ``f.source`` heads each with a comment naming
+its nodes and the user's lines (and each BLAS call with the node it
+computes), and ``sg.debugprint``, ``sg.to_dot``, ``f.profile_report()`` and
+``sg.explain`` refer to steps by the same number.
 """
 
 import os
-import re
+from dataclasses import dataclass, field
 
 from .cstr import c_comment
 
-__all__ = ["Step", "BLAS_CALL", "where", "node_text"]
-
-# A call that runs a BLAS gemm: directly, or through the sg_ops.h helpers that do.
-BLAS_CALL = re.compile(r"\b(scipy_cblas_[sd]gemm|sg_matmul_f(?:32|64)|sg_gemm_f(?:32|64))\s*\(")
+__all__ = ["Step", "node_text", "user_line"]
 
 
-def where(node):
-    """``model.py:12``: the user's line of ``node``, file by base name."""
-    return f"{os.path.basename(node.trace.filename)}:{node.trace.lineno}"
+def user_line(trace):
+    """``model.py:12``: a node's user line, file by base name (what generated C may show)."""
+    return f"{os.path.basename(trace.filename)}:{trace.lineno}"
 
 
 def node_text(node):
     """``mul at model.py:12``, with ``(gradient of tanh)`` for a node a gradient rule made."""
-    # Only what a pickled graph keeps (op, trace, grad_of): the comments are part of the
-    # source, hence of the cache key, and an unpickled function must find its library.
-    text = f"{node.op} at {where(node)}"
+    # Only what a pickled graph keeps (op, trace, grad_of): an unpickled function
+    # must write the same comments (the cache key ignores comments, but f.source
+    # should read the same).
+    text = f"{node.op} at {user_line(node.trace)}"
     if node.grad_of is not None:
         text += f" (gradient of {_op_name(node.grad_of)})"
     return text
@@ -46,33 +41,31 @@ def _comment_safe(text):
     return c_comment(text, limit=400)
 
 
+@dataclass(eq=False)
 class Step:
-    """One unit of ``sg_main``: a node, or a fused group emitted under its root.
+    """One unit of ``sg_main``: a node, or several computed together.
 
     Attributes
     ----------
     index : int
         1-based position in the C source (``label`` is ``"K<index>"``).
     root : Apply
-        The node emitted; for a fused group, the member whose result is kept.
+        The node whose result the step keeps.
     members : list of Apply
         The nodes computed, in evaluation order (``[root]`` when alone).
-    blas : list of str
-        The BLAS-running C functions the step's code calls (each once).
     buffers : list of (Variable, str)
         Results given fresh memory: ``"workspace"`` (the per-call arena) or
-        ``"output"`` (handed to the caller).
+        ``"output"`` (handed to the caller). Filled when the step is rendered.
     over : SharedVariable or None
-        For an update the kernel writes over its variable's own array when
-        the call gives it away (nothing else references the array): that
-        variable.
+        For an update written over its variable's own array when the call
+        gives it away (nothing else references the array): that variable.
     """
 
-    __slots__ = ("index", "root", "members", "blas", "buffers", "over")
-
-    def __init__(self, index, root, members):
-        self.index, self.root, self.members = index, root, list(members)
-        self.blas, self.buffers, self.over = [], [], None
+    index: int
+    root: object
+    members: list
+    buffers: list = field(default_factory=list)
+    over: object = None
 
     @property
     def label(self):
@@ -82,11 +75,16 @@ class Step:
     def fused(self):
         return len(self.members) > 1
 
+    @property
+    def blas(self):
+        """The BLAS routines the step runs (empty when none)."""
+        return []
+
     def title(self):
         """``fused loop of 3 ops: sub, mul, tanh`` or ``matmul``."""
         if not self.fused:
             return str(self.root.op)
-        names = ", ".join(getattr(n.op, "name", None) or str(n.op) for n in self.members)
+        names = ", ".join(_op_name(n) for n in self.members)
         return f"fused loop of {len(self.members)} ops: {names}"
 
     def comment(self):
@@ -98,21 +96,5 @@ class Step:
         lines += [f" *   {_comment_safe(node_text(n))}" for n in self.members]
         return "\n".join(lines) + "\n */"
 
-    def note_code(self, lines, start):
-        """Record the BLAS calls among ``lines[start:]`` (the step's C) and head each with a
-        comment naming the node, indented as the call."""
-        k = start
-        while k < len(lines):
-            m = BLAS_CALL.search(lines[k])
-            if m is None or lines[k].lstrip().startswith("/*"):
-                k += 1
-                continue
-            if m.group(1) not in self.blas:
-                self.blas.append(m.group(1))
-            indent = lines[k][:len(lines[k]) - len(lines[k].lstrip())]
-            lines.insert(k, f"{indent}/* BLAS ({m.group(1)}): "
-                            f"{_comment_safe(node_text(self.root))} */")
-            k += 2
-
     def __repr__(self):
-        return f"<Step {self.label} {self.title()}>"
+        return f"<{type(self).__name__} {self.label} {self.title()}>"

@@ -21,11 +21,11 @@ def where(node, trace=None):
     """The C string literal that starts ``node``'s error messages.
 
     The message the user sees starts "<op> at <file:line>: "; the literal
-    holds only the failure site's number (``codegen.kernel.location``), so
+    holds only the failure site's number (``codegen.render_c.location``), so
     the source, hence the cache key, does not change when the line does.
     Passed as a ``%s`` argument, never as a format.
     """
-    from ..codegen.kernel import location
+    from ..codegen.render_c import location
 
     return location(node, trace)
 

@@ -18,7 +18,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import Constant, Op, TensorType
-from .calls_c import SUFFIX, where
+from ..codegen.ir import BlasCall
 from .elemwise import Elemwise, broadcast_static
 from .shape import MakeVector, ShapeAt, SumTo, shape
 
@@ -112,32 +112,15 @@ class Gemm(Op):
             result.append(gc)
         return result
 
-    def c_code(self, ctx, node):
-        _gemm_c(self, ctx, node)
+    def lower(self, node):
+        """The product as one step of the loop IR: a BLAS gemm (``codegen.ir.BlasCall``).
 
-
-# --------------------------------------------------------------------------- C lowering
-#
-# The product goes through sg_ops.h as matmul's does (sg_matmul_shape checks
-# the contracted lengths, sg_gemm_operand gives BLAS each operand as it is, as
-# a transposed view or as a copy); a transposed operand is first viewed with
-# its axes swapped, so a flag set on the op and a .T layout in memory both end
-# up as BLAS's Trans flag. With c, the result first holds beta * c and BLAS
-# adds alpha * op(a) @ op(b) into it; only when c stretches the product
-# (a product of one row or column) is the product made apart and added.
-
-def _gemm_c(op, ctx, node):
-    a, b = node.inputs[:2]
-    c = node.inputs[2] if len(node.inputs) == 3 else None
-    out = node.outputs[0]
-    args = [where(node, getattr(node.tag, "product_trace", node.trace)), where(node)]
-    ops = [f"&{ctx.arr(a)}", str(int(op.trans_a)), f"&{ctx.arr(b)}", str(int(op.trans_b))]
-    cs = [f"&{ctx.arr(c)}", str(c.ndim)] if c is not None else ["NULL", "0"]
-    shp = ctx.tmp("shape")
-    ctx.w(f"int64_t {shp}[2];")
-    ctx.w(f"if (sg_gemm_shape(err, {', '.join(args + ops + cs)}, {shp})) goto fail;")
-    O = ctx.alloc(node, out, [f"{shp}[0]", f"{shp}[1]"])
-    ctx.w(f"if (sg_gemm_{SUFFIX[out.dtype]}(err, {', '.join(args)}, ws, &{O}, {', '.join(ops)}, "
-          f"{ctx.literal(op.alpha, 'float64')}, {', '.join(cs)}, "
-          f"{ctx.literal(op.beta, 'float64')})) goto fail;")
-
+        The C renderer checks the contracted lengths, gives BLAS each operand
+        as it is, as a transposed view or as a copy (a flag set on the op and a
+        ``.T`` layout in memory both end up as BLAS's Trans flag) and, with
+        ``c``, lets BLAS add ``alpha * op(a) @ op(b)`` into ``beta * c``.
+        """
+        a, b, *c = node.inputs
+        return BlasCall(0, node, [node], a=a, b=b, c=c[0] if c else None,
+                        trans_a=self.trans_a, trans_b=self.trans_b, alpha=self.alpha,
+                        beta=self.beta)

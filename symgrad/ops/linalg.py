@@ -87,6 +87,10 @@ class MatMul(Op):
         gb = _to_input(lambda: MatMul()(swap_last_two(a), g), b)
         return [ga, gb]
 
+    def blas_routines(self, node):
+        """The BLAS routine the compiled product runs (none for integers: BLAS has no such)."""
+        return {"float32": ["sgemm"], "float64": ["dgemm"]}.get(node.outputs[0].dtype, [])
+
     def c_code(self, ctx, node):
         _c_matmul(ctx, node)
 
@@ -201,8 +205,11 @@ def _c_matmul(ctx, node):
          str(b.ndim), shape, str(out.ndim))
     ctx.alloc(node, out, [f"{shape}[{d}]" for d in range(out.ndim)])
     ua, ub = (_c_in_dtype(ctx, node, v, out) for v in (a, b))
-    call(ctx, node, f"sg_matmul_{SUFFIX[out.dtype]}", "ws", f"&{ctx.arr(out)}", str(out.ndim),
-         f"&{ua}", str(a.ndim), f"&{ub}", str(b.ndim))
+    args = ["ws", f"&{ctx.arr(out)}", str(out.ndim), f"&{ua}", str(a.ndim), f"&{ub}", str(b.ndim)]
+    if out.dtype in ("float32", "float64"):
+        ctx.call_blas(node, f"sg_matmul_{SUFFIX[out.dtype]}", args)
+    else:
+        call(ctx, node, f"sg_matmul_{SUFFIX[out.dtype]}", *args)
 
 
 def _c_in_dtype(ctx, node, v, out):

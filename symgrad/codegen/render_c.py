@@ -1,0 +1,845 @@
+"""The C renderer: a loop-IR program (``codegen.ir``) as one C translation unit.
+
+This module is the only one that turns IR into C text. A kernel exports
+``sg_main`` (sg_abi.h); each step of the program is written in order, headed
+by a comment naming its nodes and the user's lines:
+
+- a :class:`~codegen.ir.FusedLoop` becomes its shape checks, its result's
+  memory, and a call of a loop driver of ``sg_loops.h`` (``sg_ew_loop`` or
+  ``sg_acc_loop``) with a row function written here: the loop's scalar
+  expressions along one row, in a unit-stride variant the C compiler
+  vectorises (``omp simd``) and a strided one. Broadcasting, blocks and
+  threads are the drivers', shared by every loop, so the C of a loop grows
+  with its expressions, not with the variants of its iteration;
+- a :class:`~codegen.ir.BlasCall` becomes a call of ``sg_gemm_<dtype>``;
+- an :class:`~codegen.ir.OpStep` is written by its op's ``c_code(ctx, node)``
+  into a :class:`KernelContext`;
+- :class:`~codegen.ir.InPlaceUpdates` come last, in the phases that keep a
+  failed call from changing any variable.
+
+Every shape is computed at run time, so one compiled kernel serves any sizes
+with the same dtypes and ranks.
+"""
+
+import contextlib
+import threading
+
+import numpy as np
+
+from .cstr import c_comment, c_format, c_string
+from .ir import BlasCall, FusedLoop, Lit, OpStep, Ref
+from .steps import node_text
+from .writer import CWriter
+
+__all__ = ["KernelContext", "render", "CTYPE", "SUFFIX", "NoLowering", "location", "locate",
+           "c_literal"]
+
+#: dtype -> C element type, and the suffix of a dtype's instantiation of a support function.
+CTYPE = {"float64": "double", "float32": "float", "int64": "int64_t", "int32": "int32_t",
+         "bool": "uint8_t"}
+SUFFIX = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64", "bool": "b8"}
+ERR = {"shape": "SG_ESHAPE", "index": "SG_EINDEX", "value": "SG_EVALUE", "nomem": "SG_ENOMEM"}
+
+
+class NoLowering(NotImplementedError):
+    """An op has no C lowering."""
+
+
+# A failure site's message starts with LOC_MARK + its number + LOC_MARK; the
+# runtime puts the site's text ("<op> at <file>:<line>: ", kept in
+# CKernel.locations) in its place. The C source names no file or line, so an
+# edit that only moves the model's code within its file is a cache hit.
+LOC_MARK = "\x1f"
+_rendering = threading.local()  # .ctx: the KernelContext of the render() running on this thread
+
+
+def location(node, trace=None):
+    """The C string literal that starts the messages of ``node``'s failure sites.
+
+    ``trace`` (default ``node.trace``) is the user line to name. Each
+    (node, trace) gets a number in the kernel being rendered, in the order
+    the sites are written, hence the same in any process for the same graph.
+    """
+    ctx = getattr(_rendering, "ctx", None)
+    if ctx is None:  # an op lowered outside render() (a test of one op): the text itself
+        return c_format(f"{node.op} at {node.trace if trace is None else trace}: ")
+    return ctx.location(node, trace)
+
+
+def locate(msg, locations):
+    """``msg`` from a kernel, its leading failure-site mark replaced by the site's text."""
+    if not msg.startswith(LOC_MARK):
+        return msg
+    end = msg.find(LOC_MARK, 1)
+    num = msg[1:end] if end > 1 else ""
+    if not num.isdigit() or int(num) >= len(locations or ()):
+        return msg
+    return locations[int(num)] + msg[end + 1:]
+
+
+def c_literal(value, dtype):
+    """An exact C literal for a scalar of ``dtype``."""
+    if dtype in ("float64", "float32"):
+        v = float(value)
+        if v != v:
+            return "NAN"
+        if v in (float("inf"), float("-inf")):
+            return "INFINITY" if v > 0 else "(-INFINITY)"
+        text = float.hex(v)
+        return f"(float){text}" if dtype == "float32" else text
+    if dtype == "bool":
+        return "1" if value else "0"
+    v = int(value)
+    if dtype == "int64":
+        return "INT64_MIN" if v == -2 ** 63 else f"INT64_C({v})"
+    return "INT32_MIN" if v == -2 ** 31 else f"{v}"
+
+
+def _item(v):
+    return np.dtype(v.dtype).itemsize
+
+
+class KernelContext:
+    """What an op's ``c_code(ctx, node)`` writes into.
+
+    Attributes
+    ----------
+    w : CWriter
+        ``ctx.w("stmt;")`` writes a line, ``with ctx.w.block("for (...)"):`` a block.
+    """
+
+    def __init__(self, outputs):
+        self.w = CWriter()
+        self.names = {}          # id(var) -> C name of its sg_arr
+        self.owned = {}          # id(var) -> C name of the owning pointer (an output's block)
+        self.out_ids = {id(v) for v in outputs}
+        self.functions = CWriter()  # file-scope code (the row functions of fused loops)
+        self.allocated = []      # (var, "output" or "workspace"), in order
+        self.locations = []      # failure site number -> "<op> at <file>:<line>: "
+        self.prologue_owned = []  # pointers to output blocks, freed on failure
+        self.step = None         # the step being rendered
+        self._sites = {}
+        self._n = 0
+
+    # ------------------------------------------------------------------ names and types
+
+    def tmp(self, prefix="t"):
+        """A fresh C identifier."""
+        self._n += 1
+        return f"{prefix}{self._n}"
+
+    def arr(self, v):
+        """The C name of ``v``'s ``sg_arr`` descriptor."""
+        return self.names[id(v)]
+
+    @staticmethod
+    def ct(v):
+        """The C element type of ``v``."""
+        return CTYPE[v.dtype]
+
+    def ptr(self, v):
+        """``v``'s data as a typed C pointer expression."""
+        return f"(({self.ct(v)} *){self.arr(v)}.data)"
+
+    def declare(self, v):
+        name = self.tmp("v")
+        self.names[id(v)] = name
+        self.w(f"sg_arr {name};")
+        return name
+
+    def location(self, node, trace=None):
+        """The C literal of ``node``'s failure site (see the module function ``location``)."""
+        trace = node.trace if trace is None else trace
+        key = (id(node), str(trace))
+        if key not in self._sites:
+            self._sites[key] = len(self.locations)
+            self.locations.append(f"{node.op} at {trace}: ")
+        return c_string(f"{LOC_MARK}{self._sites[key]}{LOC_MARK}")
+
+    # ------------------------------------------------------------------ making results
+
+    def alloc(self, node, v, shape_exprs):
+        """Give ``v`` a fresh C-contiguous buffer of the given runtime shape.
+
+        A function output gets its own block (``ws->out_alloc``) that the
+        caller will own; anything else comes from the workspace arena.
+        """
+        name = self.declare(v)
+        if shape_exprs:
+            self.w(" ".join(f"{name}.shape[{k}] = {e};" for k, e in enumerate(shape_exprs)))
+        own = "NULL"
+        if id(v) in self.out_ids and id(v) not in self.owned:
+            own = self.tmp("own")
+            self.owned[id(v)] = own
+            self.prologue_owned.append(own)
+            own = "&" + own
+        self._note_buffer(v, "workspace" if own == "NULL" else "output")
+        self.w(f"if (sg_alloc(err, {self.location(node)}, ws, &{name}, {v.ndim}, "
+               f"{_item(v)}, {own})) goto fail;")
+        return name
+
+    def _note_buffer(self, v, kind):
+        self.allocated.append((v, kind))
+        if self.step is not None:
+            self.step.buffers.append((v, kind))
+
+    def view(self, v, src, offset="0", shape_exprs=(), stride_exprs=()):
+        """Make ``v`` a view of ``src``: same memory, given offset (elements), shape and strides."""
+        name = self.declare(v)
+        self.w(f"{name}.data = (void *)({self.ptr(src)} + ({offset}));")
+        for k, (s, st) in enumerate(zip(shape_exprs, stride_exprs)):
+            self.w(f"{name}.shape[{k}] = {s}; {name}.strides[{k}] = {st};")
+        return name
+
+    def fail(self, node, kind, fmt, *args):
+        """Report an error naming ``node``'s op and user line, then leave the kernel."""
+        msg = (self.location(node) + " " if node is not None else "") + c_format(fmt)
+        self.w(f"sg_fail(err, {ERR[kind]}, {msg}{''.join(', ' + a for a in args)});")
+        self.w("goto fail;")
+
+    def call_blas(self, node, fn, args, trace=None):
+        """``if (fn(err, <site>, args...)) goto fail;`` for a support function that runs BLAS,
+        headed by a comment naming the node (``trace``: the user line its errors name)."""
+        self.w(f"/* BLAS ({fn}): {c_comment(node_text(node), limit=400)} */")
+        self.w(f"if ({fn}(err, {self.location(node, trace)}, {', '.join(args)})) goto fail;")
+
+    # ------------------------------------------------------------------ loops
+
+    @contextlib.contextmanager
+    def nd_loop(self, shape_of, ndim):
+        """Nested loops over the runtime shape ``<shape_of>.shape``; yields the index names."""
+        idx = [self.tmp("i") for _ in range(ndim)]
+        blocks = [self.w.block(f"for (int64_t {i} = 0; {i} < {shape_of}.shape[{k}]; {i}++)")
+                  for k, i in enumerate(idx)]
+        with contextlib.ExitStack() as stack:
+            for b in blocks:
+                stack.enter_context(b)
+            yield idx
+
+    def offset(self, v, idx, strides=None):
+        """The element offset of index ``idx`` in ``v`` (``strides``: a C array name to use instead)."""
+        st = strides or f"{self.arr(v)}.strides"
+        return " + ".join(f"{i} * {st}[{k}]" for k, i in enumerate(idx)) or "0"
+
+    def literal(self, value, dtype):
+        return c_literal(value, dtype)
+
+
+# --------------------------------------------------------------------------- the program
+
+def render(program, header="", profile=False):
+    """C source of ``program``; returns ``(source, locations, timed)``.
+
+    ``locations`` holds the text of each failure site (``"<op> at
+    <file>:<line>: "``), by number: the kernel's messages start with a mark
+    holding that number (``location``), never with the text, and ``header``
+    is written as a comment. With ``profile``, the kernel adds the seconds
+    spent in each step to ``sg_prof[k]``, an exported array, and ``timed[k]``
+    is that step's root node; otherwise ``timed`` is empty.
+    """
+    ctx = KernelContext(program.outputs)
+    outer = getattr(_rendering, "ctx", None)
+    _rendering.ctx = ctx
+    try:
+        timed = _render_into(ctx, program, profile)
+        source = _assemble(ctx, header, len(program.outputs), len(timed) if profile else None)
+    finally:
+        _rendering.ctx = outer
+    return source, ctx.locations, timed
+
+
+def _render_into(ctx, program, profile):
+    body = ctx.w
+    body.depth = 1
+    for k, v in enumerate(program.leaves):
+        ctx.names[id(v)] = f"in_{k}"  # no ctx.tmp() name has an underscore: no clash
+        body(f"sg_arr in_{k} = in[{k}];")
+    timed = []
+    for step in program.steps:
+        ctx.step = step
+        body(step.comment())
+        if profile:
+            # Function scope, not a block: the step's declarations stay visible after it.
+            body(f"double prof_t{len(timed)} = sg_now();")
+        if isinstance(step, FusedLoop):
+            _fused_loop(ctx, step)
+        elif isinstance(step, BlasCall):
+            _blas(ctx, step)
+        elif isinstance(step, OpStep):
+            c_code = getattr(step.root.op, "c_code", None)
+            if c_code is None:
+                raise NoLowering(f"{step.root.op} has no C lowering")
+            c_code(ctx, step.root)
+        else:
+            raise TypeError(f"cannot render {step!r}")
+        if profile:
+            body(f"sg_prof[{len(timed)}] += sg_now() - prof_t{len(timed)};")
+            timed.append(step.root)
+    ctx.step = None
+    if program.in_place is not None:
+        skip = {u.out_index for u in program.in_place.updates}
+        _in_place(ctx, program.in_place, timed, profile,
+                  lambda: _outputs(ctx, program.outputs, skip))
+    else:
+        _outputs(ctx, program.outputs)
+    return timed
+
+
+# --------------------------------------------------------------------------- BLAS
+
+def _blas(ctx, step):
+    """``step``'s gemm into a fresh result."""
+    node, out = step.root, step.out
+    args = [ctx.location(node, _product_trace(node)), ctx.location(node)]
+    ops = [f"&{ctx.arr(step.a)}", str(int(step.trans_a)), f"&{ctx.arr(step.b)}",
+           str(int(step.trans_b))]
+    cs = [f"&{ctx.arr(step.c)}", str(step.c.ndim)] if step.c is not None else ["NULL", "0"]
+    shp = ctx.tmp("shape")
+    ctx.w(f"int64_t {shp}[2];")
+    ctx.w(f"if (sg_gemm_shape(err, {', '.join(args + ops + cs)}, {shp})) goto fail;")
+    O = ctx.alloc(node, out, [f"{shp}[0]", f"{shp}[1]"])
+    fn = f"sg_gemm_{SUFFIX[out.dtype]}"
+    ctx.w(f"/* BLAS ({fn}): {c_comment(node_text(node), limit=400)} */")
+    ctx.w(f"if ({fn}(err, {', '.join(args)}, ws, &{O}, {', '.join(ops)}, "
+          f"{c_literal(step.alpha, 'float64')}, {', '.join(cs)}, "
+          f"{c_literal(step.beta, 'float64')})) goto fail;")
+
+
+def _product_trace(node):
+    return getattr(node.tag, "product_trace", node.trace)
+
+
+# --------------------------------------------------------------------------- fused loops
+
+def _shapes(ctx, step):
+    """Runtime shapes of the elementwise members, each broadcast checked on its own (an error
+    names the member); returns id(member's output) -> the C array holding its shape."""
+    w = ctx.w
+    shapes = {}
+    for node in step.elementwise:
+        o = node.outputs[0]
+        s = ctx.tmp("s")
+        shapes[id(o)] = s
+        srcs = ", ".join(shapes[id(v)] if id(v) in shapes else f"{ctx.arr(v)}.shape"
+                         for v in node.inputs)
+        nds = ", ".join(str(v.ndim) for v in node.inputs)
+        w(f"int64_t {s}[{max(o.ndim, 1)}];")
+        w(f"if (sg_broadcast_shapes(err, {ctx.location(node)}, {s}, {o.ndim}, "
+          f"{len(node.inputs)}, (const int64_t *const[]){{{srcs}}}, "
+          f"(const int[]){{{nds}}})) goto fail;")
+    return shapes
+
+
+def _fused_loop(ctx, step):
+    if step.accumulation is not None:
+        _accumulation(ctx, step)
+        return
+    out = step.root.outputs[0]
+    shape = _shapes(ctx, step)[id(out)]
+    donor = step.donor
+    workspace = {id(v) for v, kind in ctx.allocated if kind == "workspace"}
+    if donor is not None and (id(out) in ctx.out_ids or id(donor) not in workspace):
+        donor = None
+    if donor is None:
+        name = ctx.alloc(step.root, out, [f"{shape}[{k}]" for k in range(out.ndim)])
+    else:
+        name = _alloc_in_place(ctx, step, shape, donor)
+    _loop_call(ctx, step, name, donor is not None)
+
+
+def _alloc_in_place(ctx, step, shape, donor):
+    """The result in ``donor``'s memory when the shapes match at run time, else a new buffer."""
+    w, out = ctx.w, step.root.outputs[0]
+    nd = out.ndim
+    name = ctx.declare(out)
+    if nd:
+        w(" ".join(f"{name}.shape[{k}] = {shape}[{k}];" for k in range(nd)))
+    d = ctx.arr(donor)
+    with w.block(f"if (sg_is_contiguous(&{d}, {nd}) && "
+                 f"!memcmp({d}.shape, {name}.shape, {nd} * sizeof(int64_t)))"):
+        w(f"{name}.data = {d}.data; sg_contiguous(&{name}, {nd}); /* in place of its operand */")
+    w(f"else if (sg_alloc(err, {ctx.location(step.root)}, ws, &{name}, {nd}, {_item(out)}, "
+      f"NULL)) goto fail;")
+    ctx._note_buffer(out, "workspace")
+    return name
+
+
+def _aux(ctx, step, fn):
+    """The struct of the loop's hoisted scalars (its C type and the name of a filled one), or
+    ``(None, "NULL")`` when it has none."""
+    hoisted = [(q, v) for q, (v, m) in enumerate(zip(step.operands, step.modes)) if m == "hoist"]
+    if not hoisted:
+        return None, "NULL"
+    ctx.functions(f"struct {fn}_aux {{ "
+                  + " ".join(f"{CTYPE[v.dtype]} h{q};" for q, v in hoisted) + " };")
+    a = ctx.tmp("aux")
+    ctx.w(f"struct {fn}_aux {a} = {{ "
+          + ", ".join(f"{ctx.ptr(v)}[0]" for q, v in hoisted) + " };")
+    return f"struct {fn}_aux", f"&{a}"
+
+
+def _operand_tables(ctx, loaded):
+    """C compound literals: the loaded operands' descriptors, ranks and element sizes."""
+    if not loaded:
+        return "NULL", "NULL", "NULL"
+    return ("(const sg_arr *const[]){" + ", ".join(f"&{ctx.arr(v)}" for v in loaded) + "}",
+            "(const int[]){" + ", ".join(str(v.ndim) for v in loaded) + "}",
+            "(const size_t[]){" + ", ".join(str(_item(v)) for v in loaded) + "}")
+
+
+def _loop_call(ctx, step, name, in_place):
+    """The loop of ``step`` into the result descriptor ``name`` (its shape and data set).
+
+    ``in_place``: the result may be the memory of one of the operands
+    (element i of every operand is read before element i of the result is
+    written), so the row function does not declare it ``restrict``.
+    """
+    w, out = ctx.w, step.root.outputs[0]
+    fn = ctx.tmp("row")
+    aux_type, aux = _aux(ctx, step, fn)
+    _row_function(ctx, step, fn, aux_type, in_place)
+    loaded = step.loaded
+    arrs, nds, items = _operand_tables(ctx, loaded)
+    bad = ctx.tmp("bad")
+    w(f"int {bad} = 0;")
+    # A loop goes to the thread pool when elements x work units per element reach
+    # SG_PAR_WORK (sg_loops.h): waking a worker costs microseconds, and right after
+    # a BLAS call BLAS's own threads may hold the other cores.
+    threads = (f"sg_size(&{name}, {out.ndim}) >= SG_PAR_WORK / {step.work_per_element()} && "
+               f"sg_nthreads > 1 ? sg_nthreads : 1")
+    w(f"sg_ew_loop(ws, {threads}, {out.ndim}, {name}.shape, {name}.data, {_item(out)}, "
+      f"{len(loaded)}, {arrs}, {nds}, {items}, {fn}, {aux}, &{bad});")
+    _value_error(ctx, step, bad)
+
+
+def _value_error(ctx, step, bad):
+    node = step.value_error
+    if node is None:
+        ctx.w(f"(void){bad};")
+        return
+    with ctx.w.block(f"if ({bad})"):
+        ctx.fail(node, "value", "integers to negative integer powers are not allowed")
+
+
+def _row_prologue(f, step, aux_type, first):
+    """Declarations opening a row function: typed operand pointers (loaded operand j at
+    p[first + j]) and the hoisted scalars; returns the C element of each operand at a
+    unit-stride and at a strided position ``j``."""
+    unit, strided = {}, {}
+    j = 0
+    for q, (v, m) in enumerate(zip(step.operands, step.modes)):
+        if m == "hoist":
+            f(f"const {CTYPE[v.dtype]} h{q} = ((const {aux_type} *)aux)->h{q};")
+            unit[q] = strided[q] = f"h{q}"
+            continue
+        f(f"const {CTYPE[v.dtype]} *a{q} = (const {CTYPE[v.dtype]} *)p[{first + j}];")
+        f(f"const int64_t s{q} = s[{first + j}];")
+        unit[q], strided[q] = f"a{q}[j]", f"a{q}[j * s{q}]"
+        j += 1
+    f("(void)aux; (void)s; int bad = 0;")
+    return unit, strided
+
+
+def _unit_test(step, first):
+    """The C condition that every loaded operand has unit stride along the row."""
+    n = len(step.loaded)
+    return " && ".join(f"s[{first + j}] == 1" for j in range(n)) or "1"
+
+
+def _row_function(ctx, step, fn, aux_type, in_place):
+    f = ctx.functions
+    out = step.root.outputs[0]
+    ct = CTYPE[out.dtype]
+    f(f"static int {fn}(int64_t n, void *const *p, const int64_t *s, const void *aux)")
+    with f.block(""):
+        # restrict when the result is fresh memory; in place, each element is
+        # still read before it is written, which omp simd allows
+        f(f"{ct} *{'' if in_place else 'restrict '}o = ({ct} *)p[0];")
+        unit, strided = _row_prologue(f, step, aux_type, 1)
+        with f.block(f"if ({_unit_test(step, 1)})"):
+            f("#pragma omp simd reduction(|:bad)")
+            with f.block("for (int64_t j = 0; j < n; j++)"):
+                f(f"o[j] = {_scalar_body(ctx, f, step, unit)};")
+        with f.block("else"):
+            with f.block("for (int64_t j = 0; j < n; j++)"):
+                f(f"o[j] = {_scalar_body(ctx, f, step, strided)};")
+        f("return bad;")
+    f("")
+
+
+def _scalar_body(ctx, f, step, element):
+    """Declare one element's locals: each operand read once, in the order the members read
+    them, then each member's value in order. Returns the C name of the loop's value: the
+    last member's, or an accumulation's ``term``."""
+    local = {}
+
+    def leaf(e):
+        if id(e) not in local:
+            t = ctx.tmp("x")
+            if isinstance(e, Ref):
+                f(f"{CTYPE[step.operands[e.index].dtype]} {t} = {element[e.index]};")
+            else:
+                f(f"{CTYPE[e.dtype]} {t} = {c_literal(e.value, e.dtype)};")
+            local[id(e)] = t
+        return local[id(e)]
+
+    for e in step.exprs:
+        for a in e.args:
+            if isinstance(a, (Ref, Lit)):
+                leaf(a)
+    for e in step.exprs:
+        t = ctx.tmp("e")
+        args = [local[id(a)] for a in e.args]
+        f(f"{CTYPE[e.dtype]} {t} = {e.node.op.c_scalar(e.node, args, 'bad')};")
+        local[id(e)] = t
+    last = step.term if step.accumulation is not None else step.exprs[-1]
+    return leaf(last) if isinstance(last, (Ref, Lit)) else local[id(last)]
+
+
+# --------------------------------------------------------------------------- accumulations
+
+def _accumulation(ctx, step):
+    """``step``'s root (sum, mean or sum_to) of the elementwise members before it, in one pass.
+
+    The result starts at zero and every element is added into the result
+    element it reduces to: in the value's coordinates the result has stride 0
+    along the reduced axes (``ost``), and the driver (``sg_acc_loop``) walks
+    rows of the collapsed axes: along a reduced axis a row is a vectorised
+    horizontal sum into one result element, along a kept one a vectorised add
+    into a row of the result (sums over the leading axis, such as a bias
+    gradient, read memory in order).
+
+    Accuracy (issue #11): every sum runs in double. A float32 result gets
+    double accumulators in the workspace, rounded once at the end; a
+    horizontal sum adds blocks of SG_SUM_BLOCK elements apart, so a double
+    sum's error grows with the block rather than the row; a row whose
+    operands all have stride 0 adds one value times its length.
+    """
+    w, root, acc = ctx.w, step.root, step.accumulation
+    x, out = root.inputs[0], root.outputs[0]
+    nd, ct = x.ndim, CTYPE[out.dtype]
+    shapes = _shapes(ctx, step)
+    xs = shapes[id(x)] if id(x) in shapes else f"{ctx.arr(x)}.shape"
+    ost = ctx.tmp("ost")  # the result's strides in the value's coordinates
+    if acc.kind == "sum_to":
+        shp = root.inputs[1]
+        lead, n_t = nd - out.ndim, out.ndim
+        tgt = ctx.tmp("tgt")
+        w(f"const int64_t *{tgt} = (const int64_t *){ctx.arr(shp)}.data;")
+        with w.block(f"for (int k = 0; k < {n_t}; k++)"):
+            with w.block(f"if ({tgt}[k] != {xs}[{lead} + k] && {tgt}[k] != 1)"):
+                w("char sbuf0[96], sbuf1[96];")
+                ctx.fail(root, "shape", "shape %s is not a broadcast of %s",
+                         f"sg_shape_str(sbuf0, sizeof sbuf0, &{xs}[{lead}], {n_t})",
+                         f"sg_shape_str(sbuf1, sizeof sbuf1, {tgt}, {n_t})")
+        name = ctx.alloc(root, out, [f"{tgt}[{k}]" for k in range(n_t)])
+        w(f"int64_t {ost}[SG_MAXDIM];")
+        w(f"for (int k = 0; k < {lead}; k++) {ost}[k] = 0;")
+        w(f"for (int k = 0; k < {n_t}; k++) {ost}[{lead} + k] = "
+          f"({tgt}[k] == 1 && {xs}[{lead} + k] != 1) ? 0 : {name}.strides[k];")
+    else:
+        dims, pos = [], {}
+        for a in range(nd):
+            if a not in acc.axes:
+                pos[a] = len(dims)
+                dims.append(f"{xs}[{a}]")
+            elif acc.keepdims:
+                dims.append("1")
+        name = ctx.alloc(root, out, dims)
+        w(f"int64_t {ost}[SG_MAXDIM];")
+        for a in range(nd):
+            w(f"{ost}[{a}] = " + ("0;" if a in acc.axes else f"{name}.strides[{pos[a]}];"))
+    n_out = ctx.tmp("nout")
+    w(f"int64_t {n_out} = sg_size(&{name}, {out.ndim});")
+    accs = _accumulators(ctx, root, name, n_out, ct)
+    fn = ctx.tmp("row")
+    aux_type, aux = _aux(ctx, step, fn)
+    _acc_row_function(ctx, step, fn, aux_type)
+    n = ctx.tmp("n")
+    # The value may be a broadcast of more elements than int64 counts: refuse it
+    # rather than let the count wrap.
+    w(f"int64_t {n} = 1;")
+    with w.block(f"for (int k = 0; k < {nd} && {n} != 0; k++)"):
+        w(f"if ({xs}[k] == 0) {n} = 0; else if ({n} < 0 || {n} > INT64_MAX / {xs}[k]) {n} = -1; "
+          f"else {n} *= {xs}[k];")
+    with w.block(f"if ({n} == -1)"):
+        ctx.fail(root, "shape", f"a loop over the {nd}-d shape %s is too large",
+                 f"sg_shape_str(sbuf, sizeof sbuf, {xs}, {nd})")
+    loaded = step.loaded
+    arrs, nds, items = _operand_tables(ctx, loaded)
+    bad = ctx.tmp("bad")
+    w(f"int {bad} = 0;")
+    w(f"sg_acc_loop({nd}, {xs}, {n}, {accs}, {ost}, {len(loaded)}, {arrs}, {nds}, {items}, "
+      f"{fn}, {aux}, &{bad});")
+    _value_error(ctx, step, bad)
+    # NumPy's recipe for a mean: the sum divided by the count (0/0 is NaN),
+    # here in double, then rounded to the result's dtype
+    mean, cnt = acc.kind == "mean", ctx.tmp("count")
+    if mean or accs != ctx.ptr(out):
+        w(f"int64_t {cnt} = 1;")
+    for a in acc.axes if mean else ():
+        w(f"{cnt} *= {xs}[{a}];")
+    if accs != ctx.ptr(out):
+        w(f"for (int64_t i = 0; i < {n_out}; i++) {ctx.ptr(out)}[i] = ({ct})({cnt} == 1 ? "
+          f"{accs}[i] : {accs}[i] / (double){cnt});")
+    elif mean:
+        w(f"for (int64_t i = 0; i < {n_out}; i++) {ctx.ptr(out)}[i] /= (double){cnt};")
+
+
+def _accumulators(ctx, root, name, n_out, ct):
+    """The C pointer to the ``n_out`` zeroed double accumulators of the result ``name``: the
+    result itself when it is double, else a block of the workspace."""
+    w = ctx.w
+    if ct == "double":
+        w(f"memset({name}.data, 0, (size_t){n_out} * sizeof(double));")
+        return ctx.ptr(root.outputs[0])
+    accs = ctx.tmp("accs")
+    w(f"double *{accs} = (double *)sg_ws_alloc(ws, (size_t){n_out} * sizeof(double));")
+    with w.block(f"if (!{accs})"):
+        ctx.fail(root, "nomem", "out of memory")
+    w(f"memset({accs}, 0, (size_t){n_out} * sizeof(double));")
+    return accs
+
+
+def _acc_row_function(ctx, step, fn, aux_type):
+    """The row function of an accumulation (``sg_acc_fn`` of sg_loops.h)."""
+    f = ctx.functions
+    f(f"static int {fn}(int64_t n, void *const *p, const int64_t *s, const void *aux, "
+      f"double *o, int64_t so)")
+    with f.block(""):
+        unit, strided = _row_prologue(f, step, aux_type, 0)
+        m = len(step.loaded)
+        flat = " && ".join(f"s[{j}] == 0" for j in range(m)) or "1"
+        f(f"const int unit = {_unit_test(step, 0)}, flat = {flat};")
+
+        def term(element):
+            return _scalar_body(ctx, f, step, element)
+
+        with f.block("if (so == 0)"):
+            f("double acc = 0;")
+            with f.block("if (unit)"):
+                with f.block("for (int64_t jb = 0; jb < n; jb += SG_SUM_BLOCK)"):
+                    f("int64_t je = n - jb < SG_SUM_BLOCK ? n : jb + SG_SUM_BLOCK;")
+                    f("double part = 0;")
+                    # 16 lanes: four vectors of doubles, four chains of adds
+                    f("#pragma omp simd simdlen(16) reduction(+:part) reduction(|:bad)")
+                    with f.block("for (int64_t j = jb; j < je; j++)"):
+                        f(f"part += {term(unit)};")
+                    f("acc += part;")
+            with f.block("else if (flat)"):
+                # every operand repeats one value along the row (a broadcast)
+                f("const int64_t j = 0; double part = 0;")
+                f(f"part += {term(unit)};")
+                f("acc = part * (double)n;")
+            with f.block("else"):
+                with f.block("for (int64_t j = 0; j < n; j++)"):
+                    f(f"acc += {term(strided)};")
+            f("o[0] += acc;")
+        with f.block("else if (unit && so == 1)"):
+            f("#pragma omp simd reduction(|:bad)")
+            with f.block("for (int64_t j = 0; j < n; j++)"):
+                f(f"o[j] += {term(unit)};")
+        with f.block("else"):
+            with f.block("for (int64_t j = 0; j < n; j++)"):
+                f(f"o[j * so] += {term(strided)};")
+        f("return bad;")
+    f("")
+
+
+# --------------------------------------------------------------------------- updates in place
+#
+# Phases (codegen.ir.InPlaceUpdates): (1) every check (shapes, and no operand
+# overlapping memory written in place, else that update gets fresh memory),
+# (2) memory: the variable's, or fresh (a gemm with fresh memory is computed
+# here, before anything is overwritten), (3) the other outputs handed over,
+# (4) the writes, in graph order, which cannot fail.
+
+class _Slot:
+    """The C names of one update written in place."""
+
+
+def _in_place(ctx, ip, timed, profile, emit_outputs):
+    w = ctx.w
+    w("/* Updates written over their shared variable when the caller gives its memory")
+    w(" * away (ws->donate): checks first, then memory, then the outputs, then the")
+    w(" * writes, which cannot fail: a failed call changes no variable. */")
+    new_values = {id(u.step.root.outputs[0]) for u in ip.updates}
+    slots = []
+    for u in ip.updates:
+        step, node = u.step, u.step.root
+        out = node.outputs[0]
+        c = _Slot()
+        c.u, c.step = u, step
+        slots.append(c)
+        ctx.step = step
+        w(step.comment())
+        c.item, c.nd, c.W = _item(out), out.ndim, f"in_{u.leaf}"
+        c.don, c.own, c.O = ctx.tmp("don"), ctx.tmp("own"), ctx.declare(out)
+        ctx.prologue_owned.append(c.own)
+        if profile:
+            c.prof = len(timed)
+            timed.append(node)
+        ctx._note_buffer(out, "output")
+        if u.kind == "gemm":
+            c.pw = ctx.location(node, _product_trace(node))
+            c.cw = ctx.location(node)
+            c.A, c.B = ctx.arr(step.a), ctx.arr(step.b)
+            c.reads = [(c.A, step.a), (c.B, step.b)]
+            shp = ctx.tmp("shape")
+            w(f"int64_t {shp}[2];")
+            w(f"if (sg_gemm_shape(err, {c.pw}, {c.cw}, &{c.A}, {int(step.trans_a)}, &{c.B}, "
+              f"{int(step.trans_b)}, &{c.W}, 2, {shp})) goto fail;")
+        else:
+            shp = _shapes(ctx, step)[id(out)]
+            # what it reads, but for its own variable (element by element) and new values
+            c.reads = [(ctx.arr(v), v) for v in step.operands
+                       if v is not u.var and id(v) not in new_values]
+        for d in range(c.nd):
+            w(f"{c.O}.shape[{d}] = {shp}[{d}];")
+        w(f"int {c.don} = ws->donate[{u.leaf}] && "
+          f"!memcmp({c.O}.shape, {c.W}.shape, {c.nd} * sizeof(int64_t));")
+    ctx.step = None
+    w("/* an operand of an update overlapping memory written in place: that memory stays */")
+    for c in slots:
+        for x, v in c.reads:
+            for q in slots:
+                w(f"if ({q.don} && sg_overlaps(&{x}, {v.ndim}, {_item(v)}, "
+                  f"&{q.W}, {q.nd}, {q.item})) {q.don} = 0;")
+    wrong = [f"{ctx.arr(v)}.shape[{k}] != {n}" for v, axes in ip.shape_checks for k, n in axes]
+    if wrong:
+        w("/* an update breaking its variable's static shape: no variable is written over */")
+        w(f"if ({' || '.join(wrong)}) {{ {' '.join(f'{c.don} = 0;' for c in slots)} }}")
+    for c in slots:
+        w(f"/* {c.step.label}: its memory */")
+        if profile:
+            w(f"double prof_t{c.prof} = sg_now();")
+        if c.u.kind == "gemm":
+            c.PA, c.PB = ctx.tmp("pa"), ctx.tmp("pb")
+            w(f"sg_arr {c.PA} = {c.A}, {c.PB} = {c.B};")
+        with w.block(f"if ({c.don})"):
+            w(f"{c.O}.data = {c.W}.data; sg_contiguous(&{c.O}, {c.nd});")
+            if c.u.kind == "gemm":
+                w(f"if (sg_gemm_ready(err, {c.pw}, ws, {c.item}, &{c.PA}, "
+                  f"{int(c.step.trans_a)}, &{c.PB}, {int(c.step.trans_b)})) goto fail;")
+        with w.block("else"):
+            w(f"if (sg_alloc(err, {ctx.location(c.step.root)}, ws, &{c.O}, {c.nd}, {c.item}, "
+              f"&{c.own})) goto fail;")
+            if c.u.kind == "gemm":  # computed now, before any variable is overwritten
+                _gemm_update(ctx, c, c.A, c.step.trans_a, c.B, c.step.trans_b, checked=False)
+            w(f"out[{c.u.out_index}] = {c.O}; {c.own} = NULL;")
+        if profile:
+            w(f"sg_prof[{c.prof}] += sg_now() - prof_t{c.prof};")
+    emit_outputs()
+    w("/* the writes, in graph order: nothing below can fail */")
+    for c in slots:
+        name = c_comment(c.u.var.name or "its shared variable")
+        w(f"/* {c.step.label}: over {name} when given, else into fresh memory */"
+          if c.u.kind == "loop" else f"/* {c.step.label}: over {name} when given */")
+        if profile:
+            w(f"double prof_u{c.prof} = sg_now();")
+        if c.u.kind == "gemm":
+            with w.block(f"if ({c.don})"):
+                # Ready operands, checked sizes, no stretch: this call returns 0.
+                _gemm_update(ctx, c, c.PA, False, c.PB, False, checked=True)
+        else:
+            _loop_call(ctx, c.step, c.O, True)
+        w(f"if ({c.don}) out[{c.u.out_index}] = {c.O};")
+        if profile:
+            w(f"sg_prof[{c.prof}] += sg_now() - prof_u{c.prof};")
+
+
+def _gemm_update(ctx, c, a, ta, b, tb, checked):
+    """The gemm of the update ``c`` into its result (``checked``: it cannot fail)."""
+    step = c.step
+    fn = f"sg_gemm_{SUFFIX[step.out.dtype]}"
+    call = (f"{fn}(err, {c.pw}, {c.cw}, ws, &{c.O}, &{a}, {int(ta)}, &{b}, {int(tb)}, "
+            f"{c_literal(step.alpha, 'float64')}, &{c.W}, 2, {c_literal(step.beta, 'float64')})")
+    ctx.w(f"/* BLAS ({fn}): {c_comment(node_text(step.root), limit=400)} */")
+    ctx.w(f"(void){call};" if checked else f"if ({call}) goto fail;")
+
+
+# --------------------------------------------------------------------------- outputs
+
+def _outputs(ctx, outputs, skip=()):
+    """Hand every output but those in ``skip`` (indices) to the caller, in memory it owns."""
+    w = ctx.w
+    w("/* hand the outputs over: fresh memory the caller owns */")
+    given = set()
+    for i, v in enumerate(outputs):
+        if i in skip:
+            continue
+        name = ctx.arr(v)
+        own = ctx.owned.get(id(v))
+        if own is not None and id(v) not in given:
+            given.add(id(v))
+            w(f"out[{i}] = {name}; {own} = NULL;")
+            continue
+        item = _item(v)
+        with w.block(""):
+            w(f"sg_arr c = {name};")
+            w(f"int64_t n = sg_contiguous(&c, {v.ndim});")
+            with w.block(f"if (n < 0 || n > INT64_MAX / {item} || "
+                         f"!sg_shape_fits(c.shape, {v.ndim}, {item}))"):
+                ctx.fail(v.owner, "shape", f"output {i} of {v.ndim}-d shape %s is too large",
+                         f"sg_shape_str(sbuf, sizeof sbuf, c.shape, {v.ndim})")
+            w(f"c.data = ws->out_alloc((size_t)n * {item});")
+            w('if (!c.data) { sg_fail(err, SG_ENOMEM, "out of memory"); goto fail; }')
+            w(f"sg_copy(&c, &{name}, {v.ndim}, {item});")
+            w(f"out[{i}] = c;")
+
+
+def _assemble(ctx, header, n_out, n_timed=None):
+    top = CWriter()
+    if header:
+        top(f"/* {c_comment(header)} */")
+    top('#include "sg_kernel.h"')
+    top('#include "sg_loops.h"')
+    top('#include "cblas.h"')
+    top("")
+    if n_timed is not None:
+        top("#include <time.h>")
+        top("/* profile=True: seconds spent in each timed step, summed over calls */")
+        top(f"double sg_prof[{max(n_timed, 1)}];")
+        top(f"int sg_prof_n(void) {{ return {n_timed}; }}")
+        top("static double sg_now(void)")
+        top("{")
+        top("    struct timespec ts;")
+        top("    clock_gettime(CLOCK_MONOTONIC, &ts);")
+        top("    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;")
+        top("}")
+        top("")
+    top("int sg_abi_version(void) { return SG_ABI_VERSION; }")
+    top("")
+    top("/* Threads of this kernel's loops and, when `blas` > 0, of BLAS (process-wide).")
+    top(" * The runtime calls this after loading the library. */")
+    top("void sg_set_num_threads(int loops, int blas)")
+    top("{")
+    top("    sg_nthreads = loops > 0 ? loops : 1;")
+    top("    if (blas > 0)")
+    top("        scipy_openblas_set_num_threads(blas);")
+    top("}")
+    top("")
+    top.lines += ctx.functions.lines
+    top("int sg_main(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err)")
+    top("{")
+    top("    char sbuf[160]; (void)sbuf;")
+    top(f"    for (int k = 0; k < {n_out}; k++) out[k].data = NULL; /* freed on failure */")
+    for own in ctx.prologue_owned:
+        top(f"    void *{own} = NULL;")
+    top("    ws->used = 0; ws->need = 0;")
+    lines = top.lines + ctx.w.lines
+    tail = CWriter()
+    tail.depth = 1
+    tail("sg_ws_release(ws);")
+    tail("return SG_OK;")
+    tail.depth = 0
+    tail("fail:")
+    tail.depth = 1
+    for own in ctx.prologue_owned:
+        tail(f"ws->out_free({own});")
+    tail(f"for (int k = 0; k < {n_out}; k++) ws->out_free(out[k].data);")
+    tail("sg_ws_release(ws);")
+    tail("return err->code ? err->code : SG_EVALUE;")
+    tail.depth = 0
+    tail("}")
+    return "\n".join(lines + tail.lines) + "\n"
