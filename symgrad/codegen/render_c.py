@@ -22,7 +22,6 @@ with the same dtypes and ranks.
 """
 
 import contextlib
-import threading
 
 import numpy as np
 
@@ -31,8 +30,7 @@ from .ir import BlasCall, FusedLoop, Lit, OpStep, Ref
 from .steps import node_text
 from .writer import CWriter
 
-__all__ = ["KernelContext", "render", "CTYPE", "SUFFIX", "NoLowering", "location", "locate",
-           "c_literal"]
+__all__ = ["KernelContext", "render", "CTYPE", "SUFFIX", "NoLowering", "locate", "c_literal"]
 
 #: dtype -> C element type, and the suffix of a dtype's instantiation of a support function.
 CTYPE = {"float64": "double", "float32": "float", "int64": "int64_t", "int32": "int32_t",
@@ -50,20 +48,6 @@ class NoLowering(NotImplementedError):
 # CKernel.locations) in its place. The C source names no file or line, so an
 # edit that only moves the model's code within its file is a cache hit.
 LOC_MARK = "\x1f"
-_rendering = threading.local()  # .ctx: the KernelContext of the render() running on this thread
-
-
-def location(node, trace=None):
-    """The C string literal that starts the messages of ``node``'s failure sites.
-
-    ``trace`` (default ``node.trace``) is the user line to name. Each
-    (node, trace) gets a number in the kernel being rendered, in the order
-    the sites are written, hence the same in any process for the same graph.
-    """
-    ctx = getattr(_rendering, "ctx", None)
-    if ctx is None:  # an op lowered outside render() (a test of one op): the text itself
-        return c_format(f"{node.op} at {node.trace if trace is None else trace}: ")
-    return ctx.location(node, trace)
 
 
 def locate(msg, locations):
@@ -148,7 +132,12 @@ class KernelContext:
         return name
 
     def location(self, node, trace=None):
-        """The C literal of ``node``'s failure site (see the module function ``location``)."""
+        """The C string literal that starts the messages of ``node``'s failure sites.
+
+        ``trace`` (default ``node.trace``) is the user line to name. Each
+        (node, trace) gets a number in the kernel, in the order the sites are
+        written, hence the same in any process for the same graph.
+        """
         trace = node.trace if trace is None else trace
         key = (id(node), str(trace))
         if key not in self._sites:
@@ -232,19 +221,14 @@ def render(program, header="", profile=False):
 
     ``locations`` holds the text of each failure site (``"<op> at
     <file>:<line>: "``), by number: the kernel's messages start with a mark
-    holding that number (``location``), never with the text, and ``header``
+    holding that number (``KernelContext.location``), never with the text, and ``header``
     is written as a comment. With ``profile``, the kernel adds the seconds
     spent in each step to ``sg_prof[k]``, an exported array, and ``timed[k]``
     is that step's root node; otherwise ``timed`` is empty.
     """
     ctx = KernelContext(program.outputs)
-    outer = getattr(_rendering, "ctx", None)
-    _rendering.ctx = ctx
-    try:
-        timed = _render_into(ctx, program, profile)
-        source = _assemble(ctx, header, len(program.outputs), len(timed) if profile else None)
-    finally:
-        _rendering.ctx = outer
+    timed = _render_into(ctx, program, profile)
+    source = _assemble(ctx, header, len(program.outputs), len(timed) if profile else None)
     return source, ctx.locations, timed
 
 

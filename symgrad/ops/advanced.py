@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType
-from .calls_c import call, itemsize
+from ..codegen.c_support import call, itemsize
 from .elemwise import broadcast_static
 from .shape import zeros_like
 from .subtensor import (ARRAY, c_const, c_fresh_copy, c_index, c_slice, c_store, c_value_strides,

@@ -10,7 +10,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, Variable, as_variable, user_trace
-from .calls_c import itemsize
+from ..codegen.c_support import itemsize
 from .elemwise import cast
 from .shape import as_shape_vector, expand_dims, normalize_axis, shape_at, shape_entries, zeros_like
 

@@ -13,7 +13,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, as_variable, user_trace
-from .calls_c import SUFFIX, call
+from ..codegen.c_support import SUFFIX, call
 from .elemwise import broadcast_static, cast, mul
 from .shape import dimshuffle, expand_dims, flatten, squeeze, sum_to
 

@@ -14,7 +14,7 @@ from ..errors import IndexError as _IndexError
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, Variable, as_variable, user_trace
 from .elemwise import cast, exp, softplus
-from .rows_c import permuted_view, walk_rows
+from ..codegen.c_rows import permuted_view, walk_rows
 from .shape import expand_dims, normalize_axis, scalar_entry, shape_at
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits",

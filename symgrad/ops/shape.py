@@ -11,7 +11,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType, Variable, as_variable
-from .calls_c import SUFFIX, call, itemsize
+from ..codegen.c_support import SUFFIX, call, itemsize
 
 __all__ = ["shape", "shape_at", "make_vector", "dimshuffle", "transpose", "expand_dims",
            "squeeze", "broadcast_to", "sum_to", "reshape", "flatten", "alloc", "zeros", "ones",

@@ -22,7 +22,7 @@ from .. import dtypes as _dt
 from ..errors import IndexError as _IndexError
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType, user_trace
-from .calls_c import SUFFIX, call, itemsize
+from ..codegen.c_support import SUFFIX, call, itemsize
 from .elemwise import cast
 from .shape import sum_to, zeros_like
 

@@ -1,4 +1,5 @@
-"""C lowering helper shared by the row-wise ops (reductions, softmax, cross-entropy).
+"""C lowering helper shared by the row-wise ops (reductions, softmax, cross-entropy): their
+``c_code`` writes one row, this module walks the rows.
 
 An array is walked as rows: it is viewed (no copy) with the axes an op works
 along moved last, so each output element of a reduction, or each softmax
