@@ -22,9 +22,9 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType, as_variable, user_trace
-from .calls_c import SUFFIX, call
+from ..codegen.c_support import SUFFIX, call
 from .elemwise import cast, eq, exp, sqrt, square, where
-from .rows_c import permuted_view, walk_rows
+from ..codegen.c_rows import permuted_view, walk_rows
 from .shape import broadcast_to, expand_dims, normalize_axis, shape, shape_at
 
 __all__ = ["sum", "mean", "prod", "max", "min", "argmax", "argmin", "var", "std", "logsumexp"]
