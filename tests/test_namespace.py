@@ -53,7 +53,7 @@ SPEC_NN = {"softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with
 EXTRA_NN = {"relu", "sigmoid", "softplus", "tanh", "one_hot"}
 
 # The op families: implementation modules that must not appear as sg.<name>
-OPS_MODULES = {"advanced", "calls_c", "elemwise", "gemm", "indexing", "join", "linalg",
+OPS_MODULES = {"advanced", "calls_c", "creation", "elemwise", "gemm", "indexing", "join", "linalg",
                "methods", "reduce", "rows_c", "shape_ops", "subtensor"}
 
 

@@ -1,19 +1,20 @@
 """Every op of symgrad, one module per family; each op holds its type inference,
 NumPy reference and gradient rule together."""
 
-from . import elemwise, gemm, indexing, join, linalg, methods, nn, reduce  # noqa: F401
+from . import creation, elemwise, gemm, indexing, join, linalg, methods, nn, reduce  # noqa: F401
 from . import shape as shape_ops  # the module; the name `shape` is the function sg.shape
 from .elemwise import (abs, add, cast, ceil, clip, cos, eq, exp, expm1, floor, floordiv, ge,  # noqa: A004
                        gt, isnan, le, log, log1p, lt, maximum, minimum, mod, mul, neg, neq, pow,
                        relu, round, sigmoid, sign, sin, softplus, sqrt, square, stop_gradient, sub,
                        tanh, truediv, where)
+from .creation import arange
 from .indexing import *  # noqa: F403
 from .join import *  # noqa: F403
 from .linalg import *  # noqa: F403
 from .reduce import *  # noqa: F403
 from .shape import (broadcast_to, expand_dims, flatten, ones, ones_like, reshape, shape,
                     squeeze, transpose, zeros, zeros_like)
-from .nn import one_hot  # noqa: F401  (SPEC §2 lists sg.one_hot beside sg.nn's losses)
+from .nn import one_hot  # noqa: F401  (sg.one_hot, public beside sg.nn's losses)
 from . import indexing as _indexing, join as _join, linalg as _linalg, reduce as _reduce
 
 # What ``from .ops import *`` gives ``symgrad``: the op functions, never the family
@@ -25,6 +26,6 @@ __all__ = [
     "pow", "relu", "round", "sigmoid", "sign", "sin", "softplus", "sqrt", "square",
     "stop_gradient", "sub", "tanh", "truediv", "where",
     "broadcast_to", "expand_dims", "flatten", "ones", "ones_like", "reshape", "shape", "squeeze",
-    "transpose", "zeros", "zeros_like", "one_hot",
+    "transpose", "zeros", "zeros_like", "one_hot", "arange",
     *_indexing.__all__, *_join.__all__, *_linalg.__all__, *_reduce.__all__,
 ]
