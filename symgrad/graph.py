@@ -10,10 +10,12 @@ nodes.
 import builtins
 import contextlib
 import itertools
+import math
 import os
 import sys
 import time
 import types as _pytypes
+import typing
 
 import numpy as np
 
@@ -23,7 +25,8 @@ from .errors import ShapeError
 __all__ = [
     "TensorType", "Variable", "Constant", "SharedVariable", "Apply", "Op",
     "Trace", "as_variable", "constant", "shared", "toposort", "ancestors",
-    "free_inputs", "clone_replace", "OP_REGISTRY",
+    "free_inputs", "clone_replace", "OP_REGISTRY", "trace_as", "shape_text", "Leaves",
+    "graph_leaves", "leaf_value",
 ]
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -32,15 +35,26 @@ _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 # --------------------------------------------------------------------------- traces
 
 class Trace:
-    """Where the user made a node: ``file:line`` in the user's code."""
+    """Where the user made a node: ``file:line`` in the user's code.
+
+    ``str(trace)`` is the full ``path/model.py:12`` (error messages);
+    ``trace.file_line(short=True)`` the ``model.py:12`` that printing,
+    profiles, reports and the kernel's comments show. Both come from
+    :meth:`file_line`, the one place that formats a location.
+    """
 
     __slots__ = ("filename", "lineno", "function")
 
     def __init__(self, filename, lineno, function=""):
         self.filename, self.lineno, self.function = filename, lineno, function
 
+    def file_line(self, short=False):
+        """``path/model.py:12``, or with ``short`` the base name only: ``model.py:12``."""
+        name = os.path.basename(self.filename) if short else self.filename
+        return f"{name}:{self.lineno}"
+
     def __str__(self):
-        return f"{self.filename}:{self.lineno}"
+        return self.file_line()
 
     def __repr__(self):
         return f"Trace({self!s})"
@@ -49,7 +63,9 @@ class Trace:
         return (Trace, (self.filename, self.lineno, self.function))
 
 
-_override = []  # stack of (Trace, forward Apply or None) set while deriving gradients
+# The stack behind trace_as: (Trace, forward Apply or None). Only this module
+# touches it; every other module enters trace_as.
+_override = []
 
 
 def user_trace():
@@ -66,7 +82,12 @@ def user_trace():
 
 @contextlib.contextmanager
 def trace_as(trace, grad_of=None):
-    """Make every node built inside carry ``trace`` (and ``grad_of``)."""
+    """Make every node built inside carry ``trace`` (and ``grad_of``).
+
+    Gradient rules run under the forward node's trace, rewrites and graph
+    copies under the trace of the node they replace, so every node keeps
+    the user's line it stands for.
+    """
     _override.append((trace, grad_of))
     try:
         yield
@@ -276,7 +297,7 @@ class SharedVariable(Variable):
             raise TypeError(f"set_value on {label}: expected a {self.ndim}-d array of {self.dtype}, "
                             f"got a {arr.ndim}-d array of shape {arr.shape}")
         if not self.type.accepts_shape(arr.shape):
-            raise ShapeError(f"set_value on {label}: expected shape {_shape_text(self.shape)} (its "
+            raise ShapeError(f"set_value on {label}: expected shape {shape_text(self.shape)} (its "
                              f"static shape), got {arr.shape}; to let a length change, create the "
                              f"variable with sg.shared(value, shape=...) and None on that axis")
         if arr.dtype.name != self.dtype:
@@ -286,6 +307,14 @@ class SharedVariable(Variable):
             arr = arr.astype(self.dtype)
         native = _native(arr)
         self._value = native if borrow or native is not arr else np.array(arr, copy=True)
+
+    def store_update(self, value):
+        """Store ``value``, the new value a function's update computed: as is, no copy.
+
+        For :class:`symgrad.function.Function`, which checked it against this
+        variable's type and owns it; use :meth:`set_value` anywhere else.
+        """
+        self._value = value
 
     def __repr__(self):
         return f"<SharedVariable {self.name or ''}: {self.dtype}{list(self._value.shape)}>"
@@ -334,9 +363,16 @@ def unsettled_lengths(static, shape):
     return tuple((k, s) for k, (s, t) in enumerate(zip(static, shape)) if s is not None and t != s)
 
 
-def _shape_text(shape):
-    """``(4, 3)`` or ``(None, 3)``: a static shape as the user writes it."""
-    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+def shape_text(shape, unknown="None"):
+    """A shape as Python writes a tuple: ``(4, 3)``, ``(3,)``, ``()``.
+
+    The one shape formatter of messages and reports. A static length that is
+    not known (None) is shown as ``unknown``: ``(None, 3)`` as the user
+    writes it in ``sg.shared(..., shape=...)``, or ``(?, 3)`` with
+    ``unknown="?"`` when describing a value.
+    """
+    dims = [unknown if s is None else str(s) for s in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
 def _static_shape(shape, actual, name):
@@ -351,12 +387,12 @@ def _static_shape(shape, actual, name):
                               or not isinstance(s, (int, np.integer))):
             raise TypeError(f"{label}: shape= holds ints or None, got {s!r} in {shape!r}")
     if len(shape) != len(actual):
-        raise ShapeError(f"{label}: shape={_shape_text(shape)} has {len(shape)} entries but the "
+        raise ShapeError(f"{label}: shape={shape_text(shape)} has {len(shape)} entries but the "
                          f"value is {len(actual)}-d, of shape {actual}; give one int or None "
                          f"per axis")
     for k, (s, n) in enumerate(zip(shape, actual)):
         if s is not None and s != n:
-            raise ShapeError(f"{label}: shape={_shape_text(shape)} expects length {int(s)} on "
+            raise ShapeError(f"{label}: shape={shape_text(shape)} expects length {int(s)} on "
                              f"axis {k}, but the value's shape is {actual}; use None on that axis "
                              f"to let its length vary")
     return shape
@@ -438,7 +474,7 @@ NOT_DIFFERENTIABLE = NotDifferentiable()
 class Op:
     """Base of every operation.
 
-    A subclass defines, in one place (SPEC §9):
+    A subclass defines, in its one class:
 
     * ``infer(*inputs) -> list[TensorType]``: type and static-shape inference,
       raising ``ShapeError`` / ``TypeError`` at graph build time;
@@ -446,7 +482,9 @@ class Op:
     * ``grad(node, inputs, outputs, gouts) -> list``: the gradient rule as
       graph; per input a Variable, None (zero by construction, e.g. the
       condition of ``where``) or ``NOT_DIFFERENTIABLE`` (indices, labels);
-      entries of ``gouts`` may be None for outputs nothing flows back from.
+      entries of ``gouts`` may be None for outputs nothing flows back from;
+    * its floating-point operation count, for ``sg.explain``: either
+      ``flops_per_element`` (the simple cases) or :meth:`flops`.
 
     ``__props__`` names the attributes that make two ops equal. Concrete ops
     register themselves under ``name`` in ``OP_REGISTRY`` (set
@@ -460,6 +498,11 @@ class Op:
     # that reads only its input's shape lists none, so gradients never look for
     # a path through it.
     value_inputs = None
+    # Floating-point operations per element of the outputs, for ops whose count
+    # is that simple: 1 for an elementwise arithmetic op, 0 for an op that only
+    # moves data (views, copies, gathers, casts, shapes). None: not declared,
+    # and the op overrides flops() instead. See flops().
+    flops_per_element = None
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -468,14 +511,15 @@ class Op:
                 raise RuntimeError(f"op name {cls.name!r} registered twice")
             OP_REGISTRY[cls.name] = cls
 
-    def _props(self):
+    def props(self):
+        """The values of ``__props__``: with the op's type, what makes two ops equal."""
         return tuple(getattr(self, p) for p in self.__props__)
 
     def __eq__(self, other):
-        return type(self) is type(other) and self._props() == other._props()
+        return type(self) is type(other) and self.props() == other.props()
 
     def __hash__(self):
-        return hash((type(self), self._props()))
+        return hash((type(self), self.props()))
 
     def __str__(self):
         if not self.__props__:
@@ -504,6 +548,30 @@ class Op:
 
     def grad(self, node, inputs, outputs, gouts):
         raise NotImplementedError(f"{type(self).__name__}.grad")
+
+    def flops(self, node, in_shapes, out_shapes):
+        """Floating-point operations of one evaluation of ``node`` at these shapes.
+
+        ``in_shapes`` and ``out_shapes`` hold one concrete shape (a tuple of
+        ints) per input and per output. The rules ``sg.explain`` counts by:
+        a multiply-add is 2, an elementwise operation 1 per element
+        (``exp`` and ``tanh`` too), moving data 0.
+
+        The default counts ``flops_per_element`` per element of the outputs
+        (an elementwise op says 1, a data-moving op 0); an op whose count
+        depends on more than its output size (a product, a reduction, a
+        softmax) overrides this method. An op that does neither has no
+        count: ``NotImplementedError``, rather than a silent 0.
+        """
+        if self.flops_per_element is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} ({self.name}) declares no FLOP count: set "
+                f"flops_per_element or define flops(node, in_shapes, out_shapes)")
+        return self.flops_per_element * sum(math.prod(s) for s in out_shapes)
+
+    def declares_flops(self):
+        """Whether this op says how many FLOPs it does (``flops_per_element`` or its own ``flops``)."""
+        return self.flops_per_element is not None or type(self).flops is not Op.flops
 
 
 def _at_user_line(err, op):
@@ -569,6 +637,54 @@ def free_inputs(outputs):
     return found
 
 
+class Leaves(typing.NamedTuple):
+    """The leaves a graph reads, as :func:`graph_leaves` orders them."""
+
+    inputs: list
+    shared: list
+    constants: list
+
+    def ordered(self):
+        """``inputs + shared + constants``: the order every evaluator binds leaf values in."""
+        return self.inputs + self.shared + self.constants
+
+
+def graph_leaves(inputs, outputs):
+    """The leaves a graph computing ``outputs`` from ``inputs`` reads, in the one order
+    every evaluator binds them: the given ``inputs``, then the shared variables,
+    then the constants, each kind in the order a walk of ``toposort(outputs)``
+    first meets it (an output that is itself a leaf comes after the nodes' leaves).
+
+    Free variables not in ``inputs`` are not leaves here (``sg.function``
+    refuses a graph that needs one).
+    """
+    seen = {id(v) for v in inputs}
+    shared, constants = [], []
+
+    def meet(v):
+        if id(v) in seen or v.owner is not None:
+            return
+        if isinstance(v, SharedVariable):
+            shared.append(v)
+        elif isinstance(v, Constant):
+            constants.append(v)
+        else:
+            return
+        seen.add(id(v))
+
+    for node in toposort(outputs):
+        for v in node.inputs:
+            meet(v)
+    for v in outputs:
+        meet(v)
+    return Leaves(list(inputs), shared, constants)
+
+
+def leaf_value(v):
+    """The value an evaluator binds to a shared variable or a constant (no copy)."""
+    return v.get_value(borrow=True) if isinstance(v, SharedVariable) else v.data
+
+
 def clone_replace(outputs, replace):
     """Rebuild ``outputs`` with the variables in ``replace`` (old -> new) substituted.
 
@@ -580,12 +696,8 @@ def clone_replace(outputs, replace):
         new_inputs = [memo.get(id(i), i) for i in node.inputs]
         if all(a is b for a, b in zip(new_inputs, node.inputs)):
             continue
-        override = (node.trace, node.grad_of)
-        _override.append(override)
-        try:
+        with trace_as(node.trace, node.grad_of):
             new_node = node.op.make_node(*new_inputs)
-        finally:
-            _override.pop()
         for old, new in zip(node.outputs, new_node.outputs):
             new.name = old.name
             new.tag.__dict__.update(old.tag.__dict__)
@@ -689,11 +801,8 @@ def unflatten_graph(state):
         return leaves[ref[1]] if ref[0] == "leaf" else built[ref[1]].outputs[ref[2]]
 
     for op, ins, trace, grad_of, names, *rest in state["nodes"]:
-        _override.append((trace, built[grad_of] if grad_of is not None else None))
-        try:
+        with trace_as(trace, built[grad_of] if grad_of is not None else None):
             node = op.make_node(*[get(r) for r in ins])
-        finally:
-            _override.pop()
         for o, n in zip(node.outputs, names):
             o.name = n
         for k, v in (rest[0] if rest else {}).items():

@@ -9,18 +9,24 @@ import time
 import numpy as np
 
 from .errors import ShapeError, SymgradError
-from .graph import Constant, SharedVariable, toposort
+from .graph import graph_leaves, toposort
 
 __all__ = ["Program", "evaluate"]
 
 
 class Program:
-    """``outputs`` as a list of steps over value slots, inputs bound by position."""
+    """``outputs`` as a list of steps over value slots, inputs bound by position.
+
+    Slots are numbered leaves first, in the order of :func:`~symgrad.graph.graph_leaves`
+    (the inputs, then shared variables, then constants, as the compiled kernel
+    binds them), then the nodes' outputs in topological order.
+    """
 
     def __init__(self, inputs, outputs):
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self.nodes = toposort(self.outputs)
+        leaves = graph_leaves(self.inputs, self.outputs)
         slot = {}
 
         def slot_of(v):
@@ -29,22 +35,8 @@ class Program:
             return slot[id(v)]
 
         self.input_slots = [slot_of(v) for v in self.inputs]
-        self.constants = []  # (slot, value)
-        self.shared = []     # (slot, SharedVariable)
-        for node in self.nodes:
-            for v in node.inputs:
-                if id(v) in slot:
-                    continue
-                if isinstance(v, Constant):
-                    self.constants.append((slot_of(v), v.data))
-                elif isinstance(v, SharedVariable):
-                    self.shared.append((slot_of(v), v))
-        for v in self.outputs:
-            if id(v) not in slot and v.owner is None:
-                if isinstance(v, Constant):
-                    self.constants.append((slot_of(v), v.data))
-                elif isinstance(v, SharedVariable):
-                    self.shared.append((slot_of(v), v))
+        self.shared = [(slot_of(v), v) for v in leaves.shared]              # (slot, SharedVariable)
+        self.constants = [(slot_of(v), v.data) for v in leaves.constants]  # (slot, value)
         self.steps = [(node, [slot_of(i) for i in node.inputs], [slot_of(o) for o in node.outputs])
                       for node in self.nodes]
         self.output_slots = [slot_of(v) for v in self.outputs]

@@ -73,3 +73,43 @@ def test_shared_refuses_bad_values():
 def test_evaluate():
     x = sg.vector("x")
     np.testing.assert_array_equal(sg.evaluate(x * 3, {x: np.array([1.0])}), [3.0])
+
+
+def test_trace_formats_file_and_line_once():
+    from symgrad.graph import Trace
+
+    t = Trace("/home/u/model.py", 12, "build")
+    assert str(t) == t.file_line() == "/home/u/model.py:12"
+    assert t.file_line(short=True) == "model.py:12"
+
+
+def test_shape_text():
+    from symgrad.graph import shape_text
+
+    assert shape_text((4, 3)) == "(4, 3)"
+    assert shape_text((3,)) == "(3,)"
+    assert shape_text(()) == "()"
+    assert shape_text((None, 3)) == "(None, 3)"
+    assert shape_text((None, 3), unknown="?") == "(?, 3)"
+
+
+def test_graph_leaves_order_inputs_shared_constants():
+    """One order for every evaluator: inputs, then shared variables, then constants, each
+    as a walk of the graph first meets it; an output that is a leaf comes last."""
+    from symgrad.graph import graph_leaves
+    from symgrad.interp import Program
+
+    x, y = sg.vector("x"), sg.vector("y")
+    a, b = sg.shared(np.ones(2), name="a"), sg.shared(np.ones(2), name="b")
+    c1, c2 = sg.constant(np.array([2.0, 2.0])), sg.constant(np.array([3.0, 3.0]))
+    out = (x * c1 + b) * c2 + a
+    leaves = graph_leaves([y, x], [out, c1, b])
+    assert leaves.inputs == [y, x]
+    assert leaves.shared == [b, a] and leaves.constants == [c1, c2]
+    assert leaves.ordered() == [y, x, b, a, c1, c2]
+    d = sg.shared(np.ones(2), name="d")
+    assert graph_leaves([x], [x + 1.0, d]).shared == [d]
+    # The reference evaluator numbers its slots in that order.
+    prog = Program([y, x], [out])
+    assert [s for s, _ in prog.shared] == [2, 3] and [s for s, _ in prog.constants] == [4, 5]
+    assert [v for _, v in prog.shared] == [b, a]

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from ..graph import Apply, Constant, Variable, _override, toposort
+from ..graph import Apply, Constant, Variable, toposort, trace_as
 
 __all__ = ["Sweep", "InPlace", "RuleSet", "all_equal", "scalar_value"]
 
@@ -130,7 +130,7 @@ class Sweep:
     def _key(self, op, ins):
         number = self._op_of.get(id(op))
         if number is None:
-            number = self._op_numbers.setdefault((type(op), op._props()), len(self._op_numbers))
+            number = self._op_numbers.setdefault((type(op), op.props()), len(self._op_numbers))
             self._op_of[id(op)] = number
         ids = tuple(id(i) for i in ins)
         if len(ids) == 2 and ids[0] > ids[1] and getattr(op, "scalar", None) in COMMUTATIVE:
@@ -147,11 +147,8 @@ class Sweep:
             new = Apply(node.op, ins, [o.type for o in node.outputs], trace=node.trace)
             new.grad_of = grad_of
         else:
-            _override.append((node.trace, grad_of))
-            try:
+            with trace_as(node.trace, grad_of):
                 new = node.op.make_node(*ins)
-            finally:
-                _override.pop()
         if node.tag.__dict__:
             new.tag.__dict__.update(node.tag.__dict__)
         for old, o in zip(node.outputs, new.outputs):
@@ -200,15 +197,13 @@ class Sweep:
 
 def _try(fn, node, walk, strict):
     """``fn``'s replacement for ``node``'s outputs, as a list, or None."""
-    _override.append((node.trace, node.grad_of))
     try:
-        rep = fn(node, walk)
+        with trace_as(node.trace, node.grad_of):
+            rep = fn(node, walk)
     except Exception:  # a rule that cannot apply must never break compilation
         if strict:
             raise
         return None
-    finally:
-        _override.pop()
     if rep is None:
         return None
     rep = [rep] if isinstance(rep, Variable) else list(rep)
