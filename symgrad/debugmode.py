@@ -8,8 +8,9 @@ inputs raises, naming the op and the user's line.
 
 import numpy as np
 
+from .backend import CKernel
 from .errors import SymgradError
-from .graph import Constant, SharedVariable, toposort
+from .graph import leaf_value, toposort
 from .interp import Program
 
 __all__ = ["DebugRunner", "DebugModeError"]
@@ -21,8 +22,6 @@ class DebugModeError(SymgradError, AssertionError):
 
 class DebugRunner:
     def __init__(self, inputs, outputs, name="kernel", rtol=None, atol=None):
-        from .backend import CKernel
-
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self.nodes = toposort(self.outputs)
@@ -68,11 +67,7 @@ class DebugRunner:
 
 def _leaf_finite(v):
     """Whether a shared variable's or constant's value is free of NaN and Inf."""
-    if isinstance(v, SharedVariable):
-        return _finite(v.get_value(borrow=True))
-    if isinstance(v, Constant):
-        return _finite(np.asarray(v.data))
-    return True
+    return _finite(np.asarray(leaf_value(v)))
 
 
 def _finite(a):

@@ -12,7 +12,7 @@ PPRINT_MAX_NODES = 300           # pprint shows a placeholder for larger sub-exp
 PPRINT_SHARE_CHARS = 24          # pprint writes a repeated sub-expression longer than this once
 
 
-def _short_value(c, limit=40):
+def short_value(c, limit=40):
     """A constant's value when short (``1.0``, ``[1, 2]``), else its type."""
     if c.data.size <= 8:
         text = repr(c.data.tolist())
@@ -23,7 +23,7 @@ def _short_value(c, limit=40):
 
 def _pp_leaf(v):
     if isinstance(v, Constant):
-        return _short_value(v)
+        return short_value(v)
     return v.name or f"<{'shared' if isinstance(v, SharedVariable) else 'input'} {v.type}>"
 
 

@@ -11,8 +11,7 @@ import os
 import shutil
 import subprocess
 
-from .formula import _short_value, pprint
-from .function import Graph
+from .formula import pprint, short_value
 from .graph import Constant, SharedVariable, Variable, toposort
 
 __all__ = ["debugprint", "pprint", "to_dot", "render"]
@@ -33,8 +32,8 @@ def _roots(obj):
 
     A label is None for a bare variable, a dict key, ``output i`` or ``update W <-``.
     """
-    graph = obj if isinstance(obj, Graph) else getattr(obj, "graph", None)
-    if isinstance(graph, Graph):
+    graph = obj if _is_graph(obj) else getattr(obj, "graph", None)
+    if _is_graph(graph):
         header = ["inputs: " + (", ".join(_leaf_text(v) for v in graph.inputs) or "(none)")]
         outs = [(f"output {i}:", v, None) for i, v in enumerate(graph.outputs)]
         ups = [(f"update {_leaf_text(s)} <-", e, s) for s, e in graph.updates]
@@ -50,10 +49,21 @@ def _roots(obj):
                     f"function or a train step)")
 
 
+def _is_graph(obj):
+    """Whether ``obj`` is a function's graph (``f.graph``, a ``symgrad.function.Graph``).
+
+    Known by what it holds (``inputs``, ``outputs``, ``updates``), not by its
+    class: that class prints itself with :func:`debugprint`, so this module,
+    below it, does not import it.
+    """
+    return not isinstance(obj, Variable) and all(
+        isinstance(getattr(obj, a, None), list) for a in ("inputs", "outputs", "updates"))
+
+
 def _steps_of(obj):
     """The steps of the compiled kernel behind ``obj`` (a function or a train step), or None."""
-    fn = obj if hasattr(obj, "_ckernel") else getattr(obj, "function", None)
-    kernel = getattr(fn, "_ckernel", None)
+    fn = obj if hasattr(obj, "kernel") else getattr(obj, "function", None)
+    kernel = getattr(fn, "kernel", None)
     return None if kernel is None else kernel.steps
 
 
@@ -113,7 +123,7 @@ def _checked(v, where):
 def _leaf_text(v):
     """How a variable without an owner is shown: inputs and shared by name, constants by value."""
     if isinstance(v, Constant):
-        return f"constant{{{_short_value(v)}}}"
+        return f"constant{{{short_value(v)}}}"
     if v.name:
         return v.name
     return "<shared>" if isinstance(v, SharedVariable) else "<input>"
@@ -121,7 +131,7 @@ def _leaf_text(v):
 
 def _where(trace):
     # The base name keeps lines short; the full path is in node.trace.
-    return f"{os.path.basename(trace.filename)}:{trace.lineno}"
+    return trace.file_line(short=True)
 
 
 def _tooltip(trace):
@@ -332,7 +342,7 @@ def _var_kind(v):
 
 def _var_label(v, root_label):
     if isinstance(v, Constant):
-        lines = [v.name, _short_value(v)] if v.name else [_short_value(v)]
+        lines = [v.name, short_value(v)] if v.name else [short_value(v)]
     else:
         lines = [v.name or ("<input>" if v.owner is None else ""), str(v.type)]
     if root_label:
@@ -478,7 +488,7 @@ def render(obj, path):
 def _run_graphviz(text, fmt):
     """The image bytes for DOT ``text``, via the graphviz package or the dot program."""
     try:
-        import graphviz
+        import graphviz  # optional: only drawing needs it, and the dot program does as well
     except ImportError:
         graphviz = None
     if graphviz is not None:

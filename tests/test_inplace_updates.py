@@ -41,7 +41,7 @@ def _product(hv, gv, trans):
 
 def test_the_update_is_a_gemm_the_kernel_can_write_in_place():
     f, W = _sgd()
-    assert f._ckernel.donations and "ws->donate[" in f.source
+    assert f.kernel.donations and "ws->donate[" in f.source
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -374,7 +374,7 @@ def test_debugprint_of_compiled_step_shows_kernel_steps():
     text = sg.debugprint(step)
     lines = text.splitlines()
     assert lines[0] == "inputs: X, y" and lines[1].startswith("kernel: ")
-    steps = step.function._ckernel.steps
+    steps = step.function.kernel.steps
     fused = [s for s in steps if s.fused]
     assert fused and any(s.blas for s in steps)
     assert f"{len(steps)} steps" in lines[1] and "BLAS" in lines[1]
@@ -420,7 +420,7 @@ def test_cotangent_of_a_rewritten_forward_node_names_its_line():
 def test_to_dot_draws_fused_groups_as_clusters():
     step = _mlp_step()
     dot = sg.to_dot(step)
-    fused = [s for s in step.function._ckernel.steps if s.fused]
+    fused = [s for s in step.function.kernel.steps if s.fused]
     clusters = re.findall(r"subgraph cluster_(K\d+) \{", dot)
     assert clusters == [s.label for s in fused]
     unquoted = re.sub(r'"(?:[^"\\]|\\.)*"', '""', dot)

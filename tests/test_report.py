@@ -118,3 +118,67 @@ def test_node_flops_rules():
     assert node_flops(sg.nn.softmax(A).owner, [(2, 3)], [(2, 3)]) == 24
     assert node_flops(A.T.owner, [(2, 3)], [(3, 2)]) == 0
     assert node_flops(sg.cast(x, "float32").owner, [(7,)], [(7,)]) == 0
+
+
+# --------------------------------------------------------------------------- FLOPs come from the op
+
+class _Scale(sg.Op):
+    """A custom op: ``x * 2`` (1 FLOP per element), declared by flops_per_element."""
+
+    name = "test_report_scale"
+    flops_per_element = 1
+
+    def infer(self, x):
+        return [x.type]
+
+    def perform(self, node, x):
+        return [x * 2]
+
+
+class _Quartic(_Scale):
+    """Counts itself with its own ``flops``."""
+
+    name = "test_report_quartic"
+    flops_per_element = None
+
+    def flops(self, node, in_shapes, out_shapes):
+        return 4 * int(np.prod(in_shapes[0]))
+
+
+class _Silent(_Scale):
+    """Says nothing about its FLOPs."""
+
+    name = "test_report_silent"
+    flops_per_element = None
+
+
+def test_an_op_counts_its_own_flops():
+    x = sg.vector("x")
+    assert node_flops(_Scale()(x).owner, [(7,)], [(7,)]) == 7
+    assert node_flops(_Quartic()(x).owner, [(7,)], [(7,)]) == 28
+    f = sg.function([x], _Quartic()(_Scale()(x)), mode="py")
+    assert sg.explain(f, np.ones(5)).flops == 5 + 20
+
+
+def test_an_op_without_a_flop_count_is_an_error_not_a_zero():
+    x = sg.vector("x")
+    with pytest.raises(NotImplementedError, match="_Silent.*declares no FLOP count"):
+        node_flops(_Silent()(x).owner, [(7,)], [(7,)])
+
+
+def test_every_registered_op_has_a_flop_count():
+    """Declared by the op, or (until issue 12 moves it there) a row of report's table."""
+    from symgrad.graph import OP_REGISTRY, Op
+    from symgrad.ops.elemwise import Elemwise
+    from symgrad.report import _NOT_YET_IN_THE_OP, _flops_key
+
+    # An op class made without __init__: declares_flops reads class attributes only.
+    ops = [entry.__new__(entry) if isinstance(entry, type) else Elemwise(name)
+           for name, entry in OP_REGISTRY.items() if not name.startswith("test_report_")]
+    missing = sorted(op.name for op in ops
+                     if not (op.declares_flops() or _flops_key(op) in _NOT_YET_IN_THE_OP))
+    assert not missing, f"ops with no FLOP count (set flops_per_element or define flops): {missing}"
+    used = {_flops_key(op) for op in ops if not op.declares_flops()}
+    stale = sorted(set(_NOT_YET_IN_THE_OP) - used)
+    assert not stale, f"rows of report._NOT_YET_IN_THE_OP no undeclared op uses: {stale}"
+    assert Op.flops_per_element is None  # the base declares nothing: no silent default
