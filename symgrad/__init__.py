@@ -7,15 +7,15 @@
 >>> f = sg.function([x], [cost, g])
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: F401  (modules read it there, not from here)
 from . import nn  # noqa: F401
-from .autodiff import grad, hessian, jacobian, jvp, verify_grad, vjp  # noqa: F401
+from .autodiff import grad, hessian, jacobian, jvp, vjp  # noqa: F401
 from .config import config  # noqa: F401
 from .errors import (CacheError, CompileError, DisconnectedInputError,  # noqa: F401,A004
                      GradientError, IndexError, InputError, NonDifferentiableError,
                      NonScalarCostError, ShapeError, SymgradError)
 from .function import Function, UnusedInputWarning, function  # noqa: F401
+from .gradcheck import verify_grad  # noqa: F401
 from .graph import (Apply, Constant, Op, SharedVariable, TensorType, Variable, constant,  # noqa: F401
                     matrix, scalar, shared, tensor, tensor3, tensor4, vector)
 from .interp import evaluate  # noqa: F401

@@ -38,6 +38,7 @@ import numpy as np
 from . import dtypes as _dt
 from .errors import SymgradError
 from .graph import SharedVariable
+from .train import TrainStep
 
 __all__ = ["save", "load", "read", "CheckpointError"]
 
@@ -84,8 +85,6 @@ def _from_list(items, what):
 
 def _named(obj):
     """The shared variables behind ``obj`` as an ordered ``{name: SharedVariable}``."""
-    from .train import TrainStep
-
     if isinstance(obj, SharedVariable):
         return {obj.name or "value": obj}
     if isinstance(obj, TrainStep):

@@ -18,7 +18,7 @@ REWRITE_LEVELS = ("none", "basic", "safe", "fast")
 
 
 class Config:
-    """Process-wide settings (SPEC §8).
+    """Process-wide settings.
 
     Attributes
     ----------

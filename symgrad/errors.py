@@ -1,4 +1,4 @@
-"""The exception hierarchy of symgrad (SPEC §7).
+"""The exception hierarchy of symgrad.
 
 Every error symgrad raises on purpose derives from :class:`SymgradError` and
 from the builtin exception a Python user would expect (``TypeError`` for a
@@ -47,7 +47,7 @@ class CacheError(CompileError, OSError):
     """The kernel cache directory cannot be used: the message names the path, what
     is wrong and what to set (``SYMGRAD_CACHE_DIR``).
 
-    An ``OSError`` (SPEC §7), and a :class:`CompileError` too, since it stops a
+    An ``OSError``, and a :class:`CompileError` too, since it stops a
     compile: code catching either sees it.
     """
 
@@ -62,5 +62,5 @@ class GradientError(SymgradError, AssertionError):
         self.rel_err = rel_err
 
 
-class IndexError(SymgradError, builtins.IndexError):  # noqa: A001 - shadows on purpose (SPEC §7)
+class IndexError(SymgradError, builtins.IndexError):  # noqa: A001 - on purpose: it is a builtin IndexError too
     """An index or label out of range (gather, ``one_hot``, ``cross_entropy``)."""

@@ -1,4 +1,4 @@
-"""Summaries: values that model code records and train steps report (SPEC §5).
+"""Summaries: values that model code records and train steps report.
 
 A model is code that builds graph; some of what it builds is worth watching
 while it trains (an accuracy, an activation's mean, a weight norm) without
@@ -19,7 +19,7 @@ A default scope always exists; ``with sg.summary_scope():`` opens a fresh one
 """
 
 from .errors import ShapeError
-from .graph import Variable, free_inputs
+from .graph import Variable, free_inputs, shape_text
 
 __all__ = ["summary", "summary_scope", "SummaryScope", "active_scope"]
 
@@ -168,10 +168,10 @@ def summary(name, expr):
         raise TypeError(f"summary {name!r}: expected a symbolic Variable, got "
                         f"{type(expr).__name__}; a summary records graph, not a value")
     if expr.ndim != 0:
-        dims = ", ".join("?" if s is None else str(s) for s in expr.shape)
         made = f" made at {expr.owner.trace}" if expr.owner is not None else ""
         raise ShapeError(f"summary {name!r}: a summary is one number, got a {expr.ndim}-d "
-                         f"{expr.dtype} value of shape ({dims}{',' * (expr.ndim == 1)}){made}; "
+                         f"{expr.dtype} value of shape {shape_text(expr.shape, unknown='?')}"
+                         f"{made}; "
                          f"reduce it first, e.g. expr.mean() or expr.max()")
     active_scope().record(name, expr)
     return expr

@@ -1,4 +1,4 @@
-"""``sg.train_step``: losses in, one compiled call per step out (SPEC §5).
+"""``sg.train_step``: losses in, one compiled call per step out.
 
 A model is code that builds losses; the trainer only sums them. There is no
 required "model" and "loss function" split: a model may return one scalar, or
@@ -23,7 +23,7 @@ from . import dtypes as _dt
 from .autodiff import grad
 from .errors import NonDifferentiableError, NonScalarCostError
 from .function import function
-from .graph import SharedVariable, Variable
+from .graph import SharedVariable, Variable, shape_text
 from .ops.elemwise import StopGradient
 from .optim import SGD
 from .summaries import active_scope
@@ -36,8 +36,7 @@ TOTAL = "loss"  # the key of the summed loss in every step's result
 # --------------------------------------------------------------------------- checks
 
 def _shape_text(v):
-    dims = ", ".join("?" if s is None else str(s) for s in v.shape)
-    return f"({dims}{',' * (v.ndim == 1)})"
+    return shape_text(v.shape, unknown="?")
 
 
 def _check_loss(value, key):

@@ -14,6 +14,7 @@ ancestors not yet seen, inputs first, by an explicit walk (no recursion).
 """
 
 from ..graph import Constant
+from ..ops.elemwise import ELEMWISE
 
 __all__ = ["Dim", "Dims"]
 
@@ -289,9 +290,4 @@ def register_elementwise(names):
         _RULES.setdefault(n, _elemwise)
 
 
-def _init():
-    from ..ops.elemwise import ELEMWISE
-    register_elementwise(ELEMWISE)
-
-
-_init()
+register_elementwise(ELEMWISE)

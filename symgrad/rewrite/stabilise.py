@@ -33,6 +33,7 @@ raises a ShapeError at its line instead of broadcasting.
 
 from ..graph import Constant
 from ..ops.elemwise import Cast, Elemwise
+from ..ops.indexing import getitem
 from ..ops.nn import CrossEntropy, LogSoftmax
 from ..ops.reduce import LogSumExp, Sum
 from ..ops.shape import Shape, ShapeAt, broadcast_to
@@ -157,7 +158,6 @@ def _per_row_loss(v, sweep):
         elif rn.inputs[1].owner is not None and rn.inputs[1].owner.op.name == "shape_at":
             # arange(n) with n a length: the first n rows (a view); more rows than z
             # has fail in cross_entropy as they failed in the gather
-            from ..ops.indexing import getitem
             rows = getitem(z, slice(None, rn.inputs[1]))
         else:
             return None
