@@ -45,7 +45,8 @@ class Graph:
     @property
     def shared(self):
         """Every shared variable the graph reads or updates, each once."""
-        read = graph_leaves(self.inputs, self.outputs + [e for _, e in self.updates]).shared
+        leaves = graph_leaves(self.inputs, self.outputs + [e for _, e in self.updates])
+        read = [v for v in leaves if isinstance(v, SharedVariable)]
         seen = {id(v) for v in read}
         return read + [sv for sv, _ in self.updates if id(sv) not in seen]
 
@@ -140,10 +141,10 @@ class _UpdateShapes:
         for sv, e, where in zip(self.updated, exprs, self.where):  # exprs: after givens
             if any(s is not None and t is not None and s != t for s, t in zip(sv.shape, e.shape)):
                 raise TypeError(
-                    f"updates: {_shared_label(sv)} has the static shape {shape_text(sv.shape)} but its "
-                    f"update expression (at {where}) has shape {shape_text(e.shape)}; an update must "
-                    f"keep its variable's shape (create the variable with sg.shared(value, "
-                    f"shape=...) and None on the axes whose length may change)")
+                    f"updates: {_shared_label(sv)} has the static shape {shape_text(sv.shape)} "
+                    f"but its update expression (at {where}) has shape {shape_text(e.shape)}; an "
+                    f"update must keep its variable's shape (create the variable with "
+                    f"sg.shared(value, shape=...) and None on the axes whose length may change)")
         self.checks = []
 
     def plan(self, final_exprs):
@@ -164,8 +165,8 @@ class _UpdateShapes:
         sv = self.updated[j]
         label = _shared_label(sv)
         return ShapeError(f"the update of {label} (at {self.where[j]}) has shape {shape}, but "
-                          f"{label} has the static shape {shape_text(sv.shape)}; an update must keep "
-                          f"it, and no shared variable was changed by this call (create the "
+                          f"{label} has the static shape {shape_text(sv.shape)}; an update must "
+                          f"keep it, and no shared variable was changed by this call (create the "
                           f"variable with sg.shared(value, shape=...) and None on the axes whose "
                           f"length may change)")
 
@@ -438,7 +439,7 @@ class Function:
         lines = ["compile time by stage (f.compile_times):"]
         for key, t in stages + [("other", other), ("total", times["total"])]:
             note = f"  {notes[key]}" if key in notes else ""
-            lines.append(f"  {_STAGE_NAMES.get(key, key):<10} {t:>10.4f} s{note}")
+            lines.append(f"  {STAGE_NAMES.get(key, key):<10} {t:>10.4f} s{note}")
         return lines
 
     def __repr__(self):
@@ -498,7 +499,8 @@ def _user_stacklevel():
 
 
 _PROFILE_LABEL = 72  # characters of a profile row's label
-_STAGE_NAMES = {"codegen": "codegen", "compile": "C compile"}
+#: How compile stages (the keys of ``f.compile_times``) are named in reports.
+STAGE_NAMES = {"codegen": "codegen", "compile": "C compile"}
 
 
 def _profile_label(node, step):

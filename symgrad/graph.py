@@ -15,7 +15,6 @@ import os
 import sys
 import time
 import types as _pytypes
-import typing
 
 import numpy as np
 
@@ -25,8 +24,8 @@ from .errors import ShapeError
 __all__ = [
     "TensorType", "Variable", "Constant", "SharedVariable", "Apply", "Op",
     "Trace", "as_variable", "constant", "shared", "toposort", "ancestors",
-    "free_inputs", "clone_replace", "OP_REGISTRY", "trace_as", "shape_text", "Leaves",
-    "graph_leaves", "leaf_value",
+    "free_inputs", "clone_replace", "OP_REGISTRY", "trace_as", "shape_text", "graph_leaves",
+    "leaf_value",
 ]
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -637,23 +636,12 @@ def free_inputs(outputs):
     return found
 
 
-class Leaves(typing.NamedTuple):
-    """The leaves a graph reads, as :func:`graph_leaves` orders them."""
-
-    inputs: list
-    shared: list
-    constants: list
-
-    def ordered(self):
-        """``inputs + shared + constants``: the order every evaluator binds leaf values in."""
-        return self.inputs + self.shared + self.constants
-
-
 def graph_leaves(inputs, outputs):
-    """The leaves a graph computing ``outputs`` from ``inputs`` reads, in the one order
-    every evaluator binds them: the given ``inputs``, then the shared variables,
-    then the constants, each kind in the order a walk of ``toposort(outputs)``
-    first meets it (an output that is itself a leaf comes after the nodes' leaves).
+    """The leaves a graph computing ``outputs`` from ``inputs`` reads, as one list in the
+    order every evaluator (the NumPy reference, the compiled kernel) binds them: the
+    given ``inputs``, then the shared variables, then the constants, each kind in the
+    order a walk of ``toposort(outputs)`` first meets it (an output that is itself a
+    leaf comes after the nodes' leaves).
 
     Free variables not in ``inputs`` are not leaves here (``sg.function``
     refuses a graph that needs one).
@@ -677,7 +665,7 @@ def graph_leaves(inputs, outputs):
             meet(v)
     for v in outputs:
         meet(v)
-    return Leaves(list(inputs), shared, constants)
+    return list(inputs) + shared + constants
 
 
 def leaf_value(v):

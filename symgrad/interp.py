@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from .errors import ShapeError, SymgradError
-from .graph import graph_leaves, toposort
+from .graph import Constant, SharedVariable, graph_leaves, toposort
 
 __all__ = ["Program", "evaluate"]
 
@@ -26,7 +26,6 @@ class Program:
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self.nodes = toposort(self.outputs)
-        leaves = graph_leaves(self.inputs, self.outputs)
         slot = {}
 
         def slot_of(v):
@@ -34,9 +33,12 @@ class Program:
                 slot[id(v)] = len(slot)
             return slot[id(v)]
 
-        self.input_slots = [slot_of(v) for v in self.inputs]
-        self.shared = [(slot_of(v), v) for v in leaves.shared]              # (slot, SharedVariable)
-        self.constants = [(slot_of(v), v.data) for v in leaves.constants]  # (slot, value)
+        leaves = graph_leaves(self.inputs, self.outputs)
+        for v in leaves:  # the first slots, in binding order
+            slot_of(v)
+        self.input_slots = [slot[id(v)] for v in self.inputs]
+        self.shared = [(slot[id(v)], v) for v in leaves if isinstance(v, SharedVariable)]
+        self.constants = [(slot[id(v)], v.data) for v in leaves if isinstance(v, Constant)]
         self.steps = [(node, [slot_of(i) for i in node.inputs], [slot_of(o) for o in node.outputs])
                       for node in self.nodes]
         self.output_slots = [slot_of(v) for v in self.outputs]

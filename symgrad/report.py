@@ -31,7 +31,7 @@ import math
 import numpy as np
 
 from .config import config
-from .function import Function
+from .function import STAGE_NAMES, Function
 from .graph import leaf_value, shape_text
 from .interp import Program
 
@@ -342,7 +342,6 @@ def _count_at(fn, ck, values, fields):
 
 def _compile_line(fn):
     t = fn.compile_times
-    names = {"codegen": "codegen", "compile": "C compile"}
     parts = []
     for key, secs in t.items():
         if key == "total":
@@ -350,7 +349,7 @@ def _compile_line(fn):
         note = ""
         if key == "compile" and fn.cache_hit is not None:
             note = " (cache hit)" if fn.cache_hit else " (compiled)"
-        parts.append(f"{names.get(key, key)} {secs:.3f}{note}")
+        parts.append(f"{STAGE_NAMES.get(key, key)} {secs:.3f}{note}")
     return f"compile  {t['total']:.3f} s: " + ", ".join(parts)
 
 

@@ -6,7 +6,7 @@ transposes) and follows the user's formulas even where they overflow. The
 pipeline below rewrites the graph of a compiled function (outputs and update
 expressions together) into an equivalent one; ``f.graph`` shows the result,
 and mode "py", "c" and "debug" all run it. Elementwise fusion is not here:
-it belongs to the C backend's lowering (:mod:`symgrad.codegen.fusion`).
+it belongs to the C backend's lowering (``plan_fusion`` in :mod:`symgrad.codegen.lower`).
 
 The pipeline is ``PASSES``, a flat ordered list of named passes:
 
