@@ -2,7 +2,8 @@
 
 The pipeline, in order:
 
-1. ``plan_leaves``  the kernel's inputs: function inputs, shared variables, constants;
+1. ``graph_leaves`` the kernel's inputs: function inputs, shared variables, constants
+                    (the one order every evaluator binds them in, ``symgrad.graph``);
 2. ``plan_fusion``  group elementwise nodes into fused loops: a node whose
                     result feeds exactly one elementwise consumer of the same
                     rank (and is not itself an output) is computed inside that
@@ -15,35 +16,15 @@ The pipeline, in order:
 Nothing here writes C: ``codegen.render_c`` renders the program.
 """
 
-from ..graph import Constant, SharedVariable, toposort, unsettled_lengths
+from ..graph import Constant, graph_leaves, toposort, unsettled_lengths
 from ..ops.gemm import Gemm
 from ..ops.reduce import Mean, Sum
 from ..ops.shape import SumTo
 from .ir import Accumulation, Apply, FusedLoop, InPlaceUpdates, Lit, OpStep, Program, Ref, Update
 
-__all__ = ["to_program", "plan_leaves", "plan_fusion", "MAXDIM"]
+__all__ = ["to_program", "plan_fusion", "MAXDIM"]
 
 MAXDIM = 16  # SG_MAXDIM of sg_abi.h (tests check that they agree)
-
-
-def plan_leaves(inputs, outputs):
-    """Kernel inputs in order: the function inputs, then shared variables, then constants."""
-    seen = {id(v) for v in inputs}
-    shared, consts = [], []
-    for node in toposort(outputs):
-        for v in node.inputs:
-            if id(v) in seen or v.owner is not None:
-                continue
-            seen.add(id(v))
-            if isinstance(v, SharedVariable):
-                shared.append(v)
-            elif isinstance(v, Constant):
-                consts.append(v)
-    for v in outputs:
-        if v.owner is None and id(v) not in seen:
-            seen.add(id(v))
-            (shared if isinstance(v, SharedVariable) else consts).append(v)
-    return list(inputs) + shared + consts
 
 
 def to_program(inputs, outputs, updates=()):
@@ -53,7 +34,7 @@ def to_program(inputs, outputs, updates=()):
     updates of shared variables; those that can be written over the
     variable's own memory become the program's ``in_place`` updates.
     """
-    leaves = plan_leaves(inputs, outputs)
+    leaves = graph_leaves(inputs, outputs)
     nodes = toposort(outputs)
     _check_ranks(leaves, nodes)
     fusion = plan_fusion(nodes, outputs)

@@ -648,8 +648,10 @@ def _in_place(ctx, ip, timed, profile, emit_outputs):
     w(" * away (ws->donate): checks first, then memory, then the outputs, then the")
     w(" * writes, which cannot fail: a failed call changes no variable. */")
     new_values = {id(u.step.root.outputs[0]) for u in ip.updates}
+    don = ctx.tmp("don")
+    w(f"int {don}[{len(ip.updates)}];")
     slots = []
-    for u in ip.updates:
+    for q, u in enumerate(ip.updates):
         step, node = u.step, u.step.root
         out = node.outputs[0]
         c = _Slot()
@@ -658,7 +660,7 @@ def _in_place(ctx, ip, timed, profile, emit_outputs):
         ctx.step = step
         w(step.comment())
         c.item, c.nd, c.W = _item(out), out.ndim, f"in_{u.leaf}"
-        c.don, c.own, c.O = ctx.tmp("don"), ctx.tmp("own"), ctx.declare(out)
+        c.don, c.own, c.O = f"{don}[{q}]", ctx.tmp("own"), ctx.declare(out)
         ctx.prologue_owned.append(c.own)
         if profile:
             c.prof = len(timed)
@@ -680,15 +682,19 @@ def _in_place(ctx, ip, timed, profile, emit_outputs):
                        if v is not u.var and id(v) not in new_values]
         for d in range(c.nd):
             w(f"{c.O}.shape[{d}] = {shp}[{d}];")
-        w(f"int {c.don} = ws->donate[{u.leaf}] && "
+        w(f"{c.don} = ws->donate[{u.leaf}] && "
           f"!memcmp({c.O}.shape, {c.W}.shape, {c.nd} * sizeof(int64_t));")
     ctx.step = None
-    w("/* an operand of an update overlapping memory written in place: that memory stays */")
-    for c in slots:
-        for x, v in c.reads:
-            for q in slots:
-                w(f"if ({q.don} && sg_overlaps(&{x}, {v.ndim}, {_item(v)}, "
-                  f"&{q.W}, {q.nd}, {q.item})) {q.don} = 0;")
+    reads = [r for c in slots for r in c.reads]
+    if reads:
+        w("/* an operand of an update overlapping memory written in place: that memory stays */")
+        w(f"sg_drop_overlapping({len(reads)}, "
+          f"(const sg_arr *const[]){{{', '.join(f'&{x}' for x, _ in reads)}}}, "
+          f"(const int[]){{{', '.join(str(v.ndim) for _, v in reads)}}}, "
+          f"(const size_t[]){{{', '.join(str(_item(v)) for _, v in reads)}}}, {len(slots)}, "
+          f"(const sg_arr *const[]){{{', '.join(f'&{c.W}' for c in slots)}}}, "
+          f"(const int[]){{{', '.join(str(c.nd) for c in slots)}}}, "
+          f"(const size_t[]){{{', '.join(str(c.item) for c in slots)}}}, {don});")
     wrong = [f"{ctx.arr(v)}.shape[{k}] != {n}" for v, axes in ip.shape_checks for k, n in axes]
     if wrong:
         w("/* an update breaking its variable's static shape: no variable is written over */")

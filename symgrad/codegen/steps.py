@@ -8,17 +8,11 @@ computes), and ``sg.debugprint``, ``sg.to_dot``, ``f.profile_report()`` and
 ``sg.explain`` refer to steps by the same number.
 """
 
-import os
 from dataclasses import dataclass, field
 
 from .cstr import c_comment
 
-__all__ = ["Step", "node_text", "user_line"]
-
-
-def user_line(trace):
-    """``model.py:12``: a node's user line, file by base name (what generated C may show)."""
-    return f"{os.path.basename(trace.filename)}:{trace.lineno}"
+__all__ = ["Step", "node_text"]
 
 
 def node_text(node):
@@ -26,7 +20,7 @@ def node_text(node):
     # Only what a pickled graph keeps (op, trace, grad_of): an unpickled function
     # must write the same comments (the cache key ignores comments, but f.source
     # should read the same).
-    text = f"{node.op} at {user_line(node.trace)}"
+    text = f"{node.op} at {node.trace.file_line(short=True)}"
     if node.grad_of is not None:
         text += f" (gradient of {_op_name(node.grad_of)})"
     return text

@@ -202,4 +202,17 @@ static void sg_acc_loop(int nd, const int64_t *xs, int64_t n, double *acc, const
     *bad = flag;
 }
 
+/* Updates written over their variable's memory (codegen/render_c.py): clear
+ * don[q], and so write update q into fresh memory, when one of the nr values
+ * the updates read overlaps the memory W[q] of update q's variable. */
+static void sg_drop_overlapping(int nr, const sg_arr *const *r, const int *rn, const size_t *ri,
+                                int nw, const sg_arr *const *w, const int *wn, const size_t *wi,
+                                int *don)
+{
+    for (int k = 0; k < nr; k++)
+        for (int q = 0; q < nw; q++)
+            if (don[q] && sg_overlaps(r[k], rn[k], ri[k], w[q], wn[q], wi[q]))
+                don[q] = 0;
+}
+
 #endif
