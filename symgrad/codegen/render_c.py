@@ -5,7 +5,7 @@ This module is the only one that turns IR into C text. A kernel exports
 by a comment naming its nodes and the user's lines:
 
 - a :class:`~codegen.ir.FusedLoop` becomes its shape checks, its result's
-  memory, and a call of a loop driver of ``sg_loops.h`` (``sg_ew_loop`` or
+  memory, and a call of a loop driver of ``sg_drivers.h`` (``sg_ew_loop`` or
   ``sg_acc_loop``) with a row function written here: the loop's scalar
   expressions along one row, in a unit-stride variant the C compiler
   vectorises (``omp simd``) and a strided one. Broadcasting, blocks and
@@ -586,7 +586,7 @@ def _accumulators(ctx, root, name, n_out, ct):
 
 
 def _acc_row_function(ctx, step, fn, aux_type):
-    """The row function of an accumulation (``sg_acc_fn`` of sg_loops.h)."""
+    """The row function of an accumulation (``sg_acc_fn`` of sg_drivers.h)."""
     f = ctx.functions
     f(f"static int {fn}(int64_t n, void *const *p, const int64_t *s, const void *aux, "
       f"double *o, int64_t so)")
@@ -783,7 +783,7 @@ def _assemble(ctx, header, n_out, n_timed=None):
     if header:
         top(f"/* {c_comment(header)} */")
     top('#include "sg_kernel.h"')
-    top('#include "sg_loops.h"')
+    top('#include "sg_drivers.h"')
     top('#include "cblas.h"')
     top("")
     if n_timed is not None:
