@@ -47,9 +47,9 @@ class DebugRunner:
         return got[n:]
 
     def _check(self, node, k, got, want, finite_in):
-        where = f"{node.op} at {node.trace}" + (f" (output {k})" if len(node.outputs) > 1 else "")
+        site = f"{node.op} at {node.trace}" + (f" (output {k})" if len(node.outputs) > 1 else "")
         if got.shape != want.shape or got.dtype != want.dtype:
-            raise DebugModeError(f"{where}: compiled gives {got.dtype}{got.shape}, the reference "
+            raise DebugModeError(f"{site}: compiled gives {got.dtype}{got.shape}, the reference "
                                  f"{want.dtype}{want.shape}")
         if got.dtype.kind == "f":
             tol = 1e-4 if got.dtype == np.float32 else 1e-9
@@ -57,12 +57,12 @@ class DebugRunner:
             close = np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
             if not close.all():
                 i = np.unravel_index(int(np.argmin(close)), got.shape) if got.ndim else ()
-                raise DebugModeError(f"{where}: compiled and reference differ at index {i}: "
+                raise DebugModeError(f"{site}: compiled and reference differ at index {i}: "
                                      f"{got[i]!r} vs {want[i]!r}")
             if finite_in and not _finite(want):
-                raise DebugModeError(f"{where} made NaN or Inf from finite inputs")
+                raise DebugModeError(f"{site} made NaN or Inf from finite inputs")
         elif not np.array_equal(got, want):
-            raise DebugModeError(f"{where}: compiled and reference results differ")
+            raise DebugModeError(f"{site}: compiled and reference results differ")
 
 
 def _leaf_finite(v):

@@ -87,12 +87,12 @@ def _structure_of(outputs):
     return ("single", None)
 
 
-def _as_output(o, where):
+def _as_output(o, label):
     if isinstance(o, Variable):
         return o
     if isinstance(o, (int, float, bool, np.ndarray, np.generic)):
         return as_variable(o)
-    raise TypeError(f"output {where}: expected a symbolic Variable, got {type(o).__name__}")
+    raise TypeError(f"output {label}: expected a symbolic Variable, got {type(o).__name__}")
 
 
 def _pairs(mapping, what):
@@ -136,13 +136,13 @@ class _UpdateShapes:
 
     def __init__(self, upd, exprs):
         fallback = user_trace()  # an update that is a leaf (an input, a shared variable)
-        self.where = [e.owner.trace if e.owner is not None else fallback for _, e in upd]
+        self.traces = [e.owner.trace if e.owner is not None else fallback for _, e in upd]
         self.updated = [sv for sv, _ in upd]
-        for sv, e, where in zip(self.updated, exprs, self.where):  # exprs: after givens
+        for sv, e, trace in zip(self.updated, exprs, self.traces):  # exprs: after givens
             if any(s is not None and t is not None and s != t for s, t in zip(sv.shape, e.shape)):
                 raise TypeError(
                     f"updates: {_shared_label(sv)} has the static shape {shape_text(sv.shape)} "
-                    f"but its update expression (at {where}) has shape {shape_text(e.shape)}; an "
+                    f"but its update expression (at {trace}) has shape {shape_text(e.shape)}; an "
                     f"update must keep its variable's shape (create the variable with "
                     f"sg.shared(value, shape=...) and None on the axes whose length may change)")
         self.checks = []
@@ -164,7 +164,7 @@ class _UpdateShapes:
     def error(self, j, shape):
         sv = self.updated[j]
         label = _shared_label(sv)
-        return ShapeError(f"the update of {label} (at {self.where[j]}) has shape {shape}, but "
+        return ShapeError(f"the update of {label} (at {self.traces[j]}) has shape {shape}, but "
                           f"{label} has the static shape {shape_text(sv.shape)}; an update must "
                           f"keep it, and no shared variable was changed by this call (create the "
                           f"variable with sg.shared(value, shape=...) and None on the axes whose "
@@ -286,8 +286,8 @@ class Function:
         for v in free_inputs(exprs):
             if id(v) not in given:
                 user = next((n for n in toposort(exprs) if any(i is v for i in n.inputs)), None)
-                where = f", used by {user.op} at {user.trace}" if user is not None else ""
-                raise InputError(f"the graph needs the input {v.name or repr(v)}{where}, which is "
+                used = f", used by {user.op} at {user.trace}" if user is not None else ""
+                raise InputError(f"the graph needs the input {v.name or repr(v)}{used}, which is "
                                  f"not in inputs; add it to inputs or replace it with givens")
 
     @property
@@ -507,10 +507,10 @@ def _profile_label(node, step):
     """``matmul (model.py:12)``, or ``fused group of 3 ops: sub, mul, tanh (model.py:12) [K4]``."""
     if node is None:
         return "compiled kernel (all nodes)"
-    where = f" ({node.trace.file_line(short=True)})"
+    tail = f" ({node.trace.file_line(short=True)})"
     if step is not None:
-        where += f" [{step.label}]"
-    room = _PROFILE_LABEL - len(where)
+        tail += f" [{step.label}]"
+    room = _PROFILE_LABEL - len(tail)
     head = str(node.op)
     if step is not None and step.fused:
         names = [n.op.name for n in step.members]
@@ -525,7 +525,7 @@ def _profile_label(node, step):
         head += ", ".join(names[:shown]) + f", +{len(names) - shown} more" * (shown < len(names))
     if len(head) > room:
         head = head[:max(room - 3, 8)] + "..."
-    return (head + where)[:_PROFILE_LABEL]
+    return (head + tail)[:_PROFILE_LABEL]
 
 
 class _Missing:

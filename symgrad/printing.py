@@ -107,14 +107,14 @@ def _product_note(node, var=None):
     name, fwd = getattr(tag, "product_name", None), getattr(tag, "product_grad_of", None)
     if not name or (var is not None and var.name == name):
         return ""
-    mark = f" {GRAD_MARK} {getattr(fwd.op, 'name', None) or fwd.op} ({_where(fwd.trace)})" \
+    mark = f" {GRAD_MARK} {getattr(fwd.op, 'name', None) or fwd.op} ({_file_line(fwd.trace)})" \
         if fwd is not None else ""
     return f"(product: {name}{mark})"
 
 
-def _checked(v, where):
+def _checked(v, label):
     if not isinstance(v, Variable):
-        raise TypeError(f"entry {where} is a {type(v).__name__}, not a symbolic Variable")
+        raise TypeError(f"entry {label} is a {type(v).__name__}, not a symbolic Variable")
     return v
 
 
@@ -129,7 +129,7 @@ def _leaf_text(v):
     return "<shared>" if isinstance(v, SharedVariable) else "<input>"
 
 
-def _where(trace):
+def _file_line(trace):
     # The base name keeps lines short; the full path is in node.trace.
     return trace.file_line(short=True)
 
@@ -137,7 +137,7 @@ def _where(trace):
 def _tooltip(trace):
     # The base name, as everywhere else: a drawing kept in docs/ carries no local paths.
     fn = getattr(trace, "function", "")
-    return _where(trace) + (f" in {fn}" if fn else "")
+    return _file_line(trace) + (f" in {fn}" if fn else "")
 
 
 def _grad_mark(node):
@@ -146,7 +146,7 @@ def _grad_mark(node):
     if fwd is None:
         return ""
     # The op's name, not its parameters: the file:line already says which node.
-    return f"{GRAD_MARK} {getattr(fwd.op, 'name', None) or fwd.op} ({_where(fwd.trace)})"
+    return f"{GRAD_MARK} {getattr(fwd.op, 'name', None) or fwd.op} ({_file_line(fwd.trace)})"
 
 
 def _tag_name(i):
@@ -243,7 +243,7 @@ class _TreeWalk:
         if tag:
             return f"{text} [id {tag}]"
         # not in this graph (a rewrite replaced it): its line says which
-        return f"{text} at {_where(var.owner.trace)}" if var.owner is not None else text
+        return f"{text} at {_file_line(var.owner.trace)}" if var.owner is not None else text
 
 
 def _indent(depth):

@@ -143,7 +143,7 @@ def _function_of(obj):
                     f"{type(obj).__name__}")
 
 
-def _where(node):
+def _file_line(node):
     return node.trace.file_line(short=True)
 
 
@@ -182,7 +182,7 @@ def _blas_line(step, shapes):
         notes.append(f"computes {product} into an update")
     if shapes is not None:
         notes.insert(0, _blas_shapes(node, shapes))
-    cells = [f"{step.label:<4} {str(node.op):<24}", f"{_where(node):<16}"] + notes
+    cells = [f"{step.label:<4} {str(node.op):<24}", f"{_file_line(node):<16}"] + notes
     return "  ".join(cells).rstrip()
 
 
@@ -283,7 +283,7 @@ def explain(obj, *args, file=None, steps=False, **kwargs):
         for s in kernel_steps:
             flops = fields["flops_by_step"].get(s.label)
             count = f"  {_num(flops)} FLOPs" if flops is not None else ""
-            lines.append(f"  {s.label:<4} {s.title()[:56]:<56}  {_where(s.root):<16}{count}")
+            lines.append(f"  {s.label:<4} {s.title()[:56]:<56}  {_file_line(s.root):<16}{count}")
     text = "\n".join(lines)
     if file is not None:
         print(text, file=file)
@@ -310,8 +310,8 @@ def _kernel_lines(fn, ck, fields):
     blas = [s for s in steps if s.blas]
     buffers = {"workspace": 0, "output": 0}
     for s in steps:
-        for _, where in s.buffers:
-            buffers[where] += 1
+        for _, kind in s.buffers:
+            buffers[kind] += 1
     fields.update(blas_calls=blas, buffers=buffers)
     n_over = sum(1 for s in steps if s.over is not None)
     debug = " (mode \"debug\" keeps every value, so nothing is fused)" * (fn.mode == "debug")
