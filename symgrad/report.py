@@ -115,7 +115,10 @@ class Explanation:
     compile_times : dict
         As ``f.compile_times``.
     flops : int or None
-        Per call, at the example arguments (None without them).
+        Per call, at the example arguments (None without them, or when an op
+        of the graph declares no count: see ``uncounted_ops``).
+    uncounted_ops : list of str
+        The op classes that declare no FLOP count (``Op.flops``), with arguments.
     flops_by_step : dict
         ``step label -> FLOPs`` (mode "c", with arguments).
     workspace_bytes : int or None
@@ -259,6 +262,7 @@ def explain(obj, *args, file=None, steps=False, **kwargs):
     ck = fn.kernel
     kernel_steps = ck.steps if ck is not None else None
     fields = dict(steps=kernel_steps, blas_calls=[], buffers={}, flops=None, flops_by_step={},
+                  uncounted_ops=[],
                   workspace_bytes=None, result_bytes=None, compile_times=dict(fn.compile_times))
     lines = _graph_lines(fn)
     if kernel_steps is not None:
@@ -330,10 +334,17 @@ def _kernel_lines(fn, ck, fields):
 def _count_at(fn, ck, values, fields):
     """FLOPs (and, compiled, workspace bytes) at ``values`` into ``fields``; returns the shapes."""
     nodes, shapes, _ = _run_reference(fn, values)
-    per_node = {id(n): node_flops(n, [shapes[id(i)] for i in n.inputs],
-                                  [shapes[id(o)] for o in n.outputs]) for n in nodes}
-    fields["flops"] = sum(per_node.values())
-    if ck is not None:
+    per_node, uncounted = {}, {}
+    for n in nodes:
+        try:
+            per_node[id(n)] = node_flops(n, [shapes[id(i)] for i in n.inputs],
+                                         [shapes[id(o)] for o in n.outputs])
+        except NotImplementedError:
+            uncounted.setdefault(type(n.op).__name__, n)
+    fields["uncounted_ops"] = sorted(uncounted)
+    # An op that declares no count leaves the total unknown, not short.
+    fields["flops"] = None if uncounted else sum(per_node.values())
+    if ck is not None and not uncounted:
         fields["flops_by_step"] = {s.label: sum(per_node.get(id(m), 0) for m in s.members)
                                    for s in ck.steps}
         fields["workspace_bytes"], fields["result_bytes"] = _measure_workspace(fn, ck, values)
@@ -358,14 +369,18 @@ def _at_shapes(fn, values, fields, kernel_steps):
                      for i, (v, x) in enumerate(zip(fn.inputs, values)))
     total = fields["flops"]
     lines = [f"at {desc or 'no arguments'}:"]
-    flops = f"  FLOPs      {_num(total)} per call"
-    if kernel_steps is not None and total:
-        by = fields["flops_by_step"]
-        blas = sum(by[s.label] for s in kernel_steps if s.blas)
-        fused = sum(by[s.label] for s in kernel_steps if s.fused)
-        flops += (f": BLAS {_num(blas)} ({100 * blas / total:.0f}%), fused loops {_num(fused)}, "
-                  f"other ops {_num(total - blas - fused)}")
-    lines.append(flops)
+    if total is None:
+        lines.append(f"  FLOPs      unknown: {', '.join(fields['uncounted_ops'])} declares no "
+                     f"count (Op.flops_per_element or Op.flops)")
+    else:
+        flops = f"  FLOPs      {_num(total)} per call"
+        if kernel_steps is not None and total:
+            by = fields["flops_by_step"]
+            blas = sum(by[s.label] for s in kernel_steps if s.blas)
+            fused = sum(by[s.label] for s in kernel_steps if s.fused)
+            flops += (f": BLAS {_num(blas)} ({100 * blas / total:.0f}%), fused loops "
+                      f"{_num(fused)}, other ops {_num(total - blas - fused)}")
+        lines.append(flops)
     if fields["workspace_bytes"] is not None:
         lines.append(f"  workspace  {_bytes(fields['workspace_bytes'])} at peak, measured: the "
                      f"arena of intermediates one call takes")

@@ -164,6 +164,10 @@ def test_an_op_without_a_flop_count_is_an_error_not_a_zero():
     x = sg.vector("x")
     with pytest.raises(NotImplementedError, match="_Silent.*declares no FLOP count"):
         node_flops(_Silent()(x).owner, [(7,)], [(7,)])
+    # explain says the total is unknown, and why, instead of counting the op as 0
+    e = sg.explain(sg.function([x], _Silent()(x).sum(), mode="py"), np.ones(5))
+    assert e.flops is None and e.uncounted_ops == ["_Silent"]
+    assert "FLOPs      unknown: _Silent declares no count" in str(e)
 
 
 def test_every_registered_op_has_a_flop_count():
