@@ -428,19 +428,20 @@ def _computation_dtype(name, in_dtypes, out_dtype):
 def _convert(expr, src, dst):
     """C expression ``expr`` (of dtype ``src``) as a value of dtype ``dst``, as NumPy's astype.
 
-    A bool becomes a number by a select, not a conversion: gcc (12) does not
-    vectorise a loop where a comparison's uint8_t is widened by a cast,
-    ``(double)(a < b)``, but does the same loop with ``(a < b) ? 1.0 : 0.0``
-    (115 against 13 µs for 20x500 float64; bench/bench_vectorise.py). The
-    values are the same (0 or 1, any nonzero byte giving 1 as in NumPy).
+    A bool (a uint8_t) is widened through int32_t: gcc 12 vectorises no loop
+    where a comparison's uint8_t is converted straight to a double or float,
+    ``(double)(a < b)`` (115 against 13 µs for 20x500 float64, the loop of
+    ``cast(u < sigmoid(x), "float64")``), nor one converting a loaded bool to
+    a double through a select, but does every such loop with
+    ``(double)(int32_t)e``. The value is the same as a direct conversion.
+    bench/bench_vectorise.py and tests/test_vectorise.py check the loops.
     """
     if src == dst:
         return expr
     if dst == "bool":
         return f"({expr} != 0)"
-    if src == "bool":
-        t = _CT[dst]
-        return f"({expr} ? ({t})1 : ({t})0)"
+    if src == "bool" and dst != "int32":
+        return f"(({_CT[dst]})(int32_t){expr})"
     return f"(({_CT[dst]}){expr})"
 
 
