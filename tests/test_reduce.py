@@ -160,6 +160,79 @@ def test_max_gradient_keeps_float32():
     np.testing.assert_allclose(out, [0.25, 0.25, 0.0, 0.25, 0.25])
 
 
+
+# Pooling by reshape: the gradient is computed with the reduced axes first (reduce._ties_layout),
+# where the static lengths say so. Unknown lengths keep the input's order: both give the same bits.
+
+def _pool_input(dtype):
+    r = np.random.default_rng(3)
+    v = r.integers(-2, 3, (2, 3, 4, 2, 5, 2)).astype(dtype)  # many ties within a window
+    v[0, 1, 2, :, 3, :] = [[np.nan, 1.0], [1.0, 1.0]]       # a NaN window: no gradient
+    v[1, 2, 0, :, 4, :] = -np.inf
+    return v
+
+
+def _pool_gradient_reference(v, fn, w, keepdims):
+    ext = np.where(np.isnan(v).any(axis=(3, 5), keepdims=True), np.nan,
+                   (np.max if fn is sg.max else np.min)(v, axis=(3, 5), keepdims=True))
+    hit = v == ext
+    with np.errstate(divide="ignore"):  # a NaN window has no ties: its shares are not used
+        share = (w if keepdims else np.expand_dims(w, (3, 5))) / hit.sum(axis=(3, 5), keepdims=True)
+    return np.where(hit, share, 0).astype(v.dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("fn", [sg.max, sg.min])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_pooling_gradient_in_either_layout_splits_ties_and_skips_nan(dtype, fn, keepdims):
+    v = _pool_input(dtype)
+    w = np.random.default_rng(4).standard_normal(
+        (2, 3, 4, 1, 5, 1) if keepdims else (2, 3, 4, 5)).astype(dtype)
+    want = _pool_gradient_reference(v, fn, w, keepdims)
+    got = {}
+    for static in (True, False):
+        x = sg.tensor("x", dtype, v.shape if static else (None,) * 6)
+        g = sg.grad((fn(x, axis=(3, 5), keepdims=keepdims) * w).sum(), x)
+        for mode in ("c", "py"):
+            got[static, mode] = sg.function([x], g, mode=mode)(v)
+            assert got[static, mode].dtype == v.dtype
+            np.testing.assert_allclose(got[static, mode], want, rtol=1e-6, err_msg=f"{static} {mode}")
+    for key, value in got.items():
+        np.testing.assert_array_equal(value, got[False, "c"], err_msg=str(key))
+
+
+def test_pooling_gradient_layout_is_chosen_on_static_lengths():
+    from symgrad.ops.reduce import _ties_layout
+
+    assert _ties_layout((32, 16, 16, 2, 16, 2), (3, 5)) == (3, 5, 0, 1, 2, 4)
+    assert _ties_layout((32, 16, 16, 2, None, 2), (3, 5)) == (3, 5, 0, 1, 2, 4)
+    assert _ties_layout((8, 30, 7), (0, 2)) == (0, 2, 1)
+    assert _ties_layout((8, 3, 7), (0, 2)) is None                   # the kept run is shorter
+    assert _ties_layout((32, 16, 16, 2, 16, None), (3, 5)) is None  # unknown trailing run
+    assert _ties_layout((4, 2, 4, 64), (1, 3)) is None               # a long trailing run
+    assert _ties_layout((4, 2, 1, 2), (1, 3)) is None                # a kept run of one
+    assert _ties_layout((100, 10), (1,)) is None                     # a plain row reduction
+    assert _ties_layout((10, 100), (0,)) is None                     # last axis kept
+    assert _ties_layout((3, 4, 5), (0, 1, 2)) is None                # everything reduced
+    assert _ties_layout((3, 4, 5, 6), (2, 3)) is None                # reduced axes all last
+
+
+def test_pooling_gradient_has_a_second_derivative():
+    """d/dw of |d max(x * w-weighted) / dx|^2: a window whose maximum is tied k ways gives each
+    tied element w/k, so the sum of squares is w^2/k and its derivative 2w/k."""
+    v = np.zeros((1, 1, 2, 2, 3, 2))
+    v[0, 0, 0, :, 0, :] = [[1.0, 0.0], [0.0, 0.0]]  # one maximum
+    v[0, 0, 1, :, 1, :] = [[5.0, 5.0], [5.0, 0.0]]  # three tied
+    k = np.array([[1.0, 4.0, 4.0], [4.0, 3.0, 4.0]]).reshape(1, 1, 2, 3)  # zeros: four tied
+    for static in (True, False):
+        x = sg.tensor("x", "float64", v.shape if static else (None,) * 6)
+        w = sg.tensor4("w")
+        dx = sg.grad((sg.max(x, axis=(3, 5)) * w).sum(), x)
+        dw = sg.grad((dx ** 2).sum(), w)
+        wv = np.arange(1.0, 7.0).reshape(1, 1, 2, 3)
+        np.testing.assert_allclose(sg.function([x, w], dw)(v, wv), 2 * wv / k)
+
+
 def test_prod_gradient_with_zeros_by_hand():
     x = sg.matrix("x")
     value = np.array([[2.0, 0.0, 3.0], [0.0, 5.0, 0.0], [1.0, 2.0, 4.0]])

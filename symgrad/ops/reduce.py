@@ -23,9 +23,9 @@ from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType, as_variable, user_trace
 from ..codegen.c_support import SUFFIX, call
-from .elemwise import cast, eq, exp, sqrt, square, where
+from .elemwise import cast, eq, exp, sqrt, square, stop_gradient, where
 from ..codegen.c_rows import permuted_view, walk_rows
-from .shape import broadcast_to, expand_dims, normalize_axis, shape, shape_at
+from .shape import broadcast_to, expand_dims, normalize_axis, shape, shape_at, transpose
 
 __all__ = ["sum", "mean", "prod", "max", "min", "argmax", "argmin", "var", "std", "logsumexp"]
 
@@ -261,13 +261,22 @@ class Max(Reduce):
     def grad_rule(self, x, out, g):
         if not self.axis:
             return g
-        hit = eq(x, _keep(out, self.axis, self.keepdims))
+        out, g = _keep(out, self.axis, self.keepdims), _keep(g, self.axis, self.keepdims)
+        order = _ties_layout(x.type.shape, self.axis)
+        if order is not None:
+            # the same values, computed with the reduced axes first (see _ties_layout)
+            x, out, g = (transpose(v, order) for v in (x, out, g))
+        axes = tuple(range(len(self.axis))) if order is not None else self.axis
+        hit = eq(x, out)
         # count the ties in g's float dtype: a cast of an integer count would be
-        # a path through an integer value, which a second derivative refuses
-        ones = where(hit, Constant(np.array(1, dtype=g.dtype)), 0)
-        share = _keep(g, self.axis, self.keepdims) / Sum(self.axis, keepdims=True)(ones)
+        # a path through an integer value, which a second derivative refuses; a
+        # cast of each tie (no gradient, as where's condition) is not, and unlike
+        # where(hit, 1, 0) gcc vectorises its sum into double accumulators
+        ones = cast(stop_gradient(hit), g.dtype)
+        share = g / Sum(axes, keepdims=True)(ones)
         # a NaN maximum hits nothing: no element gets a share (and no 0/0 leaks out)
-        return where(hit, share, 0)
+        dx = where(hit, share, 0)
+        return dx if order is None else transpose(dx, tuple(np.argsort(order)))
 
     def c_code(self, ctx, node):
         x = node.inputs[0]
@@ -311,6 +320,34 @@ class LogSumExp(Reduce):
     def c_code(self, ctx, node):
         fold = _logsumexp_fold(ctx, ctx.ct(node.outputs[0]))
         reduce_c(ctx, node, self.axis, self.keepdims, fold)
+
+
+def _ties_layout(shp, axes):
+    """The axis order (reduced axes first) in which a max/min gradient is computed, or None
+    for the input's own order.
+
+    The gradient's loops (the ties test, their count, the shares) run over the input's
+    shape with the result broadcast along the reduced axes; a fused loop's inner run is
+    its last axis after merging, so when the last axis is reduced and a kept axis lies
+    between reduced ones -- pooling by reshape, ``x.reshape((n, c, h//2, 2, w//2, 2))
+    .max(axis=(3, 5))`` -- every run is a couple of elements long and the loop overhead
+    per run dominates (6 ms against 1 ms for the forward, 32x16x32x32 float32). With the
+    reduced axes moved first, the runs are the kept axes, and the count is a sum over the
+    leading axes. Decided on static lengths: a trailing run of reduced axes of unknown
+    length, or of 16 elements or more, keeps the input's order.
+    """
+    kept = [a for a in range(len(shp)) if a not in axes]
+    last_kept = kept[-1] if kept else None
+    if last_kept is None or last_kept < axes[0] or last_kept == len(shp) - 1:
+        return None  # all reduced, reduced axes all first or all last, or the last is kept
+    run = 1
+    for a in range(last_kept + 1, len(shp)):
+        if shp[a] is None:
+            return None
+        run *= shp[a]
+    if run >= 16 or (shp[last_kept] is not None and shp[last_kept] <= run):
+        return None
+    return tuple(axes) + tuple(a for a in range(len(shp)) if a not in axes)
 
 
 def _last_zero_sign(x, axes, keepdims, out):
