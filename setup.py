@@ -1,21 +1,62 @@
-"""Build symgrad: the Python package plus its runtime extension, each symgrad/**/*.pyx
-compiled with the hand-written C in csrc/ against the NumPy headers and the kernel ABI."""
+"""Build symgrad: the Python package, its runtime extension (each symgrad/**/*.pyx
+compiled with the hand-written C in csrc/ against the NumPy headers and the kernel ABI),
+and the kernels' support library.
 
+The support library, ``symgrad/libsg_support.so``, holds the helpers generated kernels
+call (symgrad/include/sg_kernel.c, sg_ops.c): compiled here once, so that no kernel
+compiles them again; kernels link against it (symgrad/compiler.py). It is a plain shared
+library, not a Python module, and it must run on any x86-64 CPU the package is installed
+on: no -march=native, its loop-heavy functions are compiled for several instruction sets
+instead (sg_support.h). Its calls into OpenBLAS stay undefined here and are bound, when a
+kernel is loaded, to the OpenBLAS every kernel links against: only OpenBLAS's cblas.h
+(from scipy-openblas32, a build requirement) is read at build time.
+"""
+
+import importlib.util
+import os
 import sys
 from pathlib import Path
 
 import numpy
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext as _build_ext
 
 HERE = Path(__file__).parent
 # csrc/ and the Cython output build warning-free at -Wall -Wextra (gcc 12, clang 14);
 # a pointer passed for another type is an error, as GCC 14 makes it anyway.
 WARNINGS = [] if sys.platform == "win32" else [
     "-Wall", "-Wextra", "-Werror=incompatible-pointer-types"]
+SUPPORT = "symgrad.libsg_support"
+SUPPORT_FILE = "libsg_support.so"
+# The kernels' own semantic flags (symgrad/compiler.py's BASE_FLAGS but -march=native);
+# -O2 and -fno-wrapv undo Python's -O3 and -fwrapv, which kernels do not have.
+SUPPORT_FLAGS = ["-O2", "-std=gnu11", "-ffp-contract=off", "-fno-strict-aliasing",
+                 "-fno-math-errno", "-fopenmp-simd", "-fno-wrapv", "-fno-semantic-interposition"]
 
 
 def rel(*paths):
     return [str(p.relative_to(HERE)) for p in paths]
+
+
+def blas_include():
+    """scipy-openblas32's include folder (cblas.h), found without importing the package."""
+    spec = importlib.util.find_spec("scipy_openblas32")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("building symgrad needs scipy-openblas32 (its cblas.h): "
+                         "`pip install scipy-openblas32`")
+    return str(Path(spec.submodule_search_locations[0]) / "include")
+
+
+def support_library():
+    include = HERE / "symgrad" / "include"
+    sources = sorted(include.glob("*.c"))
+    if not sources:
+        raise SystemExit(f"the support library's sources (sg_kernel.c, sg_ops.c) are not in "
+                         f"{include}: an incomplete copy of symgrad's source")
+    return Extension(SUPPORT, rel(*sources),
+                     depends=rel(*sorted(include.glob("*.h"))),
+                     include_dirs=["symgrad/include", blas_include()],
+                     libraries=["m"], extra_compile_args=WARNINGS + SUPPORT_FLAGS)
 
 
 def extensions():
@@ -35,4 +76,31 @@ def extensions():
     return cythonize(exts, language_level=3)
 
 
-setup(ext_modules=extensions())
+class build_ext(_build_ext):
+    """The support library keeps the plain name kernels link to (-lsg_support), in
+    the package folder, whether built in place (`pip install -e .`) or into a wheel."""
+
+    def get_ext_filename(self, fullname):
+        # Asked with the full dotted name, or (distutils' get_ext_fullpath) its last part.
+        parts = fullname.split(".")
+        if parts[-1] == SUPPORT.rpartition(".")[2] and fullname in (SUPPORT, parts[-1]):
+            return str(Path(*parts[:-1], SUPPORT_FILE))
+        return super().get_ext_filename(fullname)
+
+    def copy_file(self, infile, outfile, *args, **kwargs):
+        # In place (`build_ext --inplace`, `pip install -e .`): a new file renamed over
+        # the old one, never the old one rewritten, which would crash the processes
+        # that have it loaded (every kernel of a running program maps the library).
+        if not self.inplace or os.path.isdir(outfile):
+            return super().copy_file(infile, outfile, *args, **kwargs)
+        tmp = f"{outfile}.{os.getpid()}.tmp"
+        result = super().copy_file(infile, tmp, *args, **kwargs)
+        os.replace(tmp, outfile)
+        return outfile, result[1]
+
+    def get_export_symbols(self, ext):
+        # Not a Python module: no PyInit_ function to export (matters on Windows only).
+        return ext.export_symbols if ext.name == SUPPORT else super().get_export_symbols(ext)
+
+
+setup(ext_modules=[*extensions(), support_library()], cmdclass={"build_ext": build_ext})

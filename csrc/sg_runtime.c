@@ -455,6 +455,20 @@ void *sg_lib_open(const char *path, sg_main_fn *fn, char *msg, size_t msg_len)
         dlclose(h);
         return NULL;
     }
+    /* The support library the kernel calls its helpers in (libsg_support.so,
+     * or its sources compiled into a sanitizer build): found among the
+     * kernel's own dependencies, absent when the linker dropped it as unused. */
+    int (*support)(void) = NULL;
+    *(void **)&support = dlsym(h, "sg_support_abi");
+    if (support && (v = support()) != SG_ABI_VERSION) {
+        snprintf(msg, msg_len,
+                 "cannot load kernel %s: symgrad's support library it links against was built "
+                 "for ABI version %d, this runtime has version %d (reinstall symgrad)", path, v,
+                 SG_ABI_VERSION);
+        dlclose(h);
+        return NULL;
+    }
+    (void)dlerror();
     if (pin_dependencies(h) != 0) {
         /* Its dependencies unknown: the kernel stays loaded for good, as they do. */
         void *keep = NULL;

@@ -3,8 +3,16 @@
 The cache key is a sha256 over everything that changes the binary: the source,
 the library name, the exact compiler command line, the compiler's resolved
 path and ``--version`` output, the CPU's feature flags (``-march=native``),
-the Python and NumPy ABI, the symgrad version, the text of the headers in
-``include/`` and the BLAS library. Nothing is bumped by hand. What does not
+the Python and NumPy ABI, the symgrad version, the text of the headers and
+sources in ``include/``, the support library's bytes and the BLAS library.
+Nothing is bumped by hand.
+
+Kernels link against the support library ``libsg_support.so`` (next to this
+module, built by setup.py from ``include/sg_kernel.c`` and ``sg_ops.c``):
+the helpers every kernel calls are compiled once, at install time, not into
+each kernel; ``sg_kernel.h`` and ``sg_ops.h`` only declare them. A kernel
+built with a sanitizer (``-fsanitize=...`` in ``sg.config.cflags``) compiles
+those sources in itself instead, so that they are checked too. What does not
 depend on the source is computed once per process, so a cache hit costs a few
 milliseconds.
 
@@ -48,7 +56,11 @@ __all__ = ["compile_library", "blas_flags", "compiler_argv", "cache_key", "neutr
 # (threads come from symgrad's own pool, see csrc/sg_runtime.c).
 BASE_FLAGS = ("-O2", "-march=native", "-fPIC", "-shared", "-std=gnu11", "-ffp-contract=off",
               "-fno-strict-aliasing", "-fno-math-errno", "-fopenmp-simd")
-INCLUDE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+INCLUDE_DIR = os.path.join(PACKAGE_DIR, "include")
+# The helpers kernels call, compiled once (setup.py); the sources it is built from.
+SUPPORT_LIB = os.path.join(PACKAGE_DIR, "libsg_support.so")
+SUPPORT_SOURCES = ("sg_kernel.c", "sg_ops.c")
 TIMEOUT_S = 300
 STDERR_CHARS = 8000
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -63,7 +75,8 @@ def compile_library(source, name="kernel", info=None):
         A whole C translation unit (C11, GNU dialect: no trigraphs).
         ``sg_abi.h`` and OpenBLAS's ``cblas.h`` (functions prefixed
         ``scipy_cblas_``) are on the include path, and the library links
-        against OpenBLAS and libm.
+        against OpenBLAS, libm and symgrad's support library (the helpers
+        ``sg_kernel.h`` declares).
     name : str
         The file name (a C identifier) of ``<name>.c`` and ``<name>.so``.
     info : dict, optional
@@ -205,11 +218,49 @@ def compiler_argv(cc, name):
 def _flags(name):
     # The command line after the compiler's own words.
     inc, lib, libname = blas_flags()
-    extra = shlex.split(config.cflags) if isinstance(config.cflags, str) else list(config.cflags)
+    extra = _extra_flags()
+    if _support_in_kernel(extra):
+        # The helpers' sources compiled into the kernel, at the kernel's flags.
+        support = ["-DSG_NO_CLONES", *(os.path.join(INCLUDE_DIR, f) for f in SUPPORT_SOURCES)]
+    else:
+        _support_digest()  # CompileError when the library is missing
+        # -Xlinker, not -Wl,: a comma in the path would split the option.
+        support = [f"-L{PACKAGE_DIR}", "-Xlinker", "-rpath", "-Xlinker", PACKAGE_DIR,
+                   "-lsg_support"]
     return [*BASE_FLAGS, *extra, f"-I{INCLUDE_DIR}", f"-I{inc}",
-            "-o", f"{name}.so", f"{name}.c",
-            # -Xlinker, not -Wl,: a comma in the path would split the option.
+            "-o", f"{name}.so", f"{name}.c", *support,
             f"-L{lib}", "-Xlinker", "-rpath", "-Xlinker", lib, f"-l{libname}", "-lm"]
+
+
+def _extra_flags():
+    return shlex.split(config.cflags) if isinstance(config.cflags, str) else list(config.cflags)
+
+
+def _support_in_kernel(extra):
+    """Whether kernels compile the helpers' sources in themselves rather than link
+    against the support library: under a sanitizer (``-fsanitize=...``), which
+    must instrument them too (the library is built without one)."""
+    return any(f.startswith("-fsanitize=") for f in extra)
+
+
+@functools.cache
+def _support_digest():
+    """The sha256 of the support library's bytes, read once per process: a rebuilt
+    library (other sources, flags or compiler) never pairs with kernels cached for
+    the old one, which may call a helper it lacks or that changed signature."""
+    try:
+        with open(SUPPORT_LIB, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError as e:
+        raise CompileError(
+            f"symgrad's support library {SUPPORT_LIB} cannot be read ({e.strerror}): it is "
+            f"built with the package; reinstall symgrad (`pip install .`), or in a source "
+            f"checkout run `python setup.py build_ext --inplace`") from None
+
+
+def _support_key(extra):
+    # What the kernel's code depends on besides the headers: the library, when linked.
+    return "in-kernel" if _support_in_kernel(extra) else _support_digest()
 
 
 # A C string or character literal (kept), or a comment (dropped from the key).
@@ -234,7 +285,8 @@ def cache_key(source, name, argv):
 
     Comments in ``source`` do not count (see :func:`code_of`).
     """
-    return _sha256_of(code_of(source), name, *_environment(tuple(argv)))
+    return _sha256_of(code_of(source), name, *_environment(tuple(argv)),
+                      _support_key(_extra_flags()))
 
 
 def neutral_key(source, name):
@@ -245,7 +297,8 @@ def neutral_key(source, name):
     command line, ``SYMGRAD_CC``'s arguments included, still counts.
     """
     flags = _cc_words()[1:] + _flags(name)
-    return _sha256_of(code_of(source), name, json.dumps(flags), *_platform())
+    return _sha256_of(code_of(source), name, json.dumps(flags), *_platform(),
+                      _support_key(_extra_flags()))
 
 
 def _sha256_of(*parts):
@@ -280,9 +333,10 @@ def _platform():
 
 def _headers():
     # Kernels include every header of include/ (sg_kernel.h includes sg_math.h, ...):
-    # a changed inline function changes the binary as much as a changed source.
+    # a changed inline function changes the binary as much as a changed source. The
+    # support library's sources count too: a sanitizer build compiles them in.
     return "".join(f"{h}\0{_read(os.path.join(INCLUDE_DIR, h))}\0"
-                   for h in sorted(os.listdir(INCLUDE_DIR)) if h.endswith(".h"))
+                   for h in sorted(os.listdir(INCLUDE_DIR)) if h.endswith((".h", ".c")))
 
 
 @functools.cache

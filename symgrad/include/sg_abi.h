@@ -7,11 +7,11 @@
  *
  * `in` holds the function's inputs, then shared variables, then constants, in
  * the order the Python side lists them. The kernel computes every shape at
- * run time (kernels are generic over shapes), allocates each output with
- * malloc (the runtime hands that memory to a NumPy array that frees it) and
- * fills `out`. Intermediates come from the workspace `ws`, a bump arena the
- * runtime keeps between calls and grows to `ws->need` after a call that
- * overflowed it. Outputs come from `ws->out_alloc` (64-byte aligned; the
+ * run time (kernels are generic over shapes), allocates each output and
+ * fills `out` (the runtime hands each output's memory to a NumPy array,
+ * which releases it). Intermediates come from the workspace `ws`, a bump
+ * arena the runtime keeps between calls and grows to `ws->need` after a
+ * call that overflowed it. Outputs come from `ws->out_alloc` (64-byte aligned; the
  * runtime recycles large blocks, so a call that returns big arrays does not
  * fault in fresh pages every time) and are released with `ws->out_free`,
  * never with free(). Large loops may share their blocks among the runtime's
