@@ -1,0 +1,91 @@
+"""The unit-stride inner loops of fused loops vectorise (gcc's -fopt-info-vec notes).
+
+A loop the compiler leaves scalar still gives the right values, so no other test sees it:
+``cast(u < sigmoid(x), "float64")`` ran 4-9x slower than the same values through ``where``
+because gcc 12 does not vectorise a comparison's uint8_t converted straight to a double
+(issue #12, item 10). The kernel's source is compiled again with the release flags
+(compiler.BASE_FLAGS) and ``-fopt-info-vec-optimized``; each ``#pragma omp simd`` loop is
+found by its lines in the source, however the code generator lays loops out, and must have
+gcc's "loop vectorized" note on one of them. bench/bench_vectorise.py holds the parser and
+prints the same report for more workloads.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+
+_BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_vectorise.py"
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("bench_vectorise", _BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+CC = bench.gcc_argv()
+needs_gcc = pytest.mark.skipif(
+    CC is None, reason="the kernel compiler (sg.config.cc, SYMGRAD_CC, else `cc`) is not gcc: "
+                       "this test reads gcc's -fopt-info-vec notes, which other compilers lack")
+
+
+def test_simd_loops_are_found_by_their_lines():
+    source = "\n".join([
+        "static int row1(int64_t n)",                   # 1
+        "{",                                            # 2
+        "    if (unit) {",                              # 3
+        "        #pragma omp simd reduction(|:bad)",    # 4
+        "        for (int64_t j = 0; j < n; j++) {",    # 5
+        '            if (x) { f("}"); }',               # 6: braces in a string do not count
+        "            o[j] = x;",                        # 7
+        "        }",                                    # 8
+        "    }",                                        # 9
+        "    #pragma omp simd",                         # 10
+        "    for (int64_t j = 0; j < n; j++)",          # 11
+        "        o[j] = 0;",                            # 12
+        "}",
+    ])
+    loops = bench.simd_loops(source)
+    assert [(lp["pragma"], lp["first"], lp["last"]) for lp in loops] == [(4, 5, 8), (10, 11, 12)]
+    assert loops[0]["clauses"] == "reduction(|:bad)"
+
+
+def _loops_of(f, step_has):
+    report = bench.vector_report(f.source, CC)
+    mine = [lp for lp in report if lp["what"] and step_has in lp["what"]]
+    assert mine, f"no omp simd loop of a step with {step_has!r} in the source:\n{f.source}"
+    return mine
+
+
+@needs_gcc
+@pytest.mark.parametrize("src,dst", [("float64", "float64"), ("float32", "float32"),
+                                     ("float64", "int64")])
+def test_cast_of_a_comparison_vectorises(src, dst):
+    x, u = sg.matrix("x", src), sg.matrix("u", src)
+    f = sg.function([x, u], sg.cast(u < sg.sigmoid(x), dst))
+    r = np.random.default_rng(0)
+    xv, uv = r.standard_normal((3, 5)).astype(src), r.random((3, 5)).astype(src)
+    np.testing.assert_array_equal(f(xv, uv), (uv < 1 / (1 + np.exp(-xv))).astype(dst))
+    for loop in _loops_of(f, "cast"):
+        assert loop["vectorised"], (f"the loop at lines {loop['first']}-{loop['last']} of "
+                                    f"{loop['step']} did not vectorise: {loop['why']}")
+
+
+@needs_gcc
+def test_max_pooling_gradient_loops_vectorise():
+    """Every loop of the gradient, the sum counting the ties (a bool widened into double
+    accumulators) included."""
+    x = sg.tensor("x", "float32", (2, 3, 8, 8))
+    y = x.reshape((2, 3, 4, 2, 4, 2)).max(axis=(3, 5))
+    f = sg.function([x], sg.grad(y.sum(), x))
+    report = bench.vector_report(f.source, CC)
+    assert report
+    missed = [f"{lp['step']} ({lp['what']}) lines {lp['first']}-{lp['last']}: {lp['why']}"
+              for lp in report if not lp["vectorised"]]
+    assert not missed, "\n".join(missed)
