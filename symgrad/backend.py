@@ -2,7 +2,7 @@
 
 ``CKernel`` is what :class:`symgrad.function.Function` calls in mode "c": it
 binds the kernel's inputs (the function's inputs, then shared variables, then
-constants, as ``codegen.kernel.lower`` lists them) and runs the kernel through
+constants, as ``graph.graph_leaves`` lists them) and runs the kernel through
 the runtime extension, which releases the GIL while it computes.
 """
 
@@ -22,29 +22,33 @@ class CKernel:
     """``outputs`` of ``inputs`` as a compiled kernel.
 
     For inspection it keeps ``steps`` (what ``sg_main`` does, one
-    ``codegen.steps.Step`` per emitted node or fused group), ``compile_times``
+    ``codegen.ir`` step per node or fused loop), ``compile_times``
     (seconds by stage: ``codegen``, ``compile``, ``load``) and ``cache_hit``.
     """
 
-    def __init__(self, inputs, outputs, name="kernel", profile=False, updates=()):
+    def __init__(self, inputs, outputs, name="kernel", profile=False, updates=(), probe=False):
         from . import _runtime
         from .compiler import compile_library
 
         self.n_inputs = len(inputs)
         self.steps = []
         #: ``(output index, leaf index)`` of the updates the kernel may write over
-        #: their shared variable's memory (``codegen.kernel._plan_in_place``).
+        #: their shared variable's memory (``codegen.lower._plan_in_place``).
         self.donations = []
         #: ``"<op> at <file>:<line>: "`` of each failure site, by the number the
-        #: kernel's error messages carry instead (``codegen.kernel.location``).
+        #: kernel's error messages carry instead (``KernelContext.location``).
         self.locations = []
+        #: With ``probe``: the result of every step, which the kernel returns after
+        #: ``outputs`` (mode "debug" compares them with the reference).
+        self.probes = [] if probe else None
         t0 = time.perf_counter()
         self.source, self.leaves, self.timed = lower(
             inputs, outputs, header=f"symgrad kernel: {name}", profile=profile,
             steps=self.steps, updates=updates, donations=self.donations,
-            locations=self.locations)
-        signature = (len(self.leaves), [np.dtype(v.dtype) for v in outputs],
-                     [v.ndim for v in outputs])
+            locations=self.locations, probes=self.probes)
+        returned = list(outputs) + (self.probes or [])
+        signature = (len(self.leaves), [np.dtype(v.dtype) for v in returned],
+                     [v.ndim for v in returned])
         self.signature = signature
         t1 = time.perf_counter()
         info = {}
@@ -58,7 +62,7 @@ class CKernel:
         self.kernel.set_num_threads(config.threads(), config.num_threads)
         self.compile_times = {"codegen": t1 - t0, "compile": t2 - t1,
                               "load": time.perf_counter() - t2}
-        # plan_leaves orders the kernel's inputs: function inputs, shared variables, constants.
+        # graph_leaves orders the kernel's inputs: function inputs, shared variables, constants.
         self._shared_vars = [v for v in self.leaves if isinstance(v, SharedVariable)]
         self._const_data = [v.data for v in self.leaves if isinstance(v, Constant)]
 

@@ -1,9 +1,12 @@
-"""Mode "debug": compiled and reference side by side, checked node by node.
+"""Mode "debug": compiled and reference side by side, checked step by step.
 
-Every intermediate result is both computed by the compiled kernel (which
-exposes them all as outputs) and by the NumPy reference; the first node, in
-topological order, whose results differ or that makes NaN/Inf from finite
-inputs raises, naming the op and the user's line.
+The kernel is the one mode "c" runs -- the same fused loops, BLAS calls and
+updates in place -- built to also hand over the result of every step, copied
+right after the step (``CKernel(..., probe=True)``). Each is compared with
+the NumPy reference's value of the same node; a fused loop whose result
+differs is named with every op it evaluates. The reference computes every
+node, so the first node, in topological order, that makes NaN/Inf from finite
+inputs raises too, naming the op and the user's line.
 """
 
 import numpy as np
@@ -21,33 +24,53 @@ class DebugModeError(SymgradError, AssertionError):
 
 
 class DebugRunner:
-    def __init__(self, inputs, outputs, name="kernel", rtol=None, atol=None):
+    def __init__(self, inputs, outputs, name="kernel", rtol=None, atol=None, updates=()):
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self.nodes = toposort(self.outputs)
         self.all_vars = [o for n in self.nodes for o in n.outputs]
-        self.kernel = CKernel(inputs, self.all_vars + self.outputs, name=name)
+        self.kernel = CKernel(inputs, self.outputs, name=name, updates=updates, probe=True)
         self.reference = Program(inputs, self.all_vars + self.outputs)
         self.source = self.kernel.source
         self.rtol, self.atol = rtol, atol
+        # the step that keeps each node's result, by the node
+        self._step_of = {id(s.root): s for s in self.kernel.steps}
 
     def __call__(self, values):
         got = self.kernel(values)
         want = self.reference.run(values)
-        n = len(self.all_vars)
-        value_of = {id(v): (g, w) for v, g, w in zip(self.all_vars, got[:n], want[:n])}
+        n_out, n = len(self.outputs), len(self.all_vars)
+        reference = {id(v): w for v, w in zip(self.all_vars, want[:n])}
+        compiled = {id(v): g for v, g in zip(self.kernel.probes, got[n_out:])}
         leaf_finite = {id(v): _finite(np.asarray(a)) for v, a in zip(self.inputs, values)}
         for node in self.nodes:
-            finite_in = all(_finite(value_of[id(i)][1]) if id(i) in value_of
+            finite_in = all(_finite(reference[id(i)]) if id(i) in reference
                             else leaf_finite.get(id(i)) if id(i) in leaf_finite
                             else _leaf_finite(i) for i in node.inputs)
             for k, o in enumerate(node.outputs):
-                g, w = value_of[id(o)]
-                self._check(node, k, g, w, finite_in)
-        return got[n:]
+                site = self._site(node, k)
+                if id(o) in compiled:
+                    self._compare(self._step_site(node, k), compiled[id(o)], reference[id(o)])
+                if finite_in and not _finite(reference[id(o)]):
+                    raise DebugModeError(f"{site} made NaN or Inf from finite inputs")
+        for k, (v, g, w) in enumerate(zip(self.outputs, got, want[n:])):
+            owner = v.owner
+            self._compare(self._step_site(owner, 0) if owner is not None else f"output {k}", g, w)
+        return got[:n_out]
 
-    def _check(self, node, k, got, want, finite_in):
-        site = f"{node.op} at {node.trace}" + (f" (output {k})" if len(node.outputs) > 1 else "")
+    @staticmethod
+    def _site(node, k):
+        return f"{node.op} at {node.trace}" + (f" (output {k})" if len(node.outputs) > 1 else "")
+
+    def _step_site(self, node, k):
+        """The node, or the fused loop that computes it, with every op the loop evaluates."""
+        step = self._step_of.get(id(node))
+        if step is None or not step.fused:
+            return self._site(node, k)
+        ops = ", ".join(self._site(m, 0) for m in step.members)
+        return f"{step.label}, fused loop of {len(step.members)} ops ({ops})"
+
+    def _compare(self, site, got, want):
         if got.shape != want.shape or got.dtype != want.dtype:
             raise DebugModeError(f"{site}: compiled gives {got.dtype}{got.shape}, the reference "
                                  f"{want.dtype}{want.shape}")
@@ -56,11 +79,9 @@ class DebugRunner:
             rtol, atol = self.rtol or tol, self.atol or tol
             close = np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
             if not close.all():
-                i = np.unravel_index(int(np.argmin(close)), got.shape) if got.ndim else ()
+                i = tuple(int(j) for j in np.unravel_index(int(np.argmin(close)), got.shape))
                 raise DebugModeError(f"{site}: compiled and reference differ at index {i}: "
-                                     f"{got[i]!r} vs {want[i]!r}")
-            if finite_in and not _finite(want):
-                raise DebugModeError(f"{site} made NaN or Inf from finite inputs")
+                                     f"{got[i].item()!r} vs {want[i].item()!r}")
         elif not np.array_equal(got, want):
             raise DebugModeError(f"{site}: compiled and reference results differ")
 

@@ -249,7 +249,9 @@ class Function:
                 updates=[(len(outs) + j, sv) for j, (sv, _) in enumerate(upd)])
         elif self.mode == "debug":
             from .debugmode import DebugRunner
-            self._kernel = DebugRunner(inputs, outs + upd_exprs, name=name or "function")
+            self._kernel = DebugRunner(
+                inputs, outs + upd_exprs, name=name or "function",
+                updates=[(len(outs) + j, sv) for j, (sv, _) in enumerate(upd)])
             self.kernel = self._kernel.kernel
         self._n_out = len(outs)
         self._names = {v.name: i for i, v in enumerate(inputs) if v.name}

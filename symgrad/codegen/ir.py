@@ -229,13 +229,16 @@ class Program:
     ``leaves``: the kernel's inputs in order (function inputs, shared
     variables, constants); ``steps``: what runs, in order (an
     :class:`InPlaceUpdates` holds the steps of the updates, which run last);
-    ``outputs``: the values handed to the caller.
+    ``outputs``: the values handed to the caller; ``probes``: values the
+    kernel also hands over, each copied right after the step that makes it
+    (mode "debug" compares every step's result with the reference).
     """
 
     leaves: list
     outputs: list
     steps: list
     in_place: InPlaceUpdates = None
+    probes: list = field(default_factory=list)
 
     def all_steps(self):
         """Every step, numbered as in the C source (updates in place last)."""

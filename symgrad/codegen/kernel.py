@@ -13,7 +13,7 @@ __all__ = ["lower", "locate", "MAXDIM"]
 
 
 def lower(inputs, outputs, header="", profile=False, steps=None, updates=None,
-          donations=None, locations=None):
+          donations=None, locations=None, probes=None):
     """C source for a kernel computing ``outputs``; returns (source, leaves, timed).
 
     ``leaves`` lists the variables whose values the kernel takes, in order
@@ -31,8 +31,14 @@ def lower(inputs, outputs, header="", profile=False, steps=None, updates=None,
     A list given as ``locations`` receives the text of each failure site, by
     number: the kernel's messages start with a mark holding that number,
     never with the text, and ``header`` is written as a comment.
+
+    A list given as ``probes`` receives the results of every step (but
+    updates written in place), which the kernel hands over after
+    ``outputs``, each copied right after its step: what mode "debug" compares.
     """
-    program = to_program(inputs, outputs, updates or ())
+    program = to_program(inputs, outputs, updates or (), probe=probes is not None)
+    if probes is not None:
+        probes.extend(program.probes)
     source, locs, timed = render(program, header, profile)
     if steps is not None:
         steps.extend(program.all_steps())

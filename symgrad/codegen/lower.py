@@ -27,12 +27,14 @@ __all__ = ["to_program", "plan_fusion", "MAXDIM"]
 MAXDIM = 16  # SG_MAXDIM of sg_abi.h (tests check that they agree)
 
 
-def to_program(inputs, outputs, updates=()):
+def to_program(inputs, outputs, updates=(), probe=False):
     """The :class:`~codegen.ir.Program` computing ``outputs`` from ``inputs``.
 
     ``updates`` lists ``(output index, SharedVariable)``: the outputs that are
     updates of shared variables; those that can be written over the
-    variable's own memory become the program's ``in_place`` updates.
+    variable's own memory become the program's ``in_place`` updates. With
+    ``probe``, the results of every step (but updates written in place, which
+    are outputs anyway) become the program's ``probes``.
     """
     leaves = graph_leaves(inputs, outputs)
     nodes = toposort(outputs)
@@ -46,6 +48,8 @@ def to_program(inputs, outputs, updates=()):
             continue
         steps.append(_step(node, fusion, len(steps) + 1))
     program = Program(leaves, list(outputs), steps)
+    if probe:
+        program.probes = [o for step in steps for o in step.root.outputs]
     if in_place:
         ups = []
         for c in in_place:

@@ -228,7 +228,8 @@ def render(program, header="", profile=False):
     """
     ctx = KernelContext(program.outputs)
     timed = _render_into(ctx, program, profile)
-    source = _assemble(ctx, header, len(program.outputs), len(timed) if profile else None)
+    source = _assemble(ctx, header, len(program.outputs) + len(program.probes),
+                       len(timed) if profile else None)
     return source, ctx.locations, timed
 
 
@@ -239,6 +240,8 @@ def _render_into(ctx, program, profile):
         ctx.names[id(v)] = f"in_{k}"  # no ctx.tmp() name has an underscore: no clash
         body(f"sg_arr in_{k} = in[{k}];")
     timed = []
+    n = len(program.outputs)
+    probe_at = {id(v): n + j for j, v in enumerate(program.probes)}
     for step in program.steps:
         ctx.step = step
         body(step.comment())
@@ -259,6 +262,9 @@ def _render_into(ctx, program, profile):
         if profile:
             body(f"sg_prof[{len(timed)}] += sg_now() - prof_t{len(timed)};")
             timed.append(step.root)
+        for v in step.root.outputs:
+            if id(v) in probe_at:
+                _copy_out(ctx, v, probe_at[id(v)])
     ctx.step = None
     if program.in_place is not None:
         skip = {u.out_index for u in program.in_place.updates}
@@ -764,18 +770,23 @@ def _outputs(ctx, outputs, skip=()):
             given.add(id(v))
             w(f"out[{i}] = {name}; {own} = NULL;")
             continue
-        item = _item(v)
-        with w.block(""):
-            w(f"sg_arr c = {name};")
-            w(f"int64_t n = sg_contiguous(&c, {v.ndim});")
-            with w.block(f"if (n < 0 || n > INT64_MAX / {item} || "
-                         f"!sg_shape_fits(c.shape, {v.ndim}, {item}))"):
-                ctx.fail(v.owner, "shape", f"output {i} of {v.ndim}-d shape %s is too large",
-                         f"sg_shape_str(sbuf, sizeof sbuf, c.shape, {v.ndim})")
-            w(f"c.data = ws->out_alloc((size_t)n * {item});")
-            w('if (!c.data) { sg_fail(err, SG_ENOMEM, "out of memory"); goto fail; }')
-            w(f"sg_copy(&c, &{name}, {v.ndim}, {item});")
-            w(f"out[{i}] = c;")
+        _copy_out(ctx, v, i)
+
+
+def _copy_out(ctx, v, i):
+    """Hand a C-contiguous copy of ``v`` over as output ``i``."""
+    w, name, item = ctx.w, ctx.arr(v), _item(v)
+    with w.block(""):
+        w(f"sg_arr c = {name};")
+        w(f"int64_t n = sg_contiguous(&c, {v.ndim});")
+        with w.block(f"if (n < 0 || n > INT64_MAX / {item} || "
+                     f"!sg_shape_fits(c.shape, {v.ndim}, {item}))"):
+            ctx.fail(v.owner, "shape", f"output {i} of {v.ndim}-d shape %s is too large",
+                     f"sg_shape_str(sbuf, sizeof sbuf, c.shape, {v.ndim})")
+        w(f"c.data = ws->out_alloc((size_t)n * {item});")
+        w('if (!c.data) { sg_fail(err, SG_ENOMEM, "out of memory"); goto fail; }')
+        w(f"sg_copy(&c, &{name}, {v.ndim}, {item});")
+        w(f"out[{i}] = c;")
 
 
 def _assemble(ctx, header, n_out, n_timed=None):
