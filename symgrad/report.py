@@ -26,7 +26,6 @@ How the numbers are made, so that they can be trusted:
   changes: shared variables are read, never updated.
 """
 
-import math
 
 import numpy as np
 
@@ -38,45 +37,11 @@ from .interp import Program
 __all__ = ["explain", "Explanation", "node_flops"]
 
 
-def _size(shape):
-    return math.prod(shape)
-
-
-def _gemm_flops(node, in_shapes, out_shapes):
-    a, out = in_shapes[0], _size(out_shapes[0])
-    k = a[0] if node.op.trans_a else a[1]
-    return 2 * out * k + (2 * out if len(in_shapes) == 3 else 0)
-
-
-# The counts of the ops that do not say theirs yet (Op.flops_per_element or
-# Op.flops), by op name. Issue 12 moves each row into its op (symgrad/ops/);
-# a row whose op declares a count is ignored, and the table empties as they do.
-# tests/test_report.py checks that every registered op has a count, here or its own.
-_NOT_YET_IN_THE_OP = {
-    "matmul": lambda node, i, o: 2 * _size(o[0]) * i[0][-1],
-    "gemm": _gemm_flops,
-    **dict.fromkeys(["softmax", "log_softmax", "logsumexp", "cross_entropy"],
-                    lambda node, i, o: 4 * _size(i[0])),
-    **dict.fromkeys(["sum", "mean", "prod", "max", "min", "argmax", "argmin", "sum_to"],
-                    lambda node, i, o: _size(i[0])),
-    **dict.fromkeys(["inc_subtensor", "advanced_inc_subtensor"],
-                    lambda node, i, o: _size(i[1])),
-    # Elementwise rows: 1 per output element (their Elemwise op, ops/elemwise.py).
-    "elementwise": lambda node, i, o: _size(o[0]),
-    # Data movement: views, copies, gathers, casts, shapes.
-    **dict.fromkeys(["cast", "stop_gradient", "advanced_subtensor", "subtensor", "arange",
-                     "broadcast_to", "concatenate", "split", "dimshuffle", "reshape", "shape",
-                     "shape_at", "make_vector", "one_hot"],
-                    lambda node, i, o: 0),
-}
-
-
 def node_flops(node, in_shapes, out_shapes):
     """Floating-point operations of one evaluation of ``node`` at the given shapes.
 
     The op's own count (:meth:`symgrad.graph.Op.flops`); the counting rules
-    are those of :func:`explain`. An op that declares no count and has no
-    row in this module's table of ops not moved yet raises
+    are those of :func:`explain`. An op that declares no count raises
     ``NotImplementedError``: never a silent 0.
 
     >>> import symgrad as sg
@@ -84,18 +49,7 @@ def node_flops(node, in_shapes, out_shapes):
     >>> node_flops((A @ B).owner, [(2, 3), (3, 4)], [(2, 4)])
     48
     """
-    op = node.op
-    if op.declares_flops():
-        return int(op.flops(node, in_shapes, out_shapes))
-    rule = _NOT_YET_IN_THE_OP.get(_flops_key(op))
-    if rule is None:
-        return int(op.flops(node, in_shapes, out_shapes))  # NotImplementedError, naming the op
-    return int(rule(node, in_shapes, out_shapes))
-
-
-def _flops_key(op):
-    """The row of ``_NOT_YET_IN_THE_OP`` for ``op``: elementwise rows share one."""
-    return "elementwise" if getattr(op, "row", None) is not None else op.name
+    return int(node.op.flops(node, in_shapes, out_shapes))
 
 
 # --------------------------------------------------------------------------- the summary

@@ -9,6 +9,7 @@ Repeated indices in a gather ACCUMULATE in its gradient (``np.add.at``).
 """
 
 import contextlib
+import math
 
 import numpy as np
 
@@ -98,6 +99,7 @@ class AdvancedSubtensor(Op):
 
     __props__ = ("idx",)
     name = "advanced_subtensor"
+    flops_per_element = 0  # moves data: no arithmetic
 
     def __init__(self, idx):
         self.idx = _validate(idx, self.name)
@@ -147,6 +149,10 @@ class AdvancedIncSubtensor(Op):
 
     __props__ = ("idx", "set_instead_of_inc")
     name = "advanced_inc_subtensor"
+
+    def flops(self, node, in_shapes, out_shapes):
+        """One add per element of the values scattered in (``sg.explain``'s rules)."""
+        return math.prod(in_shapes[1])
 
     def __init__(self, idx, set_instead_of_inc=False):
         self.idx = _validate(idx, self.name)

@@ -34,6 +34,7 @@ class Arange(Op):
 
     __props__ = ("dtype",)
     name = "arange"
+    flops_per_element = 0  # moves data: no arithmetic
 
     def __init__(self, dtype):
         self.dtype = _dt.as_dtype(dtype, "arange")

@@ -72,6 +72,7 @@ class Elemwise(Op):
 
     __props__ = ("scalar",)
     register = False  # each table row is registered under its own name
+    flops_per_element = 1  # sg.explain counts exp and tanh as 1, as an add
 
     def __init__(self, scalar):
         if scalar not in ELEMWISE:
@@ -172,6 +173,7 @@ class Cast(Op):
 
     __props__ = ("dtype",)
     name = "cast"
+    flops_per_element = 0  # moves data: no arithmetic
 
     def __init__(self, dtype):
         self.dtype = _dt.as_dtype(dtype, "cast")
@@ -206,6 +208,7 @@ class StopGradient(Op):
     """The identity whose gradient is cut on purpose (no cotangent flows through)."""
 
     name = "stop_gradient"
+    flops_per_element = 0  # moves data: no arithmetic
 
     def infer(self, x):
         return [x.type]

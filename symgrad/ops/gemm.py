@@ -13,6 +13,8 @@ are not 1, then adds: bit for bit what the unfused graph computes in mode
 last bits, as any two BLAS products may.
 """
 
+import math
+
 import numpy as np
 
 from .. import dtypes as _dt
@@ -34,6 +36,12 @@ class Gemm(Op):
 
     __props__ = ("trans_a", "trans_b", "alpha", "beta")
     name = "gemm"
+
+    def flops(self, node, in_shapes, out_shapes):
+        """A multiply-add per term of the product, and two more per element with ``c``."""
+        a, out = in_shapes[0], math.prod(out_shapes[0])
+        k = a[0] if self.trans_a else a[1]
+        return 2 * out * k + (2 * out if len(in_shapes) == 3 else 0)
 
     def __init__(self, trans_a=False, trans_b=False, alpha=1.0, beta=1.0):
         self.trans_a, self.trans_b = bool(trans_a), bool(trans_b)

@@ -48,6 +48,7 @@ class Concatenate(Op):
 
     __props__ = ("axis",)
     name = "concatenate"
+    flops_per_element = 0  # moves data: no arithmetic
 
     def __init__(self, axis=0):
         self.axis = int(axis)
@@ -131,6 +132,7 @@ class Split(Op):
 
     __props__ = ("axis",)
     name = "split"
+    flops_per_element = 0  # moves data: no arithmetic
 
     def __init__(self, axis=0):
         self.axis = int(axis)

@@ -8,6 +8,8 @@ length-1 axis, so that the C backend sees one clean op it can lower to a BLAS
 same reason.
 """
 
+import math
+
 import numpy as np
 
 from .. import dtypes as _dt
@@ -59,6 +61,10 @@ class MatMul(Op):
     """
 
     name = "matmul"
+
+    def flops(self, node, in_shapes, out_shapes):
+        """A multiply-add per term: 2 x (result elements) x (contracted length)."""
+        return 2 * math.prod(out_shapes[0]) * in_shapes[0][-1]
 
     def infer(self, a, b):
         for x in (a, b):

@@ -7,6 +7,8 @@ hundred. ``binary_cross_entropy_with_logits`` needs no op: the stable
 ``softplus`` row already carries the trick.
 """
 
+import math
+
 import numpy as np
 
 from .. import dtypes as _dt
@@ -102,6 +104,10 @@ class Softmax(_AlongAxis):
 
     name = "softmax"
 
+    def flops(self, node, in_shapes, out_shapes):
+        """About 4 per element of the input: max, subtract, exp, add (``sg.explain``'s rules)."""
+        return 4 * math.prod(in_shapes[0])
+
     def perform(self, node, x):
         return [np.asarray(_softmax(x, self.axis), dtype=x.dtype)]
 
@@ -121,6 +127,10 @@ class LogSoftmax(_AlongAxis):
     """
 
     name = "log_softmax"
+
+    def flops(self, node, in_shapes, out_shapes):
+        """About 4 per element of the input: max, subtract, exp, add (``sg.explain``'s rules)."""
+        return 4 * math.prod(in_shapes[0])
 
     def perform(self, node, x):
         return [np.asarray(_log_softmax(x, self.axis), dtype=x.dtype)]
@@ -189,6 +199,7 @@ class OneHot(Op):
 
     __props__ = ("dtype",)
     name = "one_hot"
+    flops_per_element = 0  # moves data: no arithmetic
 
     def __init__(self, dtype=None):
         self.dtype = _dt.as_dtype(dtype, "one_hot")
@@ -255,6 +266,10 @@ class CrossEntropy(Op):
     """
 
     name = "cross_entropy"
+
+    def flops(self, node, in_shapes, out_shapes):
+        """About 4 per element of the input: max, subtract, exp, add (``sg.explain``'s rules)."""
+        return 4 * math.prod(in_shapes[0])
 
     def infer(self, logits, labels):
         _require_float(logits, self.name, "logits")

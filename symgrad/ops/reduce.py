@@ -15,6 +15,7 @@ along a contiguous axis and drifts elsewhere: 1018.96 for the mean over axis
 0 of 3e6 values near 1000). ``_wide`` is that rule for the NumPy references.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -130,6 +131,11 @@ class Reduce(Op):
     register = False
     numpy = None          # the NumPy function: reference and dtype rule
     needs_elements = False  # NumPy refuses to reduce an empty axis (no identity)
+
+
+    def flops(self, node, in_shapes, out_shapes):
+        """One per element of the input (an add, multiply or comparison each)."""
+        return math.prod(in_shapes[0])
 
     def __init__(self, axis, keepdims=False):
         self.axis = tuple(int(a) for a in axis)
@@ -296,6 +302,10 @@ class LogSumExp(Reduce):
     """``log(sum(exp(x), axis, keepdims))``, stably; the gradient is ``g * exp(x - out)``."""
 
     name = "logsumexp"
+
+    def flops(self, node, in_shapes, out_shapes):
+        """About 4 per element of the input: max, subtract, exp, add (``sg.explain``'s rules)."""
+        return 4 * math.prod(in_shapes[0])
     numpy = staticmethod(np.logaddexp.reduce)
 
     def compute(self, x):
@@ -369,6 +379,11 @@ class ArgReduce(Op):
     __props__ = ("axis", "keepdims")
     register = False
     numpy = None
+
+
+    def flops(self, node, in_shapes, out_shapes):
+        """One per element of the input (an add, multiply or comparison each)."""
+        return math.prod(in_shapes[0])
 
     def __init__(self, axis, keepdims=False):
         self.axis = None if axis is None else int(axis)

@@ -33,6 +33,7 @@ class Shape(Op):
     """The runtime shape of ``x`` as an int64 vector."""
 
     name = "shape"
+    flops_per_element = 0  # moves data: no arithmetic
     value_inputs = ()
 
     def infer(self, x):
@@ -53,6 +54,7 @@ class ShapeAt(Op):
 
     __props__ = ("axis",)
     name = "shape_at"
+    flops_per_element = 0  # moves data: no arithmetic
     value_inputs = ()
 
     def __init__(self, axis):
@@ -76,6 +78,7 @@ class MakeVector(Op):
     """Integer scalars stacked into an int64 vector (shapes built from parts)."""
 
     name = "make_vector"
+    flops_per_element = 0  # moves data: no arithmetic
 
     def infer(self, *parts):
         for p in parts:
@@ -172,6 +175,7 @@ class DimShuffle(Op):
 
     __props__ = ("order", "in_ndim")
     name = "dimshuffle"
+    flops_per_element = 0  # moves data: no arithmetic
 
     def __init__(self, order, in_ndim):
         self.order = tuple(order)
@@ -272,6 +276,7 @@ class BroadcastTo(Op):
     """``np.broadcast_to(x, shape)`` as a fresh array; ``shape`` is an int64 vector."""
 
     name = "broadcast_to"
+    flops_per_element = 0  # moves data: no arithmetic
 
     def infer(self, x, shp):
         if shp.dtype != "int64" or shp.ndim != 1 or shp.shape[0] is None:
@@ -306,6 +311,10 @@ class SumTo(Op):
     """
 
     name = "sum_to"
+
+    def flops(self, node, in_shapes, out_shapes):
+        """One per element of the input (an add, multiply or comparison each)."""
+        return math.prod(in_shapes[0])
 
     def infer(self, g, shp):
         if shp.dtype != "int64" or shp.ndim != 1 or shp.shape[0] is None:
@@ -356,6 +365,7 @@ class Reshape(Op):
     """``np.reshape(x, shape)`` with ``shape`` an int64 vector (one entry may be -1)."""
 
     name = "reshape"
+    flops_per_element = 0  # moves data: no arithmetic
 
     def infer(self, x, shp):
         if shp.dtype != "int64" or shp.ndim != 1 or shp.shape[0] is None:

@@ -16,6 +16,8 @@ Values of the ``SCALAR`` and ``ARRAY`` entries follow ``x`` (and ``y``) as the
 op's inputs, in the order they appear (slice parts included).
 """
 
+import math
+
 import numpy as np
 
 from .. import dtypes as _dt
@@ -251,6 +253,7 @@ class Subtensor(Op):
 
     __props__ = ("idx",)
     name = "subtensor"
+    flops_per_element = 0  # moves data: no arithmetic
 
     def __init__(self, idx):
         self.idx = validate_idx(idx, self.name, advanced=False)
@@ -293,6 +296,10 @@ class IncSubtensor(Op):
 
     __props__ = ("idx", "set_instead_of_inc")
     name = "inc_subtensor"
+
+    def flops(self, node, in_shapes, out_shapes):
+        """One add per element of the values put in (``sg.explain``'s rules)."""
+        return math.prod(in_shapes[1])
 
     def __init__(self, idx, set_instead_of_inc=False):
         self.idx = validate_idx(idx, self.name, advanced=False)
