@@ -174,20 +174,14 @@ def test_an_op_without_a_flop_count_is_an_error_not_a_zero():
 
 
 def test_every_registered_op_has_a_flop_count():
-    """Declared by the op (Op.flops_per_element or Op.flops), so a new op cannot be
-    counted as 0 unnoticed; while report.py keeps a table of the counts not moved into
-    their op yet, a row of it does too, and a row no op needs is an error."""
-    from symgrad import report
+    """Declared by the op (Op.flops_per_element or Op.flops): a new op cannot be counted
+    as 0 unnoticed."""
     from symgrad.graph import OP_REGISTRY, Op
     from symgrad.ops.elemwise import Elemwise
 
-    table = getattr(report, "_NOT_YET_IN_THE_OP", {})
-    key = getattr(report, "_flops_key", lambda op: op.name)
     # An op class made without __init__: declares_flops reads class attributes only.
     ops = [entry.__new__(entry) if isinstance(entry, type) else Elemwise(name)
            for name, entry in OP_REGISTRY.items()]
-    missing = sorted(op.name for op in ops if not (op.declares_flops() or key(op) in table))
+    missing = sorted(op.name for op in ops if not op.declares_flops())
     assert not missing, f"ops with no FLOP count (set flops_per_element or define flops): {missing}"
-    stale = sorted(set(table) - {key(op) for op in ops if not op.declares_flops()})
-    assert not stale, f"rows of report._NOT_YET_IN_THE_OP no undeclared op uses: {stale}"
     assert Op.flops_per_element is None  # the base declares nothing: no silent default
