@@ -1,12 +1,9 @@
 """Every op of symgrad, one module per family; each op holds its type inference,
-NumPy reference and gradient rule together."""
+NumPy reference, gradient rule, FLOP count and C lowering together."""
 
 from . import creation, elemwise, gemm, indexing, join, linalg, methods, nn, reduce  # noqa: F401
 from . import shape as shape_ops  # the module; the name `shape` is the function sg.shape
-from .elemwise import (abs, add, cast, ceil, clip, cos, eq, exp, expm1, floor, floordiv, ge,  # noqa: A004
-                       gt, isnan, le, log, log1p, lt, maximum, minimum, mod, mul, neg, neq, pow,
-                       relu, round, sigmoid, sign, sin, softplus, sqrt, square, stop_gradient, sub,
-                       tanh, truediv, where)
+from .elemwise import *  # noqa: F403,A004
 from .creation import arange
 from .indexing import *  # noqa: F403
 from .join import *  # noqa: F403
@@ -21,10 +18,7 @@ from . import indexing as _indexing, join as _join, linalg as _linalg, reduce as
 # modules (a star import without this list would also bind sg.reduce, sg.elemwise and
 # sg.nn -- the last one hiding the public module symgrad/nn.py).
 __all__ = [
-    "abs", "add", "cast", "ceil", "clip", "cos", "eq", "exp", "expm1", "floor", "floordiv", "ge",
-    "gt", "isnan", "le", "log", "log1p", "lt", "maximum", "minimum", "mod", "mul", "neg", "neq",
-    "pow", "relu", "round", "sigmoid", "sign", "sin", "softplus", "sqrt", "square",
-    "stop_gradient", "sub", "tanh", "truediv", "where",
+    *elemwise.__all__,
     "broadcast_to", "expand_dims", "flatten", "ones", "ones_like", "reshape", "shape", "squeeze",
     "transpose", "zeros", "zeros_like", "one_hot", "arange",
     *_indexing.__all__, *_join.__all__, *_linalg.__all__, *_reduce.__all__,

@@ -18,11 +18,17 @@ Documented subgradients: ``relu'(0) = 0``, ``abs'(0) = 0``; ``maximum`` and
 import numpy as np
 
 from .. import dtypes as _dt
+from ..codegen.render_c import CTYPE, SUFFIX
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, OP_REGISTRY, Constant, Op, TensorType, Variable, as_variable
 from .shape import sum_to, zeros_like
 
-__all__ = ["Elemwise", "Cast", "ELEMWISE", "cast", "broadcast_static"]
+# The functions ``sg`` exports (``symgrad.ops`` re-exports this list): adding an
+# elementwise op is a row of the table below, its function here, and its C form.
+__all__ = ["abs", "add", "cast", "ceil", "clip", "cos", "eq", "exp", "expm1", "floor", "floordiv",
+           "ge", "gt", "isnan", "le", "log", "log1p", "lt", "maximum", "minimum", "mod", "mul",
+           "neg", "neq", "pow", "relu", "round", "sigmoid", "sign", "sin", "softplus", "sqrt",
+           "square", "stop_gradient", "sub", "tanh", "truediv", "where"]
 
 
 class Row:
@@ -375,9 +381,7 @@ def clip(x, lo, hi):
 # suffix (f64, f32, i64, i32). Rows absent from FLOAT_C or INT_C have no
 # meaning for that kind (NumPy refuses them at build time).
 
-_CT = {"float64": "double", "float32": "float", "int64": "int64_t", "int32": "int32_t",
-       "bool": "uint8_t"}
-_SUFFIX = {"float64": "f64", "float32": "f32", "int64": "i64", "int32": "i32"}
+_CT, _SUFFIX = CTYPE, SUFFIX
 
 FLOAT_C = {
     "neg": "(-{0})", "abs": "fabs{F}({0})", "sign": "({0} != {0} ? {0} : ({T})(({0} > 0) - ({0} < 0)))",
