@@ -552,7 +552,7 @@ def _public_type(e):
 
 
 def _owned(got, args):
-    """Returned arrays belong to the caller (SPEC 4): fresh, writeable, sharing no input."""
+    """Returned arrays belong to the caller (see sg.function): fresh, writeable, not an input."""
     for k, g in enumerate(got):
         if not isinstance(g, np.ndarray):
             return False, f"output {k} is a {type(g).__name__}, not an ndarray"

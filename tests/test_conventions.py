@@ -89,8 +89,8 @@ def test_kink_and_tie_gradients_are_the_documented_ones(mode):
     v = np.array([0.0, 0.0, -0.0])
     w = np.array([0.0, -0.0, 0.0])
     cases = {
-        "relu": (sg.relu(x).sum(), [0.0, 0.0, 0.0]),        # SPEC: relu'(0) = 0
-        "abs": (abs(x).sum(), [0.0, 0.0, 0.0]),             # SPEC: abs'(0) = 0
+        "relu": (sg.relu(x).sum(), [0.0, 0.0, 0.0]),        # README's conventions: relu'(0) = 0
+        "abs": (abs(x).sum(), [0.0, 0.0, 0.0]),             # README's conventions: abs'(0) = 0
         "sign": (sg.sign(x).sum(), [0.0, 0.0, 0.0]),
         "round": (sg.round(x + 0.5).sum(), [0.0, 0.0, 0.0]),
         "floor": (sg.floor(x).sum(), [0.0, 0.0, 0.0]),

@@ -186,7 +186,7 @@ def test_shared_variable_values():
     v[0, 0] = 5
     assert w.get_value()[0, 0] == 0
     with pytest.raises(sg.ShapeError, match=r"set_value on W: expected shape \(2, 3\)"):
-        w.set_value(np.ones((4, 3)))  # the static shape is the value's (SPEC 1)
+        w.set_value(np.ones((4, 3)))  # the static shape is the value's
     assert w.get_value().shape == (2, 3)
     with pytest.raises(TypeError, match=r"set_value on W: expected a 2-d array"):
         w.set_value(np.ones(3))

@@ -1,4 +1,4 @@
-"""The public names of ``sg`` and ``sg.nn`` against the SPEC (issue 11, item 19)."""
+"""The public names of ``sg`` and ``sg.nn``: the promised ones and no others (issue 11, item 19)."""
 
 import types
 
@@ -6,37 +6,38 @@ import numpy as np
 
 import symgrad as sg
 
-# SPEC §1-§9 and §11's save/load, by section
-SPEC_SG = {
-    # §1 symbolic values
+# The names the API promises, by part
+API_SG = {
+    # symbolic values
     "config", "scalar", "vector", "matrix", "tensor3", "tensor4", "tensor", "Variable", "shared",
     "SharedVariable", "constant",
-    # §2 operations
+    # operations
     "eq", "neq", "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "sign", "tanh",
     "sigmoid", "softplus", "relu", "sin", "cos", "floor", "ceil", "round", "maximum", "minimum",
     "where", "clip", "isnan", "sum", "mean", "prod", "max", "min", "argmax", "argmin", "var",
     "std", "logsumexp", "dot", "matmul", "outer", "reshape", "transpose", "concatenate", "stack",
     "expand_dims", "squeeze", "broadcast_to", "zeros", "ones", "zeros_like", "ones_like",
     "arange", "one_hot", "cast", "shape", "stop_gradient", "nn",
-    # §3 gradients
+    # gradients
     "grad", "vjp", "jvp", "jacobian", "hessian", "verify_grad",
-    # §4 compile and call
+    # compile and call
     "function",
-    # §5 training
+    # training
     "train_step", "optim", "summary", "summary_scope",
-    # §6 inspection
+    # inspection
     "debugprint", "pprint", "to_dot", "render",
-    # §7 errors
+    # errors
     "SymgradError", "NonScalarCostError", "NonDifferentiableError", "DisconnectedInputError",
     "ShapeError", "InputError", "CompileError", "GradientError", "IndexError",
-    # §11 and §12 as far as they exist today
+    # checkpoints and layers, as far as they exist today
     "save", "load", "layers",
 }
-# SPEC names that other items of issue 11 and the roadmap add (§4 In, §7's two errors,
-# §10-§11): allowed, not yet required; listed so that the test says what it leaves out
+# Promised names that other items of issue 11 and the roadmap add (In, CacheError,
+# CheckpointError, random numbers, loops): allowed, not yet required; listed so the test
+# says what it leaves out
 NOT_YET = {"In", "CacheError", "CheckpointError", "random", "scan", "map", "ifelse"}
 
-# Public names beyond the SPEC, each on purpose
+# Public names beyond the promised ones, each on purpose
 EXTRA_SG = {
     # the operators as functions (``x + y`` is add, ``x ** y`` pow, ``x < y`` lt, ...)
     "add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "neg", "lt", "le", "gt", "ge",
@@ -48,7 +49,7 @@ EXTRA_SG = {
     "evaluate", "explain", "UnusedInputWarning",
 }
 
-SPEC_NN = {"softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits"}
+API_NN = {"softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits"}
 # torch.nn.functional has these too, so sg.nn.relu works as a PyTorch user expects
 EXTRA_NN = {"relu", "sigmoid", "softplus", "tanh", "one_hot"}
 
@@ -68,14 +69,14 @@ def _own_submodules(module):
 
 
 def test_every_spec_name_is_in_sg():
-    missing = sorted((SPEC_SG - NOT_YET) - _public(sg))
-    assert not missing, f"SPEC names missing from sg: {missing}"
+    missing = sorted((API_SG - NOT_YET) - _public(sg))
+    assert not missing, f"promised names missing from sg: {missing}"
 
 
 def test_sg_has_no_unexpected_public_names():
-    allowed = SPEC_SG | NOT_YET | EXTRA_SG | _own_submodules(sg)
+    allowed = API_SG | NOT_YET | EXTRA_SG | _own_submodules(sg)
     unexpected = sorted(_public(sg) - allowed)
-    assert not unexpected, f"public names of sg, neither SPEC nor listed extras: {unexpected}"
+    assert not unexpected, f"public names of sg, neither promised nor listed extras: {unexpected}"
 
 
 def test_no_op_family_module_leaks_into_sg():
@@ -92,8 +93,8 @@ def test_sg_nn_is_the_public_nn_module():
 
     assert sg.nn is symgrad.nn
     assert sg.nn.__name__ == "symgrad.nn"
-    assert _public(sg.nn) == SPEC_NN | EXTRA_NN
-    assert set(sg.nn.__all__) == SPEC_NN | EXTRA_NN
+    assert _public(sg.nn) == API_NN | EXTRA_NN
+    assert set(sg.nn.__all__) == API_NN | EXTRA_NN
 
 
 def test_sg_nn_functions_compute():

@@ -50,7 +50,7 @@ def _close(a, b):
 
 
 def test_errors_raised_while_running_name_the_op_and_line(matrix):
-    """SPEC 7: an error from a running function names the op and the user's file:line."""
+    """An error from a running function names the op and the user's file:line."""
     runtime = {"IndexError", "ShapeError"}
     for mode in MODES:
         for r in matrix[mode].values():

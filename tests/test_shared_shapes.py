@@ -1,4 +1,4 @@
-"""Shared variables have a static shape (SPEC 1), and nothing changes it silently.
+"""Shared variables have a static shape, and nothing changes it silently.
 
 By default it is the initial value's shape, so a shape error in a graph of
 shared variables surfaces at the line that builds it; ``shape=`` with None

@@ -1,4 +1,4 @@
-"""sg.train_step and summaries (SPEC §5), and the training examples."""
+"""sg.train_step and summaries, and the training examples."""
 
 import os
 import re
