@@ -14,12 +14,15 @@ kernel is loaded, to the OpenBLAS every kernel links against: only OpenBLAS's cb
 
 import importlib.util
 import os
+import platform
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext as _build_ext
+from setuptools.errors import CompileError
 
 HERE = Path(__file__).parent
 # csrc/ and the Cython output build warning-free at -Wall -Wextra (gcc 12, clang 14);
@@ -32,6 +35,7 @@ SUPPORT_FILE = "libsg_support.so"
 # -O2 and -fno-wrapv undo Python's -O3 and -fwrapv, which kernels do not have.
 SUPPORT_FLAGS = ["-O2", "-std=gnu11", "-ffp-contract=off", "-fno-strict-aliasing",
                  "-fno-math-errno", "-fopenmp-simd", "-fno-wrapv", "-fno-semantic-interposition"]
+TUNE = ["-mtune=intel"]
 
 
 def rel(*paths):
@@ -86,6 +90,26 @@ class build_ext(_build_ext):
         if parts[-1] == SUPPORT.rpartition(".")[2] and fullname in (SUPPORT, parts[-1]):
             return str(Path(*parts[:-1], SUPPORT_FILE))
         return super().get_ext_filename(fullname)
+
+    def build_extension(self, ext):
+        if ext.name == SUPPORT and platform.machine().lower() in ("x86_64", "amd64"):
+            # Tuned for recent x86 cores, not gcc's generic tuning: with it, the AVX-512
+            # clones of the sums run 1.6-2.5x slower than a -march=native build (256-bit
+            # vectors, no split loads); tuning changes speed only, never results.
+            ext.extra_compile_args += [f for f in TUNE if self._accepts(f)]
+        super().build_extension(ext)
+
+    def _accepts(self, flag):
+        """Whether the C compiler takes `flag` (clang has no -mtune=intel)."""
+        with tempfile.TemporaryDirectory() as d:
+            src = os.path.join(d, "probe.c")
+            with open(src, "w") as f:
+                f.write("int probe(void) { return 0; }\n")
+            try:
+                self.compiler.compile([src], output_dir=d, extra_postargs=[flag, "-Werror"])
+            except CompileError:
+                return False
+        return True
 
     def copy_file(self, infile, outfile, *args, **kwargs):
         # In place (`build_ext --inplace`, `pip install -e .`): a new file renamed over

@@ -262,8 +262,8 @@ void sg_memory_order(int nd, int64_t *sh, int64_t (*st)[SG_MAXDIM])
         }
 }
 #define SG_ACCUMULATE(T, A, SUF, FLT)                                                    \
-    SG_VEC int sg_accumulate_##SUF(sg_err *err, const char *where, A *out,            \
-                                       const int64_t *ost, const sg_arr *x, int nd)       \
+    SG_VEC int sg_accumulate_##SUF(sg_err *err, const char *where, A *out,               \
+                                       const int64_t *ost, const sg_arr *x, int nd)      \
     {                                                                                    \
         int64_t n, sh[SG_MAXDIM], st[2][SG_MAXDIM], off[2];                              \
         if (sg_loop_count(err, where, x->shape, nd, &n))                                 \
@@ -300,14 +300,14 @@ void sg_memory_order(int nd, int64_t *sh, int64_t (*st)[SG_MAXDIM])
                         acc += (A)a[j * sa];                                             \
                 }                                                                        \
                 o[0] += acc;                                                             \
-            } else if (sa == 1 && so == 1 && c > 1 && st[1][c - 2] == 0 &&                \
+            } else if (sa == 1 && so == 1 && c > 1 && st[1][c - 2] == 0 &&               \
                        sh[c - 2] - row % sh[c - 2] >= 4) {                               \
-                /* four rows into the same result row (a sum over a leading axis):      \
-                 * added in T first, so the accumulators are read and written once */   \
+                /* four rows into the same result row (a sum over a leading axis):       \
+                 * added in T first, so the accumulators are read and written once */    \
                 const int64_t s2 = st[0][c - 2];                                         \
                 _Pragma("omp simd")                                                      \
                 for (int64_t j = 0; j < inner; j++)                                      \
-                    o[j] += (A)((a[j] + a[j + s2]) + (a[j + 2 * s2] + a[j + 3 * s2]));     \
+                    o[j] += (A)((a[j] + a[j + s2]) + (a[j + 2 * s2] + a[j + 3 * s2]));   \
                 row += 3;                                                                \
             } else if (sa == 1 && so == 1) {                                             \
                 _Pragma("omp simd")                                                      \
@@ -321,9 +321,9 @@ void sg_memory_order(int nd, int64_t *sh, int64_t (*st)[SG_MAXDIM])
         return 0;                                                                        \
     }                                                                                    \
                                                                                          \
-    /* The n accumulators for the fresh T `out`: out itself when A is T, else zeroed  \
-     * memory the caller frees with sg_acc_done. */                                     \
-    A *sg_acc_start_##SUF(sg_err *err, const char *where, void *out, int64_t n)    \
+    /* The n accumulators for the fresh T `out`: out itself when A is T, else zeroed     \
+     * memory the caller frees with sg_acc_done. */                                      \
+    A *sg_acc_start_##SUF(sg_err *err, const char *where, void *out, int64_t n)          \
     {                                                                                    \
         A *acc = sizeof(A) == sizeof(T) ? (A *)out : (A *)malloc((size_t)(n ? n : 1) * sizeof(A)); \
         if (!acc)                                                                        \
@@ -334,7 +334,7 @@ void sg_memory_order(int nd, int64_t *sh, int64_t (*st)[SG_MAXDIM])
     }                                                                                    \
                                                                                          \
     /* The accumulators divided by `count` (mean; 1 for a sum) stored as T into out. */  \
-    SG_VEC void sg_acc_done_##SUF(A *acc, void *out, int64_t n, int64_t count)            \
+    SG_VEC void sg_acc_done_##SUF(A *acc, void *out, int64_t n, int64_t count)           \
     {                                                                                    \
         T *o = (T *)out;                                                                 \
         if ((void *)acc == out) {                                                        \
@@ -348,7 +348,7 @@ void sg_memory_order(int nd, int64_t *sh, int64_t (*st)[SG_MAXDIM])
     }                                                                                    \
                                                                                          \
     /* sum_to into the fresh `out` (ndim nd) from `g` (ndim gd >= nd). */                \
-    int sg_sum_to_##SUF(sg_err *err, const char *where, const sg_arr *out,     \
+    int sg_sum_to_##SUF(sg_err *err, const char *where, const sg_arr *out,               \
                                    int nd, const sg_arr *g, int gd)                      \
     {                                                                                    \
         int64_t ost[SG_MAXDIM], n_out = sg_size(out, nd);                                \
@@ -367,7 +367,7 @@ void sg_memory_order(int nd, int64_t *sh, int64_t (*st)[SG_MAXDIM])
  * over the axes of `x` (ndim nd) flagged in `reduced`, into the fresh `out`
  * (ndim on). */
 #define SG_SUM_INTO(T, SUF)                                                              \
-    int sg_sum_into_##SUF(sg_err *err, const char *where, const sg_arr *out,   \
+    int sg_sum_into_##SUF(sg_err *err, const char *where, const sg_arr *out,             \
                                      int on, const sg_arr *x, int nd, const int *reduced, \
                                      int keepdims, int mean)                             \
     {                                                                                    \
@@ -432,7 +432,7 @@ int sg_row_axes(const sg_arr *x, int nd, int nr, int64_t *sh, int64_t *st)
  * C order (`pos` counts its elements); the last row axis runs as a plain
  * loop. DECL opens a row, STEP folds the element `v`, RESULT closes it. */
 #define SG_REDUCE(NAME, TI, TO, DECL, STEP, RESULT)                                      \
-    SG_VEC void NAME(const sg_arr *out, const sg_arr *x, int nd, int nr)              \
+    SG_VEC void NAME(const sg_arr *out, const sg_arr *x, int nd, int nr)                 \
     {                                                                                    \
         const TI *xp = (const TI *)x->data;                                              \
         TO *o = (TO *)out->data;                                                         \
@@ -468,7 +468,7 @@ int sg_row_axes(const sg_arr *x, int nd, int nr, int64_t *sh, int64_t *st)
 #define SG_PROD(TI, SI, TO, SO, W)                                                           \
     SG_REDUCE(sg_prod_##SI##_##SO, TI, TO, W acc = 1, acc *= (W)v, (TO)acc)
 #define SG_MEAN(TI, SI, TO, SO)                                                              \
-    SG_REDUCE(sg_mean_##SI##_##SO, TI, TO, double acc = 0, acc += (double)v,                \
+    SG_REDUCE(sg_mean_##SI##_##SO, TI, TO, double acc = 0, acc += (double)v,                 \
               (TO)(acc / (double)count))
 /* max, min: a NaN wins and stays; among equal extremes the last one is the
  * result, so a maximum of +0 and -0 has the sign of the row's last zero (as
@@ -485,7 +485,7 @@ int sg_row_axes(const sg_arr *x, int nd, int nr, int64_t *sh, int64_t *st)
  * positions). */
 #define SG_STR(x) #x
 #define SG_EXTREME(T, S, NAME, CMP, INIT, ISNAN, NANV, FLT)                                  \
-    SG_VEC T sg_seg_##NAME##_##S(const T *p, int64_t n, int64_t s, int *nan)             \
+    SG_VEC T sg_seg_##NAME##_##S(const T *p, int64_t n, int64_t s, int *nan)                 \
     {                                                                                        \
         T acc = INIT;                                                                        \
         int bad = 0;                                                                         \
@@ -506,9 +506,9 @@ int sg_row_axes(const sg_arr *x, int nd, int nr, int64_t *sh, int64_t *st)
         *nan |= bad;                                                                         \
         return acc;                                                                          \
     }                                                                                        \
-    /* the first of n elements at stride s equal to `want` (a NaN with nan), or n:         \
-     * contiguous, blocks of 64 are tested in one vectorised pass each */                   \
-    SG_VEC int64_t sg_seg_find_##NAME##_##S(const T *p, int64_t n, int64_t s, T want,   \
+    /* the first of n elements at stride s equal to `want` (a NaN with nan), or n:           \
+     * contiguous, blocks of 64 are tested in one vectorised pass each */                    \
+    SG_VEC int64_t sg_seg_find_##NAME##_##S(const T *p, int64_t n, int64_t s, T want,        \
                                                 int nan)                                     \
     {                                                                                        \
         if (s == 1) {                                                                        \
@@ -538,7 +538,7 @@ int sg_row_axes(const sg_arr *x, int nd, int nr, int64_t *sh, int64_t *st)
         return n;                                                                            \
     }                                                                                        \
     /* the row's extreme (NaN flag in *nan); `off` of each segment from sg_step2 */          \
-    T sg_row_##NAME##_##S(const T *xp, int64_t base, int m, const int64_t *sh,        \
+    T sg_row_##NAME##_##S(const T *xp, int64_t base, int m, const int64_t *sh,               \
                                  const int64_t *st, int64_t count, int *nan)                 \
     {                                                                                        \
         int64_t last = sh[m - 1], ir[SG_MAXDIM] = {0}, off = base, none = 0;                 \
@@ -550,7 +550,7 @@ int sg_row_axes(const sg_arr *x, int nd, int nr, int64_t *sh, int64_t *st)
         }                                                                                    \
         return acc;                                                                          \
     }                                                                                        \
-    SG_VEC void sg_##NAME##_##S##_##S(const sg_arr *out, const sg_arr *x, int nd, int nr) \
+    SG_VEC void sg_##NAME##_##S##_##S(const sg_arr *out, const sg_arr *x, int nd, int nr)    \
     {                                                                                        \
         const T *xp = (const T *)x->data;                                                    \
         T *o = (T *)out->data;                                                               \
@@ -561,8 +561,8 @@ int sg_row_axes(const sg_arr *x, int nd, int nr, int64_t *sh, int64_t *st)
         for (int k = 0; k < m; k++)                                                          \
             count *= sh[k];                                                                  \
         if (nk == 1 && m == 1 && x->strides[0] == 1 && outer > 1) {                          \
-            /* one kept axis, contiguous (a max over axis 0 of a matrix): fold each row of \
-             * the reduced axis into all the results at once, a vectorised pass each */     \
+            /* one kept axis, contiguous (a max over axis 0 of a matrix): fold each row of   \
+             * the reduced axis into all the results at once, a vectorised pass each */      \
             for (int64_t r = 0; r < outer; r++)                                              \
                 o[r] = count ? xp[r] : INIT;                                                 \
             for (int64_t q = 1; q < count; q++) {                                            \
@@ -595,7 +595,7 @@ int sg_row_axes(const sg_arr *x, int nd, int nr, int64_t *sh, int64_t *st)
         for (int k = 0; k < m; k++)                                                          \
             count *= sh[k];                                                                  \
         int64_t last = sh[m - 1];                                                            \
-        if (st[m - 1] != 1) { /* strided: one pass, the first extreme (or NaN) kept */        \
+        if (st[m - 1] != 1) { /* strided: one pass, the first extreme (or NaN) kept */       \
             for (int64_t r = 0; r < outer; r++) {                                            \
                 int64_t ir[SG_MAXDIM] = {0}, off = base, pos = 0, at = 0;                    \
                 T best = INIT;                                                               \
@@ -633,7 +633,7 @@ int sg_row_axes(const sg_arr *x, int nd, int nr, int64_t *sh, int64_t *st)
 /* The last zero (+0 or -0) of a row that holds one, in segments as sg_row_*: each
  * segment is scanned from its end, and a later segment's zero replaces an earlier's. */
 #define SG_LAST_ZERO(T, S)                                                                   \
-    SG_VEC T sg_last_zero_##S(const T *xp, int64_t base, int m, const int64_t *sh,    \
+    SG_VEC T sg_last_zero_##S(const T *xp, int64_t base, int m, const int64_t *sh,           \
                                      const int64_t *st, int64_t count)                       \
     {                                                                                        \
         int64_t last = sh[m - 1], s = st[m - 1], ir[SG_MAXDIM] = {0}, off = base, none = 0;  \
@@ -835,7 +835,7 @@ int sg_gemm_shape(sg_err *err, const char *pwhere, const char *where, const sg_a
  * allocation comes before the first write to `out`, and `out` may be c
  * itself (an update in place: same shape, no operand overlapping it). */
 #define SG_GEMM(T, SUF, GEMM)                                                              \
-    SG_VEC int sg_gemm_##SUF(sg_err *err, const char *pwhere, const char *where,       \
+    SG_VEC int sg_gemm_##SUF(sg_err *err, const char *pwhere, const char *where,           \
                                  sg_ws *ws, sg_arr *out, const sg_arr *a, int ta,          \
                                  const sg_arr *b, int tb, double alpha, const sg_arr *c,   \
                                  int cn, double beta)                                      \
@@ -857,7 +857,7 @@ int sg_gemm_shape(sg_err *err, const char *pwhere, const char *where, const sg_a
             return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                      \
         /* nothing below fails */                                                          \
         if (c && !(c->data == out->data && beta == 1)) {                                   \
-            /* a row at a time: a bias row or a matrix copies as plain loops; in place,  \
+            /* a row at a time: a bias row or a matrix copies as plain loops; in place,    \
              * each element is read before it is written */                                \
             int64_t st[2];                                                                 \
             const T *cv = (const T *)c->data;                                              \
@@ -942,7 +942,7 @@ SG_GEMM(double, f64, scipy_cblas_dgemm)
 /* Integer and bool products (BLAS has none) of operands of c's dtype:
  * wrapping sums of products, or for bool a logical or of ands. */
 #define SG_INT_MATMUL(T, SUF, STEP)                                                      \
-    SG_VEC int sg_matmul_##SUF(sg_err *err, const char *where, sg_ws *ws, sg_arr *c,  \
+    SG_VEC int sg_matmul_##SUF(sg_err *err, const char *where, sg_ws *ws, sg_arr *c,     \
                                    int cn, const sg_arr *a, int an, const sg_arr *b, int bn) \
     {                                                                                    \
         (void)err, (void)where, (void)ws;                                                \
@@ -1040,7 +1040,7 @@ int sg_value_strides(sg_err *err, const char *where, const sg_arr *y, int yn,
  * through the broadcast strides `yst`) added into, or with `set` written to,
  * the region `r` (ndim rn), row by row of the last axis. */
 #define SG_PUT(T, SUF, INC)                                                              \
-    SG_VEC void sg_put_##SUF(const sg_arr *r, int rn, const sg_arr *y,               \
+    SG_VEC void sg_put_##SUF(const sg_arr *r, int rn, const sg_arr *y,                   \
                                  const int64_t *yst, int set)                            \
     {                                                                                    \
         int64_t n = sg_size(r, rn), idx[SG_MAXDIM] = {0}, od = 0, oy = 0;                \
