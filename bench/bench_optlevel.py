@@ -5,7 +5,9 @@ auto-vectorise loops that carry no ``omp simd`` annotation. This measures
 what that costs where it could: one workload per family of ops at sizes
 where the loop, not the call, dominates. Each level runs in its own process
 with its own empty cache (``SYMGRAD_CFLAGS=-O1`` comes after the default
-``-O2`` and wins).
+``-O2`` and wins). Only the kernel's own code changes level: the helpers it
+calls (the reductions, copies and products of sg_ops.h) are in the support
+library, compiled once at install time.
 
     python bench/bench_optlevel.py
 """

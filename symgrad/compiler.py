@@ -8,7 +8,7 @@ sources in ``include/``, the support library's bytes and the BLAS library.
 Nothing is bumped by hand.
 
 Kernels link against the support library ``libsg_support.so`` (next to this
-module, built by setup.py from ``include/sg_kernel.c`` and ``sg_ops.c``):
+module, built by setup.py from ``include/*.c``: sg_kernel.c, sg_ops.c, ...):
 the helpers every kernel calls are compiled once, at install time, not into
 each kernel; ``sg_kernel.h`` and ``sg_ops.h`` only declare them. A kernel
 built with a sanitizer (``-fsanitize=...`` in ``sg.config.cflags``) compiles
@@ -58,9 +58,10 @@ BASE_FLAGS = ("-O2", "-march=native", "-fPIC", "-shared", "-std=gnu11", "-ffp-co
               "-fno-strict-aliasing", "-fno-math-errno", "-fopenmp-simd")
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 INCLUDE_DIR = os.path.join(PACKAGE_DIR, "include")
-# The helpers kernels call, compiled once (setup.py); the sources it is built from.
+# The helpers kernels call, compiled once (setup.py); the sources it is built from
+# (setup.py takes every include/*.c, so does a kernel that compiles them in).
 SUPPORT_LIB = os.path.join(PACKAGE_DIR, "libsg_support.so")
-SUPPORT_SOURCES = ("sg_kernel.c", "sg_ops.c")
+SUPPORT_SOURCES = tuple(sorted(f for f in os.listdir(INCLUDE_DIR) if f.endswith(".c")))
 TIMEOUT_S = 300
 STDERR_CHARS = 8000
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
