@@ -99,6 +99,20 @@ def test_the_sdist_holds_the_readme_paths_and_the_license(tmp_path):
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
         info = tar.extractfile(next(n for n in tar.getnames() if n.endswith("/PKG-INFO")
                                     and n.count("/") == 1)).read().decode()
-    for path in readme_paths() + ["LICENSE", ".ci/run", "tests/conftest.py"]:
+    # ... and the sources of the kernels' support library, which setup.py builds (issue #12)
+    support = ["symgrad/include/sg_kernel.c", "symgrad/include/sg_ops.c",
+               "symgrad/include/sg_support.h"]
+    for path in readme_paths() + ["LICENSE", ".ci/run", "tests/conftest.py"] + support:
         assert covered(path, names), f"the sdist lacks {path}"
     assert "License-Expression: BSD-3-Clause" in info and "License-File: LICENSE" in info
+
+
+def test_the_wheel_carries_the_support_librarys_sources():
+    # A kernel built under a sanitizer compiles them in (symgrad/compiler.py), so an
+    # installed package needs them next to the headers, not only in the sdist.
+    tomllib = pytest.importorskip("tomllib")
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    data = meta["tool"]["setuptools"]["package-data"]["symgrad.include"]
+    assert "*.h" in data and "*.c" in data
+    assert "scipy-openblas32>=0.3.27" in meta["build-system"]["requires"]  # its cblas.h
+    assert (ROOT / "symgrad" / "include" / "sg_ops.c").exists()
