@@ -102,9 +102,36 @@ def test_each_fused_loop_is_one_row_function_and_one_driver_call():
     x, y = sg.matrix("x"), sg.vector("y")
     f = sg.function([x, y], [sg.tanh(x + y), (x * y).sum(axis=0)])
     src = f.source
-    assert src.count("sg_ew_loop(ws,") == 1 and src.count("sg_acc_loop(") == 1
+    assert src.count("sg_ew_loop(ws,") == 1 and src.count("sg_acc_run(err,") == 1
     assert src.count("static int row") == 2
     np.testing.assert_allclose(f(np.ones((2, 3)), np.arange(3.0))[1], [0.0, 2.0, 4.0])
+
+
+def test_equal_loops_share_one_row_function():
+    """An unrolled recurrence repeats its loops at every step: their C is written once."""
+    x = sg.matrix("x")
+    h = x
+    for _ in range(5):
+        h = sg.tanh(h @ sg.shared(np.eye(3), shape=(3, 3)) + 1.0)
+    f = sg.function([x], h)
+    loops = [s for s in f.kernel.steps if isinstance(s, ir.FusedLoop)]
+    # two functions: one for the four loops that may write over their operand (the
+    # product's buffer), one for the last, whose result is the output (fresh memory)
+    assert len(loops) == 5 and f.source.count("static int row") == 2
+    assert f.source.count("sg_ew_loop(ws,") == 5
+    want = np.ones((2, 3))
+    for _ in range(5):
+        want = np.tanh(want + 1.0)
+    np.testing.assert_allclose(f(np.ones((2, 3))), want)
+
+
+def test_each_step_is_a_function_of_its_own():
+    """sg_main calls one function per step: the C compiler never optimises one huge function."""
+    x = sg.vector("x")
+    f = sg.function([x], [sg.exp(x).sum(), sg.sin(x) * 2.0])
+    for s in f.kernel.steps:
+        assert f"static __attribute__((noinline)) int sg_{s.label}(" in f.source
+        assert f"if (sg_{s.label}(in, out, ws, err, F)) goto fail;" in f.source
 
 
 def _imports(path):

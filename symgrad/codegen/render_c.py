@@ -98,9 +98,12 @@ class KernelContext:
         self.owned = {}          # id(var) -> C name of the owning pointer (an output's block)
         self.out_ids = {id(v) for v in outputs}
         self.functions = CWriter()  # file-scope code (the row functions of fused loops)
+        self.rows = {}           # a row function's text -> its name (equal loops share one)
         self.allocated = []      # (var, "output" or "workspace"), in order
         self.locations = []      # failure site number -> "<op> at <file>:<line>: "
-        self.prologue_owned = []  # pointers to output blocks, freed on failure
+        self.frame = []          # declarations of the frame's members (descriptors, owners)
+        self.owners = []         # the frame's pointers to output blocks, freed on failure
+        self.step_functions = CWriter()  # one function per step, called by sg_main in order
         self.step = None         # the step being rendered
         self._sites = {}
         self._n = 0
@@ -126,10 +129,15 @@ class KernelContext:
         return f"(({self.ct(v)} *){self.arr(v)}.data)"
 
     def declare(self, v):
+        """A new descriptor for ``v``; returns its C name.
+
+        Descriptors live in the kernel's frame (``F``), shared by the step
+        functions: a step reads what earlier steps made.
+        """
         name = self.tmp("v")
-        self.names[id(v)] = name
-        self.w(f"sg_arr {name};")
-        return name
+        self.frame.append(f"sg_arr {name};")
+        self.names[id(v)] = f"F->{name}"
+        return f"F->{name}"
 
     def location(self, node, trace=None):
         """The C string literal that starts the messages of ``node``'s failure sites.
@@ -158,14 +166,21 @@ class KernelContext:
             self.w(" ".join(f"{name}.shape[{k}] = {e};" for k, e in enumerate(shape_exprs)))
         own = "NULL"
         if id(v) in self.out_ids and id(v) not in self.owned:
-            own = self.tmp("own")
+            own = self.owner()
             self.owned[id(v)] = own
-            self.prologue_owned.append(own)
             own = "&" + own
         self._note_buffer(v, "workspace" if own == "NULL" else "output")
         self.w(f"if (sg_alloc(err, {self.location(node)}, ws, &{name}, {v.ndim}, "
                f"{_item(v)}, {own})) goto fail;")
         return name
+
+    def owner(self):
+        """A new pointer in the frame that owns an output's block until it is handed over
+        (freed when the kernel fails)."""
+        own = self.tmp("own")
+        self.frame.append(f"void *{own};")
+        self.owners.append(f"F->{own}")
+        return f"F->{own}"
 
     def _note_buffer(self, v, kind):
         self.allocated.append((v, kind))
@@ -234,45 +249,80 @@ def render(program, header="", profile=False):
 
 
 def _render_into(ctx, program, profile):
-    body = ctx.w
-    body.depth = 1
+    """Each step as a function of its own (``sg_K<n>``), and the calls of ``sg_main``.
+
+    One function per step keeps every function the C compiler optimises small,
+    so compile time grows linearly with the graph (an optimiser's passes over
+    one huge function do not), and each step of ``f.source`` reads on its own.
+    """
+    main = ctx.w
+    main.depth = 1
     for k, v in enumerate(program.leaves):
-        ctx.names[id(v)] = f"in_{k}"  # no ctx.tmp() name has an underscore: no clash
-        body(f"sg_arr in_{k} = in[{k}];")
+        ctx.names[id(v)] = f"F->in_{k}"  # no ctx.tmp() name has an underscore: no clash
+        ctx.frame.append(f"sg_arr in_{k};")
+        main(f"F->in_{k} = in[{k}];")
     timed = []
     n = len(program.outputs)
     probe_at = {id(v): n + j for j, v in enumerate(program.probes)}
     for step in program.steps:
         ctx.step = step
-        body(step.comment())
-        if profile:
-            # Function scope, not a block: the step's declarations stay visible after it.
-            body(f"double prof_t{len(timed)} = sg_now();")
-        if isinstance(step, FusedLoop):
-            _fused_loop(ctx, step)
-        elif isinstance(step, BlasCall):
-            _blas(ctx, step)
-        elif isinstance(step, OpStep):
-            c_code = getattr(step.root.op, "c_code", None)
-            if c_code is None:
-                raise NoLowering(f"{step.root.op} has no C lowering")
-            c_code(ctx, step.root)
-        else:
-            raise TypeError(f"cannot render {step!r}")
-        if profile:
-            body(f"sg_prof[{len(timed)}] += sg_now() - prof_t{len(timed)};")
-            timed.append(step.root)
-        for v in step.root.outputs:
-            if id(v) in probe_at:
-                _copy_out(ctx, v, probe_at[id(v)])
+        with _step_function(ctx, f"sg_{step.label}", step.comment()):
+            if profile:
+                ctx.w("double prof_t = sg_now();")
+            if isinstance(step, FusedLoop):
+                _fused_loop(ctx, step)
+            elif isinstance(step, BlasCall):
+                _blas(ctx, step)
+            elif isinstance(step, OpStep):
+                c_code = getattr(step.root.op, "c_code", None)
+                if c_code is None:
+                    raise NoLowering(f"{step.root.op} has no C lowering")
+                c_code(ctx, step.root)
+            else:
+                raise TypeError(f"cannot render {step!r}")
+            if profile:
+                ctx.w(f"sg_prof[{len(timed)}] += sg_now() - prof_t;")
+                timed.append(step.root)
+            for v in step.root.outputs:
+                if id(v) in probe_at:
+                    _copy_out(ctx, v, probe_at[id(v)])
     ctx.step = None
-    if program.in_place is not None:
-        skip = {u.out_index for u in program.in_place.updates}
-        _in_place(ctx, program.in_place, timed, profile,
-                  lambda: _outputs(ctx, program.outputs, skip))
-    else:
-        _outputs(ctx, program.outputs)
+    with _step_function(ctx, "sg_finish", "/* the outputs handed over, after the updates "
+                                          "written in place if any */"):
+        if program.in_place is not None:
+            skip = {u.out_index for u in program.in_place.updates}
+            _in_place(ctx, program.in_place, timed, profile,
+                      lambda: _outputs(ctx, program.outputs, skip))
+        else:
+            _outputs(ctx, program.outputs)
     return timed
+
+
+@contextlib.contextmanager
+def _step_function(ctx, name, comment):
+    """Write what the body renders into ``ctx.w`` as the function ``name``, and its call
+    into ``sg_main``. The function returns nonzero, ``err`` filled, when it fails."""
+    main, body = ctx.w, CWriter()
+    body.depth = 1
+    ctx.w = body
+    try:
+        yield
+    finally:
+        ctx.w = main
+    f = ctx.step_functions
+    f(comment)
+    # noinline: each step stays a function of its own (see _render_into)
+    f(f"static __attribute__((noinline)) int {name}(const sg_arr *in, sg_arr *out, sg_ws *ws, "
+      f"sg_err *err, struct sg_frame *F)")
+    f("{")
+    f("    char sbuf[160]; (void)sbuf; (void)in; (void)out; (void)ws; (void)F;")
+    f.lines += body.lines
+    f("    return 0;")
+    f("fail: __attribute__((unused));")
+    f("    return err->code ? err->code : SG_EVALUE;")
+    f("}")
+    f("")
+    main(f"if ({name}(in, out, ws, err, F)) goto fail;")
 
 
 # --------------------------------------------------------------------------- BLAS
@@ -354,18 +404,53 @@ def _alloc_in_place(ctx, step, shape, donor):
     return name
 
 
+def _hoisted(step):
+    return [(q, v) for q, (v, m) in enumerate(zip(step.operands, step.modes)) if m == "hoist"]
+
+
 def _aux(ctx, step, fn):
-    """The struct of the loop's hoisted scalars (its C type and the name of a filled one), or
-    ``(None, "NULL")`` when it has none."""
-    hoisted = [(q, v) for q, (v, m) in enumerate(zip(step.operands, step.modes)) if m == "hoist"]
+    """A filled struct of the loop's hoisted scalars (``"NULL"`` when it has none)."""
+    hoisted = _hoisted(step)
     if not hoisted:
-        return None, "NULL"
-    ctx.functions(f"struct {fn}_aux {{ "
-                  + " ".join(f"{CTYPE[v.dtype]} h{q};" for q, v in hoisted) + " };")
+        return "NULL"
     a = ctx.tmp("aux")
     ctx.w(f"struct {fn}_aux {a} = {{ "
           + ", ".join(f"{ctx.ptr(v)}[0]" for q, v in hoisted) + " };")
-    return f"struct {fn}_aux", f"&{a}"
+    return f"&{a}"
+
+
+# The name a row function's text gives itself, replaced by the one the kernel gives it.
+_ROW = "sg_row_fn_"
+
+
+def _row_fn(ctx, step, write):
+    """The name of ``step``'s row function, which ``write(f, names, step)`` writes: loops
+    whose functions read the same (an unrolled recurrence repeats its loops at every
+    step) share one."""
+    f = CWriter()
+    hoisted = _hoisted(step)
+    if hoisted:
+        f(f"struct {_ROW}_aux {{ "
+          + " ".join(f"{CTYPE[v.dtype]} h{q};" for q, v in hoisted) + " };")
+    write(f, _Names(), step)
+    text = "\n".join(f.lines)
+    fn = ctx.rows.get(text)
+    if fn is None:
+        fn = ctx.rows[text] = ctx.tmp("row")
+        ctx.functions(text.replace(_ROW, fn))
+        ctx.functions("")
+    return fn
+
+
+class _Names:
+    """Fresh C names local to one row function (so equal loops write equal functions)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self, prefix):
+        self.n += 1
+        return f"{prefix}{self.n}"
 
 
 def _operand_tables(ctx, loaded):
@@ -385,9 +470,8 @@ def _loop_call(ctx, step, name, in_place):
     written), so the row function does not declare it ``restrict``.
     """
     w, out = ctx.w, step.root.outputs[0]
-    fn = ctx.tmp("row")
-    aux_type, aux = _aux(ctx, step, fn)
-    _row_function(ctx, step, fn, aux_type, in_place)
+    fn = _row_fn(ctx, step, lambda f, names, st: _row_function(f, names, st, in_place))
+    aux = _aux(ctx, step, fn)
     loaded = step.loaded
     arrs, nds, items = _operand_tables(ctx, loaded)
     bad = ctx.tmp("bad")
@@ -411,7 +495,7 @@ def _value_error(ctx, step, bad):
         ctx.fail(node, "value", "integers to negative integer powers are not allowed")
 
 
-def _row_prologue(f, step, aux_type, first):
+def _row_prologue(f, step, first):
     """Declarations opening a row function: typed operand pointers (loaded operand j at
     p[first + j]) and the hoisted scalars; returns the C element of each operand at a
     unit-stride and at a strided position ``j``."""
@@ -419,7 +503,7 @@ def _row_prologue(f, step, aux_type, first):
     j = 0
     for q, (v, m) in enumerate(zip(step.operands, step.modes)):
         if m == "hoist":
-            f(f"const {CTYPE[v.dtype]} h{q} = ((const {aux_type} *)aux)->h{q};")
+            f(f"const {CTYPE[v.dtype]} h{q} = ((const struct {_ROW}_aux *)aux)->h{q};")
             unit[q] = strided[q] = f"h{q}"
             continue
         f(f"const {CTYPE[v.dtype]} *a{q} = (const {CTYPE[v.dtype]} *)p[{first + j}];")
@@ -436,28 +520,26 @@ def _unit_test(step, first):
     return " && ".join(f"s[{first + j}] == 1" for j in range(n)) or "1"
 
 
-def _row_function(ctx, step, fn, aux_type, in_place):
-    f = ctx.functions
-    out = step.root.outputs[0]
-    ct = CTYPE[out.dtype]
-    f(f"static int {fn}(int64_t n, void *const *p, const int64_t *s, const void *aux)")
+def _row_function(f, names, step, in_place):
+    """The row function of an elementwise loop (``sg_row_fn`` of sg_drivers.h)."""
+    ct = CTYPE[step.root.outputs[0].dtype]
+    f(f"static int {_ROW}(int64_t n, void *const *p, const int64_t *s, const void *aux)")
     with f.block(""):
         # restrict when the result is fresh memory; in place, each element is
         # still read before it is written, which omp simd allows
         f(f"{ct} *{'' if in_place else 'restrict '}o = ({ct} *)p[0];")
-        unit, strided = _row_prologue(f, step, aux_type, 1)
+        unit, strided = _row_prologue(f, step, 1)
         with f.block(f"if ({_unit_test(step, 1)})"):
             f("#pragma omp simd reduction(|:bad)")
             with f.block("for (int64_t j = 0; j < n; j++)"):
-                f(f"o[j] = {_scalar_body(ctx, f, step, unit)};")
+                f(f"o[j] = {_scalar_body(names, f, step, unit)};")
         with f.block("else"):
             with f.block("for (int64_t j = 0; j < n; j++)"):
-                f(f"o[j] = {_scalar_body(ctx, f, step, strided)};")
+                f(f"o[j] = {_scalar_body(names, f, step, strided)};")
         f("return bad;")
-    f("")
 
 
-def _scalar_body(ctx, f, step, element):
+def _scalar_body(names, f, step, element):
     """Declare one element's locals: each operand read once, in the order the members read
     them, then each member's value in order. Returns the C name of the loop's value: the
     last member's, or an accumulation's ``term``."""
@@ -465,7 +547,7 @@ def _scalar_body(ctx, f, step, element):
 
     def leaf(e):
         if id(e) not in local:
-            t = ctx.tmp("x")
+            t = names("x")
             if isinstance(e, Ref):
                 f(f"{CTYPE[step.operands[e.index].dtype]} {t} = {element[e.index]};")
             else:
@@ -478,7 +560,7 @@ def _scalar_body(ctx, f, step, element):
             if isinstance(a, (Ref, Lit)):
                 leaf(a)
     for e in step.exprs:
-        t = ctx.tmp("e")
+        t = names("e")
         args = [local[id(a)] for a in e.args]
         f(f"{CTYPE[e.dtype]} {t} = {e.node.op.c_scalar(e.node, args, 'bad')};")
         local[id(e)] = t
@@ -493,8 +575,8 @@ def _accumulation(ctx, step):
 
     The result starts at zero and every element is added into the result
     element it reduces to: in the value's coordinates the result has stride 0
-    along the reduced axes (``ost``), and the driver (``sg_acc_loop``) walks
-    rows of the collapsed axes: along a reduced axis a row is a vectorised
+    along the reduced axes, and the driver (``sg_acc_run``, then
+    ``sg_acc_loop`` of sg_drivers.h) walks rows of the collapsed axes: along a reduced axis a row is a vectorised
     horizontal sum into one result element, along a kept one a vectorised add
     into a row of the result (sums over the leading axis, such as a bias
     gradient, read memory in order).
@@ -507,103 +589,46 @@ def _accumulation(ctx, step):
     """
     w, root, acc = ctx.w, step.root, step.accumulation
     x, out = root.inputs[0], root.outputs[0]
-    nd, ct = x.ndim, CTYPE[out.dtype]
+    nd = x.ndim
     shapes = _shapes(ctx, step)
     xs = shapes[id(x)] if id(x) in shapes else f"{ctx.arr(x)}.shape"
-    ost = ctx.tmp("ost")  # the result's strides in the value's coordinates
+    name = ctx.declare(out)
+    own = "NULL"
+    if id(out) in ctx.out_ids and id(out) not in ctx.owned:
+        own = ctx.owned[id(out)] = ctx.owner()
+        own = "&" + own
+    ctx._note_buffer(out, "workspace" if own == "NULL" else "output")
+    kind = {"sum": 0, "mean": 1, "sum_to": 2}[acc.kind]
     if acc.kind == "sum_to":
-        shp = root.inputs[1]
-        lead, n_t = nd - out.ndim, out.ndim
-        tgt = ctx.tmp("tgt")
-        w(f"const int64_t *{tgt} = (const int64_t *){ctx.arr(shp)}.data;")
-        with w.block(f"for (int k = 0; k < {n_t}; k++)"):
-            with w.block(f"if ({tgt}[k] != {xs}[{lead} + k] && {tgt}[k] != 1)"):
-                w("char sbuf0[96], sbuf1[96];")
-                ctx.fail(root, "shape", "shape %s is not a broadcast of %s",
-                         f"sg_shape_str(sbuf0, sizeof sbuf0, &{xs}[{lead}], {n_t})",
-                         f"sg_shape_str(sbuf1, sizeof sbuf1, {tgt}, {n_t})")
-        name = ctx.alloc(root, out, [f"{tgt}[{k}]" for k in range(n_t)])
-        w(f"int64_t {ost}[SG_MAXDIM];")
-        w(f"for (int k = 0; k < {lead}; k++) {ost}[k] = 0;")
-        w(f"for (int k = 0; k < {n_t}; k++) {ost}[{lead} + k] = "
-          f"({tgt}[k] == 1 && {xs}[{lead} + k] != 1) ? 0 : {name}.strides[k];")
+        reduced, target = "NULL", f"(const int64_t *){ctx.arr(root.inputs[1])}.data"
     else:
-        dims, pos = [], {}
-        for a in range(nd):
-            if a not in acc.axes:
-                pos[a] = len(dims)
-                dims.append(f"{xs}[{a}]")
-            elif acc.keepdims:
-                dims.append("1")
-        name = ctx.alloc(root, out, dims)
-        w(f"int64_t {ost}[SG_MAXDIM];")
-        for a in range(nd):
-            w(f"{ost}[{a}] = " + ("0;" if a in acc.axes else f"{name}.strides[{pos[a]}];"))
-    n_out = ctx.tmp("nout")
-    w(f"int64_t {n_out} = sg_size(&{name}, {out.ndim});")
-    accs = _accumulators(ctx, root, name, n_out, ct)
-    fn = ctx.tmp("row")
-    aux_type, aux = _aux(ctx, step, fn)
-    _acc_row_function(ctx, step, fn, aux_type)
-    n = ctx.tmp("n")
-    # The value may be a broadcast of more elements than int64 counts: refuse it
-    # rather than let the count wrap.
-    w(f"int64_t {n} = 1;")
-    with w.block(f"for (int k = 0; k < {nd} && {n} != 0; k++)"):
-        w(f"if ({xs}[k] == 0) {n} = 0; else if ({n} < 0 || {n} > INT64_MAX / {xs}[k]) {n} = -1; "
-          f"else {n} *= {xs}[k];")
-    with w.block(f"if ({n} == -1)"):
-        ctx.fail(root, "shape", f"a loop over the {nd}-d shape %s is too large",
-                 f"sg_shape_str(sbuf, sizeof sbuf, {xs}, {nd})")
+        reduced = ("(const int[]){" + ", ".join("1" if a in acc.axes else "0" for a in range(nd))
+                   + "}") if nd else "NULL"
+        target = "NULL"
+    fn = _row_fn(ctx, step, _acc_row_function)
+    aux = _aux(ctx, step, fn)
     loaded = step.loaded
     arrs, nds, items = _operand_tables(ctx, loaded)
     bad = ctx.tmp("bad")
     w(f"int {bad} = 0;")
-    w(f"sg_acc_loop({nd}, {xs}, {n}, {accs}, {ost}, {len(loaded)}, {arrs}, {nds}, {items}, "
-      f"{fn}, {aux}, &{bad});")
+    w(f"if (sg_acc_run(err, {ctx.location(root)}, ws, {kind}, {nd}, {xs}, {reduced}, "
+      f"{int(acc.keepdims)}, {target}, {out.ndim}, &{name}, {_item(out)}, {own}, "
+      f"{len(loaded)}, {arrs}, {nds}, {items}, {fn}, {aux}, &{bad})) goto fail;")
     _value_error(ctx, step, bad)
-    # NumPy's recipe for a mean: the sum divided by the count (0/0 is NaN),
-    # here in double, then rounded to the result's dtype
-    mean, cnt = acc.kind == "mean", ctx.tmp("count")
-    if mean or accs != ctx.ptr(out):
-        w(f"int64_t {cnt} = 1;")
-    for a in acc.axes if mean else ():
-        w(f"{cnt} *= {xs}[{a}];")
-    if accs != ctx.ptr(out):
-        w(f"for (int64_t i = 0; i < {n_out}; i++) {ctx.ptr(out)}[i] = ({ct})({cnt} == 1 ? "
-          f"{accs}[i] : {accs}[i] / (double){cnt});")
-    elif mean:
-        w(f"for (int64_t i = 0; i < {n_out}; i++) {ctx.ptr(out)}[i] /= (double){cnt};")
 
 
-def _accumulators(ctx, root, name, n_out, ct):
-    """The C pointer to the ``n_out`` zeroed double accumulators of the result ``name``: the
-    result itself when it is double, else a block of the workspace."""
-    w = ctx.w
-    if ct == "double":
-        w(f"memset({name}.data, 0, (size_t){n_out} * sizeof(double));")
-        return ctx.ptr(root.outputs[0])
-    accs = ctx.tmp("accs")
-    w(f"double *{accs} = (double *)sg_ws_alloc(ws, (size_t){n_out} * sizeof(double));")
-    with w.block(f"if (!{accs})"):
-        ctx.fail(root, "nomem", "out of memory")
-    w(f"memset({accs}, 0, (size_t){n_out} * sizeof(double));")
-    return accs
-
-
-def _acc_row_function(ctx, step, fn, aux_type):
+def _acc_row_function(f, names, step):
     """The row function of an accumulation (``sg_acc_fn`` of sg_drivers.h)."""
-    f = ctx.functions
-    f(f"static int {fn}(int64_t n, void *const *p, const int64_t *s, const void *aux, "
+    f(f"static int {_ROW}(int64_t n, void *const *p, const int64_t *s, const void *aux, "
       f"double *o, int64_t so)")
     with f.block(""):
-        unit, strided = _row_prologue(f, step, aux_type, 0)
+        unit, strided = _row_prologue(f, step, 0)
         m = len(step.loaded)
         flat = " && ".join(f"s[{j}] == 0" for j in range(m)) or "1"
         f(f"const int unit = {_unit_test(step, 0)}, flat = {flat};")
 
         def term(element):
-            return _scalar_body(ctx, f, step, element)
+            return _scalar_body(names, f, step, element)
 
         with f.block("if (so == 0)"):
             f("double acc = 0;")
@@ -633,7 +658,6 @@ def _acc_row_function(ctx, step, fn, aux_type):
             with f.block("for (int64_t j = 0; j < n; j++)"):
                 f(f"o[j * so] += {term(strided)};")
         f("return bad;")
-    f("")
 
 
 # --------------------------------------------------------------------------- updates in place
@@ -665,9 +689,8 @@ def _in_place(ctx, ip, timed, profile, emit_outputs):
         slots.append(c)
         ctx.step = step
         w(step.comment())
-        c.item, c.nd, c.W = _item(out), out.ndim, f"in_{u.leaf}"
-        c.don, c.own, c.O = f"{don}[{q}]", ctx.tmp("own"), ctx.declare(out)
-        ctx.prologue_owned.append(c.own)
+        c.item, c.nd, c.W = _item(out), out.ndim, ctx.arr(u.var)
+        c.don, c.own, c.O = f"{don}[{q}]", ctx.owner(), ctx.declare(out)
         if profile:
             c.prof = len(timed)
             timed.append(node)
@@ -789,6 +812,9 @@ def _copy_out(ctx, v, i):
         w(f"out[{i}] = c;")
 
 
+_FRAME_ON_STACK = 1 << 16  # bytes of descriptors the kernel's frame may take on the stack
+
+
 def _assemble(ctx, header, n_out, n_timed=None):
     top = CWriter()
     if header:
@@ -821,25 +847,42 @@ def _assemble(ctx, header, n_out, n_timed=None):
     top("}")
     top("")
     top.lines += ctx.functions.lines
+    top("/* What the steps share: every descriptor, and the owners of output blocks */")
+    top("struct sg_frame {")
+    for decl in ctx.frame or ["char unused;"]:
+        top(f"    {decl}")
+    top("};")
+    top("")
+    top.lines += ctx.step_functions.lines
     top("int sg_main(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err)")
     top("{")
-    top("    char sbuf[160]; (void)sbuf;")
     top(f"    for (int k = 0; k < {n_out}; k++) out[k].data = NULL; /* freed on failure */")
-    for own in ctx.prologue_owned:
-        top(f"    void *{own} = NULL;")
     top("    ws->used = 0; ws->need = 0;")
+    # The frame: on the stack while small, else from malloc (never the workspace arena,
+    # which holds what the graph computes and is measured as such).
+    heap = len(ctx.frame) * 264 > _FRAME_ON_STACK
+    if heap:
+        top("    struct sg_frame *F = (struct sg_frame *)calloc(1, sizeof *F);")
+        top('    if (!F) { sg_fail(err, SG_ENOMEM, "out of memory"); return SG_ENOMEM; }')
+    else:
+        top("    struct sg_frame frame, *F = &frame;")
+        top("    memset(F, 0, sizeof *F);")
     lines = top.lines + ctx.w.lines
     tail = CWriter()
     tail.depth = 1
     tail("sg_ws_release(ws);")
+    if heap:
+        tail("free(F);")
     tail("return SG_OK;")
     tail.depth = 0
     tail("fail:")
     tail.depth = 1
-    for own in ctx.prologue_owned:
+    for own in ctx.owners:
         tail(f"ws->out_free({own});")
     tail(f"for (int k = 0; k < {n_out}; k++) ws->out_free(out[k].data);")
     tail("sg_ws_release(ws);")
+    if heap:
+        tail("free(F);")
     tail("return err->code ? err->code : SG_EVALUE;")
     tail.depth = 0
     tail("}")

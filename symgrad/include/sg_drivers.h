@@ -146,4 +146,83 @@ static void sg_drop_overlapping(int nr, const sg_arr *const *r, const int *rn, c
                 don[q] = 0;
 }
 
+/* An accumulation's result, from its value's broadcast shape `xs` (ndim nd):
+ * kind 0 sums and 1 averages over the axes flagged in `reduced` (kept as
+ * length 1 with `keepdims`), kind 2 sums down to the shape `target` of ndim
+ * `on` (sum_to: it must be a broadcast of the last axes of `xs`). Allocates
+ * `out` (ndim on, elements of `item` bytes: 4 for float, 8 for double; `own`
+ * as for sg_alloc), adds every value into double accumulators -- `out` itself
+ * for a double result, else workspace memory rounded into `out` once at the
+ * end -- through sg_acc_loop, and divides a mean by its count (0/0 is NaN,
+ * as in NumPy). Sets *bad when an element is a value error. */
+static int sg_acc_run(sg_err *err, const char *where, sg_ws *ws, int kind, int nd,
+                      const int64_t *xs, const int *reduced, int keepdims, const int64_t *target,
+                      int on, sg_arr *out, size_t item, void **own, int m,
+                      const sg_arr *const *ops, const int *nds, const size_t *items,
+                      sg_acc_fn row, const void *aux, int *bad)
+{
+    int64_t ost[SG_MAXDIM], count = 1, n = 1;
+    if (kind == 2) {
+        const int lead = nd - on;
+        for (int k = 0; k < on; k++)
+            if (target[k] != xs[lead + k] && target[k] != 1) {
+                char a[96], b[96];
+                return sg_fail(err, SG_ESHAPE, "%sshape %s is not a broadcast of %s", where,
+                               sg_shape_str(a, sizeof a, &xs[lead], on),
+                               sg_shape_str(b, sizeof b, target, on));
+            }
+        for (int k = 0; k < on; k++)
+            out->shape[k] = target[k];
+    } else {
+        for (int k = 0, j = 0; k < nd; k++)
+            if (!reduced[k])
+                out->shape[j++] = xs[k];
+            else if (keepdims)
+                out->shape[j++] = 1;
+    }
+    if (sg_alloc(err, where, ws, out, on, item, own))
+        return err->code;
+    if (kind == 2) {
+        const int lead = nd - on;
+        for (int k = 0; k < lead; k++)
+            ost[k] = 0;
+        for (int k = 0; k < on; k++)
+            ost[lead + k] = (target[k] == 1 && xs[lead + k] != 1) ? 0 : out->strides[k];
+    } else {
+        for (int k = 0, j = 0; k < nd; k++) {
+            ost[k] = reduced[k] ? 0 : out->strides[j];
+            j += !reduced[k] || keepdims;
+            count *= kind == 1 && reduced[k] ? xs[k] : 1;
+        }
+    }
+    const int64_t n_out = sg_size(out, on);
+    double *acc = item == sizeof(double) ? (double *)out->data
+                                         : (double *)sg_ws_alloc(ws, (size_t)n_out * sizeof(double));
+    if (!acc)
+        return sg_fail(err, SG_ENOMEM, "%sout of memory", where);
+    memset(acc, 0, (size_t)n_out * sizeof(double));
+    /* The value may be a broadcast of more elements than int64 counts: refuse it
+     * rather than let the count wrap. */
+    for (int k = 0; k < nd && n != 0; k++) {
+        if (xs[k] == 0)
+            n = 0;
+        else if (n > INT64_MAX / xs[k]) {
+            char s[160];
+            return sg_fail(err, SG_ESHAPE, "%sa loop over the %d-d shape %s is too large", where,
+                           nd, sg_shape_str(s, sizeof s, xs, nd));
+        } else
+            n *= xs[k];
+    }
+    sg_acc_loop(nd, xs, n, acc, ost, m, ops, nds, items, row, aux, bad);
+    if (item != sizeof(double)) {
+        float *o = (float *)out->data;
+        for (int64_t i = 0; i < n_out; i++)
+            o[i] = (float)(count == 1 ? acc[i] : acc[i] / (double)count);
+    } else if (kind == 1) {
+        for (int64_t i = 0; i < n_out; i++)
+            acc[i] /= (double)count;
+    }
+    return 0;
+}
+
 #endif
