@@ -277,12 +277,6 @@ class Function:
         #: Whether the compiled library came from the disk cache (None in mode "py").
         self.cache_hit = ck.cache_hit if ck else None
 
-    @property
-    def _ckernel(self):
-        # The old name of `kernel`, still read by tests/test_steps.py and tests/test_ir.py;
-        # goes when they read `kernel`.
-        return self.kernel
-
     def _check_closed(self, exprs):
         given = {id(v) for v in self.inputs}
         for v in free_inputs(exprs):

@@ -65,14 +65,14 @@ def test_value_errors_are_known_from_the_op_not_the_text():
 def test_blas_steps_are_typed():
     X, W, b = sg.matrix("X"), sg.matrix("W"), sg.vector("b")
     f = sg.function([X, W, b], sg.tanh(X @ W + b))  # the rewrites make X @ W + b a gemm
-    (gemm,) = [s for s in f._ckernel.steps if s.blas]
+    (gemm,) = [s for s in f.kernel.steps if s.blas]
     assert isinstance(gemm, ir.BlasCall) and gemm.blas == ["dgemm"] and gemm.c is b
     assert (gemm.a, gemm.b, gemm.alpha, gemm.beta) == (X, W, 1.0, 1.0)
     # a product the rewrites leave as matmul (a batch) is the op's own step, declared BLAS
     A3 = sg.tensor("A", dtype="float32", shape=(None,) * 3)
     B3 = sg.tensor("B", dtype="float32", shape=(None,) * 3)
     f = sg.function([A3, B3], A3 @ B3)
-    (mm,) = [s for s in f._ckernel.steps if s.blas]
+    (mm,) = [s for s in f.kernel.steps if s.blas]
     assert isinstance(mm, ir.OpStep) and mm.blas == ["sgemm"]
 
 

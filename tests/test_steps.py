@@ -24,7 +24,7 @@ def test_each_step_is_headed_by_its_node_and_line():
     y = sg.tanh(x).sum()
     line = y.owner.trace.lineno
     f = sg.function([x], [y, sg.grad(y, x)])
-    steps = f._ckernel.steps
+    steps = f.kernel.steps
     assert [s.index for s in steps] == list(range(1, len(steps) + 1))
     for s in steps:
         head = _block(f.source, s.label).split("*/")[0]
@@ -42,7 +42,7 @@ def test_fused_group_comment_lists_every_member_with_its_line():
     b = a * 2.0
     c = sg.exp(b + 1.0)
     f = sg.function([x], c)
-    (step,) = [s for s in f._ckernel.steps if s.fused]
+    (step,) = [s for s in f.kernel.steps if s.fused]
     assert [m.op.name for m in step.members] == ["tanh", "mul", "add", "exp"]
     head = _block(f.source, step.label).split("*/")[0]
     assert "fused loop of 4 ops" in head
@@ -58,7 +58,7 @@ def test_blas_calls_name_their_node():
     y = sg.tanh(X @ W).sum()
     line = y.owner.inputs[0].owner.inputs[0].owner.trace.lineno
     f = sg.function([X], [y, sg.grad(y, W)])
-    blas = [s for s in f._ckernel.steps if s.blas]
+    blas = [s for s in f.kernel.steps if s.blas]
     assert len(blas) == 2  # the forward product and the one of the gradient
     for s in blas:
         block = _block(f.source, s.label)
@@ -73,7 +73,7 @@ def test_blas_calls_name_their_node():
 def test_steps_record_buffers():
     x = sg.vector("x")
     f = sg.function([x], [sg.exp(x).sum(), sg.sin(x)])
-    kinds = [where for s in f._ckernel.steps for _, where in s.buffers]
+    kinds = [where for s in f.kernel.steps for _, where in s.buffers]
     assert kinds.count("output") == 2
 
 
@@ -96,6 +96,6 @@ def test_an_unpickled_function_has_the_same_source_and_finds_it_in_the_cache(mon
     W = sg.shared(np.ones((3, 2)), name="W")
     loss = ((sg.tanh(X @ W).sum(axis=1) - y) ** 2).mean()
     f = sg.function([X, y], [loss, sg.grad(loss, W)])  # BLAS, fused loops, gradient nodes
-    assert any(s.blas for s in f._ckernel.steps) and any(s.fused for s in f._ckernel.steps)
+    assert any(s.blas for s in f.kernel.steps) and any(s.fused for s in f.kernel.steps)
     g = pickle.loads(pickle.dumps(f))
     assert f.cache_hit is False and g.source == f.source and g.cache_hit is True
