@@ -82,7 +82,7 @@ def _kernel_header(steps):
     n_over = sum(1 for s in steps if s.over is not None)
     over = ("; \"over W\": an update written over W's own array when nothing else holds it"
             if n_over else "")
-    return (f"kernel: {len(steps)} steps in one C function, {len(fused)} of them fused loops "
+    return (f"kernel: {len(steps)} steps in one C call, {len(fused)} of them fused loops "
             f"({sum(len(s.members) for s in fused)} ops), {n_blas} BLAS calls; [K<n>] is a "
             f"step's number in f.source{over}")
 

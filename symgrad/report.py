@@ -272,8 +272,9 @@ def _kernel_lines(fn, ck, fields):
             buffers[kind] += 1
     fields.update(blas_calls=blas, buffers=buffers)
     n_over = sum(1 for s in steps if s.over is not None)
-    debug = " (mode \"debug\" keeps every value, so nothing is fused)" * (fn.mode == "debug")
-    return [f"kernel   one C function of {ck.source.count(chr(10))} lines, "
+    debug = (" (mode \"debug\": the kernel of mode \"c\", each step's result also checked)"
+             * (fn.mode == "debug"))
+    return [f"kernel   one C call, {ck.source.count(chr(10))} lines of C, "
             f"{_count(len(steps), 'step')}: {_count(len(fused), 'fused loop')} "
             f"({_count(sum(len(s.members) for s in fused), 'op')}), "
             f"{_count(len(blas), 'BLAS call')}, "
