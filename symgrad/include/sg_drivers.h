@@ -32,27 +32,65 @@ typedef struct {
     int bad;
 } sg_ew_job;
 
+/* Row `row`'s index over the axes 0..nd-2 of `shape` into `idx`, and the element
+ * offset of its first element for each of the nops operands into `off`. */
+static inline void sg_row_start(int64_t row, int nd, const int64_t *shape, int nops,
+                                int64_t (*st)[SG_MAXDIM], int64_t *idx, int64_t *off)
+{
+    for (int p = 0; p < nops; p++)
+        off[p] = 0;
+    for (int k = nd - 2; k >= 0; k--) {
+        idx[k] = row % shape[k];
+        row /= shape[k];
+        for (int p = 0; p < nops; p++)
+            off[p] += idx[k] * st[p][k];
+    }
+}
+
+/* The next row: `idx` and `off` stepped by one row (no division: a loop of short
+ * rows, such as pooling windows, pays a few adds per row). */
+static inline void sg_row_next(int nd, const int64_t *shape, int nops, int64_t (*st)[SG_MAXDIM],
+                               int64_t *idx, int64_t *off)
+{
+    for (int k = nd - 2; k >= 0; k--) {
+        idx[k]++;
+        for (int p = 0; p < nops; p++)
+            off[p] += st[p][k];
+        if (idx[k] < shape[k])
+            return;
+        idx[k] = 0;
+        for (int p = 0; p < nops; p++)
+            off[p] -= st[p][k] * shape[k];
+    }
+}
+
 static void sg_ew_blocks(void *arg, int64_t b0, int64_t b1)
 {
     sg_ew_job *g = (sg_ew_job *)arg;
     const int m = g->m;
-    int64_t off[m + 1], s[m + 1];
+    int64_t off[m + 1], s[m + 1], idx[SG_MAXDIM];
     void *p[m + 1];
     int bad = 0;
     s[0] = 1;
-    for (int64_t blk = b0; blk < b1; blk++) {
-        int64_t e = blk * SG_BLOCK, end = g->n - e < SG_BLOCK ? g->n : e + SG_BLOCK;
-        while (e < end) {
-            int64_t row = e / g->inner, j0 = e - row * g->inner;
-            int64_t cnt = g->inner - j0 < end - e ? g->inner - j0 : end - e;
-            sg_row_offsets(row, g->cnd, g->sh, m, g->st, off);
-            p[0] = g->out + (size_t)e * g->out_item;
-            for (int q = 0; q < m; q++) {
-                s[q + 1] = g->st[q][g->cnd - 1];
-                p[q + 1] = g->base[q] + (off[q] + j0 * s[q + 1]) * (int64_t)g->item[q];
-            }
-            bad |= g->row(cnt, p, s, g->aux);
-            e += cnt;
+    for (int q = 0; q < m; q++)
+        s[q + 1] = g->st[q][g->cnd - 1];
+    int64_t e = b0 * SG_BLOCK, end = g->n - e < (b1 - b0) * SG_BLOCK ? g->n : b1 * SG_BLOCK;
+    if (e >= end)
+        return;
+    /* the first row by division, the others by stepping */
+    int64_t row = e / g->inner, j0 = e - row * g->inner;
+    sg_row_start(row, g->cnd, g->sh, m, g->st, idx, off);
+    while (e < end) {
+        int64_t cnt = g->inner - j0 < end - e ? g->inner - j0 : end - e;
+        p[0] = g->out + (size_t)e * g->out_item;
+        for (int q = 0; q < m; q++)
+            p[q + 1] = g->base[q] + (off[q] + j0 * s[q + 1]) * (int64_t)g->item[q];
+        bad |= g->row(cnt, p, s, g->aux);
+        e += cnt;
+        j0 += cnt;
+        if (j0 == g->inner) {
+            j0 = 0;
+            sg_row_next(g->cnd, g->sh, m, g->st, idx, off);
         }
     }
     if (bad)
@@ -124,11 +162,13 @@ static void sg_acc_loop(int nd, const int64_t *xs, int64_t n, double *acc, const
     for (int q = 0; q < m; q++)
         s[q] = st[q][cnd - 1];
     int flag = 0;
+    int64_t idx[SG_MAXDIM];
+    sg_row_start(0, cnd, sh, m + 1, st, idx, off);
     for (int64_t e = 0; e < n; e += inner) {
-        sg_row_offsets(e / inner, cnd, sh, m + 1, st, off);
         for (int q = 0; q < m; q++)
             p[q] = (char *)ops[q]->data + off[q] * (int64_t)item[q];
         flag |= row(inner, p, s, aux, acc + off[m], so);
+        sg_row_next(cnd, sh, m + 1, st, idx, off);
     }
     *bad = flag;
 }
