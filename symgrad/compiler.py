@@ -10,9 +10,10 @@ Nothing is bumped by hand.
 Kernels link against the support library ``libsg_support.so`` (next to this
 module, built by setup.py from ``include/*.c``: sg_kernel.c, sg_ops.c, ...):
 the helpers every kernel calls are compiled once, at install time, not into
-each kernel; ``sg_kernel.h`` and ``sg_ops.h`` only declare them. A kernel
-built with a sanitizer (``-fsanitize=...`` in ``sg.config.cflags``) compiles
-those sources in itself instead, so that they are checked too. What does not
+each kernel; ``sg_kernel.h`` and ``sg_ops.h`` only declare them. Kernels
+built with a sanitizer (``-fsanitize=...`` in ``sg.config.cflags``) link
+instead against a copy of the library built from the same sources with their
+flags, so that the helpers are checked too: built once, into the cache. What does not
 depend on the source is computed once per process, so a cache hit costs a few
 milliseconds.
 
@@ -59,7 +60,7 @@ BASE_FLAGS = ("-O2", "-march=native", "-fPIC", "-shared", "-std=gnu11", "-ffp-co
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 INCLUDE_DIR = os.path.join(PACKAGE_DIR, "include")
 # The helpers kernels call, compiled once (setup.py); the sources it is built from
-# (setup.py takes every include/*.c, so does a kernel that compiles them in).
+# (setup.py takes every include/*.c, so does the sanitized copy built into the cache).
 SUPPORT_LIB = os.path.join(PACKAGE_DIR, "libsg_support.so")
 SUPPORT_SOURCES = tuple(sorted(f for f in os.listdir(INCLUDE_DIR) if f.endswith(".c")))
 TIMEOUT_S = 300
@@ -220,9 +221,12 @@ def _flags(name):
     # The command line after the compiler's own words.
     inc, lib, libname = blas_flags()
     extra = _extra_flags()
-    if _support_in_kernel(extra):
-        # The helpers' sources compiled into the kernel, at the kernel's flags.
-        support = ["-DSG_NO_CLONES", *(os.path.join(INCLUDE_DIR, f) for f in SUPPORT_SOURCES)]
+    if _sanitized(extra):
+        # The library's copy built with the kernels' flags, in the cache; another
+        # name, so that a process never takes one for the other.
+        lib_dir = os.path.dirname(_sanitized_support(tuple(_cc_words()), tuple(extra)))
+        support = [f"-L{lib_dir}", "-Xlinker", "-rpath", "-Xlinker", lib_dir,
+                   f"-l{SANITIZED_SUPPORT[3:]}"]
     else:
         _support_digest()  # CompileError when the library is missing
         # -Xlinker, not -Wl,: a comma in the path would split the option.
@@ -237,11 +241,54 @@ def _extra_flags():
     return shlex.split(config.cflags) if isinstance(config.cflags, str) else list(config.cflags)
 
 
-def _support_in_kernel(extra):
-    """Whether kernels compile the helpers' sources in themselves rather than link
-    against the support library: under a sanitizer (``-fsanitize=...``), which
-    must instrument them too (the library is built without one)."""
+def _sanitized(extra):
+    """Whether kernels are built with a sanitizer (``-fsanitize=...``): they then
+    link against a support library built with the same flags, which instruments
+    the helpers too (the installed one is built without)."""
     return any(f.startswith("-fsanitize=") for f in extra)
+
+
+SANITIZED_SUPPORT = "libsg_support_sanitized"
+
+
+def _sanitized_support(cc_words, extra):
+    """The path of the support library built from include/*.c with the kernels'
+    flags (``extra`` holding a sanitizer's), made once per cache: a cache entry of
+    its own, keyed by its sources, command line and compiler, found (and verified)
+    at every compile, rebuilt if gone."""
+    from . import cache
+
+    inc, lib, libname = blas_flags()
+    cc = [shutil.which(cc_words[0]) or cc_words[0], *cc_words[1:]]
+    name = SANITIZED_SUPPORT
+    argv = [*cc, *BASE_FLAGS, *extra, "-DSG_NO_CLONES", f"-I{INCLUDE_DIR}", f"-I{inc}",
+            "-o", f"{name}.so", *(os.path.join(INCLUDE_DIR, f) for f in SUPPORT_SOURCES),
+            f"-L{lib}", "-Xlinker", "-rpath", "-Xlinker", lib, f"-l{libname}", "-lm"]
+    key = _sha256_of("support library", name, *_environment(tuple(argv)))
+    root = cache.root()
+    try:
+        hit = cache.lookup(root, key, name)
+        if hit:
+            return hit
+        build = cache.new_build_dir(root, key)
+        try:
+            try:
+                proc = _run_compiler(argv, build)
+            except subprocess.TimeoutExpired:
+                raise CompileError(f"the C compiler took more than {TIMEOUT_S} s on the "
+                                   f"support library; command: {shlex.join(argv)}") from None
+            except OSError as e:
+                raise CompileError(f"the C compiler {argv[0]} could not be run: {e}") from e
+            if proc.returncode != 0 or not os.path.isfile(os.path.join(build, name + ".so")):
+                raise CompileError(_failure_message(argv, proc, INCLUDE_DIR))
+            version = (_compiler_version(argv[0]).splitlines() or [""])[0]
+            cache.write_meta(build, key, name, compiler={"path": argv[0], "version": version},
+                             flags=argv[1:])
+            return cache.publish(root, build, key, name)
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+    except OSError as e:
+        raise cache.error(root, e) from None
 
 
 @functools.cache
@@ -260,8 +307,11 @@ def _support_digest():
 
 
 def _support_key(extra):
-    # What the kernel's code depends on besides the headers: the library, when linked.
-    return "in-kernel" if _support_in_kernel(extra) else _support_digest()
+    # What the kernel's code depends on besides the headers: the library it links.
+    if _sanitized(extra):
+        return "sanitized " + os.path.basename(os.path.dirname(
+            _sanitized_support(tuple(_cc_words()), tuple(extra))))
+    return _support_digest()
 
 
 # A C string or character literal (kept), or a comment (dropped from the key).
@@ -335,7 +385,7 @@ def _platform():
 def _headers():
     # Kernels include every header of include/ (sg_kernel.h includes sg_math.h, ...):
     # a changed inline function changes the binary as much as a changed source. The
-    # support library's sources count too: a sanitizer build compiles them in.
+    # support library's sources count too (a sanitized copy is built from them).
     return "".join(f"{h}\0{_read(os.path.join(INCLUDE_DIR, h))}\0"
                    for h in sorted(os.listdir(INCLUDE_DIR)) if h.endswith((".h", ".c")))
 

@@ -108,8 +108,8 @@ def test_the_sdist_holds_the_readme_paths_and_the_license(tmp_path):
 
 
 def test_the_wheel_carries_the_support_librarys_sources():
-    # A kernel built under a sanitizer compiles them in (symgrad/compiler.py), so an
-    # installed package needs them next to the headers, not only in the sdist.
+    # Kernels built under a sanitizer link a copy of the library built from them
+    # (symgrad/compiler.py), so an installed package needs them next to the headers.
     tomllib = pytest.importorskip("tomllib")
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     data = meta["tool"]["setuptools"]["package-data"]["symgrad.include"]

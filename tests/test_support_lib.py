@@ -6,8 +6,9 @@ Checked here: the library is there and exports the ABI the runtime has; the
 headers only declare the helpers (no body reaches a kernel's compiler); a
 compiled function runs its helpers from the library, with the values NumPy
 gives; the cache key follows the library's bytes; the runtime refuses a kernel
-whose support library has another ABI; and under a sanitizer the helpers'
-sources are compiled into the kernel instead (so they are instrumented too).
+whose support library has another ABI; and under a sanitizer kernels link a
+copy of the library built with their flags, once per cache (so the helpers
+are instrumented too).
 """
 
 import os
@@ -139,18 +140,23 @@ def test_the_runtime_refuses_a_kernel_whose_support_library_has_another_abi():
         Kernel(path, 0, [], [])
 
 
-def test_under_a_sanitizer_the_helpers_compile_into_the_kernel(monkeypatch):
+def test_under_a_sanitizer_kernels_link_a_sanitized_copy_built_once(monkeypatch, tmp_path):
     flags = compiler._flags("kernel")
-    assert "-lsg_support" in flags and not any(f.endswith("sg_ops.c") for f in flags)
+    assert "-lsg_support" in flags
     monkeypatch.setattr(sg.config, "cflags", ["-fsanitize=undefined", "-O0"])
+    monkeypatch.setattr(sg.config, "cache_dir", str(tmp_path / "cache"))
     flags = compiler._flags("kernel")
-    assert "-lsg_support" not in flags
-    assert [f for f in flags if f.endswith(".c") and f != "kernel.c"] == [
-        os.path.join(compiler.INCLUDE_DIR, s) for s in compiler.SUPPORT_SOURCES]
+    assert "-lsg_support" not in flags and "-lsg_support_sanitized" in flags
+    lib = compiler._sanitized_support(tuple(compiler._cc_words()), ("-fsanitize=undefined", "-O0"))
+    assert lib.startswith(str(tmp_path / "cache")) and os.path.isfile(lib)
+    built = os.stat(lib).st_mtime_ns
     src = '#include "sg_kernel.h"\nint probe(void) { return sg_support_abi(); }\n'
-    path = compiler.compile_library(src, "support_in_kernel")
+    path = compiler.compile_library(src, "support_sanitized")
+    assert os.stat(lib).st_mtime_ns == built  # not built again
     needed = subprocess.run(["readelf", "-d", path], capture_output=True, text=True).stdout
     if needed:
-        assert "libsg_support" not in needed
+        assert "libsg_support_sanitized.so" in needed and "libsg_support.so" not in needed
+        ubsan = subprocess.run(["readelf", "-d", lib], capture_output=True, text=True).stdout
+        assert "libubsan" in ubsan  # the helpers are instrumented
     import ctypes
     assert ctypes.CDLL(path).probe() == ABI_VERSION

@@ -1,9 +1,9 @@
 /* sg_kernel.c: the bodies of the helpers sg_kernel.h declares.
  *
  * Compiled once, with sg_ops.c, into the support library libsg_support.so
- * (setup.py) that generated kernels link against; a kernel built with a
- * sanitizer compiles these files in itself instead (symgrad/compiler.py), so
- * the sanitizer sees them too. See sg_support.h for SG_VEC.
+ * (setup.py) that generated kernels link against; kernels built with a
+ * sanitizer link a copy built with their flags (symgrad/compiler.py), so the
+ * sanitizer sees the helpers too. See sg_support.h for SG_VEC.
  */
 #include "sg_support.h"
 

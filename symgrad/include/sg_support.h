@@ -7,8 +7,8 @@
  * sums, extremes, ...): gcc compiles each of them for AVX-512 (x86-64-v4),
  * AVX2 (x86-64-v3) and the baseline, and the dynamic loader picks the best
  * one the CPU has when the library is loaded (an ifunc). Elsewhere, and with
- * SG_NO_CLONES (a sanitizer build of a kernel that compiles these sources in
- * itself, at -march=native), SG_VEC is empty.
+ * SG_NO_CLONES (the copy built with a sanitizer's flags, and -march=native,
+ * for kernels built with them: symgrad/compiler.py), SG_VEC is empty.
  */
 #ifndef SG_SUPPORT_H
 #define SG_SUPPORT_H
