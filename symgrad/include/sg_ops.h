@@ -172,6 +172,8 @@ SG_DECLARE_PUT(b8)
 int sg_check_indices(sg_err *err, const char *where, const sg_arr *v, int nd, size_t item,
                      int axis, int64_t n);
 
+#include "sg_rows.h" /* softmax, cross_entropy, logsumexp, one_hot, conversions, ... */
+
 /* Last: the loop drivers call the functions above (sg_overlaps, ...). */
 #include "sg_loops.h"
 

@@ -8,17 +8,16 @@ the index their result dims replace them in place, otherwise they go first.
 Repeated indices in a gather ACCUMULATE in its gradient (``np.add.at``).
 """
 
-import contextlib
 import math
 
 import numpy as np
 
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType
-from ..codegen.c_support import call, itemsize
+from ..codegen.c_support import SUFFIX, call, itemsize
 from .elemwise import broadcast_static
 from .shape import zeros_like
-from .subtensor import (ARRAY, c_const, c_fresh_copy, c_index, c_slice, c_store, c_value_strides,
+from .subtensor import (ARRAY, c_const, c_fresh_copy, c_index, c_slice, c_value_strides,
                         check_assignable, check_index_inputs, check_rank,
                         check_static_ranges, check_value_dtype, entry_axes, is_slice, n_consumed,
                         numpy_key, render, slice_length, split_inputs, validate_idx,
@@ -122,15 +121,18 @@ class AdvancedSubtensor(Op):
         out = node.outputs[0]
         plan = _c_plan(ctx, node, self.idx, x, index_inputs)
         ctx.alloc(node, out, [f"{plan.shape}[{k}]" for k in range(out.ndim)])
-        # No loop at all for an empty result: (2**60, 0) must not run 2**60 empty rows.
+        item = itemsize(x)
+        # Nothing at all for an empty result: (2**60, 0) must not run 2**60 empty rows.
         with ctx.w.block(f"if (sg_size(&{ctx.arr(out)}, {out.ndim}) > 0)"):
+            gather = (f"sg_gather(&{_c_index_plan(ctx, plan, ctx.arr(x))}, "
+                      f"{ctx.arr(out)}.data, {ctx.arr(x)}.data, {item});")
             if self.idx == (ARRAY,) and x.ndim > 1:
                 # E[ids]: whole rows, copied as blocks when they are contiguous in E
-                _c_gather_rows(ctx, x, index_inputs[0], out)
-                with ctx.w.block("else"):
-                    _c_gather_elements(ctx, plan, x, out)
+                ids = index_inputs[0]
+                ctx.w(f"if (!sg_gather_rows({ctx.arr(out)}.data, &{ctx.arr(x)}, {x.ndim}, "
+                      f"&{ctx.arr(ids)}, {ids.ndim}, {itemsize(ids)}, {item})) {gather}")
             else:
-                _c_gather_elements(ctx, plan, x, out)
+                ctx.w(gather)
 
     def grad(self, node, inputs, outputs, gouts):
         x, *index_inputs = inputs
@@ -192,18 +194,32 @@ class AdvancedIncSubtensor(Op):
         plan = _c_plan(ctx, node, self.idx, x, index_inputs)
         c_fresh_copy(ctx, node, x)
         yst = c_value_strides(ctx, node, y, plan.shape, len(plan.dims))
+        rnd, set_ = len(plan.dims), int(self.set_instead_of_inc)
         # One element at a time in C order: repeated positions accumulate
         # (np.add.at), and for a set the last value written wins (as NumPy).
-        empty = " || ".join(f"{plan.shape}[{k}] == 0" for k in range(len(plan.dims))) or "0"
+        empty = " || ".join(f"{plan.shape}[{k}] == 0" for k in range(rnd)) or "0"
         with ctx.w.block(f"if (!({empty}))"):  # no empty loops over a huge leading length
+            P = _c_index_plan(ctx, plan, ctx.arr(out))
             wide = out.dtype == "float32" and not self.set_instead_of_inc
-            acc, n = (_c_widen(ctx, node, out) if wide else (ctx.ptr(out), None))
-            with _c_loop(ctx, plan, ctx.arr(out)) as (offset, idx):
-                value = f"{ctx.ptr(y)}[{ctx.offset(y, idx, yst)}]"
-                c_store(ctx, f"{acc}[{offset}]", "double" if wide else ctx.ct(out), value,
-                        self.set_instead_of_inc)
+            # the values in the sums' dtype (float64 for a widened float32 scatter-add)
+            dtype = "float64" if wide else out.dtype
+            ys = ctx.arr(y)
+            if y.dtype != dtype and not (wide and y.dtype == "float32"):
+                ys = ctx.tmp("conv")
+                ctx.w(f"sg_arr {ys};")
+                call(ctx, node, "sg_cast_copy", "ws", f"&{ys}", f"&{ctx.arr(y)}", str(y.ndim),
+                     str(np.dtype(dtype).itemsize), f"sg_cast_{SUFFIX[dtype]}_{SUFFIX[y.dtype]}")
+                yst = c_value_strides(ctx, node, y, plan.shape, rnd, arr=ys)
             if wide:
-                ctx.w(f"for (int64_t k = 0; k < {n}; k++) {ctx.ptr(out)}[k] = (float){acc}[k];")
+                acc, n = _c_widen(ctx, node, out)
+                if y.dtype == "float32":
+                    ctx.w(f"sg_scatter_add_f64_f32(&{P}, {acc}, &{ys}, {yst});")
+                else:
+                    ctx.w(f"sg_scatter_f64(&{P}, {acc}, &{ys}, {yst}, 0);")
+                ctx.w(f"sg_narrow_f64({ctx.ptr(out)}, {acc}, {n});")
+            else:
+                ctx.w(f"sg_scatter_{SUFFIX[dtype]}(&{P}, {ctx.arr(out)}.data, &{ys}, {yst}, "
+                      f"{set_});")
 
     def grad(self, node, inputs, outputs, gouts):
         x, y, *index_inputs = inputs
@@ -222,11 +238,9 @@ def _c_widen(ctx, node, out):
     arr, acc, n = ctx.arr(out), ctx.tmp("acc"), ctx.tmp("n")
     size = " * ".join(f"{arr}.shape[{k}]" for k in range(out.ndim)) or "1"
     ctx.w(f"int64_t {n} = {size};")  # out's own element count: it was allocated
-    ctx.w(f"double *{acc} = {n} <= INT64_MAX / 8 ? "
-          f"(double *)sg_ws_alloc(ws, (size_t){n} * sizeof(double)) : NULL;")
+    ctx.w(f"double *{acc} = sg_widen_f32(ws, {ctx.ptr(out)}, {n});")
     with ctx.w.block(f"if (!{acc})"):
         ctx.fail(node, "nomem", "no memory for the float64 sums of a float32 scatter-add")
-    ctx.w(f"for (int64_t k = 0; k < {n}; k++) {acc}[k] = {ctx.ptr(out)}[k];")
     return acc, n
 
 
@@ -249,36 +263,6 @@ class _Plan:
         self.nb = 0         # number of broadcast dims
 
 
-def _c_gather_elements(ctx, plan, x, out):
-    """The general gather: one element at a time, in the result's C order."""
-    pos = ctx.tmp("pos")
-    ctx.w(f"int64_t {pos} = 0;")
-    with _c_loop(ctx, plan, ctx.arr(x)) as (offset, _):
-        ctx.w(f"{ctx.ptr(out)}[{pos}++] = {ctx.ptr(x)}[{offset}];")
-
-
-def _c_gather_rows(ctx, x, ids, out):
-    """``if (rows of x are contiguous) { one memcpy per index }`` for ``x[ids]`` (one index
-    array, on axis 0, checked already); the caller writes the ``else``."""
-    X, I = ctx.arr(x), ctx.arr(ids)
-    item = np.dtype(x.dtype).itemsize
-    w = ctx.w
-    ok, row = ctx.tmp("rowok"), ctx.tmp("rowlen")
-    w(f"int {ok} = 1; int64_t {row} = 1;")
-    with w.block(f"for (int k = {x.ndim - 1}; k >= 1; k--)"):
-        w(f"if ({X}.shape[k] != 1 && {X}.strides[k] != {row}) {ok} = 0;")
-        w(f"{row} *= {X}.shape[k];")
-    with w.block(f"if ({ok})"):
-        n, it = ctx.tmp("n"), ctx.tmp("it")
-        w(f"int64_t {n} = sg_size(&{I}, {ids.ndim}), {it}[SG_MAXDIM] = {{0}}, ioff = 0, none = 0;")
-        with w.block(f"for (int64_t i = 0; i < {n}; i++)"):
-            w(f"int64_t k = (int64_t){ctx.ptr(ids)}[ioff];")
-            w(f"if (k < 0) k += {X}.shape[0];")
-            w(f"memcpy({ctx.ptr(out)} + i * {row}, {ctx.ptr(x)} + k * {X}.strides[0], "
-              f"(size_t){row} * {item});")
-            w(f"sg_step2({it}, {I}.shape, {ids.ndim}, {I}.strides, &ioff, {I}.strides, &none);")
-
-
 def _c_check_array(ctx, node, v, axis, n):
     """Every position in the index array ``v`` must lie in [-n, n): checked once, up front."""
     call(ctx, node, "sg_check_indices", f"&{ctx.arr(v)}", str(v.ndim), itemsize(v), str(axis), n)
@@ -287,8 +271,7 @@ def _c_check_array(ctx, node, v, axis, n):
 def _c_group_shape(ctx, node, arrays, nb):
     """The index arrays' broadcast shape (a C array), or a ShapeError naming them."""
     b = ctx.tmp("bshape")
-    ctx.w(f"int64_t {b}[{max(nb, 1)}];")
-    ctx.w(f"for (int k = 0; k < {nb}; k++) {b}[k] = 1;")
+    ctx.w(f"int64_t {b}[{max(nb, 1)}] = {{{', '.join(['1'] * max(nb, 1))}}};")
     cond = " || ".join(f"sg_broadcast_into({b}, {nb}, {ctx.arr(v)}.shape, {v.ndim}) >= 0"
                        for v in arrays)
     with ctx.w.block(f"if ({cond})"):
@@ -348,51 +331,24 @@ def _place(parts, group):
     return before + group + rest[len(before):]
 
 
-@contextlib.contextmanager
-def _c_loop(ctx, plan, arr):
-    """Loops over the result's dims; yields (C offset into the ``sg_arr`` ``arr``, index names)."""
-    off = ctx.tmp("off")
-    fixed = " + ".join(f"{i} * {arr}.strides[{a}]" for i, a in plan.fixed) or "0"
-    ctx.w(f"int64_t {off} = {fixed};")
-    if plan.nb == 0:
-        off = _c_gather_positions(ctx, plan, arr, off, [])
-    idx, bidx = [], []
-    with contextlib.ExitStack() as stack:
-        for k, dim in enumerate(plan.dims):
-            i = ctx.tmp("i")
-            idx.append(i)
-            stack.enter_context(ctx.w.block(f"for (int64_t {i} = 0; {i} < {plan.shape}[{k}]; "
-                                            f"{i}++)"))
-            off = _c_step(ctx, dim, i, off, arr)
-            if dim[0] == "b":
-                bidx.append(i)
-                if len(bidx) == plan.nb:  # the group's dims are adjacent, in order
-                    off = _c_gather_positions(ctx, plan, arr, off, bidx)
-        yield off, idx
-
-
-def _c_step(ctx, dim, i, off, arr):
-    """The offset once the loop index ``i`` of the result's dim ``dim`` is known."""
-    if dim[0] == "slice":
-        term = f"({dim[2]} + {i} * {dim[3]}) * {arr}.strides[{dim[1]}]"
-    elif dim[0] == "rest":
-        term = f"{i} * {arr}.strides[{dim[1]}]"
-    else:
-        return off  # a new axis adds nothing; broadcast dims add once all are known
-    nxt = ctx.tmp("off")
-    ctx.w(f"int64_t {nxt} = {off} + {term};")
-    return nxt
-
-
-def _c_gather_positions(ctx, plan, arr, off, bidx):
-    """Add each index array's (wrapped) position at broadcast index ``bidx`` to the offset."""
-    terms = [off]
-    for st, v, axis in plan.arrays:
-        p = ctx.tmp("p")
-        at = " + ".join(f"{i} * {st}[{j}]" for j, i in enumerate(bidx)) or "0"
-        ctx.w(f"int64_t {p} = (int64_t){ctx.ptr(v)}[{at}];")
-        ctx.w(f"if ({p} < 0) {p} += {arr}.shape[{axis}];")
-        terms.append(f"{p} * {arr}.strides[{axis}]")
-    nxt = ctx.tmp("off")
-    ctx.w(f"int64_t {nxt} = {' + '.join(terms)};")
-    return nxt
+def _c_index_plan(ctx, plan, arr):
+    """The ``sg_index_plan`` (sg_rows.h) of ``plan`` over the ``sg_arr`` ``arr`` (x, or the
+    copy a scatter writes): its C name."""
+    P, w = ctx.tmp("plan"), ctx.w
+    base = [f"{i} * {arr}.strides[{a}]" for i, a in plan.fixed]
+    w(f"sg_index_plan {P};")
+    w(f"{P}.nd = {len(plan.dims)}; {P}.narr = {len(plan.arrays)};")
+    for k, dim in enumerate(plan.dims):
+        if dim[0] == "slice":
+            base.append(f"{dim[2]} * {arr}.strides[{dim[1]}]")
+            step = f"{dim[3]} * {arr}.strides[{dim[1]}]"
+        else:
+            step = f"{arr}.strides[{dim[1]}]" if dim[0] == "rest" else "0"
+        bdim = dim[1] if dim[0] == "b" else -1
+        w(f"{P}.shape[{k}] = {plan.shape}[{k}]; {P}.step[{k}] = {step}; {P}.bdim[{k}] = {bdim};")
+    w(f"{P}.base = {' + '.join(base) or '0'};")
+    for a, (st, v, axis) in enumerate(plan.arrays):
+        w(f"{P}.arr[{a}] = {ctx.arr(v)}.data; {P}.wide[{a}] = {int(v.dtype == 'int64')}; "
+          f"{P}.ast[{a}] = {st}; {P}.len[{a}] = {arr}.shape[{axis}]; "
+          f"{P}.xst[{a}] = {arr}.strides[{axis}];")
+    return P

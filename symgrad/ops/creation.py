@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import ShapeError
+from ..codegen.c_support import SUFFIX
 from ..graph import Constant, Op, TensorType, Variable, user_trace
 from .shape import shape_at
 from .subtensor import value_grad
@@ -156,16 +157,12 @@ def _c_arange_fill(ctx, out, start, step, exact, n):
                      if exact else (f"(double){start}", f"(double){start} + (double){step}"))
     a0, a1 = ctx.tmp("first"), ctx.tmp("second")
     ctx.w(f"{ct} {a0} = {_c_convert(first, ct, exact)}, {a1} = {_c_convert(second, ct, exact)};")
-    with ctx.w.block(f"if ({n} > 0)"):
+    if ct != "uint8_t":  # sg_rows.h
+        ctx.w(f"sg_arange_fill_{SUFFIX[out.dtype]}({p}, {n}, {a0}, {a1});")
+        return
+    with ctx.w.block(f"if ({n} > 0)"):  # bool: at most two entries
         ctx.w(f"{p}[0] = {a0};")
         ctx.w(f"if ({n} > 1) {p}[1] = {a1};")
-    if ct == "uint8_t":
-        return  # bool: at most two entries
-    with ctx.w.block(f"for (int64_t i = 2; i < {n}; i++)"):
-        if ct in ("double", "float"):
-            ctx.w(f"{p}[i] = {a0} + ({ct})i * ({ct})({a1} - {a0});")
-        else:  # wrapping integer arithmetic, as NumPy's fill
-            ctx.w(f"{p}[i] = ({ct})((uint64_t){a0} + (uint64_t)i * (uint64_t)({a1} - {a0}));")
 
 
 def _c_convert(value, ct, exact):

@@ -10,7 +10,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, Variable, as_variable, user_trace
-from ..codegen.c_support import itemsize
+from ..codegen.c_support import SUFFIX, call, itemsize
 from .elemwise import cast
 from .shape import as_shape_vector, expand_dims, normalize_axis, shape_at, shape_entries, zeros_like
 
@@ -105,11 +105,12 @@ class Concatenate(Op):
             if x.dtype == out.dtype:
                 ctx.w(f"sg_copy_block(&{name}, {nd}, {axis}, {at}, &{ctx.arr(x)}, "
                       f"{itemsize(out)});")
-            else:
-                dst = f"{ctx.ptr(out)} + {at} * {name}.strides[{axis}]"
-                with ctx.nd_loop(ctx.arr(x), nd) as idx:
-                    ctx.w(f"({dst})[{ctx.offset(out, idx)}] = ({ctx.ct(out)}){ctx.ptr(x)}"
-                          f"[{ctx.offset(x, idx)}];")
+            else:  # converted into that block (sg_rows.h)
+                blk, X = ctx.tmp("blk"), ctx.arr(x)
+                ctx.w(f"sg_arr {blk} = {name}; {blk}.data = (void *)({ctx.ptr(out)} + "
+                      f"{at} * {name}.strides[{axis}]);")
+                ctx.w(f"memcpy({blk}.shape, {X}.shape, sizeof {X}.shape);")
+                ctx.w(f"sg_cast_{SUFFIX[out.dtype]}_{SUFFIX[x.dtype]}(&{blk}, &{X}, {nd});")
             ctx.w(f"{at} += {ctx.arr(x)}.shape[{axis}];")
 
 
@@ -271,18 +272,10 @@ def split(x, lengths, axis=0):
 
 def _c_check_lengths(ctx, node, xs, axis):
     """Every input must match the first on every axis but ``axis`` (else a ShapeError)."""
-    nd, first = xs[0].ndim, ctx.arr(xs[0])
-    differs = " || ".join(f"{ctx.arr(x)}.shape[d] != {first}.shape[d]" for x in xs[1:])
-    if not differs:
-        return
-    with ctx.w.block(f"for (int d = 0; d < {nd}; d++)"):
-        with ctx.w.block(f"if (d != {axis} && ({differs}))"):
-            bufs = [ctx.tmp("sb") for _ in xs]
-            ctx.w(" ".join(f"char {b}[96];" for b in bufs))
-            ctx.fail(node, "shape", f"the inputs' lengths differ on axis %d (only axis {axis} may "
-                                    f"differ): shapes " + ", ".join(["%s"] * len(xs)), "d",
-                     *[f"sg_shape_str({b}, sizeof {b}, {ctx.arr(x)}.shape, {nd})"
-                       for b, x in zip(bufs, xs)])
+    if len(xs) > 1:
+        call(ctx, node, "sg_concat_check", str(len(xs)),
+             f"(const sg_arr *const[]){{{', '.join(f'&{ctx.arr(x)}' for x in xs)}}}",
+             str(xs[0].ndim), str(axis))
 
 
 def _too_long(lengths, axis):
@@ -303,19 +296,8 @@ def _c_total_length(ctx, node, xs, axis):
 
 def _c_read_lengths(ctx, node, x, lengths, axis):
     """The pieces' lengths as a C array; they must be >= 0 and add up to x's length on ``axis``."""
-    n, src = lengths.shape[0], ctx.arr(x)
-    cuts, left = ctx.tmp("cuts"), ctx.tmp("left")
-    ctx.w(f"int64_t {cuts}[{max(n, 1)}], {left} = {src}.shape[{axis}];")
-    with ctx.w.block(f"for (int k = 0; k < {n}; k++)"):
-        ctx.w(f"{cuts}[k] = {ctx.ptr(lengths)}[k * {ctx.arr(lengths)}.strides[0]];")
-    with ctx.w.block(f"for (int k = 0; k < {n} && {left} >= 0; k++)"):
-        # Subtracting as we go cannot overflow, unlike a sum of arbitrary lengths.
-        ctx.w(f"{left} = ({cuts}[k] < 0 || {cuts}[k] > {left}) ? -1 : {left} - {cuts}[k];")
-    with ctx.w.block(f"if ({left} != 0)"):
-        ctx.w("char sl[160], sx[96];")
-        ctx.fail(node, "shape", f"lengths %s do not cut axis {axis} of an array of shape %s "
-                                "(they must be >= 0 and add up to %lld)",
-                 f"sg_shape_str(sl, sizeof sl, {cuts}, {n})",
-                 f"sg_shape_str(sx, sizeof sx, {src}.shape, {x.ndim})",
-                 f"(long long){src}.shape[{axis}]")
+    n, cuts = lengths.shape[0], ctx.tmp("cuts")
+    ctx.w(f"int64_t {cuts}[{max(n, 1)}];")
+    call(ctx, node, "sg_split_lengths", cuts, str(n), f"&{ctx.arr(lengths)}", f"&{ctx.arr(x)}",
+         str(x.ndim), str(axis))
     return cuts

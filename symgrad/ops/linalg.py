@@ -222,14 +222,8 @@ def _c_in_dtype(ctx, node, v, out):
     """The sg_arr of operand ``v``, or of a C-contiguous copy converted to ``out``'s dtype."""
     if v.dtype == out.dtype:
         return ctx.arr(v)
-    u, V, nd, ct = ctx.tmp("mat"), ctx.arr(v), v.ndim, ctx.ct(out)
-    ctx.w(f"sg_arr {u} = {V};")
-    ctx.w(f"{u}.data = sg_ws_alloc(ws, (size_t)sg_size(&{V}, {nd}) * sizeof({ct}));")
-    with ctx.w.block(f"if (!{u}.data)"):
-        ctx.fail(node, "nomem", "out of memory")
-    ctx.w(f"sg_contiguous(&{u}, {nd});")
-    pos = ctx.tmp("pos")
-    ctx.w(f"int64_t {pos} = 0;")
-    with ctx.nd_loop(V, nd) as idx:
-        ctx.w(f"(({ct} *){u}.data)[{pos}++] = ({ct}){ctx.ptr(v)}[{ctx.offset(v, idx)}];")
+    u, ct = ctx.tmp("mat"), ctx.ct(out)
+    ctx.w(f"sg_arr {u};")
+    call(ctx, node, "sg_cast_copy", "ws", f"&{u}", f"&{ctx.arr(v)}", str(v.ndim), f"sizeof({ct})",
+         f"sg_cast_{SUFFIX[out.dtype]}_{SUFFIX[v.dtype]}")
     return u

@@ -16,7 +16,7 @@ from ..errors import IndexError as _IndexError
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, Variable, as_variable, user_trace
 from .elemwise import cast, exp, softplus
-from ..codegen.c_rows import permuted_view, walk_rows
+from ..codegen.c_support import SUFFIX, call, itemsize
 from .shape import expand_dims, normalize_axis, scalar_entry, shape_at
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits",
@@ -117,7 +117,7 @@ class Softmax(_AlongAxis):
         return [out * (g - inner)]
 
     def c_code(self, ctx, node):
-        _along_axis_c(ctx, node, self.axis, _softmax_row)
+        _along_axis_c(ctx, node, "sg_softmax")
 
 
 class LogSoftmax(_AlongAxis):
@@ -140,7 +140,7 @@ class LogSoftmax(_AlongAxis):
         return [g - exp(out) * _rd().sum(g, axis=self.axis, keepdims=True)]
 
     def c_code(self, ctx, node):
-        _along_axis_c(ctx, node, self.axis, _log_softmax_row)
+        _along_axis_c(ctx, node, "sg_log_softmax")
 
 
 def softmax(x, axis=-1):
@@ -358,80 +358,20 @@ def binary_cross_entropy_with_logits(logits, targets):
 
 # --------------------------------------------------------------------------- C lowering
 #
-# Rows along the op's axis, walked by rows_c.walk_rows (a contiguous fast path
-# and a strided one). Each row is read in passes: its maximum first, then the
+# Each op is one call of sg_rows.h (support library): the rows along the op's
+# axis, walked flat when contiguous (vectorised passes) and through their
+# strides otherwise. Each row is read in passes: its maximum first, then the
 # shifted exponentials, as the NumPy references above do, so huge logits
-# cannot overflow and a row of -inf gives what NumPy gives.
-
-_BAD_LABEL = "label %lld at index {pos} is out of range [0, %lld) (%lld classes)"
-
-
-def _index_fmt(ndim):
-    """printf format of a NumPy index tuple, as ``perform``'s message prints it."""
-    return "(" + ", ".join(["%lld"] * ndim) + ("," if ndim == 1 else "") + ")"
+# cannot overflow and a row of -inf gives what NumPy gives. Their messages
+# (a label out of range) are perform's.
 
 
-def _fail_label(ctx, node, label, idx, n):
-    ll = [f"(long long){e}" for e in [label, *idx, n, n]]
-    ctx.fail(node, "index", _BAD_LABEL.format(pos=_index_fmt(len(idx))), *ll)
-
-
-def _row_max(ctx, r, at, ct, finite=True):
-    """Pass 1: the row's maximum; with ``finite``, 0 when not finite (as ``_shifted``)."""
-    m = ctx.tmp("m")
-    ctx.w(f"{ct} {m} = -INFINITY;")
-    with r.each(simd=f"reduction(max:{m})") as (offs, _):
-        ctx.w(f"{m} = {at(offs)} > {m} ? {at(offs)} : {m};")
-    if finite:
-        ctx.w(f"if (!isfinite({m})) {m} = 0;")
-    return m
-
-
-def _row_sumexp(ctx, r, at, ct, m):
-    """Pass 2: the sum of ``exp(x - m)`` over the row (accumulated in double)."""
-    s, f = ctx.tmp("s"), "f" if ct == "float" else ""
-    ctx.w(f"double {s} = 0;")
-    with r.each(simd=f"reduction(+:{s})") as (offs, _):
-        ctx.w(f"{s} += sg_exp{f}({at(offs)} - {m});")
-    return s
-
-
-def _softmax_row(ctx, r, x_at, out_at, ct):
-    m = _row_max(ctx, r, x_at, ct, finite=False)
-    s, f = ctx.tmp("s"), "f" if ct == "float" else ""
-    ctx.w(f"double {s} = 0;")
-    # store the exponentials, then normalise them in place
-    with r.each(simd=f"reduction(+:{s})") as (offs, _):
-        ctx.w(f"{out_at(offs)} = sg_exp{f}({x_at(offs)} - {m}); {s} += {out_at(offs)};")
-    with r.each(simd="") as (offs, _):
-        ctx.w(f"{out_at(offs)} = ({ct})({out_at(offs)} / {s});")
-
-
-def _log_softmax_row(ctx, r, x_at, out_at, ct):
-    m = _row_max(ctx, r, x_at, ct, finite=False)
-    s, ls = _row_sumexp(ctx, r, x_at, ct, m), ctx.tmp("ls")
-    ctx.w(f"{ct} {ls} = ({ct})sg_log({s});")
-    with r.each(simd="") as (offs, _):
-        ctx.w(f"{out_at(offs)} = ({x_at(offs)} - {m}) - {ls};")
-
-
-def _along_axis_c(ctx, node, axis, row_fn):
-    """softmax / log_softmax: the result has x's shape; rows run along ``axis``."""
+def _along_axis_c(ctx, node, fn):
+    """softmax / log_softmax: the result has x's shape; rows run along the op's axis."""
     x, out = node.inputs[0], node.outputs[0]
     nd, src = x.ndim, ctx.arr(x)
     dst = ctx.alloc(node, out, [f"{src}.shape[{k}]" for k in range(nd)])
-    order = [k for k in range(nd) if k != axis] + [axis]
-    views = [permuted_view(ctx, src, order), permuted_view(ctx, dst, order)]
-
-    def x_at(offs):
-        return f"{ctx.ptr(x)}[{offs[0]}]"
-
-    def out_at(offs):
-        return f"{ctx.ptr(out)}[{offs[1]}]"
-
-    # An empty result needs no pass: (2**59, 0) must not walk 2**59 empty rows.
-    with ctx.w.block(f"if (sg_size(&{dst}, {nd}) > 0)"):
-        walk_rows(ctx, views, nd, 1, lambda r: row_fn(ctx, r, x_at, out_at, ctx.ct(x)))
+    ctx.w(f"{fn}_{SUFFIX[x.dtype]}(&{dst}, &{src}, {nd}, {node.op.axis % nd});")
 
 
 def _one_hot_c(ctx, node):
@@ -441,37 +381,15 @@ def _one_hot_c(ctx, node):
     with ctx.w.block(f"if ({k} < 0)"):
         ctx.fail(node, "shape", "the number of classes must be >= 0, got %lld", f"(long long){k}")
     dst = ctx.alloc(node, out, [f"{y}.shape[{i}]" for i in range(nd)] + [k])
-    ctx.w(f"memset({dst}.data, 0, (size_t)sg_size(&{dst}, {nd + 1}) * sizeof({ctx.ct(out)}));")
-    row, lab = ctx.tmp("row"), ctx.tmp("lab")
-    ctx.w(f"int64_t {row} = 0;")
-    with ctx.nd_loop(y, nd) as idx:
-        ctx.w(f"int64_t {lab} = (int64_t){ctx.ptr(labels)}[{ctx.offset(labels, idx)}];")
-        with ctx.w.block(f"if ({lab} < 0 || {lab} >= {k})"):
-            _fail_label(ctx, node, lab, idx, k)
-        ctx.w(f"{ctx.ptr(out)}[{row} * {k} + {lab}] = 1; {row}++;")
+    ct = ctx.ct(out)
+    call(ctx, node, "sg_one_hot", f"&{dst}", f"&{y}", str(nd), itemsize(labels), k,
+         f"(const {ct}[]){{1}}", f"sizeof({ct})")
 
 
 def _cross_entropy_c(ctx, node):
     (logits, labels), out = node.inputs, node.outputs[0]
-    z, y, ct = ctx.arr(logits), ctx.arr(labels), ctx.ct(logits)
-    with ctx.w.block(f"if ({z}.shape[0] != {y}.shape[0])"):
-        ctx.fail(node, "shape", "%lld rows of logits (shape %s) but %lld labels",
-                 f"(long long){z}.shape[0]", f"sg_shape_str(sbuf, sizeof sbuf, {z}.shape, 2)",
-                 f"(long long){y}.shape[0]")
-    ctx.alloc(node, out, [f"{z}.shape[0]"])
-
-    def at(offs):
-        return f"{ctx.ptr(logits)}[{offs[0]}]"
-
-    def row(r):
-        # labels are checked row by row, in order: the first bad one is reported, as perform
-        lab = ctx.tmp("lab")
-        ctx.w(f"int64_t {lab} = (int64_t){ctx.ptr(labels)}[{r.o} * {y}.strides[0]];")
-        with ctx.w.block(f"if ({lab} < 0 || {lab} >= {z}.shape[1])"):
-            _fail_label(ctx, node, lab, [r.o], f"{z}.shape[1]")
-        m = _row_max(ctx, r, at, ct)
-        s = _row_sumexp(ctx, r, at, ct, m)
-        picked = f"{ctx.ptr(logits)}[{r.o} * {z}.strides[0] + {lab} * {z}.strides[1]]"
-        ctx.w(f"{ctx.ptr(out)}[{r.o}] = ({ct})sg_log({s}) - ({picked} - {m});")
-
-    walk_rows(ctx, [z], 2, 1, row)
+    z, y = ctx.arr(logits), ctx.arr(labels)
+    call(ctx, node, "sg_cross_entropy_check", f"&{z}", f"&{y}")
+    dst = ctx.alloc(node, out, [f"{z}.shape[0]"])
+    call(ctx, node, f"sg_cross_entropy_{SUFFIX[logits.dtype]}_{SUFFIX[labels.dtype]}",
+         f"&{dst}", f"&{z}", f"&{y}")

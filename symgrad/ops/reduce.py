@@ -25,7 +25,6 @@ from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType, as_variable, user_trace
 from ..codegen.c_support import SUFFIX, call
 from .elemwise import cast, eq, exp, sqrt, square, stop_gradient, where
-from ..codegen.c_rows import permuted_view, walk_rows
 from .shape import broadcast_to, expand_dims, normalize_axis, shape, shape_at, transpose
 
 __all__ = ["sum", "mean", "prod", "max", "min", "argmax", "argmin", "var", "std", "logsumexp"]
@@ -328,8 +327,7 @@ class LogSumExp(Reduce):
         return _keep(g, self.axis, self.keepdims) * softmax
 
     def c_code(self, ctx, node):
-        fold = _logsumexp_fold(ctx, ctx.ct(node.outputs[0]))
-        reduce_c(ctx, node, self.axis, self.keepdims, fold)
+        logsumexp_c(ctx, node, self.axis, self.keepdims)
 
 
 def _ties_layout(shp, axes):
@@ -629,27 +627,10 @@ def logsumexp(x, axis=None, keepdims=False):
 # Every reduction is a fold over rows: the input is viewed with its kept axes
 # first and its reduced axes last, so one output element is one row. sum, mean,
 # prod, max, min, argmax and argmin are functions of sg_ops.h, one per input
-# dtype (`reduce_call`); logsumexp's two passes are written out here as a
-# `_Fold` that `reduce_c` walks with rows_c.walk_rows. A float sum or mean is
+# dtype (`reduce_call`), and logsumexp's two passes one of sg_rows.h
+# (`logsumexp_c`). A float sum or mean is
 # instead an accumulation in input order (`sum_into_c`), as codegen.fusion
 # does when it fuses one with its elementwise producer.
-
-class _Fold:
-    """One row's reduction in C.
-
-    decls  : statements opening a row (accumulator declarations)
-    steps  : one callable (v, pos) -> C per pass over the row; v is the element
-             (a local), pos its C-order position in the row
-    result : the C expression stored into the output element
-    after  : optional statements after each pass (e.g. a max that is not finite -> 0)
-    """
-
-    def __init__(self, decls, steps, result, after=(), simd=()):
-        self.decls, self.steps, self.result = decls, steps, result
-        self.after = list(after) + [""] * (len(steps) - len(after))
-        # per pass, an `omp simd` clause for contiguous rows (None: a plain loop)
-        self.simd = list(simd) + [None] * (len(steps) - len(simd))
-
 
 def _check_nonempty(ctx, node, x, axes, message):
     """max, min, argmax, argmin: a length-0 reduced axis is a ShapeError, as in ``perform``."""
@@ -695,35 +676,13 @@ def sum_into_c(ctx, node, axes, keepdims, mean):
     return True
 
 
-def reduce_c(ctx, node, axes, keepdims, fold):
-    """Allocate the reduction's result and fill it one row (= one output element) at a time."""
+def logsumexp_c(ctx, node, axes, keepdims):
+    """logsumexp: ``sg_logsumexp_<in>_<out>`` of sg_rows.h folds each row (= output element)
+    in two passes, its maximum, then the log of its shifted exponentials' sum."""
     x, out = node.inputs[0], node.outputs[0]
     src = ctx.arr(x)
     kept = [a for a in range(x.ndim) if a not in axes]
     dst = _alloc_reduced(ctx, node, axes, keepdims)
-    view = permuted_view(ctx, src, kept + list(axes))
-
-    def row(r):
-        for d in fold.decls:
-            ctx.w(d)
-        for step, after, simd in zip(fold.steps, fold.after, fold.simd):
-            with r.each(simd=simd) as (offs, pos):
-                v = ctx.tmp("v")
-                ctx.w(f"{ctx.ct(x)} {v} = {ctx.ptr(x)}[{offs[0]}];")
-                ctx.w(step(v, pos))
-            if after:
-                ctx.w(after)
-        ctx.w(f"(({ctx.ct(out)} *){dst}.data)[{r.o}] = {fold.result};")
-
-    walk_rows(ctx, [view], x.ndim, len(axes), row)
-
-
-def _logsumexp_fold(ctx, ct):
-    """Two passes: the maximum (0 when not finite, as ``compute``), then log of the shifted sum."""
-    m, s = ctx.tmp("m"), ctx.tmp("s")
-    f = "f" if ct == "float" else ""
-    return _Fold([f"{ct} {m} = -INFINITY; double {s} = 0;"],
-                 [lambda v, pos: f"{m} = ({ct}){v} > {m} ? ({ct}){v} : {m};",
-                  lambda v, pos: f"{s} += sg_exp{f}(({ct}){v} - {m});"],
-                 f"({ct})(sg_log({s}) + {m})", after=[f"if (!isfinite({m})) {m} = 0;"],
-                 simd=[f"reduction(max:{m})", f"reduction(+:{s})"])
+    order = ", ".join(map(str, kept + list(axes))) or "0"
+    ctx.w(f"sg_logsumexp_{SUFFIX[x.dtype]}_{SUFFIX[out.dtype]}(&{dst}, &{src}, {x.ndim}, "
+          f"(const int[]){{{order}}}, {len(axes)});")

@@ -438,36 +438,29 @@ def c_fresh_copy(ctx, node, x):
     return name
 
 
-def c_store(ctx, dst, ctype, value, set_instead_of_inc):
-    """``dst = value`` or ``dst += value`` in C type ``ctype`` (bool adds as logical or)."""
-    if set_instead_of_inc:
-        ctx.w(f"{dst} = ({ctype})({value});")
-    elif ctype == "uint8_t":
-        ctx.w(f"{dst} = (uint8_t)({dst} || {value});")
-    else:
-        ctx.w(f"{dst} += ({ctype})({value});")
-
-
-def c_value_strides(ctx, node, y, region_shape, rnd):
-    """Strides of ``y`` broadcast to the region (a C array of ``rnd`` lengths); a misfit fails."""
+def c_value_strides(ctx, node, y, region_shape, rnd, arr=None):
+    """Strides of ``y`` (or of ``arr``, an sg_arr of its shape) broadcast to the region (a C
+    array of ``rnd`` lengths); a misfit fails."""
     st = ctx.tmp("yst")
     ctx.w(f"int64_t {st}[{max(rnd, 1)}];")
-    call(ctx, node, "sg_value_strides", f"&{ctx.arr(y)}", str(y.ndim), region_shape, str(rnd),
-         st)
+    call(ctx, node, "sg_value_strides", f"&{arr or ctx.arr(y)}", str(y.ndim), region_shape,
+         str(rnd), st)
     return st
 
 
 def c_put(ctx, node, region, rnd, y, set_instead_of_inc):
-    """Add ``y`` (broadcast) into, or write it to, the ``rnd``-d region ``region`` (an sg_arr):
-    sg_put_<dtype> when ``y`` has the result's dtype, else a converting loop here."""
+    """Add ``y`` (broadcast) into, or write it to, the ``rnd``-d region ``region`` (an sg_arr)
+    with sg_put_<dtype>; ``y`` of another dtype is first converted into a C-contiguous copy
+    (sg_cast_copy of sg_rows.h), as the cast per element would convert it."""
     out = node.outputs[0]
     yst = c_value_strides(ctx, node, y, f"{region}.shape", rnd)
-    if y.dtype == out.dtype:
-        ctx.w(f"sg_put_{SUFFIX[out.dtype]}(&{region}, {rnd}, &{ctx.arr(y)}, {yst}, "
-              f"{int(set_instead_of_inc)});")
-        return
-    ct = ctx.ct(out)
-    with ctx.nd_loop(region, rnd) as idx:
-        dst = f"(({ct} *){region}.data)[{ctx.offset(out, idx, region + '.strides')}]"
-        value = f"{ctx.ptr(y)}[{ctx.offset(y, idx, yst)}]"
-        c_store(ctx, dst, ct, value, set_instead_of_inc)
+    ys = ctx.arr(y)
+    if y.dtype != out.dtype:
+        ys = ctx.tmp("conv")
+        ctx.w(f"sg_arr {ys};")
+        call(ctx, node, "sg_cast_copy", "ws", f"&{ys}", f"&{ctx.arr(y)}", str(y.ndim),
+             f"sizeof({ctx.ct(out)})", f"sg_cast_{SUFFIX[out.dtype]}_{SUFFIX[y.dtype]}")
+        # the copy's strides seen through the same broadcast (checked above: cannot fail)
+        yst = c_value_strides(ctx, node, y, f"{region}.shape", rnd, arr=ys)
+    ctx.w(f"sg_put_{SUFFIX[out.dtype]}(&{region}, {rnd}, &{ys}, {yst}, "
+          f"{int(set_instead_of_inc)});")

@@ -1,0 +1,404 @@
+/* sg_rows.c: the bodies of sg_rows.h's functions (see there), compiled once
+ * into the support library.
+ *
+ * softmax, log_softmax, cross_entropy and logsumexp evaluate sg_math.h's exp
+ * and log, whose polynomials use FMA when the compiler targets a CPU that has
+ * it (__FMA__). A kernel is compiled with -march=native; the library is not,
+ * and target_clones (SG_VEC) would not define __FMA__ in its clones. So their
+ * bodies (sg_rows_impl.h) are compiled three times -- here for the baseline,
+ * in sg_rows_v3.c and sg_rows_v4.c under `#pragma GCC target`, which does
+ * define it -- and the variant for the CPU the library runs on is called: the
+ * same instructions a kernel compiled there would run, hence the same bits.
+ * Elsewhere (not x86-64 gcc) and in a sanitizer build (SG_NO_CLONES: the
+ * sources are compiled into the kernel, at its -march=native), the one
+ * variant compiled here serves.
+ *
+ * The conversions, one_hot and arange's fill involve no exp: plain functions,
+ * SG_VEC where they loop over elements.
+ */
+#define SG_ISA base
+#include "sg_rows_impl.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(SG_NO_CLONES)
+#define SG_ROWS_VARIANTS 1
+#else
+#define SG_ROWS_VARIANTS 0
+#endif
+
+#if SG_ROWS_VARIANTS
+/* 4: x86-64-v4, 3: x86-64-v3, 0: the baseline; set when the library loads. */
+static int sg__rows_isa;
+
+__attribute__((constructor)) static void sg__rows_pick(void)
+{
+    __builtin_cpu_init();
+    sg__rows_isa = __builtin_cpu_supports("x86-64-v4")   ? 4
+                   : __builtin_cpu_supports("x86-64-v3") ? 3
+                                                         : 0;
+}
+
+#define SG_VARIANTS(DECL) DECL(v3) DECL(v4)
+#define SG_PICK(NAME, ARGS)                                                                \
+    (sg__rows_isa == 4 ? NAME##_v4 ARGS : sg__rows_isa == 3 ? NAME##_v3 ARGS : NAME##_base ARGS)
+#else
+#define SG_VARIANTS(DECL)
+#define SG_PICK(NAME, ARGS) NAME##_base ARGS
+#endif
+
+/* ---- the entry points: the variant for this CPU ---- */
+
+#define SG_SOFTMAX_ENTRY_DECL(ISA)                                                         \
+    void sg_softmax_f32_##ISA(const sg_arr *, const sg_arr *, int, int);                   \
+    void sg_softmax_f64_##ISA(const sg_arr *, const sg_arr *, int, int);                   \
+    void sg_log_softmax_f32_##ISA(const sg_arr *, const sg_arr *, int, int);               \
+    void sg_log_softmax_f64_##ISA(const sg_arr *, const sg_arr *, int, int);               \
+    int sg_cross_entropy_f32_i32_##ISA(sg_err *, const char *, const sg_arr *,             \
+                                       const sg_arr *, const sg_arr *);                    \
+    int sg_cross_entropy_f32_i64_##ISA(sg_err *, const char *, const sg_arr *,             \
+                                       const sg_arr *, const sg_arr *);                    \
+    int sg_cross_entropy_f64_i32_##ISA(sg_err *, const char *, const sg_arr *,             \
+                                       const sg_arr *, const sg_arr *);                    \
+    int sg_cross_entropy_f64_i64_##ISA(sg_err *, const char *, const sg_arr *,             \
+                                       const sg_arr *, const sg_arr *);                    \
+    void sg_logsumexp_f32_f32_##ISA(const sg_arr *, const sg_arr *, int, const int *, int); \
+    void sg_logsumexp_f64_f64_##ISA(const sg_arr *, const sg_arr *, int, const int *, int); \
+    void sg_logsumexp_i32_f64_##ISA(const sg_arr *, const sg_arr *, int, const int *, int); \
+    void sg_logsumexp_i64_f64_##ISA(const sg_arr *, const sg_arr *, int, const int *, int); \
+    void sg_logsumexp_b8_f64_##ISA(const sg_arr *, const sg_arr *, int, const int *, int);
+SG_VARIANTS(SG_SOFTMAX_ENTRY_DECL)
+
+#define SG_SOFTMAX_ENTRY(NAME)                                                             \
+    void NAME(const sg_arr *out, const sg_arr *x, int nd, int axis)                        \
+    {                                                                                      \
+        SG_PICK(NAME, (out, x, nd, axis));                                                 \
+    }
+SG_SOFTMAX_ENTRY(sg_softmax_f32)
+SG_SOFTMAX_ENTRY(sg_softmax_f64)
+SG_SOFTMAX_ENTRY(sg_log_softmax_f32)
+SG_SOFTMAX_ENTRY(sg_log_softmax_f64)
+
+#define SG_CROSS_ENTROPY_ENTRY(NAME)                                                       \
+    int NAME(sg_err *err, const char *where, const sg_arr *out, const sg_arr *z,           \
+             const sg_arr *y)                                                              \
+    {                                                                                      \
+        return SG_PICK(NAME, (err, where, out, z, y));                                     \
+    }
+SG_CROSS_ENTROPY_ENTRY(sg_cross_entropy_f32_i32)
+SG_CROSS_ENTROPY_ENTRY(sg_cross_entropy_f32_i64)
+SG_CROSS_ENTROPY_ENTRY(sg_cross_entropy_f64_i32)
+SG_CROSS_ENTROPY_ENTRY(sg_cross_entropy_f64_i64)
+
+#define SG_LOGSUMEXP_ENTRY(NAME)                                                           \
+    void NAME(const sg_arr *out, const sg_arr *x, int nd, const int *order, int nr)        \
+    {                                                                                      \
+        SG_PICK(NAME, (out, x, nd, order, nr));                                            \
+    }
+SG_LOGSUMEXP_ENTRY(sg_logsumexp_f32_f32)
+SG_LOGSUMEXP_ENTRY(sg_logsumexp_f64_f64)
+SG_LOGSUMEXP_ENTRY(sg_logsumexp_i32_f64)
+SG_LOGSUMEXP_ENTRY(sg_logsumexp_i64_f64)
+SG_LOGSUMEXP_ENTRY(sg_logsumexp_b8_f64)
+
+/* ---- cross_entropy's shapes ---- */
+
+/* One label per row of logits, checked before the loss is allocated. */
+int sg_cross_entropy_check(sg_err *err, const char *where, const sg_arr *z, const sg_arr *y)
+{
+    if (z->shape[0] == y->shape[0])
+        return 0;
+    char s[160];
+    return sg_fail(err, SG_ESHAPE, "%s%lld rows of logits (shape %s) but %lld labels", where,
+                   (long long)z->shape[0], sg_shape_str(s, sizeof s, z->shape, 2),
+                   (long long)y->shape[0]);
+}
+
+/* ---- one_hot ---- */
+
+/* The labels in C order (an odometer over their strides); the first outside
+ * [0, k) is reported with its index, as NumPy prints the tuple: "(3,)", "(1, 2)". */
+int sg_one_hot(sg_err *err, const char *where, const sg_arr *out, const sg_arr *labels, int nd,
+               size_t label_item, int64_t k, const void *one, size_t item)
+{
+    int64_t n = sg_size(labels, nd);
+    memset(out->data, 0, (size_t)(n * k) * item);
+    int64_t idx[SG_MAXDIM] = {0}, off = 0, none = 0;
+    char *op = (char *)out->data;
+    for (int64_t row = 0; row < n; row++) {
+        int64_t lab = label_item == 8 ? ((const int64_t *)labels->data)[off]
+                                      : (int64_t)((const int32_t *)labels->data)[off];
+        if (lab < 0 || lab >= k) {
+            char at[SG_MAXDIM * 24 + 4];
+            size_t used = (size_t)snprintf(at, sizeof at, "(");
+            for (int d = 0; d < nd; d++)
+                used += (size_t)snprintf(at + used, sizeof at - used, d ? ", %lld" : "%lld",
+                                         (long long)idx[d]);
+            snprintf(at + used, sizeof at - used, nd == 1 ? ",)" : ")");
+            return sg_fail(err, SG_EINDEX,
+                           "%slabel %lld at index %s is out of range [0, %lld) (%lld classes)",
+                           where, (long long)lab, at, (long long)k, (long long)k);
+        }
+        memcpy(op + (size_t)(row * k + lab) * item, one, item);
+        sg_step2(idx, labels->shape, nd, labels->strides, &off, labels->strides, &none);
+    }
+    return 0;
+}
+
+/* ---- arange ---- */
+
+#define SG_ARANGE_FLOAT(T, S)                                                              \
+    SG_VEC void sg_arange_fill_##S(T *p, int64_t n, T a0, T a1)                            \
+    {                                                                                      \
+        if (n > 0)                                                                         \
+            p[0] = a0;                                                                     \
+        if (n > 1)                                                                         \
+            p[1] = a1;                                                                     \
+        for (int64_t i = 2; i < n; i++)                                                    \
+            p[i] = a0 + (T)i * (T)(a1 - a0);                                               \
+    }
+/* wrapping integer arithmetic, as NumPy's fill */
+#define SG_ARANGE_INT(T, S)                                                                \
+    SG_VEC void sg_arange_fill_##S(T *p, int64_t n, T a0, T a1)                            \
+    {                                                                                      \
+        if (n > 0)                                                                         \
+            p[0] = a0;                                                                     \
+        if (n > 1)                                                                         \
+            p[1] = a1;                                                                     \
+        for (int64_t i = 2; i < n; i++)                                                    \
+            p[i] = (T)((uint64_t)a0 + (uint64_t)i * (uint64_t)(a1 - a0));                  \
+    }
+SG_ARANGE_FLOAT(float, f32)
+SG_ARANGE_FLOAT(double, f64)
+SG_ARANGE_INT(int32_t, i32)
+SG_ARANGE_INT(int64_t, i64)
+
+/* ---- conversions ---- */
+
+#define SG_TO_ANY(TO, v) ((TO)(v))
+#define SG_TO_BOOL(TO, v) ((uint8_t)((v) != 0))
+
+/* Row by row of the last axis, the rows in C order (as sg_copy_nd). */
+#define SG_CAST(TO, STO, TI, SI, CONV)                                                     \
+    SG_VEC void sg_cast_##STO##_##SI(const sg_arr *dst, const sg_arr *src, int nd)         \
+    {                                                                                      \
+        int64_t n = sg_size(src, nd);                                                      \
+        if (n == 0)                                                                        \
+            return;                                                                        \
+        TO *d = (TO *)dst->data;                                                           \
+        const TI *s = (const TI *)src->data;                                               \
+        if (nd == 0) {                                                                     \
+            d[0] = CONV(TO, s[0]);                                                         \
+            return;                                                                        \
+        }                                                                                  \
+        int64_t inner = src->shape[nd - 1], ds = dst->strides[nd - 1];                     \
+        int64_t ss = src->strides[nd - 1], idx[SG_MAXDIM] = {0}, od = 0, os = 0;           \
+        for (int64_t r = 0; r < n / inner; r++) {                                          \
+            if (ds == 1 && ss == 1)                                                        \
+                for (int64_t j = 0; j < inner; j++)                                        \
+                    d[od + j] = CONV(TO, s[os + j]);                                       \
+            else                                                                           \
+                for (int64_t j = 0; j < inner; j++)                                        \
+                    d[od + j * ds] = CONV(TO, s[os + j * ss]);                             \
+            sg_step2(idx, src->shape, nd - 1, dst->strides, &od, src->strides, &os);       \
+        }                                                                                  \
+    }
+#define SG_CASTS_TO(TO, STO, CONV)                                                         \
+    SG_CAST(TO, STO, float, f32, CONV)                                                     \
+    SG_CAST(TO, STO, double, f64, CONV)                                                    \
+    SG_CAST(TO, STO, int32_t, i32, CONV)                                                   \
+    SG_CAST(TO, STO, int64_t, i64, CONV)                                                   \
+    SG_CAST(TO, STO, uint8_t, b8, CONV)
+SG_CASTS_TO(float, f32, SG_TO_ANY)
+SG_CASTS_TO(double, f64, SG_TO_ANY)
+SG_CASTS_TO(int32_t, i32, SG_TO_ANY)
+SG_CASTS_TO(int64_t, i64, SG_TO_ANY)
+SG_CASTS_TO(uint8_t, b8, SG_TO_BOOL)
+
+int sg_cast_copy(sg_err *err, const char *where, sg_ws *ws, sg_arr *dst, const sg_arr *src,
+                 int nd, size_t item, void (*cast)(const sg_arr *, const sg_arr *, int))
+{
+    *dst = *src;
+    int64_t n = sg_contiguous(dst, nd);
+    dst->data = sg_ws_alloc(ws, (size_t)n * item);
+    if (!dst->data)
+        return sg_fail(err, SG_ENOMEM, "%sout of memory", where);
+    cast(dst, src, nd);
+    return 0;
+}
+
+/* ---- gathers and scatters (advanced indexing) ---- */
+
+/* The offset in x of the result element at `idx` (the plan's dims). */
+static inline int64_t sg__plan_offset(const sg_index_plan *p, const int64_t *idx)
+{
+    int64_t off = p->base;
+    for (int k = 0; k < p->nd; k++)
+        off += idx[k] * p->step[k];
+    for (int a = 0; a < p->narr; a++) {
+        int64_t at = 0;
+        for (int k = 0; k < p->nd; k++)
+            if (p->bdim[k] >= 0)
+                at += idx[k] * p->ast[a][p->bdim[k]];
+        int64_t pos = p->wide[a] ? ((const int64_t *)p->arr[a])[at]
+                                  : (int64_t)((const int32_t *)p->arr[a])[at];
+        if (pos < 0)
+            pos += p->len[a];
+        off += pos * p->xst[a];
+    }
+    return off;
+}
+
+/* Each element of the plan, in C order, as row r of the dims but the last and
+ * position j in it: OFF is its offset in x (the last dim walked by its step, or,
+ * when an index array runs along it, looked up per element), Y its element's
+ * offset through `yst` (when given). BODY uses both. */
+#define SG_PLAN_WALK(P, YST, BODY)                                                         \
+    do {                                                                                   \
+        int nd_ = (P)->nd;                                                                 \
+        int64_t idx[SG_MAXDIM] = {0}, n_ = 1;                                              \
+        for (int k = 0; k < nd_; k++)                                                      \
+            n_ *= (P)->shape[k];                                                           \
+        if (n_ == 0)                                                                       \
+            break;                                                                         \
+        int64_t inner = nd_ ? (P)->shape[nd_ - 1] : 1;                                     \
+        int lookup = nd_ && (P)->narr && (P)->bdim[nd_ - 1] >= 0;                          \
+        int64_t step = nd_ ? (P)->step[nd_ - 1] : 0;                                       \
+        int64_t ys = (YST) && nd_ ? (YST)[nd_ - 1] : 0;                                    \
+        for (int64_t r = 0, pos = 0; r < n_ / inner; r++) {                                \
+            idx[nd_ ? nd_ - 1 : 0] = 0;                                                    \
+            int64_t row = sg__plan_offset((P), idx), yrow = 0;                             \
+            for (int k = 0; (YST) && k < nd_; k++)                                         \
+                yrow += idx[k] * (YST)[k];                                                 \
+            for (int64_t j = 0; j < inner; j++, pos++) {                                   \
+                int64_t OFF = row + j * step, Y = yrow + j * ys;                           \
+                if (lookup) {                                                              \
+                    idx[nd_ - 1] = j;                                                      \
+                    OFF = sg__plan_offset((P), idx);                                       \
+                }                                                                          \
+                (void)Y;                                                                   \
+                BODY;                                                                      \
+            }                                                                              \
+            for (int k = nd_ - 2; k >= 0; k--) { /* the next row: C order */              \
+                if (++idx[k] < (P)->shape[k])                                              \
+                    break;                                                                 \
+                idx[k] = 0;                                                                \
+            }                                                                              \
+        }                                                                                  \
+    } while (0)
+
+#define SG_GATHER_AS(T)                                                                    \
+    SG_PLAN_WALK(p, (const int64_t *)NULL, ((T *)out)[pos] = ((const T *)x)[OFF])
+
+SG_VEC void sg_gather(const sg_index_plan *p, void *out, const void *x, size_t item)
+{
+    switch (item) {
+    case 8: SG_GATHER_AS(uint64_t); break;
+    case 4: SG_GATHER_AS(uint32_t); break;
+    default: SG_GATHER_AS(uint8_t); break;
+    }
+}
+
+int sg_gather_rows(void *out, const sg_arr *x, int xnd, const sg_arr *ids, int ind,
+                   size_t ids_item, size_t item)
+{
+    int64_t row = 1;
+    for (int k = xnd - 1; k >= 1; k--) {
+        if (x->shape[k] != 1 && x->strides[k] != row)
+            return 0;
+        row *= x->shape[k];
+    }
+    int64_t n = sg_size(ids, ind), it[SG_MAXDIM] = {0}, ioff = 0, none = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t k = ids_item == 8 ? ((const int64_t *)ids->data)[ioff]
+                                  : (int64_t)((const int32_t *)ids->data)[ioff];
+        if (k < 0)
+            k += x->shape[0];
+        memcpy((char *)out + (size_t)(i * row) * item,
+               (const char *)x->data + (size_t)(k * x->strides[0]) * item, (size_t)row * item);
+        sg_step2(it, ids->shape, ind, ids->strides, &ioff, ids->strides, &none);
+    }
+    return 1;
+}
+
+#define SG_SCATTER(T, S, INC)                                                              \
+    SG_VEC void sg_scatter_##S(const sg_index_plan *p, void *dst, const sg_arr *y,         \
+                               const int64_t *yst, int set)                                \
+    {                                                                                      \
+        T *d = (T *)dst;                                                                   \
+        const T *v = (const T *)y->data;                                                   \
+        if (set)                                                                           \
+            SG_PLAN_WALK(p, yst, d[OFF] = v[Y]);                                           \
+        else                                                                               \
+            SG_PLAN_WALK(p, yst, INC(d[OFF], v[Y]));                                       \
+    }
+#define SG_ADD_INTO(d, v) ((d) += (v))
+#define SG_OR_INTO(d, v) ((d) = (uint8_t)((d) || (v)))
+SG_SCATTER(float, f32, SG_ADD_INTO)
+SG_SCATTER(double, f64, SG_ADD_INTO)
+SG_SCATTER(int32_t, i32, SG_ADD_INTO)
+SG_SCATTER(int64_t, i64, SG_ADD_INTO)
+SG_SCATTER(uint8_t, b8, SG_OR_INTO)
+
+SG_VEC void sg_scatter_add_f64_f32(const sg_index_plan *p, void *dst, const sg_arr *y,
+                                   const int64_t *yst)
+{
+    double *d = (double *)dst;
+    const float *v = (const float *)y->data;
+    SG_PLAN_WALK(p, yst, d[OFF] += (double)v[Y]);
+}
+
+double *sg_widen_f32(sg_ws *ws, const float *p, int64_t n)
+{
+    double *acc = n <= INT64_MAX / 8 ? (double *)sg_ws_alloc(ws, (size_t)n * sizeof(double)) : NULL;
+    if (acc)
+        for (int64_t k = 0; k < n; k++)
+            acc[k] = p[k];
+    return acc;
+}
+
+SG_VEC void sg_narrow_f64(float *p, const double *acc, int64_t n)
+{
+    for (int64_t k = 0; k < n; k++)
+        p[k] = (float)acc[k];
+}
+
+/* ---- concatenate and split: their lengths ---- */
+
+int sg_concat_check(sg_err *err, const char *where, int n, const sg_arr *const *xs, int nd,
+                    int axis)
+{
+    for (int d = 0; d < nd; d++) {
+        int differs = 0;
+        for (int i = 1; i < n; i++)
+            differs |= d != axis && xs[i]->shape[d] != xs[0]->shape[d];
+        if (!differs)
+            continue;
+        char all[1024], one[96];
+        size_t used = 0;
+        all[0] = 0;
+        for (int i = 0; i < n && used < sizeof all; i++)
+            used += (size_t)snprintf(all + used, sizeof all - used, i ? ", %s" : "%s",
+                                     sg_shape_str(one, sizeof one, xs[i]->shape, nd));
+        return sg_fail(err, SG_ESHAPE,
+                       "%sthe inputs' lengths differ on axis %d (only axis %d may differ): "
+                       "shapes %s", where, d, axis, all);
+    }
+    return 0;
+}
+
+int sg_split_lengths(sg_err *err, const char *where, int64_t *cuts, int n, const sg_arr *lengths,
+                     const sg_arr *x, int nd, int axis)
+{
+    int64_t left = x->shape[axis];
+    for (int k = 0; k < n; k++)
+        cuts[k] = ((const int64_t *)lengths->data)[k * lengths->strides[0]];
+    /* subtracting as we go cannot overflow, unlike a sum of arbitrary lengths */
+    for (int k = 0; k < n && left >= 0; k++)
+        left = (cuts[k] < 0 || cuts[k] > left) ? -1 : left - cuts[k];
+    if (left == 0)
+        return 0;
+    char sl[160], sx[96];
+    return sg_fail(err, SG_ESHAPE,
+                   "%slengths %s do not cut axis %d of an array of shape %s (they must be >= 0 "
+                   "and add up to %lld)", where, sg_shape_str(sl, sizeof sl, cuts, n), axis,
+                   sg_shape_str(sx, sizeof sx, x->shape, nd), (long long)x->shape[axis]);
+}
