@@ -42,6 +42,7 @@ import shutil
 import subprocess
 import sys
 
+from ._version import __version__
 from .config import config
 from .errors import CompileError
 
@@ -371,9 +372,7 @@ def _environment(argv):
 @functools.cache
 def _platform():
     # What changes the binary besides the compiler and the command line.
-    import numpy
-
-    from . import __version__
+    import numpy  # not at the top: numpy is only needed to build a key
 
     inc, lib_dir, libname = blas_flags()
     blas_lib = os.path.join(lib_dir, next(f for f in sorted(os.listdir(lib_dir))

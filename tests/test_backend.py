@@ -41,7 +41,7 @@ def test_elementwise_chain_is_one_loop():
     x, y = sg.vector("x"), sg.vector("y")
     f = sg.function([x, y], sg.tanh(x * 2 + y) * sg.exp(-y))
     # one fused group: a single result buffer, loops over it alone
-    assert f.source.count("sg_alloc(") == 1 and f.source.count(", &own") == 1
+    assert f.source.count("sg_alloc(") == 1 and f.source.count(", &F->own") == 1
 
 
 def test_broadcast_mismatch_names_op_and_line():

@@ -32,13 +32,8 @@ PACKAGE_DIR = importlib.util.find_spec(PACKAGE).submodule_search_locations[0]
 # of the module graph, with the cycles it closes. Delete an entry with the cycle it
 # excuses: the test fails while a listed import is gone or closes no cycle any more.
 KNOWN_CYCLE_EDGES = {
-    # codegen/ and ops/: none left (ops/calls_c.py -> codegen.kernel -> codegen.fusion ->
-    # ops, and codegen.kernel <-> codegen.fusion, went with the loop IR of issue 12).
-    #
-    # compiler.py (another helper's file) reads __version__ from the package's __init__,
-    # which imports everything: symgrad -> checkpoint -> train -> function -> backend ->
-    # compiler -> symgrad. Gone once it reads symgrad._version, the version's own module.
-    ("symgrad.compiler", "symgrad"),
+    # none left: codegen/ and ops/ lost theirs with the loop IR of issue 12, and
+    # compiler.py reads the version from symgrad._version, not the package's __init__
 }
 
 

@@ -130,7 +130,7 @@ def test_each_step_is_a_function_of_its_own():
     x = sg.vector("x")
     f = sg.function([x], [sg.exp(x).sum(), sg.sin(x) * 2.0])
     for s in f.kernel.steps:
-        assert f"static __attribute__((noinline)) int sg_{s.label}(" in f.source
+        assert f"static SG_STEP int sg_{s.label}(" in f.source
         assert f"if (sg_{s.label}(in, out, ws, err, F)) goto fail;" in f.source
 
 

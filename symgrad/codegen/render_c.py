@@ -311,8 +311,9 @@ def _step_function(ctx, name, comment):
         ctx.w = main
     f = ctx.step_functions
     f(comment)
-    # noinline: each step stays a function of its own (see _render_into)
-    f(f"static __attribute__((noinline)) int {name}(const sg_arr *in, sg_arr *out, sg_ws *ws, "
+    # SG_STEP (sg_drivers.h): each step stays a function of its own (see _render_into),
+    # compiled as glue
+    f(f"static SG_STEP int {name}(const sg_arr *in, sg_arr *out, sg_ws *ws, "
       f"sg_err *err, struct sg_frame *F)")
     f("{")
     f("    char sbuf[160]; (void)sbuf; (void)in; (void)out; (void)ws; (void)F;")
@@ -854,7 +855,7 @@ def _assemble(ctx, header, n_out, n_timed=None):
     top("};")
     top("")
     top.lines += ctx.step_functions.lines
-    top("int sg_main(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err)")
+    top("SG_GLUE int sg_main(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err)")
     top("{")
     top(f"    for (int k = 0; k < {n_out}; k++) out[k].data = NULL; /* freed on failure */")
     top("    ws->used = 0; ws->need = 0;")

@@ -1,0 +1,247 @@
+/* sg_drivers.c: the bodies of sg_drivers.h's functions (see there), compiled
+ * once into the support library. */
+#include "sg_support.h"
+#include "sg_drivers.h"
+
+
+typedef struct {
+    sg_row_fn row;
+    const void *aux;
+    char *out;
+    size_t out_item;
+    char *const *base;
+    const size_t *item;
+    int m, cnd;
+    int64_t n, inner;
+    const int64_t *sh;
+    int64_t (*st)[SG_MAXDIM];
+    int bad;
+} sg_ew_job;
+
+/* Row `row`'s index over the axes 0..nd-2 of `shape` into `idx`, and the element
+ * offset of its first element for each of the nops operands into `off`. */
+static inline void sg_row_start(int64_t row, int nd, const int64_t *shape, int nops,
+                                int64_t (*st)[SG_MAXDIM], int64_t *idx, int64_t *off)
+{
+    for (int p = 0; p < nops; p++)
+        off[p] = 0;
+    for (int k = nd - 2; k >= 0; k--) {
+        idx[k] = row % shape[k];
+        row /= shape[k];
+        for (int p = 0; p < nops; p++)
+            off[p] += idx[k] * st[p][k];
+    }
+}
+
+/* The next row: `idx` and `off` stepped by one row (no division: a loop of short
+ * rows, such as pooling windows, pays a few adds per row). */
+static inline void sg_row_next(int nd, const int64_t *shape, int nops, int64_t (*st)[SG_MAXDIM],
+                               int64_t *idx, int64_t *off)
+{
+    for (int k = nd - 2; k >= 0; k--) {
+        idx[k]++;
+        for (int p = 0; p < nops; p++)
+            off[p] += st[p][k];
+        if (idx[k] < shape[k])
+            return;
+        idx[k] = 0;
+        for (int p = 0; p < nops; p++)
+            off[p] -= st[p][k] * shape[k];
+    }
+}
+
+static void sg_ew_blocks(void *arg, int64_t b0, int64_t b1)
+{
+    sg_ew_job *g = (sg_ew_job *)arg;
+    const int m = g->m;
+    int64_t off[m + 1], s[m + 1], idx[SG_MAXDIM];
+    void *p[m + 1];
+    int bad = 0;
+    s[0] = 1;
+    for (int q = 0; q < m; q++)
+        s[q + 1] = g->st[q][g->cnd - 1];
+    int64_t e = b0 * SG_BLOCK, end = g->n - e < (b1 - b0) * SG_BLOCK ? g->n : b1 * SG_BLOCK;
+    if (e >= end)
+        return;
+    /* the first row by division, the others by stepping */
+    int64_t row = e / g->inner, j0 = e - row * g->inner;
+    sg_row_start(row, g->cnd, g->sh, m, g->st, idx, off);
+    while (e < end) {
+        int64_t cnt = g->inner - j0 < end - e ? g->inner - j0 : end - e;
+        p[0] = g->out + (size_t)e * g->out_item;
+        for (int q = 0; q < m; q++)
+            p[q + 1] = g->base[q] + (off[q] + j0 * s[q + 1]) * (int64_t)g->item[q];
+        bad |= g->row(cnt, p, s, g->aux);
+        e += cnt;
+        j0 += cnt;
+        if (j0 == g->inner) {
+            j0 = 0;
+            sg_row_next(g->cnd, g->sh, m, g->st, idx, off);
+        }
+    }
+    if (bad)
+        __atomic_store_n(&g->bad, 1, __ATOMIC_RELAXED);
+}
+
+/* An elementwise loop writing the C-contiguous `out` of shape `shape` (ndim
+ * nd, already allocated) from the m operands `ops` (descriptors of ndim
+ * nds[q], elements of item[q] bytes), broadcast to `shape`, on `threads`
+ * threads (the kernel passes 1 for loops too short to repay waking the
+ * pool: sg_loops.h's SG_PAR_WORK). Sets *bad when an element is a value
+ * error. */
+void sg_ew_loop(sg_ws *ws, int threads, int nd, const int64_t *shape, void *out,
+                       size_t out_item, int m, const sg_arr *const *ops, const int *nds,
+                       const size_t *item, sg_row_fn row, const void *aux, int *bad)
+{
+    int64_t n = 1;
+    for (int k = 0; k < nd; k++)
+        n *= shape[k];
+    if (n == 0)
+        return;
+    int64_t sh[SG_MAXDIM], st[m > 0 ? m : 1][SG_MAXDIM];
+    char *base[m > 0 ? m : 1];
+    for (int k = 0; k < nd; k++)
+        sh[k] = shape[k];
+    for (int q = 0; q < m; q++) {
+        sg_broadcast_strides(st[q], ops[q], nds[q], shape, nd);
+        base[q] = (char *)ops[q]->data;
+    }
+    int cnd = sg_collapse(nd, sh, m, st);
+    sg_ew_job g = {row, aux, (char *)out, out_item, base, item, m, cnd, n, sh[cnd - 1], sh, st, 0};
+    int64_t nb = (n + SG_BLOCK - 1) / SG_BLOCK;
+    if (threads > 1)
+        ws->parallel_for(nb, threads, sg_ew_blocks, &g);
+    else
+        sg_ew_blocks(&g, 0, nb);
+    *bad = g.bad;
+}
+
+
+/* An accumulating loop over the broadcast shape `xs` (ndim nd) of its value,
+ * computed from the m operands `ops`: each element is added into
+ * acc[its offset under the strides `ost`] (0 along the axes summed away).
+ * Rows run along the innermost collapsed axis, in order. Sets *bad when an
+ * element is a value error. The caller checked that the elements can be
+ * counted (sg_loop_count). */
+void sg_acc_loop(int nd, const int64_t *xs, int64_t n, double *acc, const int64_t *ost,
+                        int m, const sg_arr *const *ops, const int *nds, const size_t *item,
+                        sg_acc_fn row, const void *aux, int *bad)
+{
+    if (n <= 0)
+        return;
+    int64_t sh[SG_MAXDIM], st[m + 1][SG_MAXDIM], off[m + 1], s[m > 0 ? m : 1];
+    void *p[m > 0 ? m : 1];
+    for (int k = 0; k < nd; k++) {
+        sh[k] = xs[k];
+        st[m][k] = ost[k];
+    }
+    for (int q = 0; q < m; q++)
+        sg_broadcast_strides(st[q], ops[q], nds[q], xs, nd);
+    int cnd = sg_collapse(nd, sh, m + 1, st);
+    const int64_t inner = sh[cnd - 1], so = st[m][cnd - 1];
+    for (int q = 0; q < m; q++)
+        s[q] = st[q][cnd - 1];
+    int flag = 0;
+    int64_t idx[SG_MAXDIM];
+    sg_row_start(0, cnd, sh, m + 1, st, idx, off);
+    for (int64_t e = 0; e < n; e += inner) {
+        for (int q = 0; q < m; q++)
+            p[q] = (char *)ops[q]->data + off[q] * (int64_t)item[q];
+        flag |= row(inner, p, s, aux, acc + off[m], so);
+        sg_row_next(cnd, sh, m + 1, st, idx, off);
+    }
+    *bad = flag;
+}
+
+/* Updates written over their variable's memory (codegen/render_c.py): clear
+ * don[q], and so write update q into fresh memory, when one of the nr values
+ * the updates read overlaps the memory W[q] of update q's variable. */
+void sg_drop_overlapping(int nr, const sg_arr *const *r, const int *rn, const size_t *ri,
+                                int nw, const sg_arr *const *w, const int *wn, const size_t *wi,
+                                int *don)
+{
+    for (int k = 0; k < nr; k++)
+        for (int q = 0; q < nw; q++)
+            if (don[q] && sg_overlaps(r[k], rn[k], ri[k], w[q], wn[q], wi[q]))
+                don[q] = 0;
+}
+
+/* An accumulation's result, from its value's broadcast shape `xs` (ndim nd):
+ * kind 0 sums and 1 averages over the axes flagged in `reduced` (kept as
+ * length 1 with `keepdims`), kind 2 sums down to the shape `target` of ndim
+ * `on` (sum_to: it must be a broadcast of the last axes of `xs`). Allocates
+ * `out` (ndim on, elements of `item` bytes: 4 for float, 8 for double; `own`
+ * as for sg_alloc), adds every value into double accumulators -- `out` itself
+ * for a double result, else workspace memory rounded into `out` once at the
+ * end -- through sg_acc_loop, and divides a mean by its count (0/0 is NaN,
+ * as in NumPy). Sets *bad when an element is a value error. */
+int sg_acc_run(sg_err *err, const char *where, sg_ws *ws, int kind, int nd,
+                      const int64_t *xs, const int *reduced, int keepdims, const int64_t *target,
+                      int on, sg_arr *out, size_t item, void **own, int m,
+                      const sg_arr *const *ops, const int *nds, const size_t *items,
+                      sg_acc_fn row, const void *aux, int *bad)
+{
+    int64_t ost[SG_MAXDIM], count = 1, n = 1;
+    if (kind == 2) {
+        const int lead = nd - on;
+        for (int k = 0; k < on; k++)
+            if (target[k] != xs[lead + k] && target[k] != 1) {
+                char a[96], b[96];
+                return sg_fail(err, SG_ESHAPE, "%sshape %s is not a broadcast of %s", where,
+                               sg_shape_str(a, sizeof a, &xs[lead], on),
+                               sg_shape_str(b, sizeof b, target, on));
+            }
+        for (int k = 0; k < on; k++)
+            out->shape[k] = target[k];
+    } else {
+        for (int k = 0, j = 0; k < nd; k++)
+            if (!reduced[k])
+                out->shape[j++] = xs[k];
+            else if (keepdims)
+                out->shape[j++] = 1;
+    }
+    if (sg_alloc(err, where, ws, out, on, item, own))
+        return err->code;
+    if (kind == 2) {
+        const int lead = nd - on;
+        for (int k = 0; k < lead; k++)
+            ost[k] = 0;
+        for (int k = 0; k < on; k++)
+            ost[lead + k] = (target[k] == 1 && xs[lead + k] != 1) ? 0 : out->strides[k];
+    } else {
+        for (int k = 0, j = 0; k < nd; k++) {
+            ost[k] = reduced[k] ? 0 : out->strides[j];
+            j += !reduced[k] || keepdims;
+            count *= kind == 1 && reduced[k] ? xs[k] : 1;
+        }
+    }
+    const int64_t n_out = sg_size(out, on);
+    double *acc = item == sizeof(double) ? (double *)out->data
+                                         : (double *)sg_ws_alloc(ws, (size_t)n_out * sizeof(double));
+    if (!acc)
+        return sg_fail(err, SG_ENOMEM, "%sout of memory", where);
+    memset(acc, 0, (size_t)n_out * sizeof(double));
+    /* The value may be a broadcast of more elements than int64 counts: refuse it
+     * rather than let the count wrap. */
+    for (int k = 0; k < nd && n != 0; k++) {
+        if (xs[k] == 0)
+            n = 0;
+        else if (n > INT64_MAX / xs[k]) {
+            char s[160];
+            return sg_fail(err, SG_ESHAPE, "%sa loop over the %d-d shape %s is too large", where,
+                           nd, sg_shape_str(s, sizeof s, xs, nd));
+        } else
+            n *= xs[k];
+    }
+    sg_acc_loop(nd, xs, n, acc, ost, m, ops, nds, items, row, aux, bad);
+    if (item != sizeof(double)) {
+        float *o = (float *)out->data;
+        for (int64_t i = 0; i < n_out; i++)
+            o[i] = (float)(count == 1 ? acc[i] : acc[i] / (double)count);
+    } else if (kind == 1) {
+        for (int64_t i = 0; i < n_out; i++)
+            acc[i] /= (double)count;
+    }
+    return 0;
+}
+
