@@ -227,58 +227,72 @@ int sg_cast_copy(sg_err *err, const char *where, sg_ws *ws, sg_arr *dst, const s
 
 /* ---- gathers and scatters (advanced indexing) ---- */
 
-/* The offset in x of the result element at `idx` (the plan's dims). */
-static inline int64_t sg__plan_offset(const sg_index_plan *p, const int64_t *idx)
+/* Index array a's position at element `at` of it, wrapped once (checked already). */
+static inline int64_t sg__plan_pos(const sg_index_plan *p, int a, int64_t at)
 {
-    int64_t off = p->base;
-    for (int k = 0; k < p->nd; k++)
-        off += idx[k] * p->step[k];
-    for (int a = 0; a < p->narr; a++) {
-        int64_t at = 0;
-        for (int k = 0; k < p->nd; k++)
-            if (p->bdim[k] >= 0)
-                at += idx[k] * p->ast[a][p->bdim[k]];
-        int64_t pos = p->wide[a] ? ((const int64_t *)p->arr[a])[at]
-                                  : (int64_t)((const int32_t *)p->arr[a])[at];
-        if (pos < 0)
-            pos += p->len[a];
-        off += pos * p->xst[a];
-    }
-    return off;
+    int64_t pos = p->wide[a] ? ((const int64_t *)p->arr[a])[at]
+                             : (int64_t)((const int32_t *)p->arr[a])[at];
+    return pos < 0 ? pos + p->len[a] : pos;
 }
 
 /* Each element of the plan, in C order, as row r of the dims but the last and
- * position j in it: OFF is its offset in x (the last dim walked by its step, or,
- * when an index array runs along it, looked up per element), Y its element's
- * offset through `yst` (when given). BODY uses both. */
+ * position j in it (pos counts the elements): OFF is its offset in x, Y its
+ * element's offset through `yst` (when given). Per row, the offsets of the dims
+ * but the last are summed once; along the row, a walked dim adds its step, an
+ * index array's dim a lookup per element (one array: its own loop). */
 #define SG_PLAN_WALK(P, YST, BODY)                                                         \
     do {                                                                                   \
-        int nd_ = (P)->nd;                                                                 \
-        int64_t idx[SG_MAXDIM] = {0}, n_ = 1;                                              \
+        const sg_index_plan *p_ = (P);                                                     \
+        int nd_ = p_->nd, na_ = p_->narr, last_ = nd_ ? nd_ - 1 : 0;                       \
+        int64_t idx[SG_MAXDIM] = {0}, rat[SG_MAXDIM], lst[SG_MAXDIM], n_ = 1;             \
         for (int k = 0; k < nd_; k++)                                                      \
-            n_ *= (P)->shape[k];                                                           \
+            n_ *= p_->shape[k];                                                            \
         if (n_ == 0)                                                                       \
             break;                                                                         \
-        int64_t inner = nd_ ? (P)->shape[nd_ - 1] : 1;                                     \
-        int lookup = nd_ && (P)->narr && (P)->bdim[nd_ - 1] >= 0;                          \
-        int64_t step = nd_ ? (P)->step[nd_ - 1] : 0;                                       \
-        int64_t ys = (YST) && nd_ ? (YST)[nd_ - 1] : 0;                                    \
+        int64_t inner = nd_ ? p_->shape[last_] : 1, step = nd_ ? p_->step[last_] : 0;      \
+        int lookup = nd_ && na_ && p_->bdim[last_] >= 0;                                   \
+        for (int a = 0; lookup && a < na_; a++)                                            \
+            lst[a] = p_->ast[a][p_->bdim[last_]];                                          \
+        int64_t ys = (YST) && nd_ ? (YST)[last_] : 0;                                      \
         for (int64_t r = 0, pos = 0; r < n_ / inner; r++) {                                \
-            idx[nd_ ? nd_ - 1 : 0] = 0;                                                    \
-            int64_t row = sg__plan_offset((P), idx), yrow = 0;                             \
-            for (int k = 0; (YST) && k < nd_; k++)                                         \
+            int64_t row = p_->base, yrow = 0;                                              \
+            for (int k = 0; k < last_; k++)                                                \
+                row += idx[k] * p_->step[k];                                               \
+            for (int k = 0; (YST) && k < last_; k++)                                       \
                 yrow += idx[k] * (YST)[k];                                                 \
-            for (int64_t j = 0; j < inner; j++, pos++) {                                   \
-                int64_t OFF = row + j * step, Y = yrow + j * ys;                           \
-                if (lookup) {                                                              \
-                    idx[nd_ - 1] = j;                                                      \
-                    OFF = sg__plan_offset((P), idx);                                       \
-                }                                                                          \
-                (void)Y;                                                                   \
-                BODY;                                                                      \
+            for (int a = 0; a < na_; a++) {                                                \
+                rat[a] = 0;                                                                \
+                for (int k = 0; k < last_; k++)                                            \
+                    if (p_->bdim[k] >= 0)                                                  \
+                        rat[a] += idx[k] * p_->ast[a][p_->bdim[k]];                        \
+                if (!lookup)                                                               \
+                    row += sg__plan_pos(p_, a, rat[a]) * p_->xst[a];                       \
             }                                                                              \
-            for (int k = nd_ - 2; k >= 0; k--) { /* the next row: C order */              \
-                if (++idx[k] < (P)->shape[k])                                              \
+            if (!lookup) {                                                                 \
+                for (int64_t j = 0; j < inner; j++, pos++) {                               \
+                    int64_t OFF = row + j * step, Y = yrow + j * ys;                       \
+                    (void)Y;                                                               \
+                    BODY;                                                                  \
+                }                                                                          \
+            } else if (na_ == 1) {                                                         \
+                int64_t at0 = rat[0], l0 = lst[0], x0 = p_->xst[0];                        \
+                for (int64_t j = 0; j < inner; j++, pos++) {                               \
+                    int64_t OFF = row + sg__plan_pos(p_, 0, at0 + j * l0) * x0;            \
+                    int64_t Y = yrow + j * ys;                                             \
+                    (void)Y;                                                               \
+                    BODY;                                                                  \
+                }                                                                          \
+            } else {                                                                       \
+                for (int64_t j = 0; j < inner; j++, pos++) {                               \
+                    int64_t OFF = row, Y = yrow + j * ys;                                  \
+                    for (int a = 0; a < na_; a++)                                          \
+                        OFF += sg__plan_pos(p_, a, rat[a] + j * lst[a]) * p_->xst[a];      \
+                    (void)Y;                                                               \
+                    BODY;                                                                  \
+                }                                                                          \
+            }                                                                              \
+            for (int k = last_ - 1; k >= 0; k--) { /* the next row: C order */            \
+                if (++idx[k] < p_->shape[k])                                               \
                     break;                                                                 \
                 idx[k] = 0;                                                                \
             }                                                                              \
