@@ -49,14 +49,13 @@ static inline sg_arr SG_R(sg__axis_last)(const sg_arr *x, int nd, int axis)
     static inline void SG_R(sg__softmax_row_##S)(T *o, const T *x, int64_t n)              \
     {                                                                                      \
         SG_ROW_MAX_FLAT(T, x, n)                                                        \
-        /* the exponentials stored, summed in order (as the loop generated before, \
-         * which gcc did not vectorise: the same bits), then normalised in place */        \
-        _Pragma("omp simd")                                                                \
-        for (int64_t j = 0; j < n; j++)                                                    \
-            o[j] = EXP(x[j] - m);                                                          \
         double s = 0;                                                                      \
-        for (int64_t j = 0; j < n; j++)                                                    \
+        /* the exponentials stored, then normalised in place */                            \
+        _Pragma("omp simd reduction(+:s)")                                                 \
+        for (int64_t j = 0; j < n; j++) {                                                  \
+            o[j] = EXP(x[j] - m);                                                          \
             s += o[j];                                                                     \
+        }                                                                                  \
         _Pragma("omp simd")                                                                \
         for (int64_t j = 0; j < n; j++)                                                    \
             o[j] = (T)(o[j] / s);                                                          \
