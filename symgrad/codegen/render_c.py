@@ -207,24 +207,6 @@ class KernelContext:
         self.w(f"/* BLAS ({fn}): {c_comment(node_text(node), limit=400)} */")
         self.w(f"if ({fn}(err, {self.location(node, trace)}, {', '.join(args)})) goto fail;")
 
-    # ------------------------------------------------------------------ loops
-
-    @contextlib.contextmanager
-    def nd_loop(self, shape_of, ndim):
-        """Nested loops over the runtime shape ``<shape_of>.shape``; yields the index names."""
-        idx = [self.tmp("i") for _ in range(ndim)]
-        blocks = [self.w.block(f"for (int64_t {i} = 0; {i} < {shape_of}.shape[{k}]; {i}++)")
-                  for k, i in enumerate(idx)]
-        with contextlib.ExitStack() as stack:
-            for b in blocks:
-                stack.enter_context(b)
-            yield idx
-
-    def offset(self, v, idx, strides=None):
-        """The element offset of index ``idx`` in ``v`` (``strides``: a C array name to use instead)."""
-        st = strides or f"{self.arr(v)}.strides"
-        return " + ".join(f"{i} * {st}[{k}]" for k, i in enumerate(idx)) or "0"
-
     def literal(self, value, dtype):
         return c_literal(value, dtype)
 
