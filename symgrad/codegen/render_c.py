@@ -164,15 +164,21 @@ class KernelContext:
         name = self.declare(v)
         if shape_exprs:
             self.w(" ".join(f"{name}.shape[{k}] = {e};" for k, e in enumerate(shape_exprs)))
-        own = "NULL"
-        if id(v) in self.out_ids and id(v) not in self.owned:
-            own = self.owner()
-            self.owned[id(v)] = own
-            own = "&" + own
-        self._note_buffer(v, "workspace" if own == "NULL" else "output")
+        own = self.result_owner(v)
         self.w(f"if (sg_alloc(err, {self.location(node)}, ws, &{name}, {v.ndim}, "
                f"{_item(v)}, {own})) goto fail;")
         return name
+
+    def result_owner(self, v):
+        """What the allocation of ``v`` passes as its owner (``sg_alloc``'s ``own``): the
+        address of a new frame pointer for a function output (handed to the caller), else
+        ``NULL`` (workspace memory). Records the buffer either way."""
+        own = "NULL"
+        if id(v) in self.out_ids and id(v) not in self.owned:
+            own = self.owned[id(v)] = self.owner()
+            own = "&" + own
+        self._note_buffer(v, "workspace" if own == "NULL" else "output")
+        return own
 
     def owner(self):
         """A new pointer in the frame that owns an output's block until it is handed over
@@ -576,11 +582,7 @@ def _accumulation(ctx, step):
     shapes = _shapes(ctx, step)
     xs = shapes[id(x)] if id(x) in shapes else f"{ctx.arr(x)}.shape"
     name = ctx.declare(out)
-    own = "NULL"
-    if id(out) in ctx.out_ids and id(out) not in ctx.owned:
-        own = ctx.owned[id(out)] = ctx.owner()
-        own = "&" + own
-    ctx._note_buffer(out, "workspace" if own == "NULL" else "output")
+    own = ctx.result_owner(out)
     kind = {"sum": 0, "mean": 1, "sum_to": 2}[acc.kind]
     if acc.kind == "sum_to":
         reduced, target = "NULL", f"(const int64_t *){ctx.arr(root.inputs[1])}.data"
