@@ -31,17 +31,9 @@ import subprocess
 import sys
 import tempfile
 
-CHILD = r"""
-import json, sys, time
-t0 = time.perf_counter()
-import symgrad as sg
-import symgrad.backend as backend, symgrad.compiler as compiler
-t1 = time.perf_counter()
-sys.path.insert(0, {bench!r})
-from bench_mlp import init, symgrad_step
-from common import rng
-
-spent = {{"lower": 0.0, "cc": 0.0}}
+# Both children time lowering and the C compiler by wrapping them (formatted in below).
+TIMING = r"""
+spent = {"lower": 0.0, "cc": 0.0}
 
 def timed(fn, key):
     def wrapper(*a, **k):
@@ -54,7 +46,19 @@ def timed(fn, key):
 
 backend.lower = timed(backend.lower, "lower")
 compiler._run_compiler = timed(compiler._run_compiler, "cc")
-params = init(rng())
+"""
+
+CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import symgrad as sg
+import symgrad.backend as backend, symgrad.compiler as compiler
+t1 = time.perf_counter()
+sys.path.insert(0, {bench!r})
+from bench_mlp import init, symgrad_step
+from common import rng
+
+{timing}params = init(rng())
 t2 = time.perf_counter()
 f = symgrad_step(params)
 t3 = time.perf_counter()
@@ -74,20 +78,7 @@ import symgrad.backend as backend, symgrad.compiler as compiler
 sys.path.insert(0, {bench!r})
 from bench_compile import graph_of
 
-spent = {{"lower": 0.0, "cc": 0.0}}
-
-def timed(fn, key):
-    def wrapper(*a, **k):
-        t = time.perf_counter()
-        try:
-            return fn(*a, **k)
-        finally:
-            spent[key] += time.perf_counter() - t
-    return wrapper
-
-backend.lower = timed(backend.lower, "lower")
-compiler._run_compiler = timed(compiler._run_compiler, "cc")
-t1 = time.perf_counter()
+{timing}t1 = time.perf_counter()
 inputs, out, nodes = graph_of({n})
 t2 = time.perf_counter()
 f = sg.function(inputs, out)
@@ -155,7 +146,8 @@ def run_scale(n, timeout):
     os.chmod(d, 0o700)
     try:
         env = dict(os.environ, SYMGRAD_CACHE_DIR=d)
-        code = SCALE_CHILD.format(bench=os.path.dirname(os.path.abspath(__file__)), n=n)
+        code = SCALE_CHILD.format(timing=TIMING, n=n,
+                                  bench=os.path.dirname(os.path.abspath(__file__)))
         try:
             res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                                  text=True, check=True, cwd="/", timeout=timeout)
@@ -191,7 +183,7 @@ def scale_table(max_nodes, timeout):
 
 def run_child(cache_dir):
     env = dict(os.environ, SYMGRAD_CACHE_DIR=cache_dir)
-    code = CHILD.format(bench=os.path.dirname(os.path.abspath(__file__)))
+    code = CHILD.format(timing=TIMING, bench=os.path.dirname(os.path.abspath(__file__)))
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True, cwd="/")
     return json.loads(res.stdout)
