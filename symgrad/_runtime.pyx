@@ -482,8 +482,13 @@ cdef class Kernel:
         cdef double *t = sg_lib_profile(self.handle, &n)
         return [t[i] for i in range(n)] if t != NULL else []
 
-    def _arenas(self):
-        """Sizes in bytes of the idle workspaces' arenas (for tests)."""
+    def arena_sizes(self):
+        """Sizes in bytes of the arenas of the workspaces not in use by a call.
+
+        One per workspace the kernel has made (one per concurrent call); each
+        has grown to the most any call on it wanted. ``sg.explain`` reports the
+        largest as the workspace a call takes.
+        """
         cdef size_t caps[256]
         cdef size_t n = sg_pool_arenas(&self.pool, caps, 256)
         return [caps[i] for i in range(n)]

@@ -171,7 +171,7 @@ def _measure_workspace(fn, ck, values):
     full = list(values) + [leaf_value(v) for v in ck.leaves[len(values):]]
     with fn.outside_profile():  # the library's profile counters are shared with f's
         results = kernel(full)
-    arenas = kernel._arenas()
+    arenas = kernel.arena_sizes()
     return (max(arenas) if arenas else 0), sum(r.nbytes for r in results)
 
 

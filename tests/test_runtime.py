@@ -398,14 +398,14 @@ def test_workspace_grows_to_what_a_call_needed(build):
     y, cap, overflow = k([x])
     np.testing.assert_array_equal(y, 2 * x)
     assert cap == 0 and overflow  # the first call had no arena
-    assert k._arenas() == [800 + 32]  # grown to `need`, rounded up to 64 bytes
+    assert k.arena_sizes() == [800 + 32]  # grown to `need`, rounded up to 64 bytes
     y, cap, overflow = k([x[::2]])
     assert cap == 832 and not overflow
     np.testing.assert_array_equal(y, 2 * x[::2])
     y, cap, overflow = k([np.arange(1000.0)])  # bigger: overflows once more, then fits
-    assert overflow and k._arenas() == [8000]
+    assert overflow and k.arena_sizes() == [8000]
     assert not k([np.arange(1000.0)])[2]
-    assert k._arenas() == [8000]  # never shrinks
+    assert k.arena_sizes() == [8000]  # never shrinks
 
 
 # --- threads and the GIL -------------------------------------------------------
@@ -430,7 +430,7 @@ def test_many_threads_call_one_kernel(build):
     for t in threads:
         t.join()
     assert not failures
-    assert 1 <= len(k._arenas()) <= 8  # one workspace per concurrent call, all returned
+    assert 1 <= len(k.arena_sizes()) <= 8  # one workspace per concurrent call, all returned
 
 
 def test_the_gil_is_released_while_a_kernel_runs(build):
