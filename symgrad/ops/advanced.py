@@ -14,14 +14,13 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType
-from ..codegen.c_support import SUFFIX, call, itemsize
+from ..codegen.c_support import itemsize
 from .elemwise import broadcast_static
 from .shape import zeros_like
-from .subtensor import (ARRAY, c_const, c_fresh_copy, c_index, c_slice, c_value_strides,
-                        check_assignable, check_index_inputs, check_rank,
-                        check_static_ranges, check_value_dtype, entry_axes, is_slice, n_consumed,
-                        numpy_key, render, slice_length, split_inputs, validate_idx,
-                        value_grad)
+from .subtensor import (ARRAY, c_fresh_copy, c_resolve, c_update, check_assignable,
+                        check_index_inputs, check_rank, check_static_ranges, check_value_dtype,
+                        entry_axes, is_slice, n_consumed, numpy_key, render, slice_length,
+                        split_inputs, validate_idx, value_grad)
 
 __all__ = ["AdvancedSubtensor", "AdvancedIncSubtensor", "advanced_shape"]
 
@@ -119,20 +118,11 @@ class AdvancedSubtensor(Op):
     def c_code(self, ctx, node):
         x, *index_inputs = node.inputs
         out = node.outputs[0]
-        plan = _c_plan(ctx, node, self.idx, x, index_inputs)
-        ctx.alloc(node, out, [f"{plan.shape}[{k}]" for k in range(out.ndim)])
-        item = itemsize(x)
-        # Nothing at all for an empty result: (2**60, 0) must not run 2**60 empty rows.
-        with ctx.w.block(f"if (sg_size(&{ctx.arr(out)}, {out.ndim}) > 0)"):
-            gather = (f"sg_gather(&{_c_index_plan(ctx, plan, ctx.arr(x))}, "
-                      f"{ctx.arr(out)}.data, {ctx.arr(x)}.data, {item});")
-            if self.idx == (ARRAY,) and x.ndim > 1:
-                # E[ids]: whole rows, copied as blocks when they are contiguous in E
-                ids = index_inputs[0]
-                ctx.w(f"if (!sg_gather_rows({ctx.arr(out)}.data, &{ctx.arr(x)}, {x.ndim}, "
-                      f"&{ctx.arr(ids)}, {ids.ndim}, {itemsize(ids)}, {item})) {gather}")
-            else:
-                ctx.w(gather)
+        shape = ctx.tmp("rshape")
+        ctx.w(f"int64_t {shape}[{max(out.ndim, 1)}];")
+        ix = c_resolve(ctx, node, self.idx, x, index_inputs, shape)
+        name = ctx.alloc(node, out, [f"{shape}[{k}]" for k in range(out.ndim)])
+        ctx.w(f"sg_index_gather(&{name}, &{ix}, &{ctx.arr(x)}, {itemsize(x)});")
 
     def grad(self, node, inputs, outputs, gouts):
         x, *index_inputs = inputs
@@ -190,36 +180,11 @@ class AdvancedIncSubtensor(Op):
 
     def c_code(self, ctx, node):
         x, y, *index_inputs = node.inputs
-        out = node.outputs[0]
-        plan = _c_plan(ctx, node, self.idx, x, index_inputs)
+        ix = c_resolve(ctx, node, self.idx, x, index_inputs)
         c_fresh_copy(ctx, node, x)
-        yst = c_value_strides(ctx, node, y, plan.shape, len(plan.dims))
-        rnd, set_ = len(plan.dims), int(self.set_instead_of_inc)
         # One element at a time in C order: repeated positions accumulate
         # (np.add.at), and for a set the last value written wins (as NumPy).
-        empty = " || ".join(f"{plan.shape}[{k}] == 0" for k in range(rnd)) or "0"
-        with ctx.w.block(f"if (!({empty}))"):  # no empty loops over a huge leading length
-            P = _c_index_plan(ctx, plan, ctx.arr(out))
-            wide = out.dtype == "float32" and not self.set_instead_of_inc
-            # the values in the sums' dtype (float64 for a widened float32 scatter-add)
-            dtype = "float64" if wide else out.dtype
-            ys = ctx.arr(y)
-            if y.dtype != dtype and not (wide and y.dtype == "float32"):
-                ys = ctx.tmp("conv")
-                ctx.w(f"sg_arr {ys};")
-                call(ctx, node, "sg_cast_copy", "ws", f"&{ys}", f"&{ctx.arr(y)}", str(y.ndim),
-                     str(np.dtype(dtype).itemsize), f"sg_cast_{SUFFIX[dtype]}_{SUFFIX[y.dtype]}")
-                yst = c_value_strides(ctx, node, y, plan.shape, rnd, arr=ys)
-            if wide:
-                acc, n = _c_widen(ctx, node, out)
-                if y.dtype == "float32":
-                    ctx.w(f"sg_scatter_add_f64_f32(&{P}, {acc}, &{ys}, {yst});")
-                else:
-                    ctx.w(f"sg_scatter_f64(&{P}, {acc}, &{ys}, {yst}, 0);")
-                ctx.w(f"sg_narrow_f64({ctx.ptr(out)}, {acc}, {n});")
-            else:
-                ctx.w(f"sg_scatter_{SUFFIX[dtype]}(&{P}, {ctx.arr(out)}.data, &{ys}, {yst}, "
-                      f"{set_});")
+        c_update(ctx, node, "sg_index_scatter", ix, y, self.set_instead_of_inc)
 
     def grad(self, node, inputs, outputs, gouts):
         x, y, *index_inputs = inputs
@@ -229,126 +194,3 @@ class AdvancedIncSubtensor(Op):
               if self.set_instead_of_inc else g)
         gy = value_grad(AdvancedSubtensor(self.idx)(g, *index_inputs), y)
         return [gx, gy] + [NOT_DIFFERENTIABLE] * len(index_inputs)
-
-
-def _c_widen(ctx, node, out):
-    """A float64 copy of the fresh, contiguous float32 ``out`` for a scatter-add to sum into:
-    repeated positions (a gather's gradient) then round once, as in mode "py".
-    Returns the copy's C name and its element count's."""
-    arr, acc, n = ctx.arr(out), ctx.tmp("acc"), ctx.tmp("n")
-    size = " * ".join(f"{arr}.shape[{k}]" for k in range(out.ndim)) or "1"
-    ctx.w(f"int64_t {n} = {size};")  # out's own element count: it was allocated
-    ctx.w(f"double *{acc} = sg_widen_f32(ws, {ctx.ptr(out)}, {n});")
-    with ctx.w.block(f"if (!{acc})"):
-        ctx.fail(node, "nomem", "no memory for the float64 sums of a float32 scatter-add")
-    return acc, n
-
-
-# --------------------------------------------------------------------------- C lowering
-#
-# A plan lists the result's dims in NumPy's order: ("b", j) for dim j of the
-# index arrays' broadcast shape, ("slice", axis, start, step) and ("rest", axis)
-# for axes of x walked through, ("new",) for None. The loop nest adds each
-# dim's share of the element offset as soon as its index is known; the arrays'
-# positions are read once the last broadcast dim is entered.
-
-class _Plan:
-    """Where a gather's or scatter's elements are, in C names resolved at run time."""
-
-    def __init__(self):
-        self.dims = []      # one per result dim, in order
-        self.arrays = []    # (C strides array over the broadcast dims, index input, axis)
-        self.fixed = []     # C terms "wrapped index * stride" of the group's integer indices
-        self.shape = None   # C array of the result's (region's) shape
-        self.nb = 0         # number of broadcast dims
-
-
-def _c_check_array(ctx, node, v, axis, n):
-    """Every position in the index array ``v`` must lie in [-n, n): checked once, up front."""
-    call(ctx, node, "sg_check_indices", f"&{ctx.arr(v)}", str(v.ndim), itemsize(v), str(axis), n)
-
-
-def _c_group_shape(ctx, node, arrays, nb):
-    """The index arrays' broadcast shape (a C array), or a ShapeError naming them."""
-    b = ctx.tmp("bshape")
-    ctx.w(f"int64_t {b}[{max(nb, 1)}] = {{{', '.join(['1'] * max(nb, 1))}}};")
-    cond = " || ".join(f"sg_broadcast_into({b}, {nb}, {ctx.arr(v)}.shape, {v.ndim}) >= 0"
-                       for v in arrays)
-    with ctx.w.block(f"if ({cond})"):
-        bufs = [ctx.tmp("sb") for _ in arrays]
-        ctx.w(" ".join(f"char {s}[96];" for s in bufs))
-        ctx.fail(node, "shape", "index arrays of shapes " + " and ".join(["%s"] * len(arrays)) +
-                 " cannot be broadcast together",
-                 *[f"sg_shape_str({s}, sizeof {s}, {ctx.arr(v)}.shape, {v.ndim})"
-                   for s, v in zip(bufs, arrays)])
-    return b
-
-
-def _c_plan(ctx, node, idx, x, index_inputs):
-    """Check and resolve every index (in entry order, as NumPy), then place the result's dims."""
-    plan, xs = _Plan(), f"{ctx.arr(x)}.shape"
-    parts, arrays = [], []  # per entry: (is advanced, its dims)
-    for e, axis, ins in zip(idx, entry_axes(idx), split_inputs(idx, index_inputs)):
-        n = f"{xs}[{axis}]"
-        if e == ARRAY:
-            _c_check_array(ctx, node, ins[0], axis, n)
-            arrays.append((ins[0], axis))
-            parts.append((True, []))
-        elif _is_advanced(e):
-            value = f"{ctx.ptr(ins[0])}[0]" if ins else c_const(e)
-            plan.fixed.append((c_index(ctx, node, value, axis, n), axis))
-            parts.append((True, []))
-        elif is_slice(e):
-            start, step, length = c_slice(ctx, node, e, ins, n)
-            parts.append((False, [(("slice", axis, start, step), length)]))
-        else:
-            parts.append((False, [(("new",), "1")] if e is None else []))
-    parts.append((False, [(("rest", a), f"{xs}[{a}]") for a in range(n_consumed(idx), x.ndim)]))
-    plan.nb = max(v.ndim for v, _ in arrays)
-    bshape = _c_group_shape(ctx, node, [v for v, _ in arrays], plan.nb)
-    for v, axis in arrays:
-        st = ctx.tmp("ist")
-        ctx.w(f"int64_t {st}[{max(plan.nb, 1)}];")
-        ctx.w(f"sg_broadcast_strides({st}, &{ctx.arr(v)}, {v.ndim}, {bshape}, {plan.nb});")
-        plan.arrays.append((st, v, axis))
-    group = [(("b", j), f"{bshape}[{j}]") for j in range(plan.nb)]
-    placed = _place(parts, group)
-    plan.dims = [d for d, _ in placed]
-    plan.shape = ctx.tmp("rshape")
-    ctx.w(f"int64_t {plan.shape}[{max(len(placed), 1)}];")
-    for k, (_, length) in enumerate(placed):
-        ctx.w(f"{plan.shape}[{k}] = {length};")
-    return plan
-
-
-def _place(parts, group):
-    """NumPy's placement: the group's dims replace adjacent advanced entries, else go first."""
-    where = [i for i, (adv, _) in enumerate(parts) if adv]
-    rest = [d for adv, ds in parts if not adv for d in ds]
-    if where[-1] - where[0] + 1 != len(where):
-        return group + rest
-    before = [d for adv, ds in parts[:where[0]] if not adv for d in ds]
-    return before + group + rest[len(before):]
-
-
-def _c_index_plan(ctx, plan, arr):
-    """The ``sg_index_plan`` (sg_rows.h) of ``plan`` over the ``sg_arr`` ``arr`` (x, or the
-    copy a scatter writes): its C name."""
-    P, w = ctx.tmp("plan"), ctx.w
-    base = [f"{i} * {arr}.strides[{a}]" for i, a in plan.fixed]
-    w(f"sg_index_plan {P};")
-    w(f"{P}.nd = {len(plan.dims)}; {P}.narr = {len(plan.arrays)};")
-    for k, dim in enumerate(plan.dims):
-        if dim[0] == "slice":
-            base.append(f"{dim[2]} * {arr}.strides[{dim[1]}]")
-            step = f"{dim[3]} * {arr}.strides[{dim[1]}]"
-        else:
-            step = f"{arr}.strides[{dim[1]}]" if dim[0] == "rest" else "0"
-        bdim = dim[1] if dim[0] == "b" else -1
-        w(f"{P}.shape[{k}] = {plan.shape}[{k}]; {P}.step[{k}] = {step}; {P}.bdim[{k}] = {bdim};")
-    w(f"{P}.base = {' + '.join(base) or '0'};")
-    for a, (st, v, axis) in enumerate(plan.arrays):
-        w(f"{P}.arr[{a}] = {ctx.arr(v)}.data; {P}.wide[{a}] = {int(v.dtype == 'int64')}; "
-          f"{P}.ast[{a}] = {st}; {P}.len[{a}] = {arr}.shape[{axis}]; "
-          f"{P}.xst[{a}] = {arr}.strides[{axis}];")
-    return P

@@ -93,25 +93,21 @@ class Concatenate(Op):
     def c_code(self, ctx, node):
         xs, out = node.inputs, node.outputs[0]
         nd, axis = out.ndim, self.axis % out.ndim
+        at = ctx.tmp("at")  # where each input starts along the axis; at[n]: the total
+        ctx.w(f"int64_t {at}[{len(xs) + 1}];")
+        descs = ", ".join(f"&{ctx.arr(x)}" for x in xs)
+        call(ctx, node, "sg_concat_starts", at, str(len(xs)), f"(const sg_arr *const[]){{{descs}}}",
+             str(nd), str(axis))
         first = ctx.arr(xs[0])
-        _c_check_lengths(ctx, node, xs, axis)
-        total = _c_total_length(ctx, node, xs, axis)
-        name = ctx.alloc(node, out, [total if d == axis else f"{first}.shape[{d}]"
+        name = ctx.alloc(node, out, [f"{at}[{len(xs)}]" if d == axis else f"{first}.shape[{d}]"
                                      for d in range(nd)])
-        at = ctx.tmp("at")
-        ctx.w(f"int64_t {at} = 0;")
-        for x in xs:
-            # Each input lands in the block of the result starting at ``at`` along the axis.
+        for k, x in enumerate(xs):
             if x.dtype == out.dtype:
-                ctx.w(f"sg_copy_block(&{name}, {nd}, {axis}, {at}, &{ctx.arr(x)}, "
+                ctx.w(f"sg_copy_block(&{name}, {nd}, {axis}, {at}[{k}], &{ctx.arr(x)}, "
                       f"{itemsize(out)});")
-            else:  # converted into that block (sg_rows.h)
-                blk, X = ctx.tmp("blk"), ctx.arr(x)
-                ctx.w(f"sg_arr {blk} = {name}; {blk}.data = (void *)({ctx.ptr(out)} + "
-                      f"{at} * {name}.strides[{axis}]);")
-                ctx.w(f"memcpy({blk}.shape, {X}.shape, sizeof {X}.shape);")
-                ctx.w(f"sg_cast_{SUFFIX[out.dtype]}_{SUFFIX[x.dtype]}(&{blk}, &{X}, {nd});")
-            ctx.w(f"{at} += {ctx.arr(x)}.shape[{axis}];")
+            else:  # converted into its block
+                ctx.w(f"sg_concat_cast_{SUFFIX[out.dtype]}_{SUFFIX[x.dtype]}(&{name}, {nd}, "
+                      f"{axis}, {at}[{k}], &{ctx.arr(x)});")
 
 
 def _length(x, axis):
@@ -167,16 +163,15 @@ class Split(Op):
     def c_code(self, ctx, node):
         # Each piece is a view (an offset along the axis): nothing writes into x.
         x, lengths = node.inputs
-        axis, src = self.axis % x.ndim, ctx.arr(x)
-        cuts = _c_read_lengths(ctx, node, x, lengths, axis)
-        at = ctx.tmp("at")
-        ctx.w(f"int64_t {at} = 0;")
+        axis, src, n = self.axis % x.ndim, ctx.arr(x), len(node.outputs)
+        cuts, at = ctx.tmp("cuts"), ctx.tmp("at")
+        ctx.w(f"int64_t {cuts}[{max(n, 1)}], {at}[{max(n, 1)}];")
+        call(ctx, node, "sg_split_at", cuts, at, str(n), f"&{ctx.arr(lengths)}", f"&{src}",
+             str(x.ndim), str(axis))
         for k, piece in enumerate(node.outputs):
             shapes = [f"{cuts}[{k}]" if d == axis else f"{src}.shape[{d}]" for d in range(x.ndim)]
             strides = [f"{src}.strides[{d}]" for d in range(x.ndim)]
-            name = ctx.view(piece, x, f"{at} * {src}.strides[{axis}]", shapes, strides)
-            ctx.w(f"(void){name}; /* a piece nothing reads is fine */")
-            ctx.w(f"{at} += {cuts}[{k}];")
+            ctx.view(piece, x, f"{at}[{k}] * {src}.strides[{axis}]", shapes, strides)
 
     def grad(self, node, inputs, outputs, gouts):
         x, _ = inputs
@@ -268,36 +263,6 @@ def split(x, lengths, axis=0):
     return out if isinstance(out, list) else [out]
 
 
-# --------------------------------------------------------------------------- C lowering
-
-def _c_check_lengths(ctx, node, xs, axis):
-    """Every input must match the first on every axis but ``axis`` (else a ShapeError)."""
-    if len(xs) > 1:
-        call(ctx, node, "sg_concat_check", str(len(xs)),
-             f"(const sg_arr *const[]){{{', '.join(f'&{ctx.arr(x)}' for x in xs)}}}",
-             str(xs[0].ndim), str(axis))
-
-
 def _too_long(lengths, axis):
-    """The message for lengths (a tuple's text) that add up past int64, in both modes."""
+    """The message for lengths (a tuple's text) that add up past int64 (sg_concat_starts's)."""
     return f"the lengths {lengths} on axis {axis} add up to more than 2**63 - 1: no array is that long"
-
-
-def _c_total_length(ctx, node, xs, axis):
-    """The result's length on ``axis`` as a C variable; a sum past int64 is a ShapeError."""
-    lens, total = ctx.tmp("lens"), ctx.tmp("total")
-    ctx.w(f"int64_t {lens}[{len(xs)}] = {{{', '.join(f'{ctx.arr(x)}.shape[{axis}]' for x in xs)}}}"
-          f", {total};")
-    with ctx.w.block(f"if (sg_sum_lengths(&{total}, {lens}, {len(xs)}))"):
-        ctx.fail(node, "shape", _too_long("%s", axis),
-                 f"sg_shape_str(sbuf, sizeof sbuf, {lens}, {len(xs)})")
-    return total
-
-
-def _c_read_lengths(ctx, node, x, lengths, axis):
-    """The pieces' lengths as a C array; they must be >= 0 and add up to x's length on ``axis``."""
-    n, cuts = lengths.shape[0], ctx.tmp("cuts")
-    ctx.w(f"int64_t {cuts}[{max(n, 1)}];")
-    call(ctx, node, "sg_split_lengths", cuts, str(n), f"&{ctx.arr(lengths)}", f"&{ctx.arr(x)}",
-         str(x.ndim), str(axis))
-    return cuts

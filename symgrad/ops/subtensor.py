@@ -281,9 +281,9 @@ class Subtensor(Op):
     def c_code(self, ctx, node):
         # A view (offset and strides into x): nothing ever writes into x's memory.
         x, *index_inputs = node.inputs
-        resolved = c_resolve(ctx, node, self.idx, x, index_inputs)
-        offset, shapes, strides = c_region(resolved, ctx.arr(x), x.ndim)
-        ctx.view(node.outputs[0], x, offset, shapes, strides)
+        ix = c_resolve(ctx, node, self.idx, x, index_inputs)
+        v = ctx.declare(node.outputs[0])
+        ctx.w(f"sg_index_view(&{v}, &{ix}, &{ctx.arr(x)}, {itemsize(x)});")
 
 
 class IncSubtensor(Op):
@@ -342,90 +342,50 @@ class IncSubtensor(Op):
 
     def c_code(self, ctx, node):
         x, y, *index_inputs = node.inputs
-        resolved = c_resolve(ctx, node, self.idx, x, index_inputs)
+        ix = c_resolve(ctx, node, self.idx, x, index_inputs)
         c_fresh_copy(ctx, node, x)
-        region = c_region_arr(ctx, node.outputs[0], resolved, x.ndim)
-        c_put(ctx, node, region, len(basic_shape(self.idx, x.shape)), y, self.set_instead_of_inc)
+        c_update(ctx, node, "sg_index_put", ix, y, self.set_instead_of_inc)
 
 
 # --------------------------------------------------------------------------- C lowering
-# Emitters shared by the indexing ops (here and in .advanced); each writes into a
-# codegen.kernel.KernelContext. Indices are resolved once per call with NumPy's
-# rules (negative ones wrap, out-of-range ones fail naming the op and line).
+# Shared by the indexing ops (here and in .advanced). The index is resolved at
+# run time, entry by entry in its order, into an ``sg_index`` (sg_index.h of
+# the support library): negative indices wrap, out-of-range ones fail naming
+# the op and the user's line, the index arrays' dims are placed as NumPy places
+# them. The op then applies it: a view, a gather, or an update of a fresh copy.
 
 def c_const(p):
     # Clamping keeps huge Python ints valid C; a slice clamps them anyway.
     return f"INT64_C({max(min(p, 2 ** 63 - 1), -2 ** 63 + 1)})"
 
 
-def c_index(ctx, node, value, axis, n):
-    """A C name holding the index ``value`` wrapped into [0, n); out of [-n, n) fails."""
-    i = ctx.tmp("ix")
-    ctx.w(f"int64_t {i} = 0;")
-    call(ctx, node, "sg_wrap_index", f"(int64_t)({value})", str(axis), f"({n})", f"&{i}")
-    return i
+def c_resolve(ctx, node, idx, x, index_inputs, shape=None):
+    """Resolve ``idx`` against ``x`` into a new ``sg_index`` (its C name); its dims'
+    lengths go into the C array ``shape`` too when one is given."""
+    ix = ctx.tmp("ix")
+    ctx.w(f"sg_index {ix};")
+    ctx.w(f"sg_index_begin(&{ix}, &{ctx.arr(x)}, {x.ndim});")
+    for e, ins in zip(idx, split_inputs(idx, index_inputs)):
+        vals = iter(ins)
 
+        def part(p):
+            return f"(int64_t){ctx.ptr(next(vals))}[0]" if p == SCALAR else c_const(p)
 
-def c_slice(ctx, node, e, inputs, n):
-    """``slice(*e).indices(n)`` at run time: C expressions of (start, step, length)."""
-    vals = iter(inputs)
-    parts = [None if p is None else f"(int64_t){ctx.ptr(next(vals))}[0]" if p == SCALAR
-             else c_const(p) for p in e]
-    given = (parts[0] is not None) | (parts[1] is not None) << 1
-    sl = ctx.tmp("slice")
-    ctx.w(f"int64_t {sl}[3];")
-    call(ctx, node, "sg_slice", f"({n})", str(given), parts[0] or "0", parts[1] or "0",
-         parts[2] or "1", sl)
-    return f"{sl}[0]", f"{sl}[1]", f"{sl}[2]"
-
-
-def c_resolve(ctx, node, idx, x, index_inputs):
-    """Per entry of a basic ``idx``: ("new",), ("skip",), ("int", axis, i) or
-    ("slice", axis, start, step, length), with C names resolved against ``x``."""
-    shape = f"{ctx.arr(x)}.shape"
-    resolved = []
-    for e, axis, ins in zip(idx, entry_axes(idx), split_inputs(idx, index_inputs)):
-        if e is None or e is Ellipsis:
-            resolved.append(("new",) if e is None else ("skip",))
+        if e is None:
+            ctx.w(f"sg_index_new(&{ix});")
+        elif e is Ellipsis:
+            ctx.w(f"sg_index_ellipsis(&{ix});")
         elif is_slice(e):
-            resolved.append(("slice", axis) + c_slice(ctx, node, e, ins, f"{shape}[{axis}]"))
+            given = (e[0] is not None) | (e[1] is not None) << 1
+            start, stop, step = [part(p) if p is not None else d for p, d in zip(e, "001")]
+            call(ctx, node, "sg_index_slice", f"&{ix}", str(given), start, stop, step)
+        elif e == ARRAY:
+            v = next(vals)
+            call(ctx, node, "sg_index_array", f"&{ix}", f"&{ctx.arr(v)}", str(v.ndim), itemsize(v))
         else:
-            value = f"{ctx.ptr(ins[0])}[0]" if ins else c_const(e)
-            resolved.append(("int", axis, c_index(ctx, node, value, axis, f"{shape}[{axis}]")))
-    return resolved
-
-
-def c_region(resolved, arr, ndim):
-    """(offset, shapes, strides) C expressions of the basic region in the ``sg_arr`` ``arr``."""
-    offset, shapes, strides = ["0"], [], []
-    for r in resolved:
-        if r[0] == "new":
-            shapes.append("1")
-            strides.append("0")
-        elif r[0] == "int":
-            offset.append(f"{r[2]} * {arr}.strides[{r[1]}]")
-        elif r[0] == "slice":
-            _, axis, start, step, length = r
-            offset.append(f"{start} * {arr}.strides[{axis}]")
-            shapes.append(length)
-            strides.append(f"{step} * {arr}.strides[{axis}]")
-    first_rest = sum(r[0] in ("int", "slice") for r in resolved)
-    for axis in range(first_rest, ndim):
-        shapes.append(f"{arr}.shape[{axis}]")
-        strides.append(f"{arr}.strides[{axis}]")
-    return " + ".join(offset), shapes, strides
-
-
-def c_region_arr(ctx, v, resolved, ndim):
-    """A local ``sg_arr`` viewing the basic region of ``v`` (whose memory it shares)."""
-    arr = ctx.arr(v)
-    offset, shapes, strides = c_region(resolved, arr, ndim)
-    name = ctx.tmp("region")
-    ctx.w(f"sg_arr {name};")
-    ctx.w(f"{name}.data = (void *)({ctx.ptr(v)} + ({offset}));")
-    for k, (s, st) in enumerate(zip(shapes, strides)):
-        ctx.w(f"{name}.shape[{k}] = {s}; {name}.strides[{k}] = {st};")
-    return name
+            call(ctx, node, "sg_index_int", f"&{ix}", part(e))
+    call(ctx, node, "sg_index_done", f"&{ix}", shape or "NULL")
+    return ix
 
 
 def c_fresh_copy(ctx, node, x):
@@ -438,29 +398,9 @@ def c_fresh_copy(ctx, node, x):
     return name
 
 
-def c_value_strides(ctx, node, y, region_shape, rnd, arr=None):
-    """Strides of ``y`` (or of ``arr``, an sg_arr of its shape) broadcast to the region (a C
-    array of ``rnd`` lengths); a misfit fails."""
-    st = ctx.tmp("yst")
-    ctx.w(f"int64_t {st}[{max(rnd, 1)}];")
-    call(ctx, node, "sg_value_strides", f"&{arr or ctx.arr(y)}", str(y.ndim), region_shape,
-         str(rnd), st)
-    return st
-
-
-def c_put(ctx, node, region, rnd, y, set_instead_of_inc):
-    """Add ``y`` (broadcast) into, or write it to, the ``rnd``-d region ``region`` (an sg_arr)
-    with sg_put_<dtype>; ``y`` of another dtype is first converted into a C-contiguous copy
-    (sg_cast_copy of sg_rows.h), as the cast per element would convert it."""
+def c_update(ctx, node, fn, ix, y, set_instead_of_inc):
+    """Put ``y`` into the region ``ix`` selects of the fresh copy that is ``node``'s output,
+    with ``fn`` (sg_index_put or sg_index_scatter), for its dtype and ``y``'s."""
     out = node.outputs[0]
-    yst = c_value_strides(ctx, node, y, f"{region}.shape", rnd)
-    ys = ctx.arr(y)
-    if y.dtype != out.dtype:
-        ys = ctx.tmp("conv")
-        ctx.w(f"sg_arr {ys};")
-        call(ctx, node, "sg_cast_copy", "ws", f"&{ys}", f"&{ctx.arr(y)}", str(y.ndim),
-             f"sizeof({ctx.ct(out)})", f"sg_cast_{SUFFIX[out.dtype]}_{SUFFIX[y.dtype]}")
-        # the copy's strides seen through the same broadcast (checked above: cannot fail)
-        yst = c_value_strides(ctx, node, y, f"{region}.shape", rnd, arr=ys)
-    ctx.w(f"sg_put_{SUFFIX[out.dtype]}(&{region}, {rnd}, &{ys}, {yst}, "
-          f"{int(set_instead_of_inc)});")
+    call(ctx, node, f"{fn}_{SUFFIX[out.dtype]}_{SUFFIX[y.dtype]}", "ws", f"&{ix}",
+         f"&{ctx.arr(out)}", f"&{ctx.arr(y)}", str(y.ndim), str(int(set_instead_of_inc)))
