@@ -18,8 +18,10 @@ Steps, in the order ``sg_main`` runs them:
 :class:`BlasCall`
     A general matrix product ``alpha * op(a) @ op(b) + beta * c``.
 :class:`OpStep`
-    A node lowered by its op's own ``c_code`` (a call into the support
-    library, a view, an index walk).
+    A node its op lowers itself (``op.lower(node)``) into a short list of
+    statements (below): allocations, views, calls into the support library,
+    checks. A renderer turns the statements into code; every analysis reads
+    them (which steps can fail, run BLAS, make buffers).
 :class:`InPlaceUpdates`
     The updates written over their shared variable's memory when the caller
     gives it away: each is a :class:`BlasCall` or :class:`FusedLoop` whose
@@ -28,6 +30,72 @@ Steps, in the order ``sg_main`` runs them:
 Each step keeps the graph nodes it computes (``members``; ``root`` is the
 one whose value it keeps), so every line of generated C can name the op and
 the user's line it comes from.
+
+The statements of an :class:`OpStep` (what ``op.lower(node)`` returns)
+------------------------------------------------------------------------
+
+Plain data, no C text: the renderer (``codegen.render_c``) writes them, and a
+second renderer could write the same list for another target. A statement
+works on *variables* -- the graph's values (their descriptors: data, shape,
+strides) and :class:`Local` objects a statement declares -- and scalar
+*expressions*.
+
+Expressions (each has a ``dtype``; lengths, strides and counts are int64):
+
+==========================  ==================================================
+``Int(v)``, ``Lit(v, dt)``  literals (``Lit``: of a given dtype; shared with
+                            the fused loops' expression trees)
+``Dim(var, axis)``          ``var``'s runtime length on ``axis``
+``Stride(var, axis)``       its stride on ``axis``, in elements
+``Size(var)``               its number of elements
+``Elem(var, index)``        one element of a small value (a 0-d count, an
+                            entry of a shape vector), in ``var``'s dtype
+``Local(hint, dtype)``      a local a :class:`Let`, :class:`Array` or
+                            :class:`Declare` introduces; ``At(local, i)`` is
+                            element ``i`` of a local array
+``Bin(op, a, b)``           ``+ - * / % == != < <= > >= and or``; ``Not(a)``,
+                            ``Cast(dtype, a)``, ``Select(cond, a, b)``
+``Fn(name, args, dtypes)``  the value of a support-library function that
+                            cannot fail (a test, a count)
+==========================  ==================================================
+
+Arguments of calls only: ``Arr(var)`` (its descriptor), ``Data(var)``,
+``Shape(var)`` (its lengths, an int64 array), ``Workspace()`` (the call's
+arena), ``ItemSize(dtype)``, ``Ints(values)`` (a constant int array),
+``ValuePtr(value, dtype)`` (a constant of ``dtype``, by address),
+``FnPtr(name, dtypes)`` (a support function passed as an argument). In a
+:class:`Check`'s message, ``ShapeText(shape, ndim)`` formats a shape.
+
+Statements:
+
+==========================================  ===================================
+``Let(local, value)``                       a scalar local set once
+``Array(local, values=None)``               a local int64 array of
+                                            ``local.length`` (filled with
+                                            ``values`` when given)
+``Assign(target, value)``                   sets a local or ``At(local, i)``
+``Declare(var)``                            a descriptor that a :class:`Call`
+                                            fills (a library-made view, a
+                                            reshape); a :class:`Local` of dtype
+                                            "arr" is the step's own
+``Alloc(var, shape)``                       fresh C-contiguous memory for a
+                                            result (the renderer decides:
+                                            output block or workspace)
+``View(var, base, offset, shape, strides)``  ``var`` shares ``base``'s memory
+``Call(name, args, dtypes, can_fail, blas)``  a support-library function
+``Check(cond, kind, message, args)``        fails ("shape", "index", "value"
+                                            or "nomem") when ``cond`` holds
+``Store(var, index, value)``                writes one element
+``If(cond, body, orelse)``                  ``body``/``orelse``: statements
+==========================================  ===================================
+
+A :class:`Call` names the function without its dtype suffixes: one suffix
+per entry of ``dtypes`` is appended (``Call("sg_softmax", ..., dtypes=
+("float32",))`` is ``sg_softmax_f32``). A call that ``can_fail`` reports
+through the step's failure site (its messages start with "<op> at
+<file>:<line>: ") and ends the step; ``blas`` names the BLAS routines it
+runs. Messages of a :class:`Check` are printf formats with ``%lld`` for int
+arguments, ``%g`` for float ones and ``%s`` for a :class:`ShapeText`.
 """
 
 from dataclasses import dataclass, field
@@ -35,7 +103,14 @@ from dataclasses import dataclass, field
 from .steps import Step
 
 __all__ = ["Step", "FusedLoop", "Accumulation", "BlasCall", "OpStep", "InPlaceUpdates",
-           "Update", "Ref", "Lit", "Apply", "Program"]
+           "Update", "Ref", "Lit", "Apply", "Program",
+           # expressions and arguments of op statements
+           "Int", "Dim", "Stride", "Size", "Elem", "Local", "At", "Bin", "Not", "Cast", "Select",
+           "Fn", "Arr", "Data", "Shape", "Workspace", "ItemSize", "Ints", "ValuePtr", "FnPtr",
+           "ShapeText",
+           # op statements
+           "Let", "Array", "Assign", "Declare", "Alloc", "View", "Call", "Check", "Store", "If",
+           "walk", "shape_of"]
 
 
 # --------------------------------------------------------------------------- scalar expressions
@@ -71,6 +146,336 @@ class Apply:
     @property
     def dtype(self):
         return self.node.outputs[0].dtype
+
+
+# --------------------------------------------------------------------------- op statements:
+# expressions (see the module's docstring for the vocabulary)
+
+_INT = "int64"
+_COMPARE = {"==", "!=", "<", "<=", ">", ">=", "and", "or"}
+_ARITH = {"+", "-", "*", "/", "%"}
+
+
+@dataclass(eq=False)
+class Int:
+    """An int64 literal."""
+
+    value: int
+    dtype = _INT
+
+
+@dataclass(eq=False)
+class Dim:
+    """``var``'s runtime length on ``axis``."""
+
+    var: object
+    axis: int
+    dtype = _INT
+
+
+@dataclass(eq=False)
+class Stride:
+    """``var``'s stride on ``axis``, in elements."""
+
+    var: object
+    axis: int
+    dtype = _INT
+
+
+@dataclass(eq=False)
+class Size:
+    """``var``'s number of elements."""
+
+    var: object
+    dtype = _INT
+
+
+@dataclass(eq=False)
+class Elem:
+    """Element ``index`` (an expression or int) of ``var``'s memory, in ``var``'s dtype."""
+
+    var: object
+    index: object = 0
+
+    @property
+    def dtype(self):
+        return self.var.dtype
+
+
+@dataclass(eq=False)
+class Local:
+    """A local of one step: a scalar (``Let``), an int64 array of ``length`` (``Array``) or,
+    with dtype "arr", a descriptor of ``ndim`` axes (``Declare``) holding ``elem`` values.
+
+    Locals are told apart by identity; ``hint`` only seeds the name a renderer gives them.
+    """
+
+    hint: str
+    dtype: str = _INT
+    length: int = None
+    ndim: int = None
+    elem: str = None
+
+
+@dataclass(eq=False)
+class At:
+    """Element ``index`` of the local array ``local``."""
+
+    local: Local
+    index: object
+
+    @property
+    def dtype(self):
+        return self.local.dtype
+
+
+@dataclass(eq=False)
+class Bin:
+    """``a op b``: arithmetic (in ``a``'s dtype; ``/`` and ``%`` of ints as C's) or a comparison
+    / logical connective (a bool)."""
+
+    op: str
+    a: object
+    b: object
+
+    def __post_init__(self):
+        if self.op not in _COMPARE | _ARITH:
+            raise ValueError(f"unknown operator {self.op!r}")
+
+    @property
+    def dtype(self):
+        return "bool" if self.op in _COMPARE else self.a.dtype
+
+
+@dataclass(eq=False)
+class Not:
+    """Logical negation."""
+
+    a: object
+    dtype = "bool"
+
+
+@dataclass(eq=False)
+class Cast:
+    """``a`` converted to ``dtype`` (C's conversion)."""
+
+    dtype: str
+    a: object
+
+
+@dataclass(eq=False)
+class Select:
+    """``a`` where ``cond`` holds, else ``b``."""
+
+    cond: object
+    a: object
+    b: object
+
+    @property
+    def dtype(self):
+        return self.a.dtype
+
+
+@dataclass(eq=False)
+class Fn:
+    """The value of a support-library function that cannot fail (``dtypes``: as for
+    :class:`Call`)."""
+
+    name: str
+    args: list
+    dtypes: tuple = ()
+    dtype: str = _INT
+
+
+# arguments of calls only
+
+@dataclass(eq=False)
+class Arr:
+    """``var``'s descriptor (data, shape, strides), passed by address."""
+
+    var: object
+
+
+@dataclass(eq=False)
+class Data:
+    """``var``'s data pointer."""
+
+    var: object
+
+
+@dataclass(eq=False)
+class Shape:
+    """``var``'s lengths (an int64 array) -- or, for a :class:`Local` int64 array, its
+    values."""
+
+    var: object
+
+
+@dataclass(eq=False)
+class Workspace:
+    """The call's workspace arena (scratch memory freed when the call returns)."""
+
+
+@dataclass(eq=False)
+class ItemSize:
+    """The size in bytes of one element of ``dtype``."""
+
+    dtype: str
+
+
+@dataclass(eq=False)
+class Ints:
+    """A constant array of ints (axes, flags, a permutation)."""
+
+    values: tuple
+
+
+@dataclass(eq=False)
+class ValuePtr:
+    """The constant ``value`` of ``dtype``, by address (one element)."""
+
+    value: object
+    dtype: str
+
+
+@dataclass(eq=False)
+class FnPtr:
+    """The support-library function ``name`` (with one suffix per ``dtypes``) as an argument."""
+
+    name: str
+    dtypes: tuple = ()
+
+
+@dataclass(eq=False)
+class ShapeText:
+    """In a :class:`Check`'s message: the ``ndim`` lengths ``shape`` (a :class:`Shape`)
+    written as ``(2, 3)``."""
+
+    shape: object
+    ndim: int
+
+
+# statements
+
+@dataclass(eq=False)
+class Let:
+    """A scalar local set to ``value`` (of the local's dtype)."""
+
+    local: Local
+    value: object
+
+
+@dataclass(eq=False)
+class Array:
+    """A local int64 array of ``local.length`` entries, set to ``values`` when given."""
+
+    local: Local
+    values: list = None
+
+
+@dataclass(eq=False)
+class Assign:
+    """``target`` (a scalar :class:`Local` or an :class:`At`) set to ``value``."""
+
+    target: object
+    value: object
+
+
+@dataclass(eq=False)
+class Declare:
+    """A descriptor for ``var`` that a later :class:`Call` fills (by :class:`Arr`)."""
+
+    var: object
+
+
+@dataclass(eq=False)
+class Alloc:
+    """Fresh C-contiguous memory for ``var`` of the runtime lengths ``shape`` (expressions).
+
+    Whether it is a block handed to the caller (a function output) or
+    workspace memory is the renderer's choice. It fails (out of memory, or a
+    size past what memory can hold) with a message naming the op.
+    """
+
+    var: object
+    shape: list
+
+
+@dataclass(eq=False)
+class View:
+    """``var`` as a view of ``base``'s memory: ``offset`` elements in, with the given lengths
+    and strides (expressions, in elements)."""
+
+    var: object
+    base: object
+    offset: object
+    shape: list
+    strides: list
+
+
+@dataclass(eq=False)
+class Call:
+    """A call of the support-library function ``name`` (+ one suffix per entry of ``dtypes``).
+
+    ``can_fail``: it reports errors through the step's failure site and the
+    step ends when it does. ``blas``: the BLAS routines it runs (sgemm, dgemm).
+    """
+
+    name: str
+    args: list
+    dtypes: tuple = ()
+    can_fail: bool = True
+    blas: tuple = ()
+
+
+@dataclass(eq=False)
+class Check:
+    """Fail with error ``kind`` ("shape", "index", "value", "nomem") when ``cond`` holds;
+    ``message`` (a printf format) and ``args`` follow "<op> at <file>:<line>: "."""
+
+    cond: object
+    kind: str
+    message: str
+    args: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.kind not in ("shape", "index", "value", "nomem"):
+            raise ValueError(f"unknown error kind {self.kind!r}")
+
+
+@dataclass(eq=False)
+class Store:
+    """Element ``index`` of ``var`` set to ``value`` (converted to ``var``'s dtype)."""
+
+    var: object
+    index: object
+    value: object
+
+
+@dataclass(eq=False)
+class If:
+    """``body`` when ``cond`` holds, else ``orelse`` (lists of statements)."""
+
+    cond: object
+    body: list
+    orelse: list = field(default_factory=list)
+
+
+_STATEMENTS = (Let, Array, Assign, Declare, Alloc, View, Call, Check, Store, If)
+
+
+def walk(statements):
+    """Every statement of ``statements``, those inside an :class:`If` included, in order."""
+    for s in statements:
+        yield s
+        if isinstance(s, If):
+            yield from walk(s.body)
+            yield from walk(s.orelse)
+
+
+def shape_of(var):
+    """``var``'s runtime lengths, one :class:`Dim` per axis."""
+    return [Dim(var, k) for k in range(var.ndim)]
 
 
 # --------------------------------------------------------------------------- steps
@@ -174,17 +579,45 @@ class BlasCall(Step):
 
 @dataclass(eq=False, repr=False)
 class OpStep(Step):
-    """A node lowered by its op's own ``c_code(ctx, node)``.
+    """A node its op lowers itself: ``body`` is what ``op.lower(node)`` returns, a list of
+    statements (:class:`Alloc`, :class:`Call`, :class:`Check`, ...).
 
-    ``blas_routines``: the BLAS routines the op's lowering runs, as the op
-    declares them (``op.blas_routines(node)``).
+    Everything asked of the step is read from them: the BLAS routines it
+    runs (its calls' ``blas``), whether it can fail, the results it gives
+    fresh memory (``allocs``).
+
+    ``body`` is None for an op that still writes C text itself
+    (``op.c_code(ctx, node)``, the transition's old protocol); then
+    ``blas_routines`` holds what the op declares (``op.blas_routines(node)``).
     """
 
+    body: list = None
     blas_routines: list = field(default_factory=list)
 
     @property
+    def statements(self):
+        """Every statement of the body, nested ones included (empty for the old protocol)."""
+        return list(walk(self.body or ()))
+
+    @property
     def blas(self):
-        return list(self.blas_routines)
+        if self.body is None:
+            return list(self.blas_routines)
+        return [r for s in self.statements if isinstance(s, Call) for r in s.blas]
+
+    @property
+    def can_fail(self):
+        """Whether the step may end the call with an error: it checks something, makes
+        memory (which may run out) or calls a function that can fail."""
+        if self.body is None:
+            return True
+        return any(isinstance(s, (Check, Alloc)) or (isinstance(s, Call) and s.can_fail)
+                   for s in self.statements)
+
+    @property
+    def allocs(self):
+        """The values the step gives fresh memory (its :class:`Alloc` statements), in order."""
+        return [s.var for s in self.statements if isinstance(s, Alloc)]
 
 
 @dataclass(eq=False)

@@ -21,6 +21,7 @@ from ..ops.gemm import Gemm
 from ..ops.reduce import Mean, Sum
 from ..ops.shape import SumTo
 from .ir import Accumulation, Apply, FusedLoop, InPlaceUpdates, Lit, OpStep, Program, Ref, Update
+from .steps import Step
 
 __all__ = ["to_program", "plan_fusion", "MAXDIM"]
 
@@ -66,10 +67,12 @@ def _step(node, fusion, index):
     if id(node) in fusion.roots:
         return _fused_loop(index, node, fusion)
     lower = getattr(node.op, "lower", None)
-    if lower is not None:  # the op's own step (a BLAS call)
-        step = lower(node)
-        step.index = index
-        return step
+    if lower is not None:  # a step of the op's own (a BLAS call), or its statements
+        made = lower(node)
+        if isinstance(made, Step):
+            made.index = index
+            return made
+        return OpStep(index, node, [node], body=list(made))
     routines = getattr(node.op, "blas_routines", None)
     return OpStep(index, node, [node], blas_routines=list(routines(node)) if routines else [])
 

@@ -12,8 +12,10 @@ by a comment naming its nodes and the user's lines:
   threads are the drivers', shared by every loop, so the C of a loop grows
   with its expressions, not with the variants of its iteration;
 - a :class:`~codegen.ir.BlasCall` becomes a call of ``sg_gemm_<dtype>``;
-- an :class:`~codegen.ir.OpStep` is written by its op's ``c_code(ctx, node)``
-  into a :class:`KernelContext`;
+- an :class:`~codegen.ir.OpStep` is its statements (``codegen.ir``: allocations,
+  views, checks, calls into the support library), written by :class:`_OpWriter`;
+  an op not yet lowered to statements writes C itself (``c_code(ctx, node)``
+  into a :class:`KernelContext`);
 - :class:`~codegen.ir.InPlaceUpdates` come last, in the phases that keep a
   failed call from changing any variable.
 
@@ -26,6 +28,7 @@ import contextlib
 import numpy as np
 
 from .cstr import c_comment, c_format, c_string
+from . import ir
 from .ir import BlasCall, FusedLoop, Lit, OpStep, Ref
 from .steps import node_text
 from .writer import CWriter
@@ -261,6 +264,8 @@ def _render_into(ctx, program, profile):
                 _fused_loop(ctx, step)
             elif isinstance(step, BlasCall):
                 _blas(ctx, step)
+            elif isinstance(step, OpStep) and step.body is not None:
+                _OpWriter(ctx, step.root).statements(step.body)
             elif isinstance(step, OpStep):
                 c_code = getattr(step.root.op, "c_code", None)
                 if c_code is None:
@@ -312,6 +317,184 @@ def _step_function(ctx, name, comment):
     f("}")
     f("")
     main(f"if ({name}(in, out, ws, err, F)) goto fail;")
+
+
+# --------------------------------------------------------------------------- op statements
+
+_C_OP = {"and": "&&", "or": "||"}
+
+
+class _OpWriter:
+    """Writes an :class:`~codegen.ir.OpStep`'s statements (``codegen.ir``) as C into ``ctx``.
+
+    Failures (a :class:`~codegen.ir.Check`, a call that can fail, an
+    allocation) report through ``node``'s failure site, so messages start
+    with "<op> at <file>:<line>: ". Locals get fresh C names in order of
+    declaration.
+    """
+
+    def __init__(self, ctx, node):
+        self.ctx, self.node = ctx, node
+        self.names = {}  # id(Local) -> its C name
+
+    # ------------------------------------------------------------------ expressions
+
+    def desc(self, v):
+        """The C name of the descriptor (or local array) of a value or :class:`~ir.Local`."""
+        if isinstance(v, ir.Local):
+            return self.names[id(v)]
+        return self.ctx.arr(v)
+
+    def _ndim(self, v):
+        return v.ndim
+
+    def _elem_type(self, v):
+        return CTYPE[v.elem if isinstance(v, ir.Local) else v.dtype]
+
+    def expr(self, e):
+        """C text of an expression or argument of ``codegen.ir``."""
+        x = self.expr
+        if isinstance(e, ir.Int):
+            v = int(e.value)
+            if not -2 ** 63 <= v < 2 ** 63:
+                raise ValueError(f"{v} does not fit in int64")
+            return (str(v) if v >= 0 else f"({v})") if abs(v) < 2 ** 31 else c_literal(v, "int64")
+        if isinstance(e, Lit):
+            return c_literal(e.value, e.dtype)
+        if isinstance(e, ir.Local):
+            return self.names[id(e)]
+        if isinstance(e, ir.Dim):
+            return f"{self.desc(e.var)}.shape[{e.axis}]"
+        if isinstance(e, ir.Stride):
+            return f"{self.desc(e.var)}.strides[{e.axis}]"
+        if isinstance(e, ir.Size):
+            return f"sg_size(&{self.desc(e.var)}, {self._ndim(e.var)})"
+        if isinstance(e, ir.Elem):
+            return f"(({self._elem_type(e.var)} *){self.desc(e.var)}.data)[{self.index(e.index)}]"
+        if isinstance(e, ir.At):
+            return f"{self.names[id(e.local)]}[{self.index(e.index)}]"
+        if isinstance(e, ir.Bin):
+            return f"({x(e.a)} {_C_OP.get(e.op, e.op)} {x(e.b)})"
+        if isinstance(e, ir.Not):
+            return f"!{x(e.a)}"
+        if isinstance(e, ir.Cast):
+            return f"(({CTYPE[e.dtype]}){x(e.a)})"
+        if isinstance(e, ir.Select):
+            return f"({x(e.cond)} ? {x(e.a)} : {x(e.b)})"
+        if isinstance(e, ir.Fn):
+            return f"{_suffixed(e.name, e.dtypes)}({', '.join(map(x, e.args))})"
+        if isinstance(e, ir.Arr):
+            return f"&{self.desc(e.var)}"
+        if isinstance(e, ir.Data):
+            return f"{self.desc(e.var)}.data"
+        if isinstance(e, ir.Shape):
+            v = e.var
+            if isinstance(v, ir.Local) and v.dtype != "arr":
+                return self.names[id(v)]
+            return f"{self.desc(v)}.shape"
+        if isinstance(e, ir.Workspace):
+            return "ws"
+        if isinstance(e, ir.ItemSize):
+            return str(np.dtype(e.dtype).itemsize)
+        if isinstance(e, ir.Ints):
+            return "(const int[]){" + (", ".join(str(int(v)) for v in e.values) or "0") + "}"
+        if isinstance(e, ir.ValuePtr):
+            return f"(const {CTYPE[e.dtype]}[]){{{c_literal(e.value, e.dtype)}}}"
+        if isinstance(e, ir.FnPtr):
+            return _suffixed(e.name, e.dtypes)
+        raise TypeError(f"not an expression of the IR: {e!r}")
+
+    def cond(self, e):
+        """An expression as the condition of an ``if``: without its outer parentheses."""
+        text = self.expr(e)
+        return text[1:-1] if isinstance(e, ir.Bin) else text
+
+    def index(self, i):
+        return str(int(i)) if isinstance(i, int) else self.expr(i)
+
+    def _new(self, local):
+        if id(local) in self.names:
+            raise ValueError(f"{local!r} is declared twice")
+        name = self.names[id(local)] = self.ctx.tmp(local.hint)
+        return name
+
+    # ------------------------------------------------------------------ statements
+
+    def statements(self, body):
+        for s in body:
+            self.statement(s)
+
+    def statement(self, s):
+        ctx, w, x = self.ctx, self.ctx.w, self.expr
+        if isinstance(s, ir.Let):
+            value = x(s.value)
+            w(f"{CTYPE[s.local.dtype]} {self._new(s.local)} = {value};")
+        elif isinstance(s, ir.Array):
+            n = s.local.length
+            init = "" if s.values is None else " = {" + ", ".join(map(x, s.values)) + "}"
+            w(f"{CTYPE[s.local.dtype]} {self._new(s.local)}[{max(n, 1)}]{init};")
+        elif isinstance(s, ir.Assign):
+            w(f"{x(s.target)} = {x(s.value)};")
+        elif isinstance(s, ir.Declare):
+            self._declare(s.var)
+        elif isinstance(s, ir.Alloc):
+            if isinstance(s.var, ir.Local):
+                raise TypeError("Alloc makes a result: a graph value, not a local")
+            ctx.alloc(self.node, s.var, [x(e) for e in s.shape])
+        elif isinstance(s, ir.View):
+            name = self._declare(s.var)
+            w(f"{name}.data = (void *)(({self._elem_type(s.base)} *){self.desc(s.base)}.data + "
+              f"({x(s.offset)}));")
+            for k, (n, st) in enumerate(zip(s.shape, s.strides)):
+                w(f"{name}.shape[{k}] = {x(n)}; {name}.strides[{k}] = {x(st)};")
+        elif isinstance(s, ir.Call):
+            fn = _suffixed(s.name, s.dtypes)
+            if s.blas:
+                w(f"/* BLAS ({fn}): {c_comment(node_text(self.node), limit=400)} */")
+            args = ", ".join(map(x, s.args))
+            if s.can_fail:
+                w(f"if ({fn}(err, {ctx.location(self.node)}{', ' if args else ''}{args})) "
+                  f"goto fail;")
+            else:
+                w(f"{fn}({args});")
+        elif isinstance(s, ir.Check):
+            with w.block(f"if ({self.cond(s.cond)})"):
+                args, buffers = [], 0
+                for a in s.args:
+                    if isinstance(a, ir.ShapeText):
+                        buf = "sbuf" if buffers == 0 else f"sbuf{buffers}"
+                        if buffers:
+                            w(f"char {buf}[160];")
+                        buffers += 1
+                        args.append(f"sg_shape_str({buf}, sizeof {buf}, {x(a.shape)}, {a.ndim})")
+                    elif a.dtype in ("float32", "float64"):
+                        args.append(f"(double){x(a)}")
+                    else:
+                        args.append(f"(long long){x(a)}")
+                ctx.fail(self.node, s.kind, s.message, *args)
+        elif isinstance(s, ir.Store):
+            w(f"(({self._elem_type(s.var)} *){self.desc(s.var)}.data)[{self.index(s.index)}] = "
+              f"{x(s.value)};")
+        elif isinstance(s, ir.If):
+            with w.block(f"if ({self.cond(s.cond)})"):
+                self.statements(s.body)
+            if s.orelse:
+                with w.block("else"):
+                    self.statements(s.orelse)
+        else:
+            raise TypeError(f"not a statement of the IR: {s!r}")
+
+    def _declare(self, v):
+        if isinstance(v, ir.Local):
+            name = self._new(v)
+            self.ctx.w(f"sg_arr {name};")
+            return name
+        return self.ctx.declare(v)
+
+
+def _suffixed(name, dtypes):
+    """A support function's name with one dtype suffix per entry of ``dtypes``."""
+    return name + "".join(f"_{SUFFIX[d]}" for d in dtypes)
 
 
 # --------------------------------------------------------------------------- BLAS

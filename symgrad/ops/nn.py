@@ -16,7 +16,8 @@ from ..errors import IndexError as _IndexError
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, Variable, as_variable, user_trace
 from .elemwise import cast, exp, softplus
-from ..codegen.c_support import SUFFIX, call, itemsize
+from ..codegen.ir import (Alloc, Arr, Bin, Call, Cast, Check, Dim, Elem, Int, ItemSize, Let, Local,
+                          ValuePtr, shape_of)
 from .shape import expand_dims, normalize_axis, scalar_entry, shape_at
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits",
@@ -116,8 +117,8 @@ class Softmax(_AlongAxis):
         inner = _rd().sum(g * out, axis=self.axis, keepdims=True)
         return [out * (g - inner)]
 
-    def c_code(self, ctx, node):
-        _along_axis_c(ctx, node, "sg_softmax")
+    def lower(self, node):
+        return _along_axis(node, "sg_softmax")
 
 
 class LogSoftmax(_AlongAxis):
@@ -139,8 +140,8 @@ class LogSoftmax(_AlongAxis):
         (out,), (g,) = outputs, gouts
         return [g - exp(out) * _rd().sum(g, axis=self.axis, keepdims=True)]
 
-    def c_code(self, ctx, node):
-        _along_axis_c(ctx, node, "sg_log_softmax")
+    def lower(self, node):
+        return _along_axis(node, "sg_log_softmax")
 
 
 def softmax(x, axis=-1):
@@ -224,8 +225,8 @@ class OneHot(Op):
     def grad(self, node, inputs, outputs, gouts):
         return [NOT_DIFFERENTIABLE, NOT_DIFFERENTIABLE]
 
-    def c_code(self, ctx, node):
-        _one_hot_c(ctx, node)
+    def lower(self, node):
+        return _one_hot(node)
 
 
 def one_hot(labels, n, dtype=None):
@@ -303,8 +304,8 @@ class CrossEntropy(Op):
         target = OneHot(logits.dtype)(labels, as_variable(n_classes, dtype="int64"))
         return [expand_dims(g, 1) * (Softmax(1)(logits) - target), NOT_DIFFERENTIABLE]
 
-    def c_code(self, ctx, node):
-        _cross_entropy_c(ctx, node)
+    def lower(self, node):
+        return _cross_entropy(node)
 
 
 def cross_entropy(logits, labels):
@@ -356,40 +357,38 @@ def binary_cross_entropy_with_logits(logits, targets):
     return softplus(x) - x * targets
 
 
-# --------------------------------------------------------------------------- C lowering
+# --------------------------------------------------------------------------- lowering
 #
-# Each op is one call of sg_rows.h (support library): the rows along the op's
-# axis, walked flat when contiguous (vectorised passes) and through their
-# strides otherwise. Each row is read in passes: its maximum first, then the
+# Each op lowers to statements of codegen.ir: its work is one call of sg_rows.h
+# (support library), the rows along the op's axis, walked flat when contiguous
+# (vectorised passes) and through their strides otherwise. Each row is read in passes: its maximum first, then the
 # shifted exponentials, as the NumPy references above do, so huge logits
 # cannot overflow and a row of -inf gives what NumPy gives. Their messages
 # (a label out of range) are perform's.
 
 
-def _along_axis_c(ctx, node, fn):
+def _along_axis(node, fn):
     """softmax / log_softmax: the result has x's shape; rows run along the op's axis."""
     x, out = node.inputs[0], node.outputs[0]
-    nd, src = x.ndim, ctx.arr(x)
-    dst = ctx.alloc(node, out, [f"{src}.shape[{k}]" for k in range(nd)])
-    ctx.w(f"{fn}_{SUFFIX[x.dtype]}(&{dst}, &{src}, {nd}, {node.op.axis % nd});")
+    return [Alloc(out, shape_of(x)),
+            Call(fn, [Arr(out), Arr(x), Int(x.ndim), Int(node.op.axis % x.ndim)],
+                 dtypes=(x.dtype,), can_fail=False)]
 
 
-def _one_hot_c(ctx, node):
+def _one_hot(node):
     (labels, n), out = node.inputs, node.outputs[0]
-    nd, y, k = labels.ndim, ctx.arr(labels), ctx.tmp("ncls")
-    ctx.w(f"int64_t {k} = (int64_t){ctx.ptr(n)}[0];")
-    with ctx.w.block(f"if ({k} < 0)"):
-        ctx.fail(node, "shape", "the number of classes must be >= 0, got %lld", f"(long long){k}")
-    dst = ctx.alloc(node, out, [f"{y}.shape[{i}]" for i in range(nd)] + [k])
-    ct = ctx.ct(out)
-    call(ctx, node, "sg_one_hot", f"&{dst}", f"&{y}", str(nd), itemsize(labels), k,
-         f"(const {ct}[]){{1}}", f"sizeof({ct})")
+    k = Local("ncls")
+    return [Let(k, Cast("int64", Elem(n))),
+            Check(Bin("<", k, Int(0)), "shape", "the number of classes must be >= 0, got %lld",
+                  [k]),
+            Alloc(out, shape_of(labels) + [k]),
+            Call("sg_one_hot", [Arr(out), Arr(labels), Int(labels.ndim), ItemSize(labels.dtype),
+                                k, ValuePtr(1, out.dtype), ItemSize(out.dtype)])]
 
 
-def _cross_entropy_c(ctx, node):
+def _cross_entropy(node):
     (logits, labels), out = node.inputs, node.outputs[0]
-    z, y = ctx.arr(logits), ctx.arr(labels)
-    call(ctx, node, "sg_cross_entropy_check", f"&{z}", f"&{y}")
-    dst = ctx.alloc(node, out, [f"{z}.shape[0]"])
-    call(ctx, node, f"sg_cross_entropy_{SUFFIX[logits.dtype]}_{SUFFIX[labels.dtype]}",
-         f"&{dst}", f"&{z}", f"&{y}")
+    return [Call("sg_cross_entropy_check", [Arr(logits), Arr(labels)]),
+            Alloc(out, [Dim(logits, 0)]),
+            Call("sg_cross_entropy", [Arr(out), Arr(logits), Arr(labels)],
+                 dtypes=(logits.dtype, labels.dtype))]
