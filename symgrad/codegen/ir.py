@@ -60,7 +60,8 @@ Expressions (each has a ``dtype``; lengths, strides and counts are int64):
 ==========================  ==================================================
 
 Arguments of calls only: ``Arr(var)`` (its descriptor), ``Data(var)``,
-``Shape(var)`` (its lengths, an int64 array), ``Workspace()`` (the call's
+``Shape(var)`` (its lengths, an int64 array), ``Addr(local)`` (where a call
+stores a result), ``Workspace()`` (the call's
 arena), ``ItemSize(dtype)``, ``Ints(values)`` (a constant int array),
 ``ValuePtr(value, dtype)`` (a constant of ``dtype``, by address),
 ``FnPtr(name, dtypes)`` (a support function passed as an argument). In a
@@ -106,7 +107,7 @@ __all__ = ["Step", "FusedLoop", "Accumulation", "BlasCall", "OpStep", "InPlaceUp
            "Update", "Ref", "Lit", "Apply", "Program",
            # expressions and arguments of op statements
            "Int", "Dim", "Stride", "Size", "Elem", "Local", "At", "Bin", "Not", "Cast", "Select",
-           "Fn", "Arr", "Data", "Shape", "Workspace", "ItemSize", "Ints", "ValuePtr", "FnPtr",
+           "Fn", "Arr", "Data", "Shape", "Addr", "Workspace", "ItemSize", "Ints", "ValuePtr", "FnPtr",
            "ShapeText",
            # op statements
            "Let", "Array", "Assign", "Declare", "Alloc", "View", "Call", "Check", "Store", "If",
@@ -205,7 +206,8 @@ class Elem:
 @dataclass(eq=False)
 class Local:
     """A local of one step: a scalar (``Let``), an int64 array of ``length`` (``Array``) or,
-    with dtype "arr", a descriptor of ``ndim`` axes (``Declare``) holding ``elem`` values.
+    with dtype "arr", a descriptor of ``ndim`` axes holding ``elem`` values (made by
+    ``Declare`` and a call filling it, or by ``Let`` of an :class:`Fn` returning one).
 
     Locals are told apart by identity; ``hint`` only seeds the name a renderer gives them.
     """
@@ -309,6 +311,13 @@ class Shape:
     values."""
 
     var: object
+
+
+@dataclass(eq=False)
+class Addr:
+    """The address of a scalar :class:`Local`, for a call to store a result in."""
+
+    local: object
 
 
 @dataclass(eq=False)

@@ -345,7 +345,8 @@ class _OpWriter:
             return self.names[id(v)]
         return self.ctx.arr(v)
 
-    def _ndim(self, v):
+    @staticmethod
+    def _ndim(v):
         return v.ndim
 
     def _elem_type(self, v):
@@ -392,6 +393,8 @@ class _OpWriter:
             if isinstance(v, ir.Local) and v.dtype != "arr":
                 return self.names[id(v)]
             return f"{self.desc(v)}.shape"
+        if isinstance(e, ir.Addr):
+            return f"&{self.names[id(e.local)]}"
         if isinstance(e, ir.Workspace):
             return "ws"
         if isinstance(e, ir.ItemSize):
@@ -428,7 +431,8 @@ class _OpWriter:
         ctx, w, x = self.ctx, self.ctx.w, self.expr
         if isinstance(s, ir.Let):
             value = x(s.value)
-            w(f"{CTYPE[s.local.dtype]} {self._new(s.local)} = {value};")
+            ct = "sg_arr" if s.local.dtype == "arr" else CTYPE[s.local.dtype]
+            w(f"{ct} {self._new(s.local)} = {value};")
         elif isinstance(s, ir.Array):
             n = s.local.length
             init = "" if s.values is None else " = {" + ", ".join(map(x, s.values)) + "}"

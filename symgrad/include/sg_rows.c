@@ -171,6 +171,85 @@ SG_ARANGE_FLOAT(double, f64)
 SG_ARANGE_INT(int32_t, i32)
 SG_ARANGE_INT(int64_t, i64)
 
+int sg_arange_length_i64(sg_err *err, const char *where, int64_t start, int64_t stop,
+                         int64_t step, int64_t *n)
+{
+    if (step == 0)
+        return sg_fail(err, SG_EVALUE, "%sstep must not be zero", where);
+    /* Unsigned differences, divisions and the + 1: no overflow for any int64
+     * arguments (a length past INT64_MAX converts to a negative number, refused). */
+    if (step > 0)
+        *n = stop > start ? (int64_t)(((uint64_t)stop - (uint64_t)start - 1) / (uint64_t)step + 1)
+                          : 0;
+    else
+        *n = start > stop
+                 ? (int64_t)(((uint64_t)start - (uint64_t)stop - 1) / (0 - (uint64_t)step) + 1)
+                 : 0;
+    if (*n < 0)
+        return sg_fail(err, SG_ESHAPE, "%sarange: the length does not fit in 64 bits", where);
+    return 0;
+}
+
+int sg_arange_length_f64(sg_err *err, const char *where, double start, double stop,
+                         double step, int64_t *n)
+{
+    double d = stop - start;
+    if (step == 0)
+        return sg_fail(err, SG_EVALUE, "%sstep must not be zero", where);
+    double q = d / step;
+    if (q != q || q > 9.2e18 || q < -9.2e18)
+        return sg_fail(err, SG_EVALUE, "%sarange(%g, %g, %g) has no finite length", where,
+                       start, stop, step);
+    *n = (d != 0 && q == 0) ? 1 : (int64_t)ceil(q);
+    if (*n < 0)
+        *n = 0;
+    return 0;
+}
+
+/* NumPy's setitem of an int64 (I) or a double (F) into each element type */
+#define SG_FROM_I_f32(v) ((float)(v))
+#define SG_FROM_I_f64(v) ((double)(v))
+#define SG_FROM_I_i32(v) ((int32_t)(v))
+#define SG_FROM_I_i64(v) ((int64_t)(v))
+#define SG_FROM_F_f32(v) ((float)(v))
+#define SG_FROM_F_f64(v) ((double)(v))
+#define SG_FROM_F_i32(v) sg_f2i32(v)
+#define SG_FROM_F_i64(v) sg_f2i64(v)
+
+#define SG_ARANGE(T, S)                                                                    \
+    void sg_arange_i64_##S(void *p, int64_t n, int64_t start, int64_t step)                \
+    {                                                                                      \
+        sg_arange_fill_##S((T *)p, n, SG_FROM_I_##S(start),                                \
+                           SG_FROM_I_##S((int64_t)((uint64_t)start + (uint64_t)step)));    \
+    }                                                                                      \
+    void sg_arange_f64_##S(void *p, int64_t n, double start, double step)                  \
+    {                                                                                      \
+        sg_arange_fill_##S((T *)p, n, SG_FROM_F_##S(start), SG_FROM_F_##S(start + step));  \
+    }
+SG_ARANGE(float, f32)
+SG_ARANGE(double, f64)
+SG_ARANGE(int32_t, i32)
+SG_ARANGE(int64_t, i64)
+
+/* bool: at most two entries (checked before), each != 0 */
+void sg_arange_i64_b8(void *p, int64_t n, int64_t start, int64_t step)
+{
+    uint8_t *q = (uint8_t *)p;
+    if (n > 0)
+        q[0] = (uint8_t)(start != 0);
+    if (n > 1)
+        q[1] = (uint8_t)((int64_t)((uint64_t)start + (uint64_t)step) != 0);
+}
+
+void sg_arange_f64_b8(void *p, int64_t n, double start, double step)
+{
+    uint8_t *q = (uint8_t *)p;
+    if (n > 0)
+        q[0] = (uint8_t)(start != 0);
+    if (n > 1)
+        q[1] = (uint8_t)(start + step != 0);
+}
+
 /* ---- conversions ---- */
 
 #define SG_TO_ANY(TO, v) ((TO)(v))

@@ -66,6 +66,29 @@ void sg_arange_fill_f64(double *p, int64_t n, double a0, double a1);
 void sg_arange_fill_i32(int32_t *p, int64_t n, int32_t a0, int32_t a1);
 void sg_arange_fill_i64(int64_t *p, int64_t n, int64_t a0, int64_t a1);
 
+/* arange's length for start, stop, step (NumPy's): in exact integer arithmetic
+ * (_i64, no overflow for any arguments), or ceil((stop - start) / step) in
+ * doubles, 1 when that underflows to 0 (_f64). A zero step, a length past
+ * int64 or none at all (NaN, infinite) fails. */
+int sg_arange_length_i64(sg_err *err, const char *where, int64_t start, int64_t stop,
+                         int64_t step, int64_t *n);
+int sg_arange_length_f64(sg_err *err, const char *where, double start, double stop,
+                         double step, int64_t *n);
+
+/* arange's values into the contiguous p[0..n) of dtype S: p[0] = start and
+ * p[1] = start + step, each converted as NumPy's setitem does (int64 wrapping
+ * for _i64_S, doubles for _f64_S; a float to an integer without undefined
+ * behaviour, to bool != 0), then sg_arange_fill_S; a bool result holds at
+ * most the first two (its length is checked to be <= 2). */
+#define SG_DECLARE_ARANGE(S)                                                               \
+    void sg_arange_i64_##S(void *p, int64_t n, int64_t start, int64_t step);               \
+    void sg_arange_f64_##S(void *p, int64_t n, double start, double step);
+SG_DECLARE_ARANGE(f32)
+SG_DECLARE_ARANGE(f64)
+SG_DECLARE_ARANGE(i32)
+SG_DECLARE_ARANGE(i64)
+SG_DECLARE_ARANGE(b8)
+
 /* sg_cast_<to>_<from>(dst, src, nd): src converted element by element into dst
  * (same shape, any strides, separate memory), as a C cast (to bool: != 0). */
 #define SG_DECLARE_CAST(TO)                                                                \

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import ShapeError
-from ..codegen.c_support import SUFFIX
+from ..codegen.ir import Addr, Alloc, Bin, Call, Cast, Check, Data, Elem, Int, Let, Local
 from ..graph import Constant, Op, TensorType, Variable, user_trace
 from .shape import shape_at
 from .subtensor import value_grad
@@ -64,17 +64,22 @@ class Arange(Op):
         positions = Arange(out.dtype)(Constant(0), shape_at(out, 0), Constant(1))
         return [value_grad(g, start), None, value_grad(g * positions, step)]
 
-    def c_code(self, ctx, node):
-        start, stop, step = (f"{ctx.ptr(v)}[0]" for v in node.inputs)
-        exact = all(_dt.is_int(v.dtype) for v in node.inputs)
-        n = (_c_int_length if exact else _c_float_length)(ctx, node, start, stop, step)
+    def lower(self, node):
+        """The length (``sg_arange_length_<i64|f64>``: exact integer arithmetic when every
+        argument is an integer, else NumPy's in doubles), the result, then its values
+        (``sg_arange_<i64|f64>_<dtype>``)."""
         out = node.outputs[0]
+        kind = "int64" if all(_dt.is_int(v.dtype) for v in node.inputs) else "float64"
+        start, stop, step = (Cast(kind, Elem(v)) for v in node.inputs)
+        n = Local("n")
+        body = [Let(n, Int(0)),
+                Call("sg_arange_length", [start, stop, step, Addr(n)], dtypes=(kind,))]
         if self.dtype == "bool":
-            with ctx.w.block(f"if ({n} > 2)"):
-                ctx.fail(node, "value", "arange() is only supported for booleans when the result "
-                                        "has at most length 2")
-        ctx.alloc(node, out, [n])
-        _c_arange_fill(ctx, out, start, step, exact, n)
+            body.append(Check(Bin(">", n, Int(2)), "value", "arange() is only supported for "
+                              "booleans when the result has at most length 2"))
+        return body + [Alloc(out, [n]),
+                       Call("sg_arange", [Data(out), n, start, step], dtypes=(kind, out.dtype),
+                            can_fail=False)]
 
 
 def _arange_arg(v, what):
@@ -115,60 +120,3 @@ def arange(start, stop=None, step=1, dtype=None):
     if dtype is None:
         dtype = "float64" if any(_dt.is_float(a.dtype) for a in args) else "int64"
     return Arange(dtype)(*args)
-
-
-def _c_int_length(ctx, node, start, stop, step):
-    """The length for integer arguments, in exact integer arithmetic."""
-    a, b, c, n = ctx.tmp("start"), ctx.tmp("stop"), ctx.tmp("step"), ctx.tmp("n")
-    ctx.w(f"int64_t {a} = (int64_t){start}, {b} = (int64_t){stop}, {c} = (int64_t){step}, {n};")
-    with ctx.w.block(f"if ({c} == 0)"):
-        ctx.fail(node, "value", "step must not be zero")
-    # Unsigned differences, divisions and the + 1: no overflow for any int64 arguments
-    # (a length past INT64_MAX converts to a negative number, refused below).
-    ctx.w(f"if ({c} > 0) {n} = {b} > {a} ? "
-          f"(int64_t)(((uint64_t){b} - (uint64_t){a} - 1) / (uint64_t){c} + 1) : 0;")
-    ctx.w(f"else {n} = {a} > {b} ? "
-          f"(int64_t)(((uint64_t){a} - (uint64_t){b} - 1) / (0 - (uint64_t){c}) + 1) : 0;")
-    with ctx.w.block(f"if ({n} < 0)"):
-        ctx.fail(node, "shape", "arange: the length does not fit in 64 bits")
-    return n
-
-
-def _c_float_length(ctx, node, start, stop, step):
-    """NumPy's length: ceil((stop - start) / step) in doubles, 1 when that underflows to 0."""
-    d, q, n = ctx.tmp("d"), ctx.tmp("q"), ctx.tmp("n")
-    ctx.w(f"double {d} = (double){stop} - (double){start};")
-    with ctx.w.block(f"if ((double){step} == 0)"):
-        ctx.fail(node, "value", "step must not be zero")
-    ctx.w(f"double {q} = {d} / (double){step};")
-    with ctx.w.block(f"if ({q} != {q} || {q} > 9.2e18 || {q} < -9.2e18)"):
-        ctx.fail(node, "value", "arange(%g, %g, %g) has no finite length",
-                 f"(double){start}", f"(double){stop}", f"(double){step}")
-    ctx.w(f"int64_t {n} = ({d} != 0 && {q} == 0) ? 1 : (int64_t)ceil({q});")
-    ctx.w(f"if ({n} < 0) {n} = 0;")
-    return n
-
-
-def _c_arange_fill(ctx, out, start, step, exact, n):
-    """NumPy's fill: out[0] = start, out[1] = start + step (each cast), then
-    out[i] = out[0] + i * (out[1] - out[0]) in the output type."""
-    ct, p = ctx.ct(out), ctx.ptr(out)
-    first, second = ((f"(int64_t){start}", f"(int64_t)((uint64_t){start} + (uint64_t){step})")
-                     if exact else (f"(double){start}", f"(double){start} + (double){step}"))
-    a0, a1 = ctx.tmp("first"), ctx.tmp("second")
-    ctx.w(f"{ct} {a0} = {_c_convert(first, ct, exact)}, {a1} = {_c_convert(second, ct, exact)};")
-    if ct != "uint8_t":  # sg_rows.h
-        ctx.w(f"sg_arange_fill_{SUFFIX[out.dtype]}({p}, {n}, {a0}, {a1});")
-        return
-    with ctx.w.block(f"if ({n} > 0)"):  # bool: at most two entries
-        ctx.w(f"{p}[0] = {a0};")
-        ctx.w(f"if ({n} > 1) {p}[1] = {a1};")
-
-
-def _c_convert(value, ct, exact):
-    """``value`` (int64 when ``exact``, else double) cast to ``ct`` as NumPy's setitem does."""
-    if ct == "uint8_t":
-        return f"(uint8_t)({value} != 0)"
-    if exact or ct in ("double", "float"):
-        return f"({ct})({value})"
-    return f"({ct})sg_f2i{'64' if ct == 'int64_t' else '32'}({value})"

@@ -23,7 +23,8 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType, as_variable, user_trace
-from ..codegen.c_support import SUFFIX, call
+from ..codegen.ir import (Alloc, Arr, Bin, Call, Check, Dim, Fn, Int, Ints, Let, Local, Shape,
+                          ShapeText)
 from .elemwise import cast, eq, exp, sqrt, square, stop_gradient, where
 from .shape import broadcast_to, expand_dims, normalize_axis, shape, shape_at, transpose
 
@@ -185,9 +186,9 @@ class Sum(Reduce):
     def grad_rule(self, x, out, g):
         return _spread(g, x, self.axis, self.keepdims)
 
-    def c_code(self, ctx, node):
-        if not sum_into_c(ctx, node, self.axis, self.keepdims, mean=False):
-            reduce_call(ctx, node, "sum", self.axis, self.keepdims)
+    def lower(self, node):
+        return (sum_into(node, self.axis, self.keepdims, mean=False)
+                or fold(node, "sum", self.axis, self.keepdims))
 
 
 class Mean(Reduce):
@@ -209,10 +210,10 @@ class Mean(Reduce):
     def grad_rule(self, x, out, g):
         return _spread(g / _count(x, self.axis, g.dtype), x, self.axis, self.keepdims)
 
-    def c_code(self, ctx, node):
+    def lower(self, node):
         # the count divides the total: 0 / 0 is NaN for an empty mean, as in NumPy
-        if not sum_into_c(ctx, node, self.axis, self.keepdims, mean=True):
-            reduce_call(ctx, node, "mean", self.axis, self.keepdims)
+        return (sum_into(node, self.axis, self.keepdims, mean=True)
+                or fold(node, "mean", self.axis, self.keepdims))
 
 
 class Prod(Reduce):
@@ -243,8 +244,8 @@ class Prod(Reduce):
         local = where(is_zero, at_zero, others_nonzero * zeros_prod)
         return _keep(g, self.axis, self.keepdims) * local
 
-    def c_code(self, ctx, node):
-        reduce_call(ctx, node, "prod", self.axis, self.keepdims)
+    def lower(self, node):
+        return fold(node, "prod", self.axis, self.keepdims)
 
 
 class Max(Reduce):
@@ -283,11 +284,11 @@ class Max(Reduce):
         dx = where(hit, share, 0)
         return dx if order is None else transpose(dx, tuple(np.argsort(order)))
 
-    def c_code(self, ctx, node):
+    def lower(self, node):
         x = node.inputs[0]
-        _check_nonempty(ctx, node, x, self.axis, "cannot reduce an array of shape %s over the "
-                        f"length-0 axis {self.axis}; the {self.name} of nothing is undefined")
-        reduce_call(ctx, node, self.name, self.axis, self.keepdims)
+        return (_nonempty(x, self.axis, "cannot reduce an array of shape %s over the "
+                          f"length-0 axis {self.axis}; the {self.name} of nothing is undefined")
+                + fold(node, self.name, self.axis, self.keepdims))
 
 
 class Min(Max):
@@ -326,8 +327,8 @@ class LogSumExp(Reduce):
         softmax = where(eq(x, -np.inf), 0, softmax)
         return _keep(g, self.axis, self.keepdims) * softmax
 
-    def c_code(self, ctx, node):
-        logsumexp_c(ctx, node, self.axis, self.keepdims)
+    def lower(self, node):
+        return logsumexp_rows(node, self.axis, self.keepdims)
 
 
 def _ties_layout(shp, axes):
@@ -409,12 +410,12 @@ class ArgReduce(Op):
     def grad(self, node, inputs, outputs, gouts):
         return [NOT_DIFFERENTIABLE]
 
-    def c_code(self, ctx, node):
+    def lower(self, node):
         # axis=None reduces every axis: the position in the row is then the flat C-order index
         x, axes = node.inputs[0], self.axes(node.inputs[0].ndim)
-        _check_nonempty(ctx, node, x, axes, f"an array of shape %s has no {self.name} along "
-                        f"axis={self.axis} (length 0)")
-        reduce_call(ctx, node, self.name, axes, self.keepdims)
+        return (_nonempty(x, axes, f"an array of shape %s has no {self.name} along "
+                          f"axis={self.axis} (length 0)")
+                + fold(node, self.name, axes, self.keepdims))
 
 
 class Argmax(ArgReduce):
@@ -622,67 +623,65 @@ def logsumexp(x, axis=None, keepdims=False):
     return _reduce(LogSumExp, x, axis, keepdims)
 
 
-# --------------------------------------------------------------------------- C lowering
+# --------------------------------------------------------------------------- lowering
 #
 # Every reduction is a fold over rows: the input is viewed with its kept axes
 # first and its reduced axes last, so one output element is one row. sum, mean,
 # prod, max, min, argmax and argmin are functions of sg_ops.h, one per input
-# dtype (`reduce_call`), and logsumexp's two passes one of sg_rows.h
-# (`logsumexp_c`). A float sum or mean is
-# instead an accumulation in input order (`sum_into_c`), as codegen.fusion
-# does when it fuses one with its elementwise producer.
+# and output dtype (`fold`), and logsumexp's two passes one of sg_rows.h
+# (`logsumexp_rows`). A float sum or mean is instead an accumulation in input
+# order (`sum_into`), as codegen.lower does when it fuses one with its
+# elementwise producer. Each returns statements of codegen.ir.
 
-def _check_nonempty(ctx, node, x, axes, message):
+def _nonempty(x, axes, message):
     """max, min, argmax, argmin: a length-0 reduced axis is a ShapeError, as in ``perform``."""
     if not axes:
-        return
-    test = " || ".join(f"{ctx.arr(x)}.shape[{a}] == 0" for a in axes)
-    with ctx.w.block(f"if ({test})"):
-        ctx.fail(node, "shape", message, f"sg_shape_str(sbuf, sizeof sbuf, {ctx.arr(x)}.shape, "
-                                         f"{x.ndim})")
+        return []
+    empty = None
+    for a in axes:
+        test = Bin("==", Dim(x, a), Int(0))
+        empty = test if empty is None else Bin("or", empty, test)
+    return [Check(empty, "shape", message, [ShapeText(Shape(x), x.ndim)])]
 
 
-def _alloc_reduced(ctx, node, axes, keepdims):
-    """The C name of a reduction's newly allocated result (``axes`` gone, or 1 with keepdims)."""
-    x, src = node.inputs[0], ctx.arr(node.inputs[0])
-    shape = [("1" if a in axes else f"{src}.shape[{a}]") for a in range(x.ndim)
+def _alloc_reduced(node, axes, keepdims):
+    """A reduction's newly allocated result (``axes`` gone, or of length 1 with keepdims)."""
+    x = node.inputs[0]
+    shape = [(Int(1) if a in axes else Dim(x, a)) for a in range(x.ndim)
              if keepdims or a not in axes]
-    return ctx.alloc(node, node.outputs[0], shape)
+    return Alloc(node.outputs[0], shape)
 
 
-def reduce_call(ctx, node, fold, axes, keepdims):
-    """Allocate the reduction's result and fill it with ``sg_<fold>_<in>_<out>`` of sg_ops.h."""
+def fold(node, name, axes, keepdims):
+    """The result, filled with ``sg_<name>_<in>_<out>`` of sg_ops.h over a view of the input
+    with the reduced axes last."""
     x, out = node.inputs[0], node.outputs[0]
-    src = ctx.arr(x)
     kept = [a for a in range(x.ndim) if a not in axes]
-    dst = _alloc_reduced(ctx, node, axes, keepdims)
-    view, order = ctx.tmp("perm"), ", ".join(map(str, kept + list(axes))) or "0"
-    ctx.w(f"sg_arr {view} = sg_permuted(&{src}, {x.ndim}, (const int[]){{{order}}});")
-    ctx.w(f"sg_{fold}_{SUFFIX[x.dtype]}_{SUFFIX[out.dtype]}(&{dst}, &{view}, {x.ndim}, "
-          f"{len(axes)});")
+    view = Local("perm", "arr", ndim=x.ndim, elem=x.dtype)
+    return [_alloc_reduced(node, axes, keepdims),
+            Let(view, Fn("sg_permuted", [Arr(x), Int(x.ndim), Ints(kept + list(axes))],
+                         dtype="arr")),
+            Call(f"sg_{name}", [Arr(out), Arr(view), Int(x.ndim), Int(len(axes))],
+                 dtypes=(x.dtype, out.dtype), can_fail=False)]
 
 
-def sum_into_c(ctx, node, axes, keepdims, mean):
+def sum_into(node, axes, keepdims, mean):
     """A float sum or mean in its input's dtype: ``sg_sum_into_<dtype>``, which adds every
-    element into its result element (as a fused accumulation does). False for other dtypes."""
+    element into its result element (as a fused accumulation does). None for other dtypes."""
     x, out = node.inputs[0], node.outputs[0]
     if x.dtype not in ("float32", "float64") or out.dtype != x.dtype:
-        return False
-    src = ctx.arr(x)
-    dst = _alloc_reduced(ctx, node, axes, keepdims)
-    flags = ", ".join("1" if a in axes else "0" for a in range(x.ndim)) or "0"
-    call(ctx, node, f"sg_sum_into_{SUFFIX[x.dtype]}", f"&{dst}", str(out.ndim), f"&{src}",
-         str(x.ndim), f"(const int[]){{{flags}}}", str(int(keepdims)), str(int(mean)))
-    return True
+        return None
+    flags = [int(a in axes) for a in range(x.ndim)]
+    return [_alloc_reduced(node, axes, keepdims),
+            Call("sg_sum_into", [Arr(out), Int(out.ndim), Arr(x), Int(x.ndim), Ints(flags),
+                                 Int(int(keepdims)), Int(int(mean))], dtypes=(x.dtype,))]
 
 
-def logsumexp_c(ctx, node, axes, keepdims):
+def logsumexp_rows(node, axes, keepdims):
     """logsumexp: ``sg_logsumexp_<in>_<out>`` of sg_rows.h folds each row (= output element)
     in two passes, its maximum, then the log of its shifted exponentials' sum."""
     x, out = node.inputs[0], node.outputs[0]
-    src = ctx.arr(x)
     kept = [a for a in range(x.ndim) if a not in axes]
-    dst = _alloc_reduced(ctx, node, axes, keepdims)
-    order = ", ".join(map(str, kept + list(axes))) or "0"
-    ctx.w(f"sg_logsumexp_{SUFFIX[x.dtype]}_{SUFFIX[out.dtype]}(&{dst}, &{src}, {x.ndim}, "
-          f"(const int[]){{{order}}}, {len(axes)});")
+    return [_alloc_reduced(node, axes, keepdims),
+            Call("sg_logsumexp", [Arr(out), Arr(x), Int(x.ndim), Ints(kept + list(axes)),
+                                  Int(len(axes))], dtypes=(x.dtype, out.dtype), can_fail=False)]
