@@ -19,13 +19,15 @@ import pytest
 import symgrad as sg
 from symgrad.codegen import ir
 from symgrad.codegen.lower import to_program
-from symgrad.graph import Variable, toposort
+from symgrad.graph import Variable
+from symgrad.ops.shape import dimshuffle
 
 import cases as _cases  # tests/ is on sys.path (conftest.py)
 
 # Modules whose ops are all lowered to statements (the others still write C through
 # c_code while the change is under way).
-CONVERTED = {"symgrad.ops.nn", "symgrad.ops.reduce", "symgrad.ops.creation"}
+CONVERTED = {"symgrad.ops.nn", "symgrad.ops.reduce", "symgrad.ops.creation", "symgrad.ops.shape",
+             "symgrad.ops.linalg", "symgrad.ops.gemm"}
 
 # The fields of IR objects that may hold text: names of support functions, hints of
 # locals, dtypes, operators, error kinds, messages and BLAS routines.
@@ -132,6 +134,30 @@ def test_a_step_that_only_reads_cannot_fail():
     assert step.blas == ["sgemm"]
 
 
+def test_views_cannot_fail_and_make_no_memory():
+    x = sg.matrix("x")
+    col = sg.matrix("col")
+    f = sg.function([x, col], [x.T * 1, dimshuffle(col, 0) * 1])
+    t, drop = _step_of(f, "dimshuffle{order=(1, 0)"), _step_of(f, "dimshuffle{order=(0,)")
+    assert [type(s) for s in t.body] == [ir.View] and not t.can_fail and t.allocs == []
+    # dropping an axis checks its length
+    (check,) = [s for s in drop.body if isinstance(s, ir.Check)]
+    assert check.kind == "shape" and drop.can_fail and drop.buffers == []
+    with pytest.raises(sg.ShapeError, match=r"cannot drop axis 1 of length 2 \(only length 1\)"):
+        f(np.zeros((2, 2)), np.zeros((3, 2)))
+
+
+def test_blas_is_read_from_the_calls():
+    A = sg.tensor("A", dtype="float32", shape=(None,) * 3)
+    B = sg.tensor("B", dtype="float32", shape=(None,) * 3)
+    Ai = sg.tensor("Ai", dtype="int64", shape=(None,) * 3)
+    f = sg.function([A, B, Ai], [A @ B, Ai @ Ai])
+    fl, it = [s for s in f.kernel.steps if str(s.root.op) == "matmul"]
+    (call,) = [s for s in fl.statements if isinstance(s, ir.Call) and s.name == "sg_matmul"]
+    assert call.blas == ("sgemm",) and fl.blas == ["sgemm"]
+    assert it.blas == []  # integers have no BLAS routine
+
+
 def test_statements_reject_unknown_operators_and_kinds():
     with pytest.raises(ValueError, match="unknown operator"):
         ir.Bin("<<", ir.Int(1), ir.Int(2))
@@ -160,10 +186,15 @@ def test_a_walk_of_the_statements_finds_the_work_of_a_compiled_graph():
     y = sg.tensor("y", dtype="int64", shape=(None,))
     W = sg.shared(np.zeros((3, 4)), name="W")
     h = sg.tanh(X @ W)
+    n = sg.scalar("n", dtype="int64")
     loss = sg.nn.cross_entropy(h, y).mean() + (sg.nn.softmax(h) * sg.one_hot(y, 4)).sum()
-    f = sg.function([X, y], loss)
+    f = sg.function([X, y, n], [loss, sg.arange(n) * 2])
     seen = _walk(f.kernel.steps)
     assert ("call", "sg_softmax/float64") in seen
     assert ("call", "sg_one_hot") in seen and ("check", "shape") in seen
     assert ("call", "sg_cross_entropy/float64/int64") in seen
     assert ("alloc", "one_hot") in seen and ("alloc", "softmax") in seen
+    assert ("call", "sg_arange_length/int64") in seen and ("alloc", "arange") in seen
+    assert ("call", "sg_arange/int64/int64") in seen
+    got, r = f(np.ones((2, 3)), np.array([0, 3]), np.int64(4))
+    np.testing.assert_array_equal(r, [0, 2, 4, 6])

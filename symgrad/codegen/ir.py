@@ -596,12 +596,11 @@ class OpStep(Step):
     fresh memory (``allocs``).
 
     ``body`` is None for an op that still writes C text itself
-    (``op.c_code(ctx, node)``, the transition's old protocol); then
-    ``blas_routines`` holds what the op declares (``op.blas_routines(node)``).
+    (``op.c_code(ctx, node)``, the transition's old protocol; none of those
+    runs BLAS).
     """
 
     body: list = None
-    blas_routines: list = field(default_factory=list)
 
     @property
     def statements(self):
@@ -610,8 +609,6 @@ class OpStep(Step):
 
     @property
     def blas(self):
-        if self.body is None:
-            return list(self.blas_routines)
         return [r for s in self.statements if isinstance(s, Call) for r in s.blas]
 
     @property

@@ -73,8 +73,7 @@ def _step(node, fusion, index):
             made.index = index
             return made
         return OpStep(index, node, [node], body=list(made))
-    routines = getattr(node.op, "blas_routines", None)
-    return OpStep(index, node, [node], blas_routines=list(routines(node)) if routines else [])
+    return OpStep(index, node, [node])  # an op that still writes its C (c_code)
 
 
 # --------------------------------------------------------------------------- fusion

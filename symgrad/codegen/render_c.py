@@ -210,12 +210,6 @@ class KernelContext:
         self.w(f"sg_fail(err, {ERR[kind]}, {msg}{''.join(', ' + a for a in args)});")
         self.w("goto fail;")
 
-    def call_blas(self, node, fn, args, trace=None):
-        """``if (fn(err, <site>, args...)) goto fail;`` for a support function that runs BLAS,
-        headed by a comment naming the node (``trace``: the user line its errors name)."""
-        self.w(f"/* BLAS ({fn}): {c_comment(node_text(node), limit=400)} */")
-        self.w(f"if ({fn}(err, {self.location(node, trace)}, {', '.join(args)})) goto fail;")
-
     def literal(self, value, dtype):
         return c_literal(value, dtype)
 
@@ -447,8 +441,11 @@ class _OpWriter:
             ctx.alloc(self.node, s.var, [x(e) for e in s.shape])
         elif isinstance(s, ir.View):
             name = self._declare(s.var)
-            w(f"{name}.data = (void *)(({self._elem_type(s.base)} *){self.desc(s.base)}.data + "
-              f"({x(s.offset)}));")
+            if isinstance(s.offset, ir.Int) and s.offset.value == 0:
+                w(f"{name}.data = {self.desc(s.base)}.data;")
+            else:
+                w(f"{name}.data = (void *)(({self._elem_type(s.base)} *){self.desc(s.base)}.data"
+                  f" + ({x(s.offset)}));")
             for k, (n, st) in enumerate(zip(s.shape, s.strides)):
                 w(f"{name}.shape[{k}] = {x(n)}; {name}.strides[{k}] = {x(st)};")
         elif isinstance(s, ir.Call):

@@ -15,7 +15,8 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, as_variable, user_trace
-from ..codegen.c_support import SUFFIX, call
+from ..codegen.ir import (Alloc, Arr, Array, At, Call, Declare, FnPtr, Int, ItemSize, Local,
+                          Workspace)
 from .elemwise import broadcast_static, cast, mul
 from .shape import dimshuffle, expand_dims, flatten, squeeze, sum_to
 
@@ -93,12 +94,8 @@ class MatMul(Op):
         gb = _to_input(lambda: MatMul()(swap_last_two(a), g), b)
         return [ga, gb]
 
-    def blas_routines(self, node):
-        """The BLAS routine the compiled product runs (none for integers: BLAS has no such)."""
-        return {"float32": ["sgemm"], "float64": ["dgemm"]}.get(node.outputs[0].dtype, [])
-
-    def c_code(self, ctx, node):
-        _c_matmul(ctx, node)
+    def lower(self, node):
+        return _matmul(node)
 
 
 def _to_input(make, x):
@@ -195,35 +192,36 @@ def outer(a, b):
     return mul(expand_dims(a, 1), expand_dims(b, 0))
 
 
-# --------------------------------------------------------------------------- C lowering
+# --------------------------------------------------------------------------- lowering
 #
 # The product is sg_matmul_<dtype> of sg_ops.h: BLAS gemm once per (broadcast)
 # batch matrix for floats, with transposed views folded into gemm's Trans
 # flags, and wrapping integer sums (BLAS has none) for ints and bools. An
 # operand of another dtype is first converted into a C-contiguous copy here.
 
-def _c_matmul(ctx, node):
+def _matmul(node):
     a, b = node.inputs
     out = node.outputs[0]
-    shape = ctx.tmp("shape")
-    ctx.w(f"int64_t {shape}[{out.ndim}];")
-    call(ctx, node, "sg_matmul_shape", f"&{ctx.arr(a)}", str(a.ndim), f"&{ctx.arr(b)}",
-         str(b.ndim), shape, str(out.ndim))
-    ctx.alloc(node, out, [f"{shape}[{d}]" for d in range(out.ndim)])
-    ua, ub = (_c_in_dtype(ctx, node, v, out) for v in (a, b))
-    args = ["ws", f"&{ctx.arr(out)}", str(out.ndim), f"&{ua}", str(a.ndim), f"&{ub}", str(b.ndim)]
-    if out.dtype in ("float32", "float64"):
-        ctx.call_blas(node, f"sg_matmul_{SUFFIX[out.dtype]}", args)
-    else:
-        call(ctx, node, f"sg_matmul_{SUFFIX[out.dtype]}", *args)
+    shape = Local("shape", length=out.ndim)
+    body = [Array(shape),
+            Call("sg_matmul_shape", [Arr(a), Int(a.ndim), Arr(b), Int(b.ndim), shape,
+                                     Int(out.ndim)]),
+            Alloc(out, [At(shape, d) for d in range(out.ndim)])]
+    ua, ub = (_in_dtype(body, v, out) for v in (a, b))
+    # BLAS runs for floats; integers have no BLAS routine (wrapping sums in the library)
+    blas = {"float32": ("sgemm",), "float64": ("dgemm",)}.get(out.dtype, ())
+    body.append(Call("sg_matmul", [Workspace(), Arr(out), Int(out.ndim), Arr(ua), Int(a.ndim),
+                                   Arr(ub), Int(b.ndim)], dtypes=(out.dtype,), blas=blas))
+    return body
 
 
-def _c_in_dtype(ctx, node, v, out):
-    """The sg_arr of operand ``v``, or of a C-contiguous copy converted to ``out``'s dtype."""
+def _in_dtype(body, v, out):
+    """Operand ``v``, or a C-contiguous copy converted to ``out``'s dtype (its statements
+    appended to ``body``)."""
     if v.dtype == out.dtype:
-        return ctx.arr(v)
-    u, ct = ctx.tmp("mat"), ctx.ct(out)
-    ctx.w(f"sg_arr {u};")
-    call(ctx, node, "sg_cast_copy", "ws", f"&{u}", f"&{ctx.arr(v)}", str(v.ndim), f"sizeof({ct})",
-         f"sg_cast_{SUFFIX[out.dtype]}_{SUFFIX[v.dtype]}")
+        return v
+    u = Local("mat", "arr", ndim=v.ndim, elem=out.dtype)
+    body += [Declare(u),
+             Call("sg_cast_copy", [Workspace(), Arr(u), Arr(v), Int(v.ndim), ItemSize(out.dtype),
+                                   FnPtr("sg_cast", (out.dtype, v.dtype))])]
     return u

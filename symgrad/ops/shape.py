@@ -11,7 +11,8 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType, Variable, as_variable
-from ..codegen.c_support import SUFFIX, call, itemsize
+from ..codegen.ir import (Alloc, Arr, Array, At, Bin, Call, Cast, Check, Declare, Dim, Elem, Int,
+                          ItemSize, Local, Store, Stride, View, Workspace)
 
 __all__ = ["shape", "shape_at", "make_vector", "dimshuffle", "transpose", "expand_dims",
            "squeeze", "broadcast_to", "sum_to", "reshape", "flatten", "alloc", "zeros", "ones",
@@ -45,8 +46,8 @@ class Shape(Op):
     def grad(self, node, inputs, outputs, gouts):
         return [None]
 
-    def c_code(self, ctx, node):
-        return _shape_c(self, ctx, node)
+    def lower(self, node):
+        return _shape(self, node)
 
 
 class ShapeAt(Op):
@@ -70,8 +71,8 @@ class ShapeAt(Op):
     def grad(self, node, inputs, outputs, gouts):
         return [None]
 
-    def c_code(self, ctx, node):
-        return _shape_at_c(self, ctx, node)
+    def lower(self, node):
+        return _shape_at(self, node)
 
 
 class MakeVector(Op):
@@ -92,8 +93,8 @@ class MakeVector(Op):
     def grad(self, node, inputs, outputs, gouts):
         return [NOT_DIFFERENTIABLE] * len(inputs)
 
-    def c_code(self, ctx, node):
-        return _make_vector_c(self, ctx, node)
+    def lower(self, node):
+        return _make_vector(self, node)
 
 
 def shape(x):
@@ -214,8 +215,8 @@ class DimShuffle(Op):
             return [g]
         return [DimShuffle(back, len(kept))(g)]
 
-    def c_code(self, ctx, node):
-        return _dimshuffle_c(self, ctx, node)
+    def lower(self, node):
+        return _dimshuffle(self, node)
 
 
 def dimshuffle(x, *order):
@@ -299,8 +300,8 @@ class BroadcastTo(Op):
         x, _ = inputs
         return [sum_to(gouts[0], x), NOT_DIFFERENTIABLE]
 
-    def c_code(self, ctx, node):
-        return _broadcast_to_c(self, ctx, node)
+    def lower(self, node):
+        return _broadcast_to(self, node)
 
 
 class SumTo(Op):
@@ -342,8 +343,8 @@ class SumTo(Op):
         g, _ = inputs
         return [broadcast_to(gouts[0], shape(g)), NOT_DIFFERENTIABLE]
 
-    def c_code(self, ctx, node):
-        return _sum_to_c(self, ctx, node)
+    def lower(self, node):
+        return _sum_to(self, node)
 
 
 def broadcast_to(x, shp):
@@ -401,8 +402,8 @@ class Reshape(Op):
         x, _ = inputs
         return [reshape(gouts[0], shape(x)), NOT_DIFFERENTIABLE]
 
-    def c_code(self, ctx, node):
-        return _reshape_c(self, ctx, node)
+    def lower(self, node):
+        return _reshape(self, node)
 
 
 def reshape(x, shp):
@@ -447,69 +448,61 @@ def ones_like(x, dtype=None):
     return alloc(Constant(1, dtype=dtype or x.dtype), shape(x))
 
 
-# --------------------------------------------------------------------------- C lowering
-# The ops' c_code methods above call these; each writes into a codegen.kernel.KernelContext.
+# --------------------------------------------------------------------------- lowering
+# The ops' lower methods above return these statements of codegen.ir.
 
-def _shape_c(self, ctx, node):
+def _shape(self, node):
     (x,), out = node.inputs, node.outputs[0]
-    ctx.alloc(node, out, [str(x.ndim)])
-    for k in range(x.ndim):
-        ctx.w(f"{ctx.ptr(out)}[{k}] = {ctx.arr(x)}.shape[{k}];")
+    return [Alloc(out, [Int(x.ndim)])] + [Store(out, k, Dim(x, k)) for k in range(x.ndim)]
 
 
-def _shape_at_c(self, ctx, node):
+def _shape_at(self, node):
     (x,), out = node.inputs, node.outputs[0]
-    ctx.alloc(node, out, [])
-    ctx.w(f"{ctx.ptr(out)}[0] = {ctx.arr(x)}.shape[{self.axis % x.ndim}];")
+    return [Alloc(out, []), Store(out, 0, Dim(x, self.axis % x.ndim))]
 
 
-def _make_vector_c(self, ctx, node):
+def _make_vector(self, node):
     out = node.outputs[0]
-    ctx.alloc(node, out, [str(len(node.inputs))])
-    for k, p in enumerate(node.inputs):
-        ctx.w(f"{ctx.ptr(out)}[{k}] = (int64_t){ctx.ptr(p)}[0];")
+    return ([Alloc(out, [Int(len(node.inputs))])]
+            + [Store(out, k, Cast("int64", Elem(p))) for k, p in enumerate(node.inputs)])
 
 
-def _dimshuffle_c(self, ctx, node):
+def _dimshuffle(self, node):
     (x,), out = node.inputs, node.outputs[0]
-    src = ctx.arr(x)
-    for a in self.dropped:
-        with ctx.w.block(f"if ({src}.shape[{a}] != 1)"):
-            ctx.fail(node, "shape", f"cannot drop axis {a} of length %lld (only length 1)",
-                     f"(long long){src}.shape[{a}]")
-    shapes = ["1" if a == "x" else f"{src}.shape[{a}]" for a in self.order]
-    strides = ["0" if a == "x" else f"{src}.strides[{a}]" for a in self.order]
-    ctx.view(out, x, "0", shapes, strides)
+    checks = [Check(Bin("!=", Dim(x, a), Int(1)), "shape",
+                    f"cannot drop axis {a} of length %lld (only length 1)", [Dim(x, a)])
+              for a in self.dropped]
+    shapes = [Int(1) if a == "x" else Dim(x, a) for a in self.order]
+    strides = [Int(0) if a == "x" else Stride(x, a) for a in self.order]
+    return checks + [View(out, x, Int(0), shapes, strides)]
 
 
-def _target_shape(ctx, node, shp, ndim):
-    """Read an int64 shape vector into a C array (checked by the op that uses it)."""
-    t = ctx.tmp("tgt")
-    ctx.w(f"int64_t {t}[{max(ndim, 1)}]; sg_read_shape({t}, &{ctx.arr(shp)}, {ndim});")
-    return t
+def _target_shape(shp, ndim):
+    """An int64 shape vector read into a local array (checked by the op that uses it)."""
+    t = Local("tgt", length=ndim)
+    return t, [Array(t), Call("sg_read_shape", [t, Arr(shp), Int(ndim)], can_fail=False)]
 
 
-def _broadcast_to_c(self, ctx, node):
+def _broadcast_to(self, node):
     (x, shp), out = node.inputs, node.outputs[0]
-    t = _target_shape(ctx, node, shp, out.ndim)
-    name = ctx.declare(out)
-    call(ctx, node, "sg_broadcast_view", f"&{name}", str(out.ndim), f"&{ctx.arr(x)}",
-         str(x.ndim), t)
+    t, read = _target_shape(shp, out.ndim)
+    return read + [Declare(out),
+                   Call("sg_broadcast_view", [Arr(out), Int(out.ndim), Arr(x), Int(x.ndim), t])]
 
 
-def _sum_to_c(self, ctx, node):
+def _sum_to(self, node):
     (g, shp), out = node.inputs, node.outputs[0]
-    t = _target_shape(ctx, node, shp, out.ndim)
-    call(ctx, node, "sg_sum_to_check", f"&{ctx.arr(g)}", str(g.ndim), t, str(out.ndim))
-    name = ctx.alloc(node, out, [f"{t}[{k}]" for k in range(out.ndim)])
-    call(ctx, node, f"sg_sum_to_{SUFFIX[out.dtype]}", f"&{name}", str(out.ndim),
-         f"&{ctx.arr(g)}", str(g.ndim))
+    t, read = _target_shape(shp, out.ndim)
+    return read + [
+        Call("sg_sum_to_check", [Arr(g), Int(g.ndim), t, Int(out.ndim)]),
+        Alloc(out, [At(t, k) for k in range(out.ndim)]),
+        Call("sg_sum_to", [Arr(out), Int(out.ndim), Arr(g), Int(g.ndim)], dtypes=(out.dtype,))]
 
 
-def _reshape_c(self, ctx, node):
+def _reshape(self, node):
     # A view of a contiguous input, else a C-order copy (sg_reshape resolves a -1).
     (x, shp), out = node.inputs, node.outputs[0]
-    t = _target_shape(ctx, node, shp, out.ndim)
-    name = ctx.declare(out)
-    call(ctx, node, "sg_reshape", "ws", f"&{name}", str(out.ndim), f"&{ctx.arr(x)}",
-         str(x.ndim), t, itemsize(out))
+    t, read = _target_shape(shp, out.ndim)
+    return read + [Declare(out),
+                   Call("sg_reshape", [Workspace(), Arr(out), Int(out.ndim), Arr(x), Int(x.ndim),
+                                       t, ItemSize(out.dtype)])]
