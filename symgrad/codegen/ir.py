@@ -61,8 +61,8 @@ Expressions (each has a ``dtype``; lengths, strides and counts are int64):
 
 Arguments of calls only: ``Arr(var)`` (its descriptor), ``Data(var)``,
 ``Shape(var)`` (its lengths, an int64 array), ``Addr(local)`` (where a call
-stores a result), ``Workspace()`` (the call's
-arena), ``ItemSize(dtype)``, ``Ints(values)`` (a constant int array),
+stores a result), ``Workspace()`` (the call's arena), ``ItemSize(dtype)``,
+``Ints(values)`` (a constant int array),
 ``ValuePtr(value, dtype)`` (a constant of ``dtype``, by address),
 ``FnPtr(name, dtypes)`` (a support function passed as an argument). In a
 :class:`Check`'s message, ``ShapeText(shape, ndim)`` formats a shape.
@@ -107,7 +107,8 @@ __all__ = ["Step", "FusedLoop", "Accumulation", "BlasCall", "OpStep", "InPlaceUp
            "Update", "Ref", "Lit", "Apply", "Program",
            # expressions and arguments of op statements
            "Int", "Dim", "Stride", "Size", "Elem", "Local", "At", "Bin", "Not", "Cast", "Select",
-           "Fn", "Arr", "Data", "Shape", "Addr", "Workspace", "ItemSize", "Ints", "ValuePtr", "FnPtr",
+           "Fn", "Arr", "Data", "Shape", "Addr", "Workspace", "ItemSize", "Ints", "ValuePtr",
+           "FnPtr",
            "ShapeText",
            # op statements
            "Let", "Array", "Assign", "Declare", "Alloc", "View", "Call", "Check", "Store", "If",
