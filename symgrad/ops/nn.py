@@ -361,10 +361,10 @@ def binary_cross_entropy_with_logits(logits, targets):
 #
 # Each op lowers to statements of codegen.ir: its work is one call of sg_rows.h
 # (support library), the rows along the op's axis, walked flat when contiguous
-# (vectorised passes) and through their strides otherwise. Each row is read in passes: its maximum first, then the
-# shifted exponentials, as the NumPy references above do, so huge logits
-# cannot overflow and a row of -inf gives what NumPy gives. Their messages
-# (a label out of range) are perform's.
+# (vectorised passes) and through their strides otherwise. Each row is read in
+# passes: its maximum first, then the shifted exponentials, as the NumPy
+# references above do, so huge logits cannot overflow and a row of -inf gives
+# what NumPy gives. Their messages (a label out of range) are perform's.
 
 
 def _along_axis(node, fn):
