@@ -471,9 +471,6 @@ class If:
     orelse: list = field(default_factory=list)
 
 
-_STATEMENTS = (Let, Array, Assign, Declare, Alloc, View, Call, Check, Store, If)
-
-
 def walk(statements):
     """Every statement of ``statements``, those inside an :class:`If` included, in order."""
     for s in statements:
