@@ -59,7 +59,8 @@ Expressions (each has a ``dtype``; lengths, strides and counts are int64):
                             cannot fail (a test, a count)
 ==========================  ==================================================
 
-Arguments of calls only: ``Arr(var)`` (its descriptor), ``Data(var)``,
+Arguments of calls only: ``Arr(var)`` (its descriptor), ``Arrs(vars)`` (an
+array of descriptors), ``Data(var)``,
 ``Shape(var)`` (its lengths, an int64 array), ``Addr(local)`` (where a call
 stores a result), ``Workspace()`` (the call's arena), ``ItemSize(dtype)``,
 ``Ints(values)`` (a constant int array),
@@ -78,7 +79,9 @@ Statements:
 ``Declare(var)``                            a descriptor that a :class:`Call`
                                             fills (a library-made view, a
                                             reshape); a :class:`Local` of dtype
-                                            "arr" is the step's own
+                                            "arr" is the step's own, one of
+                                            dtype "index" an index that calls
+                                            resolve (sg_index.h)
 ``Alloc(var, shape)``                       fresh C-contiguous memory for a
                                             result (the renderer decides:
                                             output block or workspace)
@@ -107,7 +110,7 @@ __all__ = ["Step", "FusedLoop", "Accumulation", "BlasCall", "OpStep", "InPlaceUp
            "Update", "Ref", "Lit", "Apply", "Program",
            # expressions and arguments of op statements
            "Int", "Dim", "Stride", "Size", "Elem", "Local", "At", "Bin", "Not", "Cast", "Select",
-           "Fn", "Arr", "Data", "Shape", "Addr", "Workspace", "ItemSize", "Ints", "ValuePtr",
+           "Fn", "Arr", "Arrs", "Data", "Shape", "Addr", "Workspace", "ItemSize", "Ints", "ValuePtr",
            "FnPtr",
            "ShapeText",
            # op statements
@@ -206,9 +209,12 @@ class Elem:
 
 @dataclass(eq=False)
 class Local:
-    """A local of one step: a scalar (``Let``), an int64 array of ``length`` (``Array``) or,
-    with dtype "arr", a descriptor of ``ndim`` axes holding ``elem`` values (made by
-    ``Declare`` and a call filling it, or by ``Let`` of an :class:`Fn` returning one).
+    """A local of one step: a scalar (``Let``), an int64 array of ``length`` (``Array``),
+    with dtype "arr" a descriptor of ``ndim`` axes holding ``elem`` values (made by
+    ``Declare`` and a call filling it, or by ``Let`` of an :class:`Fn` returning one) or,
+    with dtype "index", an indexing op's index that calls resolve against an array and
+    then apply to it (made by ``Declare``, passed by :class:`Addr`; ``sg_index`` of
+    the support library's sg_index.h).
 
     Locals are told apart by identity; ``hint`` only seeds the name a renderer gives them.
     """
@@ -300,6 +306,13 @@ class Arr:
 
 
 @dataclass(eq=False)
+class Arrs:
+    """The descriptors of ``vars`` (values or "arr" locals), as an array of their addresses."""
+
+    vars: list
+
+
+@dataclass(eq=False)
 class Data:
     """``var``'s data pointer."""
 
@@ -316,7 +329,8 @@ class Shape:
 
 @dataclass(eq=False)
 class Addr:
-    """The address of a scalar :class:`Local`, for a call to store a result in."""
+    """The address of a scalar :class:`Local` (or of an "index" one), for a call to store a
+    result in."""
 
     local: object
 

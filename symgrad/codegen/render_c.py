@@ -380,6 +380,8 @@ class _OpWriter:
             return f"{_suffixed(e.name, e.dtypes)}({', '.join(map(x, e.args))})"
         if isinstance(e, ir.Arr):
             return f"&{self.desc(e.var)}"
+        if isinstance(e, ir.Arrs):
+            return f"(const sg_arr *const[]){{{', '.join(f'&{self.desc(v)}' for v in e.vars)}}}"
         if isinstance(e, ir.Data):
             return f"{self.desc(e.var)}.data"
         if isinstance(e, ir.Shape):
@@ -488,9 +490,13 @@ class _OpWriter:
     def _declare(self, v):
         if isinstance(v, ir.Local):
             name = self._new(v)
-            self.ctx.w(f"sg_arr {name};")
+            self.ctx.w(f"{_LOCAL_TYPE[v.dtype]} {name};")
             return name
         return self.ctx.declare(v)
+
+
+#: The C type of a local a Declare makes, by the local's dtype.
+_LOCAL_TYPE = {"arr": "sg_arr", "index": "sg_index"}
 
 
 def _suffixed(name, dtypes):
