@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
+from symgrad.codegen import ir
 from symgrad.ops.join import Split, split
 
 
@@ -105,3 +106,57 @@ def test_concatenate_converts_each_input_into_its_block(dtypes):
     want = np.concatenate(vals, axis=1)
     assert got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
+
+
+# ---------------------------------------------------------------- their statements (codegen.ir)
+
+def _steps(inputs, outs):
+    f = sg.function(inputs, outs)
+    return f, {str(s.root.op).split("[")[0].split("{")[0]: s for s in f.kernel.steps}
+
+
+def _calls(step):
+    return [s for s in step.statements if isinstance(s, ir.Call)]
+
+
+def test_index_steps_fail_through_the_calls_that_resolve_the_index():
+    """Every indexing step can fail (an index out of range, arrays that do not broadcast, a
+    value that does not fit): its failing statements are the calls resolving the index
+    and the update, in the index's order; the view, the gather and the copy cannot fail."""
+    x, ids, i = sg.matrix("x"), sg.vector("ids", "int64"), sg.scalar("i", "int32")
+    outs = [x[1:, i] * 1, x[ids, ::-1] * 1, sg.inc_subtensor(x[ids], 1.0),
+            sg.set_subtensor(x[i:], 2.0), sg.concatenate([x, x]), split(x, [i, 1], 1)[0] * 1]
+    f, steps = _steps([x, ids, i], outs)
+    failing = {k: [c.name for c in _calls(s) if c.can_fail] for k, s in steps.items()}
+    assert failing["subtensor"] == ["sg_index_slice", "sg_index_int", "sg_index_done"]
+    assert failing["advanced_subtensor"] == ["sg_index_array", "sg_index_slice", "sg_index_done"]
+    assert failing["advanced_inc_subtensor"] == ["sg_index_array", "sg_index_done",
+                                                 "sg_index_scatter"]
+    assert failing["set_subtensor"] == ["sg_index_slice", "sg_index_done", "sg_index_put"]
+    assert failing["concatenate"] == ["sg_concat_starts"]
+    assert failing["split"] == ["sg_split_at"]
+    for k, s in steps.items():
+        if k in failing:
+            assert s.can_fail and s.blas == []
+    assert not [c for c in _calls(steps["advanced_subtensor"])
+                if c.name in ("sg_index_gather", "sg_index_begin") and c.can_fail]
+    # the views make no memory; the gather, the updates and the join make their result
+    assert steps["subtensor"].allocs == steps["split"].allocs == []
+    for k in ("advanced_subtensor", "advanced_inc_subtensor", "set_subtensor", "concatenate"):
+        assert steps[k].allocs == [steps[k].root.outputs[0]]
+    (scatter,) = [c for c in _calls(steps["advanced_inc_subtensor"]) if c.name == "sg_index_scatter"]
+    assert scatter.dtypes == ("float64", "float64")
+    # and the errors they report are the index errors of mode "py"
+    with pytest.raises(sg.IndexError, match="index 3 is out of range for axis 0 with size 3"):
+        f(np.zeros((3, 2)), np.array([3]), np.int32(0))
+
+
+def test_a_split_is_views_of_its_input():
+    x, n = sg.matrix("x"), sg.scalar("n", "int64")
+    a, b = split(x, [n, 2], 0)
+    f, steps = _steps([x, n], [a * 1, b * 1])
+    views = [s for s in steps["split"].statements if isinstance(s, ir.View)]
+    assert [v.var for v in views] == steps["split"].root.outputs
+    assert all(v.base is steps["split"].root.inputs[0] for v in views)
+    got = f(np.arange(10.0).reshape(5, 2), 3)
+    np.testing.assert_array_equal(got[1], [[6, 7], [8, 9]])

@@ -27,15 +27,16 @@ import cases as _cases  # tests/ is on sys.path (conftest.py)
 # Modules whose ops are all lowered to statements (the others still write C through
 # c_code while the change is under way).
 CONVERTED = {"symgrad.ops.nn", "symgrad.ops.reduce", "symgrad.ops.creation", "symgrad.ops.shape",
-             "symgrad.ops.linalg", "symgrad.ops.gemm"}
+             "symgrad.ops.linalg", "symgrad.ops.gemm", "symgrad.ops.subtensor",
+             "symgrad.ops.advanced", "symgrad.ops.join", "symgrad.ops.indexing"}
 
 # The fields of IR objects that may hold text: names of support functions, hints of
 # locals, dtypes, operators, error kinds, messages and BLAS routines.
 TEXT_FIELDS = {"name", "hint", "dtype", "dtypes", "elem", "op", "kind", "message", "blas"}
 
 EXPRESSIONS = (ir.Int, ir.Lit, ir.Dim, ir.Stride, ir.Size, ir.Elem, ir.Local, ir.At, ir.Bin,
-               ir.Not, ir.Cast, ir.Select, ir.Fn, ir.Arr, ir.Data, ir.Shape, ir.Addr, ir.Workspace,
-               ir.ItemSize, ir.Ints, ir.ValuePtr, ir.FnPtr, ir.ShapeText)
+               ir.Not, ir.Cast, ir.Select, ir.Fn, ir.Arr, ir.Arrs, ir.Data, ir.Shape, ir.Addr,
+               ir.Workspace, ir.ItemSize, ir.Ints, ir.ValuePtr, ir.FnPtr, ir.ShapeText)
 STATEMENTS = (ir.Let, ir.Array, ir.Assign, ir.Declare, ir.Alloc, ir.View, ir.Call, ir.Check,
               ir.Store, ir.If)
 

@@ -109,7 +109,7 @@ static int sg__ix_broadcast(sg_err *err, const char *where, sg_index *ix)
     return 0;
 }
 
-int sg_index_done(sg_err *err, const char *where, sg_index *ix, int64_t *shape)
+int sg_index_done(sg_err *err, const char *where, sg_index *ix)
 {
     for (int a = ix->axis; a < ix->xnd; a++) /* the axes no entry indexed, whole */
         sg__ix_basic(ix, SG_IX_REST, a, 0, 1, ix->xshape[a]);
@@ -134,11 +134,11 @@ int sg_index_done(sg_err *err, const char *where, sg_index *ix, int64_t *shape)
     for (int k = 0; k < nd; k++) {
         int d = ix->dim[k];
         ix->shape[k] = d >= 0 ? ix->blen[d] : ix->bshape[-1 - d];
-        if (shape)
-            shape[k] = ix->shape[k];
     }
     return 0;
 }
+
+int64_t sg_index_dim(const sg_index *ix, int k) { return ix->shape[k]; }
 
 /* ---- applying it ---- */
 

@@ -11,9 +11,9 @@
  *     sg_index_begin(&ix, &x, 2);
  *     if (sg_index_slice(err, where, &ix, 1, INT64_C(1), 0, 1)) goto fail;
  *     if (sg_index_array(err, where, &ix, &ids, 1, 8)) goto fail;
- *     if (sg_index_done(err, where, &ix, shape)) goto fail;
+ *     if (sg_index_done(err, where, &ix)) goto fail;
  *
- * and is then applied: as a view of x (sg_index_view), a gather from x
+ * (its dims' lengths are then sg_index_dim(&ix, k)) and is then applied: as a view of x (sg_index_view), a gather from x
  * (sg_index_gather), or an update of a fresh copy of x (sg_index_put_<to>_<from>,
  * sg_index_scatter_<to>_<from>). A resolved index holds no strides, so it
  * applies to x and to a contiguous copy of x alike.
@@ -68,9 +68,10 @@ void sg_index_ellipsis(sg_index *ix);
 int sg_index_array(sg_err *err, const char *where, sg_index *ix, const sg_arr *v, int nd,
                    size_t item);
 /* The entries are all there: the index arrays must broadcast together (else a
- * ShapeError naming their shapes); the dims placed, their lengths into
- * `shape` (ix->nd of them) unless NULL. */
-int sg_index_done(sg_err *err, const char *where, sg_index *ix, int64_t *shape);
+ * ShapeError naming their shapes); the dims placed. */
+int sg_index_done(sg_err *err, const char *where, sg_index *ix);
+/* The length of dim k (< ix->nd) of the result (or region) of a resolved index. */
+int64_t sg_index_dim(const sg_index *ix, int k);
 
 /* subtensor: `v` made the view of x (`item`-byte elements) that a basic index selects. */
 void sg_index_view(sg_arr *v, const sg_index *ix, const sg_arr *x, size_t item);

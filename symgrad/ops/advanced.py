@@ -14,13 +14,13 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType
-from ..codegen.c_support import itemsize
+from ..codegen.ir import Addr, Alloc, Arr, Call, ItemSize
 from .elemwise import broadcast_static
 from .shape import zeros_like
-from .subtensor import (ARRAY, c_fresh_copy, c_resolve, c_update, check_assignable,
-                        check_index_inputs, check_rank, check_static_ranges, check_value_dtype,
-                        entry_axes, is_slice, n_consumed, numpy_key, render, slice_length,
-                        split_inputs, validate_idx, value_grad)
+from .subtensor import (ARRAY, check_assignable, check_index_inputs, check_rank,
+                        check_static_ranges, check_value_dtype, entry_axes, fresh_copy,
+                        index_shape, is_slice, n_consumed, numpy_key, render, resolve,
+                        slice_length, split_inputs, update, validate_idx, value_grad)
 
 __all__ = ["AdvancedSubtensor", "AdvancedIncSubtensor", "advanced_shape"]
 
@@ -115,14 +115,12 @@ class AdvancedSubtensor(Op):
         _check_group_broadcast(self, node, key)
         return [np.asarray(x[key], dtype=x.dtype)]  # advanced indexing always copies
 
-    def c_code(self, ctx, node):
-        x, *index_inputs = node.inputs
-        out = node.outputs[0]
-        shape = ctx.tmp("rshape")
-        ctx.w(f"int64_t {shape}[{max(out.ndim, 1)}];")
-        ix = c_resolve(ctx, node, self.idx, x, index_inputs, shape)
-        name = ctx.alloc(node, out, [f"{shape}[{k}]" for k in range(out.ndim)])
-        ctx.w(f"sg_index_gather(&{name}, &{ix}, &{ctx.arr(x)}, {itemsize(x)});")
+    def lower(self, node):
+        (x, *index_inputs), out = node.inputs, node.outputs[0]
+        ix, body = resolve(self.idx, x, index_inputs)
+        return body + [Alloc(out, index_shape(ix, out.ndim)),
+                       Call("sg_index_gather", [Arr(out), Addr(ix), Arr(x), ItemSize(x.dtype)],
+                            can_fail=False)]
 
     def grad(self, node, inputs, outputs, gouts):
         x, *index_inputs = inputs
@@ -178,13 +176,13 @@ class AdvancedIncSubtensor(Op):
                              f"fit the region of shape {x[key].shape}") from None
         return [out.astype(np.float32) if wide else out]
 
-    def c_code(self, ctx, node):
-        x, y, *index_inputs = node.inputs
-        ix = c_resolve(ctx, node, self.idx, x, index_inputs)
-        c_fresh_copy(ctx, node, x)
+    def lower(self, node):
+        (x, y, *index_inputs), out = node.inputs, node.outputs[0]
+        ix, body = resolve(self.idx, x, index_inputs)
         # One element at a time in C order: repeated positions accumulate
         # (np.add.at), and for a set the last value written wins (as NumPy).
-        c_update(ctx, node, "sg_index_scatter", ix, y, self.set_instead_of_inc)
+        return body + fresh_copy(x, out) + [
+            update("sg_index_scatter", ix, out, y, self.set_instead_of_inc)]
 
     def grad(self, node, inputs, outputs, gouts):
         x, y, *index_inputs = inputs

@@ -10,7 +10,8 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, Variable, as_variable, user_trace
-from ..codegen.c_support import SUFFIX, call, itemsize
+from ..codegen.ir import (Alloc, Arr, Array, Arrs, At, Bin, Call, Dim, Int, ItemSize, Local,
+                          Stride, View)
 from .elemwise import cast
 from .shape import as_shape_vector, expand_dims, normalize_axis, shape_at, shape_entries, zeros_like
 
@@ -90,24 +91,21 @@ class Concatenate(Op):
         return [cast(p, x.dtype) if _dt.is_float(x.dtype) else NOT_DIFFERENTIABLE
                 for x, p in zip(inputs, pieces)]
 
-    def c_code(self, ctx, node):
+    def lower(self, node):
         xs, out = node.inputs, node.outputs[0]
-        nd, axis = out.ndim, self.axis % out.ndim
-        at = ctx.tmp("at")  # where each input starts along the axis; at[n]: the total
-        ctx.w(f"int64_t {at}[{len(xs) + 1}];")
-        descs = ", ".join(f"&{ctx.arr(x)}" for x in xs)
-        call(ctx, node, "sg_concat_starts", at, str(len(xs)), f"(const sg_arr *const[]){{{descs}}}",
-             str(nd), str(axis))
-        first = ctx.arr(xs[0])
-        name = ctx.alloc(node, out, [f"{at}[{len(xs)}]" if d == axis else f"{first}.shape[{d}]"
-                                     for d in range(nd)])
+        nd, axis, n = out.ndim, self.axis % out.ndim, len(node.inputs)
+        at = Local("at", length=n + 1)  # where each input starts along the axis; at[n]: the total
+        body = [Array(at), Call("sg_concat_starts", [at, Int(n), Arrs(xs), Int(nd), Int(axis)]),
+                Alloc(out, [At(at, n) if d == axis else Dim(xs[0], d) for d in range(nd)])]
         for k, x in enumerate(xs):
             if x.dtype == out.dtype:
-                ctx.w(f"sg_copy_block(&{name}, {nd}, {axis}, {at}[{k}], &{ctx.arr(x)}, "
-                      f"{itemsize(out)});")
+                body.append(Call("sg_copy_block", [Arr(out), Int(nd), Int(axis), At(at, k), Arr(x),
+                                                   ItemSize(out.dtype)], can_fail=False))
             else:  # converted into its block
-                ctx.w(f"sg_concat_cast_{SUFFIX[out.dtype]}_{SUFFIX[x.dtype]}(&{name}, {nd}, "
-                      f"{axis}, {at}[{k}], &{ctx.arr(x)});")
+                body.append(Call("sg_concat_cast", [Arr(out), Int(nd), Int(axis), At(at, k),
+                                                    Arr(x)], dtypes=(out.dtype, x.dtype),
+                                 can_fail=False))
+        return body
 
 
 def _length(x, axis):
@@ -160,18 +158,19 @@ class Split(Op):
         pieces = np.split(x, np.cumsum(lengths)[:-1], axis=axis)
         return [np.array(p, copy=True) for p in pieces]  # np.split gives views
 
-    def c_code(self, ctx, node):
+    def lower(self, node):
         # Each piece is a view (an offset along the axis): nothing writes into x.
         x, lengths = node.inputs
-        axis, src, n = self.axis % x.ndim, ctx.arr(x), len(node.outputs)
-        cuts, at = ctx.tmp("cuts"), ctx.tmp("at")
-        ctx.w(f"int64_t {cuts}[{max(n, 1)}], {at}[{max(n, 1)}];")
-        call(ctx, node, "sg_split_at", cuts, at, str(n), f"&{ctx.arr(lengths)}", f"&{src}",
-             str(x.ndim), str(axis))
+        axis, n = self.axis % x.ndim, len(node.outputs)
+        cuts, at = Local("cuts", length=n), Local("at", length=n)
+        body = [Array(cuts), Array(at),
+                Call("sg_split_at", [cuts, at, Int(n), Arr(lengths), Arr(x), Int(x.ndim),
+                                     Int(axis)])]
         for k, piece in enumerate(node.outputs):
-            shapes = [f"{cuts}[{k}]" if d == axis else f"{src}.shape[{d}]" for d in range(x.ndim)]
-            strides = [f"{src}.strides[{d}]" for d in range(x.ndim)]
-            ctx.view(piece, x, f"{at}[{k}] * {src}.strides[{axis}]", shapes, strides)
+            shape = [At(cuts, k) if d == axis else Dim(x, d) for d in range(x.ndim)]
+            strides = [Stride(x, d) for d in range(x.ndim)]
+            body.append(View(piece, x, Bin("*", At(at, k), Stride(x, axis)), shape, strides))
+        return body
 
     def grad(self, node, inputs, outputs, gouts):
         x, _ = inputs

@@ -24,7 +24,8 @@ from .. import dtypes as _dt
 from ..errors import IndexError as _IndexError
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType, user_trace
-from ..codegen.c_support import SUFFIX, call, itemsize
+from ..codegen.ir import (Addr, Alloc, Arr, Call, Cast, Data, Declare, Elem, Fn, Int, ItemSize,
+                          Local, Workspace, shape_of)
 from .elemwise import cast
 from .shape import sum_to, zeros_like
 
@@ -278,12 +279,12 @@ class Subtensor(Op):
         gx = IncSubtensor(self.idx)(zeros_like(x), gouts[0], *index_inputs)
         return [gx] + [NOT_DIFFERENTIABLE] * len(index_inputs)
 
-    def c_code(self, ctx, node):
+    def lower(self, node):
         # A view (offset and strides into x): nothing ever writes into x's memory.
-        x, *index_inputs = node.inputs
-        ix = c_resolve(ctx, node, self.idx, x, index_inputs)
-        v = ctx.declare(node.outputs[0])
-        ctx.w(f"sg_index_view(&{v}, &{ix}, &{ctx.arr(x)}, {itemsize(x)});")
+        (x, *index_inputs), out = node.inputs, node.outputs[0]
+        ix, body = resolve(self.idx, x, index_inputs)
+        return body + [Declare(out), Call("sg_index_view", [Arr(out), Addr(ix), Arr(x),
+                                                            ItemSize(x.dtype)], can_fail=False)]
 
 
 class IncSubtensor(Op):
@@ -340,67 +341,66 @@ class IncSubtensor(Op):
         gy = value_grad(Subtensor(self.idx)(g, *index_inputs), y)
         return [gx, gy] + [NOT_DIFFERENTIABLE] * len(index_inputs)
 
-    def c_code(self, ctx, node):
-        x, y, *index_inputs = node.inputs
-        ix = c_resolve(ctx, node, self.idx, x, index_inputs)
-        c_fresh_copy(ctx, node, x)
-        c_update(ctx, node, "sg_index_put", ix, y, self.set_instead_of_inc)
+    def lower(self, node):
+        (x, y, *index_inputs), out = node.inputs, node.outputs[0]
+        ix, body = resolve(self.idx, x, index_inputs)
+        return body + fresh_copy(x, out) + [
+            update("sg_index_put", ix, out, y, self.set_instead_of_inc)]
 
 
-# --------------------------------------------------------------------------- C lowering
-# Shared by the indexing ops (here and in .advanced). The index is resolved at
-# run time, entry by entry in its order, into an ``sg_index`` (sg_index.h of
-# the support library): negative indices wrap, out-of-range ones fail naming
-# the op and the user's line, the index arrays' dims are placed as NumPy places
-# them. The op then applies it: a view, a gather, or an update of a fresh copy.
+# --------------------------------------------------------------------------- lowering
+# Shared by the indexing ops (here and in .advanced); statements of codegen.ir.
+# The index is resolved at run time, entry by entry in its order, into an
+# "index" local (sg_index of the support library's sg_index.h): negative
+# indices wrap, out-of-range ones fail naming the op and the user's line, the
+# index arrays' dims are placed as NumPy places them. The op then applies it:
+# a view, a gather, or an update of a fresh copy.
 
-def c_const(p):
-    # Clamping keeps huge Python ints valid C; a slice clamps them anyway.
-    return f"INT64_C({max(min(p, 2 ** 63 - 1), -2 ** 63 + 1)})"
+def _bound(p):
+    # Clamping keeps huge Python ints in int64; a slice clamps them anyway.
+    return Int(max(min(p, 2 ** 63 - 1), -2 ** 63 + 1))
 
 
-def c_resolve(ctx, node, idx, x, index_inputs, shape=None):
-    """Resolve ``idx`` against ``x`` into a new ``sg_index`` (its C name); its dims'
-    lengths go into the C array ``shape`` too when one is given."""
-    ix = ctx.tmp("ix")
-    ctx.w(f"sg_index {ix};")
-    ctx.w(f"sg_index_begin(&{ix}, &{ctx.arr(x)}, {x.ndim});")
+def resolve(idx, x, index_inputs):
+    """The statements resolving ``idx`` against ``x``, and the "index" local they fill."""
+    ix = Local("ix", "index")
+    body = [Declare(ix), Call("sg_index_begin", [Addr(ix), Arr(x), Int(x.ndim)], can_fail=False)]
     for e, ins in zip(idx, split_inputs(idx, index_inputs)):
         vals = iter(ins)
 
         def part(p):
-            return f"(int64_t){ctx.ptr(next(vals))}[0]" if p == SCALAR else c_const(p)
+            return Cast("int64", Elem(next(vals))) if p == SCALAR else _bound(p)
 
-        if e is None:
-            ctx.w(f"sg_index_new(&{ix});")
-        elif e is Ellipsis:
-            ctx.w(f"sg_index_ellipsis(&{ix});")
+        if e is None or e is Ellipsis:
+            body.append(Call("sg_index_new" if e is None else "sg_index_ellipsis", [Addr(ix)],
+                             can_fail=False))
         elif is_slice(e):
             given = (e[0] is not None) | (e[1] is not None) << 1
-            start, stop, step = [part(p) if p is not None else d for p, d in zip(e, "001")]
-            call(ctx, node, "sg_index_slice", f"&{ix}", str(given), start, stop, step)
+            parts = [part(p) if p is not None else Int(d) for p, d in zip(e, (0, 0, 1))]
+            body.append(Call("sg_index_slice", [Addr(ix), Int(given), *parts]))
         elif e == ARRAY:
             v = next(vals)
-            call(ctx, node, "sg_index_array", f"&{ix}", f"&{ctx.arr(v)}", str(v.ndim), itemsize(v))
+            body.append(Call("sg_index_array", [Addr(ix), Arr(v), Int(v.ndim), ItemSize(v.dtype)]))
         else:
-            call(ctx, node, "sg_index_int", f"&{ix}", part(e))
-    call(ctx, node, "sg_index_done", f"&{ix}", shape or "NULL")
-    return ix
+            body.append(Call("sg_index_int", [Addr(ix), part(e)]))
+    body.append(Call("sg_index_done", [Addr(ix)]))
+    return ix, body
 
 
-def c_fresh_copy(ctx, node, x):
-    """Allocate ``node``'s output with ``x``'s shape and copy ``x`` into it (inputs stay
+def index_shape(ix, ndim):
+    """The lengths of the ``ndim`` dims a resolved index selects."""
+    return [Fn("sg_index_dim", [Addr(ix), Int(k)]) for k in range(ndim)]
+
+
+def fresh_copy(x, out):
+    """``out`` given fresh memory of ``x``'s shape, ``x`` copied into it (inputs stay
     read-only: an update works on a fresh copy)."""
-    out = node.outputs[0]
-    src = ctx.arr(x)
-    name = ctx.alloc(node, out, [f"{src}.shape[{k}]" for k in range(x.ndim)])
-    ctx.w(f"sg_pack({name}.data, &{src}, {x.ndim}, {itemsize(out)});")
-    return name
+    return [Alloc(out, shape_of(x)),
+            Call("sg_pack", [Data(out), Arr(x), Int(x.ndim), ItemSize(out.dtype)], can_fail=False)]
 
 
-def c_update(ctx, node, fn, ix, y, set_instead_of_inc):
-    """Put ``y`` into the region ``ix`` selects of the fresh copy that is ``node``'s output,
-    with ``fn`` (sg_index_put or sg_index_scatter), for its dtype and ``y``'s."""
-    out = node.outputs[0]
-    call(ctx, node, f"{fn}_{SUFFIX[out.dtype]}_{SUFFIX[y.dtype]}", "ws", f"&{ix}",
-         f"&{ctx.arr(out)}", f"&{ctx.arr(y)}", str(y.ndim), str(int(set_instead_of_inc)))
+def update(fn, ix, out, y, set_instead_of_inc):
+    """Put ``y`` into the region ``ix`` selects of ``out`` (a fresh copy) with ``fn``
+    (sg_index_put or sg_index_scatter) for ``out``'s dtype and ``y``'s."""
+    return Call(fn, [Workspace(), Addr(ix), Arr(out), Arr(y), Int(y.ndim),
+                     Int(int(set_instead_of_inc))], dtypes=(out.dtype, y.dtype))
