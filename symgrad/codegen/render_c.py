@@ -27,6 +27,7 @@ import contextlib
 
 import numpy as np
 
+from ..errors import SymgradError
 from .cstr import c_comment, c_format, c_string
 from . import ir
 from .ir import BlasCall, FusedLoop, Lit, OpStep, Ref
@@ -42,8 +43,15 @@ SUFFIX = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64", "b
 ERR = {"shape": "SG_ESHAPE", "index": "SG_EINDEX", "value": "SG_EVALUE", "nomem": "SG_ENOMEM"}
 
 
-class NoLowering(NotImplementedError):
-    """An op has no C lowering."""
+class NoLowering(SymgradError, NotImplementedError):
+    """An op has no C lowering (yet): mode "c" cannot compile a graph holding it."""
+
+    @classmethod
+    def of(cls, node):
+        """The error for ``node``: its op, the user's line, and what to do instead."""
+        return cls(f"{node.op} at {node.trace} has no C lowering yet, so mode \"c\" (and "
+                   f"mode \"debug\", which runs mode c's kernel) cannot compile this graph; "
+                   f"compile it with sg.function(..., mode=\"py\") (the NumPy reference) for now")
 
 
 # A failure site's message starts with LOC_MARK + its number + LOC_MARK; the
@@ -263,7 +271,7 @@ def _render_into(ctx, program, profile):
             elif isinstance(step, OpStep):
                 c_code = getattr(step.root.op, "c_code", None)
                 if c_code is None:
-                    raise NoLowering(f"{step.root.op} has no C lowering")
+                    raise NoLowering.of(step.root)
                 c_code(ctx, step.root)
             else:
                 raise TypeError(f"cannot render {step!r}")
