@@ -19,7 +19,7 @@ from .ops import elemwise as _ew
 from .ops import shape_ops as _sh
 from .ops.creation import arange
 from .ops.join import stack
-from .ops.scan import ifelse as _ifelse
+from .ops.ifelse import make_ifelse
 from .ops.scan import map as _map
 
 __all__ = ["grad", "vjp", "jvp", "jacobian", "hessian"]
@@ -360,7 +360,7 @@ def _jacobian_loop(expr, wrts, disconnected):
     # of zero steps would have to find by running it on nothing).
     empty = [_sh.zeros((0, *[_length(w, k) for k in range(w.ndim)]), dtype=r.dtype)
              for w, r in zip(wrts, rows)]
-    rows = _ifelse(_ew.gt(n, 0), rows, empty)
+    rows = make_ifelse(_ew.gt(n, 0), rows, empty)
     out = []
     for w, r in zip(wrts, rows):
         if expr.ndim != 1:

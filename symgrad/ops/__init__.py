@@ -2,7 +2,6 @@
 NumPy reference, gradient rule, FLOP count and C lowering together."""
 
 from . import creation, elemwise, gemm, indexing, join, linalg, methods, nn, reduce  # noqa: F401
-from . import scan as scan_ops  # the module; the name `scan` is the function sg.scan
 from . import shape as shape_ops  # the module; the name `shape` is the function sg.shape
 from .elemwise import *  # noqa: F403,A004
 from .creation import arange
@@ -13,7 +12,8 @@ from .reduce import *  # noqa: F403
 from .shape import (broadcast_to, expand_dims, flatten, ones, ones_like, reshape, shape,
                     squeeze, transpose, zeros, zeros_like)
 from .nn import one_hot  # noqa: F401  (sg.one_hot, public beside sg.nn's losses)
-from .scan import ifelse, map, scan  # noqa: A004  (sg.map is Theano's, not the builtin)
+from .ifelse import ifelse
+from .scan import map, scan  # noqa: A004  (sg.map is Theano's, not the builtin)
 from . import indexing as _indexing, join as _join, linalg as _linalg, reduce as _reduce
 
 # What ``from .ops import *`` gives ``symgrad``: the op functions, never the family
