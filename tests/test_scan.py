@@ -7,6 +7,8 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import symgrad as sg
 from symgrad.codegen.render_c import NoLowering
@@ -453,3 +455,62 @@ def test_flop_count_of_a_loop_is_the_steps_times_the_step():
     X = sg.matrix("X")
     ys, _ = sg.map(lambda r: sg.tanh(r) * 2.0, X)
     assert node_flops(ys.owner, [(), (4, 3)], [(4, 3)]) == 4 * (3 + 3)
+
+
+# --------------------------------------------------------------------------- random steps
+
+_UNARY = [("tanh", sg.tanh, np.tanh), ("sin", sg.sin, np.sin), ("neg", lambda a: -a, np.negative)]
+_BINARY = [("add", lambda a, b: a + b, np.add), ("sub", lambda a, b: a - b, np.subtract),
+           ("mul", lambda a, b: a * b, np.multiply)]
+
+
+@st.composite
+def _step_exprs(draw, depth=3):
+    """A random expression over the step's leaves: 0 x_t, 1 h (previous value), 2 w."""
+    if depth == 0 or draw(st.integers(0, 3)) == 0:
+        return ("leaf", draw(st.integers(0, 2)))
+    if draw(st.booleans()):
+        return ("u", draw(st.sampled_from(range(len(_UNARY)))), draw(_step_exprs(depth=depth - 1)))
+    return ("b", draw(st.sampled_from(range(len(_BINARY)))), draw(_step_exprs(depth=depth - 1)),
+            draw(_step_exprs(depth=depth - 1)))
+
+
+def _evaluate(expr, leaves, table):
+    kind = expr[0]
+    if kind == "leaf":
+        return leaves[expr[1]]
+    if kind == "u":
+        return table[0][expr[1]](_evaluate(expr[2], leaves, table))
+    return table[1][expr[1]](_evaluate(expr[2], leaves, table), _evaluate(expr[3], leaves, table))
+
+
+_SYM = ([f for _, f, _ in _UNARY], [f for _, f, _ in _BINARY])
+_NUM = ([f for _, _, f in _UNARY], [f for _, _, f in _BINARY])
+
+
+@pytest.mark.filterwarnings("ignore::symgrad.UnusedInputWarning")  # a step need not read w
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(_step_exprs(), st.integers(0, 4), st.booleans())
+def test_random_step_functions_against_numpy_and_finite_differences(expr, steps, backwards):
+    # the new state: a bounded function of the random expression, so long loops stay finite
+    def step(x_t, h, w):
+        return sg.tanh(_evaluate(expr, [x_t, h, w], _SYM)) * 0.9 + h * 0.1
+
+    def ref(xv, h0v, wv):
+        h, out = h0v, []
+        for x_t in (xv[::-1] if backwards else xv):
+            h = np.tanh(_evaluate(expr, [x_t, h, wv], _NUM)) * 0.9 + h * 0.1
+            out.append(h)
+        return np.array(out).reshape((len(xv), 2))
+
+    def loop(x, h0, w):
+        hs, _ = sg.scan(step, sequences=x, outputs_info=h0, non_sequences=w,
+                        go_backwards=backwards)
+        return hs
+
+    rng = np.random.default_rng(steps)
+    vals = [rng.standard_normal((steps, 2)), rng.standard_normal(2), rng.standard_normal(2)]
+    syms = [sg.matrix("x"), sg.vector("h0"), sg.vector("w")]
+    np.testing.assert_allclose(_f(syms, loop(*syms))(*vals), ref(*vals), rtol=1e-12, atol=1e-14)
+    sg.verify_grad(lambda *a: (loop(*a) ** 2).sum() + loop(*a).sum(), vals, n_tests=1,
+                   mode="py")
