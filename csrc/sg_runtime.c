@@ -363,6 +363,7 @@ void sg_pool_destroy(sg_pool *p)
         sg_slot *next = s->next;
         free(s->ws.base);
         free(s->ws.extra); /* the kernel's list of overflow blocks, grown with realloc */
+        free(s->ws.blocks); /* the kernel's table of arena blocks, likewise */
         free(s);
         s = next;
     }

@@ -19,8 +19,11 @@ How the numbers are made, so that they can be trusted:
 * Workspace bytes are measured, not estimated: the function's library is
   loaded a second time with a workspace pool of its own, called once on the
   arguments, and the arena that call left behind is read back. Intermediate
-  results live in that arena for the whole call (it is a bump allocator,
-  reset between calls), so its size is the call's peak workspace. Results
+  results live in that arena from the step that makes them to the last that
+  reads them (or a view of them), when their block goes back for later
+  results to reuse; the runtime grows the arena to the most the call had in
+  use at once (64-byte block headers included), so its size is the call's
+  peak workspace. Results
   handed to the caller (outputs, new values of shared variables) are
   allocated apart and counted apart. Nothing of the function's own state
   changes: shared variables are read, never updated.

@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import SymgradError
 from .cstr import c_comment, c_format, c_string
 from . import ir
+from .liveness import plan_frees
 from .ir import BlasCall, FusedLoop, Lit, OpStep, Ref
 from .steps import node_text
 from .writer import CWriter
@@ -199,6 +200,10 @@ class KernelContext:
         self.owners.append(f"F->{own}")
         return f"F->{own}"
 
+    def workspace_ids(self):
+        """ids of the values given workspace memory so far (their blocks may be released)."""
+        return {id(v) for v, kind in self.allocated if kind == "workspace"}
+
     def _note_buffer(self, v, kind):
         self.allocated.append((v, kind))
         if self.step is not None:
@@ -257,6 +262,7 @@ def _render_into(ctx, program, profile):
     timed = []
     n = len(program.outputs)
     probe_at = {id(v): n + j for j, v in enumerate(program.probes)}
+    calls = []  # per step: where sg_main's lines stand after its call
     for step in program.steps:
         ctx.step = step
         with _step_function(ctx, f"sg_{step.label}", step.comment()):
@@ -281,7 +287,13 @@ def _render_into(ctx, program, profile):
             for v in step.root.outputs:
                 if id(v) in probe_at:
                     _copy_out(ctx, v, probe_at[id(v)])
+        calls.append(len(main.lines))
     ctx.step = None
+    # Which blocks each step leaves dead is known once every step is rendered: whether an
+    # op's result got a buffer of its own (step.buffers) or may view its operands.
+    plan_frees(program)
+    for step, at in reversed(list(zip(program.steps, calls))):
+        main.lines[at:at] = _release(ctx, step)
     with _step_function(ctx, "sg_finish", "/* the outputs handed over, after the updates "
                                           "written in place if any */"):
         if program.in_place is not None:
@@ -291,6 +303,20 @@ def _render_into(ctx, program, profile):
         else:
             _outputs(ctx, program.outputs)
     return timed
+
+
+def _release(ctx, step):
+    """sg_main's lines giving back to the arena, after ``step``, the blocks of ``step.frees``
+    (``codegen.liveness``) that the kernel took from the workspace."""
+    workspace = ctx.workspace_ids()
+    dead = [v for v in step.frees if id(v) in workspace]
+    if not dead:
+        return []
+    w = CWriter()
+    w.depth = 1
+    w(f"/* after {step.label}, nothing reads these: their blocks go back to the workspace */")
+    w(" ".join(f"sg_ws_free(ws, {ctx.arr(v)}.data);" for v in dead))
+    return w.lines
 
 
 @contextlib.contextmanager
@@ -564,8 +590,7 @@ def _fused_loop(ctx, step):
     out = step.root.outputs[0]
     shape = _shapes(ctx, step)[id(out)]
     donor = step.donor
-    workspace = {id(v) for v, kind in ctx.allocated if kind == "workspace"}
-    if donor is not None and (id(out) in ctx.out_ids or id(donor) not in workspace):
+    if donor is not None and (id(out) in ctx.out_ids or id(donor) not in ctx.workspace_ids()):
         donor = None
     if donor is None:
         name = ctx.alloc(step.root, out, [f"{shape}[{k}]" for k in range(out.ndim)])

@@ -53,6 +53,10 @@ class Step:
     over : SharedVariable or None
         For an update written over its variable's own array when the call
         gives it away (nothing else references the array): that variable.
+    frees : list of Variable
+        Values other steps made that nothing reads after this step, directly
+        or through a value sharing their memory (``codegen.lower.plan_frees``):
+        their workspace blocks go back to the arena once the step has run.
     """
 
     index: int
@@ -60,6 +64,7 @@ class Step:
     members: list
     buffers: list = field(default_factory=list)
     over: object = None
+    frees: list = field(default_factory=list)
 
     @property
     def label(self):

@@ -9,9 +9,10 @@
  * the order the Python side lists them. The kernel computes every shape at
  * run time (kernels are generic over shapes), allocates each output and
  * fills `out` (the runtime hands each output's memory to a NumPy array,
- * which releases it). Intermediates come from the workspace `ws`, a bump
- * arena the runtime keeps between calls and grows to `ws->need` after a
- * call that overflowed it. Outputs come from `ws->out_alloc` (64-byte aligned; the
+ * which releases it). Intermediates come from the workspace `ws`, an arena
+ * the runtime keeps between calls and grows to `ws->need` after a call that
+ * overflowed it; the kernel releases each intermediate after its last use
+ * (sg_ws_free), and later ones reuse its block. Outputs come from `ws->out_alloc` (64-byte aligned; the
  * runtime recycles large blocks, so a call that returns big arrays does not
  * fault in fresh pages every time) and are released with `ws->out_free`,
  * never with free(). Large loops may share their blocks among the runtime's
@@ -30,7 +31,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#define SG_ABI_VERSION 5
+#define SG_ABI_VERSION 6
 #define SG_MAXDIM 16
 
 enum { SG_OK = 0, SG_ESHAPE = 1, SG_EINDEX = 2, SG_EVALUE = 3, SG_ENOMEM = 4 };
@@ -44,8 +45,8 @@ typedef struct {
 typedef struct {
     char *base;        /* arena of `cap` bytes, owned by the runtime */
     size_t cap;
-    size_t used;       /* bump pointer, reset to 0 by the kernel on entry */
-    size_t need;       /* the most this call wanted: the runtime grows the arena to it */
+    size_t used;       /* end of the blocks laid out, reset to 0 by the kernel on entry */
+    size_t need;       /* the most `used` reached this call: the runtime grows the arena to it */
     void **extra;      /* blocks malloc'ed because the arena was too small; freed by the kernel */
     size_t n_extra;
     size_t cap_extra;
@@ -63,6 +64,10 @@ typedef struct {
      * in[k].data, which the caller recognises; it must do so only after its
      * last step that can fail, so a failed call leaves every input unchanged. */
     const uint8_t *donate;
+    /* The arena's block table (sg_kernel.c): which blocks are in use, which
+     * are free for reuse. Made and grown by the kernel with realloc, kept
+     * between calls, freed by the runtime (ABI 6). */
+    void *blocks;
 } sg_ws;
 
 typedef struct {

@@ -19,31 +19,225 @@ int sg_fail(sg_err *err, int code, const char *fmt, ...)
     return code;
 }
 
-/* A block of n bytes from the arena; when the arena is too small, a malloc'ed
- * block remembered in ws->extra (freed at the end of the call) and the size
- * the arena should have next time in ws->need. */
+/* ---- the workspace arena ----
+ *
+ * Intermediates come from one arena per call slot (sg_abi.h). Blocks are laid
+ * out at offsets of a virtual arena [0, used): each is a 64-byte header (its
+ * record's number, and whether it is in use) followed by the caller's bytes,
+ * a multiple of SG_ALIGN. A block the kernel releases after its value's last
+ * use (sg_ws_free) becomes a hole, merged with free neighbours, and a later
+ * request takes the smallest hole it fits in (best fit), split if much
+ * larger; a freed block at the end lowers `used`. The layout depends only on
+ * the sequence of requests and releases, never on the arena's size, so
+ * `need` (the most `used` reached) is the arena the same call needs next time:
+ * a block beyond `cap` is malloc'ed apart (remembered in ws->extra, freed at
+ * the end of the call) but keeps its place in the layout, and once the runtime
+ * has grown the arena to `need` a call of the same shapes mallocs nothing.
+ *
+ * The block records live in ws->blocks, a table kept between calls (grown
+ * with realloc; the runtime frees it with the slot) and emptied whenever
+ * `used` is 0: at the start of every call. */
+
+#define SG_BLOCK_HDR SG_ALIGN
+#define SG_LIVE 0x5357424c4b4c4956ull /* "LIVBLKWS" */
+#define SG_DEAD 0x5357424c4b444544ull
+
+typedef struct {
+    size_t off, size;      /* place in the virtual arena, header included */
+    int64_t prev, next;    /* neighbours in the layout (-1: none) */
+    int64_t fprev, fnext;  /* holes only: the list of holes */
+    int used;
+} sg_blk;
+
+typedef struct {
+    size_t n, cap;         /* records made (some recycled, on `spare`), room for */
+    int64_t last;          /* the block ending at `used` (-1: none) */
+    int64_t holes;         /* first hole */
+    int64_t spare;         /* records to reuse, linked by `next` */
+    sg_blk rec[];
+} sg_blocks;
+
+typedef struct {
+    uint64_t state;        /* SG_LIVE while in use */
+    int64_t rec;
+} sg_blk_hdr;
+
+static sg_blocks *sg_blocks_of(sg_ws *ws)
+{
+    sg_blocks *b = (sg_blocks *)ws->blocks;
+    if (ws->used == 0 && b) { /* a new call (or nothing in use): forget every block */
+        b->n = 0;
+        b->last = b->holes = b->spare = -1;
+    }
+    return b;
+}
+
+static int64_t sg_blk_new(sg_ws *ws)
+{
+    sg_blocks *b = (sg_blocks *)ws->blocks;
+    if (b && b->spare >= 0) {
+        int64_t r = b->spare;
+        b->spare = b->rec[r].next;
+        return r;
+    }
+    if (!b || b->n == b->cap) {
+        size_t cap = b ? 2 * b->cap : 64;
+        sg_blocks *grown = (sg_blocks *)realloc(b, sizeof *b + cap * sizeof(sg_blk));
+        if (!grown)
+            return -1;
+        if (!b) {
+            grown->n = 0;
+            grown->last = grown->holes = grown->spare = -1;
+        }
+        grown->cap = cap;
+        ws->blocks = b = grown;
+    }
+    return (int64_t)b->n++;
+}
+
+static void sg_hole_unlink(sg_blocks *b, int64_t r)
+{
+    sg_blk *k = &b->rec[r];
+    if (k->fprev >= 0)
+        b->rec[k->fprev].fnext = k->fnext;
+    else
+        b->holes = k->fnext;
+    if (k->fnext >= 0)
+        b->rec[k->fnext].fprev = k->fprev;
+}
+
+static void sg_hole_link(sg_blocks *b, int64_t r)
+{
+    sg_blk *k = &b->rec[r];
+    k->used = 0;
+    k->fprev = -1;
+    k->fnext = b->holes;
+    if (b->holes >= 0)
+        b->rec[b->holes].fprev = r;
+    b->holes = r;
+}
+
+/* Merge record `r` into `into`, its left neighbour, and recycle r. */
+static void sg_blk_merge(sg_blocks *b, int64_t into, int64_t r)
+{
+    sg_blk *k = &b->rec[r];
+    b->rec[into].size += k->size;
+    b->rec[into].next = k->next;
+    if (k->next >= 0)
+        b->rec[k->next].prev = into;
+    if (b->last == r)
+        b->last = into;
+    k->next = b->spare;
+    b->spare = r;
+}
+
 void *sg_ws_alloc(sg_ws *ws, size_t n)
 {
-    size_t start = (ws->used + SG_ALIGN - 1) & ~(size_t)(SG_ALIGN - 1);
-    size_t end = start + (n ? n : 1);
-    if (end > ws->need)
-        ws->need = end;
-    ws->used = end;
-    if (end <= ws->cap)
-        return ws->base + start;
-    if (ws->n_extra == ws->cap_extra) {
-        size_t cap = ws->cap_extra ? 2 * ws->cap_extra : 16;
-        void **grown = (void **)realloc(ws->extra, cap * sizeof(void *));
-        if (!grown)
-            return NULL;
-        ws->extra = grown;
-        ws->cap_extra = cap;
-    }
-    void *p = NULL;
-    if (posix_memalign(&p, SG_ALIGN, n ? n : 1) != 0)
+    if (n > SIZE_MAX - 2 * SG_ALIGN - SG_BLOCK_HDR)
         return NULL;
-    ws->extra[ws->n_extra++] = p;
-    return p;
+    size_t size = SG_BLOCK_HDR + ((n ? n : 1) + SG_ALIGN - 1) / SG_ALIGN * SG_ALIGN;
+    sg_blocks *b = sg_blocks_of(ws);
+    int64_t r = -1;
+    if (b) /* the smallest hole that fits */
+        for (int64_t h = b->holes; h >= 0; h = b->rec[h].fnext)
+            if (b->rec[h].size >= size && (r < 0 || b->rec[h].size < b->rec[r].size))
+                r = h;
+    if (r >= 0) {
+        sg_hole_unlink(b, r);
+        if (b->rec[r].size - size >= 4 * SG_BLOCK_HDR) { /* split: the rest stays a hole */
+            int64_t q = sg_blk_new(ws);
+            if (q < 0)
+                return NULL;
+            b = (sg_blocks *)ws->blocks;
+            sg_blk *k = &b->rec[r], *rest = &b->rec[q];
+            rest->off = k->off + size;
+            rest->size = k->size - size;
+            rest->prev = r;
+            rest->next = k->next;
+            if (k->next >= 0)
+                b->rec[k->next].prev = q;
+            k->next = q;
+            k->size = size;
+            if (b->last == r)
+                b->last = q;
+            sg_hole_link(b, q);
+        }
+    } else {
+        r = sg_blk_new(ws);
+        if (r < 0)
+            return NULL;
+        b = (sg_blocks *)ws->blocks;
+        sg_blk *k = &b->rec[r];
+        k->off = ws->used;
+        k->size = size;
+        k->prev = b->last;
+        k->next = -1;
+        if (b->last >= 0)
+            b->rec[b->last].next = r;
+        b->last = r;
+        ws->used += size;
+        if (ws->used > ws->need)
+            ws->need = ws->used;
+    }
+    sg_blk *k = &b->rec[r];
+    k->used = 1;
+    char *p;
+    if (k->off + size <= ws->cap) {
+        p = ws->base + k->off;
+    } else { /* beyond the arena: memory of its own, at the same place in the layout */
+        if (ws->n_extra == ws->cap_extra) {
+            size_t cap = ws->cap_extra ? 2 * ws->cap_extra : 16;
+            void **grown = (void **)realloc(ws->extra, cap * sizeof(void *));
+            if (!grown)
+                return NULL;
+            ws->extra = grown;
+            ws->cap_extra = cap;
+        }
+        void *m = NULL;
+        if (posix_memalign(&m, SG_ALIGN, size) != 0)
+            return NULL;
+        ws->extra[ws->n_extra++] = m;
+        p = (char *)m;
+    }
+    sg_blk_hdr *h = (sg_blk_hdr *)p;
+    h->state = SG_LIVE;
+    h->rec = r;
+    return p + SG_BLOCK_HDR;
+}
+
+void sg_ws_free(sg_ws *ws, void *data)
+{
+    if (!data || !ws->blocks || ws->used == 0)
+        return;
+    sg_blk_hdr *h = (sg_blk_hdr *)((char *)data - SG_BLOCK_HDR);
+    if (h->state != SG_LIVE) /* released already (a loop's result in its operand's block) */
+        return;
+    h->state = SG_DEAD;
+    sg_blocks *b = (sg_blocks *)ws->blocks;
+    int64_t r = h->rec;
+    if (r < 0 || (size_t)r >= b->n || !b->rec[r].used)
+        return;
+    b->rec[r].used = 0;
+    int64_t nx = b->rec[r].next, pv = b->rec[r].prev;
+    if (nx >= 0 && !b->rec[nx].used) {
+        sg_hole_unlink(b, nx);
+        sg_blk_merge(b, r, nx);
+    }
+    if (pv >= 0 && !b->rec[pv].used) {
+        sg_hole_unlink(b, pv);
+        sg_blk_merge(b, pv, r);
+        r = pv;
+    }
+    if (b->last == r) { /* the end of the layout: `used` comes back down */
+        ws->used = b->rec[r].off;
+        b->last = b->rec[r].prev;
+        if (b->last >= 0)
+            b->rec[b->last].next = -1;
+        b->rec[r].next = b->spare;
+        b->spare = r;
+    } else {
+        sg_hole_link(b, r);
+    }
 }
 
 void sg_ws_release(sg_ws *ws)

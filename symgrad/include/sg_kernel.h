@@ -37,10 +37,15 @@ int sg_support_abi(void);
 /* Format a message into err->msg, set err->code = code and return it. */
 int sg_fail(sg_err *err, int code, const char *fmt, ...);
 
-/* A block of n bytes from the arena; when the arena is too small, a malloc'ed
- * block remembered in ws->extra (freed at the end of the call) and the size
- * the arena should have next time in ws->need. NULL when out of memory. */
+/* A block of n bytes (64-byte aligned) from the arena, reusing released ones;
+ * when the arena is too small, a malloc'ed block remembered in ws->extra (freed
+ * at the end of the call), and the size the arena should have next time in
+ * ws->need. NULL when out of memory. */
 void *sg_ws_alloc(sg_ws *ws, size_t n);
+
+/* Give back a block of sg_ws_alloc after its value's last use, for later
+ * requests of the same call. A block released already, or NULL, is ignored. */
+void sg_ws_free(sg_ws *ws, void *data);
 
 /* Free the blocks of ws->extra and empty the arena. */
 void sg_ws_release(sg_ws *ws);
