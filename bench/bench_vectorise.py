@@ -268,7 +268,8 @@ def softmax_f32():
 
 def select_by_bool_f64():
     """A bool array selecting between float64s: gcc 12 keeps this loop scalar at its default
-    256-bit vector width (a uint8_t mask of 32 lanes over doubles of 4)."""
+    256-bit vector width (a uint8_t mask of 32 lanes over doubles of 4) unless the loop asks
+    for 8 lanes (``simdlen(8)``, codegen/render_c.py), as it now does."""
     m, a, b = sg.matrix("m", "bool"), sg.matrix("a"), sg.matrix("b")
     r = rng()
     args = r.random((100, 1000)) < 0.5, r.standard_normal((100, 1000)), r.standard_normal(

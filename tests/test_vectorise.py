@@ -89,3 +89,21 @@ def test_max_pooling_gradient_loops_vectorise():
     missed = [f"{lp['step']} ({lp['what']}) lines {lp['first']}-{lp['last']}: {lp['why']}"
               for lp in report if not lp["vectorised"]]
     assert not missed, "\n".join(missed)
+
+
+@needs_gcc
+@pytest.mark.parametrize("dtype", ["float64", "int64", "float32"])
+def test_a_loaded_bool_selecting_wide_values_vectorises(dtype):
+    """``where(mask, a, b)`` with a bool array as mask: gcc 12 kept this loop scalar for
+    8-byte values (a uint8_t of 32 lanes beside doubles of 4) until the loop asked for 8
+    lanes; 7x slower than vectorised (bench_vectorise.py's select_by_bool_f64)."""
+    m, a, b = sg.matrix("m", "bool"), sg.matrix("a", dtype), sg.matrix("b", dtype)
+    f = sg.function([m, a, b], sg.where(m, a, b))
+    r = np.random.default_rng(1)
+    mv = r.random((3, 7)) < 0.5
+    av, bv = (r.standard_normal((3, 7)) * 100).astype(dtype), r.standard_normal((3, 7)).astype(
+        dtype)
+    np.testing.assert_array_equal(f(mv, av, bv), np.where(mv, av, bv))
+    for loop in _loops_of(f, "where"):
+        assert loop["vectorised"], (f"the loop at lines {loop['first']}-{loop['last']} of "
+                                    f"{loop['step']} did not vectorise: {loop['why']}")
