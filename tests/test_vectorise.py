@@ -107,3 +107,25 @@ def test_a_loaded_bool_selecting_wide_values_vectorises(dtype):
     for loop in _loops_of(f, "where"):
         assert loop["vectorised"], (f"the loop at lines {loop['first']}-{loop['last']} of "
                                     f"{loop['step']} did not vectorise: {loop['why']}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64"])
+@pytest.mark.parametrize("op", ["max", "min"])
+def test_small_window_extremes_fold_window_positions_like_numpy(dtype, op):
+    """max/min over the window axes of pooling by reshape fold each window position into
+    every result (sg_ops.c): NaN wins, a zero extreme has the sign of the window's last zero
+    in C order, on contiguous and strided (every other column) inputs."""
+    r = np.random.default_rng(4)
+    v = r.integers(-3, 3, (2, 3, 8, 34)).astype(dtype)
+    if dtype != "int64":
+        v[0, 0, 0, :4] = [np.nan, 1, 2, 3]
+        v[0, 1, :2, :2] = [[0.0, -0.0], [-0.0, 0.0]]
+        v[1, 2, :2, 2:4] = [[-0.0, -0.0], [0.0, -0.0]]
+    x = sg.tensor("x", dtype, (2, 3, 8, 32))
+    red = getattr(x.reshape((2, 3, 4, 2, 16, 2)), op)(axis=(3, 5))
+    f = sg.function([x], red)
+    for xv in (np.ascontiguousarray(v[..., :32]), v[..., 1:33], v[..., ::2][..., :16].repeat(2, -1)):
+        want = getattr(np, op)(xv.reshape(2, 3, 4, 2, 16, 2), axis=(3, 5))
+        got = f(xv)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))

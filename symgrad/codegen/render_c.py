@@ -741,14 +741,51 @@ def _row_function(f, names, step, in_place):
         # still read before it is written, which omp simd allows
         f(f"{ct} *{'' if in_place else 'restrict '}o = ({ct} *)p[0];")
         unit, strided = _row_prologue(f, step, 1)
-        with f.block(f"if ({_unit_test(step, 1)})"):
-            f(f"#pragma omp simd{_simdlen(step)} reduction(|:bad)")
-            with f.block("for (int64_t j = 0; j < n; j++)"):
-                f(f"o[j] = {_scalar_body(names, f, step, unit)};")
+        loaded = [(q, CTYPE[v.dtype]) for q, (v, m) in enumerate(zip(step.operands, step.modes))
+                  if m == "load"]
+        if not loaded:
+            with f.block("if (1)"):
+                f(f"#pragma omp simd{_simdlen(step)} reduction(|:bad)")
+                with f.block("for (int64_t j = 0; j < n; j++)"):
+                    f(f"o[j] = {_scalar_body(names, f, step, unit)};")
+        else:
+            _unit_or_repeated(f, names, step, loaded, ct, in_place)
         with f.block("else"):
             with f.block("for (int64_t j = 0; j < n; j++)"):
                 f(f"o[j] = {_scalar_body(names, f, step, strided)};")
         f("return bad;")
+
+
+# Elements of the block of copies an operand repeated along a row is read from.
+_SPLAT = 256
+
+
+def _unit_or_repeated(f, names, step, loaded, ct, in_place):
+    """The vectorised path of an elementwise row function: every loaded operand has stride 1
+    or 0 along the row. An operand of stride 0 (a broadcast along the row, such as the
+    upstream gradient of a sum) is read from a block of _SPLAT copies of its value, so the
+    loop reads every operand at unit stride and vectorises; the row runs in blocks of that
+    length then (else in one). Without it such rows took the scalar strided path."""
+    test = " && ".join(f"(s{q} & ~(int64_t)1) == 0" for q, _ in loaded)
+    with f.block(f"if ({test})"):
+        f(" ".join(f"{t} b{q}[{_SPLAT}];" for q, t in loaded))
+        f(f"const int64_t blk = {' || '.join(f'!s{q}' for q, _ in loaded)} ? {_SPLAT} : n;")
+        for q, _ in loaded:
+            f(f"if (!s{q}) for (int64_t k = 0; k < n && k < blk; k++) b{q}[k] = a{q}[0];")
+        with f.block("for (int64_t jb = 0; jb < n; jb += blk)"):
+            f("const int64_t m = n - jb < blk ? n - jb : blk;")
+            f(" ".join(f"const {t} *c{q} = s{q} ? a{q} + jb : b{q};" for q, t in loaded))
+            f(f"{ct} *{'' if in_place else 'restrict '}oj = o + jb;")
+            element = {q: f"c{q}[j]" for q, _ in loaded}
+            element.update({q: e for q, e in _hoisted_elements(step).items()})
+            f(f"#pragma omp simd{_simdlen(step)} reduction(|:bad)")
+            with f.block("for (int64_t j = 0; j < m; j++)"):
+                f(f"oj[j] = {_scalar_body(names, f, step, element)};")
+
+
+def _hoisted_elements(step):
+    return {q: f"h{q}" for q, (v, m) in enumerate(zip(step.operands, step.modes))
+            if m == "hoist"}
 
 
 def _simdlen(step):

@@ -484,6 +484,16 @@ int sg_row_axes(const sg_arr *x, int nd, int nr, int64_t *sh, int64_t *st)
  * of the row's extreme in a second vectorised pass (a min reduction over
  * positions). */
 #define SG_STR(x) #x
+/* oo[j] folded with the element ELEM (of j) for j < len: the later of equal values and the
+ * first NaN win, as in a row's pass */
+#define SG_FOLD_ROW(T, CMP, ISNAN, ELEM)                                                     \
+    {                                                                                        \
+        _Pragma("omp simd")                                                                  \
+        for (int64_t j = 0; j < len; j++) {                                                  \
+            T v = ELEM, a = oo[j];                                                           \
+            oo[j] = v CMP a || v == a || (ISNAN(v) && !ISNAN(a)) ? v : a;                    \
+        }                                                                                    \
+    }
 #define SG_EXTREME(T, S, NAME, CMP, INIT, ISNAN, NANV, FLT)                                  \
     SG_VEC T sg_seg_##NAME##_##S(const T *p, int64_t n, int64_t s, int *nan)                 \
     {                                                                                        \
@@ -571,6 +581,34 @@ int sg_row_axes(const sg_arr *x, int nd, int nr, int64_t *sh, int64_t *st)
                 for (int64_t r = 0; r < outer; r++) {                                        \
                     T v = row[r], a = o[r];                                                  \
                     o[r] = v CMP a || v == a || (ISNAN(v) && !ISNAN(a)) ? v : a;             \
+                }                                                                            \
+            }                                                                                \
+            return;                                                                          \
+        }                                                                                    \
+        if (nk >= 1 && count > 1 && count <= 16 && x->shape[nk - 1] >= 8) {                  \
+            /* small windows along long kept axes (pooling by reshape): fold each position   \
+             * of the window, in C order, into all the results at once; a row of the last    \
+             * kept axis is a vectorised pass (its stride 2 a constant, for gcc) */           \
+            int64_t len = x->shape[nk - 1], ls = x->strides[nk - 1], rows = outer / len;    \
+            for (int64_t q = 0; q < count; q++) {                                            \
+                int64_t roff = 0, rest = q, iq[SG_MAXDIM] = {0}, b = 0;                      \
+                for (int k = nd - 1; k >= nk; k--) {                                         \
+                    roff += (rest % x->shape[k]) * x->strides[k];                            \
+                    rest /= x->shape[k];                                                     \
+                }                                                                            \
+                for (int64_t row = 0; row < rows; row++) {                                   \
+                    const T *p = xp + b + roff;                                              \
+                    T *oo = o + row * len;                                                   \
+                    if (q == 0)                                                              \
+                        for (int64_t j = 0; j < len; j++)                                    \
+                            oo[j] = p[j * ls];                                               \
+                    else if (ls == 1)                                                        \
+                        SG_FOLD_ROW(T, CMP, ISNAN, p[j])                                     \
+                    else if (ls == 2)                                                        \
+                        SG_FOLD_ROW(T, CMP, ISNAN, p[2 * j])                                 \
+                    else                                                                     \
+                        SG_FOLD_ROW(T, CMP, ISNAN, p[j * ls])                                \
+                    sg_step2(iq, x->shape, nk - 1, x->strides, &b, x->strides, &none);       \
                 }                                                                            \
             }                                                                                \
             return;                                                                          \
