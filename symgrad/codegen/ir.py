@@ -607,9 +607,7 @@ class OpStep(Step):
     runs (its calls' ``blas``), whether it can fail, the results it gives
     fresh memory (``allocs``).
 
-    ``body`` is None for an op that still writes C text itself
-    (``op.c_code(ctx, node)``, the transition's old protocol; none of those
-    runs BLAS).
+    ``body`` is None for an op without a lowering (rendering it fails).
     """
 
     body: list = None

@@ -73,7 +73,7 @@ def _step(node, fusion, index):
             made.index = index
             return made
         return OpStep(index, node, [node], body=list(made))
-    return OpStep(index, node, [node])  # an op that still writes its C (c_code)
+    return OpStep(index, node, [node])  # no lowering: rendering says so (NoLowering)
 
 
 # --------------------------------------------------------------------------- fusion

@@ -14,8 +14,6 @@ by a comment naming its nodes and the user's lines:
 - a :class:`~codegen.ir.BlasCall` becomes a call of ``sg_gemm_<dtype>``;
 - an :class:`~codegen.ir.OpStep` is its statements (``codegen.ir``: allocations,
   views, checks, calls into the support library), written by :class:`_OpWriter`;
-  an op not yet lowered to statements writes C itself (``c_code(ctx, node)``
-  into a :class:`KernelContext`);
 - :class:`~codegen.ir.InPlaceUpdates` come last, in the phases that keep a
   failed call from changing any variable.
 
@@ -96,7 +94,8 @@ def _item(v):
 
 
 class KernelContext:
-    """What an op's ``c_code(ctx, node)`` writes into.
+    """The state of one kernel while it is rendered: its C so far, the names of the values'
+    descriptors, the frame, the failure sites and the buffers made.
 
     Attributes
     ----------
@@ -131,14 +130,9 @@ class KernelContext:
         """The C name of ``v``'s ``sg_arr`` descriptor."""
         return self.names[id(v)]
 
-    @staticmethod
-    def ct(v):
-        """The C element type of ``v``."""
-        return CTYPE[v.dtype]
-
     def ptr(self, v):
         """``v``'s data as a typed C pointer expression."""
-        return f"(({self.ct(v)} *){self.arr(v)}.data)"
+        return f"(({CTYPE[v.dtype]} *){self.arr(v)}.data)"
 
     def declare(self, v):
         """A new descriptor for ``v``; returns its C name.
@@ -209,22 +203,11 @@ class KernelContext:
         if self.step is not None:
             self.step.buffers.append((v, kind))
 
-    def view(self, v, src, offset="0", shape_exprs=(), stride_exprs=()):
-        """Make ``v`` a view of ``src``: same memory, given offset (elements), shape and strides."""
-        name = self.declare(v)
-        self.w(f"{name}.data = (void *)({self.ptr(src)} + ({offset}));")
-        for k, (s, st) in enumerate(zip(shape_exprs, stride_exprs)):
-            self.w(f"{name}.shape[{k}] = {s}; {name}.strides[{k}] = {st};")
-        return name
-
     def fail(self, node, kind, fmt, *args):
         """Report an error naming ``node``'s op and user line, then leave the kernel."""
         msg = (self.location(node) + " " if node is not None else "") + c_format(fmt)
         self.w(f"sg_fail(err, {ERR[kind]}, {msg}{''.join(', ' + a for a in args)});")
         self.w("goto fail;")
-
-    def literal(self, value, dtype):
-        return c_literal(value, dtype)
 
 
 # --------------------------------------------------------------------------- the program
@@ -272,13 +255,10 @@ def _render_into(ctx, program, profile):
                 _fused_loop(ctx, step)
             elif isinstance(step, BlasCall):
                 _blas(ctx, step)
-            elif isinstance(step, OpStep) and step.body is not None:
-                _OpWriter(ctx, step.root).statements(step.body)
             elif isinstance(step, OpStep):
-                c_code = getattr(step.root.op, "c_code", None)
-                if c_code is None:
+                if step.body is None:
                     raise NoLowering.of(step.root)
-                c_code(ctx, step.root)
+                _OpWriter(ctx, step.root).statements(step.body)
             else:
                 raise TypeError(f"cannot render {step!r}")
             if profile:
