@@ -30,6 +30,7 @@ compiler, its own build is used (or made), as the full key says.
 1
 """
 
+import concurrent.futures
 import functools
 import hashlib
 import importlib.util
@@ -43,10 +44,11 @@ import subprocess
 import sys
 
 from ._version import __version__
+from .codegen.writer import CSource, Unit
 from .config import config
 from .errors import CompileError
 
-__all__ = ["compile_library", "blas_flags", "compiler_argv", "cache_key", "neutral_key",
+__all__ = ["compile_library", "CSource", "Unit", "blas_flags", "compiler_argv", "cache_key", "neutral_key",
            "find_compiler"]
 
 # -std=gnu11, not an ISO mode: ISO C reads trigraphs, so a "??/" in a string
@@ -74,8 +76,10 @@ def compile_library(source, name="kernel", info=None):
 
     Parameters
     ----------
-    source : str
-        A whole C translation unit (C11, GNU dialect: no trigraphs).
+    source : str or CSource
+        A whole C translation unit (C11, GNU dialect: no trigraphs), or a
+        :class:`CSource` of several, compiled in parallel and linked; the
+        cache key ignores its comments.
         ``sg_abi.h`` and OpenBLAS's ``cblas.h`` (functions prefixed
         ``scipy_cblas_``) are on the include path, and the library links
         against OpenBLAS, libm and symgrad's support library (the helpers
@@ -112,12 +116,13 @@ def compile_library(source, name="kernel", info=None):
 
     root = cache.root()
     cache.check_exec(root)
+    units = _units(source, name)
     try:
         argv = compiler_argv(find_compiler(), name)
-        key = cache_key(source, name, argv)
+        key = cache_key(units, name, argv)
     except CompileError as e:
         # No usable compiler: any compiler's build of this source and flags will do.
-        hit = _lookup_without_compiler(cache, root, source, name)
+        hit = _lookup_without_compiler(cache, root, units, name)
         if hit is None:
             raise CompileError(f"{e} This kernel is not in the cache {root} either: run "
                                f"it once where a compiler is, with the same cache.") from None
@@ -128,8 +133,8 @@ def compile_library(source, name="kernel", info=None):
         hit = cache.lookup(root, key, name)
         if info is not None:
             info["cache_hit"] = hit is not None
-        path = hit or _build_entry(cache, root, source, name, argv, key)
-        nkey = neutral_key(source, name)
+        path = hit or _build_entry(cache, root, units, name, argv, key)
+        nkey = neutral_key(units, name)
         if cache.read_index(root, nkey) != key:
             cache.write_index(root, nkey, key)
     except OSError as e:  # the cache directory, not the compiler (CompileError)
@@ -137,11 +142,19 @@ def compile_library(source, name="kernel", info=None):
     return path
 
 
-def _build_entry(cache, root, source, name, argv, key):
+def _units(source, name):
+    """``source`` as its units: a plain string is one, ``<name>.c``."""
+    if isinstance(source, CSource):
+        return source.units
+    return (Unit(f"{name}.c", source),)
+
+
+def _build_entry(cache, root, units, name, argv, key):
     cache.tidy(root)  # abandoned builds, old failed sources: cheap, once a minute
     build = cache.new_build_dir(root, key)
     try:
-        _build(build, source, name, argv, lambda src: cache.keep_failed(root, src, key))
+        _build(build, units, name, argv[:len(argv) - len(_flags(name))],
+               lambda src: cache.keep_failed(root, src, key))
         version = (_compiler_version(argv[0]).splitlines() or [""])[0]
         cache.write_meta(build, key, name, compiler={"path": argv[0], "version": version},
                          flags=argv[1:])
@@ -151,12 +164,12 @@ def _build_entry(cache, root, source, name, argv, key):
         shutil.rmtree(build, ignore_errors=True)
 
 
-def _lookup_without_compiler(cache, root, source, name):
+def _lookup_without_compiler(cache, root, units, name):
     # The cache key holds the compiler's identity, which cannot be known
     # without it; the index maps a key without it to the last build made.
     # Every compiler builds to the same C ABI, so reusing that library is safe.
     try:
-        key = cache.read_index(root, neutral_key(source, name))
+        key = cache.read_index(root, neutral_key(units, name))
         return None if key is None else cache.lookup(root, key, name)
     except OSError as e:
         raise cache.error(root, e) from None
@@ -220,6 +233,12 @@ def compiler_argv(cc, name):
 
 def _flags(name):
     # The command line after the compiler's own words.
+    compile_flags, link_flags = _flag_parts()
+    return [*compile_flags, "-o", f"{name}.so", f"{name}.c", *link_flags]
+
+
+def _flag_parts():
+    # The flags of compiling (options, include paths) and of linking (libraries).
     inc, lib, libname = blas_flags()
     extra = _extra_flags()
     if _sanitized(extra):
@@ -233,9 +252,8 @@ def _flags(name):
         # -Xlinker, not -Wl,: a comma in the path would split the option.
         support = [f"-L{PACKAGE_DIR}", "-Xlinker", "-rpath", "-Xlinker", PACKAGE_DIR,
                    "-lsg_support"]
-    return [*BASE_FLAGS, *extra, f"-I{INCLUDE_DIR}", f"-I{inc}",
-            "-o", f"{name}.so", f"{name}.c", *support,
-            f"-L{lib}", "-Xlinker", "-rpath", "-Xlinker", lib, f"-l{libname}", "-lm"]
+    return ([*BASE_FLAGS, *extra, f"-I{INCLUDE_DIR}", f"-I{inc}"],
+            [*support, f"-L{lib}", "-Xlinker", "-rpath", "-Xlinker", lib, f"-l{libname}", "-lm"])
 
 
 def _extra_flags():
@@ -315,29 +333,20 @@ def _support_key(extra):
     return _support_digest()
 
 
-# A C string or character literal (kept), or a comment (dropped from the key).
-_C_TOKENS = re.compile(r""""(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'|/\*.*?\*/|//[^\n]*""",
-                       re.DOTALL)
-
-
-def code_of(source):
-    """``source`` without its comments, each replaced by as many newlines as it held.
-
-    Comments never change the binary, so the cache key ignores them: a
-    function whose kernel comments differ (an unpickled function whose
-    gradient notes name fewer forward nodes, a reworded note in a new
-    version) finds the same library. Line numbers stay as they were.
-    """
-    return _C_TOKENS.sub(lambda m: m.group(0) if m.group(0)[0] in "\"'"
-                         else "\n" * m.group(0).count("\n"), source)
+def _code(units):
+    """What the key hashes of the units: each one's name, kind and code (its text
+    with comments blank, as the renderer hands it over). Comments never change the
+    binary: a function whose kernel comments differ (an unpickled function whose
+    gradient notes name fewer forward nodes, a user line moved) finds the same
+    library."""
+    return json.dumps([[u.name, u.glue, u.code] for u in units])
 
 
 def cache_key(source, name, argv):
-    """Return the hex sha256 identifying the library `argv` builds from `source`.
-
-    Comments in ``source`` do not count (see :func:`code_of`).
-    """
-    return _sha256_of(code_of(source), name, *_environment(tuple(argv)),
+    """Return the hex sha256 identifying the library `argv` builds from `source`
+    (a string or a :class:`CSource`; a CSource's comments do not count)."""
+    units = source if isinstance(source, tuple) else _units(source, name)
+    return _sha256_of(_code(units), name, *_environment(tuple(argv)),
                       _support_key(_extra_flags()))
 
 
@@ -348,8 +357,9 @@ def neutral_key(source, name):
     maps it to the full key of the last build); every other word of the
     command line, ``SYMGRAD_CC``'s arguments included, still counts.
     """
+    units = source if isinstance(source, tuple) else _units(source, name)
     flags = _cc_words()[1:] + _flags(name)
-    return _sha256_of(code_of(source), name, json.dumps(flags), *_platform(),
+    return _sha256_of(_code(units), name, json.dumps(flags), *_platform(),
                       _support_key(_extra_flags()))
 
 
@@ -425,23 +435,91 @@ def _read(path):
         return f.read()
 
 
-def _build(build, source, name, argv, keep):
-    """Compile in `build`; on failure ``keep(source path)`` moves the source
-    where the user can read it and returns its new path."""
-    src = os.path.join(build, name + ".c")
-    with open(src, "w") as f:
-        f.write(source)
+def _commands(cc, name, units):
+    """The commands building ``<name>.so`` from ``units``: ``(compiles, link)``. One
+    unit ``<name>.c`` is one command that compiles and links (``link`` is None);
+    otherwise each ``.c`` unit compiles to an object -- glue at ``-O0``, the others
+    at the command line's level -- and ``link`` links them."""
+    if len(units) == 1 and units[0].name == f"{name}.c" and not units[0].glue:
+        return [compiler_argv(cc, name)], None  # its output is <name>.so
+    compile_flags, link_flags = _flag_parts()
+    compiles, objects = [], []
+    for u in units:
+        if not u.name.endswith(".c"):
+            continue
+        flags = [("-O0" if u.glue and f == "-O2" else f) for f in compile_flags if f != "-shared"]
+        obj = u.name[:-2] + ".o"
+        compiles.append([*cc, *flags, "-c", u.name, "-o", obj])
+        objects.append(obj)
+    return compiles, [*cc, *compile_flags, "-o", f"{name}.so", *objects, *link_flags]
+
+
+def _file_text(unit, units):
+    """What the file of ``unit`` holds: a ``.c`` unit of several includes the headers
+    first (``#line``: the compiler's messages give the unit's own line numbers)."""
+    if len(units) == 1 or not unit.name.endswith(".c"):
+        return unit.text
+    heads = "".join(f'#include "{u.name}"\n' for u in units if u.name.endswith(".h"))
+    return f'{heads}#line 1 "{unit.name}"\n{unit.text}'
+
+
+def _jobs():
+    # The compiles of one library run side by side on the cores this process may use.
     try:
-        proc = _run_compiler(argv, build)
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _build(build, units, name, cc, keep):
+    """Compile in `build`; on failure ``keep(source path)`` moves the source (the
+    whole of it, every unit headed by its file name) where the user can read it and
+    returns its new path."""
+    for u in units:
+        with open(os.path.join(build, u.name), "w") as f:
+            f.write(_file_text(u, units))
+    compiles, link = _commands(cc, name, units)
+
+    def kept():
+        if len(units) == 1:
+            return keep(os.path.join(build, units[0].name))
+        whole = os.path.join(build, f"{name}.failed.c")
+        with open(whole, "w") as f:
+            f.write("".join(f"/* ==== {u.name} ==== */\n{u.text}\n" for u in units))
+        return keep(whole)
+
+    # Longest first: on fewer cores than units, the long ones do not come last.
+    sizes = [len(u.text) for u in units if u.name.endswith(".c")]
+    order = sorted(range(len(compiles)), key=lambda k: -sizes[k])
+    procs = {}
+    if len(compiles) == 1:
+        procs[0] = _run(compiles[0], build, kept)
+    else:
+        with concurrent.futures.ThreadPoolExecutor(min(_jobs(), len(compiles))) as pool:
+            futures = {k: pool.submit(_run, compiles[k], build, kept) for k in order}
+            for k in sorted(futures):
+                procs[k] = futures[k].result()
+    outputs = [f"{name}.so"] if link is None else [u.name[:-2] + ".o" for u in units
+                                                     if u.name.endswith(".c")]
+    for k, argv in enumerate(compiles):
+        proc = procs[k]
+        if proc.returncode != 0 or not os.path.isfile(os.path.join(build, outputs[k])):
+            raise CompileError(_failure_message(argv, proc, kept()))
+    if link is not None:
+        proc = _run(link, build, kept)
+        if proc.returncode != 0 or not os.path.isfile(os.path.join(build, name + ".so")):
+            raise CompileError(_failure_message(link, proc, kept()))
+
+
+def _run(argv, cwd, kept):
+    """One compiler command; CompileError when it cannot run or runs past TIMEOUT_S."""
+    try:
+        return _run_compiler(argv, cwd)
     except subprocess.TimeoutExpired:
-        kept = keep(src)
-        raise CompileError(f"the C compiler took more than {TIMEOUT_S} s on {kept}; "
+        raise CompileError(f"the C compiler took more than {TIMEOUT_S} s on {kept()}; "
                            f"command: {shlex.join(argv)}") from None
     except OSError as e:
         raise CompileError(f"the C compiler {argv[0]} could not be run: {e}") from e
-    if proc.returncode != 0 or not os.path.isfile(os.path.join(build, name + ".so")):
-        kept = keep(src)
-        raise CompileError(_failure_message(argv, proc, kept))
 
 
 def _run_compiler(argv, cwd):

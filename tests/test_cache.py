@@ -59,12 +59,14 @@ def cache_dir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def compiles(monkeypatch):
-    """Count the compiler runs of this test."""
+    """Count the libraries this test builds: the compiler runs that write a ``.so`` (a
+    kernel's units compile in runs of their own, then one links them)."""
     calls = []
     real = compiler._run_compiler
 
     def counting(argv, cwd):
-        calls.append(argv)
+        if any(a.endswith(".so") for a in argv):
+            calls.append(argv)
         return real(argv, cwd)
 
     monkeypatch.setattr(compiler, "_run_compiler", counting)
@@ -361,16 +363,26 @@ def test_cli_runs_as_a_module(cache_dir):
 
 
 def test_comments_do_not_change_the_key():
+    """The renderer hands comments over apart from the code (``CWriter.comment``): the key
+    hashes the code, never a text searched for comments."""
+    from symgrad.codegen.writer import Comment
+
     argv = compiler.compiler_argv(compiler.find_compiler(), "kernel")
-    a = 'int f(void) { return 1; } /* K1: add at "x/*y.py":3 */\n'
-    b = 'int f(void) { return 1; } /* K1: add at x.py:3 (gradient of mul) */\n'
-    c = 'int f(void) { return 2; } /* K1: add at "x/*y.py":3 */\n'
-    assert compiler.cache_key(a, "kernel", argv) == compiler.cache_key(b, "kernel", argv)
-    assert compiler.cache_key(a, "kernel", argv) != compiler.cache_key(c, "kernel", argv)
-    # a comment marker inside a string is code
-    d = 'const char *s = "/* x */"; int f(void) { return 1; }\n'
-    e = 'const char *s = "/* y */"; int f(void) { return 1; }\n'
-    assert compiler.cache_key(d, "kernel", argv) != compiler.cache_key(e, "kernel", argv)
+
+    def key(*lines):
+        return compiler.cache_key(compiler.CSource([compiler.Unit("kernel.c", list(lines))]),
+                                  "kernel", argv)
+
+    a = key(Comment('/* K1: add at "x/*y.py":3 */'), "int f(void) { return 1; }")
+    b = key(Comment("/* K1: add at x.py:3 (gradient of mul) */"), "int f(void) { return 1; }")
+    c = key(Comment('/* K1: add at "x/*y.py":3 */'), "int f(void) { return 2; }")
+    assert a == b != c
+    # a comment marker inside a string is code, and so is the text of a plain string
+    d = key('const char *s = "/* x */"; int f(void) { return 1; }')
+    e = key('const char *s = "/* y */"; int f(void) { return 1; }')
+    assert d != e
+    assert compiler.cache_key("int f; /* x */", "kernel", argv) != \
+        compiler.cache_key("int f; /* y */", "kernel", argv)
 
 
 def test_an_unpickled_train_step_with_rewritten_updates_is_a_cache_hit(cache_dir, compiles):
@@ -384,4 +396,64 @@ def test_an_unpickled_train_step_with_rewritten_updates_is_a_cache_hit(cache_dir
     assert "gemm" in f.source and len(compiles) == 1
     g = pickle.loads(pickle.dumps(f))
     assert g.cache_hit and len(compiles) == 1
-    assert compiler.code_of(g.source) == compiler.code_of(f.source)
+    assert [u.code for u in g.source.units] == [u.code for u in f.source.units]
+
+
+def _units_source(broken=False):
+    """A library of a header and three units: two of glue (-O0), one computed (-O2)."""
+    from symgrad.codegen.writer import Comment
+
+    head = compiler.Unit("lib_frame.h", ["int twice(int v);", "int thrice(int v);"])
+    body = "return undeclared_xyz;" if broken else "return twice(v) + v;"
+    return compiler.CSource([
+        head,
+        compiler.Unit("lib_rows.c", [Comment("/* computed */"), "int twice(int v) { return 2 * v; }"]),
+        compiler.Unit("lib_steps0.c", [f"int thrice(int v) {{ {body} }}"], glue=True),
+        compiler.Unit("lib_steps1.c", ["int sg_abi_version(void) { return thrice(1); }"],
+                      glue=True)])
+
+
+def test_units_compile_side_by_side_then_link(cache_dir, monkeypatch):
+    import threading
+    import time
+
+    running, most = [0], [0]
+    lock = threading.Lock()
+    real = compiler._run_compiler
+
+    def slow(argv, cwd):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.3 if "-c" in argv else 0)
+        try:
+            return real(argv, cwd)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(compiler, "_run_compiler", slow)
+    monkeypatch.setattr(compiler, "_jobs", lambda: 3)
+    source = _units_source()
+    assert str(source).startswith("/* ==== lib_frame.h ==== */\n")
+    path = compiler.compile_library(source, name="lib")
+    assert most[0] == 3
+    assert ctypes.CDLL(path).sg_abi_version() == 3
+    # other comments, the same key
+    from symgrad.codegen.writer import Comment
+
+    other = compiler.CSource([u if u.name != "lib_rows.c" else compiler.Unit(
+        "lib_rows.c", [Comment("/* other */"), "int twice(int v) { return 2 * v; }"])
+        for u in source.units])
+    assert compiler.cache_key(source, "lib", ["cc"]) == compiler.cache_key(other, "lib", ["cc"])
+
+
+def test_a_failing_unit_names_itself_and_keeps_the_whole_source(cache_dir):
+    source = _units_source(broken=True)
+    with pytest.raises(sg.CompileError) as info:
+        compiler.compile_library(source, name="lib")
+    message = str(info.value)
+    assert "lib_steps0.c" in message and "undeclared_xyz" in message and "-O0" in message
+    [kept] = [w for w in message.split() if w.endswith(".c") and os.path.isabs(w)]
+    with open(kept) as f:
+        assert f.read() == str(source)

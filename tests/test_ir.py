@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad.codegen import ir
+from symgrad import compiler
+from symgrad.codegen import ir, render_c
 from symgrad.codegen.lower import to_program
 from symgrad.codegen.render_c import render
 
@@ -103,7 +104,7 @@ def test_each_fused_loop_is_one_row_function_and_one_driver_call():
     f = sg.function([x, y], [sg.tanh(x + y), (x * y).sum(axis=0)])
     src = f.source
     assert src.count("sg_ew_loop(ws,") == 1 and src.count("sg_acc_run(err,") == 1
-    assert src.count("static int row") == 2
+    assert _rows(f).count("SG_ROW int row") == 2
     np.testing.assert_allclose(f(np.ones((2, 3)), np.arange(3.0))[1], [0.0, 2.0, 4.0])
 
 
@@ -117,7 +118,7 @@ def test_equal_loops_share_one_row_function():
     loops = [s for s in f.kernel.steps if isinstance(s, ir.FusedLoop)]
     # two functions: one for the four loops that may write over their operand (the
     # product's buffer), one for the last, whose result is the output (fresh memory)
-    assert len(loops) == 5 and f.source.count("static int row") == 2
+    assert len(loops) == 5 and _rows(f).count("SG_ROW int row") == 2
     assert f.source.count("sg_ew_loop(ws,") == 5
     want = np.ones((2, 3))
     for _ in range(5):
@@ -125,13 +126,44 @@ def test_equal_loops_share_one_row_function():
     np.testing.assert_allclose(f(np.ones((2, 3))), want)
 
 
-def test_each_step_is_a_function_of_its_own():
-    """sg_main calls one function per step: the C compiler never optimises one huge function."""
+def _rows(f):
+    """The text of the kernel's unit of row functions."""
+    (text,) = [u.text for u in f.source.units if u.name == "kernel_rows.c"]
+    return text
+
+
+def test_steps_are_blocks_in_functions_and_units_of_bounded_size(monkeypatch):
+    """The C compiler never meets one huge function (its time would grow faster than the
+    graph), nor one function per step (about a millisecond each): steps are blocks in group
+    functions of about _GROUP_LINES lines, in glue units of about _UNIT_LINES compiled at
+    -O0 side by side, the row functions in a unit of their own at the command line's level."""
+    monkeypatch.setattr(render_c, "_GROUP_LINES", 80)  # sizes of a graph 10 times longer
+    monkeypatch.setattr(render_c, "_UNIT_LINES", 300)
     x = sg.vector("x")
-    f = sg.function([x], [sg.exp(x).sum(), sg.sin(x) * 2.0])
-    for s in f.kernel.steps:
-        assert f"static SG_STEP int sg_{s.label}(" in f.source
-        assert f"if (sg_{s.label}(in, out, ws, err, F)) goto fail;" in f.source
+    h = x
+    for k in range(15):
+        h = sg.tanh(h[1:] * (1.0 + k / 1000)) + h[:-1]
+    f = sg.function([x], h)
+    units = f.source.units
+    glue = [u for u in units if u.glue]
+    assert [u.name for u in units if not u.glue] == ["kernel_frame.h", "kernel_rows.c"]
+    assert [u.name for u in glue] == [f"kernel_steps{k}.c" for k in range(len(glue))]
+    assert len(glue) >= 2
+    assert all(u.text.count("\n") <= render_c._UNIT_LINES + render_c._GROUP_LINES + 200
+               for u in glue)
+    text = "".join(u.text for u in glue)
+    groups = text.count("SG_STEP int sg_steps")
+    assert 2 * len(glue) <= groups <= len(f.kernel.steps) // 3
+    positions = [text.index(f"/* {s.label}: ") for s in f.kernel.steps]
+    assert positions == sorted(positions)
+    compiles, link = compiler._commands(["cc"], "kernel", units)
+    assert [c[c.index("-c") + 1] for c in compiles] == [u.name for u in units[1:]]
+    assert all(("-O0" in c) == (c[c.index("-c") + 1] != "kernel_rows.c") for c in compiles)
+    assert all(u.name[:-2] + ".o" in link for u in units[1:]) and "-shared" in link
+    want = np.arange(160.0)
+    for k in range(15):
+        want = np.tanh(want[1:] * (1.0 + k / 1000)) + want[:-1]
+    np.testing.assert_allclose(f(np.arange(160.0)), want)
 
 
 def _imports(path):
@@ -150,6 +182,20 @@ def test_no_analysis_reads_the_generated_c(module):
     """Questions about the kernel are answered from the IR: no module of the code generator
     runs regular expressions (over the C it wrote or anything else)."""
     assert "re" not in set(_imports(CODEGEN / module))
+
+
+def test_the_compiler_reads_no_c_text():
+    """compiler.py takes the renderer's code without comments (Unit.code) for the cache key:
+    its only regular expression checks a name it is given, and no function of it searches the
+    C for comments (issue #12, item 2)."""
+    tree = ast.parse((CODEGEN.parent / "compiler.py").read_text())
+    uses = [n for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+            and isinstance(n.value, ast.Name) and n.value.id == "re"]
+    assert {u.attr for u in uses} == {"compile"}
+    patterns = [n.targets[0].id for n in tree.body if isinstance(n, ast.Assign)
+                and isinstance(n.value, ast.Call) and getattr(n.value.func, "attr", "") == "compile"]
+    assert patterns == ["_NAME"] and len(uses) == 1
+    assert not hasattr(compiler, "code_of")
 
 
 def test_only_the_renderer_and_the_c_helpers_know_c_types():

@@ -15,7 +15,7 @@ the literal is a format. So C is never built from such text directly:
 - :func:`c_comment` makes it text for a ``/* ... */`` comment: printable
   ASCII only, no ``*/`` or ``/*``, no ``??`` (trigraphs), no line breaks,
   and bounded in length. Comments are for people reading ``f.source``; the
-  cache key ignores them (``compiler.code_of``).
+  cache key ignores them (the renderer writes them with ``CWriter.comment``).
 """
 
 import re

@@ -31,7 +31,7 @@ from . import ir
 from .liveness import plan_frees
 from .ir import BlasCall, FusedLoop, Lit, OpStep, Ref
 from .steps import node_text
-from .writer import CWriter
+from .writer import CSource, CWriter, Unit
 
 __all__ = ["KernelContext", "render", "CTYPE", "SUFFIX", "NoLowering", "locate", "c_literal"]
 
@@ -114,7 +114,9 @@ class KernelContext:
         self.locations = []      # failure site number -> "<op> at <file>:<line>: "
         self.frame = []          # declarations of the frame's members (descriptors, owners)
         self.owners = []         # the frame's pointers to output blocks, freed on failure
-        self.step_functions = CWriter()  # one function per step, called by sg_main in order
+        self.groups = []         # the steps' blocks, by group function (see _step_function)
+        self.step_functions = []  # the group functions (CWriter each), called by sg_main in order
+        self.shared = CWriter()  # what every unit declares: the row functions and their structs
         self.step = None         # the step being rendered
         self._sites = {}
         self._n = 0
@@ -215,6 +217,9 @@ class KernelContext:
 def render(program, header="", profile=False):
     """C source of ``program``; returns ``(source, locations, timed)``.
 
+    ``source`` is a ``compiler.CSource``: the text of ``f.source``, made of the
+    translation units the compiler builds in parallel (``_assemble``).
+
     ``locations`` holds the text of each failure site (``"<op> at
     <file>:<line>: "``), by number: the kernel's messages start with a mark
     holding that number (``KernelContext.location``), never with the text, and ``header``
@@ -230,11 +235,12 @@ def render(program, header="", profile=False):
 
 
 def _render_into(ctx, program, profile):
-    """Each step as a function of its own (``sg_K<n>``), and the calls of ``sg_main``.
+    """Each step as a block of its own, headed by its comment, in group functions
+    (``sg_steps<n>``) that ``sg_main`` calls in order.
 
-    One function per step keeps every function the C compiler optimises small,
-    so compile time grows linearly with the graph (an optimiser's passes over
-    one huge function do not), and each step of ``f.source`` reads on its own.
+    Functions of bounded size keep the C compiler's time linear in the graph (its
+    passes over one huge function are not), and few enough of them that its cost
+    per function stays small; each step of ``f.source`` still reads on its own.
     """
     main = ctx.w
     main.depth = 1
@@ -245,10 +251,10 @@ def _render_into(ctx, program, profile):
     timed = []
     n = len(program.outputs)
     probe_at = {id(v): n + j for j, v in enumerate(program.probes)}
-    calls = []  # per step: where sg_main's lines stand after its call
+    calls = []  # per step: its group function, and where its lines stand after its block
     for step in program.steps:
         ctx.step = step
-        with _step_function(ctx, f"sg_{step.label}", step.comment()):
+        with _step_function(ctx, step.comment()):
             if profile:
                 ctx.w("double prof_t = sg_now();")
             if isinstance(step, FusedLoop):
@@ -267,21 +273,22 @@ def _render_into(ctx, program, profile):
             for v in step.root.outputs:
                 if id(v) in probe_at:
                     _copy_out(ctx, v, probe_at[id(v)])
-        calls.append(len(main.lines))
+        calls.append((ctx.groups[-1], len(ctx.groups[-1].lines)))  # after the step's block
     ctx.step = None
     # Which blocks each step leaves dead is known once every step is rendered: whether an
     # op's result got a buffer of its own (step.buffers) or may view its operands.
     plan_frees(program)
-    for step, at in reversed(list(zip(program.steps, calls))):
-        main.lines[at:at] = _release(ctx, step)
-    with _step_function(ctx, "sg_finish", "/* the outputs handed over, after the updates "
-                                          "written in place if any */"):
+    for step, (group, at) in reversed(list(zip(program.steps, calls))):
+        group.lines[at:at] = _release(ctx, step)
+    with _step_function(ctx, "/* the outputs handed over, after the updates "
+                             "written in place if any */"):
         if program.in_place is not None:
             skip = {u.out_index for u in program.in_place.updates}
             _in_place(ctx, program.in_place, timed, profile,
                       lambda: _outputs(ctx, program.outputs, skip))
         else:
             _outputs(ctx, program.outputs)
+    _group_functions(ctx)
     return timed
 
 
@@ -294,37 +301,61 @@ def _release(ctx, step):
         return []
     w = CWriter()
     w.depth = 1
-    w(f"/* after {step.label}, nothing reads these: their blocks go back to the workspace */")
+    w.comment(f"/* after {step.label}, nothing reads these: their blocks go back to the "
+              f"workspace */")
     w(" ".join(f"sg_ws_free(ws, {ctx.arr(v)}.data);" for v in dead))
     return w.lines
 
 
+#: Lines of glue per C function. gcc pays about a millisecond per function it
+#: compiles, whatever its size, and more than linear time in one huge function:
+#: steps are written as blocks into functions of about this many lines.
+_GROUP_LINES = 300
+
+
 @contextlib.contextmanager
-def _step_function(ctx, name, comment):
-    """Write what the body renders into ``ctx.w`` as the function ``name``, and its call
-    into ``sg_main``. The function returns nonzero, ``err`` filled, when it fails."""
+def _step_function(ctx, comment):
+    """Write what the body renders into ``ctx.w`` as one step: a block headed by
+    ``comment`` in the current group function (``sg_steps<n>``), a new one begun when
+    it would grow past ``_GROUP_LINES``. A group function returns nonzero, ``err``
+    filled, when a step in it fails."""
     main, body = ctx.w, CWriter()
-    body.depth = 1
+    body.depth = 2
     ctx.w = body
     try:
         yield
     finally:
         ctx.w = main
-    f = ctx.step_functions
-    f(comment)
-    # SG_STEP (sg_drivers.h): each step stays a function of its own (see _render_into),
-    # compiled as glue
-    f(f"static SG_STEP int {name}(const sg_arr *in, sg_arr *out, sg_ws *ws, "
-      f"sg_err *err, struct sg_frame *F)")
-    f("{")
-    f("    char sbuf[160]; (void)sbuf; (void)in; (void)out; (void)ws; (void)F;")
-    f.lines += body.lines
-    f("    return 0;")
-    f("fail: __attribute__((unused));")
-    f("    return err->code ? err->code : SG_EVALUE;")
-    f("}")
-    f("")
-    main(f"if ({name}(in, out, ws, err, F)) goto fail;")
+    group = ctx.groups[-1] if ctx.groups else None
+    if group is None or (group.lines and len(group.lines) + len(body.lines) > _GROUP_LINES):
+        group = CWriter()
+        group.depth = 1
+        ctx.groups.append(group)
+    group.comment(comment)
+    group("{")
+    group.lines += body.lines
+    group("}")
+
+
+def _group_functions(ctx):
+    """The group functions of the steps (see ``_step_function``), and their calls in
+    ``sg_main``, in order."""
+    for k, group in enumerate(ctx.groups):
+        name = f"sg_steps{k}"
+        f = CWriter()
+        ctx.step_functions.append(f)
+        # SG_STEP (sg_drivers.h): called from sg_main, in another unit, not exported
+        f(f"SG_STEP int {name}(const sg_arr *in, sg_arr *out, sg_ws *ws, "
+          f"sg_err *err, struct sg_frame *F)")
+        f("{")
+        f("    char sbuf[160]; (void)sbuf; (void)in; (void)out; (void)ws; (void)F;")
+        f.lines += group.lines
+        f("    return 0;")
+        f("fail: __attribute__((unused));")
+        f("    return err->code ? err->code : SG_EVALUE;")
+        f("}")
+        f("")
+        ctx.w(f"if ({name}(in, out, ws, err, F)) goto fail;")
 
 
 # --------------------------------------------------------------------------- op statements
@@ -467,7 +498,7 @@ class _OpWriter:
         elif isinstance(s, ir.Call):
             fn = _suffixed(s.name, s.dtypes)
             if s.blas:
-                w(f"/* BLAS ({fn}): {c_comment(node_text(self.node), limit=400)} */")
+                w.comment(f"/* BLAS ({fn}): {c_comment(node_text(self.node), limit=400)} */")
             args = ", ".join(map(x, s.args))
             if s.can_fail:
                 w(f"if ({fn}(err, {ctx.location(self.node)}{', ' if args else ''}{args})) "
@@ -532,7 +563,7 @@ def _blas(ctx, step):
     ctx.w(f"if (sg_gemm_shape(err, {', '.join(args + ops + cs)}, {shp})) goto fail;")
     O = ctx.alloc(node, out, [f"{shp}[0]", f"{shp}[1]"])
     fn = f"sg_gemm_{SUFFIX[out.dtype]}"
-    ctx.w(f"/* BLAS ({fn}): {c_comment(node_text(node), limit=400)} */")
+    ctx.w.comment(f"/* BLAS ({fn}): {c_comment(node_text(node), limit=400)} */")
     ctx.w(f"if ({fn}(err, {', '.join(args)}, ws, &{O}, {', '.join(ops)}, "
           f"{c_literal(step.alpha, 'float64')}, {', '.join(cs)}, "
           f"{c_literal(step.beta, 'float64')})) goto fail;")
@@ -589,7 +620,8 @@ def _alloc_in_place(ctx, step, shape, donor):
     d = ctx.arr(donor)
     with w.block(f"if (sg_is_contiguous(&{d}, {nd}) && "
                  f"!memcmp({d}.shape, {name}.shape, {nd} * sizeof(int64_t)))"):
-        w(f"{name}.data = {d}.data; sg_contiguous(&{name}, {nd}); /* in place of its operand */")
+        w.comment("/* in place of its operand */")
+        w(f"{name}.data = {d}.data; sg_contiguous(&{name}, {nd});")
     w(f"else if (sg_alloc(err, {ctx.location(step.root)}, ws, &{name}, {nd}, {_item(out)}, "
       f"NULL)) goto fail;")
     ctx._note_buffer(out, "workspace")
@@ -611,34 +643,47 @@ def _aux(ctx, step, fn):
     return f"&{a}"
 
 
-# The name a row function's text gives itself, replaced by the one the kernel gives it.
-_ROW = "sg_row_fn_"
-
-
 def _row_fn(ctx, step, write):
-    """The name of ``step``'s row function, which ``write(f, names, step)`` writes: loops
-    whose functions read the same (an unrolled recurrence repeats its loops at every
-    step) share one."""
-    f = CWriter()
-    hoisted = _hoisted(step)
-    if hoisted:
-        f(f"struct {_ROW}_aux {{ "
-          + " ".join(f"{CTYPE[v.dtype]} h{q};" for q, v in hoisted) + " };")
-    write(f, _Names(), step)
-    text = "\n".join(f.lines)
-    fn = ctx.rows.get(text)
+    """The name of ``step``'s row function, which ``write(f, names, step)`` writes
+    (``names.fn``: the name it gives itself): loops whose functions read the same (an
+    unrolled recurrence repeats its loops at every step) share one. The function goes
+    into the kernel's row unit; its declaration, and the struct of its hoisted
+    scalars, into the header every unit includes."""
+    def render(fn):
+        f, decl = CWriter(), CWriter()
+        hoisted = _hoisted(step)
+        if hoisted:
+            decl(f"struct {fn}_aux {{ "
+                 + " ".join(f"{CTYPE[v.dtype]} h{q};" for q, v in hoisted) + " };")
+        names = _Names(fn)
+        write(f, names, step)
+        decl(f.lines[0] + ";")  # the signature, declared
+        return decl, f
+
+    # Equal loops render equal lines under the same name: the key of the cache below.
+    decl, f = render(_ROW)
+    key = tuple(decl.lines + f.lines)
+    fn = ctx.rows.get(key)
     if fn is None:
-        fn = ctx.rows[text] = ctx.tmp("row")
-        ctx.functions(text.replace(_ROW, fn))
+        fn = ctx.rows[key] = ctx.tmp("row")
+        decl, f = render(fn)
+        ctx.shared.lines += decl.lines
+        ctx.functions.lines += f.lines
         ctx.functions("")
     return fn
 
 
-class _Names:
-    """Fresh C names local to one row function (so equal loops write equal functions)."""
+# The name a row function is rendered under to see whether an equal one exists.
+_ROW = "sg_row_fn_"
 
-    def __init__(self):
+
+class _Names:
+    """Fresh C names local to one row function (so equal loops write equal functions);
+    ``fn`` is the function's own name."""
+
+    def __init__(self, fn):
         self.n = 0
+        self.fn = fn
 
     def __call__(self, prefix):
         self.n += 1
@@ -687,7 +732,7 @@ def _value_error(ctx, step, bad):
         ctx.fail(node, "value", "integers to negative integer powers are not allowed")
 
 
-def _row_prologue(f, step, first):
+def _row_prologue(f, step, first, fn):
     """Declarations opening a row function: typed operand pointers (loaded operand j at
     p[first + j]) and the hoisted scalars; returns the C element of each operand at a
     unit-stride and at a strided position ``j``."""
@@ -695,7 +740,7 @@ def _row_prologue(f, step, first):
     j = 0
     for q, (v, m) in enumerate(zip(step.operands, step.modes)):
         if m == "hoist":
-            f(f"const {CTYPE[v.dtype]} h{q} = ((const struct {_ROW}_aux *)aux)->h{q};")
+            f(f"const {CTYPE[v.dtype]} h{q} = ((const struct {fn}_aux *)aux)->h{q};")
             unit[q] = strided[q] = f"h{q}"
             continue
         f(f"const {CTYPE[v.dtype]} *a{q} = (const {CTYPE[v.dtype]} *)p[{first + j}];")
@@ -715,12 +760,12 @@ def _unit_test(step, first):
 def _row_function(f, names, step, in_place):
     """The row function of an elementwise loop (``sg_row_fn`` of sg_drivers.h)."""
     ct = CTYPE[step.root.outputs[0].dtype]
-    f(f"static int {_ROW}(int64_t n, void *const *p, const int64_t *s, const void *aux)")
+    f(f"SG_ROW int {names.fn}(int64_t n, void *const *p, const int64_t *s, const void *aux)")
     with f.block(""):
         # restrict when the result is fresh memory; in place, each element is
         # still read before it is written, which omp simd allows
         f(f"{ct} *{'' if in_place else 'restrict '}o = ({ct} *)p[0];")
-        unit, strided = _row_prologue(f, step, 1)
+        unit, strided = _row_prologue(f, step, 1, names.fn)
         loaded = [(q, CTYPE[v.dtype]) for q, (v, m) in enumerate(zip(step.operands, step.modes))
                   if m == "load"]
         if not loaded:
@@ -859,10 +904,10 @@ def _accumulation(ctx, step):
 
 def _acc_row_function(f, names, step):
     """The row function of an accumulation (``sg_acc_fn`` of sg_drivers.h)."""
-    f(f"static int {_ROW}(int64_t n, void *const *p, const int64_t *s, const void *aux, "
+    f(f"SG_ROW int {names.fn}(int64_t n, void *const *p, const int64_t *s, const void *aux, "
       f"double *o, int64_t so)")
     with f.block(""):
-        unit, strided = _row_prologue(f, step, 0)
+        unit, strided = _row_prologue(f, step, 0, names.fn)
         m = len(step.loaded)
         flat = " && ".join(f"s[{j}] == 0" for j in range(m)) or "1"
         f(f"const int unit = {_unit_test(step, 0)}, flat = {flat};")
@@ -914,9 +959,9 @@ class _Slot:
 
 def _in_place(ctx, ip, timed, profile, emit_outputs):
     w = ctx.w
-    w("/* Updates written over their shared variable when the caller gives its memory")
-    w(" * away (ws->donate): checks first, then memory, then the outputs, then the")
-    w(" * writes, which cannot fail: a failed call changes no variable. */")
+    w.comment("/* Updates written over their shared variable when the caller gives its memory")
+    w.comment(" * away (ws->donate): checks first, then memory, then the outputs, then the")
+    w.comment(" * writes, which cannot fail: a failed call changes no variable. */")
     new_values = {id(u.step.root.outputs[0]) for u in ip.updates}
     don = ctx.tmp("don")
     w(f"int {don}[{len(ip.updates)}];")
@@ -928,7 +973,7 @@ def _in_place(ctx, ip, timed, profile, emit_outputs):
         c.u, c.step = u, step
         slots.append(c)
         ctx.step = step
-        w(step.comment())
+        w.comment(step.comment())
         c.item, c.nd, c.W = _item(out), out.ndim, ctx.arr(u.var)
         c.don, c.own, c.O = f"{don}[{q}]", ctx.owner(), ctx.declare(out)
         if profile:
@@ -956,7 +1001,7 @@ def _in_place(ctx, ip, timed, profile, emit_outputs):
     ctx.step = None
     reads = [r for c in slots for r in c.reads]
     if reads:
-        w("/* an operand of an update overlapping memory written in place: that memory stays */")
+        w.comment("/* an operand of an update overlapping memory written in place: that memory stays */")
         w(f"sg_drop_overlapping({len(reads)}, "
           f"(const sg_arr *const[]){{{', '.join(f'&{x}' for x, _ in reads)}}}, "
           f"(const int[]){{{', '.join(str(v.ndim) for _, v in reads)}}}, "
@@ -966,10 +1011,10 @@ def _in_place(ctx, ip, timed, profile, emit_outputs):
           f"(const size_t[]){{{', '.join(str(c.item) for c in slots)}}}, {don});")
     wrong = [f"{ctx.arr(v)}.shape[{k}] != {n}" for v, axes in ip.shape_checks for k, n in axes]
     if wrong:
-        w("/* an update breaking its variable's static shape: no variable is written over */")
+        w.comment("/* an update breaking its variable's static shape: no variable is written over */")
         w(f"if ({' || '.join(wrong)}) {{ {' '.join(f'{c.don} = 0;' for c in slots)} }}")
     for c in slots:
-        w(f"/* {c.step.label}: its memory */")
+        w.comment(f"/* {c.step.label}: its memory */")
         if profile:
             w(f"double prof_t{c.prof} = sg_now();")
         if c.u.kind == "gemm":
@@ -989,11 +1034,11 @@ def _in_place(ctx, ip, timed, profile, emit_outputs):
         if profile:
             w(f"sg_prof[{c.prof}] += sg_now() - prof_t{c.prof};")
     emit_outputs()
-    w("/* the writes, in graph order: nothing below can fail */")
+    w.comment("/* the writes, in graph order: nothing below can fail */")
     for c in slots:
         name = c_comment(c.u.var.name or "its shared variable")
-        w(f"/* {c.step.label}: over {name} when given, else into fresh memory */"
-          if c.u.kind == "loop" else f"/* {c.step.label}: over {name} when given */")
+        w.comment(f"/* {c.step.label}: over {name} when given, else into fresh memory */"
+                  if c.u.kind == "loop" else f"/* {c.step.label}: over {name} when given */")
         if profile:
             w(f"double prof_u{c.prof} = sg_now();")
         if c.u.kind == "gemm":
@@ -1013,7 +1058,7 @@ def _gemm_update(ctx, c, a, ta, b, tb, checked):
     fn = f"sg_gemm_{SUFFIX[step.out.dtype]}"
     call = (f"{fn}(err, {c.pw}, {c.cw}, ws, &{c.O}, &{a}, {int(ta)}, &{b}, {int(tb)}, "
             f"{c_literal(step.alpha, 'float64')}, &{c.W}, 2, {c_literal(step.beta, 'float64')})")
-    ctx.w(f"/* BLAS ({fn}): {c_comment(node_text(step.root), limit=400)} */")
+    ctx.w.comment(f"/* BLAS ({fn}): {c_comment(node_text(step.root), limit=400)} */")
     ctx.w(f"(void){call};" if checked else f"if ({call}) goto fail;")
 
 
@@ -1022,7 +1067,7 @@ def _gemm_update(ctx, c, a, ta, b, tb, checked):
 def _outputs(ctx, outputs, skip=()):
     """Hand every output but those in ``skip`` (indices) to the caller, in memory it owns."""
     w = ctx.w
-    w("/* hand the outputs over: fresh memory the caller owns */")
+    w.comment("/* hand the outputs over: fresh memory the caller owns */")
     given = set()
     for i, v in enumerate(outputs):
         if i in skip:
@@ -1053,32 +1098,83 @@ def _copy_out(ctx, v, i):
 
 
 _FRAME_ON_STACK = 1 << 16  # bytes of descriptors the kernel's frame may take on the stack
+#: Lines of group functions per translation unit: the units compile in parallel, each
+#: paying for the headers once (about 0.05 s), so a unit holds a few seconds of work.
+_UNIT_LINES = 3000
+_FRAME_H = "kernel_frame.h"
 
 
 def _assemble(ctx, header, n_out, n_timed=None):
-    top = CWriter()
+    """The kernel's translation units (``compiler.CSource``, whose text, read as one
+    file, is the whole kernel too): a header every unit includes (the support library's headers, the row functions' declarations, the
+    frame, the group functions' declarations); the row functions, compiled at the
+    command line's level (``-O2``), where the elements are computed; the group
+    functions in units of about ``_UNIT_LINES`` lines, and ``sg_main`` with the
+    exported functions, compiled as glue (``-O0``: checks, allocations and calls,
+    whose optimisation would cost more compile time than it saves)."""
+    h = CWriter()
     if header:
-        top(f"/* {c_comment(header)} */")
-    top('#include "sg_kernel.h"')
-    top('#include "sg_drivers.h"')
-    top('#include "cblas.h"')
-    top("")
+        h.comment(f"/* {c_comment(header)} */")
+    h('#include "sg_kernel.h"')
+    h('#include "sg_drivers.h"')
+    h('#include "cblas.h"')
+    h("")
     if n_timed is not None:
-        top("#include <time.h>")
-        top("/* profile=True: seconds spent in each timed step, summed over calls */")
+        h("#include <time.h>")
+        h.comment("/* profile=True: seconds spent in each timed step, summed over calls */")
+        h("extern double sg_prof[];")
+        h("static inline double sg_now(void)")
+        h("{")
+        h("    struct timespec ts;")
+        h("    clock_gettime(CLOCK_MONOTONIC, &ts);")
+        h("    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;")
+        h("}")
+        h("")
+    if ctx.shared.lines:
+        h.comment("/* The row functions (kernel_rows.c) */")
+        h.lines += ctx.shared.lines
+        h("")
+    h.comment("/* What the steps share: every descriptor, and the owners of output blocks */")
+    h("struct sg_frame {")
+    for decl in ctx.frame or ["char unused;"]:
+        h(f"    {decl}")
+    h("};")
+    h("")
+    h.comment("/* The steps, in order, by group (kernel_steps<n>.c) */")
+    for k in range(len(ctx.groups)):
+        h(f"SG_STEP int sg_steps{k}(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err, "
+          f"struct sg_frame *F);")
+    units = [Unit(_FRAME_H, h.lines)]
+    if ctx.functions.lines:
+        units.append(Unit("kernel_rows.c", ctx.functions.lines))
+    # The group functions, cut into units at function boundaries.
+    glue, size = [[]], 0
+    for fn in ctx.step_functions:
+        if glue[-1] and size + len(fn.lines) > _UNIT_LINES:
+            glue.append([])
+            size = 0
+        glue[-1].append(fn)
+        size += len(fn.lines)
+    for k, fns in enumerate(glue):
+        lines = [ln for fn in fns for ln in fn.lines]
+        if k == 0:
+            lines += _main(ctx, n_out, n_timed)
+        units.append(Unit(f"kernel_steps{k}.c", lines, glue=True))
+    return CSource(units)
+
+
+def _main(ctx, n_out, n_timed):
+    """``sg_main``, which calls the group functions in order, and the other exported
+    functions."""
+    top = CWriter()
+    if n_timed is not None:
         top(f"double sg_prof[{max(n_timed, 1)}];")
         top(f"int sg_prof_n(void) {{ return {n_timed}; }}")
-        top("static double sg_now(void)")
-        top("{")
-        top("    struct timespec ts;")
-        top("    clock_gettime(CLOCK_MONOTONIC, &ts);")
-        top("    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;")
-        top("}")
         top("")
     top("int sg_abi_version(void) { return SG_ABI_VERSION; }")
     top("")
-    top("/* Threads of this kernel's loops and, when `blas` > 0, of BLAS (process-wide).")
-    top(" * The runtime calls this after loading the library. */")
+    top.comment("/* Threads of this kernel's loops and, when `blas` > 0, of BLAS (process-wide).")
+    top.comment(" * The runtime calls this after loading the library. */")
     top("void sg_set_num_threads(int loops, int blas)")
     top("{")
     top("    sg_nthreads = loops > 0 ? loops : 1;")
@@ -1086,17 +1182,10 @@ def _assemble(ctx, header, n_out, n_timed=None):
     top("        scipy_openblas_set_num_threads(blas);")
     top("}")
     top("")
-    top.lines += ctx.functions.lines
-    top("/* What the steps share: every descriptor, and the owners of output blocks */")
-    top("struct sg_frame {")
-    for decl in ctx.frame or ["char unused;"]:
-        top(f"    {decl}")
-    top("};")
-    top("")
-    top.lines += ctx.step_functions.lines
-    top("SG_GLUE int sg_main(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err)")
+    top("int sg_main(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err)")
     top("{")
-    top(f"    for (int k = 0; k < {n_out}; k++) out[k].data = NULL; /* freed on failure */")
+    top.comment("    /* the outputs, freed on failure */")
+    top(f"    for (int k = 0; k < {n_out}; k++) out[k].data = NULL;")
     top("    ws->used = 0; ws->need = 0;")
     # The frame: on the stack while small, else from malloc (never the workspace arena,
     # which holds what the graph computes and is measured as such).
@@ -1107,7 +1196,7 @@ def _assemble(ctx, header, n_out, n_timed=None):
     else:
         top("    struct sg_frame frame, *F = &frame;")
         top("    memset(F, 0, sizeof *F);")
-    lines = top.lines + ctx.w.lines
+    top.lines += ctx.w.lines
     tail = CWriter()
     tail.depth = 1
     tail("sg_ws_release(ws);")
@@ -1126,4 +1215,4 @@ def _assemble(ctx, header, n_out, n_timed=None):
     tail("return err->code ? err->code : SG_EVALUE;")
     tail.depth = 0
     tail("}")
-    return "\n".join(lines + tail.lines) + "\n"
+    return top.lines + tail.lines

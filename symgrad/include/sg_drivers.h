@@ -57,18 +57,12 @@ void sg_drop_overlapping(int nr, const sg_arr *const *r, const int *rn, const si
                          int nw, const sg_arr *const *w, const int *wn, const size_t *wi,
                          int *don);
 
-/* The kernel's own functions but its row functions -- sg_main and one function
- * per step -- are glue: checks, allocations and calls into this library and the
- * row functions. gcc compiles them at -Og (SG_GLUE), a third of the -O2 time for
- * the same calls; the row functions, where the elements are computed, keep the
- * command line's level. SG_STEP also keeps a step out of sg_main (noinline), so
- * that no function the compiler optimises grows with the graph. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define SG_GLUE __attribute__((optimize("Og")))
-#define SG_STEP __attribute__((noinline, optimize("Og")))
-#else
-#define SG_GLUE
-#define SG_STEP __attribute__((noinline))
-#endif
+/* A kernel is several translation units compiled in parallel (see
+ * codegen/render_c.py): the row functions, at the command line's level, and the
+ * glue -- sg_main and the functions holding the steps, which only check, allocate
+ * and call -- at -O0. Functions one unit defines and another calls are hidden:
+ * the library exports only sg_main and its companions. */
+#define SG_ROW __attribute__((visibility("hidden")))
+#define SG_STEP __attribute__((visibility("hidden")))
 
 #endif
