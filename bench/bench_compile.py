@@ -1,39 +1,45 @@
-"""Cold compile time of the MLP train step (bench_mlp.py), and where it goes.
+"""Cold compile time (issue #12, item 9): models, then graphs of 10 to 10,000 nodes.
 
-Each measurement runs in a new process with a fresh, empty SYMGRAD_CACHE_DIR:
+Every measurement runs in a new process with a fresh, empty SYMGRAD_CACHE_DIR and
+builds its functions with ``sg.function`` end to end; its time is split into
+lowering (graph to C, Python) and the C compiler (the build: the kernel's
+translation units compiled side by side, then linked; wall, and the CPU time of
+the compiler processes, which other load on the machine disturbs less).
 
-* cold: ``sg.function(...)`` end to end, split into building the graph and
-  its gradient, lowering it to C (Python), the C compiler, and the rest
-  (cache bookkeeping, loading the library);
-* hit: the same in another new process, the library now in the cache;
-* the generated source: its line count;
-* the C compiler alone on the header only (an empty kernel body) and on the
-  whole kernel, at -O2 (the default) and -O1, as CPU time (other processes
-  on the machine disturb it less than wall time), and with ``-ftime-report``
-  for the share of parsing versus optimisation.
+* models: the MLP train step of bench_mlp.py; the Theano tutorial's logistic
+  regression (MNIST-sized, 784 -> 10 softmax) with its three functions, train,
+  validate and test (the last two the same graph: the second is a cache hit);
+  an LSTM (hidden 32, input 16, float32) unrolled over 8 and 16 steps, and 100
+  with ``--lstm100``, its train step (loss, gradient of four parameters, SGD);
+* for the MLP step: a cache hit in a new process, and the C compiler alone on the
+  header only, as CPU time;
+* compile time against graph size: generated graphs of about 10, 100, 1,000 and
+  10,000 nodes (:func:`graph_of`), with the lines of generated C. A size whose
+  time, extrapolated from the one before (linearly, with a margin of 1.5), would
+  pass ``--limit`` seconds is skipped, and the table says so.
 
-Then compile time against graph size (issue #12, item 9: it should grow
-linearly): generated graphs of about 10, 100, 1,000 and 10,000 nodes (see
-:func:`graph_of`), each compiled in a new process with an empty cache; the
-table gives the nodes, the lines of generated C, and the seconds of lowering
-(Python) and of the C compiler (wall, and CPU of the compiler processes).
-
-    python bench/bench_compile.py [--repeat N] [--report] [--max-nodes N] [--timeout S]
+    python bench/bench_compile.py [--repeat N] [--lstm100] [--max-nodes N] [--limit S]
 """
 
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 
-# Both children time lowering and the C compiler by wrapping them (formatted in below).
-TIMING = r"""
-spent = {"lower": 0.0, "cc": 0.0}
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+CHILD = r"""
+import json, resource, sys, time
+t0 = time.perf_counter()
+import symgrad as sg
+import symgrad.backend as backend, symgrad.compiler as compiler
+sys.path.insert(0, {bench!r})
+import bench_compile
+spent = {{"lower": 0.0, "cc": 0.0}}
 
 def timed(fn, key):
     def wrapper(*a, **k):
@@ -45,49 +51,109 @@ def timed(fn, key):
     return wrapper
 
 backend.lower = timed(backend.lower, "lower")
-compiler._run_compiler = timed(compiler._run_compiler, "cc")
-"""
-
-CHILD = r"""
-import json, sys, time
-t0 = time.perf_counter()
-import symgrad as sg
-import symgrad.backend as backend, symgrad.compiler as compiler
+compiler._build = timed(compiler._build, "cc")
 t1 = time.perf_counter()
-sys.path.insert(0, {bench!r})
-from bench_mlp import init, symgrad_step
-from common import rng
-
-{timing}params = init(rng())
+build = bench_compile.WORKLOADS[{what!r}]
+args = build.setup({arg!r})
 t2 = time.perf_counter()
-f = symgrad_step(params)
+fs, nodes = build.functions(*args)
 t3 = time.perf_counter()
-import resource
 ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps(dict(import_s=t1 - t0, function_s=t3 - t2, lower_s=spent["lower"],
-                      cc_s=spent["cc"], cc_cpu_s=ru.ru_utime + ru.ru_stime,
-                      lines=f.source.count("\n"), source=f.source)))
+print(json.dumps(dict(import_s=t1 - t0, setup_s=t2 - t1, function_s=t3 - t2,
+                      lower_s=spent["lower"], cc_s=spent["cc"], cc_cpu_s=ru.ru_utime + ru.ru_stime,
+                      nodes=nodes, lines=sum(f.source.count("\n") for f in fs),
+                      hits=sum(bool(f.cache_hit) for f in fs))))
 """
 
 
-SCALE_CHILD = r"""
-import json, resource, sys, time
-t0 = time.perf_counter()
-import symgrad as sg
-import symgrad.backend as backend, symgrad.compiler as compiler
-sys.path.insert(0, {bench!r})
-from bench_compile import graph_of
+class _Workload:
+    """``setup(arg)`` makes what is not timed (parameters); ``functions(*setup)`` builds
+    the graph and its functions, timed, and returns ``(functions, nodes)``."""
 
-{timing}t1 = time.perf_counter()
-inputs, out, nodes = graph_of({n})
-t2 = time.perf_counter()
-f = sg.function(inputs, out)
-t3 = time.perf_counter()
-ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps(dict(nodes=nodes, build_s=t2 - t1, function_s=t3 - t2, lower_s=spent["lower"],
-                      cc_s=spent["cc"], cc_cpu_s=ru.ru_utime + ru.ru_stime,
-                      lines=f.source.count("\n"))))
-"""
+    def __init__(self, setup, functions):
+        self.setup, self.functions = setup, functions
+
+
+def _nodes(fs):
+    """Nodes of the functions' rewritten graphs (what is lowered to C)."""
+    return sum(len(f.graph.nodes) for f in fs)
+
+
+def _mlp_setup(_):
+    sys.path.insert(0, HERE)
+    from bench_mlp import init
+    from common import rng
+    return (init(rng()),)
+
+
+def _mlp(params):
+    from bench_mlp import symgrad_step
+    f = symgrad_step(params)
+    return [f], _nodes([f])
+
+
+def _logreg_setup(_):
+    import numpy as np
+    return (np.zeros((784, 10)), np.zeros(10))
+
+
+def _logreg(W0, b0):
+    """The Theano tutorial's logistic regression (logistic_sgd.py): softmax of x @ W + b,
+    the mean negative log-likelihood trained by SGD; validate and test give the error rate."""
+    import symgrad as sg
+    W, b = sg.shared(W0, name="W"), sg.shared(b0, name="b")
+    x, y = sg.matrix("x"), sg.vector("y", dtype="int64")
+    p_y_given_x = sg.nn.softmax(x @ W + b)
+    y_pred = p_y_given_x.argmax(axis=1)
+    nll = -sg.mean(sg.log(p_y_given_x)[sg.arange(sg.shape(y)[0]), y])
+    errors = sg.mean(sg.neq(y_pred, y))
+    g_W, g_b = sg.grad(nll, [W, b])
+    train = sg.function([x, y], nll, updates=[(W, W - 0.13 * g_W), (b, b - 0.13 * g_b)])
+    validate = sg.function([x, y], errors)
+    test = sg.function([x, y], errors)
+    fs = [train, validate, test]
+    return fs, _nodes(fs)
+
+
+def _lstm_setup(steps, hidden=32, inputs=16):
+    import numpy as np
+    r = np.random.default_rng(0)
+    shapes = [(inputs, 4 * hidden), (hidden, 4 * hidden), (4 * hidden,), (hidden, 1)]
+    return steps, hidden, [(r.standard_normal(s) * 0.1).astype("float32") for s in shapes]
+
+
+def _lstm(steps, H, values):
+    """An LSTM unrolled over ``steps`` (x of shape (steps, batch, inputs)), the squared
+    error of a linear read-out of its last state, and its SGD train step."""
+    import symgrad as sg
+    Wx, Wh, b, Wo = params = [sg.shared(v) for v in values]
+    x = sg.tensor("x", dtype="float32", shape=(None,) * 3)
+    y = sg.matrix("y", dtype="float32")
+    h = c = None
+    for t in range(steps):
+        z = x[t] @ Wx + b if h is None else x[t] @ Wx + h @ Wh + b
+        i, f, o = (sg.sigmoid(z[:, k * H:(k + 1) * H]) for k in range(3))
+        g = sg.tanh(z[:, 3 * H:])
+        c = i * g if c is None else f * c + i * g
+        h = o * sg.tanh(c)
+    loss = ((h @ Wo - y) ** 2).mean()
+    grads = sg.grad(loss, params)
+    fn = sg.function([x, y], loss, updates=[(p, p - 0.1 * g) for p, g in zip(params, grads)])
+    return [fn], _nodes([fn])
+
+
+def _graph_setup(n):
+    return (n,)
+
+
+def _graph(n):
+    import symgrad as sg
+    inputs, out, nodes = graph_of(n)
+    return [sg.function(inputs, out)], nodes
+
+
+WORKLOADS = {"mlp": _Workload(_mlp_setup, _mlp), "logreg": _Workload(_logreg_setup, _logreg),
+             "lstm": _Workload(_lstm_setup, _lstm), "graph": _Workload(_graph_setup, _graph)}
 
 CHAIN = 50  # ops per chain: the graph's depth stays about CHAIN + log2(chains)
 
@@ -139,15 +205,14 @@ def graph_of(n):
     return [X, W], heads[0], made
 
 
-def run_scale(n, timeout):
-    """One size, in a new process and an empty cache: the child's numbers, or None
-    when it ran past ``timeout`` seconds."""
-    d = tempfile.mkdtemp()
+def run(what, arg=None, cache_dir=None, timeout=None):
+    """One measurement in a new process (an empty cache unless ``cache_dir``): the
+    child's numbers; None past ``timeout`` seconds; ``{"error": ...}`` on failure."""
+    d = cache_dir or tempfile.mkdtemp()
     os.chmod(d, 0o700)
     try:
         env = dict(os.environ, SYMGRAD_CACHE_DIR=d)
-        code = SCALE_CHILD.format(timing=TIMING, n=n,
-                                  bench=os.path.dirname(os.path.abspath(__file__)))
+        code = CHILD.format(bench=HERE, what=what, arg=arg)
         try:
             res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                                  text=True, check=True, cwd="/", timeout=timeout)
@@ -158,45 +223,70 @@ def run_scale(n, timeout):
             return {"error": lines[-1][:300] if lines else f"exit status {e.returncode}"}
         return json.loads(res.stdout)
     finally:
-        shutil.rmtree(d, ignore_errors=True)
+        if cache_dir is None:
+            shutil.rmtree(d, ignore_errors=True)
 
 
-def scale_table(max_nodes, timeout):
-    print(f"Compile time against graph size (graph_of: chains of {CHAIN} elementwise ops, "
-          f"matmuls and row reductions; a new process and an empty cache each)")
-    print(f"  {'nodes':>6} {'lines of C':>10} {'lowering s':>10} {'cc s':>8} {'cc CPU s':>8} "
-          f"{'total s':>8} {'ms/node':>8}")
-    n = 10
-    while n <= max_nodes:
-        r = run_scale(n, timeout)
+HEAD = (f"  {'':<26} {'nodes':>6} {'lines of C':>10} {'total s':>8} {'lowering s':>10} "
+        f"{'cc s':>7} {'cc CPU s':>8} {'ms/node':>8}")
+
+
+def row(label, r):
+    return (f"  {label:<26} {r['nodes']:>6} {r['lines']:>10} {r['function_s']:>8.2f} "
+            f"{r['lower_s']:>10.2f} {r['cc_s']:>7.2f} {r['cc_cpu_s']:>8.2f} "
+            f"{r['function_s'] / max(r['nodes'], 1) * 1e3:>8.2f}")
+
+
+def best_of(what, arg, repeat, timeout=None):
+    runs = [run(what, arg, timeout=timeout) for _ in range(repeat)]
+    bad = [r for r in runs if r is None or "error" in r]
+    if bad:
+        return bad[0]
+    return min(runs, key=lambda r: r["function_s"])
+
+
+def models(repeat, lstm100, timeout):
+    print(f"Models, cold cache, a new process each (best of {repeat}; total = sg.function and "
+          f"the graph it compiles, not the import)")
+    print(HEAD)
+    cases = [("MLP train step", "mlp", None), ("logistic regression x3", "logreg", None),
+             ("LSTM unrolled 8 steps", "lstm", 8), ("LSTM unrolled 16 steps", "lstm", 16)]
+    if lstm100:
+        cases.append(("LSTM unrolled 100 steps", "lstm", 100))
+    out = {}
+    for label, what, arg in cases:
+        r = best_of(what, arg, repeat if arg is None or arg <= 16 else 1, timeout)
         if r is None:
-            print(f"  {n:>6} more than {timeout} s: stopped (--timeout)")
-            break
+            print(f"  {label:<26} more than {timeout} s: stopped")
+            continue
         if "error" in r:
-            print(f"  {n:>6} failed: {r['error']}")
-            break
-        print(f"  {r['nodes']:>6} {r['lines']:>10} {r['lower_s']:>10.2f} {r['cc_s']:>8.2f} "
-              f"{r['cc_cpu_s']:>8.2f} {r['function_s']:>8.2f} "
-              f"{r['function_s'] / r['nodes'] * 1e3:>8.2f}", flush=True)
-        n *= 10
+            print(f"  {label:<26} failed: {r['error']}")
+            continue
+        out[what, arg] = r
+        print(row(label, r), flush=True)
+    return out
 
 
-def run_child(cache_dir):
-    env = dict(os.environ, SYMGRAD_CACHE_DIR=cache_dir)
-    code = CHILD.format(timing=TIMING, bench=os.path.dirname(os.path.abspath(__file__)))
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, cwd="/")
-    return json.loads(res.stdout)
+def mlp_details(repeat):
+    d = tempfile.mkdtemp()
+    try:
+        run("mlp", cache_dir=d)
+        hit = min((run("mlp", cache_dir=d) for _ in range(repeat)),
+                  key=lambda r: r["function_s"])
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    print(f"MLP train step, cache hit in a new process: {hit['function_s'] * 1e3:.0f} ms "
+          f"(best of {repeat})")
+    t_head = min(gcc_time(header_only()) for _ in range(repeat))
+    print(f"C compiler on the headers alone (one unit, compile and link), CPU: "
+          f"{t_head * 1e3:.0f} ms")
 
 
-def gcc_time(source, drop=(), extra=(), keep_output=False):
-    """CPU time (user + system) of the symgrad compile command on ``source``, without the
-    flags in ``drop`` and with those in ``extra``: less sensitive than wall time to other
-    processes on the machine."""
+def gcc_time(source):
+    """CPU time (user + system) of the symgrad compile command on one ``source``."""
     from symgrad.compiler import compiler_argv, find_compiler
 
     argv = compiler_argv(find_compiler(), "kernel")
-    argv = [a for a in argv if a not in drop] + list(extra)
     with tempfile.TemporaryDirectory() as d:
         with open(os.path.join(d, "kernel.c"), "w") as f:
             f.write(source)
@@ -205,76 +295,57 @@ def gcc_time(source, drop=(), extra=(), keep_output=False):
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if res.returncode != 0:
         raise RuntimeError(res.stderr)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return cpu, res.stderr if keep_output else ""
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def header_only(source):
-    """The kernel's includes with an empty body: what every compile pays before any code."""
-    head = [line for line in source.splitlines() if line.startswith("#include")]
-    return "\n".join(head) + "\nint sg_main(void) { return 0; }\n"
+def header_only():
+    """A kernel's includes with an empty body: what every unit pays before any code."""
+    return ('#include "sg_kernel.h"\n#include "sg_drivers.h"\n#include "cblas.h"\n'
+            "int sg_main(void) { return 0; }\n")
 
 
-def time_report_summary(report):
-    """Phase wall times from ``-ftime-report``: ``phase parsing``, ``phase opt and generate``..."""
-    phases = {}
-    for line in report.splitlines():
-        m = re.match(r"\s*(phase [a-z ]+?|TOTAL)\s*:(.*)", line)
-        if m:
-            nums = re.findall(r"(\d+\.\d+)", m.group(2))
-            if len(nums) >= 3:
-                phases[m.group(1)] = float(nums[2])  # usr, sys, wall
-    return phases
-
-
-def best(fn, repeat):
-    return min(fn() for _ in range(repeat))
+def scale_table(max_nodes, limit):
+    print(f"Compile time against graph size (graph_of: chains of {CHAIN} elementwise ops, "
+          f"matmuls and row reductions; a new process and an empty cache each; limit "
+          f"{limit} s a size)")
+    print(HEAD)
+    n, per_node = 10, None
+    while n <= max_nodes:
+        if per_node is not None and 1.5 * per_node * n > limit:
+            print(f"  {'graph_of(' + str(n) + ')':<26} skipped: about {per_node * n:.0f} s "
+                  f"expected ({per_node * 1e3:.1f} ms a node), over the limit --limit {limit}")
+            n *= 10
+            continue
+        r = run("graph", n, timeout=limit)
+        if r is None:
+            print(f"  {'graph_of(' + str(n) + ')':<26} more than {limit} s: stopped (--limit)")
+            break
+        if "error" in r:
+            print(f"  {'graph_of(' + str(n) + ')':<26} failed: {r['error']}")
+            break
+        print(row(f"graph_of({n})", r), flush=True)
+        per_node = r["function_s"] / r["nodes"]
+        n *= 10
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3, help="take the best of N runs")
-    ap.add_argument("--report", action="store_true", help="print gcc -ftime-report phases")
+    ap.add_argument("--lstm100", action="store_true",
+                    help="also the LSTM unrolled over 100 steps (tens of seconds)")
     ap.add_argument("--max-nodes", type=int, default=10_000,
                     help="the largest graph of the size table (0: no table)")
-    ap.add_argument("--timeout", type=int, default=900,
-                    help="seconds one size of the table may take")
+    ap.add_argument("--limit", type=int, default=600,
+                    help="seconds one measurement may take")
+    ap.add_argument("--no-models", action="store_true", help="the size table only")
     args = ap.parse_args()
-
-    colds, hits = [], []
-    for _ in range(args.repeat):
-        d = tempfile.mkdtemp()
-        os.chmod(d, 0o700)
-        try:
-            colds.append(run_child(d))
-            hits.append(run_child(d))
-        finally:
-            shutil.rmtree(d, ignore_errors=True)
-    cold = min(colds, key=lambda r: r["function_s"])
-    hit = min(hits, key=lambda r: r["function_s"])
-    src = cold["source"]
-    print(f"MLP train step ({cold['lines']} generated lines, {len(src)} characters)")
-    print(f"  cold, end to end        {cold['function_s'] * 1e3:7.0f} ms"
-          f"   (best of {args.repeat}; import symgrad {cold['import_s'] * 1e3:.0f} ms not counted)")
-    print(f"    lowering (Python)     {cold['lower_s'] * 1e3:7.0f} ms")
-    print(f"    C compiler            {cold['cc_s'] * 1e3:7.0f} ms"
-          f"   (CPU time of compiler processes {cold['cc_cpu_s'] * 1e3:.0f} ms)")
-    print(f"    graph, grad, rest     "
-          f"{(cold['function_s'] - cold['lower_s'] - cold['cc_s']) * 1e3:7.0f} ms")
-    print(f"  cache hit, new process  {hit['function_s'] * 1e3:7.0f} ms")
-
-    print(f"C compiler alone, CPU time (best of {args.repeat}):")
-    for level in ("-O2", "-O1"):
-        t_head = best(lambda: gcc_time(header_only(src), ("-O2",), [level])[0], args.repeat)
-        t_all = best(lambda: gcc_time(src, ("-O2",), [level])[0], args.repeat)
-        print(f"  {level}: header only {t_head * 1e3:6.0f} ms, whole kernel {t_all * 1e3:6.0f} ms")
-    if args.report:
-        _, rep = gcc_time(src, (), ["-ftime-report"], keep_output=True)
-        for name, wall in time_report_summary(rep).items():
-            print(f"  -ftime-report {name:<28} {wall * 1e3:6.0f} ms")
-    if args.max_nodes >= 10:
+    if not args.no_models:
+        out = models(args.repeat, args.lstm100, args.limit)
+        if ("mlp", None) in out:
+            mlp_details(args.repeat)
         print()
-        scale_table(args.max_nodes, args.timeout)
+    if args.max_nodes >= 10:
+        scale_table(args.max_nodes, args.limit)
 
 
 if __name__ == "__main__":
