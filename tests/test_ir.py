@@ -127,18 +127,18 @@ def test_equal_loops_share_one_row_function():
 
 
 def _rows(f):
-    """The text of the kernel's unit of row functions."""
-    (text,) = [u.text for u in f.source.units if u.name == "kernel_rows.c"]
-    return text
+    """The text of the kernel's units of row functions."""
+    return "".join(u.text for u in f.source.units if u.name.startswith("kernel_rows"))
 
 
 def test_steps_are_blocks_in_functions_and_units_of_bounded_size(monkeypatch):
     """The C compiler never meets one huge function (its time would grow faster than the
     graph), nor one function per step (about a millisecond each): steps are blocks in group
     functions of about _GROUP_LINES lines, in glue units of about _UNIT_LINES compiled at
-    -O0 side by side, the row functions in a unit of their own at the command line's level."""
+    -O0 side by side, the row functions in units of their own at the command line's level."""
     monkeypatch.setattr(render_c, "_GROUP_LINES", 80)  # sizes of a graph 10 times longer
     monkeypatch.setattr(render_c, "_UNIT_LINES", 300)
+    monkeypatch.setattr(render_c, "_ROW_UNIT_LINES", 150)
     x = sg.vector("x")
     h = x
     for k in range(15):
@@ -146,7 +146,10 @@ def test_steps_are_blocks_in_functions_and_units_of_bounded_size(monkeypatch):
     f = sg.function([x], h)
     units = f.source.units
     glue = [u for u in units if u.glue]
-    assert [u.name for u in units if not u.glue] == ["kernel_frame.h", "kernel_rows.c"]
+    rows = [u for u in units if not u.glue][1:]
+    assert units[0].name == "kernel_frame.h" and len(rows) >= 2
+    assert [u.name for u in rows] == [f"kernel_rows{k}.c" for k in range(len(rows))]
+    assert all(u.text.count("\n") <= 150 + 60 for u in rows)
     assert [u.name for u in glue] == [f"kernel_steps{k}.c" for k in range(len(glue))]
     assert len(glue) >= 2
     assert all(u.text.count("\n") <= render_c._UNIT_LINES + render_c._GROUP_LINES + 200
@@ -158,7 +161,7 @@ def test_steps_are_blocks_in_functions_and_units_of_bounded_size(monkeypatch):
     assert positions == sorted(positions)
     compiles, link = compiler._commands(["cc"], "kernel", units)
     assert [c[c.index("-c") + 1] for c in compiles] == [u.name for u in units[1:]]
-    assert all(("-O0" in c) == (c[c.index("-c") + 1] != "kernel_rows.c") for c in compiles)
+    assert all(("-O0" in c) == c[c.index("-c") + 1].startswith("kernel_steps") for c in compiles)
     assert all(u.name[:-2] + ".o" in link for u in units[1:]) and "-shared" in link
     want = np.arange(160.0)
     for k in range(15):

@@ -108,7 +108,7 @@ class KernelContext:
         self.names = {}          # id(var) -> C name of its sg_arr
         self.owned = {}          # id(var) -> C name of the owning pointer (an output's block)
         self.out_ids = {id(v) for v in outputs}
-        self.functions = CWriter()  # file-scope code (the row functions of fused loops)
+        self.functions = []      # the row functions of fused loops (CWriter each)
         self.rows = {}           # a row function's text -> its name (equal loops share one)
         self.allocated = []      # (var, "output" or "workspace"), in order
         self.locations = []      # failure site number -> "<op> at <file>:<line>: "
@@ -668,8 +668,8 @@ def _row_fn(ctx, step, write):
         fn = ctx.rows[key] = ctx.tmp("row")
         decl, f = render(fn)
         ctx.shared.lines += decl.lines
-        ctx.functions.lines += f.lines
-        ctx.functions("")
+        f("")
+        ctx.functions.append(f)
     return fn
 
 
@@ -1101,6 +1101,9 @@ _FRAME_ON_STACK = 1 << 16  # bytes of descriptors the kernel's frame may take on
 #: Lines of group functions per translation unit: the units compile in parallel, each
 #: paying for the headers once (about 0.05 s), so a unit holds a few seconds of work.
 _UNIT_LINES = 3000
+#: Lines of row functions per unit: at -O2 with their loops vectorised, gcc takes
+#: 10-30 ms a function, so a unit of them holds about as much work as one of glue.
+_ROW_UNIT_LINES = 1500
 _FRAME_H = "kernel_frame.h"
 
 
@@ -1131,7 +1134,7 @@ def _assemble(ctx, header, n_out, n_timed=None):
         h("}")
         h("")
     if ctx.shared.lines:
-        h.comment("/* The row functions (kernel_rows.c) */")
+        h.comment("/* The row functions (kernel_rows<n>.c) */")
         h.lines += ctx.shared.lines
         h("")
     h.comment("/* What the steps share: every descriptor, and the owners of output blocks */")
@@ -1145,22 +1148,27 @@ def _assemble(ctx, header, n_out, n_timed=None):
         h(f"SG_STEP int sg_steps{k}(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err, "
           f"struct sg_frame *F);")
     units = [Unit(_FRAME_H, h.lines)]
-    if ctx.functions.lines:
-        units.append(Unit("kernel_rows.c", ctx.functions.lines))
-    # The group functions, cut into units at function boundaries.
-    glue, size = [[]], 0
-    for fn in ctx.step_functions:
-        if glue[-1] and size + len(fn.lines) > _UNIT_LINES:
-            glue.append([])
-            size = 0
-        glue[-1].append(fn)
-        size += len(fn.lines)
+    for k, fns in enumerate(_cut(ctx.functions, _ROW_UNIT_LINES)):
+        units.append(Unit(f"kernel_rows{k}.c", [ln for f in fns for ln in f.lines]))
+    glue = _cut(ctx.step_functions, _UNIT_LINES) or [[]]
     for k, fns in enumerate(glue):
         lines = [ln for fn in fns for ln in fn.lines]
         if k == 0:
             lines += _main(ctx, n_out, n_timed)
         units.append(Unit(f"kernel_steps{k}.c", lines, glue=True))
     return CSource(units)
+
+
+def _cut(functions, size):
+    """``functions`` (CWriters) in consecutive runs of about ``size`` lines."""
+    runs, n = [], 0
+    for f in functions:
+        if not runs or (runs[-1] and n + len(f.lines) > size):
+            runs.append([])
+            n = 0
+        runs[-1].append(f)
+        n += len(f.lines)
+    return runs
 
 
 def _main(ctx, n_out, n_timed):
