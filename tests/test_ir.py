@@ -127,8 +127,27 @@ def test_equal_loops_share_one_row_function():
 
 
 def _rows(f):
-    """The text of the kernel's units of row functions."""
-    return "".join(u.text for u in f.source.units if u.name.startswith("kernel_rows"))
+    """The row functions' definitions: the text of the kernel's units of row functions, or
+    of a small kernel's one unit without its declarations."""
+    units = f.source.units
+    if len(units) == 1:
+        return "\n".join(ln for ln in units[0].text.splitlines() if not ln.endswith(";"))
+    return "".join(u.text for u in units if u.name.startswith("kernel_rows"))
+
+
+def test_a_small_kernel_is_one_unit_with_its_glue_at_O0():
+    """gcc's cost per process and per reading of the headers is most of a small kernel's
+    compile: one unit, one command, the glue asking for -O0 itself (SG_ONE_UNIT)."""
+    x = sg.matrix("x")
+    f = sg.function([x], (sg.tanh(x) * 1.5).sum(axis=0))
+    (unit,) = f.source.units
+    assert unit.name == "kernel.c" and not unit.glue
+    assert unit.text.startswith("#define SG_ONE_UNIT 1\n")
+    compiles, link = compiler._commands(["cc"], "kernel", f.source.units)
+    assert link is None and len(compiles) == 1
+    drivers = (Path(sg.__file__).parent / "include" / "sg_drivers.h").read_text()
+    assert 'optimize("O0")' in drivers.split("#if defined(SG_ONE_UNIT)")[1].split("#else")[0]
+    np.testing.assert_allclose(f(np.ones((2, 3))), np.full(3, 2 * np.tanh(1.0) * 1.5))
 
 
 def test_steps_are_blocks_in_functions_and_units_of_bounded_size(monkeypatch):
@@ -139,6 +158,7 @@ def test_steps_are_blocks_in_functions_and_units_of_bounded_size(monkeypatch):
     monkeypatch.setattr(render_c, "_GROUP_LINES", 80)  # sizes of a graph 10 times longer
     monkeypatch.setattr(render_c, "_UNIT_LINES", 300)
     monkeypatch.setattr(render_c, "_ROW_UNIT_LINES", 150)
+    monkeypatch.setattr(render_c, "_ONE_UNIT_LINES", 0)
     x = sg.vector("x")
     h = x
     for k in range(15):

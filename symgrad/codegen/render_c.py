@@ -1105,6 +1105,12 @@ _UNIT_LINES = 3000
 #: 10-30 ms a function, so a unit of them holds about as much work as one of glue.
 _ROW_UNIT_LINES = 1500
 _FRAME_H = "kernel_frame.h"
+# A kernel of at most this many lines is one unit: one compiler process, reading the
+# headers once. gcc's cost per process and per header read (about 0.09 s) is most of
+# a small kernel's compile, which two or three units would pay two or three times
+# (tests and small functions compile hundreds of these); its glue still compiles at
+# -O0 (SG_ONE_UNIT, sg_drivers.h).
+_ONE_UNIT_LINES = 600
 
 
 def _assemble(ctx, header, n_out, n_timed=None):
@@ -1147,6 +1153,11 @@ def _assemble(ctx, header, n_out, n_timed=None):
     for k in range(len(ctx.groups)):
         h(f"SG_STEP int sg_steps{k}(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err, "
           f"struct sg_frame *F);")
+    rows = [ln for f in ctx.functions for ln in f.lines]
+    steps = [ln for f in ctx.step_functions for ln in f.lines]
+    if len(h.lines) + len(rows) + len(steps) <= _ONE_UNIT_LINES:
+        return CSource([Unit("kernel.c", ["#define SG_ONE_UNIT 1", *h.lines, *rows, *steps,
+                                          *_main(ctx, n_out, n_timed)])])
     units = [Unit(_FRAME_H, h.lines)]
     for k, fns in enumerate(_cut(ctx.functions, _ROW_UNIT_LINES)):
         units.append(Unit(f"kernel_rows{k}.c", [ln for f in fns for ln in f.lines]))
