@@ -376,12 +376,16 @@ def test_the_cli_survives_a_cache_full_of_junk(tmp_path, monkeypatch):
     sg.function([x], (sg.exp(x) * salt).sum())
     [good] = entries(cache_dir)
     (cache_dir / "notes.txt").write_text("a stray file")
-    (cache_dir / "ab").mkdir()
-    (cache_dir / "ab" / "not-a-key").mkdir()
-    (cache_dir / "cd").mkdir()
-    (cache_dir / "cd" / ("cd" + "0" * 62)).write_text("a file where an entry should be")
-    (cache_dir / "ef").mkdir()
-    (cache_dir / "ef" / ("ef" + "1" * 62)).mkdir()  # an entry without meta.json
+    # Junk in three key-prefix folders other than the good entry's (its key is random:
+    # a fixed "ab" met it one run in 256).
+    used = set(os.listdir(cache_dir))
+    a, c, e = [p for p in ("ab", "cd", "ef", "a1", "c2", "e3") if p not in used][:3]
+    (cache_dir / a).mkdir()
+    (cache_dir / a / "not-a-key").mkdir()
+    (cache_dir / c).mkdir()
+    (cache_dir / c / (c + "0" * 62)).write_text("a file where an entry should be")
+    (cache_dir / e).mkdir()
+    (cache_dir / e / (e + "1" * 62)).mkdir()  # an entry without meta.json
     proc = cli(cache_dir, "info")
     assert proc.returncode == 0 and "entries:   3" in proc.stdout, proc.stdout + proc.stderr
     proc = cli(cache_dir, "verify")
