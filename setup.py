@@ -84,6 +84,13 @@ class build_ext(_build_ext):
     """The support library keeps the plain name kernels link to (-lsg_support), in
     the package folder, whether built in place (`pip install -e .`) or into a wheel."""
 
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:
+            # The runtime and the support library side by side: each is about a minute
+            # of one core, most of the install's time on a fresh machine.
+            self.parallel = os.cpu_count() or 1
+
     def get_ext_filename(self, fullname):
         # Asked with the full dotted name, or (distutils' get_ext_fullpath) its last part.
         parts = fullname.split(".")
