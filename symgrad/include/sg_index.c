@@ -276,6 +276,16 @@ static int sg__ix_scatter(sg_err *err, const char *where, sg_ws *ws, const sg_in
     return 0;
 }
 
+/* M(TO, CTO, FROM, CFROM) for every (to, from) pair of the five dtypes: the
+ * instantiations of the converting updates and of concatenate's casts. */
+#define SG__FROM_EACH(M, TO, CTO)                                                          \
+    M(TO, CTO, f32, SG_F32) M(TO, CTO, f64, SG_F64) M(TO, CTO, i32, SG_I32)                \
+    M(TO, CTO, i64, SG_I64) M(TO, CTO, b8, SG_B8)
+#define SG_EACH_PAIR(M)                                                                    \
+    SG__FROM_EACH(M, f32, SG_F32) SG__FROM_EACH(M, f64, SG_F64)                            \
+    SG__FROM_EACH(M, i32, SG_I32) SG__FROM_EACH(M, i64, SG_I64)                            \
+    SG__FROM_EACH(M, b8, SG_B8)
+
 #define SG_INDEX_UPDATE(TO, CTO, FROM, CFROM)                                              \
     int sg_index_put_##TO##_##FROM(sg_err *err, const char *where, sg_ws *ws,              \
                                    const sg_index *ix, const sg_arr *out, const sg_arr *y,  \
@@ -289,17 +299,7 @@ static int sg__ix_scatter(sg_err *err, const char *where, sg_ws *ws, const sg_in
     {                                                                                      \
         return sg__ix_scatter(err, where, ws, ix, out, CTO, y, CFROM, yn, set);            \
     }
-#define SG_INDEX_UPDATES(TO, CTO)                                                          \
-    SG_INDEX_UPDATE(TO, CTO, f32, SG_F32)                                                  \
-    SG_INDEX_UPDATE(TO, CTO, f64, SG_F64)                                                  \
-    SG_INDEX_UPDATE(TO, CTO, i32, SG_I32)                                                  \
-    SG_INDEX_UPDATE(TO, CTO, i64, SG_I64)                                                  \
-    SG_INDEX_UPDATE(TO, CTO, b8, SG_B8)
-SG_INDEX_UPDATES(f32, SG_F32)
-SG_INDEX_UPDATES(f64, SG_F64)
-SG_INDEX_UPDATES(i32, SG_I32)
-SG_INDEX_UPDATES(i64, SG_I64)
-SG_INDEX_UPDATES(b8, SG_B8)
+SG_EACH_PAIR(SG_INDEX_UPDATE)
 
 /* ---- concatenate and split ---- */
 
@@ -343,17 +343,7 @@ static void sg__concat_cast(const sg_arr *out, int nd, int axis, int64_t at, con
     {                                                                                      \
         sg__concat_cast(out, nd, axis, at, x, CTO, CFROM);                                 \
     }
-#define SG_CONCAT_CASTS(TO, CTO)                                                           \
-    SG_CONCAT_CAST(TO, CTO, f32, SG_F32)                                                   \
-    SG_CONCAT_CAST(TO, CTO, f64, SG_F64)                                                   \
-    SG_CONCAT_CAST(TO, CTO, i32, SG_I32)                                                   \
-    SG_CONCAT_CAST(TO, CTO, i64, SG_I64)                                                   \
-    SG_CONCAT_CAST(TO, CTO, b8, SG_B8)
-SG_CONCAT_CASTS(f32, SG_F32)
-SG_CONCAT_CASTS(f64, SG_F64)
-SG_CONCAT_CASTS(i32, SG_I32)
-SG_CONCAT_CASTS(i64, SG_I64)
-SG_CONCAT_CASTS(b8, SG_B8)
+SG_EACH_PAIR(SG_CONCAT_CAST)
 
 int sg_split_at(sg_err *err, const char *where, int64_t *len, int64_t *at, int n,
                 const sg_arr *lengths, const sg_arr *x, int nd, int axis)
