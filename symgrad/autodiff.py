@@ -50,7 +50,7 @@ def _check_cost(cost):
     if cost.ndim != 0:
         raise NonScalarCostError(
             f"grad needs a 0-d cost, got a {cost.ndim}-d {cost.dtype} value of shape "
-            f"{shape_text(cost.shape, unknown='?')}"
+            f"{shape_text(cost.type.shape, unknown='?')}"
             + (f" made at {cost.owner.trace}" if cost.owner is not None else "") + ".\n"
             "A gradient points in the direction that changes one number; with many outputs "
             "there is no single direction to minimise. Reduce the cost to one number first, "
@@ -118,8 +118,8 @@ def _check_seed(var, seed):
     if seed.ndim != var.ndim and seed.ndim != 0:
         raise ShapeError(f"known_grads: the seed for {_label(var)} is {seed.type}, "
                          f"expected {var.ndim}-d like the variable ({var.type})")
-    _ew.broadcast_static([seed.shape, var.shape], "known_grads")
-    if seed.ndim != var.ndim or seed.shape != var.shape:
+    _ew.broadcast_static([seed.type.shape, var.type.shape], "known_grads")
+    if seed.ndim != var.ndim or seed.type.shape != var.type.shape:
         seed = _sh.broadcast_to(seed, _sh.shape(var))
     return _ew.cast(seed, var.dtype)
 
@@ -290,7 +290,7 @@ def jacobian(expr, wrt, disconnected="ignore"):
     if not isinstance(expr, Variable):
         raise TypeError(f"jacobian: expr must be a Variable, got {type(expr).__name__}")
     wrts, rebuild = _as_list(wrt)
-    if expr.size is None:
+    if expr.type.size is None:
         raise ShapeError(f"jacobian: expr has the static shape {expr.type}; the Jacobian needs "
                          f"every length known when the graph is built (one gradient per "
                          f"element). Declare the inputs with a static shape, e.g. "
@@ -299,18 +299,18 @@ def jacobian(expr, wrt, disconnected="ignore"):
         raise NonDifferentiableError(f"jacobian: expr is {expr.dtype}, not float")
     flat = _sh.reshape(expr, (-1,)) if expr.ndim != 1 else expr
     rows = [[] for _ in wrts]
-    for i in range(expr.size):
+    for i in range(expr.type.size):
         gs = grad(flat[i], wrts, disconnected=disconnected)
         for r, g in zip(rows, gs):
             r.append(g)
     out = []
     for w, r in zip(wrts, rows):
         if not r:
-            out.append(_sh.zeros((*expr.shape, *[_sh.shape_at(w, k) for k in range(w.ndim)]),
+            out.append(_sh.zeros((*expr.type.shape, *[_sh.shape_at(w, k) for k in range(w.ndim)]),
                                  dtype=w.dtype))
             continue
         stacked = stack(r)
-        dims = list(expr.shape) + [_sh.shape_at(w, k) for k in range(w.ndim)]
+        dims = list(expr.type.shape) + [_sh.shape_at(w, k) for k in range(w.ndim)]
         out.append(_sh.reshape(stacked, dims))
     return rebuild(out)
 
@@ -321,7 +321,7 @@ def hessian(cost, wrt, disconnected="ignore"):
     gs = grad(cost, wrts, disconnected=disconnected)
     out = []
     for w, g in zip(wrts, gs):
-        if w.size is None:
+        if w.type.size is None:
             raise ShapeError(f"hessian: {_label(w)} has the static shape {w.type}; the Hessian "
                              f"needs every length known when the graph is built. Declare it "
                              f"with a static shape, e.g. sg.tensor(shape=(3,))")

@@ -139,17 +139,18 @@ class _UpdateShapes:
         self.traces = [e.owner.trace if e.owner is not None else fallback for _, e in upd]
         self.updated = [sv for sv, _ in upd]
         for sv, e, trace in zip(self.updated, exprs, self.traces):  # exprs: after givens
-            if any(s is not None and t is not None and s != t for s, t in zip(sv.shape, e.shape)):
+            have, got = sv.type.shape, e.type.shape
+            if any(s is not None and t is not None and s != t for s, t in zip(have, got)):
                 raise TypeError(
-                    f"updates: {_shared_label(sv)} has the static shape {shape_text(sv.shape)} "
-                    f"but its update expression (at {trace}) has shape {shape_text(e.shape)}; an "
+                    f"updates: {_shared_label(sv)} has the static shape {shape_text(have)} "
+                    f"but its update expression (at {trace}) has shape {shape_text(got)}; an "
                     f"update must keep its variable's shape (create the variable with "
                     f"sg.shared(value, shape=...) and None on the axes whose length may change)")
         self.checks = []
 
     def plan(self, final_exprs):
         """The lengths to check at call time: those the (rewritten) updates leave open."""
-        checks = [(j, unsettled_lengths(sv.shape, e.shape))
+        checks = [(j, unsettled_lengths(sv.type.shape, e.type.shape))
                   for j, (sv, e) in enumerate(zip(self.updated, final_exprs))]
         self.checks = [(j, axes) for j, axes in checks if axes]
         return self.checks
@@ -165,10 +166,10 @@ class _UpdateShapes:
         sv = self.updated[j]
         label = _shared_label(sv)
         return ShapeError(f"the update of {label} (at {self.traces[j]}) has shape {shape}, but "
-                          f"{label} has the static shape {shape_text(sv.shape)}; an update must "
-                          f"keep it, and no shared variable was changed by this call (create the "
-                          f"variable with sg.shared(value, shape=...) and None on the axes whose "
-                          f"length may change)")
+                          f"{label} has the static shape {shape_text(sv.type.shape)}; an update "
+                          f"must keep it, and no shared variable was changed by this call (create "
+                          f"the variable with sg.shared(value, shape=...) and None on the axes "
+                          f"whose length may change)")
 
 
 def _shared_label(sv):
@@ -256,7 +257,7 @@ class Function:
         self._n_out = len(outs)
         self._names = {v.name: i for i, v in enumerate(inputs) if v.name}
         self._checks = [(v, np.dtype(v.dtype), v.ndim,
-                         None if all(d is None for d in v.shape) else v.shape,
+                         None if all(d is None for d in v.type.shape) else v.type.shape,
                          _input_label(v, i)) for i, v in enumerate(inputs)]
         self.profile = bool(profile)
         self._profile = {} if profile else None
@@ -599,7 +600,7 @@ def _fits_exactly(arr, target):
 
 
 def _describe(var):
-    return f"a {var.ndim}-d {var.dtype} array of shape {shape_text(var.shape, unknown='?')}"
+    return f"a {var.ndim}-d {var.dtype} array of shape {shape_text(var.type.shape, unknown='?')}"
 
 
 def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=None, profile=False,

@@ -113,6 +113,11 @@ class TensorType:
     def ndim(self):
         return len(self.shape)
 
+    @property
+    def size(self):
+        """The static element count, or None if some length is known only at call time."""
+        return None if None in self.shape else math.prod(self.shape)
+
     def __eq__(self, other):
         return isinstance(other, TensorType) and (self.dtype, self.shape) == (other.dtype, other.shape)
 
@@ -145,6 +150,12 @@ class Variable:
     index : int
         Which output of ``owner`` this is.
     name : str or None
+    shape : tuple
+        One entry per axis: a Python int where ``type.shape`` knows the length,
+        else the symbolic int64 scalar ``sg.shape(x)[i]``.
+    size : int or Variable
+        The number of elements: an int when every length is static, else a
+        symbolic int64 scalar.
     """
 
     __array_priority__ = 1000  # so ndarray + Variable defers to Variable.__radd__
@@ -161,15 +172,8 @@ class Variable:
     dtype = property(lambda self: self.type.dtype)
     ndim = property(lambda self: self.type.ndim)
 
-    @property
-    def shape(self):
-        """The static shape: a tuple of int or None. Use ``sg.shape(x)`` for the symbolic one."""
-        return self.type.shape
-
-    @property
-    def size(self):
-        """The static element count, or None if some length is known only at call time."""
-        return None if None in self.shape else int(np.prod(self.shape, dtype=np.int64))
+    # ``shape`` and ``size`` (ints where static, symbolic lengths where not) are installed
+    # with the other NumPy-like methods by symgrad.ops.methods: they build shape ops.
 
     def __repr__(self):
         label = self.name or (self.owner.op.name if self.owner is not None else "input")
@@ -187,7 +191,8 @@ class Variable:
 
     def __len__(self):
         raise TypeError("len() of a symbolic Variable is unknown at build time; "
-                        "use x.shape[0] (static) or sg.shape(x)[0] (symbolic)")
+                        "use x.shape[0] (an int where the length is static, else a symbolic "
+                        "length)")
 
 
 class Constant(Variable):
@@ -296,9 +301,9 @@ class SharedVariable(Variable):
             raise TypeError(f"set_value on {label}: expected a {self.ndim}-d array of {self.dtype}, "
                             f"got a {arr.ndim}-d array of shape {arr.shape}")
         if not self.type.accepts_shape(arr.shape):
-            raise ShapeError(f"set_value on {label}: expected shape {shape_text(self.shape)} (its "
-                             f"static shape), got {arr.shape}; to let a length change, create the "
-                             f"variable with sg.shared(value, shape=...) and None on that axis")
+            raise ShapeError(f"set_value on {label}: expected shape {shape_text(self.type.shape)} "
+                             f"(its static shape), got {arr.shape}; to let a length change, create "
+                             f"the variable with sg.shared(value, shape=...) and None on that axis")
         if arr.dtype.name != self.dtype:
             if isinstance(value, np.ndarray) or not np.can_cast(arr.dtype, self.dtype, "same_kind"):
                 raise TypeError(f"set_value on {label}: expected dtype {self.dtype}, got {arr.dtype}; "

@@ -185,7 +185,7 @@ class Dense:
         if not isinstance(x, Variable):
             raise TypeError(f"Dense {self.name!r}: expected a symbolic Variable, got "
                             f"{type(x).__name__}")
-        if x.ndim == 0 or x.shape[-1] not in (None, self.n_in):
+        if x.ndim == 0 or x.type.shape[-1] not in (None, self.n_in):
             raise ShapeError(f"Dense {self.name!r}: expected an input of shape (..., {self.n_in}), "
                              f"got {x.type}")
         y = x @ self.W

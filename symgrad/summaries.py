@@ -170,7 +170,7 @@ def summary(name, expr):
     if expr.ndim != 0:
         made = f" made at {expr.owner.trace}" if expr.owner is not None else ""
         raise ShapeError(f"summary {name!r}: a summary is one number, got a {expr.ndim}-d "
-                         f"{expr.dtype} value of shape {shape_text(expr.shape, unknown='?')}"
+                         f"{expr.dtype} value of shape {shape_text(expr.type.shape, unknown='?')}"
                          f"{made}; "
                          f"reduce it first, e.g. expr.mean() or expr.max()")
     active_scope().record(name, expr)

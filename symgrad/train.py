@@ -36,7 +36,7 @@ TOTAL = "loss"  # the key of the summed loss in every step's result
 # --------------------------------------------------------------------------- checks
 
 def _shape_text(v):
-    return shape_text(v.shape, unknown="?")
+    return shape_text(v.type.shape, unknown="?")
 
 
 def _check_loss(value, key):

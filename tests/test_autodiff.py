@@ -180,7 +180,7 @@ def test_jacobian_and_hessian():
     x = sg.tensor("x", shape=(3,))
     y = x ** 2
     J = sg.jacobian(y, x)
-    assert J.shape == (3, 3)
+    assert J.type.shape == (3, 3)
     xv = np.array([1.0, 2.0, 3.0])
     np.testing.assert_allclose(sg.evaluate(J, {x: xv}), np.diag(2 * xv))
     H = sg.hessian((x ** 3).sum(), x)

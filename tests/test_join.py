@@ -18,9 +18,9 @@ def test_static_shape_and_dtype():
     b = sg.tensor(shape=(3, 4), dtype="float32")
     out = sg.concatenate([a, b])
     assert out.type == sg.TensorType("float64", (5, 4))
-    assert sg.concatenate([a, sg.matrix()], axis=0).shape == (None, None)
-    assert sg.stack([sg.scalar(), sg.scalar(), sg.scalar()]).shape == (3,)
-    assert sg.stack([sg.tensor(shape=(2, 3))] * 4, axis=-1).shape == (2, 3, 4)
+    assert sg.concatenate([a, sg.matrix()], axis=0).type.shape == (None, None)
+    assert sg.stack([sg.scalar(), sg.scalar(), sg.scalar()]).type.shape == (3,)
+    assert sg.stack([sg.tensor(shape=(2, 3))] * 4, axis=-1).type.shape == (2, 3, 4)
 
 
 def test_static_mismatch_is_a_build_time_shape_error_at_the_users_line():
@@ -98,7 +98,7 @@ def test_split_pieces_and_runtime_check():
     x = sg.matrix("x")
     k = sg.scalar("k", dtype="int64")
     a, b = split(x, [k, 2], axis=0)
-    assert a.shape == (None, None) and b.shape == (2, None)
+    assert a.type.shape == (None, None) and b.type.shape == (2, None)
     f = sg.function([x, k], [a, b], mode="py")
     av, bv = f(np.arange(8.0).reshape(4, 2), 2)
     np.testing.assert_array_equal(av, [[0, 1], [2, 3]])

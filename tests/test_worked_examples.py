@@ -37,7 +37,7 @@ def test_gradient_of_mean_equals_mean_of_per_example_gradients():
     W = sg.shared(rng.standard_normal((5, 3)), name="W")
     b = sg.shared(rng.standard_normal(3), name="b")
     per_example = ((sg.tanh(X @ W + b) - Y) ** 2).sum(axis=1)
-    assert per_example.shape == (32,)
+    assert per_example.type.shape == (32,)
     g_mean = sg.grad(per_example.mean(), [W, b])
     J = sg.jacobian(per_example, [W, b])
     f = sg.function([X, Y], g_mean + [J[0].mean(axis=0), J[1].mean(axis=0), J[0]], mode="py")

@@ -57,7 +57,7 @@ def to_program(inputs, outputs, updates=(), probe=False):
             step = _step(c.node, fusion, len(steps) + len(ups) + 1)
             step.over = c.sv
             ups.append(Update(step, c.i, c.k, c.sv))
-        checks = [(outputs[i], unsettled_lengths(sv.shape, outputs[i].shape))
+        checks = [(outputs[i], unsettled_lengths(sv.type.shape, outputs[i].type.shape))
                   for i, sv in updates]
         program.in_place = InPlaceUpdates(ups, [(v, ax) for v, ax in checks if ax])
     return program
@@ -182,7 +182,7 @@ def _fused_loop(index, root, fusion):
             value[id(v)] = Lit(v.data, v.dtype)
             continue
         # one element, known when the graph is built: read once, before the loop
-        modes.append("hoist" if all(d == 1 for d in v.shape) else "load")
+        modes.append("hoist" if all(d == 1 for d in v.type.shape) else "load")
         value[id(v)] = Ref(len(operands))
         operands.append(v)
     exprs = []

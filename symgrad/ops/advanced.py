@@ -75,7 +75,7 @@ def _infer_region(op, x, index_inputs):
     check_index_inputs(op.idx, index_inputs, op.name)
     check_rank(op.idx, x, op.name)
     check_static_ranges(op.idx, x, index_inputs, op.name)
-    return advanced_shape(op.idx, x.shape, [v.shape for v in index_inputs], op.name)
+    return advanced_shape(op.idx, x.type.shape, [v.type.shape for v in index_inputs], op.name)
 
 
 class AdvancedSubtensor(Op):

@@ -100,7 +100,7 @@ class Elemwise(Op):
         if len(inputs) != self.row.arity:
             raise TypeError(f"takes {self.row.arity} inputs, got {len(inputs)}")
         dtype = _dt.result_dtype(self.row.impl, [i.dtype for i in inputs], opname=self.scalar)
-        return [TensorType(dtype, broadcast_static([i.shape for i in inputs], self.scalar))]
+        return [TensorType(dtype, broadcast_static([i.type.shape for i in inputs], self.scalar))]
 
     def perform(self, node, *values):
         try:
@@ -145,12 +145,12 @@ def _maybe_broadcast(x, inputs):
     nd = max(i.ndim for i in inputs)
     if x.ndim < nd:
         return True
-    for k, d in enumerate(x.shape):
+    for k, d in enumerate(x.type.shape):
         if d is not None and d != 1:
             continue  # a known length > 1 is never stretched
         for other in inputs:
             j = k - (nd - other.ndim)
-            if other is not x and j >= 0 and other.shape[j] != 1:
+            if other is not x and j >= 0 and other.type.shape[j] != 1:
                 return True
     return False
 
@@ -185,7 +185,7 @@ class Cast(Op):
         self.dtype = _dt.as_dtype(dtype, "cast")
 
     def infer(self, x):
-        return [TensorType(self.dtype, x.shape)]
+        return [TensorType(self.dtype, x.type.shape)]
 
     def perform(self, node, x):
         with np.errstate(all="ignore"):

@@ -67,7 +67,7 @@ class Gemm(Op):
         if len(dtypes) != 1 or not _dt.is_float(a.dtype):
             raise TypeError(f"takes float operands of one dtype, got "
                             f"{', '.join(str(v.type) for v in (a, b, c) if v is not None)}")
-        sa, sb = self._mats(a.shape, b.shape)
+        sa, sb = self._mats(a.type.shape, b.type.shape)
         if None not in (sa[1], sb[0]) and sa[1] != sb[0]:
             raise ShapeError(f"the product of {sa} and {sb} is not defined (contracted lengths "
                              f"{sa[1]} and {sb[0]})")
@@ -76,7 +76,7 @@ class Gemm(Op):
             return [TensorType(a.dtype, prod)]
         if c.ndim > 2:
             raise ShapeError(f"the accumulated term has at most 2 dimensions, got {c.type}")
-        return [TensorType(a.dtype, broadcast_static([prod, c.shape], self.name))]
+        return [TensorType(a.dtype, broadcast_static([prod, c.type.shape], self.name))]
 
     def perform(self, node, a, b, c=None):
         A = a.T if self.trans_a else a

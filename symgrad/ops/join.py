@@ -29,9 +29,9 @@ def _merge_lengths(xs, axis, opname):
     """The static shape shared by ``xs`` off ``axis`` (ShapeError when provably different)."""
     merged = []
     for d in range(xs[0].ndim):
-        known = {x.shape[d] for x in xs if x.shape[d] is not None}
+        known = {x.type.shape[d] for x in xs if x.type.shape[d] is not None}
         if d != axis and len(known) > 1:
-            shown = ", ".join(_dims(x.shape) for x in xs)
+            shown = ", ".join(_dims(x.type.shape) for x in xs)
             raise ShapeError(f"{opname}: all inputs must have the same length on every axis but "
                              f"{axis}; axis {d} differs: {shown}")
         merged.append(known.pop() if len(known) == 1 else None)
@@ -66,7 +66,7 @@ class Concatenate(Op):
         dtype = _dt.result_dtype(lambda *a: np.concatenate(a), [x.dtype for x in xs],
                                  opname=self.name)
         shape = _merge_lengths(xs, axis, self.name)
-        lengths = [x.shape[axis] for x in xs]
+        lengths = [x.type.shape[axis] for x in xs]
         shape[axis] = None if None in lengths else sum(lengths)
         if shape[axis] is not None and shape[axis] > INT64_MAX:
             raise ShapeError(_too_long(tuple(lengths), axis))
@@ -110,7 +110,7 @@ class Concatenate(Op):
 
 def _length(x, axis):
     """The length of ``x`` along ``axis``: an int when static, else a symbolic scalar."""
-    return x.shape[axis] if x.shape[axis] is not None else shape_at(x, axis)
+    return x.type.shape[axis] if x.type.shape[axis] is not None else shape_at(x, axis)
 
 
 # --------------------------------------------------------------------------- split
@@ -136,16 +136,17 @@ class Split(Op):
         if x.ndim == 0:
             raise ShapeError(f"cannot split a 0-d value ({x.type})")
         axis = normalize_axis(self.axis, x.ndim, self.name)
-        if lengths.dtype != "int64" or lengths.ndim != 1 or lengths.shape[0] is None:
+        if lengths.dtype != "int64" or lengths.ndim != 1 or lengths.type.shape[0] is None:
             raise TypeError(f"the lengths must be an int64 vector of static length, got "
                             f"{lengths.type}")
         entries = shape_entries(lengths)
         if any(e is not None and e < 0 for e in entries):
             raise ShapeError(f"negative length in {entries}")
-        if None not in entries and x.shape[axis] is not None and sum(entries) != x.shape[axis]:
+        xs = x.type.shape
+        if None not in entries and xs[axis] is not None and sum(entries) != xs[axis]:
             raise ShapeError(f"lengths {entries} add up to {sum(entries)}, but axis {axis} of "
-                             f"{x.type} has length {x.shape[axis]}")
-        return [TensorType(x.dtype, x.shape[:axis] + (e,) + x.shape[axis + 1:]) for e in entries]
+                             f"{x.type} has length {xs[axis]}")
+        return [TensorType(x.dtype, xs[:axis] + (e,) + xs[axis + 1:]) for e in entries]
 
     def perform(self, node, x, lengths):
         axis = self.axis % x.ndim

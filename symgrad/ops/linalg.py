@@ -73,9 +73,9 @@ class MatMul(Op):
                 raise ShapeError(f"the op takes operands of at least 2 dimensions, got {x.type}; "
                                  f"sg.matmul handles vectors, use * (multiply) for 0-d values")
         dtype = _dt.result_dtype(np.matmul, [a.dtype, b.dtype], opname=self.name)
-        _check_contracted(a.shape, b.shape, self.name)
-        batch = broadcast_static([a.shape[:-2], b.shape[:-2]], self.name)
-        return [TensorType(dtype, (*batch, a.shape[-2], b.shape[-1]))]
+        _check_contracted(a.type.shape, b.type.shape, self.name)
+        batch = broadcast_static([a.type.shape[:-2], b.type.shape[:-2]], self.name)
+        return [TensorType(dtype, (*batch, a.type.shape[-2], b.type.shape[-1]))]
 
     def perform(self, node, a, b):
         try:
@@ -129,7 +129,7 @@ def matmul(a, b):
         raise _at_line(ShapeError(f"matmul: operands must be at least 1-d, got {a.type} and "
                                   f"{b.type}; use * (multiply) for scalars"))
     try:
-        _check_contracted(a.shape, b.shape, "matmul")
+        _check_contracted(a.type.shape, b.type.shape, "matmul")
     except ShapeError as e:
         raise _at_line(e) from None
     a2 = expand_dims(a, 0) if a.ndim == 1 else a
@@ -169,7 +169,7 @@ def dot(a, b):
             f"the first operand with every batch of the second); use sg.matmul(a, b) (or a @ b), "
             f"which broadcasts the leading axes, or reshape b to 2-d"))
     try:
-        _check_contracted(a.shape, b.shape, "dot")
+        _check_contracted(a.type.shape, b.type.shape, "dot")
     except ShapeError as e:
         raise _at_line(e) from None
     return matmul(a, b)

@@ -6,6 +6,10 @@ surface of a Variable is attached here, once, when the ops are imported.
 ``sg.eq`` / ``sg.neq``.
 """
 
+import functools
+import math
+import operator
+
 from ..graph import Variable
 from . import elemwise as _ew
 from . import indexing as _ix
@@ -38,7 +42,29 @@ def _reshape(self, *shape):
     return _sh.reshape(self, shape)
 
 
+def _shape(self):
+    """One entry per axis: a Python int where the static shape (``x.type.shape``) knows the
+    length, else the symbolic int64 scalar ``sg.shape(x)[i]`` -- so ``sg.arange(y.shape[0])``,
+    ``x.reshape((x.shape[0], -1))`` and ``if x.shape[1] == 3:`` all work."""
+    static = self.type.shape
+    if None not in static:
+        return static
+    return tuple(_sh.shape_at(self, i) if s is None else s for i, s in enumerate(static))
+
+
+def _size(self):
+    """The number of elements: an int when every length is static, else a symbolic int64
+    scalar (the product of ``x.shape``)."""
+    static = math.prod(s for s in self.type.shape if s is not None)
+    if self.type.size is not None or static == 0:
+        return static
+    total = functools.reduce(operator.mul, [_sh.shape_at(self, i)
+                                            for i, s in enumerate(self.type.shape) if s is None])
+    return total if static == 1 else total * static
+
+
 _METHODS = {
+    "shape": property(_shape), "size": property(_size),
     "__add__": lambda s, o: _ew.add(s, o), "__radd__": _swap(lambda a, b: _ew.add(a, b)),
     "__sub__": lambda s, o: _ew.sub(s, o), "__rsub__": _swap(lambda a, b: _ew.sub(a, b)),
     "__mul__": lambda s, o: _ew.mul(s, o), "__rmul__": _swap(lambda a, b: _ew.mul(a, b)),
@@ -60,7 +86,7 @@ _METHODS = {
     "reshape": _reshape, "transpose": _transpose,
     "T": property(lambda s: _sh.transpose(s)),
     "astype": lambda s, dtype: _ew.cast(s, dtype),
-    "flatten": lambda s: _sh.flatten(s),
+    "flatten": lambda s, ndim=1: _sh.flatten(s, ndim),
 }
 
 for _name, _fn in _METHODS.items():

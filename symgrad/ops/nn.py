@@ -212,7 +212,7 @@ class OneHot(Op):
         n_static = scalar_entry(n)
         if n_static is not None and n_static < 0:
             raise ShapeError(f"the number of classes must be >= 0, got {n_static}")
-        return [TensorType(self.dtype, labels.shape + (n_static,))]
+        return [TensorType(self.dtype, labels.type.shape + (n_static,))]
 
     def perform(self, node, labels, n):
         n = int(n)
@@ -278,7 +278,7 @@ class CrossEntropy(Op):
         if logits.ndim != 2 or labels.ndim != 1:
             raise ShapeError(f"expects logits of shape (N, C) and labels of shape (N,), got "
                              f"{logits.type} and {labels.type}")
-        n_rows, n_labels = logits.shape[0], labels.shape[0]
+        n_rows, n_labels = logits.type.shape[0], labels.type.shape[0]
         if None not in (n_rows, n_labels) and n_rows != n_labels:
             raise ShapeError(f"{n_rows} rows of logits ({logits.type}) but {n_labels} labels "
                              f"({labels.type})")
@@ -300,7 +300,8 @@ class CrossEntropy(Op):
     def grad(self, node, inputs, outputs, gouts):
         logits, labels = inputs
         (g,) = gouts
-        n_classes = logits.shape[1] if logits.shape[1] is not None else shape_at(logits, 1)
+        c = logits.type.shape[1]
+        n_classes = c if c is not None else shape_at(logits, 1)
         target = OneHot(logits.dtype)(labels, as_variable(n_classes, dtype="int64"))
         return [expand_dims(g, 1) * (Softmax(1)(logits) - target), NOT_DIFFERENTIABLE]
 

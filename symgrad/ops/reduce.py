@@ -112,12 +112,12 @@ def _spread(g, x, axes, keepdims):
 
 def _count(x, axes, dtype):
     """The runtime number of elements of ``x`` along ``axes``, as a ``dtype`` scalar."""
-    static = [x.shape[a] for a in axes]
+    static = [x.type.shape[a] for a in axes]
     if None not in static:
         return Constant(np.array(np.prod(static, dtype=np.int64), dtype=dtype))
     n = None
     for a in axes:
-        if x.shape[a] != 1:
+        if x.type.shape[a] != 1:
             n = shape_at(x, a) if n is None else n * shape_at(x, a)
     return cast(n, dtype)
 
@@ -148,10 +148,10 @@ class Reduce(Op):
         for a in self.axis:
             if not 0 <= a < x.ndim:
                 raise ShapeError(f"axis {a} is out of range for a {x.ndim}-d input ({x.type})")
-        if self.needs_elements and any(x.shape[a] == 0 for a in self.axis):
+        if self.needs_elements and any(x.type.shape[a] == 0 for a in self.axis):
             raise ShapeError(f"cannot reduce {x.type} over a length-0 axis "
                              f"(axis={self.axis}): the {self.name} of nothing is undefined")
-        out_shape = _reduced_shape(x.shape, self.axis, self.keepdims)
+        out_shape = _reduced_shape(x.type.shape, self.axis, self.keepdims)
         return [TensorType(self.out_dtype(x.dtype), out_shape)]
 
     def compute(self, x):
@@ -395,10 +395,10 @@ class ArgReduce(Op):
         if self.axis is not None and not 0 <= self.axis < x.ndim:
             raise ShapeError(f"axis {self.axis} is out of range for a {x.ndim}-d input ({x.type})")
         axes = self.axes(x.ndim)
-        if any(x.shape[a] == 0 for a in axes):
+        if any(x.type.shape[a] == 0 for a in axes):
             raise ShapeError(f"the {self.name} of an empty axis is undefined ({x.type}, "
                              f"axis={self.axis})")
-        return [TensorType("int64", _reduced_shape(x.shape, axes, self.keepdims))]
+        return [TensorType("int64", _reduced_shape(x.type.shape, axes, self.keepdims))]
 
     def perform(self, node, x):
         if any(x.shape[a] == 0 for a in self.axes(x.ndim)):

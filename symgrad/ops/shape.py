@@ -10,13 +10,15 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import ShapeError
-from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType, Variable, as_variable
+from ..graph import (NOT_DIFFERENTIABLE, Constant, Op, TensorType, Variable, as_variable,
+                     shape_text, user_trace)
 from ..codegen.ir import (Alloc, Arr, Array, At, Bin, Call, Cast, Check, Declare, Dim, Elem, Int,
                           ItemSize, Local, Store, Stride, View, Workspace)
 
 __all__ = ["shape", "shape_at", "make_vector", "dimshuffle", "transpose", "expand_dims",
            "squeeze", "broadcast_to", "sum_to", "reshape", "flatten", "alloc", "zeros", "ones",
-           "zeros_like", "ones_like", "shape_entries", "as_shape_vector", "normalize_axis"]
+           "zeros_like", "ones_like", "shape_entries", "as_shape_vector", "check_size",
+           "normalize_axis"]
 
 
 def normalize_axis(axis, ndim, opname):
@@ -121,7 +123,7 @@ def scalar_entry(s):
     if isinstance(s, Constant) and s.ndim == 0:
         return int(s.data)
     if s.owner is not None and isinstance(s.owner.op, ShapeAt):
-        return s.owner.inputs[0].shape[s.owner.op.axis]
+        return s.owner.inputs[0].type.shape[s.owner.op.axis]
     return None
 
 
@@ -130,38 +132,59 @@ def shape_entries(v):
     if isinstance(v, Constant):
         return tuple(int(e) for e in v.data)
     if v.owner is not None and isinstance(v.owner.op, Shape):
-        return v.owner.inputs[0].shape
+        return v.owner.inputs[0].type.shape
     if v.owner is not None and isinstance(v.owner.op, MakeVector):
         return tuple(scalar_entry(p) for p in v.owner.inputs)
-    return (None,) * (v.shape[0] or 0)
+    return (None,) * (v.type.shape[0] or 0)
 
 
 def as_shape_vector(shp, opname):
-    """A shape given as ints, integer scalars, a tuple of both, or an int vector -> int64 vector."""
+    """Sizes as the user gives them -> an int64 vector.
+
+    Accepted: an int, a 0-d integer Variable (``x.shape[0]``), a tuple or list
+    mixing both (``(x.shape[0], -1)``), or an integer vector of static length
+    (``sg.shape(x)``). Anything else is a TypeError naming the user's line.
+    """
     if isinstance(shp, Variable):
-        if shp.ndim == 0:
-            shp = [shp]
-        elif shp.ndim == 1 and (_dt.is_int(shp.dtype)):
-            if shp.shape[0] is None:
-                raise ShapeError(f"{opname}: a shape vector needs a static length")
+        if shp.ndim == 1 and _dt.is_int(shp.dtype):
+            if shp.type.shape[0] is None:
+                raise ShapeError(f"{opname}: a shape vector needs a static length, got "
+                                 f"{shp.type} (at {user_trace()})")
             return shp if shp.dtype == "int64" else shp.astype("int64")
-        else:
-            raise TypeError(f"{opname}: a shape must be ints or an integer vector, got {shp.type}")
-    if isinstance(shp, (int, np.integer)):
+        if shp.ndim != 0:
+            raise _size_error(opname, "a shape must be sizes or an integer vector", shp)
         shp = [shp]
-    shp = list(shp)
+    elif isinstance(shp, (int, np.integer)) and not isinstance(shp, (bool, np.bool_)):
+        shp = [shp]
+    elif isinstance(shp, (tuple, list)) or (isinstance(shp, np.ndarray) and shp.ndim == 1):
+        shp = list(shp)
+    else:
+        raise _size_error(opname, "a shape must be an int, an integer scalar Variable, a tuple "
+                                  "of them or an integer vector", shp)
     for s in shp:
         if s is None:
-            raise TypeError(f"{opname}: a shape entry is None; x.shape holds static lengths, "
-                            f"use sg.shape(x)[i] for a length known only at call time")
-        if isinstance(s, Variable):
-            if s.ndim != 0 or not _dt.is_int(s.dtype):
-                raise TypeError(f"{opname}: shape entries must be integer scalars, got {s.type}")
-        elif isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
-            raise TypeError(f"{opname}: shape entries must be ints, got {s!r}")
+            raise TypeError(f"{opname}: a shape entry is None (at {user_trace()}); for a length "
+                            f"known only at call time use x.shape[i] (x.type.shape holds None "
+                            f"there)")
+        check_size(s, opname)
     if all(not isinstance(s, Variable) for s in shp):
         return Constant(np.array(shp, dtype=np.int64).reshape(len(shp)))
     return make_vector(shp)
+
+
+def check_size(s, opname, what="a size"):
+    """``s`` must be an int or a 0-d integer Variable: a TypeError at the user's line if not."""
+    if isinstance(s, Variable):
+        if s.ndim != 0 or not _dt.is_int(s.dtype):
+            raise _size_error(opname, f"{what} must be an int or a 0-d integer Variable", s)
+    elif isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
+        raise _size_error(opname, f"{what} must be an int or a 0-d integer Variable", s)
+    return s
+
+
+def _size_error(opname, what, got):
+    shown = f"a Variable of type {got.type}" if isinstance(got, Variable) else repr(got)
+    return TypeError(f"{opname}: {what}, got {shown} (at {user_trace()})")
 
 
 # --------------------------------------------------------------------------- dimshuffle
@@ -190,9 +213,10 @@ class DimShuffle(Op):
         if x.ndim != self.in_ndim:
             raise ShapeError(f"expected a {self.in_ndim}-d input, got {x.type}")
         for a in self.dropped:
-            if x.shape[a] not in (None, 1):
-                raise ShapeError(f"cannot drop axis {a} of length {x.shape[a]} (only length 1)")
-        return [TensorType(x.dtype, tuple(1 if a == "x" else x.shape[a] for a in self.order))]
+            if x.type.shape[a] not in (None, 1):
+                raise ShapeError(f"cannot drop axis {a} of length {x.type.shape[a]} "
+                                 f"(only length 1)")
+        return [TensorType(x.dtype, tuple(1 if a == "x" else x.type.shape[a] for a in self.order))]
 
     def perform(self, node, x):
         for a in self.dropped:
@@ -253,13 +277,14 @@ def squeeze(x, axis=None):
     """Drop length-1 axes: the given ones (checked), or every axis of static length 1."""
     x = as_variable(x)
     if axis is None:
-        axes = [i for i, s in enumerate(x.shape) if s == 1]
+        axes = [i for i, s in enumerate(x.type.shape) if s == 1]
     else:
         axes = axis if isinstance(axis, (tuple, list)) else (axis,)
         axes = [normalize_axis(a, x.ndim, "squeeze") for a in axes]
         for a in axes:
-            if x.shape[a] not in (None, 1):
-                raise ShapeError(f"squeeze: axis {a} has length {x.shape[a]}, not 1 (input {x.type})")
+            if x.type.shape[a] not in (None, 1):
+                raise ShapeError(f"squeeze: axis {a} has length {x.type.shape[a]}, not 1 "
+                                 f"(input {x.type})")
     return dimshuffle(x, *[i for i in range(x.ndim) if i not in axes])
 
 
@@ -280,12 +305,13 @@ class BroadcastTo(Op):
     flops_per_element = 0  # moves data: no arithmetic
 
     def infer(self, x, shp):
-        if shp.dtype != "int64" or shp.ndim != 1 or shp.shape[0] is None:
+        if shp.dtype != "int64" or shp.ndim != 1 or shp.type.shape[0] is None:
             raise TypeError(f"the shape must be an int64 vector of static length, got {shp.type}")
         target = shape_entries(shp)
-        _broadcast_check(x.shape, target, self.name)
+        _broadcast_check(x.type.shape, target, self.name)
         lead = len(target) - x.ndim
-        out = [t if t is not None else (s if i >= lead and (s := x.shape[i - lead]) not in (None, 1)
+        src = x.type.shape
+        out = [t if t is not None else (s if i >= lead and (s := src[i - lead]) not in (None, 1)
                                         else None) for i, t in enumerate(target)]
         return [TensorType(x.dtype, out)]
 
@@ -318,10 +344,10 @@ class SumTo(Op):
         return math.prod(in_shapes[0])
 
     def infer(self, g, shp):
-        if shp.dtype != "int64" or shp.ndim != 1 or shp.shape[0] is None:
+        if shp.dtype != "int64" or shp.ndim != 1 or shp.type.shape[0] is None:
             raise TypeError(f"the shape must be an int64 vector of static length, got {shp.type}")
         target = shape_entries(shp)
-        _broadcast_check(target, g.shape, self.name)
+        _broadcast_check(target, g.type.shape, self.name)
         return [TensorType(g.dtype, target)]
 
     def perform(self, node, g, shp):
@@ -348,14 +374,18 @@ class SumTo(Op):
 
 
 def broadcast_to(x, shp):
-    """Broadcast ``x`` to ``shp`` (ints, integer scalars or an int vector), as ``np.broadcast_to``."""
+    """Broadcast ``x`` to ``shp``, as ``np.broadcast_to``.
+
+    ``shp``: sizes as every size argument takes them -- ints, 0-d integer
+    Variables (``y.shape[0]``), a tuple or list mixing both, or an int vector.
+    """
     x = as_variable(x)
     return BroadcastTo()(x, as_shape_vector(shp, "broadcast_to"))
 
 
 def sum_to(g, like):
     """``g`` summed back to the shape of the variable ``like`` (no node if provably not needed)."""
-    if g.shape == like.shape and None not in like.shape:
+    if g.type.shape == like.type.shape and None not in like.type.shape:
         return g
     return SumTo()(g, shape(like))
 
@@ -369,26 +399,33 @@ class Reshape(Op):
     flops_per_element = 0  # moves data: no arithmetic
 
     def infer(self, x, shp):
-        if shp.dtype != "int64" or shp.ndim != 1 or shp.shape[0] is None:
+        if shp.dtype != "int64" or shp.ndim != 1 or shp.type.shape[0] is None:
             raise TypeError(f"the shape must be an int64 vector of static length, got {shp.type}")
         entries = list(shape_entries(shp))
         if sum(e == -1 for e in entries) > 1:
             raise ShapeError(f"at most one -1 in a shape, got {tuple(entries)}")
         if any(e is not None and e < -1 for e in entries):
             raise ShapeError(f"negative length in shape {tuple(entries)}")
+        # An entry that is one of x's own unknown lengths (x.shape[i]) cancels that axis:
+        # x.reshape((x.shape[0], -1)) of a (?, 3, 4) input is (?, 12).
+        xs, es = list(x.type.shape), list(entries)
+        for k, axis in _own_lengths(x, shp):
+            xs[axis] = es[k] = 1
         # Python ints: an int64 product would wrap (2**62 * 8 == 0) and pass the checks.
-        size = None if None in x.shape else math.prod(x.shape)
-        known = [e for e in entries if e not in (None, -1)]
+        size = None if None in xs else math.prod(xs)
+        known = [e for e in es if e not in (None, -1)]
         if -1 in entries:
             rest = math.prod(known)
             fill = None
-            if size is not None and None not in entries:
+            if size is not None and None not in es:
                 if rest == 0 or size % rest:
-                    raise ShapeError(f"cannot reshape {x.type} to {tuple(entries)}")
+                    raise ShapeError(f"cannot reshape {x.type} to {_entries_text(entries)}")
                 fill = size // rest
             entries = [fill if e == -1 else e for e in entries]
-        elif size is not None and None not in entries and math.prod(entries) != size:
-            raise ShapeError(f"cannot reshape {x.type} ({size} elements) to {tuple(entries)}")
+        elif size is not None and None not in es and math.prod(es) != size:
+            why = (f"{size} elements" if None not in x.type.shape else
+                   f"apart from the lengths they share, {size} elements for {math.prod(es)}")
+            raise ShapeError(f"cannot reshape {x.type} ({why}) to {_entries_text(entries)}")
         return [TensorType(x.dtype, entries)]
 
     def perform(self, node, x, shp):
@@ -406,15 +443,89 @@ class Reshape(Op):
         return _reshape(self, node)
 
 
+def _own_lengths(x, shp):
+    """``(k, axis)`` for each entry ``k`` of the shape vector ``shp`` that is ``x``'s own
+    unknown length along ``axis`` (each axis once)."""
+    if shp.owner is not None and isinstance(shp.owner.op, Shape) and shp.owner.inputs[0] is x:
+        return [(a, a) for a, s in enumerate(x.type.shape) if s is None]
+    if shp.owner is None or not isinstance(shp.owner.op, MakeVector):
+        return []
+    pairs, used = [], set()
+    for k, p in enumerate(shp.owner.inputs):
+        if p.owner is not None and isinstance(p.owner.op, ShapeAt) and p.owner.inputs[0] is x:
+            axis = p.owner.op.axis % x.ndim
+            if x.type.shape[axis] is None and axis not in used:
+                pairs.append((k, axis))
+                used.add(axis)
+    return pairs
+
+
+def _entries_text(entries):
+    """A requested shape: lengths known only at call time shown as ``?``."""
+    return shape_text(entries, unknown="?")
+
+
 def reshape(x, shp):
-    """``x`` with a new shape (ints, integer scalars, or an int vector; one entry may be -1)."""
+    """``x`` with a new shape, as ``np.reshape``.
+
+    ``shp``: ints, 0-d integer Variables, a tuple or list mixing both, or an int
+    vector; one entry may be -1. Static lengths stay static, and an entry that
+    is one of ``x``'s own lengths cancels it, so ``x.reshape((x.shape[0], -1))``
+    of a ``(?, 3, 4)`` input has the static shape ``(?, 12)``.
+
+    >>> import symgrad as sg
+    >>> x = sg.tensor(shape=(None, 3, 4))
+    >>> x.reshape((x.shape[0], -1)).type
+    float64[?, 12]
+    """
     x = as_variable(x)
-    return Reshape()(x, as_shape_vector(shp, "reshape"))
+    vec = as_shape_vector(shp, "reshape")
+    out = Reshape()(x, vec)
+    return _fill_resolved(x, vec, out)
 
 
-def flatten(x):
-    """``x`` as a 1-d vector (a fresh array, like ``ndarray.flatten``)."""
-    return reshape(x, (-1,))
+def _fill_resolved(x, vec, out):
+    """``out`` again with the -1 of ``vec`` replaced by the length the static shapes give it.
+
+    ``x.reshape((x.shape[0], -1))`` of a ``(?, 3, 4)`` input is ``(?, 12)``; asking
+    for ``(n, 12)`` at run time keeps that true when ``n`` is 0 (a -1 next to a 0
+    length is ambiguous: NumPy refuses to guess).
+    """
+    if vec.owner is None or not isinstance(vec.owner.op, MakeVector):
+        return out
+    parts = list(vec.owner.inputs)
+    fill = [k for k, p in enumerate(parts) if scalar_entry(p) == -1]
+    if not fill or out.type.shape[fill[0]] is None:
+        return out
+    parts[fill[0]] = out.type.shape[fill[0]]
+    return Reshape()(x, make_vector(parts))
+
+
+def flatten(x, ndim=1):
+    """``x`` with its first ``ndim - 1`` axes kept and the rest merged into one (Theano's
+    ``flatten``); ``ndim=1`` gives a vector (a fresh array, like ``ndarray.flatten``).
+
+    Static lengths stay static: ``flatten(x, 2)`` of a ``(?, 3, 4)`` input is ``(?, 12)``.
+
+    >>> import symgrad as sg
+    >>> sg.flatten(sg.tensor(shape=(None, 3, 4)), 2).type
+    float64[?, 12]
+    """
+    x = as_variable(x)
+    if isinstance(ndim, (bool, np.bool_)) or not isinstance(ndim, (int, np.integer)):
+        raise TypeError(f"flatten: ndim must be an int, got {ndim!r} (at {user_trace()})")
+    if not 1 <= ndim <= max(x.ndim, 1):
+        raise ShapeError(f"flatten: ndim must be between 1 and {max(x.ndim, 1)} for a "
+                         f"{x.ndim}-d input, got {ndim} (at {user_trace()})")
+    if ndim == 1:
+        return reshape(x, (-1,))
+    lengths = [s if s is not None else shape_at(x, i) for i, s in enumerate(x.type.shape)]
+    rest = lengths[ndim - 1:]
+    merged = math.prod(s for s in rest if not isinstance(s, Variable))
+    for s in rest:
+        if isinstance(s, Variable):  # no -1: NumPy refuses it when other lengths are 0
+            merged = s if merged == 1 else merged * s
+    return reshape(x, (*lengths[:ndim - 1], merged))
 
 
 # --------------------------------------------------------------------------- filled arrays
@@ -427,12 +538,13 @@ def alloc(value, shp, dtype=None):
 
 
 def zeros(shp, dtype=None):
-    """An array of zeros of shape ``shp`` (ints, integer scalars or a shape vector)."""
+    """An array of zeros of shape ``shp``: ints, 0-d integer Variables (``x.shape[0]``),
+    a tuple or list mixing both, or a shape vector."""
     return alloc(Constant(0, dtype=_dt.as_dtype(dtype)), shp)
 
 
 def ones(shp, dtype=None):
-    """An array of ones of shape ``shp``."""
+    """An array of ones of shape ``shp`` (sizes as :func:`zeros` takes them)."""
     return alloc(Constant(1, dtype=_dt.as_dtype(dtype)), shp)
 
 

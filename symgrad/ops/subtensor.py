@@ -146,14 +146,14 @@ def check_static_ranges(idx, x, index_inputs, opname):
     """Constant indices against static lengths: an error at the user's line, not at run time."""
     per_entry = split_inputs(idx, index_inputs)
     for e, axis, ins in zip(idx, entry_axes(idx), per_entry):
-        if axis is None or is_slice(e) or x.shape[axis] is None:
+        if axis is None or is_slice(e) or x.type.shape[axis] is None:
             continue
         value = ins[0] if ins else e
         value = value.data if isinstance(value, Constant) else value
         if isinstance(value, (int, np.ndarray)):
-            bad = _first_bad(value, x.shape[axis])
+            bad = _first_bad(value, x.type.shape[axis])
             if bad is not None:
-                raise out_of_range(opname, bad, axis, x.shape[axis], user_trace(), build=True)
+                raise out_of_range(opname, bad, axis, x.type.shape[axis], user_trace(), build=True)
 
 
 def _first_bad(values, n):
@@ -215,9 +215,9 @@ def check_assignable(y, region, opname):
     if y.ndim > len(region):
         raise ShapeError(f"{opname}: cannot put a {y.ndim}-d value {y.type} into a "
                          f"{len(region)}-d region of shape {region}")
-    for s, r in zip(y.shape[::-1], region[::-1]):
+    for s, r in zip(y.type.shape[::-1], region[::-1]):
         if s is not None and r is not None and s not in (1, r):
-            raise ShapeError(f"{opname}: a value of shape {y.shape} does not fit a region of "
+            raise ShapeError(f"{opname}: a value of shape {y.type.shape} does not fit a region of "
                              f"shape {region}")
 
 
@@ -268,7 +268,7 @@ class Subtensor(Op):
         check_index_inputs(self.idx, index_inputs, self.name)
         check_rank(self.idx, x, self.name)
         check_static_ranges(self.idx, x, index_inputs, self.name)
-        return [TensorType(x.dtype, basic_shape(self.idx, x.shape))]
+        return [TensorType(x.dtype, basic_shape(self.idx, x.type.shape))]
 
     def perform(self, node, x, *index_values):
         key = numpy_key(self, node, x.shape, index_values)
@@ -316,7 +316,7 @@ class IncSubtensor(Op):
         check_rank(self.idx, x, self.name)
         check_static_ranges(self.idx, x, index_inputs, self.name)
         check_value_dtype(x, y, self.name)
-        check_assignable(y, basic_shape(self.idx, x.shape), self.name)
+        check_assignable(y, basic_shape(self.idx, x.type.shape), self.name)
         return [x.type]
 
     def perform(self, node, x, y, *index_values):

@@ -185,7 +185,7 @@ def reshape_of_reshape(node, sweep):
     x = inner.inputs[0]
     # Only when the inner reshape was checked as the graph was built: dropping it must
     # not drop an error the run would raise.
-    if None in x.shape or None in inner.outputs[0].shape:
+    if None in x.type.shape or None in inner.outputs[0].type.shape:
         return None
     return inner.op.make_node(x, node.inputs[1]).outputs[0]
 

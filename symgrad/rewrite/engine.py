@@ -282,7 +282,8 @@ def _fits(olds, news):
     for o, n in zip(olds, news):
         if not isinstance(n, Variable) or o.dtype != n.dtype or o.ndim != n.ndim:
             return False
-        if any(a is not None and b is not None and a != b for a, b in zip(o.shape, n.shape)):
+        if any(a is not None and b is not None and a != b
+               for a, b in zip(o.type.shape, n.type.shape)):
             return False
     return True
 

@@ -31,7 +31,7 @@ def fold_constants(node, sweep):
         return None  # below
     size_in = sum(i.data.size for i in node.inputs)
     for o in node.outputs:
-        if o.size is None or o.size > max(size_in, MAX_FOLDED):
+        if o.type.size is None or o.type.size > max(size_in, MAX_FOLDED):
             return None
     try:
         with np.errstate(all="ignore"):
@@ -50,13 +50,13 @@ def fold_constants(node, sweep):
 @FOLD("shape")
 def fold_static_shape(node, sweep):
     x = node.inputs[0]
-    if None in x.shape:
+    if None in x.type.shape:
         return None
-    return Constant(np.array(x.shape, dtype=np.int64).reshape(x.ndim))
+    return Constant(np.array(x.type.shape, dtype=np.int64).reshape(x.ndim))
 
 
 @FOLD("shape_at")
 def fold_static_length(node, sweep):
     x = node.inputs[0]
-    n = x.shape[node.op.axis % x.ndim]
+    n = x.type.shape[node.op.axis % x.ndim]
     return None if n is None else Constant(np.array(n, dtype=np.int64))

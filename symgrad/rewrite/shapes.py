@@ -90,7 +90,7 @@ class Dims:
                 self._settle_up_to(v)
                 t = self.memo[id(v)]
             else:
-                t = tuple(s if s is not None else Dim() for s in v.shape)
+                t = tuple(s if s is not None else Dim() for s in v.type.shape)
                 self.memo[id(v)] = t
                 self.keep.append(v)
         return tuple([_canon(x) for x in t])
@@ -140,7 +140,7 @@ class Dims:
             return self.of(node.inputs[0])
         if node is not None and node.op.name == "make_vector":
             return tuple(self.scalar(p) for p in node.inputs)
-        return tuple(Dim() for _ in range(s.shape[0] or 0))
+        return tuple(Dim() for _ in range(s.type.shape[0] or 0))
 
     def scalar(self, p):
         """The term an integer scalar holds when it is a length (a constant or shape_at)."""
@@ -165,7 +165,7 @@ class Dims:
             if t is None or len(t) != o.ndim:
                 t = tuple(Dim() for _ in range(o.ndim))
             # a static length is a fact too
-            for x, s in zip(t, o.shape):
+            for x, s in zip(t, o.type.shape):
                 if s is not None:
                     self.merge(x, s)
             self.memo[id(o)] = t
