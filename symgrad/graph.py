@@ -105,6 +105,10 @@ class TensorType:
         self.dtype = _dt.as_dtype(dtype)
         shape = tuple(shape)
         for s in shape:
+            if isinstance(s, Variable):
+                raise ShapeError(f"a static shape holds non-negative ints or None, got a symbolic "
+                                 f"length in {shape} (x.shape[i] where x's length is known only "
+                                 f"at call time); x.type.shape is the static shape, with None")
             if s is not None and (not isinstance(s, (int, np.integer)) or s < 0):
                 raise ShapeError(f"a static shape holds non-negative ints or None, got {shape}")
         self.shape = tuple(None if s is None else int(s) for s in shape)

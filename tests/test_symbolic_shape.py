@@ -288,3 +288,28 @@ def test_flatten_checks_ndim():
         sg.flatten(x, 1.0)
     assert_names_line(err.value, "sg.flatten(x, 1.0)")
     assert sg.flatten(sg.scalar()).type.shape == (1,)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_int32_scalars_and_numpy_ints_are_sizes_too(mode):
+    x = sg.tensor("x", shape=(None, 3, 4))
+    k = sg.scalar("k", dtype="int32")
+    labels = sg.vector("labels", dtype="int64")
+    outs = [x.reshape((k, -1)), sg.zeros((k, np.int32(2))), sg.broadcast_to(sg.constant(1.0), [k]),
+            sg.one_hot(labels, k), sg.ones(x.shape[np.int64(1)])]
+    assert [o.type.shape for o in outs] == [(None, None), (None, 2), (None,), (None, None), (3,)]
+    f = sg.function([x, k, labels], outs, mode=mode)
+    v = np.arange(24.0).reshape(2, 3, 4)
+    a, b, c, d, e = f(v, 4, np.array([1, 3]))
+    np.testing.assert_array_equal(a, v.reshape(4, -1))
+    np.testing.assert_array_equal(b, np.zeros((4, 2)))
+    np.testing.assert_array_equal(c, np.ones(4))
+    np.testing.assert_array_equal(d, np.eye(4)[[1, 3]])
+    np.testing.assert_array_equal(e, np.ones(3))
+
+
+def test_a_symbolic_length_is_no_static_shape():
+    x = sg.vector("x")
+    with pytest.raises(sg.ShapeError, match=r"symbolic length .* x\.type\.shape is the static"):
+        sg.tensor("y", shape=x.shape)
+    assert sg.tensor("y", shape=x.type.shape).type == x.type
