@@ -4,15 +4,23 @@ Every argument that takes sizes accepts ints, 0-d integer Variables and
 tuples or lists mixing both; static ints keep giving static result types.
 """
 
+import importlib
 import linecache
+import os
+import pkgutil
 import re
+import sys
 
 import numpy as np
 import pytest
 
 import symgrad as sg
+import symgrad.ops.methods as _methods
+from symgrad.codegen.kernel import lower
 from symgrad.ops.join import split
 from symgrad.ops.shape import ShapeAt
+
+import cases as _cases  # tests/ is on sys.path (conftest.py)
 
 MODES = ["py", "c"]
 LENGTHS = [0, 1, 5, 7]
@@ -270,7 +278,8 @@ def test_none_as_a_size_says_what_to_write():
 
 def test_reshape_checks_what_the_static_lengths_know():
     x = sg.tensor("x", shape=(None, 3, 4))
-    with pytest.raises(sg.ShapeError, match=r"cannot reshape float64\[\?, 3, 4\].*\(\?, 5\)") as err:
+    with pytest.raises(sg.ShapeError,
+                       match=r"cannot reshape float64\[\?, 3, 4\].*\(\?, 5\)") as err:
         x.reshape((x.shape[0], 5))
     assert_names_line(err.value, "x.reshape((x.shape[0], 5))")
     with pytest.raises(sg.ShapeError, match="cannot reshape") as err:
@@ -313,3 +322,78 @@ def test_a_symbolic_length_is_no_static_shape():
     with pytest.raises(sg.ShapeError, match=r"symbolic length .* x\.type\.shape is the static"):
         sg.tensor("y", shape=x.shape)
     assert sg.tensor("y", shape=x.type.shape).type == x.type
+
+
+# ---------------------------------------------------------------- the package reads static shapes
+
+@pytest.fixture
+def static_reads_only(monkeypatch):
+    """``Variable.shape`` / ``.size`` raise when read from inside the package.
+
+    Its code must read ``x.type.shape`` / ``x.type.size``: with symbolic entries in
+    ``x.shape``, a ``None in x.shape`` or ``x.shape[i] is None`` would silently be False.
+    """
+    pkg = os.path.dirname(sg.__file__) + os.sep
+
+    def guard(fn, what):
+        def read(self):
+            caller = sys._getframe(1)
+            if caller.f_code.co_filename.startswith(pkg):
+                raise AssertionError(f"{caller.f_code.co_filename}:{caller.f_lineno} reads "
+                                     f"Variable.{what}; the package reads .type.{what}")
+            return fn(self)
+        return property(read)
+
+    monkeypatch.setattr(sg.Variable, "shape", guard(_methods._shape, "shape"))
+    monkeypatch.setattr(sg.Variable, "size", guard(_methods._size, "size"))
+
+
+def _registry_cases():
+    found = []
+    for mod in pkgutil.iter_modules(_cases.__path__):
+        found.extend(importlib.import_module(f"{_cases.__name__}.{mod.name}").CASES)
+    return found
+
+
+def test_the_guard_catches_a_read_from_inside_the_package(static_reads_only):
+    x = sg.vector("x")
+    assert x.shape[0].owner.op == ShapeAt(0) and x.size.ndim == 0  # from here: allowed
+    inside = compile("x.shape", os.path.join(os.path.dirname(sg.__file__), "probe.py"), "eval")
+    with pytest.raises(AssertionError, match="reads Variable.shape"):
+        eval(inside, {"x": x})
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["unknown", "static"])
+def test_the_package_reads_only_static_shapes(static_reads_only, static):
+    """Every registered op built, differentiated, rewritten, run, lowered to C and printed
+    with ``x.shape`` guarded."""
+    rng = np.random.default_rng(0)
+    for case in _registry_cases():
+        xs = [sg.tensor(f"a{i}", a.dtype, a.shape if static or a.static else (None,) * len(a.shape))
+              for i, a in enumerate(case.args)]
+        out = case.build(*xs)
+        outs = [out]
+        wrt = [x for x, a in zip(xs, case.args) if a.is_float and a.grad]
+        if case.grad and wrt and out.dtype.startswith("float"):
+            outs += sg.grad(out.sum(), wrt, disconnected="ignore")
+        f = sg.function(xs, outs, mode="py")
+        f(*[a.make(rng) for a in case.args])
+        lower(xs, f.graph.outputs)
+        sg.debugprint(f, print_type=True)
+        sg.to_dot(f)
+        sg.pprint(out)
+
+
+def test_training_reads_only_static_shapes(static_reads_only):
+    X, y = sg.matrix("X"), sg.vector("y", dtype="int64")
+    layer = sg.layers.Dense(4, 3, rng=0, name="d")
+    logits = layer(X)
+    with sg.summary_scope():
+        sg.summary("acc", sg.eq(logits.argmax(axis=1), y).astype("float64").mean())
+        step = sg.train_step({"ce": sg.nn.cross_entropy(logits, y).mean()}, [X, y],
+                             optimizer=sg.optim.Adam(lr=1e-2))
+    rng = np.random.default_rng(0)
+    got = step(rng.standard_normal((5, 4)), rng.integers(0, 3, 5))
+    assert set(got) == {"loss", "ce", "acc"}
+    J = sg.jacobian(sg.tensor("v", shape=(3,)) ** 2, sg.vector("w"), disconnected="ignore")
+    assert J.type.shape == (3, None)
