@@ -276,6 +276,21 @@ def test_none_as_a_size_says_what_to_write():
     assert_names_line(err.value, "sg.zeros(x.type.shape)")
 
 
+def test_a_negative_size_is_a_shape_error_naming_the_function():
+    x = sg.vector("x")
+    with pytest.raises(sg.ShapeError, match=r"zeros: negative size -2 in \(\?, -2\)") as err:
+        sg.zeros((x.shape[0], -2))
+    assert_names_line(err.value, "sg.zeros((x.shape[0], -2))")
+    with pytest.raises(sg.ShapeError, match=r"ones: negative size -1 in \(-1,\)"):
+        sg.ones(-1)
+    with pytest.raises(sg.ShapeError, match=r"broadcast_to: negative size -1") as err:
+        sg.broadcast_to(x, (-1, x.shape[0]))
+    assert_names_line(err.value, "sg.broadcast_to(x, (-1, x.shape[0]))")
+    with pytest.raises(sg.ShapeError, match=r"reshape: negative size -3"):
+        x.reshape((x.shape[0], -3))
+    assert x.reshape((x.shape[0], -1)).type.shape == (None, 1)  # -1: the rest, in reshape
+
+
 def test_reshape_checks_what_the_static_lengths_know():
     x = sg.tensor("x", shape=(None, 3, 4))
     with pytest.raises(sg.ShapeError,

@@ -138,12 +138,13 @@ def shape_entries(v):
     return (None,) * (v.type.shape[0] or 0)
 
 
-def as_shape_vector(shp, opname):
+def as_shape_vector(shp, opname, fill=False):
     """Sizes as the user gives them -> an int64 vector.
 
     Accepted: an int, a 0-d integer Variable (``x.shape[0]``), a tuple or list
     mixing both (``(x.shape[0], -1)``), or an integer vector of static length
-    (``sg.shape(x)``). Anything else is a TypeError naming the user's line.
+    (``sg.shape(x)``). Anything else is a TypeError naming the user's line; a
+    negative int a ShapeError (but -1 where ``fill``: reshape's "the rest").
     """
     if isinstance(shp, Variable):
         if shp.ndim == 1 and _dt.is_int(shp.dtype):
@@ -167,6 +168,9 @@ def as_shape_vector(shp, opname):
                             f"known only at call time use x.shape[i] (x.type.shape holds None "
                             f"there)")
         check_size(s, opname)
+        if not isinstance(s, Variable) and s < 0 and not (fill and s == -1):
+            shown = shape_text([e if not isinstance(e, Variable) else None for e in shp], "?")
+            raise ShapeError(f"{opname}: negative size {int(s)} in {shown} (at {user_trace()})")
     if all(not isinstance(s, Variable) for s in shp):
         return Constant(np.array(shp, dtype=np.int64).reshape(len(shp)))
     return make_vector(shp)
@@ -479,7 +483,7 @@ def reshape(x, shp):
     float64[?, 12]
     """
     x = as_variable(x)
-    vec = as_shape_vector(shp, "reshape")
+    vec = as_shape_vector(shp, "reshape", fill=True)
     out = Reshape()(x, vec)
     return _fill_resolved(x, vec, out)
 
@@ -530,22 +534,22 @@ def flatten(x, ndim=1):
 
 # --------------------------------------------------------------------------- filled arrays
 
-def alloc(value, shp, dtype=None):
+def alloc(value, shp, dtype=None, opname="alloc"):
     value = as_variable(value, dtype=dtype)
     if value.ndim != 0:
-        raise ShapeError(f"alloc: the fill value must be a scalar, got {value.type}")
-    return broadcast_to(value, shp)
+        raise ShapeError(f"{opname}: the fill value must be a scalar, got {value.type}")
+    return broadcast_to(value, as_shape_vector(shp, opname))
 
 
 def zeros(shp, dtype=None):
     """An array of zeros of shape ``shp``: ints, 0-d integer Variables (``x.shape[0]``),
     a tuple or list mixing both, or a shape vector."""
-    return alloc(Constant(0, dtype=_dt.as_dtype(dtype)), shp)
+    return alloc(Constant(0, dtype=_dt.as_dtype(dtype)), shp, opname="zeros")
 
 
 def ones(shp, dtype=None):
     """An array of ones of shape ``shp`` (sizes as :func:`zeros` takes them)."""
-    return alloc(Constant(1, dtype=_dt.as_dtype(dtype)), shp)
+    return alloc(Constant(1, dtype=_dt.as_dtype(dtype)), shp, opname="ones")
 
 
 def zeros_like(x, dtype=None):
