@@ -17,7 +17,10 @@ from .graph import (NOT_DIFFERENTIABLE, Constant, Variable, as_variable, clone_r
                     shape_text, toposort, trace_as)
 from .ops import elemwise as _ew
 from .ops import shape_ops as _sh
+from .ops.creation import arange
 from .ops.join import stack
+from .ops.ifelse import make_ifelse
+from .ops.scan import map as _map
 
 __all__ = ["grad", "vjp", "jvp", "jacobian", "hessian"]
 
@@ -176,7 +179,14 @@ def _backprop(seeds, wrt_list, cost_name, disconnected):
             if g is not None and not _dt.is_float(o.dtype):
                 raise _nondiff_error(o, None, wrt_list, cost_name)
         with trace_as(node.trace, grad_of=node):
-            gins = node.op.grad(node, node.inputs, node.outputs, gouts)
+            if getattr(node.op, "grad_takes_vjp", False):
+                # An op holding inner graphs (scan, ifelse) differentiates them with this
+                # module's vjp; it is told which inputs need a gradient at all.
+                wanted = [id(i) in reach for i in node.inputs]
+                gins = node.op.grad(node, node.inputs, node.outputs, gouts, vjp=_rule_vjp,
+                                    wanted=wanted)
+            else:
+                gins = node.op.grad(node, node.inputs, node.outputs, gouts)
         if len(gins) != len(node.inputs):
             raise AssertionError(f"the gradient rule of {node.op} returned {len(gins)} entries "
                                  f"for {len(node.inputs)} inputs")
@@ -195,6 +205,18 @@ def _backprop(seeds, wrt_list, cost_name, disconnected):
                               any(id(w) in {id(i) for i in n.inputs} for n in nodes))
         results.append(g)
     return results
+
+
+def _rule_vjp(seeds, wrt):
+    """For gradient rules of ops with inner graphs: ``seeds`` a list of (variable,
+    cotangent), a variable may come more than once (its cotangents add up); zeros for
+    a ``wrt`` nothing reaches."""
+    summed = {}
+    for var, ct in seeds:
+        # a loop's cotangents have their variable's shape by construction: no broadcast
+        ct = _ew.cast(ct, var.dtype) if ct.ndim == var.ndim else _check_seed(var, ct)
+        summed[var] = summed[var] + ct if var in summed else ct
+    return _backprop(summed, list(wrt), "cost", "ignore")
 
 
 def _sum(parts, var, cost_name):
@@ -283,20 +305,25 @@ def jvp(outputs, wrt, tangents):
 def jacobian(expr, wrt, disconnected="ignore"):
     """The Jacobian of ``expr`` with respect to ``wrt``: shape ``expr.shape + wrt.shape``.
 
-    One vector-Jacobian product per element of ``expr``, so ``expr`` needs a
-    static shape (declare it, e.g. ``sg.tensor(shape=(32, 5))``). Row ``i`` of
-    the Jacobian of per-example losses is example ``i``'s gradient.
+    One vector-Jacobian product per element of ``expr``: unrolled when the
+    size of ``expr`` is known when the graph is built, else a loop
+    (``sg.map``) over the elements, so any length known only at call time
+    works. Row ``i`` of the Jacobian of per-example losses is example
+    ``i``'s gradient.
+
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.vector("x")
+    >>> sg.evaluate(sg.jacobian(x ** 2, x), {x: np.array([1.0, 2.0])})
+    array([[2., 0.],
+           [0., 4.]])
     """
     if not isinstance(expr, Variable):
         raise TypeError(f"jacobian: expr must be a Variable, got {type(expr).__name__}")
     wrts, rebuild = _as_list(wrt)
-    if expr.type.size is None:
-        raise ShapeError(f"jacobian: expr has the static shape {expr.type}; the Jacobian needs "
-                         f"every length known when the graph is built (one gradient per "
-                         f"element). Declare the inputs with a static shape, e.g. "
-                         f"sg.tensor(shape=(32, 5))")
     if not _dt.is_float(expr.dtype):
         raise NonDifferentiableError(f"jacobian: expr is {expr.dtype}, not float")
+    if expr.type.size is None:
+        return rebuild(_jacobian_loop(expr, wrts, disconnected))
     flat = _sh.reshape(expr, (-1,)) if expr.ndim != 1 else expr
     rows = [[] for _ in wrts]
     for i in range(expr.type.size):
@@ -315,15 +342,40 @@ def jacobian(expr, wrt, disconnected="ignore"):
     return rebuild(out)
 
 
+def _length(v, k):
+    return v.type.shape[k] if v.type.shape[k] is not None else _sh.shape_at(v, k)
+
+
+def _jacobian_loop(expr, wrts, disconnected):
+    """The Jacobian as a loop over the elements of ``expr`` (a vector-Jacobian product each)."""
+    flat = _sh.reshape(expr, (-1,)) if expr.ndim != 1 else expr
+    n = _length(flat, 0)
+
+    def row(i):
+        return grad(flat[i], wrts, disconnected=disconnected)
+
+    rows, _ = _map(row, sequences=[arange(n)], name="jacobian")
+    rows = [rows] if isinstance(rows, Variable) else rows
+    # An empty expr has an empty Jacobian, without running a step (whose shapes a loop
+    # of zero steps would have to find by running it on nothing).
+    empty = [_sh.zeros((0, *[_length(w, k) for k in range(w.ndim)]), dtype=r.dtype)
+             for w, r in zip(wrts, rows)]
+    rows = make_ifelse(_ew.gt(n, 0), rows, empty)
+    out = []
+    for w, r in zip(wrts, rows):
+        if expr.ndim != 1:
+            dims = [_length(expr, k) for k in range(expr.ndim)] + \
+                   [_length(w, k) for k in range(w.ndim)]
+            r = _sh.reshape(r, tuple(dims))
+        out.append(r)
+    return out
+
+
 def hessian(cost, wrt, disconnected="ignore"):
-    """The matrix of second derivatives of a 0-d ``cost`` (``jacobian(grad(cost, wrt), wrt)``)."""
+    """The matrix of second derivatives of a 0-d ``cost`` (``jacobian(grad(cost, wrt), wrt)``).
+
+    A loop over the gradient's elements when ``wrt``'s size is known only at call time.
+    """
     wrts, rebuild = _as_list(wrt)
     gs = grad(cost, wrts, disconnected=disconnected)
-    out = []
-    for w, g in zip(wrts, gs):
-        if w.type.size is None:
-            raise ShapeError(f"hessian: {_label(w)} has the static shape {w.type}; the Hessian "
-                             f"needs every length known when the graph is built. Declare it "
-                             f"with a static shape, e.g. sg.tensor(shape=(3,))")
-        out.append(jacobian(g, w, disconnected="ignore"))
-    return rebuild(out)
+    return rebuild([jacobian(g, w, disconnected="ignore") for w, g in zip(wrts, gs)])

@@ -304,10 +304,45 @@ def debugprint(obj, file=None, print_type=False, depth=None):
     tree = _TreeWalk(depth, steps)
     for label, var, _ in roots:
         tree.walk(var, label)
-    text = "\n".join(header + [tree.format(r, print_type) for r in tree.records])
+    lines = header + [tree.format(r, print_type) for r in tree.records]
+    lines += _inner_graph_lines(tree, print_type)
+    text = "\n".join(lines)
     if file is not None:
         print(text, file=file)
     return text
+
+
+def _inner_graph_lines(tree, print_type):
+    """The inner graphs of the loops and branches printed (scan's step, ifelse's branches).
+
+    Below the outer graph, one section per op holding inner graphs, in the
+    order the tree met them: the node's line (its tag refers to the tree
+    above; a backward loop says ``← grad of scan{name} (model.py:12)``),
+    then each inner graph's inputs (the placeholders, by name) and outputs,
+    printed as the tree is. Loops inside loops follow.
+    """
+    lines, done, k = [], set(), 0
+    while k < len(tree.records):
+        var = tree.records[k][2]
+        k += 1
+        node = var.owner if var is not None else None
+        graphs = getattr(getattr(node, "op", None), "inner_graphs", None)
+        if graphs is None or id(node) in done:
+            continue
+        done.add(id(node))
+        if not lines:
+            lines += ["", "inner graphs:"]
+        mark = _grad_mark(node)
+        lines += ["", f"{node.op} [id {tree.tag(var)}] at {_file_line(node.trace)}"
+                      + (f"  {mark}" if mark else "")]
+        for title, graph in graphs():
+            names = ", ".join(_leaf_text(v) for v in graph.inputs) or "(none)"
+            lines.append(f" {title}: inputs {names}")
+            start = len(tree.records)
+            for j, out in enumerate(graph.outputs):
+                tree.walk(out, f"out {j}:")
+            lines += [" " + tree.format(r, print_type) for r in tree.records[start:]]
+    return lines
 
 
 # --------------------------------------------------------------------------- DOT

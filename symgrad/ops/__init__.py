@@ -12,6 +12,8 @@ from .reduce import *  # noqa: F403
 from .shape import (broadcast_to, expand_dims, flatten, ones, ones_like, reshape, shape,
                     squeeze, transpose, zeros, zeros_like)
 from .nn import one_hot  # noqa: F401  (sg.one_hot, public beside sg.nn's losses)
+from .ifelse import ifelse
+from .scan import map, scan  # noqa: A004  (sg.map is Theano's, not the builtin)
 from . import indexing as _indexing, join as _join, linalg as _linalg, reduce as _reduce
 
 # What ``from .ops import *`` gives ``symgrad``: the op functions, never the family
@@ -20,6 +22,6 @@ from . import indexing as _indexing, join as _join, linalg as _linalg, reduce as
 __all__ = [
     *elemwise.__all__,
     "broadcast_to", "expand_dims", "flatten", "ones", "ones_like", "reshape", "shape", "squeeze",
-    "transpose", "zeros", "zeros_like", "one_hot", "arange",
+    "transpose", "zeros", "zeros_like", "one_hot", "arange", "scan", "map", "ifelse",
     *_indexing.__all__, *_join.__all__, *_linalg.__all__, *_reduce.__all__,
 ]

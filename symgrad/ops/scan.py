@@ -1,0 +1,617 @@
+"""Loops: ``sg.scan`` and ``sg.map``, an op that runs an inner graph once per step.
+
+A :class:`Scan` node runs its step, an inner graph (:mod:`.inner`) traced
+once by calling the user's function on placeholders: one per sequence slice,
+one per previous value of a recurrent output. The outer values the step
+reads (non-sequences, shared variables, any outer expression) are cut out of
+it and become explicit inputs of the node, so the outer graph sees every
+dependence: gradients reach shared parameters read inside the step, and work
+that does not depend on the step (``W.T``, ``x @ W`` of a non-sequence) is
+done once, before the loop. Node inputs: ``[n_steps, sequences..., initial
+values..., outer values...]``; outputs: one per recurrent output (the stack
+of every step's value, or with ``last`` only the final value), then one
+stack per output that is not fed back.
+
+The gradient of a scan is a scan running backwards over the steps
+(back-propagation through time, :class:`_Bptt`): an ordinary graph that
+prints with the loop it comes from and is differentiated again like any
+other. The rule differentiates the step with the ``vjp`` that
+:mod:`symgrad.autodiff` hands to ops with ``grad_takes_vjp`` (this module is
+below autodiff and does not import it).
+
+Mode "c" has no lowering of this op yet: compiling it raises
+``codegen.render_c.NoLowering`` naming the node and the user's line.
+"""
+
+import collections
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..errors import ShapeError
+from ..graph import (Constant, Op, SharedVariable, TensorType, Variable, as_variable, toposort,
+                     trace_as)
+from . import elemwise as _ew
+from .shape import expand_dims, shape_at, zeros, zeros_like
+from .inner import (InnerGraph, as_list, at_user_line, close_over, conflict, dependence,
+                    graph_flops, known_union, name_placeholders, placeholder, replace)
+from .join import concatenate
+
+__all__ = ["scan", "map", "Scan"]
+
+
+class Scan(Op):
+    """A loop over ``n_steps`` steps of an inner graph; see the module docstring.
+
+    Inner inputs: sequence slices (``n_seqs``), previous values of the
+    recurrent outputs (``n_rec``), outer values (the rest). Inner outputs:
+    the recurrent outputs' new values, then the outputs not fed back.
+    ``last[k]``: recurrent output ``k`` comes out as its final value (the
+    initial value after zero steps) rather than a stack.
+    ``truncate`` bounds back-propagation through time to that many steps.
+    """
+
+    name = "scan"
+    # autodiff passes its vjp to this rule, which differentiates the step
+    grad_takes_vjp = True
+
+    def __init__(self, inner, n_seqs, n_rec, last=None, truncate=-1, label=None):
+        self.inner = inner
+        self.n_seqs, self.n_rec = int(n_seqs), int(n_rec)
+        self.last = tuple(bool(x) for x in (last or (False,) * self.n_rec))
+        self.truncate = int(truncate)
+        self.label = label
+
+    # The same op only if the same object: comparing inner graphs costs their size.
+    def __eq__(self, other):
+        return self is other
+
+    def __hash__(self):
+        return id(self)
+
+    def props(self):  # what the rewrites' merging compares: the op itself
+        return (id(self),)
+
+    def __str__(self):
+        return f"scan{{{self.label}}}" if self.label else "scan"
+
+    __repr__ = __str__
+
+    def inner_graphs(self):
+        """``[(title, InnerGraph)]``: what printing shows below the outer graph."""
+        return [("step", self.inner)]
+
+    def split(self, values):
+        """``(n_steps, sequences, initial values, outer values)`` of a node's inputs."""
+        s, r = self.n_seqs, self.n_rec
+        return (values[0], list(values[1:1 + s]), list(values[1 + s:1 + s + r]),
+                list(values[1 + s + r:]))
+
+    def stacked(self, k):
+        """Whether output ``k`` is a stack of every step's value (not a final value)."""
+        return k >= self.n_rec or not self.last[k]
+
+    def infer(self, n_steps, *outer):
+        if n_steps.ndim != 0 or not _dt.is_int(n_steps.dtype):
+            raise TypeError(f"n_steps must be a 0-d integer, got {n_steps.type}")
+        if len(outer) != len(self.inner.inputs):
+            raise TypeError(f"expects {len(self.inner.inputs)} inputs after n_steps, "
+                            f"got {len(outer)}")
+        _, seqs, inits, _ = self.split([n_steps, *outer])
+        steps = self._static_steps(n_steps, seqs)
+        for j, (x, p) in enumerate(zip(outer, self.inner.inputs)):
+            lead = 1 if j < self.n_seqs else 0   # a sequence has one axis more: the steps
+            if x.ndim != p.ndim + lead or x.dtype != p.dtype or conflict(x.shape[lead:], p.shape):
+                raise TypeError(f"an input is {x.type} where the step reads "
+                                f"{'slices of type ' if lead else ''}{p.type}")
+        outs = self.inner.outputs
+        types = []
+        for k, o in enumerate(outs):
+            shape = known_union(inits[k].shape, o.shape) if k < self.n_rec else o.shape
+            types.append(TensorType(o.dtype, (steps, *shape) if self.stacked(k) else shape))
+        return types
+
+    @staticmethod
+    def _static_steps(n_steps, seqs):
+        steps = n_steps.data.item() if isinstance(n_steps, Constant) else None
+        for i, x in enumerate(seqs):
+            if x.shape[0] is not None:
+                if steps is not None and steps != x.shape[0]:
+                    raise ShapeError(f"sequence {i} has {x.shape[0]} steps but the loop runs "
+                                     f"n_steps={steps}")
+                steps = x.shape[0]
+        return steps
+
+    # ------------------------------------------------------------------ reference
+
+    def perform(self, node, n_steps, *values):
+        _, seqs, inits, others = self.split([n_steps, *values])
+        steps = self._check_lengths(node, int(n_steps), seqs)
+        where = f"{self} at {node.trace}"
+        prev = list(inits)
+        stacks = [None] * len(self.inner.outputs)
+        for t in range(steps):
+            outs = self.inner.run([s[t] for s in seqs] + prev + others)
+            for k, o in enumerate(outs):
+                if k < self.n_rec and o.shape != prev[k].shape:
+                    raise ShapeError(
+                        f"{where}: recurrent output {k} has shape {o.shape} at step {t} but its "
+                        f"previous value had shape {prev[k].shape}; a value fed back must keep "
+                        f"its shape")
+                if not self.stacked(k):
+                    continue
+                if stacks[k] is None:
+                    stacks[k] = np.empty((steps, *o.shape), dtype=node.outputs[k].dtype)
+                elif stacks[k].shape[1:] != o.shape:
+                    raise ShapeError(f"{where}: output {k} has shape {o.shape} at step {t} but "
+                                     f"{stacks[k].shape[1:]} at step 0; every step's value "
+                                     f"must have the same shape")
+                stacks[k][t] = o
+            prev = outs[:self.n_rec]
+        results = []
+        for k, var in enumerate(node.outputs):
+            if not self.stacked(k):
+                results.append(np.array(prev[k], dtype=var.dtype, copy=True))
+            elif stacks[k] is None:
+                shape = self._step_shape(k, seqs, inits, others)
+                results.append(np.empty((0, *shape), dtype=var.dtype))
+            else:
+                results.append(stacks[k])
+        return results
+
+    def _check_lengths(self, node, steps, seqs):
+        where = f"{self} at {node.trace}"
+        if steps < 0:
+            raise ShapeError(f"{where}: n_steps is {steps}; a loop runs 0 or more steps")
+        lengths = [len(s) for s in seqs]
+        if len(set(lengths)) > 1:
+            shown = ", ".join(f"sequence {i}: {n}" for i, n in enumerate(lengths))
+            raise ShapeError(f"{where}: the sequences have different lengths ({shown}); "
+                             f"every sequence needs one entry per step")
+        if lengths and lengths[0] != steps:
+            raise ShapeError(f"{where}: the sequences have {lengths[0]} entries but the loop "
+                             f"runs n_steps={steps} steps")
+        return steps
+
+    def _step_shape(self, k, seqs, inits, others):
+        """The shape of output ``k``'s value at a step, for a loop of zero steps."""
+        if k < self.n_rec:
+            return inits[k].shape
+        out = self.inner.outputs[k]
+        if None not in out.shape:
+            return out.shape
+        # Not static: run the step once on zeros of the right shapes, for its shapes only.
+        probe = [np.zeros(s.shape[1:], dtype=s.dtype) for s in seqs] + list(inits) + list(others)
+        try:
+            with np.errstate(all="ignore"):
+                return self.inner.run(probe)[k].shape
+        except Exception as e:
+            raise ShapeError(f"{self}: a loop of zero steps returns an empty stack of output "
+                             f"{k}, whose per-step shape {out.type} is not known when the "
+                             f"graph is built and could not be found from the inputs' shapes "
+                             f"({e})") from None
+
+    def flops(self, node, in_shapes, out_shapes):
+        """The step's count at the inputs' shapes (found by running it on zeros) times the
+        number of steps."""
+        stacked = [sh for k, sh in enumerate(out_shapes) if self.stacked(k)]
+        if not stacked:
+            raise NotImplementedError("a loop returning only final values does not say its "
+                                      "number of steps in its shapes")
+        s = self.n_seqs
+        shapes = [sh[1:] for sh in in_shapes[1:1 + s]] + list(in_shapes[1 + s:])
+        return stacked[0][0] * graph_flops(self.inner, shapes)
+
+    def grad(self, node, inputs, outputs, gouts, vjp=None, wanted=None):
+        if vjp is None:
+            raise TypeError("the gradient of scan is taken by symgrad.grad (it passes vjp=)")
+        wanted = list(wanted) if wanted is not None else [True] * len(inputs)
+        return _Bptt(self, node, inputs, outputs, gouts, wanted).grads(vjp)
+
+
+# --------------------------------------------------------------------------- building loops
+
+def build_loop(label, n_steps, seqs, inits, step, last=None, truncate=-1, seq_names=None,
+               rec_names=None, bound=()):
+    """The outputs of a Scan node over ``seqs`` (each ``n_steps`` long) and recurrent ``inits``.
+
+    ``step(*slices, *prev)`` returns ``(new values of the recurrent outputs,
+    outputs not fed back)`` as Variables; see :func:`make_loop` for ``bound``.
+    """
+    seq_names = seq_names or [None] * len(seqs)
+    rec_names = rec_names or [None] * len(inits)
+    seq_phs = [Variable(TensorType(x.dtype, x.shape[1:]), name=n) for x, n in zip(seqs, seq_names)]
+    prev_phs = [placeholder(x, n) for x, n in zip(inits, rec_names)]
+    rec_outs, other_outs = step(*seq_phs, *prev_phs)
+    return make_loop(label, n_steps, list(zip(seqs, seq_phs)), list(zip(inits, prev_phs)),
+                     [as_variable(o) for o in rec_outs], [as_variable(o) for o in other_outs],
+                     last, truncate, bound=bound)
+
+
+def make_loop(label, n_steps, seq_pairs, rec_pairs, rec_outs, other_outs, last=None,
+              truncate=-1, bound=()):
+    """The outputs of the Scan node of a step already traced on placeholders.
+
+    ``seq_pairs`` and ``rec_pairs`` pair each sequence and initial value with
+    its placeholder. The outer values the step reads become the node's inputs;
+    sequences it does not read are left out. ``bound`` lists ``(outer value,
+    placeholder)``: placeholders the step was traced on that stand for outer
+    values (a gradient rule differentiates with respect to them, never to the
+    outer values, which may depend on one another); what the step computes from
+    them alone is loop-invariant and computed before the loop, from the values.
+    """
+    phs = [p for _, p in seq_pairs] + [p for _, p in rec_pairs]
+    outs = list(rec_outs) + list(other_outs)
+    dep, const = dependence(outs, phs)
+    outer, outer_phs, inner_outs = close_over(
+        outs, lambda v: id(v) in dep or id(v) in const, phs)
+    if bound:
+        outer = replace(outer, {p: x for x, p in bound})
+    used = {id(v) for n in toposort(inner_outs) for v in n.inputs}
+    used.update(id(v) for v in inner_outs)
+    seq_pairs = [(x, p) for x, p in seq_pairs if id(p) in used]
+    inner = InnerGraph([p for _, p in seq_pairs] + [p for _, p in rec_pairs] + outer_phs,
+                       inner_outs)
+    name_placeholders(inner.inputs, len(seq_pairs), len(rec_pairs))
+    op = Scan(inner, len(seq_pairs), len(rec_pairs), last, truncate, label)
+    args = [_ew.cast(as_variable(n_steps), "int64")] + [x for x, _ in seq_pairs] + \
+        [x for x, _ in rec_pairs] + outer
+    return op.make_node(*args).outputs
+
+
+# --------------------------------------------------------------------------- BPTT
+
+class _Bptt:
+    """The gradient of one Scan node: a Scan over its steps in reverse.
+
+    At each step back, the cotangent of every recurrent output (carried from
+    the step after it, plus what the cost puts on that step's value) and of
+    every other output is pulled back through the step: to the sequences'
+    slices (stacked, then reversed), to the previous values (carried to the
+    step before; after the first step they are the initial values'
+    gradients), and to the outer values (summed over the steps). With
+    ``truncate`` = k > 0 only the last k steps are gone back through, as
+    Theano does: earlier slices and the initial values get zeros.
+    """
+
+    def __init__(self, op, node, inputs, outputs, gouts, wanted):
+        self.op, self.node, self.inputs = op, node, inputs
+        self.n_steps, self.seqs, self.inits, self.others = op.split(inputs)
+        s, r = op.n_seqs, op.n_rec
+        is_f = _dt.is_float
+        self.outputs, self.gouts = outputs, gouts
+        self.recs = [k for k in range(r) if is_f(self.inits[k].dtype)]     # carried back
+        self.want_init = [k for k in self.recs if wanted[1 + s + k]]
+        self.want_seq = [i for i, x in enumerate(self.seqs) if wanted[1 + i] and is_f(x.dtype)]
+        self.want_other = [j for j, x in enumerate(self.others)
+                           if wanted[1 + s + r + j] and is_f(x.dtype)]
+        self.seeded = [k for k, (o, g) in enumerate(zip(outputs, gouts))
+                       if g is not None and op.stacked(k) and is_f(o.dtype)]
+        trunc = op.truncate
+        self.back_steps = self.n_steps if trunc <= 0 else _ew.minimum(self.n_steps, trunc)
+        self.other_phs = [placeholder(o) for o in self.others]
+
+    def back(self, x):
+        """A forward-time stack as the backward loop reads it: latest step first."""
+        rev = x[::-1]
+        return rev if self.op.truncate <= 0 else rev[:self.back_steps]
+
+    def sequences(self):
+        """The forward sequences, the previous values of the recurrent outputs, the
+        cotangents of the stacked outputs; each reversed. Returns (values, names)."""
+        prevs = [concatenate([expand_dims(i, 0), y], axis=0)[:-1]
+                 for i, y in zip(self.inits, self._stacks()[:self.op.n_rec])]
+        seqs = [self.back(x) for x in self.seqs + prevs] + \
+            [self.back(self.gouts[k]) for k in self.seeded]
+        names = [f"{x.name}[t]" if x.name else None for x in self.seqs] + \
+            [f"{y.name}[t-1]" if y.name else None for y in self.inits] + \
+            [f"d({self.outputs[k].name or f'out{k}'}[t])" for k in self.seeded]
+        return seqs, names
+
+    def _stacks(self):
+        """The node's outputs with every recurrent output stacked: the backward loop needs
+        every step's value of those the node keeps only the final value of (it runs again)."""
+        op = self.op
+        if all(op.stacked(k) for k in range(op.n_rec)):
+            return self.outputs
+        again = Scan(op.inner, op.n_seqs, op.n_rec, None, op.truncate, op.label)
+        with trace_as(self.node.trace, self.node.grad_of):
+            return again.make_node(*self.inputs).outputs
+
+    def initial(self):
+        """The carried cotangents' initial values (a final value's cotangent, or zeros), then
+        zeros for the outer values' sums. Returns (values, names)."""
+        carries = []
+        for k in self.recs:
+            g = None if self.op.stacked(k) else self.gouts[k]
+            carries.append(_ew.cast(g, self.inits[k].dtype) if g is not None
+                           else zeros_like(self.inits[k]))
+        sums = [zeros_like(self.others[j]) for j in self.want_other]
+        names = [f"d({self.inits[k].name or f'prev{k}'})" for k in self.recs] + \
+            [f"sum d({self.others[j].name or f'outer{j}'})" for j in self.want_other]
+        return carries + sums, names
+
+    def step(self, vjp):
+        """The backward step: pulls the cotangents back through the forward step."""
+        s, r, n_g, n_c = self.op.n_seqs, self.op.n_rec, len(self.seeded), len(self.recs)
+
+        def step(*phs):
+            x_ph, p_ph, g_ph = phs[:s], phs[s:s + r], phs[s + r:s + r + n_g]
+            carry, acc = phs[s + r + n_g:s + r + n_g + n_c], phs[s + r + n_g + n_c:]
+            outs = self.op.inner.rebuilt_on(list(x_ph) + list(p_ph) + self.other_phs)
+            seeds = [(outs[k], c) for k, c in zip(self.recs, carry)] + \
+                [(outs[k], g) for k, g in zip(self.seeded, g_ph)]
+            wrt = [x_ph[i] for i in self.want_seq] + [p_ph[k] for k in self.recs] + \
+                [self.other_phs[j] for j in self.want_other]
+            grads = vjp(seeds, wrt) if wrt else []
+            n_x = len(self.want_seq)
+            g_x, g_p, g_o = grads[:n_x], grads[n_x:n_x + n_c], grads[n_x + n_c:]
+            return list(g_p) + [a + _ew.cast(g, a.dtype) for a, g in zip(acc, g_o)], list(g_x)
+
+        return step
+
+    def grads(self, vjp):
+        """The gradient rule's result: one entry per input of the node."""
+        seqs, seq_names = self.sequences()
+        inits, rec_names = self.initial()
+        outs = build_loop(f"grad of {self.op.label or 'scan'}", self.back_steps, seqs, inits,
+                          self.step(vjp), last=[True] * len(inits), seq_names=seq_names,
+                          rec_names=rec_names, bound=list(zip(self.others, self.other_phs)))
+        n_c, s, r = len(self.recs), self.op.n_seqs, self.op.n_rec
+        result = [None] * len(self.inputs)
+        for i, g in zip(self.want_seq, outs[len(inits):]):
+            result[1 + i] = self._unreversed(g, self.seqs[i])
+        for k, c in zip(self.recs, outs[:n_c]):
+            if k in self.want_init:
+                result[1 + s + k] = self._reached_start(c)
+        for j, a in zip(self.want_other, outs[n_c:len(inits)]):
+            result[1 + s + r + j] = a
+        return result
+
+    def _unreversed(self, g, seq):
+        """A sequence's gradient in forward order; zeros for the steps truncation cut."""
+        g = g[::-1]
+        if self.op.truncate <= 0:
+            return g
+        cut = self.n_steps - self.back_steps
+        dims = [cut] + [seq.shape[k] if seq.shape[k] is not None else shape_at(seq, k)
+                        for k in range(1, seq.ndim)]
+        return concatenate([zeros(tuple(dims), dtype=seq.dtype), g], axis=0)
+
+    def _reached_start(self, carry):
+        """An initial value's gradient: the carry, if going back reached the first step."""
+        if self.op.truncate <= 0:
+            return carry
+        return _ew.where(_ew.le(self.n_steps, self.op.truncate), carry, zeros_like(carry))
+
+
+# --------------------------------------------------------------------------- sg.scan
+
+def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None,
+         go_backwards=False, truncate_gradient=-1, name=None):
+    """A loop: ``fn`` applied step by step, with Theano's calling convention.
+
+    ``fn`` is called once, symbolically, with one slice (leading axis) of each
+    sequence, then the previous value of each recurrent output, then the
+    non-sequences, in that order. It returns a Variable, a list of them, or
+    ``(outputs, updates)``. Each output comes back as the stack of every
+    step's value (leading axis: steps).
+
+    Parameters
+    ----------
+    fn : callable
+    sequences : Variable or list, optional
+        Looped over along their first axis; all must have the same length
+        (``sg.ShapeError`` at call time otherwise).
+    outputs_info : list, optional
+        One entry per output of ``fn``: its initial value (the output is fed
+        back to the next step and must keep the initial value's dtype, number
+        of dimensions and static shape) or None (it is not fed back).
+    non_sequences : Variable or list, optional
+        Passed to every step as they are. Other outer values the step reads
+        (shared variables, inputs) need not be listed.
+    n_steps : int or 0-d integer Variable, optional
+        Required without sequences; with sequences, the number of their
+        first entries to loop over.
+    go_backwards : bool
+        Loop over the sequences from their last entry to their first.
+    truncate_gradient : int
+        Back-propagate through at most this many (last) steps; -1: all.
+    name : str, optional
+        Shown by printing; the gradient's loop is ``scan{grad of <name>}``.
+
+    Returns
+    -------
+    (outputs, updates)
+        ``outputs``: a Variable for one output, else a list; ``updates``: an
+        ``OrderedDict`` for ``sg.function`` (random-stream state advanced
+        inside the loop; empty otherwise). A step may read shared variables
+        but not assign them.
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.vector("x")
+    >>> sums, _ = sg.scan(lambda x_t, acc: acc + x_t, sequences=x, outputs_info=sg.constant(0.0))
+    >>> sg.evaluate(sums, {x: np.array([1.0, 2.0, 3.0])})
+    array([1., 3., 6.])
+    """
+    where = at_user_line()
+    if truncate_gradient is None or int(truncate_gradient) == 0:
+        raise ValueError(f"scan: truncate_gradient must be -1 (no truncation) or a positive "
+                         f"number of steps, got {truncate_gradient!r} {where}")
+    seqs = _sequences(sequences, where)
+    n, seqs = _loop_length(n_steps, seqs, where)
+    if go_backwards:
+        seqs = [x[::-1] for x in seqs]
+    listed = outputs_info is not None
+    infos = as_list(outputs_info)
+    inits = [_initial(e, k, where) for k, e in enumerate(infos)]
+    rec = [k for k, i in enumerate(inits) if i is not None]
+    seq_phs = [Variable(TensorType(x.dtype, x.shape[1:]), name=f"{x.name}[t]" if x.name else None)
+               for x in seqs]
+    prev_phs = [placeholder(inits[k], f"{inits[k].name}[t-1]" if inits[k].name else None)
+                for k in rec]
+    got = fn(*seq_phs, *prev_phs, *[as_variable(x) for x in as_list(non_sequences)])
+    outs, updates = _step_result(got, fn, where)
+    if not listed:
+        inits = [None] * len(outs)
+    _check_outputs(outs, inits, fn, where)
+    state = _state_updates(updates, fn, where)
+    node_outs, order = _loop_of(name, n, seqs, seq_phs, inits, rec, prev_phs, outs, state,
+                                int(truncate_gradient))
+    result = [node_outs[j] for j in order]
+    for k, v in enumerate(result):
+        if name and v.name is None:
+            v.name = name if len(result) == 1 else f"{name}[{k}]"
+    upd = collections.OrderedDict(
+        (sv, node_outs[len(rec) + j]) for j, (sv, _) in enumerate(state))
+    return (result[0] if len(result) == 1 else result), upd
+
+
+def _sequences(sequences, where):
+    seqs = [as_variable(x) for x in as_list(sequences)]
+    for i, x in enumerate(seqs):
+        if x.ndim == 0:
+            raise ShapeError(f"scan: sequence {i} is 0-d ({x.type}); a sequence is looped over "
+                             f"along its first axis {where}")
+    return seqs
+
+
+def _loop_length(n_steps, seqs, where):
+    """``(number of steps, sequences)``: an explicit ``n_steps`` takes that many entries
+    of each sequence (the loop checks at run time that there are that many)."""
+    if n_steps is None:
+        if not seqs:
+            raise ValueError(f"scan: n_steps is required when there is no sequence (the loop "
+                             f"has nothing to take its length from) {where}")
+        first = seqs[0]
+        return (first.shape[0] if first.shape[0] is not None else shape_at(first, 0)), seqs
+    bad = (f"scan: n_steps must be an int or a 0-d integer Variable, got "
+           f"{getattr(n_steps, 'type', repr(n_steps))} {where}")
+    if isinstance(n_steps, Variable):
+        if n_steps.ndim != 0 or not _dt.is_int(n_steps.dtype):
+            raise TypeError(bad)
+    elif isinstance(n_steps, (bool, np.bool_)) or not isinstance(n_steps, (int, np.integer)):
+        raise TypeError(bad)
+    elif n_steps < 0:
+        raise ValueError(f"scan: n_steps is {n_steps}; a loop runs 0 or more steps {where}")
+    return n_steps, [x[:n_steps] for x in seqs]
+
+
+def _initial(entry, k, where):
+    """An entry of ``outputs_info``: an initial value, or None (not fed back)."""
+    if isinstance(entry, dict):
+        taps = list(entry.get("taps", [-1]))
+        if taps != [-1]:
+            raise ValueError(f"scan: outputs_info[{k}] asks for taps {taps}; only the previous "
+                             f"value (taps=[-1]) is supported {where}")
+        entry = entry.get("initial")
+    return None if entry is None else as_variable(entry)
+
+
+def _fn_where(fn):
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return getattr(fn, "__name__", repr(fn))
+    return f"{getattr(fn, '__name__', 'fn')} at {code.co_filename}:{code.co_firstlineno}"
+
+
+def _step_result(got, fn, where):
+    """``(outputs, updates)`` of what the step function returned."""
+    updates = None
+    if isinstance(got, tuple) and len(got) == 2 and isinstance(got[1], dict):
+        got, updates = got
+    elif isinstance(got, dict):
+        got, updates = [], got
+    outs = as_list(got)
+    for k, o in enumerate(outs):
+        if isinstance(o, (int, float, bool, np.ndarray, np.generic)):
+            outs[k] = as_variable(o)
+        elif not isinstance(o, Variable):
+            raise TypeError(f"scan: output {k} of the step function ({_fn_where(fn)}) is a "
+                            f"{type(o).__name__}, not a symbolic Variable {where}")
+    return outs, updates
+
+
+def _check_outputs(outs, inits, fn, where):
+    if len(outs) != len(inits):
+        raise ValueError(
+            f"scan: the step function ({_fn_where(fn)}) returned {len(outs)} output"
+            f"{'s' * (len(outs) != 1)} but outputs_info has {len(inits)} entr"
+            f"{'ies' if len(inits) != 1 else 'y'}; give one entry per output (None for an "
+            f"output that is not fed back) {where}")
+    for k, (o, i) in enumerate(zip(outs, inits)):
+        if i is not None and (o.dtype != i.dtype or o.ndim != i.ndim or conflict(o.shape, i.shape)):
+            made = f" made at {o.owner.trace}" if o.owner is not None else ""
+            raise TypeError(
+                f"scan: output {k} of the step function ({_fn_where(fn)}) is {o.type}{made}, but "
+                f"its initial value outputs_info[{k}] is {i.type}; a value fed back to the next "
+                f"step must keep its dtype, number of dimensions and static shape (cast the "
+                f"initial value or the output, e.g. .astype('{i.dtype}')) {where}")
+
+
+def _is_random_state(sv):
+    """A random stream's state: the only shared variable a step may advance."""
+    return bool(getattr(sv, "is_random_state", False))
+
+
+def _state_updates(updates, fn, where):
+    """The step's updates as ``[(shared variable, new value)]``: random-stream state only."""
+    out = []
+    for sv, expr in (updates or {}).items():
+        if not isinstance(sv, SharedVariable) or not _is_random_state(sv):
+            label = repr(sv.name) if getattr(sv, "name", None) else repr(sv)
+            made = (f" (the new value is made at {expr.owner.trace})"
+                    if isinstance(expr, Variable) and expr.owner is not None else "")
+            raise ValueError(
+                f"scan: the step function ({_fn_where(fn)}) assigns the shared variable {label}"
+                f"{made}; a step may read shared variables but not assign them (only a random "
+                f"stream's state may advance inside a loop). Return the new value as an output "
+                f"of the step instead, and update the variable with the loop's result "
+                f"(e.g. its last step) in sg.function(..., updates=...) {where}")
+        expr = as_variable(expr)
+        if expr.dtype != sv.dtype or expr.ndim != sv.ndim:
+            raise TypeError(f"scan: the update of {sv.name or sv} in the step is {expr.type}, "
+                            f"the variable is {sv.type} {where}")
+        out.append((sv, expr))
+    return out
+
+
+def _loop_of(name, n, seqs, seq_phs, inits, rec, prev_phs, outs, state, truncate):
+    """The Scan node's outputs, and for each of the step's outputs its position among them.
+
+    Recurrent outputs come first; a random-stream state the step advances is
+    a recurrent output too, kept as its final value only (the state read in
+    the step is its previous value).
+    """
+    state_phs = [placeholder(sv, f"{sv.name}[t-1]" if sv.name else None) for sv, _ in state]
+    other = [k for k in range(len(outs)) if k not in rec]
+    inner = [outs[k] for k in rec] + [e for _, e in state] + [outs[k] for k in other]
+    if state:
+        inner = replace(inner, {sv: p for (sv, _), p in zip(state, state_phs)})
+    n_rec = len(rec) + len(state)
+    rec_pairs = [(inits[k], p) for k, p in zip(rec, prev_phs)] + \
+        [(sv, p) for (sv, _), p in zip(state, state_phs)]
+    node_outs = make_loop(name, n, list(zip(seqs, seq_phs)), rec_pairs, inner[:n_rec],
+                          inner[n_rec:], [False] * len(rec) + [True] * len(state), truncate)
+    order = [0] * len(outs)
+    for j, k in enumerate(rec):
+        order[k] = j
+    for j, k in enumerate(other):
+        order[k] = n_rec + j
+    return node_outs, order
+
+
+def map(fn, sequences, non_sequences=None, name=None):  # noqa: A001 - Theano's name
+    """``fn`` applied to every entry of the sequences: a scan with nothing fed back.
+
+    Returns ``(outputs, updates)`` like :func:`scan`.
+
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.vector("x")
+    >>> sq, _ = sg.map(lambda v: v * v, x)
+    >>> sg.evaluate(sq, {x: np.array([1.0, 2.0])})
+    array([1., 4.])
+    """
+    return scan(fn, sequences=sequences, non_sequences=non_sequences, name=name)

@@ -1,0 +1,516 @@
+"""sg.scan and sg.map (mode "py", the NumPy reference): values against NumPy loops,
+gradients (back-propagation through time) against finite differences, second order,
+jvp, truncate_gradient, the loop-based jacobian/hessian, printing, and the errors."""
+
+import collections
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import symgrad as sg
+from symgrad.codegen.render_c import NoLowering
+
+RNG = np.random.default_rng(0)
+
+
+def _f(inputs, outputs, **kw):
+    return sg.function(inputs, outputs, mode="py", **kw)
+
+
+def _rnn_ref(X, h0, U, W):
+    h, out = h0, []
+    for x in X:
+        h = np.tanh(x @ U + h @ W)
+        out.append(h)
+    return np.array(out).reshape((len(X), len(h0)))
+
+
+# --------------------------------------------------------------------------- values
+
+def test_rnn_with_a_shared_weight_read_inside_the_step():
+    Wv = RNG.standard_normal((3, 3)) * 0.5
+    W = sg.shared(Wv, name="W")
+    X, h0, U = sg.matrix("X"), sg.vector("h0"), sg.matrix("U")
+    hs, updates = sg.scan(lambda x_t, h, U: sg.tanh(x_t @ U + h @ W), sequences=X,
+                          outputs_info=h0, non_sequences=U, name="rnn")
+    assert isinstance(updates, collections.OrderedDict) and not updates
+    assert hs.type == sg.TensorType("float64", (None, 3))   # W's static length
+    Xv, h0v, Uv = RNG.standard_normal((5, 2)), RNG.standard_normal(3), RNG.standard_normal((2, 3))
+    np.testing.assert_allclose(_f([X, h0, U], hs)(Xv, h0v, Uv), _rnn_ref(Xv, h0v, Uv, Wv),
+                               rtol=1e-12)
+    # the shared variable is an explicit input of the node: its new value is seen
+    W.set_value(Wv * 2)
+    np.testing.assert_allclose(_f([X, h0, U], hs)(Xv, h0v, Uv), _rnn_ref(Xv, h0v, Uv, Wv * 2),
+                               rtol=1e-12)
+    (node,) = [n for n in sg.graph.toposort([hs]) if n.op.name == "scan"]
+    assert any(i is W for i in node.inputs)
+
+
+def test_several_outputs_of_different_dtypes_and_ranks_and_one_not_fed_back():
+    x = sg.vector("x")
+
+    def step(x_t, total, count):
+        outer = sg.outer(sg.stack([x_t, total]), sg.stack([x_t, 1.0]))   # not fed back
+        return [total + x_t, count + 1, outer]
+
+    (totals, counts, outers), _ = sg.scan(
+        step, sequences=x, outputs_info=[sg.constant(0.0), sg.constant(0, dtype="int32"), None])
+    assert (totals.dtype, counts.dtype, outers.dtype) == ("float64", "int32", "float64")
+    assert (totals.ndim, counts.ndim, outers.ndim) == (1, 1, 3)
+    xv = np.array([1.0, -2.0, 0.5])
+    t, c, o = _f([x], [totals, counts, outers])(xv)
+    np.testing.assert_allclose(t, np.cumsum(xv))
+    np.testing.assert_array_equal(c, np.array([1, 2, 3], dtype="int32"))
+    prev = np.concatenate([[0.0], np.cumsum(xv)[:-1]])
+    want = np.stack([np.outer([a, p], [a, 1.0]) for a, p in zip(xv, prev)])
+    np.testing.assert_allclose(o, want)
+
+
+def test_outputs_info_none_and_map():
+    X = sg.matrix("X")
+    w = sg.vector("w")
+    rows, _ = sg.scan(lambda r: (r * w).sum(), sequences=X)
+    mapped, upd = sg.map(lambda r, w: r * w, X, non_sequences=w)
+    assert not upd
+    Xv, wv = RNG.standard_normal((4, 3)), RNG.standard_normal(3)
+    got = _f([X, w], [rows, mapped])(Xv, wv)
+    np.testing.assert_allclose(got[0], Xv @ wv)
+    np.testing.assert_allclose(got[1], Xv * wv)
+
+
+def test_symbolic_n_steps_without_sequences():
+    n = sg.scalar("n", dtype="int64")
+    x = sg.vector("x")
+    powers, _ = sg.scan(lambda p, x: p * x, outputs_info=sg.ones_like(x), non_sequences=x,
+                        n_steps=n)
+    f = _f([n, x], powers)
+    xv = np.array([2.0, 3.0])
+    np.testing.assert_allclose(f(4, xv), np.stack([xv ** k for k in range(1, 5)]))
+    assert f(1, xv).shape == (1, 2)
+
+
+def test_zero_steps_give_an_empty_stack():
+    n = sg.scalar("n", dtype="int64")
+    h0 = sg.vector("h0")
+    hs, _ = sg.scan(lambda h: sg.tanh(h), outputs_info=h0, n_steps=n)
+    out = _f([n, h0], hs)(0, np.ones(3))
+    assert out.shape == (0, 3) and out.dtype == np.float64
+    X = sg.matrix("X")
+    ys, _ = sg.map(lambda r: sg.outer(r, r), X)          # per-step shape not static
+    assert _f([X], ys)(np.zeros((0, 4))).shape == (0, 4, 4)
+    # and the gradient of a loop of zero steps is zeros of the right shapes
+    g = sg.grad(hs.sum() + h0.sum(), h0)
+    np.testing.assert_array_equal(_f([n, h0], g)(0, np.ones(3)), np.ones(3))
+
+
+def test_go_backwards_and_n_steps_with_sequences():
+    x = sg.vector("x")
+    acc, _ = sg.scan(lambda x_t, a: 0.5 * a + x_t, sequences=x, outputs_info=sg.constant(0.0),
+                     go_backwards=True)
+    xv = np.array([1.0, 2.0, 3.0, 4.0])
+    want, a = [], 0.0
+    for v in xv[::-1]:
+        a = 0.5 * a + v
+        want.append(a)
+    np.testing.assert_allclose(_f([x], acc)(xv), want)
+    first, _ = sg.scan(lambda x_t: x_t * 2, sequences=x, n_steps=2)
+    np.testing.assert_allclose(_f([x], first)(xv), [2.0, 4.0])
+
+
+def test_a_loop_inside_a_loop():
+    X = sg.matrix("X")
+
+    def row_cumsum(r):
+        out, _ = sg.scan(lambda v, a: a + v, sequences=r, outputs_info=sg.constant(0.0))
+        return out
+
+    sums, _ = sg.map(row_cumsum, X)
+    Xv = RNG.standard_normal((3, 4))
+    np.testing.assert_allclose(_f([X], sums)(Xv), np.cumsum(Xv, axis=1))
+    sg.verify_grad(lambda X: (sg.map(row_cumsum, X)[0] ** 2).sum(), [Xv], mode="py")
+
+
+def test_a_function_with_a_loop_pickles():
+    x = sg.vector("x")
+    acc, _ = sg.scan(lambda x_t, a: a * 0.5 + x_t, sequences=x, outputs_info=sg.constant(0.0))
+    f = _f([x], [acc, sg.grad(acc.sum(), x)])
+    g = pickle.loads(pickle.dumps(f))
+    xv = np.array([1.0, 2.0, 3.0])
+    for a, b in zip(f(xv), g(xv)):
+        np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------- gradients
+
+def _rnn_cost(X, h0, U, W):
+    hs, _ = sg.scan(lambda x_t, h: sg.tanh(x_t @ U + h @ W), sequences=X, outputs_info=h0)
+    return (hs * sg.arange(1.0, 1.0 + 3.0)).sum() + (hs[-1] ** 2).sum()
+
+
+def test_bptt_matches_finite_differences_for_sequences_initial_values_and_weights():
+    vals = [RNG.standard_normal((4, 2)), RNG.standard_normal(3), RNG.standard_normal((2, 3)),
+            RNG.standard_normal((3, 3)) * 0.5]
+    sg.verify_grad(_rnn_cost, vals, mode="py")
+
+
+def test_gradient_of_a_shared_parameter_read_inside_the_step():
+    Wv = RNG.standard_normal((3, 3)) * 0.5
+    W = sg.shared(Wv.copy(), name="W")
+    X, h0, U = sg.matrix("X"), sg.vector("h0"), sg.matrix("U")
+    cost = _rnn_cost(X, h0, U, W)
+    gW = sg.grad(cost, W)
+    assert gW.name == "d(cost)/d(W)"
+    Xv, h0v, Uv = RNG.standard_normal((4, 2)), RNG.standard_normal(3), RNG.standard_normal((2, 3))
+    got = _f([X, h0, U], gW)(Xv, h0v, Uv)
+    c = _f([X, h0, U], cost)
+    num, eps = np.zeros_like(Wv), 1e-6
+    for idx in np.ndindex(Wv.shape):
+        for sign in (1, -1):
+            w = Wv.copy()
+            w[idx] += sign * eps
+            W.set_value(w)
+            num[idx] += sign * float(c(Xv, h0v, Uv)) / (2 * eps)
+    np.testing.assert_allclose(got, num, rtol=1e-6, atol=1e-8)
+
+
+def test_gradient_reaches_every_output_and_integer_outputs_are_skipped():
+    def fun(x, a):
+        def step(x_t, s, k):
+            return [s * a + x_t, k + 1, sg.sin(x_t * s)]
+        (s, _, z), _ = sg.scan(step, sequences=x,
+                               outputs_info=[sg.constant(0.0), sg.constant(0, "int64"), None])
+        return s.sum() + z.sum()
+
+    sg.verify_grad(fun, [RNG.standard_normal(5), np.array(0.7)], mode="py")
+
+
+def test_go_backwards_gradient():
+    def fun(X, h0):
+        hs, _ = sg.scan(lambda x_t, h: sg.tanh(x_t + h * 0.5), sequences=X, outputs_info=h0,
+                        go_backwards=True)
+        return (hs ** 2).sum()
+
+    sg.verify_grad(fun, [RNG.standard_normal((4, 3)), RNG.standard_normal(3)], mode="py")
+
+
+def test_second_order_grad_of_grad_through_a_scan():
+    def fun(X, h0, U, W):
+        gU = sg.grad(_rnn_cost(X, h0, U, W), U)
+        return (gU ** 2).sum()
+
+    vals = [RNG.standard_normal((3, 2)), RNG.standard_normal(3), RNG.standard_normal((2, 3)),
+            RNG.standard_normal((3, 3)) * 0.5]
+    sg.verify_grad(fun, vals, mode="py", abs_tol=1e-4, rel_tol=1e-4)
+
+
+def test_hessian_through_a_scan_matches_finite_differences_of_the_gradient():
+    x = sg.vector("x")
+    a = sg.tensor("a", shape=(3,))
+    ys, _ = sg.scan(lambda x_t, h: sg.tanh(h * a + x_t), sequences=x,
+                    outputs_info=sg.zeros((3,)))
+    cost = (ys ** 2).sum()
+    H = _f([x, a], sg.hessian(cost, a))
+    g = _f([x, a], sg.grad(cost, a))
+    xv, av = RNG.standard_normal(4), RNG.standard_normal(3)
+    num = np.stack([(g(xv, av + e) - g(xv, av - e)) / 2e-6 for e in np.eye(3) * 1e-6], axis=1)
+    np.testing.assert_allclose(H(xv, av), num, rtol=1e-5, atol=1e-7)
+
+
+def test_jvp_through_a_scan():
+    X, h0, U = sg.matrix("X"), sg.vector("h0"), sg.matrix("U")
+    W = sg.constant(RNG.standard_normal((3, 3)) * 0.5)
+    tU = RNG.standard_normal((2, 3))
+    hs, _ = sg.scan(lambda x_t, h: sg.tanh(x_t @ U + h @ W), sequences=X, outputs_info=h0)
+    t = sg.jvp(hs, U, sg.constant(tU))
+    Xv, h0v, Uv = RNG.standard_normal((4, 2)), RNG.standard_normal(3), RNG.standard_normal((2, 3))
+    f = _f([X, h0, U], hs)
+    num = (f(Xv, h0v, Uv + 1e-6 * tU) - f(Xv, h0v, Uv - 1e-6 * tU)) / 2e-6
+    np.testing.assert_allclose(_f([X, h0, U], t)(Xv, h0v, Uv), num, rtol=1e-6, atol=1e-8)
+
+
+def test_truncate_gradient_back_propagates_through_the_last_steps_only():
+    T, k = 6, 2
+    W = sg.constant(RNG.standard_normal((3, 3)) * 0.5)
+    X = sg.matrix("X")
+    h0 = sg.vector("h0")
+
+    def step(x_t, h):
+        return sg.tanh(x_t + h @ W)
+
+    hs, _ = sg.scan(step, sequences=X, outputs_info=h0, truncate_gradient=k)
+    cost = (hs ** 2).sum()
+    gX, gh0 = sg.grad(cost, [X, h0])
+    # the same, by hand: the first T - k steps' state held constant, the cost of the last k
+    early, _ = sg.scan(step, sequences=X[:T - k], outputs_info=h0)
+    late, _ = sg.scan(step, sequences=X[T - k:], outputs_info=sg.stop_gradient(early[-1]))
+    g_late = sg.grad((late ** 2).sum(), X)
+    Xv, h0v = RNG.standard_normal((T, 3)), RNG.standard_normal(3)
+    got_X, got_h0, want = _f([X, h0], [gX, gh0, g_late])(Xv, h0v)
+    np.testing.assert_allclose(got_X, want, rtol=1e-12, atol=1e-14)
+    assert np.all(got_X[:T - k] == 0) and np.any(got_X[T - k:] != 0)
+    np.testing.assert_array_equal(got_h0, np.zeros(3))
+    # a loop no longer than the truncation gets the full gradient
+    full = sg.grad(cost, h0)
+    short_X = Xv[:k]
+    hs_full, _ = sg.scan(step, sequences=X, outputs_info=h0)
+    np.testing.assert_allclose(_f([X, h0], full)(short_X, h0v),
+                               _f([X, h0], sg.grad((hs_full ** 2).sum(), h0))(short_X, h0v),
+                               rtol=1e-12)
+
+
+def test_the_backward_loop_is_a_printable_scan_that_names_its_forward_loop():
+    X, h0 = sg.matrix("X"), sg.vector("h0")
+    W = sg.shared(np.eye(3) * 0.5, name="W")
+    hs, _ = sg.scan(lambda x_t, h: sg.tanh(x_t + h @ W), sequences=X, outputs_info=h0,
+                    name="rnn")
+    gW = sg.grad((hs ** 2).sum(), W)
+    text = sg.debugprint(gW)
+    line = next(ln for ln in text.splitlines() if "scan{grad of rnn}" in ln)
+    fwd_line = _line_of("hs, _ = sg.scan(lambda x_t, h: sg.tanh(x_t + h @ W), sequences=X, o")
+    assert f"\u2190 grad of scan (test_scan.py:{fwd_line})" in line
+    assert "inner graphs:" in text
+    assert "step: inputs X[t], h0[t-1]" in text         # the forward step, by names
+    assert "scan{rnn} [id" in text and "scan{grad of rnn} [id" in text
+    # an ordinary graph: it compiles (mode py) and differentiates again
+    assert _f([X, h0], gW)(np.ones((2, 3)), np.zeros(3)).shape == (3, 3)
+
+
+def _line_of(text):
+    with open(__file__) as f:
+        for i, line in enumerate(f, 1):
+            if text in line and "_line_of" not in line:
+                return i
+    raise AssertionError(text)
+
+
+# --------------------------------------------------------------------------- jacobian
+
+def _per_example_losses(X, y, W, b):
+    logits = sg.tanh(X @ W + b)
+    return sg.nn.cross_entropy(logits, y)
+
+
+@pytest.mark.parametrize("batch", [1, 5, 8])
+def test_jacobian_of_per_example_losses_equals_the_gradients_one_at_a_time(batch):
+    W = sg.shared(RNG.standard_normal((4, 3)), name="W")
+    b = sg.shared(RNG.standard_normal(3), name="b")
+    X, y = sg.matrix("X"), sg.vector("y", dtype="int64")
+    losses = _per_example_losses(X, y, W, b)
+    assert losses.shape == (None,)                      # the batch size is not known
+    JW, Jb = sg.jacobian(losses, [W, b])
+    f = _f([X, y], [JW, Jb])
+    x1, y1 = sg.tensor("x1", shape=(1, 4)), sg.vector("y1", dtype="int64")
+    one = _f([x1, y1], sg.grad(_per_example_losses(x1, y1, W, b)[0], [W, b]))
+    Xv = RNG.standard_normal((batch, 4))
+    yv = RNG.integers(0, 3, size=batch)
+    jW, jb = f(Xv, yv)
+    assert jW.shape == (batch, 4, 3) and jb.shape == (batch, 3)
+    for i in range(batch):
+        gW, gb = one(Xv[i:i + 1], yv[i:i + 1])
+        np.testing.assert_allclose(jW[i], gW, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(jb[i], gb, rtol=1e-12, atol=1e-14)
+
+
+def test_jacobian_of_a_matrix_valued_expression_and_the_hessian_of_unknown_size():
+    x = sg.vector("x")
+    A = sg.matrix("A")
+    J = sg.jacobian(sg.outer(x, x) * 2, x)
+    xv = np.array([1.0, 2.0, 3.0])
+    got = _f([x], J)(xv)
+    want = 2 * (np.einsum("ik,j->ijk", np.eye(3), xv) + np.einsum("i,jk->ijk", xv, np.eye(3)))
+    np.testing.assert_allclose(got, want)
+    H = sg.hessian(((A @ x) ** 2).sum(), x)
+    Av = RNG.standard_normal((4, 3))
+    np.testing.assert_allclose(_f([A, x], H)(Av, xv), 2 * Av.T @ Av, rtol=1e-12)
+    # an empty batch: an empty Jacobian
+    assert _f([x], sg.jacobian(x * 2, x))(np.zeros(0)).shape == (0, 0)
+
+
+# --------------------------------------------------------------------------- updates
+
+def test_random_stream_state_advances_inside_the_loop_and_comes_back_as_an_update():
+    state = sg.shared(np.array(3.0), name="state")
+    state.is_random_state = True          # what a random stream's state says of itself
+    x = sg.vector("x")
+    out, updates = sg.scan(lambda x_t: (x_t * state, {state: state + 1}), sequences=x)
+    assert list(updates) == [state]
+    f = _f([x], out, updates=updates)
+    np.testing.assert_allclose(f(np.ones(4)), [3.0, 4.0, 5.0, 6.0])
+    assert float(state.get_value()) == 7.0
+    np.testing.assert_allclose(f(np.ones(2)), [7.0, 8.0])
+
+
+# --------------------------------------------------------------------------- errors
+
+def test_wrong_number_of_outputs_names_the_step_and_the_line():
+    x = sg.vector("x")
+
+    def step(x_t, a):
+        return [a + x_t, a * x_t]
+
+    with pytest.raises(ValueError, match=r"returned 2 outputs but outputs_info has 1 entry") as e:
+        sg.scan(step, sequences=x, outputs_info=[sg.constant(0.0)])
+    msg = str(e.value)
+    assert f"step at {__file__}:" in msg and f"(at {__file__}:" in msg
+
+
+def test_recurrent_output_must_keep_the_type_of_its_initial_value():
+    x = sg.vector("x")
+    with pytest.raises(TypeError, match=r"output 0 .* is float32.* but its initial value "
+                                        r"outputs_info\[0\] is float64.*\.astype\('float64'\)"):
+        sg.scan(lambda x_t, a: (a + x_t).astype("float32"), sequences=x,
+                outputs_info=sg.constant(0.0))
+    with pytest.raises(TypeError, match=r"is float64\[\?\].*initial value outputs_info\[0\] is "
+                                        r"float64\[\]"):
+        sg.scan(lambda x_t, a: a + x, sequences=x, outputs_info=sg.constant(0.0))
+    h0 = sg.tensor("h0", shape=(3,))
+    W = sg.tensor("W", shape=(3, 4))
+    with pytest.raises(TypeError, match=r"float64\[4\].*outputs_info\[0\] is float64\[3\]"):
+        sg.scan(lambda h: h @ W, outputs_info=h0, n_steps=2)
+    with pytest.raises(TypeError) as err:
+        sg.scan(lambda h: h @ W, outputs_info=h0, n_steps=3)  # the line the error names
+    assert str(err.value).endswith(f"(at {__file__}:{_line_of('# the line the error names')})")
+
+
+def test_assigning_a_shared_variable_inside_the_step_is_refused():
+    W = sg.shared(np.zeros(3), name="W")
+    x = sg.vector("x")
+    with pytest.raises(ValueError, match=r"assigns the shared variable 'W'.*may read shared "
+                                         r"variables but not assign them.*\(at .*test_scan.py:"):
+        sg.scan(lambda x_t: (x_t * W, {W: W + x_t}), sequences=x)
+
+
+def test_n_steps_is_required_without_sequences():
+    with pytest.raises(ValueError, match=r"n_steps is required when there is no sequence.*"
+                                         r"\(at .*test_scan.py:\d+\)"):
+        sg.scan(lambda a: a * 2, outputs_info=sg.constant(1.0))
+    with pytest.raises(TypeError, match="n_steps must be an int or a 0-d integer"):
+        sg.scan(lambda a: a * 2, outputs_info=sg.constant(1.0), n_steps=sg.scalar("n"))
+
+
+def test_sequences_of_different_lengths_fail_at_call_time():
+    x, y = sg.vector("x"), sg.vector("y")
+    out, _ = sg.scan(lambda a, b: a * b, sequences=[x, y])
+    f = _f([x, y], out)
+    with pytest.raises(sg.ShapeError, match=r"scan at .*test_scan.py:\d+: the sequences have "
+                                            r"different lengths \(sequence 0: 3, sequence 1: 2\)"):
+        f(np.ones(3), np.ones(2))
+    m = sg.scalar("m", dtype="int64")
+    more, _ = sg.scan(lambda a: a * 2, sequences=x, n_steps=m)
+    with pytest.raises(sg.ShapeError, match=r"the sequences have 3 entries but the loop runs "
+                                            r"n_steps=5 steps"):
+        _f([x, m], more)(np.ones(3), 5)
+
+
+def test_static_lengths_that_disagree_fail_when_the_graph_is_built():
+    x = sg.tensor("x", shape=(4,))
+    with pytest.raises(sg.ShapeError, match="sequence 0 has 3 steps but the loop runs "
+                                            "n_steps=5"):
+        sg.scan(lambda a: a * 2, sequences=x[:3], n_steps=5)
+
+
+def test_mode_c_refuses_a_loop_with_the_op_and_the_line():
+    x = sg.vector("x")
+    out, _ = sg.scan(lambda a, s: s + a, sequences=x, outputs_info=sg.constant(0.0))
+    line = _line_of("out, _ = sg.scan(lambda a, s: s + a, sequences=x, outputs_info=sg.cons")
+    for mode in ("c", "debug"):
+        with pytest.raises(NoLowering, match=rf"^scan at {__file__}:{line} has no C lowering "
+                                             rf"yet.*mode=\"py\""):
+            sg.function([x], out, mode=mode)
+
+
+# --------------------------------------------------------------------------- oracle
+
+def test_rnn_cell_against_pytorch():
+    torch = pytest.importorskip("torch")
+    T, B, I, H = 5, 2, 3, 4
+    cell = torch.nn.RNNCell(I, H, dtype=torch.float64)
+    Xv = RNG.standard_normal((T, B, I))
+    h0v = RNG.standard_normal((B, H))
+    Xt = torch.tensor(Xv, requires_grad=True)
+    h = torch.tensor(h0v)
+    outs = []
+    for t in range(T):
+        h = cell(Xt[t], h)
+        outs.append(h)
+    loss = torch.stack(outs).pow(2).sum()
+    loss.backward()
+    Wih, Whh = cell.weight_ih.detach().numpy(), cell.weight_hh.detach().numpy()
+    bih, bhh = cell.bias_ih.detach().numpy(), cell.bias_hh.detach().numpy()
+    X, h0 = sg.tensor3("X"), sg.matrix("h0")
+    hs, _ = sg.scan(lambda x_t, h: sg.tanh(x_t @ Wih.T + bih + h @ Whh.T + bhh), sequences=X,
+                    outputs_info=h0)
+    cost = (hs ** 2).sum()
+    got_h, got_g = _f([X, h0], [hs, sg.grad(cost, X)])(Xv, h0v)
+    np.testing.assert_allclose(got_h, torch.stack(outs).detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(got_g, Xt.grad.numpy(), rtol=1e-10)
+
+
+def test_flop_count_of_a_loop_is_the_steps_times_the_step():
+    from symgrad.report import node_flops
+
+    X = sg.matrix("X")
+    ys, _ = sg.map(lambda r: sg.tanh(r) * 2.0, X)
+    assert node_flops(ys.owner, [(), (4, 3)], [(4, 3)]) == 4 * (3 + 3)
+
+
+# --------------------------------------------------------------------------- random steps
+
+_UNARY = [("tanh", sg.tanh, np.tanh), ("sin", sg.sin, np.sin), ("neg", lambda a: -a, np.negative)]
+_BINARY = [("add", lambda a, b: a + b, np.add), ("sub", lambda a, b: a - b, np.subtract),
+           ("mul", lambda a, b: a * b, np.multiply)]
+
+
+@st.composite
+def _step_exprs(draw, depth=3):
+    """A random expression over the step's leaves: 0 x_t, 1 h (previous value), 2 w."""
+    if depth == 0 or draw(st.integers(0, 3)) == 0:
+        return ("leaf", draw(st.integers(0, 2)))
+    if draw(st.booleans()):
+        return ("u", draw(st.sampled_from(range(len(_UNARY)))), draw(_step_exprs(depth=depth - 1)))
+    return ("b", draw(st.sampled_from(range(len(_BINARY)))), draw(_step_exprs(depth=depth - 1)),
+            draw(_step_exprs(depth=depth - 1)))
+
+
+def _evaluate(expr, leaves, table):
+    kind = expr[0]
+    if kind == "leaf":
+        return leaves[expr[1]]
+    if kind == "u":
+        return table[0][expr[1]](_evaluate(expr[2], leaves, table))
+    return table[1][expr[1]](_evaluate(expr[2], leaves, table), _evaluate(expr[3], leaves, table))
+
+
+_SYM = ([f for _, f, _ in _UNARY], [f for _, f, _ in _BINARY])
+_NUM = ([f for _, _, f in _UNARY], [f for _, _, f in _BINARY])
+
+
+@pytest.mark.filterwarnings("ignore::symgrad.UnusedInputWarning")  # a step need not read w
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(_step_exprs(), st.integers(0, 4), st.booleans())
+def test_random_step_functions_against_numpy_and_finite_differences(expr, steps, backwards):
+    # the new state: a bounded function of the random expression, so long loops stay finite
+    def step(x_t, h, w):
+        return sg.tanh(_evaluate(expr, [x_t, h, w], _SYM)) * 0.9 + h * 0.1
+
+    def ref(xv, h0v, wv):
+        h, out = h0v, []
+        for x_t in (xv[::-1] if backwards else xv):
+            h = np.tanh(_evaluate(expr, [x_t, h, wv], _NUM)) * 0.9 + h * 0.1
+            out.append(h)
+        return np.array(out).reshape((len(xv), 2))
+
+    def loop(x, h0, w):
+        hs, _ = sg.scan(step, sequences=x, outputs_info=h0, non_sequences=w,
+                        go_backwards=backwards)
+        return hs
+
+    rng = np.random.default_rng(steps)
+    vals = [rng.standard_normal((steps, 2)), rng.standard_normal(2), rng.standard_normal(2)]
+    syms = [sg.matrix("x"), sg.vector("h0"), sg.vector("w")]
+    np.testing.assert_allclose(_f(syms, loop(*syms))(*vals), ref(*vals), rtol=1e-12, atol=1e-14)
+    sg.verify_grad(lambda *a: (loop(*a) ** 2).sum() + loop(*a).sum(), vals, n_tests=1,
+                   mode="py")
