@@ -32,10 +32,7 @@ def all_cases():
     return found
 
 
-# Rows of ops without a C lowering yet (tests/cases: ``compiled=False``) are left out:
-# every graph here is compiled. tests/test_registry.py checks that mode "c" refuses them.
-CASES = [c for c in all_cases() if c.compiled]
-NOT_LOWERED = sorted({c.op for c in all_cases()} - {c.op for c in CASES})
+CASES = all_cases()
 BY_OP = {}
 for _c in CASES:
     BY_OP.setdefault(_c.op, []).append(_c)
@@ -236,7 +233,7 @@ def check_fd(plan, rng=None):
 
 def registry_groups(size=6, seed=2024):
     """Every registered op exactly once, shuffled into groups of about ``size``."""
-    ops = sorted(set(sg.graph.OP_REGISTRY) - set(NOT_LOWERED))
+    ops = sorted(sg.graph.OP_REGISTRY)
     rng = np.random.default_rng(seed)
     rng.shuffle(ops)
     return [ops[i:i + size] for i in range(0, len(ops), size)]

@@ -97,26 +97,10 @@ def _as_float32(case):
     return c
 
 
-# Rows of ops without a C lowering yet (``Case.compiled``) are checked below to be refused.
-COMPILED = [(c, "as-is") for c in CASES if c.compiled] + [
-    (c, "float32") for c in CASES if c.compiled and _as_float32(c) is not None]
-NOT_LOWERED = [c for c in CASES if not c.compiled]
+COMPILED = [(c, "as-is") for c in CASES] + [
+    (c, "float32") for c in CASES if _as_float32(c) is not None]
 
 
-@pytest.mark.parametrize("case", NOT_LOWERED, ids=repr)
-def test_ops_without_a_c_lowering_are_refused_clearly(case):
-    """Mode "c" refuses the op (never a silent fallback), naming it, the user's line and
-    mode "py"; when the op gets its lowering, its rows drop ``compiled=False``."""
-    from symgrad.codegen.render_c import NoLowering
-
-    xs = _symbolic(case)
-    out = case.build(*xs)
-    node = next(n for n in sg.graph.toposort([out]) if n.op.name == case.op)
-    with pytest.raises(NoLowering) as err:
-        sg.function(xs, out, mode="c")
-    msg = str(err.value)
-    assert msg.startswith(f"{node.op} at {node.trace} has no C lowering yet")
-    assert "mode=\"py\"" in msg and isinstance(err.value, sg.SymgradError)
 # Cases are compiled in batches: one kernel computes the values and gradients of CHUNK
 # independent cases (each with inputs of its own), so the suite pays one C compile per
 # batch instead of one per case. A failure names the case.

@@ -42,9 +42,7 @@ RUN_GROUPS = [int(k) for k in os.environ.get("SYMGRAD_FUZZ_GROUPS", "").split(",
 
 def test_the_groups_cover_the_registry():
     ops = [op for g in GROUPS for op in g]
-    # every op but those without a C lowering yet (each refused by mode "c": test_registry)
-    assert sorted(ops + fg.NOT_LOWERED) == sorted(sg.graph.OP_REGISTRY)
-    assert set(fg.NOT_LOWERED) <= {"scan", "ifelse"}, "only the loop ops may wait for mode c"
+    assert sorted(ops) == sorted(sg.graph.OP_REGISTRY)
     assert all(op in fg.BY_OP for op in ops), "an op has no case row to build it from"
 
 

@@ -1,6 +1,7 @@
-"""sg.scan and sg.map (mode "py", the NumPy reference): values against NumPy loops,
-gradients (back-propagation through time) against finite differences, second order,
-jvp, truncate_gradient, the loop-based jacobian/hessian, printing, and the errors."""
+"""sg.scan and sg.map in mode "py" (the NumPy reference) and mode "c" (the loop runs
+inside the compiled kernel): values against NumPy loops, gradients (back-propagation
+through time) against finite differences, second order, jvp, truncate_gradient, the
+loop-based jacobian/hessian, printing, and the errors."""
 
 import collections
 import pickle
@@ -11,13 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import symgrad as sg
-from symgrad.codegen.render_c import NoLowering
 
 RNG = np.random.default_rng(0)
 
 
-def _f(inputs, outputs, **kw):
-    return sg.function(inputs, outputs, mode="py", **kw)
+@pytest.fixture(params=["py", "c"])
+def mode(request):
+    return request.param
+
+
+def _f(mode, inputs, outputs, **kw):
+    return sg.function(inputs, outputs, mode=mode, **kw)
 
 
 def _rnn_ref(X, h0, U, W):
@@ -30,7 +35,7 @@ def _rnn_ref(X, h0, U, W):
 
 # --------------------------------------------------------------------------- values
 
-def test_rnn_with_a_shared_weight_read_inside_the_step():
+def test_rnn_with_a_shared_weight_read_inside_the_step(mode):
     Wv = RNG.standard_normal((3, 3)) * 0.5
     W = sg.shared(Wv, name="W")
     X, h0, U = sg.matrix("X"), sg.vector("h0"), sg.matrix("U")
@@ -39,17 +44,17 @@ def test_rnn_with_a_shared_weight_read_inside_the_step():
     assert isinstance(updates, collections.OrderedDict) and not updates
     assert hs.type == sg.TensorType("float64", (None, 3))   # W's static length
     Xv, h0v, Uv = RNG.standard_normal((5, 2)), RNG.standard_normal(3), RNG.standard_normal((2, 3))
-    np.testing.assert_allclose(_f([X, h0, U], hs)(Xv, h0v, Uv), _rnn_ref(Xv, h0v, Uv, Wv),
+    np.testing.assert_allclose(_f(mode, [X, h0, U], hs)(Xv, h0v, Uv), _rnn_ref(Xv, h0v, Uv, Wv),
                                rtol=1e-12)
     # the shared variable is an explicit input of the node: its new value is seen
     W.set_value(Wv * 2)
-    np.testing.assert_allclose(_f([X, h0, U], hs)(Xv, h0v, Uv), _rnn_ref(Xv, h0v, Uv, Wv * 2),
+    np.testing.assert_allclose(_f(mode, [X, h0, U], hs)(Xv, h0v, Uv), _rnn_ref(Xv, h0v, Uv, Wv * 2),
                                rtol=1e-12)
     (node,) = [n for n in sg.graph.toposort([hs]) if n.op.name == "scan"]
     assert any(i is W for i in node.inputs)
 
 
-def test_several_outputs_of_different_dtypes_and_ranks_and_one_not_fed_back():
+def test_several_outputs_of_different_dtypes_and_ranks_and_one_not_fed_back(mode):
     x = sg.vector("x")
 
     def step(x_t, total, count):
@@ -61,7 +66,7 @@ def test_several_outputs_of_different_dtypes_and_ranks_and_one_not_fed_back():
     assert (totals.dtype, counts.dtype, outers.dtype) == ("float64", "int32", "float64")
     assert (totals.ndim, counts.ndim, outers.ndim) == (1, 1, 3)
     xv = np.array([1.0, -2.0, 0.5])
-    t, c, o = _f([x], [totals, counts, outers])(xv)
+    t, c, o = _f(mode, [x], [totals, counts, outers])(xv)
     np.testing.assert_allclose(t, np.cumsum(xv))
     np.testing.assert_array_equal(c, np.array([1, 2, 3], dtype="int32"))
     prev = np.concatenate([[0.0], np.cumsum(xv)[:-1]])
@@ -69,44 +74,44 @@ def test_several_outputs_of_different_dtypes_and_ranks_and_one_not_fed_back():
     np.testing.assert_allclose(o, want)
 
 
-def test_outputs_info_none_and_map():
+def test_outputs_info_none_and_map(mode):
     X = sg.matrix("X")
     w = sg.vector("w")
     rows, _ = sg.scan(lambda r: (r * w).sum(), sequences=X)
     mapped, upd = sg.map(lambda r, w: r * w, X, non_sequences=w)
     assert not upd
     Xv, wv = RNG.standard_normal((4, 3)), RNG.standard_normal(3)
-    got = _f([X, w], [rows, mapped])(Xv, wv)
+    got = _f(mode, [X, w], [rows, mapped])(Xv, wv)
     np.testing.assert_allclose(got[0], Xv @ wv)
     np.testing.assert_allclose(got[1], Xv * wv)
 
 
-def test_symbolic_n_steps_without_sequences():
+def test_symbolic_n_steps_without_sequences(mode):
     n = sg.scalar("n", dtype="int64")
     x = sg.vector("x")
     powers, _ = sg.scan(lambda p, x: p * x, outputs_info=sg.ones_like(x), non_sequences=x,
                         n_steps=n)
-    f = _f([n, x], powers)
+    f = _f(mode, [n, x], powers)
     xv = np.array([2.0, 3.0])
     np.testing.assert_allclose(f(4, xv), np.stack([xv ** k for k in range(1, 5)]))
     assert f(1, xv).shape == (1, 2)
 
 
-def test_zero_steps_give_an_empty_stack():
+def test_zero_steps_give_an_empty_stack(mode):
     n = sg.scalar("n", dtype="int64")
     h0 = sg.vector("h0")
     hs, _ = sg.scan(lambda h: sg.tanh(h), outputs_info=h0, n_steps=n)
-    out = _f([n, h0], hs)(0, np.ones(3))
+    out = _f(mode, [n, h0], hs)(0, np.ones(3))
     assert out.shape == (0, 3) and out.dtype == np.float64
     X = sg.matrix("X")
     ys, _ = sg.map(lambda r: sg.outer(r, r), X)          # per-step shape not static
-    assert _f([X], ys)(np.zeros((0, 4))).shape == (0, 4, 4)
+    assert _f(mode, [X], ys)(np.zeros((0, 4))).shape == (0, 4, 4)
     # and the gradient of a loop of zero steps is zeros of the right shapes
     g = sg.grad(hs.sum() + h0.sum(), h0)
-    np.testing.assert_array_equal(_f([n, h0], g)(0, np.ones(3)), np.ones(3))
+    np.testing.assert_array_equal(_f(mode, [n, h0], g)(0, np.ones(3)), np.ones(3))
 
 
-def test_go_backwards_and_n_steps_with_sequences():
+def test_go_backwards_and_n_steps_with_sequences(mode):
     x = sg.vector("x")
     acc, _ = sg.scan(lambda x_t, a: 0.5 * a + x_t, sequences=x, outputs_info=sg.constant(0.0),
                      go_backwards=True)
@@ -115,12 +120,12 @@ def test_go_backwards_and_n_steps_with_sequences():
     for v in xv[::-1]:
         a = 0.5 * a + v
         want.append(a)
-    np.testing.assert_allclose(_f([x], acc)(xv), want)
+    np.testing.assert_allclose(_f(mode, [x], acc)(xv), want)
     first, _ = sg.scan(lambda x_t: x_t * 2, sequences=x, n_steps=2)
-    np.testing.assert_allclose(_f([x], first)(xv), [2.0, 4.0])
+    np.testing.assert_allclose(_f(mode, [x], first)(xv), [2.0, 4.0])
 
 
-def test_a_loop_inside_a_loop():
+def test_a_loop_inside_a_loop(mode):
     X = sg.matrix("X")
 
     def row_cumsum(r):
@@ -129,14 +134,14 @@ def test_a_loop_inside_a_loop():
 
     sums, _ = sg.map(row_cumsum, X)
     Xv = RNG.standard_normal((3, 4))
-    np.testing.assert_allclose(_f([X], sums)(Xv), np.cumsum(Xv, axis=1))
-    sg.verify_grad(lambda X: (sg.map(row_cumsum, X)[0] ** 2).sum(), [Xv], mode="py")
+    np.testing.assert_allclose(_f(mode, [X], sums)(Xv), np.cumsum(Xv, axis=1))
+    sg.verify_grad(lambda X: (sg.map(row_cumsum, X)[0] ** 2).sum(), [Xv], mode=mode)
 
 
-def test_a_function_with_a_loop_pickles():
+def test_a_function_with_a_loop_pickles(mode):
     x = sg.vector("x")
     acc, _ = sg.scan(lambda x_t, a: a * 0.5 + x_t, sequences=x, outputs_info=sg.constant(0.0))
-    f = _f([x], [acc, sg.grad(acc.sum(), x)])
+    f = _f(mode, [x], [acc, sg.grad(acc.sum(), x)])
     g = pickle.loads(pickle.dumps(f))
     xv = np.array([1.0, 2.0, 3.0])
     for a, b in zip(f(xv), g(xv)):
@@ -150,13 +155,13 @@ def _rnn_cost(X, h0, U, W):
     return (hs * sg.arange(1.0, 1.0 + 3.0)).sum() + (hs[-1] ** 2).sum()
 
 
-def test_bptt_matches_finite_differences_for_sequences_initial_values_and_weights():
+def test_bptt_matches_finite_differences_for_sequences_initial_values_and_weights(mode):
     vals = [RNG.standard_normal((4, 2)), RNG.standard_normal(3), RNG.standard_normal((2, 3)),
             RNG.standard_normal((3, 3)) * 0.5]
-    sg.verify_grad(_rnn_cost, vals, mode="py")
+    sg.verify_grad(_rnn_cost, vals, mode=mode)
 
 
-def test_gradient_of_a_shared_parameter_read_inside_the_step():
+def test_gradient_of_a_shared_parameter_read_inside_the_step(mode):
     Wv = RNG.standard_normal((3, 3)) * 0.5
     W = sg.shared(Wv.copy(), name="W")
     X, h0, U = sg.matrix("X"), sg.vector("h0"), sg.matrix("U")
@@ -164,8 +169,8 @@ def test_gradient_of_a_shared_parameter_read_inside_the_step():
     gW = sg.grad(cost, W)
     assert gW.name == "d(cost)/d(W)"
     Xv, h0v, Uv = RNG.standard_normal((4, 2)), RNG.standard_normal(3), RNG.standard_normal((2, 3))
-    got = _f([X, h0, U], gW)(Xv, h0v, Uv)
-    c = _f([X, h0, U], cost)
+    got = _f(mode, [X, h0, U], gW)(Xv, h0v, Uv)
+    c = _f(mode, [X, h0, U], cost)
     num, eps = np.zeros_like(Wv), 1e-6
     for idx in np.ndindex(Wv.shape):
         for sign in (1, -1):
@@ -176,7 +181,7 @@ def test_gradient_of_a_shared_parameter_read_inside_the_step():
     np.testing.assert_allclose(got, num, rtol=1e-6, atol=1e-8)
 
 
-def test_gradient_reaches_every_output_and_integer_outputs_are_skipped():
+def test_gradient_reaches_every_output_and_integer_outputs_are_skipped(mode):
     def fun(x, a):
         def step(x_t, s, k):
             return [s * a + x_t, k + 1, sg.sin(x_t * s)]
@@ -184,54 +189,54 @@ def test_gradient_reaches_every_output_and_integer_outputs_are_skipped():
                                outputs_info=[sg.constant(0.0), sg.constant(0, "int64"), None])
         return s.sum() + z.sum()
 
-    sg.verify_grad(fun, [RNG.standard_normal(5), np.array(0.7)], mode="py")
+    sg.verify_grad(fun, [RNG.standard_normal(5), np.array(0.7)], mode=mode)
 
 
-def test_go_backwards_gradient():
+def test_go_backwards_gradient(mode):
     def fun(X, h0):
         hs, _ = sg.scan(lambda x_t, h: sg.tanh(x_t + h * 0.5), sequences=X, outputs_info=h0,
                         go_backwards=True)
         return (hs ** 2).sum()
 
-    sg.verify_grad(fun, [RNG.standard_normal((4, 3)), RNG.standard_normal(3)], mode="py")
+    sg.verify_grad(fun, [RNG.standard_normal((4, 3)), RNG.standard_normal(3)], mode=mode)
 
 
-def test_second_order_grad_of_grad_through_a_scan():
+def test_second_order_grad_of_grad_through_a_scan(mode):
     def fun(X, h0, U, W):
         gU = sg.grad(_rnn_cost(X, h0, U, W), U)
         return (gU ** 2).sum()
 
     vals = [RNG.standard_normal((3, 2)), RNG.standard_normal(3), RNG.standard_normal((2, 3)),
             RNG.standard_normal((3, 3)) * 0.5]
-    sg.verify_grad(fun, vals, mode="py", abs_tol=1e-4, rel_tol=1e-4)
+    sg.verify_grad(fun, vals, mode=mode, abs_tol=1e-4, rel_tol=1e-4)
 
 
-def test_hessian_through_a_scan_matches_finite_differences_of_the_gradient():
+def test_hessian_through_a_scan_matches_finite_differences_of_the_gradient(mode):
     x = sg.vector("x")
     a = sg.tensor("a", shape=(3,))
     ys, _ = sg.scan(lambda x_t, h: sg.tanh(h * a + x_t), sequences=x,
                     outputs_info=sg.zeros((3,)))
     cost = (ys ** 2).sum()
-    H = _f([x, a], sg.hessian(cost, a))
-    g = _f([x, a], sg.grad(cost, a))
+    H = _f(mode, [x, a], sg.hessian(cost, a))
+    g = _f(mode, [x, a], sg.grad(cost, a))
     xv, av = RNG.standard_normal(4), RNG.standard_normal(3)
     num = np.stack([(g(xv, av + e) - g(xv, av - e)) / 2e-6 for e in np.eye(3) * 1e-6], axis=1)
     np.testing.assert_allclose(H(xv, av), num, rtol=1e-5, atol=1e-7)
 
 
-def test_jvp_through_a_scan():
+def test_jvp_through_a_scan(mode):
     X, h0, U = sg.matrix("X"), sg.vector("h0"), sg.matrix("U")
     W = sg.constant(RNG.standard_normal((3, 3)) * 0.5)
     tU = RNG.standard_normal((2, 3))
     hs, _ = sg.scan(lambda x_t, h: sg.tanh(x_t @ U + h @ W), sequences=X, outputs_info=h0)
     t = sg.jvp(hs, U, sg.constant(tU))
     Xv, h0v, Uv = RNG.standard_normal((4, 2)), RNG.standard_normal(3), RNG.standard_normal((2, 3))
-    f = _f([X, h0, U], hs)
+    f = _f(mode, [X, h0, U], hs)
     num = (f(Xv, h0v, Uv + 1e-6 * tU) - f(Xv, h0v, Uv - 1e-6 * tU)) / 2e-6
-    np.testing.assert_allclose(_f([X, h0, U], t)(Xv, h0v, Uv), num, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(_f(mode, [X, h0, U], t)(Xv, h0v, Uv), num, rtol=1e-6, atol=1e-8)
 
 
-def test_truncate_gradient_back_propagates_through_the_last_steps_only():
+def test_truncate_gradient_back_propagates_through_the_last_steps_only(mode):
     T, k = 6, 2
     W = sg.constant(RNG.standard_normal((3, 3)) * 0.5)
     X = sg.matrix("X")
@@ -248,7 +253,7 @@ def test_truncate_gradient_back_propagates_through_the_last_steps_only():
     late, _ = sg.scan(step, sequences=X[T - k:], outputs_info=sg.stop_gradient(early[-1]))
     g_late = sg.grad((late ** 2).sum(), X)
     Xv, h0v = RNG.standard_normal((T, 3)), RNG.standard_normal(3)
-    got_X, got_h0, want = _f([X, h0], [gX, gh0, g_late])(Xv, h0v)
+    got_X, got_h0, want = _f(mode, [X, h0], [gX, gh0, g_late])(Xv, h0v)
     np.testing.assert_allclose(got_X, want, rtol=1e-12, atol=1e-14)
     assert np.all(got_X[:T - k] == 0) and np.any(got_X[T - k:] != 0)
     np.testing.assert_array_equal(got_h0, np.zeros(3))
@@ -256,12 +261,12 @@ def test_truncate_gradient_back_propagates_through_the_last_steps_only():
     full = sg.grad(cost, h0)
     short_X = Xv[:k]
     hs_full, _ = sg.scan(step, sequences=X, outputs_info=h0)
-    np.testing.assert_allclose(_f([X, h0], full)(short_X, h0v),
-                               _f([X, h0], sg.grad((hs_full ** 2).sum(), h0))(short_X, h0v),
+    np.testing.assert_allclose(_f(mode, [X, h0], full)(short_X, h0v),
+                               _f(mode, [X, h0], sg.grad((hs_full ** 2).sum(), h0))(short_X, h0v),
                                rtol=1e-12)
 
 
-def test_the_backward_loop_is_a_printable_scan_that_names_its_forward_loop():
+def test_the_backward_loop_is_a_printable_scan_that_names_its_forward_loop(mode):
     X, h0 = sg.matrix("X"), sg.vector("h0")
     W = sg.shared(np.eye(3) * 0.5, name="W")
     hs, _ = sg.scan(lambda x_t, h: sg.tanh(x_t + h @ W), sequences=X, outputs_info=h0,
@@ -275,7 +280,7 @@ def test_the_backward_loop_is_a_printable_scan_that_names_its_forward_loop():
     assert "step: inputs X[t], h0[t-1]" in text         # the forward step, by names
     assert "scan{rnn} [id" in text and "scan{grad of rnn} [id" in text
     # an ordinary graph: it compiles (mode py) and differentiates again
-    assert _f([X, h0], gW)(np.ones((2, 3)), np.zeros(3)).shape == (3, 3)
+    assert _f(mode, [X, h0], gW)(np.ones((2, 3)), np.zeros(3)).shape == (3, 3)
 
 
 def _line_of(text):
@@ -294,16 +299,16 @@ def _per_example_losses(X, y, W, b):
 
 
 @pytest.mark.parametrize("batch", [1, 5, 8])
-def test_jacobian_of_per_example_losses_equals_the_gradients_one_at_a_time(batch):
+def test_jacobian_of_per_example_losses_equals_the_gradients_one_at_a_time(batch, mode):
     W = sg.shared(RNG.standard_normal((4, 3)), name="W")
     b = sg.shared(RNG.standard_normal(3), name="b")
     X, y = sg.matrix("X"), sg.vector("y", dtype="int64")
     losses = _per_example_losses(X, y, W, b)
     assert losses.shape == (None,)                      # the batch size is not known
     JW, Jb = sg.jacobian(losses, [W, b])
-    f = _f([X, y], [JW, Jb])
+    f = _f(mode, [X, y], [JW, Jb])
     x1, y1 = sg.tensor("x1", shape=(1, 4)), sg.vector("y1", dtype="int64")
-    one = _f([x1, y1], sg.grad(_per_example_losses(x1, y1, W, b)[0], [W, b]))
+    one = _f(mode, [x1, y1], sg.grad(_per_example_losses(x1, y1, W, b)[0], [W, b]))
     Xv = RNG.standard_normal((batch, 4))
     yv = RNG.integers(0, 3, size=batch)
     jW, jb = f(Xv, yv)
@@ -314,30 +319,30 @@ def test_jacobian_of_per_example_losses_equals_the_gradients_one_at_a_time(batch
         np.testing.assert_allclose(jb[i], gb, rtol=1e-12, atol=1e-14)
 
 
-def test_jacobian_of_a_matrix_valued_expression_and_the_hessian_of_unknown_size():
+def test_jacobian_of_a_matrix_valued_expression_and_the_hessian_of_unknown_size(mode):
     x = sg.vector("x")
     A = sg.matrix("A")
     J = sg.jacobian(sg.outer(x, x) * 2, x)
     xv = np.array([1.0, 2.0, 3.0])
-    got = _f([x], J)(xv)
+    got = _f(mode, [x], J)(xv)
     want = 2 * (np.einsum("ik,j->ijk", np.eye(3), xv) + np.einsum("i,jk->ijk", xv, np.eye(3)))
     np.testing.assert_allclose(got, want)
     H = sg.hessian(((A @ x) ** 2).sum(), x)
     Av = RNG.standard_normal((4, 3))
-    np.testing.assert_allclose(_f([A, x], H)(Av, xv), 2 * Av.T @ Av, rtol=1e-12)
+    np.testing.assert_allclose(_f(mode, [A, x], H)(Av, xv), 2 * Av.T @ Av, rtol=1e-12)
     # an empty batch: an empty Jacobian
-    assert _f([x], sg.jacobian(x * 2, x))(np.zeros(0)).shape == (0, 0)
+    assert _f(mode, [x], sg.jacobian(x * 2, x))(np.zeros(0)).shape == (0, 0)
 
 
 # --------------------------------------------------------------------------- updates
 
-def test_random_stream_state_advances_inside_the_loop_and_comes_back_as_an_update():
+def test_random_stream_state_advances_inside_the_loop_and_comes_back_as_an_update(mode):
     state = sg.shared(np.array(3.0), name="state")
     state.is_random_state = True          # what a random stream's state says of itself
     x = sg.vector("x")
     out, updates = sg.scan(lambda x_t: (x_t * state, {state: state + 1}), sequences=x)
     assert list(updates) == [state]
-    f = _f([x], out, updates=updates)
+    f = _f(mode, [x], out, updates=updates)
     np.testing.assert_allclose(f(np.ones(4)), [3.0, 4.0, 5.0, 6.0])
     assert float(state.get_value()) == 7.0
     np.testing.assert_allclose(f(np.ones(2)), [7.0, 8.0])
@@ -391,10 +396,10 @@ def test_n_steps_is_required_without_sequences():
         sg.scan(lambda a: a * 2, outputs_info=sg.constant(1.0), n_steps=sg.scalar("n"))
 
 
-def test_sequences_of_different_lengths_fail_at_call_time():
+def test_sequences_of_different_lengths_fail_at_call_time(mode):
     x, y = sg.vector("x"), sg.vector("y")
     out, _ = sg.scan(lambda a, b: a * b, sequences=[x, y])
-    f = _f([x, y], out)
+    f = _f(mode, [x, y], out)
     with pytest.raises(sg.ShapeError, match=r"scan at .*test_scan.py:\d+: the sequences have "
                                             r"different lengths \(sequence 0: 3, sequence 1: 2\)"):
         f(np.ones(3), np.ones(2))
@@ -402,7 +407,7 @@ def test_sequences_of_different_lengths_fail_at_call_time():
     more, _ = sg.scan(lambda a: a * 2, sequences=x, n_steps=m)
     with pytest.raises(sg.ShapeError, match=r"the sequences have 3 entries but the loop runs "
                                             r"n_steps=5 steps"):
-        _f([x, m], more)(np.ones(3), 5)
+        _f(mode, [x, m], more)(np.ones(3), 5)
 
 
 def test_static_lengths_that_disagree_fail_when_the_graph_is_built():
@@ -412,19 +417,73 @@ def test_static_lengths_that_disagree_fail_when_the_graph_is_built():
         sg.scan(lambda a: a * 2, sequences=x[:3], n_steps=5)
 
 
-def test_mode_c_refuses_a_loop_with_the_op_and_the_line():
-    x = sg.vector("x")
-    out, _ = sg.scan(lambda a, s: s + a, sequences=x, outputs_info=sg.constant(0.0))
-    line = _line_of("out, _ = sg.scan(lambda a, s: s + a, sequences=x, outputs_info=sg.cons")
-    for mode in ("c", "debug"):
-        with pytest.raises(NoLowering, match=rf"^scan at {__file__}:{line} has no C lowering "
-                                             rf"yet.*mode=\"py\""):
-            sg.function([x], out, mode=mode)
+def test_mode_c_runs_every_step_inside_one_kernel_compiled_once(monkeypatch):
+    x, h0 = sg.matrix("x"), sg.vector("h0")
+    hs, _ = sg.scan(lambda x_t, h: sg.tanh(x_t + h), sequences=x, outputs_info=h0)
+    line = _line_of("hs, _ = sg.scan(lambda x_t, h: sg.tanh(x_t + h), sequences=x, outputs_")
+    f = sg.function([x, h0], [hs, sg.grad((hs ** 2).sum(), x)], mode="c")
+    # the loop is a C loop over the step's own steps, labelled within the loop's label
+    assert f"scan at {__file__.split('/')[-1]}:{line}" in f.source
+    assert "for (int64_t t" in f.source and "_step0(in, out, ws, err, F)" in f.source
+    from symgrad import compiler
+    monkeypatch.setattr(compiler, "compile_library",
+                        lambda *a, **k: pytest.fail("recompiled for another number of steps"))
+    for n in (0, 1, 7):
+        xv, h0v = RNG.standard_normal((n, 3)), RNG.standard_normal(3)
+        h, ref = h0v, []
+        for row in xv:
+            h = np.tanh(row + h)
+            ref.append(h)
+        got, g = f(xv, h0v)
+        np.testing.assert_allclose(got, np.array(ref).reshape((n, 3)), rtol=1e-13)
+        assert g.shape == (n, 3)
+
+
+def test_mode_debug_compares_the_loops_with_the_reference():
+    X, h0, W = sg.matrix("X"), sg.vector("h0"), sg.matrix("W")
+    hs, _ = sg.scan(lambda x_t, h: sg.tanh(x_t @ W + h), sequences=X, outputs_info=h0)
+    cost = (hs ** 2).sum()
+    f = sg.function([X, h0, W], [cost, *sg.grad(cost, [X, h0, W])], mode="debug")
+    vals = [RNG.standard_normal((4, 3)), RNG.standard_normal(3), RNG.standard_normal((3, 3))]
+    ref = sg.function([X, h0, W], [cost, *sg.grad(cost, [X, h0, W])], mode="py")(*vals)
+    for a, b in zip(f(*vals), ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_a_step_value_that_changes_shape_is_an_error_naming_the_loop(mode):
+    h0 = sg.vector("h0")
+    grown, _ = sg.scan(lambda h: sg.concatenate([h, h]), outputs_info=h0, n_steps=2)
+    line = _line_of("grown, _ = sg.scan(lambda h: sg.concatenate([h, h]), outputs_info=h0")
+    with pytest.raises(sg.ShapeError, match=rf"^scan at {__file__}:{line}: recurrent output 0 "
+                       rf"has shape \(4,\) at step 0 but its previous value had shape "
+                       rf"\(2,\); a value fed back must keep its shape"):
+        _f(mode, [h0], grown)(np.ones(2))
+    n = sg.vector("n", dtype="int64")
+    ranges, _ = sg.map(lambda k: sg.arange(k), n)
+    line = _line_of("ranges, _ = sg.map(lambda k: sg.arange(k), n)")
+    f = _f(mode, [n], ranges)
+    np.testing.assert_array_equal(f(np.array([2, 2])), [[0, 1], [0, 1]])
+    with pytest.raises(sg.ShapeError, match=rf"^scan at {__file__}:{line}: output 0 has shape "
+                       rf"\(3,\) at step 1 but \(2,\) at step 0; every step's value must "
+                       rf"have the same shape"):
+        f(np.array([2, 3]))
+
+
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_an_error_inside_the_step_names_the_step_s_line(mode):
+    E, ids = sg.matrix("E"), sg.vector("ids", dtype="int64")
+    rows, _ = sg.map(lambda i: E[i] * 2, ids)
+    line = _line_of("rows, _ = sg.map(lambda i: E[i] * 2, ids)")
+    f = _f(mode, [E, ids], rows)
+    np.testing.assert_array_equal(f(np.eye(3), np.array([2, 0])), [[0, 0, 2], [2, 0, 0]])
+    with pytest.raises(IndexError, match=rf"at {__file__}:{line}: .*index 5 is out of range for axis 0 with size 3"):
+        f(np.eye(3), np.array([0, 5]))
 
 
 # --------------------------------------------------------------------------- oracle
 
-def test_rnn_cell_against_pytorch():
+def test_rnn_cell_against_pytorch(mode):
     torch = pytest.importorskip("torch")
     T, B, I, H = 5, 2, 3, 4
     cell = torch.nn.RNNCell(I, H, dtype=torch.float64)
@@ -444,7 +503,7 @@ def test_rnn_cell_against_pytorch():
     hs, _ = sg.scan(lambda x_t, h: sg.tanh(x_t @ Wih.T + bih + h @ Whh.T + bhh), sequences=X,
                     outputs_info=h0)
     cost = (hs ** 2).sum()
-    got_h, got_g = _f([X, h0], [hs, sg.grad(cost, X)])(Xv, h0v)
+    got_h, got_g = _f(mode, [X, h0], [hs, sg.grad(cost, X)])(Xv, h0v)
     np.testing.assert_allclose(got_h, torch.stack(outs).detach().numpy(), rtol=1e-10)
     np.testing.assert_allclose(got_g, Xt.grad.numpy(), rtol=1e-10)
 
@@ -492,6 +551,18 @@ _NUM = ([f for _, _, f in _UNARY], [f for _, _, f in _BINARY])
 @settings(max_examples=25, deadline=None, derandomize=True)
 @given(_step_exprs(), st.integers(0, 4), st.booleans())
 def test_random_step_functions_against_numpy_and_finite_differences(expr, steps, backwards):
+    _random_step_function(expr, steps, backwards, "py")
+
+
+@pytest.mark.filterwarnings("ignore::symgrad.UnusedInputWarning")
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(_step_exprs(), st.integers(0, 4), st.booleans())
+def test_random_step_functions_compiled(expr, steps, backwards):
+    """Fewer examples: each compiles two kernels (the values, the gradient check's)."""
+    _random_step_function(expr, steps, backwards, "c")
+
+
+def _random_step_function(expr, steps, backwards, mode):
     # the new state: a bounded function of the random expression, so long loops stay finite
     def step(x_t, h, w):
         return sg.tanh(_evaluate(expr, [x_t, h, w], _SYM)) * 0.9 + h * 0.1
@@ -511,6 +582,6 @@ def test_random_step_functions_against_numpy_and_finite_differences(expr, steps,
     rng = np.random.default_rng(steps)
     vals = [rng.standard_normal((steps, 2)), rng.standard_normal(2), rng.standard_normal(2)]
     syms = [sg.matrix("x"), sg.vector("h0"), sg.vector("w")]
-    np.testing.assert_allclose(_f(syms, loop(*syms))(*vals), ref(*vals), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(_f(mode, syms, loop(*syms))(*vals), ref(*vals), rtol=1e-12, atol=1e-14)
     sg.verify_grad(lambda *a: (loop(*a) ** 2).sum() + loop(*a).sum(), vals, n_tests=1,
-                   mode="py")
+                   mode=mode)

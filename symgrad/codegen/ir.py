@@ -107,7 +107,7 @@ from dataclasses import dataclass, field
 from .steps import Step
 
 __all__ = ["Step", "FusedLoop", "Accumulation", "BlasCall", "OpStep", "InPlaceUpdates",
-           "Update", "Ref", "Lit", "Apply", "Program",
+           "Update", "Ref", "Lit", "Apply", "Program", "Loop", "Branch",
            # expressions and arguments of op statements
            "Int", "Dim", "Stride", "Size", "Elem", "Local", "At", "Bin", "Not", "Cast", "Select",
            "Fn", "Arr", "Arrs", "Data", "Shape", "Addr", "Workspace", "ItemSize", "Ints", "ValuePtr",
@@ -634,6 +634,84 @@ class OpStep(Step):
     def allocs(self):
         """The values the step gives fresh memory (its :class:`Alloc` statements), in order."""
         return [s.var for s in self.statements if isinstance(s, Alloc)]
+
+
+@dataclass(eq=False, repr=False)
+class Loop(Step):
+    """A node that runs a program of its own once per iteration: ``sg.scan``'s loop.
+
+    The op (``ops/scan.py``) says what the loop binds; ``codegen.lower``
+    lowers its inner graph into ``body``, a :class:`Program` whose leaves are
+    the inner graph's placeholders, then the constants it reads.
+
+    ``n_steps``: the 0-d integer value holding the number of iterations.
+    ``sequences``: ``(outer value, placeholder)``; at iteration ``t`` the
+    placeholder is entry ``t`` of the value (its leading axis).
+    ``recurrent``: ``(initial value, placeholder)``; the placeholder is the
+    initial value at the first iteration, then output ``k``'s value of the
+    iteration before (output ``k`` for the ``k``-th pair).
+    ``others``: ``(outer value, placeholder)``, the same at every iteration.
+    ``outputs``: the inner graph's outputs, one per output of the node;
+    ``stacked[k]``: output ``k`` of the node is the stack of every
+    iteration's value (else only the last one's, the initial value after no
+    iteration).
+    """
+
+    n_steps: object = None
+    sequences: list = field(default_factory=list)
+    recurrent: list = field(default_factory=list)
+    others: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)
+    stacked: list = field(default_factory=list)
+    body: "Program" = None
+
+    def nested(self):
+        """``[(inputs, outputs)]``: the graphs ``codegen.lower`` lowers into ``bodies``."""
+        inputs = [p for _, p in self.sequences + self.recurrent + self.others]
+        return [(inputs, list(self.outputs))]
+
+    @property
+    def bodies(self):
+        return [self.body]
+
+    @bodies.setter
+    def bodies(self, programs):
+        (self.body,) = programs
+
+    @property
+    def blas(self):
+        return sorted({r for s in self.body.all_steps() for r in s.blas}) if self.body else []
+
+    def title(self):
+        return f"{self.root.op}: a loop over a body of {len(self.body.steps)} steps"
+
+
+@dataclass(eq=False, repr=False)
+class Branch(Step):
+    """A node that runs one of two programs, chosen at run time: ``sg.ifelse``.
+
+    ``cond``: the 0-d value chosen on (nonzero: the first program);
+    ``inputs``: ``(outer value, placeholder)``, what both branches read;
+    ``branches``: each branch's outputs (inner values), one per output of the
+    node. ``codegen.lower`` lowers each branch into ``bodies`` (programs whose
+    leaves are the placeholders, then the constants the branch reads).
+    """
+
+    cond: object = None
+    inputs: list = field(default_factory=list)
+    branches: list = field(default_factory=list)
+    bodies: list = field(default_factory=list)
+
+    def nested(self):
+        phs = [p for _, p in self.inputs]
+        return [(phs, list(outs)) for outs in self.branches]
+
+    @property
+    def blas(self):
+        return sorted({r for b in self.bodies for s in b.all_steps() for r in s.blas})
+
+    def title(self):
+        return f"{self.root.op}: a choice between {len(self.bodies)} bodies"
 
 
 @dataclass(eq=False)

@@ -20,7 +20,8 @@ from ..graph import Constant, graph_leaves, toposort, unsettled_lengths
 from ..ops.gemm import Gemm
 from ..ops.reduce import Mean, Sum
 from ..ops.shape import SumTo
-from .ir import Accumulation, Apply, FusedLoop, InPlaceUpdates, Lit, OpStep, Program, Ref, Update
+from .ir import (Accumulation, Apply, Branch, FusedLoop, InPlaceUpdates, Lit, Loop, OpStep, Program,
+                 Ref, Update)
 from .steps import Step
 
 __all__ = ["to_program", "plan_fusion", "MAXDIM"]
@@ -28,7 +29,7 @@ __all__ = ["to_program", "plan_fusion", "MAXDIM"]
 MAXDIM = 16  # SG_MAXDIM of sg_abi.h (tests check that they agree)
 
 
-def to_program(inputs, outputs, updates=(), probe=False):
+def to_program(inputs, outputs, updates=(), probe=False, scope=""):
     """The :class:`~codegen.ir.Program` computing ``outputs`` from ``inputs``.
 
     ``updates`` lists ``(output index, SharedVariable)``: the outputs that are
@@ -36,6 +37,12 @@ def to_program(inputs, outputs, updates=(), probe=False):
     variable's own memory become the program's ``in_place`` updates. With
     ``probe``, the results of every step (but updates written in place, which
     are outputs anyway) become the program's ``probes``.
+
+    A step with bodies of its own (:class:`~codegen.ir.Loop`,
+    :class:`~codegen.ir.Branch`) gets each inner graph lowered the same way,
+    its steps labelled within the step's (``scope``); the constants a body
+    reads are appended to the program's leaves, so the kernel takes them as
+    inputs like its own.
     """
     leaves = graph_leaves(inputs, outputs)
     nodes = toposort(outputs)
@@ -47,14 +54,15 @@ def to_program(inputs, outputs, updates=(), probe=False):
     for node in nodes:
         if id(node) in fusion.absorbed or id(node) in deferred:
             continue
-        steps.append(_step(node, fusion, len(steps) + 1))
+        steps.append(_step(node, fusion, len(steps) + 1, scope))
     program = Program(leaves, list(outputs), steps)
+    _lower_bodies(program)
     if probe:
         program.probes = [o for step in steps for o in step.root.outputs]
     if in_place:
         ups = []
         for c in in_place:
-            step = _step(c.node, fusion, len(steps) + len(ups) + 1)
+            step = _step(c.node, fusion, len(steps) + len(ups) + 1, scope)
             step.over = c.sv
             ups.append(Update(step, c.i, c.k, c.sv))
         checks = [(outputs[i], unsettled_lengths(sv.type.shape, outputs[i].type.shape))
@@ -63,17 +71,41 @@ def to_program(inputs, outputs, updates=(), probe=False):
     return program
 
 
-def _step(node, fusion, index):
+def _step(node, fusion, index, scope=""):
     if id(node) in fusion.roots:
-        return _fused_loop(index, node, fusion)
-    lower = getattr(node.op, "lower", None)
-    if lower is not None:  # a step of the op's own (a BLAS call), or its statements
-        made = lower(node)
-        if isinstance(made, Step):
-            made.index = index
-            return made
-        return OpStep(index, node, [node], body=list(made))
-    return OpStep(index, node, [node])  # no lowering: rendering says so (NoLowering)
+        step = _fused_loop(index, node, fusion)
+    else:
+        lower = getattr(node.op, "lower", None)
+        if lower is None:
+            step = OpStep(index, node, [node])  # no lowering: rendering says so (NoLowering)
+        else:  # a step of the op's own (a BLAS call, a loop), or its statements
+            made = lower(node)
+            if isinstance(made, Step):
+                made.index = index
+                step = made
+            else:
+                step = OpStep(index, node, [node], body=list(made))
+    step.scope = scope
+    return step
+
+
+def _lower_bodies(program):
+    """Lower the inner graphs of ``program``'s loops and branches into their ``bodies``;
+    the constants they read join ``program.leaves``."""
+    have = {id(v) for v in program.leaves}
+    for step in program.steps:
+        if not isinstance(step, (Loop, Branch)):
+            continue
+        titles = [t for t, _ in step.root.op.inner_graphs()]
+        bodies = []
+        for title, (inputs, outputs) in zip(titles, step.nested()):
+            body = to_program(inputs, outputs, scope=f"{step.label}.{title}")
+            bodies.append(body)
+            for v in body.leaves[len(inputs):]:
+                if id(v) not in have:
+                    have.add(id(v))
+                    program.leaves.append(v)
+        step.bodies = bodies
 
 
 # --------------------------------------------------------------------------- fusion

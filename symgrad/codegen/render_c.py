@@ -116,7 +116,8 @@ class KernelContext:
         self.frame = []          # declarations of the frame's members (descriptors, owners)
         self.owners = []         # the frame's pointers to output blocks, freed on failure
         self.groups = []         # the steps' blocks, by group function (see _step_function)
-        self.step_functions = []  # the group functions (CWriter each), called by sg_main in order
+        self.step_functions = []  # the group functions (CWriter each)
+        self.group_names = []    # their names (sg_main's, in order, and the bodies' of loops)
         self.shared = CWriter()  # what every unit declares: the row functions and their structs
         self.step = None         # the step being rendered
         self._sites = {}
@@ -257,11 +258,30 @@ def _render_into(ctx, program, profile):
     timed = []
     n = len(program.outputs)
     probe_at = {id(v): n + j for j, v in enumerate(program.probes)}
+    _steps(ctx, program, timed if profile else None, probe_at)
+    with _step_function(ctx, "/* the outputs handed over, after the updates "
+                             "written in place if any */"):
+        if program.in_place is not None:
+            skip = {u.out_index for u in program.in_place.updates}
+            _in_place(ctx, program.in_place, timed, profile,
+                      lambda: _outputs(ctx, program.outputs, skip))
+        else:
+            _outputs(ctx, program.outputs)
+    ctx.w.lines += [f"if ({name}(in, out, ws, err, F)) goto fail;"
+                    for name in _group_functions(ctx, ctx.groups, "sg_steps")]
+    return timed
+
+
+def _steps(ctx, program, timed=None, probe_at=None):
+    """Each of ``program``'s steps as a block in ``ctx.groups``' functions, then the
+    releases of the blocks each leaves dead. ``timed``: a list (profile=True) that
+    receives the root of each step timed; ``probe_at``: id(value) -> the output the
+    kernel copies it to."""
     calls = []  # per step: its group function, and where its lines stand after its block
     for step in program.steps:
         ctx.step = step
         with _step_function(ctx, step.comment()):
-            if profile:
+            if timed is not None:
                 ctx.w("double prof_t = sg_now();")
             if isinstance(step, FusedLoop):
                 _fused_loop(ctx, step)
@@ -271,13 +291,17 @@ def _render_into(ctx, program, profile):
                 if step.body is None:
                     raise NoLowering.of(step.root)
                 _OpWriter(ctx, step.root).statements(step.body)
+            elif isinstance(step, ir.Loop):
+                _loop(ctx, step)
+            elif isinstance(step, ir.Branch):
+                _branch(ctx, step)
             else:
                 raise TypeError(f"cannot render {step!r}")
-            if profile:
+            if timed is not None:
                 ctx.w(f"sg_prof[{len(timed)}] += sg_now() - prof_t;")
                 timed.append(step.root)
             for v in step.root.outputs:
-                if id(v) in probe_at:
+                if probe_at and id(v) in probe_at:
                     _copy_out(ctx, v, probe_at[id(v)])
         calls.append((ctx.groups[-1], len(ctx.groups[-1].lines)))  # after the step's block
     ctx.step = None
@@ -286,16 +310,6 @@ def _render_into(ctx, program, profile):
     plan_frees(program)
     for step, (group, at) in reversed(list(zip(program.steps, calls))):
         group.lines[at:at] = _release(ctx, step)
-    with _step_function(ctx, "/* the outputs handed over, after the updates "
-                             "written in place if any */"):
-        if program.in_place is not None:
-            skip = {u.out_index for u in program.in_place.updates}
-            _in_place(ctx, program.in_place, timed, profile,
-                      lambda: _outputs(ctx, program.outputs, skip))
-        else:
-            _outputs(ctx, program.outputs)
-    _group_functions(ctx)
-    return timed
 
 
 def _release(ctx, step):
@@ -343,11 +357,14 @@ def _step_function(ctx, comment):
     group("}")
 
 
-def _group_functions(ctx):
-    """The group functions of the steps (see ``_step_function``), and their calls in
-    ``sg_main``, in order."""
-    for k, group in enumerate(ctx.groups):
-        name = f"sg_steps{k}"
+def _group_functions(ctx, groups, prefix):
+    """The group functions of ``groups`` (see ``_step_function``), named ``<prefix><k>``;
+    returns their names, in the order they run."""
+    names = []
+    for k, group in enumerate(groups):
+        name = f"{prefix}{k}"
+        names.append(name)
+        ctx.group_names.append(name)
         f = CWriter()
         ctx.step_functions.append(f)
         # SG_STEP (sg_drivers.h): called from sg_main, in another unit, not exported
@@ -361,7 +378,7 @@ def _group_functions(ctx):
         f("    return err->code ? err->code : SG_EVALUE;")
         f("}")
         f("")
-        ctx.w(f"if ({name}(in, out, ws, err, F)) goto fail;")
+    return names
 
 
 # --------------------------------------------------------------------------- op statements
@@ -553,6 +570,242 @@ _LOCAL_TYPE = {"arr": "sg_arr", "index": "sg_index"}
 def _suffixed(name, dtypes):
     """A support function's name with one dtype suffix per entry of ``dtypes``."""
     return name + "".join(f"_{SUFFIX[d]}" for d in dtypes)
+
+
+# --------------------------------------------------------------------------- loops and branches
+
+def _body(ctx, step, body, prefix):
+    """``body``'s steps rendered into group functions of their own (named ``<prefix><k>``),
+    which the step's block calls where the body runs; returns ``(calls, alive)``: the C
+    lines that run the body, and the descriptors of the workspace blocks it leaves taken
+    (its outputs and what shares their memory), to release once they are copied."""
+    outer_groups, outer_step = ctx.groups, ctx.step
+    ctx.groups = []
+    try:
+        _steps(ctx, body)
+        names = _group_functions(ctx, ctx.groups, prefix)
+    finally:
+        ctx.groups, ctx.step = outer_groups, outer_step
+    freed = {id(v) for s in body.steps for v in s.frees}
+    alive, seen = [], set()
+    for s in body.steps:
+        for v, kind in s.buffers:
+            if kind == "workspace" and id(v) not in freed and id(v) not in seen:
+                seen.add(id(v))
+                alive.append(ctx.arr(v))
+    calls = [f"if ({name}(in, out, ws, err, F)) goto fail;" for name in names]
+    return calls, alive
+
+
+def _free_all(w, alive):
+    if alive:
+        w(" ".join(f"sg_ws_free(ws, {a}.data);" for a in alive))
+
+
+def _alloc_declared(ctx, node, v, own):
+    """``sg_alloc`` of ``v``'s descriptor, its shape already set (``own`` from
+    ``ctx.result_owner``, asked once however many places allocate it)."""
+    ctx.w(f"if (sg_alloc(err, {ctx.location(node)}, ws, &{ctx.arr(v)}, {v.ndim}, {_item(v)}, "
+          f"{own})) goto fail;")
+
+
+def _entry(w, view, base, nd, item, t):
+    """``view`` = entry ``t`` of ``base`` (``nd`` axes) along its first axis."""
+    w(f"{view}.data = (char *){base}.data + ({t}) * {base}.strides[0] * {item};")
+    if nd > 1:
+        w(f"for (int k = 1; k < {nd}; k++) {{ {view}.shape[k - 1] = {base}.shape[k]; "
+          f"{view}.strides[k - 1] = {base}.strides[k]; }}")
+
+
+def _same_shape(a, b, nd, b_from=0):
+    """C test that descriptor ``a``'s shape (``nd`` axes) differs from ``b``'s from axis
+    ``b_from`` on."""
+    if nd == 0:
+        return None
+    return f"memcmp({a}.shape, {b}.shape + {b_from}, {nd} * sizeof(int64_t))"
+
+
+def _loop(ctx, step):
+    """A :class:`~codegen.ir.Loop`: the checks of its lengths, then its body once per
+    iteration, each iteration's outputs copied into their stacks (allocated once the
+    first iteration gives their shape) or carried to the next one."""
+    node, w, body = step.root, ctx.w, step.body
+    n = ctx.tmp("n")
+    w(f"int64_t {n} = (int64_t){ctx.ptr(step.n_steps)}[0];")
+    with w.block(f"if ({n} < 0)"):
+        ctx.fail(node, "shape", "n_steps is %lld; a loop runs 0 or more steps", f"(long long){n}")
+    seqs = [ctx.arr(x) for x, _ in step.sequences]
+    if len(seqs) > 1:
+        with w.block("if (" + " || ".join(f"{a}.shape[0] != {seqs[0]}.shape[0]"
+                                          for a in seqs[1:]) + ")"):
+            shown = ", ".join(f"sequence {i}: %lld" for i in range(len(seqs)))
+            ctx.fail(node, "shape", f"the sequences have different lengths ({shown}); every "
+                     f"sequence needs one entry per step",
+                     *[f"(long long){a}.shape[0]" for a in seqs])
+    if seqs:
+        with w.block(f"if ({seqs[0]}.shape[0] != {n})"):
+            ctx.fail(node, "shape", "the sequences have %lld entries but the loop runs "
+                     "n_steps=%lld steps", f"(long long){seqs[0]}.shape[0]", f"(long long){n}")
+    for _, p in step.sequences + step.recurrent + step.others:
+        ctx.declare(p)
+    for x, p in step.others:
+        w(f"{ctx.arr(p)} = {ctx.arr(x)};")
+    n_rec = len(step.recurrent)
+    outs = node.outputs
+    own = [ctx.result_owner(v) for v in outs]
+    for v in outs:
+        ctx.declare(v)
+    # A final value only: iterations write it and a scratch block in turn, the last one
+    # the result (an iteration never writes the block its previous value is in).
+    scratch = {}
+    for k, v in enumerate(outs):
+        if step.stacked[k]:
+            continue
+        init = ctx.arr(step.recurrent[k][0])
+        R, T = ctx.arr(v), ctx.tmp("carry")
+        if v.ndim:
+            w(f"memcpy({R}.shape, {init}.shape, {v.ndim} * sizeof(int64_t));")
+        _alloc_declared(ctx, node, v, own[k])
+        w(f"sg_arr {T} = {R};")
+        w(f"if (sg_alloc(err, {ctx.location(node)}, ws, &{T}, {v.ndim}, {_item(v)}, NULL)) "
+          f"goto fail;")
+        scratch[k] = T
+    (title, _), = node.op.inner_graphs()
+    calls, alive = _body(ctx, step, body, f"sg_{step.label}_{title}".replace(".", "_"))
+    t = ctx.tmp("t")
+    with w.block(f"for (int64_t {t} = 0; {t} < {n}; {t}++)"):
+        for (x, p), a in zip(step.sequences, seqs):
+            _entry(w, ctx.arr(p), a, x.ndim, _item(x), t)
+        for k, (init, p) in enumerate(step.recurrent):
+            P = ctx.arr(p)
+            if step.stacked[k]:
+                with w.block(f"if ({t} == 0)"):
+                    w(f"{P} = {ctx.arr(init)};")
+                with w.block("else"):
+                    _entry(w, P, ctx.arr(outs[k]), outs[k].ndim, _item(outs[k]), f"{t} - 1")
+            else:
+                R, T = ctx.arr(outs[k]), scratch[k]
+                w(f"{P} = {t} == 0 ? {ctx.arr(init)} : (({n} - {t}) % 2 ? {T} : {R});")
+        w.lines += [("    " * w.depth) + c for c in calls]
+        for k, (o, v) in enumerate(zip(step.outputs, outs)):
+            O, nd = ctx.arr(o), o.ndim
+            if k < n_rec:
+                init = ctx.arr(step.recurrent[k][0])
+                differs = _same_shape(O, init, nd)
+                if differs:
+                    with w.block(f"if ({differs})"):
+                        w("char sbuf2[160];")
+                        ctx.fail(node, "shape", f"recurrent output {k} has shape %s at step %lld "
+                                 f"but its previous value had shape %s; a value fed back must "
+                                 f"keep its shape", f"sg_shape_str(sbuf, sizeof sbuf, {O}.shape, {nd})",
+                                 f"(long long){t}",
+                                 f"sg_shape_str(sbuf2, sizeof sbuf2, {init}.shape, {nd})")
+            if step.stacked[k]:
+                S = ctx.arr(v)
+                with w.block(f"if ({t} == 0)"):
+                    w(f"{S}.shape[0] = {n};")
+                    if nd:
+                        w(f"memcpy({S}.shape + 1, {O}.shape, {nd} * sizeof(int64_t));")
+                    _alloc_declared(ctx, node, v, own[k])
+                differs = _same_shape(O, S, nd, 1)
+                if differs:
+                    with w.block(f"else if ({differs})"):
+                        w("char sbuf2[160];")
+                        ctx.fail(node, "shape", f"output {k} has shape %s at step %lld but %s at "
+                                 f"step 0; every step's value must have the same shape",
+                                 f"sg_shape_str(sbuf, sizeof sbuf, {O}.shape, {nd})",
+                                 f"(long long){t}",
+                                 f"sg_shape_str(sbuf2, sizeof sbuf2, {S}.shape + 1, {nd})")
+                with w.block(""):
+                    w(f"sg_arr d = {S};")
+                    _entry(w, "d", S, v.ndim, _item(v), t)
+                    w(f"sg_copy_nd(&d, &{O}, {nd}, {_item(v)});")
+            else:
+                R, T = ctx.arr(v), scratch[k]
+                w(f"sg_copy_nd(({n} - 1 - {t}) % 2 ? &{T} : &{R}, &{O}, {nd}, {_item(v)});")
+        _free_all(w, alive)
+    # No iteration: final values are the initial ones, stacks are empty.
+    stacks = [k for k in range(len(outs)) if step.stacked[k]]
+    with w.block(f"if ({n} == 0)"):
+        for k, v in enumerate(outs):
+            if not step.stacked[k]:
+                w(f"sg_copy_nd(&{ctx.arr(v)}, &{ctx.arr(step.recurrent[k][0])}, {v.ndim}, "
+                  f"{_item(v)});")
+        if stacks:
+            _empty_stacks(ctx, step, stacks, own, calls, alive)
+    for T in scratch.values():
+        w(f"sg_ws_free(ws, {T}.data);")
+
+
+def _empty_stacks(ctx, step, stacks, own, calls, alive):
+    """The stacks of a loop of no iteration: ``(0, *shape of a step's value)``. A shape
+    the graph does not know is found as the reference finds it: by running the body
+    once on zeros (slices of the sequences' shapes, the initial values), its values
+    then dropped."""
+    node, w = step.root, ctx.w
+    outs = node.outputs
+    n_rec = len(step.recurrent)
+    probe = [k for k in stacks if k >= n_rec and None in step.outputs[k].type.shape]
+    zeros = []
+    if probe:
+        w.comment("/* the shapes of a step's values, from a run on zeros */")
+        for x, p in step.sequences:
+            P = ctx.arr(p)
+            w(f"{P} = {ctx.arr(x)};")
+            if x.ndim > 1:
+                w(f"memmove({P}.shape, {P}.shape + 1, {x.ndim - 1} * sizeof(int64_t));")
+            w(f"if (sg_alloc(err, {ctx.location(node)}, ws, &{P}, {x.ndim - 1}, {_item(x)}, "
+              f"NULL)) goto fail;")
+            w(f"memset({P}.data, 0, (size_t)sg_size(&{P}, {x.ndim - 1}) * {_item(x)});")
+            zeros.append(P)
+        for init, p in step.recurrent:
+            w(f"{ctx.arr(p)} = {ctx.arr(init)};")
+        w.lines += [("    " * w.depth) + c for c in calls]
+    for k in stacks:
+        v, o = outs[k], step.outputs[k]
+        S, nd = ctx.arr(v), o.ndim
+        w(f"{S}.shape[0] = 0;")
+        for j in range(nd):
+            if k < n_rec:
+                length = f"{ctx.arr(step.recurrent[k][0])}.shape[{j}]"
+            elif o.type.shape[j] is not None:
+                length = str(o.type.shape[j])
+            else:
+                length = f"{ctx.arr(o)}.shape[{j}]"
+            w(f"{S}.shape[{j + 1}] = {length};")
+        _alloc_declared(ctx, node, v, own[k])
+    if probe:
+        _free_all(w, alive)
+        for P in zeros:
+            w(f"sg_ws_free(ws, {P}.data);")
+
+
+def _branch(ctx, step):
+    """A :class:`~codegen.ir.Branch`: the body chosen by the condition, its values copied
+    into the node's results."""
+    node, w = step.root, ctx.w
+    for x, p in step.inputs:
+        ctx.declare(p)
+        w(f"{ctx.arr(p)} = {ctx.arr(x)};")
+    outs = node.outputs
+    own = [ctx.result_owner(v) for v in outs]
+    for v in outs:
+        ctx.declare(v)
+    cond = f"{ctx.ptr(step.cond)}[0]"
+    label = step.label.replace(".", "_")
+    titles = [t for t, _ in node.op.inner_graphs()]
+    for j, (title, body, values) in enumerate(zip(titles, step.bodies, step.branches)):
+        head = f"if ({cond})" if j == 0 else "else"
+        calls, alive = _body(ctx, step, body, f"sg_{label}_{title}")
+        with w.block(head):
+            w.lines += [("    " * w.depth) + c for c in calls]
+            for v, o, own_k in zip(outs, values, own):
+                R = ctx.arr(v)
+                if v.ndim:
+                    w(f"memcpy({R}.shape, {ctx.arr(o)}.shape, {v.ndim} * sizeof(int64_t));")
+                _alloc_declared(ctx, node, v, own_k)
+                w(f"sg_copy_nd(&{R}, &{ctx.arr(o)}, {v.ndim}, {_item(v)});")
+            _free_all(w, alive)
 
 
 # --------------------------------------------------------------------------- BLAS
@@ -1156,8 +1409,8 @@ def _assemble(ctx, header, n_out, n_timed=None):
     h("};")
     h("")
     h.comment("/* The steps, in order, by group (kernel_steps<n>.c) */")
-    for k in range(len(ctx.groups)):
-        h(f"SG_STEP int sg_steps{k}(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err, "
+    for name in ctx.group_names:
+        h(f"SG_STEP int {name}(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err, "
           f"struct sg_frame *F);")
     rows = [ln for f in ctx.functions for ln in f.lines]
     steps = [ln for f in ctx.step_functions for ln in f.lines]

@@ -57,6 +57,9 @@ class Step:
         Values other steps made that nothing reads after this step, directly
         or through a value sharing their memory (``codegen.lower.plan_frees``):
         their workspace blocks go back to the arena once the step has run.
+    scope : str
+        For a step of a loop's or branch's body, that step's label and the
+        body's title (``"K5.step"``): the step is ``K5.step.3``.
     """
 
     index: int
@@ -65,10 +68,11 @@ class Step:
     buffers: list = field(default_factory=list)
     over: object = None
     frees: list = field(default_factory=list)
+    scope: str = ""
 
     @property
     def label(self):
-        return f"K{self.index}"
+        return f"{self.scope}.{self.index}" if self.scope else f"K{self.index}"
 
     @property
     def fused(self):

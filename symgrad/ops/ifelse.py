@@ -8,6 +8,7 @@ of the branches' gradients: it too computes only the branch taken.
 """
 
 from .. import dtypes as _dt
+from ..codegen.ir import Branch
 from ..errors import ShapeError
 from ..graph import Constant, Op, TensorType, Variable, as_variable
 from .shape import zeros_like
@@ -53,6 +54,12 @@ class IfElse(Op):
     def perform(self, node, cond, *values):
         branch = self.then_graph if bool(cond) else self.else_graph
         return branch.run(values)
+
+    def lower(self, node):
+        """A :class:`~symgrad.codegen.ir.Branch` step: the kernel runs the branch taken."""
+        return Branch(0, node, [node], cond=node.inputs[0],
+                      inputs=list(zip(node.inputs[1:], self.then_graph.inputs)),
+                      branches=[list(self.then_graph.outputs), list(self.else_graph.outputs)])
 
     def flops(self, node, in_shapes, out_shapes):
         """The larger branch's count (which one runs is known only at call time)."""

@@ -19,8 +19,10 @@ other. The rule differentiates the step with the ``vjp`` that
 :mod:`symgrad.autodiff` hands to ops with ``grad_takes_vjp`` (this module is
 below autodiff and does not import it).
 
-Mode "c" has no lowering of this op yet: compiling it raises
-``codegen.render_c.NoLowering`` naming the node and the user's line.
+In mode "c" the node lowers to a :class:`~symgrad.codegen.ir.Loop` step:
+the kernel runs the step's own steps once per iteration, inside the one C
+call (no Python per step), with each iteration's value copied into the
+preallocated stack or carried to the next iteration.
 """
 
 import collections
@@ -29,6 +31,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import ShapeError
+from ..codegen.ir import Loop
 from ..graph import (Constant, Op, SharedVariable, TensorType, Variable, as_variable, toposort,
                      trace_as)
 from . import elemwise as _ew
@@ -190,6 +193,19 @@ class Scan(Op):
                              f"{k}, whose per-step shape {out.type} is not known when the "
                              f"graph is built and could not be found from the inputs' shapes "
                              f"({e})") from None
+
+    def lower(self, node):
+        """A :class:`~symgrad.codegen.ir.Loop` step binding the node's inputs to the step's
+        placeholders (``codegen.lower`` lowers the step into its body)."""
+        n_steps, seqs, inits, others = self.split(node.inputs)
+        phs = self.inner.inputs
+        s, r = self.n_seqs, self.n_rec
+        return Loop(0, node, [node], n_steps=n_steps,
+                    sequences=list(zip(seqs, phs[:s])),
+                    recurrent=list(zip(inits, phs[s:s + r])),
+                    others=list(zip(others, phs[s + r:])),
+                    outputs=list(self.inner.outputs),
+                    stacked=[self.stacked(k) for k in range(len(node.outputs))])
 
     def flops(self, node, in_shapes, out_shapes):
         """The step's count at the inputs' shapes (found by running it on zeros) times the

@@ -58,15 +58,11 @@ class Case:
     grad : bool       check gradients of float inputs (False for int/bool outputs)
     rtol, atol        value tolerances (float64; float32 cases get looser ones)
     id : str          a readable test id
-    compiled : bool   False while the op has no C lowering: the compiled tests and the
-                      fuzzer leave the row out, and tests/test_registry.py checks that
-                      mode "c" refuses it with NoLowering naming the op and the line
     """
 
     def __init__(self, op, build, ref, args, grad=True, rtol=1e-7, atol=1e-9, id=None,
-                 grad_tol=None, compiled=True):
+                 grad_tol=None):
         self.op, self.build, self.ref, self.args = op, build, ref, list(args)
-        self.compiled = compiled
         self.grad, self.rtol, self.atol = grad, rtol, atol
         self.grad_tol = grad_tol
         shapes = "-".join("x".join(map(str, a.shape)) or "s" for a in self.args)

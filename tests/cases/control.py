@@ -1,7 +1,7 @@
 """Rows for the loop and branch ops: scan (and map) and ifelse.
 
-They have no C lowering yet (``compiled=False``): their values and gradients
-are checked in mode "py" here, and mode "c" must refuse them clearly.
+Like every row, they are checked in mode "py" and compiled (tests/test_registry.py):
+the loop and the branch run inside the kernel.
 """
 
 import numpy as np
@@ -65,20 +65,17 @@ def _ifelse_ref(c, x, y):
 
 CASES = [
     Case("scan", _cumsum_build, lambda x: np.cumsum(x, axis=0), [Arg((5, 3))],
-         id="scan[cumsum]", compiled=False),
+         id="scan[cumsum]"),
     Case("scan", _rnn_build, _rnn_ref,
-         [Arg((4, 3)), Arg((3,)), Arg((3, 3), low=-0.7, high=0.7)], id="scan[rnn]",
-         compiled=False),
+         [Arg((4, 3)), Arg((3,)), Arg((3, 3), low=-0.7, high=0.7)], id="scan[rnn]"),
     Case("scan", _map_build, lambda x, w: np.sin(x) * w, [Arg((4, 2)), Arg((2,))],
-         id="scan[map]", compiled=False),
+         id="scan[map]"),
     Case("scan", _backwards_build, _backwards_ref, [Arg((4, 2)), Arg((), low=-0.9, high=0.9)],
-         id="scan[go_backwards]", compiled=False),
+         id="scan[go_backwards]"),
     Case("scan", _power_build, lambda x: np.stack([x, x ** 2, x ** 3]), [Arg((3,))],
-         id="scan[n_steps]", compiled=False),
+         id="scan[n_steps]"),
     Case("ifelse", _ifelse_build, _ifelse_ref,
-         [Arg(value=1.0, grad=False), Arg((2, 3)), Arg((2, 3))], id="ifelse[then]",
-         compiled=False),
+         [Arg(value=1.0, grad=False), Arg((2, 3)), Arg((2, 3))], id="ifelse[then]"),
     Case("ifelse", _ifelse_build, _ifelse_ref,
-         [Arg(value=-1.0, grad=False), Arg((2, 3)), Arg((2, 3))], id="ifelse[else]",
-         compiled=False),
+         [Arg(value=-1.0, grad=False), Arg((2, 3)), Arg((2, 3))], id="ifelse[else]"),
 ]
