@@ -585,3 +585,40 @@ def _random_step_function(expr, steps, backwards, mode):
     np.testing.assert_allclose(_f(mode, syms, loop(*syms))(*vals), ref(*vals), rtol=1e-12, atol=1e-14)
     sg.verify_grad(lambda *a: (loop(*a) ** 2).sum() + loop(*a).sum(), vals, n_tests=1,
                    mode=mode)
+
+
+# --------------------------------------------------------------------------- rewrites
+
+def _loops(outputs):
+    return [n for n in sg.graph.toposort(outputs) if n.op.name == "scan"]
+
+
+def test_rewrites_see_inside_the_step():
+    x, W = sg.tensor3("x"), sg.shared(RNG.standard_normal((3, 3)), name="W")
+    acc = sg.matrix("acc")
+    # log(1 + v) is stabilised into log1p, the scaled product plus the carry is one gemm
+    out, _ = sg.scan(lambda x_t, a: a + 0.5 * (sg.log(1 + x_t * x_t) @ W), sequences=x,
+                     outputs_info=acc)
+    f = sg.function([x, acc], out)
+    (loop,) = _loops(f.graph.outputs)
+    names = [n.op.name for n in loop.op.inner.nodes()]
+    assert "log1p" in names and "gemm" in names and "log" not in names
+    xv, av = RNG.standard_normal((4, 2, 3)), RNG.standard_normal((2, 3))
+    a, want = av, []
+    for x_t in xv:
+        a = a + 0.5 * (np.log1p(x_t * x_t) @ W.get_value())
+        want.append(a)
+    np.testing.assert_allclose(f(xv, av), want, rtol=1e-12)
+
+
+def test_the_backward_step_reads_the_stored_forward_values():
+    X, h0 = sg.matrix("X"), sg.vector("h0")
+    W = sg.shared(RNG.standard_normal((3, 3)) * 0.5, name="W")
+    hs, _ = sg.scan(lambda x_t, h: sg.tanh(x_t + h @ W), sequences=X, outputs_info=h0)
+    (g,) = sg.grad((hs ** 2).sum(), [W])
+    back = [n for n in _loops([g]) if "grad" in str(n.op)]
+    assert len(back) == 1
+    inner = [n.op.name for n in back[0].op.inner.nodes()]
+    # tanh's derivative reads the stored h[t]: no tanh, and only the two products of the
+    # step's gradient (to h[t-1] and to W), not the forward's product again
+    assert "tanh" not in inner and inner.count("matmul") + inner.count("gemm") == 2

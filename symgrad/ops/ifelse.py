@@ -46,6 +46,12 @@ class IfElse(Op):
         """``[(title, InnerGraph)]``: what printing shows below the outer graph."""
         return [("then", self.then_graph), ("else", self.else_graph)]
 
+    def with_inner_outputs(self, outputs):
+        """The same choice between branches computing ``outputs`` (the rewrites' version)."""
+        then, else_ = outputs
+        return IfElse(InnerGraph(self.then_graph.inputs, then),
+                      InnerGraph(self.else_graph.inputs, else_))
+
     def infer(self, cond, *outer):
         check_cond(cond)
         return [TensorType(a.dtype, merge_shapes(a.shape, b.shape))

@@ -84,6 +84,12 @@ class Scan(Op):
         """``[(title, InnerGraph)]``: what printing shows below the outer graph."""
         return [("step", self.inner)]
 
+    def with_inner_outputs(self, outputs):
+        """The same loop over a step computing ``outputs[0]`` (the rewrites' version of it)."""
+        (outs,) = outputs
+        return Scan(InnerGraph(self.inner.inputs, outs), self.n_seqs, self.n_rec, self.last,
+                    self.truncate, self.label)
+
     def split(self, values):
         """``(n_steps, sequences, initial values, outer values)`` of a node's inputs."""
         s, r = self.n_seqs, self.n_rec
@@ -303,6 +309,9 @@ class _Bptt:
                            if wanted[1 + s + r + j] and is_f(x.dtype)]
         self.seeded = [k for k, (o, g) in enumerate(zip(outputs, gouts))
                        if g is not None and op.stacked(k) and is_f(o.dtype)]
+        # The forward's values, which the backward step reads instead of computing them
+        # again (an output of the step computed by the step, not one of its inputs).
+        self.stored = [k for k, o in enumerate(op.inner.outputs) if o.owner is not None]
         trunc = op.truncate
         self.back_steps = self.n_steps if trunc <= 0 else _ew.minimum(self.n_steps, trunc)
         self.other_phs = [placeholder(o) for o in self.others]
@@ -314,14 +323,18 @@ class _Bptt:
 
     def sequences(self):
         """The forward sequences, the previous values of the recurrent outputs, the
-        cotangents of the stacked outputs; each reversed. Returns (values, names)."""
+        cotangents of the stacked outputs, every output's stored values; each reversed.
+        Returns (values, names)."""
+        stacks = self._stacks()
         prevs = [concatenate([expand_dims(i, 0), y], axis=0)[:-1]
-                 for i, y in zip(self.inits, self._stacks()[:self.op.n_rec])]
+                 for i, y in zip(self.inits, stacks[:self.op.n_rec])]
         seqs = [self.back(x) for x in self.seqs + prevs] + \
-            [self.back(self.gouts[k]) for k in self.seeded]
+            [self.back(self.gouts[k]) for k in self.seeded] + \
+            [self.back(stacks[k]) for k in self.stored]
         names = [f"{x.name}[t]" if x.name else None for x in self.seqs] + \
             [f"{y.name}[t-1]" if y.name else None for y in self.inits] + \
-            [f"d({self.outputs[k].name or f'out{k}'}[t])" for k in self.seeded]
+            [f"d({self.outputs[k].name or f'out{k}'}[t])" for k in self.seeded] + \
+            [f"{self.outputs[k].name or f'out{k}'}[t]" for k in self.stored]
         return seqs, names
 
     def _stacks(self):
@@ -350,16 +363,22 @@ class _Bptt:
     def step(self, vjp):
         """The backward step: pulls the cotangents back through the forward step."""
         s, r, n_g, n_c = self.op.n_seqs, self.op.n_rec, len(self.seeded), len(self.recs)
+        n_y = len(self.stored)
 
         def step(*phs):
             x_ph, p_ph, g_ph = phs[:s], phs[s:s + r], phs[s + r:s + r + n_g]
-            carry, acc = phs[s + r + n_g:s + r + n_g + n_c], phs[s + r + n_g + n_c:]
+            y_ph = phs[s + r + n_g:s + r + n_g + n_y]
+            rest = phs[s + r + n_g + n_y:]
+            carry, acc = rest[:n_c], rest[n_c:]
             outs = self.op.inner.rebuilt_on(list(x_ph) + list(p_ph) + self.other_phs)
             seeds = [(outs[k], c) for k, c in zip(self.recs, carry)] + \
                 [(outs[k], g) for k, g in zip(self.seeded, g_ph)]
             wrt = [x_ph[i] for i in self.want_seq] + [p_ph[k] for k in self.recs] + \
                 [self.other_phs[j] for j in self.want_other]
             grads = vjp(seeds, wrt) if wrt else []
+            if grads:  # the forward's stored values in place of computing them again
+                grads = replace(grads, {outs[k]: y for k, y in zip(self.stored, y_ph)
+                                        if outs[k].owner is not None})
             n_x = len(self.want_seq)
             g_x, g_p, g_o = grads[:n_x], grads[n_x:n_x + n_c], grads[n_x + n_c:]
             return list(g_p) + [a + _ew.cast(g, a.dtype) for a, g in zip(acc, g_o)], list(g_x)

@@ -15,6 +15,8 @@ merge     basic copy the graph; merge structurally equal nodes (same op and
                 ``__props__``, same inputs; constants by dtype, shape and
                 value), so a forward value the backward graph recomputes is
                 computed once
+inner     basic the graphs of loops and branches (a scan's step, an ifelse's
+                branches) rewritten by this same pipeline, at the same level
 fold      basic constant folding with the op's own ``perform`` (bit-identical)
                 and static shapes (:mod:`.fold`)
 stabilise safe  stable forms of naive formulas, forward and gradient
@@ -84,7 +86,7 @@ from ..config import REWRITE_LEVELS as LEVELS
 from ..config import check_rewrite, config
 from ..graph import toposort
 from .algebra import ALGEBRA, FAST
-from .engine import InPlace, Sweep
+from .engine import InPlace, RuleSet, Sweep
 from .fold import FOLD
 from .gemm import GEMM
 from .shapes import Dims
@@ -112,8 +114,25 @@ class Pass:
         return f"<pass {self.name} ({self.level})>"
 
 
+INNER = RuleSet("inner")
+
+
+@INNER("scan", "ifelse")
+def rewrite_inner_graphs(node, sweep):
+    """A node's inner graphs (``op.inner_graphs()``) through the whole pipeline: the new
+    node holds a new op over the rewritten graphs (their placeholders unchanged)."""
+    op = node.op
+    if getattr(op, "rewritten", False):
+        return None
+    outputs = [_run(list(graph.outputs), sweep.level, None) for _, graph in op.inner_graphs()]
+    new = op.with_inner_outputs(outputs)
+    new.rewritten = True
+    return new.make_node(*node.inputs).outputs
+
+
 PASSES = [
     Pass("merge", "basic", walk=True),            # the first walk copies the graph
+    Pass("inner", "basic", INNER),
     Pass("fold", "basic", FOLD),
     Pass("stabilise", "safe", STABILISE, dims=True),
     Pass("algebra", "safe", ALGEBRA, dims=True),
@@ -178,6 +197,7 @@ def _run(outputs, level, report):
         if i == 0:
             # the first walk copies the graph: from here on every node is the pipeline's own
             walk = Sweep(rules, strict=strict)
+            walk.level = level
             if any(p.dims for p in group):
                 walk.dims = Dims()
         else:
