@@ -304,7 +304,7 @@ def test_jacobian_of_per_example_losses_equals_the_gradients_one_at_a_time(batch
     b = sg.shared(RNG.standard_normal(3), name="b")
     X, y = sg.matrix("X"), sg.vector("y", dtype="int64")
     losses = _per_example_losses(X, y, W, b)
-    assert losses.shape == (None,)                      # the batch size is not known
+    assert losses.type.shape == (None,)                 # the batch size is not known
     JW, Jb = sg.jacobian(losses, [W, b])
     f = _f(mode, [X, y], [JW, Jb])
     x1, y1 = sg.tensor("x1", shape=(1, 4)), sg.vector("y1", dtype="int64")

@@ -54,7 +54,7 @@ class IfElse(Op):
 
     def infer(self, cond, *outer):
         check_cond(cond)
-        return [TensorType(a.dtype, merge_shapes(a.shape, b.shape))
+        return [TensorType(a.dtype, merge_shapes(a.type.shape, b.type.shape))
                 for a, b in zip(self.then_graph.outputs, self.else_graph.outputs)]
 
     def perform(self, node, cond, *values):
@@ -171,7 +171,7 @@ def _branch_pairs(ts, es, where):
             raise TypeError(f"ifelse: value {k} is {a.type} in then but {b.type} in else_; the "
                             f"branches must match in dtype and number of dimensions (cast one, "
                             f"e.g. .astype('{a.dtype}')) {where}")
-        if conflict(a.shape, b.shape):
+        if conflict(a.type.shape, b.type.shape):
             raise ShapeError(f"ifelse: value {k} has the static shape {a.type} in then but "
                              f"{b.type} in else_ {where}")
         pairs.append((a, b))

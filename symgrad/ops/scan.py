@@ -35,7 +35,7 @@ from ..codegen.ir import Loop
 from ..graph import (Constant, Op, SharedVariable, TensorType, Variable, as_variable, toposort,
                      trace_as)
 from . import elemwise as _ew
-from .shape import expand_dims, shape_at, zeros, zeros_like
+from .shape import expand_dims, zeros, zeros_like
 from .inner import (InnerGraph, as_list, at_user_line, close_over, conflict, dependence,
                     graph_flops, known_union, name_placeholders, placeholder, replace)
 from .join import concatenate
@@ -110,13 +110,14 @@ class Scan(Op):
         steps = self._static_steps(n_steps, seqs)
         for j, (x, p) in enumerate(zip(outer, self.inner.inputs)):
             lead = 1 if j < self.n_seqs else 0   # a sequence has one axis more: the steps
-            if x.ndim != p.ndim + lead or x.dtype != p.dtype or conflict(x.shape[lead:], p.shape):
+            if x.ndim != p.ndim + lead or x.dtype != p.dtype or conflict(x.type.shape[lead:], p.type.shape):
                 raise TypeError(f"an input is {x.type} where the step reads "
                                 f"{'slices of type ' if lead else ''}{p.type}")
         outs = self.inner.outputs
         types = []
         for k, o in enumerate(outs):
-            shape = known_union(inits[k].shape, o.shape) if k < self.n_rec else o.shape
+            shape = (known_union(inits[k].type.shape, o.type.shape) if k < self.n_rec
+                     else o.type.shape)
             types.append(TensorType(o.dtype, (steps, *shape) if self.stacked(k) else shape))
         return types
 
@@ -124,11 +125,11 @@ class Scan(Op):
     def _static_steps(n_steps, seqs):
         steps = n_steps.data.item() if isinstance(n_steps, Constant) else None
         for i, x in enumerate(seqs):
-            if x.shape[0] is not None:
-                if steps is not None and steps != x.shape[0]:
-                    raise ShapeError(f"sequence {i} has {x.shape[0]} steps but the loop runs "
+            if x.type.shape[0] is not None:
+                if steps is not None and steps != x.type.shape[0]:
+                    raise ShapeError(f"sequence {i} has {x.type.shape[0]} steps but the loop runs "
                                      f"n_steps={steps}")
-                steps = x.shape[0]
+                steps = x.type.shape[0]
         return steps
 
     # ------------------------------------------------------------------ reference
@@ -187,8 +188,8 @@ class Scan(Op):
         if k < self.n_rec:
             return inits[k].shape
         out = self.inner.outputs[k]
-        if None not in out.shape:
-            return out.shape
+        if None not in out.type.shape:
+            return out.type.shape
         # Not static: run the step once on zeros of the right shapes, for its shapes only.
         probe = [np.zeros(s.shape[1:], dtype=s.dtype) for s in seqs] + list(inits) + list(others)
         try:
@@ -242,7 +243,7 @@ def build_loop(label, n_steps, seqs, inits, step, last=None, truncate=-1, seq_na
     """
     seq_names = seq_names or [None] * len(seqs)
     rec_names = rec_names or [None] * len(inits)
-    seq_phs = [Variable(TensorType(x.dtype, x.shape[1:]), name=n) for x, n in zip(seqs, seq_names)]
+    seq_phs = [Variable(TensorType(x.dtype, x.type.shape[1:]), name=n) for x, n in zip(seqs, seq_names)]
     prev_phs = [placeholder(x, n) for x, n in zip(inits, rec_names)]
     rec_outs, other_outs = step(*seq_phs, *prev_phs)
     return make_loop(label, n_steps, list(zip(seqs, seq_phs)), list(zip(inits, prev_phs)),
@@ -409,8 +410,7 @@ class _Bptt:
         if self.op.truncate <= 0:
             return g
         cut = self.n_steps - self.back_steps
-        dims = [cut] + [seq.shape[k] if seq.shape[k] is not None else shape_at(seq, k)
-                        for k in range(1, seq.ndim)]
+        dims = [cut] + [seq.shape[k] for k in range(1, seq.ndim)]
         return concatenate([zeros(tuple(dims), dtype=seq.dtype), g], axis=0)
 
     def _reached_start(self, carry):
@@ -483,7 +483,8 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
     infos = as_list(outputs_info)
     inits = [_initial(e, k, where) for k, e in enumerate(infos)]
     rec = [k for k, i in enumerate(inits) if i is not None]
-    seq_phs = [Variable(TensorType(x.dtype, x.shape[1:]), name=f"{x.name}[t]" if x.name else None)
+    seq_phs = [Variable(TensorType(x.dtype, x.type.shape[1:]),
+                        name=f"{x.name}[t]" if x.name else None)
                for x in seqs]
     prev_phs = [placeholder(inits[k], f"{inits[k].name}[t-1]" if inits[k].name else None)
                 for k in rec]
@@ -521,7 +522,7 @@ def _loop_length(n_steps, seqs, where):
             raise ValueError(f"scan: n_steps is required when there is no sequence (the loop "
                              f"has nothing to take its length from) {where}")
         first = seqs[0]
-        return (first.shape[0] if first.shape[0] is not None else shape_at(first, 0)), seqs
+        return first.shape[0], seqs
     bad = (f"scan: n_steps must be an int or a 0-d integer Variable, got "
            f"{getattr(n_steps, 'type', repr(n_steps))} {where}")
     if isinstance(n_steps, Variable):
@@ -577,7 +578,7 @@ def _check_outputs(outs, inits, fn, where):
             f"{'ies' if len(inits) != 1 else 'y'}; give one entry per output (None for an "
             f"output that is not fed back) {where}")
     for k, (o, i) in enumerate(zip(outs, inits)):
-        if i is not None and (o.dtype != i.dtype or o.ndim != i.ndim or conflict(o.shape, i.shape)):
+        if i is not None and (o.dtype != i.dtype or o.ndim != i.ndim or conflict(o.type.shape, i.type.shape)):
             made = f" made at {o.owner.trace}" if o.owner is not None else ""
             raise TypeError(
                 f"scan: output {k} of the step function ({_fn_where(fn)}) is {o.type}{made}, but "
