@@ -35,7 +35,7 @@ from ..codegen.ir import Loop
 from ..graph import (Constant, Op, SharedVariable, TensorType, Variable, as_variable, toposort,
                      trace_as)
 from . import elemwise as _ew
-from .shape import expand_dims, zeros, zeros_like
+from .shape import expand_dims, shape_at, zeros, zeros_like
 from .inner import (InnerGraph, as_list, at_user_line, close_over, conflict, dependence,
                     graph_flops, known_union, name_placeholders, placeholder, replace)
 from .join import concatenate
@@ -282,6 +282,11 @@ def make_loop(label, n_steps, seq_pairs, rec_pairs, rec_outs, other_outs, last=N
     return op.make_node(*args).outputs
 
 
+def _length(v, k):
+    """``v``'s length on axis ``k``: an int where it is static, else a 0-d int64 Variable."""
+    return v.type.shape[k] if v.type.shape[k] is not None else shape_at(v, k)
+
+
 # --------------------------------------------------------------------------- BPTT
 
 class _Bptt:
@@ -410,7 +415,7 @@ class _Bptt:
         if self.op.truncate <= 0:
             return g
         cut = self.n_steps - self.back_steps
-        dims = [cut] + [seq.shape[k] for k in range(1, seq.ndim)]
+        dims = [cut] + [_length(seq, k) for k in range(1, seq.ndim)]
         return concatenate([zeros(tuple(dims), dtype=seq.dtype), g], axis=0)
 
     def _reached_start(self, carry):
@@ -522,7 +527,7 @@ def _loop_length(n_steps, seqs, where):
             raise ValueError(f"scan: n_steps is required when there is no sequence (the loop "
                              f"has nothing to take its length from) {where}")
         first = seqs[0]
-        return first.shape[0], seqs
+        return _length(first, 0), seqs
     bad = (f"scan: n_steps must be an int or a 0-d integer Variable, got "
            f"{getattr(n_steps, 'type', repr(n_steps))} {where}")
     if isinstance(n_steps, Variable):
