@@ -622,3 +622,43 @@ def test_the_backward_step_reads_the_stored_forward_values():
     # tanh's derivative reads the stored h[t]: no tanh, and only the two products of the
     # step's gradient (to h[t-1] and to W), not the forward's product again
     assert "tanh" not in inner and inner.count("matmul") + inner.count("gemm") == 2
+
+
+def _rnn_numpy(Xv, h0v, Wx, Wh, b):
+    h, out = h0v, []
+    for x_t in Xv:
+        h = np.tanh(x_t @ Wx + h @ Wh + b)
+        out.append(h)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_products_of_the_sequence_move_out_of_the_loop_as_one_product(batched):
+    rng = np.random.default_rng(5)
+    Wxv, Whv, bv = rng.standard_normal((3, 4)), rng.standard_normal((4, 4)) * 0.4, \
+        rng.standard_normal(4)
+    Wx, Wh, b = (sg.shared(v, name=n) for v, n in ((Wxv, "Wx"), (Whv, "Wh"), (bv, "b")))
+    X = sg.tensor3("X") if batched else sg.matrix("X")
+    h0 = sg.matrix("h0") if batched else sg.vector("h0")
+    hs, _ = sg.scan(lambda x_t, h: sg.tanh(x_t @ Wx + h @ Wh + b), sequences=X,
+                    outputs_info=h0, go_backwards=True)
+    cost = (hs ** 2).sum()
+    outs = [hs, *sg.grad(cost, [Wx, Wh, b, X])]
+    f = sg.function([X, h0], outs)
+    (fwd,) = [n for n in _loops(f.graph.outputs) if "grad" not in str(n.op)]
+    # x_t @ Wx for every step is one matmul of the (reversed) sequence, before the loop
+    before = [n for n in sg.graph.toposort(fwd.inputs) if n.op.name == "matmul"]
+    assert len(before) == 1 and before[0].inputs[1] is Wx
+    step_products = [n for n in fwd.op.inner.nodes() if n.op.name in ("matmul", "gemm")]
+    assert len(step_products) == 1                      # h @ Wh (with the bias) stays
+    shape = (6, 2, 3) if batched else (6, 3)
+    Xv, h0v = rng.standard_normal(shape), rng.standard_normal(shape[1:-1] + (4,))
+    got = f(Xv, h0v)
+    np.testing.assert_allclose(got[0], _rnn_numpy(Xv[::-1], h0v, Wxv, Whv, bv), rtol=1e-12)
+    # the same values as the loop left as written (rewrite level "basic" does not move it)
+    plain = sg.function([X, h0], outs, rewrite="basic")
+    assert not [n for n in sg.graph.toposort(
+        [n for n in _loops(plain.graph.outputs) if "grad" not in str(n.op)][0].inputs)
+        if n.op.name == "matmul"]
+    for a, c in zip(got, plain(Xv, h0v)):
+        np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-13)

@@ -16,7 +16,10 @@ merge     basic copy the graph; merge structurally equal nodes (same op and
                 value), so a forward value the backward graph recomputes is
                 computed once
 inner     basic the graphs of loops and branches (a scan's step, an ifelse's
-                branches) rewritten by this same pipeline, at the same level
+                branches) rewritten by this same pipeline, at the same level;
+                from "safe" on, products of a step's sequence slices by
+                loop-invariant matrices first move out of the loop, as one
+                product over every step (:mod:`.loops`)
 fold      basic constant folding with the op's own ``perform`` (bit-identical)
                 and static shapes (:mod:`.fold`)
 stabilise safe  stable forms of naive formulas, forward and gradient
@@ -89,6 +92,7 @@ from .algebra import ALGEBRA, FAST
 from .engine import InPlace, RuleSet, Sweep
 from .fold import FOLD
 from .gemm import GEMM
+from .loops import hoist_sequence_work
 from .shapes import Dims
 from .stabilise import STABILISE
 
@@ -121,13 +125,21 @@ INNER = RuleSet("inner")
 def rewrite_inner_graphs(node, sweep):
     """A node's inner graphs (``op.inner_graphs()``) through the whole pipeline: the new
     node holds a new op over the rewritten graphs (their placeholders unchanged)."""
-    op = node.op
+    op, inputs = node.op, node.inputs
     if getattr(op, "rewritten", False):
         return None
+    if LEVELS.index(sweep.level) >= LEVELS.index("safe"):
+        # The step as the first sweep leaves it (a shape read from a product's operands,
+        # not from the product), before gemm hides its products in gemm nodes.
+        first = [_run(list(graph.outputs), sweep.level, None, walks=1)
+                 for _, graph in op.inner_graphs()]
+        hoisted = hoist_sequence_work(op.with_inner_outputs(first), inputs)
+        if hoisted is not None:
+            op, inputs = hoisted
     outputs = [_run(list(graph.outputs), sweep.level, None) for _, graph in op.inner_graphs()]
     new = op.with_inner_outputs(outputs)
     new.rewritten = True
-    return new.make_node(*node.inputs).outputs
+    return new.make_node(*inputs).outputs
 
 
 PASSES = [
@@ -187,11 +199,11 @@ def rewrite(outputs, level=None, report=None):
             gc.enable()
 
 
-def _run(outputs, level, report):
+def _run(outputs, level, report, walks=None):
     if report is not None:
         report.append({"name": "input", "nodes": len(toposort(outputs)), "seconds": 0.0,
                        "fired": {}})
-    for i, group in enumerate(_walks(level)):
+    for i, group in enumerate(_walks(level)[:walks]):
         t0 = time.perf_counter()
         rules = [p.rules for p in group if p.rules is not None]
         if i == 0:
