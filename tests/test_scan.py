@@ -651,6 +651,14 @@ def test_products_of_the_sequence_move_out_of_the_loop_as_one_product(batched):
     assert len(before) == 1 and before[0].inputs[1] is Wx
     step_products = [n for n in fwd.op.inner.nodes() if n.op.name in ("matmul", "gemm")]
     assert len(step_products) == 1                      # h @ Wh (with the bias) stays
+    # backwards, the weight gradients summed over the steps are one product each after the
+    # loop (over the stacked factors), not a product per step inside it
+    (back,) = [n for n in _loops(f.graph.outputs) if "grad" in str(n.op)]
+    assert not [n for n in back.op.inner.nodes() if n.op.name in ("gemm", "matmul")
+                and n.outputs[0].ndim == 2 and n.outputs[0].type.shape[0] == 3]
+    after = [n for n in sg.graph.toposort(f.graph.outputs) if n.op.name == "gemm"
+             and any(i.owner is not None and i.owner.op.name == "reshape" for i in n.inputs)]
+    assert len(after) == 2
     shape = (6, 2, 3) if batched else (6, 3)
     Xv, h0v = rng.standard_normal(shape), rng.standard_normal(shape[1:-1] + (4,))
     got = f(Xv, h0v)

@@ -19,7 +19,8 @@ inner     basic the graphs of loops and branches (a scan's step, an ifelse's
                 branches) rewritten by this same pipeline, at the same level;
                 from "safe" on, products of a step's sequence slices by
                 loop-invariant matrices first move out of the loop, as one
-                product over every step (:mod:`.loops`)
+                product over every step, and so do sums of products a loop
+                carries (a gradient loop's weight gradients) (:mod:`.loops`)
 fold      basic constant folding with the op's own ``perform`` (bit-identical)
                 and static shapes (:mod:`.fold`)
 stabilise safe  stable forms of naive formulas, forward and gradient
@@ -92,7 +93,7 @@ from .algebra import ALGEBRA, FAST
 from .engine import InPlace, RuleSet, Sweep
 from .fold import FOLD
 from .gemm import GEMM
-from .loops import hoist_sequence_work
+from .loops import accumulations_after_the_loop, hoist_sequence_work
 from .shapes import Dims
 from .stabilise import STABILISE
 
@@ -138,8 +139,14 @@ def rewrite_inner_graphs(node, sweep):
             op, inputs = hoisted
     outputs = [_run(list(graph.outputs), sweep.level, None) for _, graph in op.inner_graphs()]
     new = op.with_inner_outputs(outputs)
+    finish = None
+    if LEVELS.index(sweep.level) >= LEVELS.index("safe"):
+        moved = accumulations_after_the_loop(new, inputs)
+        if moved is not None:
+            new, inputs, finish = moved
     new.rewritten = True
-    return new.make_node(*inputs).outputs
+    results = new.make_node(*inputs).outputs
+    return finish(results) if finish is not None else results
 
 
 PASSES = [

@@ -14,6 +14,12 @@ ops whose operands that vary by step have the result's rank, a matrix
 product of a slice by a 2-d invariant matrix, a dimshuffle -- and moves those
 that involve a product out of the loop. Elementwise work alone stays inside,
 where the step's fused loop computes it without storing it for every step.
+The same holds backwards: a gradient loop adds each step's weight gradient
+into a carried sum, ``acc + h_{t-1}.T @ dz_t``. :func:`accumulations_after_the_loop`
+turns such a sum into one product after the loop over the stacked factors,
+``H.T @ DZ`` with ``T * B`` rows (a factor that is a sequence slice is read
+from the sequence itself, the others are stacked as outputs of the loop).
+
 Values are unchanged: each step's entry of the batched product is computed
 by the same gemm kernel on the same numbers (BLAS may block a taller product
 differently, as it may anyway).
@@ -21,12 +27,13 @@ differently, as it may anyway).
 
 from ..graph import Constant, TensorType, Variable, trace_as
 from ..ops.elemwise import Elemwise
+from ..ops.gemm import Gemm
 from ..ops.inner import InnerGraph, replace
 from ..ops.linalg import MatMul
 from ..ops.scan import Scan
-from ..ops.shape import DimShuffle
+from ..ops.shape import DimShuffle, SumTo, reshape
 
-__all__ = ["hoist_sequence_work"]
+__all__ = ["hoist_sequence_work", "accumulations_after_the_loop"]
 
 
 def hoist_sequence_work(op, inputs):
@@ -97,7 +104,8 @@ def hoist_sequence_work(op, inputs):
         return made.outputs[0]
 
     batched = [outer(v) for v in frontier]
-    slices = [Variable(TensorType(v.dtype, v.type.shape), name=v.name) for v in frontier]
+    slices = [Variable(TensorType(v.dtype, v.type.shape), name=v.name or f"{v.owner.op}[t]")
+              for v in frontier]
     outs = replace(op.inner.outputs, dict(zip(frontier, slices)))
     # Sequences the step no longer reads (their products moved out) are dropped.
     read = {id(i) for n in InnerGraph([], outs).nodes() for i in n.inputs} | {id(o) for o in outs}
@@ -120,3 +128,124 @@ def _extends(n, varies):
         a, b = n.inputs
         return id(a) in varies and id(b) not in varies and b.ndim == 2 and a.ndim >= 1
     return isinstance(n.op, DimShuffle)
+
+
+def accumulations_after_the_loop(op, inputs):
+    """``(op, inputs, finish)`` of a Scan node whose carried sums of products
+    (``acc + op(a_t) @ op(b_t)``, a gemm into the carried value, which nothing else
+    reads, kept as a final value only) become one gemm after the loop; ``finish`` maps
+    the new node's outputs to replacements of the old node's. None when there is none."""
+    if not isinstance(op, Scan):
+        return None
+    n_steps, seqs, inits, others = op.split(inputs)
+    s, r = op.n_seqs, op.n_rec
+    phs, outs = op.inner.inputs, op.inner.outputs
+    uses = {}
+    for n in op.inner.nodes():
+        for i in n.inputs:
+            uses[id(i)] = uses.get(id(i), 0) + 1
+    for o in outs:
+        uses[id(o)] = uses.get(id(o), 0) + 1
+    invariant = {id(p) for p in phs[s + r:]}
+    moved = {}
+    for k in range(r):
+        prev = phs[s + k]
+        if op.stacked(k) or uses.get(id(prev)) != 1 or uses.get(id(outs[k])) != 1:
+            continue
+        found = _carried_product(outs[k], prev, invariant)
+        if found is not None:
+            moved[k] = found
+    if not moved:
+        return None
+    seq_at = {id(p): j for j, p in enumerate(phs[:s])}
+    outer_at = {id(p): x for p, x in zip(phs[s + r:], others)}
+
+    def outer_of(v):
+        return v if isinstance(v, Constant) else outer_at[id(v)]
+
+    extra, plan = [], {}
+    for k, (n, _, _) in moved.items():
+        a, b = n.inputs[:2]
+        ta, tb, _ = _flags(n)
+        with trace_as(n.trace, n.grad_of):
+            # op(a) @ op(b) summed over steps: op(a).T (rows: the contracted axis) and op(b)
+            # stacked over the steps are the operands of one product
+            a = a if ta else DimShuffle((1, 0), 2)(a)
+            b = DimShuffle((1, 0), 2)(b) if tb else b
+        srcs = []
+        for v in (a, b):
+            if id(v) in seq_at:
+                srcs.append(("seq", seq_at[id(v)]))
+            else:
+                srcs.append(("out", len(extra)))
+                extra.append(v)
+        plan[k] = srcs
+    keep = [k for k in range(r) if k not in moved]
+    inner = InnerGraph(list(phs[:s]) + [phs[s + k] for k in keep] + list(phs[s + r:]),
+                       [outs[k] for k in keep] + list(outs[r:]) + extra)
+    new = Scan(inner, s, len(keep), tuple(op.last[k] for k in keep), op.truncate, op.label)
+    new_inputs = [n_steps, *seqs, *[inits[k] for k in keep], *others]
+
+    def finish(results):
+        n_keep, n_other = len(keep), len(outs) - r
+        got = [None] * len(outs)
+        for i, k in enumerate(keep):
+            got[k] = results[i]
+        for j in range(n_other):
+            got[r + j] = results[n_keep + j]
+        stacks = results[n_keep + n_other:]
+        for k, (n, top, shape) in moved.items():
+            a, b = (seqs[j] if kind == "seq" else stacks[j] for kind, j in plan[k])
+            with trace_as(top.trace, top.grad_of):
+                a = reshape(a, (a.shape[0] * a.shape[1], a.shape[2]))
+                b = reshape(b, (b.shape[0] * b.shape[1], b.shape[2]))
+                alpha = _flags(n)[2]
+                if shape is None:
+                    got[k] = Gemm(True, False, alpha, 1.0)(a, b, inits[k])
+                else:
+                    total = SumTo()(Gemm(True, False, alpha)(a, b), outer_of(shape))
+                    got[k] = inits[k] + total
+        return got
+
+    return new, new_inputs, finish
+
+
+def _carried_product(o, prev, invariant):
+    """``(product node, the node adding it to the carry, an invariant shape it is summed to
+    or None)`` when ``o`` is the carry ``prev`` plus a product of the step: a gemm into
+    ``prev`` (beta 1), or ``prev + p`` / ``p + prev`` with ``p`` a gemm without ``c`` or a
+    2-d matmul, or such a product summed to an invariant shape. None otherwise."""
+    n = o.owner
+    if n is None:
+        return None
+    if isinstance(n.op, Gemm):
+        if len(n.inputs) == 3 and n.inputs[2] is prev and n.op.beta == 1.0 and _mats(n):
+            return n, n, None
+        return None
+    if not (isinstance(n.op, Elemwise) and n.op.scalar == "add" and len(n.inputs) == 2):
+        return None
+    a, b = n.inputs
+    p = b if a is prev else a if b is prev else None
+    if p is None or p.owner is None or p.dtype != prev.dtype or p.ndim != prev.ndim:
+        return None
+    shape = None
+    if isinstance(p.owner.op, SumTo):
+        p, shape = p.owner.inputs
+        if not (isinstance(shape, Constant) or id(shape) in invariant) or p.owner is None:
+            return None
+    g = p.owner
+    if ((isinstance(g.op, Gemm) and len(g.inputs) == 2 or isinstance(g.op, MatMul))
+            and _mats(g) and g.outputs[0].dtype == prev.dtype):
+        return g, n, shape
+    return None
+
+
+def _mats(n):
+    return n.inputs[0].ndim == 2 and n.inputs[1].ndim == 2
+
+
+def _flags(n):
+    """``(trans_a, trans_b, alpha)`` of a gemm or a 2-d matmul node."""
+    if isinstance(n.op, Gemm):
+        return n.op.trans_a, n.op.trans_b, n.op.alpha
+    return False, False, 1.0
