@@ -93,7 +93,7 @@ from .algebra import ALGEBRA, FAST
 from .engine import InPlace, RuleSet, Sweep
 from .fold import FOLD
 from .gemm import GEMM
-from .loops import accumulations_after_the_loop, hoist_sequence_work
+from .loops import accumulations_after_the_loop, hoist_sequence_work, products_after_the_loop
 from .shapes import Dims
 from .stabilise import STABILISE
 
@@ -129,24 +129,32 @@ def rewrite_inner_graphs(node, sweep):
     op, inputs = node.op, node.inputs
     if getattr(op, "rewritten", False):
         return None
+    finishes = []
     if LEVELS.index(sweep.level) >= LEVELS.index("safe"):
         # The step as the first sweep leaves it (a shape read from a product's operands,
         # not from the product), before gemm hides its products in gemm nodes.
         first = [_run(list(graph.outputs), sweep.level, None, walks=1)
                  for _, graph in op.inner_graphs()]
-        hoisted = hoist_sequence_work(op.with_inner_outputs(first), inputs)
+        op = op.with_inner_outputs(first)
+        hoisted = hoist_sequence_work(op, inputs)
         if hoisted is not None:
             op, inputs = hoisted
+        sunk = products_after_the_loop(op, inputs)
+        if sunk is not None:
+            op, inputs, finish = sunk
+            finishes.append(finish)
     outputs = [_run(list(graph.outputs), sweep.level, None) for _, graph in op.inner_graphs()]
     new = op.with_inner_outputs(outputs)
-    finish = None
     if LEVELS.index(sweep.level) >= LEVELS.index("safe"):
         moved = accumulations_after_the_loop(new, inputs)
         if moved is not None:
             new, inputs, finish = moved
+            finishes.append(finish)
     new.rewritten = True
     results = new.make_node(*inputs).outputs
-    return finish(results) if finish is not None else results
+    for finish in reversed(finishes):
+        results = finish(results)
+    return results
 
 
 PASSES = [

@@ -31,9 +31,9 @@ from ..ops.gemm import Gemm
 from ..ops.inner import InnerGraph, replace
 from ..ops.linalg import MatMul
 from ..ops.scan import Scan
-from ..ops.shape import DimShuffle, SumTo, reshape
+from ..ops.shape import DimShuffle, SumTo, reshape, shape_at
 
-__all__ = ["hoist_sequence_work", "accumulations_after_the_loop"]
+__all__ = ["hoist_sequence_work", "products_after_the_loop", "accumulations_after_the_loop"]
 
 
 def hoist_sequence_work(op, inputs):
@@ -84,9 +84,25 @@ def hoist_sequence_work(op, inputs):
 
     memo = dict(seq_of)
     memo.update(outer_of)
+    outer = _outside(memo, varies)
 
+    batched = [outer(v) for v in frontier]
+    slices = [Variable(TensorType(v.dtype, v.type.shape), name=v.name or f"{v.owner.op}[t]")
+              for v in frontier]
+    outs = replace(op.inner.outputs, dict(zip(frontier, slices)))
+    # Sequences the step no longer reads (their products moved out) are dropped.
+    read = {id(i) for n in InnerGraph([], outs).nodes() for i in n.inputs} | {id(o) for o in outs}
+    keep = [j for j in range(s) if id(phs[j]) in read]
+    inner = InnerGraph([phs[j] for j in keep] + slices + list(phs[s:]), outs)
+    new = Scan(inner, len(keep) + len(slices), r, op.last, op.truncate, op.label)
+    return new, [n_steps, *[seqs[j] for j in keep], *batched, *inits, *others]
+
+
+def _outside(memo, varies):
+    """``outer(v)``: inner value ``v`` computed outside the loop -- for every step at once
+    if it varies (``varies``: ids), from ``memo`` (id(inner value) -> outer value: the
+    placeholders' values, and for the values that vary the stacks of every step's)."""
     def outer(v):
-        """``v`` computed outside the loop: for every step at once if it varies."""
         got = memo.get(id(v))
         if got is not None:
             return got
@@ -103,16 +119,80 @@ def hoist_sequence_work(op, inputs):
         memo[id(v)] = made.outputs[0]
         return made.outputs[0]
 
-    batched = [outer(v) for v in frontier]
-    slices = [Variable(TensorType(v.dtype, v.type.shape), name=v.name or f"{v.owner.op}[t]")
-              for v in frontier]
-    outs = replace(op.inner.outputs, dict(zip(frontier, slices)))
-    # Sequences the step no longer reads (their products moved out) are dropped.
-    read = {id(i) for n in InnerGraph([], outs).nodes() for i in n.inputs} | {id(o) for o in outs}
-    keep = [j for j in range(s) if id(phs[j]) in read]
-    inner = InnerGraph([phs[j] for j in keep] + slices + list(phs[s:]), outs)
-    new = Scan(inner, len(keep) + len(slices), r, op.last, op.truncate, op.label)
-    return new, [n_steps, *[seqs[j] for j in keep], *batched, *inits, *others]
+    return outer
+
+
+def products_after_the_loop(op, inputs):
+    """A Scan node's ``(op, inputs, finish)`` with the outputs it stacks that are products
+    of one value of the step by loop-invariant matrices (a gradient loop's cotangent of
+    its input, ``dz[t] @ Wx.T``) computed after the loop, as one product of that value's
+    stack; ``finish`` maps the new node's outputs to replacements of the old node's.
+    None when there is none."""
+    if not isinstance(op, Scan):
+        return None
+    n_steps, seqs, inits, others = op.split(inputs)
+    s, r = op.n_seqs, op.n_rec
+    phs, outs = op.inner.inputs, op.inner.outputs
+    invariant = {id(p) for p in phs[s + r:]}
+    for n in op.inner.nodes():
+        if all(id(i) in invariant or isinstance(i, Constant) for i in n.inputs):
+            invariant.update(id(o) for o in n.outputs)
+    sunk = {}  # output index -> (base value, ids of the values between it and the output)
+    for k in range(r, len(outs)):
+        found = _from_one_value(outs[k], invariant)
+        if found is not None:
+            sunk[k] = found
+    if not sunk:
+        return None
+    bases = []
+    for base, _ in sunk.values():
+        if all(base is not b for b in bases):
+            bases.append(base)
+    kept = [k for k in range(len(outs)) if k not in sunk]
+    inner = InnerGraph(phs, [outs[k] for k in kept] + bases)
+    new = Scan(inner, s, r, op.last, op.truncate, op.label)
+    outer_at = {id(p): x for p, x in zip(phs[s + r:], others)}
+
+    def finish(results):
+        got = [None] * len(outs)
+        for i, k in enumerate(kept):
+            got[k] = results[i]
+        stacks = results[len(kept):]
+        for k, (_, varies) in sunk.items():
+            memo = dict(outer_at)
+            memo.update({id(b): x for b, x in zip(bases, stacks)})
+            got[k] = _outside(memo, varies)(outs[k])
+        return got
+
+    return new, list(inputs), finish
+
+
+def _from_one_value(o, invariant):
+    """``(base, ids of the varying values)`` when ``o`` is computed from a single value
+    ``base`` of the step and invariants through ops that extend to a steps axis, with a
+    product among them; else None."""
+    bases, varies, product = [], set(), [False]
+
+    def walk(v):
+        if id(v) in invariant or isinstance(v, Constant) or id(v) in varies:
+            return
+        n = v.owner
+        ins = [] if n is None else n.inputs
+        if n is None or not _extends(n, {id(i) for i in ins
+                                         if id(i) not in invariant and not isinstance(i, Constant)}):
+            if all(v is not b for b in bases):
+                bases.append(v)
+            return
+        varies.add(id(v))
+        product[0] = product[0] or isinstance(n.op, MatMul)
+        for i in ins:
+            walk(i)
+
+    walk(o)
+    if len(bases) != 1 or not product[0] or bases[0] is o:
+        return None
+    varies.add(id(bases[0]))
+    return bases[0], varies
 
 
 def _extends(n, varies):
@@ -197,8 +277,7 @@ def accumulations_after_the_loop(op, inputs):
         for k, (n, top, shape) in moved.items():
             a, b = (seqs[j] if kind == "seq" else stacks[j] for kind, j in plan[k])
             with trace_as(top.trace, top.grad_of):
-                a = reshape(a, (a.shape[0] * a.shape[1], a.shape[2]))
-                b = reshape(b, (b.shape[0] * b.shape[1], b.shape[2]))
+                a, b = (reshape(v, (_len(v, 0) * _len(v, 1), _len(v, 2))) for v in (a, b))
                 alpha = _flags(n)[2]
                 if shape is None:
                     got[k] = Gemm(True, False, alpha, 1.0)(a, b, inits[k])
@@ -249,3 +328,8 @@ def _flags(n):
     if isinstance(n.op, Gemm):
         return n.op.trans_a, n.op.trans_b, n.op.alpha
     return False, False, 1.0
+
+
+def _len(v, k):
+    """``v``'s length on axis ``k``: an int where static, else a 0-d int64 Variable."""
+    return v.type.shape[k] if v.type.shape[k] is not None else shape_at(v, k)
