@@ -318,6 +318,7 @@ class _Bptt:
         # The forward's values, which the backward step reads instead of computing them
         # again (an output of the step computed by the step, not one of its inputs).
         self.stored = [k for k, o in enumerate(op.inner.outputs) if o.owner is not None]
+        self.saved = []  # set by grads: _values_to_save
         trunc = op.truncate
         self.back_steps = self.n_steps if trunc <= 0 else _ew.minimum(self.n_steps, trunc)
         self.other_phs = [placeholder(o) for o in self.others]
@@ -334,24 +335,62 @@ class _Bptt:
         stacks = self._stacks()
         prevs = [concatenate([expand_dims(i, 0), y], axis=0)[:-1]
                  for i, y in zip(self.inits, stacks[:self.op.n_rec])]
+        n_out = len(self.outputs)
         seqs = [self.back(x) for x in self.seqs + prevs] + \
             [self.back(self.gouts[k]) for k in self.seeded] + \
-            [self.back(stacks[k]) for k in self.stored]
+            [self.back(stacks[k]) for k in self.stored] + \
+            [self.back(x) for x in stacks[n_out:]]
         names = [f"{x.name}[t]" if x.name else None for x in self.seqs] + \
             [f"{y.name}[t-1]" if y.name else None for y in self.inits] + \
             [f"d({self.outputs[k].name or f'out{k}'}[t])" for k in self.seeded] + \
-            [f"{self.outputs[k].name or f'out{k}'}[t]" for k in self.stored]
+            [f"{self.outputs[k].name or f'out{k}'}[t]" for k in self.stored] + \
+            [f"{v.name or v.owner.op.name}[t]" for v in self.saved]
         return seqs, names
 
     def _stacks(self):
-        """The node's outputs with every recurrent output stacked: the backward loop needs
-        every step's value of those the node keeps only the final value of (it runs again)."""
+        """The node's outputs with every recurrent output stacked, then the stacks of the
+        values ``saved``: the backward loop needs every step's value of those the node keeps
+        only the final value of, and of the saved ones. Either way a second forward loop
+        over the same inputs computes them, which the rewrites merge with the node itself
+        when it keeps stacks (``rewrite.loops.merge_loops``)."""
         op = self.op
-        if all(op.stacked(k) for k in range(op.n_rec)):
+        if all(op.stacked(k) for k in range(op.n_rec)) and not self.saved:
             return self.outputs
-        again = Scan(op.inner, op.n_seqs, op.n_rec, None, op.truncate, op.label)
+        inner = op.inner
+        if self.saved:
+            inner = InnerGraph(inner.inputs, list(inner.outputs) + self.saved)
+        last = op.last if all(op.stacked(k) for k in range(op.n_rec)) else None
+        again = Scan(inner, op.n_seqs, op.n_rec, last, op.truncate, op.label)
         with trace_as(self.node.trace, self.node.grad_of):
             return again.make_node(*self.inputs).outputs
+
+    def _values_to_save(self, vjp):
+        """Values of the forward step, besides its outputs, that the backward step reads and
+        that are computed through a product (an LSTM's gates): stacked by the forward loop,
+        so that the backward step does not compute the step's products again."""
+        op, inner = self.op, self.op.inner
+        outs, phs = inner.outputs, inner.inputs
+        s, r = op.n_seqs, op.n_rec
+        forward, product = set(), set()
+        for n in inner.nodes():
+            forward.update(id(o) for o in n.outputs)
+            if n.op.name in ("matmul", "gemm") or any(id(i) in product for i in n.inputs):
+                product.update(id(o) for o in n.outputs)
+        seeds = [(outs[k], placeholder(outs[k])) for k in dict.fromkeys(self.recs + self.seeded)]
+        wrt = [phs[i] for i in self.want_seq] + [phs[s + k] for k in self.recs] + \
+            [phs[s + r + j] for j in self.want_other]
+        if not seeds or not wrt:
+            return []
+        taken = {id(o) for o in outs}
+        saved = []
+        for n in toposort(vjp(seeds, wrt)):
+            if all(id(o) in forward for o in n.outputs) or n.op.name in ("shape", "shape_at"):
+                continue  # the forward step's own node; a length (the rewrites find it)
+            for i in n.inputs:
+                if id(i) in product and id(i) not in taken:
+                    taken.add(id(i))
+                    saved.append(i)
+        return saved
 
     def initial(self):
         """The carried cotangents' initial values (a final value's cotangent, or zeros), then
@@ -369,22 +408,28 @@ class _Bptt:
     def step(self, vjp):
         """The backward step: pulls the cotangents back through the forward step."""
         s, r, n_g, n_c = self.op.n_seqs, self.op.n_rec, len(self.seeded), len(self.recs)
-        n_y = len(self.stored)
+        n_y, n_v = len(self.stored), len(self.saved)
+        inner = self.op.inner
 
         def step(*phs):
             x_ph, p_ph, g_ph = phs[:s], phs[s:s + r], phs[s + r:s + r + n_g]
             y_ph = phs[s + r + n_g:s + r + n_g + n_y]
-            rest = phs[s + r + n_g + n_y:]
+            v_ph = phs[s + r + n_g + n_y:s + r + n_g + n_y + n_v]
+            rest = phs[s + r + n_g + n_y + n_v:]
             carry, acc = rest[:n_c], rest[n_c:]
-            outs = self.op.inner.rebuilt_on(list(x_ph) + list(p_ph) + self.other_phs)
+            both = replace(list(inner.outputs) + self.saved,
+                           dict(zip(inner.inputs, list(x_ph) + list(p_ph) + self.other_phs)))
+            outs, saved = both[:len(inner.outputs)], both[len(inner.outputs):]
             seeds = [(outs[k], c) for k, c in zip(self.recs, carry)] + \
                 [(outs[k], g) for k, g in zip(self.seeded, g_ph)]
             wrt = [x_ph[i] for i in self.want_seq] + [p_ph[k] for k in self.recs] + \
                 [self.other_phs[j] for j in self.want_other]
             grads = vjp(seeds, wrt) if wrt else []
             if grads:  # the forward's stored values in place of computing them again
-                grads = replace(grads, {outs[k]: y for k, y in zip(self.stored, y_ph)
-                                        if outs[k].owner is not None})
+                stored = {outs[k]: y for k, y in zip(self.stored, y_ph)
+                          if outs[k].owner is not None}
+                stored.update(zip(saved, v_ph))
+                grads = replace(grads, stored)
             n_x = len(self.want_seq)
             g_x, g_p, g_o = grads[:n_x], grads[n_x:n_x + n_c], grads[n_x + n_c:]
             return list(g_p) + [a + _ew.cast(g, a.dtype) for a, g in zip(acc, g_o)], list(g_x)
@@ -393,6 +438,7 @@ class _Bptt:
 
     def grads(self, vjp):
         """The gradient rule's result: one entry per input of the node."""
+        self.saved = self._values_to_save(vjp)
         seqs, seq_names = self.sequences()
         inits, rec_names = self.initial()
         outs = build_loop(f"grad of {self.op.label or 'scan'}", self.back_steps, seqs, inits,

@@ -93,7 +93,8 @@ from .algebra import ALGEBRA, FAST
 from .engine import InPlace, RuleSet, Sweep
 from .fold import FOLD
 from .gemm import GEMM
-from .loops import accumulations_after_the_loop, hoist_sequence_work, products_after_the_loop
+from .loops import (accumulations_after_the_loop, hoist_sequence_work, merge_loops,
+                    products_after_the_loop)
 from .shapes import Dims
 from .stabilise import STABILISE
 
@@ -215,6 +216,7 @@ def rewrite(outputs, level=None, report=None):
 
 
 def _run(outputs, level, report, walks=None):
+    outputs = merge_loops(outputs)
     if report is not None:
         report.append({"name": "input", "nodes": len(toposort(outputs)), "seconds": 0.0,
                        "fired": {}})

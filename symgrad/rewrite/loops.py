@@ -33,7 +33,47 @@ from ..ops.linalg import MatMul
 from ..ops.scan import Scan
 from ..ops.shape import DimShuffle, SumTo, reshape, shape_at
 
-__all__ = ["hoist_sequence_work", "products_after_the_loop", "accumulations_after_the_loop"]
+__all__ = ["merge_loops", "hoist_sequence_work", "products_after_the_loop",
+           "accumulations_after_the_loop"]
+
+
+def merge_loops(outputs):
+    """``outputs`` with each scan node that another computes too replaced by that one.
+
+    A gradient rule that needs more of the forward loop than the node keeps (the stacks
+    of values inside the step: an LSTM's gates) makes a second node over the same inputs
+    whose step computes the same outputs and more; the two are one loop. Nodes merge
+    when they have the same inputs and loop settings and one step's outputs start with
+    the other's (the same inner values). The graph given is not changed.
+    """
+    from ..graph import toposort
+
+    loops = [n for n in toposort(outputs) if isinstance(n.op, Scan)]
+    mapping = {}
+    for n in loops:
+        for m in loops:
+            if m is n or not _extends_loop(m, n):
+                continue
+            if len(m.op.inner.outputs) == len(n.op.inner.outputs) and id(m) > id(n):
+                continue  # equal: keep one of the two
+            mapping.update(zip(n.outputs, m.outputs))
+            break
+    return replace(outputs, mapping) if mapping else list(outputs)
+
+
+def _extends_loop(m, n):
+    """Whether scan node ``m`` computes everything scan node ``n`` does."""
+    a, b = m.op, n.op
+    if (a.n_seqs, a.n_rec, a.truncate, a.last) != (b.n_seqs, b.n_rec, b.truncate, b.last):
+        return False
+    if len(m.inputs) != len(n.inputs) or any(x is not y for x, y in zip(m.inputs, n.inputs)):
+        return False
+    if len(a.inner.inputs) != len(b.inner.inputs) or any(
+            x is not y for x, y in zip(a.inner.inputs, b.inner.inputs)):
+        return False
+    k = len(b.inner.outputs)
+    return len(a.inner.outputs) >= k and all(
+        x is y for x, y in zip(a.inner.outputs[:k], b.inner.outputs))
 
 
 def hoist_sequence_work(op, inputs):
