@@ -672,3 +672,32 @@ def test_products_of_the_sequence_move_out_of_the_loop_as_one_product(batched):
         if n.op.name == "matmul"]
     for a, c in zip(got, plain(Xv, h0v)):
         np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-13)
+
+
+def test_an_lstm_s_backward_loop_reads_the_saved_gates_and_one_forward_loop_runs():
+    rng = np.random.default_rng(7)
+    H = 3
+    Wx = sg.shared(rng.standard_normal((2, 4 * H)) * 0.5, name="Wx")
+    Wh = sg.shared(rng.standard_normal((H, 4 * H)) * 0.5, name="Wh")
+    X, h0 = sg.tensor3("X"), sg.matrix("h0")
+
+    def cell(x_t, h, c):
+        z = x_t @ Wx + h @ Wh
+        i, f = sg.sigmoid(z[:, :H]), sg.sigmoid(z[:, H:2 * H])
+        g, o = sg.tanh(z[:, 2 * H:3 * H]), sg.sigmoid(z[:, 3 * H:])
+        c = f * c + i * g
+        return [o * sg.tanh(c), c]
+
+    (hs, cs), _ = sg.scan(cell, sequences=X, outputs_info=[h0, h0])
+    cost = (hs ** 2).sum() + cs[-1].sum()
+    grads = sg.grad(cost, [Wx, Wh, X, h0])
+    f = sg.function([X, h0], [cost, *grads])
+    loops = _loops(f.graph.outputs)
+    assert len(loops) == 2                    # one forward loop (the gradient's merged in)
+    (back,) = [n for n in loops if "grad" in str(n.op)]
+    products = [n for n in back.op.inner.nodes() if n.op.name in ("gemm", "matmul")]
+    assert len(products) == 1                 # dz @ Wh.T: the gates are read, not recomputed
+    vals = [rng.standard_normal((5, 2, 2)), rng.standard_normal((2, H))]
+    plain = sg.function([X, h0], [cost, *grads], rewrite="basic", mode="py")
+    for a, b in zip(f(*vals), plain(*vals)):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
