@@ -326,6 +326,18 @@ def test_train_digits_example(tmp_path):
     assert svg.exists() or "no SVG drawn" in out
 
 
+def test_per_example_gradients_example():
+    out = _run_example("per_example_gradients.py")
+    assert "d(losses)/d(layer1.W): (16, 8, 16) (batch 16 x (8, 16))" in out
+    rows = re.findall(r"^\s+(\d+)  ([0-9.]+)   ([0-9.]+)$", out, re.M)
+    assert sorted(int(k) for k, _, _ in rows) == list(range(16))
+    norms = [float(n) for _, _, n in rows]
+    assert norms == sorted(norms, reverse=True) and norms[-1] > 0
+    for what in ("the minibatch gradient", "one example at a time"):
+        diff = float(re.search(rf"{what}: max difference ([0-9.e+-]+)", out).group(1))
+        assert diff < 1e-12, out
+
+
 def test_multitask_example():
     out = _run_example("multitask.py")
     lines = out.splitlines()
