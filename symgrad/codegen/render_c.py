@@ -1027,16 +1027,18 @@ def _row_function(f, names, step, in_place):
         unit, strided = _row_prologue(f, step, 1, names.fn)
         loaded = [(q, CTYPE[v.dtype]) for q, (v, m) in enumerate(zip(step.operands, step.modes))
                   if m == "load"]
+        # the result's stride s[0] is 1 but along a short axis's neighbour (sg_ew_loop)
+        f("const int64_t so = s[0];")
         if not loaded:
-            with f.block("if (1)"):
-                f(f"#pragma omp simd{_simdlen(step)} reduction(|:bad)")
+            with f.block("if (so == 1)"):
+                f(f"#pragma omp simd{_simdlen(step)}{_flags(step)}")
                 with f.block("for (int64_t j = 0; j < n; j++)"):
                     f(f"o[j] = {_scalar_body(names, f, step, unit)};")
         else:
             _unit_or_repeated(f, names, step, loaded, ct, in_place)
         with f.block("else"):
             with f.block("for (int64_t j = 0; j < n; j++)"):
-                f(f"o[j] = {_scalar_body(names, f, step, strided)};")
+                f(f"o[j * so] = {_scalar_body(names, f, step, strided)};")
         f("return bad;")
 
 
@@ -1050,7 +1052,7 @@ def _unit_or_repeated(f, names, step, loaded, ct, in_place):
     upstream gradient of a sum) is read from a block of _SPLAT copies of its value, so the
     loop reads every operand at unit stride and vectorises; the row runs in blocks of that
     length then (else in one). Without it such rows took the scalar strided path."""
-    test = " && ".join(f"(s{q} & ~(int64_t)1) == 0" for q, _ in loaded)
+    test = " && ".join(["so == 1"] + [f"(s{q} & ~(int64_t)1) == 0" for q, _ in loaded])
     with f.block(f"if ({test})"):
         f(" ".join(f"{t} b{q}[{_SPLAT}];" for q, t in loaded))
         f(f"const int64_t blk = {' || '.join(f'!s{q}' for q, _ in loaded)} ? {_SPLAT} : n;")
@@ -1062,7 +1064,7 @@ def _unit_or_repeated(f, names, step, loaded, ct, in_place):
             f(f"{ct} *{'' if in_place else 'restrict '}oj = o + jb;")
             element = {q: f"c{q}[j]" for q, _ in loaded}
             element.update({q: e for q, e in _hoisted_elements(step).items()})
-            f(f"#pragma omp simd{_simdlen(step)} reduction(|:bad)")
+            f(f"#pragma omp simd{_simdlen(step)}{_flags(step)}")
             with f.block("for (int64_t j = 0; j < m; j++)"):
                 f(f"oj[j] = {_scalar_body(names, f, step, element)};")
 
@@ -1070,6 +1072,14 @@ def _unit_or_repeated(f, names, step, loaded, ct, in_place):
 def _hoisted_elements(step):
     return {q: f"h{q}" for q, (v, m) in enumerate(zip(step.operands, step.modes))
             if m == "hoist"}
+
+
+def _flags(step):
+    """The ``reduction(|:bad)`` clause of a row's ``omp simd`` pragma when a member can flag a
+    value error, else "". The clause gives every loop a private array of ``bad`` flags, one per
+    lane of the widest vector (32 or 64), or-ed together after each run: on rows of two
+    elements (a max's gradient in pooling by reshape) that epilogue was most of the time."""
+    return " reduction(|:bad)" if step.value_error is not None else ""
 
 
 def _simdlen(step):
@@ -1176,12 +1186,17 @@ def _acc_row_function(f, names, step):
 
         with f.block("if (so == 0)"):
             f("double acc = 0;")
-            with f.block("if (unit)"):
+            # A row of one or two elements takes the plain loop: its sum is the same in any
+            # order, and the vectorised loop's epilogue adds up a private partial sum per
+            # lane of the widest vector (up to 64) after every row, which cost 20x the
+            # row's work (a max's gradient of pooling by reshape counts ties in pairs).
+            # Three terms can already be added in another order by gcc (SSE2 doubles).
+            with f.block("if (unit && n > 2)"):
                 with f.block("for (int64_t jb = 0; jb < n; jb += SG_SUM_BLOCK)"):
                     f("int64_t je = n - jb < SG_SUM_BLOCK ? n : jb + SG_SUM_BLOCK;")
                     f("double part = 0;")
                     # 16 lanes: four vectors of doubles, four chains of adds
-                    f("#pragma omp simd simdlen(16) reduction(+:part) reduction(|:bad)")
+                    f(f"#pragma omp simd simdlen(16) reduction(+:part){_flags(step)}")
                     with f.block("for (int64_t j = jb; j < je; j++)"):
                         f(f"part += {term(unit)};")
                     f("acc += part;")
@@ -1195,7 +1210,7 @@ def _acc_row_function(f, names, step):
                     f(f"acc += {term(strided)};")
             f("o[0] += acc;")
         with f.block("else if (unit && so == 1)"):
-            f("#pragma omp simd reduction(|:bad)")
+            f(f"#pragma omp simd{_flags(step)}")
             with f.block("for (int64_t j = 0; j < n; j++)"):
                 f(f"o[j] += {term(unit)};")
         with f.block("else"):

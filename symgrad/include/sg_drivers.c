@@ -57,7 +57,9 @@ static void sg_ew_blocks(void *arg, int64_t b0, int64_t b1)
     int64_t off[m + 1], s[m + 1], idx[SG_MAXDIM];
     void *p[m + 1];
     int bad = 0;
-    s[0] = 1;
+    /* the result is operand m of the strides (C order, unless the last two axes
+     * were swapped: then its rows are strided too) */
+    s[0] = g->st[m][g->cnd - 1];
     for (int q = 0; q < m; q++)
         s[q + 1] = g->st[q][g->cnd - 1];
     int64_t e = b0 * SG_BLOCK, end = g->n - e < (b1 - b0) * SG_BLOCK ? g->n : b1 * SG_BLOCK;
@@ -65,10 +67,10 @@ static void sg_ew_blocks(void *arg, int64_t b0, int64_t b1)
         return;
     /* the first row by division, the others by stepping */
     int64_t row = e / g->inner, j0 = e - row * g->inner;
-    sg_row_start(row, g->cnd, g->sh, m, g->st, idx, off);
+    sg_row_start(row, g->cnd, g->sh, m + 1, g->st, idx, off);
     while (e < end) {
         int64_t cnt = g->inner - j0 < end - e ? g->inner - j0 : end - e;
-        p[0] = g->out + (size_t)e * g->out_item;
+        p[0] = g->out + (off[m] + j0 * s[0]) * (int64_t)g->out_item;
         for (int q = 0; q < m; q++)
             p[q + 1] = g->base[q] + (off[q] + j0 * s[q + 1]) * (int64_t)g->item[q];
         bad |= g->row(cnt, p, s, g->aux);
@@ -76,19 +78,27 @@ static void sg_ew_blocks(void *arg, int64_t b0, int64_t b1)
         j0 += cnt;
         if (j0 == g->inner) {
             j0 = 0;
-            sg_row_next(g->cnd, g->sh, m, g->st, idx, off);
+            sg_row_next(g->cnd, g->sh, m + 1, g->st, idx, off);
         }
     }
     if (bad)
         __atomic_store_n(&g->bad, 1, __ATOMIC_RELAXED);
 }
 
+/* Rows of at most this many elements are short: sg_ew_loop runs along the axis
+ * before, when it is longer. */
+#define SG_SHORT_ROW 4
+
 /* An elementwise loop writing the C-contiguous `out` of shape `shape` (ndim
  * nd, already allocated) from the m operands `ops` (descriptors of ndim
  * nds[q], elements of item[q] bytes), broadcast to `shape`, on `threads`
  * threads (the kernel passes 1 for loops too short to repay waking the
  * pool: sg_loops.h's SG_PAR_WORK). Sets *bad when an element is a value
- * error. */
+ * error. When the innermost collapsed axis is short (a pooling window's last
+ * axis, 2 long, with the kept axes broadcast across it), every row would cost
+ * a call and the loop's set-up for a couple of elements: the last two axes are
+ * then swapped, so rows run along the longer axis, strided (the result too);
+ * each element's value is the same in any order. */
 void sg_ew_loop(sg_ws *ws, int threads, int nd, const int64_t *shape, void *out,
                        size_t out_item, int m, const sg_arr *const *ops, const int *nds,
                        const size_t *item, sg_row_fn row, const void *aux, int *bad)
@@ -98,7 +108,7 @@ void sg_ew_loop(sg_ws *ws, int threads, int nd, const int64_t *shape, void *out,
         n *= shape[k];
     if (n == 0)
         return;
-    int64_t sh[SG_MAXDIM], st[m > 0 ? m : 1][SG_MAXDIM];
+    int64_t sh[SG_MAXDIM], st[m + 1][SG_MAXDIM];
     char *base[m > 0 ? m : 1];
     for (int k = 0; k < nd; k++)
         sh[k] = shape[k];
@@ -106,7 +116,21 @@ void sg_ew_loop(sg_ws *ws, int threads, int nd, const int64_t *shape, void *out,
         sg_broadcast_strides(st[q], ops[q], nds[q], shape, nd);
         base[q] = (char *)ops[q]->data;
     }
-    int cnd = sg_collapse(nd, sh, m, st);
+    for (int k = nd - 1, c = 1; k >= 0; k--) {
+        st[m][k] = c;
+        c *= shape[k];
+    }
+    int cnd = sg_collapse(nd, sh, m + 1, st);
+    if (cnd >= 2 && sh[cnd - 1] <= SG_SHORT_ROW && sh[cnd - 2] > sh[cnd - 1]) {
+        int64_t t = sh[cnd - 1];
+        sh[cnd - 1] = sh[cnd - 2];
+        sh[cnd - 2] = t;
+        for (int q = 0; q <= m; q++) {
+            t = st[q][cnd - 1];
+            st[q][cnd - 1] = st[q][cnd - 2];
+            st[q][cnd - 2] = t;
+        }
+    }
     sg_ew_job g = {row, aux, (char *)out, out_item, base, item, m, cnd, n, sh[cnd - 1], sh, st, 0};
     int64_t nb = (n + SG_BLOCK - 1) / SG_BLOCK;
     if (threads > 1)

@@ -13,9 +13,10 @@
 #include "sg_kernel.h"
 #include "sg_loops.h"
 
-/* One row of an elementwise loop: `n` elements; p[0] is the result (unit
- * stride), p[1 + q] loaded operand q, whose element stride along the row is
- * s[1 + q]. `aux` holds the loop's hoisted scalars. Returns nonzero when an
+/* One row of an elementwise loop: `n` elements; p[0] is the result, of
+ * element stride s[0] along the row (1, but where sg_ew_loop runs rows along
+ * the axis before a short innermost one), p[1 + q] loaded operand q, whose
+ * element stride along the row is s[1 + q]. `aux` holds the loop's hoisted scalars. Returns nonzero when an
  * element is a value error (an integer to a negative integer power). */
 typedef int (*sg_row_fn)(int64_t n, void *const *p, const int64_t *s, const void *aux);
 /* One row of an accumulating loop: the values of its `n` elements (operand

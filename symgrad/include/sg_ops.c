@@ -62,13 +62,21 @@ int sg_broadcast_shapes(sg_err *err, const char *where, int64_t *s, int nd, int 
         const T *s = (const T *)src->data + os;                             \
         if (ds == 1 && ss == 1)                                             \
             memcpy(d, s, (size_t)inner * sizeof(T));                        \
+        else if (ds == 1)                                                   \
+            for (int64_t j = 0; j < inner; j++)                             \
+                d[j] = s[j * ss];                                           \
         else                                                                \
             for (int64_t j = 0; j < inner; j++)                             \
                 d[j * ds] = s[j * ss];                                      \
     }
 
-/* Copy `src` into `dst` (same shape, ndim nd, any strides, separate memory):
- * row by row of the last axis, the rows in C order. */
+/* Copy `src` into `dst` (same shape, ndim nd, any strides, separate memory),
+ * row by row. The axes along which both step uniformly are merged first (a
+ * contiguous copy is one memcpy, a transposed one has rows as long as the
+ * layouts allow); when the innermost of them is a couple of elements long and
+ * the one before is longer, rows run along that one (strided) instead: the
+ * copy of a pooling gradient computed with its window axes first had rows of
+ * 2 elements, a loop's set-up per pair. Order does not matter to a copy. */
 SG_VEC void sg_copy_nd(const sg_arr *dst, const sg_arr *src, int nd, size_t item)
 {
     int64_t n = sg_size(src, nd);
@@ -78,7 +86,21 @@ SG_VEC void sg_copy_nd(const sg_arr *dst, const sg_arr *src, int nd, size_t item
         memcpy(dst->data, src->data, item);
         return;
     }
-    int64_t inner = src->shape[nd - 1], ds = dst->strides[nd - 1], ss = src->strides[nd - 1];
+    int64_t sh[SG_MAXDIM], st[2][SG_MAXDIM];
+    for (int k = 0; k < nd; k++) {
+        sh[k] = src->shape[k];
+        st[0][k] = dst->strides[k];
+        st[1][k] = src->strides[k];
+    }
+    int cnd = sg_collapse(nd, sh, 2, st);
+    if (cnd >= 2 && sh[cnd - 1] <= 4 && sh[cnd - 2] > sh[cnd - 1]) {
+        for (int q = -1; q < 2; q++) {
+            int64_t *v = q < 0 ? sh : st[q], t = v[cnd - 1];
+            v[cnd - 1] = v[cnd - 2];
+            v[cnd - 2] = t;
+        }
+    }
+    int64_t inner = sh[cnd - 1], ds = st[0][cnd - 1], ss = st[1][cnd - 1];
     int64_t idx[SG_MAXDIM] = {0}, od = 0, os = 0;
     for (int64_t r = 0; r < n / inner; r++) {
         switch (item) {
@@ -86,7 +108,7 @@ SG_VEC void sg_copy_nd(const sg_arr *dst, const sg_arr *src, int nd, size_t item
         case 4: SG_COPY_ROW(uint32_t) break;
         default: SG_COPY_ROW(uint8_t) break;
         }
-        sg_step2(idx, src->shape, nd - 1, dst->strides, &od, src->strides, &os);
+        sg_step2(idx, sh, cnd - 1, st[0], &od, st[1], &os);
     }
 }
 
