@@ -18,7 +18,7 @@ import pytest
 import symgrad as sg
 from symgrad import compiler
 
-# A row function recording its calls, and sg_ew_loop driven with it over (8, 16, 2)
+# A row function recording its calls, and sg_ew_loop driven with it over (outer, 16, inner)
 # (x contiguous, y broadcast along the last axis): o = 10 x + y.
 _PROBE = r"""
 #include "sg_kernel.h"
@@ -39,11 +39,11 @@ static int row(int64_t n, void *const *p, const int64_t *s, const void *aux)
     return 0;
 }
 
-int probe(double *out, double *x, double *y, int64_t inner, int64_t *stats)
+int probe(double *out, double *x, double *y, int64_t outer, int64_t inner, int64_t *stats)
 {
-    sg_arr X = {x, {8, 16, inner}, {16 * inner, inner, 1}};
-    sg_arr Y = {y, {8, 16, 1}, {16, 1, 1}};
-    int64_t shape[3] = {8, 16, inner};
+    sg_arr X = {x, {outer, 16, inner}, {16 * inner, inner, 1}};
+    sg_arr Y = {y, {outer, 16, 1}, {16, 1, 1}};
+    int64_t shape[3] = {outer, 16, inner};
     int bad = 0;
     calls = elements = out_stride = 0;
     sg_ew_loop(NULL, 1, 3, shape, out, sizeof(double), 2, (const sg_arr *const[]){&X, &Y},
@@ -60,21 +60,25 @@ int probe(double *out, double *x, double *y, int64_t inner, int64_t *stats)
 def probe():
     lib = ctypes.CDLL(compiler.compile_library(_PROBE, "short_rows_probe"))
     lib.probe.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                          ctypes.c_void_p]
+                          ctypes.c_int64, ctypes.c_void_p]
     return lib.probe
 
 
-@pytest.mark.parametrize("inner,calls,stride", [(2, 2, 2), (4, 4, 4), (5, 128, 1), (1, 1, 1)])
-def test_elementwise_rows_run_along_the_axis_before_a_short_one(probe, inner, calls, stride):
+@pytest.mark.parametrize("outer,inner,calls,stride", [
+    (8, 2, 2, 2), (8, 4, 4, 4), (8, 5, 128, 1), (8, 1, 1, 1),
+    (256, 2, 4096, 1)])  # (4096, 2): more than 4096 elements, rows of 2 kept (cache)
+def test_elementwise_rows_run_along_the_axis_before_a_short_one(probe, outer, inner, calls,
+                                                                stride):
     r = np.random.default_rng(inner)
-    x = r.standard_normal((8, 16, inner))
-    y = r.standard_normal((8, 16, 1))
-    out = np.full((8, 16, inner), np.nan)
+    x = r.standard_normal((outer, 16, inner))
+    y = r.standard_normal((outer, 16, 1))
+    out = np.full((outer, 16, inner), np.nan)
     stats = np.zeros(3, np.int64)
-    assert probe(out.ctypes.data, x.ctypes.data, y.ctypes.data, inner, stats.ctypes.data) == 0
+    assert probe(out.ctypes.data, x.ctypes.data, y.ctypes.data, outer, inner,
+                 stats.ctypes.data) == 0
     np.testing.assert_array_equal(out, 10 * x + y)
-    # (8, 16) merge into 128; a last axis of 2 or 4 is short: rows of 128 at stride `inner`
-    # (of 5, it stays: 128 rows of 5; of 1, the axis is dropped: one row of 128)
+    # (outer, 16) merge; a last axis of 2 or 4 is short: rows of 16 outer at stride `inner`
+    # (of 5, it stays: rows of 5; of 1, the axis is dropped: one row)
     assert stats.tolist() == [calls, out.size, stride]
 
 

@@ -85,9 +85,12 @@ static void sg_ew_blocks(void *arg, int64_t b0, int64_t b1)
         __atomic_store_n(&g->bad, 1, __ATOMIC_RELAXED);
 }
 
-/* Rows of at most this many elements are short: sg_ew_loop runs along the axis
- * before, when it is longer. */
+/* Rows of at most SG_SHORT_ROW elements are short: sg_ew_loop runs along the
+ * axis before, when it is longer and the two axes together hold at most
+ * SG_SHORT_TILE elements (so the passes along it, one per element of the short
+ * axis, find the same cache lines: a (10^7, 4) array keeps its rows of 4). */
 #define SG_SHORT_ROW 4
+#define SG_SHORT_TILE 4096
 
 /* An elementwise loop writing the C-contiguous `out` of shape `shape` (ndim
  * nd, already allocated) from the m operands `ops` (descriptors of ndim
@@ -121,7 +124,8 @@ void sg_ew_loop(sg_ws *ws, int threads, int nd, const int64_t *shape, void *out,
         c *= shape[k];
     }
     int cnd = sg_collapse(nd, sh, m + 1, st);
-    if (cnd >= 2 && sh[cnd - 1] <= SG_SHORT_ROW && sh[cnd - 2] > sh[cnd - 1]) {
+    if (cnd >= 2 && sh[cnd - 1] <= SG_SHORT_ROW && sh[cnd - 2] > sh[cnd - 1] &&
+        sh[cnd - 2] * sh[cnd - 1] <= SG_SHORT_TILE) {
         int64_t t = sh[cnd - 1];
         sh[cnd - 1] = sh[cnd - 2];
         sh[cnd - 2] = t;

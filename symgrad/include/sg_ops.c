@@ -74,9 +74,10 @@ int sg_broadcast_shapes(sg_err *err, const char *where, int64_t *s, int nd, int 
  * row by row. The axes along which both step uniformly are merged first (a
  * contiguous copy is one memcpy, a transposed one has rows as long as the
  * layouts allow); when the innermost of them is a couple of elements long and
- * the one before is longer, rows run along that one (strided) instead: the
- * copy of a pooling gradient computed with its window axes first had rows of
- * 2 elements, a loop's set-up per pair. Order does not matter to a copy. */
+ * the one before is longer (the two within 4096 elements, as sg_ew_loop's
+ * rows), rows run along that one (strided) instead: the copy of a pooling
+ * gradient computed with its window axes first had rows of 2 elements, a
+ * loop's set-up per pair. Order does not matter to a copy. */
 SG_VEC void sg_copy_nd(const sg_arr *dst, const sg_arr *src, int nd, size_t item)
 {
     int64_t n = sg_size(src, nd);
@@ -93,7 +94,8 @@ SG_VEC void sg_copy_nd(const sg_arr *dst, const sg_arr *src, int nd, size_t item
         st[1][k] = src->strides[k];
     }
     int cnd = sg_collapse(nd, sh, 2, st);
-    if (cnd >= 2 && sh[cnd - 1] <= 4 && sh[cnd - 2] > sh[cnd - 1]) {
+    if (cnd >= 2 && sh[cnd - 1] <= 4 && sh[cnd - 2] > sh[cnd - 1] &&
+        sh[cnd - 2] * sh[cnd - 1] <= 4096) {
         for (int q = -1; q < 2; q++) {
             int64_t *v = q < 0 ? sh : st[q], t = v[cnd - 1];
             v[cnd - 1] = v[cnd - 2];
