@@ -1,4 +1,4 @@
-"""Model-building helpers: initialisers and a dense layer.
+"""Model-building helpers: initialisers, a dense layer and recurrent layers.
 
 A model stays plain Python that builds graph; these only save typing. An
 initialiser returns a NumPy array (wrap it in :func:`symgrad.shared`); a
@@ -11,19 +11,42 @@ or None for fresh, unseeded randomness.
 
 Weight shapes follow ``x @ W``: ``(fan_in, fan_out)``; for more than two
 axes the leading ones are a receptive field, ``(..., fan_in, fan_out)``.
+
+The recurrent layers :class:`RNN`, :class:`LSTM` and :class:`GRU` are
+PyTorch's: their formulas, weight layout, parameter names, argument names
+and return values are those of ``torch.nn.RNN``, ``LSTM`` and ``GRU``, so a
+PyTorch state dict loads into them and theirs loads into PyTorch. Layer ``l`` holds
+``weight_ih_l{l}`` of shape ``(G*H, input)``, ``weight_hh_l{l}`` of shape
+``(G*H, H)`` and, with ``bias``, ``bias_ih_l{l}`` and ``bias_hh_l{l}``,
+where ``G`` stacks the gates in PyTorch's order (LSTM: i, f, g, o; GRU: r, z,
+n; RNN: one). Every layer is one :func:`symgrad.scan` whose step is written
+as the formula reads, ``x_t @ W_ih.T + b_ih + h @ W_hh.T + b_hh``: the
+rewrites move the input product of every step out of the loop as one matrix
+product, and back-propagation through time is the scan's own gradient.
+
+Masks (padded sequences): ``mask`` has the batch's leading two axes, ``(T, B)``
+(``(B, T)`` with ``batch_first``). Where it is 0 (False) the step is skipped:
+the state carries over unchanged and the output is zero. For sequences padded
+at the end this is what PyTorch computes for a packed sequence
+(``pack_padded_sequence`` then ``pad_packed_sequence``): the final state is
+the state after each sequence's last real step.
 """
 
+import collections
 import math
 import numbers
 
 import numpy as np
 
 from . import dtypes as _dt
+from . import ops
+from .checkpoint import CheckpointError
 from .errors import ShapeError
-from .graph import Variable, shared
+from .graph import Variable, constant, shared, user_trace
+from .ops.shape import shape_at
 
 __all__ = ["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "zeros",
-           "fans", "Dense", "INITIALISERS"]
+           "fans", "Dense", "INITIALISERS", "RNN", "LSTM", "GRU"]
 
 
 def _rng(rng):
@@ -35,6 +58,21 @@ def _rng(rng):
         return rng
     raise TypeError(f"rng must be a numpy.random.Generator, an int seed or None, got "
                     f"{type(rng).__name__}")
+
+
+def _positive_int(kind, what, n):
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"{kind}: {what} must be a positive int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"{kind}: {what} must be a positive int, got {n}")
+    return int(n)
+
+
+def _as_array(value):
+    """A NumPy array from an array-like or a PyTorch tensor (detached, on the CPU)."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
 
 
 def _shape(shape):
@@ -154,11 +192,7 @@ class Dense:
 
     def __init__(self, n_in, n_out, activation=None, init="glorot_uniform", bias=True,
                  rng=None, name="dense", dtype=None):
-        for what, n in (("n_in", n_in), ("n_out", n_out)):
-            if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-                raise TypeError(f"Dense: {what} must be a positive int, got {type(n).__name__}")
-            if n < 1:
-                raise ValueError(f"Dense: {what} must be a positive int, got {n}")
+        n_in, n_out = _positive_int("Dense", "n_in", n_in), _positive_int("Dense", "n_out", n_out)
         if activation is not None and not callable(activation):
             raise TypeError(f"Dense: activation must be callable (e.g. sg.relu) or None, got "
                             f"{type(activation).__name__}")
@@ -196,3 +230,367 @@ class Dense:
     def __repr__(self):
         act = getattr(self.activation, "__name__", None) if self.activation else None
         return f"Dense({self.n_in}, {self.n_out}, activation={act}, name={self.name!r})"
+
+
+# --------------------------------------------------------------------------- recurrent layers
+
+class _Recurrent:
+    """What RNN, LSTM and GRU share: parameters, state dicts, argument checks, the loops.
+
+    A subclass sets ``gates`` (``G``), ``n_states`` (1, or 2 for the LSTM's
+    ``(h, c)``) and ``cell(l, x_t, states) -> new states``.
+    """
+
+    gates = 1
+    n_states = 1
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 rng=None, name=None, dtype=None):
+        kind = type(self).__name__
+        self.input_size = _positive_int(kind, "input_size", input_size)
+        self.hidden_size = _positive_int(kind, "hidden_size", hidden_size)
+        self.num_layers = _positive_int(kind, "num_layers", num_layers)
+        for what, flag in (("bias", bias), ("batch_first", batch_first)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{kind}: {what} must be a bool, got {type(flag).__name__}")
+        self.bias, self.batch_first = bool(bias), bool(batch_first)
+        name = kind.lower() if name is None else name
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{kind}: name must be a non-empty str, got {name!r}")
+        self.name = name
+        self.dtype = _dt.as_dtype(dtype)
+        if not _dt.is_float(self.dtype):
+            raise TypeError(f"{kind}: parameters must be float, got dtype {self.dtype}")
+        # PyTorch's initialisation: every weight and bias from U(-k, k), k = 1/sqrt(H)
+        gen, k = _rng(rng), 1.0 / math.sqrt(self.hidden_size)
+        for key, shape in self._shapes().items():
+            value = gen.uniform(-k, k, shape).astype(self.dtype)
+            setattr(self, key, shared(value, name=f"{name}.{key}"))
+
+    def _shapes(self):
+        """``{PyTorch name: shape}`` of every parameter, in PyTorch's order."""
+        G, H, shapes = self.gates, self.hidden_size, {}
+        for l in range(self.num_layers):
+            shapes[f"weight_ih_l{l}"] = (G * H, self.input_size if l == 0 else H)
+            shapes[f"weight_hh_l{l}"] = (G * H, H)
+            if self.bias:
+                shapes[f"bias_ih_l{l}"] = (G * H,)
+                shapes[f"bias_hh_l{l}"] = (G * H,)
+        return shapes
+
+    @property
+    def params(self):
+        """The shared parameters, in PyTorch's order (``weight_ih_l0, weight_hh_l0, ...``)."""
+        return [getattr(self, key) for key in self._shapes()]
+
+    # ----------------------------------------------------------------------- state dicts
+
+    def state_dict(self):
+        """``OrderedDict`` of PyTorch's parameter names to copies of the values (NumPy).
+
+        ``torch_module.load_state_dict({k: torch.from_numpy(v) for k, v in
+        layer.state_dict().items()})`` loads them into PyTorch.
+        """
+        return collections.OrderedDict((k, getattr(self, k).get_value()) for k in self._shapes())
+
+    def load_state_dict(self, state_dict, strict=True, prefix=""):
+        """Set the parameters from a dict of PyTorch's names to arrays or torch tensors.
+
+        Only keys starting with ``prefix`` are read (``prefix="lstm."`` takes a
+        submodule's entries from a whole model's state dict). With ``strict``,
+        a missing or an unexpected key is an error. Values are cast to the
+        layer's dtype, as PyTorch's ``load_state_dict`` copies them. On any
+        mismatch (keys, shapes, a value that is not a float array) it raises
+        :class:`symgrad.CheckpointError` and changes nothing.
+        """
+        kind = type(self).__name__
+        if not isinstance(prefix, str):
+            raise TypeError(f"{kind}.load_state_dict: prefix must be a str, got {prefix!r}")
+        try:
+            given = {k[len(prefix):]: v for k, v in state_dict.items()
+                     if isinstance(k, str) and k.startswith(prefix)}
+        except AttributeError:
+            raise TypeError(f"{kind}.load_state_dict: expected a dict of names to arrays, got "
+                            f"{type(state_dict).__name__}") from None
+        shapes = self._shapes()
+        missing = [prefix + k for k in shapes if k not in given]
+        unexpected = [prefix + k for k in given if k not in shapes]
+        if strict and (missing or unexpected):
+            raise CheckpointError(
+                f"{kind} {self.name!r}: the state dict does not match the layer: missing "
+                f"{missing or 'none'}, unexpected {unexpected or 'none'} (expected the keys "
+                f"{[prefix + k for k in shapes]}); nothing was changed")
+        values = {}
+        for key, shape in shapes.items():
+            if key not in given:
+                continue
+            value = _as_array(given[key])
+            if value.shape != shape:
+                raise CheckpointError(f"{kind} {self.name!r}: {prefix + key} has shape "
+                                      f"{value.shape}, expected {shape}; nothing was changed")
+            if value.dtype.kind != "f":
+                raise CheckpointError(f"{kind} {self.name!r}: {prefix + key} has dtype "
+                                      f"{value.dtype}, expected floats; nothing was changed")
+            values[key] = value.astype(self.dtype)
+        for key, value in values.items():
+            getattr(self, key).set_value(value)
+
+    # ----------------------------------------------------------------------- building
+
+    def __call__(self, input, hx=None, mask=None):
+        """Run the layer over a symbolic sequence; see the class docstring for the shapes."""
+        x, batched = self._input(input)
+        m = self._mask(mask, x, batched)
+        states = self._initial_states(hx, x, batched)
+        states_out = [[] for _ in states]        # per state, its final value per layer
+        for l in range(self.num_layers):
+            x, finals = self._loop(l, x, [s[l] for s in states], m)
+            for out, final in zip(states_out, finals):
+                out.append(final)
+        if m is not None:
+            x = ops.where(m[:, :, None], x, ops.zeros((), dtype=self.dtype))
+        finals = [ops.stack(s) for s in states_out]
+        if self.batch_first and batched:
+            x = ops.transpose(x, (1, 0, 2))
+        if not batched:
+            x, finals = x[:, 0], [f[:, 0] for f in finals]
+        return x, (tuple(finals) if self.n_states > 1 else finals[0])
+
+    def _fail(self, error, message):
+        return error(f"{type(self).__name__} {self.name!r}: {message} (at {user_trace()})")
+
+    def _input(self, x):
+        """The input as ``(T, B, input_size)`` and whether it had a batch axis."""
+        if not isinstance(x, Variable):
+            raise self._fail(TypeError, f"expected a symbolic Variable, got {type(x).__name__}")
+        layout = "(batch, time, input_size)" if self.batch_first else "(time, batch, input_size)"
+        if x.ndim not in (2, 3) or x.type.shape[-1] not in (None, self.input_size):
+            raise self._fail(ShapeError, f"expected an input of shape {layout} (or "
+                             f"(time, input_size) unbatched) with input_size = "
+                             f"{self.input_size}, got {x.type}")
+        if x.dtype != self.dtype:
+            raise self._fail(TypeError, f"the input is {x.dtype} and the parameters are "
+                             f"{self.dtype}: cast the input (x.astype({self.dtype!r})) or build "
+                             f"the layer with dtype={x.dtype!r}")
+        if x.ndim == 2:
+            return x[:, None, :], False
+        return (ops.transpose(x, (1, 0, 2)) if self.batch_first else x), True
+
+    def _mask(self, mask, x, batched):
+        """The mask as a ``(T, B)`` bool (True: the step runs), or None."""
+        if mask is None:
+            return None
+        if isinstance(mask, np.ndarray):
+            mask = constant(mask)
+        if not isinstance(mask, Variable):
+            raise self._fail(TypeError, f"mask must be a symbolic Variable or an array, got "
+                             f"{type(mask).__name__}")
+        T, B = x.type.shape[:2]
+        if batched:
+            want = (B, T) if self.batch_first else (T, B)
+            layout = "(batch, time)" if self.batch_first else "(time, batch)"
+        else:
+            want, layout = (T,), "(time,)"
+        if mask.ndim != len(want) or any(a is not None and b is not None and a != b
+                                         for a, b in zip(mask.type.shape, want)):
+            raise self._fail(ShapeError, f"the mask must have the shape {layout} of the input's "
+                             f"leading axes, {tuple(want)}, got {mask.type}")
+        m = mask if mask.dtype == "bool" else ops.neq(mask, 0)
+        if not batched:
+            return m[:, None]
+        return m.T if self.batch_first else m
+
+    def _initial_states(self, hx, x, batched):
+        """Per state (h, and c for the LSTM), its ``(num_layers, B, H)`` initial value."""
+        L, H = self.num_layers, self.hidden_size
+        if hx is None:
+            zero = ops.zeros((L, shape_at(x, 1), H), dtype=self.dtype)
+            return [zero] * self.n_states
+        names = ("h_0", "c_0")[:self.n_states]
+        if self.n_states > 1:
+            if not isinstance(hx, (tuple, list)) or len(hx) != self.n_states:
+                raise self._fail(TypeError, f"hx must be a pair (h_0, c_0), got "
+                                 f"{type(hx).__name__}")
+            hx = list(hx)
+        else:
+            hx = [hx]
+        states = []
+        for what, h in zip(names, hx):
+            if not isinstance(h, Variable):
+                raise self._fail(TypeError, f"{what} must be a symbolic Variable, got "
+                                 f"{type(h).__name__}")
+            want = (L, x.type.shape[1], H) if batched else (L, H)
+            layout = "(num_layers, batch, hidden_size)" if batched else "(num_layers, hidden_size)"
+            if h.ndim != len(want) or any(a is not None and b is not None and a != b
+                                          for a, b in zip(h.type.shape, want)):
+                raise self._fail(ShapeError, f"{what} must have the shape {layout} = "
+                                 f"{tuple(want)}, got {h.type}")
+            if h.dtype != self.dtype:
+                raise self._fail(TypeError, f"{what} is {h.dtype} and the parameters are "
+                                 f"{self.dtype}")
+            states.append(h if batched else h[:, None, :])
+        return states
+
+    def _loop(self, l, x, initial, m):
+        """One layer over the whole sequence: ``(outputs (T, B, H), final states)``."""
+        n = self.n_states
+
+        def step(*args):
+            x_t, rest = args[0], list(args[1:])
+            m_t = rest.pop(0) if m is not None else None
+            new = self.cell(l, x_t, rest)
+            if m_t is not None:   # a skipped step keeps the state
+                keep = m_t[:, None]
+                new = [ops.where(keep, a, b) for a, b in zip(new, rest)]
+            return new
+
+        seqs = [x] if m is None else [x, m]
+        outs, _ = ops.scan(step, sequences=seqs, outputs_info=initial,
+                           name=f"{self.name}.l{l}")
+        outs = outs if n > 1 else [outs]
+        return outs[0], [o[-1] for o in outs]
+
+    def _linear(self, l, x_t, h):
+        """``(x_t @ W_ih.T + b_ih, h @ W_hh.T + b_hh)`` of layer ``l``."""
+        gi = x_t @ getattr(self, f"weight_ih_l{l}").T
+        gh = h @ getattr(self, f"weight_hh_l{l}").T
+        if self.bias:
+            gi = gi + getattr(self, f"bias_ih_l{l}")
+            gh = gh + getattr(self, f"bias_hh_l{l}")
+        return gi, gh
+
+    def _gate(self, g, k):
+        H = self.hidden_size
+        return g[:, k * H:(k + 1) * H]
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
+                f"num_layers={self.num_layers}, bias={self.bias}, "
+                f"batch_first={self.batch_first}, name={self.name!r})")
+
+
+_SHAPES_DOC = """
+    Parameters
+    ----------
+    input_size, hidden_size : int
+        Features of the input ``I`` and of the state ``H``.
+    num_layers : int
+        Stacked layers; layer ``l > 0`` reads the outputs of layer ``l - 1``.
+    bias : bool
+        Whether the layers have ``bias_ih_l*`` and ``bias_hh_l*``.
+    batch_first : bool
+        Inputs and outputs (and the mask) are ``(batch, time, ...)`` rather
+        than ``(time, batch, ...)``; the states are ``(num_layers, batch, H)``
+        either way, as in PyTorch.
+    rng : numpy.random.Generator, int or None
+        Randomness for the initial weights: PyTorch's ``U(-k, k)``,
+        ``k = 1/sqrt(hidden_size)``, for every weight and bias.
+    name : str
+        Prefix of the shared parameters' names (``<name>.weight_ih_l0``).
+    dtype : str, optional
+        Default ``sg.config.floatX``; inputs must have the same dtype.
+
+    Calling it: ``layer(input, hx=None, mask=None)``
+        ``input``: ``(T, B, I)`` (``(B, T, I)`` with ``batch_first``) or
+        ``(T, I)`` unbatched. ``hx``: the initial state{hx}, zeros when None.
+        ``mask``: ``(T, B)`` (``(B, T)`` with ``batch_first``, ``(T,)``
+        unbatched), bool or numbers; where it is 0 the step is skipped: the
+        state carries over and the output is zero.
+        Returns ``(output, {ret})``: ``output`` ``(T, B, H)`` (``(B, T, H)``
+        with ``batch_first``) holds the last layer's state at every step; the
+        final states are ``(num_layers, B, H)``.
+
+    Attributes
+    ----------
+    weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, ... : SharedVariable
+        PyTorch's names and shapes, ``weight_ih_l0`` ``({G}*H, I)``.
+    params : list of SharedVariable
+        In PyTorch's order; trainable, so ``sg.train_step`` finds them.
+"""
+
+
+class RNN(_Recurrent):
+    __doc__ = """An Elman RNN: ``h_t = act(x_t @ W_ih.T + b_ih + h_{t-1} @ W_hh.T + b_hh)``.
+
+    ``nonlinearity``: ``"tanh"`` (default) or ``"relu"``, as PyTorch's.
+    """ + _SHAPES_DOC.format(hx=" h_0, ``(num_layers, B, H)``", ret="h_n", G=1) + """
+    Examples
+    --------
+    >>> import symgrad as sg
+    >>> rnn = sg.layers.RNN(3, 5, rng=0)
+    >>> out, h_n = rnn(sg.tensor3("x"))
+    >>> [p.name for p in rnn.params]
+    ['rnn.weight_ih_l0', 'rnn.weight_hh_l0', 'rnn.bias_ih_l0', 'rnn.bias_hh_l0']
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, rng=None, name=None, dtype=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, rng, name, dtype)
+
+    def cell(self, l, x_t, states):
+        gi, gh = self._linear(l, x_t, states[0])
+        act = ops.tanh if self.nonlinearity == "tanh" else ops.relu
+        return [act(gi + gh)]
+
+    def __repr__(self):
+        return super().__repr__()[:-1] + f", nonlinearity={self.nonlinearity!r})"
+
+
+class LSTM(_Recurrent):
+    __doc__ = """A long short-term memory layer, PyTorch's gates (i, f, g, o)::
+
+        i, f, o = sigmoid(...), g = tanh(...)   of x_t @ W_ih.T + b_ih + h @ W_hh.T + b_hh
+        c_t = f * c_{t-1} + i * g
+        h_t = o * tanh(c_t)
+    """ + _SHAPES_DOC.format(hx="s ``(h_0, c_0)``, each ``(num_layers, B, H)``",
+                             ret="(h_n, c_n)", G=4) + """
+    Examples
+    --------
+    >>> import symgrad as sg
+    >>> lstm = sg.layers.LSTM(3, 5, batch_first=True, rng=0)
+    >>> out, (h_n, c_n) = lstm(sg.tensor3("x"))
+    >>> lstm.weight_ih_l0.get_value().shape
+    (20, 3)
+    """
+
+    gates, n_states = 4, 2
+
+    def cell(self, l, x_t, states):
+        h, c = states
+        gi, gh = self._linear(l, x_t, h)
+        g = gi + gh
+        i, f = ops.sigmoid(self._gate(g, 0)), ops.sigmoid(self._gate(g, 1))
+        cand, o = ops.tanh(self._gate(g, 2)), ops.sigmoid(self._gate(g, 3))
+        c = f * c + i * cand
+        return [o * ops.tanh(c), c]
+
+
+class GRU(_Recurrent):
+    __doc__ = """A gated recurrent unit, PyTorch's gates (r, z, n)::
+
+        r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
+        z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+        n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+        h_t = (1 - z) * n + z * h_{t-1}
+    """ + _SHAPES_DOC.format(hx=" h_0, ``(num_layers, B, H)``", ret="h_n", G=3) + """
+    Examples
+    --------
+    >>> import symgrad as sg
+    >>> gru = sg.layers.GRU(3, 5, num_layers=2, rng=0)
+    >>> out, h_n = gru(sg.tensor3("x"))
+    >>> h_n.type.shape
+    (2, None, 5)
+    """
+
+    gates = 3
+
+    def cell(self, l, x_t, states):
+        (h,) = states
+        gi, gh = self._linear(l, x_t, h)
+        r = ops.sigmoid(self._gate(gi, 0) + self._gate(gh, 0))
+        z = ops.sigmoid(self._gate(gi, 1) + self._gate(gh, 1))
+        n = ops.tanh(self._gate(gi, 2) + r * self._gate(gh, 2))
+        return [(1 - z) * n + z * h]
