@@ -14,6 +14,7 @@ kernel is loaded, to the OpenBLAS every kernel links against: only OpenBLAS's cb
 
 import importlib.util
 import os
+import shlex
 import platform
 import sys
 import tempfile
@@ -36,6 +37,14 @@ SUPPORT_FILE = "libsg_support.so"
 SUPPORT_FLAGS = ["-O2", "-std=gnu11", "-ffp-contract=off", "-fno-strict-aliasing",
                  "-fno-math-errno", "-fopenmp-simd", "-fno-wrapv", "-fno-semantic-interposition"]
 TUNE = ["-mtune=intel"]
+
+
+def kernel_flags():
+    """symgrad/_cflags.py, the kernels' flags, loaded without importing the package."""
+    spec = importlib.util.spec_from_file_location("_sg_cflags", HERE / "symgrad" / "_cflags.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def rel(*paths):
@@ -97,6 +106,28 @@ class build_ext(_build_ext):
         if parts[-1] == SUPPORT.rpartition(".")[2] and fullname in (SUPPORT, parts[-1]):
             return str(Path(*parts[:-1], SUPPORT_FILE))
         return super().get_ext_filename(fullname)
+
+    def run(self):
+        super().run()
+        self.build_pch()
+
+    def build_pch(self):
+        """The kernels' prelude header precompiled with their flags (symgrad/_cflags.py:
+        gcc reads it in a few ms instead of ~40 ms of headers per compiler process),
+        for the compiler kernels use by default (SYMGRAD_CC, else cc), into the package's
+        pch/ folder. Optional: without it (another compiler, a failure) kernels read the
+        headers' text."""
+        cflags = kernel_flags()
+        root = (HERE if self.inplace else Path(self.build_lib)) / "symgrad" / cflags.PCH_DIR
+        cc = shlex.split(os.environ.get("SYMGRAD_CC") or "cc")
+        version = len(cc) == 1 and cflags.compiler_identity(cc[0])
+        if not version or "Free Software Foundation" not in version[2]:
+            print(f"symgrad: no precompiled header (not gcc: {cc!r})")
+            return
+        include = [str(HERE / "symgrad" / "include"), blas_include()]
+        for variant, error in cflags.build(cc[0], str(root), include).items():
+            if error:
+                print(f"symgrad: the precompiled header {variant} was not built: {error}")
 
     def build_extension(self, ext):
         if ext.name == SUPPORT and platform.machine().lower() in ("x86_64", "amd64"):

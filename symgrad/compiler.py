@@ -17,6 +17,11 @@ flags, so that the helpers are checked too: built once, into the cache. What doe
 depend on the source is computed once per process, so a cache hit costs a few
 milliseconds.
 
+Every unit of a kernel includes ``sg_prelude.h`` first; setup.py precompiles it with
+the default flags (``_cflags``), and a unit compiled with exactly those flags, by that
+compiler, from those headers gets its folder on the include path (``_pch``): the same
+binary, read faster. A ``.gch`` gcc cannot read makes the unit compile again without.
+
 A machine with a filled cache needs no compiler: when none is found (or it
 does not run), a second key -- the same without the compiler's path and
 version -- finds, through the cache's index, the library the last compiler
@@ -43,6 +48,8 @@ import shutil
 import subprocess
 import sys
 
+from . import _cflags
+from ._cflags import BASE_FLAGS
 from ._version import __version__
 from .codegen.writer import CSource, Unit
 from .config import config
@@ -51,21 +58,14 @@ from .errors import CompileError
 __all__ = ["compile_library", "CSource", "Unit", "blas_flags", "compiler_argv", "cache_key", "neutral_key",
            "find_compiler"]
 
-# -std=gnu11, not an ISO mode: ISO C reads trigraphs, so a "??/" in a string
-# literal (a path, a name) would turn into a backslash. GNU modes contract
-# a*b+c into an fma by default; -ffp-contract=off keeps ISO's rounding.
-# -fno-math-errno: kernels never read errno, and setting it keeps sqrt and
-# friends out of vectorised loops. Not -ffast-math: IEEE semantics stay.
-# -fopenmp-simd: only the `omp simd` loop annotations, no OpenMP runtime
-# (threads come from symgrad's own pool, see csrc/sg_runtime.c).
-BASE_FLAGS = ("-O2", "-march=native", "-fPIC", "-shared", "-std=gnu11", "-ffp-contract=off",
-              "-fno-strict-aliasing", "-fno-math-errno", "-fopenmp-simd")
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 INCLUDE_DIR = os.path.join(PACKAGE_DIR, "include")
 # The helpers kernels call, compiled once (setup.py); the sources it is built from
 # (setup.py takes every include/*.c, so does the sanitized copy built into the cache).
 SUPPORT_LIB = os.path.join(PACKAGE_DIR, "libsg_support.so")
 SUPPORT_SOURCES = tuple(sorted(f for f in os.listdir(INCLUDE_DIR) if f.endswith(".c")))
+# The precompiled prelude (sg_prelude.h) setup.py builds for the default flags: see _cflags.
+PCH_ROOT = os.path.join(PACKAGE_DIR, _cflags.PCH_DIR)
 TIMEOUT_S = 300
 STDERR_CHARS = 8000
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -142,11 +142,20 @@ def compile_library(source, name="kernel", info=None):
     return path
 
 
+class _Units(tuple):
+    """The units of a source, and the header each ``.c`` one includes first when there
+    are several (``CSource.prelude``)."""
+
+    prelude = None
+
+
 def _units(source, name):
     """``source`` as its units: a plain string is one, ``<name>.c``."""
     if isinstance(source, CSource):
-        return source.units
-    return (Unit(f"{name}.c", source),)
+        units = _Units(source.units)
+        units.prelude = source.prelude
+        return units
+    return _Units((Unit(f"{name}.c", source),))
 
 
 def _build_entry(cache, root, units, name, argv, key):
@@ -339,7 +348,9 @@ def _code(units):
     binary: a function whose kernel comments differ (an unpickled function whose
     gradient notes name fewer forward nodes, a user line moved) finds the same
     library."""
-    return json.dumps([[u.name, u.glue, u.code] for u in units])
+    code = [[u.name, u.glue, u.code] for u in units]
+    prelude = getattr(units, "prelude", None)
+    return json.dumps(code if prelude is None else [prelude, *code])
 
 
 def cache_key(source, name, argv):
@@ -440,26 +451,48 @@ def _commands(cc, name, units):
     unit ``<name>.c`` is one command that compiles and links (``link`` is None);
     otherwise each ``.c`` unit compiles to an object -- glue at ``-O0``, the others
     at the command line's level -- and ``link`` links them."""
-    if len(units) == 1 and units[0].name == f"{name}.c" and not units[0].glue:
-        return [compiler_argv(cc, name)], None  # its output is <name>.so
     compile_flags, link_flags = _flag_parts()
+    if len(units) == 1 and units[0].name == f"{name}.c" and not units[0].glue:
+        pch = _pch(cc, _cflags.unit_flags(compile_flags, glue=False))
+        return [[*cc, *pch, *compiler_argv(cc, name)[len(cc):]]], None  # its output is <name>.so
     compiles, objects = [], []
     for u in units:
         if not u.name.endswith(".c"):
             continue
-        flags = [("-O0" if u.glue and f == "-O2" else f) for f in compile_flags if f != "-shared"]
+        flags = _cflags.unit_flags(compile_flags, u.glue)
         obj = u.name[:-2] + ".o"
-        compiles.append([*cc, *flags, "-c", u.name, "-o", obj])
+        compiles.append([*cc, *_pch(cc, flags), *flags, "-c", u.name, "-o", obj])
         objects.append(obj)
     return compiles, [*cc, *compile_flags, "-o", f"{name}.so", *objects, *link_flags]
 
 
+_PCH_FAILED = set()  # -I<folder> of precompiled headers that failed to read
+
+
+def _pch(cc, flags):
+    """``-I`` of the folder of sg_prelude.h's precompiled form built for exactly these
+    unit flags by this compiler from these headers (``_cflags.pch_include``), first on
+    the include path; else nothing. Not in the cache key: it changes the compiler's
+    time, not its output."""
+    if not os.path.isdir(PCH_ROOT):
+        return []
+    try:
+        identity = _cflags.identity_of(cc[0], _compiler_version(cc[0]))
+    except CompileError:
+        return []
+    found = _cflags.pch_include(PCH_ROOT, cc, identity, flags, [INCLUDE_DIR, blas_flags()[0]])
+    return [] if set(found) & _PCH_FAILED else found
+
+
 def _file_text(unit, units):
-    """What the file of ``unit`` holds: a ``.c`` unit of several includes the headers
-    first (``#line``: the compiler's messages give the unit's own line numbers)."""
+    """What the file of ``unit`` holds: a ``.c`` unit of several includes the prelude
+    (``CSource.prelude``) and the headers first (``#line``: the compiler's messages
+    give the unit's own line numbers)."""
     if len(units) == 1 or not unit.name.endswith(".c"):
         return unit.text
-    heads = "".join(f'#include "{u.name}"\n' for u in units if u.name.endswith(".h"))
+    prelude = getattr(units, "prelude", None)
+    heads = "".join(f'#include "{h}"\n' for h in ([prelude] if prelude else [])
+                    + [u.name for u in units if u.name.endswith(".h")])
     return f'{heads}#line 1 "{unit.name}"\n{unit.text}'
 
 
@@ -503,7 +536,17 @@ def _build(build, units, name, cc, keep):
                                                      if u.name.endswith(".c")]
     for k, argv in enumerate(compiles):
         proc = procs[k]
-        if proc.returncode != 0 or not os.path.isfile(os.path.join(build, outputs[k])):
+        ok = proc.returncode == 0 and os.path.isfile(os.path.join(build, outputs[k]))
+        pch = [a for a in argv[len(cc):len(cc) + 1] if a.startswith("-I" + PCH_ROOT)]
+        if not ok and pch:
+            # A precompiled header gcc accepted but could not read (a damaged file): the
+            # unit again without it, and none from that folder for the rest of the process.
+            argv = [a for a in argv if a not in pch]
+            proc = _run(argv, build, kept)
+            ok = proc.returncode == 0 and os.path.isfile(os.path.join(build, outputs[k]))
+            if ok:
+                _PCH_FAILED.add(pch[0])
+        if not ok:
             raise CompileError(_failure_message(argv, proc, kept()))
     if link is not None:
         proc = _run(link, build, kept)

@@ -1383,8 +1383,10 @@ _FRAME_H = "kernel_frame.h"
 # headers once. gcc's cost per process and per header read (about 0.09 s) is most of
 # a small kernel's compile, which two or three units would pay two or three times
 # (tests and small functions compile hundreds of these); its glue still compiles at
-# -O0 (SG_ONE_UNIT, sg_drivers.h).
+# -O0 (SG_STEP_O0, sg_drivers.h).
 _ONE_UNIT_LINES = 600
+#: The header every unit includes first (precompiled where it can be: compiler.py).
+_PRELUDE = "sg_prelude.h"
 
 
 def _assemble(ctx, header, n_out, n_timed=None):
@@ -1398,9 +1400,8 @@ def _assemble(ctx, header, n_out, n_timed=None):
     h = CWriter()
     if header:
         h.comment(f"/* {c_comment(header)} */")
-    h('#include "sg_kernel.h"')
-    h('#include "sg_drivers.h"')
-    h('#include "cblas.h"')
+    h(f'#include "{_PRELUDE}"')
+    after_prelude = len(h.lines)
     h("")
     if n_timed is not None:
         h("#include <time.h>")
@@ -1430,8 +1431,9 @@ def _assemble(ctx, header, n_out, n_timed=None):
     rows = [ln for f in ctx.functions for ln in f.lines]
     steps = [ln for f in ctx.step_functions for ln in f.lines]
     if len(h.lines) + len(rows) + len(steps) <= _ONE_UNIT_LINES:
-        return CSource([Unit("kernel.c", ["#define SG_ONE_UNIT 1", *h.lines, *rows, *steps,
-                                          *_main(ctx, n_out, n_timed)])])
+        one = [*h.lines[:after_prelude], "#undef SG_STEP", "#define SG_STEP SG_STEP_O0",
+               *h.lines[after_prelude:]]
+        return CSource([Unit("kernel.c", [*one, *rows, *steps, *_main(ctx, n_out, n_timed)])])
     units = [Unit(_FRAME_H, h.lines)]
     for k, fns in enumerate(_cut(ctx.functions, _ROW_UNIT_LINES)):
         units.append(Unit(f"kernel_rows{k}.c", [ln for f in fns for ln in f.lines]))
@@ -1441,7 +1443,7 @@ def _assemble(ctx, header, n_out, n_timed=None):
         if k == 0:
             lines += _main(ctx, n_out, n_timed)
         units.append(Unit(f"kernel_steps{k}.c", lines, glue=True))
-    return CSource(units)
+    return CSource(units, prelude=_PRELUDE)
 
 
 def _cut(functions, size):

@@ -91,13 +91,18 @@ class CSource(str):
     """C source in translation units: as a string, the readable whole, each unit
     headed by its file name, which is also one translation unit of its own;
     ``units`` the files ``compiler.compile_library`` builds, the ``.c`` ones in
-    parallel (each after the ``.h`` ones, as ``#include``), then links."""
+    parallel (each after the ``.h`` ones, as ``#include``), then links.
 
-    def __new__(cls, units):
+    ``prelude``: a header of symgrad's ``include/`` that each ``.c`` unit includes
+    first, before the ``.h`` units (which include it too): a precompiled header only
+    stands in for the first thing a unit includes (``compiler.py``)."""
+
+    def __new__(cls, units, prelude=None):
         units = tuple(units)
         self = super().__new__(cls, "".join(f"/* ==== {u.name} ==== */\n{u.text}\n"
                                             for u in units))
         self.units = units
+        self.prelude = prelude
         return self
 
     def __reduce__(self):  # a plain string once pickled or copied

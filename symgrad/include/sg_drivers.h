@@ -64,12 +64,15 @@ void sg_drop_overlapping(int nr, const sg_arr *const *r, const int *rn, const si
  * and call -- at -O0. Functions one unit defines and another calls are hidden:
  * the library exports only sg_main and its companions. */
 #define SG_ROW __attribute__((visibility("hidden")))
-#if defined(SG_ONE_UNIT) && defined(__GNUC__) && !defined(__clang__)
-/* A small kernel is one unit compiled at the command line's level: its glue asks
- * for -O0 itself (noinline: it stays out of the row functions' callers). */
-#define SG_STEP __attribute__((visibility("hidden"), noinline, optimize("O0")))
-#else
 #define SG_STEP __attribute__((visibility("hidden")))
+/* A small kernel is one unit compiled at the command line's level: its glue asks
+ * for -O0 itself, redefining SG_STEP as SG_STEP_O0 after the headers (noinline: it
+ * stays out of the row functions' callers). A macro the headers only define, not
+ * one they test: their precompiled form (sg_prelude.h) serves both kinds of unit. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SG_STEP_O0 __attribute__((visibility("hidden"), noinline, optimize("O0")))
+#else
+#define SG_STEP_O0 __attribute__((visibility("hidden")))
 #endif
 
 #endif
