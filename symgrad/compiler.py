@@ -376,10 +376,12 @@ def neutral_key(source, name):
 
     It finds a cached library where no compiler runs (the cache's index
     maps it to the full key of the last build); every other word of the
-    command line, ``SYMGRAD_CC``'s arguments included, still counts.
+    command line, ``SYMGRAD_CC``'s arguments included, still counts, but the
+    choice of linker (``-fuse-ld=``, found like the compiler: on PATH), which
+    makes the same library for the loader.
     """
     units = source if isinstance(source, tuple) else _units(source, name)
-    flags = _cc_words()[1:] + _flags(name)
+    flags = [f for f in _cc_words()[1:] + _flags(name) if not f.startswith("-fuse-ld=")]
     return _sha256_of(_code(units), name, json.dumps(flags), *_platform(),
                       _support_key(_extra_flags()))
 

@@ -40,3 +40,14 @@ def test_without_gold_the_default_linker_and_another_key(fresh_linker, monkeypat
     assert "-fuse-ld=gold" not in compiler._flags("kernel")
     if real_which("ld.gold"):
         assert key_of() != with_gold
+
+
+def test_the_linker_does_not_change_the_key_a_machine_without_a_compiler_looks_up(
+        fresh_linker, monkeypatch):
+    # The neutral key finds a library built where a compiler (and gold) ran, from a
+    # process whose PATH has neither (test_cache_faults: a filled cache without a compiler).
+    source = "int f(void) { return 1; }"
+    with_gold = compiler.neutral_key(source, "kernel")
+    compiler._linker.cache_clear()
+    monkeypatch.setattr(compiler, "_linker", lambda: [])
+    assert compiler.neutral_key(source, "kernel") == with_gold
