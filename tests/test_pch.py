@@ -161,3 +161,24 @@ def test_the_forwarding_header_names_the_real_one(variants):
     text = (variants / "O2" / "sg_prelude.h").read_text()
     assert '#include_next "sg_prelude.h"' in text
     assert os.path.isfile(os.path.join(compiler.INCLUDE_DIR, "sg_prelude.h"))
+
+
+def test_the_objects_are_the_same_bytes_with_or_without_it(default_flags, tmp_path, monkeypatch):
+    """Why the precompiled header is not in the cache key: it changes gcc's time only."""
+    monkeypatch.setattr(render_c, "_ONE_UNIT_LINES", 0)
+    inputs, out, _ = _mlp_like()
+    f = sg.function(inputs, out)
+    cc = compiler.find_compiler()
+    units = compiler._units(f.source, "kernel")
+    for u in units:
+        (tmp_path / u.name).write_text(compiler._file_text(u, units))
+    compiles, _ = compiler._commands(cc, "kernel", units)
+    assert len(compiles) == 2
+    for argv in compiles:
+        pch = [a for a in argv if a.startswith(f"-I{default_flags}")]
+        assert len(pch) == 1
+        objects = []
+        for cmd in (argv, [a for a in argv if a not in pch]):
+            subprocess.run(cmd, cwd=tmp_path, check=True)
+            objects.append((tmp_path / argv[-1]).read_bytes())
+        assert objects[0] == objects[1]
