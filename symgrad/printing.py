@@ -68,11 +68,14 @@ def _steps_of(obj):
 
 
 def _step_index(steps):
-    """``id(Apply) -> (step, whether the node is the step's root)`` for every lowered node."""
+    """``id(Apply) -> (step, whether the node is the step's root)`` for every lowered node,
+    the nodes of loops' and branches' bodies included (``K4.step.2``)."""
     index = {}
     for step in steps or ():
         for node in step.members:
             index[id(node)] = (step, node is step.root)
+        for body in getattr(step, "bodies", None) or ():
+            index.update(_step_index(body.all_steps()))
     return index
 
 

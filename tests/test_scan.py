@@ -4,6 +4,7 @@ through time) against finite differences, second order, jvp, truncate_gradient, 
 loop-based jacobian/hessian, printing, and the errors."""
 
 import collections
+import re
 import pickle
 
 import numpy as np
@@ -701,3 +702,18 @@ def test_an_lstm_s_backward_loop_reads_the_saved_gates_and_one_forward_loop_runs
     plain = sg.function([X, h0], [cost, *grads], rewrite="basic", mode="py")
     for a, b in zip(f(*vals), plain(*vals)):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+
+
+def test_debugprint_labels_the_steps_of_a_loop_s_body():
+    X, h0 = sg.matrix("X"), sg.vector("h0")
+    W = sg.shared(RNG.standard_normal((3, 3)), name="W")
+    hs, _ = sg.scan(lambda x_t, h: sg.tanh(x_t + h @ W), sequences=X, outputs_info=h0,
+                    name="rnn")
+    f = sg.function([X, h0], hs)
+    text = sg.debugprint(f)
+    (loop,) = [s for s in f.kernel.steps if s.title().startswith("scan")]
+    inner = text[text.index("inner graphs:"):]
+    # the step's nodes carry the labels of the body's steps, as f.source heads them
+    labels = sorted(set(re.findall(rf"\[(?:in )?({loop.label}\.step\.\d+)", inner)))
+    assert labels and all(f"/* {lab}: " in f.source for lab in labels)
+    assert f"[{loop.label}: BLAS]" in text          # the loop runs a product in its body
