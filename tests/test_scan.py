@@ -411,6 +411,23 @@ def test_sequences_of_different_lengths_fail_at_call_time(mode):
         _f(mode, [x, m], more)(np.ones(3), 5)
 
 
+@pytest.mark.parametrize("rewrite", ["basic", "safe"])
+def test_lengths_are_checked_as_the_user_numbered_the_sequences(mode, rewrite):
+    W = sg.shared(np.eye(3), name="W")
+    X, M, unused = sg.tensor3("X"), sg.matrix("M"), sg.vector("unused")
+    # x_t @ W moves out of the loop at "safe"; the step never reads `unused`
+    hs, _ = sg.scan(lambda x_t, m_t, u, h: sg.tanh(x_t @ W + h) * m_t[:, None],
+                    sequences=[X, M, unused], outputs_info=sg.zeros((2, 3)))
+    f = sg.function([X, M, unused], hs, mode=mode, rewrite=rewrite)
+    assert f(np.zeros((4, 2, 3)), np.ones((4, 2)), np.ones(4)).shape == (4, 2, 3)
+    with pytest.raises(sg.ShapeError, match=r"different lengths \(sequence 0: 4, sequence 1: 3, "
+                                            r"sequence 2: 4\)"):
+        f(np.zeros((4, 2, 3)), np.ones((3, 2)), np.ones(4))
+    with pytest.raises(sg.ShapeError, match=r"different lengths \(sequence 0: 4, sequence 1: 4, "
+                                            r"sequence 2: 5\)"):
+        f(np.zeros((4, 2, 3)), np.ones((4, 2)), np.ones(5))
+
+
 def test_static_lengths_that_disagree_fail_when_the_graph_is_built():
     x = sg.tensor("x", shape=(4,))
     with pytest.raises(sg.ShapeError, match="sequence 0 has 3 steps but the loop runs "

@@ -654,7 +654,8 @@ class Loop(Step):
     ``outputs``: the inner graph's outputs, one per output of the node;
     ``stacked[k]``: output ``k`` of the node is the stack of every
     iteration's value (else only the last one's, the initial value after no
-    iteration).
+    iteration). ``checked``: how many of the sequences, the first ones, have
+    their lengths checked (the user's; the others are products of them).
     """
 
     n_steps: object = None
@@ -663,6 +664,7 @@ class Loop(Step):
     others: list = field(default_factory=list)
     outputs: list = field(default_factory=list)
     stacked: list = field(default_factory=list)
+    checked: int = None
     body: "Program" = None
 
     def nested(self):

@@ -635,13 +635,14 @@ def _loop(ctx, step):
     with w.block(f"if ({n} < 0)"):
         ctx.fail(node, "shape", "n_steps is %lld; a loop runs 0 or more steps", f"(long long){n}")
     seqs = [ctx.arr(x) for x, _ in step.sequences]
-    if len(seqs) > 1:
-        with w.block("if (" + " || ".join(f"{a}.shape[0] != {seqs[0]}.shape[0]"
-                                          for a in seqs[1:]) + ")"):
-            shown = ", ".join(f"sequence {i}: %lld" for i in range(len(seqs)))
+    checked = seqs if step.checked is None else seqs[:step.checked]
+    if len(checked) > 1:
+        with w.block("if (" + " || ".join(f"{a}.shape[0] != {checked[0]}.shape[0]"
+                                          for a in checked[1:]) + ")"):
+            shown = ", ".join(f"sequence {i}: %lld" for i in range(len(checked)))
             ctx.fail(node, "shape", f"the sequences have different lengths ({shown}); every "
                      f"sequence needs one entry per step",
-                     *[f"(long long){a}.shape[0]" for a in seqs])
+                     *[f"(long long){a}.shape[0]" for a in checked])
     if seqs:
         with w.block(f"if ({seqs[0]}.shape[0] != {n})"):
             ctx.fail(node, "shape", "the sequences have %lld entries but the loop runs "

@@ -58,12 +58,15 @@ class Scan(Op):
     # autodiff passes its vjp to this rule, which differentiates the step
     grad_takes_vjp = True
 
-    def __init__(self, inner, n_seqs, n_rec, last=None, truncate=-1, label=None):
+    def __init__(self, inner, n_seqs, n_rec, last=None, truncate=-1, label=None, checked=None):
         self.inner = inner
         self.n_seqs, self.n_rec = int(n_seqs), int(n_rec)
         self.last = tuple(bool(x) for x in (last or (False,) * self.n_rec))
         self.truncate = int(truncate)
         self.label = label
+        # The leading sequences whose lengths the loop checks, numbered as the user gave
+        # them; the rewrites append sequences of their own (products of these) after them.
+        self.checked = self.n_seqs if checked is None else int(checked)
 
     # The same op only if the same object: comparing inner graphs costs their size.
     def __eq__(self, other):
@@ -88,7 +91,7 @@ class Scan(Op):
         """The same loop over a step computing ``outputs[0]`` (the rewrites' version of it)."""
         (outs,) = outputs
         return Scan(InnerGraph(self.inner.inputs, outs), self.n_seqs, self.n_rec, self.last,
-                    self.truncate, self.label)
+                    self.truncate, self.label, self.checked)
 
     def split(self, values):
         """``(n_steps, sequences, initial values, outer values)`` of a node's inputs."""
@@ -136,7 +139,7 @@ class Scan(Op):
 
     def perform(self, node, n_steps, *values):
         _, seqs, inits, others = self.split([n_steps, *values])
-        steps = self._check_lengths(node, int(n_steps), seqs)
+        steps = self._check_lengths(node, int(n_steps), seqs[:self.checked])
         where = f"{self} at {node.trace}"
         prev = list(inits)
         stacks = [None] * len(self.inner.outputs)
@@ -212,7 +215,8 @@ class Scan(Op):
                     recurrent=list(zip(inits, phs[s:s + r])),
                     others=list(zip(others, phs[s + r:])),
                     outputs=list(self.inner.outputs),
-                    stacked=[self.stacked(k) for k in range(len(node.outputs))])
+                    stacked=[self.stacked(k) for k in range(len(node.outputs))],
+                    checked=self.checked)
 
     def flops(self, node, in_shapes, out_shapes):
         """The step's count at the inputs' shapes (found by running it on zeros) times the
@@ -252,12 +256,13 @@ def build_loop(label, n_steps, seqs, inits, step, last=None, truncate=-1, seq_na
 
 
 def make_loop(label, n_steps, seq_pairs, rec_pairs, rec_outs, other_outs, last=None,
-              truncate=-1, bound=()):
+              truncate=-1, bound=(), keep_sequences=False):
     """The outputs of the Scan node of a step already traced on placeholders.
 
     ``seq_pairs`` and ``rec_pairs`` pair each sequence and initial value with
     its placeholder. The outer values the step reads become the node's inputs;
-    sequences it does not read are left out. ``bound`` lists ``(outer value,
+    sequences it does not read are left out, unless ``keep_sequences`` (the
+    user's: their lengths are checked, numbered as given). ``bound`` lists ``(outer value,
     placeholder)``: placeholders the step was traced on that stand for outer
     values (a gradient rule differentiates with respect to them, never to the
     outer values, which may depend on one another); what the step computes from
@@ -272,7 +277,8 @@ def make_loop(label, n_steps, seq_pairs, rec_pairs, rec_outs, other_outs, last=N
         outer = replace(outer, {p: x for x, p in bound})
     used = {id(v) for n in toposort(inner_outs) for v in n.inputs}
     used.update(id(v) for v in inner_outs)
-    seq_pairs = [(x, p) for x, p in seq_pairs if id(p) in used]
+    if not keep_sequences:
+        seq_pairs = [(x, p) for x, p in seq_pairs if id(p) in used]
     inner = InnerGraph([p for _, p in seq_pairs] + [p for _, p in rec_pairs] + outer_phs,
                        inner_outs)
     name_placeholders(inner.inputs, len(seq_pairs), len(rec_pairs))
@@ -360,7 +366,7 @@ class _Bptt:
         if self.saved:
             inner = InnerGraph(inner.inputs, list(inner.outputs) + self.saved)
         last = op.last if all(op.stacked(k) for k in range(op.n_rec)) else None
-        again = Scan(inner, op.n_seqs, op.n_rec, last, op.truncate, op.label)
+        again = Scan(inner, op.n_seqs, op.n_rec, last, op.truncate, op.label, op.checked)
         with trace_as(self.node.trace, self.node.grad_of):
             return again.make_node(*self.inputs).outputs
 
@@ -681,7 +687,8 @@ def _loop_of(name, n, seqs, seq_phs, inits, rec, prev_phs, outs, state, truncate
     rec_pairs = [(inits[k], p) for k, p in zip(rec, prev_phs)] + \
         [(sv, p) for (sv, _), p in zip(state, state_phs)]
     node_outs = make_loop(name, n, list(zip(seqs, seq_phs)), rec_pairs, inner[:n_rec],
-                          inner[n_rec:], [False] * len(rec) + [True] * len(state), truncate)
+                          inner[n_rec:], [False] * len(rec) + [True] * len(state), truncate,
+                          keep_sequences=True)
     order = [0] * len(outs)
     for j, k in enumerate(rec):
         order[k] = j

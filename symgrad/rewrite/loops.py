@@ -64,7 +64,8 @@ def merge_loops(outputs):
 def _extends_loop(m, n):
     """Whether scan node ``m`` computes everything scan node ``n`` does."""
     a, b = m.op, n.op
-    if (a.n_seqs, a.n_rec, a.truncate, a.last) != (b.n_seqs, b.n_rec, b.truncate, b.last):
+    if (a.n_seqs, a.n_rec, a.truncate, a.last, a.checked) != \
+            (b.n_seqs, b.n_rec, b.truncate, b.last, b.checked):
         return False
     if len(m.inputs) != len(n.inputs) or any(x is not y for x, y in zip(m.inputs, n.inputs)):
         return False
@@ -130,12 +131,11 @@ def hoist_sequence_work(op, inputs):
     slices = [Variable(TensorType(v.dtype, v.type.shape), name=v.name or f"{v.owner.op}[t]")
               for v in frontier]
     outs = replace(op.inner.outputs, dict(zip(frontier, slices)))
-    # Sequences the step no longer reads (their products moved out) are dropped.
-    read = {id(i) for n in InnerGraph([], outs).nodes() for i in n.inputs} | {id(o) for o in outs}
-    keep = [j for j in range(s) if id(phs[j]) in read]
-    inner = InnerGraph([phs[j] for j in keep] + slices + list(phs[s:]), outs)
-    new = Scan(inner, len(keep) + len(slices), r, op.last, op.truncate, op.label)
-    return new, [n_steps, *[seqs[j] for j in keep], *batched, *inits, *others]
+    # The sequences stay (their lengths are checked as the user numbered them, a slice the
+    # step no longer reads costs nothing); the products' come after them.
+    inner = InnerGraph(list(phs[:s]) + slices + list(phs[s:]), outs)
+    new = Scan(inner, s + len(slices), r, op.last, op.truncate, op.label, op.checked)
+    return new, [n_steps, *seqs, *batched, *inits, *others]
 
 
 def _outside(memo, varies):
@@ -190,7 +190,7 @@ def products_after_the_loop(op, inputs):
             bases.append(base)
     kept = [k for k in range(len(outs)) if k not in sunk]
     inner = InnerGraph(phs, [outs[k] for k in kept] + bases)
-    new = Scan(inner, s, r, op.last, op.truncate, op.label)
+    new = Scan(inner, s, r, op.last, op.truncate, op.label, op.checked)
     outer_at = {id(p): x for p, x in zip(phs[s + r:], others)}
 
     def finish(results):
@@ -303,7 +303,8 @@ def accumulations_after_the_loop(op, inputs):
     keep = [k for k in range(r) if k not in moved]
     inner = InnerGraph(list(phs[:s]) + [phs[s + k] for k in keep] + list(phs[s + r:]),
                        [outs[k] for k in keep] + list(outs[r:]) + extra)
-    new = Scan(inner, s, len(keep), tuple(op.last[k] for k in keep), op.truncate, op.label)
+    new = Scan(inner, s, len(keep), tuple(op.last[k] for k in keep), op.truncate, op.label,
+               op.checked)
     new_inputs = [n_steps, *seqs, *[inits[k] for k in keep], *others]
 
     def finish(results):
