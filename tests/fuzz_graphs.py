@@ -266,9 +266,11 @@ def group_plan(ops, seed, fd=False):
 
 HUGE = (2**62, 2**63 - 1)
 # Rows NumPy itself (mode "py") runs for as long as the length: a batched matmul
-# loops over its 2**59 empty batch entries.
+# loops over its 2**59 empty batch entries; a scan over a sequence of 2**62 empty
+# entries runs its step 2**62 times, in any mode (a loop's time is its number of steps).
 HUGE_SLOW_IN_NUMPY = {"matmul[3d@3d]", "matmul[3d@1d]", "matmul[1d@3d]", "matmul[batch-1]",
-                      "matmul[static-3d@1d]", "dot[3d.1d]"}
+                      "matmul[static-3d@1d]", "dot[3d.1d]", "scan[cumsum]", "scan[map]",
+                      "scan[go_backwards]"}
 
 
 def huge_args(case, length):
