@@ -682,14 +682,16 @@ def leaf_value(v):
     return v.get_value(borrow=True) if isinstance(v, SharedVariable) else v.data
 
 
-def clone_replace(outputs, replace):
+def clone_replace(outputs, replace, keep_replaced=False):
     """Rebuild ``outputs`` with the variables in ``replace`` (old -> new) substituted.
 
     Nodes are rebuilt through ``op.make_node`` so types are re-inferred; each
     rebuilt node keeps the trace and gradient origin of the node it copies.
+    With ``keep_replaced``, nothing above a replaced variable is walked: a
+    replaced variable computed from another replaced one stays as replaced.
     """
     memo = {id(k): v for k, v in replace.items()}
-    for node in toposort(outputs):
+    for node in toposort(outputs, stop=set(memo) if keep_replaced else ()):
         new_inputs = [memo.get(id(i), i) for i in node.inputs]
         if all(a is b for a, b in zip(new_inputs, node.inputs)):
             continue

@@ -9,7 +9,7 @@ so the outer graph sees every dependence (gradients, printing, compiling).
 
 import numpy as np
 
-from ..graph import (Constant, Variable, flatten_graph, toposort, trace_as, unflatten_graph,
+from ..graph import (Constant, Variable, clone_replace, flatten_graph, toposort, unflatten_graph,
                      user_trace)
 from ..interp import Program
 
@@ -87,22 +87,11 @@ def close_over(outputs, inside, placeholders=()):
 def replace(outputs, mapping):
     """``outputs`` rebuilt with ``mapping`` (old -> new variable) substituted.
 
-    Unlike ``graph.clone_replace``, nothing above a replaced variable is
+    Unlike plain ``graph.clone_replace``, nothing above a replaced variable is
     rebuilt (a replaced variable computed from another replaced one stays
     replaced). Each new node keeps the trace and gradient origin of its copy.
     """
-    memo = {id(k): v for k, v in mapping.items()}
-    for node in toposort(outputs, stop=set(memo)):
-        new_inputs = [memo.get(id(i), i) for i in node.inputs]
-        if all(a is b for a, b in zip(new_inputs, node.inputs)):
-            continue
-        with trace_as(node.trace, node.grad_of):
-            new_node = node.op.make_node(*new_inputs)
-        for old, new in zip(node.outputs, new_node.outputs):
-            new.name = old.name
-            new.tag.__dict__.update(old.tag.__dict__)
-            memo[id(old)] = new
-    return [memo.get(id(o), o) for o in outputs]
+    return clone_replace(outputs, mapping, keep_replaced=True)
 
 
 def dependence(outputs, placeholders):
