@@ -10,15 +10,15 @@ of the branches' gradients: it too computes only the branch taken.
 from .. import dtypes as _dt
 from ..codegen.ir import Branch
 from ..errors import ShapeError
-from ..graph import Constant, Op, TensorType, Variable, as_variable
+from ..graph import Constant, TensorType, Variable, as_variable
 from .shape import zeros_like
-from .inner import (InnerGraph, ancestors, as_list, at_user_line, close_over, conflict,
-                    graph_flops, merge_shapes, name_placeholders, replace)
+from .inner import (InnerGraph, InnerGraphOp, ancestors, as_list, at_user_line, close_over,
+                    conflict, graph_flops, merge_shapes, name_placeholders, replace)
 
 __all__ = ["ifelse", "make_ifelse", "IfElse"]
 
 
-class IfElse(Op):
+class IfElse(InnerGraphOp):
     """``then`` if the 0-d condition holds, else ``else_``: only that branch runs.
 
     Inputs: ``[cond, outer values...]``; ``then_graph`` and ``else_graph``
@@ -31,16 +31,6 @@ class IfElse(Op):
 
     def __init__(self, then_graph, else_graph):
         self.then_graph, self.else_graph = then_graph, else_graph
-
-    # The same op only if the same object: comparing inner graphs costs their size.
-    def __eq__(self, other):
-        return self is other
-
-    def __hash__(self):
-        return id(self)
-
-    def props(self):  # what the rewrites' merging compares: the op itself
-        return (id(self),)
 
     def inner_graphs(self):
         """``[(title, InnerGraph)]``: what printing shows below the outer graph."""

@@ -9,13 +9,27 @@ so the outer graph sees every dependence (gradients, printing, compiling).
 
 import numpy as np
 
-from ..graph import (Constant, Variable, clone_replace, flatten_graph, toposort, unflatten_graph,
+from ..graph import (Constant, Op, Variable, clone_replace, flatten_graph, toposort, unflatten_graph,
                      user_trace)
 from ..interp import Program
 
-__all__ = ["InnerGraph", "close_over", "replace", "dependence", "placeholder", "graph_flops",
+__all__ = ["InnerGraph", "InnerGraphOp", "close_over", "replace", "dependence", "placeholder", "graph_flops",
            "merge_shapes", "known_union", "conflict", "name_placeholders", "at_user_line",
            "as_list", "ancestors"]
+
+
+class InnerGraphOp(Op):
+    """The base of ops holding inner graphs (scan, ifelse): one op equals only itself, since
+    comparing inner graphs would cost their size."""
+
+    def __eq__(self, other):
+        return self is other
+
+    def __hash__(self):
+        return id(self)
+
+    def props(self):  # what the rewrites' merging compares: the op itself
+        return (id(self),)
 
 
 class InnerGraph:

@@ -32,18 +32,18 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..codegen.ir import Loop
-from ..graph import (Constant, Op, SharedVariable, TensorType, Variable, as_variable, toposort,
+from ..graph import (Constant, SharedVariable, TensorType, Variable, as_variable, toposort,
                      trace_as)
 from . import elemwise as _ew
 from .shape import expand_dims, shape_at, zeros, zeros_like
-from .inner import (InnerGraph, as_list, at_user_line, close_over, conflict, dependence,
-                    graph_flops, known_union, name_placeholders, placeholder, replace)
+from .inner import (InnerGraph, InnerGraphOp, as_list, at_user_line, close_over, conflict,
+                    dependence, graph_flops, known_union, name_placeholders, placeholder, replace)
 from .join import concatenate
 
 __all__ = ["scan", "map", "Scan"]
 
 
-class Scan(Op):
+class Scan(InnerGraphOp):
     """A loop over ``n_steps`` steps of an inner graph; see the module docstring.
 
     Inner inputs: sequence slices (``n_seqs``), previous values of the
@@ -67,16 +67,6 @@ class Scan(Op):
         # The leading sequences whose lengths the loop checks, numbered as the user gave
         # them; the rewrites append sequences of their own (products of these) after them.
         self.checked = self.n_seqs if checked is None else int(checked)
-
-    # The same op only if the same object: comparing inner graphs costs their size.
-    def __eq__(self, other):
-        return self is other
-
-    def __hash__(self):
-        return id(self)
-
-    def props(self):  # what the rewrites' merging compares: the op itself
-        return (id(self),)
 
     def __str__(self):
         return f"scan{{{self.label}}}" if self.label else "scan"
@@ -113,7 +103,8 @@ class Scan(Op):
         steps = self._static_steps(n_steps, seqs)
         for j, (x, p) in enumerate(zip(outer, self.inner.inputs)):
             lead = 1 if j < self.n_seqs else 0   # a sequence has one axis more: the steps
-            if x.ndim != p.ndim + lead or x.dtype != p.dtype or conflict(x.type.shape[lead:], p.type.shape):
+            if (x.ndim != p.ndim + lead or x.dtype != p.dtype
+                    or conflict(x.type.shape[lead:], p.type.shape)):
                 raise TypeError(f"an input is {x.type} where the step reads "
                                 f"{'slices of type ' if lead else ''}{p.type}")
         outs = self.inner.outputs
