@@ -734,3 +734,27 @@ def test_gemm_rewrites_give_the_same_bits_in_the_reference(case):
     np.testing.assert_array_equal(f(*vals), want)
     assert [n.op.name for n in f.graph.nodes if n.op.name in ("matmul", "gemm")] in (
         ["gemm"], ["matmul"])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_increments_into_zeros_chain_into_one_buffer_bit_for_bit(dtype):
+    # the gradient of a value sliced into parts: a sum of increments into zeros
+    z = sg.matrix("z", dtype=dtype)
+    g = sg.matrix("g", dtype=dtype)
+    parts = [sg.tanh(z[:, :2]), z[:, 2:3] * 2, sg.exp(z[:, 3:5]), z[:, 1:4] ** 2]
+    cost = sum((p * s).sum() for p, s in zip(parts, [g[:, :2], g[:, :1], g[:, 2:4], g[:, :3]]))
+    (gz,) = sg.grad(cost, [z])
+    outs = [gz, sg.grad(sum(p.sum() for p in parts), [z])[0]]
+    rewritten = rw.rewrite(outs)
+    adds = [n for n in toposort(rewritten) if n.op.name == "add"
+            and any(i.owner is not None and i.owner.op.name == "inc_subtensor" for i in n.inputs)]
+    assert not adds                                   # one chain of increments, no full adds
+    zv = np.array([[0.5, -0.0, 2.0, np.nan, -1.0], [np.inf, 0.0, -0.0, 1.0, -np.inf]], dtype)
+    gv = np.array([[-0.0, 1.0, np.nan, -0.0], [0.0, -2.0, -0.0, 3.0]], dtype)
+    with np.errstate(all="ignore"):
+        for mode in ("py", "c"):  # against the graph as written, in the same mode
+            want = sg.function([z, g], outs, mode=mode, rewrite="none")(zv, gv)
+            got = sg.function([z, g], outs, mode=mode)(zv, gv)
+            for a, b in zip(got, want):
+                np.testing.assert_array_equal(a, b)
+                assert np.array_equal(np.signbit(a), np.signbit(b))

@@ -15,6 +15,7 @@ import numpy as np
 from ..graph import Constant
 from ..ops.elemwise import Cast, Elemwise
 from ..ops.shape import DimShuffle, MakeVector, Shape, ShapeAt, broadcast_to
+from ..ops.subtensor import IncSubtensor
 from .engine import RuleSet, all_equal
 
 __all__ = ["ALGEBRA", "FAST", "same_values"]
@@ -118,6 +119,39 @@ def add_zero(node, sweep):
             if r is not None:
                 return r
     return None
+
+
+@ALGEBRA("add")
+def chain_increments_into_zeros(node, sweep):
+    """``inc(Z, a, s) + Q -> inc(Q, a, s)`` when ``Z`` is all +0.0 and ``Q`` is ``Z`` or
+    increments into ``Z``: the gradient of a value sliced into parts (an LSTM's gates) is a
+    sum of increments into zeros, one full buffer and one full add per part; chained,
+    each part is added into one buffer.
+
+    Exact: an element of ``Q`` is ``0.0 + ...``, never -0.0, so ``0.0 + q == q``
+    outside the slice and ``(0.0 + a) + q == q + a`` inside it, NaN and infinities alike.
+    """
+    out = node.outputs[0]
+    if not _float(out):
+        return None
+    a, b = node.inputs
+    for p, q in ((a, b), (b, a)):
+        n = p.owner
+        if (n is None or not isinstance(n.op, IncSubtensor) or n.op.set_instead_of_inc
+                or p.type != q.type or q.type != out.type):
+            continue
+        zeros = n.inputs[0]
+        if _incremented_zeros(q) is zeros and all_equal(zeros, 0.0):
+            return n.op.make_node(q, *n.inputs[1:]).outputs[0]
+    return None
+
+
+def _incremented_zeros(v):
+    """The value at the root of ``v``'s chain of increments (``v`` itself if none)."""
+    while (v.owner is not None and isinstance(v.owner.op, IncSubtensor)
+           and not v.owner.op.set_instead_of_inc):
+        v = v.owner.inputs[0]
+    return v
 
 
 @ALGEBRA("sub")
