@@ -116,6 +116,13 @@ def r_add_zero():
                                                     np.array([1, -2, 3], dtype="int32")]
 
 
+def r_chain_increments_into_zeros():
+    x = _x()
+    parts = [x[:2] * 3.0, sg.exp(x[1:])]          # the gradient: increments into zeros
+    (g,) = sg.grad(sum(p.sum() for p in parts), [x])
+    return [x], [g], [np.array([0.5, -0.0, np.inf])]
+
+
 def r_subtract_zero():
     x = _x()
     return [x], [x - 0.0], [np.array([0.0, -0.0, np.inf])]
@@ -269,6 +276,7 @@ RULES = [
     ("divide_by_one", True, r_divide_by_one),
     ("power_of_one", True, r_power_of_one),
     ("add_zero", True, r_add_zero),
+    ("chain_increments_into_zeros", True, r_chain_increments_into_zeros),
     ("subtract_zero", True, r_subtract_zero),
     ("absorb_negation", True, r_absorb_negation),
     ("cast_of_cast", True, r_cast_of_cast),
