@@ -29,7 +29,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import best_time, blas_kernels, rng, table  # noqa: E402
+from common import best_time, blas_kernels, rng, run_per_thread_count, table  # noqa: E402
 
 import symgrad as sg  # noqa: E402
 
@@ -330,17 +330,7 @@ def run_one():
 
 
 def main():
-    """One child process per thread count: BLAS reads its thread count when it loads."""
-    import subprocess
-
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    for t in sorted({1, cores}):
-        env = dict(os.environ, SYMGRAD_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t),
-                   OMP_NUM_THREADS=str(t))
-        subprocess.run([sys.executable, __file__, "--child"], env=env, check=True)
+    run_per_thread_count(__file__)
 
 
 if __name__ == "__main__":

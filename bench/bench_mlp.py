@@ -15,7 +15,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import best_time, blas_kernels, rng, table  # noqa: E402
+from common import (best_time, blas_kernels, cores, rng, run_per_thread_count,  # noqa: E402
+                    table)
 
 import symgrad as sg  # noqa: E402
 
@@ -169,19 +170,9 @@ def run_one():
 
 
 def main():
-    """One child process per thread count: BLAS reads its thread count when it loads."""
-    import subprocess
-
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
     print(f"MLP train step, float32, {' -> '.join(map(str, SIZES))}, softmax cross-entropy, "
-          f"SGD; {cores} cores")
-    for t in sorted({1, cores}):
-        env = dict(os.environ, SYMGRAD_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t),
-                   OMP_NUM_THREADS=str(t))
-        subprocess.run([sys.executable, __file__, "--child"], env=env, check=True)
+          f"SGD; {cores()} cores")
+    run_per_thread_count(__file__)
 
 
 if __name__ == "__main__":

@@ -79,3 +79,27 @@ def table(rows, header):
 
 def rng(seed=0):
     return np.random.default_rng(seed)
+
+
+def cores():
+    """The cores this process may run on."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def run_per_thread_count(script):
+    """Run ``script --child`` once per thread count (1, then every core), each in a process
+    of its own with SYMGRAD_NUM_THREADS, OPENBLAS_NUM_THREADS and OMP_NUM_THREADS set:
+    BLAS reads its thread count when it loads."""
+    import os
+    import subprocess
+    import sys
+
+    for t in sorted({1, cores()}):
+        env = dict(os.environ, SYMGRAD_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t),
+                   OMP_NUM_THREADS=str(t))
+        subprocess.run([sys.executable, script, "--child"], env=env, check=True)
