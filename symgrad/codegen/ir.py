@@ -656,6 +656,13 @@ class Loop(Step):
     iteration's value (else only the last one's, the initial value after no
     iteration). ``checked``: how many of the sequences, the first ones, have
     their lengths checked (the user's; the others are products of them).
+    ``written[k]``: the step of ``body`` that writes each iteration's value of
+    output ``k`` straight into its place -- entry ``t`` of the stack, or the
+    buffer a final value alternates into -- rather than into memory of its
+    own copied there after the iteration (None: copied). ``codegen.lower``
+    chooses them; at run time the step falls back to memory of its own (and
+    the value is copied) when the place does not exist yet (a stack whose
+    shape only the first iteration tells) or its shape differs.
     """
 
     n_steps: object = None
@@ -666,6 +673,7 @@ class Loop(Step):
     stacked: list = field(default_factory=list)
     checked: int = None
     body: "Program" = None
+    written: list = field(default_factory=list)
 
     def nested(self):
         """``[(inputs, outputs)]``: the graphs ``codegen.lower`` lowers into ``bodies``."""

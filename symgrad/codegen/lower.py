@@ -20,8 +20,8 @@ from ..graph import Constant, graph_leaves, toposort, unsettled_lengths
 from ..ops.gemm import Gemm
 from ..ops.reduce import Mean, Sum
 from ..ops.shape import SumTo
-from .ir import (Accumulation, Apply, Branch, FusedLoop, InPlaceUpdates, Lit, Loop, OpStep, Program,
-                 Ref, Update)
+from .ir import (Accumulation, Apply, BlasCall, Branch, FusedLoop, InPlaceUpdates, Lit, Loop,
+                 OpStep, Program, Ref, Update)
 from .steps import Step
 
 __all__ = ["to_program", "plan_fusion", "MAXDIM"]
@@ -106,6 +106,42 @@ def _lower_bodies(program):
                     have.add(id(v))
                     program.leaves.append(v)
         step.bodies = bodies
+        if isinstance(step, Loop):
+            step.written = _written_in_place(step)
+
+
+def _written_in_place(loop):
+    """For each output of ``loop``, the step of its body that may write each iteration's
+    value straight into the output's place (``Loop.written``), or None.
+
+    A step qualifies when the renderer gives its result fresh memory -- a BLAS
+    call, a fused loop that does not accumulate (its result then never takes an
+    operand's memory), a step of an op that allocates the value -- and the value
+    is that output's only: an inner value returned as two outputs is written
+    into the first one's place and copied into the other's. Nothing writes over
+    a body's output once it is made (outputs never lend their memory), and the
+    place of iteration ``t`` is read by no one before (a stacked recurrent
+    output's previous value is entry ``t - 1``; a final value alternates
+    between two buffers, the previous value in the other one).
+    """
+    made = {}
+    for s in loop.body.steps:
+        if isinstance(s, BlasCall) or (isinstance(s, FusedLoop) and s.accumulation is None):
+            made[id(s.root.outputs[0])] = s
+        elif isinstance(s, OpStep) and s.body is not None:
+            for v in s.allocs:
+                made.setdefault(id(v), s)
+    written, taken = [], set()
+    for o in loop.outputs:
+        s = made.get(id(o))
+        if s is None or id(o) in taken:
+            written.append(None)
+            continue
+        taken.add(id(o))
+        if isinstance(s, FusedLoop):
+            s.donor = None
+        written.append(s)
+    return written
 
 
 # --------------------------------------------------------------------------- fusion

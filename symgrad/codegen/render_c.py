@@ -120,6 +120,7 @@ class KernelContext:
         self.group_names = []    # their names (sg_main's, in order, and the bodies' of loops)
         self.shared = CWriter()  # what every unit declares: the row functions and their structs
         self.step = None         # the step being rendered
+        self.dest = {}           # id(value of a loop's body) -> its place (see _loop)
         self._sites = {}
         self._n = 0
 
@@ -175,8 +176,18 @@ class KernelContext:
         if shape_exprs:
             self.w(" ".join(f"{name}.shape[{k}] = {e};" for k, e in enumerate(shape_exprs)))
         own = self.result_owner(v)
-        self.w(f"if (sg_alloc(err, {self.location(node)}, ws, &{name}, {v.ndim}, "
-               f"{_item(v)}, {own})) goto fail;")
+        alloc = (f"if (sg_alloc(err, {self.location(node)}, ws, &{name}, {v.ndim}, "
+                 f"{_item(v)}, {own})) goto fail;")
+        place = self.dest.get(id(v))
+        if place is None:
+            self.w(alloc)
+            return name
+        same = f" && !memcmp({place}.shape, {name}.shape, {v.ndim} * sizeof(int64_t))" \
+            if v.ndim else ""
+        with self.w.block(f"if ({place}.data{same})"):
+            self.w.comment("/* straight into its place in the loop's result: no copy */")
+            self.w(f"{name}.data = {place}.data; sg_contiguous(&{name}, {v.ndim});")
+        self.w("else " + alloc)
         return name
 
     def result_owner(self, v):
@@ -577,8 +588,8 @@ def _suffixed(name, dtypes):
 def _body(ctx, step, body, prefix):
     """``body``'s steps rendered into group functions of their own (named ``<prefix><k>``),
     which the step's block calls where the body runs; returns ``(calls, alive)``: the C
-    lines that run the body, and the descriptors of the workspace blocks it leaves taken
-    (its outputs and what shares their memory), to release once they are copied."""
+    lines that run the body, and the values whose workspace blocks it leaves taken (its
+    outputs and what shares their memory), to release once they are copied."""
     outer_groups, outer_step = ctx.groups, ctx.step
     ctx.groups = []
     try:
@@ -592,14 +603,22 @@ def _body(ctx, step, body, prefix):
         for v, kind in s.buffers:
             if kind == "workspace" and id(v) not in freed and id(v) not in seen:
                 seen.add(id(v))
-                alive.append(ctx.arr(v))
+                alive.append(v)
     calls = [f"if ({name}(in, out, ws, err, F)) goto fail;" for name in names]
     return calls, alive
 
 
-def _free_all(w, alive):
-    if alive:
-        w(" ".join(f"sg_ws_free(ws, {a}.data);" for a in alive))
+def _free_all(ctx, alive, places=None):
+    """Release the blocks of ``alive``; one written into its place (``places``: id(value)
+    -> the place's descriptor) is not a block of its own when it sits there."""
+    places = places or {}
+    plain = [f"sg_ws_free(ws, {ctx.arr(v)}.data);" for v in alive if id(v) not in places]
+    if plain:
+        ctx.w(" ".join(plain))
+    for v in alive:
+        if id(v) in places:
+            a = ctx.arr(v)
+            ctx.w(f"if ({a}.data != {places[id(v)]}.data) sg_ws_free(ws, {a}.data);")
 
 
 def _alloc_declared(ctx, node, v, own):
@@ -627,8 +646,11 @@ def _same_shape(a, b, nd, b_from=0):
 
 def _loop(ctx, step):
     """A :class:`~codegen.ir.Loop`: the checks of its lengths, then its body once per
-    iteration, each iteration's outputs copied into their stacks (allocated once the
-    first iteration gives their shape) or carried to the next one."""
+    iteration, each iteration's outputs written into their places -- entry ``t`` of a
+    stack, or one of the two buffers a final value alternates between -- by the body
+    step that makes them (``Loop.written``), else copied there. A stack whose shape is
+    known before the loop (a recurrent output's, a static one) is allocated before it;
+    another once the first iteration gives its shape."""
     node, w, body = step.root, ctx.w, step.body
     n = ctx.tmp("n")
     w(f"int64_t {n} = (int64_t){ctx.ptr(step.n_steps)}[0];")
@@ -671,8 +693,22 @@ def _loop(ctx, step):
         w(f"if (sg_alloc(err, {ctx.location(node)}, ws, &{T}, {v.ndim}, {_item(v)}, NULL)) "
           f"goto fail;")
         scratch[k] = T
+    early = _early_stacks(ctx, step, n, own)
+    written = step.written or [None] * len(outs)
+    places = {}  # k -> the frame descriptor of output k's place at the iteration
+    for k, s in enumerate(written):
+        if s is not None:
+            places[k] = ctx.tmp("place")
+            ctx.frame.append(f"sg_arr {places[k]};")
+            places[k] = f"F->{places[k]}"
+            ctx.dest[id(step.outputs[k])] = places[k]
     (title, _), = node.op.inner_graphs()
-    calls, alive = _body(ctx, step, body, f"sg_{step.label}_{title}".replace(".", "_"))
+    try:
+        calls, alive = _body(ctx, step, body, f"sg_{step.label}_{title}".replace(".", "_"))
+    finally:
+        for k in places:
+            ctx.dest.pop(id(step.outputs[k]), None)
+    at = {id(step.outputs[k]): places[k] for k in places}
     t = ctx.tmp("t")
     with w.block(f"for (int64_t {t} = 0; {t} < {n}; {t}++)"):
         for (x, p), a in zip(step.sequences, seqs):
@@ -687,6 +723,16 @@ def _loop(ctx, step):
             else:
                 R, T = ctx.arr(outs[k]), scratch[k]
                 w(f"{P} = {t} == 0 ? {ctx.arr(init)} : (({n} - {t}) % 2 ? {T} : {R});")
+        for k, place in places.items():
+            v = outs[k]
+            if step.stacked[k]:
+                S = ctx.arr(v)
+                w(f"{place} = {S};")
+                with w.block(f"if ({S}.data)"):
+                    _entry(w, place, S, v.ndim, _item(v), t)
+                w(f"else {place}.data = NULL;")
+            else:
+                w(f"{place} = ({n} - 1 - {t}) % 2 ? {scratch[k]} : {ctx.arr(v)};")
         w.lines += [("    " * w.depth) + c for c in calls]
         for k, (o, v) in enumerate(zip(step.outputs, outs)):
             O, nd = ctx.arr(o), o.ndim
@@ -701,44 +747,74 @@ def _loop(ctx, step):
                                  f"keep its shape", f"sg_shape_str(sbuf, sizeof sbuf, {O}.shape, {nd})",
                                  f"(long long){t}",
                                  f"sg_shape_str(sbuf2, sizeof sbuf2, {init}.shape, {nd})")
+            skip = f"{O}.data != {places[k]}.data" if k in places else None
             if step.stacked[k]:
                 S = ctx.arr(v)
-                with w.block(f"if ({t} == 0)"):
-                    w(f"{S}.shape[0] = {n};")
-                    if nd:
-                        w(f"memcpy({S}.shape + 1, {O}.shape, {nd} * sizeof(int64_t));")
-                    _alloc_declared(ctx, node, v, own[k])
+                if k not in early:
+                    with w.block(f"if ({t} == 0)"):
+                        w(f"{S}.shape[0] = {n};")
+                        if nd:
+                            w(f"memcpy({S}.shape + 1, {O}.shape, {nd} * sizeof(int64_t));")
+                        _alloc_declared(ctx, node, v, own[k])
                 differs = _same_shape(O, S, nd, 1)
-                if differs:
-                    with w.block(f"else if ({differs})"):
+                if differs and k >= n_rec:
+                    head = f"else if ({differs})" if k not in early else f"if ({differs})"
+                    then = "at step 0" if k not in early else "in the graph's type"
+                    with w.block(head):
                         w("char sbuf2[160];")
-                        ctx.fail(node, "shape", f"output {k} has shape %s at step %lld but %s at "
-                                 f"step 0; every step's value must have the same shape",
+                        ctx.fail(node, "shape", f"output {k} has shape %s at step %lld but %s "
+                                 f"{then}; every step's value must have the same shape",
                                  f"sg_shape_str(sbuf, sizeof sbuf, {O}.shape, {nd})",
                                  f"(long long){t}",
                                  f"sg_shape_str(sbuf2, sizeof sbuf2, {S}.shape + 1, {nd})")
-                with w.block(""):
+                with w.block(f"if ({skip})" if skip else ""):
                     w(f"sg_arr d = {S};")
                     _entry(w, "d", S, v.ndim, _item(v), t)
                     w(f"sg_copy_nd(&d, &{O}, {nd}, {_item(v)});")
             else:
                 R, T = ctx.arr(v), scratch[k]
-                w(f"sg_copy_nd(({n} - 1 - {t}) % 2 ? &{T} : &{R}, &{O}, {nd}, {_item(v)});")
-        _free_all(w, alive)
+                copy = f"sg_copy_nd(({n} - 1 - {t}) % 2 ? &{T} : &{R}, &{O}, {nd}, {_item(v)});"
+                w(f"if ({skip}) {copy}" if skip else copy)
+        _free_all(ctx, alive, at)
     # No iteration: final values are the initial ones, stacks are empty.
-    stacks = [k for k in range(len(outs)) if step.stacked[k]]
+    stacks = [k for k in range(len(outs)) if step.stacked[k] and k not in early]
     with w.block(f"if ({n} == 0)"):
         for k, v in enumerate(outs):
             if not step.stacked[k]:
                 w(f"sg_copy_nd(&{ctx.arr(v)}, &{ctx.arr(step.recurrent[k][0])}, {v.ndim}, "
                   f"{_item(v)});")
         if stacks:
-            _empty_stacks(ctx, step, stacks, own, calls, alive)
+            _empty_stacks(ctx, step, stacks, own, calls, alive, places)
     for T in scratch.values():
         w(f"sg_ws_free(ws, {T}.data);")
 
 
-def _empty_stacks(ctx, step, stacks, own, calls, alive):
+def _early_stacks(ctx, step, n, own):
+    """Allocate, before the loop, the stacks whose shape is known then: a recurrent
+    output's (its initial value's shape; its steps' values are checked to keep it) or
+    one of a static shape. Returns their output numbers; the other stacks' descriptors
+    start with no memory (their first iteration allocates them)."""
+    node, w = step.root, ctx.w
+    early = []
+    for k, v in enumerate(node.outputs):
+        if not step.stacked[k]:
+            continue
+        S = ctx.arr(v)
+        if k < len(step.recurrent):
+            init = ctx.arr(step.recurrent[k][0])
+            lengths = [f"{init}.shape[{j}]" for j in range(v.ndim - 1)]
+        elif None not in step.outputs[k].type.shape:
+            lengths = [str(d) for d in step.outputs[k].type.shape]
+        else:
+            w(f"{S}.data = NULL;")
+            continue
+        w(" ".join(f"{S}.shape[{j}] = {e};" for j, e in enumerate([n] + lengths)))
+        _alloc_declared(ctx, node, v, own[k])
+        early.append(k)
+    return early
+
+
+def _empty_stacks(ctx, step, stacks, own, calls, alive, places):
     """The stacks of a loop of no iteration: ``(0, *shape of a step's value)``. A shape
     the graph does not know is found as the reference finds it: by running the body
     once on zeros (slices of the sequences' shapes, the initial values), its values
@@ -761,6 +837,8 @@ def _empty_stacks(ctx, step, stacks, own, calls, alive):
             zeros.append(P)
         for init, p in step.recurrent:
             w(f"{ctx.arr(p)} = {ctx.arr(init)};")
+        for place in places.values():
+            w(f"{place}.data = NULL;")  # no place to write into: every value its own block
         w.lines += [("    " * w.depth) + c for c in calls]
     for k in stacks:
         v, o = outs[k], step.outputs[k]
@@ -776,7 +854,7 @@ def _empty_stacks(ctx, step, stacks, own, calls, alive):
             w(f"{S}.shape[{j + 1}] = {length};")
         _alloc_declared(ctx, node, v, own[k])
     if probe:
-        _free_all(w, alive)
+        _free_all(ctx, alive)
         for P in zeros:
             w(f"sg_ws_free(ws, {P}.data);")
 
@@ -806,7 +884,7 @@ def _branch(ctx, step):
                     w(f"memcpy({R}.shape, {ctx.arr(o)}.shape, {v.ndim} * sizeof(int64_t));")
                 _alloc_declared(ctx, node, v, own_k)
                 w(f"sg_copy_nd(&{R}, &{ctx.arr(o)}, {v.ndim}, {_item(v)});")
-            _free_all(w, alive)
+            _free_all(ctx, alive)
 
 
 # --------------------------------------------------------------------------- BLAS
@@ -861,7 +939,8 @@ def _fused_loop(ctx, step):
     out = step.root.outputs[0]
     shape = _shapes(ctx, step)[id(out)]
     donor = step.donor
-    if donor is not None and (id(out) in ctx.out_ids or id(donor) not in ctx.workspace_ids()):
+    if donor is not None and (id(out) in ctx.out_ids or id(out) in ctx.dest
+                              or id(donor) not in ctx.workspace_ids()):
         donor = None
     if donor is None:
         name = ctx.alloc(step.root, out, [f"{shape}[{k}]" for k in range(out.ndim)])

@@ -1,0 +1,122 @@
+"""Where a loop's values live in mode "c": each iteration's value written straight into its
+place in the loop's result (no copy per step), and the values unchanged by it."""
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad.codegen import ir
+
+RNG = np.random.default_rng(7)
+
+
+def _loops(f):
+    return [s for s in f.kernel.steps if isinstance(s, ir.Loop)]
+
+
+def _lstm(X, h0, c0, Wx, Wh, H):
+    def cell(x_t, h, c):
+        z = x_t @ Wx + h @ Wh
+        i, f_ = sg.sigmoid(z[:, :H]), sg.sigmoid(z[:, H:2 * H])
+        g, o = sg.tanh(z[:, 2 * H:3 * H]), sg.sigmoid(z[:, 3 * H:])
+        c = f_ * c + i * g
+        return [o * sg.tanh(c), c]
+
+    (hs, cs), _ = sg.scan(cell, sequences=X, outputs_info=[h0, c0])
+    return hs, cs
+
+
+def _lstm_values(H=3, T=4, B=2, I=2):
+    return [RNG.standard_normal((T, B, I)), RNG.standard_normal((B, H)),
+            RNG.standard_normal((B, H)), RNG.standard_normal((I, 4 * H)) * 0.5,
+            RNG.standard_normal((H, 4 * H)) * 0.5]
+
+
+def test_stacked_outputs_are_written_in_place_with_the_same_values():
+    H = 3
+    X, h0, c0 = sg.tensor3("X"), sg.matrix("h0"), sg.matrix("c0")
+    Wx, Wh = sg.matrix("Wx"), sg.matrix("Wh")
+    hs, cs = _lstm(X, h0, c0, Wx, Wh, H)
+    f = sg.function([X, h0, c0, Wx, Wh], [hs, cs])
+    (loop,) = _loops(f)
+    # both stacks are made by the body's last steps writing into entry t
+    assert all(isinstance(s, ir.Step) for s in loop.written)
+    for s, o in zip(loop.written, loop.outputs):
+        assert s.root.outputs[0] is o and s in loop.body.steps
+    ref = sg.function([X, h0, c0, Wx, Wh], [hs, cs], mode="py")
+    for vals in (_lstm_values(H), _lstm_values(H, T=1), _lstm_values(H, T=0)):
+        for a, b in zip(f(*vals), ref(*vals)):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
+
+
+def test_the_gradient_loop_writes_its_values_in_place_too():
+    H = 2
+    X, h0, c0 = sg.tensor3("X"), sg.matrix("h0"), sg.matrix("c0")
+    Wx, Wh = sg.matrix("Wx"), sg.matrix("Wh")
+    hs, cs = _lstm(X, h0, c0, Wx, Wh, H)
+    cost = (hs ** 2).sum() + cs[-1].sum()
+    wrt = [X, h0, c0, Wx, Wh]
+    outs = [cost, *sg.grad(cost, wrt)]
+    f = sg.function(wrt, outs)
+    loops = _loops(f)
+    assert len(loops) == 2
+    for loop in loops:
+        # every output a body step makes in memory of its own is written in place (a sum
+        # accumulated in double is rounded into memory the support library allocates)
+        for s, o in zip(loop.written, loop.outputs):
+            made = [st for st in loop.body.steps if st.root.outputs[0] is o]
+            if made and getattr(made[0], "accumulation", None) is None:
+                assert s is made[0]
+        assert sum(s is not None for s in loop.written) >= len(loop.written) - 1
+    ref = sg.function(wrt, outs, mode="py")
+    for vals in (_lstm_values(H), _lstm_values(H, T=1)):
+        for a, b in zip(f(*vals), ref(*vals)):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_values_passed_through_or_returned_twice_are_copied():
+    x, h0 = sg.matrix("x"), sg.vector("h0")
+
+    def step(x_t, h):
+        y = sg.tanh(h + x_t)
+        return [y, h, y, x_t]      # new value; the previous one; y again; the slice
+
+    (ys, hs, ys2, xs), _ = sg.scan(step, sequences=x, outputs_info=[h0, None, None, None])
+    f = sg.function([x, h0], [ys, hs, ys2, xs])
+    (loop,) = _loops(f)
+    assert loop.written[0] is not None
+    assert loop.written[1] is None and loop.written[3] is None   # no step makes them
+    assert loop.written[2] is None                               # y's place is output 0's
+    ref = sg.function([x, h0], [ys, hs, ys2, xs], mode="py")
+    for T in (3, 1, 0):
+        vals = [RNG.standard_normal((T, 2)), RNG.standard_normal(2)]
+        for a, b in zip(f(*vals), ref(*vals)):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, rtol=1e-14)
+
+
+def test_a_stack_whose_shape_the_first_step_tells_is_in_place_from_the_second():
+    # the step's value has a length known only at run time: the first iteration's value
+    # is copied into the stack it allocates, the others are written into it
+    x, v = sg.matrix("x"), sg.vector("v")
+    ys, _ = sg.map(lambda x_t, v: sg.exp(x_t.sum() * v), sequences=x, non_sequences=v)
+    f = sg.function([x, v], ys)
+    (loop,) = _loops(f)
+    assert loop.written[0] is not None
+    ref = sg.function([x, v], ys, mode="py")
+    for T, n in ((4, 3), (1, 2), (0, 5)):
+        vals = [RNG.standard_normal((T, 2)), RNG.standard_normal(n)]
+        a, b = f(*vals), ref(*vals)
+        assert a.shape == b.shape == (T, n)
+        np.testing.assert_allclose(a, b, rtol=1e-14)
+
+
+def test_a_step_value_of_changing_shape_is_still_an_error_in_place():
+    x = sg.vector("x")
+    # the value's length depends on the step: entry t cannot hold it
+    ys, _ = sg.map(lambda x_t: sg.ones((sg.cast(x_t, "int64") + 1,)) * 2.0, sequences=x)
+    f = sg.function([x], ys)
+    with pytest.raises(sg.ShapeError, match="every step's value must have the same shape"):
+        f(np.array([1.0, 2.0]))
+    np.testing.assert_array_equal(f(np.array([1.0, 1.0])), np.full((2, 2), 2.0))
