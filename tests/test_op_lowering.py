@@ -35,7 +35,7 @@ TEXT_FIELDS = {"name", "hint", "dtype", "dtypes", "elem", "op", "kind", "message
 EXPRESSIONS = (ir.Int, ir.Lit, ir.Dim, ir.Stride, ir.Size, ir.Elem, ir.Local, ir.At, ir.Bin,
                ir.Not, ir.Cast, ir.Select, ir.Fn, ir.Arr, ir.Arrs, ir.Data, ir.Shape, ir.Addr,
                ir.Workspace, ir.ItemSize, ir.Ints, ir.ValuePtr, ir.FnPtr, ir.ShapeText)
-STATEMENTS = (ir.Let, ir.Array, ir.Assign, ir.Declare, ir.Alloc, ir.View, ir.Call, ir.Check,
+STATEMENTS = (ir.Let, ir.Array, ir.Assign, ir.Declare, ir.Alloc, ir.CopyOf, ir.View, ir.Call, ir.Check,
               ir.Store, ir.If)
 
 

@@ -120,3 +120,72 @@ def test_a_step_value_of_changing_shape_is_still_an_error_in_place():
     with pytest.raises(sg.ShapeError, match="every step's value must have the same shape"):
         f(np.array([1.0, 2.0]))
     np.testing.assert_array_equal(f(np.array([1.0, 1.0])), np.full((2, 2), 2.0))
+
+
+# --------------------------------------------------------------------------- updates in place
+
+def _op_steps(program, name):
+    return [s for s in program.steps if isinstance(s, ir.OpStep) and s.root.op.name == name]
+
+
+def test_an_increment_of_an_array_nothing_reads_afterwards_takes_its_memory():
+    x, a, b = sg.matrix("x"), sg.matrix("a"), sg.vector("b")
+    z = sg.exp(x)                                  # a block of its own, read only below
+    y = sg.inc_subtensor(z[:, :2], a)
+    y = sg.set_subtensor(y[1], b)                  # y, again, read by nothing else
+    y = sg.inc_subtensor(y[[0, 2]], 1.0)           # a scatter too
+    f = sg.function([x, a, b], y)
+    incs = _op_steps(f.kernel, "inc_subtensor") + _op_steps(f.kernel, "advanced_inc_subtensor")
+    assert len(incs) == 3
+    assert all(s.donor is s.root.inputs[0] for s in incs)
+    vals = [RNG.standard_normal((3, 4)), RNG.standard_normal((3, 2)), RNG.standard_normal(4)]
+    want = np.exp(vals[0])
+    want[:, :2] += vals[1]
+    want[1] = vals[2]
+    want[[0, 2]] += 1.0
+    np.testing.assert_allclose(f(*vals), want, rtol=1e-14)
+    np.testing.assert_allclose(sg.function([x, a, b], y, mode="py")(*vals), want, rtol=1e-14)
+
+
+def test_an_increment_of_an_array_read_again_copies_it():
+    x, a = sg.matrix("x"), sg.matrix("a")
+    z = sg.exp(x)
+    y = sg.inc_subtensor(z[:, :2], a)
+    w = sg.inc_subtensor(x[:, 1:3], a)             # x: the caller's, never written
+    f = sg.function([x, a], [y, z * 2.0, w, x + 0.0])
+    incs = _op_steps(f.kernel, "inc_subtensor")
+    assert [s.donor for s in incs] == [None, None]
+    vals = [RNG.standard_normal((3, 4)), RNG.standard_normal((3, 2))]
+    keep = vals[0].copy()
+    got = f(*vals)
+    want_y = np.exp(keep)
+    want_y[:, :2] += vals[1]
+    want_w = keep.copy()
+    want_w[:, 1:3] += vals[1]
+    for g, wv in zip(got, [want_y, 2 * np.exp(keep), want_w, keep]):
+        np.testing.assert_allclose(g, wv, rtol=1e-14)
+    np.testing.assert_array_equal(vals[0], keep)
+
+
+def test_the_gradient_loop_adds_its_gates_gradients_into_one_array_in_place():
+    H = 2
+    X, h0, c0 = sg.tensor3("X"), sg.matrix("h0"), sg.matrix("c0")
+    Wx, Wh = sg.shared(_lstm_values(H)[3], name="Wx"), sg.shared(_lstm_values(H)[4], name="Wh")
+    hs, cs = _lstm(X, h0, c0, Wx, Wh, H)
+    cost = (hs ** 2).sum()
+    wrt = [X, h0, c0, Wx, Wh]
+    outs = [cost, *sg.grad(cost, wrt)]
+    f = sg.function([X, h0, c0], outs)
+    (back,) = [s for s in _loops(f) if "grad" in str(s.root.op)]
+    incs = _op_steps(back.body, "inc_subtensor")
+    assert len(incs) == 4                 # dz: the four gates' gradients into one array
+    # each adds into the array the one before made; the first copies zeros, and one whose
+    # result is written straight into the loop's stack copies its operand there
+    assert sum(s.donor is not None for s in incs) >= 2
+    vals = _lstm_values(H, T=5)[:3]
+    ref = sg.function([X, h0, c0], outs, mode="py")
+    for a, b in zip(f(*vals), ref(*vals)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    dbg = sg.function([X, h0, c0], outs, mode="debug")
+    for a, b in zip(dbg(*vals), ref(*vals)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

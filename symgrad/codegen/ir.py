@@ -86,6 +86,12 @@ Statements:
                                             result (the renderer decides:
                                             output block or workspace)
 ``View(var, base, offset, shape, strides)``  ``var`` shares ``base``'s memory
+``CopyOf(var, base)``                       ``var`` holds a copy of ``base`` (of
+                                            its shape, C-contiguous), to be
+                                            written into: ``base``'s own memory
+                                            when nothing reads ``base`` after
+                                            the step (``OpStep.donor``), else a
+                                            fresh block
 ``Call(name, args, dtypes, can_fail, blas)``  a support-library function
 ``Check(cond, kind, message, args)``        fails ("shape", "index", "value"
                                             or "nomem") when ``cond`` holds
@@ -114,7 +120,8 @@ __all__ = ["Step", "FusedLoop", "Accumulation", "BlasCall", "OpStep", "InPlaceUp
            "FnPtr",
            "ShapeText",
            # op statements
-           "Let", "Array", "Assign", "Declare", "Alloc", "View", "Call", "Check", "Store", "If",
+           "Let", "Array", "Assign", "Declare", "Alloc", "CopyOf", "View", "Call", "Check", "Store",
+           "If",
            "walk", "shape_of"]
 
 
@@ -426,6 +433,21 @@ class Alloc:
 
 
 @dataclass(eq=False)
+class CopyOf:
+    """``var`` made a C-contiguous copy of ``base`` that the step then writes into (an
+    update of an array, never of its input in place).
+
+    The renderer may give ``var`` ``base``'s own memory instead, with no copy, when
+    ``base`` is the step's ``donor`` (``codegen.lower``: nothing reads it after the
+    step, another step gave it a block of its own) and is contiguous at run time.
+    Otherwise, and as an :class:`Alloc`, fresh memory (which may run out).
+    """
+
+    var: object
+    base: object
+
+
+@dataclass(eq=False)
 class View:
     """``var`` as a view of ``base``'s memory: ``offset`` elements in, with the given lengths
     and strides (expressions, in elements)."""
@@ -608,9 +630,12 @@ class OpStep(Step):
     fresh memory (``allocs``).
 
     ``body`` is None for an op without a lowering (rendering it fails).
+    ``donor``: the value a :class:`CopyOf` of the body copies that the result
+    may take the memory of (``codegen.lower``), or None.
     """
 
     body: list = None
+    donor: object = None
 
     @property
     def statements(self):
@@ -627,13 +652,14 @@ class OpStep(Step):
         memory (which may run out) or calls a function that can fail."""
         if self.body is None:
             return True
-        return any(isinstance(s, (Check, Alloc)) or (isinstance(s, Call) and s.can_fail)
+        return any(isinstance(s, (Check, Alloc, CopyOf)) or (isinstance(s, Call) and s.can_fail)
                    for s in self.statements)
 
     @property
     def allocs(self):
-        """The values the step gives fresh memory (its :class:`Alloc` statements), in order."""
-        return [s.var for s in self.statements if isinstance(s, Alloc)]
+        """The values the step gives fresh memory (its :class:`Alloc` and :class:`CopyOf`
+        statements), in order."""
+        return [s.var for s in self.statements if isinstance(s, (Alloc, CopyOf))]
 
 
 @dataclass(eq=False, repr=False)

@@ -14,7 +14,7 @@ The renderer releases the blocks of the values it gave workspace memory
 (``sg_ws_free``, sg_kernel.h) and the arena reuses them for later results.
 """
 
-from .ir import BlasCall, FusedLoop
+from .ir import BlasCall, FusedLoop, OpStep
 
 __all__ = ["plan_frees", "reads", "may_share"]
 
@@ -38,8 +38,8 @@ def _made(step):
 def may_share(step):
     """The values whose memory ``step``'s results may take or point into.
 
-    A fused loop's result may take its donor's block; a BLAS call's result is
-    fresh memory; so is that of a step whose every result the renderer gave a
+    A fused loop's result may take its donor's block, as may an op step's (the
+    value its ``CopyOf`` copies); a BLAS call's result is fresh memory; so is that of a step whose every result the renderer gave a
     buffer of its own (``step.buffers``). Any other step is taken to share
     memory with every value it reads (a view, a reshape that views a
     contiguous input): at worst a block is released later than it could be.
@@ -48,6 +48,8 @@ def may_share(step):
         return [step.donor] if step.donor is not None else []
     if isinstance(step, BlasCall):
         return []
+    if isinstance(step, OpStep) and step.donor is not None:
+        return [step.donor]  # its result may be the donor's block (ir.CopyOf), else fresh
     fresh = {id(v) for v, _ in step.buffers}
     if all(id(o) in fresh for o in _made(step)):
         return []

@@ -20,8 +20,9 @@ from ..graph import Constant, graph_leaves, toposort, unsettled_lengths
 from ..ops.gemm import Gemm
 from ..ops.reduce import Mean, Sum
 from ..ops.shape import SumTo
-from .ir import (Accumulation, Apply, BlasCall, Branch, FusedLoop, InPlaceUpdates, Lit, Loop,
-                 OpStep, Program, Ref, Update)
+from .ir import (Accumulation, Apply, BlasCall, Branch, CopyOf, FusedLoop, InPlaceUpdates, Lit,
+                 Loop, OpStep, Program, Ref, Update)
+from .ir import walk as ir_walk
 from .steps import Step
 
 __all__ = ["to_program", "plan_fusion", "MAXDIM"]
@@ -85,6 +86,7 @@ def _step(node, fusion, index, scope=""):
                 step = made
             else:
                 step = OpStep(index, node, [node], body=list(made))
+                step.donor = _copy_donor(step, fusion)
     step.scope = scope
     return step
 
@@ -267,6 +269,25 @@ def _fused_loop(index, root, fusion):
     else:
         step.term = value[id(root.inputs[0])]
     return step
+
+
+def _copy_donor(step, fusion):
+    """The value an op step's :class:`~codegen.ir.CopyOf` copies that its result may take
+    the memory of instead (an update of an array nothing reads afterwards, e.g. a gradient
+    added into slices of an array in turn), or None.
+
+    As for a fused loop's donor: a value another step made (the renderer checks that it
+    got a block of its own), of the result's dtype and rank, read by this step alone.
+    """
+    node = step.root
+    for s in ir_walk(step.body):
+        if not isinstance(s, CopyOf) or s.var is not node.outputs[0]:
+            continue
+        x = s.base
+        if (x.owner is not None and x.dtype == s.var.dtype and x.ndim == s.var.ndim
+                and fusion.uses.get(id(x), 0) == sum(1 for u in node.inputs if u is x)):
+            return x
+    return None
 
 
 def _donor(step, fusion):

@@ -520,6 +520,8 @@ class _OpWriter:
             if isinstance(s.var, ir.Local):
                 raise TypeError("Alloc makes a result: a graph value, not a local")
             ctx.alloc(self.node, s.var, [x(e) for e in s.shape])
+        elif isinstance(s, ir.CopyOf):
+            self._copy_of(s.var, s.base)
         elif isinstance(s, ir.View):
             name = self._declare(s.var)
             if isinstance(s.offset, ir.Int) and s.offset.value == 0:
@@ -565,6 +567,29 @@ class _OpWriter:
                     self.statements(s.orelse)
         else:
             raise TypeError(f"not a statement of the IR: {s!r}")
+
+    def _copy_of(self, v, x):
+        """``v`` a contiguous copy of ``x`` -- ``x``'s own block when it is the step's donor,
+        nothing reads it afterwards (``codegen.lower``) and it is contiguous (no copy)."""
+        ctx, w, nd, item = self.ctx, self.ctx.w, v.ndim, _item(v)
+        X = ctx.arr(x)
+        shape = [f"{X}.shape[{k}]" for k in range(nd)]
+        if not (getattr(ctx.step, "donor", None) is x and id(x) in ctx.workspace_ids()
+                and id(v) not in ctx.out_ids and id(v) not in ctx.dest):
+            name = ctx.alloc(self.node, v, shape)
+            w(f"sg_pack({name}.data, &{X}, {nd}, {item});")
+            return
+        name = ctx.declare(v)
+        if nd:
+            w(" ".join(f"{name}.shape[{k}] = {e};" for k, e in enumerate(shape)))
+        with w.block(f"if (sg_is_contiguous(&{X}, {nd}))"):
+            w.comment("/* in place of its operand, which nothing reads after this step */")
+            w(f"{name}.data = {X}.data; sg_contiguous(&{name}, {nd});")
+        with w.block("else"):
+            w(f"if (sg_alloc(err, {ctx.location(self.node)}, ws, &{name}, {nd}, {item}, NULL)) "
+              f"goto fail;")
+            w(f"sg_pack({name}.data, &{X}, {nd}, {item});")
+        ctx._note_buffer(v, "workspace")
 
     def _declare(self, v):
         if isinstance(v, ir.Local):

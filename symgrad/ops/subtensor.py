@@ -24,8 +24,8 @@ from .. import dtypes as _dt
 from ..errors import IndexError as _IndexError
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Constant, Op, TensorType, user_trace
-from ..codegen.ir import (Addr, Alloc, Arr, Call, Cast, Data, Declare, Elem, Fn, Int, ItemSize,
-                          Local, Workspace, shape_of)
+from ..codegen.ir import (Addr, Arr, Call, Cast, CopyOf, Declare, Elem, Fn, Int, ItemSize, Local,
+                          Workspace)
 from .elemwise import cast
 from .shape import sum_to, zeros_like
 
@@ -393,10 +393,10 @@ def index_shape(ix, ndim):
 
 
 def fresh_copy(x, out):
-    """``out`` given fresh memory of ``x``'s shape, ``x`` copied into it (inputs stay
-    read-only: an update works on a fresh copy)."""
-    return [Alloc(out, shape_of(x)),
-            Call("sg_pack", [Data(out), Arr(x), Int(x.ndim), ItemSize(out.dtype)], can_fail=False)]
+    """``out`` made a copy of ``x`` to update (inputs stay read-only: an update works on a
+    copy) -- or, when nothing reads ``x`` afterwards, ``x``'s own memory (codegen's
+    choice: ``CopyOf``)."""
+    return [CopyOf(out, x)]
 
 
 def update(fn, ix, out, y, set_instead_of_inc):
