@@ -39,9 +39,12 @@ GLUE_LEVEL = "-O0"
 PRELUDE = "sg_prelude.h"
 #: The folder, in the package, of the precompiled variants: <PCH_DIR>/<variant>/.
 PCH_DIR = "pch"
-#: The variants setup.py builds: the kernels' flags with no SYMGRAD_CFLAGS, for the row
-#: functions and one-unit kernels, and for glue units.
-VARIANTS = ("O2", "O0")
+#: The variants setup.py builds, by name: ``(glue, SYMGRAD_CFLAGS)``. The kernels' flags
+#: with no SYMGRAD_CFLAGS, for the row functions and one-unit kernels and for glue units;
+#: and the same with ``-O1`` after them, the level the test suite compiles at
+#: (tests/conftest.py), where most of a run's time is the C compiler.
+VARIANTS = {"O2": (False, ()), "O0": (True, ()), "O1": (False, ("-O1",)),
+            "O0-O1": (True, ("-O1",))}
 _STAMP = "pch.json"
 
 
@@ -59,8 +62,9 @@ def pch_key(flags):
 
 
 def variant_flags(variant, include_dirs):
-    """The unit flags of a variant of ``VARIANTS`` for kernels of the default flags."""
-    return unit_flags([*BASE_FLAGS, *(f"-I{d}" for d in include_dirs)], glue=variant == "O0")
+    """The unit flags of the variant ``variant`` of ``VARIANTS``."""
+    glue, extra = VARIANTS[variant]
+    return unit_flags([*BASE_FLAGS, *extra, *(f"-I{d}" for d in include_dirs)], glue=glue)
 
 
 def compiler_identity(path):

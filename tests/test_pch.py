@@ -2,8 +2,9 @@
 unit compiled with exactly the flags, compiler and headers it was built from, never
 otherwise, and a damaged one falls back to the headers' text.
 
-The suite compiles at -O1 (conftest), where no variant applies: these tests build
-their own variants into a temporary folder and compile with the default flags.
+The suite compiles at -O1 (conftest), which has variants of its own; these tests build
+every variant into a temporary folder and compile with the default flags, or with the
+suite's.
 """
 
 import os
@@ -30,7 +31,8 @@ def _include_dirs():
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory):
     root = tmp_path_factory.mktemp("pch")
-    assert _cflags.build("cc", str(root), _include_dirs()) == {"O2": None, "O0": None}
+    assert _cflags.build("cc", str(root), _include_dirs()) == {v: None for v in _cflags.VARIANTS}
+    assert set(_cflags.VARIANTS) == {"O2", "O0", "O1", "O0-O1"}
     return root
 
 
@@ -96,6 +98,19 @@ def test_units_of_rows_and_of_glue_read_their_own_variant(default_flags, tmp_pat
     np.testing.assert_allclose(f(xv), want(xv))
 
 
+def test_the_test_suites_level_reads_its_own_variants(default_flags, tmp_path, monkeypatch):
+    """tests/conftest.py compiles at -O1 (SYMGRAD_CFLAGS): rows and glue read the variants
+    built for it, so the suite's hundreds of compiles skip reading the headers."""
+    monkeypatch.setattr(sg.config, "cflags", ["-O1"])
+    monkeypatch.setattr(render_c, "_ONE_UNIT_LINES", 0)
+    inputs, out, want = _mlp_like()
+    f = sg.function(inputs, out)
+    assert _used(f, tmp_path) == [str(default_flags / v / "sg_prelude.h.gch")
+                                  for v in ("O1", "O0-O1")]
+    xv = np.arange(6.0).reshape(2, 3) / 3
+    np.testing.assert_allclose(f(xv), want(xv))
+
+
 def test_no_variant_for_other_flags_another_compiler_or_changed_headers(tmp_path, monkeypatch):
     include = tmp_path / "include"
     shutil.copytree(compiler.INCLUDE_DIR, include)
@@ -111,7 +126,7 @@ def test_no_variant_for_other_flags_another_compiler_or_changed_headers(tmp_path
         return _cflags.pch_include(str(root), list(cc), ident, flags, dirs)
 
     assert found() == [f"-I{root / 'O2'}"]
-    assert found(flags=[*flags, "-O1"]) == []  # the test suite's level
+    assert found(flags=[*flags, "-O1"]) == []  # the suite's level: its own variant, not built here
     assert found(flags=[*flags, "-fsanitize=address"]) == []  # gcc 12 would crash on it
     assert found(flags=_cflags.variant_flags("O0", dirs)) == []  # not built here
     assert found(cc=("ccache", path)) == []
