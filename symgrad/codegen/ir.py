@@ -122,7 +122,7 @@ __all__ = ["Step", "FusedLoop", "Accumulation", "BlasCall", "OpStep", "InPlaceUp
            # op statements
            "Let", "Array", "Assign", "Declare", "Alloc", "CopyOf", "View", "Call", "Check", "Store",
            "If",
-           "walk", "shape_of"]
+           "walk", "shape_of", "is_flat_index"]
 
 
 # --------------------------------------------------------------------------- scalar expressions
@@ -519,6 +519,13 @@ def walk(statements):
 def shape_of(var):
     """``var``'s runtime lengths, one :class:`Dim` per axis."""
     return [Dim(var, k) for k in range(var.ndim)]
+
+
+def is_flat_index(var):
+    """Whether ``var`` is a random draw's index (``random_index`` of ops/random.py): a
+    fused loop computes its element from the element's position and never reads its
+    memory, of which it has none."""
+    return var.owner is not None and getattr(var.owner.op, "flat_index", False)
 
 
 # --------------------------------------------------------------------------- steps

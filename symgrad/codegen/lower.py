@@ -21,7 +21,7 @@ from ..ops.gemm import Gemm
 from ..ops.reduce import Mean, Sum
 from ..ops.shape import SumTo
 from .ir import (Accumulation, Apply, BlasCall, Branch, CopyOf, FusedLoop, InPlaceUpdates, Lit,
-                 Loop, OpStep, Program, Ref, Update)
+                 Loop, OpStep, Program, Ref, Update, is_flat_index)
 from .ir import walk as ir_walk
 from .steps import Step
 
@@ -59,7 +59,8 @@ def to_program(inputs, outputs, updates=(), probe=False, scope=""):
     program = Program(leaves, list(outputs), steps)
     _lower_bodies(program)
     if probe:
-        program.probes = [o for step in steps for o in step.root.outputs]
+        program.probes = [o for step in steps for o in step.root.outputs
+                          if not getattr(step.root.op, "virtual", False)]
     if in_place:
         ups = []
         for c in in_place:
@@ -172,8 +173,10 @@ def is_elementwise(node):
 
 def is_accumulation(node):
     """A float sum, mean or sum_to whose result has its input's dtype."""
+    if type(node.op) not in (Sum, Mean, SumTo):
+        return False
     x, out = node.inputs[0], node.outputs[0]
-    return (type(node.op) in (Sum, Mean, SumTo) and len(node.outputs) == 1
+    return (len(node.outputs) == 1
             and x.dtype in ("float32", "float64") and out.dtype == x.dtype)
 
 
@@ -251,8 +254,10 @@ def _fused_loop(index, root, fusion):
         if isinstance(v, Constant) and v.ndim == 0:
             value[id(v)] = Lit(v.data, v.dtype)
             continue
-        # one element, known when the graph is built: read once, before the loop
-        modes.append("hoist" if all(d == 1 for d in v.type.shape) else "load")
+        # one element, known when the graph is built: read once, before the loop (but a
+        # random draw's index, whose element is its position, not memory: ops/random.py)
+        modes.append("hoist" if all(d == 1 for d in v.type.shape) and not is_flat_index(v)
+                     else "load")
         value[id(v)] = Ref(len(operands))
         operands.append(v)
     exprs = []

@@ -29,7 +29,7 @@ from ..errors import SymgradError
 from .cstr import c_comment, c_format, c_string
 from . import ir
 from .liveness import plan_frees
-from .ir import BlasCall, FusedLoop, Lit, OpStep, Ref
+from .ir import BlasCall, FusedLoop, Lit, OpStep, Ref, is_flat_index
 from .steps import node_text
 from .writer import CSource, CWriter, Unit
 
@@ -1092,8 +1092,10 @@ def _value_error(ctx, step, bad):
     if node is None:
         ctx.w(f"(void){bad};")
         return
+    message = getattr(node.op, "value_error_message", None)  # ops/random.py's checks
     with ctx.w.block(f"if ({bad})"):
-        ctx.fail(node, "value", "integers to negative integer powers are not allowed")
+        ctx.fail(node, "value", message(node) if message else
+                 "integers to negative integer powers are not allowed")
 
 
 def _row_prologue(f, step, first, fn):
@@ -1107,9 +1109,15 @@ def _row_prologue(f, step, first, fn):
             f(f"const {CTYPE[v.dtype]} h{q} = ((const struct {fn}_aux *)aux)->h{q};")
             unit[q] = strided[q] = f"h{q}"
             continue
-        f(f"const {CTYPE[v.dtype]} *a{q} = (const {CTYPE[v.dtype]} *)p[{first + j}];")
         f(f"const int64_t s{q} = s[{first + j}];")
-        unit[q], strided[q] = f"a{q}[j]", f"a{q}[j * s{q}]"
+        if is_flat_index(v):
+            # a random draw's index: the driver offset the pointer by the element's
+            # position, which is its value (ops/random.py); nothing is read
+            f(f"const int64_t i{q} = (int64_t)(((uintptr_t)p[{first + j}] - SG_RAND_BASE) / 8);")
+            unit[q], strided[q] = f"(i{q} + j)", f"(i{q} + j * s{q})"
+        else:
+            f(f"const {CTYPE[v.dtype]} *a{q} = (const {CTYPE[v.dtype]} *)p[{first + j}];")
+            unit[q], strided[q] = f"a{q}[j]", f"a{q}[j * s{q}]"
         j += 1
     f("(void)aux; (void)s; int bad = 0;")
     return unit, strided
@@ -1158,9 +1166,11 @@ def _unit_or_repeated(f, names, step, loaded, ct, in_place):
     loop reads every operand at unit stride and vectorises; the row runs in blocks of that
     length then (else in one). Without it such rows took the scalar strided path."""
     test = " && ".join(["so == 1"] + [f"(s{q} & ~(int64_t)1) == 0" for q, _ in loaded])
+    index = [q for q, _ in loaded if is_flat_index(step.operands[q])]  # nothing to copy
+    loaded = [(q, t) for q, t in loaded if q not in index]
     with f.block(f"if ({test})"):
         f(" ".join(f"{t} b{q}[{_SPLAT}];" for q, t in loaded))
-        f(f"const int64_t blk = {' || '.join(f'!s{q}' for q, _ in loaded)} ? {_SPLAT} : n;")
+        f(f"const int64_t blk = {' || '.join(f'!s{q}' for q, _ in loaded) or '0'} ? {_SPLAT} : n;")
         for q, _ in loaded:
             f(f"if (!s{q}) for (int64_t k = 0; k < n && k < blk; k++) b{q}[k] = a{q}[0];")
         with f.block("for (int64_t jb = 0; jb < n; jb += blk)"):
@@ -1168,6 +1178,7 @@ def _unit_or_repeated(f, names, step, loaded, ct, in_place):
             f(" ".join(f"const {t} *c{q} = s{q} ? a{q} + jb : b{q};" for q, t in loaded))
             f(f"{ct} *{'' if in_place else 'restrict '}oj = o + jb;")
             element = {q: f"c{q}[j]" for q, _ in loaded}
+            element.update({q: f"(i{q} + (jb + j) * s{q})" for q in index})
             element.update({q: e for q, e in _hoisted_elements(step).items()})
             f(f"#pragma omp simd{_simdlen(step)}{_flags(step)}")
             with f.block("for (int64_t j = 0; j < m; j++)"):

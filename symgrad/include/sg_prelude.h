@@ -1,6 +1,6 @@
 /* sg_prelude.h: the one header a generated kernel includes, first in each of its
- * translation units: sg_kernel.h, the loop drivers (sg_drivers.h) and OpenBLAS's
- * cblas.h.
+ * translation units: sg_kernel.h, the loop drivers (sg_drivers.h), the random
+ * numbers (sg_random.h) and OpenBLAS's cblas.h.
  *
  * One header, included first, so that its precompiled form can stand in for it:
  * setup.py builds sg_prelude.h.gch with the kernels' flags (symgrad/pch/), and
@@ -15,6 +15,7 @@
 
 #include "sg_kernel.h"
 #include "sg_drivers.h"
+#include "sg_random.h"
 #include "cblas.h"
 
 #endif

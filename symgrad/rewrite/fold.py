@@ -5,7 +5,8 @@ bit-identical to what mode "py" computes at run time. A node whose
 ``perform`` raises (a shape error, an index out of range) is left in the
 graph, so the error still happens at run time and names the user's line.
 Results larger than their inputs (``zeros((1000, 1000))``) are not folded:
-a constant is passed to the kernel on every call.
+a constant is passed to the kernel on every call. Random draws are never
+folded (an op with ``never_fold``): each call draws fresh numbers.
 
 Shapes known when the graph is built fold too: ``shape(x)`` and
 ``shape_at(x, i)`` of a statically shaped ``x`` become int64 constants.
@@ -27,6 +28,8 @@ MAX_FOLDED = 4096  # elements a folded result may have beyond the size of its in
 def fold_constants(node, sweep):
     if not all(isinstance(i, Constant) for i in node.inputs):
         return None
+    if getattr(node.op, "never_fold", False):
+        return None  # a random draw, or the index of one (ops/random.py)
     if node.op.name in ("shape", "shape_at"):
         return None  # below
     size_in = sum(i.data.size for i in node.inputs)

@@ -1,0 +1,51 @@
+/* sg_random.c: the bodies of sg_random.h's library functions (see there). */
+#include <stdlib.h>
+
+#include "sg_support.h"
+#include "sg_random.h"
+
+typedef struct {
+    uint64_t word;
+    int64_t index;
+} sg__rand_pair;
+
+static int sg__rand_cmp(const void *a, const void *b)
+{
+    const sg__rand_pair *x = (const sg__rand_pair *)a, *y = (const sg__rand_pair *)b;
+    if (x->word != y->word)
+        return x->word < y->word ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+int sg_rand_permutation(sg_err *err, const char *where, int64_t *out, int64_t n, int64_t key,
+                        int64_t ctr, int64_t slot)
+{
+    if (n <= 0)
+        return 0;
+    sg__rand_pair *pairs = (size_t)n > SIZE_MAX / sizeof *pairs ? NULL : malloc((size_t)n * sizeof *pairs);
+    if (pairs == NULL)
+        return sg_fail(err, SG_ENOMEM, "%sout of memory for a permutation of %lld", where,
+                       (long long)n);
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t w[4];
+        sg_rand_words(w, (uint64_t)key, (uint64_t)ctr + (uint64_t)slot, (uint64_t)i);
+        pairs[i].word = (uint64_t)w[1] << 32 | w[0];
+        pairs[i].index = i;
+    }
+    qsort(pairs, (size_t)n, sizeof *pairs, sg__rand_cmp);
+    for (int64_t i = 0; i < n; i++)
+        out[i] = pairs[i].index;
+    free(pairs);
+    return 0;
+}
+
+void sg_rand_index(sg_arr *v, int nd, const int64_t *shape)
+{
+    int64_t c = 1;
+    for (int k = nd - 1; k >= 0; k--) {
+        v->shape[k] = shape[k];
+        v->strides[k] = c;
+        c *= shape[k];
+    }
+    v->data = (void *)SG_RAND_BASE;
+}
