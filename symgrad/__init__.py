@@ -21,7 +21,7 @@ from .graph import (Apply, Constant, Op, SharedVariable, TensorType, Variable, c
 from .interp import evaluate  # noqa: F401
 from .ops import *  # noqa: F401,F403  (the op functions: symgrad.ops.__all__)
 from .printing import debugprint, pprint, render, to_dot  # noqa: F401
-from . import layers, optim  # noqa: F401,E402
+from . import layers, optim, random  # noqa: F401,E402
 from .checkpoint import CheckpointError, load, save  # noqa: F401,E402
 from .summaries import summary, summary_scope  # noqa: F401,E402
 from .train import train_step  # noqa: F401,E402

@@ -46,7 +46,7 @@ from .graph import Variable, constant, shared, user_trace
 from .ops.shape import shape_at
 
 __all__ = ["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "zeros",
-           "fans", "Dense", "INITIALISERS", "RNN", "LSTM", "GRU"]
+           "fans", "Dense", "Dropout", "INITIALISERS", "RNN", "LSTM", "GRU"]
 
 
 def _rng(rng):
@@ -233,6 +233,36 @@ class Dense:
 
 
 # --------------------------------------------------------------------------- recurrent layers
+
+class Dropout:
+    """Inverted dropout (:func:`symgrad.nn.dropout`) as a layer without parameters.
+
+    ``layer(x, training=True)`` builds the training graph (elements zeroed with probability
+    ``p``, the others scaled by ``1 / (1 - p)``), ``layer(x, training=False)`` the inference
+    graph (``x``): as every layer that behaves differently in training, called once per
+    graph, over the same parameters. ``rng``: an ``sg.random.RandomStream``, default
+    ``sg.random.default_stream()`` (reseed it with ``sg.random.seed(n)``).
+
+    >>> import symgrad as sg
+    >>> drop = sg.layers.Dropout(0.5)
+    >>> x = sg.matrix("x")
+    >>> train, infer = drop(x), drop(x, training=False)
+    """
+
+    def __init__(self, p=0.5, rng=None):
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
+            raise ValueError(f"Dropout: p must be a number in [0, 1], got {p!r}")
+        self.p = float(p)
+        self.rng = rng
+        self.params = []
+
+    def __call__(self, x, training=True):
+        from .nn import dropout
+        return dropout(x, self.p, self.rng, training=training)
+
+    def __repr__(self):
+        return f"Dropout(p={self.p})"
+
 
 class _Recurrent:
     """What RNN, LSTM and GRU share: parameters, state dicts, argument checks, the loops.

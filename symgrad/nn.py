@@ -1,7 +1,58 @@
-"""Neural-network functions: ``sg.nn.softmax``, ``log_softmax``, ``cross_entropy``, ..."""
+"""Neural-network functions: ``sg.nn.softmax``, ``log_softmax``, ``cross_entropy``, ``dropout``, ..."""
 
-from .ops.elemwise import relu, sigmoid, softplus, tanh  # noqa: F401
+import numbers
+
+from .graph import Variable, user_trace
+from .ops.elemwise import relu, sigmoid, softplus, tanh, where  # noqa: F401
 from .ops.nn import *  # noqa: F403
 from .ops.nn import __all__ as _nn_all
+from .ops.shape import zeros_like
 
-__all__ = ["relu", "sigmoid", "softplus", "tanh", *_nn_all]
+__all__ = ["relu", "sigmoid", "softplus", "tanh", "dropout", *_nn_all]
+
+
+def dropout(x, p, rng=None, training=True):
+    """Inverted dropout: each element of ``x`` is zeroed with probability ``p`` and the others
+    are scaled by ``1 / (1 - p)``, so the expected value is ``x``; without ``training`` it is
+    ``x`` itself (inference).
+
+    Parameters
+    ----------
+    x : Variable
+    p : float or 0-d Variable
+        The probability of dropping an element, in [0, 1].
+    rng : sg.random.RandomStream, optional
+        Default ``sg.random.default_stream()``.
+    training : bool
+        Build the training graph (True) or the inference graph (False).
+
+    The mask is a ``bernoulli(1 - p)`` sample of ``x``'s shape drawn afresh at every call;
+    in mode "c" it is drawn inside the loop that applies it, and kept (as bools) only when
+    a gradient needs it.
+
+    >>> import symgrad as sg
+    >>> x = sg.matrix("x")
+    >>> h = sg.nn.dropout(x, 0.5, sg.random.RandomStream(0))
+    """
+    from .random import RandomStream, default_stream
+    if not isinstance(x, Variable):
+        raise TypeError(f"dropout: x must be a Variable, got {type(x).__name__} "
+                        f"(at {user_trace()})")
+    if not x.dtype.startswith("float"):
+        raise TypeError(f"dropout: x must be float, got {x.dtype} (at {user_trace()})")
+    rng = default_stream() if rng is None else rng
+    if not isinstance(rng, RandomStream):
+        raise TypeError(f"dropout: rng must be an sg.random.RandomStream, got "
+                        f"{type(rng).__name__} (at {user_trace()})")
+    if not training:
+        return x
+    if isinstance(p, numbers.Real) and not isinstance(p, bool):
+        p = float(p)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout: p must be in [0, 1], got {p} (at {user_trace()})")
+        if p == 0.0:
+            return x
+        if p == 1.0:
+            return zeros_like(x)
+    keep = rng.bernoulli(1 - p, size=x.shape, dtype="bool")
+    return where(keep, x * (1 / (1 - p)), 0)

@@ -204,7 +204,8 @@ class TrainStep:
         Parameters and optimizer state with their new values.
     state : list of SharedVariable
         Shared variables the step updates that are not parameters (optimizer
-        state); :func:`symgrad.save` stores them with the parameters.
+        state, the states of the random streams it draws from);
+        :func:`symgrad.save` stores them with the parameters.
     summaries : dict
         ``name -> Variable``: the summaries the step reports.
     keys : list of str
@@ -238,6 +239,8 @@ class TrainStep:
         self.keys = [k for k, _ in self._plan]
         self.function = function(self.inputs, outs, updates=self.updates, mode=mode,
                                  name=name or "train_step")
+        # the random streams the step draws from (dropout, noise): sg.save keeps them too
+        self.state += [sv for sv in self.function.random_states if sv not in self.state]
 
     @property
     def graph(self):

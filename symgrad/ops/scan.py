@@ -536,8 +536,11 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
                for x in seqs]
     prev_phs = [placeholder(inits[k], f"{inits[k].name}[t-1]" if inits[k].name else None)
                 for k in rec]
+    from .. import random as _random  # sg.random builds on the ops: imported when used
+    mark = _random.serial_mark()
     got = fn(*seq_phs, *prev_phs, *[as_variable(x) for x in as_list(non_sequences)])
     outs, updates = _step_result(got, fn, where)
+    _random.refuse_draws_in_loop(outs, mark, where)
     if not listed:
         inits = [None] * len(outs)
     _check_outputs(outs, inits, fn, where)

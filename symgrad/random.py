@@ -1,0 +1,405 @@
+"""Random numbers in the compiled graph: ``sg.random`` (SPEC section 11).
+
+>>> import symgrad as sg
+>>> rng = sg.random.RandomStream(seed=42)
+>>> x = sg.matrix("x")
+>>> noisy = x + rng.normal(scale=0.1, size=x.shape)
+>>> f = sg.function([x], noisy)       # each call draws fresh noise
+
+How it works. A stream is a shared variable, its *state*: an int64 pair
+``[key, counter]`` (the key comes from the seed). Every draw a stream makes
+gets the next *slot* of that stream; its element ``i`` is Philox4x32-10 of
+the counter ``(i, counter + slot)`` under ``key`` (``ops/random.py``,
+``include/sg_random.h``), a pure function of those numbers, so modes "py",
+"c" and "debug", any thread count and any loop fusion give the same bits.
+``sg.function`` (and so ``sg.train_step``) adds to the updates it is given
+one per stream its graph draws from: ``counter += 1 + the highest slot it
+uses`` (:func:`stream_updates`), so every call draws fresh numbers and two
+draws, in one call or in two, never share a counter. A call that fails
+updates nothing, the state included.
+
+Streams made with the same seed give the same numbers for the same graph;
+``rng.seed(n)`` resets a stream to what ``RandomStream(n)`` starts from.
+``sg.save``/``sg.load`` of a train step keep the states of the streams it
+draws from (``step.state``).
+"""
+
+import itertools
+import numbers
+import secrets
+
+import numpy as np
+
+from . import dtypes as _dt
+from .config import config
+from .errors import ShapeError
+from .graph import (Constant, SharedVariable, Variable, as_variable, shared, toposort,
+                    user_trace)
+from .ops import elemwise as _ew
+from .ops.elemwise import broadcast_static
+from .ops.random import Draw, Permutation, RandomCheck, RandomIndex
+
+__all__ = ["RandomStream", "default_stream", "seed"]
+
+_STREAM_IDS = itertools.count(1)
+_STATES = {}          # stream id -> its state (a SharedVariable), for stream_updates
+_SERIAL = itertools.count(1)
+
+
+def _key_of(seed):
+    """A 64-bit key from a seed (splitmix64's finaliser: nearby seeds give unrelated keys)."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"a seed must be an int, got {seed!r}")
+    z = (int(seed) + 0x9E3779B97F4A7C15) % 2**64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
+    z ^= z >> 31
+    return z - 2**64 if z >= 2**63 else z
+
+
+def _state_value(seed):
+    return np.array([_key_of(seed), 0], dtype=np.int64)
+
+
+class RandomStream:
+    """A reproducible source of random samples inside compiled graphs.
+
+    Parameters
+    ----------
+    seed : int, optional
+        The same seed gives the same samples for the same graph, in every
+        mode and on any number of threads. None: a seed from the operating
+        system's entropy.
+
+    Every method returns a symbolic sample; each call of a compiled function
+    that uses it draws fresh numbers (the function advances the stream's
+    ``state`` itself). Sizes are tuples of ints and 0-d integer Variables;
+    parameters may be symbolic and broadcast like NumPy's.
+
+    >>> import symgrad as sg
+    >>> rng = sg.random.RandomStream(0)
+    >>> f = sg.function([], rng.uniform(size=3))
+    >>> a, b = f(), f()          # two different samples
+    >>> rng.seed(0); bool((f() == a).all())
+    True
+    """
+
+    def __init__(self, seed=None):
+        self.id = next(_STREAM_IDS)
+        self._seed = secrets.randbits(63) if seed is None else seed
+        #: The stream's state: a shared int64 pair ``[key, counter]``.
+        self.state = shared(_state_value(self._seed), name="random_state", trainable=False)
+        self.state.is_random_state = True  # ops/scan.py: a step may advance it
+        self.state.random_stream_id = self.id
+        _STATES[self.id] = self.state
+        self._slots = itertools.count()
+
+    def seed(self, seed):
+        """Reset the stream: the samples of ``RandomStream(seed)`` follow."""
+        self._seed = seed
+        self.state.set_value(_state_value(seed))
+
+    def __repr__(self):
+        return f"<RandomStream seed={self._seed!r} state={self.state.get_value().tolist()}>"
+
+    # ------------------------------------------------------------------ distributions
+
+    def uniform(self, low=0.0, high=1.0, size=None, dtype=None):
+        """Samples uniform on ``[low, high)`` (a float ``dtype``, default floatX).
+
+        ``low + (high - low) * u`` with ``u`` uniform on [0, 1) (24 or 53 random bits), so
+        its gradient with respect to ``low`` and ``high`` is ``1 - u`` and ``u``; ``low >=
+        high`` is an error (at build time when known, else when called).
+        """
+        dtype = _float_dtype(dtype, "uniform")
+        low, high = _param(low, dtype, "uniform", "low"), _param(high, dtype, "uniform", "high")
+        _known_check("uniform", "less", low, high)
+        u = self._draw("uniform", dtype, size, [low, high])
+        if _is_const(low, 0.0) and _is_const(high, 1.0):
+            return u
+        low = _checked("uniform", "less", low, high)
+        return low + (high - low) * u
+
+    def normal(self, loc=0.0, scale=1.0, size=None, dtype=None):
+        """Normal samples of mean ``loc`` and standard deviation ``scale`` >= 0.
+
+        ``loc + scale * z`` with ``z`` standard normal (Box-Muller in double, rounded once
+        for float32), so the gradient with respect to ``loc`` and ``scale`` is ``1`` and
+        ``z`` (the reparameterisation trick).
+        """
+        dtype = _float_dtype(dtype, "normal")
+        loc, scale = _param(loc, dtype, "normal", "loc"), _param(scale, dtype, "normal", "scale")
+        _known_check("normal", "scale", scale)
+        z = self._draw("normal", dtype, size, [loc, scale])
+        if _is_const(loc, 0.0) and _is_const(scale, 1.0):
+            return z
+        scale = _checked("normal", "scale", scale)
+        return loc + scale * z
+
+    def bernoulli(self, p=0.5, size=None, dtype=None):
+        """1 with probability ``p`` in [0, 1], else 0 (``dtype`` default floatX; bool and the
+        int dtypes too). Not differentiable with respect to ``p``."""
+        dtype = _dt.as_dtype(config.floatX if dtype is None else dtype, "bernoulli")
+        p = _param(p, "float64", "bernoulli", "p")
+        _known_check("bernoulli", "prob", p)
+        p = _checked("bernoulli", "prob", p)
+        return self._draw("bernoulli", dtype, size, [p], params=[p])
+
+    def integers(self, low, high=None, size=None, dtype="int64"):
+        """Integers uniform on ``[low, high)`` (``[0, low)`` when ``high`` is None), as NumPy's
+        ``Generator.integers``; ``dtype`` int64 or int32. Not differentiable."""
+        dtype = _dt.as_dtype(dtype, "integers")
+        if dtype not in ("int64", "int32"):
+            raise TypeError(f"integers: dtype must be int64 or int32, got {dtype} "
+                            f"(at {user_trace()})")
+        if high is None:
+            low, high = 0, low
+        low, high = (_int_param(v, "integers", what) for v, what in ((low, "low"), (high, "high")))
+        _known_check("integers", "less", low, high)
+        info = np.iinfo(dtype)
+        for v, what in ((low, "low"), (high, "high")):
+            if isinstance(v, Constant) and not (info.min <= int(v.data.min()) <= info.max + 1
+                                                and int(v.data.max()) <= info.max + 1):
+                raise ValueError(f"integers: {what} = {v.data} does not fit {dtype} "
+                                 f"(at {user_trace()})")
+        low = _checked("integers", "less", low, high)
+        return self._draw("integers", dtype, size, [low, high], params=[low, high])
+
+    def permutation(self, n):
+        """A random permutation of ``0..n-1`` (int64); ``n`` an int or a 0-d int Variable."""
+        n = _int_param(n, "permutation", "n")
+        if n.ndim != 0:
+            raise ShapeError(f"permutation: n must be 0-d, got {n.type} (at {user_trace()})")
+        if isinstance(n, Constant) and int(n.data) < 0:
+            raise ValueError(f"permutation: n must be >= 0, got {int(n.data)} (at {user_trace()})")
+        key, ctr = self._key_counter()
+        op = Permutation(self.id, next(self._slots))
+        op.serial = next(_SERIAL)
+        return op(key, ctr, n)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _key_counter(self):
+        return self.state[0], self.state[1]
+
+    def _draw(self, dist, dtype, size, shaped_by, params=()):
+        """A ``Draw`` of ``dist`` whose shape is ``size`` or, without one, the broadcast
+        shape of ``shaped_by`` (the parameters)."""
+        index = _index(size, shaped_by, dist)
+        key, ctr = self._key_counter()
+        op = Draw(dist, dtype, self.id, next(self._slots))
+        op.serial = next(_SERIAL)
+        return op(key, ctr, index, *params)
+
+
+# --------------------------------------------------------------------------- parameters
+
+def _float_dtype(dtype, what):
+    dtype = _dt.as_dtype(config.floatX if dtype is None else dtype, what)
+    if dtype not in ("float32", "float64"):
+        raise TypeError(f"{what}: dtype must be float32 or float64, got {dtype} "
+                        f"(at {user_trace()})")
+    return dtype
+
+
+def _param(v, dtype, what, name):
+    """``v`` as a Variable of ``dtype`` (Python numbers become constants of it)."""
+    if not isinstance(v, Variable):
+        arr = np.asarray(v)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{what}: {name} must be a number, an array or a Variable, got "
+                            f"{v!r} (at {user_trace()})")
+        return Constant(arr.astype(dtype), dtype=dtype)
+    if v.dtype == dtype:
+        return v
+    if v.dtype == "bool":
+        raise TypeError(f"{what}: {name} is bool; give it a numeric dtype (at {user_trace()})")
+    return _ew.cast(v, dtype)
+
+
+def _int_param(v, what, name):
+    if not isinstance(v, Variable):
+        arr = np.asarray(v)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"{what}: {name} must be an integer, got {v!r} (at {user_trace()})")
+        return Constant(arr.astype(np.int64), dtype="int64")
+    if not _dt.is_int(v.dtype):
+        raise TypeError(f"{what}: {name} must be an integer, got a {v.dtype} Variable "
+                        f"(at {user_trace()})")
+    return v if v.dtype == "int64" else _ew.cast(v, "int64")
+
+
+def _is_const(v, value):
+    return isinstance(v, Constant) and v.data.size == 1 and float(v.data.reshape(())) == value
+
+
+_BAD_TEXT = {"scale": "scale must be >= 0 (not negative or NaN)", "prob": "p must be in [0, 1]",
+             "less": "low must be < high"}
+
+
+def _known_check(what, kind, *values):
+    """The parameter check at build time, when every value is a constant."""
+    if not all(isinstance(v, Constant) for v in values):
+        return
+    data = [v.data for v in values]
+    with np.errstate(invalid="ignore"):
+        ok = {"scale": lambda x: x >= 0, "prob": lambda x: (x >= 0) & (x <= 1),
+              "less": lambda x, y: x < y}[kind](*data)
+    if not np.all(ok):
+        shown = ", ".join(f"{n}={np.asarray(d).tolist()}" for n, d in
+                          zip({"scale": ["scale"], "prob": ["p"], "less": ["low", "high"]}[kind],
+                              data))
+        raise ValueError(f"{what}: {_BAD_TEXT[kind]}, got {shown} (at {user_trace()})")
+
+
+def _checked(what, kind, *values):
+    """``values[0]``, checked at call time unless every value is a constant (checked now)."""
+    if all(isinstance(v, Constant) for v in values):
+        return values[0]
+    return RandomCheck(what, kind)(*values)
+
+
+# --------------------------------------------------------------------------- sizes
+
+def _index(size, shaped_by, what):
+    """The ``random_index`` of the sample's shape."""
+    if size is None:
+        shape = _broadcast_lengths(shaped_by, what)
+    else:
+        shape = _size(size, what)
+        known = tuple(n if isinstance(n, int) else None for n in shape)
+        try:
+            got = broadcast_static([known] + [p.type.shape for p in shaped_by], what)
+        except ShapeError:
+            got = None
+        if got is None or len(got) != len(known) or any(
+                a is not None and b is not None and a != b for a, b in zip(got, known)):
+            raise ShapeError(f"{what}: parameters of shapes "
+                             f"{', '.join(str(p.type.shape) for p in shaped_by)} do not "
+                             f"broadcast to size {_shown(known)} (at {user_trace()})")
+    return RandomIndex(len(shape))(*[as_variable(n, dtype="int64") if isinstance(n, int)
+                                     else n for n in shape])
+
+
+def _shown(shape):
+    return "(" + ", ".join("?" if n is None else str(n) for n in shape) + (",)" if len(shape) == 1 else ")")
+
+
+def _size(size, what):
+    """``size`` as a tuple of ints and 0-d int64 Variables (errors at the user's line)."""
+    if isinstance(size, (numbers.Integral, Variable)) and not isinstance(size, (bool, np.bool_)):
+        size = (size,)
+    if not isinstance(size, (tuple, list)):
+        raise TypeError(f"{what}: size must be an int, a 0-d integer Variable or a tuple of "
+                        f"them, got {size!r} (at {user_trace()})")
+    out = []
+    for k, n in enumerate(size):
+        if isinstance(n, Variable):
+            if isinstance(n, Constant) and n.ndim == 0 and _dt.is_int(n.dtype):
+                n = int(n.data)
+            elif n.ndim != 0 or not _dt.is_int(n.dtype):
+                raise TypeError(f"{what}: size[{k}] must be an integer length, got a Variable "
+                                f"of type {n.type} (at {user_trace()})")
+            else:
+                out.append(n if n.dtype == "int64" else _ew.cast(n, "int64"))
+                continue
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
+            raise TypeError(f"{what}: size[{k}] must be an integer, got {n!r} "
+                            f"(at {user_trace()})")
+        if int(n) < 0:
+            raise ValueError(f"{what}: size[{k}] must not be negative, got {int(n)} "
+                             f"(at {user_trace()})")
+        out.append(int(n))
+    return tuple(out)
+
+
+def _broadcast_lengths(params, what):
+    """The lengths of the parameters' broadcast shape (ints where static)."""
+    nd = max((p.ndim for p in params), default=0)
+    if nd == 0:
+        return ()
+    static = broadcast_static([p.type.shape for p in params], what)
+    if None not in static:
+        return tuple(static)
+    whole = params[0]
+    for p in params[1:]:
+        whole = _ew.add(whole, p)  # only its lengths are read
+    return tuple(n if n is not None else whole.shape[k] for k, n in enumerate(static))
+
+
+# --------------------------------------------------------------------------- compiled functions
+
+def _draw_nodes(exprs):
+    """Every random draw of the graphs of ``exprs``, those inside loops and branches too."""
+    found, seen, todo = [], set(), list(exprs)
+    while todo:
+        nodes = toposort(todo)
+        todo = []
+        for node in nodes:
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if getattr(node.op, "random_draw", False):
+                found.append(node)
+            inner = getattr(node.op, "inner_graphs", None)
+            if inner is not None:
+                for _, graph in inner():
+                    todo.extend(graph.outputs)
+    return found
+
+
+def stream_updates(exprs, updates):
+    """The updates advancing the streams the graphs of ``exprs`` draw from: ``[(state,
+    state + [0, 1 + highest slot])]`` for each stream whose state ``updates`` (pairs) does
+    not already assign."""
+    top = {}
+    for node in _draw_nodes(exprs):
+        op = node.op
+        top[op.stream] = max(top.get(op.stream, -1), op.slot)
+    if not top:
+        return []
+    # (an unpickled function's updates hold the advances its original made)
+    assigned = {getattr(sv, "random_stream_id", None) for sv, _ in updates}
+    out = []
+    for sid in sorted(top):
+        if sid not in assigned:
+            state = _STATES[sid]
+            step = Constant(np.array([0, top[sid] + 1], dtype=np.int64), dtype="int64")
+            out.append((state, _ew.add(state, step)))
+    return out
+
+
+def serial_mark():
+    """A mark for :func:`refuse_draws_in_loop`: draws made later have a higher serial."""
+    return next(_SERIAL)
+
+
+def refuse_draws_in_loop(exprs, mark, where):
+    """A build-time error if the graphs of ``exprs`` hold a draw made after ``mark`` (inside
+    a loop's step function): a loop does not yet give each step fresh numbers."""
+    for node in _draw_nodes(exprs):
+        if getattr(node.op, "serial", 0) > mark:
+            raise NotImplementedError(
+                f"scan: the step function draws random numbers ({node.op} at {node.trace}); "
+                f"samples inside a loop's step are not supported yet (each step would repeat "
+                f"the same numbers). Draw every step's sample before the loop, with a leading "
+                f"axis of the number of steps, and pass it as a sequence {where}")
+
+
+# --------------------------------------------------------------------------- the default stream
+
+_DEFAULT = None
+
+
+def default_stream():
+    """The stream used where none is given (``sg.layers.Dropout``); made on first use with a
+    seed from the system's entropy, reseeded by :func:`seed`."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = RandomStream()
+    return _DEFAULT
+
+
+def seed(n):
+    """Reseed the default stream (``default_stream().seed(n)``)."""
+    default_stream().seed(n)

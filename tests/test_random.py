@@ -1,0 +1,498 @@
+"""sg.random: the generator (known answers), bit-identity across modes and threads, fresh
+numbers per call, seeds, errors, rewrites, gradients, dropout, checkpoints (SPEC section 11).
+
+The distributions themselves are checked against scipy in tests/test_random_stats.py.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad.ops import random as R
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+INCLUDE = os.path.join(os.path.dirname(HERE), "symgrad", "include")
+
+# Random123's known-answer vectors for Philox4x32-10 (kat_vectors): counter, key, result.
+KAT = [
+    ((0, 0, 0, 0), (0, 0), (0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8)),
+    ((0xffffffff,) * 4, (0xffffffff,) * 2, (0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd)),
+    ((0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344), (0xa4093822, 0x299f31d0),
+     (0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1)),
+]
+
+
+def _bits(a):
+    a = np.ascontiguousarray(a)
+    return a.view(f"u{a.dtype.itemsize}") if a.dtype.kind == "f" else a
+
+
+def assert_same_bits(a, b, msg=""):
+    assert a.dtype == b.dtype and a.shape == b.shape, msg
+    np.testing.assert_array_equal(_bits(a), _bits(b), err_msg=msg)
+
+
+# --------------------------------------------------------------------------- the generator
+
+def test_philox_known_answers_numpy():
+    for counter, key, want in KAT:
+        got = R.philox4x32_10([np.array([c], dtype=np.uint64) for c in counter], key)
+        assert tuple(int(w[0]) for w in got) == want
+
+
+C_KAT = r"""
+#include <stdio.h>
+#include "sg_random.h"
+int main(void) {
+    unsigned c[3][4] = {{0, 0, 0, 0}, {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu},
+                        {0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}};
+    unsigned k[3][2] = {{0, 0}, {0xffffffffu, 0xffffffffu}, {0xa4093822u, 0x299f31d0u}};
+    for (int i = 0; i < 3; i++) {
+        uint32_t w[4] = {c[i][0], c[i][1], c[i][2], c[i][3]};
+        sg_philox4x32_10(w, k[i][0], k[i][1]);
+        printf("%08x %08x %08x %08x\n", w[0], w[1], w[2], w[3]);
+    }
+    /* log and cos(2 pi u) of the Box-Muller transform, bit for bit (hex) */
+    double x;
+    while (scanf("%lf", &x) == 1)
+        printf("%a %a\n", sg_rand_log(x), sg_rand_cos2pi(x));
+    return 0;
+}
+"""
+
+
+def test_philox_known_answers_and_transcendentals_in_c(tmp_path):
+    """The header's Philox gives the published answers, and its log and cos are the NumPy
+    reference's bit for bit (compiled with the kernels' -ffp-contract=off)."""
+    src, exe = tmp_path / "kat.c", tmp_path / "kat"
+    src.write_text(C_KAT)
+    cc = os.environ.get("SYMGRAD_CC", "cc")
+    subprocess.run([cc, "-O2", "-march=native", "-ffp-contract=off", "-fno-math-errno",
+                    f"-I{INCLUDE}", str(src), "-o", str(exe), "-lm"], check=True)
+    u = np.random.default_rng(0).random(2000)
+    u = np.concatenate([u, [1.0, 0.5, 0.25, 0.125, 0.75, 2.0 ** -53, 1 - 2.0 ** -53, 0.0]])
+    out = subprocess.run([str(exe)], input="\n".join(repr(float(v)) for v in u),
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    for line, (_, _, want) in zip(out[:3], KAT):
+        assert tuple(int(w, 16) for w in line.split()) == want
+    pairs = [line.split() for line in out[3:] if line]
+    logs = np.array([float.fromhex(a) for a, _ in pairs])
+    coss = np.array([float.fromhex(b) for _, b in pairs])
+    pos = u > 0
+    assert_same_bits(logs[pos], R.rand_log(u[pos]), "log")
+    assert_same_bits(coss, R.rand_cos2pi(u), "cos")
+
+
+def test_transcendentals_are_accurate():
+    """A few ulp from NumPy's log and cos over their whole use: log on (0, 1], cos(2 pi u)."""
+    r = np.random.default_rng(1)
+    x = np.concatenate([r.random(100000), 2.0 ** -r.uniform(0, 53, 100000)])
+    x = x[x > 0]
+    ulp = np.spacing(np.abs(np.log(x)))
+    assert np.max(np.abs(R.rand_log(x) - np.log(x)) / ulp) <= 4
+    assert R.rand_log(np.array([1.0]))[0] == 0.0
+    u = r.random(200000)
+    assert np.max(np.abs(R.rand_cos2pi(u) - np.cos(2 * np.pi * u))) < 1e-15
+
+
+def test_an_element_depends_on_key_counter_and_index_only():
+    a = R.uniform_f64(123, 7, np.arange(10))
+    b = R.uniform_f64(123, 7, np.arange(10)[::-1])[::-1]
+    assert_same_bits(a, b)
+    assert not np.array_equal(a, R.uniform_f64(123, 8, np.arange(10)))
+    assert not np.array_equal(a, R.uniform_f64(124, 7, np.arange(10)))
+
+
+# --------------------------------------------------------------------------- bit-identity
+
+def _all_draws(rng, x, s):
+    """Every distribution and dtype, static and symbolic sizes, broadcast parameters, fused
+    with other work and read transposed."""
+    n = x.shape[0]
+    return [
+        rng.uniform(size=(37, 53)),
+        rng.uniform(-2.0, x[:, None], size=(n, 7), dtype="float32"),
+        rng.normal(size=(n, 40)),
+        rng.normal(x, s, dtype="float32"),
+        rng.normal(size=(9, 5)).T * x[:5, None] + 1.0,
+        rng.bernoulli(0.3, size=(n, 3)),
+        rng.bernoulli(sg.sigmoid(x), dtype="bool"),
+        rng.integers(-5, 17, size=(n, 11)),
+        rng.integers(3, size=(4,), dtype="int32"),
+        rng.integers(-(2 ** 62), 2 ** 62, size=(6,)),
+        rng.permutation(n),
+        (rng.uniform(size=(n, 64)) * x[:, None]).sum(axis=0),
+        rng.uniform(size=()),
+    ]
+
+
+@pytest.mark.parametrize("mode", ["c", "debug"])
+def test_modes_give_the_same_bits(mode):
+    x, s = sg.vector("x"), sg.scalar("s")
+    X = np.linspace(-1, 1, 29)
+    got = {}
+    for m in ("py", mode):
+        rng = sg.random.RandomStream(42)
+        f = sg.function([x, s], _all_draws(rng, x, s), mode=m)
+        got[m] = [f(X, 0.5), f(X, 2.0)]
+    for call in range(2):
+        for k, (a, b) in enumerate(zip(got["py"][call], got[mode][call])):
+            assert_same_bits(a, b, f"draw {k}, call {call}")
+
+
+THREADS_SCRIPT = textwrap.dedent("""
+    import hashlib, numpy as np, symgrad as sg
+    rng = sg.random.RandomStream(7)
+    x = sg.matrix("x", dtype="float32")
+    outs = [sg.nn.dropout(x, 0.25, rng), rng.normal(size=x.shape) * 2 + 1,
+            rng.uniform(size=(x.shape[1], x.shape[0])).T + x, rng.integers(0, 1000, size=(400000,))]
+    f = sg.function([x], outs)
+    X = np.ones((300, 1001), dtype="float32")
+    h = hashlib.sha256()
+    for _ in range(2):
+        for a in f(X):
+            h.update(np.ascontiguousarray(a).tobytes())
+    print(h.hexdigest())
+""")
+
+
+def test_thread_counts_give_the_same_bits():
+    """Loops big enough for the thread pool, run by 1 and 2 threads (a process each, as
+    SYMGRAD_NUM_THREADS is read when symgrad is imported)."""
+    digests = []
+    for n in (1, 2):
+        env = dict(os.environ, SYMGRAD_NUM_THREADS=str(n))
+        out = subprocess.run([sys.executable, "-c", THREADS_SCRIPT], env=env, check=True,
+                             capture_output=True, text=True)
+        digests.append(out.stdout.strip())
+    assert digests[0] == digests[1]
+
+
+def test_thread_counts_in_process(monkeypatch):
+    x = sg.vector("x")
+    results = []
+    for n in (1, 2, 3):
+        monkeypatch.setattr(sg.config, "_num_threads", n)
+        rng = sg.random.RandomStream(5)
+        f = sg.function([x], [rng.normal(size=x.shape) + x, rng.bernoulli(0.5, size=x.shape)])
+        results.append(f(np.zeros(300001)))
+    for res in results[1:]:
+        for a, b in zip(res, results[0]):
+            assert_same_bits(a, b)
+
+
+# --------------------------------------------------------------------------- streams and calls
+
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_each_call_draws_fresh_numbers_and_seed_resets(mode):
+    rng = sg.random.RandomStream(3)
+    f = sg.function([], [rng.uniform(size=5), rng.uniform(size=5)], mode=mode)
+    a1, b1 = f()
+    a2, b2 = f()
+    assert not np.array_equal(a1, a2) and not np.array_equal(b1, b2)
+    assert not np.array_equal(a1, b1)  # two draws of one call: two samples
+    rng.seed(3)
+    assert_same_bits(f()[0], a1)
+    # a new stream with the seed, the same graph: the same numbers
+    rng2 = sg.random.RandomStream(3)
+    g = sg.function([], [rng2.uniform(size=5), rng2.uniform(size=5)], mode=mode)
+    r1 = g()
+    assert_same_bits(r1[0], a1) and assert_same_bits(r1[1], b1)
+    # another seed, another sample
+    assert not np.array_equal(sg.function([], sg.random.RandomStream(4).uniform(size=5),
+                                          mode=mode)(), a1)
+
+
+def test_the_state_is_advanced_by_the_function_itself():
+    rng = sg.random.RandomStream(0)
+    key, ctr = rng.state.get_value()
+    assert ctr == 0
+    f = sg.function([], [rng.normal(size=3), rng.normal(size=3)])
+    assert rng.state in f.random_states
+    f()
+    assert rng.state.get_value().tolist() == [key, 2]
+    f()
+    assert rng.state.get_value().tolist() == [key, 4]
+
+
+def test_two_functions_on_one_stream_never_share_counters():
+    rng = sg.random.RandomStream(0)
+    f = sg.function([], rng.uniform(size=1000))
+    g = sg.function([], rng.uniform(size=1000))
+    samples = [f(), g(), f(), g(), f()]
+    flat = np.concatenate(samples)
+    assert len(np.unique(flat)) == len(flat)
+
+
+def test_default_stream_and_seed():
+    sg.random.seed(11)
+    f = sg.function([], sg.random.default_stream().uniform(size=4))
+    a = f()
+    sg.random.seed(11)
+    assert_same_bits(f(), a)
+    assert sg.random.default_stream() is sg.random.default_stream()
+
+
+# --------------------------------------------------------------------------- bad input
+
+def test_build_time_errors_name_the_line():
+    rng = sg.random.RandomStream(0)
+    line = sys._getframe().f_lineno
+    cases = [
+        (ValueError, "scale must be >= 0", lambda: rng.normal(scale=-1.0)),
+        (ValueError, r"p must be in \[0, 1\]", lambda: rng.bernoulli(1.5)),
+        (ValueError, "low must be < high", lambda: rng.uniform(2.0, 1.0)),
+        (ValueError, "low must be < high", lambda: rng.integers(5, 5)),
+        (TypeError, "size must be an int", lambda: rng.uniform(size=2.5)),
+        (TypeError, r"size\[1\] must be an integer", lambda: rng.uniform(size=(2, 2.0))),
+        (TypeError, r"size\[0\] must be an integer length", lambda: rng.uniform(size=(sg.scalar(),))),
+        (ValueError, "must not be negative", lambda: rng.normal(size=(-1,))),
+        (sg.ShapeError, "do not broadcast to size", lambda: rng.normal(np.zeros(3), size=(2,))),
+        (TypeError, "dtype must be float32 or float64", lambda: rng.uniform(dtype="int64")),
+        (TypeError, "integer", lambda: rng.integers(0.5, 3)),
+        (ValueError, "does not fit int32", lambda: rng.integers(0, 2 ** 40, dtype="int32")),
+    ]
+    for k, (kind, message, thunk) in enumerate(cases):
+        with pytest.raises(kind, match=message) as info:
+            thunk()
+        assert f"test_random.py:{line + 2 + k}" in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("mode", ["py", "c", "debug"])
+def test_call_time_errors_name_the_line_and_update_nothing(mode):
+    rng = sg.random.RandomStream(0)
+    s, p, lo = sg.scalar("s"), sg.vector("p"), sg.scalar("lo", dtype="int64")
+    n = sg.scalar("n", dtype="int64")
+    line = sys._getframe().f_lineno
+    f = sg.function([s, p, lo, n], [rng.normal(0.0, s, size=3),
+                                   rng.bernoulli(p),
+                                   rng.integers(lo, 10, size=2),
+                                   rng.uniform(size=(n, 2))], mode=mode)
+    before = rng.state.get_value()
+    for args, message, at in [((-1.0, [0.5], 0, 1), "scale must be >= 0", line + 1),
+                              ((np.nan, [0.5], 0, 1), "scale must be >= 0", line + 1),
+                              ((1.0, [0.5, 1.5], 0, 1), r"p must be in \[0, 1\]", line + 2),
+                              ((1.0, [0.5], 10, 1), "low must be < high", line + 3),
+                              ((1.0, [0.5], 0, -2), "must not be negative", line + 4)]:
+        with pytest.raises(ValueError, match=message) as info:
+            f(*args)
+        assert f"test_random.py:{at}" in str(info.value), str(info.value)
+        assert rng.state.get_value().tolist() == before.tolist()
+    f(1.0, [0.0, 1.0], 9, 0)
+    assert rng.state.get_value()[1] == before[1] + 4
+
+
+# --------------------------------------------------------------------------- rewrites
+
+def test_rewrites_never_merge_or_fold_draws():
+    rng = sg.random.RandomStream(0)
+    a, b = rng.normal(size=4), rng.normal(size=4)
+    f = sg.function([], [a, b, a + 0.0])  # equal graphs: still two draws
+    draws = [n for n in sg.graph.toposort(f.graph.outputs) if n.op.name == "normal"]
+    assert len(draws) == 2
+    va, vb, va2 = f()
+    assert not np.array_equal(va, vb)
+    assert_same_bits(va, va2)
+    # constant parameters and sizes: no constant folding, a fresh sample per call
+    g = sg.function([], rng.uniform(0.0, 2.0, size=(3,)))
+    assert not np.array_equal(g(), g())
+
+
+# --------------------------------------------------------------------------- gradients
+
+def _fd_check(params, build, values, seed=0):
+    """The symbolic gradient of sum(build(*params)**2) against central differences, the
+    stream reseeded before every evaluation so every one sees the same sample."""
+    rng = sg.random.RandomStream(seed)
+    out = build(rng, *params)
+    cost = (out ** 2).sum()
+    grads = sg.grad(cost, list(params))
+    f = sg.function(list(params), cost)
+    g = sg.function(list(params), grads)
+    rng.seed(seed)
+    symbolic = g(*values)
+    for k, v in enumerate(values):
+        v = np.asarray(v, dtype="float64")
+        num = np.zeros_like(v)
+        for i in np.ndindex(v.shape or ()):
+            hi, lo = v.copy(), v.copy()
+            hi[i] += 1e-6
+            lo[i] -= 1e-6
+            rng.seed(seed)
+            fh = f(*[hi if j == k else values[j] for j in range(len(values))])
+            rng.seed(seed)
+            fl = f(*[lo if j == k else values[j] for j in range(len(values))])
+            num[i] = (fh - fl) / 2e-6
+        np.testing.assert_allclose(symbolic[k], num, rtol=1e-5, atol=1e-6)
+
+
+def test_reparameterised_gradients():
+    loc, scale = sg.vector("loc"), sg.scalar("scale")
+    _fd_check([loc, scale], lambda r, m, s: r.normal(m, s, size=(5, 3)),
+              [np.array([0.1, -0.3, 0.7]), 1.3])
+    low, high = sg.vector("low"), sg.vector("high")
+    _fd_check([low, high], lambda r, a, b: r.uniform(a, b),
+              [np.array([-1.0, 0.0, 2.0]), np.array([1.0, 0.5, 4.0])])
+
+
+def test_gradient_of_scale_is_the_sample():
+    rng = sg.random.RandomStream(1)
+    loc, scale = sg.scalar("loc"), sg.scalar("scale")
+    y = rng.normal(loc, scale, size=(50,))
+    gl, gs = sg.grad(y.sum(), [loc, scale])
+    f = sg.function([loc, scale], [y, gl, gs])
+    yv, glv, gsv = f(0.5, 2.0)
+    assert glv == 50
+    np.testing.assert_allclose(gsv, ((yv - 0.5) / 2.0).sum(), rtol=1e-12)
+
+
+def test_bernoulli_is_not_differentiable():
+    rng = sg.random.RandomStream(0)
+    w = sg.vector("w")
+    line = sys._getframe().f_lineno + 1
+    cost = rng.bernoulli(sg.sigmoid(w)).sum()
+    with pytest.raises(sg.NonDifferentiableError, match="bernoulli") as info:
+        sg.grad(cost, w)
+    assert f"test_random.py:{line}" in str(info.value)
+    # a path through x alone is fine: the mask is a constant for it
+    x = sg.vector("x")
+    g = sg.grad((x * rng.bernoulli(0.5, size=x.shape)).sum(), x)
+    rng.seed(0)
+    gv = sg.function([x], g)(np.ones(6))
+    assert set(np.unique(gv)) <= {0.0, 1.0}
+
+
+def test_integer_samples_block_a_gradient_through_them():
+    rng = sg.random.RandomStream(0)
+    w = sg.scalar("w")
+    k = rng.integers(0, 5, size=(3,))
+    with pytest.raises(sg.NonDifferentiableError):
+        sg.grad((k.astype("float64") * w).sum() + (w * k.astype("float64")).sum(), k)
+
+
+# --------------------------------------------------------------------------- fusion
+
+def _steps(f):
+    return f.kernel.steps
+
+
+def test_samples_are_drawn_inside_the_fused_loop():
+    """Dropout's forward graph is one loop: the mask is never an array of its own."""
+    rng = sg.random.RandomStream(0)
+    x = sg.matrix("x", dtype="float32")
+    f = sg.function([x], sg.relu(sg.nn.dropout(x, 0.5, rng)) * 2.0)
+    # (the other loop advances the stream's state)
+    loops = [s for s in _steps(f) if any(n.op.name == "bernoulli" for n in s.members)]
+    assert len(loops) == 1 and loops[0].root.outputs[0] is f.graph.outputs[0], _steps(f)
+    assert not [s for s in _steps(f) if s.root.op.name == "bernoulli"]
+    X = np.ones((64, 33), dtype="float32")
+    got = f(X)
+    assert set(np.unique(got)) == {0.0, 4.0}
+
+
+# --------------------------------------------------------------------------- samples
+
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_permutation_and_integers(mode):
+    rng = sg.random.RandomStream(9)
+    n = sg.scalar("n", dtype="int64")
+    f = sg.function([n], [rng.permutation(n), rng.integers(-3, 4, size=(n,)),
+                          rng.integers(7, size=(2, n), dtype="int32")], mode=mode)
+    p, k, k32 = f(1000)
+    assert sorted(p.tolist()) == list(range(1000)) and not np.array_equal(p, np.arange(1000))
+    assert k.dtype == np.int64 and k.min() == -3 and k.max() == 3
+    assert k32.dtype == np.int32 and k32.shape == (2, 1000) and set(np.unique(k32)) == set(range(7))
+    assert f(0)[0].shape == (0,)
+
+
+def test_symbolic_sizes_and_broadcast_parameters():
+    rng = sg.random.RandomStream(0)
+    x = sg.matrix("x")
+    loc = sg.vector("loc")
+    y = rng.normal(loc, 1e-9, size=(x.shape[0], 4))
+    f = sg.function([x, loc], y)
+    got = f(np.zeros((3, 2)), np.arange(4.0))
+    assert got.shape == (3, 4)
+    np.testing.assert_allclose(got, np.broadcast_to(np.arange(4.0), (3, 4)), atol=1e-7)
+    u = rng.uniform(sg.zeros_like(x), 1.0)  # size from the parameters' shape
+    assert sg.function([x], u)(np.zeros((5, 6))).shape == (5, 6)
+
+
+# --------------------------------------------------------------------------- dropout
+
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_dropout(mode):
+    rng = sg.random.RandomStream(0)
+    x = sg.matrix("x")
+    h = sg.nn.dropout(x, 0.25, rng)
+    g = sg.grad((h * 3).sum(), x)
+    f = sg.function([x], [h, g], mode=mode)
+    X = np.full((200, 100), 2.0)
+    hv, gv = f(X)
+    kept = hv != 0
+    assert abs(kept.mean() - 0.75) < 0.02
+    np.testing.assert_allclose(hv[kept], 2.0 / 0.75)
+    np.testing.assert_allclose(gv, np.where(kept, 3 / 0.75, 0.0))
+    assert sg.nn.dropout(x, 0.25, rng, training=False) is x
+    assert sg.nn.dropout(x, 0.0, rng) is x
+    np.testing.assert_array_equal(sg.function([x], sg.nn.dropout(x, 1.0, rng), mode=mode)(X), 0)
+    with pytest.raises(ValueError, match="p must be in"):
+        sg.nn.dropout(x, 1.5, rng)
+
+
+def test_dropout_layer_uses_the_default_stream():
+    drop = sg.layers.Dropout(0.5)
+    assert drop.params == []
+    x = sg.matrix("x")
+    assert drop(x, training=False) is x
+    sg.random.seed(5)
+    f = sg.function([x], drop(x))
+    a = f(np.ones((10, 10)))
+    sg.random.seed(5)
+    assert_same_bits(f(np.ones((10, 10))), a)
+    assert set(np.unique(a)) <= {0.0, 2.0}
+
+
+def test_train_step_with_dropout_resumes_from_a_checkpoint(tmp_path):
+    """sg.save keeps the stream's state: a resumed run draws the same masks."""
+    rng = sg.random.RandomStream(1)
+    x, y = sg.matrix("x"), sg.vector("y")
+    W = sg.shared(np.full((4, 1), 0.1), name="W")
+    h = sg.nn.dropout(x, 0.5, rng) @ W
+    step = sg.train_step(((h[:, 0] - y) ** 2).mean(), [x, y])
+    assert rng.state in step.state
+    X, Y = np.arange(32.0).reshape(8, 4) / 10, np.ones(8)
+    step(X, Y)
+    sg.save(tmp_path / "ck.npz", step)
+    first = [step(X, Y)["loss"] for _ in range(3)]
+    sg.load(tmp_path / "ck.npz", step)
+    assert [step(X, Y)["loss"] for _ in range(3)] == first
+
+
+def test_pickled_function_keeps_drawing():
+    import pickle
+    rng = sg.random.RandomStream(2)
+    f = sg.function([], rng.uniform(size=3))
+    g = pickle.loads(pickle.dumps(f))
+    a, b = g(), g()
+    assert not np.array_equal(a, b)
+
+
+# --------------------------------------------------------------------------- loops
+
+def test_a_sample_inside_a_scan_step_is_refused_at_its_line():
+    rng = sg.random.RandomStream(0)
+    x = sg.vector("x")
+    line = sys._getframe().f_lineno + 2
+    with pytest.raises(NotImplementedError, match="draws random numbers") as info:
+        sg.scan(lambda v: v + rng.normal(), sequences=x)
+    assert f"test_random.py:{line}" in str(info.value)
+    # a sample drawn before the loop and read by every step is fine
+    z = rng.normal(size=(3,))
+    out, _ = sg.scan(lambda v: v + z, sequences=x)
+    assert sg.function([x], out)(np.zeros(2)).shape == (2, 3)
