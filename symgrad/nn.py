@@ -1,12 +1,13 @@
 """Neural-network functions: ``sg.nn.softmax``, ``log_softmax``, ``cross_entropy``, ``dropout``, ..."""
 
-import numbers
+import numbers as _numbers
 
-from .graph import Variable, user_trace
-from .ops.elemwise import relu, sigmoid, softplus, tanh, where  # noqa: F401
+from .graph import Variable as _Variable, user_trace as _user_trace
+from .ops.elemwise import relu, sigmoid, softplus, tanh  # noqa: F401
+from .ops.elemwise import where as _where
 from .ops.nn import *  # noqa: F403
 from .ops.nn import __all__ as _nn_all
-from .ops.shape import zeros_like
+from .ops.shape import zeros_like as _zeros_like
 
 __all__ = ["relu", "sigmoid", "softplus", "tanh", "dropout", *_nn_all]
 
@@ -35,24 +36,24 @@ def dropout(x, p, rng=None, training=True):
     >>> h = sg.nn.dropout(x, 0.5, sg.random.RandomStream(0))
     """
     from .random import RandomStream, default_stream
-    if not isinstance(x, Variable):
+    if not isinstance(x, _Variable):
         raise TypeError(f"dropout: x must be a Variable, got {type(x).__name__} "
-                        f"(at {user_trace()})")
+                        f"(at {_user_trace()})")
     if not x.dtype.startswith("float"):
-        raise TypeError(f"dropout: x must be float, got {x.dtype} (at {user_trace()})")
+        raise TypeError(f"dropout: x must be float, got {x.dtype} (at {_user_trace()})")
     rng = default_stream() if rng is None else rng
     if not isinstance(rng, RandomStream):
         raise TypeError(f"dropout: rng must be an sg.random.RandomStream, got "
-                        f"{type(rng).__name__} (at {user_trace()})")
+                        f"{type(rng).__name__} (at {_user_trace()})")
     if not training:
         return x
-    if isinstance(p, numbers.Real) and not isinstance(p, bool):
+    if isinstance(p, _numbers.Real) and not isinstance(p, bool):
         p = float(p)
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout: p must be in [0, 1], got {p} (at {user_trace()})")
+            raise ValueError(f"dropout: p must be in [0, 1], got {p} (at {_user_trace()})")
         if p == 0.0:
             return x
         if p == 1.0:
-            return zeros_like(x)
+            return _zeros_like(x)
     keep = rng.bernoulli(1 - p, size=x.shape, dtype="bool")
-    return where(keep, x * (1 / (1 - p)), 0)
+    return _where(keep, x * (1 / (1 - p)), 0)

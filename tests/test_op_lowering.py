@@ -93,8 +93,8 @@ def test_lowered_ops_return_only_ir_statements(case):
 
 # The elementwise ops' scalar forms (c_scalar: a C expression per element, written into
 # the fused loops' row functions) are not statements of an OpStep; their move into the
-# IR is a separate item of issue #12.
-SCALAR_FORMS = {"symgrad.ops.elemwise"}
+# IR is a separate item of issue #12. The random draws are elementwise ops too.
+SCALAR_FORMS = {"symgrad.ops.elemwise", "symgrad.ops.random"}
 
 
 def test_op_modules_write_no_c():
