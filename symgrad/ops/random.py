@@ -247,6 +247,7 @@ class Draw(Op):
     register = False
     random_draw = True
     never_fold = True
+    flops_per_element = 1  # integer work (Philox) is not counted; the conversion is
 
     def __init__(self, dist, dtype, stream, slot):
         if dist not in DISTRIBUTIONS:
@@ -317,6 +318,7 @@ class RandomCheck(Op):
 
     __props__ = ("what", "kind")
     name = "random_check"
+    flops_per_element = 1  # a comparison
 
     def __init__(self, what, kind):
         self.what, self.kind = what, kind
