@@ -22,7 +22,7 @@ from .graph import (Constant, SharedVariable, Variable, as_variable, clone_repla
                     unflatten_graph, unsettled_lengths, user_trace)
 from .interp import Program
 from .printing import debugprint
-from .random import stream_updates
+from .random import with_stream_updates
 from .rewrite import rewrite as _rewrite
 
 __all__ = ["function", "Function", "Graph"]
@@ -226,10 +226,8 @@ class Function:
             exprs = clone_replace(exprs, giv)
         outs, upd_exprs = exprs[:len(flat)], exprs[len(flat):]
         # Each stream the graph draws from advances past the counters it used (sg.random).
-        advance = stream_updates(outs + upd_exprs, upd)
-        upd, upd_exprs = upd + advance, upd_exprs + [e for _, e in advance]
         #: The states of the random streams this function advances itself.
-        self.random_states = [sv for sv, _ in advance]
+        upd, upd_exprs, self.random_states = with_stream_updates(outs, upd, upd_exprs)
         self._check_closed(outs + upd_exprs)
         if not getattr(self, "_unpickling", False):
             _warn_unused_inputs(inputs, outs + upd_exprs)

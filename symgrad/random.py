@@ -14,9 +14,14 @@ the counter ``(i, counter + slot)`` under ``key`` (``ops/random.py``,
 "c" and "debug", any thread count and any loop fusion give the same bits.
 ``sg.function`` (and so ``sg.train_step``) adds to the updates it is given
 one per stream its graph draws from: ``counter += 1 + the highest slot it
-uses`` (:func:`stream_updates`), so every call draws fresh numbers and two
-draws, in one call or in two, never share a counter. A call that fails
+uses`` (:func:`with_stream_updates`), so every call draws fresh numbers and
+two draws, in one call or in two, never share a counter. A call that fails
 updates nothing, the state included.
+
+Inside ``sg.scan``'s step a draw uses the key plus a salt of its own,
+and the step advances the stream's state (a recurrent value of the loop, the
+step's updates): each step draws fresh numbers, and the counter the function
+leaves moves past what the loop used too.
 
 Streams made with the same seed give the same numbers for the same graph;
 ``rng.seed(n)`` resets a stream to what ``RandomStream(n)`` starts from.
@@ -24,6 +29,8 @@ Streams made with the same seed give the same numbers for the same graph;
 draws from (``step.state``).
 """
 
+import collections
+import contextlib
 import itertools
 import numbers
 import secrets
@@ -42,8 +49,8 @@ from .ops.random import Draw, Permutation, RandomCheck, RandomIndex
 __all__ = ["RandomStream", "default_stream", "seed"]
 
 _STREAM_IDS = itertools.count(1)
-_STATES = {}          # stream id -> its state (a SharedVariable), for stream_updates
-_SERIAL = itertools.count(1)
+_STATES = {}          # stream id -> its state (a SharedVariable), for with_stream_updates
+_LOOPS = []           # the loop scopes of the step functions being built (loop_scope)
 
 
 def _key_of(seed):
@@ -172,24 +179,37 @@ class RandomStream:
             raise ShapeError(f"permutation: n must be 0-d, got {n.type} (at {user_trace()})")
         if isinstance(n, Constant) and int(n.data) < 0:
             raise ValueError(f"permutation: n must be >= 0, got {int(n.data)} (at {user_trace()})")
-        key, ctr = self._key_counter()
-        op = Permutation(self.id, next(self._slots))
-        op.serial = next(_SERIAL)
-        return op(key, ctr, n)
+        slot = self._next_slot()
+        key, ctr = self._key_counter(slot)
+        return Permutation(self.id, slot)(key, ctr, n)
 
     # ------------------------------------------------------------------ helpers
 
-    def _key_counter(self):
-        return self.state[0], self.state[1]
+    def _key_counter(self, slot):
+        """The key and counter the draw of ``slot`` reads: inside a loop's step, the key
+        plus a salt of the draw's own (see :func:`loop_scope`)."""
+        key, ctr = self.state[0], self.state[1]
+        loop = _loop()
+        if loop is not None:
+            loop.streams[self.id] = self.state
+            salt = Constant(np.array(_key_of(slot) | 1, dtype=np.int64), dtype="int64")
+            key = _ew.add(key, salt)
+        return key, ctr
 
     def _draw(self, dist, dtype, size, shaped_by, params=()):
         """A ``Draw`` of ``dist`` whose shape is ``size`` or, without one, the broadcast
         shape of ``shaped_by`` (the parameters)."""
         index = _index(size, shaped_by, dist)
-        key, ctr = self._key_counter()
-        op = Draw(dist, dtype, self.id, next(self._slots))
-        op.serial = next(_SERIAL)
-        return op(key, ctr, index, *params)
+        slot = self._next_slot()
+        key, ctr = self._key_counter(slot)
+        return Draw(dist, dtype, self.id, slot)(key, ctr, index, *params)
+
+    def _next_slot(self):
+        slot = next(self._slots)
+        loop = _loop()
+        if loop is not None:
+            loop.top[self.id] = max(loop.top.get(self.id, -1), slot)
+        return slot
 
 
 # --------------------------------------------------------------------------- parameters
@@ -348,42 +368,103 @@ def _draw_nodes(exprs):
     return found
 
 
-def stream_updates(exprs, updates):
-    """The updates advancing the streams the graphs of ``exprs`` draw from: ``[(state,
-    state + [0, 1 + highest slot])]`` for each stream whose state ``updates`` (pairs) does
-    not already assign."""
+def with_stream_updates(outputs, updates, exprs):
+    """``(updates, exprs, states)``: ``sg.function``'s updates (``(shared, expr)`` pairs and
+    their expressions after givens) with the advance of every stream the graph draws from,
+    and the states so advanced.
+
+    A stream's counter moves past everything the call used: ``1 +`` the highest slot of its
+    draws, plus what each loop drawing from it used (``final - state`` of the loop's state,
+    see :func:`loop_scope`). An update the user listed for a state is kept as given, unless
+    it is a loop's final state (from ``sg.scan``'s updates), which the advance includes.
+    """
+    everything = list(outputs) + list(exprs)
     top = {}
-    for node in _draw_nodes(exprs):
-        op = node.op
-        top[op.stream] = max(top.get(op.stream, -1), op.slot)
-    if not top:
-        return []
-    # (an unpickled function's updates hold the advances its original made)
-    assigned = {getattr(sv, "random_stream_id", None) for sv, _ in updates}
-    out = []
-    for sid in sorted(top):
-        if sid not in assigned:
-            state = _STATES[sid]
-            step = Constant(np.array([0, top[sid] + 1], dtype=np.int64), dtype="int64")
-            out.append((state, _ew.add(state, step)))
-    return out
+    for node in _draw_nodes(everything):
+        top[node.op.stream] = max(top.get(node.op.stream, -1), node.op.slot)
+    finals = {}
+    for node in toposort(everything):
+        for o in node.outputs:
+            sid = getattr(o.tag, "random_final_of", None)
+            if sid is not None and all(o is not f for f in finals.get(sid, [])):
+                finals.setdefault(sid, []).append(o)
+    updates, exprs, states = list(updates), list(exprs), []
+    for sid in sorted(set(top) | set(finals)):
+        at = [k for k, (sv, _) in enumerate(updates) if getattr(sv, "random_stream_id", None) == sid]
+        if at and getattr(exprs[at[0]].tag, "random_final_of", None) != sid:
+            continue  # the user's own update (an unpickled function's: the advance it made)
+        for k in reversed(at):
+            del updates[k], exprs[k]
+        state = _STATES[sid]
+        advance = _advance(state, top.get(sid), finals.get(sid, []))
+        updates.append((state, advance))
+        exprs.append(advance)
+        states.append(state)
+    return updates, exprs, states
 
 
-def serial_mark():
-    """A mark for :func:`refuse_draws_in_loop`: draws made later have a higher serial."""
-    return next(_SERIAL)
+def _advance(state, top, finals):
+    new = state if top is None else _ew.add(state, Constant(np.array([0, top + 1], dtype=np.int64),
+                                                            dtype="int64"))
+    if top is None and len(finals) == 1:
+        return finals[0]
+    for f in finals:
+        new = _ew.add(new, _ew.sub(f, state))
+    return new
 
 
-def refuse_draws_in_loop(exprs, mark, where):
-    """A build-time error if the graphs of ``exprs`` hold a draw made after ``mark`` (inside
-    a loop's step function): a loop does not yet give each step fresh numbers."""
-    for node in _draw_nodes(exprs):
-        if getattr(node.op, "serial", 0) > mark:
-            raise NotImplementedError(
-                f"scan: the step function draws random numbers ({node.op} at {node.trace}); "
-                f"samples inside a loop's step are not supported yet (each step would repeat "
-                f"the same numbers). Draw every step's sample before the loop, with a leading "
-                f"axis of the number of steps, and pass it as a sequence {where}")
+class _LoopScope:
+    def __init__(self, where):
+        self.where = where
+        self.top = {}        # stream id -> highest slot drawn inside the step
+        self.streams = {}    # stream id -> state
+
+    def updates(self, given):
+        """The step's updates: ``given`` (a dict or None) and the advance of every stream the
+        step drew from, ``state + [0, 1 + highest slot]`` (the step's state is the previous
+        step's: each step draws fresh numbers)."""
+        out = collections.OrderedDict(given or {})
+        for sid, state in self.streams.items():
+            if state not in out:
+                step = Constant(np.array([0, self.top[sid] + 1], dtype=np.int64), dtype="int64")
+                out[state] = _ew.add(state, step)
+        return out
+
+
+def _loop():
+    if not _LOOPS:
+        return None
+    if len(_LOOPS) > 1:
+        raise NotImplementedError(
+            f"random numbers inside a loop inside a loop's step are not supported yet "
+            f"(at {user_trace()}); draw them in the outer loop's step and pass them in")
+    return _LOOPS[-1]
+
+
+@contextlib.contextmanager
+def loop_scope(where):
+    """While a loop's step function runs (``sg.scan``), and ``scope.updates(step_updates)``
+    advances the streams it drew from, from step to step.
+
+    A draw made in a step reads the key plus an odd constant of its own (splitmix64 of its
+    slot): a key no draw outside a loop has (they read the key itself) nor any other draw in
+    a loop, so the counters a loop runs through, step after step, never meet another draw's.
+    """
+    scope = _LoopScope(where)
+    _LOOPS.append(scope)
+    try:
+        yield scope
+    finally:
+        _LOOPS.pop()
+
+
+def mark_finals(updates):
+    """Tag the final states of the streams a loop advanced (``sg.scan``'s updates), so
+    ``sg.function`` chains them into its advance whether or not the user lists them."""
+    for sv, v in updates.items():
+        sid = getattr(sv, "random_stream_id", None)
+        if sid is not None:
+            v.tag.random_final_of = sid
 
 
 # --------------------------------------------------------------------------- the default stream

@@ -485,14 +485,72 @@ def test_pickled_function_keeps_drawing():
 
 # --------------------------------------------------------------------------- loops
 
-def test_a_sample_inside_a_scan_step_is_refused_at_its_line():
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_each_step_of_a_scan_draws_fresh_numbers(mode):
     rng = sg.random.RandomStream(0)
-    x = sg.vector("x")
+    x = sg.matrix("x")
+    out, upd = sg.scan(lambda v: v + rng.normal(size=(3,)), sequences=x)
+    assert list(upd) == [rng.state]
+    f = sg.function([x], out, mode=mode)
+    a = f(np.zeros((4, 3)))
+    assert len({tuple(r) for r in a}) == 4  # every step its own sample
+    b = f(np.zeros((4, 3)))
+    assert not np.array_equal(a, b)  # and every call
+    rng.seed(0)
+    assert_same_bits(f(np.zeros((4, 3))), a)
+
+
+def test_scan_samples_are_the_same_bits_in_every_mode_with_or_without_its_updates():
+    got = []
+    for mode, listed in [("py", False), ("c", False), ("c", True), ("debug", True)]:
+        rng = sg.random.RandomStream(3)
+        x = sg.vector("x")
+        before = rng.uniform(size=(5,))
+        out, upd = sg.map(lambda v: sg.nn.dropout(v + rng.uniform(size=(2,)), 0.5, rng),
+                          sequences=x)
+        after = rng.normal(size=(2,))
+        f = sg.function([x], [before, out, after], updates=upd if listed else None, mode=mode)
+        got.append([f(np.arange(6.0)) for _ in range(3)])
+    for other in got[1:]:
+        for call_a, call_b in zip(got[0], other):
+            for a, b in zip(call_a, call_b):
+                assert_same_bits(a, b)
+
+
+def test_scan_and_outer_draws_never_share_counters():
+    rng = sg.random.RandomStream(1)
+    n = sg.scalar("n", dtype="int64")
+    outer = rng.uniform(size=(1000,))
+    steps, _ = sg.scan(lambda: rng.uniform(size=(50,)), n_steps=n)
+    steps2, _ = sg.scan(lambda: rng.uniform(size=(50,)), n_steps=n)
+    f = sg.function([n], [outer, steps, steps2])
+    values = np.concatenate([np.concatenate([a.ravel() for a in f(k)]) for k in (0, 7, 3, 12)])
+    assert len(np.unique(values)) == len(values)
+
+
+def test_gradient_through_noise_inside_a_scan():
+    rng = sg.random.RandomStream(2)
+    x, s = sg.vector("x"), sg.scalar("s")
+    out, _ = sg.scan(lambda v, h: h * 0.5 + v + s * rng.normal(), sequences=x,
+                     outputs_info=sg.constant(0.0))
+    cost = (out ** 2).sum()
+    gs = sg.grad(cost, s)
+    f, g = sg.function([x, s], cost), sg.function([x, s], gs)
+    X = np.array([0.3, -0.2, 0.5, 0.1])
+    rng.seed(2)
+    symbolic = g(X, 1.5)
+    rng.seed(2)
+    hi = f(X, 1.5 + 1e-6)
+    rng.seed(2)
+    lo = f(X, 1.5 - 1e-6)
+    np.testing.assert_allclose(symbolic, (hi - lo) / 2e-6, rtol=1e-6)
+
+
+def test_a_sample_inside_a_nested_loop_is_refused_at_its_line():
+    rng = sg.random.RandomStream(0)
+    x = sg.matrix("x")
     line = sys._getframe().f_lineno + 2
-    with pytest.raises(NotImplementedError, match="draws random numbers") as info:
-        sg.scan(lambda v: v + rng.normal(), sequences=x)
+    with pytest.raises(NotImplementedError, match="loop inside a loop") as info:
+        sg.scan(lambda row: sg.scan(lambda v: v + rng.normal(),
+                                    sequences=row)[0], sequences=x)
     assert f"test_random.py:{line}" in str(info.value)
-    # a sample drawn before the loop and read by every step is fine
-    z = rng.normal(size=(3,))
-    out, _ = sg.scan(lambda v: v + z, sequences=x)
-    assert sg.function([x], out)(np.zeros(2)).shape == (2, 3)

@@ -537,10 +537,10 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
     prev_phs = [placeholder(inits[k], f"{inits[k].name}[t-1]" if inits[k].name else None)
                 for k in rec]
     from .. import random as _random  # sg.random builds on the ops: imported when used
-    mark = _random.serial_mark()
-    got = fn(*seq_phs, *prev_phs, *[as_variable(x) for x in as_list(non_sequences)])
+    with _random.loop_scope(where) as draws:  # the step's samples: fresh at every step
+        got = fn(*seq_phs, *prev_phs, *[as_variable(x) for x in as_list(non_sequences)])
     outs, updates = _step_result(got, fn, where)
-    _random.refuse_draws_in_loop(outs, mark, where)
+    updates = draws.updates(updates)
     if not listed:
         inits = [None] * len(outs)
     _check_outputs(outs, inits, fn, where)
@@ -553,6 +553,7 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
             v.name = name if len(result) == 1 else f"{name}[{k}]"
     upd = collections.OrderedDict(
         (sv, node_outs[len(rec) + j]) for j, (sv, _) in enumerate(state))
+    _random.mark_finals(upd)
     return (result[0] if len(result) == 1 else result), upd
 
 
