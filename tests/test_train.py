@@ -302,8 +302,8 @@ def test_step_takes_inputs_by_name():
 
 # --------------------------------------------------------------------------- examples
 
-def _run_example(name, *args, timeout=300):
-    env = dict(os.environ)
+def _run_example(name, *args, timeout=300, **env_vars):
+    env = dict(os.environ, **env_vars)
     done = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True,
                           text=True, timeout=timeout, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -349,3 +349,23 @@ def test_multitask_example():
     first_last = next(line for line in lines if line.strip().startswith("last step:"))
     accuracy = float(re.search(r"sector_accuracy ([0-9.]+)", first_last).group(1))
     assert accuracy > 0.8
+
+
+def test_char_lstm_example():
+    # The short run the example's docstring states, and the target it states for it.
+    # One thread: the model is small, and the suite runs its tests side by side.
+    out = _run_example("char_lstm.py", "--quick", SYMGRAD_NUM_THREADS="1",
+                       OPENBLAS_NUM_THREADS="1")
+    stated = re.search(r"char_lstm\.py --quick .*below ([0-9.]+)",
+                       (EXAMPLES / "char_lstm.py").read_text()).group(1)
+    final, target = re.search(r"^held-out cross-entropy ([0-9.]+) nats per character "
+                              r"\(target ([0-9.]+)\)", out, re.M).groups()
+    assert target == stated and float(final) <= float(stated), out
+    unigram = float(re.search(r"character frequencies alone on the held-out text: ([0-9.]+)",
+                              out).group(1))
+    curve = [float(x) for x in re.findall(r"^\s+\d+  [0-9.]+  ([0-9.]+)  #+$", out, re.M)]
+    assert len(curve) == 10 and curve[-1] < curve[0] and curve[-1] < unigram - 0.8, out
+    sampled = [part.split("\n", 1)[1] for part in out.split("sampled at temperature ")[1:]]
+    samples = [s for part in sampled for s in part.split("\n  ---\n")[:2]]
+    assert len(sampled) == 2 and len(samples) == 4, out   # 2 per temperature, from the prompt
+    assert all(s.startswith("  The ") and len(s) > 240 for s in samples), out
