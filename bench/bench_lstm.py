@@ -1,20 +1,19 @@
-"""LSTM train step, float32, and per-example gradients (issue #13's benchmarks).
+"""LSTM train step, float32 (issue #13's benchmark; per-example gradients: bench_per_example.py).
 
-1. An LSTM language-model step: T=50 steps, batch 32, input 64, hidden 256, a
-   softmax cross-entropy over 100 classes at every step (mean over steps and
-   examples), SGD on every parameter. symgrad writes the loop with ``sg.scan``
-   (one C call per step of training: the loop, its gradient and the updates).
-   Against: the floor -- the products no implementation can avoid, through
-   NumPy into preallocated outputs: the T recurrent products forward
-   (``h @ Wh``) and backward (``dz @ Wh.T``), and as one GEMM over all steps
-   each product that does not depend on the previous step (input and output
-   projections, the output's two gradients, the weight gradients of ``Wx`` and
-   ``Wh``) -- and, where installed, PyTorch (``torch.nn.LSTM``, and a cell
-   loop in eager mode) and JAX (``jax.jit`` of ``lax.scan``).
-2. Per-example gradients: ``sg.jacobian`` of the 256 per-example losses of
-   bench_mlp.py's MLP with respect to every parameter, against the same
-   computed with a Python loop over examples (a compiled per-example gradient
-   called 256 times) and, where installed, JAX's ``vmap(grad)``.
+An LSTM language-model step: T=50 steps, batch 32, input 64, hidden 256, a
+softmax cross-entropy over 100 classes at every step (mean over steps and
+examples), SGD on every parameter. symgrad writes the loop with ``sg.scan``
+(one C call per step of training: the loop, its gradient and the updates).
+Against: the floor -- the products no implementation can avoid, through NumPy
+into preallocated outputs: the T recurrent products forward (``h @ Wh``) and
+backward (``dz @ Wh.T``), and as one GEMM over all steps each product that
+does not depend on the previous step (input and output projections, the
+output's two gradients, the weight gradients of ``Wx`` and ``Wh``) -- and,
+where installed, PyTorch (``torch.nn.LSTM``, and a cell loop in eager mode),
+JAX (``jax.jit`` of ``lax.scan``) and PyTensor (``scan``, on its default Numba
+backend and on its C backend). Each peer's first call must compute the
+model's loss from the same weights (NumPy in float64, to 1e-4), or the run
+stops.
 
 Each thread count runs in a child process (BLAS reads its thread count when
 it loads); peak RSS is the child's, after everything ran.
@@ -216,70 +215,47 @@ def jax_step(params):
     return step
 
 
-# --------------------------------------------------------------------------- per-example gradients
-
-def per_example(n=256):
-    """``[(label, fn)]`` computing every example's gradient of the MLP's loss."""
-    import bench_mlp
-
-    r = rng(2)
-    params = bench_mlp.init(r)
-    X = r.standard_normal((n, 784)).astype("float32")
-    y = r.integers(0, 10, n)
-    Xs, ys, flat, _ = bench_mlp.symgrad_model(params)
-    losses = sg.nn.cross_entropy(_logits(Xs, flat), ys)
-    jac = sg.function([Xs, ys], sg.jacobian(losses, flat))
-    x1 = sg.matrix("x1", dtype="float32")
-    y1 = sg.vector("y1", dtype="int64")
-    one = sg.function([x1, y1], sg.grad(sg.nn.cross_entropy(_logits(x1, flat), y1).sum(), flat))
-
-    def loop(X, y):
-        return [one(X[k:k + 1], y[k:k + 1]) for k in range(len(X))]
-
-    # the same numbers either way (one example's gradient: row k of the Jacobian)
-    got, ref = jac(X[:4], y[:4]), loop(X[:4], y[:4])
-    for k in range(4):
-        for a, b in zip(got, ref[k]):
-            np.testing.assert_allclose(a[k], b, rtol=2e-3, atol=1e-5)
-    fns = [("symgrad jacobian", jac), ("symgrad, a loop over examples", loop)]
-    vmapped = _jax_per_example(params)
-    if vmapped is not None:
-        fns.append(("JAX vmap(grad)", vmapped))
-    return fns, (X, y)
-
-
-def _logits(X, flat):
-    h = X
-    pairs = list(zip(flat[::2], flat[1::2]))
-    for i, (W, b) in enumerate(pairs):
-        h = h @ W + b
-        if i < len(pairs) - 1:
-            h = sg.relu(h)
-    return h
-
-
-def _jax_per_example(params):
+def pytensor_steps(params):
+    """``[(label, step)]`` of PyTensor's ``scan``, one per backend (``peers.PYTENSOR_MODES``)."""
     try:
-        import jax
-        import jax.numpy as jnp
+        import pytensor
+        import pytensor.tensor as pt
     except ImportError:
-        return None
-    ps = [(jnp.asarray(W), jnp.asarray(b)) for W, b in params]
+        return []
+    from peers import PYTENSOR_MODES
 
-    def loss(ps, x, y):
-        h = x
-        for i, (W, b) in enumerate(ps):
-            h = h @ W + b
-            if i < len(ps) - 1:
-                h = jax.nn.relu(h)
-        return -jax.nn.log_softmax(h)[y]
+    out = []
+    for label, mode in PYTENSOR_MODES.items():
+        p = {k: pytensor.shared(v.copy(), name=k) for k, v in params.items()}
+        X = pt.tensor3("X", dtype="float32")
+        Y = pt.matrix("Y", dtype="int64")
+        h0 = pt.zeros((B, H), dtype="float32")
 
-    fn = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0, 0)))
+        def cell(x_t, h, c, Wx, Wh, b):
+            z = x_t @ Wx + h @ Wh + b
+            i, f = pt.sigmoid(z[:, :H]), pt.sigmoid(z[:, H:2 * H])
+            g, o = pt.tanh(z[:, 2 * H:3 * H]), pt.sigmoid(z[:, 3 * H:])
+            c = f * c + i * g
+            return o * pt.tanh(c), c
 
-    def run(X, y):
-        return jax.block_until_ready(fn(ps, X, y))
+        hs, _ = pytensor.scan(cell, sequences=X, outputs_info=[h0, h0], return_updates=False,
+                              non_sequences=[p["Wx"], p["Wh"], p["b"]], strict=True)
+        logits = hs.reshape((T * B, H)) @ p["Wy"] + p["by"]
+        logp = logits - pt.logsumexp(logits, axis=1, keepdims=True)
+        loss = -logp[pt.arange(T * B), Y.reshape((-1,))].mean()
+        flat = list(p.values())
+        grads = pytensor.grad(loss, flat)
+        fn = pytensor.function([X, Y], loss, mode=mode,
+                               updates=[(v, v - LR * g) for v, g in zip(flat, grads)])
+        out.append((f"PyTensor scan ({label})", lambda X, Y, fn=fn: float(fn(X, Y))))
+    return out
 
-    return run
+
+def check_first_loss(label, step, X, Y, want):
+    """Call ``step`` once (from the initial weights) and check it computed the model's loss."""
+    got = step(X, Y)
+    if not abs(got - want) < 1e-4 * max(1.0, abs(want)):
+        raise AssertionError(f"{label}: first loss {got!r}, NumPy (float64) {want!r}")
 
 
 # --------------------------------------------------------------------------- driver
@@ -309,10 +285,13 @@ def run_one():
     want = numpy_loss(params, X, Y)
     assert abs(first - want) < 1e-4 * max(1.0, abs(want)), (first, want)
     steps = [("floor (products only)", floor(params), ()), ("symgrad", step, (X, Y))]
-    steps += [(label, fn, (X, Y)) for label, fn in torch_steps(params)]
+    peers = torch_steps(params) + pytensor_steps(params)
     js = jax_step(params)
     if js is not None:
-        steps.append(("JAX jit + lax.scan", js, (X, Y)))
+        peers.append(("JAX jit + lax.scan", js))
+    for label, fn in peers:   # every peer computes the same loss from the same weights
+        check_first_loss(label, fn, X, Y, want)
+    steps += [(label, fn, (X, Y)) for label, fn in peers]
     times = measure([fn for _, fn, _ in steps], [a for _, _, a in steps])
     rows = [[name, f"{t * 1e3:.2f}", f"{t / times[0]:.2f}x"]
             for (name, _, _), t in zip(steps, times)]
@@ -320,10 +299,6 @@ def run_one():
     print(f"threads: {_threads()}; LSTM T={T} B={B} I={I} H={H}, {C} classes, float32; "
           f"first loss {first:.4f} (NumPy float64: {want:.4f})")
     table(rows, ["LSTM train step", "ms", "vs floor"])
-    fns, args = per_example()
-    times = measure([fn for _, fn in fns], [args] * len(fns), rounds=3)
-    table([[name, f"{t * 1e3:.2f}", f"{t / times[0]:.2f}x"] for (name, _), t in zip(fns, times)],
-          ["per-example gradients, 256 examples, MLP", "ms", "vs jacobian"])
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process: {rss:.0f} MiB" +
           (f"; symgrad's LSTM step workspace: {arena / 2**20:.1f} MiB" if arena else ""))
