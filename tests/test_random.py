@@ -53,9 +53,9 @@ int main(void) {
                         {0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}};
     unsigned k[3][2] = {{0, 0}, {0xffffffffu, 0xffffffffu}, {0xa4093822u, 0x299f31d0u}};
     for (int i = 0; i < 3; i++) {
-        uint32_t w[4] = {c[i][0], c[i][1], c[i][2], c[i][3]};
-        sg_philox4x32_10(w, k[i][0], k[i][1]);
-        printf("%08x %08x %08x %08x\n", w[0], w[1], w[2], w[3]);
+        sg_rand4 w = {c[i][0], c[i][1], c[i][2], c[i][3]};
+        w = sg_philox4x32_10(w, k[i][0], k[i][1]);
+        printf("%08x %08x %08x %08x\n", w.w0, w.w1, w.w2, w.w3);
     }
     /* log and cos(2 pi u) of the Box-Muller transform, bit for bit (hex) */
     double x;

@@ -27,9 +27,8 @@ int sg_rand_permutation(sg_err *err, const char *where, int64_t *out, int64_t n,
         return sg_fail(err, SG_ENOMEM, "%sout of memory for a permutation of %lld", where,
                        (long long)n);
     for (int64_t i = 0; i < n; i++) {
-        uint32_t w[4];
-        sg_rand_words(w, (uint64_t)key, (uint64_t)ctr + (uint64_t)slot, (uint64_t)i);
-        pairs[i].word = (uint64_t)w[1] << 32 | w[0];
+        sg_rand4 w = sg_rand_words((uint64_t)key, (uint64_t)ctr + (uint64_t)slot, (uint64_t)i);
+        pairs[i].word = (uint64_t)w.w1 << 32 | w.w0;
         pairs[i].index = i;
     }
     qsort(pairs, (size_t)n, sizeof *pairs, sg__rand_cmp);

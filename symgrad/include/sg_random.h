@@ -48,31 +48,44 @@
 #define SG__PHILOX_W0 0x9E3779B9u
 #define SG__PHILOX_W1 0xBB67AE85u
 
-/* Philox4x32-10 of the counter c under the key (k0, k1), in place. */
-SG__RINLINE void sg_philox4x32_10(uint32_t c[4], uint32_t k0, uint32_t k1)
+/* One Philox round: two 32x32 -> 64-bit products, then a permutation mixing in the key. */
+#define SG__PHILOX_ROUND(c0, c1, c2, c3, k0, k1)                                        \
+    do {                                                                               \
+        uint64_t p0_ = (uint64_t)SG__PHILOX_M0 * (c0), p1_ = (uint64_t)SG__PHILOX_M1 * (c2); \
+        (c0) = (uint32_t)(p1_ >> 32) ^ (c1) ^ (k0);                                    \
+        (c1) = (uint32_t)p1_;                                                          \
+        (c2) = (uint32_t)(p0_ >> 32) ^ (c3) ^ (k1);                                    \
+        (c3) = (uint32_t)p0_;                                                          \
+    } while (0)
+
+/* Four 32-bit words: a Philox counter or its output (a struct, not an array: gcc keeps
+ * it in registers and vectorises loops of the functions below). */
+typedef struct {
+    uint32_t w0, w1, w2, w3;
+} sg_rand4;
+
+/* Philox4x32-10 of the counter c under the key (k0, k1): ten rounds, the key bumped by the
+ * Weyl constants between rounds, written out. */
+SG__RINLINE sg_rand4 sg_philox4x32_10(sg_rand4 c, uint32_t k0, uint32_t k1)
 {
-    for (int r = 0; r < 10; r++) {
-        if (r) {
-            k0 += SG__PHILOX_W0;
-            k1 += SG__PHILOX_W1;
-        }
-        uint64_t p0 = (uint64_t)SG__PHILOX_M0 * c[0], p1 = (uint64_t)SG__PHILOX_M1 * c[2];
-        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c[1] ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c[3] ^ k1;
-        c[0] = n0;
-        c[1] = (uint32_t)p1;
-        c[2] = n2;
-        c[3] = (uint32_t)p0;
-    }
+    SG__PHILOX_ROUND(c.w0, c.w1, c.w2, c.w3, k0, k1);
+    SG__PHILOX_ROUND(c.w0, c.w1, c.w2, c.w3, k0 + 1 * SG__PHILOX_W0, k1 + 1 * SG__PHILOX_W1);
+    SG__PHILOX_ROUND(c.w0, c.w1, c.w2, c.w3, k0 + 2 * SG__PHILOX_W0, k1 + 2 * SG__PHILOX_W1);
+    SG__PHILOX_ROUND(c.w0, c.w1, c.w2, c.w3, k0 + 3 * SG__PHILOX_W0, k1 + 3 * SG__PHILOX_W1);
+    SG__PHILOX_ROUND(c.w0, c.w1, c.w2, c.w3, k0 + 4 * SG__PHILOX_W0, k1 + 4 * SG__PHILOX_W1);
+    SG__PHILOX_ROUND(c.w0, c.w1, c.w2, c.w3, k0 + 5 * SG__PHILOX_W0, k1 + 5 * SG__PHILOX_W1);
+    SG__PHILOX_ROUND(c.w0, c.w1, c.w2, c.w3, k0 + 6 * SG__PHILOX_W0, k1 + 6 * SG__PHILOX_W1);
+    SG__PHILOX_ROUND(c.w0, c.w1, c.w2, c.w3, k0 + 7 * SG__PHILOX_W0, k1 + 7 * SG__PHILOX_W1);
+    SG__PHILOX_ROUND(c.w0, c.w1, c.w2, c.w3, k0 + 8 * SG__PHILOX_W0, k1 + 8 * SG__PHILOX_W1);
+    SG__PHILOX_ROUND(c.w0, c.w1, c.w2, c.w3, k0 + 9 * SG__PHILOX_W0, k1 + 9 * SG__PHILOX_W1);
+    return c;
 }
 
 /* The four words of element idx of the draw at counter pos of the stream with key `key`. */
-SG__RINLINE void sg_rand_words(uint32_t w[4], uint64_t key, uint64_t pos, uint64_t idx)
+SG__RINLINE sg_rand4 sg_rand_words(uint64_t key, uint64_t pos, uint64_t idx)
 {
-    w[0] = (uint32_t)idx;
-    w[1] = (uint32_t)(idx >> 32);
-    w[2] = (uint32_t)pos;
-    w[3] = (uint32_t)(pos >> 32);
-    sg_philox4x32_10(w, (uint32_t)key, (uint32_t)(key >> 32));
+    sg_rand4 c = {(uint32_t)idx, (uint32_t)(idx >> 32), (uint32_t)pos, (uint32_t)(pos >> 32)};
+    return sg_philox4x32_10(c, (uint32_t)key, (uint32_t)(key >> 32));
 }
 
 /* ---- log and cos(2 pi u) from correctly rounded operations only ---- */
@@ -112,13 +125,14 @@ SG__RINLINE double sg_rand_log(double x)
     return fe * SG__R_LN2_HI + (fe * SG__R_LN2_LO + logm);
 }
 
-/* cos(2 pi u) for u in [0, 1): 4u = q + r, q the nearest integer, |r| <= 1/2 (both exact);
+/* cos(2 pi u) for u in [0, 1): 4u = q + r, q the nearest integer, |r| <= 1/2 (both exact;
+ * adding and subtracting 1.5 2^52 rounds: floor is a call gcc does not vectorise);
  * t = r pi/2, |t| <= pi/4; cos(q pi/2 + t) is +-cos t or +-sin t, each a Taylor series
  * (to t^21 and t^20: tails < 2^-62). */
 SG__RINLINE double sg_rand_cos2pi(double u)
 {
     double v = u * 4.0;
-    double q = floor(v + 0.5);
+    double q = (v + 0x1.8p52) - 0x1.8p52; /* v rounded to the nearest integer (even at .5) */
     double t = (v - q) * SG__R_PI_2;
     double z = t * t;
     double s = 0x1.71b8ef6dcf572p-66;      /* 1/21! */
@@ -143,38 +157,37 @@ SG__RINLINE double sg_rand_cos2pi(double u)
     c = 0x1.5555555555555p-5 + z * c;    /* 1/4! */
     c = -0.5 + z * c;                    /* -1/2! */
     c = 1.0 + z * c;
-    int64_t k = (int64_t)q;
-    double a = (k & 1) ? s : c;
-    return ((k + 1) & 2) ? -a : a; /* q = 1, 2: -sin t, -cos t */
+    /* q in 0..4 (exact): q = 1, 3: +-sin t; q = 1, 2: negated (compared as doubles: a
+     * conversion to an integer would keep gcc from vectorising the loop) */
+    double a = (q == 1.0 || q == 3.0) ? s : c;
+    return (q == 1.0 || q == 2.0) ? -a : a;
 }
 
 /* ---- one element of each distribution ---- */
 
-SG__RINLINE uint64_t sg__rand_u64(const uint32_t *w)
+/* 53 random bits: the top bits of (hi:lo) */
+SG__RINLINE uint64_t sg__rand_53(uint32_t lo, uint32_t hi)
 {
-    return (uint64_t)w[1] << 32 | w[0];
+    return ((uint64_t)hi << 32 | lo) >> 11;
 }
 
 SG__RINLINE double sg_rand_uniform_f64(uint64_t key, uint64_t pos, uint64_t idx)
 {
-    uint32_t w[4];
-    sg_rand_words(w, key, pos, idx);
-    return (double)(sg__rand_u64(w) >> 11) * 0x1p-53;
+    sg_rand4 w = sg_rand_words(key, pos, idx);
+    return (double)(int64_t)sg__rand_53(w.w0, w.w1) * 0x1p-53;
 }
 
 SG__RINLINE float sg_rand_uniform_f32(uint64_t key, uint64_t pos, uint64_t idx)
 {
-    uint32_t w[4];
-    sg_rand_words(w, key, pos, idx);
-    return (float)(w[0] >> 8) * 0x1p-24f;
+    sg_rand4 w = sg_rand_words(key, pos, idx);
+    return (float)(int32_t)(w.w0 >> 8) * 0x1p-24f;
 }
 
 SG__RINLINE double sg_rand_normal_f64(uint64_t key, uint64_t pos, uint64_t idx)
 {
-    uint32_t w[4];
-    sg_rand_words(w, key, pos, idx);
-    double u1 = (double)((sg__rand_u64(w) >> 11) + 1) * 0x1p-53;
-    double u2 = (double)(sg__rand_u64(w + 2) >> 11) * 0x1p-53;
+    sg_rand4 w = sg_rand_words(key, pos, idx);
+    double u1 = (double)(int64_t)(sg__rand_53(w.w0, w.w1) + 1) * 0x1p-53;
+    double u2 = (double)(int64_t)sg__rand_53(w.w2, w.w3) * 0x1p-53;
     return sqrt(-2.0 * sg_rand_log(u1)) * sg_rand_cos2pi(u2);
 }
 
@@ -183,18 +196,21 @@ SG__RINLINE float sg_rand_normal_f32(uint64_t key, uint64_t pos, uint64_t idx)
     return (float)sg_rand_normal_f64(key, pos, idx);
 }
 
+/* u < p for the uniform double u = x 2^-53: x < p 2^53 (exact), x < ceil(p 2^53) as
+ * integers; for a p the loop reads once, the threshold is computed once. */
 SG__RINLINE int32_t sg_rand_bernoulli(uint64_t key, uint64_t pos, uint64_t idx, double p)
 {
-    return sg_rand_uniform_f64(key, pos, idx) < p;
+    sg_rand4 w = sg_rand_words(key, pos, idx);
+    return (int64_t)sg__rand_53(w.w0, w.w1) < (int64_t)ceil(p * 0x1p53);
 }
 
 SG__RINLINE int64_t sg_rand_integers(uint64_t key, uint64_t pos, uint64_t idx, int64_t low,
                                      int64_t high)
 {
-    uint32_t w[4];
-    sg_rand_words(w, key, pos, idx);
+    sg_rand4 w = sg_rand_words(key, pos, idx);
     uint64_t range = (uint64_t)high - (uint64_t)low;
-    uint64_t v = (uint64_t)(((unsigned __int128)sg__rand_u64(w) * range) >> 64);
+    uint64_t x = (uint64_t)w.w1 << 32 | w.w0;
+    uint64_t v = (uint64_t)(((unsigned __int128)x * range) >> 64);
     return (int64_t)((uint64_t)low + v);
 }
 

@@ -137,14 +137,13 @@ def rand_log(x):
 def rand_cos2pi(u):
     """cos(2 pi u) for u in [0, 1), exactly as sg_rand_cos2pi computes it."""
     v = np.asarray(u, dtype=np.float64) * 4.0
-    q = np.floor(v + 0.5)
+    q = (v + 6755399441055744.0) - 6755399441055744.0  # 1.5 * 2**52: rounds to an integer
     t = (v - q) * _PI_2
     z = t * t
     s = t + t * (z * _horner(_SIN_C, z))
     c = _horner(_COS_C, z)
-    k = q.astype(np.int64)
-    a = np.where(k & 1, s, c)
-    return np.where((k + 1) & 2, -a, a)
+    a = np.where((q == 1.0) | (q == 3.0), s, c)
+    return np.where((q == 1.0) | (q == 2.0), -a, a)
 
 
 def normal_f64(key, pos, idx):
