@@ -189,3 +189,80 @@ def test_the_gradient_loop_adds_its_gates_gradients_into_one_array_in_place():
     dbg = sg.function([X, h0, c0], outs, mode="debug")
     for a, b in zip(dbg(*vals), ref(*vals)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- last values only
+
+def _rnn_last(X, h0, W):
+    (hs, cs), _ = sg.scan(lambda x, h, c: [sg.tanh(x + h @ W), c + h], sequences=X,
+                          outputs_info=[h0, h0])
+    return hs, cs
+
+
+def _rnn_ref(X, h0, W):
+    h, c = h0, h0
+    for x in X:
+        h, c = np.tanh(x + h @ W), c + h
+    return h, c
+
+
+def _scans(outputs):
+    from symgrad.graph import toposort
+    from symgrad.ops.scan import Scan
+    from symgrad.rewrite import rewrite
+
+    return [n for n in toposort(rewrite(outputs)) if isinstance(n.op, Scan)]
+
+
+@pytest.mark.parametrize("mode", ["py", "c", "debug"])
+def test_a_loop_read_only_at_its_last_step_keeps_only_the_last_value(mode):
+    X, h0 = sg.matrix("X"), sg.vector("h0")
+    W = sg.shared(RNG.standard_normal((3, 3)) * 0.5, name="W")
+    hs, cs = _rnn_last(X, h0, W)
+    outs = [hs[-1] * 2.0, hs[-1, 1:]]           # cs: read by nothing
+    (node,) = _scans(outs)
+    assert node.op.last == (True, True)          # neither output is a stack any more
+    f = sg.function([X, h0], outs, mode=mode)
+    for T in (5, 1):
+        vals = [RNG.standard_normal((T, 3)), RNG.standard_normal(3)]
+        h, _ = _rnn_ref(*vals, W.get_value())
+        a, b = f(*vals)
+        np.testing.assert_allclose(a, 2 * h, rtol=1e-13)
+        np.testing.assert_allclose(b, h[1:], rtol=1e-13)
+    with pytest.raises(sg.IndexError, match="index -1 is out of range for axis 0 with size 0"):
+        f(np.zeros((0, 3)), np.zeros(3))       # as hs[-1] of an empty stack
+
+
+def test_the_memory_of_a_loop_read_at_its_last_step_does_not_grow_with_its_steps():
+    X, h0 = sg.matrix("X"), sg.vector("h0")
+    W = sg.shared(RNG.standard_normal((64, 64)) * 0.1, name="W")
+    hs, cs = _rnn_last(X, h0, W)
+    f = sg.function([X, h0], [hs[-1], cs[-1]])
+    (loop,) = _loops(f)
+    assert loop.stacked == [False, False]
+    arena = f._kernel.kernel.arena_sizes
+    sizes = []
+    for T in (10, 4000):
+        vals = [RNG.standard_normal((T, 64)), RNG.standard_normal(64)]
+        got = f(*vals)
+        for a, b in zip(got, _rnn_ref(*vals, W.get_value())):
+            np.testing.assert_allclose(a, b, rtol=1e-11)
+        sizes.append(sum(arena()))
+    assert sizes[1] == sizes[0] < 64 * 8 * 20   # a stack of 4000 steps would be 2 MB
+
+
+def test_a_stack_read_elsewhere_or_returned_stays_a_stack():
+    X, h0 = sg.matrix("X"), sg.vector("h0")
+    W = sg.shared(RNG.standard_normal((3, 3)) * 0.5, name="W")
+    hs, cs = _rnn_last(X, h0, W)
+    assert _scans([hs[-1], hs.sum()])[0].op.last == (False, True)
+    assert _scans([hs[-1], cs])[0].op.last == (True, False)
+    assert _scans([hs[-2]])[0].op.last == (False, True)
+    # a gradient reads every step: the loop keeps its stack, and the values are right
+    cost = hs[-1].sum()
+    g = sg.grad(cost, W)
+    f = sg.function([X, h0], [cost, g])
+    vals = [RNG.standard_normal((4, 3)), RNG.standard_normal(3)]
+    ref = sg.function([X, h0], [cost, g], mode="py", rewrite="none")
+    for a, b in zip(f(*vals), ref(*vals)):
+        np.testing.assert_allclose(a, b, rtol=1e-11)

@@ -20,7 +20,10 @@ inner     basic the graphs of loops and branches (a scan's step, an ifelse's
                 from "safe" on, products of a step's sequence slices by
                 loop-invariant matrices first move out of the loop, as one
                 product over every step, and so do sums of products a loop
-                carries (a gradient loop's weight gradients) (:mod:`.loops`)
+                carries (a gradient loop's weight gradients) (:mod:`.loops`);
+                before the sweep, a loop's recurrent outputs read only at their
+                last step (``hs[-1]``) become final values: no stack of every
+                step (:func:`.loops.keep_last_values`)
 fold      basic constant folding with the op's own ``perform`` (bit-identical)
                 and static shapes (:mod:`.fold`)
 stabilise safe  stable forms of naive formulas, forward and gradient
@@ -93,8 +96,8 @@ from .algebra import ALGEBRA, FAST
 from .engine import InPlace, RuleSet, Sweep
 from .fold import FOLD
 from .gemm import GEMM
-from .loops import (accumulations_after_the_loop, hoist_sequence_work, merge_loops,
-                    products_after_the_loop)
+from .loops import (accumulations_after_the_loop, hoist_sequence_work, keep_last_values,
+                    merge_loops, products_after_the_loop)
 from .shapes import Dims
 from .stabilise import STABILISE
 
@@ -216,7 +219,7 @@ def rewrite(outputs, level=None, report=None):
 
 
 def _run(outputs, level, report, walks=None):
-    outputs = merge_loops(outputs)
+    outputs = keep_last_values(merge_loops(outputs))
     if report is not None:
         report.append({"name": "input", "nodes": len(toposort(outputs)), "seconds": 0.0,
                        "fired": {}})

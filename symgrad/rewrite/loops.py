@@ -20,20 +20,25 @@ turns such a sum into one product after the loop over the stacked factors,
 ``H.T @ DZ`` with ``T * B`` rows (a factor that is a sequence slice is read
 from the sequence itself, the others are stacked as outputs of the loop).
 
+:func:`keep_last_values` is about memory: a recurrent output read only at its
+last step (``hs[-1]``) needs no stack of every step's value, only the final
+one, which the loop keeps in two buffers of one step's size.
+
 Values are unchanged: each step's entry of the batched product is computed
 by the same gemm kernel on the same numbers (BLAS may block a taller product
 differently, as it may anyway).
 """
 
 from ..graph import Constant, TensorType, Variable, trace_as
-from ..ops.elemwise import Elemwise
+from ..ops.elemwise import Elemwise, minimum
 from ..ops.gemm import Gemm
 from ..ops.inner import InnerGraph, replace
 from ..ops.linalg import MatMul
 from ..ops.scan import Scan
-from ..ops.shape import DimShuffle, SumTo, reshape, shape_at
+from ..ops.shape import DimShuffle, SumTo, expand_dims, reshape, shape_at
+from ..ops.subtensor import SCALAR, Subtensor
 
-__all__ = ["merge_loops", "hoist_sequence_work", "products_after_the_loop",
+__all__ = ["merge_loops", "keep_last_values", "hoist_sequence_work", "products_after_the_loop",
            "accumulations_after_the_loop"]
 
 
@@ -59,6 +64,74 @@ def merge_loops(outputs):
             mapping.update(zip(n.outputs, m.outputs))
             break
     return replace(outputs, mapping) if mapping else list(outputs)
+
+
+def keep_last_values(outputs):
+    """``outputs`` with each scan's recurrent outputs read only at their last step
+    (``hs[-1]``, ``hs[-1, :3]``; or not read at all) kept as final values: the loop then
+    holds two values of the step's size, not a stack of every step's. The graph given is
+    not changed.
+
+    A reader ``hs[-1, ...]`` becomes the same subtensor of a stack of the final value
+    that is empty after no step -- ``expand_dims(final, 0)[:min(n_steps, 1)]``, views
+    only -- so that ``hs[-1]`` of a loop of no step is still an IndexError. An output of
+    the graph itself stays a stack.
+    """
+    from ..graph import toposort
+
+    outputs = list(outputs)
+    while True:  # one loop at a time: a later one may read an earlier one's [-1]
+        nodes = toposort(outputs)
+        readers = {}
+        for n in nodes:
+            for v in n.inputs:
+                readers.setdefault(id(v), []).append(n)
+        given = {id(o) for o in outputs}
+        for n in nodes:
+            ks = _only_last_read(n, readers, given) if isinstance(n.op, Scan) else []
+            if ks:
+                break
+        else:
+            return outputs
+        outputs = replace(outputs, _last_values(n, ks, readers))
+
+
+def _only_last_read(node, readers, given):
+    """The recurrent outputs of scan ``node`` kept as stacks that are read only as ``[-1]``."""
+    op = node.op
+    return [k for k in range(op.n_rec)
+            if op.stacked(k) and id(node.outputs[k]) not in given
+            and all(_reads_last(r, node.outputs[k]) for r in readers.get(id(node.outputs[k]), []))]
+
+
+def _reads_last(reader, v):
+    """Whether node ``reader`` is ``v[-1, ...]`` (and reads ``v`` nowhere else)."""
+    idx = getattr(reader.op, "idx", None)
+    return (isinstance(reader.op, Subtensor) and reader.inputs[0] is v
+            and all(i is not v for i in reader.inputs[1:])
+            and type(idx[0]) is int and idx[0] == -1)
+
+
+def _last_values(node, ks, readers):
+    """{old value: new value} replacing scan ``node`` by one keeping outputs ``ks`` as final
+    values, and their readers by the same subtensors of the final values' tails."""
+    op = node.op
+    last = tuple(op.last[k] or k in ks for k in range(op.n_rec))
+    new = Scan(op.inner, op.n_seqs, op.n_rec, last, op.truncate, op.label, op.checked)
+    new.rewritten = getattr(op, "rewritten", False)
+    with trace_as(node.trace, node.grad_of):
+        outs = new.make_node(*node.inputs).outputs
+        steps = minimum(node.inputs[0], 1)
+    mapping = {}
+    for k, (old, v) in enumerate(zip(node.outputs, outs)):
+        if k not in ks:
+            mapping[old] = v
+            continue
+        for r in readers.get(id(old), []):
+            with trace_as(r.trace, r.grad_of):
+                tail = Subtensor(((None, SCALAR, None),))(expand_dims(v, 0), steps)
+                mapping[r.outputs[0]] = r.op.make_node(tail, *r.inputs[1:]).outputs[0]
+    return mapping
 
 
 def _extends_loop(m, n):
