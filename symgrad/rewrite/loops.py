@@ -29,6 +29,8 @@ by the same gemm kernel on the same numbers (BLAS may block a taller product
 differently, as it may anyway).
 """
 
+import copy
+
 from ..graph import Constant, TensorType, Variable, trace_as
 from ..ops.elemwise import Elemwise, minimum
 from ..ops.gemm import Gemm
@@ -116,9 +118,8 @@ def _last_values(node, ks, readers):
     """{old value: new value} replacing scan ``node`` by one keeping outputs ``ks`` as final
     values, and their readers by the same subtensors of the final values' tails."""
     op = node.op
-    last = tuple(op.last[k] or k in ks for k in range(op.n_rec))
-    new = Scan(op.inner, op.n_seqs, op.n_rec, last, op.truncate, op.label, op.checked)
-    new.rewritten = getattr(op, "rewritten", False)
+    new = copy.copy(op)  # the same loop (its step, settings, what the rewrites noted)
+    new.last = tuple(op.last[k] or k in ks for k in range(op.n_rec))
     with trace_as(node.trace, node.grad_of):
         outs = new.make_node(*node.inputs).outputs
         steps = minimum(node.inputs[0], 1)
