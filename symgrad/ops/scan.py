@@ -21,8 +21,9 @@ below autodiff and does not import it).
 
 In mode "c" the node lowers to a :class:`~symgrad.codegen.ir.Loop` step:
 the kernel runs the step's own steps once per iteration, inside the one C
-call (no Python per step), with each iteration's value copied into the
-preallocated stack or carried to the next iteration.
+call (no Python per step), with each iteration's value written by the body
+straight into its entry of the preallocated stack, or into the buffer that
+carries it to the next iteration (``codegen.ir.Loop.written``).
 """
 
 import collections
