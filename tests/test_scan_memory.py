@@ -266,3 +266,19 @@ def test_a_stack_read_elsewhere_or_returned_stays_a_stack():
     ref = sg.function([X, h0], [cost, g], mode="py", rewrite="none")
     for a, b in zip(f(*vals), ref(*vals)):
         np.testing.assert_allclose(a, b, rtol=1e-11)
+
+
+def test_a_sum_to_its_own_shape_at_run_time_is_a_copy():
+    # a gradient loop's input slice: a batch length unknown when built, equal at run time
+    from symgrad.ops.shape import sum_to
+
+    g, like = sg.matrix("g", dtype="float32"), sg.matrix("like", dtype="float32")
+    f = sg.function([g, like], sum_to(g, like))
+    x = RNG.standard_normal((5, 3)).astype("float32")
+    np.testing.assert_array_equal(f(x, np.zeros((5, 3), "float32")), x)
+    np.testing.assert_allclose(f(x, np.zeros((1, 3), "float32")),
+                               x.astype("float64").sum(0, keepdims=True), rtol=1e-6)
+    np.testing.assert_allclose(f(x, np.zeros((5, 1), "float32")),
+                               x.astype("float64").sum(1, keepdims=True), rtol=1e-6)
+    with pytest.raises(sg.ShapeError):
+        f(x, np.zeros((4, 3), "float32"))
