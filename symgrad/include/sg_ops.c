@@ -371,11 +371,23 @@ void sg_memory_order(int nd, int64_t *sh, int64_t (*st)[SG_MAXDIM])
         free(acc);                                                                       \
     }                                                                                    \
                                                                                          \
-    /* sum_to into the fresh `out` (ndim nd) from `g` (ndim gd >= nd). */                \
+    /* sum_to into the fresh `out` (ndim nd) from `g` (ndim gd >= nd). When nothing is   \
+     * summed (as many elements: g's extra axes and out's have length 1), a copy: a      \
+     * gradient whose shape the graph could not prove equal to its target's at build    \
+     * time, e.g. a weight's from a batch of one, no longer goes through accumulators.   \
+     * The same values: one element in A rounded back to T is itself. */                 \
     int sg_sum_to_##SUF(sg_err *err, const char *where, const sg_arr *out,               \
                                    int nd, const sg_arr *g, int gd)                      \
     {                                                                                    \
         int64_t ost[SG_MAXDIM], n_out = sg_size(out, nd);                                \
+        if (sg_size(g, gd) == n_out) {                                                   \
+            sg_arr v = *out;                                                             \
+            v.data = g->data;                                                            \
+            for (int k = 0; k < nd; k++)                                                 \
+                v.strides[k] = g->strides[k + gd - nd];                                  \
+            sg_copy_nd(out, &v, nd, sizeof(T));                                          \
+            return 0;                                                                    \
+        }                                                                                \
         for (int k = 0; k < gd; k++)                                                     \
             ost[k] = k < gd - nd || out->shape[k - (gd - nd)] == 1                       \
                 ? 0 : out->strides[k - (gd - nd)];                                       \
