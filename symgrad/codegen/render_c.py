@@ -828,8 +828,8 @@ def _early_stacks(ctx, step, n, own):
         if k < len(step.recurrent):
             init = ctx.arr(step.recurrent[k][0])
             lengths = [f"{init}.shape[{j}]" for j in range(v.ndim - 1)]
-        elif None not in step.outputs[k].type.shape:
-            lengths = [str(d) for d in step.outputs[k].type.shape]
+        elif None not in v.type.shape[1:]:
+            lengths = [str(d) for d in v.type.shape[1:]]
         else:
             w(f"{S}.data = NULL;")
             continue
@@ -847,7 +847,7 @@ def _empty_stacks(ctx, step, stacks, own, calls, alive, places):
     node, w = step.root, ctx.w
     outs = node.outputs
     n_rec = len(step.recurrent)
-    probe = [k for k in stacks if k >= n_rec and None in step.outputs[k].type.shape]
+    probe = [k for k in stacks if k >= n_rec and None in outs[k].type.shape[1:]]
     zeros = []
     if probe:
         w.comment("/* the shapes of a step's values, from a run on zeros */")
@@ -872,8 +872,8 @@ def _empty_stacks(ctx, step, stacks, own, calls, alive, places):
         for j in range(nd):
             if k < n_rec:
                 length = f"{ctx.arr(step.recurrent[k][0])}.shape[{j}]"
-            elif o.type.shape[j] is not None:
-                length = str(o.type.shape[j])
+            elif v.type.shape[j + 1] is not None:
+                length = str(v.type.shape[j + 1])
             else:
                 length = f"{ctx.arr(o)}.shape[{j}]"
             w(f"{S}.shape[{j + 1}] = {length};")

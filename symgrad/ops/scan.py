@@ -53,14 +53,21 @@ class Scan(InnerGraphOp):
     ``last[k]``: recurrent output ``k`` comes out as its final value (the
     initial value after zero steps) rather than a stack.
     ``truncate`` bounds back-propagation through time to that many steps.
+    ``shapes``: per output, the static shape of a step's value as known when the loop
+    was built; the rewrites' version of the step may know less (a ``sum_to`` proven to
+    sum nothing gives way to its operand, whose lengths the graph cannot name), and a
+    loop of zero steps then still knows its empty stacks without running the step.
     """
 
     name = "scan"
     # autodiff passes its vjp to this rule, which differentiates the step
     grad_takes_vjp = True
 
-    def __init__(self, inner, n_seqs, n_rec, last=None, truncate=-1, label=None, checked=None):
+    def __init__(self, inner, n_seqs, n_rec, last=None, truncate=-1, label=None, checked=None,
+                 shapes=None):
         self.inner = inner
+        own = [o.type.shape for o in inner.outputs]
+        self.shapes = tuple(own if shapes is None else map(known_union, shapes, own))
         self.n_seqs, self.n_rec = int(n_seqs), int(n_rec)
         self.last = tuple(bool(x) for x in (last or (False,) * self.n_rec))
         self.truncate = int(truncate)
@@ -82,7 +89,7 @@ class Scan(InnerGraphOp):
         """The same loop over a step computing ``outputs[0]`` (the rewrites' version of it)."""
         (outs,) = outputs
         return Scan(InnerGraph(self.inner.inputs, outs), self.n_seqs, self.n_rec, self.last,
-                    self.truncate, self.label, self.checked)
+                    self.truncate, self.label, self.checked, self.shapes)
 
     def split(self, values):
         """``(n_steps, sequences, initial values, outer values)`` of a node's inputs."""
@@ -111,8 +118,8 @@ class Scan(InnerGraphOp):
         outs = self.inner.outputs
         types = []
         for k, o in enumerate(outs):
-            shape = (known_union(inits[k].type.shape, o.type.shape) if k < self.n_rec
-                     else o.type.shape)
+            shape = (known_union(inits[k].type.shape, self.shapes[k]) if k < self.n_rec
+                     else self.shapes[k])
             types.append(TensorType(o.dtype, (steps, *shape) if self.stacked(k) else shape))
         return types
 
@@ -183,8 +190,8 @@ class Scan(InnerGraphOp):
         if k < self.n_rec:
             return inits[k].shape
         out = self.inner.outputs[k]
-        if None not in out.type.shape:
-            return out.type.shape
+        if None not in self.shapes[k]:
+            return self.shapes[k]
         # Not static: run the step once on zeros of the right shapes, for its shapes only.
         probe = [np.zeros(s.shape[1:], dtype=s.dtype) for s in seqs] + list(inits) + list(others)
         try:
