@@ -346,21 +346,79 @@ def _length(v, k):
     return v.type.shape[k] if v.type.shape[k] is not None else _sh.shape_at(v, k)
 
 
+def row_of(v, i, stop=()):
+    """``v[i:i + 1]`` computed from row ``i`` of what ``v``'s rows come from (``Op.row_inputs``).
+
+    The index moves down the graph through every op whose result's rows are its
+    inputs' rows (elementwise ops, a matrix times a matrix, softmax and reductions
+    along other axes, a per-row loss) and is taken where it cannot go further: at
+    leaves, at ops that mix rows, at the variables of ``stop``. The result equals
+    ``v[i:i + 1]``; its cost is one row's, not the whole batch's, wherever the index
+    reached the inputs. An operand whose leading length is known only at call time
+    may broadcast (length 1): it is indexed at ``min(i, length - 1)``, its only row
+    then. Returns None when ``v``'s own op does not keep rows (nothing gained).
+    """
+    stop = {id(s) for s in stop}
+
+    def rowwise(x):
+        return (x.owner is not None and id(x) not in stop and len(x.owner.outputs) == 1
+                and x.ndim >= 1 and x.owner.op.row_inputs(x.owner) is not None)
+
+    if not rowwise(v):
+        return None
+    memo = {}
+
+    def sliced(x):
+        if x.type.shape[0] is None:
+            j = _ew.minimum(i, _ew.sub(_sh.shape_at(x, 0), 1))
+        else:
+            j = i
+        return x[j:j + 1]
+
+    todo = [v]
+    while todo:  # depth first, without recursion: graphs may be deep
+        x = todo[-1]
+        if id(x) in memo:
+            todo.pop()
+            continue
+        node = x.owner
+        rows = node.op.row_inputs(node)
+        waiting = [node.inputs[k] for k in rows
+                   if rowwise(node.inputs[k]) and id(node.inputs[k]) not in memo]
+        if waiting:
+            todo.extend(waiting)
+            continue
+        todo.pop()
+        inputs = [(memo[id(a)] if id(a) in memo else sliced(a)) if k in rows else a
+                  for k, a in enumerate(node.inputs)]
+        with trace_as(node.trace, node.grad_of):
+            memo[id(x)] = node.op.make_node(*inputs).outputs[0]
+    return memo[id(v)]
+
+
 def _jacobian_loop(expr, wrts, disconnected):
-    """The Jacobian as a loop over the elements of ``expr`` (a vector-Jacobian product each)."""
+    """The Jacobian as a loop over the elements of ``expr`` (a vector-Jacobian product each).
+
+    For a vector of per-example values (losses), a step computes its example's value
+    from that example alone where the graph allows (``row_of``), so each step costs
+    one example's forward and backward pass, not the whole batch's.
+    """
     flat = _sh.reshape(expr, (-1,)) if expr.ndim != 1 else expr
     n = _length(flat, 0)
 
     def row(i):
-        return grad(flat[i], wrts, disconnected=disconnected)
+        one = row_of(flat, i, stop=wrts) if expr.ndim == 1 else None
+        return grad(flat[i] if one is None else one[0], wrts, disconnected=disconnected)
 
     rows, _ = _map(row, sequences=[arange(n)], name="jacobian")
     rows = [rows] if isinstance(rows, Variable) else rows
-    # An empty expr has an empty Jacobian, without running a step (whose shapes a loop
-    # of zero steps would have to find by running it on nothing).
-    empty = [_sh.zeros((0, *[_length(w, k) for k in range(w.ndim)]), dtype=r.dtype)
-             for w, r in zip(wrts, rows)]
-    rows = make_ifelse(_ew.gt(n, 0), rows, empty)
+    if any(None in r.type.shape[1:] for r in rows):
+        # An empty expr has an empty Jacobian, without running a step (whose shapes a
+        # loop of zero steps would have to find by running it on nothing). Where every
+        # row's shape is known (wrt's), a loop of zero steps knows its empty stacks.
+        empty = [_sh.zeros((0, *[_length(w, k) for k in range(w.ndim)]), dtype=r.dtype)
+                 for w, r in zip(wrts, rows)]
+        rows = make_ifelse(_ew.gt(n, 0), rows, empty)
     out = []
     for w, r in zip(wrts, rows):
         if expr.ndim != 1:

@@ -557,6 +557,15 @@ class Op:
     def grad(self, node, inputs, outputs, gouts):
         raise NotImplementedError(f"{type(self).__name__}.grad")
 
+    def row_inputs(self, node):
+        """The inputs the result's rows come from, one row each: indices ``k`` such that row
+        ``i`` (leading axis) of the single output depends only on row ``i`` of each input
+        ``k`` (or on its only row, where a length-1 leading axis broadcasts) and on the other
+        inputs whole; None where rows mix (a reduction over the leading axis, a transpose)
+        or the op does not say. ``sg.jacobian`` uses it to compute one example's row from
+        that example alone (``autodiff.row_of``)."""
+        return None
+
     def flops(self, node, in_shapes, out_shapes):
         """Floating-point operations of one evaluation of ``node`` at these shapes.
 

@@ -113,6 +113,14 @@ class Elemwise(Op):
             out = self.row.impl(*values)
         return [np.array(out, dtype=node.outputs[0].dtype)]
 
+    def row_inputs(self, node):
+        """The operands as long as the result along every axis: the others broadcast."""
+        nd = node.outputs[0].ndim
+        if nd == 0:
+            return None
+        return tuple(k for k, x in enumerate(node.inputs)
+                     if x.ndim == nd and x.type.shape[0] != 1)
+
     def c_scalar(self, node, args, bad):
         """One element as a C expression (the C backend fuses these into loops)."""
         return _elemwise_c_scalar(self, node, args, bad)

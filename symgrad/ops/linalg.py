@@ -94,6 +94,14 @@ class MatMul(Op):
         gb = _to_input(lambda: MatMul()(swap_last_two(a), g), b)
         return [ga, gb]
 
+    def row_inputs(self, node):
+        """A matrix's rows times ``b``; batched products go batch by batch."""
+        a, b = node.inputs
+        if a.ndim == 2:
+            return (0,)
+        nd = node.outputs[0].ndim
+        return tuple(k for k, x in enumerate((a, b)) if x.ndim == nd and x.type.shape[0] != 1)
+
     def lower(self, node):
         return _matmul(node)
 

@@ -96,6 +96,11 @@ class _AlongAxis(Op):
         normalize_axis(self.axis, x.ndim, self.name)
         return [x.type]
 
+    def row_inputs(self, node):
+        """Along any axis but the leading one, each row on its own."""
+        x = node.inputs[0]
+        return (0,) if x.ndim > 1 and normalize_axis(self.axis, x.ndim, self.name) != 0 else None
+
 
 class Softmax(_AlongAxis):
     """``exp(x) / sum(exp(x), axis)``, computed stably (the maximum is subtracted first).
@@ -271,6 +276,10 @@ class CrossEntropy(Op):
     def flops(self, node, in_shapes, out_shapes):
         """About 4 per element of the input: max, subtract, exp, add (``sg.explain``'s rules)."""
         return 4 * math.prod(in_shapes[0])
+
+    def row_inputs(self, node):
+        """A row's loss: its logits and its label."""
+        return (0, 1)
 
     def infer(self, logits, labels):
         _require_float(logits, self.name, "logits")

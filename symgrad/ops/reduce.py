@@ -154,6 +154,10 @@ class Reduce(Op):
         out_shape = _reduced_shape(x.type.shape, self.axis, self.keepdims)
         return [TensorType(self.out_dtype(x.dtype), out_shape)]
 
+    def row_inputs(self, node):
+        """Over axes other than the leading one, each row on its own."""
+        return (0,) if self.axis and 0 not in self.axis else None
+
     def compute(self, x):
         return type(self).numpy(x, axis=self.axis, keepdims=self.keepdims)
 

@@ -389,8 +389,12 @@ def broadcast_to(x, shp):
 
 def sum_to(g, like):
     """``g`` summed back to the shape of the variable ``like`` (no node if provably not needed)."""
-    if g.type.shape == like.type.shape and None not in like.type.shape:
-        return g
+    if None not in like.type.shape:
+        if g.type.shape == like.type.shape:
+            return g
+        # The target as a constant: inside a loop's step it stays known (a shape read
+        # from an outer variable would become an input whose value the step cannot see).
+        return SumTo()(g, Constant(np.array(like.type.shape, dtype="int64")))
     return SumTo()(g, shape(like))
 
 
