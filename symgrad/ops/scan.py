@@ -66,8 +66,11 @@ class Scan(InnerGraphOp):
     def __init__(self, inner, n_seqs, n_rec, last=None, truncate=-1, label=None, checked=None,
                  shapes=None):
         self.inner = inner
+        # ``shapes`` may cover the leading outputs only (a rewrite appending outputs).
         own = [o.type.shape for o in inner.outputs]
-        self.shapes = tuple(own if shapes is None else map(known_union, shapes, own))
+        known = list(shapes or ())
+        self.shapes = tuple(known_union(known[k], s) if k < len(known) else s
+                            for k, s in enumerate(own))
         self.n_seqs, self.n_rec = int(n_seqs), int(n_rec)
         self.last = tuple(bool(x) for x in (last or (False,) * self.n_rec))
         self.truncate = int(truncate)
@@ -365,7 +368,8 @@ class _Bptt:
         if self.saved:
             inner = InnerGraph(inner.inputs, list(inner.outputs) + self.saved)
         last = op.last if all(op.stacked(k) for k in range(op.n_rec)) else None
-        again = Scan(inner, op.n_seqs, op.n_rec, last, op.truncate, op.label, op.checked)
+        again = Scan(inner, op.n_seqs, op.n_rec, last, op.truncate, op.label, op.checked,
+                     op.shapes)
         with trace_as(self.node.trace, self.node.grad_of):
             return again.make_node(*self.inputs).outputs
 

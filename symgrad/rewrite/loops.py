@@ -208,7 +208,7 @@ def hoist_sequence_work(op, inputs):
     # The sequences stay (their lengths are checked as the user numbered them, a slice the
     # step no longer reads costs nothing); the products' come after them.
     inner = InnerGraph(list(phs[:s]) + slices + list(phs[s:]), outs)
-    new = Scan(inner, s + len(slices), r, op.last, op.truncate, op.label, op.checked)
+    new = Scan(inner, s + len(slices), r, op.last, op.truncate, op.label, op.checked, op.shapes)
     return new, [n_steps, *seqs, *batched, *inits, *others]
 
 
@@ -264,7 +264,8 @@ def products_after_the_loop(op, inputs):
             bases.append(base)
     kept = [k for k in range(len(outs)) if k not in sunk]
     inner = InnerGraph(phs, [outs[k] for k in kept] + bases)
-    new = Scan(inner, s, r, op.last, op.truncate, op.label, op.checked)
+    new = Scan(inner, s, r, op.last, op.truncate, op.label, op.checked,
+               [op.shapes[k] for k in kept])
     outer_at = {id(p): x for p, x in zip(phs[s + r:], others)}
 
     def finish(results):
@@ -378,7 +379,7 @@ def accumulations_after_the_loop(op, inputs):
     inner = InnerGraph(list(phs[:s]) + [phs[s + k] for k in keep] + list(phs[s + r:]),
                        [outs[k] for k in keep] + list(outs[r:]) + extra)
     new = Scan(inner, s, len(keep), tuple(op.last[k] for k in keep), op.truncate, op.label,
-               op.checked)
+               op.checked, [op.shapes[k] for k in keep] + list(op.shapes[r:]))
     new_inputs = [n_steps, *seqs, *[inits[k] for k in keep], *others]
 
     def finish(results):
