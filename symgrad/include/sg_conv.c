@@ -1,0 +1,349 @@
+/* sg_conv.c: 2-d convolution and its gradients as matrix products (sg_conv.h).
+ *
+ * For each image and group, the input's windows are laid out as the columns
+ * of a matrix (im2col: one row per input channel and kernel tap, one column
+ * per output pixel), and one BLAS gemm multiplies the group's weights by it.
+ * The columns are made a band of output rows at a time, so the workspace
+ * stays near SG_CONV_TILE elements whatever the image size:
+ *
+ *   forward          out[n, g]   = W_g (Og x K)  @ col (K x L)
+ *   input gradient   col         = W_g^T (K x Og) @ g[n, g] (Og x L), then
+ *                                  col2im adds each column back into its window
+ *   weight gradient  gw_g       += g[n, g] (Og x L) @ col^T (L x K)
+ *
+ * (K = Cg * kh * kw, L = the band's output pixels.) A 1x1 kernel with stride
+ * 1 and no padding needs no im2col: the image itself is the matrix.
+ *
+ * Index arithmetic: sg_conv2d_shape checks every length it derives for
+ * overflow; once it passed, every offset below is bounded by the sizes of the
+ * arrays themselves (or by a padding, an int) and fits in int64.
+ */
+#include "sg_support.h"
+
+#define SG_CONV_TILE ((int64_t)1 << 18) /* elements of the im2col band */
+
+typedef struct {
+    int64_t N, C, H, W, O, Cg, kh, kw, OH, OW, G, Og, K;
+    int64_t sh, sw, pt, pl, dh, dw;
+} sg_conv_geom;
+
+static int mul_ok(int64_t a, int64_t b, int64_t *r) { return !__builtin_mul_overflow(a, b, r); }
+static int add_ok(int64_t a, int64_t b, int64_t *r) { return !__builtin_add_overflow(a, b, r); }
+
+/* The output length along one axis, or -1 (with err filled) when the kernel does
+ * not fit the padded input or a length overflows. */
+static int64_t out_len(sg_err *err, const char *where, const char *axis, int64_t n, int64_t k,
+                       int64_t s, int64_t p0, int64_t p1, int64_t d)
+{
+    int64_t span, padded;
+    if (!mul_ok(d, k - 1, &span) || !add_ok(span, 1, &span) || !add_ok(n, p0, &padded) ||
+        !add_ok(padded, p1, &padded)) {
+        sg_fail(err, SG_ESHAPE, "%sthe %s of the padded input or of the dilated kernel "
+                "overflows", where, axis);
+        return -1;
+    }
+    if (padded < span) {
+        sg_fail(err, SG_ESHAPE, "%sthe kernel's %s %lld (dilated: %lld) is larger than the "
+                "padded input's %s %lld", where, axis, (long long)k, (long long)span, axis,
+                (long long)padded);
+        return -1;
+    }
+    return (padded - span) / s + 1;
+}
+
+int sg_conv2d_shape(sg_err *err, const char *where, const int64_t *xs, const int64_t *wsh,
+                    const int *p, int64_t *os)
+{
+    int64_t G = p[8];
+    char a[160], b[160];
+    if (xs[1] != wsh[1] * G)
+        return sg_fail(err, SG_ESHAPE, "%sthe input of shape %s has %lld channels but the weight "
+                       "of shape %s with groups=%lld expects %lld", where,
+                       sg_shape_str(a, sizeof a, xs, 4), (long long)xs[1],
+                       sg_shape_str(b, sizeof b, wsh, 4), (long long)G,
+                       (long long)(wsh[1] * G));
+    if (wsh[0] % G != 0)
+        return sg_fail(err, SG_ESHAPE, "%sthe weight's %lld output channels are not divisible "
+                       "by groups=%lld", where, (long long)wsh[0], (long long)G);
+    if (wsh[2] < 1 || wsh[3] < 1)
+        return sg_fail(err, SG_ESHAPE, "%sthe kernel of shape %s is empty", where,
+                       sg_shape_str(b, sizeof b, wsh, 4));
+    int64_t oh = out_len(err, where, "height", xs[2], wsh[2], p[0], p[2], p[3], p[6]);
+    if (oh < 0)
+        return err->code;
+    int64_t ow = out_len(err, where, "width", xs[3], wsh[3], p[1], p[4], p[5], p[7]);
+    if (ow < 0)
+        return err->code;
+    int64_t k, kw, m;
+    if (!mul_ok(wsh[1], wsh[2], &k) || !mul_ok(k, wsh[3], &k) || !mul_ok(k, ow, &kw) ||
+        !mul_ok(oh, ow, &m))
+        return sg_fail(err, SG_ESHAPE, "%sthe convolution's sizes overflow", where);
+    os[0] = xs[0], os[1] = wsh[0], os[2] = oh, os[3] = ow;
+    return 0;
+}
+
+/* The gradient `g` must have the shape the convolution of x (shape xs) by w gives. */
+int sg_conv2d_check(sg_err *err, const char *where, const int64_t *xs, const int64_t *wsh,
+                    const int *p, const int64_t *gs)
+{
+    int64_t os[4];
+    char a[160], b[160];
+    if (sg_conv2d_shape(err, where, xs, wsh, p, os))
+        return err->code;
+    for (int i = 0; i < 4; i++)
+        if (os[i] != gs[i])
+            return sg_fail(err, SG_ESHAPE, "%sthe output gradient has shape %s but the "
+                           "convolution's output has shape %s", where,
+                           sg_shape_str(a, sizeof a, gs, 4), sg_shape_str(b, sizeof b, os, 4));
+    return 0;
+}
+
+static sg_conv_geom geom(const int64_t *xs, const int64_t *wsh, const int64_t *os, const int *p)
+{
+    sg_conv_geom q = {xs[0], xs[1], xs[2], xs[3], wsh[0], wsh[1], wsh[2], wsh[3], os[2], os[3],
+                      p[8], wsh[0] / p[8], wsh[1] * wsh[2] * wsh[3],
+                      p[0], p[1], p[2], p[4], p[6], p[7]};
+    return q;
+}
+
+/* Whether the image is its own im2col matrix (1x1 kernel, stride 1, no padding) with
+ * rows of H*W contiguous elements `ld` apart. */
+static int direct(const sg_conv_geom *q, const int *p, const sg_arr *x, int64_t *ld)
+{
+    *ld = x->strides[1];
+    return q->kh == 1 && q->kw == 1 && p[0] == 1 && p[1] == 1 && !p[2] && !p[3] && !p[4] &&
+           !p[5] && x->strides[3] == 1 && (q->H == 1 || x->strides[2] == q->W) &&
+           x->strides[1] >= q->H * q->W && x->strides[1] <= INT32_MAX && q->H * q->W > 0;
+}
+
+/* Output rows per band: the band's im2col matrix holds about SG_CONV_TILE elements. */
+static int64_t band_rows(const sg_conv_geom *q)
+{
+    int64_t per_row = q->K * q->OW;
+    int64_t r = per_row > 0 ? SG_CONV_TILE / per_row : q->OH;
+    return r < 1 ? 1 : r > q->OH ? q->OH : r;
+}
+
+/* The valid output columns [lo, hi) of kernel column kj: those whose input column
+ * ow * sw + kj * dw - pl lies in [0, W). */
+static void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int64_t *hi, int64_t *iw0)
+{
+    int64_t i0 = kj * q->dw - q->pl;
+    *iw0 = i0;
+    *lo = i0 >= 0 ? 0 : (-i0 + q->sw - 1) / q->sw;
+    *hi = i0 >= q->W ? 0 : (q->W - 1 - i0) / q->sw + 1;
+    if (*hi > q->OW)
+        *hi = q->OW;
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
+#define SG_DEFINE_CONV(T, SUF, GEMM)                                                           \
+    /* col (K x L, L = (r1 - r0) * OW) from channels c0.. of image n of x, output rows      \
+     * [r0, r1); zeros where a window reaches into the padding. */                           \
+    SG_VEC static void im2col_##SUF(const sg_conv_geom *q, const sg_arr *x, int64_t n,         \
+                                    int64_t c0, int64_t r0, int64_t r1, T *col)              \
+    {                                                                                        \
+        const int64_t *st = x->strides, L = (r1 - r0) * q->OW;                               \
+        for (int64_t c = 0; c < q->Cg; c++)                                                  \
+            for (int64_t ki = 0; ki < q->kh; ki++)                                           \
+                for (int64_t kj = 0; kj < q->kw; kj++) {                                     \
+                    T *row = col + ((c * q->kh + ki) * q->kw + kj) * L;                      \
+                    int64_t lo, hi, iw0;                                                     \
+                    col_range(q, kj, &lo, &hi, &iw0);                                        \
+                    for (int64_t r = r0; r < r1; r++) {                                      \
+                        T *d = row + (r - r0) * q->OW;                                       \
+                        int64_t ih = r * q->sh - q->pt + ki * q->dh;                         \
+                        if (ih < 0 || ih >= q->H) {                                          \
+                            memset(d, 0, (size_t)q->OW * sizeof(T));                         \
+                            continue;                                                        \
+                        }                                                                    \
+                        const T *s = (const T *)x->data + n * st[0] + (c0 + c) * st[1] +     \
+                                     ih * st[2] + iw0 * st[3];                               \
+                        int64_t step = q->sw * st[3];                                        \
+                        for (int64_t o = 0; o < lo; o++)                                     \
+                            d[o] = 0;                                                        \
+                        for (int64_t o = lo; o < hi; o++)                                    \
+                            d[o] = s[o * step];                                              \
+                        for (int64_t o = hi; o < q->OW; o++)                                 \
+                            d[o] = 0;                                                        \
+                    }                                                                        \
+                }                                                                            \
+    }                                                                                        \
+                                                                                             \
+    /* The adjoint of im2col: each column of col added back into its window of image n  \
+     * of gx (C-contiguous). */                                                              \
+    SG_VEC static void col2im_##SUF(const sg_conv_geom *q, T *gx, int64_t n, int64_t c0,      \
+                                    int64_t r0, int64_t r1, const T *col)                    \
+    {                                                                                        \
+        int64_t L = (r1 - r0) * q->OW;                                                       \
+        for (int64_t c = 0; c < q->Cg; c++)                                                  \
+            for (int64_t ki = 0; ki < q->kh; ki++)                                           \
+                for (int64_t kj = 0; kj < q->kw; kj++) {                                     \
+                    const T *row = col + ((c * q->kh + ki) * q->kw + kj) * L;                \
+                    int64_t lo, hi, iw0;                                                     \
+                    col_range(q, kj, &lo, &hi, &iw0);                                        \
+                    for (int64_t r = r0; r < r1; r++) {                                      \
+                        int64_t ih = r * q->sh - q->pt + ki * q->dh;                         \
+                        if (ih < 0 || ih >= q->H)                                            \
+                            continue;                                                        \
+                        const T *s = row + (r - r0) * q->OW;                                 \
+                        T *d = gx + ((n * q->C + c0 + c) * q->H + ih) * q->W + iw0;          \
+                        for (int64_t o = lo; o < hi; o++)                                    \
+                            d[o * q->sw] += s[o];                                            \
+                    }                                                                        \
+                }                                                                            \
+    }                                                                                        \
+                                                                                             \
+    /* A C-contiguous copy of v in the workspace, or v's own data when it is one. */         \
+    static const T *packed_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_arr *v)  \
+    {                                                                                        \
+        if (sg_is_contiguous(v, 4))                                                          \
+            return (const T *)v->data;                                                       \
+        T *p = sg_ws_alloc(ws, (size_t)sg_size(v, 4) * sizeof(T));                           \
+        if (!p)                                                                              \
+            sg_fail(err, SG_ENOMEM, "%sout of memory", where);                               \
+        else                                                                                 \
+            sg_pack(p, v, 4, sizeof(T));                                                     \
+        return p;                                                                            \
+    }                                                                                        \
+                                                                                             \
+    int sg_conv2d_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_arr *out,         \
+                        const sg_arr *x, const sg_arr *w, const int *p)                      \
+    {                                                                                        \
+        sg_conv_geom q = geom(x->shape, w->shape, out->shape, p);                            \
+        int64_t M = q.OH * q.OW, per = band_rows(&q), ld;                                    \
+        if (!q.N || !q.O || !M)                                                              \
+            return 0;                                                                        \
+        if (!q.K) {                                                                          \
+            memset(out->data, 0, (size_t)sg_size(out, 4) * sizeof(T));                       \
+            return 0;                                                                        \
+        }                                                                                    \
+        if (sg_blas_sizes(err, where, q.Og, q.K, M))                                         \
+            return err->code;                                                                \
+        const T *wp = packed_##SUF(err, where, ws, w);                                       \
+        if (!wp)                                                                             \
+            return err->code;                                                                \
+        int dir = direct(&q, p, x, &ld);                                                     \
+        T *col = dir ? NULL : sg_ws_alloc(ws, (size_t)(q.K * per * q.OW) * sizeof(T));       \
+        if (!dir && !col)                                                                    \
+            return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                        \
+        for (int64_t n = 0; n < q.N; n++)                                                    \
+            for (int64_t g = 0; g < q.G; g++) {                                              \
+                T *o = (T *)out->data + (n * q.O + g * q.Og) * M;                            \
+                const T *wg = wp + g * q.Og * q.K;                                           \
+                if (dir) {                                                                   \
+                    const T *xm = (const T *)x->data + n * x->strides[0] +                   \
+                                  g * q.Cg * x->strides[1];                                  \
+                    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)q.Og,           \
+                         (blasint)M, (blasint)q.K, 1, wg, (blasint)q.K, xm, (blasint)ld, 0,  \
+                         o, (blasint)M);                                                     \
+                    continue;                                                                \
+                }                                                                            \
+                for (int64_t r0 = 0; r0 < q.OH; r0 += per) {                                 \
+                    int64_t r1 = r0 + per < q.OH ? r0 + per : q.OH, L = (r1 - r0) * q.OW;    \
+                    im2col_##SUF(&q, x, n, g * q.Cg, r0, r1, col);                           \
+                    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)q.Og,           \
+                         (blasint)L, (blasint)q.K, 1, wg, (blasint)q.K, col, (blasint)L, 0,  \
+                         o + r0 * q.OW, (blasint)M);                                         \
+                }                                                                            \
+            }                                                                                \
+        if (col)                                                                             \
+            sg_ws_free(ws, col);                                                             \
+        return 0;                                                                            \
+    }                                                                                        \
+                                                                                             \
+    int sg_conv2d_grad_input_##SUF(sg_err *err, const char *where, sg_ws *ws,                \
+                                   const sg_arr *gx, const sg_arr *g, const sg_arr *w,       \
+                                   const int *p)                                             \
+    {                                                                                        \
+        sg_conv_geom q = geom(gx->shape, w->shape, g->shape, p);                             \
+        int64_t M = q.OH * q.OW, per = band_rows(&q), ld;                                    \
+        size_t bytes = (size_t)sg_size(gx, 4) * sizeof(T);                                   \
+        if (!bytes)                                                                          \
+            return 0;                                                                        \
+        memset(gx->data, 0, bytes);                                                          \
+        if (!q.O || !M || !q.K)                                                              \
+            return 0;                                                                        \
+        if (sg_blas_sizes(err, where, q.K, q.Og, M))                                         \
+            return err->code;                                                                \
+        const T *wp = packed_##SUF(err, where, ws, w);                                       \
+        const T *gp = wp ? packed_##SUF(err, where, ws, g) : NULL;                           \
+        if (!gp)                                                                             \
+            return err->code;                                                                \
+        int dir = direct(&q, p, gx, &ld);                                                    \
+        T *col = dir ? NULL : sg_ws_alloc(ws, (size_t)(q.K * per * q.OW) * sizeof(T));       \
+        if (!dir && !col)                                                                    \
+            return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                        \
+        for (int64_t n = 0; n < q.N; n++)                                                    \
+            for (int64_t gr = 0; gr < q.G; gr++) {                                           \
+                const T *gm = gp + (n * q.O + gr * q.Og) * M;                                \
+                const T *wg = wp + gr * q.Og * q.K;                                          \
+                if (dir) {                                                                   \
+                    T *xm = (T *)gx->data + (n * q.C + gr * q.Cg) * M;                       \
+                    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)q.K, (blasint)M,  \
+                         (blasint)q.Og, 1, wg, (blasint)q.K, gm, (blasint)M, 0, xm,          \
+                         (blasint)M);                                                        \
+                    continue;                                                                \
+                }                                                                            \
+                for (int64_t r0 = 0; r0 < q.OH; r0 += per) {                                 \
+                    int64_t r1 = r0 + per < q.OH ? r0 + per : q.OH, L = (r1 - r0) * q.OW;    \
+                    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)q.K, (blasint)L,  \
+                         (blasint)q.Og, 1, wg, (blasint)q.K, gm + r0 * q.OW, (blasint)M, 0,  \
+                         col, (blasint)L);                                                   \
+                    col2im_##SUF(&q, (T *)gx->data, n, gr * q.Cg, r0, r1, col);              \
+                }                                                                            \
+            }                                                                                \
+        if (col)                                                                             \
+            sg_ws_free(ws, col);                                                             \
+        return 0;                                                                            \
+    }                                                                                        \
+                                                                                             \
+    int sg_conv2d_grad_weight_##SUF(sg_err *err, const char *where, sg_ws *ws,               \
+                                    const sg_arr *gw, const sg_arr *x, const sg_arr *g,      \
+                                    const int *p)                                            \
+    {                                                                                        \
+        sg_conv_geom q = geom(x->shape, gw->shape, g->shape, p);                             \
+        int64_t M = q.OH * q.OW, per = band_rows(&q), ld;                                    \
+        size_t bytes = (size_t)sg_size(gw, 4) * sizeof(T);                                   \
+        if (!bytes)                                                                          \
+            return 0;                                                                        \
+        memset(gw->data, 0, bytes);                                                          \
+        if (!q.N || !M)                                                                      \
+            return 0;                                                                        \
+        if (sg_blas_sizes(err, where, q.Og, M, q.K))                                         \
+            return err->code;                                                                \
+        const T *gp = packed_##SUF(err, where, ws, g);                                       \
+        if (!gp)                                                                             \
+            return err->code;                                                                \
+        int dir = direct(&q, p, x, &ld);                                                     \
+        T *col = dir ? NULL : sg_ws_alloc(ws, (size_t)(q.K * per * q.OW) * sizeof(T));       \
+        if (!dir && !col)                                                                    \
+            return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                        \
+        for (int64_t n = 0; n < q.N; n++)                                                    \
+            for (int64_t gr = 0; gr < q.G; gr++) {                                           \
+                const T *gm = gp + (n * q.O + gr * q.Og) * M;                                \
+                T *wg = (T *)gw->data + gr * q.Og * q.K;                                     \
+                if (dir) {                                                                   \
+                    const T *xm = (const T *)x->data + n * x->strides[0] +                   \
+                                  gr * q.Cg * x->strides[1];                                 \
+                    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)q.Og,             \
+                         (blasint)q.K, (blasint)M, 1, gm, (blasint)M, xm, (blasint)ld, 1,    \
+                         wg, (blasint)q.K);                                                  \
+                    continue;                                                                \
+                }                                                                            \
+                for (int64_t r0 = 0; r0 < q.OH; r0 += per) {                                 \
+                    int64_t r1 = r0 + per < q.OH ? r0 + per : q.OH, L = (r1 - r0) * q.OW;    \
+                    im2col_##SUF(&q, x, n, gr * q.Cg, r0, r1, col);                          \
+                    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)q.Og,             \
+                         (blasint)q.K, (blasint)L, 1, gm + r0 * q.OW, (blasint)M, col,       \
+                         (blasint)L, 1, wg, (blasint)q.K);                                   \
+                }                                                                            \
+            }                                                                                \
+        if (col)                                                                             \
+            sg_ws_free(ws, col);                                                             \
+        return 0;                                                                            \
+    }
+
+SG_DEFINE_CONV(float, f32, scipy_cblas_sgemm)
+SG_DEFINE_CONV(double, f64, scipy_cblas_dgemm)
