@@ -87,7 +87,7 @@ def _runtime_shape(op, node, xs, wsh):
     try:
         out = _check_static(op, tuple(int(v) for v in xs), tuple(int(v) for v in wsh))
     except ShapeError as e:
-        raise ShapeError(f"{op.name} at {node.trace}: {e}") from None
+        raise ShapeError(f"{op} at {node.trace}: {e}") from None
     return out
 
 
@@ -298,7 +298,7 @@ class Conv2DGradWeight(_ConvBase):
 
 def _same_shape(op, node, got, want):
     if tuple(got) != tuple(want):
-        raise ShapeError(f"{op.name} at {node.trace}: the output gradient has shape "
+        raise ShapeError(f"{op} at {node.trace}: the output gradient has shape "
                          f"{tuple(got)} but the convolution's output has shape {tuple(want)}")
 
 
