@@ -1,0 +1,234 @@
+/* sg_pool.c: 2-d pooling and its gradients (sg_pool.h), PyTorch's windows.
+ *
+ * Window of output o along an axis of input length n: taps start + i * d for
+ * i < k, start = o * s - pad, the taps outside [0, n) skipped (max) or
+ * counted as zeros (average, count_include_pad, up to n + pad). Adaptive
+ * pooling: [floor(o * n / m), ceil((o + 1) * n / m)) for m outputs.
+ *
+ * Max pooling picks, in each window, the first tap (row-major) holding the
+ * maximum, or a NaN (the last one), as PyTorch's CPU kernels do. Its gradient
+ * finds that tap again (recomputed from x: no index array is stored) and adds
+ * g there; "select" reads h there (the gradient of the gradient).
+ *
+ * Index arithmetic: sg_pool2d_shape checks the derived lengths for overflow;
+ * every offset after it is bounded by the arrays' sizes and fits in int64.
+ */
+#include "sg_support.h"
+
+static int mul_ok(int64_t a, int64_t b, int64_t *r) { return !__builtin_mul_overflow(a, b, r); }
+
+/* Output length along one axis (-1 with err filled when there is none). */
+static int64_t pool_len(sg_err *err, const char *where, const char *axis, int64_t n, int64_t k,
+                        int64_t s, int64_t pad, int64_t d, int ceil_mode)
+{
+    int64_t span;
+    if (2 * pad > (k - 1) * d + 1) {
+        sg_fail(err, SG_ESHAPE, "%sthe padding %lld should be at most half of the kernel's %s "
+                "%lld", where, (long long)pad, axis, (long long)((k - 1) * d + 1));
+        return -1;
+    }
+    span = (k - 1) * d + 1; /* k, d < 2**31 */
+    int64_t room = n + 2 * pad - span; /* n < 2**62 (an array), pad < 2**31 */
+    if (room < 0) {
+        sg_fail(err, SG_ESHAPE, "%sthe kernel's %s %lld (dilated: %lld) is larger than the "
+                "padded input's %s %lld", where, axis, (long long)k, (long long)span, axis,
+                (long long)(n + 2 * pad));
+        return -1;
+    }
+    int64_t o = (ceil_mode ? (room + s - 1) / s : room / s) + 1;
+    /* the last window must start inside the input or its left padding */
+    if (ceil_mode && (o - 1) * s >= n + pad)
+        o--;
+    return o;
+}
+
+int sg_pool2d_shape(sg_err *err, const char *where, const int64_t *xs, const int *p,
+                    int64_t *os)
+{
+    int64_t oh, ow, t;
+    os[0] = xs[0], os[1] = xs[1];
+    if (p[10]) {
+        /* adaptive: o * n must not overflow for o < m */
+        if (!mul_ok(xs[2], p[11], &t) || !mul_ok(xs[3], p[12], &t))
+            return sg_fail(err, SG_ESHAPE, "%sthe pooling's sizes overflow", where);
+        if ((xs[2] == 0 && p[11]) || (xs[3] == 0 && p[12]))
+            return sg_fail(err, SG_ESHAPE, "%san input of height or width 0 has no windows "
+                           "to average", where);
+        os[2] = p[11], os[3] = p[12];
+        return 0;
+    }
+    if ((oh = pool_len(err, where, "height", xs[2], p[0], p[2], p[4], p[6], p[8])) < 0 ||
+        (ow = pool_len(err, where, "width", xs[3], p[1], p[3], p[5], p[7], p[8])) < 0)
+        return err->code;
+    if (!mul_ok(oh, ow, &t))
+        return sg_fail(err, SG_ESHAPE, "%sthe pooling's sizes overflow", where);
+    os[2] = oh, os[3] = ow;
+    return 0;
+}
+
+int sg_pool2d_check(sg_err *err, const char *where, const int64_t *xs, const int *p,
+                    const int64_t *gs)
+{
+    int64_t os[4];
+    char a[160], b[160];
+    if (sg_pool2d_shape(err, where, xs, p, os))
+        return err->code;
+    for (int i = 0; i < 4; i++)
+        if (os[i] != gs[i])
+            return sg_fail(err, SG_ESHAPE, "%sthe output gradient has shape %s but the "
+                           "pooling's output has shape %s", where,
+                           sg_shape_str(a, sizeof a, gs, 4), sg_shape_str(b, sizeof b, os, 4));
+    return 0;
+}
+
+/* Average pooling's window along one axis: [lo, hi) inside the input, and the
+ * length the divisor counts. */
+static void avg_win(const int *p, int ax, int64_t o, int64_t n, int64_t m, int64_t *lo,
+                    int64_t *hi, int64_t *count)
+{
+    if (p[10]) {
+        *lo = o * n / m;
+        *hi = ((o + 1) * n + m - 1) / m;
+        *count = *hi - *lo;
+        return;
+    }
+    int64_t k = p[ax], s = p[2 + ax], pad = p[4 + ax];
+    int64_t start = o * s - pad, end = start + k;
+    if (end > n + pad)
+        end = n + pad;
+    int64_t full = end - start;
+    *lo = start < 0 ? 0 : start;
+    *hi = end > n ? n : end;
+    *count = p[9] ? full : *hi - *lo;
+}
+
+#define SG_DEFINE_POOL(T, SUF)                                                                 \
+    /* The tap holding the maximum of the window of output (r, c), as ih * W + iw, or    \
+     * -1 for a window with no tap inside the input. */                                     \
+    static int64_t argmax_##SUF(const T *xp, const int64_t *st, int64_t H, int64_t W,          \
+                                const int *p, int64_t r, int64_t c)                          \
+    {                                                                                        \
+        int64_t best = -1;                                                                   \
+        T m = 0;                                                                             \
+        for (int64_t i = 0; i < p[0]; i++) {                                                 \
+            int64_t ih = r * p[2] - p[4] + i * p[6];                                         \
+            if (ih < 0 || ih >= H)                                                           \
+                continue;                                                                    \
+            for (int64_t j = 0; j < p[1]; j++) {                                             \
+                int64_t iw = c * p[3] - p[5] + j * p[7];                                     \
+                if (iw < 0 || iw >= W)                                                       \
+                    continue;                                                                \
+                T v = xp[ih * st[2] + iw * st[3]];                                           \
+                if (best < 0 || v > m || v != v) {                                           \
+                    m = v;                                                                   \
+                    best = ih * W + iw;                                                      \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+        return best;                                                                         \
+    }                                                                                        \
+                                                                                             \
+    void sg_max_pool2d_##SUF(const sg_arr *out, const sg_arr *x, const int *p)               \
+    {                                                                                        \
+        const int64_t *xs = x->shape, *st = x->strides;                                      \
+        int64_t OH = out->shape[2], OW = out->shape[3], W = xs[3];                           \
+        T *o = out->data;                                                                    \
+        for (int64_t n = 0; n < xs[0]; n++)                                                  \
+            for (int64_t ch = 0; ch < xs[1]; ch++) {                                         \
+                const T *xp = (const T *)x->data + n * st[0] + ch * st[1];                   \
+                for (int64_t r = 0; r < OH; r++)                                             \
+                    for (int64_t c = 0; c < OW; c++) {                                       \
+                        int64_t a = argmax_##SUF(xp, st, xs[2], W, p, r, c);                 \
+                        *o++ = a < 0 ? (T)-INFINITY : xp[a / W * st[2] + a % W * st[3]];     \
+                    }                                                                        \
+            }                                                                                \
+    }                                                                                        \
+                                                                                             \
+    void sg_max_pool2d_grad_##SUF(const sg_arr *gx, const sg_arr *x, const sg_arr *g,        \
+                                  const int *p)                                              \
+    {                                                                                        \
+        const int64_t *xs = x->shape, *st = x->strides, *gs = g->strides;                    \
+        int64_t OH = g->shape[2], OW = g->shape[3], plane = xs[2] * xs[3];                   \
+        memset(gx->data, 0, (size_t)sg_size(gx, 4) * sizeof(T));                             \
+        for (int64_t n = 0; n < xs[0]; n++)                                                  \
+            for (int64_t ch = 0; ch < xs[1]; ch++) {                                         \
+                const T *xp = (const T *)x->data + n * st[0] + ch * st[1];                   \
+                const T *gp = (const T *)g->data + n * gs[0] + ch * gs[1];                   \
+                T *dp = (T *)gx->data + (n * xs[1] + ch) * plane;                            \
+                for (int64_t r = 0; r < OH; r++)                                             \
+                    for (int64_t c = 0; c < OW; c++) {                                       \
+                        int64_t a = argmax_##SUF(xp, st, xs[2], xs[3], p, r, c);             \
+                        if (a >= 0)                                                          \
+                            dp[a] += gp[r * gs[2] + c * gs[3]];                              \
+                    }                                                                        \
+            }                                                                                \
+    }                                                                                        \
+                                                                                             \
+    void sg_max_pool2d_select_##SUF(const sg_arr *out, const sg_arr *x, const sg_arr *h,     \
+                                    const int *p)                                            \
+    {                                                                                        \
+        const int64_t *xs = x->shape, *st = x->strides, *hs = h->strides;                    \
+        int64_t OH = out->shape[2], OW = out->shape[3], W = xs[3];                           \
+        T *o = out->data;                                                                    \
+        for (int64_t n = 0; n < xs[0]; n++)                                                  \
+            for (int64_t ch = 0; ch < xs[1]; ch++) {                                         \
+                const T *xp = (const T *)x->data + n * st[0] + ch * st[1];                   \
+                const T *hp = (const T *)h->data + n * hs[0] + ch * hs[1];                   \
+                for (int64_t r = 0; r < OH; r++)                                             \
+                    for (int64_t c = 0; c < OW; c++) {                                       \
+                        int64_t a = argmax_##SUF(xp, st, xs[2], W, p, r, c);                 \
+                        *o++ = a < 0 ? (T)0 : hp[a / W * hs[2] + a % W * hs[3]];             \
+                    }                                                                        \
+            }                                                                                \
+    }                                                                                        \
+                                                                                             \
+    void sg_avg_pool2d_##SUF(const sg_arr *out, const sg_arr *x, const int *p)               \
+    {                                                                                        \
+        const int64_t *xs = x->shape, *st = x->strides;                                      \
+        int64_t OH = out->shape[2], OW = out->shape[3];                                      \
+        T *o = out->data;                                                                    \
+        for (int64_t n = 0; n < xs[0]; n++)                                                  \
+            for (int64_t ch = 0; ch < xs[1]; ch++) {                                         \
+                const T *xp = (const T *)x->data + n * st[0] + ch * st[1];                   \
+                for (int64_t r = 0; r < OH; r++) {                                           \
+                    int64_t h0, h1, hc;                                                      \
+                    avg_win(p, 0, r, xs[2], OH, &h0, &h1, &hc);                              \
+                    for (int64_t c = 0; c < OW; c++) {                                       \
+                        int64_t w0, w1, wc;                                                  \
+                        avg_win(p, 1, c, xs[3], OW, &w0, &w1, &wc);                          \
+                        double s = 0;                                                        \
+                        for (int64_t i = h0; i < h1; i++)                                    \
+                            for (int64_t j = w0; j < w1; j++)                                \
+                                s += xp[i * st[2] + j * st[3]];                              \
+                        *o++ = (T)(s / (double)(hc * wc));                                   \
+                    }                                                                        \
+                }                                                                            \
+            }                                                                                \
+    }                                                                                        \
+                                                                                             \
+    void sg_avg_pool2d_grad_##SUF(const sg_arr *gx, const sg_arr *g, const int *p)           \
+    {                                                                                        \
+        const int64_t *xs = gx->shape, *gs = g->strides;                                     \
+        int64_t OH = g->shape[2], OW = g->shape[3], plane = xs[2] * xs[3];                   \
+        memset(gx->data, 0, (size_t)sg_size(gx, 4) * sizeof(T));                             \
+        for (int64_t n = 0; n < xs[0]; n++)                                                  \
+            for (int64_t ch = 0; ch < xs[1]; ch++) {                                         \
+                const T *gp = (const T *)g->data + n * gs[0] + ch * gs[1];                   \
+                T *dp = (T *)gx->data + (n * xs[1] + ch) * plane;                            \
+                for (int64_t r = 0; r < OH; r++) {                                           \
+                    int64_t h0, h1, hc;                                                      \
+                    avg_win(p, 0, r, xs[2], OH, &h0, &h1, &hc);                              \
+                    for (int64_t c = 0; c < OW; c++) {                                       \
+                        int64_t w0, w1, wc;                                                  \
+                        avg_win(p, 1, c, xs[3], OW, &w0, &w1, &wc);                          \
+                        T v = (T)(gp[r * gs[2] + c * gs[3]] / (double)(hc * wc));            \
+                        for (int64_t i = h0; i < h1; i++)                                    \
+                            for (int64_t j = w0; j < w1; j++)                                \
+                                dp[i * xs[3] + j] += v;                                      \
+                    }                                                                        \
+                }                                                                            \
+            }                                                                                \
+    }
+
+SG_DEFINE_POOL(float, f32)
+SG_DEFINE_POOL(double, f64)

@@ -1,0 +1,28 @@
+/* sg_pool.h: 2-d max and average pooling (NCHW) and their gradients (sg_pool.c).
+ *
+ * `p` holds the op's parameters: kernel (h, w), stride (h, w), padding (h, w),
+ * dilation (h, w), ceil_mode, count_include_pad, and for adaptive pooling
+ * (p[10] = 1) the output's height and width in p[11], p[12].
+ */
+#ifndef SG_POOL_H
+#define SG_POOL_H
+
+#include "sg_abi.h"
+
+int sg_pool2d_shape(sg_err *err, const char *where, const int64_t *xs, const int *p,
+                    int64_t *os);
+int sg_pool2d_check(sg_err *err, const char *where, const int64_t *xs, const int *p,
+                    const int64_t *gs);
+
+#define SG_DECLARE_POOL(SUF)                                                                \
+    void sg_max_pool2d_##SUF(const sg_arr *out, const sg_arr *x, const int *p);             \
+    void sg_max_pool2d_grad_##SUF(const sg_arr *gx, const sg_arr *x, const sg_arr *g,       \
+                                  const int *p);                                            \
+    void sg_max_pool2d_select_##SUF(const sg_arr *out, const sg_arr *x, const sg_arr *h,    \
+                                    const int *p);                                          \
+    void sg_avg_pool2d_##SUF(const sg_arr *out, const sg_arr *x, const int *p);             \
+    void sg_avg_pool2d_grad_##SUF(const sg_arr *gx, const sg_arr *g, const int *p);
+SG_DECLARE_POOL(f32)
+SG_DECLARE_POOL(f64)
+
+#endif

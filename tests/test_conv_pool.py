@@ -1,0 +1,101 @@
+"""sg.nn.max_pool2d, avg_pool2d and adaptive_avg_pool2d against PyTorch (skipped where
+torch is not installed): values, gradients and second order, modes "py", "c" and
+"debug", float32 and float64, odd sizes, batch 1, non-contiguous inputs; the errors.
+
+One compiled function per mode computes every configuration (the suite's time budget)."""
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+
+CONFIGS = [
+    ("max", dict(kernel_size=2), (2, 3, 7, 9), "float64"),
+    ("max", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), (1, 2, 8, 7), "float32"),
+    ("max", dict(kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1)), (2, 2, 6, 9), "float64"),
+    ("avg", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+     (2, 3, 7, 8), "float64"),
+    ("avg", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), (1, 2, 6, 7), "float32"),
+    ("avg", dict(kernel_size=(2, 3)), (2, 2, 5, 7), "float64"),
+    ("adaptive", dict(output_size=(3, 2)), (2, 3, 7, 5), "float64"),
+    ("adaptive", dict(output_size=4), (1, 2, 3, 9), "float32"),
+    ("adaptive", dict(output_size=1), (2, 4, 5, 5), "float64"),
+]
+FUNCS = {"max": "max_pool2d", "avg": "avg_pool2d", "adaptive": "adaptive_avg_pool2d"}
+
+
+def _value(shape, dtype, rng, k):
+    # distinct values (no ties for the maximum); every other one transposed in memory
+    v = (rng.permutation(int(np.prod(shape))).reshape(shape) / 7.0 - 3).astype(dtype)
+    return v if k % 2 == 0 else np.swapaxes(np.ascontiguousarray(np.swapaxes(v, 2, 3)), 2, 3)
+
+
+@pytest.mark.parametrize("mode", ["py", "c", "debug"])
+def test_values_and_gradients_against_pytorch(mode):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    ins, outs, vals, wants = [], [], [], []
+    for k, (kind, kw, shape, dtype) in enumerate(CONFIGS):
+        X = _value(shape, dtype, rng, k)
+        xt = torch.tensor(np.ascontiguousarray(X), requires_grad=True)
+        ot = getattr(torch.nn.functional, FUNCS[kind])(xt, **kw)
+        R = rng.standard_normal(tuple(ot.shape)).astype(dtype)
+        gxt, = torch.autograd.grad((torch.tanh(ot) * torch.tensor(R)).sum(), xt,
+                                   create_graph=True)
+        g2t, = torch.autograd.grad((gxt * gxt * xt).sum(), xt)
+        x = sg.tensor4(f"x{k}", dtype)
+        out = getattr(sg.nn, FUNCS[kind])(x, **kw)
+        gx = sg.grad((sg.tanh(out) * R).sum(), x)
+        g2 = sg.grad((gx * gx * x).sum(), x)
+        ins.append(x)
+        outs += [out, gx, g2]
+        vals.append(X)
+        wants += [t.detach().numpy() for t in (ot, gxt, g2t)]
+    got = sg.function(ins, outs, mode=mode)(*vals)
+    for i, (g, w) in enumerate(zip(got, wants)):
+        label = f"{CONFIGS[i // 3][:2]} {['out', 'd/dx', 'd2'][i % 3]}"
+        assert g.dtype == w.dtype and g.shape == w.shape, label
+        tol = 1e-5 if g.dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol, err_msg=label)
+
+
+def test_verify_grad_float64():
+    rng = np.random.default_rng(1)
+    X = rng.permutation(2 * 3 * 6 * 7).reshape(2, 3, 6, 7) / 11.0
+    sg.verify_grad(lambda x: sg.nn.max_pool2d(x, 3, 2, 1, ceil_mode=True), [X], rng=rng)
+    sg.verify_grad(lambda x: sg.nn.avg_pool2d(x, 3, 2, 1, ceil_mode=True,
+                                              count_include_pad=False), [X], rng=rng)
+    sg.verify_grad(lambda x: sg.nn.adaptive_avg_pool2d(x, (4, 3)), [X], rng=rng)
+
+
+def test_sizes_change_between_calls_and_the_graph_reads():
+    x = sg.tensor4("x", "float32")
+    out = sg.nn.max_pool2d(x, 2)
+    gx = sg.grad(out.sum(), x)
+    f = sg.function([x], [out, gx])
+    for shape in [(1, 1, 2, 2), (3, 2, 5, 7), (0, 2, 4, 4)]:
+        o, g = f(np.ones(shape, "float32"))
+        assert o.shape == shape[:2] + (shape[2] // 2, shape[3] // 2) and g.shape == shape
+    assert "grad of max_pool2d{kernel=2x2}" in sg.debugprint(gx)
+
+
+def test_errors_at_build_and_at_call_time():
+    x = sg.tensor("x", shape=(None, 3, 4, 4))
+    with pytest.raises(sg.ShapeError, match=r"kernel's height 5 \(dilated: 5\) is larger than "
+                                            r"the padded input's height 4 \(at .*test_conv_pool"):
+        sg.nn.max_pool2d(x, 5)
+    with pytest.raises(sg.ShapeError, match="padding 2 should be at most half"):
+        sg.nn.avg_pool2d(x, 3, padding=2)
+    with pytest.raises(ValueError, match="kernel_size must be >= 1"):
+        sg.nn.max_pool2d(x, 0)
+    with pytest.raises(TypeError, match="output_size must be an int or a tuple of 2 ints"):
+        sg.nn.adaptive_avg_pool2d(x, (1, 2, 3))
+    with pytest.raises(sg.ShapeError, match="must be 4-d"):
+        sg.nn.max_pool2d(sg.matrix(), 2)
+    y = sg.tensor4("y")
+    out = sg.nn.max_pool2d(y, 3)  # the line errors name
+    for mode in ["py", "c"]:
+        f = sg.function([y], out, mode=mode)
+        with pytest.raises(sg.ShapeError, match=r"max_pool2d\{kernel=3x3\} at .*test_conv_pool"
+                                                r"\.py:\d+: the kernel's width 3"):
+            f(np.ones((1, 1, 4, 2)))
