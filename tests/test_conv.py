@@ -173,7 +173,8 @@ def test_build_time_errors_name_the_users_line():
          "mark: channels"),
         (lambda: sg.nn.conv2d(x, sg.tensor("w", shape=(4, 3, 6, 3))), sg.ShapeError,  # mark: big
          "kernel's height 6 (dilated: 6) is larger than the padded input's height 5", "mark: big"),
-        (lambda: sg.nn.conv2d(x, sg.tensor("w", shape=(4, 1, 3, 3)), groups=3), sg.ShapeError,  # mark: groups
+        (lambda: sg.nn.conv2d(x, sg.tensor("w", shape=(4, 1, 3, 3)), groups=3),  # mark: groups
+         sg.ShapeError,
          "4 output channels are not divisible by groups=3", "mark: groups"),
         (lambda: sg.nn.conv2d(x, w, groups=0), ValueError, "groups must be >= 1", None),
         (lambda: sg.nn.conv2d(x, w, stride=(1, 0)), ValueError, "stride must be >= 1", None),
@@ -208,10 +209,12 @@ def test_call_time_errors_name_the_op_and_line(mode):
     with pytest.raises(sg.ShapeError) as e:
         f(np.ones((1, 3, 4, 4)), np.ones((2, 2, 3, 3)))
     assert str(e.value).startswith(where), str(e.value)
-    assert "has 3 channels but the weight of shape (2, 2, 3, 3) with groups=1 expects 2" in str(e.value)
+    assert ("has 3 channels but the weight of shape (2, 2, 3, 3) with groups=1 expects 2"
+            in str(e.value))
     with pytest.raises(sg.ShapeError) as e:
         f(np.ones((1, 2, 2, 4)), np.ones((2, 2, 5, 3)))
     assert str(e.value).startswith(where), str(e.value)
-    assert "kernel's height 5 (dilated: 5) is larger than the padded input's height 4" in str(e.value)
+    assert ("kernel's height 5 (dilated: 5) is larger than the padded input's height 4"
+            in str(e.value))
     assert [a.shape for a in f(np.ones((1, 2, 2, 4)), np.ones((2, 2, 4, 3)))] == [
         (1, 2, 1, 4), (1, 2, 2, 4), (2, 2, 4, 3)]

@@ -59,8 +59,8 @@ EXTRA_NN = {"relu", "sigmoid", "softplus", "tanh", "one_hot"}
 CNN_NN = {"conv1d", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"}
 
 # The op families: implementation modules that must not appear as sg.<name>
-OPS_MODULES = {"advanced", "calls_c", "conv", "creation", "elemwise", "gemm", "indexing", "join", "linalg",
-               "methods", "pool", "reduce", "rows_c", "shape_ops", "subtensor"}
+OPS_MODULES = {"advanced", "calls_c", "conv", "creation", "elemwise", "gemm", "indexing", "join",
+               "linalg", "methods", "pool", "reduce", "rows_c", "shape_ops", "subtensor"}
 
 
 def _public(module):

@@ -1,7 +1,8 @@
 """Every op of symgrad, one module per family; each op holds its type inference,
 NumPy reference, gradient rule, FLOP count and C lowering together."""
 
-from . import conv, creation, elemwise, gemm, indexing, join, linalg, methods, nn, pool, reduce  # noqa: F401
+from . import (conv, creation, elemwise, gemm, indexing, join, linalg, methods, nn,  # noqa: F401
+               pool, reduce)
 from . import shape as shape_ops  # the module; the name `shape` is the function sg.shape
 from .elemwise import *  # noqa: F403,A004
 from .creation import arange

@@ -127,7 +127,8 @@ class _ConvBase(Op):
 
 
 class Conv2D(_ConvBase):
-    """``out[n, o] = sum over c, i, j of w[o, c, i, j] * xpad[n, g*Cg + c, r*sh + i*dh, q*sw + j*dw]``.
+    """``out[n, o, r, q] = sum over c, i, j of
+    w[o, c, i, j] * xpad[n, g * Cg + c, r * sh + i * dh, q * sw + j * dw]`` (``g``: o's group).
 
     Gradient: ``grad_input(g, w)`` and ``grad_weight(x, g)``.
     """
