@@ -1,0 +1,134 @@
+"""LeNet-5 train step, float32 (issue #15): batch 64 of 1x28x28, conv 5x5 to 20 maps,
+max-pool 2, tanh, conv 5x5 to 50 maps, max-pool 2, tanh, dense 800 -> 500 tanh,
+dense 500 -> 10, softmax cross-entropy mean, SGD.
+
+Reports the symgrad step, the im2col floor (the step's matrix products alone through
+NumPy into preallocated outputs: each convolution as its im2col product, forward,
+weight gradient, and input gradient except for the first layer) and, where installed,
+PyTorch eager, with the ratios to the floor; once per thread count (1, then every core).
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_cnn.py
+"""
+
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import best_time, blas_kernels, cores, rng, run_per_thread_count, table  # noqa: E402
+
+import symgrad as sg  # noqa: E402
+
+N = 64
+LR = np.float32(0.1)
+SHAPES = [(20, 1, 5, 5), (20,), (50, 20, 5, 5), (50,), (800, 500), (500,), (500, 10), (10,)]
+
+
+def init(r):
+    out = []
+    for s in SHAPES:
+        fan_in = int(np.prod(s[1:])) if len(s) == 4 else s[0]
+        bound = np.float32(1 / np.sqrt(fan_in if len(s) != 1 else 100))
+        out.append(r.uniform(-bound, bound, s).astype("float32"))
+    return out
+
+
+def symgrad_step(params):
+    X = sg.tensor4("X", dtype="float32")
+    y = sg.vector("y", dtype="int64")
+    w1, b1, w2, b2, W3, b3, W4, b4 = ps = [sg.shared(p, name=f"p{i}")
+                                           for i, p in enumerate(params)]
+    h = sg.tanh(sg.nn.max_pool2d(sg.nn.conv2d(X, w1, b1), 2))
+    h = sg.tanh(sg.nn.max_pool2d(sg.nn.conv2d(h, w2, b2), 2))
+    h = sg.tanh(h.reshape((h.shape[0], 800)) @ W3 + b3)
+    loss = sg.nn.cross_entropy(h @ W4 + b4, y).mean()
+    grads = sg.grad(loss, ps)
+    return sg.function([X, y], loss, updates=[(p, p - LR * g) for p, g in zip(ps, grads)])
+
+
+def im2col_floor(params):
+    """The step's matrix products alone (the convolutions as their im2col products)."""
+    r = rng(1)
+    f32 = "float32"
+
+    def mat(*s):
+        return r.standard_normal(s).astype(f32)
+
+    fwd = [(mat(N * 576, 25), mat(25, 20)), (mat(N * 64, 500), mat(500, 50)),
+           (mat(N, 800), mat(800, 500)), (mat(N, 500), mat(500, 10))]
+    # weight gradients: cols.T @ g; input gradients: g @ W.T (not for the first layer)
+    wgr = [(a.T, mat(a.shape[0], b.shape[1])) for a, b in fwd]
+    igr = [(mat(*p[0].shape[:1], p[1].shape[1]), p[1].T) for p in fwd[1:]]
+    work = [(a, b, np.empty((a.shape[0], b.shape[1]), f32)) for a, b in fwd + wgr + igr]
+
+    def run():
+        for a, b, c in work:
+            np.matmul(a, b, out=c)
+
+    return run
+
+
+def torch_step(params):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(int(os.environ.get("SYMGRAD_NUM_THREADS", "1")))
+    F = torch.nn.functional
+    ps = [torch.tensor(p, requires_grad=True) for p in params]
+    opt = torch.optim.SGD(ps, lr=float(LR))
+
+    def step(X, y):
+        X, y = torch.from_numpy(X), torch.from_numpy(y)
+        w1, b1, w2, b2, W3, b3, W4, b4 = ps
+        h = torch.tanh(F.max_pool2d(F.conv2d(X, w1, b1), 2))
+        h = torch.tanh(F.max_pool2d(F.conv2d(h, w2, b2), 2))
+        h = torch.tanh(h.reshape(h.shape[0], 800) @ W3 + b3)
+        loss = F.cross_entropy(h @ W4 + b4, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def measure(fns, args, rounds=5):
+    """Best time of each, in interleaved rounds (load drifts hit all alike)."""
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, (fn, a) in enumerate(zip(fns, args)):
+            best[i] = min(best[i], best_time(fn, *a, repeat=3))
+    return best
+
+
+def run_one():
+    if os.environ.get("SYMGRAD_NUM_THREADS") == "1" and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    print(blas_kernels())
+    try:  # before any kernel loads, as a user of both would import it
+        import torch  # noqa: F401
+    except ImportError:
+        pass
+    r = rng()
+    params = init(r)
+    X = r.standard_normal((N, 1, 28, 28)).astype("float32")
+    y = r.integers(0, 10, N)
+    steps = [("im2col floor", im2col_floor(params), ()),
+             ("symgrad", symgrad_step(params), (X, y)),
+             ("PyTorch eager", torch_step(params), (X, y))]
+    steps = [s for s in steps if s[1] is not None]
+    times = measure([fn for _, fn, _ in steps], [a for _, _, a in steps])
+    print(f"threads: {os.environ.get('SYMGRAD_NUM_THREADS')}")
+    table([[name, f"{t * 1e3:.2f}", f"{t / times[0]:.2f}x"] for (name, _, _), t in
+           zip(steps, times)], ["LeNet-5 step", "ms", "vs floor"])
+
+
+def main():
+    print(f"LeNet-5 train step, float32, batch {N}; {cores()} cores")
+    run_per_thread_count(__file__)
+
+
+if __name__ == "__main__":
+    run_one() if "--child" in sys.argv else main()
