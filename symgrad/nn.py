@@ -7,11 +7,11 @@ from .ops.elemwise import relu, sigmoid, softplus, tanh  # noqa: F401
 from .ops.elemwise import where as _where
 from .ops.nn import *  # noqa: F403
 from .ops.nn import __all__ as _nn_all
-from .ops.conv import conv1d, conv2d  # noqa: F401
+from .ops.conv import conv1d, conv2d, conv_transpose2d  # noqa: F401
 from .ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d  # noqa: F401
 from .ops.shape import zeros_like as _zeros_like
 
-__all__ = ["relu", "sigmoid", "softplus", "tanh", "dropout", *_nn_all, "conv1d", "conv2d",
+__all__ = ["relu", "sigmoid", "softplus", "tanh", "dropout", *_nn_all, "conv1d", "conv2d", "conv_transpose2d",
            "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
 
 

@@ -162,6 +162,50 @@ def test_gradient_graph_reads_as_convolution_ops():
     assert "sg_conv2d_grad_input_f64" in f.source and "sg_conv2d_grad_weight_f64" in f.source
 
 
+TRANSPOSED = [
+    ((2, 4, 3, 5), (4, 3, 3, 2), True, dict(stride=2, padding=1, output_padding=1)),
+    ((1, 4, 4, 3), (4, 1, 2, 3), False, dict(stride=(1, 2), padding=(0, 1), groups=2,
+                                             dilation=(2, 1), output_padding=(0, 1))),
+]
+
+
+def test_conv_transpose2d_against_pytorch():
+    """Values, and gradients to input, weight and bias, in modes "py" and "c"."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    ins, outs, vals, wants = [], [], [], []
+    for k, (xs, ws, bias, kw) in enumerate(TRANSPOSED):
+        v = [rng.standard_normal(xs), rng.standard_normal(ws)]
+        v += [rng.standard_normal(ws[1] * kw.get("groups", 1))] if bias else []
+        ts = [torch.tensor(a, requires_grad=True) for a in v]
+        ot = torch.nn.functional.conv_transpose2d(*ts[:2], ts[2] if bias else None, **kw)
+        r = rng.standard_normal(tuple(ot.shape))
+        (ot * torch.tensor(r)).sum().backward()
+        wants += [ot.detach().numpy()] + [t.grad.numpy() for t in ts]
+        x, w = sg.tensor4(f"x{k}"), sg.tensor4(f"w{k}")
+        b = sg.vector(f"b{k}") if bias else None
+        out = sg.nn.conv_transpose2d(x, w, b, **kw)
+        wrt = [x, w] + ([b] if bias else [])
+        outs += [out] + sg.grad((out * r).sum(), wrt)
+        ins += wrt
+        vals += v
+    assert "conv_transpose2d{stride=2x2, padding=1,1,1,1}" in sg.debugprint(outs[0])
+    for mode in ["py", "c"]:
+        got = sg.function(ins, outs, mode=mode)(*vals)
+        for g, w in zip(got, wants):
+            assert g.shape == w.shape
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-10)
+
+
+def test_conv_transpose2d_errors():
+    x, w = sg.tensor("x", shape=(None, 3, 4, 4)), sg.tensor("w", shape=(4, 2, 3, 3))
+    with pytest.raises(sg.ShapeError, match=r"has 3 channels but the weight of shape "
+                                            r"\(4, 2, 3, 3\) expects 4 \(at .*test_conv"):
+        sg.nn.conv_transpose2d(x, w)
+    with pytest.raises(ValueError, match="output_padding .* must be smaller than the stride"):
+        sg.nn.conv_transpose2d(sg.tensor4("x"), w, output_padding=1)
+
+
 # --------------------------------------------------------------------------- errors
 
 def test_build_time_errors_name_the_users_line():

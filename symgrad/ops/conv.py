@@ -32,9 +32,9 @@ from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, as_variable, user_trace
 from ..codegen.ir import Alloc, Arr, Array, At, Call, Ints, Local, Shape, Workspace
-from .shape import _target_shape, dimshuffle, shape, shape_entries
+from .shape import _target_shape, dimshuffle, make_vector, shape, shape_entries
 
-__all__ = ["conv2d", "conv1d"]
+__all__ = ["conv2d", "conv1d", "conv_transpose2d"]
 
 _PARAMS = ("stride", "padding", "dilation", "groups")
 _INT_MAX = 2**31 - 1
@@ -297,6 +297,20 @@ class Conv2DGradWeight(_ConvBase):
                  dtypes=(x.dtype,), blas=_blas(x.dtype))]
 
 
+class ConvTranspose2D(Conv2DGradInput):
+    """``sg.nn.conv_transpose2d``: the adjoint of the convolution whose input has shape
+    ``out_shape``, applied to ``x`` -- the same computation as :class:`Conv2DGradInput`,
+    named as the user wrote it. Its weight is ``(C_in, C_out // groups, kh, kw)``.
+    """
+
+    name = "conv_transpose2d"
+
+    def __str__(self):
+        return "conv_transpose2d" + self._suffix()
+
+    __repr__ = __str__
+
+
 def _same_shape(op, node, got, want):
     if tuple(got) != tuple(want):
         raise ShapeError(f"{op} at {node.trace}: the output gradient has shape "
@@ -425,3 +439,48 @@ def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     op = Conv2D((1,) + stride, (0, 0) + pad, (1,) + dilation, g)
     out = op(dimshuffle(x, 0, 1, "x", 2), dimshuffle(w, 0, 1, "x", 2))
     return _with_bias(dimshuffle(out, 0, 1, 3), bias, 1)
+
+
+def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """Transposed 2-d convolution of NCHW ``x`` with ``w`` of shape
+    ``(C_in, C_out // groups, kh, kw)``, as PyTorch's ``conv_transpose2d``: the gradient
+    of ``conv2d`` with respect to its input, given the output's gradient.
+
+    The output's height is ``(H - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1`` (width
+    alike); ``output_padding`` must be smaller than the stride (PyTorch also accepts one
+    below the dilation: not supported).
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x, w = sg.tensor4("x"), sg.tensor4("w")
+    >>> sg.evaluate(sg.nn.conv_transpose2d(x, w), {x: np.ones((1, 1, 1, 2)),
+    ...                                            w: np.ones((1, 1, 1, 2))})
+    array([[[[1., 2., 1.]]]])
+    """
+    fn = "conv_transpose2d"
+    x, w, _ = _prepare(x, w, None, fn, 2)
+    stride, dilation = _pair(stride, "stride", fn), _pair(dilation, "dilation", fn)
+    g = _pair(groups, "groups", fn, 1)[0]
+    pad = _pair(padding, "padding", fn, minimum=0)
+    opad = _pair(output_padding, "output_padding", fn, minimum=0)
+    if any(o >= s for o, s in zip(opad, stride)):
+        # PyTorch also takes one below the dilation: rows no window reaches, not done here
+        raise _at_line(ValueError(f"{fn}: output_padding {opad} must be smaller than the "
+                                  f"stride {stride}"))
+    cin, cout_g = w.type.shape[:2]
+    if None not in (x.type.shape[1], cin) and x.type.shape[1] != cin:
+        raise _at_line(ShapeError(f"{fn}: the input has {x.type.shape[1]} channels but the "
+                                  f"weight of shape {w.type.shape} expects {cin}"))
+    if bias is not None:
+        bias = as_variable(bias)
+        c = None if cout_g is None else cout_g * g
+        if bias.ndim != 1 or (None not in (c, bias.type.shape[0]) and c != bias.type.shape[0]):
+            raise _at_line(ShapeError(f"{fn}: the bias must be 1-d with one entry per output "
+                                      f"channel ({c}), got {bias.type}"))
+    sizes = [(x.shape[2 + a] - 1) * stride[a] - 2 * pad[a] + dilation[a] * (w.shape[2 + a] - 1)
+             + opad[a] + 1 for a in range(2)]
+    out_shape = make_vector([x.shape[0], w.shape[1] * g] + sizes)
+    op = ConvTranspose2D(stride, (pad[0], pad[0], pad[1], pad[1]), dilation, g)
+    return _with_bias(op(x, w, out_shape), bias, 2)
