@@ -46,7 +46,8 @@ from .graph import Variable, constant, shared, user_trace
 from .ops.shape import shape_at
 
 __all__ = ["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "zeros",
-           "fans", "Dense", "Dropout", "INITIALISERS", "RNN", "LSTM", "GRU"]
+           "fans", "Dense", "Dropout", "INITIALISERS", "RNN", "LSTM", "GRU",
+           "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "Sequential"]
 
 
 def _rng(rng):
@@ -264,53 +265,14 @@ class Dropout:
         return f"Dropout(p={self.p})"
 
 
-class _Recurrent:
-    """What RNN, LSTM and GRU share: parameters, state dicts, argument checks, the loops.
-
-    A subclass sets ``gates`` (``G``), ``n_states`` (1, or 2 for the LSTM's
-    ``(h, c)``) and ``cell(l, x_t, states) -> new states``.
-    """
-
-    gates = 1
-    n_states = 1
-
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 rng=None, name=None, dtype=None):
-        kind = type(self).__name__
-        self.input_size = _positive_int(kind, "input_size", input_size)
-        self.hidden_size = _positive_int(kind, "hidden_size", hidden_size)
-        self.num_layers = _positive_int(kind, "num_layers", num_layers)
-        for what, flag in (("bias", bias), ("batch_first", batch_first)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise TypeError(f"{kind}: {what} must be a bool, got {type(flag).__name__}")
-        self.bias, self.batch_first = bool(bias), bool(batch_first)
-        name = kind.lower() if name is None else name
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"{kind}: name must be a non-empty str, got {name!r}")
-        self.name = name
-        self.dtype = _dt.as_dtype(dtype)
-        if not _dt.is_float(self.dtype):
-            raise TypeError(f"{kind}: parameters must be float, got dtype {self.dtype}")
-        # PyTorch's initialisation: every weight and bias from U(-k, k), k = 1/sqrt(H)
-        gen, k = _rng(rng), 1.0 / math.sqrt(self.hidden_size)
-        for key, shape in self._shapes().items():
-            value = gen.uniform(-k, k, shape).astype(self.dtype)
-            setattr(self, key, shared(value, name=f"{name}.{key}"))
-
-    def _shapes(self):
-        """``{PyTorch name: shape}`` of every parameter, in PyTorch's order."""
-        G, H, shapes = self.gates, self.hidden_size, {}
-        for l in range(self.num_layers):
-            shapes[f"weight_ih_l{l}"] = (G * H, self.input_size if l == 0 else H)
-            shapes[f"weight_hh_l{l}"] = (G * H, H)
-            if self.bias:
-                shapes[f"bias_ih_l{l}"] = (G * H,)
-                shapes[f"bias_hh_l{l}"] = (G * H,)
-        return shapes
+class _Module:
+    """Parameters under PyTorch's names: a subclass sets ``name``, ``dtype`` and
+    ``_shapes()`` (``{PyTorch name: shape}``) and holds each parameter as the attribute of
+    that name; this gives ``params``, ``state_dict`` and ``load_state_dict``."""
 
     @property
     def params(self):
-        """The shared parameters, in PyTorch's order (``weight_ih_l0, weight_hh_l0, ...``)."""
+        """The shared parameters, in PyTorch's order (e.g. ``weight_ih_l0, weight_hh_l0, ...``)."""
         return [getattr(self, key) for key in self._shapes()]
 
     # ----------------------------------------------------------------------- state dicts
@@ -364,6 +326,51 @@ class _Recurrent:
             values[key] = value.astype(self.dtype)
         for key, value in values.items():
             getattr(self, key).set_value(value)
+
+
+class _Recurrent(_Module):
+    """What RNN, LSTM and GRU share: parameters, state dicts, argument checks, the loops.
+
+    A subclass sets ``gates`` (``G``), ``n_states`` (1, or 2 for the LSTM's
+    ``(h, c)``) and ``cell(l, x_t, states) -> new states``.
+    """
+
+    gates = 1
+    n_states = 1
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 rng=None, name=None, dtype=None):
+        kind = type(self).__name__
+        self.input_size = _positive_int(kind, "input_size", input_size)
+        self.hidden_size = _positive_int(kind, "hidden_size", hidden_size)
+        self.num_layers = _positive_int(kind, "num_layers", num_layers)
+        for what, flag in (("bias", bias), ("batch_first", batch_first)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{kind}: {what} must be a bool, got {type(flag).__name__}")
+        self.bias, self.batch_first = bool(bias), bool(batch_first)
+        name = kind.lower() if name is None else name
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{kind}: name must be a non-empty str, got {name!r}")
+        self.name = name
+        self.dtype = _dt.as_dtype(dtype)
+        if not _dt.is_float(self.dtype):
+            raise TypeError(f"{kind}: parameters must be float, got dtype {self.dtype}")
+        # PyTorch's initialisation: every weight and bias from U(-k, k), k = 1/sqrt(H)
+        gen, k = _rng(rng), 1.0 / math.sqrt(self.hidden_size)
+        for key, shape in self._shapes().items():
+            value = gen.uniform(-k, k, shape).astype(self.dtype)
+            setattr(self, key, shared(value, name=f"{name}.{key}"))
+
+    def _shapes(self):
+        """``{PyTorch name: shape}`` of every parameter, in PyTorch's order."""
+        G, H, shapes = self.gates, self.hidden_size, {}
+        for l in range(self.num_layers):
+            shapes[f"weight_ih_l{l}"] = (G * H, self.input_size if l == 0 else H)
+            shapes[f"weight_hh_l{l}"] = (G * H, H)
+            if self.bias:
+                shapes[f"bias_ih_l{l}"] = (G * H,)
+                shapes[f"bias_hh_l{l}"] = (G * H,)
+        return shapes
 
     # ----------------------------------------------------------------------- building
 
@@ -624,3 +631,203 @@ class GRU(_Recurrent):
         z = ops.sigmoid(self._gate(gi, 1) + self._gate(gh, 1))
         n = ops.tanh(self._gate(gi, 2) + r * self._gate(gh, 2))
         return [(1 - z) * n + z * h]
+
+
+# --------------------------------------------------------------------------- convolutional layers
+
+class Conv2D(_Module):
+    """A 2-d convolution layer, as ``torch.nn.Conv2d``: :func:`symgrad.nn.conv2d` with its
+    ``weight`` ``(out_channels, in_channels // groups, kh, kw)`` and ``bias``
+    ``(out_channels,)``, initialised as PyTorch does (both from ``U(-k, k)``,
+    ``k = 1 / sqrt(in_channels // groups * kh * kw)``), so a PyTorch state dict loads.
+
+    >>> import symgrad as sg
+    >>> conv = sg.layers.Conv2D(1, 20, 5, rng=0)
+    >>> conv(sg.tensor4("x")).ndim, sorted(conv.state_dict())
+    (4, ['bias', 'weight'])
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, rng=None, name="conv2d", dtype=None):
+        kind = "Conv2D"
+        self.in_channels = _positive_int(kind, "in_channels", in_channels)
+        self.out_channels = _positive_int(kind, "out_channels", out_channels)
+        self.groups = _positive_int(kind, "groups", groups)
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"Conv2D: in_channels {self.in_channels} and out_channels "
+                             f"{self.out_channels} must be divisible by groups {self.groups}")
+        ks = kernel_size if isinstance(kernel_size, (tuple, list)) else (kernel_size,) * 2
+        self.kernel_size = tuple(_positive_int(kind, "kernel_size", k) for k in ks)
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"Conv2D: name must be a non-empty str, got {name!r}")
+        self.name, self.dtype = name, _dt.as_dtype(dtype)
+        if not _dt.is_float(self.dtype):
+            raise TypeError(f"Conv2D: parameters must be float, got dtype {self.dtype}")
+        self.has_bias = bool(bias)
+        shapes = self._shapes()
+        gen = _rng(rng)
+        k = 1.0 / math.sqrt(math.prod(shapes["weight"][1:]))
+        for key, shape in shapes.items():
+            setattr(self, key, shared(gen.uniform(-k, k, shape).astype(self.dtype),
+                                      name=f"{name}.{key}"))
+        if not self.has_bias:
+            self.bias = None
+        # the argument checks of sg.nn.conv2d, now rather than at the first call
+        from .nn import conv2d
+        conv2d(ops.zeros((1, self.in_channels) + self.kernel_size, dtype=self.dtype),
+               self.weight, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    def _shapes(self):
+        shapes = {"weight": (self.out_channels, self.in_channels // self.groups)
+                  + self.kernel_size}
+        if self.has_bias:
+            shapes["bias"] = (self.out_channels,)
+        return shapes
+
+    def __call__(self, x, training=True):
+        from .nn import conv2d
+        return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                      self.groups)
+
+    def __repr__(self):
+        return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size="
+                f"{self.kernel_size}, stride={self.stride}, padding={self.padding!r}, "
+                f"name={self.name!r})")
+
+
+class _Stateless:
+    """A layer without parameters: empty ``params`` and state dict."""
+
+    params = []
+
+    def state_dict(self):
+        return collections.OrderedDict()
+
+    def load_state_dict(self, state_dict, strict=True, prefix=""):
+        return None
+
+
+class MaxPool2D(_Stateless):
+    """:func:`symgrad.nn.max_pool2d` as a layer (``torch.nn.MaxPool2d``'s arguments)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+        self.args = dict(kernel_size=kernel_size, stride=stride, padding=padding,
+                         dilation=dilation, ceil_mode=ceil_mode)
+
+    def __call__(self, x, training=True):
+        from .nn import max_pool2d
+        return max_pool2d(x, **self.args)
+
+    def __repr__(self):
+        return f"MaxPool2D({', '.join(f'{k}={v!r}' for k, v in self.args.items())})"
+
+
+class AvgPool2D(_Stateless):
+    """:func:`symgrad.nn.avg_pool2d` as a layer (``torch.nn.AvgPool2d``'s arguments)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True):
+        self.args = dict(kernel_size=kernel_size, stride=stride, padding=padding,
+                         ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+
+    def __call__(self, x, training=True):
+        from .nn import avg_pool2d
+        return avg_pool2d(x, **self.args)
+
+    def __repr__(self):
+        return f"AvgPool2D({', '.join(f'{k}={v!r}' for k, v in self.args.items())})"
+
+
+class Flatten(_Stateless):
+    """Axes ``start_dim..`` merged into one, as ``torch.nn.Flatten`` (default: all but the
+    batch axis)."""
+
+    def __init__(self, start_dim=1):
+        if isinstance(start_dim, bool) or not isinstance(start_dim, numbers.Integral) \
+                or start_dim < 0:
+            raise ValueError(f"Flatten: start_dim must be an int >= 0, got {start_dim!r}")
+        self.start_dim = int(start_dim)
+
+    def __call__(self, x, training=True):
+        if x.ndim <= self.start_dim:
+            raise ShapeError(f"Flatten: start_dim {self.start_dim} needs an input of more "
+                             f"than {self.start_dim} axes, got {x.type} (at {user_trace()})")
+        return x.reshape(tuple(x.shape[:self.start_dim]) + (-1,))
+
+    def __repr__(self):
+        return f"Flatten(start_dim={self.start_dim})"
+
+
+def _takes_training(layer):
+    import inspect
+    try:
+        return "training" in inspect.signature(layer).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class Sequential:
+    """Layers applied in order, as ``torch.nn.Sequential``: ``seq(x, training=True)`` passes
+    ``training`` to the layers that take it (Dropout, the convolution and pooling layers,
+    ...). ``params`` is every layer's, in order; the state dict names layer ``i``'s entries
+    ``"<i>.<name>"`` (PyTorch's), so a ``torch.nn.Sequential`` of the same layers loads
+    where the layers' own state dicts match PyTorch's.
+
+    >>> import symgrad as sg
+    >>> net = sg.layers.Sequential(sg.layers.Conv2D(1, 4, 3, rng=0), sg.layers.Flatten())
+    >>> net(sg.tensor4("x")).ndim, list(net.state_dict())
+    (2, ['0.weight', '0.bias'])
+    """
+
+    def __init__(self, *layers):
+        for i, layer in enumerate(layers):
+            if not callable(layer):
+                raise TypeError(f"Sequential: layer {i} is not callable: {layer!r}")
+        self.layers = list(layers)
+
+    def __call__(self, x, training=True):
+        for layer in self.layers:
+            x = layer(x, training=training) if _takes_training(layer) else layer(x)
+        return x
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __len__(self):
+        return len(self.layers)
+
+    @property
+    def params(self):
+        return [p for layer in self.layers for p in getattr(layer, "params", [])]
+
+    def state_dict(self):
+        out = collections.OrderedDict()
+        for i, layer in enumerate(self.layers):
+            if hasattr(layer, "state_dict"):
+                out.update((f"{i}.{k}", v) for k, v in layer.state_dict().items())
+        return out
+
+    def load_state_dict(self, state_dict, strict=True, prefix=""):
+        """Each layer loads the entries under ``"<prefix><i>."``; with ``strict`` an entry no
+        layer takes is an error. Any mismatch raises :class:`symgrad.CheckpointError` and
+        changes nothing."""
+        mine = [f"{prefix}{i}." for i, layer in enumerate(self.layers)
+                if hasattr(layer, "load_state_dict")]
+        stray = [k for k in state_dict if isinstance(k, str) and k.startswith(prefix)
+                 and not any(k.startswith(m) for m in mine)]
+        if strict and stray:
+            raise CheckpointError(f"Sequential: unexpected entries {stray}; nothing was changed")
+        saved = [(p, p.get_value()) for p in self.params]
+        try:
+            for i, layer in enumerate(self.layers):
+                if hasattr(layer, "load_state_dict"):
+                    layer.load_state_dict(state_dict, strict=strict, prefix=f"{prefix}{i}.")
+        except BaseException:  # a later layer's mismatch: the earlier ones go back too
+            for p, value in saved:
+                p.set_value(value)
+            raise
+
+    def __repr__(self):
+        return "Sequential(\n" + "".join(f"  ({i}): {l!r}\n" for i, l in
+                                         enumerate(self.layers)) + ")"

@@ -1,0 +1,75 @@
+"""sg.layers.Conv2D, MaxPool2D, AvgPool2D, Flatten and Sequential: a small LeNet against
+the same torch.nn.Sequential with its state dict loaded (skipped without torch), state
+dicts both ways, a few train steps, and the errors."""
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad import layers as L
+
+
+def _net(dtype="float64"):
+    return L.Sequential(L.Conv2D(1, 4, 3, padding=1, rng=0, dtype=dtype, name="c1"),
+                        L.MaxPool2D(2), L.Conv2D(4, 6, (2, 3), rng=1, dtype=dtype, name="c2"),
+                        L.AvgPool2D(2, ceil_mode=True), L.Flatten())
+
+
+def test_lenet_like_against_pytorch():
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    tnet = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(4, 6, (2, 3)),
+                         nn.AvgPool2d(2, ceil_mode=True), nn.Flatten()).double()
+    net = _net()
+    assert list(net.state_dict()) == list(tnet.state_dict())
+    net.load_state_dict(tnet.state_dict())
+    X = np.random.default_rng(0).standard_normal((3, 1, 9, 10))
+    x = sg.tensor4("x")
+    out = net(x)
+    gs = sg.grad((out ** 2).sum(), net.params)
+    got = sg.function([x], [out] + gs)(X)
+    t = tnet(torch.tensor(X))
+    (t ** 2).sum().backward()
+    np.testing.assert_allclose(got[0], t.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for g, p in zip(got[1:], tnet.parameters()):
+        np.testing.assert_allclose(g, p.grad.numpy(), rtol=1e-10, atol=1e-12)
+    # and back: our state dict loads into PyTorch
+    tnet.load_state_dict({k: torch.tensor(v) for k, v in net.state_dict().items()})
+
+
+def test_initialisation_bounds_and_training():
+    net = _net("float32")
+    w = net[0].weight.get_value()
+    assert w.dtype == np.float32 and w.shape == (4, 1, 3, 3) and np.abs(w).max() <= 1 / 3
+    assert np.abs(net[2].bias.get_value()).max() <= 1 / np.sqrt(4 * 2 * 3)
+    x = sg.tensor4("x", "float32")
+    y = sg.vector("y", dtype="int64")
+    head = L.Dense(6 * 2 * 2, 3, rng=0, dtype="float32")
+    loss = sg.nn.cross_entropy(head(net(x)), y).mean()
+    step = sg.train_step(loss, [x, y], optimizer=sg.optim.SGD(0.1))
+    assert set(step.params) == set(net.params + head.params)
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((8, 1, 9, 10)).astype("float32")
+    Y = rng.integers(0, 3, 8)
+    losses = [step(X, Y)["loss"] for _ in range(15)]
+    assert losses[-1] < losses[0]
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="divisible by groups"):
+        L.Conv2D(3, 4, 3, groups=2)
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        L.Conv2D(3, 4, 3, stride=0)
+    with pytest.raises(TypeError, match="kernel_size must be a positive int"):
+        L.Conv2D(3, 4, 2.5)
+    net = _net()
+    before = [p.get_value() for p in net.params]
+    bad = dict(net.state_dict())
+    bad["2.weight"] = np.zeros((6, 4, 3, 3))
+    with pytest.raises(sg.CheckpointError, match=r"2.weight has shape \(6, 4, 3, 3\)"):
+        net.load_state_dict({k: v + 1 for k, v in bad.items()})
+    assert all((a == p.get_value()).all() for a, p in zip(before, net.params))
+    with pytest.raises(sg.CheckpointError, match="unexpected entries"):
+        net.load_state_dict(dict(net.state_dict(), **{"7.weight": np.zeros(1)}))
+    with pytest.raises(sg.ShapeError, match="Flatten: start_dim 1 needs"):
+        L.Flatten()(sg.vector("v"))
