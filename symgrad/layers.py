@@ -753,7 +753,9 @@ class Flatten(_Stateless):
         if x.ndim <= self.start_dim:
             raise ShapeError(f"Flatten: start_dim {self.start_dim} needs an input of more "
                              f"than {self.start_dim} axes, got {x.type} (at {user_trace()})")
-        return x.reshape(tuple(x.shape[:self.start_dim]) + (-1,))
+        lead = [n if n is not None else shape_at(x, i)
+                for i, n in enumerate(x.type.shape[:self.start_dim])]
+        return x.reshape(tuple(lead) + (-1,))
 
     def __repr__(self):
         return f"Flatten(start_dim={self.start_dim})"

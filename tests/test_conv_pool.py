@@ -76,7 +76,7 @@ def test_sizes_change_between_calls_and_the_graph_reads():
     for shape in [(1, 1, 2, 2), (3, 2, 5, 7), (0, 2, 4, 4)]:
         o, g = f(np.ones(shape, "float32"))
         assert o.shape == shape[:2] + (shape[2] // 2, shape[3] // 2) and g.shape == shape
-    assert "grad of max_pool2d{kernel=2x2}" in sg.debugprint(gx)
+    assert "grad of max_pool2d" in sg.debugprint(gx)
 
 
 def test_errors_at_build_and_at_call_time():

@@ -6,9 +6,9 @@
  * pooling: [floor(o * n / m), ceil((o + 1) * n / m)) for m outputs.
  *
  * Max pooling picks, in each window, the first tap (row-major) holding the
- * maximum, or a NaN (the last one), as PyTorch's CPU kernels do. Its gradient
- * finds that tap again (recomputed from x: no index array is stored) and adds
- * g there; "select" reads h there (the gradient of the gradient).
+ * maximum, or a NaN (the last one), as PyTorch's CPU kernels do, and stores
+ * where (ih * W + iw); its gradient adds g at those positions, "select"
+ * reads h there (the gradient of the gradient).
  *
  * Index arithmetic: sg_pool2d_shape checks the derived lengths for overflow;
  * every offset after it is bounded by the arrays' sizes and fits in int64.
@@ -81,6 +81,35 @@ int sg_pool2d_check(sg_err *err, const char *where, const int64_t *xs, const int
     return 0;
 }
 
+/* g and idx of one shape, whose leading two axes are those of the input (shape xs),
+ * and every index in [-1, H * W): what max pooling's gradient ops read. */
+int sg_pool2d_indices_check(sg_err *err, const char *where, const sg_arr *g, const sg_arr *idx,
+                            const int64_t *xs)
+{
+    char a[160], b[160], c[160];
+    int64_t plane;
+    for (int i = 0; i < 4; i++)
+        if (g->shape[i] != idx->shape[i] || (i < 2 && g->shape[i] != xs[i]))
+            return sg_fail(err, SG_ESHAPE, "%sthe gradient of shape %s, the indices of shape %s "
+                           "and the input of shape %s do not match", where,
+                           sg_shape_str(a, sizeof a, g->shape, 4),
+                           sg_shape_str(b, sizeof b, idx->shape, 4), sg_shape_str(c, sizeof c, xs, 4));
+    if (__builtin_mul_overflow(xs[2], xs[3], &plane))
+        return sg_fail(err, SG_ESHAPE, "%sthe input's plane is too large", where);
+    const int64_t *is = idx->strides;
+    for (int64_t n = 0; n < idx->shape[0]; n++)
+        for (int64_t ch = 0; ch < idx->shape[1]; ch++)
+            for (int64_t r = 0; r < idx->shape[2]; r++)
+                for (int64_t q = 0; q < idx->shape[3]; q++) {
+                    int64_t v = ((const int64_t *)idx->data)[n * is[0] + ch * is[1] + r * is[2] +
+                                                             q * is[3]];
+                    if (v < -1 || v >= plane)
+                        return sg_fail(err, SG_EINDEX, "%san index is outside the input's plane "
+                                       "of %lld elements", where, (long long)plane);
+                }
+    return 0;
+}
+
 /* Average pooling's window along one axis: [lo, hi) inside the input, and the
  * length the divisor counts. */
 static void avg_win(const int *p, int ax, int64_t o, int64_t n, int64_t m, int64_t *lo,
@@ -105,17 +134,31 @@ static void avg_win(const int *p, int ax, int64_t o, int64_t n, int64_t m, int64
 #define SG_DEFINE_POOL(T, SUF)                                                                 \
     /* The tap holding the maximum of the window of output (r, c), as ih * W + iw, or    \
      * -1 for a window with no tap inside the input. */                                     \
-    static int64_t argmax_##SUF(const T *xp, const int64_t *st, int64_t H, int64_t W,          \
-                                const int *p, int64_t r, int64_t c)                          \
+    static inline int64_t argmax_##SUF(const T *xp, const int64_t *st, int64_t H, int64_t W,   \
+                                       const int *p, int64_t r, int64_t c)                   \
     {                                                                                        \
-        int64_t best = -1;                                                                   \
+        int64_t best = -1, h0 = r * p[2] - p[4], w0 = c * p[3] - p[5];                       \
         T m = 0;                                                                             \
+        if (h0 >= 0 && w0 >= 0 && h0 + (p[0] - 1) * p[6] < H &&                             \
+            w0 + (p[1] - 1) * p[7] < W) { /* inside: no bounds to check */                   \
+            m = xp[h0 * st[2] + w0 * st[3]];                                                 \
+            best = h0 * W + w0;                                                              \
+            for (int64_t i = 0, ih = h0; i < p[0]; i++, ih += p[6])                          \
+                for (int64_t j = 0, iw = w0; j < p[1]; j++, iw += p[7]) {                    \
+                    T v = xp[ih * st[2] + iw * st[3]];                                       \
+                    if (v > m || v != v) {                                                   \
+                        m = v;                                                               \
+                        best = ih * W + iw;                                                  \
+                    }                                                                        \
+                }                                                                            \
+            return best;                                                                     \
+        }                                                                                    \
         for (int64_t i = 0; i < p[0]; i++) {                                                 \
-            int64_t ih = r * p[2] - p[4] + i * p[6];                                         \
+            int64_t ih = h0 + i * p[6];                                                      \
             if (ih < 0 || ih >= H)                                                           \
                 continue;                                                                    \
             for (int64_t j = 0; j < p[1]; j++) {                                             \
-                int64_t iw = c * p[3] - p[5] + j * p[7];                                     \
+                int64_t iw = w0 + j * p[7];                                                  \
                 if (iw < 0 || iw >= W)                                                       \
                     continue;                                                                \
                 T v = xp[ih * st[2] + iw * st[3]];                                           \
@@ -128,11 +171,14 @@ static void avg_win(const int *p, int ax, int64_t o, int64_t n, int64_t m, int64
         return best;                                                                         \
     }                                                                                        \
                                                                                              \
-    void sg_max_pool2d_##SUF(const sg_arr *out, const sg_arr *x, const int *p)               \
+    /* The maxima and their positions (ih * W + iw in the plane, -1 if none). */            \
+    void sg_max_pool2d_##SUF(const sg_arr *out, const sg_arr *idx, const sg_arr *x,          \
+                             const int *p)                                                   \
     {                                                                                        \
         const int64_t *xs = x->shape, *st = x->strides;                                      \
         int64_t OH = out->shape[2], OW = out->shape[3], W = xs[3];                           \
         T *o = out->data;                                                                    \
+        int64_t *ix = idx->data;                                                             \
         for (int64_t n = 0; n < xs[0]; n++)                                                  \
             for (int64_t ch = 0; ch < xs[1]; ch++) {                                         \
                 const T *xp = (const T *)x->data + n * st[0] + ch * st[1];                   \
@@ -140,43 +186,46 @@ static void avg_win(const int *p, int ax, int64_t o, int64_t n, int64_t m, int64
                     for (int64_t c = 0; c < OW; c++) {                                       \
                         int64_t a = argmax_##SUF(xp, st, xs[2], W, p, r, c);                 \
                         *o++ = a < 0 ? (T)-INFINITY : xp[a / W * st[2] + a % W * st[3]];     \
+                        *ix++ = a;                                                           \
                     }                                                                        \
             }                                                                                \
     }                                                                                        \
                                                                                              \
-    void sg_max_pool2d_grad_##SUF(const sg_arr *gx, const sg_arr *x, const sg_arr *g,        \
-                                  const int *p)                                              \
+    /* gx (zeros, C-contiguous) plus g at the positions idx names (checked beforehand). */  \
+    void sg_max_pool2d_grad_##SUF(const sg_arr *gx, const sg_arr *g, const sg_arr *idx)      \
     {                                                                                        \
-        const int64_t *xs = x->shape, *st = x->strides, *gs = g->strides;                    \
-        int64_t OH = g->shape[2], OW = g->shape[3], plane = xs[2] * xs[3];                   \
+        const int64_t *gs = g->strides, *is = idx->strides;                                  \
+        int64_t N = g->shape[0], C = g->shape[1], OH = g->shape[2], OW = g->shape[3];        \
+        int64_t plane = gx->shape[2] * gx->shape[3];                                         \
         memset(gx->data, 0, (size_t)sg_size(gx, 4) * sizeof(T));                             \
-        for (int64_t n = 0; n < xs[0]; n++)                                                  \
-            for (int64_t ch = 0; ch < xs[1]; ch++) {                                         \
-                const T *xp = (const T *)x->data + n * st[0] + ch * st[1];                   \
+        for (int64_t n = 0; n < N; n++)                                                      \
+            for (int64_t ch = 0; ch < C; ch++) {                                             \
                 const T *gp = (const T *)g->data + n * gs[0] + ch * gs[1];                   \
-                T *dp = (T *)gx->data + (n * xs[1] + ch) * plane;                            \
+                const int64_t *ip = (const int64_t *)idx->data + n * is[0] + ch * is[1];     \
+                T *dp = (T *)gx->data + (n * C + ch) * plane;                                \
                 for (int64_t r = 0; r < OH; r++)                                             \
                     for (int64_t c = 0; c < OW; c++) {                                       \
-                        int64_t a = argmax_##SUF(xp, st, xs[2], xs[3], p, r, c);             \
+                        int64_t a = ip[r * is[2] + c * is[3]];                               \
                         if (a >= 0)                                                          \
                             dp[a] += gp[r * gs[2] + c * gs[3]];                              \
                     }                                                                        \
             }                                                                                \
     }                                                                                        \
                                                                                              \
-    void sg_max_pool2d_select_##SUF(const sg_arr *out, const sg_arr *x, const sg_arr *h,     \
-                                    const int *p)                                            \
+    /* h read at the positions idx names (0 where -1). */                                   \
+    void sg_max_pool2d_select_##SUF(const sg_arr *out, const sg_arr *h, const sg_arr *idx)   \
     {                                                                                        \
-        const int64_t *xs = x->shape, *st = x->strides, *hs = h->strides;                    \
-        int64_t OH = out->shape[2], OW = out->shape[3], W = xs[3];                           \
+        const int64_t *hs = h->strides, *is = idx->strides;                                  \
+        int64_t N = idx->shape[0], C = idx->shape[1], OH = idx->shape[2], OW = idx->shape[3];\
+        int64_t W = h->shape[3];                                                             \
         T *o = out->data;                                                                    \
-        for (int64_t n = 0; n < xs[0]; n++)                                                  \
-            for (int64_t ch = 0; ch < xs[1]; ch++) {                                         \
-                const T *xp = (const T *)x->data + n * st[0] + ch * st[1];                   \
+        for (int64_t n = 0; n < N; n++)                                                      \
+            for (int64_t ch = 0; ch < C; ch++) {                                             \
                 const T *hp = (const T *)h->data + n * hs[0] + ch * hs[1];                   \
+                const int64_t *ip = (const int64_t *)idx->data + n * is[0] + ch * is[1];     \
                 for (int64_t r = 0; r < OH; r++)                                             \
                     for (int64_t c = 0; c < OW; c++) {                                       \
-                        int64_t a = argmax_##SUF(xp, st, xs[2], W, p, r, c);                 \
+                        int64_t a = ip[r * is[2] + c * is[3]];                               \
                         *o++ = a < 0 ? (T)0 : hp[a / W * hs[2] + a % W * hs[3]];             \
                     }                                                                        \
             }                                                                                \

@@ -32,7 +32,7 @@ from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, as_variable, user_trace
 from ..codegen.ir import Alloc, Arr, Array, At, Call, Ints, Local, Shape, Workspace
-from .shape import _target_shape, dimshuffle, make_vector, shape, shape_entries
+from .shape import _target_shape, dimshuffle, make_vector, shape, shape_at, shape_entries
 
 __all__ = ["conv2d", "conv1d", "conv_transpose2d"]
 
@@ -441,6 +441,12 @@ def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return _with_bias(dimshuffle(out, 0, 1, 3), bias, 1)
 
 
+def _dim(v, axis):
+    """``v``'s length on ``axis``: an int where static, else the symbolic ``shape_at``."""
+    n = v.type.shape[axis]
+    return n if n is not None else shape_at(v, axis)
+
+
 def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1):
     """Transposed 2-d convolution of NCHW ``x`` with ``w`` of shape
@@ -479,8 +485,8 @@ def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, gro
         if bias.ndim != 1 or (None not in (c, bias.type.shape[0]) and c != bias.type.shape[0]):
             raise _at_line(ShapeError(f"{fn}: the bias must be 1-d with one entry per output "
                                       f"channel ({c}), got {bias.type}"))
-    sizes = [(x.shape[2 + a] - 1) * stride[a] - 2 * pad[a] + dilation[a] * (w.shape[2 + a] - 1)
-             + opad[a] + 1 for a in range(2)]
-    out_shape = make_vector([x.shape[0], w.shape[1] * g] + sizes)
+    sizes = [(_dim(x, 2 + a) - 1) * stride[a] - 2 * pad[a]
+             + dilation[a] * (_dim(w, 2 + a) - 1) + opad[a] + 1 for a in range(2)]
+    out_shape = make_vector([_dim(x, 0), _dim(w, 1) * g] + sizes)
     op = ConvTranspose2D(stride, (pad[0], pad[0], pad[1], pad[1]), dilation, g)
     return _with_bias(op(x, w, out_shape), bias, 2)

@@ -3,7 +3,7 @@
 import numpy as np
 
 import symgrad as sg
-from symgrad.ops.pool import AvgPool2D, AvgPool2DGrad, MaxPool2DGrad, MaxPool2DSelect
+from symgrad.ops.pool import AvgPool2DGrad, MaxPool2D, MaxPool2DGrad, MaxPool2DSelect
 
 from . import Arg as A
 from . import Case
@@ -82,6 +82,8 @@ def _distinct(shape, seed):
 
 
 MAX = dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1))
+X1, X2 = _distinct((2, 3, 5, 6), 1), _distinct((2, 3, 5, 6), 2)
+X1S = np.array(X1.shape)
 AVG = dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1), count_include_pad=False)
 XS = np.array([2, 3, 5, 6])
 
@@ -93,12 +95,13 @@ CASES = [
          lambda x: np_max(x, 2, 2, 0, 2, 2), [A(value=_distinct((1, 2, 5, 4), 3),
                                                  dtype="float32")],
          id="max_pool2d[float32]", rtol=1e-6),
-    Case("max_pool2d_grad", lambda x, g: MaxPool2DGrad(**MAX)(x, g),
-         lambda x, g: np_max_grad(x, g, 3, 2, 1),
-         [A(value=_distinct((2, 3, 5, 6), 1)), A((2, 3, 3, 3))]),
-    Case("max_pool2d_select", lambda x, h: MaxPool2DSelect(**MAX)(x, h),
-         lambda x, h: np_select(x, h, 3, 2, 1, 3, 3),
-         [A(value=_distinct((2, 3, 5, 6), 2)), A((2, 3, 5, 6))]),
+    # the indices come from max pooling of a constant x; g (and h) are the inputs
+    Case("max_pool2d_grad",
+         lambda g: MaxPool2DGrad()(g, MaxPool2D(**MAX)(sg.constant(X1))[1], sg.constant(X1S)),
+         lambda g: np_max_grad(X1, g, 3, 2, 1), [A((2, 3, 3, 3))]),
+    Case("max_pool2d_select",
+         lambda h: MaxPool2DSelect()(h, MaxPool2D(**MAX)(sg.constant(X2))[1]),
+         lambda h: np_select(X2, h, 3, 2, 1, 3, 3), [A((2, 3, 5, 6))]),
     Case("avg_pool2d", lambda x: sg.nn.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
          lambda x: np_avg(x, 3, 2, 1, 3, 3, include_pad=False), [A((2, 3, 5, 6))],
          id="avg_pool2d[exclude-pad]"),
