@@ -14,6 +14,7 @@ import pytest
 
 import symgrad as sg
 from symgrad.ops import random as R
+from bad_inputs import child_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INCLUDE = os.path.join(os.path.dirname(HERE), "symgrad", "include")
@@ -161,14 +162,18 @@ THREADS_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_thread_counts_give_the_same_bits():
+def test_thread_counts_give_the_same_bits(tmp_path):
     """Loops big enough for the thread pool, run by 1 and 2 threads (a process each, as
-    SYMGRAD_NUM_THREADS is read when symgrad is imported)."""
+    SYMGRAD_NUM_THREADS is read when symgrad is imported). The children import the
+    symgrad this process tests (child_env), from a folder that is not the source tree:
+    `python -c` puts the working directory first on the path, and a fresh clone's
+    symgrad has no compiled runtime."""
     digests = []
     for n in (1, 2):
-        env = dict(os.environ, SYMGRAD_NUM_THREADS=str(n))
-        out = subprocess.run([sys.executable, "-c", THREADS_SCRIPT], env=env, check=True,
+        out = subprocess.run([sys.executable, "-c", THREADS_SCRIPT],
+                             env=child_env(SYMGRAD_NUM_THREADS=str(n)), cwd=tmp_path,
                              capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-3000:]
         digests.append(out.stdout.strip())
     assert digests[0] == digests[1]
 
