@@ -28,7 +28,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import best_time, blas_kernels, rng, run_per_thread_count, table  # noqa: E402
+from common import best_time, rng, run_per_thread_count, start_child, table  # noqa: E402
 
 import symgrad as sg  # noqa: E402
 
@@ -270,13 +270,7 @@ def measure(fns, args, rounds=5):
 
 
 def run_one():
-    if os.environ.get("SYMGRAD_NUM_THREADS") == "1" and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # JAX ignores thread settings
-    print(blas_kernels())
-    try:  # before any kernel loads, as a user of both would import it
-        import torch  # noqa: F401
-    except ImportError:
-        pass
+    start_child()
     r = rng()
     params = init(r)
     X, Y = data(r)

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import (best_time, blas_kernels, cores, rng, run_per_thread_count,  # noqa: E402
+from common import (best_time, cores, rng, run_per_thread_count, start_child,  # noqa: E402
                     table)
 
 import symgrad as sg  # noqa: E402
@@ -137,16 +137,9 @@ def torch_step(params):
 
 
 def run_one():
-    if os.environ.get("SYMGRAD_NUM_THREADS") == "1" and hasattr(os, "sched_setaffinity"):
-        # One core for everything in this process: JAX ignores thread settings.
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    start_child()
     import peers
 
-    print(blas_kernels())
-    try:  # before any kernel loads, as a user of both would import it
-        import torch  # noqa: F401
-    except ImportError:
-        pass
     r = rng()
     params = init(r)
     rows = []

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_mlp import init, symgrad_model  # noqa: E402
-from common import best_time, blas_kernels, rng, run_per_thread_count, table  # noqa: E402
+from common import best_time, rng, run_per_thread_count, start_child, table  # noqa: E402
 
 import symgrad as sg  # noqa: E402
 
@@ -120,9 +120,7 @@ def torch_method(params):
 # --------------------------------------------------------------------------- driver
 
 def run_one():
-    if os.environ.get("SYMGRAD_NUM_THREADS") == "1" and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # JAX ignores thread settings
-    print(blas_kernels())
+    start_child(torch_first=False)
     r = rng(2)
     params = init(r)
     X = r.standard_normal((N, 784)).astype("float32")

@@ -103,3 +103,19 @@ def run_per_thread_count(script):
         env = dict(os.environ, SYMGRAD_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t),
                    OMP_NUM_THREADS=str(t))
         subprocess.run([sys.executable, script, "--child"], env=env, check=True)
+
+
+def start_child(torch_first=True):
+    """What a child of :func:`run_per_thread_count` does first: with one thread, keep the
+    whole process on one core (JAX ignores thread settings); print the BLAS kernels; and
+    import PyTorch, where installed, before any kernel loads, as a user of both would."""
+    import os
+
+    if os.environ.get("SYMGRAD_NUM_THREADS") == "1" and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    print(blas_kernels())
+    if torch_first:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            pass
