@@ -99,3 +99,17 @@ def test_errors_at_build_and_at_call_time():
         with pytest.raises(sg.ShapeError, match=r"max_pool2d\{kernel=3x3\} at .*test_conv_pool"
                                                 r"\.py:\d+: the kernel's width 3"):
             f(np.ones((1, 1, 4, 2)))
+
+
+@pytest.mark.parametrize("mode", ["c", "py"])
+def test_a_huge_batch_of_empty_planes_returns_at_once(mode):
+    # 2**40 images of no channel: nothing to compute, and no loop over the batch either
+    # (the compiled loops once ran 2**60 empty iterations: the huge-length fuzz row).
+    x = sg.tensor4("x")
+    outs = [sg.nn.max_pool2d(x, 2), sg.nn.avg_pool2d(x, 2, padding=1)]
+    grads = sg.grad(sum(o.sum() for o in outs), x)
+    f = sg.function([x], [*outs, grads], mode=mode)
+    xv = np.zeros((2 ** 40, 0, 4, 4))
+    mx, av, gx = f(xv)
+    assert mx.shape == (2 ** 40, 0, 2, 2) and av.shape == (2 ** 40, 0, 3, 3)
+    assert gx.shape == xv.shape
