@@ -734,3 +734,45 @@ def test_debugprint_labels_the_steps_of_a_loop_s_body():
     labels = sorted(set(re.findall(rf"\[(?:in )?({loop.label}\.step\.\d+)", inner)))
     assert labels and all(f"/* {lab}: " in f.source for lab in labels)
     assert f"[{loop.label}: BLAS]" in text          # the loop runs a product in its body
+
+
+# --------------------------------------------------------------------------- packed weights
+
+def _packed_rnn(B, H, n_out, scale):
+    """A float32 RNN whose step multiplies by loop-invariant weights: h @ W (forward), and
+    in the gradient loop dz @ W.T (a transposed view) -- products by a weight packed once."""
+    W = sg.matrix("W", dtype="float32")
+    V = sg.matrix("V", dtype="float32")
+    X = sg.tensor3("X", dtype="float32")
+    h0 = sg.matrix("h0", dtype="float32")
+    hs, _ = sg.scan(lambda x_t, h: sg.tanh(x_t + scale * (h @ W)) @ V, sequences=X,
+                    outputs_info=h0, name="packed")
+    loss = (hs ** 2).sum()
+    return [X, h0, W, V], [hs] + sg.grad(loss, [h0, W, V])
+
+
+@pytest.mark.parametrize("B,H,steps,threads", [(5, 37, 4, 1), (32, 64, 3, 2), (3, 40, 1, 1),
+                                               (8, 33, 0, 1)])
+def test_products_by_a_loop_invariant_weight_read_it_packed_once(B, H, steps, threads,
+                                                                monkeypatch):
+    """Mode "c" packs a float32 weight that the step's products take as their right operand
+    once before the loop (sg_panels.h): results as BLAS's, for row counts that are not a
+    multiple of the micro-kernel's (5, 3), columns not a multiple of its panels (37, 33),
+    alpha != 1, a transposed weight, one step (no packing: BLAS) and no step, on 1 and 2
+    threads."""
+    monkeypatch.setattr(sg.config, "_num_threads", threads)
+    r = np.random.default_rng(7)
+    ins, outs = _packed_rnn(B, H, H, 0.5)
+    vals = [r.standard_normal((steps, B, H)).astype("float32"),
+            r.standard_normal((B, H)).astype("float32"),
+            (r.standard_normal((H, H)) * 0.3).astype("float32"),
+            (r.standard_normal((H, H)) * 0.3).astype("float32")]
+    fc = sg.function(ins, outs, mode="c")
+    src = fc.source
+    assert src.count("sg_panels_pack_f32(") == 4   # W and V forward, W.T and V.T backward
+    assert "sg_panels_gemm_f32(ws, sg_nthreads" in src
+    got = fc(*vals)
+    want = sg.function(ins, outs, mode="py")(*vals)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-4)

@@ -121,6 +121,7 @@ class KernelContext:
         self.shared = CWriter()  # what every unit declares: the row functions and their structs
         self.step = None         # the step being rendered
         self.dest = {}           # id(value of a loop's body) -> its place (see _loop)
+        self.panels = {}         # id(placeholder) -> (trans_b, its packed panels) (see _loop)
         self._sites = {}
         self._n = 0
 
@@ -536,6 +537,12 @@ class _OpWriter:
             if s.blas:
                 w.comment(f"/* BLAS ({fn}): {c_comment(node_text(self.node), limit=400)} */")
             args = ", ".join(map(x, s.args))
+            packed = self._panels(s)
+            if packed is not None:
+                w.comment("/* its weight packed before the loop: sg_panels_gemm_f32 */")
+                w(f"if ({packed}) sg_panels_gemm_f32(ws, sg_nthreads, {x(s.args[1])}, "
+                  f"{x(s.args[3])}, 0, {packed}, 1.0, NULL, 0, 0.0);")
+                w("else")
             if s.can_fail:
                 w(f"if ({fn}(err, {ctx.location(self.node)}{', ' if args else ''}{args})) "
                   f"goto fail;")
@@ -567,6 +574,17 @@ class _OpWriter:
                     self.statements(s.orelse)
         else:
             raise TypeError(f"not a statement of the IR: {s!r}")
+
+    def _panels(self, call):
+        """The frame's pointer to the panels of a 2-d float32 matmul's right operand packed
+        before the loop (``_pack_panels``), or None."""
+        if call.name != "sg_matmul" or call.dtypes != ("float32",):
+            return None
+        _, out, on, a, an, b, bn = call.args
+        if not (on.value == an.value == bn.value == 2 and isinstance(b, ir.Arr)):
+            return None
+        packed = self.ctx.panels.get(id(b.var))
+        return packed[1] if packed is not None and not packed[0] else None
 
     def _copy_of(self, v, x):
         """``v`` a contiguous copy of ``x`` -- ``x``'s own block when it is the step's donor,
@@ -698,6 +716,7 @@ def _loop(ctx, step):
         ctx.declare(p)
     for x, p in step.others:
         w(f"{ctx.arr(p)} = {ctx.arr(x)};")
+    panels = _pack_panels(ctx, step, n)
     n_rec = len(step.recurrent)
     outs = node.outputs
     own = [ctx.result_owner(v) for v in outs]
@@ -733,6 +752,8 @@ def _loop(ctx, step):
     finally:
         for k in places:
             ctx.dest.pop(id(step.outputs[k]), None)
+        for k in panels:
+            ctx.panels.pop(k, None)
     at = {id(step.outputs[k]): places[k] for k in places}
     t = ctx.tmp("t")
     with w.block(f"for (int64_t {t} = 0; {t} < {n}; {t}++)"):
@@ -812,6 +833,60 @@ def _loop(ctx, step):
             _empty_stacks(ctx, step, stacks, own, calls, alive, places)
     for T in scratch.values():
         w(f"sg_ws_free(ws, {T}.data);")
+    for _, buf in panels.values():
+        w(f"if ({buf}) sg_ws_free(ws, {buf});")
+
+
+def _panel_products(body):
+    """``{id(placeholder): trans_b}``: the float32 matrices that products of ``body``'s own
+    steps take as their right operand (a gemm's ``b``, a 2-d matmul's second operand),
+    each always with the same transposition."""
+    from ..ops.linalg import MatMul
+
+    uses = {}
+    for s in body.all_steps():
+        if isinstance(s, BlasCall) and s.out.dtype == "float32" and s.a.dtype == "float32":
+            b, tb = s.b, s.trans_b
+        elif (isinstance(s, OpStep) and isinstance(s.root.op, MatMul) and
+              s.root.outputs[0].dtype == "float32" and
+              all(i.dtype == "float32" and i.ndim == 2 for i in s.root.inputs)):
+            b, tb = s.root.inputs[1], False
+        else:
+            continue
+        uses.setdefault(id(b), set()).add(tb)
+    return {k: next(iter(t)) for k, t in uses.items() if len(t) == 1}
+
+
+def _pack_panels(ctx, step, n):
+    """Pack, before a loop of 2 or more iterations, each loop-invariant float32 matrix
+    that its body's products take as their right operand (``sg_panels.h``): a recurrent
+    weight. The body's products then read the panels (``ctx.panels``: id(placeholder) ->
+    (trans_b, the frame's pointer, NULL when not packed)) instead of BLAS re-packing the
+    weight at every step. Returns that mapping; the caller frees the panels."""
+    uses = _panel_products(step.body)
+    panels = {}
+    for x, p in step.others:
+        if id(p) not in uses or x.dtype != "float32" or x.ndim != 2:
+            continue
+        tb = uses[id(p)]
+        buf = ctx.tmp("panels")
+        ctx.frame.append(f"float *{buf};")
+        buf = f"F->{buf}"
+        w, X = ctx.w, ctx.arr(x)
+        w(f"{buf} = NULL;")
+        with w.block(f"if ({n} > 1)"):
+            w.comment("/* a loop-invariant weight of the step's products, packed once here: "
+                      "each step's product reads it as it is (sg_panels.h) */")
+            v = ctx.tmp("w")
+            w(f"sg_arr {v} = sg_gemm_view(&{X}, {int(tb)});")
+            w(f"{buf} = (float *)sg_ws_alloc(ws, (size_t)sg_panels_size({v}.shape[0], "
+              f"{v}.shape[1]) * sizeof(float));")
+            with w.block(f"if (!{buf})"):
+                ctx.fail(step.root, "nomem", "out of memory")
+            w(f"sg_panels_pack_f32({buf}, &{v});")
+        panels[id(p)] = (tb, buf)
+    ctx.panels.update(panels)
+    return panels
 
 
 def _early_stacks(ctx, step, n, own):
@@ -926,10 +1001,20 @@ def _blas(ctx, step):
     ctx.w(f"if (sg_gemm_shape(err, {', '.join(args + ops + cs)}, {shp})) goto fail;")
     O = ctx.alloc(node, out, [f"{shp}[0]", f"{shp}[1]"])
     fn = f"sg_gemm_{SUFFIX[out.dtype]}"
+    call = (f"if ({fn}(err, {', '.join(args)}, ws, &{O}, {', '.join(ops)}, "
+            f"{c_literal(step.alpha, 'float64')}, {', '.join(cs)}, "
+            f"{c_literal(step.beta, 'float64')})) goto fail;")
+    packed = ctx.panels.get(id(step.b))
+    if packed is not None and packed[0] == step.trans_b and out.dtype == "float32":
+        ctx.w.comment(f"/* its weight packed before the loop (sg_panels_gemm_f32), else BLAS "
+                      f"({fn}): {c_comment(node_text(node), limit=400)} */")
+        ctx.w(f"if ({packed[1]}) sg_panels_gemm_f32(ws, sg_nthreads, &{O}, {ops[0]}, {ops[1]}, "
+              f"{packed[1]}, {c_literal(step.alpha, 'float64')}, {', '.join(cs)}, "
+              f"{c_literal(step.beta, 'float64')});")
+        ctx.w(f"else {call}")
+        return
     ctx.w.comment(f"/* BLAS ({fn}): {c_comment(node_text(node), limit=400)} */")
-    ctx.w(f"if ({fn}(err, {', '.join(args)}, ws, &{O}, {', '.join(ops)}, "
-          f"{c_literal(step.alpha, 'float64')}, {', '.join(cs)}, "
-          f"{c_literal(step.beta, 'float64')})) goto fail;")
+    ctx.w(call)
 
 
 def _product_trace(node):

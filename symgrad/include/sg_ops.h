@@ -175,6 +175,7 @@ int sg_check_indices(sg_err *err, const char *where, const sg_arr *v, int nd, si
 #include "sg_rows.h" /* softmax, cross_entropy, logsumexp, one_hot, conversions, ... */
 #include "sg_index.h" /* indexing, gathers and scatters, concatenate and split */
 #include "sg_conv.h" /* conv2d and its gradients: im2col + gemm */
+#include "sg_panels.h" /* products by a weight packed once (sg.scan loops) */
 #include "sg_pool.h" /* max and average pooling and their gradients */
 
 /* Last: the loop drivers call the functions above (sg_overlaps, ...). */

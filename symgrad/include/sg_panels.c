@@ -1,0 +1,172 @@
+/* sg_panels.c: see sg_panels.h.
+ *
+ * Layout: the columns of B in panels of SG_PANEL_NR (32) columns; panel j
+ * holds rows 0..k-1 of columns 32j..32j+31 one row after another (zeros past
+ * n). The micro-kernel keeps an MR x 32 block of the result in registers and
+ * runs down k: per row of the panel, two (AVX-512: 16 floats) or four (AVX2)
+ * vector loads, one broadcast and FMA per row of the block. Each element is
+ * the sum over k in order, one fused multiply-add at a time, as a BLAS kernel
+ * does it. The build picks the kernel the CPU has (AVX-512, AVX2+FMA, or plain
+ * C); all three read the same layout.
+ */
+#include <string.h>
+
+#include "sg_support.h"
+#include "sg_panels.h"
+
+#define SG_PANEL_NR 32
+
+int64_t sg_panels_size(int64_t k, int64_t n)
+{
+    return k * ((n + SG_PANEL_NR - 1) / SG_PANEL_NR) * SG_PANEL_NR;
+}
+
+SG_VEC void sg_panels_pack_f32(float *dst, const sg_arr *b)
+{
+    int64_t k = b->shape[0], n = b->shape[1], sk = b->strides[0], sn = b->strides[1];
+    const float *src = (const float *)b->data;
+    for (int64_t j0 = 0; j0 < n; j0 += SG_PANEL_NR) {
+        int64_t w = n - j0 < SG_PANEL_NR ? n - j0 : SG_PANEL_NR;
+        for (int64_t r = 0; r < k; r++) {
+            float *d = dst + j0 * k + r * SG_PANEL_NR;
+            const float *s = src + r * sk + j0 * sn;
+            int64_t q = 0;
+            for (; q < w; q++)
+                d[q] = s[q * sn];
+            for (; q < SG_PANEL_NR; q++)
+                d[q] = 0;
+        }
+    }
+}
+
+typedef struct {
+    float *o;
+    const float *a, *panels, *c;
+    int64_t m, k, n, sa0, sa1, cs0, cs1;
+    float alpha, beta;
+} sg_panels_job;
+
+/* The result's rows i0..i0+h-1 (h <= MR) and columns j0..j0+w-1 from the block's
+ * accumulators: alpha * acc + beta * c. */
+static inline void sg_panels_store(const sg_panels_job *g, const float *acc, int h,
+                                   int64_t i0, int64_t j0, int64_t w)
+{
+    for (int i = 0; i < h; i++) {
+        float *row = g->o + (i0 + i) * g->n + j0;
+        const float *t = acc + i * SG_PANEL_NR;
+        if (!g->c) {
+            for (int64_t q = 0; q < w; q++)
+                row[q] = g->alpha == 1 ? t[q] : g->alpha * t[q];
+        } else {
+            const float *cr = g->c + (i0 + i) * g->cs0 + j0 * g->cs1;
+            for (int64_t q = 0; q < w; q++)
+                row[q] = (g->alpha == 1 ? t[q] : g->alpha * t[q]) +
+                         (g->beta == 1 ? cr[q * g->cs1] : g->beta * cr[q * g->cs1]);
+        }
+    }
+}
+
+/* One kernel per vector width VL (floats): NV = 32 / VL vectors per panel row,
+ * MR rows of the result at a time. */
+#define SG_PANELS_KERNEL(NAME, TARGET, VL, MR, FMA)                                         \
+    typedef float NAME##_v __attribute__((vector_size(VL * 4)));                            \
+    typedef float NAME##_u __attribute__((vector_size(VL * 4), aligned(4), may_alias));     \
+    TARGET static inline __attribute__((always_inline)) void NAME##_block(                  \
+        const sg_panels_job *g, const float *panel, int64_t i0, const int h, int64_t j0,    \
+        int64_t w)                                                                          \
+    {                                                                                       \
+        enum { NV = SG_PANEL_NR / VL };                                                     \
+        NAME##_v acc[MR][NV];                                                               \
+        _Pragma("GCC unroll 8")                                                             \
+        for (int i = 0; i < MR; i++) {                                                      \
+            _Pragma("GCC unroll 8")                                                         \
+            for (int v = 0; v < NV; v++)                                                    \
+                acc[i][v] = (NAME##_v){0};                                                  \
+        }                                                                                   \
+        const float *a = g->a + i0 * g->sa0;                                                \
+        const int64_t sa0 = g->sa0, sa1 = g->sa1;                                           \
+        for (int64_t r = 0; r < g->k; r++) {                                                \
+            NAME##_v b[NV];                                                                 \
+            _Pragma("GCC unroll 8")                                                         \
+            for (int v = 0; v < NV; v++)                                                    \
+                b[v] = *(const NAME##_u *)(panel + r * SG_PANEL_NR + v * VL);               \
+            const float *ar = a + r * sa1;                                                  \
+            _Pragma("GCC unroll 8")                                                         \
+            for (int i = 0; i < MR; i++) {                                                  \
+                if (i < h) {                                                                \
+                    float x = ar[i * sa0];                                                  \
+                    _Pragma("GCC unroll 8")                                                 \
+                    for (int v = 0; v < NV; v++)                                            \
+                        acc[i][v] = FMA(x, b[v], acc[i][v]);                                \
+                }                                                                           \
+            }                                                                               \
+        }                                                                                   \
+        float t[MR * SG_PANEL_NR];                                                          \
+        _Pragma("GCC unroll 8")                                                             \
+        for (int i = 0; i < MR; i++) {                                                      \
+            _Pragma("GCC unroll 8")                                                         \
+            for (int v = 0; v < NV; v++)                                                    \
+                *(NAME##_u *)(t + i * SG_PANEL_NR + v * VL) = acc[i][v];                    \
+        }                                                                                   \
+        sg_panels_store(g, t, h, i0, j0, w);                                                \
+    }                                                                                       \
+    TARGET static void NAME##_panels(void *arg, int64_t p0, int64_t p1)                     \
+    {                                                                                       \
+        const sg_panels_job *g = (const sg_panels_job *)arg;                                \
+        for (int64_t p = p0; p < p1; p++) {                                                 \
+            int64_t j0 = p * SG_PANEL_NR, w = g->n - j0 < SG_PANEL_NR ? g->n - j0 : SG_PANEL_NR; \
+            const float *panel = g->panels + j0 * g->k;                                     \
+            int64_t i0 = 0;                                                                 \
+            for (; i0 + MR <= g->m; i0 += MR)                                               \
+                NAME##_block(g, panel, i0, MR, j0, w);                                      \
+            for (; i0 < g->m; i0++)                                                         \
+                NAME##_block(g, panel, i0, 1, j0, w);                                       \
+        }                                                                                   \
+    }
+
+#define SG_PANELS_MULADD(x, b, acc) ((acc) + (x) * (b))
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#define SG_PANELS_X86 1
+#define SG_PANELS_FMA16(x, b, acc) _mm512_fmadd_ps(_mm512_set1_ps(x), (b), (acc))
+#define SG_PANELS_FMA8(x, b, acc) _mm256_fmadd_ps(_mm256_set1_ps(x), (b), (acc))
+SG_PANELS_KERNEL(sg_panels_v4, __attribute__((target("avx512f,fma"))), 16, 8, SG_PANELS_FMA16)
+SG_PANELS_KERNEL(sg_panels_v3, __attribute__((target("avx2,fma"))), 8, 3, SG_PANELS_FMA8)
+#endif
+SG_PANELS_KERNEL(sg_panels_v1, , 4, 2, SG_PANELS_MULADD)
+
+void sg_panels_gemm_f32(sg_ws *ws, int nthreads, sg_arr *out, const sg_arr *a, int ta, const float *panels,
+                        double alpha, const sg_arr *c, int cn, double beta)
+{
+    sg_panels_job g;
+    g.o = (float *)out->data;
+    g.m = out->shape[0], g.n = out->shape[1];
+    g.k = ta ? a->shape[0] : a->shape[1];
+    g.sa0 = ta ? a->strides[1] : a->strides[0];
+    g.sa1 = ta ? a->strides[0] : a->strides[1];
+    g.a = (const float *)a->data;
+    g.panels = panels;
+    g.alpha = (float)alpha, g.beta = (float)beta;
+    g.c = NULL, g.cs0 = g.cs1 = 0;
+    if (c) {
+        int64_t st[2];
+        sg_broadcast_strides(st, c, cn, out->shape, 2);
+        g.c = (const float *)c->data, g.cs0 = st[0], g.cs1 = st[1];
+    }
+    if (g.m <= 0 || g.n <= 0)
+        return;
+    void (*run)(void *, int64_t, int64_t) = sg_panels_v1_panels;
+#ifdef SG_PANELS_X86
+    if (__builtin_cpu_supports("avx512f"))
+        run = sg_panels_v4_panels;
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        run = sg_panels_v3_panels;
+#endif
+    int64_t np = (g.n + SG_PANEL_NR - 1) / SG_PANEL_NR;
+    /* threads when the product is worth waking them for (about 2 MFLOP a thread) */
+    int threads = g.m * g.n * g.k >= (INT64_C(1) << 20) && nthreads > 1 ? nthreads : 1;
+    if (threads > 1 && np > 1)
+        ws->parallel_for(np, threads, run, &g);
+    else
+        run(&g, 0, np);
+}
