@@ -591,11 +591,22 @@ class LSTM(_Recurrent):
     >>> out, (h_n, c_n) = lstm(sg.tensor3("x"))
     >>> lstm.weight_ih_l0.get_value().shape
     (20, 3)
+
+    One step of layer ``l`` -- PyTorch's ``nn.LSTMCell`` with this layer's weights --
+    is :meth:`cell`, for a loop of your own (``sg.scan``, decoding one token at a time):
+
+    >>> h, c = sg.matrix("h"), sg.matrix("c")
+    >>> h1, c1 = lstm.cell(0, sg.matrix("x_t"), [h, c])
+    >>> h1.type.shape
+    (None, 5)
     """
 
     gates, n_states = 4, 2
 
     def cell(self, l, x_t, states):
+        """One step of layer ``l`` (0-based): ``[h_t, c_t]`` from the input ``x_t``
+        ``(B, I)`` (layer 0; ``(B, H)`` above) and ``states = [h, c]``, each ``(B, H)`` --
+        the gates of the class docstring, which the layer's loop runs at every step."""
         h, c = states
         gi, gh = self._linear(l, x_t, h)
         g = gi + gh

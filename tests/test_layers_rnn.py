@@ -457,3 +457,24 @@ def test_bad_constructor_arguments():
                        "nonlinearity='relu')")
     assert [p.name for p in sg.layers.GRU(3, 4, bias=False).params] == [
         "gru.weight_ih_l0", "gru.weight_hh_l0"]
+
+
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_lstm_cell_is_pytorch_s_lstm_cell_with_the_layer_s_weights(mode):
+    """``LSTM.cell(l, x_t, [h, c])``, the documented one step of a layer, is
+    ``torch.nn.LSTMCell`` with that layer's weights (layer 1 reads layer 0's h)."""
+    torch = pytest.importorskip("torch")
+    lstm = sg.layers.LSTM(3, 5, num_layers=2, rng=4)
+    r = np.random.default_rng(5)
+    for l, I in ((0, 3), (1, 5)):
+        x, h, c = sg.matrix("x"), sg.matrix("h"), sg.matrix("c")
+        f = sg.function([x, h, c], lstm.cell(l, x, [h, c]), mode=mode)
+        xv, hv, cv = r.standard_normal((2, I)), r.standard_normal((2, 5)), r.standard_normal((2, 5))
+        cell = torch.nn.LSTMCell(I, 5).double()
+        with torch.no_grad():
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(cell, name).copy_(torch.from_numpy(
+                    getattr(lstm, f"{name}_l{l}").get_value()))
+            want = cell(torch.from_numpy(xv), (torch.from_numpy(hv), torch.from_numpy(cv)))
+        for got, w in zip(f(xv, hv, cv), want):
+            np.testing.assert_allclose(got, w.numpy(), rtol=1e-12, atol=1e-12)
