@@ -841,13 +841,11 @@ def _panel_products(body):
     """``{id(placeholder): trans_b}``: the float32 matrices that products of ``body``'s own
     steps take as their right operand (a gemm's ``b``, a 2-d matmul's second operand),
     each always with the same transposition."""
-    from ..ops.linalg import MatMul
-
     uses = {}
     for s in body.all_steps():
         if isinstance(s, BlasCall) and s.out.dtype == "float32" and s.a.dtype == "float32":
             b, tb = s.b, s.trans_b
-        elif (isinstance(s, OpStep) and isinstance(s.root.op, MatMul) and
+        elif (isinstance(s, OpStep) and s.root.op.name == "matmul" and
               s.root.outputs[0].dtype == "float32" and
               all(i.dtype == "float32" and i.ndim == 2 for i in s.root.inputs)):
             b, tb = s.root.inputs[1], False
