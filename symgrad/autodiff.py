@@ -68,7 +68,7 @@ def _check_cost(cost):
             + "; integer and bool values have no gradient")
 
 
-def grad(cost, wrt, known_grads=None, disconnected="raise"):
+def grad(cost, wrt, known_grads=None, disconnected="raise", consider_constant=None):
     """The gradient of a 0-d ``cost`` with respect to ``wrt``, as symbolic graph.
 
     Parameters
@@ -84,6 +84,11 @@ def grad(cost, wrt, known_grads=None, disconnected="raise"):
     disconnected : {"raise", "warn", "ignore"}
         What to do for a ``wrt`` no gradient reaches: raise
         ``DisconnectedInputError``, or return zeros (with a warning for "warn").
+    consider_constant : list of Variables, optional
+        Theano's: values the gradient treats as constants. A cotangent reaches
+        each of them (a ``wrt`` may be one) but goes no further back, into what
+        it was computed from -- as if each were wrapped in ``sg.stop_gradient``
+        where the cost uses it, without rebuilding the cost.
 
     Examples
     --------
@@ -107,7 +112,8 @@ def grad(cost, wrt, known_grads=None, disconnected="raise"):
     for var, seed in (known_grads or {}).items():
         seeds[var] = _check_seed(var, seed)
     cost_name = cost.name if cost is not None and cost.name else "cost"
-    results = _backprop(seeds, wrt_list, cost_name, disconnected)
+    blocked, _ = _as_list(list(consider_constant or ()), "consider_constant")
+    results = _backprop(seeds, wrt_list, cost_name, disconnected, {id(v) for v in blocked})
     return rebuild(results)
 
 
@@ -127,14 +133,15 @@ def _check_seed(var, seed):
     return _ew.cast(seed, var.dtype)
 
 
-def _reach(nodes, wrt_list):
-    """Ids of the variables whose value depends on some ``wrt`` (the paths to search)."""
+def _reach(nodes, wrt_list, blocked=frozenset()):
+    """Ids of the variables whose value depends on some ``wrt`` (the paths to search);
+    a ``blocked`` variable (consider_constant) depends on nothing but itself."""
     reach = {id(v) for v in wrt_list}
     for node in nodes:
         vi = node.op.value_inputs
         ins = node.inputs if vi is None else [node.inputs[i] for i in vi]
         if any(id(i) in reach for i in ins):
-            reach.update(id(o) for o in node.outputs)
+            reach.update(id(o) for o in node.outputs if id(o) not in blocked)
     return reach
 
 
@@ -152,12 +159,12 @@ def _nondiff_error(var, consumer, wrt_list, cost_name):
         "value in sg.stop_gradient(...) if the path should carry no gradient.")
 
 
-def _backprop(seeds, wrt_list, cost_name, disconnected):
+def _backprop(seeds, wrt_list, cost_name, disconnected, blocked=frozenset()):
     for w in wrt_list:
         if not _dt.is_float(w.dtype):
             raise _nondiff_error(w, None, [w], cost_name)
     nodes = toposort(list(seeds))
-    reach = _reach(nodes, wrt_list)
+    reach = _reach(nodes, wrt_list, blocked)
     contrib = {}  # id(var) -> list of cotangent Variables
     for var, seed in seeds.items():
         contrib.setdefault(id(var), []).append(seed)
@@ -172,7 +179,8 @@ def _backprop(seeds, wrt_list, cost_name, disconnected):
     for node in reversed(nodes):
         if not any(id(o) in reach for o in node.outputs):
             continue
-        gouts = [cotangent(o) for o in node.outputs]
+        # a blocked output's cotangent stops at it (it is a wrt, or it would not be reached)
+        gouts = [None if id(o) in blocked else cotangent(o) for o in node.outputs]
         if all(g is None for g in gouts):
             continue
         for o, g in zip(node.outputs, gouts):
@@ -233,7 +241,8 @@ def _sum(parts, var, cost_name):
 
 
 def _disconnected(w, mode, cost_name, used):
-    why = ("every path to it is cut (stop_gradient, the condition of where, or a shape)"
+    why = ("every path to it is cut (stop_gradient or consider_constant, the condition of "
+           "where, or a shape)"
            if used else "the cost does not depend on it")
     msg = f"d({cost_name})/d({_label(w)}): no gradient reaches {_label(w)}: {why}"
     if mode == "raise":

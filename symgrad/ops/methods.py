@@ -10,7 +10,10 @@ import functools
 import math
 import operator
 
-from ..graph import Variable
+import numpy as np
+
+from ..errors import ShapeError
+from ..graph import Variable, user_trace
 from . import elemwise as _ew
 from . import indexing as _ix
 from . import linalg as _la
@@ -28,6 +31,46 @@ def _reduction(name):
     method.__name__ = name
     method.__doc__ = f"``sg.{name}(self, axis, keepdims)``."
     return method
+
+
+def _accumulating(name):
+    """sum, mean and prod also take the accumulation dtype (NumPy's and Theano's ``dtype=``,
+    Theano's ``acc_dtype=``)."""
+    def method(self, axis=None, keepdims=False, *, dtype=None, acc_dtype=None):
+        return getattr(_rd, name)(self, axis=axis, keepdims=keepdims, dtype=dtype,
+                                  acc_dtype=acc_dtype)
+    method.__name__ = name
+    method.__doc__ = f"``sg.{name}(self, axis, keepdims, dtype=, acc_dtype=)``."
+    return method
+
+
+def _dimshuffle(self, *pattern):
+    """Theano's ``x.dimshuffle(*pattern)``: for each result axis, an axis of ``x`` or ``'x'``
+    (a new length-1, broadcastable axis); axes of ``x`` left out are dropped and must have
+    length 1 (checked when the graph is built where the length is static, else at call
+    time). ``x.dimshuffle('x', 0)`` makes a row of a vector, ``b.dimshuffle('x', 0, 'x',
+    'x')`` a bias for NCHW images, ``m.dimshuffle(1, 0)`` is ``m.T``. One tuple or list
+    works too (``x.dimshuffle((1, 0))``)."""
+    if len(pattern) == 1 and isinstance(pattern[0], (tuple, list)):
+        pattern = tuple(pattern[0])
+    order = []
+    for p in pattern:
+        if isinstance(p, str) and p == "x":
+            order.append("x")
+        elif isinstance(p, (int, np.integer)) and not isinstance(p, (bool, np.bool_)):
+            if not 0 <= p < self.ndim:
+                raise ShapeError(f"dimshuffle: axis {p} in the pattern {pattern} is not an axis "
+                                 f"of the {self.ndim}-d input {self.type} (axes are 0 to "
+                                 f"{self.ndim - 1}; no negative axes, as in Theano) "
+                                 f"(at {user_trace()})")
+            order.append(int(p))
+        else:
+            raise TypeError(f"dimshuffle: a pattern entry is an axis number or 'x' (a new "
+                            f"broadcastable axis), got {p!r} in {pattern} (at {user_trace()})")
+    if len(set(a for a in order if a != "x")) != len([a for a in order if a != "x"]):
+        raise ShapeError(f"dimshuffle: an axis is repeated in the pattern {pattern} "
+                         f"(at {user_trace()})")
+    return _sh.dimshuffle(self, *order)
 
 
 def _transpose(self, *axes):
@@ -80,10 +123,10 @@ _METHODS = {
     "__lt__": lambda s, o: _ew.lt(s, o), "__le__": lambda s, o: _ew.le(s, o),
     "__gt__": lambda s, o: _ew.gt(s, o), "__ge__": lambda s, o: _ew.ge(s, o),
     "__getitem__": lambda s, idx: _ix.getitem(s, idx),
-    "sum": _reduction("sum"), "mean": _reduction("mean"), "prod": _reduction("prod"),
+    "sum": _accumulating("sum"), "mean": _accumulating("mean"), "prod": _accumulating("prod"),
     "max": _reduction("max"), "min": _reduction("min"),
     "argmax": _reduction("argmax"), "argmin": _reduction("argmin"),
-    "reshape": _reshape, "transpose": _transpose,
+    "reshape": _reshape, "transpose": _transpose, "dimshuffle": _dimshuffle,
     "T": property(lambda s: _sh.transpose(s)),
     "astype": lambda s, dtype: _ew.cast(s, dtype),
     "flatten": lambda s, ndim=1: _sh.flatten(s, ndim),

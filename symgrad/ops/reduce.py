@@ -438,13 +438,28 @@ class Argmin(ArgReduce):
 
 # --------------------------------------------------------------------------- public functions
 
-def _reduce(op_class, x, axis, keepdims):
+def _reduce(op_class, x, axis, keepdims, dtype=None, acc_dtype=None):
     x = as_variable(x)
     axes = _axes(axis, x.ndim, op_class.name)
-    return op_class(axes, _keepdims(keepdims, op_class.name))(x)
+    op = op_class(axes, _keepdims(keepdims, op_class.name))
+    if dtype is None and acc_dtype is None:
+        return op(x)
+    # ``dtype=`` (NumPy's and Theano's): the elements are converted to it, summed in it and
+    # the result has it; Theano's ``acc_dtype=`` sets the accumulation alone (the result
+    # keeps the default dtype unless ``dtype=`` is given too).
+    out = None if dtype is None else _dt.as_dtype(dtype, f"{op_class.name}: dtype")
+    acc = out if acc_dtype is None else _dt.as_dtype(acc_dtype, f"{op_class.name}: acc_dtype")
+    if acc_dtype is not None and not np.can_cast(x.dtype, acc, "safe"):
+        raise TypeError(f"{op_class.name}: acc_dtype={acc} would lose precision on the "
+                        f"{x.dtype} input (at {user_trace()}); accumulate in a dtype that "
+                        f"holds every {x.dtype} value, or cast the input first with "
+                        f"x.astype('{acc}')")
+    if out is None:
+        out = op.out_dtype(x.dtype)
+    return cast(op(cast(x, acc)), out)
 
 
-def sum(x, axis=None, keepdims=False):  # noqa: A001
+def sum(x, axis=None, keepdims=False, *, dtype=None, acc_dtype=None):  # noqa: A001
     """Sum of elements over ``axis``, as ``np.sum`` (ints and bools sum to int64).
 
     Parameters
@@ -454,6 +469,15 @@ def sum(x, axis=None, keepdims=False):  # noqa: A001
         The axes to reduce (negative counts from the end); None reduces all.
     keepdims : bool
         Keep the reduced axes as length 1.
+    dtype : dtype, optional
+        The dtype the elements are summed in and the result has, as NumPy's
+        ``dtype=`` (``sum(flags, dtype="float32")``); default: int64 for ints
+        and bools, the input's dtype for floats (a float32 sum accumulates in
+        float64 whatever the dtype, and rounds once at the end).
+    acc_dtype : dtype, optional
+        Theano's: the accumulation dtype alone (it must hold every input
+        value: a ``TypeError`` otherwise); the result keeps the default dtype
+        unless ``dtype`` is given too.
 
     Examples
     --------
@@ -461,15 +485,19 @@ def sum(x, axis=None, keepdims=False):  # noqa: A001
     >>> x = sg.matrix("x")
     >>> sg.evaluate(sg.sum(x, axis=0), {x: np.array([[1.0, 2.0], [3.0, 4.0]])})
     array([4., 6.])
+    >>> sg.sum(sg.vector(dtype="bool"), dtype="float32").dtype
+    'float32'
     """
-    return _reduce(Sum, x, axis, keepdims)
+    return _reduce(Sum, x, axis, keepdims, dtype, acc_dtype)
 
 
-def mean(x, axis=None, keepdims=False):
+def mean(x, axis=None, keepdims=False, *, dtype=None, acc_dtype=None):
     """Mean over ``axis``, as ``np.mean`` (the mean of ints is float64, float32 stays float32).
 
-    Parameters are those of :func:`sum`. Works when lengths are known only at
-    call time: the gradient divides by the runtime count.
+    Parameters are those of :func:`sum`; ``dtype=`` is the dtype summed in and
+    of the result (``mean(x32, dtype="float64")``; an integer dtype truncates the
+    mean, as NumPy). Works when lengths are known only at call time: the
+    gradient divides by the runtime count.
 
     Examples
     --------
@@ -478,13 +506,13 @@ def mean(x, axis=None, keepdims=False):
     >>> sg.evaluate(sg.mean(x), {x: np.array([1.0, 2.0, 6.0])})
     array(3.)
     """
-    return _reduce(Mean, x, axis, keepdims)
+    return _reduce(Mean, x, axis, keepdims, dtype, acc_dtype)
 
 
-def prod(x, axis=None, keepdims=False):
+def prod(x, axis=None, keepdims=False, *, dtype=None, acc_dtype=None):
     """Product over ``axis``, as ``np.prod``; its gradient is exact at zeros.
 
-    Parameters are those of :func:`sum`.
+    Parameters are those of :func:`sum` (``dtype=``, ``acc_dtype=`` included).
 
     Examples
     --------
@@ -493,7 +521,7 @@ def prod(x, axis=None, keepdims=False):
     >>> sg.evaluate(sg.grad(sg.prod(x), x), {x: np.array([2.0, 0.0, 3.0])})
     array([0., 6., 0.])
     """
-    return _reduce(Prod, x, axis, keepdims)
+    return _reduce(Prod, x, axis, keepdims, dtype, acc_dtype)
 
 
 def max(x, axis=None, keepdims=False):  # noqa: A001
