@@ -14,7 +14,7 @@ from .config import config  # noqa: F401
 from .errors import (CacheError, CompileError, DisconnectedInputError,  # noqa: F401,A004
                      GradientError, IndexError, InputError, NonDifferentiableError,
                      NonScalarCostError, ShapeError, SymgradError)
-from .function import Function, UnusedInputWarning, function  # noqa: F401
+from .function import Function, In, UnusedInputWarning, function  # noqa: F401
 from .gradcheck import verify_grad  # noqa: F401
 from .graph import (Apply, Constant, Op, SharedVariable, TensorType, Variable, constant,  # noqa: F401
                     matrix, scalar, shared, tensor, tensor3, tensor4, vector)
@@ -26,3 +26,14 @@ from .checkpoint import CheckpointError, load, save  # noqa: F401,E402
 from .summaries import summary, summary_scope  # noqa: F401,E402
 from .train import train_step  # noqa: F401,E402
 from .report import explain  # noqa: F401,E402
+
+from . import _advice  # noqa: E402
+_advice.register(("sg", globals()), ("sg.nn", nn.__dict__))
+
+
+def __getattr__(name):
+    # Only reached for a name symgrad does not have: say what to write instead (a Theano
+    # or PyTensor name such as sg.nnet or sg.dmatrix, or a near miss).
+    if name.startswith("__"):
+        raise AttributeError(f"module 'symgrad' has no attribute {name!r}")
+    raise _advice.module_attribute_error(name, [n for n in globals() if not n.startswith("_")])

@@ -25,7 +25,7 @@ from .printing import debugprint
 from .random import with_stream_updates
 from .rewrite import rewrite as _rewrite
 
-__all__ = ["function", "Function", "Graph"]
+__all__ = ["function", "Function", "Graph", "In"]
 
 
 class Graph:
@@ -189,6 +189,63 @@ def _check_givens(givens):
     return out
 
 
+class In:
+    """An input of :func:`sg.function` with a default value (Theano's ``In``).
+
+    ``sg.function([x, sg.In(lr, value=0.1)], ...)`` compiles a function whose
+    call may leave ``lr`` out: ``f(xv)``, ``f(xv, 0.05)`` and ``f(xv, lr=0.05)``
+    all work (by name: ``name=``, else the variable's name). The default is
+    converted once, when the function is built, as a call's value would be (an
+    ``InputError`` there if it does not fit the variable), and is never
+    written to. Without ``value`` the input stays required (``In`` then only
+    renames it).
+
+    Theano's other arguments have no equivalent: ``update=`` is a shared
+    variable with ``updates=`` here; ``mutable``/``borrow`` do not apply (inputs
+    are never overwritten); ``strict``/``allow_downcast`` are the fixed rule
+    that a value is accepted when it converts without loss.
+
+    >>> import numpy as np, symgrad as sg
+    >>> x, lr = sg.vector("x"), sg.scalar("lr")
+    >>> f = sg.function([x, sg.In(lr, value=0.5)], x * lr, mode="py")
+    >>> f(np.array([2.0])), f(np.array([2.0]), lr=3.0)
+    (array([1.]), array([6.]))
+    """
+
+    _THEANO_ONLY = {
+        "update": "keep the state in sg.shared(...) and pass updates= to sg.function",
+        "mutable": "inputs are never overwritten", "borrow": "inputs are never overwritten",
+        "strict": "a value is accepted when it converts to the input's dtype without loss",
+        "allow_downcast": "a value is accepted when it converts to the input's dtype without "
+                          "loss; convert it with .astype(...) otherwise",
+        "implicit": "shared variables are found in the graph; they are not inputs",
+        "shared": "shared variables are found in the graph; they are not inputs",
+        "autoname": "the keyword is name=, else the variable's name",
+    }
+
+    def __init__(self, variable, value=None, name=None, **theano_only):
+        for key in theano_only:
+            why = self._THEANO_ONLY.get(key)
+            if why is None:
+                raise TypeError(f"In() got an unexpected keyword argument {key!r}")
+            raise TypeError(f"In(..., {key}=...) is Theano's and has no equivalent in symgrad: "
+                            f"{why}")
+        if not isinstance(variable, Variable):
+            raise TypeError(f"In: the first argument is the symbolic input, got "
+                            f"{type(variable).__name__}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"In: name must be a str, got {type(name).__name__}")
+        self.variable = variable
+        self.value = value
+        self.name = name if name is not None else variable.name
+        # value=None is Theano's "no default" too
+        self.has_default = value is not None
+
+    def __repr__(self):
+        default = f", value={self.value!r}" if self.has_default else ""
+        return f"In({self.variable!r}{default})"
+
+
 def _input_label(v, i):
     return f"'{v.name}'" if v.name else f"#{i}"
 
@@ -203,8 +260,10 @@ class Function:
         self.mode = check_mode(config.mode if mode is None else mode)
         self.rewrite = check_rewrite(config.rewrite if rewrite is None else rewrite)
         self.name = name
-        single_input = isinstance(inputs, Variable)
+        single_input = isinstance(inputs, (Variable, In))
         inputs = [inputs] if single_input else list(inputs)
+        specs = {i: v for i, v in enumerate(inputs) if isinstance(v, In)}
+        inputs = [v.variable if isinstance(v, In) else v for v in inputs]
         for i, v in enumerate(inputs):
             if not isinstance(v, Variable):
                 raise TypeError(f"inputs: entry #{i} is {type(v).__name__}, expected a symbolic "
@@ -260,6 +319,20 @@ class Function:
             self.kernel = self._kernel.kernel
         self._n_out = len(outs)
         self._names = {v.name: i for i, v in enumerate(inputs) if v.name}
+        #: Input index -> (converted) default value of the inputs given as ``sg.In(x, value=)``.
+        self.defaults = {}
+        for i, spec in specs.items():
+            if spec.name != inputs[i].name:
+                self._names.pop(inputs[i].name, None)
+                if spec.name in self._names:
+                    raise ValueError(f"inputs: the name {spec.name!r} is given twice")
+                self._names[spec.name] = i
+            if spec.has_default:
+                default = convert_input(inputs[i], spec.value,
+                                        f"{_input_label(inputs[i], i)} (its default)")
+                default = np.array(default, copy=True)
+                default.flags.writeable = False
+                self.defaults[i] = default
         self._checks = [(v, np.dtype(v.dtype), v.ndim,
                          None if all(d is None for d in v.type.shape) else v.type.shape,
                          _input_label(v, i)) for i, v in enumerate(inputs)]
@@ -319,6 +392,9 @@ class Function:
             if values[i] is not _MISSING:
                 raise InputError(f"{self._label()} got input {key!r} twice (by position and by name)")
             values[i] = val
+        for i, default in self.defaults.items():
+            if values[i] is _MISSING:
+                values[i] = default
         missing = [_input_label(v, i) for i, (v, val) in enumerate(zip(self.inputs, values))
                    if val is _MISSING]
         if missing:
@@ -451,7 +527,10 @@ class Function:
         # The graph after givens, flattened; unpickling rebuilds the function from it.
         g = self.graph
         roots = g.inputs + g.outputs + [s for s, _ in g.updates] + [e for _, e in g.updates]
+        names = {i: k for k, i in self._names.items()}
         return {"graph": flatten_graph(roots), "n": (len(g.inputs), len(g.outputs)),
+                "in": {i: (self.defaults.get(i), names.get(i)) for i in range(len(g.inputs))
+                       if i in self.defaults or names.get(i) != g.inputs[i].name},
                 "structure": self._structure, "mode": self.mode, "name": self.name,
                 "profile": self.profile, "rewrite": self.rewrite}
 
@@ -465,6 +544,8 @@ class Function:
         outs = (None if kind == "none" else outputs[0] if kind == "single" else
                 dict(zip(keys, outputs)) if kind == "dict" else
                 tuple(outputs) if kind == "tuple" else list(outputs))
+        for i, (value, key) in state.get("in", {}).items():
+            inputs[i] = In(inputs[i], value=value, name=key)
         self._unpickling = True  # its creator was told of unused inputs already
         self.__init__(inputs, outs, list(zip(rest[:k], rest[k:])), None, state["mode"],
                       state["name"], state["profile"], state.get("rewrite"))
@@ -613,8 +694,9 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
 
     Parameters
     ----------
-    inputs : Variable or list of Variable
-        Free variables, bound by position or by name at call time.
+    inputs : Variable or list of Variable or :class:`In`
+        Free variables, bound by position or by name at call time;
+        ``sg.In(x, value=default)`` lets a call leave ``x`` out.
     outputs : Variable, list/tuple or dict of Variables, optional
         The call returns the same structure of NumPy arrays.
     updates : dict or list of (SharedVariable, Variable), optional

@@ -196,3 +196,154 @@ def test_consider_constant_rbm_style_compiled():
     f = sg.function([v], [sg.grad(cost, W, consider_constant=[chain_end]), sg.grad(want, W)])
     a, b = f(RNG.random((5, 4)))
     np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- input defaults: sg.In
+
+@pytest.fixture(scope="module")
+def sgd_step():
+    """The tutorials' pre-training function: a learning rate and a corruption level with
+    defaults, compiled once (mode "c")."""
+    W = sg.shared(np.zeros(3), name="W_in")
+    x = sg.vector("x")
+    lr = sg.scalar("lr")
+    level = sg.scalar("corruption")
+    cost = ((x * (1 - level) - W) ** 2).sum()
+    f = sg.function([x, sg.In(level, value=0.25), sg.In(lr, value=0.1)],
+                    cost, updates=[(W, W - lr * sg.grad(cost, W))])
+    return f, W
+
+
+def test_in_defaults_positional_and_by_name(sgd_step):
+    f, W = sgd_step
+    x = np.array([1.0, 2.0, 4.0])
+
+    def run(*args, **kw):
+        W.set_value(np.zeros(3))
+        cost = f(*args, **kw)
+        return float(cost), W.get_value()
+
+    def want(level, lr):
+        target = x * (1 - level)
+        return float((target ** 2).sum()), 2 * lr * target
+    for got, (level, lr) in [(run(x), (0.25, 0.1)), (run(x, 0.5), (0.5, 0.1)),
+                             (run(x, 0.5, 0.3), (0.5, 0.3)), (run(x, lr=0.2), (0.25, 0.2)),
+                             (run(x=x, corruption=0.0), (0.0, 0.1)),
+                             (run(x, lr=0.2, corruption=1.0), (1.0, 0.2))]:
+        c, w = want(level, lr)
+        assert got[0] == pytest.approx(c)
+        np.testing.assert_allclose(got[1], w)
+    assert f.defaults[1] == 0.25 and f.defaults[2] == 0.1 and f.inputs[1].name == "corruption"
+    with pytest.raises(sg.InputError, match="missing input 'x'"):
+        f(lr=0.1)
+
+
+def test_in_checks_and_pickles(tmp_path):
+    import pickle
+    x = sg.vector("x")
+    k = sg.scalar("k", dtype="int32")
+    with pytest.raises(sg.InputError, match=r"'k' \(its default\) expects a 0-d int32.*float64"):
+        sg.function([x, sg.In(k, value=1.5)], x * k, mode="py")
+    with pytest.raises(TypeError, match="update=.*sg.shared"):
+        sg.In(k, value=1, update=k + 1)
+    with pytest.raises(TypeError, match="the first argument is the symbolic input"):
+        sg.In(3, value=1)
+    f = sg.function([x, sg.In(k, value=3, name="times")], x * k, mode="py")
+    assert f(np.ones(2)).tolist() == [3.0, 3.0] and f(np.ones(2), times=2).tolist() == [2.0, 2.0]
+    with pytest.raises(sg.InputError, match="unknown keyword 'k'"):
+        f(np.ones(2), k=2)
+    g = pickle.loads(pickle.dumps(f))
+    assert g(np.ones(2)).tolist() == [3.0, 3.0] and g(np.ones(2), times=2).tolist() == [2.0, 2.0]
+    # In without a value only renames: the input stays required
+    h = sg.function([sg.In(x, name="data")], x + 1, mode="py")
+    assert h(data=np.zeros(1)).tolist() == [1.0]
+    with pytest.raises(sg.InputError, match="missing input"):
+        h()
+
+
+# ---------------------------------------------------------------- errors that point the way
+
+def test_numpy_functions_on_a_variable_say_what_to_write():
+    x = sg.matrix("x")
+    for call, want in [(lambda: np.tanh(x), r"np\.tanh .*write sg\.tanh\(\.\.\.\)"),
+                       (lambda: np.dot(x, x), r"np\.dot .*write sg\.dot"),
+                       (lambda: np.sum(x, axis=0), r"np\.sum .*write sg\.sum"),
+                       (lambda: np.maximum(x, 0), r"write sg\.maximum"),
+                       (lambda: np.concatenate([x, x]), r"write sg\.concatenate"),
+                       (lambda: np.add.reduce(x), r"np\.add\.reduce .*symgrad has no"),
+                       (lambda: np.tanh(x, out=np.empty(1)), r"np\.tanh .*sg\.tanh")]:
+        with pytest.raises(TypeError, match=want):
+            call()
+    # NumPy's operators with the array on the left still build the graph
+    a = np.arange(4.0).reshape(2, 2)
+    exprs = [a + x, a - x, a * x, a / x, a @ x, a ** x, -x, a < x, np.float32(2) * x]
+    assert [e.owner.op.name for e in exprs] == ["add", "sub", "mul", "truediv", "matmul", "pow",
+                                                "neg", "lt", "mul"]
+    v = np.array([[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(sg.evaluate(a - x, {x: v}), a - v)
+    assert (a == x) is False and (a != x) is True  # identity, as x == a: sg.eq compares
+
+
+def test_missing_names_say_what_to_write():
+    for name, want in [("nnet", r"sg\.nn .*sg\.nn\.softmax"), ("dmatrix", r"sg\.matrix\(name, dtype='float64'\)"),
+                       ("ivector", r"sg\.vector\(name, dtype='int32'\)"),
+                       ("fcol", r"sg\.tensor\(name, dtype='float32', shape=\(None, 1\)\)"),
+                       ("softmax", r"sg\.nn\.softmax"), ("switch", r"sg\.where"),
+                       ("RandomStreams", r"sg\.random\.RandomStream\(seed\)"),
+                       ("tanhh", r"did you mean sg\.tanh\?"), ("Param", r"sg\.In"),
+                       ("nothing_like_it", "docs/from_theano.md")]:
+        with pytest.raises(AttributeError, match=rf"no attribute '{name}': .*{want}"):
+            getattr(sg, name)
+    assert not hasattr(sg, "__wrapped__") and not hasattr(sg, "dmatrix")
+    x = sg.matrix("x")
+    for name, want in [("exp", r"write sg\.exp\(x"), ("norm", r"sg\.sqrt\(\(x \*\* 2\)"),
+                       ("nonzero", "sg.where"), ("summ", r"did you mean x\.sum\?"),
+                       ("broadcastable", r"x\.type\.shape"), ("tolist", r"x\.eval")]:
+        with pytest.raises(AttributeError, match=rf"'Variable' object has no attribute '{name}': .*{want}"):
+            getattr(x, name)
+    assert not hasattr(x, "_private") and getattr(x, "missing", 3) == 3
+
+
+def test_numpy_and_theano_methods_of_a_variable():
+    x = sg.matrix("x")
+    v = np.array([[1.0, -2.0], [3.0, 0.5]])
+    got = sg.evaluate([x.dot(x), x.clip(-1, 1), x.var(axis=0), x.std(), x.squeeze()], {x: v})
+    for g, w in zip(got, [v @ v, np.clip(v, -1, 1), v.var(axis=0), v.std(), v]):
+        np.testing.assert_allclose(g, w)
+    np.testing.assert_array_equal((x * 2).eval({x: v}), 2 * v)  # Theano's eval
+    assert sg.constant(3.0).eval() == 3.0
+    with pytest.raises(TypeError, match=r"eval: inputs_to_values is a dict"):
+        x.eval([v])
+
+
+def test_jacobian_through_a_shared_variable():
+    """Theano's shared parameters: a Jacobian with respect to one (and through one whose
+    leading length may change) needs no static shape from the user."""
+    W = sg.shared(np.arange(6.0).reshape(3, 2) / 10, name="W_j", shape=(None, 2))
+    x = sg.vector("x")
+    jx, jW = sg.jacobian(sg.tanh(W @ x), [x, W])
+    xv = np.array([0.5, -1.0])
+    got_x, got_W = sg.evaluate([jx, jW], {x: xv})
+    d = 1 - np.tanh(W.get_value() @ xv) ** 2
+    np.testing.assert_allclose(got_x, d[:, None] * W.get_value())
+    want_W = np.zeros((3, 3, 2))
+    for i in range(3):
+        want_W[i, i] = d[i] * xv
+    np.testing.assert_allclose(got_W, want_W)
+
+
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_a_product_that_does_not_fit_names_the_users_matmul(mode):
+    """The rewrite makes ``a @ b + c`` one gemm; a call whose sizes do not fit names the
+    user's ``@`` (or ``+``) and line, not gemm."""
+    a, b, c = sg.matrix("a"), sg.matrix("b"), sg.vector("c")
+    f = sg.function([a, b, c], a @ b + c, mode=mode)
+    assert "gemm" in {n.op.name for n in f.graph.nodes}
+    with pytest.raises(sg.ShapeError) as err:
+        f(np.ones((2, 3)), np.ones((4, 2)), np.ones(2))
+    assert re.match(r"matmul at \S*test_theano_idioms\.py:\d+: shapes \(2, 3\) and \(4, 2\) cannot "
+                    r"be multiplied", str(err.value)), str(err.value)
+    assert "gemm" not in str(err.value)
+    with pytest.raises(sg.ShapeError, match=r"^add at \S*test_theano_idioms\.py:\d+: ") as err:
+        f(np.ones((2, 3)), np.ones((3, 2)), np.ones(3))
+    assert "gemm" not in str(err.value)

@@ -151,18 +151,21 @@ class KernelContext:
         self.names[id(v)] = f"F->{name}"
         return f"F->{name}"
 
-    def location(self, node, trace=None):
+    def location(self, node, trace=None, label=None):
         """The C string literal that starts the messages of ``node``'s failure sites.
 
-        ``trace`` (default ``node.trace``) is the user line to name. Each
-        (node, trace) gets a number in the kernel, in the order the sites are
-        written, hence the same in any process for the same graph.
+        ``trace`` (default ``node.trace``) is the user line to name, ``label``
+        (default the op) the operation to name there: the one the user wrote
+        where a rewrite made another (a gemm's product is the user's matmul).
+        Each (node, trace, label) gets a number in the kernel, in the order the
+        sites are written, hence the same in any process for the same graph.
         """
         trace = node.trace if trace is None else trace
-        key = (id(node), str(trace))
+        label = node.op if label is None else label
+        key = (id(node), str(trace), str(label))
         if key not in self._sites:
             self._sites[key] = len(self.locations)
-            self.locations.append(f"{node.op} at {trace}: ")
+            self.locations.append(f"{label} at {trace}: ")
         return c_string(f"{LOC_MARK}{self._sites[key]}{LOC_MARK}")
 
     # ------------------------------------------------------------------ making results
@@ -990,7 +993,8 @@ def _branch(ctx, step):
 def _blas(ctx, step):
     """``step``'s gemm into a fresh result."""
     node, out = step.root, step.out
-    args = [ctx.location(node, _product_trace(node)), ctx.location(node)]
+    args = [ctx.location(node, _product_trace(node), node.op.product_label(node)),
+            ctx.location(node, None, node.op.accumulate_label(node))]
     ops = [f"&{ctx.arr(step.a)}", str(int(step.trans_a)), f"&{ctx.arr(step.b)}",
            str(int(step.trans_b))]
     cs = [f"&{ctx.arr(step.c)}", str(step.c.ndim)] if step.c is not None else ["NULL", "0"]
@@ -1454,8 +1458,8 @@ def _in_place(ctx, ip, timed, profile, emit_outputs):
             timed.append(node)
         ctx._note_buffer(out, "output")
         if u.kind == "gemm":
-            c.pw = ctx.location(node, _product_trace(node))
-            c.cw = ctx.location(node)
+            c.pw = ctx.location(node, _product_trace(node), node.op.product_label(node))
+            c.cw = ctx.location(node, None, node.op.accumulate_label(node))
             c.A, c.B = ctx.arr(step.a), ctx.arr(step.b)
             c.reads = [(c.A, step.a), (c.B, step.b)]
             shp = ctx.tmp("shape")

@@ -54,6 +54,19 @@ class Gemm(Op):
 
     __repr__ = __str__
 
+    # Users never write gemm: its errors name what they wrote, at their line.
+    @staticmethod
+    def product_label(node):
+        """The operation a failure of the product names: the user's ``@`` / ``matmul``."""
+        return "matmul"
+
+    @staticmethod
+    def accumulate_label(node):
+        """The operation a failure to add the accumulated term names: the user's ``+`` or
+        ``-`` (``tag.accumulate_name``, set by the rewrite) around the product."""
+        name = getattr(node.tag, "accumulate_name", None)
+        return name if name in ("add", "sub") else "matmul"
+
     def _mats(self, a_shape, b_shape):
         a = tuple(a_shape[::-1]) if self.trans_a else tuple(a_shape)
         b = tuple(b_shape[::-1]) if self.trans_b else tuple(b_shape)
@@ -84,7 +97,8 @@ class Gemm(Op):
         dtype = node.outputs[0].dtype
         trace = getattr(node.tag, "product_trace", node.trace)
         if A.shape[1] != B.shape[0]:
-            raise ShapeError(f"{self} at {trace}: shapes {A.shape} and {B.shape} cannot be "
+            raise ShapeError(f"{self.product_label(node)} at {trace}: shapes {A.shape} and "
+                             f"{B.shape} cannot be "
                              f"multiplied (contracted lengths {A.shape[1]} and {B.shape[0]})")
         with np.errstate(all="ignore"):
             out = np.matmul(A, B).astype(dtype, copy=False)
@@ -95,7 +109,8 @@ class Gemm(Op):
                 try:
                     out = out + cc
                 except ValueError:
-                    raise ShapeError(f"{self} at {node.trace}: shapes {out.shape} and {c.shape} "
+                    raise ShapeError(f"{self.accumulate_label(node)} at {node.trace}: shapes "
+                                     f"{out.shape} and {c.shape} "
                                      f"cannot be broadcast together") from None
         return [np.array(out, dtype=dtype)]
 

@@ -106,7 +106,60 @@ def _size(self):
     return total if static == 1 else total * static
 
 
+# NumPy's operators reach a Variable as ufuncs when the array is on the left (``a + x``:
+# np.add(a, x)): they build the same op as the operator. Every other NumPy function or
+# ufunc is refused with the symgrad function to write instead (symgrad._advice).
+_OPERATOR_UFUNCS = {
+    np.add: _ew.add, np.subtract: _ew.sub, np.multiply: _ew.mul, np.true_divide: _ew.truediv,
+    np.floor_divide: _ew.floordiv, np.remainder: _ew.mod, np.power: _ew.pow,
+    np.matmul: _la.matmul, np.negative: _ew.neg, np.absolute: _ew.abs, np.positive: None,
+    np.less: _ew.lt, np.less_equal: _ew.le, np.greater: _ew.gt, np.greater_equal: _ew.ge,
+}
+
+
+def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
+    if method == "__call__" and not kwargs and ufunc in _OPERATOR_UFUNCS:
+        fn = _OPERATOR_UFUNCS[ufunc]
+        return inputs[0] if fn is None else fn(*inputs)
+    if ufunc in (np.equal, np.not_equal) and method == "__call__" and not kwargs:
+        # ``a == x`` keeps Python's identity meaning (False), as ``x == a``: sg.eq compares
+        return ufunc is np.not_equal
+    from .. import _advice
+    raise _advice.numpy_error(ufunc.__name__ if method == "__call__"
+                              else f"{ufunc.__name__}.{method}")
+
+
+def _array_function(self, func, types, args, kwargs):
+    from .. import _advice
+    raise _advice.numpy_error(func.__name__)
+
+
+def _getattr(self, name):
+    # Only reached when the attribute does not exist: the error says what to write.
+    if name.startswith("_"):
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute {name!r}")
+    from .. import _advice
+    raise _advice.variable_attribute_error(self, name)
+
+
+def _eval(self, inputs_to_values=None):
+    """Theano's ``x.eval({x: value, ...})``: the value of ``x`` computed in NumPy (mode "py",
+    nothing compiled), as :func:`sg.evaluate`; for repeated calls compile with sg.function."""
+    from ..interp import evaluate
+    if inputs_to_values is not None and not isinstance(inputs_to_values, dict):
+        raise TypeError(f"eval: inputs_to_values is a dict {{input: value}}, got "
+                        f"{type(inputs_to_values).__name__}")
+    return evaluate(self, inputs_to_values)
+
+
 _METHODS = {
+    "__array_ufunc__": _array_ufunc, "__array_function__": _array_function,
+    "__getattr__": _getattr, "eval": _eval,
+    "dot": lambda s, o: _la.dot(s, o),
+    "clip": lambda s, lo, hi: _ew.clip(s, lo, hi),
+    "var": lambda s, axis=None, keepdims=False, ddof=0: _rd.var(s, axis, keepdims, ddof),
+    "std": lambda s, axis=None, keepdims=False, ddof=0: _rd.std(s, axis, keepdims, ddof),
+    "squeeze": lambda s, axis=None: _sh.squeeze(s, axis),
     "shape": property(_shape), "size": property(_size),
     "__add__": lambda s, o: _ew.add(s, o), "__radd__": _swap(lambda a, b: _ew.add(a, b)),
     "__sub__": lambda s, o: _ew.sub(s, o), "__rsub__": _swap(lambda a, b: _ew.sub(a, b)),

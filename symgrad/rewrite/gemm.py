@@ -147,5 +147,7 @@ def accumulate_into_gemm(node, sweep):
             continue
         p.alpha *= sp
         c, beta = _accumulated(cv, sweep, sc)
-        return _gemm(p, c, beta)
+        out = _gemm(p, c, beta)
+        out.owner.tag.accumulate_name = node.op.name  # errors name the user's + or -
+        return out
     return None
