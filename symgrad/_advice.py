@@ -19,6 +19,19 @@ def register(*namespaces):
     NAMESPACES[:] = namespaces
 
 
+def _arguments(where, name):
+    """``x`` for a function of one required argument, else ``x, ...``."""
+    import inspect
+    fn = dict(NAMESPACES)[where][name]
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return "x, ..."
+    required = [p for p in params if p.default is p.empty
+                and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return "x" if len(required) == 1 else "x, ..."
+
+
 def _function_in(name):
     """The place (``sg`` or ``sg.nn``) where a function ``name`` is, or None."""
     return next((where for where, ns in NAMESPACES if callable(ns.get(name))), None)
@@ -145,14 +158,30 @@ METHOD = {
 }
 
 
+class VariableAttributeError(AttributeError):
+    """``x.<name>`` that a Variable does not have; the advice is worked out when the message
+    is read (``getattr(v, name, default)`` and ``hasattr`` pay nothing for it)."""
+
+    def __init__(self, var, name):
+        super().__init__(name)
+        self._var, self._attr = var, name
+
+    def __str__(self):
+        return _variable_message(self._var, self._attr)
+
+
 def variable_attribute_error(var, name):
     """The AttributeError for ``x.<name>`` that a Variable does not have."""
+    return VariableAttributeError(var, name)
+
+
+def _variable_message(var, name):
     msg = f"'{type(var).__name__}' object has no attribute {name!r}"
     advice = METHOD.get(name)
     if advice is None:
         where = _function_in(name)
         if where is not None:
-            advice = f"write {where}.{name}(x, ...)"
+            advice = f"write {where}.{name}({_arguments(where, name)})"
     if advice is None:
         names = [n for n in dir(type(var)) if not n.startswith("_")]
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.75)
@@ -160,7 +189,7 @@ def variable_attribute_error(var, name):
                   "a Variable's methods are NumPy's reductions (sum, mean, max, ...), reshape, "
                   "transpose/T, dimshuffle, flatten, astype, dot, clip, eval; other functions "
                   "are sg.<name>(x)")
-    return AttributeError(f"{msg}: {advice}")
+    return f"{msg}: {advice}"
 
 
 # NumPy ufuncs and functions by the symgrad function that does their work.

@@ -347,3 +347,44 @@ def test_a_product_that_does_not_fit_names_the_users_matmul(mode):
     with pytest.raises(sg.ShapeError, match=r"^add at \S*test_theano_idioms\.py:\d+: ") as err:
         f(np.ones((2, 3)), np.ones((3, 2)), np.ones(3))
     assert "gemm" not in str(err.value)
+
+
+# ---------------------------------------------------------------- a tutorial, line by line
+
+def test_logistic_regression_tutorial_in_debug_mode():
+    """The deep-learning tutorials' logistic regression as a Theano user writes it: batch
+    sizes known only at call time (x.shape[0], y.shape[0]), the negative log-likelihood
+    through sg.arange(y.shape[0]), a learning rate with a default (sg.In), the
+    zeros/reshape idioms. Mode "debug" runs the compiled kernel and NumPy's reference
+    node by node (so both modes are checked); the values match a NumPy transcription."""
+    x = sg.tensor("x", shape=(None, 2, 3))
+    y = sg.vector("y", dtype="int64")
+    lr = sg.scalar("lr")
+    W = sg.shared(np.zeros((6, 4)), name="W")
+    b = sg.shared(np.zeros(4), name="b")
+    flat = x.reshape((x.shape[0], -1))
+    p_y_given_x = sg.nn.softmax(flat @ W + b + sg.zeros((x.shape[0], 4)))
+    cost = -sg.mean(sg.log(p_y_given_x)[sg.arange(y.shape[0]), y])
+    errors = sg.mean(sg.neq(sg.argmax(p_y_given_x, axis=1), y))
+    g_W, g_b = sg.grad(cost, [W, b])
+    train = sg.function([x, y, sg.In(lr, value=0.5)], [cost, errors],
+                        updates=[(W, W - lr * g_W), (b, b - lr * g_b)], mode="debug")
+    rng = np.random.default_rng(3)
+    Wn, bn = np.zeros((6, 4)), np.zeros(4)
+    for n, step in [(3, None), (7, 0.1), (1, None)]:
+        xv, yv = rng.standard_normal((n, 2, 3)), rng.integers(0, 4, n)
+        got = train(xv, yv) if step is None else train(xv, yv, lr=step)
+        f = xv.reshape(n, -1)
+        z = f @ Wn + bn
+        pn = np.exp(z - z.max(1, keepdims=True))
+        pn /= pn.sum(1, keepdims=True)
+        want_cost = -np.mean(np.log(pn)[np.arange(n), yv])
+        d = pn.copy()
+        d[np.arange(n), yv] -= 1
+        d /= n
+        rate = 0.5 if step is None else step
+        Wn, bn = Wn - rate * f.T @ d, bn - rate * d.sum(0)
+        assert float(got[0]) == pytest.approx(want_cost, rel=1e-12)
+        assert float(got[1]) == np.mean(pn.argmax(1) != yv)
+        np.testing.assert_allclose(W.get_value(), Wn, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(b.get_value(), bn, rtol=1e-12, atol=1e-15)

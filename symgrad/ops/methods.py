@@ -12,6 +12,7 @@ import operator
 
 import numpy as np
 
+from .. import _advice
 from ..errors import ShapeError
 from ..graph import Variable, user_trace
 from . import elemwise as _ew
@@ -124,13 +125,11 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
     if ufunc in (np.equal, np.not_equal) and method == "__call__" and not kwargs:
         # ``a == x`` keeps Python's identity meaning (False), as ``x == a``: sg.eq compares
         return ufunc is np.not_equal
-    from .. import _advice
     raise _advice.numpy_error(ufunc.__name__ if method == "__call__"
                               else f"{ufunc.__name__}.{method}")
 
 
 def _array_function(self, func, types, args, kwargs):
-    from .. import _advice
     raise _advice.numpy_error(func.__name__)
 
 
@@ -138,8 +137,7 @@ def _getattr(self, name):
     # Only reached when the attribute does not exist: the error says what to write.
     if name.startswith("_"):
         raise AttributeError(f"'{type(self).__name__}' object has no attribute {name!r}")
-    from .. import _advice
-    raise _advice.variable_attribute_error(self, name)
+    raise _advice.VariableAttributeError(self, name)
 
 
 def _eval(self, inputs_to_values=None):
