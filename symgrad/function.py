@@ -254,12 +254,19 @@ class Function:
     """A compiled function; make one with :func:`symgrad.function`."""
 
     def __init__(self, inputs, outputs=None, updates=None, givens=None, mode=None, name=None,
-                 profile=False, rewrite=None):
+                 profile=False, rewrite=None, on_unused_input=None, allow_input_downcast=None):
         t_start = time.perf_counter()
         self._structure = _structure_of(outputs)
         self.mode = check_mode(config.mode if mode is None else mode)
         self.rewrite = check_rewrite(config.rewrite if rewrite is None else rewrite)
         self.name = name
+        on_unused_input = "warn" if on_unused_input is None else on_unused_input
+        if on_unused_input not in ("raise", "warn", "ignore"):
+            raise ValueError(f"on_unused_input must be 'raise', 'warn' or 'ignore', got "
+                             f"{on_unused_input!r}")
+        #: Theano's ``allow_input_downcast=True``: values that do not convert without loss
+        #: are cast anyway (a float64 array to a float32 input, rounding).
+        self.allow_input_downcast = bool(allow_input_downcast)
         single_input = isinstance(inputs, (Variable, In))
         inputs = [inputs] if single_input else list(inputs)
         specs = {i: v for i, v in enumerate(inputs) if isinstance(v, In)}
@@ -288,8 +295,8 @@ class Function:
         #: The states of the random streams this function advances itself.
         upd, upd_exprs, self.random_states = with_stream_updates(outs, upd, upd_exprs)
         self._check_closed(outs + upd_exprs)
-        if not getattr(self, "_unpickling", False):
-            _warn_unused_inputs(inputs, outs + upd_exprs)
+        if not getattr(self, "_unpickling", False) and on_unused_input != "ignore":
+            _warn_unused_inputs(inputs, outs + upd_exprs, on_unused_input == "raise")
         self._update_shapes = _UpdateShapes(upd, upd_exprs)
         # The rewrite pipeline: f.graph, mode "py", "c" and "debug" all see its result.
         t_rewrite = time.perf_counter()
@@ -399,8 +406,8 @@ class Function:
                    if val is _MISSING]
         if missing:
             raise InputError(f"{self._label()} is missing input {', '.join(missing)}")
-        return [convert_input(v, val, _input_label(v, i)) for i, (v, val) in
-                enumerate(zip(self.inputs, values))]
+        return [convert_input(v, val, _input_label(v, i), self.allow_input_downcast)
+                for i, (v, val) in enumerate(zip(self.inputs, values))]
 
     def _label(self):
         return f"function {self.name!r}" if self.name else "the function"
@@ -415,11 +422,12 @@ class Function:
             elif type(v) is float and ndim == 0 and dtype.kind == "f":
                 values.append(np.array(v, dtype))
             else:
-                values.append(convert_input(var, v, label))
+                values.append(convert_input(var, v, label, self.allow_input_downcast))
         return values
 
     def _convert(self, i, value):
-        return convert_input(self.inputs[i], value, self._checks[i][4])
+        return convert_input(self.inputs[i], value, self._checks[i][4],
+                             self.allow_input_downcast)
 
     def __call__(self, *args, **kwargs):
         bound = self._bound
@@ -532,7 +540,8 @@ class Function:
                 "in": {i: (self.defaults.get(i), names.get(i)) for i in range(len(g.inputs))
                        if i in self.defaults or names.get(i) != g.inputs[i].name},
                 "structure": self._structure, "mode": self.mode, "name": self.name,
-                "profile": self.profile, "rewrite": self.rewrite}
+                "profile": self.profile, "rewrite": self.rewrite,
+                "allow_input_downcast": self.allow_input_downcast}
 
     def __setstate__(self, state):
         roots = unflatten_graph(state["graph"])
@@ -548,23 +557,26 @@ class Function:
             inputs[i] = In(inputs[i], value=value, name=key)
         self._unpickling = True  # its creator was told of unused inputs already
         self.__init__(inputs, outs, list(zip(rest[:k], rest[k:])), None, state["mode"],
-                      state["name"], state["profile"], state.get("rewrite"))
+                      state["name"], state["profile"], state.get("rewrite"),
+                      allow_input_downcast=state.get("allow_input_downcast"))
 
 
 class UnusedInputWarning(UserWarning):
     """An input of ``sg.function`` that no output or update reads (often a typo)."""
 
 
-def _warn_unused_inputs(inputs, exprs):
-    """Warn, at the user's line, of each input the graph (after givens) does not read."""
+def _warn_unused_inputs(inputs, exprs, error=False):
+    """Warn, at the user's line, of each input the graph (after givens) does not read
+    (raise ``InputError`` instead with ``error``: Theano's ``on_unused_input='raise'``)."""
     used = {id(v) for v in free_inputs(exprs)}
     for i, v in enumerate(inputs):
         if id(v) not in used:
-            warnings.warn(UnusedInputWarning(
-                f"sg.function: input {_unused_label(v, i)} is not used by any "
-                f"output or update, so its value is ignored; check the graph for a typo (a "
-                f"different variable used in its place) or remove it from inputs"),
-                stacklevel=_user_stacklevel())
+            msg = (f"sg.function: input {_unused_label(v, i)} is not used by any "
+                   f"output or update, so its value is ignored; check the graph for a typo (a "
+                   f"different variable used in its place) or remove it from inputs")
+            if error:
+                raise InputError(msg)
+            warnings.warn(UnusedInputWarning(msg), stacklevel=_user_stacklevel())
 
 
 def _unused_label(v, i):
@@ -632,8 +644,10 @@ class _Owned:
         return value
 
 
-def convert_input(var, value, label):
-    """``value`` as an ndarray fit for ``var``, refusing lossy conversions with InputError."""
+def convert_input(var, value, label, downcast=False):
+    """``value`` as an ndarray fit for ``var``, refusing lossy conversions with InputError
+    (``downcast``: Theano's allow_input_downcast, a float input takes any number, rounded,
+    an integer input any integers that fit)."""
     if isinstance(value, Variable):
         raise InputError(f"input {label} got a symbolic Variable; pass a NumPy array or number")
     is_py = _dt.is_python_scalar(value) or isinstance(value, (list, tuple))
@@ -652,15 +666,17 @@ def convert_input(var, value, label):
     # Compared as dtypes, not names: a byte-swapped float64 (">f8") is named
     # "float64" too, but a kernel reading it natively would see garbage.
     if arr.dtype != np.dtype(var.dtype):
-        arr = _safe_cast(arr, var, label, is_py)
+        arr = _safe_cast(arr, var, label, is_py, downcast)
     return arr
 
 
-def _safe_cast(arr, var, label, is_py):
+def _safe_cast(arr, var, label, is_py, downcast=False):
     target = np.dtype(var.dtype)
     if np.can_cast(arr.dtype, target, "safe"):
         return arr.astype(target)
-    if is_py:
+    if downcast and target.kind == "f" and arr.dtype.kind in "biuf":
+        return arr.astype(target)  # allow_input_downcast: rounded on purpose
+    if is_py or downcast:
         # Python numbers are weak: a float literal may become float32, an int
         # any integer or float dtype it fits in exactly.
         if arr.dtype.kind == "f" and target.kind == "f":
@@ -669,7 +685,9 @@ def _safe_cast(arr, var, label, is_py):
             return arr.astype(target)
     raise InputError(f"input {label} expects {_describe(var)}, got {arr.dtype}, which does not "
                      f"convert to {var.dtype} without loss; convert it explicitly with "
-                     f".astype('{var.dtype}') if that is intended")
+                     f".astype('{var.dtype}') if that is intended"
+                     + ("" if downcast else " (or compile with allow_input_downcast=True, "
+                                            "as in Theano)"))
 
 
 def _fits_exactly(arr, target):
@@ -689,7 +707,7 @@ def _describe(var):
 
 
 def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=None, profile=False,
-             rewrite=None):
+             rewrite=None, on_unused_input=None, allow_input_downcast=None):
     """Compile a graph into a callable.
 
     Parameters
@@ -729,6 +747,14 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
         adds exact simplifications, stabilisation of naive formulas and gemm,
         "fast" also the fast-math ones (see :mod:`symgrad.rewrite`).
         ``f.graph`` shows the rewritten graph.
+    on_unused_input : {"warn", "raise", "ignore"}, optional
+        Theano's: an input no output or update reads is an
+        ``UnusedInputWarning`` (default), an ``InputError``, or nothing.
+    allow_input_downcast : bool, optional
+        Theano's: a value that does not convert to its input's dtype without
+        loss is converted anyway -- a float input takes any numbers (a float64
+        array given to a float32 input is rounded), an integer input takes
+        integers that fit. By default such a value is an ``InputError``.
 
     Examples
     --------
@@ -738,4 +764,5 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
     >>> float(f(np.array([1.0, 2.0])))
     5.0
     """
-    return Function(inputs, outputs, updates, givens, mode, name, profile, rewrite)
+    return Function(inputs, outputs, updates, givens, mode, name, profile, rewrite,
+                    on_unused_input, allow_input_downcast)

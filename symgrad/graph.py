@@ -338,7 +338,7 @@ def constant(value, dtype=None, name=None):
     return Constant(value, dtype=dtype, name=name)
 
 
-def shared(value, name=None, trainable=True, shape=None):
+def shared(value, name=None, trainable=True, shape=None, *, borrow=False):
     """A shared variable: state that persists between calls (parameters, optimizer state).
 
     Parameters
@@ -353,6 +353,11 @@ def shared(value, name=None, trainable=True, shape=None):
         variable check their shapes when they are built, ``set_value`` and
         updates must keep it. A None entry lets that axis change length;
         an int entry must equal ``value``'s length on that axis.
+    borrow : bool
+        Accepted for Theano's programs (``theano.shared(v, borrow=True)``),
+        where it is a hint that the value may be aliased; symgrad copies the
+        value either way, so a later change to ``value`` never reaches the
+        variable.
 
     >>> import numpy as np, symgrad as sg
     >>> W = sg.shared(np.zeros((3, 2)), name="W")

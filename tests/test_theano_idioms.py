@@ -388,3 +388,39 @@ def test_logistic_regression_tutorial_in_debug_mode():
         assert float(got[1]) == np.mean(pn.argmax(1) != yv)
         np.testing.assert_allclose(W.get_value(), Wn, rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(b.get_value(), bn, rtol=1e-12, atol=1e-15)
+
+
+# ---------------------------------------------------------------- Theano's keyword arguments
+
+def test_theano_keywords_of_shared_and_function():
+    import warnings
+    value = np.ones(3, dtype=np.float32)
+    W = sg.shared(value, name="W_b", borrow=True)  # Theano's hint; the value is copied anyway
+    value[0] = 5.0
+    assert W.get_value()[0] == 1.0
+    x, unused = sg.vector("x", dtype="float32"), sg.scalar("unused")
+    v64 = np.array([0.1, 1e-50, 3.0])
+    with pytest.raises(sg.InputError, match="without loss.*allow_input_downcast=True"):
+        sg.function([x], x * 2, mode="py")(v64)
+    f = sg.function([x], x * 2, mode="py", allow_input_downcast=True)
+    got = f(v64)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, v64.astype(np.float32) * 2)
+    k = sg.vector("k", dtype="int32")
+    g = sg.function([k], k + 1, mode="py", allow_input_downcast=True)
+    assert g(np.array([1, 2], dtype=np.int64)).tolist() == [2, 3]
+    with pytest.raises(sg.InputError, match="without loss"):
+        g(np.array([2 ** 40]))  # does not fit: refused even so
+    with pytest.raises(sg.InputError, match="without loss"):
+        g(np.array([1.5]))  # a float is no integer
+    import pickle
+    assert pickle.loads(pickle.dumps(f))(v64).dtype == np.float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sg.function([x, unused], x * 2, mode="py", on_unused_input="ignore")
+    with pytest.warns(sg.UnusedInputWarning, match="'unused'"):
+        sg.function([x, unused], x * 2, mode="py", on_unused_input="warn")
+    with pytest.raises(sg.InputError, match="'unused' .*is not used"):
+        sg.function([x, unused], x * 2, mode="py", on_unused_input="raise")
+    with pytest.raises(ValueError, match="on_unused_input must be"):
+        sg.function([x], x * 2, mode="py", on_unused_input="silent")
