@@ -424,3 +424,12 @@ def test_theano_keywords_of_shared_and_function():
         sg.function([x, unused], x * 2, mode="py", on_unused_input="raise")
     with pytest.raises(ValueError, match="on_unused_input must be"):
         sg.function([x], x * 2, mode="py", on_unused_input="silent")
+
+
+def test_reshape_takes_theanos_ndim():
+    x = sg.matrix("x")
+    y = x.reshape((x.shape[0] * x.shape[1],), ndim=1)
+    assert y.ndim == 1
+    np.testing.assert_array_equal(y.eval({x: np.ones((2, 3))}), np.ones(6))
+    with pytest.raises(sg.ShapeError, match=r"reshape: ndim=2 but the shape has 1 entries .*test_theano_idioms"):
+        x.reshape((-1,), ndim=2)

@@ -80,10 +80,14 @@ def _transpose(self, *axes):
     return _sh.transpose(self, axes or None)
 
 
-def _reshape(self, *shape):
+def _reshape(self, *shape, ndim=None):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list, Variable)):
         shape = shape[0]
-    return _sh.reshape(self, shape)
+    out = _sh.reshape(self, shape)
+    if ndim is not None and ndim != out.ndim:  # Theano's reshape(shape, ndim=)
+        raise ShapeError(f"reshape: ndim={ndim} but the shape has {out.ndim} entries "
+                             f"(at {user_trace()})")
+    return out
 
 
 def _shape(self):
