@@ -116,14 +116,15 @@ for _p, _d in _TYPED.items():
 MODULE = {k: v for k, v in MODULE.items() if v is not None}
 
 
-def module_attribute_error(name, public):
-    """The AttributeError for ``sg.<name>`` that symgrad does not have."""
-    msg = f"module 'symgrad' has no attribute {name!r}"
+def module_attribute_error(name, public, module="symgrad"):
+    """The AttributeError for ``sg.<name>`` (or ``sg.nn.<name>``) that symgrad does not have."""
+    msg = f"module {module!r} has no attribute {name!r}"
     advice = MODULE.get(name)
+    prefix = "sg" + module[len("symgrad"):]
     if advice is None:
         close = difflib.get_close_matches(name, sorted(public), n=3, cutoff=0.75)
         if close:
-            advice = "did you mean " + " or ".join(f"sg.{c}" for c in close) + "?"
+            advice = "did you mean " + " or ".join(f"{prefix}.{c}" for c in close) + "?"
     if advice is None:
         advice = ("docs/from_theano.md maps Theano's and PyTensor's names to symgrad's")
     return AttributeError(f"{msg}: {advice}")

@@ -60,3 +60,13 @@ def dropout(x, p, rng=None, training=True):
             return _zeros_like(x)
     keep = rng.bernoulli(1 - p, size=x.shape, dtype="bool")
     return _where(keep, x * (1 / (1 - p)), 0)
+
+
+def __getattr__(name):
+    # Only reached for a name sg.nn does not have: say what to write instead (Theano's
+    # T.nnet names such as categorical_crossentropy, or a near miss).
+    if name.startswith("__"):
+        raise AttributeError(f"module 'symgrad.nn' has no attribute {name!r}")
+    from ._advice import module_attribute_error
+    raise module_attribute_error(name, [n for n in globals() if not n.startswith("_")],
+                                 "symgrad.nn")

@@ -21,7 +21,7 @@ API_SG = {
     # gradients
     "grad", "vjp", "jvp", "jacobian", "hessian", "verify_grad",
     # compile and call
-    "function",
+    "function", "In",
     # training
     "train_step", "optim", "summary", "summary_scope",
     # inspection

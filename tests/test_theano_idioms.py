@@ -295,6 +295,10 @@ def test_missing_names_say_what_to_write():
         with pytest.raises(AttributeError, match=rf"no attribute '{name}': .*{want}"):
             getattr(sg, name)
     assert not hasattr(sg, "__wrapped__") and not hasattr(sg, "dmatrix")
+    for name, want in [("categorical_crossentropy", r"sg\.nn\.cross_entropy\(logits, labels\)"),
+                       ("softmaxx", r"did you mean sg\.nn\.softmax\?")]:
+        with pytest.raises(AttributeError, match=rf"'symgrad.nn' has no attribute '{name}': .*{want}"):
+            getattr(sg.nn, name)
     x = sg.matrix("x")
     for name, want in [("exp", r"write sg\.exp\(x"), ("norm", r"sg\.sqrt\(\(x \*\* 2\)"),
                        ("nonzero", "sg.where"), ("summ", r"did you mean x\.sum\?"),
