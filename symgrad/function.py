@@ -202,8 +202,9 @@ class In:
 
     Theano's other arguments have no equivalent: ``update=`` is a shared
     variable with ``updates=`` here; ``mutable``/``borrow`` do not apply (inputs
-    are never overwritten); ``strict``/``allow_downcast`` are the fixed rule
-    that a value is accepted when it converts without loss.
+    are never overwritten); ``strict``/``allow_downcast`` are the rule that a
+    value is accepted when it converts without loss, or
+    ``sg.function(..., allow_input_downcast=True)`` for every input.
 
     >>> import numpy as np, symgrad as sg
     >>> x, lr = sg.vector("x"), sg.scalar("lr")
@@ -217,7 +218,8 @@ class In:
         "mutable": "inputs are never overwritten", "borrow": "inputs are never overwritten",
         "strict": "a value is accepted when it converts to the input's dtype without loss",
         "allow_downcast": "a value is accepted when it converts to the input's dtype without "
-                          "loss; convert it with .astype(...) otherwise",
+                          "loss; pass allow_input_downcast=True to sg.function to convert "
+                          "every input anyway",
         "implicit": "shared variables are found in the graph; they are not inputs",
         "shared": "shared variables are found in the graph; they are not inputs",
         "autoname": "the keyword is name=, else the variable's name",
