@@ -369,3 +369,20 @@ def test_char_lstm_example():
     samples = [s for part in sampled for s in part.split("\n  ---\n")[:2]]
     assert len(sampled) == 2 and len(samples) == 4, out   # 2 per temperature, from the prompt
     assert all(s.startswith("  The ") and len(s) > 240 for s in samples), out
+
+
+def test_denoising_autoencoder_example(tmp_path):
+    # --quick: 8 epochs on the digits, a few seconds of CPU; one thread, as the suite runs
+    # tests side by side
+    pytest.importorskip("sklearn")  # its bundled digits file
+    out = _run_example("denoising_autoencoder.py", "--quick", "--out", str(tmp_path),
+                       SYMGRAD_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    before = float(re.search(r"error before training: ([0-9.]+)", out).group(1))
+    epochs = [float(e) for e in re.findall(r"^epoch +\d+: held-out reconstruction error "
+                                           r"([0-9.]+)", out, re.M)]
+    assert len(epochs) == 8, out
+    # falls: far below the untrained model's, and still falling after the first epoch
+    assert epochs[-1] < 0.5 * before and epochs[-1] < epochs[0], out
+    assert re.search(r"reconstruction error: [0-9.]+ -> [0-9.]+ nats per image", out)
+    png = tmp_path / "dae_filters.png"
+    assert png.exists() or "no PNG drawn: matplotlib is not installed" in out, out
