@@ -58,10 +58,10 @@ int main(void) {
         w = sg_philox4x32_10(w, k[i][0], k[i][1]);
         printf("%08x %08x %08x %08x\n", w.w0, w.w1, w.w2, w.w3);
     }
-    /* log and cos(2 pi u) of the Box-Muller transform, bit for bit (hex) */
+    /* log, cos(2 pi u) and sin(2 pi u) of the Box-Muller transform, bit for bit (hex) */
     double x;
     while (scanf("%lf", &x) == 1)
-        printf("%a %a\n", sg_rand_log(x), sg_rand_cos2pi(x));
+        printf("%a %a %a\n", sg_rand_log(x), sg_rand_cos2pi(x), sg_rand_sin2pi(x));
     return 0;
 }
 """
@@ -81,12 +81,95 @@ def test_philox_known_answers_and_transcendentals_in_c(tmp_path):
                          capture_output=True, text=True, check=True).stdout.split("\n")
     for line, (_, _, want) in zip(out[:3], KAT):
         assert tuple(int(w, 16) for w in line.split()) == want
-    pairs = [line.split() for line in out[3:] if line]
-    logs = np.array([float.fromhex(a) for a, _ in pairs])
-    coss = np.array([float.fromhex(b) for _, b in pairs])
+    rows = [line.split() for line in out[3:] if line]
+    logs, coss, sins = (np.array([float.fromhex(r[k]) for r in rows]) for k in range(3))
     pos = u > 0
     assert_same_bits(logs[pos], R.rand_log(u[pos]), "log")
     assert_same_bits(coss, R.rand_cos2pi(u), "cos")
+    assert_same_bits(sins, R.rand_sin2pi(u), "sin")
+
+
+C_FILL = r"""
+#include <stdio.h>
+#include <string.h>
+#include "sg_random.h"
+/* Each run filler against the element functions: starts at every offset within a block,
+ * lengths across SG_RAND_BLOCK and the vector paths' 2 x 8 blocks, strides 1, 0 and 3. */
+int main(void) {
+    enum { N = 3 * SG_RAND_BLOCK + 77 };
+    static float f[N]; static double d[N]; static uint32_t b32[N]; static uint64_t b64[N];
+    const uint64_t key = 0x0123456789abcdefULL, pos = 0xfffffffffffffff0ULL;
+    long bad = 0, runs = 0;
+    int64_t lens[] = {0, 1, 2, 3, 5, 31, 63, 64, 65, 255, 256, 257, N - 8};
+    for (int64_t i0 = ((int64_t)1 << 32) - 3; i0 < ((int64_t)1 << 32) + 5; i0++)
+        for (unsigned a = 0; a < sizeof lens / sizeof *lens; a++)
+            for (int64_t s = 0; s < 4; s += 1 + (s == 1)) {  /* 0, 1, 3 */
+                int64_t n = lens[a];
+                runs++;
+#define CHECK(fill, T, buf, one)                                                  \
+                fill(key, pos, (uint64_t)i0, s, n, buf);                          \
+                for (int64_t j = 0; j < n; j++) {                                 \
+                    T want = one(key, pos, (uint64_t)(i0 + j * s));              \
+                    if (memcmp(&want, &buf[j], sizeof want)) bad++;               \
+                }
+                CHECK(sg_rand_fill_uniform_f32, float, f, sg_rand_uniform_f32)
+                CHECK(sg_rand_fill_uniform_f64, double, d, sg_rand_uniform_f64)
+                CHECK(sg_rand_fill_normal_f32, float, f, sg_rand_normal_f32)
+                CHECK(sg_rand_fill_normal_f64, double, d, sg_rand_normal_f64)
+                CHECK(sg_rand_fill_bits32, uint32_t, b32, sg_rand_bits32)
+                CHECK(sg_rand_fill_bits64, uint64_t, b64, sg_rand_bits64)
+            }
+    printf("%ld %ld\n", runs, bad);
+    /* the first elements of a draw, to compare with the NumPy reference */
+    sg_rand_fill_uniform_f32(key, pos, 5, 1, 40, f);
+    sg_rand_fill_normal_f64(key, pos, 5, 1, 40, d);
+    for (int j = 0; j < 40; j++)
+        printf("%a %a\n", (double)f[j], d[j]);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("arch", ["native", "avx2", "generic"])
+def test_run_fillers_give_the_elements_bits(tmp_path, arch):
+    """sg_rand_fill_* (a fused loop's runs of a draw, each Philox block made once; by hand
+    for AVX-512 and AVX2, else a loop gcc vectorises) give the element functions' bits and
+    the NumPy reference's, whatever the run's start, length and stride."""
+    src, exe = tmp_path / "fill.c", tmp_path / "fill"
+    src.write_text(C_FILL)
+    cc = os.environ.get("SYMGRAD_CC", "cc")
+    flags = {"native": ["-march=native"], "avx2": ["-march=native", "-mno-avx512f"],
+             "generic": []}[arch]
+    subprocess.run([cc, "-O2", *flags, "-ffp-contract=off", "-fno-math-errno", "-fopenmp-simd",
+                    f"-I{INCLUDE}", str(src), "-o", str(exe), "-lm"], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split("\n")
+    runs, bad = map(int, out[0].split())
+    assert runs == 8 * 13 * 3 and bad == 0
+    rows = [line.split() for line in out[1:] if line]
+    idx = np.arange(5, 45)
+    key, pos = 0x0123456789abcdef, 0xfffffffffffffff0
+    assert_same_bits(np.array([float.fromhex(r[0]) for r in rows], dtype=np.float32),
+                     R.uniform_f32(key, pos, idx))
+    assert_same_bits(np.array([float.fromhex(r[1]) for r in rows]), R.normal_f64(key, pos, idx))
+
+
+def test_blocks_serve_consecutive_elements():
+    """Element i reads block i // 4 (32-bit draws) or i // 2 (64-bit ones): the four or two
+    words of one Philox call, in order."""
+    key, pos = 99, 12
+    w = R.words(key, pos, np.arange(3))
+    assert R.bits32(key, pos, np.arange(12)).tolist() == [int(w[q][c]) for c in range(3)
+                                                          for q in range(4)]
+    assert R.bits64(key, pos, np.arange(6)).tolist() == [
+        int(w[q + 1][c]) << 32 | int(w[q][c]) for c in range(3) for q in (0, 2)]
+    z = R.normal_f64(key, pos, np.arange(6))
+    u1 = ((np.array(R.bits64(key, pos, np.arange(0, 6, 2))) >> np.uint64(11)) + np.uint64(1)
+          ).astype(np.float64) * 2.0 ** -53
+    u2 = (np.array(R.bits64(key, pos, np.arange(1, 6, 2))) >> np.uint64(11)).astype(
+        np.float64) * 2.0 ** -53
+    r = np.sqrt(-2 * np.log(u1))
+    np.testing.assert_allclose(z[0::2], r * np.cos(2 * np.pi * u2), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(z[1::2], r * np.sin(2 * np.pi * u2), rtol=1e-13, atol=1e-15)
 
 
 def test_transcendentals_are_accurate():
@@ -99,6 +182,7 @@ def test_transcendentals_are_accurate():
     assert R.rand_log(np.array([1.0]))[0] == 0.0
     u = r.random(200000)
     assert np.max(np.abs(R.rand_cos2pi(u) - np.cos(2 * np.pi * u))) < 1e-15
+    assert np.max(np.abs(R.rand_sin2pi(u) - np.sin(2 * np.pi * u))) < 1e-15
 
 
 def test_an_element_depends_on_key_counter_and_index_only():

@@ -1255,21 +1255,54 @@ def _unit_or_repeated(f, names, step, loaded, ct, in_place):
     test = " && ".join(["so == 1"] + [f"(s{q} & ~(int64_t)1) == 0" for q, _ in loaded])
     index = [q for q, _ in loaded if is_flat_index(step.operands[q])]  # nothing to copy
     loaded = [(q, t) for q, t in loaded if q not in index]
+    fills = _draw_fills(step, index)
     with f.block(f"if ({test})"):
         f(" ".join(f"{t} b{q}[{_SPLAT}];" for q, t in loaded))
-        f(f"const int64_t blk = {' || '.join(f'!s{q}' for q, _ in loaded) or '0'} ? {_SPLAT} : n;")
+        f(" ".join(f"{t} r{k}[SG_RAND_BLOCK];" for k, (_, t, _) in enumerate(fills)))
+        splat = f"{' || '.join(f'!s{q}' for q, _ in loaded) or '0'} ? {_SPLAT} : "
+        f(f"const int64_t blk = {splat}{'SG_RAND_BLOCK' if fills else 'n'};")
         for q, _ in loaded:
             f(f"if (!s{q}) for (int64_t k = 0; k < n && k < blk; k++) b{q}[k] = a{q}[0];")
         with f.block("for (int64_t jb = 0; jb < n; jb += blk)"):
             f("const int64_t m = n - jb < blk ? n - jb : blk;")
             f(" ".join(f"const {t} *c{q} = s{q} ? a{q} + jb : b{q};" for q, t in loaded))
+            for k, (_, _, call) in enumerate(fills):
+                f(call.format(out=f"r{k}"))
             f(f"{ct} *{'' if in_place else 'restrict '}oj = o + jb;")
             element = {q: f"c{q}[j]" for q, _ in loaded}
             element.update({q: f"(i{q} + (jb + j) * s{q})" for q in index})
             element.update({q: e for q, e in _hoisted_elements(step).items()})
+            filled = {id(e): f"r{k}[j]" for k, (e, _, _) in enumerate(fills)}
             f(f"#pragma omp simd{_simdlen(step)}{_flags(step)}")
             with f.block("for (int64_t j = 0; j < m; j++)"):
-                f(f"oj[j] = {_scalar_body(names, f, step, element)};")
+                f(f"oj[j] = {_scalar_body(names, f, step, element, filled)};")
+
+
+def _draw_fills(step, index):
+    """The random draws of an elementwise loop's unit-stride path whose elements come from
+    a run filled before the loop (``sg_rand_fill_*`` of include/sg_random.h, each Philox
+    block made once for its four or two elements): ``(expr, C type, fill statement)`` with
+    ``{out}`` for the buffer. A draw qualifies when its key and counter are hoisted scalars
+    or literals and its index is a random index operand of the loop (``index``); the others
+    keep computing element by element (the same values)."""
+    hoisted = _hoisted_elements(step)
+    out = []
+    for e in step.exprs:
+        fill = getattr(e.node.op, "c_fill", None)
+        if fill is None or not isinstance(e.args[2], Ref) or e.args[2].index not in index:
+            continue
+        scalars = []
+        for a in e.args[:2]:
+            if isinstance(a, Ref) and a.index in hoisted:
+                scalars.append(hoisted[a.index])
+            elif isinstance(a, Lit):
+                scalars.append(c_literal(a.value, a.dtype))
+        if len(scalars) != 2:
+            continue
+        q = e.args[2].index
+        ctype, call = fill(e.node, *scalars, f"(uint64_t)(i{q} + jb * s{q})", f"s{q}", "m")
+        out.append((e, ctype, call))
+    return out
 
 
 def _hoisted_elements(step):
@@ -1300,11 +1333,13 @@ def _simdlen(step):
     return ""
 
 
-def _scalar_body(names, f, step, element):
+def _scalar_body(names, f, step, element, filled=None):
     """Declare one element's locals: each operand read once, in the order the members read
     them, then each member's value in order. Returns the C name of the loop's value: the
-    last member's, or an accumulation's ``term``."""
+    last member's, or an accumulation's ``term``. ``filled``: the C element of the members
+    filled before the loop (``_draw_fills``), by ``id`` of their expression."""
     local = {}
+    filled = filled or {}
 
     def leaf(e):
         if id(e) not in local:
@@ -1323,7 +1358,11 @@ def _scalar_body(names, f, step, element):
     for e in step.exprs:
         t = names("e")
         args = [local[id(a)] for a in e.args]
-        f(f"{CTYPE[e.dtype]} {t} = {e.node.op.c_scalar(e.node, args, 'bad')};")
+        if id(e) in filled:
+            value = e.node.op.c_from_fill(e.node, filled[id(e)], args, 'bad')
+        else:
+            value = e.node.op.c_scalar(e.node, args, 'bad')
+        f(f"{CTYPE[e.dtype]} {t} = {value};")
         local[id(e)] = t
     last = step.term if step.accumulation is not None else step.exprs[-1]
     return leaf(last) if isinstance(last, (Ref, Lit)) else local[id(last)]

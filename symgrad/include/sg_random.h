@@ -2,31 +2,37 @@
  *
  * Philox4x32-10 (Salmon, Moraes, Dror, Shaw: "Parallel random numbers: as
  * easy as 1, 2, 3", SC 2011): a bijection of a 128-bit counter under a 64-bit
- * key, ten rounds of two 32x32->64-bit products. Element `idx` (its flat,
- * C-order index in the sample) of a draw whose stream has key `key` and whose
- * base counter is `pos` is a function of those three numbers only:
+ * key, ten rounds of two 32x32->64-bit products. A draw whose stream has key
+ * `key` and whose base counter is `pos` numbers its Philox blocks c = 0, 1, ...:
  *
- *     counter = (lo32(idx), hi32(idx), lo32(pos), hi32(pos)),  key = (lo32(key), hi32(key))
+ *     counter = (lo32(c), hi32(c), lo32(pos), hi32(pos)),  key = (lo32(key), hi32(key))
  *
- * so the loop that computes it -- fused with others, split among threads,
- * rows in any order -- cannot change a value. symgrad/ops/random.py holds the
- * NumPy reference of every function below (mode "py"), operation for
- * operation: the two give the same bits (tests/test_random.py checks it).
+ * and every block's four 32-bit words w0..w3 serve consecutive elements: element
+ * `idx` (its flat, C-order index in the sample) reads block idx / k, part idx % k,
+ * k = 4 for 32-bit draws (float uniform, bernoulli) and 2 for 64-bit ones (double
+ * uniform, integers, normal). An element is a function of (key, pos, idx) only,
+ * so the loop that computes it -- fused with others, split among threads, rows in
+ * any order, element by element (sg_rand_<dist>) or a run of them at once
+ * (sg_rand_fill_<dist>, which makes each block once) -- cannot change a value.
+ * symgrad/ops/random.py holds the NumPy reference of every function below (mode
+ * "py"), operation for operation: the two give the same bits (tests/test_random.py
+ * checks it).
  *
- * From the four 32-bit words w0..w3 of a counter:
- * - uniform double in [0, 1): the top 53 bits of (w1:w0) times 2^-53; float:
- *   the top 24 bits of w0 times 2^-24 (both exact);
+ * From a block's words:
+ * - float uniform in [0, 1): the top 24 bits of word idx % 4 times 2^-24; double:
+ *   the top 53 bits of (w1:w0) (idx even) or (w3:w2) (odd) times 2^-53 (both exact);
  * - normal: Box-Muller on u1 = (53 bits of w1:w0, + 1) 2^-53 in (0, 1] and
- *   u2 = 53 bits of (w3:w2) 2^-53 in [0, 1): sqrt(-2 log u1) cos(2 pi u2),
- *   in double (a float result is that double rounded once). log and cos are
- *   computed here with +, -, *, / and sqrt only, each correctly rounded in
- *   IEEE arithmetic (kernels are compiled with -ffp-contract=off: no fused
- *   multiply-add), in the same order as the NumPy reference, so both give the
- *   same bits; libm's and NumPy's log and cos may differ in the last bit.
- *   Their error is a few ulp (tests/test_random.py bounds it against NumPy);
- * - bernoulli(p): the uniform double u < p;
- * - integers in [low, high): low + the high 64 bits of (w1:w0) (high - low),
- *   a bias below (high - low) 2^-64.
+ *   u2 = 53 bits of (w3:w2) 2^-53 in [0, 1): r = sqrt(-2 log u1), r cos(2 pi u2)
+ *   for the even element, r sin(2 pi u2) for the odd one, in double (a float
+ *   result is that double rounded once). log, cos and sin are computed here with
+ *   +, -, *, / and sqrt only, each correctly rounded in IEEE arithmetic (kernels
+ *   are compiled with -ffp-contract=off: no fused multiply-add), in the same
+ *   order as the NumPy reference, so both give the same bits; libm's and NumPy's
+ *   may differ in the last bit. Their error is a few ulp (tests/test_random.py
+ *   bounds it against NumPy);
+ * - bernoulli(p): w 2^-32 < p for the word w = word idx % 4 (p resolved to 2^-32);
+ * - integers in [low, high): low + the high 64 bits of x (high - low), x the 64-bit
+ *   word of the element as for a double uniform, a bias below (high - low) 2^-64.
  */
 #ifndef SG_RANDOM_H
 #define SG_RANDOM_H
@@ -81,11 +87,11 @@ SG__RINLINE sg_rand4 sg_philox4x32_10(sg_rand4 c, uint32_t k0, uint32_t k1)
     return c;
 }
 
-/* The four words of element idx of the draw at counter pos of the stream with key `key`. */
-SG__RINLINE sg_rand4 sg_rand_words(uint64_t key, uint64_t pos, uint64_t idx)
+/* The four words of block c of the draw at counter pos of the stream with key `key`. */
+SG__RINLINE sg_rand4 sg_rand_words(uint64_t key, uint64_t pos, uint64_t c)
 {
-    sg_rand4 c = {(uint32_t)idx, (uint32_t)(idx >> 32), (uint32_t)pos, (uint32_t)(pos >> 32)};
-    return sg_philox4x32_10(c, (uint32_t)key, (uint32_t)(key >> 32));
+    sg_rand4 w = {(uint32_t)c, (uint32_t)(c >> 32), (uint32_t)pos, (uint32_t)(pos >> 32)};
+    return sg_philox4x32_10(w, (uint32_t)key, (uint32_t)(key >> 32));
 }
 
 /* ---- log and cos(2 pi u) from correctly rounded operations only ---- */
@@ -125,11 +131,11 @@ SG__RINLINE double sg_rand_log(double x)
     return fe * SG__R_LN2_HI + (fe * SG__R_LN2_LO + logm);
 }
 
-/* cos(2 pi u) for u in [0, 1): 4u = q + r, q the nearest integer, |r| <= 1/2 (both exact;
- * adding and subtracting 1.5 2^52 rounds: floor is a call gcc does not vectorise);
- * t = r pi/2, |t| <= pi/4; cos(q pi/2 + t) is +-cos t or +-sin t, each a Taylor series
- * (to t^21 and t^20: tails < 2^-62). */
-SG__RINLINE double sg_rand_cos2pi(double u)
+/* sin(2 pi u) and cos(2 pi u) for u in [0, 1): 4u = q + r, q the nearest integer, |r| <= 1/2
+ * (both exact; adding and subtracting 1.5 2^52 rounds: floor is a call gcc does not
+ * vectorise); t = r pi/2, |t| <= pi/4; sin and cos of q pi/2 + t are +-sin t or +-cos t,
+ * each a Taylor series (to t^21 and t^20: tails < 2^-62). */
+SG__RINLINE void sg_rand_sincos2pi(double u, double *sin_out, double *cos_out)
 {
     double v = u * 4.0;
     double q = (v + 0x1.8p52) - 0x1.8p52; /* v rounded to the nearest integer (even at .5) */
@@ -157,13 +163,29 @@ SG__RINLINE double sg_rand_cos2pi(double u)
     c = 0x1.5555555555555p-5 + z * c;    /* 1/4! */
     c = -0.5 + z * c;                    /* -1/2! */
     c = 1.0 + z * c;
-    /* q in 0..4 (exact): q = 1, 3: +-sin t; q = 1, 2: negated (compared as doubles: a
-     * conversion to an integer would keep gcc from vectorising the loop) */
-    double a = (q == 1.0 || q == 3.0) ? s : c;
-    return (q == 1.0 || q == 2.0) ? -a : a;
+    /* q in 0..4 (exact), compared as doubles (a conversion to an integer would keep gcc
+     * from vectorising the loop). cos: c, -s, -c, s, c; sin: s, c, -s, -c, s. */
+    int odd = q == 1.0 || q == 3.0;
+    double ca = odd ? s : c, sa = odd ? c : s;
+    *cos_out = (q == 1.0 || q == 2.0) ? -ca : ca;
+    *sin_out = (q == 2.0 || q == 3.0) ? -sa : sa;
 }
 
-/* ---- one element of each distribution ---- */
+SG__RINLINE double sg_rand_cos2pi(double u)
+{
+    double s, c;
+    sg_rand_sincos2pi(u, &s, &c);
+    return c;
+}
+
+SG__RINLINE double sg_rand_sin2pi(double u)
+{
+    double s, c;
+    sg_rand_sincos2pi(u, &s, &c);
+    return s;
+}
+
+/* ---- one element of each distribution (element idx: see the top of this file) ---- */
 
 /* 53 random bits: the top bits of (hi:lo) */
 SG__RINLINE uint64_t sg__rand_53(uint32_t lo, uint32_t hi)
@@ -171,24 +193,57 @@ SG__RINLINE uint64_t sg__rand_53(uint32_t lo, uint32_t hi)
     return ((uint64_t)hi << 32 | lo) >> 11;
 }
 
-SG__RINLINE double sg_rand_uniform_f64(uint64_t key, uint64_t pos, uint64_t idx)
+/* The 32-bit word of element idx of a draw of 32-bit parts, and the 64-bit one of a draw
+ * of 64-bit parts (selects, not an array index: gcc vectorises loops of them). */
+SG__RINLINE uint32_t sg_rand_bits32(uint64_t key, uint64_t pos, uint64_t idx)
 {
-    sg_rand4 w = sg_rand_words(key, pos, idx);
-    return (double)(int64_t)sg__rand_53(w.w0, w.w1) * 0x1p-53;
+    sg_rand4 w = sg_rand_words(key, pos, idx >> 2);
+    uint32_t k = (uint32_t)idx & 3;
+    return k == 0 ? w.w0 : k == 1 ? w.w1 : k == 2 ? w.w2 : w.w3;
+}
+
+SG__RINLINE uint64_t sg_rand_bits64(uint64_t key, uint64_t pos, uint64_t idx)
+{
+    sg_rand4 w = sg_rand_words(key, pos, idx >> 1);
+    return (idx & 1) ? (uint64_t)w.w3 << 32 | w.w2 : (uint64_t)w.w1 << 32 | w.w0;
+}
+
+SG__RINLINE float sg_rand_f32_of(uint32_t w)
+{
+    return (float)(int32_t)(w >> 8) * 0x1p-24f;
+}
+
+SG__RINLINE double sg_rand_f64_of(uint64_t x)
+{
+    return (double)(int64_t)(x >> 11) * 0x1p-53;
 }
 
 SG__RINLINE float sg_rand_uniform_f32(uint64_t key, uint64_t pos, uint64_t idx)
 {
-    sg_rand4 w = sg_rand_words(key, pos, idx);
-    return (float)(int32_t)(w.w0 >> 8) * 0x1p-24f;
+    return sg_rand_f32_of(sg_rand_bits32(key, pos, idx));
+}
+
+SG__RINLINE double sg_rand_uniform_f64(uint64_t key, uint64_t pos, uint64_t idx)
+{
+    return sg_rand_f64_of(sg_rand_bits64(key, pos, idx));
+}
+
+/* Box-Muller of one block: its two normals (r cos, r sin). */
+SG__RINLINE void sg__rand_normal_pair(sg_rand4 w, double *even, double *odd)
+{
+    double u1 = (double)(int64_t)(sg__rand_53(w.w0, w.w1) + 1) * 0x1p-53;
+    double u2 = (double)(int64_t)sg__rand_53(w.w2, w.w3) * 0x1p-53;
+    double r = sqrt(-2.0 * sg_rand_log(u1)), sn, cs;
+    sg_rand_sincos2pi(u2, &sn, &cs);
+    *even = r * cs;
+    *odd = r * sn;
 }
 
 SG__RINLINE double sg_rand_normal_f64(uint64_t key, uint64_t pos, uint64_t idx)
 {
-    sg_rand4 w = sg_rand_words(key, pos, idx);
-    double u1 = (double)(int64_t)(sg__rand_53(w.w0, w.w1) + 1) * 0x1p-53;
-    double u2 = (double)(int64_t)sg__rand_53(w.w2, w.w3) * 0x1p-53;
-    return sqrt(-2.0 * sg_rand_log(u1)) * sg_rand_cos2pi(u2);
+    double even, odd;
+    sg__rand_normal_pair(sg_rand_words(key, pos, idx >> 1), &even, &odd);
+    return (idx & 1) ? odd : even;
 }
 
 SG__RINLINE float sg_rand_normal_f32(uint64_t key, uint64_t pos, uint64_t idx)
@@ -196,28 +251,237 @@ SG__RINLINE float sg_rand_normal_f32(uint64_t key, uint64_t pos, uint64_t idx)
     return (float)sg_rand_normal_f64(key, pos, idx);
 }
 
-/* u < p for the uniform double u = x 2^-53: x < p 2^53 (exact), x < ceil(p 2^53) as
- * integers; for a p the loop reads once, the threshold is computed once. */
+/* w 2^-32 < p (exact in double), from an element's 32-bit word */
+SG__RINLINE int32_t sg_rand_bernoulli_of(uint32_t w, double p)
+{
+    return (double)w * 0x1p-32 < p;
+}
+
 SG__RINLINE int32_t sg_rand_bernoulli(uint64_t key, uint64_t pos, uint64_t idx, double p)
 {
-    sg_rand4 w = sg_rand_words(key, pos, idx);
-    return (int64_t)sg__rand_53(w.w0, w.w1) < (int64_t)ceil(p * 0x1p53);
+    return sg_rand_bernoulli_of(sg_rand_bits32(key, pos, idx), p);
+}
+
+SG__RINLINE int64_t sg_rand_integers_of(uint64_t x, int64_t low, int64_t high)
+{
+    uint64_t range = (uint64_t)high - (uint64_t)low;
+    uint64_t v = (uint64_t)(((unsigned __int128)x * range) >> 64);
+    return (int64_t)((uint64_t)low + v);
 }
 
 SG__RINLINE int64_t sg_rand_integers(uint64_t key, uint64_t pos, uint64_t idx, int64_t low,
                                      int64_t high)
 {
-    sg_rand4 w = sg_rand_words(key, pos, idx);
-    uint64_t range = (uint64_t)high - (uint64_t)low;
-    uint64_t x = (uint64_t)w.w1 << 32 | w.w0;
-    uint64_t v = (uint64_t)(((unsigned __int128)x * range) >> 64);
-    return (int64_t)((uint64_t)low + v);
+    return sg_rand_integers_of(sg_rand_bits64(key, pos, idx), low, high);
+}
+
+/* ---- runs of elements: each block made once ----
+ *
+ * sg_rand_fill_<x>(key, pos, i0, s, n, out): out[j] = element i0 + j s of the draw, the
+ * same values as the functions above. A fused loop (codegen/render_c.py) fills up to
+ * SG_RAND_BLOCK elements of each of its draws at once, then reads them with the rest of
+ * its work; for s = 1 the blocks the run touches are made once each, four or two elements
+ * apiece, in a loop that vectorises (by hand for AVX-512 and AVX2, sixteen and eight
+ * blocks at a time, two independent chains of products in flight). */
+
+#define SG_RAND_BLOCK 256
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#if defined(__AVX512F__)
+#define SG__RV __m512i
+#define SG__RV_SET1(x) _mm512_set1_epi64((long long)(x))
+#define SG__RV_MUL(a, b) _mm512_mul_epu32(a, b)
+#define SG__RV_SRL(a) _mm512_srli_epi64(a, 32)
+#define SG__RV_XOR3(a, b, c) _mm512_ternarylogic_epi64(a, b, c, 0x96)
+#define SG__RV_LANES 8
+#elif defined(__AVX2__)
+#define SG__RV __m256i
+#define SG__RV_SET1(x) _mm256_set1_epi64x((long long)(x))
+#define SG__RV_MUL(a, b) _mm256_mul_epu32(a, b)
+#define SG__RV_SRL(a) _mm256_srli_epi64(a, 32)
+#define SG__RV_XOR3(a, b, c) _mm256_xor_si256(_mm256_xor_si256(a, b), c)
+#define SG__RV_LANES 4
+#endif
+
+#ifdef SG__RV
+/* Philox rounds on words kept in 64-bit lanes: the products read the low halves only, so
+ * the high halves may hold garbage until the words are written out. */
+#define SG__RV_ROUND(c0, c1, c2, c3, k0, k1)                                          \
+    do {                                                                             \
+        SG__RV p0_ = SG__RV_MUL(m0, c0), p1_ = SG__RV_MUL(m1, c2);                   \
+        c0 = SG__RV_XOR3(SG__RV_SRL(p1_), c1, k0);                                   \
+        c1 = p1_;                                                                    \
+        c2 = SG__RV_XOR3(SG__RV_SRL(p0_), c3, k1);                                   \
+        c3 = p0_;                                                                    \
+    } while (0)
+
+/* the low words of four vectors of lanes, block by block: w[4k + q] = low32(c_q[k]) */
+SG__RINLINE void sg__rand_store(uint32_t *w, SG__RV c0, SG__RV c1, SG__RV c2, SG__RV c3)
+{
+#if defined(__AVX512F__)
+    /* a: (w0, w1) of each block, b: (w2, w3); then blocks 0-3 and 4-7 in order */
+    __m512i a = _mm512_mask_shuffle_epi32(c0, 0xAAAA, c1, _MM_PERM_CDAB);
+    __m512i b = _mm512_mask_shuffle_epi32(c2, 0xAAAA, c3, _MM_PERM_CDAB);
+    _mm512_storeu_si512((void *)w,
+                        _mm512_permutex2var_epi64(a, _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0), b));
+    _mm512_storeu_si512((void *)(w + 16),
+                        _mm512_permutex2var_epi64(a, _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4), b));
+#else
+    const __m256i lo = _mm256_set1_epi64x(0xFFFFFFFFu);
+    __m256i a = _mm256_or_si256(_mm256_and_si256(c0, lo), _mm256_slli_epi64(c1, 32));
+    __m256i b = _mm256_or_si256(_mm256_and_si256(c2, lo), _mm256_slli_epi64(c3, 32));
+    __m256i x = _mm256_unpacklo_epi64(a, b), y = _mm256_unpackhi_epi64(a, b);
+    _mm256_storeu_si256((__m256i *)w, _mm256_permute2x128_si256(x, y, 0x20));
+    _mm256_storeu_si256((__m256i *)(w + 8), _mm256_permute2x128_si256(x, y, 0x31));
+#endif
+}
+#endif
+
+/* The words of blocks c0 .. c0 + m - 1: w[4k + q] = word q of block c0 + k. */
+SG__RINLINE void sg__rand_blocks(uint64_t key, uint64_t pos, uint64_t c0, int64_t m,
+                                 uint32_t *restrict w)
+{
+    int64_t k0 = 0;
+#ifdef SG__RV
+    if (m >= 2 * SG__RV_LANES) {
+        const SG__RV m0 = SG__RV_SET1(0xD2511F53u), m1 = SG__RV_SET1(0xCD9E8D57u);
+        const SG__RV lo = SG__RV_SET1(0xFFFFFFFFu);
+        SG__RV kk0[10], kk1[10];
+        for (int r = 0; r < 10; r++) {
+            kk0[r] = SG__RV_SET1((uint32_t)((uint32_t)key + (uint32_t)r * SG__PHILOX_W0));
+            kk1[r] = SG__RV_SET1((uint32_t)((uint32_t)(key >> 32) + (uint32_t)r * SG__PHILOX_W1));
+        }
+        const SG__RV pl = SG__RV_SET1((uint32_t)pos), ph = SG__RV_SET1(pos >> 32);
+        for (; k0 + 2 * SG__RV_LANES <= m; k0 += 2 * SG__RV_LANES) {
+            /* blocks c .. c + 2 LANES - 1: the low halves of c + lane, then the high ones */
+            uint64_t c = c0 + (uint64_t)k0;
+#if defined(__AVX512F__)
+            SG__RV ci = _mm512_add_epi64(SG__RV_SET1(c), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+            SG__RV di = _mm512_add_epi64(ci, SG__RV_SET1(8));
+            SG__RV a0 = _mm512_and_si512(ci, lo), b0 = _mm512_and_si512(di, lo);
+#else
+            SG__RV ci = _mm256_add_epi64(SG__RV_SET1(c), _mm256_set_epi64x(3, 2, 1, 0));
+            SG__RV di = _mm256_add_epi64(ci, SG__RV_SET1(4));
+            SG__RV a0 = _mm256_and_si256(ci, lo), b0 = _mm256_and_si256(di, lo);
+#endif
+            SG__RV a1 = SG__RV_SRL(ci), b1 = SG__RV_SRL(di);
+            SG__RV a2 = pl, a3 = ph, b2 = pl, b3 = ph;
+            for (int r = 0; r < 10; r++) {
+                SG__RV_ROUND(a0, a1, a2, a3, kk0[r], kk1[r]);
+                SG__RV_ROUND(b0, b1, b2, b3, kk0[r], kk1[r]);
+            }
+            sg__rand_store(w + 4 * k0, a0, a1, a2, a3);
+            sg__rand_store(w + 4 * (k0 + SG__RV_LANES), b0, b1, b2, b3);
+        }
+    }
+#endif
+#pragma omp simd
+    for (int64_t k = k0; k < m; k++) {
+        sg_rand4 r = sg_rand_words(key, pos, c0 + (uint64_t)k);
+        w[4 * k] = r.w0;
+        w[4 * k + 1] = r.w1;
+        w[4 * k + 2] = r.w2;
+        w[4 * k + 3] = r.w3;
+    }
+}
+
+/* A run of a draw of `per` elements a block, element by element unless s = 1: `one` is
+ * sg_rand_<x>, `conv(w, i)` the value of element i of the words w from the first block. */
+#define SG__RAND_FILL(T, per, one, conv)                                                  \
+    if (s != 1) {                                                                        \
+        if (s == 0) {                                                                    \
+            T v_ = one(key, pos, i0);                                                    \
+            for (int64_t j = 0; j < n; j++)                                              \
+                out[j] = v_;                                                             \
+        } else                                                                           \
+            for (int64_t j = 0; j < n; j++)                                              \
+                out[j] = one(key, pos, i0 + (uint64_t)j * (uint64_t)s);                  \
+        return;                                                                          \
+    }                                                                                    \
+    uint32_t w[4 * (SG_RAND_BLOCK / (per) + 2)];                                         \
+    for (int64_t jb = 0; jb < n; jb += SG_RAND_BLOCK) {                                  \
+        int64_t m = n - jb < SG_RAND_BLOCK ? n - jb : SG_RAND_BLOCK;                     \
+        uint64_t a = i0 + (uint64_t)jb;                                                  \
+        int64_t off = (int64_t)(a % (per));                                              \
+        sg__rand_blocks(key, pos, a / (per), (off + m + (per) - 1) / (per), w);          \
+        T *restrict o_ = out + jb;                                                       \
+        _Pragma("omp simd") for (int64_t j = 0; j < m; j++) o_[j] = conv(w, off + j);    \
+    }
+
+#define SG__RAND_W32(w, i) ((w)[i])
+#define SG__RAND_W64(w, i) ((uint64_t)(w)[2 * (i) + 1] << 32 | (w)[2 * (i)])
+
+SG__RINLINE void sg_rand_fill_bits32(uint64_t key, uint64_t pos, uint64_t i0, int64_t s,
+                                     int64_t n, uint32_t *restrict out)
+{
+    SG__RAND_FILL(uint32_t, 4, sg_rand_bits32, SG__RAND_W32)
+}
+
+SG__RINLINE void sg_rand_fill_bits64(uint64_t key, uint64_t pos, uint64_t i0, int64_t s,
+                                     int64_t n, uint64_t *restrict out)
+{
+    SG__RAND_FILL(uint64_t, 2, sg_rand_bits64, SG__RAND_W64)
+}
+
+#define SG__RAND_U32(w, i) sg_rand_f32_of((w)[i])
+#define SG__RAND_U64(w, i) sg_rand_f64_of(SG__RAND_W64(w, i))
+
+SG__RINLINE void sg_rand_fill_uniform_f32(uint64_t key, uint64_t pos, uint64_t i0, int64_t s,
+                                          int64_t n, float *restrict out)
+{
+    SG__RAND_FILL(float, 4, sg_rand_uniform_f32, SG__RAND_U32)
+}
+
+SG__RINLINE void sg_rand_fill_uniform_f64(uint64_t key, uint64_t pos, uint64_t i0, int64_t s,
+                                          int64_t n, double *restrict out)
+{
+    SG__RAND_FILL(double, 2, sg_rand_uniform_f64, SG__RAND_U64)
+}
+
+/* Normals: the pairs of the blocks a run touches, then the run's part of them. */
+#define SG__RAND_FILL_NORMAL(T, one)                                                      \
+    if (s != 1) {                                                                        \
+        for (int64_t j = 0; j < n; j++)                                                  \
+            out[j] = one(key, pos, i0 + (uint64_t)j * (uint64_t)s);                      \
+        return;                                                                          \
+    }                                                                                    \
+    uint32_t w[4 * (SG_RAND_BLOCK / 2 + 2)];                                             \
+    double z[2 * (SG_RAND_BLOCK / 2 + 2)];                                               \
+    for (int64_t jb = 0; jb < n; jb += SG_RAND_BLOCK) {                                  \
+        int64_t m = n - jb < SG_RAND_BLOCK ? n - jb : SG_RAND_BLOCK;                     \
+        uint64_t a = i0 + (uint64_t)jb;                                                  \
+        int64_t off = (int64_t)(a & 1), nb = (off + m + 1) / 2;                          \
+        sg__rand_blocks(key, pos, a / 2, nb, w);                                         \
+        _Pragma("omp simd") for (int64_t k = 0; k < nb; k++) {                           \
+            sg_rand4 r = {w[4 * k], w[4 * k + 1], w[4 * k + 2], w[4 * k + 3]};           \
+            double e_, o2_;                                                              \
+            sg__rand_normal_pair(r, &e_, &o2_);                                          \
+            z[2 * k] = e_;                                                               \
+            z[2 * k + 1] = o2_;                                                          \
+        }                                                                                \
+        T *restrict o_ = out + jb;                                                       \
+        _Pragma("omp simd") for (int64_t j = 0; j < m; j++) o_[j] = (T)z[off + j];       \
+    }
+
+SG__RINLINE void sg_rand_fill_normal_f64(uint64_t key, uint64_t pos, uint64_t i0, int64_t s,
+                                         int64_t n, double *restrict out)
+{
+    SG__RAND_FILL_NORMAL(double, sg_rand_normal_f64)
+}
+
+SG__RINLINE void sg_rand_fill_normal_f32(uint64_t key, uint64_t pos, uint64_t i0, int64_t s,
+                                         int64_t n, float *restrict out)
+{
+    SG__RAND_FILL_NORMAL(float, sg_rand_normal_f32)
 }
 
 /* ---- in the support library (sg_random.c) ---- */
 
 /* A random permutation of 0..n-1 into out: the indices sorted by their 64-bit words
- * (w1:w0) under (key, ctr + slot), ties by index. Fails only when out of memory. */
+ * (w1:w0) of block i under (key, ctr + slot), ties by index. Fails only when out of memory. */
 int sg_rand_permutation(sg_err *err, const char *where, int64_t *out, int64_t n, int64_t key,
                         int64_t ctr, int64_t slot);
 

@@ -37,8 +37,9 @@ from ..codegen.render_c import CTYPE
 from ..graph import NOT_DIFFERENTIABLE, Op, TensorType
 from .elemwise import broadcast_static
 
-__all__ = ["philox4x32_10", "words", "uniform_f64", "uniform_f32", "normal_f64", "rand_log",
-           "rand_cos2pi", "integers", "permutation", "RandomIndex", "Draw", "RandomCheck",
+__all__ = ["philox4x32_10", "words", "bits32", "bits64", "uniform_f64", "uniform_f32",
+           "normal_f64", "bernoulli", "rand_log", "rand_sincos2pi", "rand_cos2pi", "rand_sin2pi",
+           "integers", "permutation", "RandomIndex", "Draw", "RandomCheck",
            "Permutation", "DISTRIBUTIONS"]
 
 _M32 = np.uint64(0xFFFFFFFF)
@@ -61,13 +62,13 @@ def philox4x32_10(counter, key):
     return [c.astype(np.uint32) for c in (c0, c1, c2, c3)]
 
 
-def words(key, pos, idx):
-    """The four words (uint64 arrays of uint32 values) of elements ``idx`` of the draw at
+def words(key, pos, block):
+    """The four words (uint64 arrays of uint32 values) of blocks ``block`` of the draw at
     counter ``pos`` of the stream with key ``key`` (sg_rand_words)."""
     key, pos = int(key) % 2**64, int(pos) % 2**64
-    idx = np.asarray(idx).astype(np.uint64)
-    counter = (idx & _M32, idx >> np.uint64(32), np.full_like(idx, pos & 0xFFFFFFFF),
-               np.full_like(idx, pos >> 32))
+    block = np.asarray(block).astype(np.uint64)
+    counter = (block & _M32, block >> np.uint64(32), np.full_like(block, pos & 0xFFFFFFFF),
+               np.full_like(block, pos >> 32))
     return [w.astype(np.uint64) for w in philox4x32_10(counter, (key, key >> 32))]
 
 
@@ -79,14 +80,34 @@ def _to_double(u53):
     return u53.astype(np.float64)
 
 
+def bits32(key, pos, idx):
+    """The 32-bit word of elements ``idx`` of a draw of four elements a block
+    (sg_rand_bits32): word idx % 4 of block idx // 4."""
+    idx = np.asarray(idx).astype(np.uint64)
+    w = words(key, pos, idx >> np.uint64(2))
+    k = idx & np.uint64(3)
+    return np.where(k == 0, w[0], np.where(k == 1, w[1], np.where(k == 2, w[2], w[3])))
+
+
+def bits64(key, pos, idx):
+    """The 64-bit word of elements ``idx`` of a draw of two elements a block (sg_rand_bits64):
+    (w1:w0) of block idx // 2 for an even idx, (w3:w2) for an odd one."""
+    idx = np.asarray(idx).astype(np.uint64)
+    w = words(key, pos, idx >> np.uint64(1))
+    return np.where((idx & np.uint64(1)) == 1, _u64(w[2], w[3]), _u64(w[0], w[1]))
+
+
 def uniform_f64(key, pos, idx):
-    w = words(key, pos, idx)
-    return _to_double(_u64(w[0], w[1]) >> np.uint64(11)) * 2.0 ** -53
+    return _to_double(bits64(key, pos, idx) >> np.uint64(11)) * 2.0 ** -53
 
 
 def uniform_f32(key, pos, idx):
-    w = words(key, pos, idx)
-    return (w[0] >> np.uint64(8)).astype(np.float32) * np.float32(2.0 ** -24)
+    return (bits32(key, pos, idx) >> np.uint64(8)).astype(np.float32) * np.float32(2.0 ** -24)
+
+
+def bernoulli(key, pos, idx, p):
+    """``w 2^-32 < p`` for each element's 32-bit word (sg_rand_bernoulli)."""
+    return bits32(key, pos, idx).astype(np.float64) * 2.0 ** -32 < p
 
 
 _SQRT2 = float.fromhex("0x1.6a09e667f3bcdp+0")
@@ -134,23 +155,40 @@ def rand_log(x):
     return fe * _LN2_HI + (fe * _LN2_LO + logm)
 
 
-def rand_cos2pi(u):
-    """cos(2 pi u) for u in [0, 1), exactly as sg_rand_cos2pi computes it."""
+def rand_sincos2pi(u):
+    """sin(2 pi u) and cos(2 pi u) for u in [0, 1), exactly as sg_rand_sincos2pi computes
+    them."""
     v = np.asarray(u, dtype=np.float64) * 4.0
     q = (v + 6755399441055744.0) - 6755399441055744.0  # 1.5 * 2**52: rounds to an integer
     t = (v - q) * _PI_2
     z = t * t
     s = t + t * (z * _horner(_SIN_C, z))
     c = _horner(_COS_C, z)
-    a = np.where((q == 1.0) | (q == 3.0), s, c)
-    return np.where((q == 1.0) | (q == 2.0), -a, a)
+    odd = (q == 1.0) | (q == 3.0)
+    ca, sa = np.where(odd, s, c), np.where(odd, c, s)
+    return (np.where((q == 2.0) | (q == 3.0), -sa, sa),
+            np.where((q == 1.0) | (q == 2.0), -ca, ca))
+
+
+def rand_cos2pi(u):
+    """cos(2 pi u) for u in [0, 1), exactly as sg_rand_cos2pi computes it."""
+    return rand_sincos2pi(u)[1]
+
+
+def rand_sin2pi(u):
+    """sin(2 pi u) for u in [0, 1), exactly as sg_rand_sin2pi computes it."""
+    return rand_sincos2pi(u)[0]
 
 
 def normal_f64(key, pos, idx):
-    w = words(key, pos, idx)
+    """Box-Muller on block idx // 2: r cos(2 pi u2) for an even idx, r sin for an odd one."""
+    idx = np.asarray(idx).astype(np.uint64)
+    w = words(key, pos, idx >> np.uint64(1))
     u1 = _to_double((_u64(w[0], w[1]) >> np.uint64(11)) + np.uint64(1)) * 2.0 ** -53
     u2 = _to_double(_u64(w[2], w[3]) >> np.uint64(11)) * 2.0 ** -53
-    return np.sqrt(-2.0 * rand_log(u1)) * rand_cos2pi(u2)
+    r = np.sqrt(-2.0 * rand_log(u1))
+    sn, cs = rand_sincos2pi(u2)
+    return np.where((idx & np.uint64(1)) == 1, r * sn, r * cs)
 
 
 def _mulhi64(a, b):
@@ -163,11 +201,11 @@ def _mulhi64(a, b):
 
 
 def integers(key, pos, idx, low, high):
-    w = words(key, pos, idx)
+    x = bits64(key, pos, idx)
     low = np.asarray(low, dtype=np.int64).view(np.uint64)
     high = np.asarray(high, dtype=np.int64).view(np.uint64)
     with np.errstate(over="ignore"):
-        return (low + _mulhi64(_u64(w[0], w[1]), high - low)).view(np.int64)
+        return (low + _mulhi64(x, high - low)).view(np.int64)
 
 
 def permutation(key, pos, n):
@@ -278,7 +316,7 @@ class Draw(Op):
             return [np.asarray(normal_f64(key, pos, idx), dtype=self.dtype)]
         if self.dist == "bernoulli":
             p = np.broadcast_to(np.asarray(params[0], dtype=np.float64), shape)
-            return [np.asarray(uniform_f64(key, pos, idx) < p).astype(self.dtype)]
+            return [np.asarray(bernoulli(key, pos, idx, p)).astype(self.dtype)]
         low, high = (np.broadcast_to(p, shape) for p in params)
         return [integers(key, pos, idx, low, high).astype(self.dtype)]
 
@@ -300,6 +338,27 @@ class Draw(Op):
         if self.dist == "bernoulli":
             return f"(({ct})sg_rand_bernoulli({where}, (double){params[0]}))"
         return f"(({ct})sg_rand_integers({where}, (int64_t){params[0]}, (int64_t){params[1]}))"
+
+    def c_fill(self, node, key, ctr, start, stride, n):
+        """A run of ``n`` elements from flat index ``start`` by ``stride`` filled at once
+        (codegen/render_c.py's ``_draw_fills``): ``(C type of the buffer, the statement
+        filling it with {out} for its name)``; ``c_from_fill`` finishes an element."""
+        sfx = "f32" if self.dtype == "float32" else "f64"
+        ctype, fn = {"uniform": (CTYPE[self.dtype], f"sg_rand_fill_uniform_{sfx}"),
+                     "normal": (CTYPE[self.dtype], f"sg_rand_fill_normal_{sfx}"),
+                     "bernoulli": ("uint32_t", "sg_rand_fill_bits32"),
+                     "integers": ("uint64_t", "sg_rand_fill_bits64")}[self.dist]
+        return ctype, (f"{fn}((uint64_t){key}, (uint64_t){ctr} + {self.slot}u, {start}, "
+                       f"{stride}, {n}, {{out}});")
+
+    def c_from_fill(self, node, raw, args, bad):
+        params = args[3:]
+        if self.dist in ("uniform", "normal"):
+            return raw
+        ct = CTYPE[self.dtype]
+        if self.dist == "bernoulli":
+            return f"(({ct})sg_rand_bernoulli_of({raw}, (double){params[0]}))"
+        return f"(({ct})sg_rand_integers_of({raw}, (int64_t){params[0]}, (int64_t){params[1]}))"
 
 
 _CHECKS = {
