@@ -121,10 +121,12 @@ int main(void) {
             }
     printf("%ld %ld\n", runs, bad);
     /* the first elements of a draw, to compare with the NumPy reference */
+    static float g[40];
     sg_rand_fill_uniform_f32(key, pos, 5, 1, 40, f);
     sg_rand_fill_normal_f64(key, pos, 5, 1, 40, d);
+    sg_rand_fill_normal_f32(key, pos, 5, 1, 40, g);
     for (int j = 0; j < 40; j++)
-        printf("%a %a\n", (double)f[j], d[j]);
+        printf("%a %a %a\n", (double)f[j], d[j], (double)g[j]);
     return 0;
 }
 """
@@ -151,6 +153,8 @@ def test_run_fillers_give_the_elements_bits(tmp_path, arch):
     assert_same_bits(np.array([float.fromhex(r[0]) for r in rows], dtype=np.float32),
                      R.uniform_f32(key, pos, idx))
     assert_same_bits(np.array([float.fromhex(r[1]) for r in rows]), R.normal_f64(key, pos, idx))
+    assert_same_bits(np.array([float.fromhex(r[2]) for r in rows], dtype=np.float32),
+                     R.normal_f32(key, pos, idx))
 
 
 def test_blocks_serve_consecutive_elements():
@@ -170,6 +174,28 @@ def test_blocks_serve_consecutive_elements():
     r = np.sqrt(-2 * np.log(u1))
     np.testing.assert_allclose(z[0::2], r * np.cos(2 * np.pi * u2), rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(z[1::2], r * np.sin(2 * np.pi * u2), rtol=1e-13, atol=1e-15)
+    # float normals: four a block, (w0, w1) and (w2, w3), computed in float
+    a, b = R.bits32(key, pos, np.arange(0, 12, 2)), R.bits32(key, pos, np.arange(1, 12, 2))
+    u1, u2 = (a.astype(np.float64) + 0.5) * 2.0 ** -32, (b >> np.uint64(8)) * 2.0 ** -24
+    r = np.sqrt(-2 * np.log(u1))
+    zf = R.normal_f32(key, pos, np.arange(12)).astype(np.float64)
+    np.testing.assert_allclose(zf[0::2], r * np.cos(2 * np.pi * u2), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(zf[1::2], r * np.sin(2 * np.pi * u2), rtol=1e-6, atol=1e-6)
+
+
+def test_float_transcendentals_are_accurate():
+    """The float log on (0, 1] and sin/cos(2 pi u) of the float normals: within a few float
+    ulp (the sample's error is below its float rounding, a few units of 2^-24)."""
+    r = np.random.default_rng(2)
+    x = np.concatenate([r.random(100000), 2.0 ** -r.uniform(0, 33, 100000)]).astype(np.float32)
+    x = x[x > 0]
+    ref = np.log(x.astype(np.float64))
+    err = np.abs(R.rand_logf(x).astype(np.float64) - ref)
+    assert np.max(err / np.maximum(np.spacing(np.abs(ref).astype(np.float32)), 1e-45)) <= 3
+    u = (r.integers(0, 2 ** 24, 200000) * 2.0 ** -24).astype(np.float32)
+    sn, cs = R.rand_sincos2pif(u)
+    assert np.max(np.abs(sn - np.sin(2 * np.pi * u.astype(np.float64)))) < 2e-7
+    assert np.max(np.abs(cs - np.cos(2 * np.pi * u.astype(np.float64)))) < 2e-7
 
 
 def test_transcendentals_are_accurate():

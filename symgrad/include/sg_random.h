@@ -9,8 +9,8 @@
  *
  * and every block's four 32-bit words w0..w3 serve consecutive elements: element
  * `idx` (its flat, C-order index in the sample) reads block idx / k, part idx % k,
- * k = 4 for 32-bit draws (float uniform, bernoulli) and 2 for 64-bit ones (double
- * uniform, integers, normal). An element is a function of (key, pos, idx) only,
+ * k = 4 for 32-bit draws (float uniform and normal, bernoulli) and 2 for 64-bit ones (double
+ * uniform, integers, double normal). An element is a function of (key, pos, idx) only,
  * so the loop that computes it -- fused with others, split among threads, rows in
  * any order, element by element (sg_rand_<dist>) or a run of them at once
  * (sg_rand_fill_<dist>, which makes each block once) -- cannot change a value.
@@ -23,8 +23,11 @@
  *   the top 53 bits of (w1:w0) (idx even) or (w3:w2) (odd) times 2^-53 (both exact);
  * - normal: Box-Muller on u1 = (53 bits of w1:w0, + 1) 2^-53 in (0, 1] and
  *   u2 = 53 bits of (w3:w2) 2^-53 in [0, 1): r = sqrt(-2 log u1), r cos(2 pi u2)
- *   for the even element, r sin(2 pi u2) for the odd one, in double (a float
- *   result is that double rounded once). log, cos and sin are computed here with
+ *   for the even element, r sin(2 pi u2) for the odd one, in double. A float normal
+ *   is computed in float, four from a block (32-bit parts): pairs (w0, w1) and
+ *   (w2, w3), u1 = (w + 1/2) 2^-32 rounded to float (in (0, 1]: |z| <= 6.8), u2 = the
+ *   top 24 bits of the second word times 2^-24; elements r cos, r sin, r' cos', r' sin'.
+ *   log, cos and sin are computed here with
  *   +, -, *, / and sqrt only, each correctly rounded in IEEE arithmetic (kernels
  *   are compiled with -ffp-contract=off: no fused multiply-add), in the same
  *   order as the NumPy reference, so both give the same bits; libm's and NumPy's
@@ -246,9 +249,84 @@ SG__RINLINE double sg_rand_normal_f64(uint64_t key, uint64_t pos, uint64_t idx)
     return (idx & 1) ? odd : even;
 }
 
+/* ---- float normals, in float ---- */
+
+#define SG__R_LN2_HI_F 0x1.62e4p-1f           /* 16 bits: e * LN2_HI_F is exact */
+#define SG__R_LN2_LO_F 0x1.7f7d1cp-20f
+#define SG__R_SQRT2_F 0x1.6a09e6p+0f
+#define SG__R_PI_2_F 0x1.921fb6p+0f
+
+/* log(x) for a normal float x > 0: as sg_rand_log, the series to s^11 (relative tail
+ * < 2^-28). */
+SG__RINLINE float sg_rand_logf(float x)
+{
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    int32_t e = (int32_t)(b >> 23) - 127;
+    b = (b & 0x007FFFFFu) | 0x3F800000u;
+    float m;
+    memcpy(&m, &b, sizeof m);
+    int32_t big = m > SG__R_SQRT2_F;
+    m = big ? m * 0.5f : m;
+    float fe = (float)(e + big);
+    float f = m - 1.0f;
+    float s = f / (2.0f + f);
+    float z = s * s;
+    float p = 0x1.745d18p-3f;           /* 2/11 */
+    p = 0x1.c71c72p-3f + z * p;         /* 2/9 */
+    p = 0x1.24924ap-2f + z * p;         /* 2/7 */
+    p = 0x1.99999ap-2f + z * p;         /* 2/5 */
+    p = 0x1.555556p-1f + z * p;         /* 2/3 */
+    float logm = 2.0f * s + s * (z * p);
+    return fe * SG__R_LN2_HI_F + (fe * SG__R_LN2_LO_F + logm);
+}
+
+/* sin(2 pi u) and cos(2 pi u) for u in [0, 1) a multiple of 2^-24, in float: as
+ * sg_rand_sincos2pi, the series to t^11 and t^10 (tails < 2^-33). */
+SG__RINLINE void sg_rand_sincos2pif(float u, float *sin_out, float *cos_out)
+{
+    float v = u * 4.0f;
+    float q = (v + 0x1.8p23f) - 0x1.8p23f;
+    float t = (v - q) * SG__R_PI_2_F;
+    float z = t * t;
+    float s = -0x1.ae6456p-26f;         /* -1/11! */
+    s = 0x1.71de3ap-19f + z * s;        /* 1/9! */
+    s = -0x1.a01a02p-13f + z * s;       /* -1/7! */
+    s = 0x1.111112p-7f + z * s;         /* 1/5! */
+    s = -0x1.555556p-3f + z * s;        /* -1/3! */
+    s = t + t * (z * s);
+    float c = -0x1.27e4fcp-22f;         /* -1/10! */
+    c = 0x1.a01a02p-16f + z * c;        /* 1/8! */
+    c = -0x1.6c16c2p-10f + z * c;       /* -1/6! */
+    c = 0x1.555556p-5f + z * c;         /* 1/4! */
+    c = -0.5f + z * c;                  /* -1/2! */
+    c = 1.0f + z * c;
+    int odd = q == 1.0f || q == 3.0f;
+    float ca = odd ? s : c, sa = odd ? c : s;
+    *cos_out = (q == 1.0f || q == 2.0f) ? -ca : ca;
+    *sin_out = (q == 2.0f || q == 3.0f) ? -sa : sa;
+}
+
+/* Box-Muller in float of the words (a, b): (r cos, r sin). u1 = (a + 1/2) 2^-32 rounded
+ * once: its top 24 bits, then the low 8 and the half (both exact) added. */
+SG__RINLINE void sg__rand_normal_pairf(uint32_t a, uint32_t b, float *even, float *odd)
+{
+    float u1 = (float)(int32_t)(a >> 8) * 0x1p-24f
+               + ((float)(int32_t)(a & 0xFFu) * 0x1p-32f + 0x1p-33f);
+    float u2 = (float)(int32_t)(b >> 8) * 0x1p-24f;
+    float r = sqrtf(-2.0f * sg_rand_logf(u1)), sn, cs;
+    sg_rand_sincos2pif(u2, &sn, &cs);
+    *even = r * cs;
+    *odd = r * sn;
+}
+
 SG__RINLINE float sg_rand_normal_f32(uint64_t key, uint64_t pos, uint64_t idx)
 {
-    return (float)sg_rand_normal_f64(key, pos, idx);
+    sg_rand4 w = sg_rand_words(key, pos, idx >> 2);
+    uint32_t k = (uint32_t)idx & 3;
+    float even, odd;
+    sg__rand_normal_pairf(k < 2 ? w.w0 : w.w2, k < 2 ? w.w1 : w.w3, &even, &odd);
+    return (k & 1) ? odd : even;
 }
 
 /* w 2^-32 < p (exact in double), from an element's 32-bit word */
@@ -475,7 +553,30 @@ SG__RINLINE void sg_rand_fill_normal_f64(uint64_t key, uint64_t pos, uint64_t i0
 SG__RINLINE void sg_rand_fill_normal_f32(uint64_t key, uint64_t pos, uint64_t i0, int64_t s,
                                          int64_t n, float *restrict out)
 {
-    SG__RAND_FILL_NORMAL(float, sg_rand_normal_f32)
+    if (s != 1) {
+        for (int64_t j = 0; j < n; j++)
+            out[j] = sg_rand_normal_f32(key, pos, i0 + (uint64_t)j * (uint64_t)s);
+        return;
+    }
+    uint32_t w[SG_RAND_BLOCK + 8];
+    float z[SG_RAND_BLOCK + 8];
+    for (int64_t jb = 0; jb < n; jb += SG_RAND_BLOCK) {
+        int64_t m = n - jb < SG_RAND_BLOCK ? n - jb : SG_RAND_BLOCK;
+        uint64_t a = i0 + (uint64_t)jb;
+        int64_t off = (int64_t)(a & 3), np = (off + m + 1) / 2; /* pairs */
+        sg__rand_blocks(key, pos, a / 4, (off + m + 3) / 4, w);
+#pragma omp simd
+        for (int64_t k = 0; k < np; k++) {
+            float e_, o_;
+            sg__rand_normal_pairf(w[2 * k], w[2 * k + 1], &e_, &o_);
+            z[2 * k] = e_;
+            z[2 * k + 1] = o_;
+        }
+        float *restrict oj = out + jb;
+#pragma omp simd
+        for (int64_t j = 0; j < m; j++)
+            oj[j] = z[off + j];
+    }
 }
 
 /* ---- in the support library (sg_random.c) ---- */

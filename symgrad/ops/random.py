@@ -38,7 +38,7 @@ from ..graph import NOT_DIFFERENTIABLE, Op, TensorType
 from .elemwise import broadcast_static
 
 __all__ = ["philox4x32_10", "words", "bits32", "bits64", "uniform_f64", "uniform_f32",
-           "normal_f64", "bernoulli", "rand_log", "rand_sincos2pi", "rand_cos2pi", "rand_sin2pi",
+           "normal_f64", "normal_f32", "rand_logf", "rand_sincos2pif", "bernoulli", "rand_log", "rand_sincos2pi", "rand_cos2pi", "rand_sin2pi",
            "integers", "permutation", "RandomIndex", "Draw", "RandomCheck",
            "Permutation", "DISTRIBUTIONS"]
 
@@ -191,6 +191,61 @@ def normal_f64(key, pos, idx):
     return np.where((idx & np.uint64(1)) == 1, r * sn, r * cs)
 
 
+_F = np.float32
+_LN2_HI_F, _LN2_LO_F = _F(float.fromhex("0x1.62e4p-1")), _F(float.fromhex("0x1.7f7d1cp-20"))
+_SQRT2_F, _PI_2_F = _F(float.fromhex("0x1.6a09e6p+0")), _F(float.fromhex("0x1.921fb6p+0"))
+_LOG_CF = [_F(float.fromhex(h)) for h in (
+    "0x1.745d18p-3", "0x1.c71c72p-3", "0x1.24924ap-2", "0x1.99999ap-2", "0x1.555556p-1")]
+_SIN_CF = [_F(float.fromhex(h)) for h in (
+    "-0x1.ae6456p-26", "0x1.71de3ap-19", "-0x1.a01a02p-13", "0x1.111112p-7", "-0x1.555556p-3")]
+_COS_CF = [_F(float.fromhex(h)) for h in (
+    "-0x1.27e4fcp-22", "0x1.a01a02p-16", "-0x1.6c16c2p-10", "0x1.555556p-5", "-0x1p-1", "0x1p+0")]
+
+
+def rand_logf(x):
+    """log(x) in float32 for normal x > 0, exactly as sg_rand_logf computes it."""
+    x = np.asarray(x, dtype=np.float32)
+    b = x.view(np.uint32)
+    e = (b >> np.uint32(23)).astype(np.int32) - 127
+    m = ((b & np.uint32(0x007FFFFF)) | np.uint32(0x3F800000)).view(np.float32)
+    big = m > _SQRT2_F
+    m = np.where(big, m * _F(0.5), m)
+    fe = (e + big).astype(np.float32)
+    f = m - _F(1)
+    s = f / (_F(2) + f)
+    z = s * s
+    logm = _F(2) * s + s * (z * _horner(_LOG_CF, z))
+    return fe * _LN2_HI_F + (fe * _LN2_LO_F + logm)
+
+
+def rand_sincos2pif(u):
+    """sin(2 pi u) and cos(2 pi u) in float32, exactly as sg_rand_sincos2pif."""
+    v = np.asarray(u, dtype=np.float32) * _F(4)
+    q = (v + _F(12582912.0)) - _F(12582912.0)  # 1.5 * 2**23: rounds to an integer
+    t = (v - q) * _PI_2_F
+    z = t * t
+    s = t + t * (z * _horner(_SIN_CF, z))
+    c = _horner(_COS_CF, z)
+    odd = (q == 1) | (q == 3)
+    ca, sa = np.where(odd, s, c), np.where(odd, c, s)
+    return (np.where((q == 2) | (q == 3), -sa, sa), np.where((q == 1) | (q == 2), -ca, ca))
+
+
+def normal_f32(key, pos, idx):
+    """Float normals, four a block, in float32 (sg_rand_normal_f32): elements 4c .. 4c + 3
+    are r cos, r sin of the words (w0, w1) and r' cos', r' sin' of (w2, w3)."""
+    idx = np.asarray(idx).astype(np.uint64)
+    w = words(key, pos, idx >> np.uint64(2))
+    k = idx & np.uint64(3)
+    a, b = np.where(k < 2, w[0], w[2]), np.where(k < 2, w[1], w[3])
+    u1 = ((a >> np.uint64(8)).astype(np.float32) * _F(2.0 ** -24)
+          + ((a & np.uint64(0xFF)).astype(np.float32) * _F(2.0 ** -32) + _F(2.0 ** -33)))
+    u2 = (b >> np.uint64(8)).astype(np.float32) * _F(2.0 ** -24)
+    r = np.sqrt(_F(-2) * rand_logf(u1))
+    sn, cs = rand_sincos2pif(u2)
+    return np.where((k & np.uint64(1)) == 1, r * sn, r * cs).astype(np.float32)
+
+
 def _mulhi64(a, b):
     """The high 64 bits of the 128-bit products of uint64 arrays."""
     s32 = np.uint64(32)
@@ -313,7 +368,8 @@ class Draw(Op):
             u = uniform_f64(key, pos, idx) if self.dtype == "float64" else uniform_f32(key, pos, idx)
             return [np.asarray(u, dtype=self.dtype)]
         if self.dist == "normal":
-            return [np.asarray(normal_f64(key, pos, idx), dtype=self.dtype)]
+            z = normal_f64(key, pos, idx) if self.dtype == "float64" else normal_f32(key, pos, idx)
+            return [np.asarray(z, dtype=self.dtype)]
         if self.dist == "bernoulli":
             p = np.broadcast_to(np.asarray(params[0], dtype=np.float64), shape)
             return [np.asarray(bernoulli(key, pos, idx, p)).astype(self.dtype)]
