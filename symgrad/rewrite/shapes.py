@@ -273,7 +273,13 @@ def _gather_by_arrays(d, node):
     return _broadcast(d, [d.of(i) for i in node.inputs[1:]])
 
 
+def _lengths(d, node):
+    """An array whose lengths are the node's inputs (``random_index``, ops/random.py)."""
+    return tuple(d.scalar(p) for p in node.inputs)
+
+
 _RULES = {
+    "random_index": _lengths,
     "cast": _same_as_input, "stop_gradient": _same_as_input, "softmax": _same_as_input,
     "log_softmax": _same_as_input, "dimshuffle": _dimshuffle, "matmul": _matmul,
     "gemm": _gemm, "broadcast_to": _from_vector(1), "sum_to": _from_vector(1),
@@ -291,3 +297,6 @@ def register_elementwise(names):
 
 
 register_elementwise(ELEMWISE)
+# ops/random.py's draws and parameter checks: elementwise over their index and parameters
+# (the stream's key and counter are 0-d)
+register_elementwise(["uniform", "normal", "bernoulli", "integers", "random_check"])
