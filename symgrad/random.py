@@ -8,8 +8,9 @@
 
 How it works. A stream is a shared variable, its *state*: an int64 pair
 ``[key, counter]`` (the key comes from the seed). Every draw a stream makes
-gets the next *slot* of that stream; its element ``i`` is Philox4x32-10 of
-the counter ``(i, counter + slot)`` under ``key`` (``ops/random.py``,
+gets the next *slot* of that stream; its element ``i`` comes from Philox4x32-10
+of the counter ``(i // k, counter + slot)`` under ``key``, one of its four
+32-bit words (k = 4) or two 64-bit ones (k = 2) (``ops/random.py``,
 ``include/sg_random.h``), a pure function of those numbers, so modes "py",
 "c" and "debug", any thread count and any loop fusion give the same bits.
 ``sg.function`` (and so ``sg.train_step``) adds to the updates it is given
@@ -130,9 +131,10 @@ class RandomStream:
     def normal(self, loc=0.0, scale=1.0, size=None, dtype=None):
         """Normal samples of mean ``loc`` and standard deviation ``scale`` >= 0.
 
-        ``loc + scale * z`` with ``z`` standard normal (Box-Muller in double, rounded once
-        for float32), so the gradient with respect to ``loc`` and ``scale`` is ``1`` and
-        ``z`` (the reparameterisation trick).
+        ``loc + scale * z`` with ``z`` standard normal (Box-Muller: in double from 53-bit
+        uniforms for float64; in float from 32-bit ones for float32, so ``|z| <= 6.8``), so
+        the gradient with respect to ``loc`` and ``scale`` is ``1`` and ``z`` (the
+        reparameterisation trick).
         """
         dtype = _float_dtype(dtype, "normal")
         loc, scale = _param(loc, dtype, "normal", "loc"), _param(scale, dtype, "normal", "scale")

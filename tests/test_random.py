@@ -5,6 +5,7 @@ The distributions themselves are checked against scipy in tests/test_random_stat
 """
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -669,3 +670,63 @@ def test_a_sample_inside_a_nested_loop_is_refused_at_its_line():
         sg.scan(lambda row: sg.scan(lambda v: v + rng.normal(),
                                     sequences=row)[0], sequences=x)
     assert f"test_random.py:{line}" in str(info.value)
+
+
+# --------------------------------------------------------------------------- vectorised
+
+def _gcc():
+    import importlib.util
+    from pathlib import Path
+    path = Path(HERE).parent / "bench" / "bench_vectorise.py"
+    spec = importlib.util.spec_from_file_location("bench_vectorise", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_VEC = _gcc()
+needs_gcc = pytest.mark.skipif(_VEC.gcc_argv() is None, reason="reads gcc's -fopt-info-vec notes")
+_FILLS = {"uniform_f32": "float", "uniform_f64": "double", "normal_f32": "float",
+          "normal_f64": "double", "bits32": "uint32_t", "bits64": "uint64_t"}
+
+
+@needs_gcc
+@pytest.mark.parametrize("fill", sorted(_FILLS))
+def test_run_fillers_vectorise(tmp_path, fill):
+    """gcc vectorises the loop making Philox blocks (past the hand-written AVX-512/AVX2 part)
+    and each filler's loop turning words into values (or copies it to memcpy): at the
+    kernels' release flags, gcc's "loop vectorized" notes on the header's lines."""
+    header = open(os.path.join(INCLUDE, "sg_random.h")).read().split("\n")
+    blocks = 1 + next(k for k, line in enumerate(header)
+                      if "sg_rand4 r = sg_rand_words(key, pos, c0 + (uint64_t)k);" in line)
+    start = 1 + next(k for k, line in enumerate(header)
+                     if line.startswith(f"SG__RINLINE void sg_rand_fill_{fill}("))
+    end = start + next(k for k, line in enumerate(header[start:]) if line == "}")
+    src = tmp_path / "v.c"
+    src.write_text(f'#include "sg_random.h"\nvoid g({_FILLS[fill]} *o, int64_t n, uint64_t i0)'
+                   f'{{ sg_rand_fill_{fill}(1, 2, i0, 1, n, o); }}\n')
+    from symgrad._cflags import BASE_FLAGS
+    flags = [f for f in BASE_FLAGS if f != "-shared"]
+    notes = subprocess.run([*_VEC.gcc_argv(), *flags, f"-I{INCLUDE}", "-c", str(src), "-o",
+                            os.devnull, "-fopt-info-vec-optimized"],
+                           capture_output=True, text=True, check=True).stderr
+    lines = {int(m) for m in re.findall(r"sg_random\.h:(\d+):\d+: optimized: loop vectorized",
+                                        notes)}
+    assert blocks in lines, notes
+    if fill != "bits32":  # its conversion is a copy: memcpy
+        assert any(start < k <= end for k in lines), notes
+
+
+@needs_gcc
+def test_loops_reading_draws_vectorise():
+    """The fused loops that read filled runs (dropout's mask, noise added to an input)."""
+    rng = sg.random.RandomStream(0)
+    x = sg.matrix("x", "float32")
+    f = sg.function([x], [sg.nn.dropout(x, 0.5, rng), x + rng.normal(size=x.shape, dtype="float32"),
+                          x * rng.uniform(size=x.shape, dtype="float32"),
+                          sg.cast(rng.integers(0, 7, size=x.shape), "float32") + x])
+    report = _VEC.vector_report(f.source, _VEC.gcc_argv())
+    assert report
+    missed = [f"{lp['step']} ({lp['what']}) lines {lp['first']}-{lp['last']}: {lp['why']}"
+              for lp in report if not lp["vectorised"]]
+    assert not missed, "\n".join(missed)

@@ -340,11 +340,15 @@ SG__RINLINE int32_t sg_rand_bernoulli(uint64_t key, uint64_t pos, uint64_t idx, 
     return sg_rand_bernoulli_of(sg_rand_bits32(key, pos, idx), p);
 }
 
+/* low + the high 64 bits of x (high - low), the product in 32-bit pieces (a loop of
+ * 128-bit products does not vectorise) */
 SG__RINLINE int64_t sg_rand_integers_of(uint64_t x, int64_t low, int64_t high)
 {
     uint64_t range = (uint64_t)high - (uint64_t)low;
-    uint64_t v = (uint64_t)(((unsigned __int128)x * range) >> 64);
-    return (int64_t)((uint64_t)low + v);
+    uint64_t xl = x & 0xFFFFFFFFu, xh = x >> 32, rl = range & 0xFFFFFFFFu, rh = range >> 32;
+    uint64_t ll = xl * rl, hl = xh * rl, lh = xl * rh, hh = xh * rh;
+    uint64_t cross = (ll >> 32) + (hl & 0xFFFFFFFFu) + lh;
+    return (int64_t)((uint64_t)low + hh + (hl >> 32) + (cross >> 32));
 }
 
 SG__RINLINE int64_t sg_rand_integers(uint64_t key, uint64_t pos, uint64_t idx, int64_t low,

@@ -14,7 +14,10 @@
     One sample per element, a function of the stream's key, the draw's
     counter (the stream's counter plus the draw's ``slot``) and the element's
     index only (``include/sg_random.h``): elementwise ops the C backend fuses
-    into the loops that use them. ``uniform`` and ``normal`` are the standard
+    into the loops that use them. A Philox call's four 32-bit words serve four
+    consecutive elements of a 32-bit draw, or two of a 64-bit one; a fused loop
+    fills runs of a draw before its simd loop (``c_fill``, ``c_from_fill``), so
+    each call is made once. ``uniform`` and ``normal`` are the standard
     ones; ``RandomStream`` writes ``low + (high - low) * u`` and
     ``loc + scale * z`` as ordinary ops, so the gradient with respect to
     ``low``, ``high``, ``loc`` and ``scale`` is the reparameterised one.
