@@ -751,7 +751,7 @@ def _packed_rnn(B, H, n_out, scale):
     return [X, h0, W, V], [hs] + sg.grad(loss, [h0, W, V])
 
 
-@pytest.mark.parametrize("B,H,steps,threads", [(5, 37, 4, 1), (32, 64, 3, 2), (3, 40, 1, 1),
+@pytest.mark.parametrize("B,H,steps,threads", [(5, 37, 4, 1), (32, 200, 3, 2), (3, 40, 1, 1),
                                                (8, 33, 0, 1)])
 def test_products_by_a_loop_invariant_weight_read_it_packed_once(B, H, steps, threads,
                                                                 monkeypatch):
@@ -759,7 +759,7 @@ def test_products_by_a_loop_invariant_weight_read_it_packed_once(B, H, steps, th
     once before the loop (sg_panels.h): results as BLAS's, for row counts that are not a
     multiple of the micro-kernel's (5, 3), columns not a multiple of its panels (37, 33),
     alpha != 1, a transposed weight, one step (no packing: BLAS) and no step, on 1 and 2
-    threads."""
+    threads (32 x 200 x 200 is past the size at which the panels go to the thread pool)."""
     monkeypatch.setattr(sg.config, "_num_threads", threads)
     r = np.random.default_rng(7)
     ins, outs = _packed_rnn(B, H, H, 0.5)
@@ -775,4 +775,9 @@ def test_products_by_a_loop_invariant_weight_read_it_packed_once(B, H, steps, th
     want = sg.function(ins, outs, mode="py")(*vals)
     for g, w in zip(got, want):
         assert g.dtype == w.dtype and g.shape == w.shape
-        np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-4)
+        # float32 sums of terms up to |w|.max(): rounding relative to that scale
+        np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-5 * max(1.0, np.abs(w).max(initial=0)))
+    if threads > 1:   # the threads share the panels out: the same bits as one thread
+        monkeypatch.setattr(sg.config, "_num_threads", 1)
+        for g, one in zip(got, sg.function(ins, outs, mode="c")(*vals)):
+            np.testing.assert_array_equal(g, one)
