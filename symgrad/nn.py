@@ -1,4 +1,5 @@
-"""Neural-network functions: ``sg.nn.softmax``, ``log_softmax``, ``cross_entropy``, ``dropout``, ..."""
+"""Neural-network functions: ``sg.nn.softmax``, ``log_softmax``, ``cross_entropy``, ``dropout``,
+``conv2d``, ``batch_norm``, ...; ``collect_updates`` gathers batch norm's running-statistic updates."""
 
 import numbers as _numbers
 
@@ -9,10 +10,12 @@ from .ops.nn import *  # noqa: F403
 from .ops.nn import __all__ as _nn_all
 from .ops.conv import conv1d, conv2d, conv_transpose2d  # noqa: F401
 from .ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d  # noqa: F401
+from .ops.norm import batch_norm, collect_updates, layer_norm  # noqa: F401
 from .ops.shape import zeros_like as _zeros_like
 
 __all__ = ["relu", "sigmoid", "softplus", "tanh", "dropout", *_nn_all, "conv1d", "conv2d", "conv_transpose2d",
-           "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
+           "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm", "layer_norm",
+           "collect_updates"]
 
 
 def dropout(x, p, rng=None, training=True):

@@ -177,6 +177,7 @@ int sg_check_indices(sg_err *err, const char *where, const sg_arr *v, int nd, si
 #include "sg_conv.h" /* conv2d and its gradients: im2col + gemm */
 #include "sg_panels.h" /* products by a weight packed once (sg.scan loops) */
 #include "sg_pool.h" /* max and average pooling and their gradients */
+#include "sg_norm.h" /* batch and layer normalisation and their gradients */
 
 /* Last: the loop drivers call the functions above (sg_overlaps, ...). */
 #include "sg_loops.h"

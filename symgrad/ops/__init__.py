@@ -2,7 +2,7 @@
 NumPy reference, gradient rule, FLOP count and C lowering together."""
 
 from . import (conv, creation, elemwise, gemm, indexing, join, linalg, methods, nn,  # noqa: F401
-               pool, reduce)
+               norm, pool, reduce)
 from . import shape as shape_ops  # the module; the name `shape` is the function sg.shape
 from .elemwise import *  # noqa: F403,A004
 from .creation import arange

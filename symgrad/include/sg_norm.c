@@ -1,0 +1,401 @@
+/* sg_norm.c: batch and layer normalisation and their gradients (sg_norm.h).
+ *
+ * Each array is seen as three merged groups of axes: batch norm's (N, C, S)
+ * -- the batch, the channel, the rest -- and layer norm's (R, D, 1) -- the
+ * rows and the normalised axes. An array whose groups do not merge through
+ * its strides (a transposed or sliced input) is first packed into the
+ * workspace. Work goes a channel (a row) at a time: its statistics, then its
+ * results, while its values are still in cache.
+ *
+ * Sums are double; along contiguous rows they are `omp simd` reductions (the
+ * compiler vectorises them, adding in its lanes' order); the variance is the mean of squared deviations from
+ * the mean found first (two passes), never E[x^2] - E[x]^2, which loses every
+ * digit of a float32 channel far from zero.
+ *
+ *   batch norm     xhat = (x - mean) / sqrt(var + eps), out = xhat * w + b
+ *                  (mean, var: over N and S; var returned unbiased, * M / (M - 1))
+ *   its gradient   gb = sum g, gw = sum g * xhat,
+ *                  gx = w / sqrt(var + eps) * (g - gb / M - xhat * gw / M)
+ *   layer norm     the same per row over its D values, w and b of D values;
+ *                  returns the mean and rstd = 1 / sqrt(var + eps) of each row
+ *   its gradient   gxhat = g * w, gx = rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat)),
+ *                  gw = sum over rows of g * xhat, gb = sum over rows of g
+ */
+#include "sg_support.h"
+
+typedef struct {
+    char *p;          /* first element */
+    int64_t n[3], s[3]; /* lengths and strides (elements) of the three groups */
+    void *own;        /* a packed copy in the workspace, or NULL */
+} nview;
+
+/* Merge axes [0, c1), [c1, c2), [c2, nd) of `a`; 1 when some group does not merge. */
+static int merge3(const sg_arr *a, int nd, int c1, int c2, nview *v)
+{
+    int cut[4] = {0, c1, c2, nd};
+    v->p = a->data;
+    v->own = NULL;
+    for (int g = 0; g < 3; g++) {
+        int64_t len = 1, st = 0;
+        int have = 0;
+        for (int k = cut[g + 1] - 1; k >= cut[g]; k--) {
+            if (a->shape[k] == 1)
+                continue;
+            if (have && a->strides[k] != st * len)
+                return 1;
+            if (!have)
+                st = a->strides[k], have = 1;
+            len *= a->shape[k];
+        }
+        v->n[g] = len;
+        v->s[g] = st;
+    }
+    return 0;
+}
+
+/* The three-group view of a non-empty `a`, packing it when its axes do not merge. */
+static int view3(sg_err *err, const char *where, sg_ws *ws, const sg_arr *a, int nd, int c1,
+                 int c2, size_t item, nview *v)
+{
+    if (!merge3(a, nd, c1, c2, v))
+        return 0;
+    sg_arr t = *a;
+    int64_t n = sg_contiguous(&t, nd);
+    t.data = sg_ws_alloc(ws, (size_t)n * item);
+    if (!t.data)
+        return sg_fail(err, SG_ENOMEM, "%sout of memory", where);
+    sg_pack(t.data, a, nd, item);
+    merge3(&t, nd, c1, c2, v);
+    v->own = t.data;
+    return 0;
+}
+
+/* The product of a's lengths on axes [lo, hi), or -1 on overflow. */
+static int64_t count(const sg_arr *a, int lo, int hi)
+{
+    int64_t n = 1;
+    for (int k = lo; k < hi; k++)
+        if (__builtin_mul_overflow(n, a->shape[k], &n))
+            return -1;
+    return n;
+}
+
+static int same_shape(const sg_arr *a, const sg_arr *b, int nd)
+{
+    for (int k = 0; k < nd; k++)
+        if (a->shape[k] != b->shape[k])
+            return 0;
+    return 1;
+}
+
+static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_arr *x, int nd)
+{
+    char a[160], b[160];
+    return sg_fail(err, SG_ESHAPE, "%sthe output gradient has shape %s but the input has shape %s",
+                   where, sg_shape_str(a, sizeof a, g->shape, nd),
+                   sg_shape_str(b, sizeof b, x->shape, nd));
+}
+
+#define SG_DEFINE_NORM(T, SUF)                                                                  \
+    /* sum of p[i * s], i < n */                                                                \
+    static inline double sum_##SUF(const T *p, int64_t n, int64_t s)                            \
+    {                                                                                           \
+        double t = 0;                                                                           \
+        if (s == 1) {                                                                           \
+            _Pragma("omp simd reduction(+:t)")                                                  \
+            for (int64_t i = 0; i < n; i++)                                                     \
+                t += p[i];                                                                      \
+        } else                                                                                  \
+            for (int64_t i = 0; i < n; i++)                                                     \
+                t += p[i * s];                                                                  \
+        return t;                                                                               \
+    }                                                                                           \
+                                                                                                \
+    /* sum of (p[i * s] - m)^2 */                                                               \
+    static inline double sqdev_##SUF(const T *p, int64_t n, int64_t s, double m)                \
+    {                                                                                           \
+        double t = 0;                                                                           \
+        if (s == 1) {                                                                           \
+            _Pragma("omp simd reduction(+:t)")                                                  \
+            for (int64_t i = 0; i < n; i++)                                                     \
+                t += (p[i] - m) * (p[i] - m);                                                   \
+        } else                                                                                  \
+            for (int64_t i = 0; i < n; i++)                                                     \
+                t += (p[i * s] - m) * (p[i * s] - m);                                           \
+        return t;                                                                               \
+    }                                                                                           \
+                                                                                                \
+    /* o[i] = (x[i] - m) * sc + sh */                                                           \
+    static inline void affine_##SUF(T *o, int64_t os, const T *x, int64_t xs, int64_t n,        \
+                                    double m, double sc, double sh)                             \
+    {                                                                                           \
+        if (os == 1 && xs == 1) {                                                               \
+            _Pragma("omp simd")                                                                 \
+            for (int64_t i = 0; i < n; i++)                                                     \
+                o[i] = (T)((x[i] - m) * sc + sh);                                               \
+        } else                                                                                  \
+            for (int64_t i = 0; i < n; i++)                                                     \
+                o[i * os] = (T)((x[i * xs] - m) * sc + sh);                                     \
+    }                                                                                           \
+                                                                                                \
+    /* sums of g and of g * (x - m) */                                                          \
+    static inline void gsums_##SUF(const T *g, int64_t gs, const T *x, int64_t xs, int64_t n,   \
+                                   double m, double *sg, double *sgx)                           \
+    {                                                                                           \
+        double t = 0, u = 0;                                                                    \
+        if (gs == 1 && xs == 1) {                                                               \
+            _Pragma("omp simd reduction(+:t, u)")                                               \
+            for (int64_t i = 0; i < n; i++) {                                                   \
+                t += g[i];                                                                      \
+                u += g[i] * (x[i] - m);                                                         \
+            }                                                                                   \
+        } else                                                                                  \
+            for (int64_t i = 0; i < n; i++) {                                                   \
+                t += g[i * gs];                                                                 \
+                u += g[i * gs] * (x[i * xs] - m);                                               \
+            }                                                                                   \
+        *sg += t;                                                                               \
+        *sgx += u;                                                                              \
+    }                                                                                           \
+                                                                                                \
+    /* o[i] = a * g[i] + bx * (x[i] - m) + k */                                                 \
+    static inline void gx_##SUF(T *o, int64_t os, const T *g, int64_t gs, const T *x,           \
+                                int64_t xs, int64_t n, double a, double bx, double m,           \
+                                double k)                                                       \
+    {                                                                                           \
+        if (os == 1 && gs == 1 && xs == 1) {                                                    \
+            _Pragma("omp simd")                                                                 \
+            for (int64_t i = 0; i < n; i++)                                                     \
+                o[i] = (T)(a * g[i] + bx * (x[i] - m) + k);                                     \
+        } else                                                                                  \
+            for (int64_t i = 0; i < n; i++)                                                     \
+                o[i * os] = (T)(a * g[i * gs] + bx * (x[i * xs] - m) + k);                      \
+    }                                                                                           \
+                                                                                                \
+    SG_VEC int sg_batch_norm_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_arr *out, \
+                                   const sg_arr *mean, const sg_arr *var, const sg_arr *x,      \
+                                   int nd, const sg_arr *w, const sg_arr *b, double eps)        \
+    {                                                                                           \
+        int64_t C = x->shape[1], M;                                                             \
+        char s1[160];                                                                           \
+        if (w->shape[0] != C || b->shape[0] != C)                                               \
+            return sg_fail(err, SG_ESHAPE, "%sthe weight and the bias must have one entry per " \
+                           "channel (%lld), got %lld and %lld", where, (long long)C,            \
+                           (long long)w->shape[0], (long long)b->shape[0]);                     \
+        M = count(x, 0, 1);                                                                     \
+        if (M >= 0 && __builtin_mul_overflow(M, count(x, 2, nd), &M))                          \
+            M = -1;                                                                             \
+        if (M < 0 || count(x, 2, nd) < 0)                                                       \
+            return sg_fail(err, SG_ESHAPE, "%sthe input's size overflows", where);             \
+        if (M <= 1)                                                                             \
+            return sg_fail(err, SG_ESHAPE, "%sexpected more than 1 value per channel when "     \
+                           "training, got an input of shape %s", where,                         \
+                           sg_shape_str(s1, sizeof s1, x->shape, nd));                          \
+        if (C == 0)                                                                             \
+            return 0;                                                                           \
+        nview xv, ov;                                                                           \
+        if (view3(err, where, ws, x, nd, 1, 2, sizeof(T), &xv))                                 \
+            return err->code;                                                                   \
+        merge3(out, nd, 1, 2, &ov);                                                             \
+        const T *wp = w->data, *bp = b->data;                                                   \
+        T *mp = mean->data, *vp = var->data;                                                    \
+        for (int64_t c = 0; c < C; c++) {                                                       \
+            const T *xc = (const T *)xv.p + c * xv.s[1];                                        \
+            T *oc = (T *)ov.p + c * ov.s[1];                                                    \
+            double s = 0, q = 0;                                                                \
+            for (int64_t n = 0; n < xv.n[0]; n++)                                               \
+                s += sum_##SUF(xc + n * xv.s[0], xv.n[2], xv.s[2]);                             \
+            double m = s / M;                                                                   \
+            for (int64_t n = 0; n < xv.n[0]; n++)                                               \
+                q += sqdev_##SUF(xc + n * xv.s[0], xv.n[2], xv.s[2], m);                        \
+            double sc = wp[c * w->strides[0]] / sqrt(q / M + eps);                              \
+            double sh = bp[c * b->strides[0]];                                                  \
+            for (int64_t n = 0; n < xv.n[0]; n++)                                               \
+                affine_##SUF(oc + n * ov.s[0], ov.s[2], xc + n * xv.s[0], xv.s[2], xv.n[2], m,   \
+                             sc, sh);                                                           \
+            mp[c] = (T)m;                                                                       \
+            vp[c] = (T)(q / (M - 1));                                                           \
+        }                                                                                       \
+        sg_ws_free(ws, xv.own);                                                                 \
+        return 0;                                                                               \
+    }                                                                                           \
+                                                                                                \
+    SG_VEC int sg_batch_norm_grad_##SUF(sg_err *err, const char *where, sg_ws *ws,              \
+                                        const sg_arr *gx, const sg_arr *gw, const sg_arr *gb,   \
+                                        const sg_arr *g, const sg_arr *x, int nd,               \
+                                        const sg_arr *w, const sg_arr *mean, const sg_arr *var, \
+                                        double eps)                                             \
+    {                                                                                           \
+        int64_t C = x->shape[1], M;                                                             \
+        char s1[160];                                                                           \
+        if (!same_shape(g, x, nd))                                                              \
+            return bad_grad(err, where, g, x, nd);                                              \
+        if (w->shape[0] != C || mean->shape[0] != C || var->shape[0] != C)                      \
+            return sg_fail(err, SG_ESHAPE, "%sthe weight and the statistics must have one "     \
+                           "entry per channel (%lld)", where, (long long)C);                   \
+        M = count(x, 0, 1);                                                                     \
+        if (M >= 0 && __builtin_mul_overflow(M, count(x, 2, nd), &M))                          \
+            M = -1;                                                                             \
+        if (M <= 1 || count(x, 2, nd) < 0)                                                      \
+            return sg_fail(err, SG_ESHAPE, "%sexpected more than 1 value per channel when "     \
+                           "training, got an input of shape %s", where,                         \
+                           sg_shape_str(s1, sizeof s1, x->shape, nd));                          \
+        if (C == 0)                                                                             \
+            return 0;                                                                           \
+        nview xv, gv, ov;                                                                       \
+        if (view3(err, where, ws, x, nd, 1, 2, sizeof(T), &xv) ||                               \
+            view3(err, where, ws, g, nd, 1, 2, sizeof(T), &gv))                                 \
+            return err->code;                                                                   \
+        merge3(gx, nd, 1, 2, &ov);                                                              \
+        const T *wp = w->data, *mp = mean->data, *vp = var->data;                               \
+        T *gwp = gw->data, *gbp = gb->data;                                                     \
+        for (int64_t c = 0; c < C; c++) {                                                       \
+            const T *xc = (const T *)xv.p + c * xv.s[1], *gc = (const T *)gv.p + c * gv.s[1];   \
+            T *oc = (T *)ov.p + c * ov.s[1];                                                    \
+            double m = mp[c * mean->strides[0]], sgs = 0, sgx = 0;                              \
+            double inv = 1.0 / sqrt((double)vp[c * var->strides[0]] * (M - 1) / M + eps);       \
+            double wc = wp[c * w->strides[0]];                                                  \
+            for (int64_t n = 0; n < xv.n[0]; n++)                                               \
+                gsums_##SUF(gc + n * gv.s[0], gv.s[2], xc + n * xv.s[0], xv.s[2], xv.n[2], m,   \
+                            &sgs, &sgx);                                                        \
+            double gwc = sgx * inv, a = wc * inv;                                               \
+            for (int64_t n = 0; n < xv.n[0]; n++)                                               \
+                gx_##SUF(oc + n * ov.s[0], ov.s[2], gc + n * gv.s[0], gv.s[2],                  \
+                         xc + n * xv.s[0], xv.s[2], xv.n[2], a, -a * inv * gwc / M, m,          \
+                         -a * sgs / M);                                                         \
+            gwp[c] = (T)gwc;                                                                    \
+            gbp[c] = (T)sgs;                                                                    \
+        }                                                                                       \
+        sg_ws_free(ws, gv.own);                                                                 \
+        sg_ws_free(ws, xv.own);                                                                 \
+        return 0;                                                                               \
+    }                                                                                           \
+                                                                                                \
+    SG_VEC int sg_layer_norm_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_arr *out, \
+                                   const sg_arr *mean, const sg_arr *rstd, const sg_arr *x,     \
+                                   int nd, int k, const sg_arr *w, const sg_arr *b, double eps) \
+    {                                                                                           \
+        char s1[160], s2[160];                                                                  \
+        for (int j = 0; j < k; j++)                                                             \
+            if (w->shape[j] != x->shape[nd - k + j] || b->shape[j] != x->shape[nd - k + j])     \
+                return sg_fail(err, SG_ESHAPE, "%sthe weight and the bias must have the "       \
+                               "normalised shape %s, got %s", where,                            \
+                               sg_shape_str(s1, sizeof s1, x->shape + nd - k, k),               \
+                               sg_shape_str(s2, sizeof s2, w->shape, k));                       \
+        int64_t R = count(x, 0, nd - k), D = count(x, nd - k, nd);                              \
+        if (R < 0 || D < 0)                                                                     \
+            return sg_fail(err, SG_ESHAPE, "%sthe input's size overflows", where);             \
+        T *mp = mean->data, *rp = rstd->data;                                                   \
+        if (R == 0)                                                                             \
+            return 0;                                                                           \
+        if (D == 0) {                                                                           \
+            for (int64_t r = 0; r < R; r++)                                                     \
+                mp[r] = rp[r] = (T)NAN;                                                         \
+            return 0;                                                                           \
+        }                                                                                       \
+        nview xv, ov, wv, bv;                                                                   \
+        if (view3(err, where, ws, x, nd, nd - k, nd, sizeof(T), &xv) ||                         \
+            view3(err, where, ws, w, k, 0, k, sizeof(T), &wv) ||                                \
+            view3(err, where, ws, b, k, 0, k, sizeof(T), &bv))                                  \
+            return err->code;                                                                   \
+        merge3(out, nd, nd - k, nd, &ov);                                                       \
+        const T *wp = (const T *)wv.p, *bp = (const T *)bv.p;                                   \
+        int64_t ws1 = wv.s[1], bs1 = bv.s[1], xs = xv.s[1], os = ov.s[1];                      \
+        for (int64_t r = 0; r < R; r++) {                                                       \
+            const T *xr = (const T *)xv.p + r * xv.s[0];                                        \
+            T *orow = (T *)ov.p + r * ov.s[0];                                                  \
+            double m = sum_##SUF(xr, D, xs) / D;                                                \
+            double rs = 1.0 / sqrt(sqdev_##SUF(xr, D, xs, m) / D + eps);                        \
+            if (os == 1 && xs == 1 && ws1 == 1 && bs1 == 1) {                                   \
+                _Pragma("omp simd")                                                             \
+                for (int64_t i = 0; i < D; i++)                                                 \
+                    orow[i] = (T)((xr[i] - m) * rs * wp[i] + bp[i]);                            \
+            } else                                                                              \
+                for (int64_t i = 0; i < D; i++)                                                 \
+                    orow[i * os] = (T)((xr[i * xs] - m) * rs * wp[i * ws1] + bp[i * bs1]);      \
+            mp[r] = (T)m;                                                                       \
+            rp[r] = (T)rs;                                                                      \
+        }                                                                                       \
+        sg_ws_free(ws, bv.own);                                                                 \
+        sg_ws_free(ws, wv.own);                                                                 \
+        sg_ws_free(ws, xv.own);                                                                 \
+        return 0;                                                                               \
+    }                                                                                           \
+                                                                                                \
+    SG_VEC int sg_layer_norm_grad_##SUF(sg_err *err, const char *where, sg_ws *ws,              \
+                                        const sg_arr *gx, const sg_arr *gw, const sg_arr *gb,   \
+                                        const sg_arr *g, const sg_arr *x, int nd, int k,        \
+                                        const sg_arr *w, const sg_arr *mean,                    \
+                                        const sg_arr *rstd)                                     \
+    {                                                                                           \
+        char s1[160], s2[160];                                                                  \
+        if (!same_shape(g, x, nd))                                                              \
+            return bad_grad(err, where, g, x, nd);                                              \
+        for (int j = 0; j < k; j++)                                                             \
+            if (w->shape[j] != x->shape[nd - k + j])                                            \
+                return sg_fail(err, SG_ESHAPE, "%sthe weight must have the normalised shape "   \
+                               "%s, got %s", where,                                             \
+                               sg_shape_str(s1, sizeof s1, x->shape + nd - k, k),               \
+                               sg_shape_str(s2, sizeof s2, w->shape, k));                       \
+        for (int j = 0; j < nd - k; j++)                                                        \
+            if (mean->shape[j] != x->shape[j] || rstd->shape[j] != x->shape[j])                 \
+                return sg_fail(err, SG_ESHAPE, "%sthe statistics must have the shape %s of "    \
+                               "the rows", where, sg_shape_str(s1, sizeof s1, x->shape, nd - k)); \
+        int64_t R = count(x, 0, nd - k), D = count(x, nd - k, nd);                              \
+        if (R < 0 || D < 0)                                                                     \
+            return sg_fail(err, SG_ESHAPE, "%sthe input's size overflows", where);             \
+        T *gwp = gw->data, *gbp = gb->data;                                                     \
+        for (int64_t i = 0; i < D; i++)                                                         \
+            gwp[i] = gbp[i] = 0;                                                                \
+        if (R == 0 || D == 0)                                                                   \
+            return 0;                                                                           \
+        double *acc = sg_ws_alloc(ws, 2 * (size_t)D * sizeof(double));                         \
+        if (!acc)                                                                               \
+            return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                          \
+        memset(acc, 0, 2 * (size_t)D * sizeof(double));                                        \
+        nview xv, gv, ov, wv, mv, rv;                                                           \
+        if (view3(err, where, ws, x, nd, nd - k, nd, sizeof(T), &xv) ||                         \
+            view3(err, where, ws, g, nd, nd - k, nd, sizeof(T), &gv) ||                         \
+            view3(err, where, ws, w, k, 0, k, sizeof(T), &wv) ||                                \
+            view3(err, where, ws, mean, nd - k, nd - k, nd - k, sizeof(T), &mv) ||              \
+            view3(err, where, ws, rstd, nd - k, nd - k, nd - k, sizeof(T), &rv))                \
+            return err->code;                                                                   \
+        merge3(gx, nd, nd - k, nd, &ov);                                                        \
+        const T *wp = (const T *)wv.p;                                                          \
+        int64_t ws1 = wv.s[1], xs = xv.s[1], gs = gv.s[1], os = ov.s[1];                       \
+        double *aw = acc, *ab = acc + D;                                                        \
+        for (int64_t r = 0; r < R; r++) {                                                       \
+            const T *xr = (const T *)xv.p + r * xv.s[0], *gr = (const T *)gv.p + r * gv.s[0];   \
+            T *orow = (T *)ov.p + r * ov.s[0];                                                  \
+            double m = ((const T *)mv.p)[r * mv.s[0]], rs = ((const T *)rv.p)[r * rv.s[0]];     \
+            double sa = 0, sb = 0;                                                              \
+            _Pragma("omp simd reduction(+:sa, sb)")                                             \
+            for (int64_t i = 0; i < D; i++) {                                                   \
+                double gi = gr[i * gs], xh = (xr[i * xs] - m) * rs, gh = gi * wp[i * ws1];      \
+                sa += gh;                                                                       \
+                sb += gh * xh;                                                                  \
+                aw[i] += gi * xh;                                                               \
+                ab[i] += gi;                                                                    \
+            }                                                                                   \
+            sa /= D, sb /= D;                                                                   \
+            _Pragma("omp simd")                                                                 \
+            for (int64_t i = 0; i < D; i++) {                                                   \
+                double xh = (xr[i * xs] - m) * rs, gh = (double)gr[i * gs] * wp[i * ws1];       \
+                orow[i * os] = (T)(rs * (gh - sa - xh * sb));                                   \
+            }                                                                                   \
+        }                                                                                       \
+        for (int64_t i = 0; i < D; i++) {                                                       \
+            gwp[i] = (T)aw[i];                                                                  \
+            gbp[i] = (T)ab[i];                                                                  \
+        }                                                                                       \
+        sg_ws_free(ws, rv.own);                                                                 \
+        sg_ws_free(ws, mv.own);                                                                 \
+        sg_ws_free(ws, wv.own);                                                                 \
+        sg_ws_free(ws, gv.own);                                                                 \
+        sg_ws_free(ws, xv.own);                                                                 \
+        sg_ws_free(ws, acc);                                                                    \
+        return 0;                                                                               \
+    }
+
+SG_DEFINE_NORM(float, f32)
+SG_DEFINE_NORM(double, f64)
