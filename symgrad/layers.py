@@ -47,7 +47,8 @@ from .ops.shape import shape_at
 
 __all__ = ["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "zeros",
            "fans", "Dense", "Dropout", "INITIALISERS", "RNN", "LSTM", "GRU",
-           "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "Sequential"]
+           "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "Sequential", "BatchNorm1D",
+           "BatchNorm2D", "LayerNorm"]
 
 
 def _rng(rng):
@@ -272,8 +273,10 @@ class _Module:
 
     @property
     def params(self):
-        """The shared parameters, in PyTorch's order (e.g. ``weight_ih_l0, weight_hh_l0, ...``)."""
-        return [getattr(self, key) for key in self._shapes()]
+        """The trainable shared parameters, in PyTorch's order (e.g. ``weight_ih_l0,
+        weight_hh_l0, ...``); buffers such as batch norm's running statistics are in the
+        state dict but not here."""
+        return [v for v in (getattr(self, key) for key in self._shapes()) if v.trainable]
 
     # ----------------------------------------------------------------------- state dicts
 
@@ -291,9 +294,10 @@ class _Module:
         Only keys starting with ``prefix`` are read (``prefix="lstm."`` takes a
         submodule's entries from a whole model's state dict). With ``strict``,
         a missing or an unexpected key is an error. Values are cast to the
-        layer's dtype, as PyTorch's ``load_state_dict`` copies them. On any
-        mismatch (keys, shapes, a value that is not a float array) it raises
-        :class:`symgrad.CheckpointError` and changes nothing.
+        variable's dtype (the layer's; int64 for a counter such as
+        ``num_batches_tracked``), as PyTorch's ``load_state_dict`` copies them. On
+        any mismatch (keys, shapes, a float value for a counter or an integer one for
+        a float) it raises :class:`symgrad.CheckpointError` and changes nothing.
         """
         kind = type(self).__name__
         if not isinstance(prefix, str):
@@ -320,10 +324,14 @@ class _Module:
             if value.shape != shape:
                 raise CheckpointError(f"{kind} {self.name!r}: {prefix + key} has shape "
                                       f"{value.shape}, expected {shape}; nothing was changed")
-            if value.dtype.kind != "f":
+            target = getattr(self, key).dtype
+            want = "f" if _dt.is_float(target) else "iu"
+            if value.dtype.kind not in want:
                 raise CheckpointError(f"{kind} {self.name!r}: {prefix + key} has dtype "
-                                      f"{value.dtype}, expected floats; nothing was changed")
-            values[key] = value.astype(self.dtype)
+                                      f"{value.dtype}, expected "
+                                      f"{'floats' if want == 'f' else 'integers'}; nothing was "
+                                      f"changed")
+            values[key] = value.astype(target)
         for key, value in values.items():
             getattr(self, key).set_value(value)
 
@@ -705,6 +713,206 @@ class Conv2D(_Module):
         return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size="
                 f"{self.kernel_size}, stride={self.stride}, padding={self.padding!r}, "
                 f"name={self.name!r})")
+
+
+# --------------------------------------------------------------------------- normalisation layers
+
+def _layer_name(kind, name):
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{kind}: name must be a non-empty str, got {name!r}")
+    return name
+
+
+def _float_dtype(kind, dtype):
+    dtype = _dt.as_dtype(dtype)
+    if not _dt.is_float(dtype):
+        raise TypeError(f"{kind}: parameters must be float, got dtype {dtype}")
+    return dtype
+
+
+class _BatchNorm(_Module):
+    """What BatchNorm1D and BatchNorm2D share (``ndims``: the input ranks they take)."""
+
+    ndims = ()
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, name="batchnorm", dtype=None):
+        kind = type(self).__name__
+        self.num_features = _positive_int(kind, "num_features", num_features)
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or eps < 0:
+            raise ValueError(f"{kind}: eps must be a number >= 0, got {eps!r}")
+        if momentum is not None and (isinstance(momentum, bool)
+                                     or not isinstance(momentum, numbers.Real)
+                                     or not 0 <= momentum <= 1):
+            raise ValueError(f"{kind}: momentum must be a number in [0, 1] or None (a "
+                             f"cumulative average), got {momentum!r}")
+        self.eps, self.momentum = float(eps), None if momentum is None else float(momentum)
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        self.name, self.dtype = _layer_name(kind, name), _float_dtype(kind, dtype)
+        c = self.num_features
+        init = {"weight": (np.ones(c), True), "bias": (np.zeros(c), True),
+                "running_mean": (np.zeros(c), False), "running_var": (np.ones(c), False)}
+        for key in self._shapes():
+            if key == "num_batches_tracked":
+                value = shared(np.array(0, dtype="int64"), name=f"{name}.{key}", trainable=False)
+            else:
+                data, trainable = init[key]
+                value = shared(data.astype(self.dtype), name=f"{name}.{key}", trainable=trainable)
+            setattr(self, key, value)
+        for key in init:
+            if not hasattr(self, key):
+                setattr(self, key, None)
+        if not self.track_running_stats:
+            self.num_batches_tracked = None
+
+    def _shapes(self):
+        c, shapes = self.num_features, {}
+        if self.affine:
+            shapes.update(weight=(c,), bias=(c,))
+        if self.track_running_stats:
+            shapes.update(running_mean=(c,), running_var=(c,), num_batches_tracked=())
+        return shapes
+
+    def __call__(self, x, training=True):
+        """The normalised ``x``: by the batch's statistics with ``training`` (updating the
+        running ones when the step runs: ``sg.train_step`` applies the updates, and
+        :func:`symgrad.nn.collect_updates` hands them to ``sg.function``), else by the
+        running statistics."""
+        from .nn import batch_norm
+        kind = type(self).__name__
+        if not isinstance(x, Variable):
+            raise TypeError(f"{kind} {self.name!r}: expected a symbolic Variable, got "
+                            f"{type(x).__name__}")
+        if x.ndim not in self.ndims or x.type.shape[1] not in (None, self.num_features):
+            want = " or ".join(f"{n}-d" for n in self.ndims)
+            raise ShapeError(f"{kind} {self.name!r}: expected a {want} input with "
+                             f"{self.num_features} channels on axis 1, got {x.type} "
+                             f"(at {user_trace()})")
+        track = self.track_running_stats
+        if not training and track:
+            return batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                              training=False, eps=self.eps)
+        momentum = self.momentum
+        if track and momentum is None:  # PyTorch's cumulative average: 1 / batches seen
+            momentum = 1.0 / (ops.cast(self.num_batches_tracked, self.dtype) + 1.0)
+        out, updates = batch_norm(x, self.running_mean if track else None,
+                                  self.running_var if track else None, self.weight, self.bias,
+                                  training=True, momentum=0.0 if momentum is None else momentum,
+                                  eps=self.eps)
+        if track:
+            nbt = self.num_batches_tracked
+            out.owner.tag.updates = updates + [(nbt, nbt + 1)]
+        return out
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.num_features}, eps={self.eps:g}, "
+                f"momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}, name={self.name!r})")
+
+
+_BN_DOC = """
+    Parameters
+    ----------
+    num_features : int
+        The channels ``C`` (axis 1).
+    eps : float
+        Added to the variance.
+    momentum : float or None
+        ``running = (1 - momentum) * running + momentum * batch``; None: the
+        cumulative average over the batches seen (``1 / num_batches_tracked``).
+    affine : bool
+        Whether to scale and shift by ``weight`` (ones) and ``bias`` (zeros).
+    track_running_stats : bool
+        Whether to keep ``running_mean`` (zeros), ``running_var`` (ones) and
+        ``num_batches_tracked`` (an int64 counter); without them the layer
+        normalises by the batch's statistics in inference too.
+    name : str
+        Prefix of the shared variables' names (``<name>.running_mean``).
+    dtype : str, optional
+        Default ``sg.config.floatX``.
+
+    ``layer(x, training=True)`` builds the training graph: normalised by the batch's
+    mean and biased variance, the running statistics (with the unbiased variance)
+    and the counter updated when the graph runs -- :func:`symgrad.train_step` applies
+    those updates; for :func:`symgrad.function` collect them with
+    ``sg.nn.collect_updates(outputs)``. ``layer(x, training=False)`` builds the
+    inference graph over the same variables: normalised by the running statistics.
+    The state dict has PyTorch's keys, so a ``torch.nn.{torch}`` state dict loads.
+"""
+
+
+class BatchNorm1D(_BatchNorm):
+    __doc__ = """Batch normalisation of ``(N, C)`` or ``(N, C, L)`` inputs, as
+    ``torch.nn.BatchNorm1d``.
+    """ + _BN_DOC.format(torch="BatchNorm1d") + """
+    >>> import symgrad as sg
+    >>> bn = sg.layers.BatchNorm1D(3)
+    >>> list(bn.state_dict())
+    ['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked']
+    >>> [p.name for p in bn.params]
+    ['batchnorm.weight', 'batchnorm.bias']
+    """
+
+    ndims = (2, 3)
+
+
+class BatchNorm2D(_BatchNorm):
+    __doc__ = """Batch normalisation of ``(N, C, H, W)`` inputs, as ``torch.nn.BatchNorm2d``.
+    """ + _BN_DOC.format(torch="BatchNorm2d") + """
+    >>> import symgrad as sg
+    >>> bn = sg.layers.BatchNorm2D(16, name="bn1")
+    >>> train, infer = bn(sg.tensor4("x")), bn(sg.tensor4("x"), training=False)
+    """
+
+    ndims = (4,)
+
+
+class LayerNorm(_Module):
+    """Layer normalisation over the last axes, as ``torch.nn.LayerNorm``:
+    :func:`symgrad.nn.layer_norm` with ``weight`` (ones) and ``bias`` (zeros) of
+    ``normalized_shape`` (``elementwise_affine=False``: neither; ``bias=False``: no
+    bias). The same graph in training and inference.
+
+    >>> import symgrad as sg
+    >>> ln = sg.layers.LayerNorm(8)
+    >>> ln(sg.matrix("x")).ndim, list(ln.state_dict())
+    (2, ['weight', 'bias'])
+    """
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
+                 name="layernorm", dtype=None):
+        kind = "LayerNorm"
+        shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) \
+            else tuple(normalized_shape)
+        self.normalized_shape = tuple(_positive_int(kind, "normalized_shape", n) for n in shape)
+        if not self.normalized_shape:
+            raise ValueError("LayerNorm: normalized_shape must hold at least one length")
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or eps < 0:
+            raise ValueError(f"LayerNorm: eps must be a number >= 0, got {eps!r}")
+        self.eps = float(eps)
+        self.elementwise_affine, self.has_bias = bool(elementwise_affine), bool(bias)
+        self.name, self.dtype = _layer_name(kind, name), _float_dtype(kind, dtype)
+        self.weight = self.bias = None
+        for key in self._shapes():
+            fill = np.ones if key == "weight" else np.zeros
+            setattr(self, key, shared(fill(self.normalized_shape, dtype=self.dtype),
+                                      name=f"{name}.{key}"))
+
+    def _shapes(self):
+        shapes = {}
+        if self.elementwise_affine:
+            shapes["weight"] = self.normalized_shape
+            if self.has_bias:
+                shapes["bias"] = self.normalized_shape
+        return shapes
+
+    def __call__(self, x, training=True):
+        from .nn import layer_norm
+        return layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def __repr__(self):
+        return (f"LayerNorm({self.normalized_shape}, eps={self.eps:g}, "
+                f"elementwise_affine={self.elementwise_affine}, name={self.name!r})")
 
 
 class _Stateless:

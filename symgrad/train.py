@@ -11,7 +11,9 @@ Building a step:
 2. infer the parameters (every trainable float shared variable the total
    depends on, in creation order) unless they are given;
 3. derive the gradients with :func:`symgrad.grad`, one symbolic graph;
-4. ask the optimizer for its updates (parameters and optimizer state);
+4. ask the optimizer for its updates (parameters and optimizer state), and add
+   the running-statistic updates of the training-mode batch norms the total
+   depends on (:func:`symgrad.nn.collect_updates`);
 5. collect the summaries of the active scope the step can compute;
 6. compile all of it into one :func:`symgrad.function`.
 
@@ -25,6 +27,7 @@ from .errors import NonDifferentiableError, NonScalarCostError
 from .function import function
 from .graph import SharedVariable, Variable, shape_text
 from .ops.elemwise import StopGradient
+from .ops.norm import collect_updates
 from .optim import SGD
 from .summaries import active_scope
 
@@ -180,6 +183,19 @@ def _outputs(total, named, summaries):
     return outs, keys
 
 
+def _layer_updates(total, updates):
+    """The pending updates of the layers ``total`` depends on (batch norm's running
+    statistics); one that the optimizer updates too is an error naming it."""
+    mine = {id(sv) for sv, _ in updates}
+    found = collect_updates(total)
+    for sv, _ in found:
+        if id(sv) in mine:
+            raise ValueError(f"{sv.name or sv!r} is updated by the optimizer and by a training-"
+                             f"mode batch norm; running statistics must not be trained "
+                             f"(make them with trainable=False)")
+    return found
+
+
 # --------------------------------------------------------------------------- the step
 
 class TrainStep:
@@ -201,10 +217,11 @@ class TrainStep:
     optimizer : object
         The optimizer whose updates the step applies.
     updates : list of (SharedVariable, Variable)
-        Parameters and optimizer state with their new values.
+        Parameters and optimizer state with their new values, then the running
+        statistics of the training-mode batch norms the total depends on.
     state : list of SharedVariable
         Shared variables the step updates that are not parameters (optimizer
-        state, the states of the random streams it draws from);
+        state, running statistics, the states of the random streams it draws from);
         :func:`symgrad.save` stores them with the parameters.
     summaries : dict
         ``name -> Variable``: the summaries the step reports.
@@ -230,6 +247,8 @@ class TrainStep:
         self.gradients = dict(zip(self.params, grads))
         self.updates = _check_pairs(self.optimizer.updates(list(self.params), list(grads)),
                                     self.optimizer)
+        # batch norm's running statistics (layers in training mode): updated by the step too
+        self.updates += _layer_updates(self.total, self.updates)
         trained = {id(p) for p in self.params}
         self.state = [sv for sv, _ in self.updates
                       if isinstance(sv, SharedVariable) and id(sv) not in trained]
@@ -308,7 +327,10 @@ def train_step(losses, inputs, params=None, optimizer=None, mode=None, name=None
     -----
     The step reports every summary of the active scope (see
     :func:`symgrad.summary`) whose graph it can compute from its inputs and
-    shared variables; summaries that need other inputs are skipped. An
+    shared variables; summaries that need other inputs are skipped. It also
+    updates the running statistics of every training-mode batch norm
+    (``sg.layers.BatchNorm2D(...)(x, training=True)``, ``sg.nn.batch_norm(...,
+    training=True)``) that the total loss depends on. An
     unnamed total is named ``"loss"``, so gradients print as ``d(loss)/d(W)``.
 
     Examples
