@@ -386,3 +386,17 @@ def test_denoising_autoencoder_example(tmp_path):
     assert re.search(r"reconstruction error: [0-9.]+ -> [0-9.]+ nats per image", out)
     png = tmp_path / "dae_filters.png"
     assert png.exists() or "no PNG drawn: matplotlib is not installed" in out, out
+
+
+def test_train_resnet_example():
+    # The residual network with batch norm, in its short run: the inference graph (running
+    # statistics) classifies the held-out digits and does not depend on the batch.
+    pytest.importorskip("sklearn")
+    out = _run_example("train_resnet.py", "--quick", SYMGRAD_NUM_THREADS="1",
+                       OPENBLAS_NUM_THREADS="1")
+    accuracy = float(re.search(r"^test accuracy: ([0-9.]+)", out, re.M).group(1))
+    assert accuracy >= 0.95, out
+    assert "updates the running statistics of 5 batch norms" in out
+    assert "prediction alone equals its prediction in the batch: True" in out
+    losses = [float(v) for v in re.findall(r"^epoch \d+: train loss ([0-9.]+)", out, re.M)]
+    assert len(losses) == 3, out
