@@ -2,6 +2,12 @@
 max-pool 2, tanh, conv 5x5 to 50 maps, max-pool 2, tanh, dense 800 -> 500 tanh,
 dense 500 -> 10, softmax cross-entropy mean, SGD.
 
+Then a ResNet block's train step, float32: batch 32 of 64x32x32, conv 3x3 (64 -> 64,
+padding 1, no bias), batch norm (training: batch statistics, running ones updated),
+relu, conv 3x3, batch norm, plus the block's input, relu; the mean of the squared
+output as the loss, SGD on both convolutions and batch norms; against PyTorch eager
+(``nn.Conv2d``, ``nn.BatchNorm2d`` in train mode), the ratio symgrad / PyTorch.
+
 Reports the symgrad step, the im2col floor (the step's matrix products alone through
 NumPy into preallocated outputs: each convolution as its im2col product, forward,
 weight gradient, and input gradient except for the first layer) and, where installed,
@@ -94,6 +100,54 @@ def torch_step(params):
     return step
 
 
+RB = (32, 64, 32)  # batch, channels, height = width
+
+
+def resnet_params(r):
+    bound = np.float32(1 / np.sqrt(RB[1] * 9))
+    return [r.uniform(-bound, bound, (RB[1], RB[1], 3, 3)).astype("float32") for _ in range(2)]
+
+
+def resnet_symgrad(params):
+    from symgrad import layers as L
+    x = sg.tensor4("x", dtype="float32")
+    convs = [L.Conv2D(RB[1], RB[1], 3, padding=1, bias=False, dtype="float32", name=f"c{i}")
+             for i in range(2)]
+    bns = [L.BatchNorm2D(RB[1], dtype="float32", name=f"bn{i}") for i in range(2)]
+    for conv, w in zip(convs, params):
+        conv.weight.set_value(w)
+    h = sg.relu(bns[0](convs[0](x)))
+    out = sg.relu(bns[1](convs[1](h)) + x)
+    return sg.train_step((out ** 2).mean(), [x], optimizer=sg.optim.SGD(float(LR)),
+                         name="resnet_block")
+
+
+def resnet_torch(params):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(int(os.environ.get("SYMGRAD_NUM_THREADS", "1")))
+    nn = torch.nn
+    convs = [nn.Conv2d(RB[1], RB[1], 3, padding=1, bias=False) for _ in range(2)]
+    bns = [nn.BatchNorm2d(RB[1]) for _ in range(2)]
+    with torch.no_grad():
+        for conv, w in zip(convs, params):
+            conv.weight.copy_(torch.from_numpy(w))
+    opt = torch.optim.SGD([p for m in convs + bns for p in m.parameters()], lr=float(LR))
+
+    def step(X):
+        x = torch.from_numpy(X)
+        h = torch.relu(bns[0](convs[0](x)))
+        loss = (torch.relu(bns[1](convs[1](h)) + x) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
 def measure(fns, args, rounds=5):
     """Best time of each, in interleaved rounds (load drifts hit all alike)."""
     best = [float("inf")] * len(fns)
@@ -117,10 +171,23 @@ def run_one():
     print(f"threads: {os.environ.get('SYMGRAD_NUM_THREADS')}")
     table([[name, f"{t * 1e3:.2f}", f"{t / times[0]:.2f}x"] for (name, _, _), t in
            zip(steps, times)], ["LeNet-5 step", "ms", "vs floor"])
+    resnet_block(r)
+
+
+def resnet_block(r):
+    params = resnet_params(r)
+    X = r.standard_normal((RB[0], RB[1], RB[2], RB[2])).astype("float32")
+    steps = [("symgrad", resnet_symgrad(params)), ("PyTorch eager", resnet_torch(params))]
+    steps = [s for s in steps if s[1] is not None]
+    times = measure([fn for _, fn in steps], [(X,)] * len(steps), rounds=3)
+    print()
+    table([[name, f"{t * 1e3:.1f}", f"{t / times[-1]:.2f}x"] for (name, _), t in
+           zip(steps, times)], [f"ResNet block step ({RB[0]}x{RB[1]}x{RB[2]}x{RB[2]})", "ms",
+                                "vs PyTorch"])
 
 
 def main():
-    print(f"LeNet-5 train step, float32, batch {N}; {cores()} cores")
+    print(f"LeNet-5 train step, float32, batch {N}; a ResNet block's; {cores()} cores")
     run_per_thread_count(__file__)
 
 

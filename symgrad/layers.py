@@ -1039,7 +1039,11 @@ class Sequential:
                  and not any(k.startswith(m) for m in mine)]
         if strict and stray:
             raise CheckpointError(f"Sequential: unexpected entries {stray}; nothing was changed")
-        saved = [(p, p.get_value()) for p in self.params]
+        # every entry of the layers' state (running statistics too), not only the parameters
+        state = [getattr(layer, k) for layer in self.layers if hasattr(layer, "_shapes")
+                 for k in layer._shapes()]
+        state += [p for p in self.params if all(p is not v for v in state)]
+        saved = [(p, p.get_value()) for p in state]
         try:
             for i, layer in enumerate(self.layers):
                 if hasattr(layer, "load_state_dict"):

@@ -207,3 +207,35 @@ def test_shape_errors_at_call_time_name_the_line(mode):
     g = sg.function([x, lw], sg.nn.layer_norm(x, 3, lw), mode=mode)
     with pytest.raises(sg.ShapeError, match="test_norm.py"):
         g(np.ones((2, 3)), np.ones(4))
+
+
+@pytest.mark.slow
+def test_random_shapes_against_pytorch():
+    hyp = pytest.importorskip("hypothesis")
+    st = hyp.strategies
+
+    @hyp.settings(max_examples=25, deadline=None)
+    @hyp.given(st.lists(st.integers(1, 5), min_size=2, max_size=5), st.integers(1, 3),
+               st.sampled_from(["float64", "float32"]), st.integers(0, 2**31))
+    def check(shape, k, dtype, seed):
+        shape = tuple(shape)
+        hyp.assume(np.prod(shape) // shape[1] > 1)
+        k = min(k, len(shape))
+        rng = np.random.default_rng(seed)
+        X = (rng.standard_normal(shape) * 3 + rng.uniform(-5, 5)).astype(dtype)
+        G = rng.standard_normal(shape).astype(dtype)
+        x, g = sg.tensor("x", dtype, (None,) * len(shape)), sg.tensor("g", dtype,
+                                                                       (None,) * len(shape))
+        out, _ = sg.nn.batch_norm(x, None, None, training=True)
+        lo = sg.nn.layer_norm(x, shape[len(shape) - k:])
+        gb, gl = sg.grad(None, [x], known_grads={out: g}), sg.grad(None, [x], known_grads={lo: g})
+        got = sg.function([x, g], [out, lo, gb[0], gl[0]])(X, G)
+        t = torch.tensor(X.astype(np.float64), requires_grad=True)
+        to, tl = F.batch_norm(t, None, None, training=True), F.layer_norm(t, shape[len(shape) - k:])
+        tg = torch.tensor(G.astype(np.float64))
+        want = [to, tl, *torch.autograd.grad(to, t, tg), *torch.autograd.grad(tl, t, tg)]
+        tol = TOL[dtype] * 50
+        for a, w in zip(got, want):
+            np.testing.assert_allclose(a, w.detach().numpy(), rtol=tol, atol=tol)
+
+    check()

@@ -167,3 +167,16 @@ def test_checkpoint_keeps_the_running_statistics(tmp_path):
     sg.load(tmp_path / "ck.npz", step)
     np.testing.assert_array_equal(bn.running_mean.get_value(), saved)
     assert bn.num_batches_tracked.get_value() == 1
+
+
+def test_sequential_load_failure_restores_the_running_statistics():
+    net = L.Sequential(L.BatchNorm1D(2, name="a"), L.BatchNorm1D(3, name="b"))
+    good = {f"{i}.{k}": v for i, c in enumerate((2, 3))
+            for k, v in nn.BatchNorm1d(c).state_dict().items()}
+    good["0.running_mean"] = torch.tensor([5.0, 6.0])
+    bad = dict(good, **{"1.running_var": torch.ones(4)})
+    with pytest.raises(sg.CheckpointError, match="1.running_var has shape"):
+        net.load_state_dict(bad)
+    np.testing.assert_array_equal(net[0].running_mean.get_value(), [0.0, 0.0])
+    net.load_state_dict(good)
+    np.testing.assert_array_equal(net[0].running_mean.get_value(), [5.0, 6.0])
