@@ -5,7 +5,8 @@
  * rows and the normalised axes. An array whose groups do not merge through
  * its strides (a transposed or sliced input) is first packed into the
  * workspace. Work goes a channel (a row) at a time: its statistics, then its
- * results, while its values are still in cache.
+ * results, while its values are still in cache -- except batch norm of (N, C)
+ * values (no spatial axes), whose passes go row by row into per-channel sums.
  *
  * Sums are double; along contiguous rows they are `omp simd` reductions (the
  * compiler vectorises them, adding in its lanes' order); the variance is the mean of squared deviations from
@@ -172,6 +173,101 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
                 o[i * os] = (T)(a * g[i * gs] + bx * (x[i * xs] - m) + k);                      \
     }                                                                                           \
                                                                                                 \
+    /* Batch norm of an (N, C) view (S == 1): a pass over the rows per sum, each row adding  \
+     * into per-channel accumulators `a` (C doubles each) -- not a strided walk per channel. */ \
+    static void bn_rows_##SUF(const nview *xv, const nview *ov, double *a, const T *wp,         \
+                              int64_t ws0, const T *bp, int64_t bs0, T *mp, T *vp, int64_t M,   \
+                              double eps)                                                       \
+    {                                                                                           \
+        int64_t C = xv->n[1], xs = xv->s[1], os = ov->s[1];                                     \
+        double *m = a, *q = a + C, *sc = a + 2 * C;                                             \
+        for (int64_t n = 0; n < xv->n[0]; n++) {                                                \
+            const T *xr = (const T *)xv->p + n * xv->s[0];                                      \
+            if (xs == 1) {                                                                      \
+                _Pragma("omp simd")                                                             \
+                for (int64_t c = 0; c < C; c++)                                                 \
+                    m[c] += xr[c];                                                              \
+            } else                                                                              \
+                for (int64_t c = 0; c < C; c++)                                                 \
+                    m[c] += xr[c * xs];                                                         \
+        }                                                                                       \
+        for (int64_t c = 0; c < C; c++)                                                         \
+            m[c] /= M;                                                                          \
+        for (int64_t n = 0; n < xv->n[0]; n++) {                                                \
+            const T *xr = (const T *)xv->p + n * xv->s[0];                                      \
+            if (xs == 1) {                                                                      \
+                _Pragma("omp simd")                                                             \
+                for (int64_t c = 0; c < C; c++)                                                 \
+                    q[c] += (xr[c] - m[c]) * (xr[c] - m[c]);                                    \
+            } else                                                                              \
+                for (int64_t c = 0; c < C; c++)                                                 \
+                    q[c] += (xr[c * xs] - m[c]) * (xr[c * xs] - m[c]);                          \
+        }                                                                                       \
+        for (int64_t c = 0; c < C; c++) {                                                       \
+            sc[c] = wp[c * ws0] / sqrt(q[c] / M + eps);                                         \
+            mp[c] = (T)m[c];                                                                    \
+            vp[c] = (T)(q[c] / (M - 1));                                                        \
+            q[c] = bp[c * bs0];                                                                 \
+        }                                                                                       \
+        for (int64_t n = 0; n < xv->n[0]; n++) {                                                \
+            const T *xr = (const T *)xv->p + n * xv->s[0];                                      \
+            T *orow = (T *)ov->p + n * ov->s[0];                                                \
+            if (xs == 1 && os == 1) {                                                           \
+                _Pragma("omp simd")                                                             \
+                for (int64_t c = 0; c < C; c++)                                                 \
+                    orow[c] = (T)((xr[c] - m[c]) * sc[c] + q[c]);                               \
+            } else                                                                              \
+                for (int64_t c = 0; c < C; c++)                                                 \
+                    orow[c * os] = (T)((xr[c * xs] - m[c]) * sc[c] + q[c]);                     \
+        }                                                                                       \
+    }                                                                                           \
+                                                                                                \
+    /* Its gradient: the sums of g and g * (x - mean) per channel, then gx row by row. */       \
+    static void bn_grad_rows_##SUF(const nview *xv, const nview *gv, const nview *ov,          \
+                                   double *a, const T *wp, int64_t ws0, const T *mp,            \
+                                   int64_t ms0, const T *vp, int64_t vs0, T *gwp, T *gbp,       \
+                                   int64_t M, double eps)                                       \
+    {                                                                                           \
+        int64_t C = xv->n[1], xs = xv->s[1], gs = gv->s[1], os = ov->s[1];                      \
+        double *m = a, *sg = a + C, *sgx = a + 2 * C, *k = a + 3 * C;                           \
+        for (int64_t c = 0; c < C; c++)                                                         \
+            m[c] = mp[c * ms0];                                                                 \
+        for (int64_t n = 0; n < xv->n[0]; n++) {                                                \
+            const T *xr = (const T *)xv->p + n * xv->s[0], *gr = (const T *)gv->p + n * gv->s[0]; \
+            if (xs == 1 && gs == 1) {                                                           \
+                _Pragma("omp simd")                                                             \
+                for (int64_t c = 0; c < C; c++) {                                               \
+                    sg[c] += gr[c];                                                             \
+                    sgx[c] += gr[c] * (xr[c] - m[c]);                                           \
+                }                                                                               \
+            } else                                                                              \
+                for (int64_t c = 0; c < C; c++) {                                               \
+                    sg[c] += gr[c * gs];                                                        \
+                    sgx[c] += gr[c * gs] * (xr[c * xs] - m[c]);                                 \
+                }                                                                               \
+        }                                                                                       \
+        for (int64_t c = 0; c < C; c++) {                                                       \
+            double inv = 1.0 / sqrt((double)vp[c * vs0] * (M - 1) / M + eps);                  \
+            double gw = sgx[c] * inv, w = wp[c * ws0] * inv;                                    \
+            gwp[c] = (T)gw;                                                                     \
+            gbp[c] = (T)sg[c];                                                                  \
+            k[c] = -w * sg[c] / M;                                                              \
+            sgx[c] = -w * inv * gw / M;                                                         \
+            sg[c] = w;                                                                          \
+        }                                                                                       \
+        for (int64_t n = 0; n < xv->n[0]; n++) {                                                \
+            const T *xr = (const T *)xv->p + n * xv->s[0], *gr = (const T *)gv->p + n * gv->s[0]; \
+            T *orow = (T *)ov->p + n * ov->s[0];                                                \
+            if (xs == 1 && gs == 1 && os == 1) {                                                \
+                _Pragma("omp simd")                                                             \
+                for (int64_t c = 0; c < C; c++)                                                 \
+                    orow[c] = (T)(sg[c] * gr[c] + sgx[c] * (xr[c] - m[c]) + k[c]);              \
+            } else                                                                              \
+                for (int64_t c = 0; c < C; c++)                                                 \
+                    orow[c * os] = (T)(sg[c] * gr[c * gs] + sgx[c] * (xr[c * xs] - m[c]) + k[c]); \
+        }                                                                                       \
+    }                                                                                           \
+                                                                                                \
     SG_VEC int sg_batch_norm_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_arr *out, \
                                    const sg_arr *mean, const sg_arr *var, const sg_arr *x,      \
                                    int nd, const sg_arr *w, const sg_arr *b, double eps)        \
@@ -199,6 +295,16 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
         merge3(out, nd, 1, 2, &ov);                                                             \
         const T *wp = w->data, *bp = b->data;                                                   \
         T *mp = mean->data, *vp = var->data;                                                    \
+        if (xv.n[2] == 1) {                                                                     \
+            double *acc = sg_ws_alloc(ws, 3 * (size_t)C * sizeof(double));                     \
+            if (!acc)                                                                           \
+                return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                      \
+            memset(acc, 0, 3 * (size_t)C * sizeof(double));                                     \
+            bn_rows_##SUF(&xv, &ov, acc, wp, w->strides[0], bp, b->strides[0], mp, vp, M, eps); \
+            sg_ws_free(ws, acc);                                                                \
+            sg_ws_free(ws, xv.own);                                                             \
+            return 0;                                                                           \
+        }                                                                                       \
         for (int64_t c = 0; c < C; c++) {                                                       \
             const T *xc = (const T *)xv.p + c * xv.s[1];                                        \
             T *oc = (T *)ov.p + c * ov.s[1];                                                    \
@@ -249,6 +355,18 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
         merge3(gx, nd, 1, 2, &ov);                                                              \
         const T *wp = w->data, *mp = mean->data, *vp = var->data;                               \
         T *gwp = gw->data, *gbp = gb->data;                                                     \
+        if (xv.n[2] == 1) {                                                                     \
+            double *acc = sg_ws_alloc(ws, 4 * (size_t)C * sizeof(double));                     \
+            if (!acc)                                                                           \
+                return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                      \
+            memset(acc, 0, 4 * (size_t)C * sizeof(double));                                     \
+            bn_grad_rows_##SUF(&xv, &gv, &ov, acc, wp, w->strides[0], mp, mean->strides[0], vp, \
+                               var->strides[0], gwp, gbp, M, eps);                              \
+            sg_ws_free(ws, acc);                                                                \
+            sg_ws_free(ws, gv.own);                                                             \
+            sg_ws_free(ws, xv.own);                                                             \
+            return 0;                                                                           \
+        }                                                                                       \
         for (int64_t c = 0; c < C; c++) {                                                       \
             const T *xc = (const T *)xv.p + c * xv.s[1], *gc = (const T *)gv.p + c * gv.s[1];   \
             T *oc = (T *)ov.p + c * ov.s[1];                                                    \
