@@ -18,8 +18,9 @@ def _line_of(marker):
 
 
 # (name, x shape, w shape, bias, kwargs, dtype, layout of x): every argument form, odd
-# sizes, batch 1, depthwise, 1x1 (no im2col), an image taller than one im2col band,
-# non-contiguous inputs.
+# sizes, batch 1, depthwise, 1x1 (no im2col), an image whose im2col matrix is more than
+# one panel (2^20 elements: made in bands of output rows), a batch in two panels of
+# whole images (2 + 1), non-contiguous inputs.
 CONFIGS = [
     ("plain", (2, 3, 7, 6), (4, 3, 3, 3), True, {}, "float64", "c"),
     ("stride-pad-tuple", (1, 2, 9, 8), (3, 2, 2, 3), False,
@@ -33,7 +34,8 @@ CONFIGS = [
     ("1x1-stride", (1, 3, 5, 5), (2, 3, 1, 1), False, dict(stride=2), "float64", "c"),
     ("noncontiguous", (2, 3, 6, 7), (4, 3, 3, 2), True, dict(padding=(0, 1)), "float64",
      "transposed"),
-    ("one-band-more", (1, 8, 70, 66), (2, 8, 3, 3), False, dict(padding=1), "float32", "c"),
+    ("one-band-more", (1, 8, 140, 132), (2, 8, 3, 3), False, dict(padding=1), "float32", "c"),
+    ("two-panels", (3, 8, 80, 66), (2, 8, 3, 3), True, dict(padding=1), "float32", "c"),
     ("conv1d", (2, 3, 11), (4, 3, 3), True, dict(stride=2, padding=1, dilation=2), "float64",
      "c"),
     ("conv1d-same", (1, 4, 6), (4, 2, 4), False, dict(padding="same", groups=2), "float32",

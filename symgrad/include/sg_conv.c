@@ -1,18 +1,28 @@
 /* sg_conv.c: 2-d convolution and its gradients as matrix products (sg_conv.h).
  *
- * For each image and group, the input's windows are laid out as the columns
- * of a matrix (im2col: one row per input channel and kernel tap, one column
- * per output pixel), and one BLAS gemm multiplies the group's weights by it.
- * The columns are made a band of output rows at a time, so the workspace
- * stays near SG_CONV_TILE elements whatever the image size:
+ * For each panel of images and each group, the input's windows are laid out
+ * as the columns of a matrix (im2col: one row per input channel and kernel
+ * tap, one column per output pixel of each image of the panel), and one BLAS
+ * gemm multiplies the group's weights by it. A panel is as many whole images
+ * as fit in SG_CONV_TILE elements of that matrix, or, for an image too large
+ * alone, a band of its output rows: the workspace stays near SG_CONV_TILE
+ * elements whatever the sizes, and a batch of small images makes a few large
+ * products rather than one small product per image (LeNet's second layer:
+ * 8 of 50 x 2048 x 500 where it made 64 of 50 x 64 x 500; BLAS runs small
+ * products at a fraction of its speed, and with threads each call is a
+ * hand-over between them, which on a machine busy with other processes can
+ * wait for a thread descheduled for milliseconds):
  *
- *   forward          out[n, g]   = W_g (Og x K)  @ col (K x L)
- *   input gradient   col         = W_g^T (K x Og) @ g[n, g] (Og x L), then
- *                                  col2im adds each column back into its window
- *   weight gradient  gw_g       += g[n, g] (Og x L) @ col^T (L x K)
+ *   forward          tmp (Og x P) = W_g (Og x K)  @ col (K x P), each image's
+ *                                   columns then copied to out[n, g]
+ *   input gradient   col          = W_g^T (K x Og) @ gT (Og x P), then col2im
+ *                                   adds each column back into its window
+ *   weight gradient  gw_g        += gT (Og x P) @ col^T (P x K)
  *
- * (K = Cg * kh * kw, L = the band's output pixels.) A 1x1 kernel with stride
- * 1 and no padding needs no im2col: the image itself is the matrix.
+ * (K = Cg * kh * kw, P = the panel's output pixels, gT = the panel's images of
+ * g[n, g] side by side.) A one-image panel reads and writes out, g and gx in
+ * place. A 1x1 kernel with stride 1 and no padding needs no im2col: each image
+ * is its own matrix.
  *
  * Index arithmetic: sg_conv2d_shape checks every length it derives for
  * overflow; once it passed, every offset below is bounded by the sizes of the
@@ -20,7 +30,7 @@
  */
 #include "sg_support.h"
 
-#define SG_CONV_TILE ((int64_t)1 << 18) /* elements of the im2col band */
+#define SG_CONV_TILE ((int64_t)1 << 20) /* elements of a panel's im2col matrix */
 
 typedef struct {
     int64_t N, C, H, W, O, Cg, kh, kw, OH, OW, G, Og, K;
@@ -124,6 +134,27 @@ static int64_t band_rows(const sg_conv_geom *q)
     return r < 1 ? 1 : r > q->OH ? q->OH : r;
 }
 
+/* A panel: `imgs` whole images when one image's im2col matrix (K x M) and its
+ * product's rows (Og x M) fit in SG_CONV_TILE elements (rows == OH), else one image's
+ * band of `rows` output rows. */
+typedef struct {
+    int64_t imgs, rows;
+} sg_conv_plan;
+
+static sg_conv_plan plan(const sg_conv_geom *q)
+{
+    sg_conv_plan pl = {1, band_rows(q)};
+    /* < 2^62: sg_conv2d_shape checked the sizes */
+    int64_t per = (q->K > q->Og ? q->K : q->Og) * q->OH * q->OW;
+    if (per > 0 && per <= SG_CONV_TILE) {
+        pl.imgs = SG_CONV_TILE / per < q->N ? SG_CONV_TILE / per : q->N;
+        pl.rows = q->OH;
+    }
+    if (pl.imgs < 1)
+        pl.imgs = 1;
+    return pl;
+}
+
 /* The valid output columns [lo, hi) of kernel column kj: those whose input column
  * ow * sw + kj * dw - pl lies in [0, W). */
 static void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int64_t *hi, int64_t *iw0)
@@ -139,16 +170,16 @@ static void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int64_t *h
 }
 
 #define SG_DEFINE_CONV(T, SUF, GEMM)                                                           \
-    /* col (K x L, L = (r1 - r0) * OW) from channels c0.. of image n of x, output rows      \
-     * [r0, r1); zeros where a window reaches into the padding. */                           \
+    /* The rows [r0, r1) of image n's im2col matrix for channels c0.., into col, whose     \
+     * rows are ld elements apart; zeros where a window reaches into the padding. */        \
     SG_VEC static void im2col_##SUF(const sg_conv_geom *q, const sg_arr *x, int64_t n,         \
-                                    int64_t c0, int64_t r0, int64_t r1, T *col)              \
+                                    int64_t c0, int64_t r0, int64_t r1, T *col, int64_t ld)  \
     {                                                                                        \
-        const int64_t *st = x->strides, L = (r1 - r0) * q->OW;                               \
+        const int64_t *st = x->strides;                                                      \
         for (int64_t c = 0; c < q->Cg; c++)                                                  \
             for (int64_t ki = 0; ki < q->kh; ki++)                                           \
                 for (int64_t kj = 0; kj < q->kw; kj++) {                                     \
-                    T *row = col + ((c * q->kh + ki) * q->kw + kj) * L;                      \
+                    T *row = col + ((c * q->kh + ki) * q->kw + kj) * ld;                     \
                     int64_t lo, hi, iw0;                                                     \
                     col_range(q, kj, &lo, &hi, &iw0);                                        \
                     for (int64_t r = r0; r < r1; r++) {                                      \
@@ -171,16 +202,15 @@ static void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int64_t *h
                 }                                                                            \
     }                                                                                        \
                                                                                              \
-    /* The adjoint of im2col: each column of col added back into its window of image n  \
-     * of gx (C-contiguous). */                                                              \
+    /* The adjoint of im2col: each column of col (rows ld apart) added back into its      \
+     * window of image n of gx (C-contiguous). */                                            \
     SG_VEC static void col2im_##SUF(const sg_conv_geom *q, T *gx, int64_t n, int64_t c0,      \
-                                    int64_t r0, int64_t r1, const T *col)                    \
+                                    int64_t r0, int64_t r1, const T *col, int64_t ld)        \
     {                                                                                        \
-        int64_t L = (r1 - r0) * q->OW;                                                       \
         for (int64_t c = 0; c < q->Cg; c++)                                                  \
             for (int64_t ki = 0; ki < q->kh; ki++)                                           \
                 for (int64_t kj = 0; kj < q->kw; kj++) {                                     \
-                    const T *row = col + ((c * q->kh + ki) * q->kw + kj) * L;                \
+                    const T *row = col + ((c * q->kh + ki) * q->kw + kj) * ld;               \
                     int64_t lo, hi, iw0;                                                     \
                     col_range(q, kj, &lo, &hi, &iw0);                                        \
                     for (int64_t r = r0; r < r1; r++) {                                      \
@@ -193,6 +223,28 @@ static void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int64_t *h
                             d[o * q->sw] += s[o];                                            \
                     }                                                                        \
                 }                                                                            \
+    }                                                                                        \
+                                                                                             \
+    /* The panel's im2col matrix: images [n0, n1), output rows [r0, r1), group gr. */        \
+    static void panel_##SUF(const sg_conv_geom *q, const sg_arr *x, int64_t n0, int64_t n1,   \
+                            int64_t gr, int64_t r0, int64_t r1, T *col)                      \
+    {                                                                                        \
+        int64_t Lb = (r1 - r0) * q->OW, P = (n1 - n0) * Lb;                                  \
+        for (int64_t n = n0; n < n1; n++)                                                    \
+            im2col_##SUF(q, x, n, gr * q->Cg, r0, r1, col + (n - n0) * Lb, P);               \
+    }                                                                                        \
+                                                                                             \
+    /* gT (Og x P): group gr's channels of images [n0, n1) of g (C-contiguous), side by     \
+     * side, or their product's result copied back (back != 0). */                          \
+    static void gather_##SUF(const sg_conv_geom *q, T *g, int64_t n0, int64_t n1, int64_t gr, \
+                             T *gT, int back)                                                \
+    {                                                                                        \
+        int64_t M = q->OH * q->OW, P = (n1 - n0) * M;                                        \
+        for (int64_t n = n0; n < n1; n++)                                                    \
+            for (int64_t o = 0; o < q->Og; o++) {                                            \
+                T *a = g + (n * q->O + gr * q->Og + o) * M, *b = gT + o * P + (n - n0) * M;  \
+                memcpy(back ? a : b, back ? b : a, (size_t)M * sizeof(T));                   \
+            }                                                                                \
     }                                                                                        \
                                                                                              \
     /* A C-contiguous copy of v in the workspace, or v's own data when it is one. */         \
@@ -208,11 +260,32 @@ static void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int64_t *h
         return p;                                                                            \
     }                                                                                        \
                                                                                              \
+    /* Workspace for a panel: its im2col matrix (unless direct) and, when it holds more     \
+     * than one image, the Og x P matrix of its side-by-side images. */                      \
+    static int buffers_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_conv_geom *q, \
+                             sg_conv_plan pl, int dir, T **col, T **tmp)                     \
+    {                                                                                        \
+        int64_t P = pl.imgs * pl.rows * q->OW;                                               \
+        *col = dir ? NULL : sg_ws_alloc(ws, (size_t)(q->K * P) * sizeof(T));                 \
+        *tmp = pl.imgs > 1 ? sg_ws_alloc(ws, (size_t)(q->Og * P) * sizeof(T)) : NULL;        \
+        if ((!dir && !*col) || (pl.imgs > 1 && !*tmp))                                       \
+            return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                        \
+        return 0;                                                                            \
+    }                                                                                        \
+                                                                                             \
+    static void release_##SUF(sg_ws *ws, T *col, T *tmp)                                     \
+    {                                                                                        \
+        if (tmp)                                                                             \
+            sg_ws_free(ws, tmp);                                                             \
+        if (col)                                                                             \
+            sg_ws_free(ws, col);                                                             \
+    }                                                                                        \
+                                                                                             \
     int sg_conv2d_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_arr *out,         \
                         const sg_arr *x, const sg_arr *w, const int *p)                      \
     {                                                                                        \
         sg_conv_geom q = geom(x->shape, w->shape, out->shape, p);                            \
-        int64_t M = q.OH * q.OW, per = band_rows(&q), ld;                                    \
+        int64_t M = q.OH * q.OW, ld;                                                         \
         if (!q.N || !q.O || !M)                                                              \
             return 0;                                                                        \
         if (!q.K) {                                                                          \
@@ -225,31 +298,34 @@ static void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int64_t *h
         if (!wp)                                                                             \
             return err->code;                                                                \
         int dir = direct(&q, p, x, &ld);                                                     \
-        T *col = dir ? NULL : sg_ws_alloc(ws, (size_t)(q.K * per * q.OW) * sizeof(T));       \
-        if (!dir && !col)                                                                    \
-            return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                        \
-        for (int64_t n = 0; n < q.N; n++)                                                    \
-            for (int64_t g = 0; g < q.G; g++) {                                              \
-                T *o = (T *)out->data + (n * q.O + g * q.Og) * M;                            \
-                const T *wg = wp + g * q.Og * q.K;                                           \
-                if (dir) {                                                                   \
-                    const T *xm = (const T *)x->data + n * x->strides[0] +                   \
-                                  g * q.Cg * x->strides[1];                                  \
+        sg_conv_plan pl = dir ? (sg_conv_plan){1, q.OH} : plan(&q);                          \
+        T *col, *tmp;                                                                        \
+        if (buffers_##SUF(err, where, ws, &q, pl, dir, &col, &tmp))                          \
+            return err->code;                                                                \
+        for (int64_t n0 = 0; n0 < q.N; n0 += pl.imgs)                                        \
+            for (int64_t r0 = 0; r0 < q.OH; r0 += pl.rows) {                                 \
+                int64_t n1 = n0 + pl.imgs < q.N ? n0 + pl.imgs : q.N;                        \
+                int64_t r1 = r0 + pl.rows < q.OH ? r0 + pl.rows : q.OH;                      \
+                int64_t P = (n1 - n0) * (r1 - r0) * q.OW;                                    \
+                for (int64_t g = 0; g < q.G; g++) {                                          \
+                    const T *wg = wp + g * q.Og * q.K;                                       \
+                    T *o = (T *)out->data + (n0 * q.O + g * q.Og) * M + r0 * q.OW;           \
+                    const T *b = col;                                                        \
+                    int64_t ldb = P;                                                         \
+                    if (dir) {                                                               \
+                        b = (const T *)x->data + n0 * x->strides[0] +                        \
+                            g * q.Cg * x->strides[1];                                        \
+                        ldb = ld;                                                            \
+                    } else                                                                   \
+                        panel_##SUF(&q, x, n0, n1, g, r0, r1, col);                          \
                     GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)q.Og,           \
-                         (blasint)M, (blasint)q.K, 1, wg, (blasint)q.K, xm, (blasint)ld, 0,  \
-                         o, (blasint)M);                                                     \
-                    continue;                                                                \
-                }                                                                            \
-                for (int64_t r0 = 0; r0 < q.OH; r0 += per) {                                 \
-                    int64_t r1 = r0 + per < q.OH ? r0 + per : q.OH, L = (r1 - r0) * q.OW;    \
-                    im2col_##SUF(&q, x, n, g * q.Cg, r0, r1, col);                           \
-                    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)q.Og,           \
-                         (blasint)L, (blasint)q.K, 1, wg, (blasint)q.K, col, (blasint)L, 0,  \
-                         o + r0 * q.OW, (blasint)M);                                         \
+                         (blasint)P, (blasint)q.K, 1, wg, (blasint)q.K, b, (blasint)ldb, 0,  \
+                         tmp ? tmp : o, (blasint)(tmp ? P : M));                             \
+                    if (tmp)                                                                 \
+                        gather_##SUF(&q, (T *)out->data, n0, n1, g, tmp, 1);                 \
                 }                                                                            \
             }                                                                                \
-        if (col)                                                                             \
-            sg_ws_free(ws, col);                                                             \
+        release_##SUF(ws, col, tmp);                                                         \
         return 0;                                                                            \
     }                                                                                        \
                                                                                              \
@@ -258,7 +334,7 @@ static void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int64_t *h
                                    const int *p)                                             \
     {                                                                                        \
         sg_conv_geom q = geom(gx->shape, w->shape, g->shape, p);                             \
-        int64_t M = q.OH * q.OW, per = band_rows(&q), ld;                                    \
+        int64_t M = q.OH * q.OW, ld;                                                         \
         size_t bytes = (size_t)sg_size(gx, 4) * sizeof(T);                                   \
         if (!bytes)                                                                          \
             return 0;                                                                        \
@@ -272,30 +348,34 @@ static void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int64_t *h
         if (!gp)                                                                             \
             return err->code;                                                                \
         int dir = direct(&q, p, gx, &ld);                                                    \
-        T *col = dir ? NULL : sg_ws_alloc(ws, (size_t)(q.K * per * q.OW) * sizeof(T));       \
-        if (!dir && !col)                                                                    \
-            return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                        \
-        for (int64_t n = 0; n < q.N; n++)                                                    \
-            for (int64_t gr = 0; gr < q.G; gr++) {                                           \
-                const T *gm = gp + (n * q.O + gr * q.Og) * M;                                \
-                const T *wg = wp + gr * q.Og * q.K;                                          \
-                if (dir) {                                                                   \
-                    T *xm = (T *)gx->data + (n * q.C + gr * q.Cg) * M;                       \
-                    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)q.K, (blasint)M,  \
-                         (blasint)q.Og, 1, wg, (blasint)q.K, gm, (blasint)M, 0, xm,          \
-                         (blasint)M);                                                        \
-                    continue;                                                                \
-                }                                                                            \
-                for (int64_t r0 = 0; r0 < q.OH; r0 += per) {                                 \
-                    int64_t r1 = r0 + per < q.OH ? r0 + per : q.OH, L = (r1 - r0) * q.OW;    \
-                    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)q.K, (blasint)L,  \
-                         (blasint)q.Og, 1, wg, (blasint)q.K, gm + r0 * q.OW, (blasint)M, 0,  \
-                         col, (blasint)L);                                                   \
-                    col2im_##SUF(&q, (T *)gx->data, n, gr * q.Cg, r0, r1, col);              \
+        sg_conv_plan pl = dir ? (sg_conv_plan){1, q.OH} : plan(&q);                          \
+        T *col, *tmp;                                                                        \
+        if (buffers_##SUF(err, where, ws, &q, pl, dir, &col, &tmp))                          \
+            return err->code;                                                                \
+        for (int64_t n0 = 0; n0 < q.N; n0 += pl.imgs)                                        \
+            for (int64_t r0 = 0; r0 < q.OH; r0 += pl.rows) {                                 \
+                int64_t n1 = n0 + pl.imgs < q.N ? n0 + pl.imgs : q.N;                        \
+                int64_t r1 = r0 + pl.rows < q.OH ? r0 + pl.rows : q.OH;                      \
+                int64_t Lb = (r1 - r0) * q.OW, P = (n1 - n0) * Lb;                           \
+                for (int64_t gr = 0; gr < q.G; gr++) {                                       \
+                    const T *wg = wp + gr * q.Og * q.K;                                      \
+                    const T *b = gp + (n0 * q.O + gr * q.Og) * M + r0 * q.OW;                \
+                    int64_t ldb = M;                                                         \
+                    if (tmp) {                                                               \
+                        gather_##SUF(&q, (T *)gp, n0, n1, gr, tmp, 0);                       \
+                        b = tmp;                                                             \
+                        ldb = P;                                                             \
+                    }                                                                        \
+                    T *c = dir ? (T *)gx->data + (n0 * q.C + gr * q.Cg) * M : col;           \
+                    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)q.K, (blasint)P,  \
+                         (blasint)q.Og, 1, wg, (blasint)q.K, b, (blasint)ldb, 0, c,          \
+                         (blasint)(dir ? M : P));                                            \
+                    for (int64_t n = n0; n < n1 && !dir; n++)                                \
+                        col2im_##SUF(&q, (T *)gx->data, n, gr * q.Cg, r0, r1,                \
+                                     col + (n - n0) * Lb, P);                                \
                 }                                                                            \
             }                                                                                \
-        if (col)                                                                             \
-            sg_ws_free(ws, col);                                                             \
+        release_##SUF(ws, col, tmp);                                                         \
         return 0;                                                                            \
     }                                                                                        \
                                                                                              \
@@ -304,7 +384,7 @@ static void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int64_t *h
                                     const int *p)                                            \
     {                                                                                        \
         sg_conv_geom q = geom(x->shape, gw->shape, g->shape, p);                             \
-        int64_t M = q.OH * q.OW, per = band_rows(&q), ld;                                    \
+        int64_t M = q.OH * q.OW, ld;                                                         \
         size_t bytes = (size_t)sg_size(gw, 4) * sizeof(T);                                   \
         if (!bytes)                                                                          \
             return 0;                                                                        \
@@ -317,31 +397,36 @@ static void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int64_t *h
         if (!gp)                                                                             \
             return err->code;                                                                \
         int dir = direct(&q, p, x, &ld);                                                     \
-        T *col = dir ? NULL : sg_ws_alloc(ws, (size_t)(q.K * per * q.OW) * sizeof(T));       \
-        if (!dir && !col)                                                                    \
-            return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                        \
-        for (int64_t n = 0; n < q.N; n++)                                                    \
-            for (int64_t gr = 0; gr < q.G; gr++) {                                           \
-                const T *gm = gp + (n * q.O + gr * q.Og) * M;                                \
-                T *wg = (T *)gw->data + gr * q.Og * q.K;                                     \
-                if (dir) {                                                                   \
-                    const T *xm = (const T *)x->data + n * x->strides[0] +                   \
-                                  gr * q.Cg * x->strides[1];                                 \
+        sg_conv_plan pl = dir ? (sg_conv_plan){1, q.OH} : plan(&q);                          \
+        T *col, *tmp;                                                                        \
+        if (buffers_##SUF(err, where, ws, &q, pl, dir, &col, &tmp))                          \
+            return err->code;                                                                \
+        for (int64_t n0 = 0; n0 < q.N; n0 += pl.imgs)                                        \
+            for (int64_t r0 = 0; r0 < q.OH; r0 += pl.rows) {                                 \
+                int64_t n1 = n0 + pl.imgs < q.N ? n0 + pl.imgs : q.N;                        \
+                int64_t r1 = r0 + pl.rows < q.OH ? r0 + pl.rows : q.OH;                      \
+                int64_t P = (n1 - n0) * (r1 - r0) * q.OW;                                    \
+                for (int64_t gr = 0; gr < q.G; gr++) {                                       \
+                    T *wg = (T *)gw->data + gr * q.Og * q.K;                                 \
+                    const T *a = gp + (n0 * q.O + gr * q.Og) * M + r0 * q.OW, *b = col;      \
+                    int64_t lda = M, ldb = P;                                                \
+                    if (tmp) {                                                               \
+                        gather_##SUF(&q, (T *)gp, n0, n1, gr, tmp, 0);                       \
+                        a = tmp;                                                             \
+                        lda = P;                                                             \
+                    }                                                                        \
+                    if (dir) {                                                               \
+                        b = (const T *)x->data + n0 * x->strides[0] +                        \
+                            gr * q.Cg * x->strides[1];                                       \
+                        ldb = ld;                                                            \
+                    } else                                                                   \
+                        panel_##SUF(&q, x, n0, n1, gr, r0, r1, col);                         \
                     GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)q.Og,             \
-                         (blasint)q.K, (blasint)M, 1, gm, (blasint)M, xm, (blasint)ld, 1,    \
+                         (blasint)q.K, (blasint)P, 1, a, (blasint)lda, b, (blasint)ldb, 1,   \
                          wg, (blasint)q.K);                                                  \
-                    continue;                                                                \
-                }                                                                            \
-                for (int64_t r0 = 0; r0 < q.OH; r0 += per) {                                 \
-                    int64_t r1 = r0 + per < q.OH ? r0 + per : q.OH, L = (r1 - r0) * q.OW;    \
-                    im2col_##SUF(&q, x, n, gr * q.Cg, r0, r1, col);                          \
-                    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)q.Og,             \
-                         (blasint)q.K, (blasint)L, 1, gm + r0 * q.OW, (blasint)M, col,       \
-                         (blasint)L, 1, wg, (blasint)q.K);                                   \
                 }                                                                            \
             }                                                                                \
-        if (col)                                                                             \
-            sg_ws_free(ws, col);                                                             \
+        release_##SUF(ws, col, tmp);                                                         \
         return 0;                                                                            \
     }
 
