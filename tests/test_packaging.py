@@ -91,7 +91,8 @@ def test_the_sdist_holds_the_readme_paths_and_the_license(tmp_path):
                     "(pip install 'setuptools>=77')")
     src = tmp_path / "src"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-        ".git", "build", "dist", "*.egg-info", "__pycache__", "*.so", ".hypothesis", ".benchmarks"))
+        ".git", "build", "dist", "*.egg-info", "__pycache__", "*.so", ".hypothesis", ".benchmarks",
+        ".venv*", "venv", ".tox", ".nox"))  # a virtual environment in the checkout: 100s of MB
     subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")],
                    cwd=src, check=True, capture_output=True, env=dict(os.environ))
     (tarball,) = (tmp_path / "dist").glob("symgrad-*.tar.gz")

@@ -140,6 +140,7 @@ def test_the_runtime_refuses_a_kernel_whose_support_library_has_another_abi():
         Kernel(path, 0, [], [])
 
 
+@pytest.mark.slow  # builds the support library under UBSan: 12-40 s, the README suite's costliest
 def test_under_a_sanitizer_kernels_link_a_sanitized_copy_built_once(monkeypatch, tmp_path):
     flags = compiler._flags("kernel")
     assert "-lsg_support" in flags
