@@ -113,3 +113,26 @@ def test_a_huge_batch_of_empty_planes_returns_at_once(mode):
     mx, av, gx = f(xv)
     assert mx.shape == (2 ** 40, 0, 2, 2) and av.shape == (2 ** 40, 0, 3, 3)
     assert gx.shape == xv.shape
+
+
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_max_pool_ties_and_nans_pick_the_tap_pytorch_picks(mode):
+    # Ties: the first maximum in window order; a NaN wins (the last one): values and
+    # where the gradient goes, for windows inside the input (the kernel's row passes)
+    # and at its edges (padding, dilation).
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    X = rng.integers(0, 3, (2, 3, 9, 10)).astype("float32")
+    X[0, 1, 2, 3] = X[1, 2, 6, 7] = X[1, 2, 6, 8] = np.nan
+    x = sg.tensor4("x", "float32")
+    for kw in (dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1),
+               dict(kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1), padding=(1, 0))):
+        xt = torch.tensor(X, requires_grad=True)
+        ot = torch.nn.functional.max_pool2d(xt, **kw)
+        R = rng.standard_normal(tuple(ot.shape)).astype("float32")
+        gxt, = torch.autograd.grad((ot * torch.tensor(R)).sum(), xt)
+        out = sg.nn.max_pool2d(x, **kw)
+        f = sg.function([x], [out, sg.grad((out * R).sum(), x)], mode=mode)
+        got, gx = f(X)
+        np.testing.assert_array_equal(got, ot.detach().numpy(), err_msg=str(kw))
+        np.testing.assert_array_equal(gx, gxt.numpy(), err_msg=str(kw))

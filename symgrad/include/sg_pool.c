@@ -140,43 +140,60 @@ static void avg_win(const int *p, int ax, int64_t o, int64_t n, int64_t m, int64
     *count = p[9] ? full : *hi - *lo;
 }
 
+/* Max pooling's geometry as locals: the input plane's size and strides, the window
+ * (kh x kw), stride, top/left padding and dilation. */
+typedef struct {
+    int64_t H, W, s2, s3, kh, kw, sh, sw, pt, pl, dh, dw;
+} sg_pool_k;
+
+static sg_pool_k pool_k(const sg_arr *x, const int *p)
+{
+    sg_pool_k k = {x->shape[2], x->shape[3], x->strides[2], x->strides[3],
+                   p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]};
+    return k;
+}
+
 #define SG_DEFINE_POOL(T, SUF)                                                                 \
     /* The tap holding the maximum of the window of output (r, c), as ih * W + iw, or    \
-     * -1 for a window with no tap inside the input. */                                     \
-    static inline int64_t argmax_##SUF(const T *xp, const int64_t *st, int64_t H, int64_t W,   \
-                                       const int *p, int64_t r, int64_t c)                   \
+     * -1 for a window with no tap inside the input; the maximum in *mx. The geometry   \
+     * comes in a local copy (`k`), which the outputs' stores cannot alias: read from   \
+     * `p` itself, every parameter was loaded again after each store (5x slower). */     \
+    static inline int64_t argmax_##SUF(const T *xp, const sg_pool_k *k, int64_t r, int64_t c,  \
+                                       T *mx)                                                \
     {                                                                                        \
-        int64_t best = -1, h0 = r * p[2] - p[4], w0 = c * p[3] - p[5];                       \
+        int64_t best = -1, h0 = r * k->sh - k->pt, w0 = c * k->sw - k->pl;                   \
         T m = 0;                                                                             \
-        if (h0 >= 0 && w0 >= 0 && h0 + (p[0] - 1) * p[6] < H &&                             \
-            w0 + (p[1] - 1) * p[7] < W) { /* inside: no bounds to check */                   \
-            m = xp[h0 * st[2] + w0 * st[3]];                                                 \
-            best = h0 * W + w0;                                                              \
-            for (int64_t i = 0, ih = h0; i < p[0]; i++, ih += p[6])                          \
-                for (int64_t j = 0, iw = w0; j < p[1]; j++, iw += p[7]) {                    \
-                    T v = xp[ih * st[2] + iw * st[3]];                                       \
+        if (h0 >= 0 && w0 >= 0 && h0 + (k->kh - 1) * k->dh < k->H &&                        \
+            w0 + (k->kw - 1) * k->dw < k->W) { /* inside: no bounds to check */              \
+            m = xp[h0 * k->s2 + w0 * k->s3];                                                 \
+            best = h0 * k->W + w0;                                                           \
+            for (int64_t i = 0, ih = h0; i < k->kh; i++, ih += k->dh)                        \
+                for (int64_t j = 0, iw = w0; j < k->kw; j++, iw += k->dw) {                  \
+                    T v = xp[ih * k->s2 + iw * k->s3];                                       \
                     if (v > m || v != v) {                                                   \
                         m = v;                                                               \
-                        best = ih * W + iw;                                                  \
+                        best = ih * k->W + iw;                                               \
                     }                                                                        \
                 }                                                                            \
+            *mx = m;                                                                         \
             return best;                                                                     \
         }                                                                                    \
-        for (int64_t i = 0; i < p[0]; i++) {                                                 \
-            int64_t ih = h0 + i * p[6];                                                      \
-            if (ih < 0 || ih >= H)                                                           \
+        for (int64_t i = 0; i < k->kh; i++) {                                                \
+            int64_t ih = h0 + i * k->dh;                                                     \
+            if (ih < 0 || ih >= k->H)                                                        \
                 continue;                                                                    \
-            for (int64_t j = 0; j < p[1]; j++) {                                             \
-                int64_t iw = w0 + j * p[7];                                                  \
-                if (iw < 0 || iw >= W)                                                       \
+            for (int64_t j = 0; j < k->kw; j++) {                                            \
+                int64_t iw = w0 + j * k->dw;                                                 \
+                if (iw < 0 || iw >= k->W)                                                    \
                     continue;                                                                \
-                T v = xp[ih * st[2] + iw * st[3]];                                           \
+                T v = xp[ih * k->s2 + iw * k->s3];                                           \
                 if (best < 0 || v > m || v != v) {                                           \
                     m = v;                                                                   \
-                    best = ih * W + iw;                                                      \
+                    best = ih * k->W + iw;                                                   \
                 }                                                                            \
             }                                                                                \
         }                                                                                    \
+        *mx = best < 0 ? (T)-INFINITY : m;                                                   \
         return best;                                                                         \
     }                                                                                        \
                                                                                              \
@@ -184,21 +201,45 @@ static void avg_win(const int *p, int ax, int64_t o, int64_t n, int64_t m, int64
     void sg_max_pool2d_##SUF(const sg_arr *out, const sg_arr *idx, const sg_arr *x,          \
                              const int *p)                                                   \
     {                                                                                        \
-        const int64_t *xs = x->shape, *st = x->strides;                                      \
-        int64_t OH = out->shape[2], OW = out->shape[3], W = xs[3];                           \
+        const sg_pool_k k = pool_k(x, p);                                                    \
+        int64_t OH = out->shape[2], OW = out->shape[3], N = x->shape[0], C = x->shape[1];    \
         T *o = out->data;                                                                    \
         int64_t *ix = idx->data;                                                             \
-        if (empty(out))                                                                \
+        if (empty(out))                                                                      \
             return;                                                                          \
-        for (int64_t n = 0; n < xs[0]; n++)                                                  \
-            for (int64_t ch = 0; ch < xs[1]; ch++) {                                         \
-                const T *xp = (const T *)x->data + n * st[0] + ch * st[1];                   \
-                for (int64_t r = 0; r < OH; r++)                                             \
-                    for (int64_t c = 0; c < OW; c++) {                                       \
-                        int64_t a = argmax_##SUF(xp, st, xs[2], W, p, r, c);                 \
-                        *o++ = a < 0 ? (T)-INFINITY : xp[a / W * st[2] + a % W * st[3]];     \
-                        *ix++ = a;                                                           \
+        /* the output columns whose windows lie inside the input's width: [c0, c1) */      \
+        int64_t span = (k.kw - 1) * k.dw, c0 = (k.pl + k.sw - 1) / k.sw;                     \
+        int64_t c1 = k.W - 1 - span + k.pl >= 0 ? (k.W - 1 - span + k.pl) / k.sw + 1 : 0;    \
+        c1 = c1 < OW ? c1 : OW;                                                              \
+        c0 = c0 < c1 ? c0 : c1;                                                              \
+        for (int64_t n = 0; n < N; n++)                                                      \
+            for (int64_t ch = 0; ch < C; ch++) {                                             \
+                const T *xp = (const T *)x->data + n * x->strides[0] + ch * x->strides[1];   \
+                for (int64_t r = 0; r < OH; r++, o += OW, ix += OW) {                        \
+                    int64_t h0 = r * k.sh - k.pt, a = OW, b = OW; /* a row at an edge: all */ \
+                    if (h0 >= 0 && h0 + (k.kh - 1) * k.dh < k.H) {                           \
+                        a = c0;                                                              \
+                        b = c1;                                                              \
                     }                                                                        \
+                    for (int64_t c = 0; c < a; c++)                                          \
+                        ix[c] = argmax_##SUF(xp, &k, r, c, o + c);                           \
+                    /* inside: the taps in the same order as argmax, as passes over the row \
+                     * of outputs, no bounds to check and nothing to divide */              \
+                    for (int64_t i = 0, ih = h0; a < b && i < k.kh; i++, ih += k.dh)         \
+                        for (int64_t j = 0; j < k.kw; j++) {                                 \
+                            const T *src = xp + ih * k.s2 + (j * k.dw - k.pl) * k.s3;        \
+                            int64_t base = ih * k.W + j * k.dw - k.pl, step = k.sw * k.s3;   \
+                            for (int64_t c = a; c < b; c++) {                                \
+                                T v = src[c * step];                                         \
+                                if ((i == 0 && j == 0) || v > o[c] || v != v) {              \
+                                    o[c] = v;                                                \
+                                    ix[c] = base + c * k.sw;                                 \
+                                }                                                            \
+                            }                                                                \
+                        }                                                                    \
+                    for (int64_t c = b; c < OW; c++)                                         \
+                        ix[c] = argmax_##SUF(xp, &k, r, c, o + c);                           \
+                }                                                                            \
             }                                                                                \
     }                                                                                        \
                                                                                              \
@@ -208,6 +249,8 @@ static void avg_win(const int *p, int ax, int64_t o, int64_t n, int64_t m, int64
         const int64_t *gs = g->strides, *is = idx->strides;                                  \
         int64_t N = g->shape[0], C = g->shape[1], OH = g->shape[2], OW = g->shape[3];        \
         int64_t plane = gx->shape[2] * gx->shape[3];                                         \
+        /* strides as locals: the stores into gx could alias them otherwise */               \
+        const int64_t g2 = gs[2], g3 = gs[3], i2 = is[2], i3 = is[3];                        \
         memset(gx->data, 0, (size_t)sg_size(gx, 4) * sizeof(T));                             \
         if (empty(g))                                                                  \
             return;                                                                          \
@@ -218,9 +261,9 @@ static void avg_win(const int *p, int ax, int64_t o, int64_t n, int64_t m, int64
                 T *dp = (T *)gx->data + (n * C + ch) * plane;                                \
                 for (int64_t r = 0; r < OH; r++)                                             \
                     for (int64_t c = 0; c < OW; c++) {                                       \
-                        int64_t a = ip[r * is[2] + c * is[3]];                               \
+                        int64_t a = ip[r * i2 + c * i3];                                     \
                         if (a >= 0)                                                          \
-                            dp[a] += gp[r * gs[2] + c * gs[3]];                              \
+                            dp[a] += gp[r * g2 + c * g3];                                    \
                     }                                                                        \
             }                                                                                \
     }                                                                                        \
