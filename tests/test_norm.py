@@ -239,3 +239,15 @@ def test_random_shapes_against_pytorch():
             np.testing.assert_allclose(a, w.detach().numpy(), rtol=tol, atol=tol)
 
     check()
+
+
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_batch_norm_without_channels_is_empty_in_every_mode(mode):
+    # No channels (axis 1 of length 0): nothing to normalise, an empty result and empty
+    # gradients. The reference divided the size (0) by the channels (0).
+    x = sg.matrix("x")
+    w = sg.vector("w")
+    out = sg.nn.batch_norm(x, None, None, w, training=True)[0]
+    f = sg.function([x, w], [out, sg.grad((out * out).sum(), w)], mode=mode)
+    got, gw = f(np.ones((5, 0)), np.ones(0))
+    assert got.shape == (5, 0) and gw.shape == (0,)

@@ -60,8 +60,13 @@ def _bn_axes(x):
     return (0,) + tuple(range(2, x.ndim))
 
 
+def _per_channel_count(xshape):
+    """Values per channel: every length but the channels' (axis 1), which may be 0."""
+    return math.prod(xshape[:1] + xshape[2:])
+
+
 def _bn_count(op, node, xshape):
-    m = math.prod(xshape) // xshape[1] if xshape[1] else math.prod(xshape[:1] + xshape[2:])
+    m = _per_channel_count(xshape)
     if m <= 1:
         raise ShapeError(f"{op} at {node.trace}: expected more than 1 value per channel when "
                          f"training, got an input of shape {tuple(xshape)}")
@@ -77,7 +82,7 @@ def _bn_reference(x, w, b, eps):
     ax, xd = _bn_axes(x), x.astype(np.float64)
     mean = xd.mean(axis=ax)
     dev = xd - _per_channel(mean, x.ndim)
-    m = x.size // x.shape[1]
+    m = _per_channel_count(x.shape)
     var = (dev * dev).sum(axis=ax) / m
     out = dev / _per_channel(np.sqrt(var + eps), x.ndim) * _per_channel(w, x.ndim) \
         + _per_channel(b, x.ndim)
@@ -86,7 +91,7 @@ def _bn_reference(x, w, b, eps):
 
 def _bn_grad_reference(g, x, w, mean, var, eps):
     ax, n = _bn_axes(x), x.ndim
-    m = x.size // x.shape[1]
+    m = _per_channel_count(x.shape)
     inv = 1 / np.sqrt(var.astype(np.float64) * (m - 1) / m + eps)
     xhat = (x.astype(np.float64) - _per_channel(mean, n)) * _per_channel(inv, n)
     gd = g.astype(np.float64)
