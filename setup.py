@@ -28,8 +28,13 @@ from setuptools.errors import CompileError
 HERE = Path(__file__).parent
 # csrc/ and the Cython output build warning-free at -Wall -Wextra (gcc 12, clang 14);
 # a pointer passed for another type is an error, as GCC 14 makes it anyway.
-WARNINGS = [] if sys.platform == "win32" else [
+BUILD_FLAGS = [] if sys.platform == "win32" else [
     "-Wall", "-Wextra", "-Werror=incompatible-pointer-types"]
+# No debug information (Python's own CFLAGS have -g): the two libraries build in 36 s
+# instead of 50 on 2 cores, a quarter of a fresh install, and are 4x smaller.
+# SYMGRAD_DEBUG_BUILD=1 keeps -g, for a debugger.
+if sys.platform != "win32" and not os.environ.get("SYMGRAD_DEBUG_BUILD"):
+    BUILD_FLAGS.append("-g0")
 SUPPORT = "symgrad.libsg_support"
 SUPPORT_FILE = "libsg_support.so"
 # The kernels' own semantic flags (symgrad/compiler.py's BASE_FLAGS but -march=native);
@@ -69,7 +74,7 @@ def support_library():
     return Extension(SUPPORT, rel(*sources),
                      depends=rel(*sorted(include.glob("*.h"))),
                      include_dirs=["symgrad/include", blas_include()],
-                     libraries=["m"], extra_compile_args=WARNINGS + SUPPORT_FLAGS)
+                     libraries=["m"], extra_compile_args=BUILD_FLAGS + SUPPORT_FLAGS)
 
 
 def extensions():
@@ -84,7 +89,7 @@ def extensions():
                       include_dirs=[numpy.get_include(), "csrc", "symgrad/include"],
                       define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
                       libraries=[] if sys.platform == "win32" else ["dl", "pthread"],
-                      extra_compile_args=WARNINGS)
+                      extra_compile_args=BUILD_FLAGS)
             for p in pyx]
     return cythonize(exts, language_level=3)
 
