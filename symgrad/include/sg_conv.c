@@ -141,9 +141,11 @@ typedef struct {
     int64_t imgs, rows;
 } sg_conv_plan;
 
-static sg_conv_plan plan(const sg_conv_geom *q)
+static sg_conv_plan plan(const sg_conv_geom *q, int direct)
 {
-    sg_conv_plan pl = {1, band_rows(q)};
+    sg_conv_plan pl = {1, direct ? q->OH : band_rows(q)};
+    if (direct) /* each image is its own matrix */
+        return pl;
     /* < 2^62: sg_conv2d_shape checked the sizes */
     int64_t per = (q->K > q->Og ? q->K : q->Og) * q->OH * q->OW;
     if (per > 0 && per <= SG_CONV_TILE) {
@@ -153,6 +155,27 @@ static sg_conv_plan plan(const sg_conv_geom *q)
     if (pl.imgs < 1)
         pl.imgs = 1;
     return pl;
+}
+
+/* The panels in order: images [n0, n1), output rows [r0, r1). Start from all zeros;
+ * returns 0 after the last. */
+typedef struct {
+    int64_t n0, n1, r0, r1;
+} sg_conv_panel;
+
+static int next_panel(const sg_conv_geom *q, sg_conv_plan pl, sg_conv_panel *c)
+{
+    if (c->n1 > c->n0 && c->r1 < q->OH) {  /* the next band of the same image */
+        c->r0 = c->r1;
+    } else {
+        c->n0 = c->n1;
+        c->r0 = 0;
+        if (c->n0 >= q->N)
+            return 0;
+        c->n1 = c->n0 + pl.imgs < q->N ? c->n0 + pl.imgs : q->N;
+    }
+    c->r1 = c->r0 + pl.rows < q->OH ? c->r0 + pl.rows : q->OH;
+    return 1;
 }
 
 /* The valid output columns [lo, hi) of kernel column kj: those whose input column
@@ -298,14 +321,12 @@ static void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int64_t *h
         if (!wp)                                                                             \
             return err->code;                                                                \
         int dir = direct(&q, p, x, &ld);                                                     \
-        sg_conv_plan pl = dir ? (sg_conv_plan){1, q.OH} : plan(&q);                          \
+        sg_conv_plan pl = plan(&q, dir);                                                     \
         T *col, *tmp;                                                                        \
         if (buffers_##SUF(err, where, ws, &q, pl, dir, &col, &tmp))                          \
             return err->code;                                                                \
-        for (int64_t n0 = 0; n0 < q.N; n0 += pl.imgs)                                        \
-            for (int64_t r0 = 0; r0 < q.OH; r0 += pl.rows) {                                 \
-                int64_t n1 = n0 + pl.imgs < q.N ? n0 + pl.imgs : q.N;                        \
-                int64_t r1 = r0 + pl.rows < q.OH ? r0 + pl.rows : q.OH;                      \
+        for (sg_conv_panel c = {0, 0, 0, 0}; next_panel(&q, pl, &c);) {                      \
+            int64_t n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;                                \
                 int64_t P = (n1 - n0) * (r1 - r0) * q.OW;                                    \
                 for (int64_t g = 0; g < q.G; g++) {                                          \
                     const T *wg = wp + g * q.Og * q.K;                                       \
@@ -348,14 +369,12 @@ static void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int64_t *h
         if (!gp)                                                                             \
             return err->code;                                                                \
         int dir = direct(&q, p, gx, &ld);                                                    \
-        sg_conv_plan pl = dir ? (sg_conv_plan){1, q.OH} : plan(&q);                          \
+        sg_conv_plan pl = plan(&q, dir);                                                     \
         T *col, *tmp;                                                                        \
         if (buffers_##SUF(err, where, ws, &q, pl, dir, &col, &tmp))                          \
             return err->code;                                                                \
-        for (int64_t n0 = 0; n0 < q.N; n0 += pl.imgs)                                        \
-            for (int64_t r0 = 0; r0 < q.OH; r0 += pl.rows) {                                 \
-                int64_t n1 = n0 + pl.imgs < q.N ? n0 + pl.imgs : q.N;                        \
-                int64_t r1 = r0 + pl.rows < q.OH ? r0 + pl.rows : q.OH;                      \
+        for (sg_conv_panel c = {0, 0, 0, 0}; next_panel(&q, pl, &c);) {                      \
+            int64_t n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;                                \
                 int64_t Lb = (r1 - r0) * q.OW, P = (n1 - n0) * Lb;                           \
                 for (int64_t gr = 0; gr < q.G; gr++) {                                       \
                     const T *wg = wp + gr * q.Og * q.K;                                      \
@@ -397,14 +416,12 @@ static void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int64_t *h
         if (!gp)                                                                             \
             return err->code;                                                                \
         int dir = direct(&q, p, x, &ld);                                                     \
-        sg_conv_plan pl = dir ? (sg_conv_plan){1, q.OH} : plan(&q);                          \
+        sg_conv_plan pl = plan(&q, dir);                                                     \
         T *col, *tmp;                                                                        \
         if (buffers_##SUF(err, where, ws, &q, pl, dir, &col, &tmp))                          \
             return err->code;                                                                \
-        for (int64_t n0 = 0; n0 < q.N; n0 += pl.imgs)                                        \
-            for (int64_t r0 = 0; r0 < q.OH; r0 += pl.rows) {                                 \
-                int64_t n1 = n0 + pl.imgs < q.N ? n0 + pl.imgs : q.N;                        \
-                int64_t r1 = r0 + pl.rows < q.OH ? r0 + pl.rows : q.OH;                      \
+        for (sg_conv_panel c = {0, 0, 0, 0}; next_panel(&q, pl, &c);) {                      \
+            int64_t n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;                                \
                 int64_t P = (n1 - n0) * (r1 - r0) * q.OW;                                    \
                 for (int64_t gr = 0; gr < q.G; gr++) {                                       \
                     T *wg = (T *)gw->data + gr * q.Og * q.K;                                 \
