@@ -47,7 +47,8 @@ typedef struct {
 } sg_panels_job;
 
 /* The result's rows i0..i0+h-1 (h <= MR) and columns j0..j0+w-1 from the block's
- * accumulators: alpha * acc + beta * c. */
+ * accumulators `acc` (rows of SG_PANEL_NR floats): alpha * acc + beta * c, one
+ * element at a time (the edges, and a c of other strides than 1 and 0). */
 static inline void sg_panels_store(const sg_panels_job *g, const float *acc, int h,
                                    int64_t i0, int64_t j0, int64_t w)
 {
@@ -66,16 +67,65 @@ static inline void sg_panels_store(const sg_panels_job *g, const float *acc, int
     }
 }
 
-/* One kernel per vector width VL (floats): NV = 32 / VL vectors per panel row,
- * MR rows of the result at a time. */
-#define SG_PANELS_KERNEL(NAME, TARGET, VL, MR, FMA)                                         \
+/* One kernel per vector width VL (floats). A block is MR rows of the result by
+ * CW = NV * VL columns of a panel (the panel's 32 columns are 32 / CW such
+ * chunks): its MR * NV vectors of sums stay in registers while the loop runs
+ * down k, each row of the chunk loaded once (NV vectors) and each element of
+ * the left operand broadcast once. MR * NV + NV + 1 vector registers: AVX2
+ * and SSE have 16 (6 x 2 blocks), AVX-512 32 (8 x 2). A block of h < MR rows
+ * (the last rows) is the same code with h fixed. The sums are stored with
+ * alpha and c in vectors where a whole chunk is written and c's rows have
+ * stride 1 or 0, else element by element (sg_panels_store): the same
+ * operations in the same order either way. */
+#define SG_PANELS_KERNEL(NAME, TARGET, VL, NV, MR, FMA)                                     \
     typedef float NAME##_v __attribute__((vector_size(VL * 4)));                            \
     typedef float NAME##_u __attribute__((vector_size(VL * 4), aligned(4), may_alias));     \
-    TARGET static inline __attribute__((always_inline)) void NAME##_block(                  \
-        const sg_panels_job *g, const float *panel, int64_t i0, const int h, int64_t j0,    \
+    enum { NAME##_CW = NV * VL };                                                           \
+    TARGET static inline __attribute__((always_inline)) void NAME##_put(                    \
+        const sg_panels_job *g, NAME##_v (*acc)[NV], const int h, int64_t i0, int64_t j0,   \
         int64_t w)                                                                          \
     {                                                                                       \
-        enum { NV = SG_PANEL_NR / VL };                                                     \
+        const int64_t cs1 = g->cs1;                                                         \
+        if (w < NAME##_CW || (g->c && cs1 != 1 && cs1 != 0)) {                              \
+            float t[MR * SG_PANEL_NR];                                                      \
+            _Pragma("GCC unroll 8")                                                         \
+            for (int i = 0; i < MR; i++) {                                                  \
+                _Pragma("GCC unroll 8")                                                     \
+                for (int v = 0; v < NV; v++)                                                \
+                    if (i < h)                                                              \
+                        *(NAME##_u *)(t + i * SG_PANEL_NR + v * VL) = acc[i][v];            \
+            }                                                                               \
+            sg_panels_store(g, t, h, i0, j0, w);                                            \
+            return;                                                                         \
+        }                                                                                   \
+        const float alpha = g->alpha, beta = g->beta;                                       \
+        _Pragma("GCC unroll 8")                                                             \
+        for (int i = 0; i < MR; i++) {                                                      \
+            if (i >= h)                                                                     \
+                break;                                                                      \
+            float *row = g->o + (i0 + i) * g->n + j0;                                       \
+            const float *cr = g->c ? g->c + (i0 + i) * g->cs0 + j0 * cs1 : NULL;            \
+            _Pragma("GCC unroll 8")                                                         \
+            for (int v = 0; v < NV; v++) {                                                  \
+                NAME##_v x = acc[i][v];                                                     \
+                if (alpha != 1)                                                             \
+                    x = x * alpha;                                                          \
+                if (cr) {                                                                   \
+                    /* a broadcast: x - 0 is x, -0 included */                            \
+                    NAME##_v y = cs1 ? (NAME##_v)*(const NAME##_u *)(cr + v * VL)           \
+                                     : cr[0] - (NAME##_v){0};                               \
+                    if (beta != 1)                                                          \
+                        y = y * beta;                                                       \
+                    x = x + y;                                                              \
+                }                                                                           \
+                *(NAME##_u *)(row + v * VL) = x;                                            \
+            }                                                                               \
+        }                                                                                   \
+    }                                                                                       \
+    TARGET static inline __attribute__((always_inline)) void NAME##_block(                  \
+        const sg_panels_job *g, const float *b, int64_t i0, const int h, int64_t j0,        \
+        int64_t w)                                                                          \
+    {                                                                                       \
         NAME##_v acc[MR][NV];                                                               \
         _Pragma("GCC unroll 8")                                                             \
         for (int i = 0; i < MR; i++) {                                                      \
@@ -86,10 +136,10 @@ static inline void sg_panels_store(const sg_panels_job *g, const float *acc, int
         const float *a = g->a + i0 * g->sa0;                                                \
         const int64_t sa0 = g->sa0, sa1 = g->sa1;                                           \
         for (int64_t r = 0; r < g->k; r++) {                                                \
-            NAME##_v b[NV];                                                                 \
+            NAME##_v bv[NV];                                                                \
             _Pragma("GCC unroll 8")                                                         \
             for (int v = 0; v < NV; v++)                                                    \
-                b[v] = *(const NAME##_u *)(panel + r * SG_PANEL_NR + v * VL);               \
+                bv[v] = *(const NAME##_u *)(b + r * SG_PANEL_NR + v * VL);                  \
             const float *ar = a + r * sa1;                                                  \
             _Pragma("GCC unroll 8")                                                         \
             for (int i = 0; i < MR; i++) {                                                  \
@@ -97,30 +147,33 @@ static inline void sg_panels_store(const sg_panels_job *g, const float *acc, int
                     float x = ar[i * sa0];                                                  \
                     _Pragma("GCC unroll 8")                                                 \
                     for (int v = 0; v < NV; v++)                                            \
-                        acc[i][v] = FMA(x, b[v], acc[i][v]);                                \
+                        acc[i][v] = FMA(x, bv[v], acc[i][v]);                               \
                 }                                                                           \
             }                                                                               \
         }                                                                                   \
-        float t[MR * SG_PANEL_NR];                                                          \
-        _Pragma("GCC unroll 8")                                                             \
-        for (int i = 0; i < MR; i++) {                                                      \
-            _Pragma("GCC unroll 8")                                                         \
-            for (int v = 0; v < NV; v++)                                                    \
-                *(NAME##_u *)(t + i * SG_PANEL_NR + v * VL) = acc[i][v];                    \
-        }                                                                                   \
-        sg_panels_store(g, t, h, i0, j0, w);                                                \
+        NAME##_put(g, acc, h, i0, j0, w);                                                   \
     }                                                                                       \
     TARGET static void NAME##_panels(void *arg, int64_t p0, int64_t p1)                     \
     {                                                                                       \
         const sg_panels_job *g = (const sg_panels_job *)arg;                                \
         for (int64_t p = p0; p < p1; p++) {                                                 \
-            int64_t j0 = p * SG_PANEL_NR, w = g->n - j0 < SG_PANEL_NR ? g->n - j0 : SG_PANEL_NR; \
-            const float *panel = g->panels + j0 * g->k;                                     \
-            int64_t i0 = 0;                                                                 \
-            for (; i0 + MR <= g->m; i0 += MR)                                               \
-                NAME##_block(g, panel, i0, MR, j0, w);                                      \
-            for (; i0 < g->m; i0++)                                                         \
-                NAME##_block(g, panel, i0, 1, j0, w);                                       \
+            int64_t j0 = p * SG_PANEL_NR, wp = g->n - j0 < SG_PANEL_NR ? g->n - j0 : SG_PANEL_NR; \
+            for (int64_t c0 = 0; c0 < wp; c0 += NAME##_CW) {                                \
+                const float *b = g->panels + j0 * g->k + c0;                                \
+                int64_t w = wp - c0 < NAME##_CW ? wp - c0 : NAME##_CW, i0 = 0;              \
+                for (; i0 + MR <= g->m; i0 += MR)                                           \
+                    NAME##_block(g, b, i0, MR, j0 + c0, w);                                 \
+                switch (g->m - i0) { /* the last rows: h fixed in each case */              \
+                case 1: NAME##_block(g, b, i0, 1, j0 + c0, w); break;                       \
+                case 2: NAME##_block(g, b, i0, 2, j0 + c0, w); break;                       \
+                case 3: NAME##_block(g, b, i0, 3, j0 + c0, w); break;                       \
+                case 4: NAME##_block(g, b, i0, 4, j0 + c0, w); break;                       \
+                case 5: NAME##_block(g, b, i0, 5, j0 + c0, w); break;                       \
+                case 6: NAME##_block(g, b, i0, 6, j0 + c0, w); break;                       \
+                case 7: NAME##_block(g, b, i0, 7, j0 + c0, w); break;                       \
+                default: break;                                                             \
+                }                                                                           \
+            }                                                                               \
         }                                                                                   \
     }
 
@@ -130,10 +183,10 @@ static inline void sg_panels_store(const sg_panels_job *g, const float *acc, int
 #define SG_PANELS_X86 1
 #define SG_PANELS_FMA16(x, b, acc) _mm512_fmadd_ps(_mm512_set1_ps(x), (b), (acc))
 #define SG_PANELS_FMA8(x, b, acc) _mm256_fmadd_ps(_mm256_set1_ps(x), (b), (acc))
-SG_PANELS_KERNEL(sg_panels_v4, __attribute__((target("avx512f,fma"))), 16, 8, SG_PANELS_FMA16)
-SG_PANELS_KERNEL(sg_panels_v3, __attribute__((target("avx2,fma"))), 8, 3, SG_PANELS_FMA8)
+SG_PANELS_KERNEL(sg_panels_v4, __attribute__((target("avx512f,fma"))), 16, 2, 8, SG_PANELS_FMA16)
+SG_PANELS_KERNEL(sg_panels_v3, __attribute__((target("avx2,fma"))), 8, 2, 6, SG_PANELS_FMA8)
 #endif
-SG_PANELS_KERNEL(sg_panels_v1, , 4, 2, SG_PANELS_MULADD)
+SG_PANELS_KERNEL(sg_panels_v1, , 4, 2, 6, SG_PANELS_MULADD)
 
 void sg_panels_gemm_f32(sg_ws *ws, int nthreads, sg_arr *out, const sg_arr *a, int ta, const float *panels,
                         double alpha, const sg_arr *c, int cn, double beta)
