@@ -90,9 +90,9 @@ MODULE = {
     "printing": "write sg.debugprint(obj) or sg.pprint(x)",
     "gradient": "write sg.grad, sg.jacobian, sg.hessian, sg.vjp, sg.jvp or sg.verify_grad",
     "tensor.nnet": "see sg.nn",
-    "RandomStreams": "write sg.random.RandomStream(seed); its .uniform, .normal, .bernoulli "
-                     "(Theano's binomial with n=1), .integers and .permutation take size= "
-                     "with ints or symbolic lengths",
+    "RandomStreams": "write sg.random.RandomStream(seed); its .uniform, .normal, .binomial "
+                     "(Theano's arguments; .bernoulli for n=1), .integers and .permutation "
+                     "take size= with ints or symbolic lengths",
     "MRG_RandomStreams": "write sg.random.RandomStream(seed)",
     "shared_randomstreams": "write sg.random.RandomStream(seed)",
     "sandbox": "write sg.random.RandomStream(seed) for Theano's sandbox.rng_mrg",

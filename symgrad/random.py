@@ -148,11 +148,48 @@ class RandomStream:
     def bernoulli(self, p=0.5, size=None, dtype=None):
         """1 with probability ``p`` in [0, 1], else 0 (``dtype`` default floatX; bool and the
         int dtypes too). Not differentiable with respect to ``p``."""
-        dtype = _dt.as_dtype(config.floatX if dtype is None else dtype, "bernoulli")
-        p = _param(p, "float64", "bernoulli", "p")
-        _known_check("bernoulli", "prob", p)
-        p = _checked("bernoulli", "prob", p)
-        return self._draw("bernoulli", dtype, size, [p], params=[p])
+        return self._bernoulli(p, size, config.floatX if dtype is None else dtype, "bernoulli")
+
+    def _bernoulli(self, p, size, dtype, what):
+        """Bernoulli draws whose errors name ``what`` (the method the user called)."""
+        dtype = _dt.as_dtype(dtype, what)
+        p = _param(p, "float64", what, "p")
+        _known_check(what, "prob", p)
+        p = _checked(what, "prob", p)
+        return self._draw("bernoulli", dtype, size, [p], params=[p], what=what)
+
+    def binomial(self, size=None, n=1, p=0.5, dtype="int64"):
+        """Theano's ``binomial(size, n, p)``: successes in ``n`` trials of probability ``p``.
+
+        Theano's argument order and default dtype (int64); ``n=1`` (the tutorials' corruption
+        masks and RBM samples) is :meth:`bernoulli`, the same draws. ``n`` is an int known
+        when the graph is built; ``n > 1`` counts ``n`` Bernoulli draws per element (exact,
+        and ``n`` times the work of one draw). Not differentiable with respect to ``p``.
+
+        >>> import symgrad as sg
+        >>> rng = sg.random.RandomStream(0)
+        >>> x = sg.matrix("x")
+        >>> corrupted = rng.binomial(size=x.shape, n=1, p=0.7, dtype="float64") * x
+        """
+        if isinstance(n, Variable) or not isinstance(n, numbers.Integral) or isinstance(
+                n, (bool, np.bool_)) or n < 0:
+            got = f"a Variable of type {n.type}" if isinstance(n, Variable) else repr(n)
+            raise TypeError(f"binomial: n must be an int >= 0 known when the graph is built, "
+                            f"got {got}; for a number of trials known only at call time, "
+                            f"draw rng.bernoulli(p, size=(n_max, *size)) and sum the first n "
+                            f"along axis 0 (at {user_trace()})")
+        n = int(n)
+        dtype = _dt.as_dtype(dtype, "binomial")
+        if n == 1:
+            return self._bernoulli(p, size, dtype, "binomial")
+        if dtype == "bool":
+            raise TypeError(f"binomial: n={n} successes do not fit dtype bool; give an int or "
+                            f"float dtype, or n=1 (at {user_trace()})")
+        p = _param(p, "float64", "binomial", "p")
+        shape = (_broadcast_lengths([p], "binomial") if size is None
+                 else _fitting_size(size, [p], "binomial"))
+        trials = self._bernoulli(p, (n, *shape), "int64", "binomial")
+        return trials.sum(axis=0).astype(dtype)
 
     def integers(self, low, high=None, size=None, dtype="int64"):
         """Integers uniform on ``[low, high)`` (``[0, low)`` when ``high`` is None), as NumPy's
@@ -198,10 +235,10 @@ class RandomStream:
             key = _ew.add(key, salt)
         return key, ctr
 
-    def _draw(self, dist, dtype, size, shaped_by, params=()):
+    def _draw(self, dist, dtype, size, shaped_by, params=(), what=None):
         """A ``Draw`` of ``dist`` whose shape is ``size`` or, without one, the broadcast
-        shape of ``shaped_by`` (the parameters)."""
-        index = _index(size, shaped_by, dist)
+        shape of ``shaped_by`` (the parameters); errors name ``what`` (default ``dist``)."""
+        index = _index(size, shaped_by, what or dist)
         slot = self._next_slot()
         key, ctr = self._key_counter(slot)
         return Draw(dist, dtype, self.id, slot)(key, ctr, index, *params)
@@ -288,19 +325,26 @@ def _index(size, shaped_by, what):
     if size is None:
         shape = _broadcast_lengths(shaped_by, what)
     else:
-        shape = _size(size, what)
-        known = tuple(n if isinstance(n, int) else None for n in shape)
-        try:
-            got = broadcast_static([known] + [p.type.shape for p in shaped_by], what)
-        except ShapeError:
-            got = None
-        if got is None or len(got) != len(known) or any(
-                a is not None and b is not None and a != b for a, b in zip(got, known)):
-            raise ShapeError(f"{what}: parameters of shapes "
-                             f"{', '.join(str(p.type.shape) for p in shaped_by)} do not "
-                             f"broadcast to size {_shown(known)} (at {user_trace()})")
+        shape = _fitting_size(size, shaped_by, what)
     return RandomIndex(len(shape))(*[as_variable(n, dtype="int64") if isinstance(n, int)
                                      else n for n in shape])
+
+
+def _fitting_size(size, shaped_by, what):
+    """``size`` as a tuple of lengths (:func:`_size`), checked where static: the parameters
+    ``shaped_by`` must broadcast to it."""
+    shape = _size(size, what)
+    known = tuple(n if isinstance(n, int) else None for n in shape)
+    try:
+        got = broadcast_static([known] + [p.type.shape for p in shaped_by], what)
+    except ShapeError:
+        got = None
+    if got is None or len(got) != len(known) or any(
+            a is not None and b is not None and a != b for a, b in zip(got, known)):
+        raise ShapeError(f"{what}: parameters of shapes "
+                         f"{', '.join(str(p.type.shape) for p in shaped_by)} do not "
+                         f"broadcast to size {_shown(known)} (at {user_trace()})")
+    return shape
 
 
 def _shown(shape):

@@ -261,6 +261,59 @@ def test_in_checks_and_pickles(tmp_path):
         h()
 
 
+# ---------------------------------------------------------------- RandomStreams.binomial
+
+def test_binomial_with_theanos_arguments():
+    """``rng.binomial(size=x.shape, n=1, p=..., dtype=floatX)``, the tutorials' corruption
+    mask: the same draws as ``bernoulli`` from the same seed, Theano's default dtype int64;
+    ``n > 1`` counts ``n`` draws per element (mean n p, variance n p (1 - p)), the same bits
+    compiled and in NumPy."""
+    x = sg.matrix("x")
+    xv = np.ones((4000, 5))
+    a, b = sg.random.RandomStream(11), sg.random.RandomStream(11)
+    mask = a.binomial(size=x.shape, n=1, p=0.3, dtype="float64") * x
+    same = b.bernoulli(0.3, size=x.shape, dtype="float64") * x
+    got, want = sg.evaluate([mask, same], {x: xv})
+    np.testing.assert_array_equal(got, want)
+    assert 0.28 < got.mean() < 0.32
+    assert a.binomial(size=(2, 3)).dtype == "int64" and a.binomial(p=sg.vector("q")).ndim == 1
+    rng = sg.random.RandomStream(5)
+    counts = rng.binomial(size=(x.shape[0], 3), n=7, p=sg.constant(np.array([0.1, 0.5, 0.9])))
+    none = rng.binomial(size=(2,), n=0, p=0.4, dtype="float32")
+    f = sg.function([x], [counts, none])
+    rng.seed(5)
+    cv, nv = f(xv)
+    rng.seed(5)
+    np.testing.assert_array_equal(sg.function([x], counts, mode="py")(xv), cv)
+    assert cv.dtype == np.int64 and cv.shape == (4000, 3) and cv.min() >= 0 and cv.max() <= 7
+    np.testing.assert_allclose(cv.mean(0), 7 * np.array([0.1, 0.5, 0.9]), atol=0.06)
+    np.testing.assert_allclose(cv.var(0), 7 * np.array([0.09, 0.25, 0.09]), rtol=0.1)
+    assert nv.dtype == np.float32 and nv.tolist() == [0.0, 0.0]
+
+
+def test_binomial_errors_name_binomial():
+    rng = sg.random.RandomStream(0)
+    for call, err, want in [
+            (lambda: rng.binomial(size=3, n=sg.scalar("n", dtype="int64")), TypeError,
+             r"binomial: n must be an int >= 0 known when the graph is built, got a Variable.*"
+             r"rng\.bernoulli\(p, size=\(n_max, \*size\)\)"),
+            (lambda: rng.binomial(size=3, n=2.0), TypeError, r"n must be an int >= 0.*got 2\.0"),
+            (lambda: rng.binomial(size=3, n=-1), TypeError, r"got -1"),
+            (lambda: rng.binomial(size=3, n=2, dtype="bool"), TypeError,
+             r"n=2 successes do not fit dtype bool"),
+            (lambda: rng.binomial(size=3, n=1, p=1.5), ValueError, r"^binomial: p must be in"),
+            (lambda: rng.binomial(size=3, n=4, p=-0.5), ValueError, r"^binomial: p must be in"),
+            (lambda: rng.binomial(size=(3,), n=2, p=np.full(4, 0.5)), sg.ShapeError,
+             r"^binomial: parameters of shapes \(4,\) do not broadcast to size \(3,\)")]:
+        with pytest.raises(err, match=want) as info:
+            call()
+        assert "test_theano_idioms.py" in str(info.value)
+    p = sg.scalar("p")
+    f = sg.function([p], rng.binomial(size=2, n=3, p=p), mode="py")
+    with pytest.raises(ValueError, match=r"^binomial at \S*test_theano_idioms\.py:\d+: p must be in"):
+        f(2.0)
+
+
 # ---------------------------------------------------------------- errors that point the way
 
 def test_numpy_functions_on_a_variable_say_what_to_write():
