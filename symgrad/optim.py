@@ -14,8 +14,10 @@ steps built with one optimizer share its state, and a checkpoint of a step
 holds it (:func:`symgrad.save`).
 
 ``lr`` is a Python number (fixed into the graph) or a 0-d float shared
-variable, or an expression of shared variables only: ``lr.set_value(...)``
-between calls is a learning-rate schedule.
+variable, or an expression of shared variables: ``lr.set_value(...)``
+between calls is a learning-rate schedule. It may also read a 0-d input of
+the train step (Theano's ``sg.In(lr, value=0.1)`` among the step's inputs);
+a step that does not list that input is an ``InputError`` naming it.
 
 The update rules follow PyTorch's conventions; each class's docstring states
 its formula exactly.
@@ -27,7 +29,7 @@ import numbers
 import numpy as np
 
 from . import dtypes as _dt
-from .graph import SharedVariable, Variable, free_inputs
+from .graph import SharedVariable, Variable
 from .ops import cast, minimum, sqrt
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_by_global_norm"]
@@ -50,12 +52,8 @@ def _number(value, what, low=0.0, high=math.inf, high_open=False):
 def _check_lr(lr):
     if isinstance(lr, Variable):
         if lr.ndim != 0 or not _dt.is_float(lr.dtype):
-            raise TypeError(f"lr must be a number or a 0-d float shared variable, got a "
+            raise TypeError(f"lr must be a number or a 0-d float Variable, got a "
                             f"{lr.ndim}-d {lr.dtype} variable")
-        if free_inputs([lr]):
-            names = ", ".join(v.name or repr(v) for v in free_inputs([lr]))
-            raise TypeError(f"lr may depend on shared variables only, but it needs the input(s) "
-                            f"{names}; make the schedule a sg.shared value and set_value it")
         return lr
     return _number(lr, "lr")
 
@@ -156,7 +154,7 @@ class Optimizer:
     ----------
     lr : float or Variable
         A non-negative number, or a 0-d float shared variable (or an expression
-        of shared variables only) for schedules.
+        of shared variables) for schedules, or a 0-d input of the train step.
     clip_norm : float, optional
         Clip the gradients to this global L2 norm first
         (:func:`clip_by_global_norm`).

@@ -24,7 +24,7 @@ floats; nothing else happens per call.
 from . import dtypes as _dt
 from .autodiff import grad
 from .errors import NonDifferentiableError, NonScalarCostError
-from .function import function
+from .function import In, function
 from .graph import SharedVariable, Variable, shape_text
 from .ops.elemwise import StopGradient
 from .ops.norm import collect_updates
@@ -87,12 +87,15 @@ def _check_losses(losses):
 
 
 def _check_inputs(inputs):
-    if isinstance(inputs, Variable):
-        return [inputs]
+    """The inputs as given (``sg.In`` entries kept: sg.function reads their defaults) and as
+    Variables."""
+    if isinstance(inputs, (Variable, In)):
+        inputs = [inputs]
     if not isinstance(inputs, (list, tuple)):
-        raise TypeError(f"inputs must be a Variable or a list/tuple of Variables, got "
+        raise TypeError(f"inputs must be a Variable, an sg.In or a list/tuple of them, got "
                         f"{type(inputs).__name__}")
-    return list(inputs)
+    given = list(inputs)
+    return given, [v.variable if isinstance(v, In) else v for v in given]
 
 
 def _check_params(params):
@@ -204,7 +207,8 @@ class TrainStep:
     Attributes
     ----------
     inputs : list of Variable
-        What a call takes, in order (or by name).
+        What a call takes, in order (or by name); ``function.defaults`` holds the
+        defaults of those given as ``sg.In``.
     total : Variable
         The summed loss, reported as ``"loss"``.
     losses : dict
@@ -233,7 +237,7 @@ class TrainStep:
 
     def __init__(self, losses, inputs, params=None, optimizer=None, mode=None, name=None):
         self.losses, self.total = _check_losses(losses)
-        self.inputs = _check_inputs(inputs)
+        given, self.inputs = _check_inputs(inputs)
         inferred = params is None
         self.params = infer_params(self.total) if inferred else _check_params(params)
         if not self.params:
@@ -256,7 +260,7 @@ class TrainStep:
         self.summaries = active_scope().computable(self.inputs)
         outs, self._plan = _outputs(self.total, self.losses, self.summaries)
         self.keys = [k for k, _ in self._plan]
-        self.function = function(self.inputs, outs, updates=self.updates, mode=mode,
+        self.function = function(given, outs, updates=self.updates, mode=mode,
                                  name=name or "train_step")
         # the random streams the step draws from (dropout, noise): sg.save keeps them too
         self.state += [sv for sv in self.function.random_states if sv not in self.state]
@@ -304,7 +308,10 @@ def train_step(losses, inputs, params=None, optimizer=None, mode=None, name=None
         entry raises ``NonScalarCostError`` naming its key. The key ``"loss"``
         is reserved for the total (allowed only as the single entry).
     inputs : Variable or list of Variable
-        The step's arguments (a batch), bound by position or by name.
+        The step's arguments (a batch), bound by position or by name. An entry
+        ``sg.In(var, value=default)`` may be left out of a call, as with
+        :func:`symgrad.function` (Theano's ``In``: a corruption level, a
+        learning rate that ``optimizer`` reads).
     params : list of SharedVariable, optional
         What to train. Default: every trainable float shared variable the
         total depends on, in creation order (not through ``stop_gradient``).

@@ -238,6 +238,36 @@ def test_in_defaults_positional_and_by_name(sgd_step):
         f(lr=0.1)
 
 
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_train_step_takes_in_defaults(mode):
+    """The same pre-training step through sg.train_step: the optimizer's learning rate and
+    the corruption level are inputs with defaults; a step whose optimizer reads an input
+    it does not list says so."""
+    W = sg.shared(np.zeros(3), name=f"W_step_{mode}")
+    x, lr, level = sg.vector("x"), sg.scalar("lr"), sg.scalar("corruption")
+    cost = ((x * (1 - level) - W) ** 2).sum()
+    step = sg.train_step(cost, [x, sg.In(level, value=0.25), sg.In(lr, value=0.1)],
+                         optimizer=sg.optim.SGD(lr=lr), mode=mode)
+    assert step.inputs == [x, level, lr] and step.function.defaults == {1: 0.25, 2: 0.1}
+    xv = np.array([1.0, 2.0, 4.0])
+    for args, kw, (lv, rate) in [((xv,), {}, (0.25, 0.1)), ((xv, 0.5), {}, (0.5, 0.1)),
+                                 ((xv,), {"lr": 0.3}, (0.25, 0.3)),
+                                 ((), {"x": xv, "corruption": 0.0, "lr": 0.2}, (0.0, 0.2))]:
+        W.set_value(np.zeros(3))
+        got = step(*args, **kw)
+        target = xv * (1 - lv)
+        assert got["loss"] == pytest.approx(float((target ** 2).sum()), rel=1e-12)
+        np.testing.assert_allclose(W.get_value(), 2 * rate * target, rtol=1e-12)
+    single = sg.train_step(((W - lr) ** 2).sum(), sg.In(lr, value=1.0), mode="py")
+    before = W.get_value()
+    assert single()["loss"] == pytest.approx(float(((before - 1) ** 2).sum()), rel=1e-12)
+    with pytest.raises(sg.InputError, match=r"needs the input lr, used by .*test_theano_idioms"):
+        sg.train_step(cost, [x, sg.In(level, value=0.25)], optimizer=sg.optim.SGD(lr=lr),
+                      mode="py")
+    with pytest.raises(TypeError, match="a Variable, an sg.In or a list/tuple of them"):
+        sg.train_step(cost, {x}, mode="py")
+
+
 def test_in_checks_and_pickles(tmp_path):
     import pickle
     x = sg.vector("x")

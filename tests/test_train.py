@@ -143,7 +143,7 @@ def test_nothing_to_train_and_bad_inputs():
     with pytest.raises(ValueError, match="nothing to train"):
         sg.train_step((x * frozen).sum(), [x])
     w = sg.shared(np.ones(2), name="w")
-    with pytest.raises(TypeError, match="inputs must be a Variable or a list"):
+    with pytest.raises(TypeError, match="inputs must be a Variable, an sg.In or a list"):
         sg.train_step((x * w).sum(), "x")
     with pytest.raises(sg.InputError, match="needs the input x"):
         sg.train_step((x * w).sum(), [])
