@@ -204,11 +204,18 @@ _SG_OF_NUMPY = {
 }
 
 
+# NumPy functions whose answer is an attribute of a Variable.
+_ATTRIBUTE_OF_NUMPY = {"ndim": "x.ndim", "size": "x.size (an int, or a symbolic length)",
+                       "shape": "x.shape (ints where static, symbolic lengths where not)"}
+
+
 def numpy_error(fn_name):
     """The TypeError for ``np.<fn_name>(...)`` given a symbolic Variable."""
     sg_name = _SG_OF_NUMPY.get(fn_name, fn_name)
     where = None if sg_name is None else _function_in(sg_name)
-    if where is not None:
+    if fn_name in _ATTRIBUTE_OF_NUMPY:
+        advice = f"write {_ATTRIBUTE_OF_NUMPY[fn_name]}"
+    elif where is not None:
         advice = f"write {where}.{sg_name}(...)"
     elif fn_name in MODULE:
         advice = MODULE[fn_name]

@@ -186,17 +186,76 @@ class Variable:
     def __str__(self):
         return self.name or repr(self)
 
+    # Python's and NumPy's conversions: a Variable has no value while the graph is built.
+    # Each refusal is a TypeError (what Python raises for an unsupported conversion) that
+    # says what to write instead.
+
     def __bool__(self):
-        raise TypeError("a symbolic Variable has no truth value; use sg.where(cond, a, b) to select "
-                        "and sg.eq / sg.neq to compare")
+        raise TypeError(f"a symbolic Variable has no truth value ({self!r}): use "
+                        f"sg.where(cond, a, b) to select, sg.ifelse(cond, a, b) to branch, and "
+                        f"sg.eq / sg.neq to compare; test a static length through x.type.shape")
 
     def __iter__(self):
-        raise TypeError("a symbolic Variable cannot be iterated; index it explicitly (x[0], x[1], ...)")
+        raise TypeError(f"a symbolic Variable cannot be iterated ({self!r}: for row in x, "
+                        f"a, b = x, list(x)): index it (x[0], x[1], ...), or loop over its "
+                        f"rows in the graph with sg.map(fn, sequences=[x]) or sg.scan")
+
+    def __contains__(self, item):
+        raise TypeError(f"'in' cannot search a symbolic Variable ({self!r}): compute it in the "
+                        f"graph, e.g. sg.eq(x, value).max()")
 
     def __len__(self):
-        raise TypeError("len() of a symbolic Variable is unknown at build time; "
-                        "use x.shape[0] (an int where the length is static, else a symbolic "
-                        "length)")
+        shape = self.type.shape
+        if not shape:
+            where = f"a 0-d Variable has no length ({self!r})"
+        elif shape[0] is None:
+            where = (f"the length of {self!r} is known only at call time: x.shape[0] is a "
+                     f"symbolic int64 scalar (sg.arange(x.shape[0]), sg.zeros((x.shape[0], "
+                     f"...)) take it)")
+        else:
+            where = f"its first length is static: x.shape[0] is {shape[0]} ({self!r})"
+        raise TypeError(f"len() of a symbolic Variable is not defined: {where}")
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(f"a symbolic Variable cannot become a NumPy array ({self!r}; "
+                        f"np.asarray(x), np.array([x, ...]), np.float64(x)): it has no value until "
+                        f"a compiled function runs. Evaluate it with x.eval({{input: value}}), or "
+                        f"compile f = sg.function(inputs, x) and call f; to combine Variables "
+                        f"write sg.stack / sg.concatenate")
+
+    def _no_number(self, what, instead):
+        raise TypeError(f"{what} ({self!r}): it has no value until a compiled function runs; "
+                        f"evaluate it first (x.eval({{input: value}}) or a compiled "
+                        f"sg.function's result), or {instead}")
+
+    def __float__(self):
+        self._no_number("float() of a symbolic Variable", "in the graph write x.astype('float64')")
+
+    def __int__(self):
+        self._no_number("int() of a symbolic Variable", "in the graph write x.astype('int64'); "
+                        "a length is x.shape[i] (an int where it is static)")
+
+    def __complex__(self):
+        self._no_number("complex() of a symbolic Variable", "note that symgrad has no complex "
+                        "dtypes")
+
+    def __index__(self):
+        self._no_number("a symbolic Variable is no Python int (an index, a length for range() "
+                        "or np.zeros)", "for a length known only at call time stay in the "
+                        "graph: sg.arange(n), sg.zeros((n, ...)), x[:n], a loop with sg.scan")
+
+    def __round__(self, ndigits=None):
+        self._no_number("round() of a symbolic Variable", "in the graph write sg.round(x)")
+
+    def __trunc__(self):
+        self._no_number("math.trunc() of a symbolic Variable", "in the graph write "
+                        "sg.where(x < 0, sg.ceil(x), sg.floor(x))")
+
+    def __floor__(self):
+        self._no_number("math.floor() of a symbolic Variable", "in the graph write sg.floor(x)")
+
+    def __ceil__(self):
+        self._no_number("math.ceil() of a symbolic Variable", "in the graph write sg.ceil(x)")
 
 
 class Constant(Variable):

@@ -367,6 +367,51 @@ def test_numpy_functions_on_a_variable_say_what_to_write():
     assert (a == x) is False and (a != x) is True  # identity, as x == a: sg.eq compares
 
 
+def test_python_and_numpy_conversions_of_a_variable_say_what_to_write():
+    """np.asarray(x) used to give a 0-d object array quietly; every conversion that needs a
+    value is a TypeError saying what to write instead."""
+    import math
+    import operator
+    x = sg.matrix("x")
+    s = x.sum()
+    n = x.shape[0]
+    static = sg.tensor("t", shape=(3, 2))
+    value = r"it has no value until a compiled function runs"
+    for call, want in [
+            (lambda: np.asarray(x), rf"cannot become a NumPy array .*{value}.*x\.eval\(.*sg\.function"),
+            (lambda: np.array(x), r"cannot become a NumPy array"),
+            (lambda: np.array([x, x]), r"cannot become a NumPy array .*sg\.stack"),
+            (lambda: np.float64(s), r"cannot become a NumPy array"),
+            (lambda: np.arange(3)[n], r"cannot become a NumPy array"),
+            (lambda: sg.constant([s, 1.0]), r"cannot become a NumPy array"),
+            (lambda: float(s), rf"^float\(\) of a symbolic Variable .*{value}.*x\.astype\('float64'\)"),
+            (lambda: int(s), r"^int\(\) of a symbolic Variable .*x\.shape\[i\]"),
+            (lambda: complex(s), r"no complex dtypes"),
+            (lambda: round(s), r"sg\.round\(x\)"),
+            (lambda: math.floor(s), r"sg\.floor\(x\)"),
+            (lambda: math.ceil(s), r"sg\.ceil\(x\)"),
+            (lambda: math.trunc(s), r"sg\.where"),
+            (lambda: range(n), r"no Python int .*sg\.arange\(n\)"),
+            (lambda: operator.index(n), r"no Python int"),
+            (lambda: [1, 2][n], r"no Python int"),
+            (lambda: np.ones((n, 3)), r"no Python int"),
+            (lambda: bool(s), r"no truth value .*sg\.where.*sg\.ifelse"),
+            (lambda: len(x), r"known only at call time: x\.shape\[0\] is a symbolic int64"),
+            (lambda: len(static), r"its first length is static: x\.shape\[0\] is 3"),
+            (lambda: len(s), r"a 0-d Variable has no length"),
+            (lambda: list(x), r"cannot be iterated .*x\[0\].*sg\.map"),
+            (lambda: [r for r in static], r"cannot be iterated"),
+            (lambda: 1.0 in x, r"'in' cannot search .*sg\.eq"),
+            (lambda: np.ndim(x), r"np\.ndim .*write x\.ndim"),
+            (lambda: np.shape(x), r"np\.shape .*write x\.shape")]:
+        with pytest.raises(TypeError, match=want):
+            call()
+    # what still works: static lengths are ints, NumPy's operators build the graph
+    a, b = static.shape
+    assert (a, b) == (3, 2) and len(static.shape) == 2 and static.ndim == 2
+    assert isinstance(np.ones(2) + x, sg.Variable)
+
+
 def test_missing_names_say_what_to_write():
     for name, want in [("nnet", r"sg\.nn .*sg\.nn\.softmax"), ("dmatrix", r"sg\.matrix\(name, dtype='float64'\)"),
                        ("ivector", r"sg\.vector\(name, dtype='int32'\)"),
