@@ -855,7 +855,8 @@ def flatten_graph(roots):
 # Node tags that change the generated code (the gemm rewrite's product line is in
 # its error messages) or its printing, and hold no graph references: they survive
 # pickling, so an unpickled function's kernel source, and cache key, are the same.
-_PICKLED_TAGS = ("product_trace", "product_name", "accumulate_name")
+_PICKLED_TAGS = ("product_trace", "product_name", "accumulate_name", "user_op",
+                 "product_vectors")
 
 
 def _leaf_state(v):

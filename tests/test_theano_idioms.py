@@ -481,6 +481,59 @@ def test_a_product_that_does_not_fit_names_the_users_matmul(mode):
     assert "gemm" not in str(err.value)
 
 
+def _mismatched_products():
+    """Products with their own inputs each (one compiled function tries them all)."""
+    M = [sg.matrix(f"M{k}") for k in range(6)]
+    v = [sg.vector(f"v{k}") for k in (0, 1, 2, 3, 4, 6)]
+    v.insert(5, None)
+    N, T3 = sg.matrix("N"), sg.tensor3("T3")
+    outs = [M[0] @ v[0],                    # _PRODUCT_LINE + 0
+            v[1] @ M[1],                    # + 1
+            sg.dot(M[2], v[2]) + 1,         # + 2
+            M[3].T @ v[3],                  # + 3: a gemm with a.T
+            2 * sg.dot(v[4], M[4].T),       # + 4: a gemm with alpha and a.T
+            sg.dot(M[5], N) + 1,            # + 5: a gemm accumulating
+            T3 @ v[6]]                      # + 6
+    return M, v, N, T3, outs
+
+
+_PRODUCT_LINE = _mismatched_products.__code__.co_firstlineno + 6
+
+
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_a_mismatched_product_shows_the_operands_as_written(mode):
+    """A vector operand of a product is a row or a column inside the graph; a call whose
+    sizes do not fit shows it as the vector the user gave, names the function they called
+    (``matmul`` for ``@``, or ``dot``) and their line -- through the gemm rewrite too."""
+    M, v, N, T3, outs = _mismatched_products()
+    f = sg.function(M + [u for u in v if u is not None] + [N, T3], outs, mode=mode)
+    assert {"gemm", "matmul"} <= {n.op.name for n in f.graph.nodes}
+    # sizes that fit: the rows of M3, M4 and M5 pass through transposes and N
+    fit = {**{f"M{k}": np.ones((3, 4)) for k in range(6)},
+           **{f"v{k}": np.ones(4) for k in (0, 2, 6)},
+           "v1": np.ones(3), "v3": np.ones(3), "v4": np.ones(4), "N": np.ones((4, 2)),
+           "T3": np.ones((2, 3, 4))}
+    f(**fit)
+    bad = [("matmul", "v0", np.ones(5), "(3, 4) and (5,)", "4 and 5"),
+           ("matmul", "v1", np.ones(5), "(5,) and (3, 4)", "5 and 3"),
+           ("dot", "v2", np.ones(5), "(3, 4) and (5,)", "4 and 5"),
+           ("matmul", "v3", np.ones(5), "(4, 3) and (5,)", "3 and 5"),
+           ("dot", "v4", np.ones(5), "(5,) and (4, 3)", "5 and 4"),
+           ("dot", "N", np.ones((5, 2)), "(3, 4) and (5, 2)", "4 and 5"),
+           ("matmul", "v6", np.ones(5), "(2, 3, 4) and (5,)", "4 and 5")]
+    for k, (op, name, value, shapes, lengths) in enumerate(bad):
+        with pytest.raises(sg.ShapeError) as err:
+            f(**{**fit, name: value})
+        assert str(err.value) == (f"{op} at {__file__}:{_PRODUCT_LINE + k}: shapes {shapes} "
+                                  f"cannot be multiplied (contracted lengths {lengths})")
+    # the same at build time, where the lengths are static
+    a, u = sg.tensor("a", shape=(3, 4)), sg.tensor("u", shape=(5,))
+    with pytest.raises(sg.ShapeError, match=r"^matmul: shapes \(3, 4\) and \(5,\) are not aligned"):
+        a @ u
+    with pytest.raises(sg.ShapeError, match=r"^dot: shapes \(5,\) and \(3, 4\) are not aligned"):
+        sg.dot(u, a)
+
+
 # ---------------------------------------------------------------- a tutorial, line by line
 
 def test_logistic_regression_tutorial_in_debug_mode():

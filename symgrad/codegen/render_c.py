@@ -161,7 +161,8 @@ class KernelContext:
         sites are written, hence the same in any process for the same graph.
         """
         trace = node.trace if trace is None else trace
-        label = node.op if label is None else label
+        # a product names the function the user called (tag.user_op: dot builds a matmul)
+        label = (getattr(node.tag, "user_op", None) or node.op) if label is None else label
         key = (id(node), str(trace), str(label))
         if key not in self._sites:
             self._sites[key] = len(self.locations)
@@ -1000,7 +1001,8 @@ def _blas(ctx, step):
     cs = [f"&{ctx.arr(step.c)}", str(step.c.ndim)] if step.c is not None else ["NULL", "0"]
     shp = ctx.tmp("shape")
     ctx.w(f"int64_t {shp}[2];")
-    ctx.w(f"if (sg_gemm_shape(err, {', '.join(args + ops + cs)}, {shp})) goto fail;")
+    vec = getattr(node.tag, "product_vectors", 0)
+    ctx.w(f"if (sg_gemm_shape(err, {', '.join(args + ops + cs)}, {shp}, {vec})) goto fail;")
     O = ctx.alloc(node, out, [f"{shp}[0]", f"{shp}[1]"])
     fn = f"sg_gemm_{SUFFIX[out.dtype]}"
     call = (f"if ({fn}(err, {', '.join(args)}, ws, &{O}, {', '.join(ops)}, "
@@ -1504,7 +1506,8 @@ def _in_place(ctx, ip, timed, profile, emit_outputs):
             shp = ctx.tmp("shape")
             w(f"int64_t {shp}[2];")
             w(f"if (sg_gemm_shape(err, {c.pw}, {c.cw}, &{c.A}, {int(step.trans_a)}, &{c.B}, "
-              f"{int(step.trans_b)}, &{c.W}, 2, {shp})) goto fail;")
+              f"{int(step.trans_b)}, &{c.W}, 2, {shp}, "
+              f"{getattr(node.tag, 'product_vectors', 0)})) goto fail;")
         else:
             shp = _shapes(ctx, step)[id(out)]
             # what it reads, but for its own variable (element by element) and new values

@@ -752,23 +752,39 @@ SG_EXTREMES(uint8_t, b8, 0, 1, SG_NOTNAN, 0, 0)
 
 /* ---- matrix products ---- */
 
-/* The shape of a @ b (ndim on = max(an, bn) >= 2): batch axes broadcast, then M, N. */
+/* The shape of operand `u` as the user wrote it: without the axis `drop` (the length-1
+ * axis matmul gave a vector), or as it is (drop < 0). */
+static const char *sg_operand_str(char *buf, size_t n, const sg_arr *u, int nd, int drop)
+{
+    int64_t shape[SG_MAXDIM];
+    int m = 0;
+    for (int d = 0; d < nd; d++)
+        if (d != drop)
+            shape[m++] = u->shape[d];
+    return sg_shape_str(buf, n, shape, m);
+}
+
+/* The shape of a @ b (ndim on = max(an, bn) >= 2): batch axes broadcast, then M, N.
+ * `vec` says which operands the user gave as vectors (1: a, a row here; 2: b, a column):
+ * messages show those as the vectors they were. */
 int sg_matmul_shape(sg_err *err, const char *where, const sg_arr *a, int an,
-                               const sg_arr *b, int bn, int64_t *shape, int on)
+                               const sg_arr *b, int bn, int64_t *shape, int on, int vec)
 {
     char sa[96], sb[96];
     int64_t k = a->shape[an - 1], k2 = b->shape[bn - 2];
+    int da = vec & 1 ? an - 2 : -1, db = vec & 2 ? bn - 1 : -1;
     if (k != k2)
         return sg_fail(err, SG_ESHAPE, "%sshapes %s and %s cannot be multiplied (contracted "
-                       "lengths %lld and %lld)", where, sg_shape_str(sa, sizeof sa, a->shape, an),
-                       sg_shape_str(sb, sizeof sb, b->shape, bn), (long long)k, (long long)k2);
+                       "lengths %lld and %lld)", where, sg_operand_str(sa, sizeof sa, a, an, da),
+                       sg_operand_str(sb, sizeof sb, b, bn, db), (long long)k, (long long)k2);
     for (int d = 0; d < on - 2; d++)
         shape[d] = 1;
     if (sg_broadcast_into(shape, on - 2, a->shape, an - 2) >= 0 ||
         sg_broadcast_into(shape, on - 2, b->shape, bn - 2) >= 0)
         return sg_fail(err, SG_ESHAPE, "%sshapes %s and %s cannot be multiplied (their batch "
-                       "shapes do not broadcast)", where, sg_shape_str(sa, sizeof sa, a->shape, an),
-                       sg_shape_str(sb, sizeof sb, b->shape, bn));
+                       "shapes do not broadcast)", where,
+                       sg_operand_str(sa, sizeof sa, a, an, da),
+                       sg_operand_str(sb, sizeof sb, b, bn, db));
     shape[on - 2] = a->shape[an - 2];
     shape[on - 1] = b->shape[bn - 1];
     return 0;
@@ -884,14 +900,15 @@ sg_arr sg_gemm_view(const sg_arr *v, int t)
 
 /* The shape of alpha * op(a) @ op(b) + beta * c into `shape` (c, of ndim cn
  * <= 2, may be NULL and may stretch the product). Errors of the product name
- * `pwhere` (the product the user wrote), those of c `where`. */
+ * `pwhere` (the product the user wrote), those of c `where`; `vec` as sg_matmul_shape's, of
+ * op(a) and op(b). */
 int sg_gemm_shape(sg_err *err, const char *pwhere, const char *where, const sg_arr *a,
                              int ta, const sg_arr *b, int tb, const sg_arr *c, int cn,
-                             int64_t *shape)
+                             int64_t *shape, int vec)
 {
     sg_arr ua = sg_gemm_view(a, ta), ub = sg_gemm_view(b, tb);
     int64_t p[2];
-    if (sg_matmul_shape(err, pwhere, &ua, 2, &ub, 2, p, 2))
+    if (sg_matmul_shape(err, pwhere, &ua, 2, &ub, 2, p, 2, vec))
         return err->code;
     shape[0] = p[0], shape[1] = p[1];
     if (c && sg_broadcast_into(shape, 2, c->shape, cn) >= 0) {

@@ -127,7 +127,7 @@ SG_DECLARE_EXTREMES(uint8_t, b8)
 /* ---- matrix products ---- */
 
 int sg_matmul_shape(sg_err *err, const char *where, const sg_arr *a, int an, const sg_arr *b,
-                    int bn, int64_t *shape, int on);
+                    int bn, int64_t *shape, int on, int vec);
 int sg_gemm_operand(sg_err *err, const char *where, sg_ws *ws, sg_arr *u, int nd, size_t item,
                     enum CBLAS_TRANSPOSE *t, int64_t *ld);
 int sg_blas_sizes(sg_err *err, const char *where, int64_t m, int64_t k, int64_t n);
@@ -135,7 +135,7 @@ int sg_matmul_blas(sg_err *err, const char *where, sg_ws *ws, sg_arr *c, int cn,
                    int an, const sg_arr *b, int bn, int dbl);
 sg_arr sg_gemm_view(const sg_arr *v, int t);
 int sg_gemm_shape(sg_err *err, const char *pwhere, const char *where, const sg_arr *a, int ta,
-                  const sg_arr *b, int tb, const sg_arr *c, int cn, int64_t *shape);
+                  const sg_arr *b, int tb, const sg_arr *c, int cn, int64_t *shape, int vec);
 #define SG_DECLARE_GEMM(SUF)                                                               \
     int sg_gemm_##SUF(sg_err *err, const char *pwhere, const char *where, sg_ws *ws,       \
                       sg_arr *out, const sg_arr *a, int ta, const sg_arr *b, int tb,       \

@@ -22,6 +22,7 @@ from ..errors import ShapeError
 from ..graph import Constant, Op, TensorType
 from ..codegen.ir import BlasCall
 from .elemwise import Elemwise, broadcast_static
+from .linalg import as_written, user_op
 from .shape import MakeVector, ShapeAt, SumTo, shape
 
 __all__ = ["Gemm"]
@@ -57,15 +58,16 @@ class Gemm(Op):
     # Users never write gemm: its errors name what they wrote, at their line.
     @staticmethod
     def product_label(node):
-        """The operation a failure of the product names: the user's ``@`` / ``matmul``."""
-        return "matmul"
+        """The operation a failure of the product names: the user's ``@`` / ``matmul`` (or
+        ``dot``: ``tag.user_op``)."""
+        return user_op(node)
 
     @staticmethod
     def accumulate_label(node):
         """The operation a failure to add the accumulated term names: the user's ``+`` or
         ``-`` (``tag.accumulate_name``, set by the rewrite) around the product."""
         name = getattr(node.tag, "accumulate_name", None)
-        return name if name in ("add", "sub") else "matmul"
+        return name if name in ("add", "sub") else user_op(node)
 
     def _mats(self, a_shape, b_shape):
         a = tuple(a_shape[::-1]) if self.trans_a else tuple(a_shape)
@@ -97,9 +99,10 @@ class Gemm(Op):
         dtype = node.outputs[0].dtype
         trace = getattr(node.tag, "product_trace", node.trace)
         if A.shape[1] != B.shape[0]:
-            raise ShapeError(f"{self.product_label(node)} at {trace}: shapes {A.shape} and "
-                             f"{B.shape} cannot be "
-                             f"multiplied (contracted lengths {A.shape[1]} and {B.shape[0]})")
+            sa, sb = as_written(node, A.shape, B.shape)
+            raise ShapeError(f"{self.product_label(node)} at {trace}: shapes {sa} and {sb} "
+                             f"cannot be multiplied (contracted lengths {A.shape[1]} and "
+                             f"{B.shape[0]})")
         with np.errstate(all="ignore"):
             out = np.matmul(A, B).astype(dtype, copy=False)
             if self.alpha != 1:

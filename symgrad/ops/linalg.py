@@ -81,9 +81,11 @@ class MatMul(Op):
         try:
             out = np.matmul(a, b)
         except ValueError:
-            raise ShapeError(f"matmul at {node.trace}: shapes {a.shape} and {b.shape} cannot be "
-                             f"multiplied (contracted lengths {a.shape[-1]} and {b.shape[-2]}, "
-                             f"batch shapes must broadcast)") from None
+            sa, sb = as_written(node, a.shape, b.shape)
+            why = (f"contracted lengths {a.shape[-1]} and {b.shape[-2]}"
+                   if a.shape[-1] != b.shape[-2] else "their batch shapes do not broadcast")
+            raise ShapeError(f"{user_op(node)} at {node.trace}: shapes {sa} and {sb} cannot be "
+                             f"multiplied ({why})") from None
         # np.matmul returns a fresh array; asarray only fixes the dtype if NumPy differs.
         return [np.asarray(out, dtype=node.outputs[0].dtype)]
 
@@ -104,6 +106,27 @@ class MatMul(Op):
 
     def lower(self, node):
         return _matmul(node)
+
+
+# A product the user wrote names itself in errors as written: the function (``matmul`` for
+# ``@``, or ``dot``) in the node's ``tag.user_op``, and which operands were vectors (made a
+# row / a column for the MatMul op) in ``tag.product_vectors``: bit 1 the first, bit 2 the
+# second. The gemm rewrite carries both onto the gemm it makes.
+
+def user_op(node):
+    """The function a product's errors name: ``matmul`` (also ``@``) or ``dot``."""
+    return getattr(node.tag, "user_op", None) or "matmul"
+
+
+def as_written(node, a_shape, b_shape):
+    """The operands' runtime shapes as the user gave them: a vector without its added axis."""
+    vec = getattr(node.tag, "product_vectors", 0)
+    a_shape, b_shape = tuple(a_shape), tuple(b_shape)
+    if vec & 1:
+        a_shape = a_shape[:-2] + a_shape[-1:]
+    if vec & 2:
+        b_shape = b_shape[:-1]
+    return a_shape, b_shape
 
 
 def _to_input(make, x):
@@ -132,17 +155,27 @@ def matmul(a, b):
     >>> sg.tensor(shape=(5, 2, 3)).__matmul__(sg.tensor(shape=(3, 4))).type
     float64[5, 2, 4]
     """
+    return _product(a, b, "matmul")
+
+
+def _product(a, b, opname):
+    """``a @ b`` for :func:`matmul` and :func:`dot`, whose name (``opname``) its errors give."""
     a, b = as_variable(a), as_variable(b)
     if a.ndim == 0 or b.ndim == 0:
-        raise _at_line(ShapeError(f"matmul: operands must be at least 1-d, got {a.type} and "
+        raise _at_line(ShapeError(f"{opname}: operands must be at least 1-d, got {a.type} and "
                                   f"{b.type}; use * (multiply) for scalars"))
     try:
-        _check_contracted(a.type.shape, b.type.shape, "matmul")
+        _check_contracted(a.type.shape, b.type.shape, opname)
     except ShapeError as e:
         raise _at_line(e) from None
     a2 = expand_dims(a, 0) if a.ndim == 1 else a
     b2 = expand_dims(b, -1) if b.ndim == 1 else b
     out = MatMul()(a2, b2)
+    vec = (a.ndim == 1) | (b.ndim == 1) << 1
+    if vec:
+        out.owner.tag.product_vectors = vec
+    if opname != "matmul":
+        out.owner.tag.user_op = opname
     # Drop the axes the vectors were given, exactly where np.matmul drops them.
     if b.ndim == 1:
         out = squeeze(out, -1)
@@ -176,11 +209,7 @@ def dot(a, b):
             f"dot: {a.ndim}-d . {b.ndim}-d is not supported (np.dot would pair every batch of "
             f"the first operand with every batch of the second); use sg.matmul(a, b) (or a @ b), "
             f"which broadcasts the leading axes, or reshape b to 2-d"))
-    try:
-        _check_contracted(a.type.shape, b.type.shape, "dot")
-    except ShapeError as e:
-        raise _at_line(e) from None
-    return matmul(a, b)
+    return _product(a, b, "dot")
 
 
 def outer(a, b):
@@ -213,7 +242,8 @@ def _matmul(node):
     shape = Local("shape", length=out.ndim)
     body = [Array(shape),
             Call("sg_matmul_shape", [Arr(a), Int(a.ndim), Arr(b), Int(b.ndim), shape,
-                                     Int(out.ndim)]),
+                                     Int(out.ndim),
+                                     Int(getattr(node.tag, "product_vectors", 0))]),
             Alloc(out, [At(shape, d) for d in range(out.ndim)])]
     ua, ub = (_in_dtype(body, v, out) for v in (a, b))
     # BLAS runs for floats; integers have no BLAS routine (wrapping sums in the library)

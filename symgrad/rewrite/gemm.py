@@ -37,6 +37,9 @@ class _Product:
         self.name = getattr(tag, "product_name", None) or (var.name if var is not None else None)
         self.grad_of = getattr(tag, "product_grad_of", None) or (
             node.grad_of if node is not None else None)
+        # what its errors name: the user's dot, a vector operand (ops/linalg.py)
+        self.user_op = getattr(tag, "user_op", None)
+        self.vectors = getattr(tag, "product_vectors", 0)
 
 
 def _untransposed(v):
@@ -98,6 +101,10 @@ def _gemm(p, c=None, beta=1.0):
         out.owner.tag.product_name = p.name
     if p.grad_of is not None:
         out.owner.tag.product_grad_of = p.grad_of
+    if p.user_op:
+        out.owner.tag.user_op = p.user_op
+    if p.vectors:
+        out.owner.tag.product_vectors = p.vectors
     return out
 
 
