@@ -251,3 +251,54 @@ def test_batch_norm_without_channels_is_empty_in_every_mode(mode):
     f = sg.function([x, w], [out, sg.grad((out * out).sum(), w)], mode=mode)
     got, gw = f(np.ones((5, 0)), np.ones(0))
     assert got.shape == (5, 0) and gw.shape == (0,)
+
+
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_an_empty_batch_is_an_empty_result_as_pytorch(mode):
+    """N = 0 in training: PyTorch returns an empty result, leaves the running statistics as
+    they were and gives zero gradients to the weight and bias; a layer still counts the
+    batch (num_batches_tracked, so momentum=None's average too). A batch of values after it
+    updates as before. (One value per channel stays an error.)"""
+    rng = np.random.default_rng(5)
+    x2, x4 = sg.matrix("x2"), sg.tensor4("x4")
+    rm = sg.shared(np.full(3, 0.5), trainable=False, name="rm_empty")
+    rv = sg.shared(np.full(3, 2.0), trainable=False, name="rv_empty")
+    w, b = sg.vector("w"), sg.vector("b")
+    out2, upd = sg.nn.batch_norm(x2, rm, rv, w, b, training=True, momentum=0.3)
+    bn = sg.layers.BatchNorm2D(3, momentum=None, dtype="float64", name="bn_empty")
+    out4 = bn(x4, training=True)
+    loss = (out2 * out2).sum() + (out4 * out4).sum()
+    grads = sg.grad(loss, [x2, x4, w, b, bn.weight, bn.bias])
+    f = sg.function([x2, x4, w, b], [out2, out4, *grads],
+                    updates=upd + sg.nn.collect_updates(out4), mode=mode)
+    tbn = torch.nn.BatchNorm2d(3, momentum=None).double()
+    bn.load_state_dict(tbn.state_dict())
+    t_rm, t_rv = torch.full((3,), 0.5, dtype=torch.float64), torch.full((3,), 2.0, dtype=torch.float64)
+    wv, bv = rng.uniform(0.5, 1.5, 3), rng.standard_normal(3)
+    for n in (0, 4, 0, 3):
+        X2, X4 = rng.standard_normal((n, 3)) + 1, rng.standard_normal((n, 3, 2, 5)) - 1
+        got = f(X2, X4, wv, bv)
+        t2 = torch.tensor(X2, requires_grad=True)
+        t4 = torch.tensor(X4, requires_grad=True)
+        tw, tb = torch.tensor(wv, requires_grad=True), torch.tensor(bv, requires_grad=True)
+        o2 = F.batch_norm(t2, t_rm, t_rv, tw, tb, training=True, momentum=0.3)
+        o4 = tbn(t4)
+        tl = (o2 * o2).sum() + (o4 * o4).sum()
+        want = [o2, o4, *torch.autograd.grad(tl, [t2, t4, tw, tb, tbn.weight, tbn.bias])]
+        for name, a, t in zip(["out2", "out4", "gx2", "gx4", "gw", "gb", "bn gw", "bn gb"],
+                              got, want):
+            assert a.shape == tuple(t.shape), (n, name)
+            np.testing.assert_allclose(a, t.detach().numpy(), rtol=1e-10, atol=1e-12,
+                                       err_msg=f"N={n}: {name}")
+        np.testing.assert_allclose(rm.get_value(), t_rm.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(rv.get_value(), t_rv.numpy(), rtol=1e-12)
+        for key, value in tbn.state_dict().items():
+            np.testing.assert_allclose(bn.state_dict()[key], value.numpy(), rtol=1e-12,
+                                       err_msg=f"N={n}: {key}")
+    assert bn.num_batches_tracked.get_value() == 4
+    with pytest.raises(sg.ShapeError, match="more than 1 value per channel"):
+        f(np.ones((1, 3)), np.ones((2, 3, 1, 1)), wv, bv)
+    # a batch known to be empty when the graph is built: its updates change nothing
+    e = sg.tensor("e", shape=(0, 3))
+    out, upd = sg.nn.batch_norm(e, rm, rv, training=True)
+    assert out.type.shape == (0, 3) and all(new is target for target, new in upd)

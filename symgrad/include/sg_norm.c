@@ -283,10 +283,17 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
             M = -1;                                                                             \
         if (M < 0 || count(x, 2, nd) < 0)                                                       \
             return sg_fail(err, SG_ESHAPE, "%sthe input's size overflows", where);             \
-        if (M <= 1)                                                                             \
+        if (M == 1)                                                                             \
             return sg_fail(err, SG_ESHAPE, "%sexpected more than 1 value per channel when "     \
                            "training, got an input of shape %s", where,                         \
                            sg_shape_str(s1, sizeof s1, x->shape, nd));                          \
+        if (M == 0) {                                                                           \
+            /* an empty batch: an empty result, as PyTorch's; statistics 0, which the       \
+             * running-statistic updates leave unread (ops/norm.py) */                          \
+            for (int64_t c = 0; c < C; c++)                                                     \
+                ((T *)mean->data)[c] = ((T *)var->data)[c] = 0;                                 \
+            return 0;                                                                           \
+        }                                                                                       \
         if (C == 0)                                                                             \
             return 0;                                                                           \
         nview xv, ov;                                                                           \
@@ -342,10 +349,16 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
         M = count(x, 0, 1);                                                                     \
         if (M >= 0 && __builtin_mul_overflow(M, count(x, 2, nd), &M))                          \
             M = -1;                                                                             \
-        if (M <= 1 || count(x, 2, nd) < 0)                                                      \
+        if (M == 1 || M < 0 || count(x, 2, nd) < 0)                                            \
             return sg_fail(err, SG_ESHAPE, "%sexpected more than 1 value per channel when "     \
                            "training, got an input of shape %s", where,                         \
                            sg_shape_str(s1, sizeof s1, x->shape, nd));                          \
+        if (M == 0) {                                                                           \
+            /* an empty batch: sums over nothing */                                             \
+            for (int64_t c = 0; c < C; c++)                                                     \
+                ((T *)gw->data)[c] = ((T *)gb->data)[c] = 0;                                    \
+            return 0;                                                                           \
+        }                                                                                       \
         if (C == 0)                                                                             \
             return 0;                                                                           \
         nview xv, gv, ov;                                                                       \

@@ -29,8 +29,10 @@ a time, its statistics summed in double in two passes (the mean, then the
 squared deviations), then its results.
 """
 
+import functools
 import math
 import numbers
+import operator
 
 import numpy as np
 
@@ -39,7 +41,7 @@ from ..errors import ShapeError
 from ..graph import (Op, SharedVariable, TensorType, Variable, as_variable, clone_replace,
                      constant, user_trace)
 from ..codegen.ir import Alloc, Arr, Call, Dim, Int, Lit, Workspace
-from .elemwise import cast, sqrt
+from .elemwise import cast, gt, sqrt, where
 from .shape import reshape, shape_at
 
 __all__ = ["batch_norm", "layer_norm", "collect_updates"]
@@ -66,8 +68,10 @@ def _per_channel_count(xshape):
 
 
 def _bn_count(op, node, xshape):
+    """Values per channel of a training-mode batch: 0 (an empty batch, as PyTorch's: an empty
+    result) or more than 1; a single value cannot be normalised."""
     m = _per_channel_count(xshape)
-    if m <= 1:
+    if m == 1:
         raise ShapeError(f"{op} at {node.trace}: expected more than 1 value per channel when "
                          f"training, got an input of shape {tuple(xshape)}")
     return m
@@ -78,7 +82,11 @@ def _per_channel(v, ndim):
 
 
 def _bn_reference(x, w, b, eps):
-    """``(out, mean, unbiased var)`` in float64."""
+    """``(out, mean, unbiased var)`` in float64; statistics 0 for an empty batch (the
+    running-statistic updates do not read them then)."""
+    if _per_channel_count(x.shape) == 0:
+        zeros = np.zeros(x.shape[1])
+        return x.astype(np.float64), zeros, zeros
     ax, xd = _bn_axes(x), x.astype(np.float64)
     mean = xd.mean(axis=ax)
     dev = xd - _per_channel(mean, x.ndim)
@@ -92,6 +100,8 @@ def _bn_reference(x, w, b, eps):
 def _bn_grad_reference(g, x, w, mean, var, eps):
     ax, n = _bn_axes(x), x.ndim
     m = _per_channel_count(x.shape)
+    if m == 0:  # an empty batch: sums over nothing
+        return g.astype(np.float64), np.zeros(x.shape[1]), np.zeros(x.shape[1])
     inv = 1 / np.sqrt(var.astype(np.float64) * (m - 1) / m + eps)
     xhat = (x.astype(np.float64) - _per_channel(mean, n)) * _per_channel(inv, n)
     gd = g.astype(np.float64)
@@ -258,7 +268,7 @@ class BatchNorm(Op):
                                  f"got {v.type}")
             c = _merge(c, v.type.shape[0])
         lens = [x.type.shape[a] for a in _bn_axes(x)]
-        if None not in lens and math.prod(lens) <= 1:
+        if None not in lens and math.prod(lens) == 1:
             raise ShapeError(f"expected more than 1 value per channel when training, got an "
                              f"input of shape {x.type.shape}")
         stat = TensorType(x.dtype, (c,))
@@ -537,6 +547,15 @@ def _running(v, x, what):
     return v
 
 
+def _has_values(x):
+    """Whether the batch has values per channel: True or False where its lengths are static,
+    else a 0-d bool Variable."""
+    lens = [x.shape[a] for a in _bn_axes(x)]
+    if all(isinstance(n, int) for n in lens):
+        return math.prod(lens) > 0
+    return gt(functools.reduce(operator.mul, lens), 0)
+
+
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-5):
     """Batch normalisation over channel axis 1 of ``x`` (``(N, C)``, ``(N, C, L)``,
@@ -569,7 +588,9 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
 
     A batch with a single value per channel (``(1, C)``) cannot be normalised in
     training: ``sg.ShapeError`` when the graph is built if the shape is static, else
-    when it runs.
+    when it runs. An empty batch (no value per channel: ``N = 0``) gives an empty
+    result and leaves the running statistics as they were, as PyTorch's does (the
+    weight's and bias's gradients are 0).
 
     Examples
     --------
@@ -609,6 +630,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     else:
         momentum = _number(momentum, "momentum", fn)
     out, mean, var = BatchNorm(eps)(x, weight, bias)
+    filled = _has_values(x)
     updates = []
     if tracked:
         for target, stat, what in ((running_mean, mean, "running_mean"),
@@ -618,8 +640,11 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
                                          f"(sg.shared) to be updated in training, got "
                                          f"{target!r}; pass None to keep no running "
                                          f"statistics"))
-            new = (1 - momentum) * target + momentum * cast(stat, target.dtype)
-            updates.append((target, cast(new, target.dtype)))
+            new = cast((1 - momentum) * target + momentum * cast(stat, target.dtype),
+                       target.dtype)
+            if filled is not True:  # an empty batch leaves them (PyTorch's)
+                new = target if filled is False else where(filled, new, target)
+            updates.append((target, new))
     out.owner.tag.updates = list(updates)
     return out, updates
 
