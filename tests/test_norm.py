@@ -36,6 +36,19 @@ def _data(dtype, seed=0):
                       w=rng.standard_normal(3).astype(dtype), b=rng.standard_normal(3).astype(dtype),
                       lw=rng.standard_normal((2, 6)).astype(dtype),
                       lb=rng.standard_normal((2, 6)).astype(dtype)))
+    # (N, C) batches go row by row into per-channel sums: channels strided (a transposed
+    # batch, its gradient reversed), an odd channel count past the vector width, and a
+    # batch broadcast from one row (stride 0)
+    rows = (rng.standard_normal((5, 9)) * 2 + 1).astype(dtype)
+    odd = (rng.standard_normal((13, 37)) + 4).astype(dtype)
+    bcast = np.broadcast_to((rng.standard_normal((1, 4, 3)) + 1).astype(dtype), (5, 4, 3))
+    for x, k in ((rows.T, 1), (odd, 1), (bcast, 2)):
+        c, ns = x.shape[1], x.shape[x.ndim - k:]
+        cases.append(dict(x=x, k=k, g=rng.standard_normal(x.shape[::-1]).astype(dtype).T[::-1],
+                          w=rng.standard_normal(c).astype(dtype),
+                          b=rng.standard_normal(c).astype(dtype),
+                          lw=rng.standard_normal(ns).astype(dtype),
+                          lb=rng.standard_normal(ns).astype(dtype)))
     return cases
 
 
