@@ -55,11 +55,15 @@ def _namespace():
 
 def _run(result, values):
     if isinstance(result, sg.Function):
-        return result(**{v.name: values[v] for v in result.inputs if v not in result.defaults})
+        return result(**{v.name: values[v] for k, v in enumerate(result.inputs)
+                         if k not in result.defaults})
+    if isinstance(result, sg.train.TrainStep):
+        return list(result(*[values[v] for k, v in enumerate(result.inputs)
+                             if k not in result.function.defaults]).values())
     if isinstance(result, str):  # sg.config.floatX, sg.debugprint's text
         assert result
         return None
-    if isinstance(result, np.ndarray):  # x.eval(...)
+    if isinstance(result, (np.ndarray, float)):  # x.eval(...)
         return result
     if isinstance(result, sg.SharedVariable):
         return result.get_value()
