@@ -12,7 +12,7 @@ from . import nn  # noqa: F401
 from .autodiff import grad, hessian, jacobian, jvp, vjp  # noqa: F401
 from .config import config  # noqa: F401
 from .errors import (CacheError, CompileError, DisconnectedInputError,  # noqa: F401,A004
-                     GradientError, IndexError, InputError, NonDifferentiableError,
+                     DistributedError, GradientError, IndexError, InputError, NonDifferentiableError,
                      NonScalarCostError, ShapeError, SymgradError)
 from .function import Function, In, UnusedInputWarning, function  # noqa: F401
 from .gradcheck import verify_grad  # noqa: F401

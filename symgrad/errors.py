@@ -11,7 +11,7 @@ import builtins
 __all__ = [
     "SymgradError", "NonScalarCostError", "NonDifferentiableError",
     "DisconnectedInputError", "ShapeError", "InputError", "CompileError", "CacheError",
-    "GradientError", "IndexError",
+    "GradientError", "IndexError", "DistributedError",
 ]
 
 
@@ -64,3 +64,8 @@ class GradientError(SymgradError, AssertionError):
 
 class IndexError(SymgradError, builtins.IndexError):  # noqa: A001 - on purpose: it is a builtin IndexError too
     """An index or label out of range (gather, ``one_hot``, ``cross_entropy``)."""
+
+
+class DistributedError(SymgradError, RuntimeError):
+    """Another rank of a data-parallel train step failed, left or stopped answering
+    (``SYMGRAD_MPI_TIMEOUT``), or the ranks' models differ; the message says which."""

@@ -19,6 +19,9 @@ Building a step:
 
 Calling the step runs that function once and converts its outputs to Python
 floats; nothing else happens per call.
+
+With ``comm=`` (data-parallel training over MPI) step 6 makes two functions
+with an allreduce between them: see ``symgrad/distributed.py``.
 """
 
 from . import dtypes as _dt
@@ -186,17 +189,16 @@ def _outputs(total, named, summaries):
     return outs, keys
 
 
-def _layer_updates(total, updates):
-    """The pending updates of the layers ``total`` depends on (batch norm's running
-    statistics); one that the optimizer updates too is an error naming it."""
+def _check_layer_updates(layer, updates):
+    """``layer``: the pending updates of the layers the total depends on (batch norm's
+    running statistics); one that the optimizer updates too is an error naming it."""
     mine = {id(sv) for sv, _ in updates}
-    found = collect_updates(total)
-    for sv, _ in found:
+    for sv, _ in layer:
         if id(sv) in mine:
             raise ValueError(f"{sv.name or sv!r} is updated by the optimizer and by a training-"
                              f"mode batch norm; running statistics must not be trained "
                              f"(make them with trainable=False)")
-    return found
+    return layer
 
 
 # --------------------------------------------------------------------------- the step
@@ -232,12 +234,24 @@ class TrainStep:
     keys : list of str
         The keys of a call's result, in order.
     function : symgrad.Function
-        The compiled function; ``graph`` and ``source`` are its own.
+        The compiled function; ``graph`` and ``source`` are its own. With
+        ``comm`` it computes the shard's gradients, losses and summaries into
+        one buffer, and ``update_function`` applies the update from the
+        buffer summed over the ranks.
+    update_function : symgrad.Function or None
+        With ``comm`` only (see :mod:`symgrad.distributed`).
+    comm : mpi4py.MPI.Intracomm or None
+        The communicator of a data-parallel step.
     """
 
-    def __init__(self, losses, inputs, params=None, optimizer=None, mode=None, name=None):
+    def __init__(self, losses, inputs, params=None, optimizer=None, mode=None, name=None,
+                 comm=None):
+        self.comm = None
+        if comm is not None:
+            from .distributed import check_comm
+            self.comm = check_comm(comm)
         self.losses, self.total = _check_losses(losses)
-        given, self.inputs = _check_inputs(inputs)
+        self._given, self.inputs = _check_inputs(inputs)
         inferred = params is None
         self.params = infer_params(self.total) if inferred else _check_params(params)
         if not self.params:
@@ -249,21 +263,57 @@ class TrainStep:
         # get zeros; a parameter the user named must be reachable.
         grads = grad(self.total, self.params, disconnected="ignore" if inferred else "raise")
         self.gradients = dict(zip(self.params, grads))
+        # batch norm's running statistics (layers in training mode): updated by the step too
+        layer = collect_updates(self.total)
+        if self.comm is None:
+            self._build(grads, layer, mode, name)
+        else:
+            self._build_data_parallel(grads, layer, mode, name)
+
+    def _build(self, grads, layer, mode, name):
         self.updates = _check_pairs(self.optimizer.updates(list(self.params), list(grads)),
                                     self.optimizer)
-        # batch norm's running statistics (layers in training mode): updated by the step too
-        self.updates += _layer_updates(self.total, self.updates)
+        self.updates += _check_layer_updates(layer, self.updates)
+        self._collect_state()
+        outs, self._plan = self._outputs()
+        self.function = function(self._given, outs, updates=self.updates, mode=mode,
+                                 name=name or "train_step")
+        self.update_function = None
+        # the random streams the step draws from (dropout, noise): sg.save keeps them too
+        self.state += [sv for sv in self.function.random_states if sv not in self.state]
+
+    def _build_data_parallel(self, grads, layer, mode, name):
+        # Two functions (symgrad/distributed.py): the shard's gradients, running statistics,
+        # losses and summaries into one buffer; after the allreduce, the update from it.
+        from .distributed import DataParallel
+        outs, self._plan = self._outputs()
+        dp = DataParallel(self.comm, self.params, grads, layer, outs)
+        pairs = _check_pairs(self.optimizer.updates(list(self.params), dp.global_gradients()),
+                             self.optimizer)
+        _check_layer_updates(layer, pairs)
+        self.updates = pairs + dp.averaged_layer_updates()
+        self._collect_state()
+        name = name or "train_step"
+        self.function = function(self._given, [dp.flat], mode=mode, name=name + "_gradients")
+        self.update_function = function([dp.summed, dp.inv_count], [], updates=self.updates,
+                                        mode=mode, name=name + "_update")
+        random_states = [sv for sv in self.function.random_states if sv not in self.state]
+        self.state += random_states
+        self._parallel = dp
+        from .checkpoint import _named
+        dp.synchronise(_named(self), random_states)
+
+    def _collect_state(self):
         trained = {id(p) for p in self.params}
         self.state = [sv for sv, _ in self.updates
                       if isinstance(sv, SharedVariable) and id(sv) not in trained]
+
+    def _outputs(self):
         # Collected after the optimizer ran, so an optimizer may record summaries too.
         self.summaries = active_scope().computable(self.inputs)
-        outs, self._plan = _outputs(self.total, self.losses, self.summaries)
-        self.keys = [k for k, _ in self._plan]
-        self.function = function(given, outs, updates=self.updates, mode=mode,
-                                 name=name or "train_step")
-        # the random streams the step draws from (dropout, noise): sg.save keeps them too
-        self.state += [sv for sv in self.function.random_states if sv not in self.state]
+        outs, plan = _outputs(self.total, self.losses, self.summaries)
+        self.keys = [k for k, _ in plan]
+        return outs, plan
 
     @property
     def graph(self):
@@ -288,7 +338,10 @@ class TrainStep:
             ``"loss"`` (the total), each named loss and each summary, as
             Python floats computed from the values before this step's update.
         """
-        values = self.function(*args, **kwargs)
+        if self.comm is not None:
+            values = self._parallel.run(self, args, kwargs)
+        else:
+            values = self.function(*args, **kwargs)
         return {key: float(values[i]) for key, i in self._plan}
 
     def __repr__(self):
@@ -297,7 +350,7 @@ class TrainStep:
                 f"optimizer={self.optimizer!r}>")
 
 
-def train_step(losses, inputs, params=None, optimizer=None, mode=None, name=None):
+def train_step(losses, inputs, params=None, optimizer=None, mode=None, name=None, comm=None):
     """Compile forward, backward and the optimizer's update into one callable step.
 
     Parameters
@@ -322,6 +375,19 @@ def train_step(losses, inputs, params=None, optimizer=None, mode=None, name=None
         Default ``sg.config.mode``.
     name : str, optional
         The compiled function's name (default ``"train_step"``).
+    comm : mpi4py.MPI.Intracomm, optional
+        Data-parallel training (``pip install "symgrad[mpi]"``, launched with
+        ``mpiexec -n 4 python train.py``): every rank calls the step with its
+        own shard of the global batch (axis 0 of the first input with an axis
+        counts its examples; any count, 0 included). The gradients are
+        averaged across the ranks weighted by their example counts -- the
+        gradient of the global batch mean -- and the same update is applied
+        on every rank; the losses and summaries returned are global means.
+        Parameters and optimizer state are checked against rank 0's and take
+        rank 0's values when the step is built. A rank that raises makes the
+        others raise ``sg.DistributedError`` naming it; one that dies or stops
+        calling, after ``SYMGRAD_MPI_TIMEOUT`` seconds (default 300). See
+        ``symgrad/distributed.py``.
 
     Returns
     -------
@@ -352,4 +418,4 @@ def train_step(losses, inputs, params=None, optimizer=None, mode=None, name=None
     >>> w.get_value()
     array([1.])
     """
-    return TrainStep(losses, inputs, params, optimizer, mode, name)
+    return TrainStep(losses, inputs, params, optimizer, mode, name, comm)
