@@ -141,6 +141,13 @@ def save(path, obj):
     named = _named(obj)
     if not named:
         raise ValueError("save: nothing to save (no shared variables)")
+    comm = _comm_of(obj)
+    if comm is not None:  # a data-parallel train step: every rank holds the same values
+        return _on_rank0(comm, "sg.save", lambda: _save(path, named))
+    return _save(path, named)
+
+
+def _save(path, named):
     values = [sv.get_value(borrow=True) for sv in named.values()]
     header = {"format": FORMAT, "version": VERSION, "names": list(named),
               "dtypes": [v.dtype.name for v in values], "shapes": [list(v.shape) for v in values]}
@@ -496,14 +503,55 @@ def load(path, obj, strict=True):
     """
     named = _named(obj)
     path = os.fspath(path)
+    comm = _comm_of(obj)
+    if comm is None:
+        _assign(named, _read_values(path, named, strict))
+        return list(named)
+    # Rank 0 reads and checks; its outcome, then its values, go to every rank.
+    values = _on_rank0(comm, "sg.load", lambda: _read_values(path, named, strict), share=False)
+    from .distributed import bcast_arrays, decorrelate_streams
+    mine = [values[name] if values else sv.get_value(borrow=True) for name, sv in named.items()]
+    _assign(named, dict(zip(named, bcast_arrays(comm, mine, "sg.load's broadcast"))))
+    decorrelate_streams(comm, obj.function.random_states)
+    return list(named)
+
+
+def _read_values(path, named, strict):
     with _Archive(path) as ar:
         problems = _differences(ar, named, strict)
         if problems:
             raise CheckpointError(f"cannot load {path!r}; nothing was changed:\n  "
                                   + "\n  ".join(problems))
-        values = {name: ar.array(name) for name in named}
-    _assign(named, values)
-    return list(named)
+        return {name: ar.array(name) for name in named}
+
+
+def _comm_of(obj):
+    """The communicator of a data-parallel train step, else None."""
+    return obj.comm if isinstance(obj, TrainStep) else None
+
+
+def _on_rank0(comm, what, work, share=True):
+    """``work()`` on rank 0 only; every rank raises its error if it failed (rank 0 its own,
+    the others one of its type, or a DistributedError), else returns its result (with
+    ``share`` False, only rank 0 gets it; the others get None)."""
+    from .distributed import bcast_object
+    result, failure = None, None
+    if comm.Get_rank() == 0:
+        try:
+            result = work()
+        except Exception as e:
+            failure = e
+    fault = bcast_object(comm, None if failure is None else (type(failure), str(failure)),
+                         f"{what}'s result from rank 0")
+    if failure is not None:
+        raise failure
+    if fault is not None:
+        kind, text = fault
+        if issubclass(kind, (CheckpointError, OSError, ValueError, TypeError)):
+            raise kind(f"(on rank 0) {text}")
+        from .errors import DistributedError
+        raise DistributedError(f"{what} failed on rank 0: {kind.__name__}: {text}")
+    return bcast_object(comm, result, f"{what}'s result from rank 0") if share else result
 
 
 def _differences(ar, named, strict):

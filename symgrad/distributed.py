@@ -166,42 +166,47 @@ def bcast_object(comm, obj, what):
     return obj if root else pickle.loads(buf.tobytes())
 
 
-def bcast_values(comm, named, what):
-    """Rank 0's values of the shared variables ``named`` ({name: SharedVariable}) on every
-    rank: one broadcast per dtype, of the values packed together."""
+def bcast_arrays(comm, arrays, what):
+    """Rank 0's ``arrays`` on every rank (elsewhere they give the shapes and dtypes), as new
+    arrays: one broadcast per dtype, of the values packed together."""
     by_dtype = {}
-    for name, sv in named.items():
-        by_dtype.setdefault(sv.dtype, []).append((name, sv))
-    for dtype, group in by_dtype.items():
-        values = [np.ascontiguousarray(sv.get_value(borrow=True)).reshape(-1) for _, sv in group]
-        buf = np.concatenate(values) if values else np.empty(0, dtype)
+    for i, a in enumerate(arrays):
+        by_dtype.setdefault(a.dtype.str, []).append(i)
+    out = [None] * len(arrays)
+    for dtype, members in by_dtype.items():
+        buf = np.concatenate([np.ascontiguousarray(arrays[i]).reshape(-1) for i in members])
         bcast(comm, buf, what)
-        if comm.Get_rank() != 0:
-            pos = 0
-            for (_, sv), v in zip(group, values):
-                shape = sv.get_value(borrow=True).shape
-                sv.set_value(buf[pos:pos + v.size].reshape(shape).copy(), borrow=True)
-                pos += v.size
+        pos = 0
+        for i in members:
+            out[i] = buf[pos:pos + arrays[i].size].reshape(arrays[i].shape).copy()
+            pos += arrays[i].size
+    return out
 
 
-def check_same_model(comm, named, what):
-    """Raise DistributedError on every rank if ``named``'s shapes or dtypes differ from
-    rank 0's, naming each variable that differs and the first rank it differs on."""
-    mine = [(name, tuple(sv.get_value(borrow=True).shape), sv.dtype) for name, sv in named.items()]
+def bcast_values(comm, variables, what):
+    """Rank 0's values of the shared ``variables`` on every rank."""
+    values = bcast_arrays(comm, [sv.get_value(borrow=True) for sv in variables], what)
+    if comm.Get_rank() != 0:
+        for sv, value in zip(variables, values):
+            sv.set_value(value, borrow=True)
+
+
+def check_same_model(comm, variables, what):
+    """Raise DistributedError on every rank if the shapes or dtypes of ``variables`` (shared
+    variables) differ from rank 0's, naming each variable that differs and the ranks."""
+    mine = [(sv.name or f"#{i}", tuple(sv.get_value(borrow=True).shape), sv.dtype)
+            for i, sv in enumerate(variables)]
     everyone = allgather_objects(comm, mine, what)
     problems = []
-    ref = {name: (shape, dtype) for name, shape, dtype in everyone[0]}
     for rank, theirs in enumerate(everyone[1:], start=1):
-        have = {name: (shape, dtype) for name, shape, dtype in theirs}
-        for name in ref:
-            if name not in have:
-                problems.append(f"{name} is on rank 0 but not on rank {rank}")
-            elif have[name] != ref[name]:
-                (s0, d0), (s1, d1) = ref[name], have[name]
-                problems.append(f"{name}: {d0} of shape {s0} on rank 0, {d1} of shape {s1} on "
+        for (name, s0, d0), (other, s1, d1) in zip(everyone[0], theirs):
+            if (name, s0, d0) != (other, s1, d1):
+                here = name if name == other else f"{name} (rank 0) / {other} (rank {rank})"
+                problems.append(f"{here}: {d0} of shape {s0} on rank 0, {d1} of shape {s1} on "
                                 f"rank {rank}")
-        problems += [f"{name} is on rank {rank} but not on rank 0" for name in have
-                     if name not in ref]
+        if len(theirs) != len(everyone[0]):
+            problems.append(f"rank 0 has {len(everyone[0])} parameters and optimizer state "
+                            f"variables, rank {rank} {len(theirs)}")
     if problems:
         shown = problems[:10] + [f"... and {len(problems) - 10} more"] * (len(problems) > 10)
         raise DistributedError(f"{what}: the ranks built different models; every rank must "
@@ -280,11 +285,14 @@ class DataParallel:
 
     # ----------------------------------------------------------------- build time
 
-    def synchronise(self, named, random_states):
-        """Check the ranks built the same model and give them rank 0's values."""
+    def synchronise(self, variables):
+        """Check the ranks built the same model (``variables``: parameters and optimizer
+        state) and give them rank 0's values."""
         what = "building the data-parallel train step"
-        check_same_model(self.comm, named, what)
-        bcast_values(self.comm, named, what)
+        check_same_model(self.comm, variables, what)
+        bcast_values(self.comm, variables, what)
+
+    def decorrelate(self, random_states):
         decorrelate_streams(self.comm, random_states)
 
     # ----------------------------------------------------------------- a call

@@ -293,15 +293,16 @@ class TrainStep:
         _check_layer_updates(layer, pairs)
         self.updates = pairs + dp.averaged_layer_updates()
         self._collect_state()
+        # Before compiling, so that ranks whose models differ fail at once, on every rank.
+        dp.synchronise(self.params + self.state)
         name = name or "train_step"
         self.function = function(self._given, [dp.flat], mode=mode, name=name + "_gradients")
         self.update_function = function([dp.summed, dp.inv_count], [], updates=self.updates,
                                         mode=mode, name=name + "_update")
         random_states = [sv for sv in self.function.random_states if sv not in self.state]
         self.state += random_states
+        dp.decorrelate(random_states)
         self._parallel = dp
-        from .checkpoint import _named
-        dp.synchronise(_named(self), random_states)
 
     def _collect_state(self):
         trained = {id(p) for p in self.params}

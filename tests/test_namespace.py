@@ -50,6 +50,8 @@ EXTRA_SG = {
     "Apply", "Constant", "Op", "TensorType", "Function",
     # introspection and helpers documented in the README
     "evaluate", "explain", "UnusedInputWarning",
+    # what a data-parallel step (SPEC 13: "a clear error") raises when another rank fails
+    "DistributedError",
 }
 
 API_NN = {"softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits", "dropout"}

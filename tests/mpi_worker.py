@@ -1,0 +1,155 @@
+"""What tests/test_distributed.py runs on every rank under mpiexec (and in one process).
+
+``python mpi_worker.py <scenario> <out dir>``; rank 0 writes its results to
+``<out dir>/<scenario>-<ranks>.npz``. Scenarios:
+
+- ``train``: 50 SGD steps (momentum, weight decay, clipping) and 50 Adam steps of a
+  float32 MLP on a global batch of 12 split unevenly across the ranks (a rank gets 0
+  examples on some steps), then sg.save, a bad shard on rank 1 (the step fails on every
+  rank and changes nothing), sg.load, and a model that differs on rank 1;
+- ``train`` then also resumes, when ``<out dir>/half.npz`` exists: sg.load that checkpoint
+  of the SGD run after 25 steps (written by one process), then the other 25 steps;
+- ``stall``: rank 1 stops calling the step; ``killed``: rank 1 dies in a step.
+"""
+
+import os
+import sys
+
+import numpy as np
+
+import symgrad as sg
+
+BATCH, STEPS = 12, 50
+
+
+def data():
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((STEPS, BATCH, 6)).astype("float32")
+    y = rng.integers(0, 3, (STEPS, BATCH))
+    return X, y
+
+
+def shard(i, rank, size):
+    """The examples of rank ``rank`` in step ``i``: uneven, some ranks empty some steps."""
+    if size == 1:
+        return slice(0, BATCH)
+    cuts = np.sort(np.random.default_rng(100 + i).integers(0, BATCH + 1, size - 1))
+    bounds = np.concatenate([[0], cuts, [BATCH]])
+    return slice(int(bounds[rank]), int(bounds[rank + 1]))
+
+
+def build(optimizer, comm=None, hidden=8, mode=None):
+    X, y = sg.matrix("X", dtype="float32"), sg.vector("y", dtype="int64")
+    net = sg.layers.Sequential(
+        sg.layers.Dense(6, hidden, activation=sg.tanh, rng=1, name="hid", dtype="float32"),
+        sg.layers.Dense(hidden, 3, rng=2, name="out", dtype="float32"))
+    logits = net(X)
+    with sg.summary_scope():
+        sg.summary("accuracy", sg.eq(logits.argmax(axis=1), y).astype("float32").mean())
+        losses = {"ce": sg.nn.cross_entropy(logits, y).mean(),
+                  "l2": 1e-3 * sum((p ** 2).sum() for p in net.params)}
+        return sg.train_step(losses, [X, y], optimizer=optimizer, comm=comm, mode=mode)
+
+
+def optimizers():
+    return {"sgd": sg.optim.SGD(0.2, momentum=0.9, weight_decay=1e-3, clip_norm=2.0),
+            "adam": sg.optim.Adam(0.02, clip_norm=2.0)}
+
+
+def train(step, comm, first=0, last=STEPS):
+    X, y = data()
+    rank, size = (0, 1) if comm is None else (comm.Get_rank(), comm.Get_size())
+    losses = []
+    for i in range(first, last):
+        s = shard(i, rank, size)
+        out = step(X[i, s], y[i, s])
+        losses.append([out["loss"], out["ce"], out["l2"], out["accuracy"]])
+    return np.array(losses)
+
+
+def params(step):
+    return {p.name: p.get_value() for p in step.params}
+
+
+def same_on_every_rank(comm, values):
+    """Whether every rank holds bit-identical ``values`` ({name: array})."""
+    everyone = comm.allgather(values)
+    return all(np.array_equal(everyone[0][k], other[k]) for other in everyone for k in values)
+
+
+def scenario_train(comm, out):
+    size = comm.Get_size()
+    result = {}
+    for key, opt in optimizers().items():
+        step = build(opt, comm)
+        losses = train(step, comm)
+        result.update({f"{key}/{n}": v for n, v in params(step).items()})
+        result[f"{key}/losses"] = losses
+        result[f"{key}/identical"] = same_on_every_rank(comm, params(step))
+    # sg.save from every rank writes once; sg.load reads on rank 0 only.
+    path = os.path.join(out, f"ckpt-{size}.npz")
+    names = sg.save(path, step)
+    result["saved"] = names == list(sg.checkpoint.read(path))
+    before = params(step)
+    # A bad shard on rank 1: every rank raises, no rank changes anything, the step goes on.
+    X, y = data()
+    bad = X[0, :2, :5] if comm.Get_rank() == 1 else X[0, :2]
+    try:
+        step(bad, y[0, :2])
+        result["fault"] = "no error"
+    except Exception as e:
+        result["fault"] = f"{type(e).__name__}: {e}"
+    result["fault_changed_nothing"] = all(np.array_equal(before[k], v)
+                                          for k, v in params(step).items())
+    step(X[0, :2], y[0, :2])  # still usable
+    for p in step.params:
+        p.set_value(np.zeros_like(p.get_value()))
+    sg.load(path if comm.Get_rank() == 0 else path + ".not-there", step)
+    result["loaded"] = all(np.array_equal(before[k], v) for k, v in params(step).items())
+    try:
+        sg.load(os.path.join(out, "missing.npz"), step)
+        result["load_missing"] = "no error"
+    except FileNotFoundError as e:
+        result["load_missing"] = f"FileNotFoundError: {e}"
+    # A model that differs on rank 1: an error on every rank, naming the parameter.
+    try:
+        build(sg.optim.SGD(0.1), comm, hidden=9 if comm.Get_rank() == 1 else 8)
+        result["mismatch"] = "no error"
+    except sg.DistributedError as e:
+        result["mismatch"] = str(e)
+    everyone = comm.gather(result)
+    if comm.Get_rank() == 0:
+        for r, other in enumerate(everyone):
+            for k in ("fault", "mismatch", "fault_changed_nothing", "loaded", "load_missing"):
+                result[f"rank{r}/{k}"] = other[k]
+        np.savez(os.path.join(out, f"train-{size}.npz"), **result)
+    if os.path.exists(os.path.join(out, "half.npz")):
+        resume(comm, out)
+
+
+def resume(comm, out):
+    step = build(optimizers()["sgd"], comm)
+    sg.load(os.path.join(out, "half.npz"), step)
+    train(step, comm, first=STEPS // 2)
+    if comm.Get_rank() == 0:
+        np.savez(os.path.join(out, f"resume-{comm.Get_size()}.npz"), **params(step))
+
+
+def scenario_stall(comm, out):
+    step = build(sg.optim.SGD(0.1), comm, mode="py")
+    if comm.Get_rank() == 1:
+        return  # leaves without calling the step
+    train(step, comm, 0, 1)
+
+
+def scenario_killed(comm, out):
+    step = build(sg.optim.SGD(0.1), comm, mode="py")
+    if comm.Get_rank() == 1:
+        os.kill(os.getpid(), 9)
+    train(step, comm, 0, 1)
+
+
+if __name__ == "__main__":
+    from mpi4py import MPI
+    scenario, folder = sys.argv[1], sys.argv[2]
+    globals()[f"scenario_{scenario}"](MPI.COMM_WORLD, folder)

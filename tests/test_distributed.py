@@ -1,0 +1,199 @@
+"""Data-parallel training over MPI (SPEC section 13): ``sg.train_step(..., comm=)``.
+
+The ranks run ``tests/mpi_worker.py`` under ``mpiexec -n 2`` and ``-n 3`` (MPICH runs
+more ranks than cores); each launch costs a few seconds, so one launch per rank count
+covers training, checkpoints and a failing shard, and the kernels come from the cache
+after the first. Float32 tolerance: one process and N ranks sum the gradients in a
+different order (the shards' sums, then across ranks), so after 50 steps the
+parameters (of size up to 1) agree to ``1e-5 + 1e-5 * |p|`` -- about 100 float32 ulps;
+measured: under 7e-7.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+
+MPI = pytest.importorskip("mpi4py.MPI", reason="the mpi extra (mpi4py, mpich) is not installed")
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import mpi_worker as worker  # noqa: E402
+
+ATOL = RTOL = 1e-5
+
+
+def _mpiexec():
+    # The launcher of the mpich wheel sits next to the interpreter (a venv's bin/).
+    beside = Path(sys.executable).parent / "mpiexec"
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
+
+
+needs_mpiexec = pytest.mark.skipif(_mpiexec() is None, reason="no mpiexec on PATH")
+
+
+def launch(n, scenario, folder, timeout=60, limit=240):
+    """Run the worker's ``scenario`` on ``n`` ranks: (returncode, output, seconds)."""
+    env = dict(os.environ, SYMGRAD_MPI_TIMEOUT=str(timeout),
+               PYTHONPATH=os.pathsep.join([str(Path(sg.__file__).parent.parent),
+                                           os.environ.get("PYTHONPATH", "")]))
+    start = time.monotonic()
+    proc = subprocess.run([_mpiexec(), "-n", str(n), sys.executable, str(HERE / "mpi_worker.py"),
+                           scenario, str(folder)], env=env, capture_output=True, text=True,
+                          timeout=limit, cwd=folder)
+    return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One process's results, then the 2- and 3-rank runs' (the 3 ranks also resume from
+    one process's checkpoint after 25 SGD steps)."""
+    folder = tmp_path_factory.mktemp("mpi")
+    reference = {}
+    for key, opt in worker.optimizers().items():
+        step = worker.build(opt)
+        if key == "sgd":
+            first = worker.train(step, None, 0, worker.STEPS // 2)
+            sg.save(folder / "half.npz", step)
+            losses = np.concatenate([first, worker.train(step, None, worker.STEPS // 2)])
+        else:
+            losses = worker.train(step, None)
+        reference[key] = (worker.params(step), losses)
+    if _mpiexec() is None:
+        return folder, reference, {}
+    results = {}
+    for n in (2, 3):
+        if n == 2:
+            os.rename(folder / "half.npz", folder / "half.tmp")
+        rc, out, _ = launch(n, "train", folder)
+        assert rc == 0, out
+        if n == 2:
+            os.rename(folder / "half.tmp", folder / "half.npz")
+        results[n] = dict(np.load(folder / f"train-{n}.npz"))
+    return folder, reference, results
+
+
+@needs_mpiexec
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("key", ["sgd", "adam"])
+def test_ranks_with_uneven_shards_reach_the_parameters_of_one_process(runs, n, key):
+    _, reference, results = runs
+    params, losses = reference[key]
+    for name, value in params.items():
+        np.testing.assert_allclose(results[n][f"{key}/{name}"], value, atol=ATOL, rtol=RTOL,
+                                   err_msg=f"{key} {name} on {n} ranks")
+    # loss, ce, l2, accuracy of every step: the global means, as one process reports them
+    np.testing.assert_allclose(results[n][f"{key}/losses"], losses, atol=ATOL, rtol=RTOL)
+    assert results[n][f"{key}/identical"], "the ranks' parameters differ"
+
+
+@needs_mpiexec
+@pytest.mark.parametrize("n", [2, 3])
+def test_a_failing_shard_fails_the_step_on_every_rank_and_changes_nothing(runs, n):
+    result = runs[2][n]
+    assert str(result["rank1/fault"]).startswith("ShapeError: matmul at")
+    for r in [0] + list(range(2, n)):
+        text = str(result[f"rank{r}/fault"])
+        assert text.startswith("DistributedError: the train step failed on another rank, so no "
+                               "rank changed its parameters: rank 1 raised ShapeError: matmul"), text
+    assert all(result[f"rank{r}/fault_changed_nothing"] for r in range(n))
+
+
+@needs_mpiexec
+@pytest.mark.parametrize("n", [2, 3])
+def test_save_writes_on_rank_0_and_load_broadcasts_its_values(runs, n):
+    folder, _, results = runs
+    result = results[n]
+    assert result["saved"]
+    # every rank loaded rank 0's file (the others were given a path that does not exist)
+    assert all(result[f"rank{r}/loaded"] for r in range(n))
+    assert str(result["rank0/load_missing"]).startswith("FileNotFoundError: [Errno 2]")
+    assert str(result["rank1/load_missing"]).startswith("FileNotFoundError: (on rank 0) [Errno")
+    assert not [p for p in os.listdir(folder) if p.endswith(".tmp")]
+    # a checkpoint written by N ranks loads into one process
+    step = worker.build(worker.optimizers()["adam"])
+    sg.load(folder / f"ckpt-{n}.npz", step)
+    for p in step.params:
+        np.testing.assert_array_equal(p.get_value(), result[f"adam/{p.name}"])
+
+
+@needs_mpiexec
+def test_three_ranks_resume_a_checkpoint_of_one_process(runs):
+    folder, reference, _ = runs
+    resumed = np.load(folder / "resume-3.npz")
+    for name, value in reference["sgd"][0].items():
+        np.testing.assert_allclose(resumed[name], value, atol=ATOL, rtol=RTOL, err_msg=name)
+
+
+@needs_mpiexec
+@pytest.mark.parametrize("n", [2, 3])
+def test_ranks_that_build_different_models_fail_naming_the_parameter(runs, n):
+    for r in range(n):
+        text = str(runs[2][n][f"rank{r}/mismatch"])
+        assert text.startswith("building the data-parallel train step: the ranks built different "
+                               "models"), text
+        assert "hid.W: float32 of shape (6, 8) on rank 0, float32 of shape (6, 9) on rank 1" in text
+
+
+@needs_mpiexec
+@pytest.mark.parametrize("scenario", ["stall", "killed"])
+def test_a_rank_that_stops_or_dies_ends_the_job_within_the_timeout(tmp_path, scenario):
+    rc, out, seconds = launch(2, scenario, tmp_path, timeout=2)
+    assert rc != 0
+    assert seconds < 60, out
+    if scenario == "stall":
+        assert "DistributedError: rank 0 of 2: the train step's allreduce did not complete " \
+               "within 2 s (SYMGRAD_MPI_TIMEOUT)" in out, out
+
+
+# --------------------------------------------------------------------------- one process
+
+def _tiny(comm, mode="py"):
+    x = sg.matrix("x")
+    w = sg.shared(np.array([[1.0], [2.0]]), name="w")
+    return sg.train_step(((x @ w) ** 2).mean(), [x], optimizer=sg.optim.SGD(0.1), comm=comm,
+                         mode=mode), w
+
+
+def test_comm_self_is_one_process():
+    step, w = _tiny(MPI.COMM_SELF)
+    plain, w2 = _tiny(None)
+    x = np.array([[1.0, 0.5], [0.0, 1.0], [2.0, 1.0]])
+    assert step(x) == plain(x)
+    np.testing.assert_allclose(w.get_value(), w2.get_value(), rtol=1e-15)
+
+
+def test_an_empty_global_batch_is_an_error_that_changes_nothing():
+    step, w = _tiny(MPI.COMM_SELF)
+    with pytest.raises(ValueError, match="the global batch is empty: every rank called the "
+                                         "train step with 0 examples"):
+        step(np.zeros((0, 2)))
+    np.testing.assert_array_equal(w.get_value(), [[1.0], [2.0]])
+
+
+def test_comm_must_be_an_mpi_communicator():
+    with pytest.raises(TypeError, match="comm must be an mpi4py communicator such as "
+                                        "mpi4py.MPI.COMM_WORLD, got object"):
+        _tiny(object())
+
+
+def test_comm_without_mpi4py_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(ImportError, match=r'needs mpi4py and an MPI library, which are not '
+                                          r'installed .*pip install "symgrad\[mpi\]"'):
+        _tiny(MPI.COMM_WORLD)
+
+
+def test_a_bad_timeout_setting_is_named(monkeypatch):
+    step, _ = _tiny(MPI.COMM_SELF)
+    monkeypatch.setenv("SYMGRAD_MPI_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="SYMGRAD_MPI_TIMEOUT must be a positive number of "
+                                         "seconds, got 'soon'"):
+        step(np.ones((1, 2)))
