@@ -10,6 +10,7 @@ measured: under 7e-7.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -197,3 +198,21 @@ def test_a_bad_timeout_setting_is_named(monkeypatch):
     with pytest.raises(ValueError, match="SYMGRAD_MPI_TIMEOUT must be a positive number of "
                                          "seconds, got 'soon'"):
         step(np.ones((1, 2)))
+
+
+@pytest.mark.slow
+@needs_mpiexec
+def test_the_distributed_example_matches_one_process(tmp_path):
+    pytest.importorskip("sklearn")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(sg.__file__).parent.parent),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py",
+                           str(HERE.parent / "examples" / "train_distributed.py"), "--check",
+                           "--out", str(tmp_path)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    accuracy = float(re.search(r"test accuracy: ([0-9.]+)", done.stdout).group(1))
+    assert accuracy >= 0.95, done.stdout
+    diff = float(re.search(r"largest parameter difference (\S+)", done.stdout).group(1))
+    assert diff < 1e-12, done.stdout   # float64: the order of the sums only
+    assert (tmp_path / "digits_distributed.npz").exists()

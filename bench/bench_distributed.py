@@ -1,0 +1,159 @@
+"""Data-parallel MLP train step over MPI: 1 rank x 1 thread against 2 ranks x 1 thread.
+
+The model, data and optimizer of ``bench_mlp.py`` (float32, 784 -> 512 relu -> 512
+relu -> 10, softmax cross-entropy mean, SGD) as ``sg.train_step``. At a global batch
+of 256 and 1024 it measures, in one ``mpiexec -n 2`` run with the rounds interleaved
+(load on the machine hits every variant alike):
+
+- 1 rank: the ordinary step (``comm=None``, updates fused into the gemms), on rank 0
+  while rank 1 sleeps; and the data-parallel step on ``COMM_SELF`` (the seam: two
+  functions, the buffer, an allreduce of one rank);
+- 2 ranks, strong scaling: each rank half of the global batch;
+- 2 ranks, weak scaling: each rank a whole batch (global batch twice as large);
+- the allreduce alone: the step's buffer (every gradient, the losses, count and flag),
+  summed over the 2 ranks after a barrier.
+
+Efficiency: strong = T(1 rank, B) / (2 T(2 ranks, B/2 each)); weak = T(1 rank, B) /
+T(2 ranks, B each). Each rank is pinned to a core of its own.
+
+    python bench/bench_distributed.py          # launches mpiexec -n 2 itself
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_mlp import init, symgrad_model  # noqa: E402
+from common import cores, rng, table  # noqa: E402
+
+BATCHES = (256, 1024)
+ROUNDS = 7
+SECONDS = 0.25  # per variant and round
+
+
+def sleep_until_all_arrive(comm):
+    """A barrier that sleeps instead of spinning (rank 1 must not take a core from rank 0's
+    1-rank measurements)."""
+    req = comm.Ibarrier()
+    while not req.Test():
+        time.sleep(1e-3)
+
+
+def timed(comm, fn, args, calls):
+    """(wall, CPU) seconds per call of ``fn(*args)`` over ``calls`` calls, the ranks
+    starting together. The CPU time leaves out the time other processes of a loaded
+    machine took the core (and the time a rank slept waiting for the other)."""
+    comm.Barrier()
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(calls):
+        fn(*args)
+    return np.array([time.perf_counter() - t0, time.process_time() - c0]) / calls
+
+
+def calls_for(comm, fn, args):
+    """How many calls of ``fn`` last about SECONDS (rank 0's estimate, shared by all)."""
+    fn(*args)
+    t0 = time.perf_counter()
+    fn(*args)
+    per = time.perf_counter() - t0
+    return comm.bcast(max(3, int(SECONDS / max(per, 1e-6))))
+
+
+def build(params, comm):
+    import symgrad as sg
+
+    X, y, flat, loss = symgrad_model(params)
+    return sg.train_step(loss, [X, y], params=flat, optimizer=sg.optim.SGD(0.01), comm=comm)
+
+
+def allreduce_timer(comm, length):
+    from symgrad.distributed import allreduce_sum
+
+    buf = np.ones(length, dtype="float32")
+    return lambda: allreduce_sum(comm, buf, "bench")
+
+
+def run_child():
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    rank = comm.Get_rank()
+    if hasattr(os, "sched_setaffinity"):
+        mine = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {mine[rank % len(mine)]})
+    r = rng()
+    params = init(r)
+    single = build(params, None) if rank == 0 else None
+    seam = build(params, MPI.COMM_SELF) if rank == 0 else None
+    dist = build(params, comm)
+    length = dist._parallel.length
+    rows = []
+    for B in BATCHES:
+        X = r.standard_normal((2 * B, 784)).astype("float32")
+        y = r.integers(0, 10, 2 * B)
+        half = slice(rank * B // 2, (rank + 1) * B // 2)
+        whole = slice(rank * B, (rank + 1) * B)
+        variants = {"strong": (dist, (X[half], y[half])), "weak": (dist, (X[whole], y[whole])),
+                    "allreduce": (allreduce_timer(comm, length), ())}
+        counts = {k: calls_for(comm, fn, a) for k, (fn, a) in variants.items()}
+        if rank == 0:
+            solo = {"1 rank": (single, (X[:B], y[:B])), "1 rank, comm=COMM_SELF": (seam, (X[:B], y[:B]))}
+            solo_counts = {k: calls_for(MPI.COMM_SELF, fn, a) for k, (fn, a) in solo.items()}
+        best = {}
+        for _ in range(ROUNDS):
+            if rank == 0:
+                for k, (fn, a) in solo.items():
+                    best[k] = np.minimum(best.get(k, np.inf),
+                                         timed(MPI.COMM_SELF, fn, a, solo_counts[k]))
+            sleep_until_all_arrive(comm)
+            for k, (fn, a) in variants.items():
+                t = np.empty(2)
+                comm.Allreduce(timed(comm, fn, a, counts[k]), t, op=MPI.MAX)
+                best[k] = np.minimum(best.get(k, np.inf), t)
+        if rank == 0:
+            rows += report(B, best)
+    if rank == 0:
+        print(f"allreduce buffer: {length:,} float32 = {length * 4 / 2**20:.2f} MiB per step; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. Wall-clock "
+              f"and CPU time (per rank, the larger), best of {ROUNDS} interleaved rounds")
+        table(rows, ["B", "variant", "global batch", "ms/step", "examples/s", "efficiency",
+                     "CPU ms/step", "CPU efficiency", "allreduce ms (CPU)"])
+
+
+def report(B, best):
+    """Table rows for global batch ``B`` from the best (wall, CPU) times."""
+    t1 = best["1 rank"]
+    ar = best["allreduce"]
+    variants = [("1 rank x 1 thread", B, best["1 rank"], 1),
+                ("1 rank, comm=COMM_SELF", B, best["1 rank, comm=COMM_SELF"], 1),
+                ("2 ranks, strong (B/2 each)", B, best["strong"], 2),
+                ("2 ranks, weak (B each)", 2 * B, best["weak"], 1)]
+    rows = []
+    for name, global_batch, t, ranks_per_t1 in variants:
+        # efficiency: throughput per rank against 1 rank's; weak keeps each rank's batch
+        eff = t1 / (t * ranks_per_t1) if name.endswith("(B/2 each)") else \
+            (t1 * global_batch / B) / (t * (2 if name.startswith("2") else 1))
+        rows.append([B, name, global_batch, f"{t[0] * 1e3:.2f}", f"{global_batch / t[0]:,.0f}",
+                     f"{eff[0]:.2f}", f"{t[1] * 1e3:.2f}", f"{eff[1]:.2f}",
+                     f"{ar[0] * 1e3:.2f} ({ar[1] * 1e3:.2f})" if name.startswith("2") else ""])
+    return rows
+
+
+def main():
+    print(f"Data-parallel MLP train step, float32, 784 -> 512 -> 512 -> 10, SGD; {cores()} cores; "
+          f"every rank 1 thread")
+    env = dict(os.environ, SYMGRAD_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    launcher = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    launcher = launcher if os.path.exists(launcher) else "mpiexec"
+    # -m mpi4py: an uncaught exception on one rank aborts the job instead of leaving the
+    # other waiting in a collective
+    subprocess.run([launcher, "-n", "2", sys.executable, "-m", "mpi4py", __file__, "--child"],
+                   env=env, check=True)
+
+
+if __name__ == "__main__":
+    run_child() if "--child" in sys.argv else main()
