@@ -48,8 +48,9 @@ import numpy as np
 
 from . import dtypes as _dt
 from .errors import DistributedError
-from .graph import tensor
+from .graph import free_inputs, tensor
 from .ops import cast, concatenate, stack, zeros
+from .ops import round as round_
 
 __all__ = ["check_comm", "timeout", "DataParallel"]
 
@@ -243,7 +244,13 @@ class DataParallel:
     def __init__(self, comm, params, grads, layer_updates, outputs):
         self.comm = comm
         self.params = params
-        self.layer_updates = layer_updates
+        # Counters (batch norm's num_batches_tracked) follow from shared values alone, the
+        # same on every rank: the update function computes them. Whatever reads the shard
+        # goes through the buffer, as the ranks' weighted mean.
+        self.counters = [(sv, e) for sv, e in layer_updates
+                         if not _dt.is_float(sv.dtype) and not free_inputs([e])]
+        self.layer_updates = [(sv, e) for sv, e in layer_updates
+                              if (sv, e) not in self.counters]
         floats = [p.dtype for p in params] + [sv.dtype for sv, _ in layer_updates]
         floats += [o.dtype for o in outputs if _dt.is_float(o.dtype)]
         self.dtype = "float64" if "float64" in floats else "float32"
@@ -269,9 +276,10 @@ class DataParallel:
         return self._pieces(self.params, 0)
 
     def averaged_layer_updates(self):
-        """``(shared, expr)``: each running statistic set to the ranks' weighted mean."""
-        return list(zip([sv for sv, _ in self.layer_updates],
-                        self._pieces([sv for sv, _ in self.layer_updates], len(self.params))))
+        """``(shared, expr)``: each running statistic set to the ranks' weighted mean, each
+        counter advanced as one process would."""
+        stats = [sv for sv, _ in self.layer_updates]
+        return list(zip(stats, self._pieces(stats, len(self.params)))) + self.counters
 
     def _pieces(self, variables, first):
         out, pos = [], sum(self.sizes[:first])
@@ -279,6 +287,8 @@ class DataParallel:
             size = self.sizes[first + i]
             piece = (self.summed[pos:pos + size] * self.inv_count).reshape(
                 sv.get_value(borrow=True).shape)
+            if not _dt.is_float(sv.dtype):
+                piece = round_(piece)  # a weighted mean of equal integers, up to rounding
             out.append(piece if piece.dtype == sv.dtype else cast(piece, sv.dtype))
             pos += size
         return out

@@ -171,6 +171,28 @@ def test_comm_self_is_one_process():
     np.testing.assert_allclose(w.get_value(), w2.get_value(), rtol=1e-15)
 
 
+def _normed(comm):
+    X = sg.matrix("X")
+    dense = sg.layers.Dense(3, 4, rng=0, name="d")
+    norm = sg.layers.BatchNorm1D(4)
+    drop = sg.layers.Dropout(0.3, rng=sg.random.RandomStream(5))
+    loss = (drop(norm(dense(X), training=True)) ** 2).mean()
+    step = sg.train_step(loss, [X], optimizer=sg.optim.Adam(0.01), comm=comm, mode="py")
+    return step, dense.params + [norm.weight, norm.bias, norm.running_mean, norm.running_var,
+                                 norm.num_batches_tracked]
+
+
+def test_running_statistics_and_random_streams_on_comm_self_are_one_process():
+    # The running statistics go through the allreduce as a weighted mean; rank 0's stream
+    # keeps its key: on one rank the data-parallel step is the ordinary one.
+    x = np.random.default_rng(3).standard_normal((6, 3))
+    (step, state), (plain, state2) = _normed(MPI.COMM_SELF), _normed(None)
+    for _ in range(3):
+        assert step(x) == pytest.approx(plain(x), rel=1e-12)
+    for a, b in zip(state, state2):
+        np.testing.assert_allclose(a.get_value(), b.get_value(), rtol=1e-12, err_msg=a.name)
+
+
 def test_an_empty_global_batch_is_an_error_that_changes_nothing():
     step, w = _tiny(MPI.COMM_SELF)
     with pytest.raises(ValueError, match="the global batch is empty: every rank called the "
