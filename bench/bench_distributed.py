@@ -101,7 +101,8 @@ def run_child():
                     "allreduce": (allreduce_timer(comm, length), ())}
         counts = {k: calls_for(comm, fn, a) for k, (fn, a) in variants.items()}
         if rank == 0:
-            solo = {"1 rank": (single, (X[:B], y[:B])), "1 rank, comm=COMM_SELF": (seam, (X[:B], y[:B]))}
+            solo = {"1 rank": (single, (X[:B], y[:B])),
+                    "1 rank, comm=COMM_SELF": (seam, (X[:B], y[:B]))}
             solo_counts = {k: calls_for(MPI.COMM_SELF, fn, a) for k, (fn, a) in solo.items()}
         best = {}
         for _ in range(ROUNDS):

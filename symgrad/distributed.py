@@ -127,7 +127,7 @@ def wait(comm, request, what):
                 f"MPI_Abort when it exits")
         if waited > _SPIN:
             time.sleep(nap)
-            nap = min(2 * nap, 5e-3)
+            nap = min(2 * nap, 5e-4)  # a late wake-up delays the step by as much
 
 
 def allreduce_sum(comm, buf, what):

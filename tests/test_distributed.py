@@ -102,8 +102,9 @@ def test_a_failing_shard_fails_the_step_on_every_rank_and_changes_nothing(runs, 
     assert str(result["rank1/fault"]).startswith("ShapeError: matmul at")
     for r in [0] + list(range(2, n)):
         text = str(result[f"rank{r}/fault"])
-        assert text.startswith("DistributedError: the train step failed on another rank, so no "
-                               "rank changed its parameters: rank 1 raised ShapeError: matmul"), text
+        assert text.startswith("DistributedError: the train step failed on another rank, so "
+                               "no rank changed its parameters: rank 1 raised ShapeError: "
+                               "matmul"), text
     assert all(result[f"rank{r}/fault_changed_nothing"] for r in range(n))
 
 
