@@ -267,8 +267,9 @@ class DataParallel:
         self.flat.name = "allreduce_buffer"
         self.length = self.n_values + self.n_outputs + 2
         # What the update function reads: the summed buffer and 1 / N.
-        self.summed = tensor("summed", dtype=self.dtype, shape=(self.length,))
-        self.inv_count = tensor("inv_count", dtype=self.dtype, shape=())
+        self.summed = tensor("allreduce_summed", dtype=self.dtype, shape=(self.length,))
+        self.inv_count = tensor("allreduce_inv_count", dtype=self.dtype, shape=())
+        self.update_reads_inputs = False
         self.broken = None
 
     def global_gradients(self):
@@ -336,7 +337,11 @@ class DataParallel:
         if total == 0:
             raise ValueError("the global batch is empty: every rank called the train step with "
                              "0 examples, so there is no gradient; nothing was changed")
-        step.update_function(buf, np.asarray(1.0 / total, dtype=self.dtype))
+        inv = np.asarray(1.0 / total, dtype=self.dtype)
+        if self.update_reads_inputs:
+            step.update_function(buf, inv, *args, **kwargs)
+        else:
+            step.update_function(buf, inv)
         return buf[self.n_values:self.n_values + self.n_outputs] / total
 
     def _raise_failures(self, error):

@@ -28,7 +28,7 @@ from . import dtypes as _dt
 from .autodiff import grad
 from .errors import NonDifferentiableError, NonScalarCostError
 from .function import In, function
-from .graph import SharedVariable, Variable, shape_text
+from .graph import SharedVariable, Variable, free_inputs, shape_text
 from .ops.elemwise import StopGradient
 from .ops.norm import collect_updates
 from .optim import SGD
@@ -296,9 +296,17 @@ class TrainStep:
         # Before compiling, so that ranks whose models differ fail at once, on every rank.
         dp.synchronise(self.params + self.state)
         name = name or "train_step"
-        self.function = function(self._given, [dp.flat], mode=mode, name=name + "_gradients")
-        self.update_function = function([dp.summed, dp.inv_count], [], updates=self.updates,
-                                        mode=mode, name=name + "_update")
+        # An update that reads an input of the step (an lr given as sg.In) gets the call's
+        # arguments too; the gradient function then need not read every input itself.
+        reads = {id(v) for v in free_inputs([e for _, e in self.updates])}
+        dp.update_reads_inputs = any(id(v) in reads for v in self.inputs)
+        unused = "ignore" if dp.update_reads_inputs else "warn"
+        self.function = function(self._given, [dp.flat], mode=mode, name=name + "_gradients",
+                                 on_unused_input=unused)
+        extra = self._given if dp.update_reads_inputs else []
+        self.update_function = function([dp.summed, dp.inv_count] + extra, [],
+                                        updates=self.updates, mode=mode, name=name + "_update",
+                                        on_unused_input="ignore")
         random_states = [sv for sv in self.function.random_states if sv not in self.state]
         self.state += random_states
         dp.decorrelate(random_states)

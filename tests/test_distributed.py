@@ -194,6 +194,20 @@ def test_running_statistics_and_random_streams_on_comm_self_are_one_process():
         np.testing.assert_allclose(a.get_value(), b.get_value(), rtol=1e-12, err_msg=a.name)
 
 
+def test_an_lr_given_as_an_input_reaches_the_update():
+    x, lr = sg.matrix("x"), sg.scalar("lr")
+    ws = [sg.shared(np.array([[1.0], [2.0]]), name="w") for _ in range(2)]
+    steps = [sg.train_step(((x @ w) ** 2).mean(), [x, sg.In(lr, value=0.1)],
+                           optimizer=sg.optim.SGD(lr), comm=comm, mode="py")
+             for w, comm in zip(ws, (MPI.COMM_SELF, None))]
+    xv = np.array([[1.0, 0.5], [0.0, 1.0]])
+    for step in steps:
+        step(xv)
+        step(xv, lr=0.5)
+    np.testing.assert_allclose(ws[0].get_value(), ws[1].get_value(), rtol=1e-14)
+    assert not np.allclose(ws[0].get_value(), [[1.0], [2.0]])
+
+
 def test_an_empty_global_batch_is_an_error_that_changes_nothing():
     step, w = _tiny(MPI.COMM_SELF)
     with pytest.raises(ValueError, match="the global batch is empty: every rank called the "
