@@ -40,8 +40,10 @@ def _mpiexec():
 needs_mpiexec = pytest.mark.skipif(_mpiexec() is None, reason="no mpiexec on PATH")
 
 
-def launch(n, scenario, folder, timeout=60, limit=240):
-    """Run the worker's ``scenario`` on ``n`` ranks: (returncode, output, seconds)."""
+def launch(n, scenario, folder, timeout=180, limit=420):
+    """Run the worker's ``scenario`` on ``n`` ranks: (returncode, output, seconds). The
+    default ``timeout`` leaves room for the ranks' cold compiles on a loaded machine (a rank
+    that compiles waits for none, but the others wait for it in the first allreduce)."""
     env = dict(os.environ, SYMGRAD_MPI_TIMEOUT=str(timeout),
                PYTHONPATH=os.pathsep.join([str(Path(sg.__file__).parent.parent),
                                            os.environ.get("PYTHONPATH", "")]))
