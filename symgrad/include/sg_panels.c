@@ -21,21 +21,52 @@ int64_t sg_panels_size(int64_t k, int64_t n)
     return k * ((n + SG_PANEL_NR - 1) / SG_PANEL_NR) * SG_PANEL_NR;
 }
 
+/* Rows r0..r0+h-1 of the panel holding columns j0..j0+w-1 (w <= 32), from any strides. */
+static inline void sg_panels_pack_rows(float *d, const float *src, int64_t sk, int64_t sn,
+                                       int64_t r0, int64_t h, int64_t j0, int64_t w)
+{
+    for (int64_t r = r0; r < r0 + h; r++) {
+        float *dr = d + r * SG_PANEL_NR;
+        const float *s = src + r * sk + j0 * sn;
+        int64_t q = 0;
+        if (sn == 1) {
+            memcpy(dr, s, (size_t)w * sizeof(float));
+            q = w;
+        }
+        for (; q < w; q++)
+            dr[q] = s[q * sn];
+        for (; q < SG_PANEL_NR; q++)
+            dr[q] = 0;
+    }
+}
+
 SG_VEC void sg_panels_pack_f32(float *dst, const sg_arr *b)
 {
     int64_t k = b->shape[0], n = b->shape[1], sk = b->strides[0], sn = b->strides[1];
     const float *src = (const float *)b->data;
     for (int64_t j0 = 0; j0 < n; j0 += SG_PANEL_NR) {
         int64_t w = n - j0 < SG_PANEL_NR ? n - j0 : SG_PANEL_NR;
-        for (int64_t r = 0; r < k; r++) {
-            float *d = dst + j0 * k + r * SG_PANEL_NR;
-            const float *s = src + r * sk + j0 * sn;
-            int64_t q = 0;
-            for (; q < w; q++)
-                d[q] = s[q * sn];
-            for (; q < SG_PANEL_NR; q++)
-                d[q] = 0;
+        float *d = dst + j0 * k;
+        if (sk != 1) {
+            sg_panels_pack_rows(d, src, sk, sn, 0, k, j0, w);
+            continue;
         }
+        /* A transposed operand (a panel's columns are the source's rows): 16 rows of the
+         * panel at a time, each of the w source rows read along a whole cache line. Row by
+         * row, the panel's 32 reads a row would be 32 lines one row stride apart, which
+         * with a power-of-two stride share a cache set and evict one another. */
+        int64_t r0 = 0;
+        for (; r0 + 16 <= k; r0 += 16) {
+            for (int64_t q = 0; q < w; q++) {
+                const float *s = src + r0 + (j0 + q) * sn;
+                for (int64_t r = 0; r < 16; r++)
+                    d[(r0 + r) * SG_PANEL_NR + q] = s[r];
+            }
+            for (int64_t r = 0; r < 16; r++)
+                for (int64_t q = w; q < SG_PANEL_NR; q++)
+                    d[(r0 + r) * SG_PANEL_NR + q] = 0;
+        }
+        sg_panels_pack_rows(d, src, sk, sn, r0, k - r0, j0, w);
     }
 }
 
