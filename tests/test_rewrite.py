@@ -123,6 +123,13 @@ def r_chain_increments_into_zeros():
     return [x], [g], [np.array([0.5, -0.0, np.inf])]
 
 
+def r_increments_tiling_zeros():
+    z = sg.tensor("z", shape=(2, 5))
+    parts = [sg.tanh(z[:, :2]), sg.sin(z[:, 2:3]), sg.exp(z[:, 3:])]  # split into parts
+    (g,) = sg.grad(sum(p.sum() for p in parts), [z])
+    return [z], [g], [np.array([[0.5, -0.0, 2.0, np.nan, -1.0], [np.inf, 0.0, -0.0, 1.0, -np.inf]])]
+
+
 def r_subtract_zero():
     x = _x()
     return [x], [x - 0.0], [np.array([0.0, -0.0, np.inf])]
@@ -277,6 +284,7 @@ RULES = [
     ("power_of_one", True, r_power_of_one),
     ("add_zero", True, r_add_zero),
     ("chain_increments_into_zeros", True, r_chain_increments_into_zeros),
+    ("increments_tiling_zeros", True, r_increments_tiling_zeros),
     ("subtract_zero", True, r_subtract_zero),
     ("absorb_negation", True, r_absorb_negation),
     ("cast_of_cast", True, r_cast_of_cast),
@@ -766,3 +774,31 @@ def test_increments_into_zeros_chain_into_one_buffer_bit_for_bit(dtype):
             for a, b in zip(got, want):
                 np.testing.assert_array_equal(a, b)
                 assert np.array_equal(np.signbit(a), np.signbit(b))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_increments_tiling_zeros_become_a_concatenation_bit_for_bit(dtype):
+    # an LSTM's gates: z split into parts along one axis; its gradient is the parts' side by
+    # side (no buffer of zeros, no scatter), +0.0 where a part's gradient is -0.0 as before
+    z = sg.tensor("z", dtype=dtype, shape=(2, 6))
+    g = sg.tensor("g", dtype=dtype, shape=(2, 6))
+    cuts = [slice(4, 6), slice(0, 1), slice(1, 4)]
+    parts = [sg.tanh(z[:, cuts[0]]), z[:, cuts[1]] * 2, sg.sigmoid(z[:, cuts[2]])]
+    cost = sum((p * g[:, c]).sum() for p, c in zip(parts, cuts))
+    (gz,) = sg.grad(cost, [z])
+    ops = [n.op.name for n in toposort(rw.rewrite([gz]))]
+    assert "concatenate" in ops and "inc_subtensor" not in ops
+    # a region left out, or two that overlap: increments as before
+    for other in ([parts[0], parts[2]], [parts[0], parts[1], sg.exp(z[:, 0:4])]):
+        (go,) = sg.grad(sum(p.sum() for p in other), [z])
+        assert "inc_subtensor" in [n.op.name for n in toposort(rw.rewrite([go]))]
+    zv = np.array([[0.5, -0.0, 2.0, np.nan, -1.0, 3.0], [np.inf, 0.0, -0.0, 1.0, -np.inf, -0.0]],
+                  dtype)
+    gv = np.array([[-0.0, 1.0, np.nan, -0.0, 2.0, -0.0], [0.0, -2.0, -0.0, 3.0, -0.0, 1.0]],
+                  dtype)
+    with np.errstate(all="ignore"):
+        for mode in ("py", "c"):  # against the graph as written, in the same mode
+            want = sg.function([z, g], gz, mode=mode, rewrite="none")(zv, gv)
+            got = sg.function([z, g], gz, mode=mode)(zv, gv)
+            np.testing.assert_array_equal(got, want)
+            assert np.array_equal(np.signbit(got), np.signbit(want))

@@ -14,8 +14,9 @@ import numpy as np
 
 from ..graph import Constant
 from ..ops.elemwise import Cast, Elemwise
+from ..ops.join import Concatenate
 from ..ops.shape import DimShuffle, MakeVector, Shape, ShapeAt, broadcast_to
-from ..ops.subtensor import IncSubtensor
+from ..ops.subtensor import FULL, SCALAR, IncSubtensor, is_slice
 from .engine import RuleSet, all_equal
 
 __all__ = ["ALGEBRA", "FAST", "same_values"]
@@ -152,6 +153,67 @@ def _incremented_zeros(v):
            and not v.owner.op.set_instead_of_inc):
         v = v.owner.inputs[0]
     return v
+
+
+@ALGEBRA("inc_subtensor")
+def increments_tiling_zeros(node, sweep):
+    """``inc(...inc(Z, a1, s1)..., an, sn) -> concatenate([0.0 + a1, ..., 0.0 + an])`` (in
+    the regions' order) when ``Z`` is all +0.0 and the regions -- slices with constant
+    bounds of one axis, the other axes whole -- tile that axis: the gradient of a value
+    split into parts (an LSTM's gates) is its parts' gradients side by side, with no buffer
+    of zeros to fill, copy and add each part into.
+
+    Exact: each element of the chain is ``0.0 + a`` for the one part whose region holds
+    it, and that sum stays (``0.0 + a`` is +0.0 where ``a`` is -0.0).
+    """
+    out = node.outputs[0]
+    if not _float(out) or out.ndim == 0:
+        return None
+    parts, v = [], out
+    while (v.owner is not None and isinstance(v.owner.op, IncSubtensor)
+           and not v.owner.op.set_instead_of_inc):
+        parts.append(v.owner)
+        v = v.owner.inputs[0]
+    if len(parts) < 2 or not all_equal(v, 0.0):
+        return None
+    regions = [_region(n, sweep) for n in parts]
+    if None in regions or len({axis for axis, _, _, _ in regions}) != 1:
+        return None
+    regions.sort(key=lambda r: r[1])
+    axis = regions[0][0]
+    ends = [0] + [stop for _, _, stop, _ in regions]
+    if any(start != end for (_, start, _, _), end in zip(regions, ends)) \
+            or ends[-1] != out.type.shape[axis]:
+        return None
+    zero = Constant(0, dtype=out.dtype)
+    return Concatenate(axis)(*[Elemwise("add")(zero, y) for _, _, _, y in regions])
+
+
+def _region(n, sweep):
+    """``(axis, start, stop, value)`` of an increment ``n`` of a whole value into a slice
+    ``start:stop`` (constant, non-empty) of one axis of ``x``, the others whole, the value
+    of the region's lengths and dtype; else None."""
+    x, y = n.inputs[:2]
+    idx = n.op.idx
+    if (len(n.inputs) != 2 or len(idx) > x.ndim or y.ndim != x.ndim or y.dtype != x.dtype
+            or not all(is_slice(e) for e in idx)):
+        return None
+    cut = [k for k, e in enumerate(idx) if e != FULL]
+    if len(cut) != 1:
+        return None
+    axis = cut[0]
+    e, length = idx[axis], x.type.shape[axis]
+    if length is None or SCALAR in e or e[2] not in (None, 1):
+        return None
+    start, stop, _ = slice(e[0], e[1]).indices(length)
+    if stop <= start or y.type.shape[axis] != stop - start:
+        return None
+    # the value has the region's lengths (it does not broadcast into it): static or proved
+    tx, ty = sweep.dims.of(x), sweep.dims.of(y)
+    if not all(x.type.shape[k] is not None and x.type.shape[k] == y.type.shape[k]
+               or sweep.dims.same((tx[k],), (ty[k],)) for k in range(x.ndim) if k != axis):
+        return None
+    return axis, start, stop, y
 
 
 @ALGEBRA("sub")
