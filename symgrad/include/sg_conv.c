@@ -180,7 +180,8 @@ static int next_panel(const sg_conv_geom *q, sg_conv_plan pl, sg_conv_panel *c)
 
 /* The valid output columns [lo, hi) of kernel column kj: those whose input column
  * ow * sw + kj * dw - pl lies in [0, W). */
-static void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int64_t *hi, int64_t *iw0)
+static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int64_t *hi,
+                             int64_t *iw0)
 {
     int64_t i0 = kj * q->dw - q->pl;
     *iw0 = i0;
@@ -193,59 +194,115 @@ static void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int64_t *h
 }
 
 #define SG_DEFINE_CONV(T, SUF, GEMM)                                                           \
-    /* The rows [r0, r1) of image n's im2col matrix for channels c0.., into col, whose     \
-     * rows are ld elements apart; zeros where a window reaches into the padding. */        \
-    SG_VEC static void im2col_##SUF(const sg_conv_geom *q, const sg_arr *x, int64_t n,         \
-                                    int64_t c0, int64_t r0, int64_t r1, T *col, int64_t ld)  \
+    /* Copies n elements, a run of output pixels (often short: 8 in LeNet's second layer),   \
+     * with whole-vector moves, the last one overlapping the one before: a loop of element   \
+     * copies costs its set-up and remainder for every such run. */                          \
+    static inline void copy_run_##SUF(T *restrict d, const T *restrict s, int64_t n)         \
     {                                                                                        \
-        const int64_t *st = x->strides;                                                      \
-        for (int64_t c = 0; c < q->Cg; c++)                                                  \
-            for (int64_t ki = 0; ki < q->kh; ki++)                                           \
-                for (int64_t kj = 0; kj < q->kw; kj++) {                                     \
-                    T *row = col + ((c * q->kh + ki) * q->kw + kj) * ld;                     \
-                    int64_t lo, hi, iw0;                                                     \
-                    col_range(q, kj, &lo, &hi, &iw0);                                        \
-                    for (int64_t r = r0; r < r1; r++) {                                      \
-                        T *d = row + (r - r0) * q->OW;                                       \
-                        int64_t ih = r * q->sh - q->pt + ki * q->dh;                         \
-                        if (ih < 0 || ih >= q->H) {                                          \
-                            memset(d, 0, (size_t)q->OW * sizeof(T));                         \
-                            continue;                                                        \
-                        }                                                                    \
-                        const T *s = (const T *)x->data + n * st[0] + (c0 + c) * st[1] +     \
-                                     ih * st[2] + iw0 * st[3];                               \
-                        int64_t step = q->sw * st[3];                                        \
-                        for (int64_t o = 0; o < lo; o++)                                     \
-                            d[o] = 0;                                                        \
-                        for (int64_t o = lo; o < hi; o++)                                    \
-                            d[o] = s[o * step];                                              \
-                        for (int64_t o = hi; o < q->OW; o++)                                 \
-                            d[o] = 0;                                                        \
-                    }                                                                        \
-                }                                                                            \
+        enum { V = 32 / sizeof(T) };                                                         \
+        if (n >= V) {                                                                        \
+            int64_t o = 0;                                                                   \
+            for (; o + V <= n; o += V)                                                       \
+                __builtin_memcpy(d + o, s + o, 32);                                          \
+            if (o < n)                                                                       \
+                __builtin_memcpy(d + n - V, s + n - V, 32);                                  \
+        } else if (n >= V / 2) {                                                             \
+            __builtin_memcpy(d, s, 16);                                                      \
+            __builtin_memcpy(d + n - V / 2, s + n - V / 2, 16);                              \
+        } else {                                                                             \
+            for (int64_t o = 0; o < n; o++)                                                  \
+                d[o] = s[o];                                                                 \
+        }                                                                                    \
     }                                                                                        \
                                                                                              \
-    /* The adjoint of im2col: each column of col (rows ld apart) added back into its      \
-     * window of image n of gx (C-contiguous). */                                            \
-    SG_VEC static void col2im_##SUF(const sg_conv_geom *q, T *gx, int64_t n, int64_t c0,      \
-                                    int64_t r0, int64_t r1, const T *col, int64_t ld)        \
+    /* d[o] += s[o] for o < n, a vector at a time (through vector values: an array of        \
+     * T on the stack made gcc store and reload each vector in pieces). */                   \
+    static inline void add_run_##SUF(T *restrict d, const T *restrict s, int64_t n)          \
     {                                                                                        \
-        for (int64_t c = 0; c < q->Cg; c++)                                                  \
-            for (int64_t ki = 0; ki < q->kh; ki++)                                           \
-                for (int64_t kj = 0; kj < q->kw; kj++) {                                     \
-                    const T *row = col + ((c * q->kh + ki) * q->kw + kj) * ld;               \
+        typedef T vec __attribute__((vector_size(32)));                                      \
+        enum { V = 32 / sizeof(T) };                                                         \
+        int64_t o = 0;                                                                       \
+        for (; o + V <= n; o += V) {                                                         \
+            vec a, b;                                                                        \
+            __builtin_memcpy(&a, d + o, 32);                                                 \
+            __builtin_memcpy(&b, s + o, 32);                                                 \
+            a += b;                                                                          \
+            __builtin_memcpy(d + o, &a, 32);                                                 \
+        }                                                                                    \
+        for (; o < n; o++)                                                                   \
+            d[o] += s[o];                                                                    \
+    }                                                                                        \
+                                                                                             \
+    /* The rows [r0, r1) of image n's im2col matrix for channels c0.., into col, whose       \
+     * rows are ld elements apart; zeros where a window reaches into the padding. The        \
+     * geometry is read into locals once: through `q` and `x`, every field would be loaded   \
+     * again after each store into col, which may alias them (a third of the time). */       \
+    SG_VEC static void im2col_##SUF(const sg_conv_geom *q, const sg_arr *x, int64_t n,       \
+                                    int64_t c0, int64_t r0, int64_t r1, T *col,              \
+                                    int64_t ld)                                              \
+    {                                                                                        \
+        const int64_t s1 = x->strides[1], s2 = x->strides[2], s3 = x->strides[3];            \
+        const int64_t Cg = q->Cg, H = q->H, OW = q->OW, kh = q->kh, kw = q->kw, sh = q->sh;  \
+        const int64_t step = q->sw * s3;                                                     \
+        const T *xn = (const T *)x->data + n * x->strides[0] + c0 * s1;                      \
+        T *row = col;                                                                        \
+        for (int64_t c = 0; c < Cg; c++)                                                     \
+            for (int64_t ki = 0; ki < kh; ki++) {                                            \
+                int64_t ih0 = ki * q->dh - q->pt; /* the input row of output row 0 */        \
+                for (int64_t kj = 0; kj < kw; kj++, row += ld) {                             \
                     int64_t lo, hi, iw0;                                                     \
                     col_range(q, kj, &lo, &hi, &iw0);                                        \
-                    for (int64_t r = r0; r < r1; r++) {                                      \
-                        int64_t ih = r * q->sh - q->pt + ki * q->dh;                         \
-                        if (ih < 0 || ih >= q->H)                                            \
+                    T *d = row;                                                              \
+                    for (int64_t r = r0; r < r1; r++, d += OW) {                             \
+                        int64_t ih = ih0 + r * sh;                                           \
+                        if (ih < 0 || ih >= H || lo >= hi) {                                 \
+                            memset(d, 0, (size_t)OW * sizeof(T));                            \
                             continue;                                                        \
-                        const T *s = row + (r - r0) * q->OW;                                 \
-                        T *d = gx + ((n * q->C + c0 + c) * q->H + ih) * q->W + iw0;          \
-                        for (int64_t o = lo; o < hi; o++)                                    \
-                            d[o * q->sw] += s[o];                                            \
+                        }                                                                    \
+                        const T *s = xn + c * s1 + ih * s2 + iw0 * s3;                       \
+                        for (int64_t o = 0; o < lo; o++)                                     \
+                            d[o] = 0;                                                        \
+                        if (step == 1)                                                       \
+                            copy_run_##SUF(d + lo, s + lo, hi - lo);                         \
+                        else                                                                 \
+                            for (int64_t o = lo; o < hi; o++)                                \
+                                d[o] = s[o * step];                                          \
+                        for (int64_t o = hi; o < OW; o++)                                    \
+                            d[o] = 0;                                                        \
                     }                                                                        \
                 }                                                                            \
+            }                                                                                \
+    }                                                                                        \
+                                                                                             \
+    /* The adjoint of im2col: each column of col (rows ld apart) added back into its         \
+     * window of image n of gx (C-contiguous). */                                            \
+    SG_VEC static void col2im_##SUF(const sg_conv_geom *q, T *gx, int64_t n, int64_t c0,     \
+                                    int64_t r0, int64_t r1, const T *col, int64_t ld)        \
+    {                                                                                        \
+        const int64_t Cg = q->Cg, H = q->H, W = q->W, OW = q->OW, kh = q->kh, kw = q->kw;    \
+        const int64_t sh = q->sh, sw = q->sw;                                                \
+        T *gn = gx + (n * q->C + c0) * H * W;                                                \
+        const T *row = col;                                                                  \
+        for (int64_t c = 0; c < Cg; c++)                                                     \
+            for (int64_t ki = 0; ki < kh; ki++) {                                            \
+                int64_t ih0 = ki * q->dh - q->pt;                                            \
+                for (int64_t kj = 0; kj < kw; kj++, row += ld) {                             \
+                    int64_t lo, hi, iw0;                                                     \
+                    col_range(q, kj, &lo, &hi, &iw0);                                        \
+                    const T *s = row;                                                        \
+                    for (int64_t r = r0; r < r1; r++, s += OW) {                             \
+                        int64_t ih = ih0 + r * sh;                                           \
+                        if (ih < 0 || ih >= H)                                               \
+                            continue;                                                        \
+                        T *d = gn + (c * H + ih) * W + iw0;                                  \
+                        if (sw == 1)                                                         \
+                            add_run_##SUF(d + lo, s + lo, hi - lo);                          \
+                        else                                                                 \
+                            for (int64_t o = lo; o < hi; o++)                                \
+                                d[o * sw] += s[o];                                           \
+                    }                                                                        \
+                }                                                                            \
+            }                                                                                \
     }                                                                                        \
                                                                                              \
     /* The panel's im2col matrix: images [n0, n1), output rows [r0, r1), group gr. */        \
