@@ -118,21 +118,29 @@ def test_a_huge_batch_of_empty_planes_returns_at_once(mode):
 @pytest.mark.parametrize("mode", ["py", "c"])
 def test_max_pool_ties_and_nans_pick_the_tap_pytorch_picks(mode):
     # Ties: the first maximum in window order; a NaN wins (the last one): values and
-    # where the gradient goes, for windows inside the input (the kernel's row passes)
-    # and at its edges (padding, dilation).
+    # where the gradient goes, for windows inside the input (the kernel's vector passes,
+    # 8 float32 or 4 float64 outputs at a time, the last overlapping, with steps 2, 1
+    # and 3 between windows) and at its edges (padding, dilation). One function.
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(3)
-    X = rng.integers(0, 3, (2, 3, 9, 10)).astype("float32")
-    X[0, 1, 2, 3] = X[1, 2, 6, 7] = X[1, 2, 6, 8] = np.nan
-    x = sg.tensor4("x", "float32")
-    for kw in (dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1),
-               dict(kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1), padding=(1, 0))):
-        xt = torch.tensor(X, requires_grad=True)
-        ot = torch.nn.functional.max_pool2d(xt, **kw)
-        R = rng.standard_normal(tuple(ot.shape)).astype("float32")
-        gxt, = torch.autograd.grad((ot * torch.tensor(R)).sum(), xt)
-        out = sg.nn.max_pool2d(x, **kw)
-        f = sg.function([x], [out, sg.grad((out * R).sum(), x)], mode=mode)
-        got, gx = f(X)
-        np.testing.assert_array_equal(got, ot.detach().numpy(), err_msg=str(kw))
-        np.testing.assert_array_equal(gx, gxt.numpy(), err_msg=str(kw))
+    kws = (dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1),
+           dict(kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1), padding=(1, 0)),
+           dict(kernel_size=3, stride=3))
+    ins, outs, vals, wants = [], [], [], []
+    for dtype in ("float32", "float64"):
+        X = rng.integers(0, 3, (2, 3, 9, 30)).astype(dtype)
+        X[0, 1, 2, 3] = X[1, 2, 6, 7] = X[1, 2, 6, 8] = X[1, 0, 4, 20] = np.nan
+        x = sg.tensor4(f"x_{dtype}", dtype)
+        ins.append(x)
+        vals.append(X)
+        for kw in kws:
+            xt = torch.tensor(X, requires_grad=True)
+            ot = torch.nn.functional.max_pool2d(xt, **kw)
+            R = rng.standard_normal(tuple(ot.shape)).astype(dtype)
+            gxt, = torch.autograd.grad((ot * torch.tensor(R)).sum(), xt)
+            out = sg.nn.max_pool2d(x, **kw)
+            outs += [out, sg.grad((out * R).sum(), x)]
+            wants += [(ot.detach().numpy(), f"{dtype} {kw}"), (gxt.numpy(), f"{dtype} {kw} grad")]
+    got = sg.function(ins, outs, mode=mode)(*vals)
+    for g, (w, label) in zip(got, wants):
+        np.testing.assert_array_equal(g, w, err_msg=label)
