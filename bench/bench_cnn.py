@@ -11,7 +11,9 @@ output as the loss, SGD on both convolutions and batch norms; against PyTorch ea
 Reports the symgrad step, the im2col floor (the step's matrix products alone through
 NumPy into preallocated outputs: each convolution as its im2col product, forward,
 weight gradient, and input gradient except for the first layer) and, where installed,
-PyTorch eager, with the ratios to the floor; once per thread count (1, then every core).
+PyTorch eager and JAX ``jit``, with the ratios to the floor; once per thread count (1,
+then every core). Every peer's first step must give symgrad's first loss (same
+parameters, same batch), or the script stops.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_cnn.py
 """
@@ -100,6 +102,57 @@ def torch_step(params):
     return step
 
 
+def jax_step(params):
+    """The same step as one ``jax.jit`` function (parameters donated, updated in place)."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    lax = jax.lax
+
+    def conv(x, w, b):
+        y = lax.conv_general_dilated(x, w, (1, 1), "VALID",
+                                     dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        return y + b[None, :, None, None]
+
+    def pool(x):
+        return lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+
+    def loss_of(ps, X, y):
+        w1, b1, w2, b2, W3, b3, W4, b4 = ps
+        h = jnp.tanh(pool(conv(X, w1, b1)))
+        h = jnp.tanh(pool(conv(h, w2, b2)))
+        h = jnp.tanh(h.reshape(h.shape[0], 800) @ W3 + b3)
+        logp = jax.nn.log_softmax(h @ W4 + b4)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+    def update(ps, X, y):
+        loss, gs = jax.value_and_grad(loss_of)(ps, X, y)
+        return loss, [p - LR * g for p, g in zip(ps, gs)]
+
+    update = jax.jit(update, donate_argnums=0)
+    state = [jnp.asarray(p) for p in params]
+
+    def step(X, y):
+        nonlocal state
+        loss, state = update(state, X, y)
+        return float(loss)
+
+    return step
+
+
+def check_first_losses(steps):
+    """Every peer's first step from the same parameters and batch gives the same loss."""
+    first = {name: float(fn(*a)) for name, fn, a in steps if a}
+    ref = first["symgrad"]
+    print("first loss: " + ", ".join(f"{name} {v:.6f}" for name, v in first.items()))
+    bad = [name for name, v in first.items() if abs(v - ref) > 1e-4 * max(1.0, abs(ref))]
+    if bad:
+        raise SystemExit(f"bench_cnn: {', '.join(bad)} computed another first loss than "
+                         f"symgrad ({ref:.6f}): not the same step")
+
+
 RB = (32, 64, 32)  # batch, channels, height = width
 
 
@@ -165,8 +218,10 @@ def run_one():
     y = r.integers(0, 10, N)
     steps = [("im2col floor", im2col_floor(params), ()),
              ("symgrad", symgrad_step(params), (X, y)),
-             ("PyTorch eager", torch_step(params), (X, y))]
+             ("PyTorch eager", torch_step(params), (X, y)),
+             ("JAX jit", jax_step(params), (X, y))]
     steps = [s for s in steps if s[1] is not None]
+    check_first_losses(steps)
     times = measure([fn for _, fn, _ in steps], [a for _, _, a in steps])
     print(f"threads: {os.environ.get('SYMGRAD_NUM_THREADS')}")
     table([[name, f"{t * 1e3:.2f}", f"{t / times[0]:.2f}x"] for (name, _, _), t in
