@@ -162,12 +162,22 @@ def test_gradient_graph_reads_as_convolution_ops():
     assert "grad of conv2d wrt weight{stride=2x2}" in text
     f = sg.function([x, w], [gx, gw])
     assert "sg_conv2d_grad_input_f64" in f.source and "sg_conv2d_grad_weight_f64" in f.source
+    # conv1d, a conv2d over a height of 1, prints as conv1d with its own parameters
+    x1, w1 = sg.tensor3("x1"), sg.tensor3("w1")
+    out = sg.nn.conv1d(x1, w1, stride=2, padding=1)
+    text = sg.debugprint([out] + sg.grad(out.sum(), [x1, w1]))
+    assert "conv1d{stride=2, padding=1,1}" in text and "conv2d" not in text
+    assert "grad of conv1d wrt input{stride=2, padding=1,1}" in text
+    assert "grad of conv1d wrt weight{stride=2, padding=1,1}" in text
 
 
 TRANSPOSED = [
     ((2, 4, 3, 5), (4, 3, 3, 2), True, dict(stride=2, padding=1, output_padding=1)),
     ((1, 4, 4, 3), (4, 1, 2, 3), False, dict(stride=(1, 2), padding=(0, 1), groups=2,
                                              dilation=(2, 1), output_padding=(0, 1))),
+    # output_padding below the dilation but not the stride: rows no window reaches
+    ((1, 2, 3, 4), (2, 3, 3, 2), True, dict(stride=(1, 2), dilation=(3, 2),
+                                            output_padding=(2, 1))),
 ]
 
 
@@ -204,8 +214,9 @@ def test_conv_transpose2d_errors():
     with pytest.raises(sg.ShapeError, match=r"has 3 channels but the weight of shape "
                                             r"\(4, 2, 3, 3\) expects 4 \(at .*test_conv"):
         sg.nn.conv_transpose2d(x, w)
-    with pytest.raises(ValueError, match="output_padding .* must be smaller than the stride"):
-        sg.nn.conv_transpose2d(sg.tensor4("x"), w, output_padding=1)
+    with pytest.raises(ValueError, match=r"output_padding \(2, 2\) must be smaller than the "
+                                         r"stride \(2, 2\) or the dilation \(1, 1\)"):
+        sg.nn.conv_transpose2d(sg.tensor4("x"), w, stride=2, output_padding=2)
 
 
 # --------------------------------------------------------------------------- errors

@@ -32,11 +32,12 @@ from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, as_variable, user_trace
 from ..codegen.ir import Alloc, Arr, Array, At, Call, Ints, Local, Shape, Workspace
-from .shape import _target_shape, dimshuffle, make_vector, shape, shape_at, shape_entries
+from .join import concatenate
+from .shape import _target_shape, dimshuffle, make_vector, shape, shape_at, shape_entries, zeros
 
 __all__ = ["conv2d", "conv1d", "conv_transpose2d"]
 
-_PARAMS = ("stride", "padding", "dilation", "groups")
+_PARAMS = ("stride", "padding", "dilation", "groups", "dims")
 _INT_MAX = 2**31 - 1
 
 
@@ -99,9 +100,14 @@ class _ConvBase(Op):
     __props__ = _PARAMS
     register = False
 
-    def __init__(self, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
+    def __init__(self, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1, dims=2):
         self.stride, self.padding = tuple(stride), tuple(padding)
         self.dilation, self.groups = tuple(dilation), int(groups)
+        # 1: a conv1d (a height of 1 between dimshuffles), printed as one, and named so
+        # where a gradient's node says which op it comes from
+        self.dims = int(dims)
+        if self.dims == 1:
+            self.name = type(self).name.replace("conv2d", "conv1d")
 
     def _params(self):
         return Ints(self.stride + self.padding + self.dilation + (self.groups,))
@@ -117,13 +123,20 @@ class _ConvBase(Op):
         if a.dtype != b.dtype or not _dt.is_float(a.dtype):
             raise TypeError(f"takes float operands of one dtype, got {a.type} and {b.type}")
 
-    def _suffix(self):
+    def _label(self, what):
+        """``what`` ("conv2d", "grad of conv2d wrt input", ...) as the user's op names it,
+        with the parameters that are not their defaults."""
         (sh, sw), (pt, pb, pl, pr), (dh, dw) = self.stride, self.padding, self.dilation
-        parts = [f"stride={sh}x{sw}"] * ((sh, sw) != (1, 1))
-        parts += [f"padding={pt},{pb},{pl},{pr}"] * any(self.padding)
-        parts += [f"dilation={dh}x{dw}"] * ((dh, dw) != (1, 1))
+        if self.dims == 1:  # the width's parameters only
+            parts = [f"stride={sw}"] * (sw != 1) + [f"padding={pl},{pr}"] * (pl or pr)
+            parts += [f"dilation={dw}"] * (dw != 1)
+        else:
+            parts = [f"stride={sh}x{sw}"] * ((sh, sw) != (1, 1))
+            parts += [f"padding={pt},{pb},{pl},{pr}"] * any(self.padding)
+            parts += [f"dilation={dh}x{dw}"] * ((dh, dw) != (1, 1))
         parts += [f"groups={self.groups}"] * (self.groups != 1)
-        return f"{{{', '.join(parts)}}}" if parts else ""
+        what = what.replace("conv2d", "conv1d") if self.dims == 1 else what
+        return what + (f"{{{', '.join(parts)}}}" if parts else "")
 
 
 class Conv2D(_ConvBase):
@@ -136,7 +149,7 @@ class Conv2D(_ConvBase):
     name = "conv2d"
 
     def __str__(self):
-        return "conv2d" + self._suffix()
+        return self._label("conv2d")
 
     __repr__ = __str__
 
@@ -188,7 +201,7 @@ class Conv2DGradInput(_ConvBase):
     name = "conv2d_grad_input"
 
     def __str__(self):
-        return "grad of conv2d wrt input" + self._suffix()
+        return self._label("grad of conv2d wrt input")
 
     __repr__ = __str__
 
@@ -251,7 +264,7 @@ class Conv2DGradWeight(_ConvBase):
     name = "conv2d_grad_weight"
 
     def __str__(self):
-        return "grad of conv2d wrt weight" + self._suffix()
+        return self._label("grad of conv2d wrt weight")
 
     __repr__ = __str__
 
@@ -306,7 +319,7 @@ class ConvTranspose2D(Conv2DGradInput):
     name = "conv_transpose2d"
 
     def __str__(self):
-        return "conv_transpose2d" + self._suffix()
+        return self._label("conv_transpose2d")
 
     __repr__ = __str__
 
@@ -421,7 +434,8 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
 def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """1-d convolution of NCL ``x`` with OIK ``w``, as PyTorch's ``conv1d``.
 
-    A ``conv2d`` over a height of 1 (the graph shows it so); arguments as
+    A ``conv2d`` over a height of 1 between dimshuffles, which the graph prints as
+    ``conv1d`` (its gradients as ``grad of conv1d wrt ...``); arguments as
     :func:`conv2d` with ints or 1-tuples.
 
     Examples
@@ -436,7 +450,7 @@ def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     dilation = _pair(dilation, "dilation", "conv1d", 1)
     g = _pair(groups, "groups", "conv1d", 1)[0]
     (pad,) = _padding(padding, w.type.shape[2:], dilation, stride, "conv1d", 1)
-    op = Conv2D((1,) + stride, (0, 0) + pad, (1,) + dilation, g)
+    op = Conv2D((1,) + stride, (0, 0) + pad, (1,) + dilation, g, dims=1)
     out = op(dimshuffle(x, 0, 1, "x", 2), dimshuffle(w, 0, 1, "x", 2))
     return _with_bias(dimshuffle(out, 0, 1, 3), bias, 1)
 
@@ -454,8 +468,10 @@ def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, gro
     of ``conv2d`` with respect to its input, given the output's gradient.
 
     The output's height is ``(H - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1`` (width
-    alike); ``output_padding`` must be smaller than the stride (PyTorch also accepts one
-    below the dilation: not supported).
+    alike); ``output_padding`` must be smaller than the stride or the dilation, as
+    PyTorch's (one of a stride or more adds rows or columns no window of the convolution
+    it transposes reaches: the adjoint of that convolution applied to ``x`` padded with
+    zeros after its last row or column).
 
     Examples
     --------
@@ -471,10 +487,9 @@ def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, gro
     g = _pair(groups, "groups", fn, 1)[0]
     pad = _pair(padding, "padding", fn, minimum=0)
     opad = _pair(output_padding, "output_padding", fn, minimum=0)
-    if any(o >= s for o, s in zip(opad, stride)):
-        # PyTorch also takes one below the dilation: rows no window reaches, not done here
+    if any(o >= max(s, d) for o, s, d in zip(opad, stride, dilation)):
         raise _at_line(ValueError(f"{fn}: output_padding {opad} must be smaller than the "
-                                  f"stride {stride}"))
+                                  f"stride {stride} or the dilation {dilation}"))
     cin, cout_g = w.type.shape[:2]
     if None not in (x.type.shape[1], cin) and x.type.shape[1] != cin:
         raise _at_line(ShapeError(f"{fn}: the input has {x.type.shape[1]} channels but the "
@@ -488,5 +503,12 @@ def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, gro
     sizes = [(_dim(x, 2 + a) - 1) * stride[a] - 2 * pad[a]
              + dilation[a] * (_dim(w, 2 + a) - 1) + opad[a] + 1 for a in range(2)]
     out_shape = make_vector([_dim(x, 0), _dim(w, 1) * g] + sizes)
+    for a in range(2):
+        # the convolution of an input of out_shape has opad // stride more outputs than x
+        # along this axis, which nothing reaches: x's gradient there is zero
+        if opad[a] >= stride[a]:
+            lengths = [_dim(x, i) for i in range(4)]
+            lengths[2 + a] = opad[a] // stride[a]
+            x = concatenate([x, zeros(lengths, x.dtype)], axis=2 + a)
     op = ConvTranspose2D(stride, (pad[0], pad[0], pad[1], pad[1]), dilation, g)
     return _with_bias(op(x, w, out_shape), bias, 2)
