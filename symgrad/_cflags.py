@@ -29,10 +29,20 @@ import subprocess
 # a*b+c into an fma by default; -ffp-contract=off keeps ISO's rounding.
 # -fno-math-errno: kernels never read errno, and setting it keeps sqrt and
 # friends out of vectorised loops. Not -ffast-math: IEEE semantics stay.
+# -fno-trapping-math: kernels never read the FP exception flags either. Under
+# the default, gcc may not compute a float operation where the C computes it
+# only on one side of a select (gcc moves `(c ? a : 0) - b`'s subtraction into
+# the branch, a division used by one arm of a `where` into that arm): doing it
+# anyway could raise a flag the program would not have. AVX-512 masks such an
+# operation; AVX2 has no masks, so the loop kept its branch and stayed scalar
+# (maximum(x, y) - minimum(y, 0), max pooling's gradient, dropout). Every value
+# is the same: only whether an operation may run on lanes whose result is unused
+# (and a sum vectorised on AVX2 now adds in the order AVX-512 already did). The
+# support library (setup.py) keeps the default: none of its loops gains from it.
 # -fopenmp-simd: only the `omp simd` loop annotations, no OpenMP runtime
 # (threads come from symgrad's own pool, see csrc/sg_runtime.c).
 BASE_FLAGS = ("-O2", "-march=native", "-fPIC", "-shared", "-std=gnu11", "-ffp-contract=off",
-              "-fno-strict-aliasing", "-fno-math-errno", "-fopenmp-simd")
+              "-fno-strict-aliasing", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd")
 #: The level of glue units (checks, allocations and calls), for the command line's -O2.
 GLUE_LEVEL = "-O0"
 #: The header each unit of a kernel includes first (codegen/render_c.py).
