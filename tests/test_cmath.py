@@ -181,14 +181,21 @@ _LOOPS = "\n".join(
     f"void loop_{name}{f}(const {t} *restrict x, {t} *restrict y, long n)\n"
     f"{{\n#pragma omp simd\n    for (long i = 0; i < n; i++) y[i] = sg_{name}{f}(x[i]);\n}}"
     for name in FUNCS for f, t in (("f", "float"), ("", "double")))
+# the conversions of an int64 (AVX2 has no vector instruction for them)
+_CONVERSIONS = "\n".join(
+    f"void loop_{name}(const {a} *restrict x, {b} *restrict y, long n)\n"
+    f"{{\n#pragma omp simd\n    for (long i = 0; i < n; i++) y[i] = sg_{name}(x[i]);\n}}"
+    for name, a, b in [("i64_to_f64", "int64_t", "double"), ("i64_to_f32", "int64_t", "float"),
+                       ("u64_to_f64", "uint64_t", "double")])
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64" or shutil.which("gcc") is None,
                     reason="checks gcc's vectoriser on x86-64")
-@pytest.mark.parametrize("march", ["native", "x86-64-v3"])
+@pytest.mark.parametrize("march", ["native", "x86-64-v3", "skylake-avx512"])
 def test_every_function_vectorises(tmp_path, march):
-    """Every sg_ function in a `#pragma omp simd` loop is vectorised by gcc -O2 (AVX2, AVX-512)."""
-    text = '#include "sg_math.h"\n' + _LOOPS + "\n"
+    """Every sg_ function in a `#pragma omp simd` loop is vectorised by gcc -O2 (AVX2, AVX-512),
+    the conversions of an int64 included."""
+    text = '#include "sg_math.h"\n' + _LOOPS + "\n" + _CONVERSIONS + "\n"
     src = tmp_path / "loops.c"
     src.write_text(text)
     flags = [f for f in compiler.BASE_FLAGS if f not in ("-march=native", "-shared", "-fPIC")]
@@ -201,3 +208,56 @@ def test_every_function_vectorises(tmp_path, march):
     loops = {i + 1 for i, ln in enumerate(text.splitlines()) if ln.lstrip().startswith("for (")}
     missed = [text.splitlines()[i - 2] for i in sorted(loops - done)]
     assert not missed, f"not vectorised: {missed}"
+
+
+_C_CONVERT = r"""
+#include <stdio.h>
+#include "sg_math.h"
+int main(void) {
+    long long v;
+    while (scanf("%lld", &v) == 1)
+        printf("%a %a %a\n", sg_i64_to_f64(v), (double)sg_i64_to_f32(v),
+               sg_u64_to_f64((uint64_t)v));
+    return 0;
+}
+"""
+
+
+def int64_edges(seed=0):
+    """int64 values where a conversion to float can go wrong: the ends of the range, around
+    2^53 and the powers of two, float32 and float64 ties (to even, or broken by a low bit),
+    and random values of every length, signed."""
+    r = np.random.default_rng(seed)
+    p = np.arange(64, dtype=object)
+    vals = [-2 ** 63, 2 ** 63 - 1, 0, 1, -1]
+    vals += [2 ** int(k) + d for k in p[1:63] for d in (-2, -1, 0, 1, 2)]
+    for bits in (24, 53):  # `bits` significant bits (odd or even), a half, maybe a low 1
+        for s in range(1, 63 - bits):
+            m = int(r.integers(2 ** (bits - 1), 2 ** bits))
+            for last, low in ((0, 0), (0, 1), (1, 0), (1, 1)):
+                vals.append(((m & ~1 | last) << (s + 1)) | (1 << s) | low)
+    vals += [int(x) >> int(s) for x, s in zip(r.integers(0, 2 ** 63, 4000, dtype=np.int64),
+                                               r.integers(0, 63, 4000))]
+    vals = np.array([v for v in vals if -2 ** 63 <= v < 2 ** 63], dtype=object)
+    return np.concatenate([vals, -vals[vals > -2 ** 63]]).astype(np.int64)
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("SYMGRAD_CC", "cc")) is None, reason="no C compiler")
+@pytest.mark.parametrize("arch", ["generic", "avx2"])
+def test_int64_conversions_give_the_hardware_bits(tmp_path, arch):
+    """sg_i64_to_f64/f32 and sg_u64_to_f64 (built from 32-bit halves where the target has no
+    vector conversion of an int64: below AVX-512DQ) round as NumPy's astype, ties to even."""
+    src, exe = tmp_path / "convert.c", tmp_path / "convert"
+    src.write_text(_C_CONVERT)
+    flags = {"generic": [], "avx2": ["-march=native", "-mno-avx512f"]}[arch]
+    cc = os.environ.get("SYMGRAD_CC", "cc")
+    subprocess.run([cc, "-O2", *flags, *[f for f in compiler.BASE_FLAGS if f.startswith("-f")],
+                    f"-I{compiler.INCLUDE_DIR}", str(src), "-o", str(exe), "-lm"], check=True)
+    v = int64_edges()
+    out = subprocess.run([str(exe)], input="\n".join(map(str, v.tolist())), capture_output=True,
+                         text=True, check=True).stdout.split()
+    got = np.array([float.fromhex(t) for t in out]).reshape(-1, 3)
+    assert len(got) == len(v)
+    np.testing.assert_array_equal(got[:, 0], v.astype(np.float64))
+    np.testing.assert_array_equal(got[:, 1].astype(np.float32), v.astype(np.float32))
+    np.testing.assert_array_equal(got[:, 2], v.view(np.uint64).astype(np.float64))

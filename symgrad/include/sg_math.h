@@ -127,7 +127,8 @@ SG__INLINE double sg__double(uint64_t u)
 /* c ? a : b, both computed, as bit operations. gcc if-converts a plain ?: whose
  * arm computes something only where it can mask that arm (AVX-512); elsewhere it
  * keeps the branch, since computing the arm anyway could raise an FP exception
- * the program would not have (-ftrapping-math, the default), and a branch stops
+ * the program would not have (-ftrapping-math, the default: kernels compile with
+ * -fno-trapping-math, the support library does not), and a branch stops
  * vectorisation. Conditions are combined with & and |, never && and ||. */
 SG__INLINE double sg__select(int c, double a, double b)
 {
@@ -172,6 +173,61 @@ SG__INLINE float sg__selectf(int c, float a, float b)
 {
     uint32_t m = (uint32_t)0 - (uint32_t)(c != 0);
     return sg__float((sg__bitsf(a) & m) | (sg__bitsf(b) & ~m));
+}
+
+/* ---- int64 to double and float, in a loop that vectorises ----
+ *
+ * x86 converts a vector of int64 only with AVX-512DQ (vcvtqq2pd): on AVX2 gcc leaves
+ * a loop with `(double)i` scalar ("no vectype"). These give the conversion's bits
+ * (rounded to nearest, ties to even) from operations every vector unit has: a 32-bit
+ * half h placed in a double's mantissa under a fixed exponent is 2^52 + h exactly
+ * (or 2^84 + h 2^32), so a subtraction of that power of two leaves h, exact too. */
+
+#if defined(__AVX512DQ__) || !(defined(__x86_64__) || defined(__i386__))
+#define SG__NATIVE_I64_CONVERT 1
+#endif
+
+/* (double)x for any uint64 x: hi 2^32 + lo, both parts exact, one rounding in the sum */
+SG__INLINE double sg_u64_to_f64(uint64_t x)
+{
+#ifdef SG__NATIVE_I64_CONVERT
+    return (double)x;
+#else
+    double hi = sg__double((x >> 32) | 0x4530000000000000ULL) - 0x1p84;
+    double lo = sg__double((x & 0xFFFFFFFFu) | 0x4330000000000000ULL) - 0x1p52;
+    return hi + lo;
+#endif
+}
+
+/* (double)x: the high half signed, as 2^84 + 2^63 + h 2^32 (h + 2^31 is the unsigned
+ * half with its top bit flipped); minus 2^84 + 2^63 + 2^52 that is h 2^32 - 2^52
+ * exactly, and adding 2^52 + lo rounds once. */
+SG__INLINE double sg_i64_to_f64(int64_t x)
+{
+#ifdef SG__NATIVE_I64_CONVERT
+    return (double)x;
+#else
+    uint64_t u = (uint64_t)x;
+    double hi = sg__double((u >> 32) ^ 0x4530000080000000ULL) - 0x1.00000801p84;
+    return hi + sg__double((u & 0xFFFFFFFFu) | 0x4330000000000000ULL);
+#endif
+}
+
+/* (float)x: through a double that is exact, so that float rounds once. |x| has at most
+ * 53 significant bits below 2^53; above, only the bits from 2^29 up decide the float (and
+ * whether any below is set: the sticky bit), so the bits below 2^11 are folded into bit
+ * 11 (set if any of them was), leaving at most 53 significant bits again. */
+SG__INLINE float sg_i64_to_f32(int64_t x)
+{
+#ifdef SG__NATIVE_I64_CONVERT
+    return (float)x;
+#else
+    uint64_t a = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
+    uint64_t folded = (a | ((a & 0x7FFu) + 0x7FFu)) & ~(uint64_t)0x7FF;
+    uint64_t big = (uint64_t)0 - (uint64_t)((a >> 53) != 0);
+    float m = (float)sg_u64_to_f64((a & ~big) | (folded & big));
+    return x < 0 ? -m : m;
+#endif
 }
 
 SG__INLINE float sg__poly3f(float x, float c0, float c1, float c2)

@@ -45,6 +45,7 @@
 #include <string.h>
 
 #include "sg_abi.h"
+#include "sg_math.h" /* sg_u64_to_f64: a conversion that vectorises on AVX2 */
 
 #if defined(__GNUC__)
 #define SG__RINLINE static inline __attribute__((always_inline))
@@ -110,7 +111,7 @@ SG__RINLINE double sg_rand_log(double x)
 {
     uint64_t b;
     memcpy(&b, &x, sizeof b);
-    int64_t e = (int64_t)(b >> 52) - 1023;
+    int32_t e = (int32_t)(b >> 52) - 1023; /* (double) of an int64 is scalar on AVX2 */
     b = (b & 0x000FFFFFFFFFFFFFULL) | 0x3FF0000000000000ULL;
     double m;
     memcpy(&m, &b, sizeof m);
@@ -218,7 +219,7 @@ SG__RINLINE float sg_rand_f32_of(uint32_t w)
 
 SG__RINLINE double sg_rand_f64_of(uint64_t x)
 {
-    return (double)(int64_t)(x >> 11) * 0x1p-53;
+    return sg_u64_to_f64(x >> 11) * 0x1p-53;
 }
 
 SG__RINLINE float sg_rand_uniform_f32(uint64_t key, uint64_t pos, uint64_t idx)
@@ -234,8 +235,8 @@ SG__RINLINE double sg_rand_uniform_f64(uint64_t key, uint64_t pos, uint64_t idx)
 /* Box-Muller of one block: its two normals (r cos, r sin). */
 SG__RINLINE void sg__rand_normal_pair(sg_rand4 w, double *even, double *odd)
 {
-    double u1 = (double)(int64_t)(sg__rand_53(w.w0, w.w1) + 1) * 0x1p-53;
-    double u2 = (double)(int64_t)sg__rand_53(w.w2, w.w3) * 0x1p-53;
+    double u1 = sg_u64_to_f64(sg__rand_53(w.w0, w.w1) + 1) * 0x1p-53;
+    double u2 = sg_u64_to_f64(sg__rand_53(w.w2, w.w3)) * 0x1p-53;
     double r = sqrt(-2.0 * sg_rand_log(u1)), sn, cs;
     sg_rand_sincos2pi(u2, &sn, &cs);
     *even = r * cs;

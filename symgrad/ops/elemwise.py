@@ -449,7 +449,11 @@ def _convert(expr, src, dst):
     ``cast(u < sigmoid(x), "float64")``), nor one converting a loaded bool to
     a double through a select, but does every such loop with
     ``(double)(int32_t)e``. The value is the same as a direct conversion.
-    bench/bench_vectorise.py and tests/test_vectorise.py check the loops.
+    An int64 becomes a float through sg_math.h's sg_i64_to_f64/f32: x86 has
+    vector int64 conversions only with AVX-512DQ, and gcc keeps a loop with
+    ``(double)i`` scalar elsewhere (AVX2); those build the same bits from
+    32-bit halves. bench/bench_vectorise.py and tests/test_vectorise.py check
+    the loops.
     """
     if src == dst:
         return expr
@@ -457,6 +461,8 @@ def _convert(expr, src, dst):
         return f"({expr} != 0)"
     if src == "bool" and dst != "int32":
         return f"(({_CT[dst]})(int32_t){expr})"
+    if src == "int64" and dst in ("float64", "float32"):
+        return f"sg_i64_to_f{dst[-2:]}({expr})"
     return f"(({_CT[dst]}){expr})"
 
 
