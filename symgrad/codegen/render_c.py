@@ -1454,7 +1454,10 @@ def _acc_row_function(f, names, step):
                     f(f"acc += {term(strided)};")
             f("o[0] += acc;")
         with f.block("else if (unit && so == 1)"):
-            f(f"#pragma omp simd{_flags(step)}")
+            # a loaded bool beside the double accumulators: as _simdlen (AVX-512 left the
+            # loop of a max's gradient counting ties, in the input's order, scalar)
+            wide = " simdlen(8)" if any(v.dtype == "bool" for v in step.loaded) else ""
+            f(f"#pragma omp simd{wide}{_flags(step)}")
             with f.block("for (int64_t j = 0; j < n; j++)"):
                 f(f"o[j] += {term(unit)};")
         with f.block("else"):
