@@ -16,7 +16,11 @@ on one thread, as NumPy's), the NumPy column the same computation written with
 NumPy.
 
     python bench/bench_vectorise.py [--only NAME[,NAME...]] [--no-time] [--cpu]
+                                    [--march haswell,skylake-avx512]
 
+``--march`` reports the loops for those targets (gcc's -march names, one column each)
+instead of this machine's -march=native: gcc compiles for any x86 target whatever the
+host, so an AVX2 and an AVX-512 machine's report can be read on either.
 ``--cpu`` times the calling thread's CPU time instead of the wall clock (the kernel's
 loops run on that thread), for a machine other processes load.
 
@@ -130,14 +134,22 @@ def _step_of(lines, line):
     return _step_above(lines, line)
 
 
-def gcc_notes(source, cc=None, flags=None):
+def release_flags(march=None):
+    """The kernels' release flags (``compiler.BASE_FLAGS``) for compiling one unit, with
+    ``-march=<march>`` in place of -march=native when ``march`` is given."""
+    flags = [f for f in compiler.BASE_FLAGS if f != "-shared"]
+    return [f"-march={march}" if march and f == "-march=native" else f for f in flags]
+
+
+def gcc_notes(source, cc=None, flags=None, march=None):
     """gcc's vectoriser notes on ``source``: a list of (line, kind, text), kind "optimized" or
-    "missed". ``flags``: the kernel's release flags by default."""
+    "missed". ``flags``: the kernel's release flags by default, for ``march`` if given
+    (e.g. "haswell" for AVX2, "skylake-avx512"; by default this machine's)."""
     cc = cc or gcc_argv()
     if cc is None:
         raise RuntimeError("the kernel compiler is not gcc: its vectoriser notes cannot be read")
     include, _, _ = compiler.blas_flags()
-    flags = flags or [f for f in compiler.BASE_FLAGS if f != "-shared"]
+    flags = flags or release_flags(march)
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "kernel.c"), "w") as f:
             f.write(source)
@@ -156,11 +168,12 @@ def gcc_notes(source, cc=None, flags=None):
     return notes
 
 
-def vector_report(source, cc=None):
+def vector_report(source, cc=None, march=None):
     """One dict per ``omp simd`` loop of ``source``: its lines, ``step`` and ``what`` (the
     ``K<n>`` comment that runs it), ``vectorised`` (bool) and ``why`` (gcc's first missed note
-    on the loop's lines, when it did not vectorise)."""
-    notes = gcc_notes(source, cc)
+    on the loop's lines, when it did not vectorise); compiled for ``march`` (gcc's -march
+    name) if given, else for this machine."""
+    notes = gcc_notes(source, cc, march=march)
     lines = source.splitlines()
     report = []
     for loop in simd_loops(source):
@@ -314,7 +327,10 @@ def main():
     parser.add_argument("--no-time", action="store_true", help="the loop report only")
     parser.add_argument("--cpu", action="store_true",
                         help="CPU time of the calling thread instead of the wall clock")
+    parser.add_argument("--march", help="comma-separated gcc -march targets to report the "
+                                        "loops for (default: this machine, -march=native)")
     opts = parser.parse_args()
+    targets = opts.march.split(",") if opts.march else [None]
     names = opts.only.split(",") if opts.only else list(WORKLOADS)
     cc = gcc_argv()
     if cc is None:
@@ -326,15 +342,16 @@ def main():
         # a sanity check only: a float32 sum accumulates in float64 here, pairwise in NumPy
         np.testing.assert_allclose(f(*args), numpy_version(*args), rtol=1e-4, atol=1e-4)
         if cc is not None:
-            report = vector_report(f.source, cc)
-            if not report:
+            reports = [vector_report(f.source, cc, march) for march in targets]
+            if not reports[0]:
                 loop_rows.append([name, "(no omp simd loop in f.source: a runtime routine)",
-                                  "", "-", ""])
-            for loop in report:
-                what = (loop["what"] or "")[:48]
-                loop_rows.append([name, f"{loop['step'] or '?'} {what}", loop["first"],
-                                  "yes" if loop["vectorised"] else "NO",
-                                  "" if loop["vectorised"] else loop["why"][:60]])
+                                  "", *["-"] * len(targets), ""])
+            for loops in zip(*reports):
+                what = (loops[0]["what"] or "")[:48]
+                missed = next((lp["why"] for lp in loops if not lp["vectorised"]), "")
+                loop_rows.append([name, f"{loops[0]['step'] or '?'} {what}", loops[0]["first"],
+                                  *["yes" if lp["vectorised"] else "NO" for lp in loops],
+                                  missed[:60]])
         if not opts.no_time:
             f._kernel.kernel.set_num_threads(1)  # NumPy's loops run on one thread too
             timer = _best_cpu_time if opts.cpu else best_time
@@ -343,7 +360,8 @@ def main():
             time_rows.append([name, f"{t_sg * 1e6:.1f}", f"{t_np * 1e6:.1f}",
                               f"{t_np / t_sg:.2f}x"])
     if loop_rows:
-        table(loop_rows, ["workload", "step", "line", "vectorised", "gcc says"])
+        marks = [f"vectorised ({march})" if march else "vectorised" for march in targets]
+        table(loop_rows, ["workload", "step", "line", *marks, "gcc says"])
         print()
     if time_rows:
         print(f"one thread; best of 7 rounds, {'CPU time' if opts.cpu else 'wall clock'}")

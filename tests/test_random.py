@@ -5,6 +5,7 @@ The distributions themselves are checked against scipy in tests/test_random_stat
 """
 
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -685,14 +686,20 @@ def _gcc():
 
 
 _VEC = _gcc()
-needs_gcc = pytest.mark.skipif(_VEC.gcc_argv() is None, reason="reads gcc's -fopt-info-vec notes")
+needs_gcc = pytest.mark.skipif(
+    _VEC.gcc_argv() is None or platform.machine().lower() not in ("x86_64", "amd64"),
+    reason="reads gcc's -fopt-info-vec notes for two x86 targets")
+#: the loops must vectorise for AVX2 and for AVX-512, whatever machine runs the tests
+each_target = pytest.mark.parametrize("march", ["haswell", "skylake-avx512"],
+                                      ids=["avx2", "avx512"])
 _FILLS = {"uniform_f32": "float", "uniform_f64": "double", "normal_f32": "float",
           "normal_f64": "double", "bits32": "uint32_t", "bits64": "uint64_t"}
 
 
 @needs_gcc
+@each_target
 @pytest.mark.parametrize("fill", sorted(_FILLS))
-def test_run_fillers_vectorise(tmp_path, fill):
+def test_run_fillers_vectorise(tmp_path, fill, march):
     """gcc vectorises the loop making Philox blocks (past the hand-written AVX-512/AVX2 part)
     and each filler's loop turning words into values (or copies it to memcpy): at the
     kernels' release flags, gcc's "loop vectorized" notes on the header's lines."""
@@ -705,9 +712,7 @@ def test_run_fillers_vectorise(tmp_path, fill):
     src = tmp_path / "v.c"
     src.write_text(f'#include "sg_random.h"\nvoid g({_FILLS[fill]} *o, int64_t n, uint64_t i0)'
                    f'{{ sg_rand_fill_{fill}(1, 2, i0, 1, n, o); }}\n')
-    from symgrad._cflags import BASE_FLAGS
-    flags = [f for f in BASE_FLAGS if f != "-shared"]
-    notes = subprocess.run([*_VEC.gcc_argv(), *flags, f"-I{INCLUDE}", "-c", str(src), "-o",
+    notes = subprocess.run([*_VEC.gcc_argv(), *_VEC.release_flags(march), f"-I{INCLUDE}", "-c", str(src), "-o",
                             os.devnull, "-fopt-info-vec-optimized"],
                            capture_output=True, text=True, check=True).stderr
     lines = {int(m) for m in re.findall(r"sg_random\.h:(\d+):\d+: optimized: loop vectorized",
@@ -718,14 +723,15 @@ def test_run_fillers_vectorise(tmp_path, fill):
 
 
 @needs_gcc
-def test_loops_reading_draws_vectorise():
+@each_target
+def test_loops_reading_draws_vectorise(march):
     """The fused loops that read filled runs (dropout's mask, noise added to an input)."""
     rng = sg.random.RandomStream(0)
     x = sg.matrix("x", "float32")
     f = sg.function([x], [sg.nn.dropout(x, 0.5, rng), x + rng.normal(size=x.shape, dtype="float32"),
                           x * rng.uniform(size=x.shape, dtype="float32"),
                           sg.cast(rng.integers(0, 7, size=x.shape), "float32") + x])
-    report = _VEC.vector_report(f.source, _VEC.gcc_argv())
+    report = _VEC.vector_report(f.source, _VEC.gcc_argv(), march)
     assert report
     missed = [f"{lp['step']} ({lp['what']}) lines {lp['first']}-{lp['last']}: {lp['why']}"
               for lp in report if not lp["vectorised"]]
