@@ -181,12 +181,12 @@ _LOOPS = "\n".join(
     f"void loop_{name}{f}(const {t} *restrict x, {t} *restrict y, long n)\n"
     f"{{\n#pragma omp simd\n    for (long i = 0; i < n; i++) y[i] = sg_{name}{f}(x[i]);\n}}"
     for name in FUNCS for f, t in (("f", "float"), ("", "double")))
-# the conversions of an int64 (AVX2 has no vector instruction for them)
+# the conversions of an int64 and to one (AVX2 has no vector instruction for them)
 _CONVERSIONS = "\n".join(
     f"void loop_{name}(const {a} *restrict x, {b} *restrict y, long n)\n"
     f"{{\n#pragma omp simd\n    for (long i = 0; i < n; i++) y[i] = sg_{name}(x[i]);\n}}"
     for name, a, b in [("i64_to_f64", "int64_t", "double"), ("i64_to_f32", "int64_t", "float"),
-                       ("u64_to_f64", "uint64_t", "double")])
+                       ("u64_to_f64", "uint64_t", "double"), ("f64_to_i64", "double", "int64_t")])
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64" or shutil.which("gcc") is None,
@@ -213,11 +213,17 @@ def test_every_function_vectorises(tmp_path, march):
 _C_CONVERT = r"""
 #include <stdio.h>
 #include "sg_math.h"
-int main(void) {
+int main(void) {   /* lines "i <int64>" and "d <double in hex>" */
+    char kind;
     long long v;
-    while (scanf("%lld", &v) == 1)
-        printf("%a %a %a\n", sg_i64_to_f64(v), (double)sg_i64_to_f32(v),
-               sg_u64_to_f64((uint64_t)v));
+    double x;
+    while (scanf(" %c", &kind) == 1) {
+        if (kind == 'i' && scanf("%lld", &v) == 1)
+            printf("%a %a %a\n", sg_i64_to_f64(v), (double)sg_i64_to_f32(v),
+                   sg_u64_to_f64((uint64_t)v));
+        else if (kind == 'd' && scanf("%la", &x) == 1)
+            printf("%lld\n", (long long)sg_f64_to_i64(x));
+    }
     return 0;
 }
 """
@@ -242,22 +248,38 @@ def int64_edges(seed=0):
     return np.concatenate([vals, -vals[vals > -2 ** 63]]).astype(np.int64)
 
 
+def float_to_int64_edges(seed=0):
+    """doubles in int64's range (|x| < 2^63) where truncation can go wrong: zeros, halves,
+    just below and above integers and powers of two, subnormals, random ones of every size."""
+    r = np.random.default_rng(seed)
+    e = np.ldexp(1.0, np.arange(-1074, 63))
+    vals = [0.0, 0.5, 1 - 2.0 ** -53, 1.0, 1.5, 2.0 ** 52 + 0.5, 2.0 ** 53, 2.0 ** 63 - 1024,
+            *e, *np.nextafter(e, 0), *np.nextafter(e[e < 2.0 ** 62], np.inf)]
+    vals += list(np.ldexp(r.random(6000), r.integers(-60, 64, 6000)))
+    v = np.array(vals)
+    v = v[v < 2.0 ** 63]
+    return np.concatenate([v, -v])
+
+
 @pytest.mark.skipif(shutil.which(os.environ.get("SYMGRAD_CC", "cc")) is None, reason="no C compiler")
 @pytest.mark.parametrize("arch", ["generic", "avx2"])
 def test_int64_conversions_give_the_hardware_bits(tmp_path, arch):
-    """sg_i64_to_f64/f32 and sg_u64_to_f64 (built from 32-bit halves where the target has no
-    vector conversion of an int64: below AVX-512DQ) round as NumPy's astype, ties to even."""
+    """sg_i64_to_f64/f32, sg_u64_to_f64 and sg_f64_to_i64 (built from 32-bit halves and the
+    bits of a double where the target has no vector conversion of an int64: below
+    AVX-512DQ) give NumPy's astype: rounded to nearest, ties to even, and truncated."""
     src, exe = tmp_path / "convert.c", tmp_path / "convert"
     src.write_text(_C_CONVERT)
     flags = {"generic": [], "avx2": ["-march=native", "-mno-avx512f"]}[arch]
     cc = os.environ.get("SYMGRAD_CC", "cc")
     subprocess.run([cc, "-O2", *flags, *[f for f in compiler.BASE_FLAGS if f.startswith("-f")],
                     f"-I{compiler.INCLUDE_DIR}", str(src), "-o", str(exe), "-lm"], check=True)
-    v = int64_edges()
-    out = subprocess.run([str(exe)], input="\n".join(map(str, v.tolist())), capture_output=True,
-                         text=True, check=True).stdout.split()
-    got = np.array([float.fromhex(t) for t in out]).reshape(-1, 3)
-    assert len(got) == len(v)
+    v, x = int64_edges(), float_to_int64_edges()
+    lines = [f"i {k}" for k in v.tolist()] + [f"d {float.hex(d)}" for d in x.tolist()]
+    out = subprocess.run([str(exe)], input="\n".join(lines), capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    assert len(out) == len(v) + len(x)
+    got = np.array([[float.fromhex(t) for t in line.split()] for line in out[:len(v)]])
     np.testing.assert_array_equal(got[:, 0], v.astype(np.float64))
     np.testing.assert_array_equal(got[:, 1].astype(np.float32), v.astype(np.float32))
     np.testing.assert_array_equal(got[:, 2], v.view(np.uint64).astype(np.float64))
+    np.testing.assert_array_equal(np.array([int(t) for t in out[len(v):]]), x.astype(np.int64))

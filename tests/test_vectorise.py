@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from test_cmath import int64_edges
+from test_cmath import float_to_int64_edges, int64_edges
 
 _BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_vectorise.py"
 
@@ -165,6 +165,7 @@ def _representative_loops(d):
         sg.maximum(x, y) - sg.minimum(y, 0.0),
         sg.cast(i32, d) * x,                             # an int32 converted
         sg.cast(i64, d) + y,                             # an int64 (no AVX2 instruction)
+        sg.cast(x * 1e3, "int64"),                       # to an int64 (none either)
         sg.where(x > 0, y / x, 0.0),                     # a division one arm uses
     ]
 
@@ -210,3 +211,19 @@ def test_an_int64_converted_to_a_float_vectorises(march):
     for loop in _loops_of(f, "cast", march):
         assert loop["vectorised"], (f"the loop at lines {loop['first']}-{loop['last']} of "
                                     f"{loop['step']} did not vectorise: {loop['why']}")
+
+
+@pytest.mark.parametrize("src", ["float64", "float32"])
+def test_a_float_converted_to_an_int64_truncates_as_numpy(src):
+    """``cast(float, int64)`` in a fused loop (sg_math.h's sg_f64_to_i64 below AVX-512DQ):
+    truncated toward zero as NumPy's astype; NaN, infinities and values out of int64's range
+    give its minimum, as x86 does."""
+    x = sg.vector("x", src)
+    f = sg.function([x], sg.cast(x, "int64"))
+    v = float_to_int64_edges().astype(src)
+    v = v[np.abs(v) < 2.0 ** 63]
+    odd = np.array([np.nan, np.inf, -np.inf, 2.0 ** 63, -2.0 ** 64, 1e300 if src == "float64"
+                    else 3e38], src)
+    for xv in (v, v[::3]):
+        np.testing.assert_array_equal(f(xv), xv.astype(np.int64))
+    np.testing.assert_array_equal(f(odd), np.full(len(odd), np.iinfo(np.int64).min))

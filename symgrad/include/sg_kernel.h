@@ -143,12 +143,15 @@ static inline float sg_mod_f32(float a, float b) { return (float)sg_mod_f64(a, b
 SG_INT_DIVMOD(int32_t, i32, INT32_MIN)
 SG_INT_DIVMOD(int64_t, i64, INT64_MIN)
 
+#include "sg_math.h" /* exp, log, tanh, sigmoid, ... that vectorise */
+
 /* Float to integer without undefined behaviour: NaN and out-of-range values
- * give the minimum, as x86 (and so NumPy there) does. */
+ * give the minimum, as x86 (and so NumPy there) does. An int64 through
+ * sg_math.h's sg_f64_to_i64: AVX2 has no vector conversion to int64. */
 static inline int64_t sg_f2i64(double x)
 {
     return (x != x || x >= 9223372036854775808.0 || x < -9223372036854775808.0)
-        ? INT64_MIN : (int64_t)x;
+        ? INT64_MIN : sg_f64_to_i64(x);
 }
 
 static inline int32_t sg_f2i32(double x)
@@ -156,7 +159,6 @@ static inline int32_t sg_f2i32(double x)
     return (x != x || x >= 2147483648.0 || x < -2147483648.0) ? INT32_MIN : (int32_t)x;
 }
 
-#include "sg_math.h" /* exp, log, tanh, sigmoid, ... that vectorise */
 #include "sg_ops.h" /* the generic ops, as functions */
 
 #endif

@@ -1,4 +1,5 @@
-/* sg_math.h: exp, expm1, log, log1p, tanh, sigmoid and softplus that vectorise.
+/* sg_math.h: exp, expm1, log, log1p, tanh, sigmoid and softplus that vectorise,
+ * and conversions between int64 and floats that vectorise on AVX2 too.
  *
  * glibc's expf, tanhf, ... are calls: a loop that makes one is not
  * vectorised, and a fused elementwise kernel then runs at the speed of the
@@ -227,6 +228,24 @@ SG__INLINE float sg_i64_to_f32(int64_t x)
     uint64_t big = (uint64_t)0 - (uint64_t)((a >> 53) != 0);
     float m = (float)sg_u64_to_f64((a & ~big) | (folded & big));
     return x < 0 ? -m : m;
+#endif
+}
+
+/* (int64_t)x, truncated, for |x| < 2^63 (the caller checks the range): the mantissa m
+ * (53 bits, with its leading 1) shifted by the exponent, x = m 2^e; on AVX2, whose vector
+ * shifts take a count per lane. The shifts are clamped to 63 (a zero, a subnormal or
+ * |x| < 1 give m >> 63 = 0; an out-of-range e is the caller's to discard). */
+SG__INLINE int64_t sg_f64_to_i64(double x)
+{
+#ifdef SG__NATIVE_I64_CONVERT
+    return (int64_t)x;
+#else
+    uint64_t b = sg__bits(x);
+    int64_t e = (int64_t)((b >> 52) & 0x7FF) - 1075;
+    uint64_t m = (b & 0xFFFFFFFFFFFFFULL) | 0x10000000000000ULL;
+    uint64_t up = m << (e > 63 ? 63 : e < 0 ? 0 : e), down = m >> (-e > 63 ? 63 : -e < 0 ? 0 : -e);
+    uint64_t a = e >= 0 ? up : down;
+    return (int64_t)((b >> 63) ? (uint64_t)0 - a : a);
 #endif
 }
 
