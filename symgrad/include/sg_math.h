@@ -214,20 +214,21 @@ SG__INLINE double sg_i64_to_f64(int64_t x)
 #endif
 }
 
-/* (float)x: through a double that is exact, so that float rounds once. |x| has at most
- * 53 significant bits below 2^53; above, only the bits from 2^29 up decide the float (and
- * whether any below is set: the sticky bit), so the bits below 2^11 are folded into bit
- * 11 (set if any of them was), leaving at most 53 significant bits again. */
+/* (float)x: through a double that is exact, so that float rounds once. Below 2^53 in
+ * magnitude x has at most 53 significant bits; above, the float's last bit is 2^30 or
+ * more, and x is first rounded to odd at 2^11: its bits below 2^11 cleared and bit 11 set
+ * if any of them was (two's complement: floor(x / 2^11) 2^11, made odd if x was not a
+ * multiple). That value has at most 53 significant bits and lies, as x does, strictly
+ * between the same two multiples of 2^12, on the same side of every float's midpoint. */
 SG__INLINE float sg_i64_to_f32(int64_t x)
 {
 #ifdef SG__NATIVE_I64_CONVERT
     return (float)x;
 #else
-    uint64_t a = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
-    uint64_t folded = (a | ((a & 0x7FFu) + 0x7FFu)) & ~(uint64_t)0x7FF;
-    uint64_t big = (uint64_t)0 - (uint64_t)((a >> 53) != 0);
-    float m = (float)sg_u64_to_f64((a & ~big) | (folded & big));
-    return x < 0 ? -m : m;
+    uint64_t u = (uint64_t)x;
+    uint64_t odd = (u | ((u & 0x7FFu) + 0x7FFu)) & ~(uint64_t)0x7FF;
+    uint64_t v = ((u + ((uint64_t)1 << 53)) >> 54) ? odd : u; /* |x| >= 2^53 (about) */
+    return (float)sg_i64_to_f64((int64_t)v);
 #endif
 }
 
