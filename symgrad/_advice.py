@@ -100,6 +100,28 @@ MODULE = {
     "tensordot": "write sg.matmul or sg.dot after a reshape / transpose",
     "norm": "write sg.sqrt((x ** 2).sum()) (L2) or abs(x).sum() (L1)",
     "linspace": "write start + (stop - start) * sg.arange(n) / (n - 1)",
+    "eye": "write sg.constant(np.eye(n)) for an int n; for a symbolic n, "
+           "sg.eq(sg.arange(n)[:, None], sg.arange(n)).astype('float64')",
+    "identity_like": "write sg.eq(sg.arange(x.shape[0])[:, None], sg.arange(x.shape[1]))"
+                     ".astype(x.dtype)",
+    "tile": "write sg.concatenate([x] * k, axis=...), or sg.broadcast_to on an added axis, "
+            "then reshape",
+    "repeat": "write sg.broadcast_to on an added axis, then reshape",
+    "cumsum": "symgrad has no cumsum: write a loop with sg.scan",
+    "cumprod": "symgrad has no cumprod: write a loop with sg.scan",
+    "sort": "symgrad has no sort", "argsort": "symgrad has no sort",
+    "nonzero": "symgrad has no data-dependent shapes: use sg.where(cond, a, b) to select",
+    "isinf": "write sg.eq(abs(x), np.inf)",
+    "isfinite": "write sg.eq(x - x, 0) (x - x is NaN for an inf or a NaN)",
+    "log2": "write sg.log(x) / np.log(2)", "log10": "write sg.log(x) / np.log(10)",
+    "exp2": "write 2 ** x", "int_div": "write x // y", "true_div": "write x / y",
+    "floor_div": "write x // y", "mod": None, "pow": None,
+    "diag": "take a diagonal with x[sg.arange(n), sg.arange(n)]; make a diagonal matrix with "
+            "v[:, None] * sg.eq(sg.arange(n)[:, None], sg.arange(n))",
+    "roll": "write sg.concatenate([x[-k:], x[:-k]], axis=0)",
+    "Rop": "write sg.jvp(outputs, wrt, tangents) (forward mode)",
+    "Lop": "write sg.vjp(outputs, wrt, cotangents)",
+    "allclose": "compare values once computed: np.allclose on a compiled function's results",
     "zeros_like": None, "floatX": "write sg.config.floatX",
 }
 for _p, _d in _TYPED.items():

@@ -84,7 +84,7 @@ def grad(cost, wrt, known_grads=None, disconnected="raise", consider_constant=No
     disconnected : {"raise", "warn", "ignore"}
         What to do for a ``wrt`` no gradient reaches: raise
         ``DisconnectedInputError``, or return zeros (with a warning for "warn").
-    consider_constant : list of Variables, optional
+    consider_constant : Variable or list of Variables, optional
         Theano's: values the gradient treats as constants. A cotangent reaches
         each of them (a ``wrt`` may be one) but goes no further back, into what
         it was computed from -- as if each were wrapped in ``sg.stop_gradient``
@@ -112,7 +112,9 @@ def grad(cost, wrt, known_grads=None, disconnected="raise", consider_constant=No
     for var, seed in (known_grads or {}).items():
         seeds[var] = _check_seed(var, seed)
     cost_name = cost.name if cost is not None and cost.name else "cost"
-    blocked, _ = _as_list(list(consider_constant or ()), "consider_constant")
+    # a Variable, a list or a tuple (never tested for truth: a Variable has none)
+    blocked, _ = _as_list([] if consider_constant is None else consider_constant,
+                          "consider_constant")
     results = _backprop(seeds, wrt_list, cost_name, disconnected, {id(v) for v in blocked})
     return rebuild(results)
 

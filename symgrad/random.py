@@ -353,6 +353,9 @@ def _shown(shape):
 
 def _size(size, what):
     """``size`` as a tuple of ints and 0-d int64 Variables (errors at the user's line)."""
+    if (isinstance(size, Variable) and size.ndim == 1 and _dt.is_int(size.dtype)
+            and size.type.shape[0] is not None):
+        size = tuple(size[k] for k in range(size.type.shape[0]))  # sg.shape(x), Theano's x.shape
     if isinstance(size, (numbers.Integral, Variable)) and not isinstance(size, (bool, np.bool_)):
         size = (size,)
     if not isinstance(size, (tuple, list)):

@@ -173,6 +173,9 @@ def test_consider_constant_disconnects_and_checks_its_argument():
         sg.grad(h.sum(), x, consider_constant=[h])
     z = sg.grad(h.sum(), x, consider_constant=(h,), disconnected="ignore")
     np.testing.assert_array_equal(sg.evaluate(z, {x: np.ones(2)}), np.zeros(2))
+    # one Variable, not in a list (it has no truth value: never tested for one)
+    one = sg.grad((h * x).sum(), x, consider_constant=h)
+    np.testing.assert_allclose(sg.evaluate(one, {x: np.ones(2)}), np.exp(np.ones(2)))
     with pytest.raises(TypeError, match=r"consider_constant\[0\] must be a symbolic Variable"):
         sg.grad(h.sum(), x, consider_constant=[np.ones(2)])
     # an integer value treated as a constant is no longer a path without gradient
@@ -307,6 +310,8 @@ def test_binomial_with_theanos_arguments():
     np.testing.assert_array_equal(got, want)
     assert 0.28 < got.mean() < 0.32
     assert a.binomial(size=(2, 3)).dtype == "int64" and a.binomial(p=sg.vector("q")).ndim == 1
+    # Theano's size=x.shape is a vector there: sg.shape(x) works as a size too
+    assert a.binomial(size=sg.shape(x)).eval({x: xv[:3]}).shape == (3, 5)
     rng = sg.random.RandomStream(5)
     counts = rng.binomial(size=(x.shape[0], 3), n=7, p=sg.constant(np.array([0.1, 0.5, 0.9])))
     none = rng.binomial(size=(2,), n=0, p=0.4, dtype="float32")
@@ -419,6 +424,9 @@ def test_missing_names_say_what_to_write():
                        ("softmax", r"sg\.nn\.softmax"), ("switch", r"sg\.where"),
                        ("RandomStreams", r"sg\.random\.RandomStream\(seed\)"),
                        ("tanhh", r"did you mean sg\.tanh\?"), ("Param", r"sg\.In"),
+                       ("eye", r"sg\.constant\(np\.eye\(n\)\)"), ("sort", "has no sort"),
+                       ("isfinite", r"sg\.eq\(x - x, 0\)"), ("Rop", r"sg\.jvp"),
+                       ("Lop", r"sg\.vjp"), ("int_div", "x // y"), ("cumsum", "sg.scan"),
                        ("nothing_like_it", "docs/from_theano.md")]:
         with pytest.raises(AttributeError, match=rf"no attribute '{name}': .*{want}"):
             getattr(sg, name)
