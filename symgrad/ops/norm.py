@@ -550,9 +550,10 @@ def _running(v, x, what):
 def _has_values(x):
     """Whether the batch has values per channel: True or False where its lengths are static,
     else a 0-d bool Variable."""
-    lens = [x.shape[a] for a in _bn_axes(x)]
-    if all(isinstance(n, int) for n in lens):
-        return math.prod(lens) > 0
+    static = [x.type.shape[a] for a in _bn_axes(x)]
+    if None not in static:
+        return math.prod(static) > 0
+    lens = [shape_at(x, a) if n is None else n for a, n in zip(_bn_axes(x), static)]
     return gt(functools.reduce(operator.mul, lens), 0)
 
 
