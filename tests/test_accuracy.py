@@ -247,10 +247,11 @@ def _zeros(shape, dtype):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_max_min_of_signed_zeros_follow_the_last_zero(dtype, mode):
-    # Among equal extremes the last wins: NumPy's answer wherever it reduces one
-    # element at a time (rows of up to 8 elements, any layout; the leading axis).
-    # Longer rows: NumPy's SIMD and unrolled loops keep a zero that depends on
-    # the length and the CPU; both modes keep the last zero there too.
+    # Among equal extremes the last wins, in both modes, for every length and
+    # layout: NumPy's answer along the leading axis (one element at a time).
+    # Along a row, NumPy's SIMD and unrolled loops keep a zero that depends on
+    # the length and the CPU (an 8-element float64 row's min keeps another zero
+    # on an AVX2 Zen 3 than on AVX-512), so rows are checked against the rule.
     x = sg.tensor("x", dtype=dtype, shape=(None, None))
     f = sg.function([x], [x.max(axis=1), x.min(axis=1), x[:, ::2].max(axis=1),
                           x.T.min(axis=0), sg.argmax(x, axis=1), sg.argmin(x, axis=1)],
@@ -269,11 +270,9 @@ def test_max_min_of_signed_zeros_follow_the_last_zero(dtype, mode):
         np.testing.assert_array_equal(np.signbit(strided[[0, 3, 4, 5]]),
                                       np.signbit(_last_zero(a[[0, 3, 4, 5], ::2])))
         assert mx[2] == 3.0 and mn[1] == -1.0
-        if n <= 8:
-            np.testing.assert_array_equal(np.signbit(mx), np.signbit(np.max(a, axis=1)))
-            np.testing.assert_array_equal(np.signbit(mn), np.signbit(np.min(a, axis=1)))
-            np.testing.assert_array_equal(np.signbit(strided),
-                                          np.signbit(np.max(a[:, ::2], axis=1)))
+        for got, ref in [(mx, np.max(a, axis=1)), (mn, np.min(a, axis=1)),
+                         (strided, np.max(a[:, ::2], axis=1))]:
+            np.testing.assert_array_equal(got, ref)   # values: -0.0 == 0.0
         cols = a[[0, 3, 4, 5]]
         got_max, got_min = lead(cols)
         np.testing.assert_array_equal(np.signbit(got_max), np.signbit(np.max(cols, axis=0)))
