@@ -456,13 +456,15 @@ cdef class Kernel:
         return outs
 
     def set_num_threads(self, int loops, int blas=0):
-        """Use ``loops`` threads in this kernel's large loops; ``blas`` > 0 sets BLAS's too.
+        """Use ``loops`` threads in this kernel's large loops, and ``blas`` threads
+        (``loops`` when 0) in matrix products.
 
         The loop setting belongs to the library (every kernel object loaded
-        from the same path shares it); the BLAS setting is process-wide.
-        ``blas`` = 0 leaves BLAS as it is (its own default, or
-        ``OPENBLAS_NUM_THREADS``). Returns False when the library has no
-        ``sg_set_num_threads`` export.
+        from the same path shares it); the products' setting is process-wide.
+        OpenBLAS itself runs on one thread: a large product is cut into blocks
+        by its shape alone and the blocks shared among the threads
+        (sg_blas_gemm in sg_ops.c), so results do not depend on either count.
+        Returns False when the library has no ``sg_set_num_threads`` export.
         """
         cdef int rc
         if loops < 1 or blas < 0:

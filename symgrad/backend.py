@@ -57,9 +57,9 @@ class CKernel:
         t2 = time.perf_counter()
         self.kernel = self._load(signature)
         self.kernel.locations = tuple(self.locations)
-        # SYMGRAD_NUM_THREADS, when set, also sets BLAS's threads; by default
-        # BLAS keeps its own (OPENBLAS_NUM_THREADS or every core).
-        self.kernel.set_num_threads(config.threads(), config.num_threads)
+        # Loops and matrix products share the threads (SYMGRAD_NUM_THREADS, else
+        # every usable core); the products' blocks do not depend on how many.
+        self.kernel.set_num_threads(config.threads())
         self.compile_times = {"codegen": t1 - t0, "compile": t2 - t1,
                               "load": time.perf_counter() - t2}
         # graph_leaves orders the kernel's inputs: function inputs, shared variables, constants.

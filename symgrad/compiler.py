@@ -261,9 +261,12 @@ def _flag_parts():
         # -Xlinker, not -Wl,: a comma in the path would split the option.
         support = [f"-L{PACKAGE_DIR}", "-Xlinker", "-rpath", "-Xlinker", PACKAGE_DIR,
                    "-lsg_support"]
+    # --no-as-needed: the kernel itself may call no OpenBLAS function, but the
+    # support library's products (sg_blas_gemm) are bound to the OpenBLAS the
+    # kernel names, which a linker defaulting to --as-needed would drop.
     return ([*BASE_FLAGS, *extra, f"-I{INCLUDE_DIR}", f"-I{inc}"],
-            [*support, f"-L{lib}", "-Xlinker", "-rpath", "-Xlinker", lib, f"-l{libname}", "-lm",
-             *_linker()])
+            [*support, f"-L{lib}", "-Xlinker", "-rpath", "-Xlinker", lib,
+             "-Xlinker", "--no-as-needed", f"-l{libname}", "-lm", *_linker()])
 
 
 @functools.cache

@@ -169,7 +169,7 @@ def _measure_workspace(fn, ck, values):
     from . import _runtime
 
     kernel = _runtime.Kernel(ck.path, *ck.signature)
-    kernel.set_num_threads(config.threads(), config.num_threads)
+    kernel.set_num_threads(config.threads())
     # ck.leaves: the function's inputs, then the shared variables and constants it reads.
     full = list(values) + [leaf_value(v) for v in ck.leaves[len(values):]]
     with fn.outside_profile():  # the library's profile counters are shared with f's

@@ -396,7 +396,7 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
                         ldb = ld;                                                            \
                     } else                                                                   \
                         panel_##SUF(&q, x, n0, n1, g, r0, r1, col);                          \
-                    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)q.Og,           \
+                    GEMM(ws, CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)q.Og,       \
                          (blasint)P, (blasint)q.K, 1, wg, (blasint)q.K, b, (blasint)ldb, 0,  \
                          tmp ? tmp : o, (blasint)(tmp ? P : M));                             \
                     if (tmp)                                                                 \
@@ -443,9 +443,9 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
                         ldb = P;                                                             \
                     }                                                                        \
                     T *c = dir ? (T *)gx->data + (n0 * q.C + gr * q.Cg) * M : col;           \
-                    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)q.K, (blasint)P,  \
-                         (blasint)q.Og, 1, wg, (blasint)q.K, b, (blasint)ldb, 0, c,          \
-                         (blasint)(dir ? M : P));                                            \
+                    GEMM(ws, CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)q.K,          \
+                         (blasint)P, (blasint)q.Og, 1, wg, (blasint)q.K, b, (blasint)ldb, 0, \
+                         c, (blasint)(dir ? M : P));                                         \
                     for (int64_t n = n0; n < n1 && !dir; n++)                                \
                         col2im_##SUF(&q, (T *)gx->data, n, gr * q.Cg, r0, r1,                \
                                      col + (n - n0) * Lb, P);                                \
@@ -495,7 +495,7 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
                         ldb = ld;                                                            \
                     } else                                                                   \
                         panel_##SUF(&q, x, n0, n1, gr, r0, r1, col);                         \
-                    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)q.Og,             \
+                    GEMM(ws, CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)q.Og,         \
                          (blasint)q.K, (blasint)P, 1, a, (blasint)lda, b, (blasint)ldb, 1,   \
                          wg, (blasint)q.K);                                                  \
                 }                                                                            \
@@ -504,5 +504,5 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
         return 0;                                                                            \
     }
 
-SG_DEFINE_CONV(float, f32, scipy_cblas_sgemm)
-SG_DEFINE_CONV(double, f64, scipy_cblas_dgemm)
+SG_DEFINE_CONV(float, f32, sg_blas_sgemm)
+SG_DEFINE_CONV(double, f64, sg_blas_dgemm)

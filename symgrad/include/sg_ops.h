@@ -131,6 +131,18 @@ int sg_matmul_shape(sg_err *err, const char *where, const sg_arr *a, int an, con
 int sg_gemm_operand(sg_err *err, const char *where, sg_ws *ws, sg_arr *u, int nd, size_t item,
                     enum CBLAS_TRANSPOSE *t, int64_t *ld);
 int sg_blas_sizes(sg_err *err, const char *where, int64_t m, int64_t k, int64_t n);
+/* BLAS's gemm (row-major) with the same bits on any number of threads: the
+ * product cut into blocks by its shape alone, shared among `ws`'s threads
+ * (sg_blas_set_threads says how many); OpenBLAS itself on one thread. */
+void sg_blas_set_threads(int n);
+void sg_blas_sgemm(sg_ws *ws, enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta,
+                   enum CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, float alpha,
+                   const float *a, blasint lda, const float *b, blasint ldb, float beta,
+                   float *c, blasint ldc);
+void sg_blas_dgemm(sg_ws *ws, enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta,
+                   enum CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, double alpha,
+                   const double *a, blasint lda, const double *b, blasint ldb, double beta,
+                   double *c, blasint ldc);
 int sg_matmul_blas(sg_err *err, const char *where, sg_ws *ws, sg_arr *c, int cn, const sg_arr *a,
                    int an, const sg_arr *b, int bn, int dbl);
 sg_arr sg_gemm_view(const sg_arr *v, int t);
