@@ -12,6 +12,7 @@ kernel is loaded, to the OpenBLAS every kernel links against: only OpenBLAS's cb
 (from scipy-openblas32, a build requirement) is read at build time.
 """
 
+import concurrent.futures
 import importlib.util
 import os
 import shlex
@@ -115,6 +116,21 @@ class build_ext(_build_ext):
     def run(self):
         super().run()
         self.build_pch()
+
+    def build_extensions(self):
+        # Each source file in a compiler process of its own, side by side: the support
+        # library is a dozen files that distutils would compile one after another.
+        compile_each = self.compiler.compile
+
+        def compile_all(sources, *args, **kwargs):
+            if len(sources) < 2:
+                return compile_each(sources, *args, **kwargs)
+            with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+                parts = list(pool.map(lambda src: compile_each([src], *args, **kwargs), sources))
+            return [obj for objects in parts for obj in objects]
+
+        self.compiler.compile = compile_all
+        super().build_extensions()
 
     def build_pch(self):
         """The kernels' prelude header precompiled with their flags (symgrad/_cflags.py:

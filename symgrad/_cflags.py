@@ -17,6 +17,7 @@ the compiler it was built with, when every header it was built from is unchanged
 time. Otherwise the unit reads the text, as before: nothing else changes.
 """
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -100,48 +101,53 @@ def build(cc, out_root, include_dirs, variants=VARIANTS):
     leaves no variant (kernels then read the text)."""
     path = shutil.which(cc)
     ident = path and compiler_identity(path)
-    results = {}
-    for variant in variants:
-        out = os.path.join(out_root, variant)
+    # One compiler process per variant, side by side (a fresh install's cores).
+    workers = max(1, min(len(variants), os.cpu_count() or 1))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        done = {v: pool.submit(_build_variant, cc, path, ident, v, out_root, include_dirs)
+                for v in variants}
+    return {v: f.result() for v, f in done.items()}
+
+
+def _build_variant(cc, path, ident, variant, out_root, include_dirs):
+    """One variant of ``build``: None when built, else why not."""
+    out = os.path.join(out_root, variant)
+    shutil.rmtree(out, ignore_errors=True)
+    if not ident:
+        return f"the C compiler {cc!r} does not run"
+    os.makedirs(out)
+    flags = variant_flags(variant, include_dirs)
+    gch, deps = os.path.join(out, PRELUDE + ".gch"), os.path.join(out, "deps.d")
+    argv = [path, *flags, "-x", "c-header", os.path.join(include_dirs[0], PRELUDE),
+            "-o", gch, "-MD", "-MF", deps]
+    proc = subprocess.run(argv, capture_output=True, text=True, errors="replace",
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode != 0 or not os.path.isfile(gch):
         shutil.rmtree(out, ignore_errors=True)
-        if not ident:
-            results[variant] = f"the C compiler {cc!r} does not run"
-            continue
-        os.makedirs(out)
-        flags = variant_flags(variant, include_dirs)
-        gch, deps = os.path.join(out, PRELUDE + ".gch"), os.path.join(out, "deps.d")
-        argv = [path, *flags, "-x", "c-header", os.path.join(include_dirs[0], PRELUDE),
-                "-o", gch, "-MD", "-MF", deps]
-        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace",
-                              stdin=subprocess.DEVNULL)
-        if proc.returncode != 0 or not os.path.isfile(gch):
-            shutil.rmtree(out, ignore_errors=True)
-            results[variant] = f"{shlex.join(argv)}: {proc.stderr.strip()[-2000:]}"
-            continue
-        with open(deps) as f:
-            files = shlex.split(f.read().replace("\\\n", " "))[1:]  # after "target:"
-        os.remove(deps)
-        ours, others = {}, []
-        for p in map(os.path.abspath, files):
-            home = [k for k, d in enumerate(include_dirs)
-                    if p.startswith(os.path.join(os.path.abspath(d), ""))]
-            if home:  # symgrad's headers and cblas.h, by content: their folders move
-                rel = os.path.relpath(p, include_dirs[home[0]])
-                ours[f"{home[0]}/{rel}"] = _sha256(p)
-            else:  # the C library's and the compiler's, where they are
-                others.append([p, *_stat(p)])
-        # gcc takes a header included again after its precompiled form was used to be
-        # in the .gch's folder (a frame header includes the prelude too): a header there
-        # that stands for the real one (the next on the include path), which is also
-        # what gcc reads when the .gch does not fit.
-        with open(os.path.join(out, PRELUDE), "w") as f:
-            f.write(f'/* {PRELUDE}, beside its precompiled form: see symgrad/_cflags.py */\n'
-                    f'#include_next "{PRELUDE}"\n')
-        stamp = {"flags": pch_key(flags), "compiler": ident, "ours": ours, "others": others}
-        with open(os.path.join(out, _STAMP), "w") as f:
-            json.dump(stamp, f, indent=1)
-        results[variant] = None
-    return results
+        return f"{shlex.join(argv)}: {proc.stderr.strip()[-2000:]}"
+    with open(deps) as f:
+        files = shlex.split(f.read().replace("\\\n", " "))[1:]  # after "target:"
+    os.remove(deps)
+    ours, others = {}, []
+    for p in map(os.path.abspath, files):
+        home = [k for k, d in enumerate(include_dirs)
+                if p.startswith(os.path.join(os.path.abspath(d), ""))]
+        if home:  # symgrad's headers and cblas.h, by content: their folders move
+            rel = os.path.relpath(p, include_dirs[home[0]])
+            ours[f"{home[0]}/{rel}"] = _sha256(p)
+        else:  # the C library's and the compiler's, where they are
+            others.append([p, *_stat(p)])
+    # gcc takes a header included again after its precompiled form was used to be
+    # in the .gch's folder (a frame header includes the prelude too): a header there
+    # that stands for the real one (the next on the include path), which is also
+    # what gcc reads when the .gch does not fit.
+    with open(os.path.join(out, PRELUDE), "w") as f:
+        f.write(f'/* {PRELUDE}, beside its precompiled form: see symgrad/_cflags.py */\n'
+                f'#include_next "{PRELUDE}"\n')
+    stamp = {"flags": pch_key(flags), "compiler": ident, "ours": ours, "others": others}
+    with open(os.path.join(out, _STAMP), "w") as f:
+        json.dump(stamp, f, indent=1)
+    return None
 
 
 def pch_include(root, cc, identity, flags, include_dirs):
