@@ -30,6 +30,8 @@ CONFIGS = [
     ("depthwise", (3, 4, 5, 5), (8, 1, 3, 3), True, dict(groups=4, stride=2), "float32", "c"),
     ("same-even-kernel", (2, 3, 6, 5), (2, 3, 4, 2), False, dict(padding="same"), "float64",
      "c"),
+    ("same-runtime-kernel", (2, 3, 6, 5), (2, 3, 3, 4), True,
+     dict(padding="same", dilation=(1, 2)), "float64", "transposed"),
     ("valid-1x1", (2, 5, 4, 3), (3, 5, 1, 1), True, dict(padding="valid"), "float32", "c"),
     ("1x1-stride", (1, 3, 5, 5), (2, 3, 1, 1), False, dict(stride=2), "float64", "c"),
     ("noncontiguous", (2, 3, 6, 7), (4, 3, 3, 2), True, dict(padding=(0, 1)), "float64",
@@ -55,8 +57,8 @@ def _build(cfg):
     name, xs, ws, bias, kw, dtype, _ = cfg
     nd = len(xs) - 2
     x = sg.tensor(f"x_{name}", dtype, (None,) * len(xs))
-    # 'same' needs the kernel's size when the graph is built; the others take any weight
-    w = sg.tensor(f"w_{name}", dtype, ws if kw.get("padding") == "same" else (None,) * len(ws))
+    # 'same' pads in the op when the kernel's size is static, else x with zeros (the graph)
+    w = sg.tensor(f"w_{name}", dtype, ws if name == "same-even-kernel" else (None,) * len(ws))
     b = sg.tensor(f"b_{name}", dtype, (None,)) if bias else None
     r = sg.tensor(f"r_{name}", dtype, (None,) * len(xs))
     fn = sg.nn.conv2d if nd == 2 else sg.nn.conv1d

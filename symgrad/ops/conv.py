@@ -354,7 +354,8 @@ def _pair(v, what, fn, n=2, minimum=1):
 
 
 def _padding(padding, kernel, dilation, stride, fn, n=2):
-    """(before, after) per spatial axis from an int, a tuple, "valid" or "same"."""
+    """(before, after) per spatial axis from an int, a tuple, "valid" or "same"; None for
+    "same" with a kernel whose size is known only at call time (:func:`_pad_same`)."""
     if isinstance(padding, str):
         if padding == "valid":
             return ((0, 0),) * n
@@ -363,8 +364,7 @@ def _padding(padding, kernel, dilation, stride, fn, n=2):
                 raise _at_line(ValueError(f"{fn}: padding='same' needs stride 1 (as PyTorch), "
                                           f"got stride={stride}"))
             if None in kernel:
-                raise _at_line(ShapeError(f"{fn}: padding='same' needs the kernel's size "
-                                          f"known when the graph is built"))
+                return None
             # PyTorch's rule: an odd total puts the extra row or column after
             totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
             return tuple((t // 2, t - t // 2) for t in totals)
@@ -387,6 +387,25 @@ def _prepare(x, w, bias, fn, nd):
     return x, w, bias
 
 
+def _pad_same(x, w, dilation):
+    """x with the zeros padding="same" adds around it, for a kernel whose size is known only
+    at call time: the convolution's padding is a parameter of its op, so it cannot follow
+    the kernel; x is padded (a copy) and convolved with none."""
+    nd = len(dilation)
+    for a, d in enumerate(dilation):
+        axis = x.ndim - nd + a
+        total = d * (_dim(w, axis) - 1)
+        # PyTorch's rule: an odd total puts the extra row or column after
+        before = total // 2
+        parts = []
+        for n in (before, total - before):
+            lengths = [_dim(x, i) for i in range(x.ndim)]
+            lengths[axis] = n
+            parts.append(zeros(lengths, x.dtype))
+        x = concatenate([parts[0], x, parts[1]], axis=axis)
+    return x
+
+
 def _with_bias(out, bias, nd):
     if bias is None:
         return out
@@ -403,7 +422,8 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     bias : Variable, (O,), optional
     stride, dilation : int or (int, int)
     padding : int, (int, int), "valid" or "same" (stride 1; an odd total pads one
-        more row or column after, as PyTorch)
+        more row or column after, as PyTorch; with a kernel whose size is known only at
+        call time, x is padded with zeros, a copy, before a convolution without padding)
     groups : int, dividing C and O (``groups=C``: depthwise)
 
     Returns
@@ -427,6 +447,8 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     dilation = _pair(dilation, "dilation", "conv2d")
     g = _pair(groups, "groups", "conv2d", 1)[0]
     pads = _padding(padding, w.type.shape[2:], dilation, stride, "conv2d")
+    if pads is None:
+        x, pads = _pad_same(x, w, dilation), ((0, 0), (0, 0))
     op = Conv2D(stride, pads[0] + pads[1], dilation, g)
     return _with_bias(op(x, w), bias, 2)
 
@@ -449,7 +471,10 @@ def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
     stride = _pair(stride, "stride", "conv1d", 1)
     dilation = _pair(dilation, "dilation", "conv1d", 1)
     g = _pair(groups, "groups", "conv1d", 1)[0]
-    (pad,) = _padding(padding, w.type.shape[2:], dilation, stride, "conv1d", 1)
+    pads = _padding(padding, w.type.shape[2:], dilation, stride, "conv1d", 1)
+    if pads is None:
+        x, pads = _pad_same(x, w, dilation), ((0, 0),)
+    (pad,) = pads
     op = Conv2D((1,) + stride, (0, 0) + pad, (1,) + dilation, g, dims=1)
     out = op(dimshuffle(x, 0, 1, "x", 2), dimshuffle(w, 0, 1, "x", 2))
     return _with_bias(dimshuffle(out, 0, 1, 3), bias, 1)
