@@ -264,6 +264,27 @@ static sg_pool_k pool_k(const sg_arr *x, const int *p)
             pool_vec_##SUF(o, ix, src, b - V, step, k, base);                                \
     }                                                                                        \
                                                                                              \
+    /* The maxima of outputs [a, b) of a row whose windows lie inside the input, fewer than a\
+     * vector's (LeNet's second pool: 4 a row): a pass over them per tap, in argmax's order, \
+     * with no bounds to check and nothing to divide. */                                     \
+    static inline void pool_passes_##SUF(T *o, int64_t *ix, const T *xp, const sg_pool_k *k, \
+                                     int64_t h0, int64_t a, int64_t b)                       \
+    {                                                                                        \
+        const int64_t step = k->sw * k->s3;                                                  \
+        for (int64_t i = 0, ih = h0; i < k->kh; i++, ih += k->dh)                            \
+            for (int64_t j = 0; j < k->kw; j++) {                                            \
+                const T *src = xp + ih * k->s2 + (j * k->dw - k->pl) * k->s3;                \
+                int64_t base = ih * k->W + j * k->dw - k->pl;                                \
+                for (int64_t c = a; c < b; c++) {                                            \
+                    T v = src[c * step];                                                     \
+                    if ((i == 0 && j == 0) || v > o[c] || v != v) {                          \
+                        o[c] = v;                                                            \
+                        ix[c] = base + c * k->sw;                                            \
+                    }                                                                        \
+                }                                                                            \
+            }                                                                                \
+    }                                                                                        \
+                                                                                             \
     /* The maxima and their positions (ih * W + iw in the plane, -1 if none). */            \
     SG_VEC void sg_max_pool2d_##SUF(const sg_arr *out, const sg_arr *idx, const sg_arr *x,   \
                                     const int *p)                                            \
@@ -297,11 +318,13 @@ static sg_pool_k pool_k(const sg_arr *x, const int *p)
                     }                                                                        \
                     for (int64_t c = 0; c < a; c++)                                          \
                         ix[c] = argmax_##SUF(xp, &k, r, c, o + c);                           \
-                    /* inside: no bounds to check, V outputs at a time when there are as     \
-                     * many (the rest, as the edges); step 2 and 1 as constants make loads   \
-                     * the compiler can turn into vector moves and shuffles */               \
-                    if (b - a < V || !vec)                                                   \
-                        b = a;                                                               \
+                    /* inside: no bounds to check, V outputs at a time when there are        \
+                     * as many (else a scalar pass per tap); step 2 and 1 as constants       \
+                     * make loads the compiler can turn into vector moves and shuffles */    \
+                    if (b - a < V || !vec) { /* fewer: passes over the row */                \
+                        pool_passes_##SUF(o, ix, xp, &k, h0, a, b);                          \
+                        a = b;                                                               \
+                    }                                                                        \
                     const T *src = xp + h0 * k.s2 - k.pl * k.s3;                             \
                     int64_t base = h0 * k.W - k.pl;                                          \
                     if (step == 2)                                                           \
