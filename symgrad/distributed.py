@@ -104,6 +104,9 @@ def _abort_at_exit():
     if _BROKEN:
         sys.stdout.flush()
         sys.stderr.flush()
+        # mpiexec forwards a rank's output through a pipe of its own: the abort kills
+        # the job before the last of it (the error's message) was always passed on.
+        time.sleep(0.5)
         _BROKEN[0].Abort(1)
 
 
