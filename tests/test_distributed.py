@@ -83,6 +83,7 @@ def runs(tmp_path_factory):
     return folder, reference, results
 
 
+@pytest.mark.slow  # mpiexec -n 2 and -n 3 training runs, each rank compiling
 @needs_mpiexec
 @pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("key", ["sgd", "adam"])
@@ -97,6 +98,7 @@ def test_ranks_with_uneven_shards_reach_the_parameters_of_one_process(runs, n, k
     assert results[n][f"{key}/identical"], "the ranks' parameters differ"
 
 
+@pytest.mark.slow  # mpiexec -n 2 and -n 3 training runs, each rank compiling
 @needs_mpiexec
 @pytest.mark.parametrize("n", [2, 3])
 def test_a_failing_shard_fails_the_step_on_every_rank_and_changes_nothing(runs, n):
@@ -110,6 +112,7 @@ def test_a_failing_shard_fails_the_step_on_every_rank_and_changes_nothing(runs, 
     assert all(result[f"rank{r}/fault_changed_nothing"] for r in range(n))
 
 
+@pytest.mark.slow  # mpiexec -n 2 and -n 3 training runs, each rank compiling
 @needs_mpiexec
 @pytest.mark.parametrize("n", [2, 3])
 def test_save_writes_on_rank_0_and_load_broadcasts_its_values(runs, n):
@@ -128,6 +131,7 @@ def test_save_writes_on_rank_0_and_load_broadcasts_its_values(runs, n):
         np.testing.assert_array_equal(p.get_value(), result[f"adam/{p.name}"])
 
 
+@pytest.mark.slow  # mpiexec -n 2 and -n 3 training runs, each rank compiling
 @needs_mpiexec
 def test_three_ranks_resume_a_checkpoint_of_one_process(runs):
     folder, reference, _ = runs
@@ -136,6 +140,7 @@ def test_three_ranks_resume_a_checkpoint_of_one_process(runs):
         np.testing.assert_allclose(resumed[name], value, atol=ATOL, rtol=RTOL, err_msg=name)
 
 
+@pytest.mark.slow  # mpiexec -n 2 and -n 3 training runs, each rank compiling
 @needs_mpiexec
 @pytest.mark.parametrize("n", [2, 3])
 def test_ranks_that_build_different_models_fail_naming_the_parameter(runs, n):

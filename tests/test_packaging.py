@@ -83,6 +83,7 @@ def setuptools_version():
     return tuple(int(p) for p in re.findall(r"\d+", importlib.metadata.version("setuptools"))[:2])
 
 
+@pytest.mark.slow  # builds an sdist in a fresh build environment
 def test_the_sdist_holds_the_readme_paths_and_the_license(tmp_path):
     # About 6 s on 2 busy cores (setup.py imports Cython and NumPy, then writes the archive).
     pytest.importorskip("Cython")

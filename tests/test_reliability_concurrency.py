@@ -154,6 +154,7 @@ print(json.dumps(dict(zip(map(str, mine), paths))))
 """
 
 
+@pytest.mark.slow  # a soak: processes compiling and clearing the cache
 def test_8_processes_compile_overlapping_graphs_into_one_cache(tmp_path):
     cache_dir = tmp_path / "cache"
     go = tmp_path / "go"
@@ -334,6 +335,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow  # a soak: processes compiling and clearing the cache
 def test_a_cache_cleared_again_and_again_under_running_programs(tmp_path):
     """`python -m symgrad.cache clear` while other processes compile and load: all carry on."""
     cache_dir = tmp_path / "cache"

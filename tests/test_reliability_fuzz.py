@@ -75,6 +75,7 @@ def plans(draw, max_ops=4):
                         broadcast=draw(st.sampled_from([0.0, 0.3, 0.8])))
 
 
+@pytest.mark.slow  # fuzzing: random graphs compiled
 @FUZZ
 @given(plans())
 def test_random_graphs(plan):
