@@ -509,10 +509,10 @@ def load(path, obj, strict=True):
         return list(named)
     # Rank 0 reads and checks; its outcome, then its values, go to every rank.
     values = _on_rank0(comm, "sg.load", lambda: _read_values(path, named, strict), share=False)
-    from .distributed import bcast_arrays, decorrelate_streams
+    from .distributed import bcast_arrays
     mine = [values[name] if values else sv.get_value(borrow=True) for name, sv in named.items()]
+    # the random streams' states too: every rank draws with rank 0's (symgrad/distributed.py)
     _assign(named, dict(zip(named, bcast_arrays(comm, mine, "sg.load's broadcast"))))
-    decorrelate_streams(comm, obj.function.random_states)
     return list(named)
 
 

@@ -33,12 +33,43 @@ process ends through ``MPI_Abort`` when it exits instead of hanging in
 
 When the step is built, the ranks compare their parameters and optimizer
 state (names, shapes, dtypes; a mismatch is an error naming the variable on
-every rank) and rank 0's values are broadcast. Random streams get a key per
-rank (rank 0 keeps its own), so dropout masks of different shards are
-independent.
+every rank) and rank 0's values are broadcast, the states of the random
+streams too.
+
+One process and N ranks given the same seed and global batch reach the same
+parameters up to the order of the sums (SPEC section 13). Two parts of the
+gradient function's graph are rewritten for it (:func:`global_batch_graph`):
+
+- *Random draws per example.* A draw is per example when the leading length
+  of its size is provably the shard's example count -- the length of axis 0
+  of the step's example input (the first with an axis), followed through the
+  graph by symgrad's shape analysis (``rewrite/shapes.py``: ``h.shape[0]`` of
+  any ``h`` computed row by row from that input, as ``sg.nn.dropout(h, p)``
+  draws). Its elements take the counters one process gives the same rows of
+  the global batch: the shard of rank r, rows ``o_r .. o_r + n_r - 1`` of the
+  global batch (``o_r`` the examples of ranks before r, one exclusive scan
+  per step), draws elements ``o_r * k ..`` of the sample (``k`` elements per
+  row). Every other draw -- a static size, a length not proven to be the
+  example count, a draw inside ``sg.scan``'s step -- is the same draw on every
+  rank (the streams have rank 0's key everywhere), which is one process's
+  draw when it does not depend on the batch (weight noise) and not otherwise.
+  A stream's counter moves by the draws a call makes, not by their sizes, so
+  every rank's streams advance as one process's.
+- *Batch norm.* A training-mode batch norm becomes ``batch_norm{synchronised}``
+  (ops/norm.py, include/sg_norm.c): its sums over the shard go through an
+  allreduce inside the kernel (a hook of the support library, called back into
+  this module), so the mean, the variance, the normalisation and the running
+  statistics are the global batch's, computed in double. Two collectives in
+  the forward (the sums, then the squared deviations from the global mean) and
+  one in the gradient (the sums of ``g`` and ``g * (x - mean)``, weighted as
+  the gradient is, see :class:`_Sync`). A rank with no examples adds zeros.
+  Every call makes the same collectives in the same order on every rank; a
+  rank that fails part-way plays the rest out with its error flag set, so the
+  others fail the step too instead of waiting.
 """
 
 import atexit
+import ctypes
 import os
 import pickle
 import sys
@@ -48,8 +79,10 @@ import numpy as np
 
 from . import dtypes as _dt
 from .errors import DistributedError
-from .graph import free_inputs, tensor
+from .graph import Constant, SharedVariable, free_inputs, tensor, toposort, trace_as
 from .ops import cast, concatenate, stack, zeros
+from .ops.norm import ACTIVE as _ACTIVE  # .sync: the _Sync of the step this thread runs
+from .ops.norm import sync_allreduce
 from .ops import round as round_
 
 __all__ = ["check_comm", "timeout", "DataParallel"]
@@ -217,17 +250,162 @@ def check_same_model(comm, variables, what):
                                f"build the same parameters and optimizer:\n  " + "\n  ".join(shown))
 
 
-def decorrelate_streams(comm, states):
-    """Give each rank its own key for the random streams ``states`` (rank 0 keeps rank 0's):
-    the shards draw independent dropout masks, and rank 0's state is what sg.save keeps."""
-    from .random import _key_of
-    rank = comm.Get_rank()
-    if rank == 0:
+def exscan_count(comm, n, what):
+    """The sum of ``n`` over the ranks before this one (0 on rank 0)."""
+    MPI = mpi()
+    send, got = np.array([n], dtype=np.int64), np.zeros(1, dtype=np.int64)
+    wait(comm, comm.Iexscan(send, got, op=MPI.SUM), what)
+    return 0 if comm.Get_rank() == 0 else int(got[0])
+
+
+# --------------------------------------------------------------------------- the global batch
+
+def _int64(v):
+    return v if v.dtype == "int64" else cast(v, "int64")
+
+
+def global_batch_graph(outputs, example, start, synchronise=True):
+    """``(outputs, per_example, synchronised)``: ``outputs`` rebuilt so that a shard computes
+    what one process computes for the same rows of the global batch (see the module
+    docstring): each random draw per example of ``example``'s axis 0 reads its elements from
+    the flat position ``start * k`` on (``start``: the 0-d int64 row of the global batch
+    where the shard begins), each training-mode batch norm and its gradient synchronised.
+    ``per_example``: the draws so rebuilt; ``synchronised``: the batch norms (none without
+    ``synchronise``: on one rank, the ordinary batch norm is the global batch's)."""
+    from .ops.norm import BatchNorm, BatchNormGrad
+    from .ops.random import Draw, RandomIndex
+    from .rewrite.shapes import Dim, Dims
+    dims = Dims()
+    rows = dims.of(example)[0] if example is not None else None
+    memo, per_example, synchronised = {}, 0, 0
+    for node in toposort(outputs):
+        op = node.op
+        inputs = [memo.get(id(i), i) for i in node.inputs]
+        if isinstance(op, (BatchNorm, BatchNormGrad)) and not op.sync and synchronise:
+            op = type(op)(op.eps, sync=True)
+            synchronised += isinstance(op, BatchNorm)
+        elif (isinstance(op, Draw) and isinstance(rows, Dim) and node.inputs[2].owner is not None
+              and isinstance(node.inputs[2].owner.op, RandomIndex)
+              and not node.inputs[2].owner.op.start and node.inputs[2].owner.inputs):
+            if dims.same((dims.scalar(node.inputs[2].owner.inputs[0]),), (rows,)):
+                # the lengths as rebuilt (a batch norm's output's length reads the new node)
+                sizes = [memo.get(id(n), n) for n in node.inputs[2].owner.inputs]
+                k = None
+                for n in sizes[1:]:
+                    n = _int64(n)
+                    k = n if k is None else k * n
+                first = start if k is None else start * k
+                with trace_as(node.inputs[2].owner.trace, None):
+                    index = RandomIndex(len(sizes), start=True)(*sizes, first)
+                inputs[2] = index
+                per_example += 1
+        if op is node.op and all(a is b for a, b in zip(inputs, node.inputs)):
+            continue
+        with trace_as(node.trace, node.grad_of):
+            new = op.make_node(*inputs)
+        for old, out in zip(node.outputs, new.outputs):
+            out.name = old.name
+            out.tag.__dict__.update(old.tag.__dict__)
+            memo[id(old)] = out
+    return [memo.get(id(o), o) for o in outputs], per_example, synchronised
+
+
+def _inner_batch_norms(nodes):
+    """Whether a loop's or branch's inner graph among ``nodes`` holds a training batch norm."""
+    from .ops.norm import BatchNorm
+    todo = [n for n in nodes if getattr(n.op, "inner_graphs", None) is not None]
+    while todo:
+        node = todo.pop()
+        for _, (_, outs) in node.op.inner_graphs():
+            for inner in toposort(outs):
+                if isinstance(inner.op, BatchNorm):
+                    return inner
+                if getattr(inner.op, "inner_graphs", None) is not None:
+                    todo.append(inner)
+    return None
+
+
+# --------------------------------------------------------------------------- in-kernel sums
+
+_HOOK = []  # the ctypes callback installed in the support library
+
+
+_HOOK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_double), ctypes.c_int64,
+                              ctypes.c_int, ctypes.c_void_p, ctypes.c_int64)
+
+
+def _hook(buf, n, weighted, msg, cap):
+    try:
+        view = np.ctypeslib.as_array(buf, shape=(n,)) if n > 0 else np.zeros(0)
+        sync_allreduce(view, bool(weighted))
+        return 0
+    except BaseException as e:  # noqa: B036 -- nothing may leave a ctypes callback
+        text = str(e).encode("utf-8", "replace")[:max(int(cap) - 1, 0)] + b"\0"
+        ctypes.memmove(msg, text, len(text))
+        return 1
+
+
+def _install_hook():
+    """Point the support library's allreduce hook (sg_norm.c) at :func:`sync_allreduce`."""
+    if _HOOK:
         return
-    for sv in states:
-        value = sv.get_value()
-        value[0] = _key_of(int(value[0]) + rank)
-        sv.set_value(value, borrow=True)
+    from .compiler import SUPPORT_LIB
+    callback = _HOOK_TYPE(_hook)
+    ctypes.CDLL(SUPPORT_LIB).sg_norm_set_allreduce(callback)
+    _HOOK.append(callback)  # kept alive: the library holds its address
+
+
+class _Sync:
+    """The collectives a step makes inside its gradient function (synchronised batch norms).
+
+    Every one has the same length (``length``: the longest one's, plus a slot counting the
+    ranks that failed) and a step makes ``expected`` of them, whatever its data, so a rank
+    that fails part-way can play the rest out (:meth:`play_out`) and the others see its flag
+    in their next one. ``weighted`` sums (a gradient's) scale the values by the shard's
+    example count before the sum and divide by it after: the gradient function computes the
+    gradient of the shard's mean loss, which the step then weights by that count (see
+    :meth:`DataParallel.run`), so a sum over the global batch enters it that way.
+    """
+
+    def __init__(self, comm, length, expected):
+        self.comm, self.length, self.expected = comm, length, expected
+        self.begin(0)
+
+    def begin(self, n):
+        self.n, self.done, self.peer_failed, self.fatal = n, 0, False, None
+
+    def _collective(self, full):
+        try:
+            allreduce_sum(self.comm, full, "a synchronised batch norm's allreduce")
+        except DistributedError as e:
+            self.fatal = e
+            raise
+        self.done += 1
+
+    def allreduce(self, buf, weighted):
+        k = buf.size
+        if self.done >= self.expected or k > self.length:
+            raise DistributedError(f"the train step made more collectives than the "
+                                   f"{self.expected} it was built for ({k} values, at most "
+                                   f"{self.length})")
+        full = np.zeros(self.length + 1)
+        full[:k] = buf
+        if weighted and k:
+            full[:k - 1] *= self.n
+        self._collective(full)
+        if full[-1] > 0:
+            self.peer_failed = True
+            raise DistributedError("the train step failed on another rank")
+        if weighted and k:
+            full[:k - 1] = full[:k - 1] / self.n if self.n else 0.0
+        buf[:] = full[:k]
+
+    def play_out(self):
+        """The collectives this step has not made yet, with this rank's failure flag set."""
+        while self.done < self.expected:
+            full = np.zeros(self.length + 1)
+            full[-1] = 1
+            self._collective(full)
 
 
 # --------------------------------------------------------------------------- the step
@@ -254,13 +432,16 @@ class DataParallel:
                          if not _dt.is_float(sv.dtype) and not free_inputs([e])]
         self.layer_updates = [(sv, e) for sv, e in layer_updates
                               if (sv, e) not in self.counters]
-        floats = [p.dtype for p in params] + [sv.dtype for sv, _ in layer_updates]
+        floats = [p.dtype for p in params] + [sv.dtype for sv, _ in self.layer_updates]
         floats += [o.dtype for o in outputs if _dt.is_float(o.dtype)]
         self.dtype = "float64" if "float64" in floats else "float32"
+        # (the counters stay out of the buffer: with two batch norms, their slots had shifted
+        # the second one's statistics)
         parts = [_flat(g, self.dtype) for g in grads]
-        parts += [_flat(new, self.dtype) for _, new in layer_updates]
+        parts += [_flat(new, self.dtype) for _, new in self.layer_updates]
         self.sizes = [int(np.prod(p.get_value(borrow=True).shape)) for p in params]
-        self.sizes += [int(np.prod(sv.get_value(borrow=True).shape)) for sv, _ in layer_updates]
+        self.sizes += [int(np.prod(sv.get_value(borrow=True).shape))
+                       for sv, _ in self.layer_updates]
         self.n_values = sum(self.sizes)
         self.n_outputs = len(outputs)
         parts.append(stack([cast(o, self.dtype) if o.dtype != self.dtype else o
@@ -274,22 +455,34 @@ class DataParallel:
         self.inv_count = tensor("allreduce_inv_count", dtype=self.dtype, shape=())
         self.update_reads_inputs = False
         self.broken = None
+        self.per_example, self.n_batch_norms, self.sync = 0, 0, None
 
     def global_gradients(self):
         """The update function's view of the averaged gradients, one per parameter."""
         return self._pieces(self.params, 0)
 
     def averaged_layer_updates(self):
-        """``(shared, expr)``: each running statistic set to the ranks' weighted mean, each
-        counter advanced as one process would."""
+        """``(shared, expr)``: each running statistic set to the ranks' weighted mean -- or,
+        with batch norms synchronised (more than one rank: :attr:`exact_stats`), to the value
+        every rank computed, sent by the first rank with examples alone -- and each counter
+        advanced as one process would."""
         stats = [sv for sv, _ in self.layer_updates]
-        return list(zip(stats, self._pieces(stats, len(self.params)))) + self.counters
+        return list(zip(stats, self._pieces(stats, len(self.params), self.exact_stats))) \
+            + self.counters
 
-    def _pieces(self, variables, first):
+    @property
+    def exact_stats(self):
+        """Whether the running statistics are the global batch's on every rank (batch norms
+        synchronised): then the buffer carries one rank's, unscaled, and nothing rounds them
+        (a weighted mean of equal float32 values is not always that value)."""
+        return self.comm.Get_size() > 1 and bool(self.layer_updates)
+
+    def _pieces(self, variables, first, exact=False):
         out, pos = [], sum(self.sizes[:first])
         for i, sv in enumerate(variables):
             size = self.sizes[first + i]
-            piece = (self.summed[pos:pos + size] * self.inv_count).reshape(
+            piece = self.summed[pos:pos + size]
+            piece = (piece if exact else piece * self.inv_count).reshape(
                 sv.get_value(borrow=True).shape)
             if not _dt.is_float(sv.dtype):
                 piece = round_(piece)  # a weighted mean of equal integers, up to rounding
@@ -306,8 +499,48 @@ class DataParallel:
         check_same_model(self.comm, variables, what)
         bcast_values(self.comm, variables, what)
 
-    def decorrelate(self, random_states):
-        decorrelate_streams(self.comm, random_states)
+    def share_streams(self, random_states):
+        """Rank 0's states of the random streams on every rank (see the module docstring)."""
+        what = "building the data-parallel train step"
+        check_same_model(self.comm, random_states, what)
+        bcast_values(self.comm, random_states, what)
+
+    def global_batch(self, inputs):
+        """Rewrite the buffer's graph for the global batch (:func:`global_batch_graph`): the
+        example input is ``inputs``' first with an axis. Returns the extra input the gradient
+        function takes (the shard's first row in the global batch), or None."""
+        example = next((v for v in inputs if v.ndim > 0), None)
+        self.start = tensor("global_batch_start", dtype="int64", shape=())
+        (self.flat,), self.per_example, self.n_batch_norms = global_batch_graph(
+            [self.flat], example, self.start, synchronise=self.comm.Get_size() > 1)
+        self.flat.name = "allreduce_buffer"
+        inner = _inner_batch_norms(toposort([self.flat]))
+        if inner is not None:
+            raise NotImplementedError(
+                f"{inner.op} at {inner.trace}: a training-mode batch norm inside sg.scan or "
+                f"sg.ifelse cannot be synchronised across the ranks of sg.train_step(..., "
+                f"comm=) yet; normalise outside the loop")
+        return self.start if self.per_example else None
+
+    def count_collectives(self, function):
+        """Set up the in-kernel collectives of the compiled gradient ``function``."""
+        from .ops.norm import BatchNorm, BatchNormGrad
+        calls, longest = 0, 1
+        for node in function.graph.nodes:
+            if isinstance(node.op, (BatchNorm, BatchNormGrad)) and node.op.sync:
+                calls += 2 if isinstance(node.op, BatchNorm) else 1
+                x, w = node.inputs[0 if isinstance(node.op, BatchNorm) else 1], \
+                    node.inputs[1 if isinstance(node.op, BatchNorm) else 2]
+                c = _channels(x, w)
+                if c is None:
+                    raise ValueError(f"{node.op} at {node.trace}: synchronised across ranks, a "
+                                     f"batch norm needs its number of channels known when the "
+                                     f"step is built (a static axis 1 or a shared weight)")
+                longest = max(longest, 2 * c + 1)
+        calls *= 2 if function.mode == "debug" else 1  # the kernel, then the reference
+        self.sync = _Sync(self.comm, longest, calls) if calls else None
+        if calls:
+            _install_hook()
 
     # ----------------------------------------------------------------- a call
 
@@ -316,19 +549,40 @@ class DataParallel:
         means as floats, in the order of ``step``'s plan."""
         if self.broken:
             raise DistributedError(f"this train step cannot run again: {self.broken}")
-        error = None
+        error, n = None, 0
         try:
             n = _examples(step.inputs, args, kwargs)
-            buf = step.function(*args, **kwargs)[0]
-            if n == 0:
-                buf[:] = 0  # a mean over no examples is nan; it weighs nothing
-            else:
-                buf[:-2] *= n
-            buf[-2] = n
-        except Exception as e:  # every rank must still join the allreduce (see below)
+        except Exception as e:  # every rank must still join the collectives (see below)
             error = e
+        start = 0
+        try:
+            if self.per_example or self.exact_stats:  # every rank, whatever its input
+                start = exscan_count(self.comm, n, "the train step's count of examples")
+        except DistributedError as e:
+            self.broken = str(e)
+            raise
+        if self.per_example:
+            kwargs = dict(kwargs, global_batch_start=start)
+        if error is None:
+            try:
+                # the first rank with examples sends the running statistics
+                buf = self._gradients(step, n, start == 0 and n > 0, args, kwargs)
+            except Exception as e:
+                error = e
+        if error is not None:
+            try:
+                if self.sync is not None:
+                    fatal = self.sync.fatal
+                    if fatal is not None:
+                        raise fatal
+                    self.sync.play_out()
+                    if self.sync.peer_failed:
+                        error = None  # this rank failed because another one did
+            except DistributedError as e:
+                self.broken = str(e)
+                raise
             buf = np.zeros(self.length, dtype=self.dtype)
-            buf[-1] = 1
+            buf[-1] = error is not None
         try:
             allreduce_sum(self.comm, buf, "the train step's allreduce")
         except DistributedError as e:
@@ -347,6 +601,29 @@ class DataParallel:
             step.update_function(buf, inv)
         return buf[self.n_values:self.n_values + self.n_outputs] / total
 
+    def _gradients(self, step, n, first, args, kwargs):
+        """The shard's buffer, scaled for the sum over the ranks (its last two slots: the
+        example count and no error); ``first``: the first rank with examples."""
+        if self.sync is not None:
+            self.sync.begin(n)
+            _ACTIVE.sync = self.sync
+        try:
+            buf = step.function(*args, **kwargs)[0]
+        finally:
+            _ACTIVE.sync = None
+        if n == 0:
+            buf[:] = 0  # a mean over no examples is nan; it weighs nothing
+        elif self.exact_stats:
+            grads, stats = sum(self.sizes[:len(self.params)]), self.n_values
+            buf[:grads] *= n
+            buf[stats:-2] *= n
+            if not first:
+                buf[grads:stats] = 0
+        else:
+            buf[:-2] *= n
+        buf[-2] = n
+        return buf
+
     def _raise_failures(self, error):
         text = "" if error is None else f"{type(error).__name__}: {error}"
         texts = allgather_objects(self.comm, text.encode("utf-8")[:_MESSAGE].decode(
@@ -356,6 +633,18 @@ class DataParallel:
         failed = "; ".join(f"rank {r} raised {t}" for r, t in enumerate(texts) if t)
         raise DistributedError(f"the train step failed on another rank, so no rank changed "
                                f"its parameters: {failed}")
+
+
+def _channels(x, w):
+    """A batch norm's number of channels where it is known when the step is built."""
+    for n in (x.type.shape[1] if x.ndim > 1 else None, w.type.shape[0] if w.ndim else None):
+        if n is not None:
+            return int(n)
+    if isinstance(w, SharedVariable):
+        return int(w.get_value(borrow=True).shape[0])
+    if isinstance(w, Constant):
+        return int(w.data.shape[0])
+    return None
 
 
 def _examples(inputs, args, kwargs):

@@ -972,9 +972,11 @@ class Flatten(_Stateless):
         if x.ndim <= self.start_dim:
             raise ShapeError(f"Flatten: start_dim {self.start_dim} needs an input of more "
                              f"than {self.start_dim} axes, got {x.type} (at {user_trace()})")
-        lead = [n if n is not None else shape_at(x, i)
-                for i, n in enumerate(x.type.shape[:self.start_dim])]
-        return x.reshape(tuple(lead) + (-1,))
+        # the merged length is the product of the lengths, not -1: a batch of 0 examples
+        # (a data-parallel rank's empty shard) with lengths known only at call time made a
+        # -1 ambiguous, which became 0
+        from .ops.shape import flatten
+        return flatten(x, self.start_dim + 1)
 
     def __repr__(self):
         return f"Flatten(start_dim={self.start_dim})"

@@ -301,15 +301,20 @@ class TrainStep:
         reads = {id(v) for v in free_inputs([e for _, e in self.updates])}
         dp.update_reads_inputs = any(id(v) in reads for v in self.inputs)
         unused = "ignore" if dp.update_reads_inputs else "warn"
-        self.function = function(self._given, [dp.flat], mode=mode, name=name + "_gradients",
+        # Random draws per example and batch norms computed as one process computes them
+        # for the same rows of the global batch.
+        start = dp.global_batch(self.inputs)
+        self.function = function(self._given + ([start] if start is not None else []),
+                                 [dp.flat], mode=mode, name=name + "_gradients",
                                  on_unused_input=unused)
+        dp.count_collectives(self.function)
         extra = self._given if dp.update_reads_inputs else []
         self.update_function = function([dp.summed, dp.inv_count] + extra, [],
                                         updates=self.updates, mode=mode, name=name + "_update",
                                         on_unused_input="ignore")
         random_states = [sv for sv in self.function.random_states if sv not in self.state]
         self.state += random_states
-        dp.decorrelate(random_states)
+        dp.share_streams(random_states)
         self._parallel = dp
 
     def _collect_state(self):

@@ -9,6 +9,10 @@
   rank and changes nothing), sg.load, and a model that differs on rank 1;
 - ``train`` then also resumes, when ``<out dir>/half.npz`` exists: sg.load that checkpoint
   of the SGD run after 25 steps (written by one process), then the other 25 steps;
+- ``train`` also trains, 50 SGD steps on the same uneven shards, an MLP with dropout (its
+  masks per example: each shard draws one process's rows) and a convnet with BatchNorm2D and
+  BatchNorm1D (synchronised: the global batch's statistics), then gives the convnet a bad
+  shard on rank 1 that fails after its batch norms' forward collectives;
 - ``stall``: rank 1 stops calling the step; ``killed``: rank 1 dies in a step.
 """
 
@@ -49,6 +53,72 @@ def build(optimizer, comm=None, hidden=8, mode=None):
         losses = {"ce": sg.nn.cross_entropy(logits, y).mean(),
                   "l2": 1e-3 * sum((p ** 2).sum() for p in net.params)}
         return sg.train_step(losses, [X, y], optimizer=optimizer, comm=comm, mode=mode)
+
+
+def build_dropout(comm=None, mode=None):
+    """An MLP with dropout after its hidden layer (its own stream, seed 11)."""
+    X, y = sg.matrix("X", dtype="float32"), sg.vector("y", dtype="int64")
+    net = sg.layers.Sequential(
+        sg.layers.Dense(6, 8, activation=sg.tanh, rng=3, name="dhid", dtype="float32"),
+        sg.layers.Dropout(0.3, rng=sg.random.RandomStream(11)),
+        sg.layers.Dense(8, 3, rng=4, name="dout", dtype="float32"))
+    loss = sg.nn.cross_entropy(net(X), y).mean()
+    return sg.train_step(loss, [X, y], optimizer=sg.optim.SGD(0.2, momentum=0.9), comm=comm,
+                         mode=mode)
+
+
+def build_normed(comm=None, mode=None):
+    """A convnet with BatchNorm2D over (N, 3, 4, 4) maps and BatchNorm1D over (N, 5) rows,
+    then dropout."""
+    X = sg.tensor("X", dtype="float32", shape=(None, 1, None, None))
+    y = sg.vector("y", dtype="int64")
+    net = sg.layers.Sequential(
+        sg.layers.Conv2D(1, 3, 3, rng=5, name="conv", dtype="float32"),
+        sg.layers.BatchNorm2D(3, name="bn2", dtype="float32"),
+        sg.layers.Flatten(),
+        sg.layers.Dense(48, 5, activation=sg.tanh, rng=6, name="nhid", dtype="float32"),
+        sg.layers.BatchNorm1D(5, name="bn1", dtype="float32"),
+        sg.layers.Dropout(0.2, rng=sg.random.RandomStream(12)),  # its size: bn1's output's
+        sg.layers.Dense(5, 3, rng=7, name="nout", dtype="float32"))
+    loss = sg.nn.cross_entropy(net(X, training=True), y).mean()
+    return sg.train_step(loss, [X, y], optimizer=sg.optim.SGD(0.1, momentum=0.9), comm=comm,
+                         mode=mode)
+
+
+def images():
+    X, y = data()
+    maps = np.random.default_rng(8).standard_normal((STEPS, BATCH, 1, 6, 6)).astype("float32")
+    return maps + X[:, :, :1, None, None], y
+
+
+def train_on(step, comm, inputs):
+    X, y = inputs
+    rank, size = (0, 1) if comm is None else (comm.Get_rank(), comm.Get_size())
+    losses = []
+    for i in range(STEPS):
+        s = shard(i, rank, size)
+        losses.append(step(X[i, s], y[i, s])["loss"])
+    return np.array(losses)
+
+
+def state(step):
+    """Parameters, optimizer state and running statistics ({name: array})."""
+    return {(sv.name or f"#{k}"): sv.get_value() for k, sv in enumerate(step.params + step.state)}
+
+
+def global_batch(comm=None):
+    """{key: array}: what the dropout MLP and the convnet reach (with "/losses")."""
+    out = {}
+    for key, build, inputs in (("dropout", build_dropout, data()),
+                               ("normed", build_normed, images())):
+        step = build(comm)
+        losses = train_on(step, comm, inputs)
+        out.update({f"{key}/{n}": v for n, v in state(step).items()})
+        out[f"{key}/losses"] = losses
+        if comm is not None:
+            out[f"{key}/identical"] = same_on_every_rank(comm, state(step))
+            out[f"{key}/step"] = step
+    return out
 
 
 def optimizers():
@@ -117,10 +187,29 @@ def scenario_train(comm, out):
         result["mismatch"] = "no error"
     except sg.DistributedError as e:
         result["mismatch"] = str(e)
+    # Dropout per example and synchronised batch norms: one process's training.
+    trained = global_batch(comm)
+    normed = trained.pop("normed/step")
+    trained.pop("dropout/step")
+    result.update(trained)
+    # A bad shard on rank 1 for the convnet: a ShapeError after its batch norms' forward
+    # collectives; rank 1 plays the rest out, so every rank fails the step at once.
+    X, y = images()
+    before = state(normed)
+    bad = X[0, :2, :, :5, :5] if comm.Get_rank() == 1 else X[0, :2]
+    try:
+        normed(bad, y[0, :2])
+        result["normed_fault"] = "no error"
+    except Exception as e:
+        result["normed_fault"] = f"{type(e).__name__}: {e}"
+    result["normed_fault_changed_nothing"] = all(np.array_equal(before[k], v)
+                                                 for k, v in state(normed).items())
+    normed(X[0, :4], y[0, :4])  # still usable
     everyone = comm.gather(result)
     if comm.Get_rank() == 0:
         for r, other in enumerate(everyone):
-            for k in ("fault", "mismatch", "fault_changed_nothing", "loaded", "load_missing"):
+            for k in ("fault", "mismatch", "fault_changed_nothing", "loaded", "load_missing",
+                      "normed_fault", "normed_fault_changed_nothing"):
                 result[f"rank{r}/{k}"] = other[k]
         np.savez(os.path.join(out, f"train-{size}.npz"), **result)
     if os.path.exists(os.path.join(out, "half.npz")):

@@ -530,3 +530,188 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
 
 SG_DEFINE_NORM(float, f32)
 SG_DEFINE_NORM(double, f64)
+
+/* ------------------------------------------------------------------------------------------
+ * Batch norm synchronised across the ranks of a data-parallel train step (ops/norm.py's
+ * BatchNorm(sync=True), symgrad/distributed.py). The statistics are those of the global
+ * batch: each sum over this rank's values goes through `sg_allreduce`, which calls the hook
+ * the data-parallel step installed (sg_norm_set_allreduce), so the mean, the variance, the
+ * normalisation and the running statistics are one process's, up to the order of the sums.
+ * Every call makes the same collectives whatever its data (two in the forward, one in the
+ * gradient; a rank with no examples adds zeros), so the ranks' collectives always match.
+ * ---------------------------------------------------------------------------------------- */
+
+/* Sums buf[0..n) over the ranks in place and returns 0; else fills `msg` and returns
+ * nonzero. weighted: buf[0..n-1) are scaled by this rank's example count before the sum and
+ * divided by it after (the gradient's weighting, distributed.py), buf[n-1] summed as is. */
+typedef int (*sg_allreduce_hook)(double *buf, int64_t n, int weighted, char *msg, int64_t cap);
+static sg_allreduce_hook allreduce_hook = NULL;
+
+void sg_norm_set_allreduce(sg_allreduce_hook hook)
+{
+    allreduce_hook = hook;
+}
+
+static int sg_allreduce(sg_err *err, const char *where, double *buf, int64_t n, int weighted)
+{
+    char msg[600] = "";
+    if (!allreduce_hook)
+        return sg_fail(err, SG_EVALUE, "%sa batch norm synchronised across ranks ran outside a "
+                       "data-parallel train step (sg.train_step(..., comm=...))", where);
+    if (allreduce_hook(buf, n, weighted, msg, (int64_t)sizeof msg)) {
+        msg[sizeof msg - 1] = 0;
+        return sg_fail(err, SG_EVALUE, "%s%s", where, msg);
+    }
+    return 0;
+}
+
+#define SG_DEFINE_SYNC_NORM(T, SUF)                                                             \
+    SG_VEC int sg_batch_norm_sync_##SUF(sg_err *err, const char *where, sg_ws *ws,              \
+                                        const sg_arr *out, const sg_arr *mean,                  \
+                                        const sg_arr *var, const sg_arr *x, int nd,             \
+                                        const sg_arr *w, const sg_arr *b, double eps)           \
+    {                                                                                           \
+        int64_t C = x->shape[1], M, S = count(x, 2, nd);                                        \
+        char s1[160];                                                                           \
+        if (w->shape[0] != C || b->shape[0] != C)                                               \
+            return sg_fail(err, SG_ESHAPE, "%sthe weight and the bias must have one entry per " \
+                           "channel (%lld), got %lld and %lld", where, (long long)C,            \
+                           (long long)w->shape[0], (long long)b->shape[0]);                     \
+        M = count(x, 0, 1);                                                                     \
+        if (M >= 0 && S >= 0 && __builtin_mul_overflow(M, S, &M))                               \
+            M = -1;                                                                             \
+        if (M < 0 || S < 0)                                                                     \
+            return sg_fail(err, SG_ESHAPE, "%sthe input's size overflows", where);             \
+        double *a = sg_ws_alloc(ws, (2 * (size_t)C + 1) * sizeof(double));                      \
+        if (!a)                                                                                 \
+            return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                          \
+        memset(a, 0, (2 * (size_t)C + 1) * sizeof(double));                                     \
+        double *m = a, *q = a + C + 1;                                                          \
+        int have = M > 0 && C > 0;                                                              \
+        nview xv = {0}, ov = {0};                                                               \
+        if (have && view3(err, where, ws, x, nd, 1, 2, sizeof(T), &xv)) {                       \
+            sg_ws_free(ws, a);                                                                  \
+            return err->code;                                                                   \
+        }                                                                                       \
+        if (have)                                                                               \
+            merge3(out, nd, 1, 2, &ov);                                                         \
+        if (have)                                                                               \
+            for (int64_t n = 0; n < xv.n[0]; n++)                                               \
+                for (int64_t c = 0; c < C; c++)                                                 \
+                    m[c] += sum_##SUF((const T *)xv.p + n * xv.s[0] + c * xv.s[1], xv.n[2],     \
+                                      xv.s[2]);                                                 \
+        m[C] = (double)M;                                                                       \
+        int rc = sg_allreduce(err, where, m, C + 1, 0);                                         \
+        double Mg = m[C];                                                                       \
+        if (!rc && Mg == 1)                                                                     \
+            rc = sg_fail(err, SG_ESHAPE, "%sexpected more than 1 value per channel when "       \
+                         "training, got 1 across the ranks (an input of shape %s here)", where, \
+                         sg_shape_str(s1, sizeof s1, x->shape, nd));                            \
+        if (!rc) {                                                                              \
+            for (int64_t c = 0; c < C; c++)                                                     \
+                m[c] = Mg > 0 ? m[c] / Mg : 0;                                                  \
+            if (have)                                                                           \
+                for (int64_t n = 0; n < xv.n[0]; n++)                                           \
+                    for (int64_t c = 0; c < C; c++)                                             \
+                        q[c] += sqdev_##SUF((const T *)xv.p + n * xv.s[0] + c * xv.s[1],        \
+                                            xv.n[2], xv.s[2], m[c]);                            \
+            rc = sg_allreduce(err, where, q, C, 0);                                             \
+        }                                                                                       \
+        if (!rc) {                                                                              \
+            T *mp = mean->data, *vp = var->data;                                                \
+            for (int64_t c = 0; c < C; c++) {                                                   \
+                /* an empty global batch: statistics 0, left unread (ops/norm.py) */            \
+                mp[c] = Mg > 0 ? (T)m[c] : 0;                                                   \
+                vp[c] = Mg > 0 ? (T)(q[c] / (Mg - 1)) : 0;                                      \
+                q[c] = Mg > 0 ? ((const T *)w->data)[c * w->strides[0]] / sqrt(q[c] / Mg + eps) \
+                              : 0;                                                              \
+            }                                                                                   \
+            if (have) {                                                                         \
+                const T *bp = b->data;                                                          \
+                for (int64_t n = 0; n < xv.n[0]; n++)                                           \
+                    for (int64_t c = 0; c < C; c++)                                             \
+                        affine_##SUF((T *)ov.p + n * ov.s[0] + c * ov.s[1], ov.s[2],            \
+                                     (const T *)xv.p + n * xv.s[0] + c * xv.s[1], xv.s[2],      \
+                                     xv.n[2], m[c], q[c], bp[c * b->strides[0]]);               \
+            }                                                                                   \
+        }                                                                                       \
+        sg_ws_free(ws, xv.own);                                                                 \
+        sg_ws_free(ws, a);                                                                      \
+        return rc;                                                                              \
+    }                                                                                           \
+                                                                                                \
+    SG_VEC int sg_batch_norm_grad_sync_##SUF(sg_err *err, const char *where, sg_ws *ws,         \
+                                             const sg_arr *gx, const sg_arr *gw,                \
+                                             const sg_arr *gb, const sg_arr *g,                 \
+                                             const sg_arr *x, int nd, const sg_arr *w,          \
+                                             const sg_arr *mean, const sg_arr *var, double eps) \
+    {                                                                                           \
+        int64_t C = x->shape[1], M, S = count(x, 2, nd);                                        \
+        if (!same_shape(g, x, nd))                                                              \
+            return bad_grad(err, where, g, x, nd);                                              \
+        if (w->shape[0] != C || mean->shape[0] != C || var->shape[0] != C)                      \
+            return sg_fail(err, SG_ESHAPE, "%sthe weight and the statistics must have one "     \
+                           "entry per channel (%lld)", where, (long long)C);                   \
+        M = count(x, 0, 1);                                                                     \
+        if (M >= 0 && S >= 0 && __builtin_mul_overflow(M, S, &M))                               \
+            M = -1;                                                                             \
+        if (M < 0 || S < 0)                                                                     \
+            return sg_fail(err, SG_ESHAPE, "%sthe input's size overflows", where);             \
+        /* a: this rank's sums of g and g * (x - mean), then its count (the collective's    \
+         * buffer); l: a copy of the sums (the weight's and bias's gradients are local) */      \
+        double *a = sg_ws_alloc(ws, (4 * (size_t)C + 1) * sizeof(double));                     \
+        if (!a)                                                                                 \
+            return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                          \
+        memset(a, 0, (4 * (size_t)C + 1) * sizeof(double));                                     \
+        double *l = a + 2 * C + 1;                                                              \
+        const T *mp = mean->data, *vp = var->data, *wp = w->data;                               \
+        int64_t ms = mean->strides[0], vs = var->strides[0], wst = w->strides[0];               \
+        int have = M > 0 && C > 0;                                                              \
+        nview xv = {0}, gv = {0}, ov = {0};                                                     \
+        if (have && (view3(err, where, ws, x, nd, 1, 2, sizeof(T), &xv) ||                      \
+                     view3(err, where, ws, g, nd, 1, 2, sizeof(T), &gv))) {                     \
+            sg_ws_free(ws, gv.own);                                                             \
+            sg_ws_free(ws, xv.own);                                                             \
+            sg_ws_free(ws, a);                                                                  \
+            return err->code;                                                                   \
+        }                                                                                       \
+        if (have) {                                                                             \
+            merge3(gx, nd, 1, 2, &ov);                                                          \
+            for (int64_t n = 0; n < xv.n[0]; n++)                                               \
+                for (int64_t c = 0; c < C; c++)                                                 \
+                    gsums_##SUF((const T *)gv.p + n * gv.s[0] + c * gv.s[1], gv.s[2],           \
+                                (const T *)xv.p + n * xv.s[0] + c * xv.s[1], xv.s[2], xv.n[2],  \
+                                (double)mp[c * ms], &a[c], &a[C + c]);                          \
+        }                                                                                       \
+        memcpy(l, a, 2 * (size_t)C * sizeof(double));                                           \
+        a[2 * C] = (double)M;                                                                   \
+        int rc = sg_allreduce(err, where, a, 2 * C + 1, 1);                                     \
+        double Mg = a[2 * C];                                                                   \
+        if (!rc) {                                                                              \
+            T *gwp = gw->data, *gbp = gb->data;                                                 \
+            for (int64_t c = 0; c < C; c++) {                                                   \
+                double inv = Mg > 0 ? 1.0 / sqrt((double)vp[c * vs] * (Mg - 1) / Mg + eps) : 0; \
+                gwp[c] = (T)(l[C + c] * inv);                                                   \
+                gbp[c] = (T)l[c];                                                               \
+                /* the global sums, weighted as this rank's gradient (distributed.py) */        \
+                double ac = wp[c * wst] * inv;                                                  \
+                l[c] = ac;                                                                      \
+                l[C + c] = Mg > 0 ? -ac * inv * (a[C + c] * inv) / Mg : 0;                      \
+                a[c] = Mg > 0 ? -ac * a[c] / Mg : 0;                                            \
+            }                                                                                   \
+            if (have)                                                                           \
+                for (int64_t n = 0; n < xv.n[0]; n++)                                           \
+                    for (int64_t c = 0; c < C; c++)                                             \
+                        gx_##SUF((T *)ov.p + n * ov.s[0] + c * ov.s[1], ov.s[2],                \
+                                 (const T *)gv.p + n * gv.s[0] + c * gv.s[1], gv.s[2],          \
+                                 (const T *)xv.p + n * xv.s[0] + c * xv.s[1], xv.s[2], xv.n[2], \
+                                 l[c], l[C + c], (double)mp[c * ms], a[c]);                     \
+        }                                                                                       \
+        sg_ws_free(ws, gv.own);                                                                 \
+        sg_ws_free(ws, xv.own);                                                                 \
+        sg_ws_free(ws, a);                                                                      \
+        return rc;                                                                              \
+    }
+
+SG_DEFINE_SYNC_NORM(float, f32)
+SG_DEFINE_SYNC_NORM(double, f64)

@@ -29,4 +29,20 @@
 SG_DECLARE_NORM(f32)
 SG_DECLARE_NORM(f64)
 
+/* The same batch norm over the global batch of a data-parallel train step: the sums go
+ * through the allreduce hook the step installs (sg_norm.c, symgrad/distributed.py). */
+#define SG_DECLARE_SYNC_NORM(SUF)                                                            \
+    int sg_batch_norm_sync_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_arr *out, \
+                                 const sg_arr *mean, const sg_arr *var, const sg_arr *x,     \
+                                 int nd, const sg_arr *w, const sg_arr *b, double eps);      \
+    int sg_batch_norm_grad_sync_##SUF(sg_err *err, const char *where, sg_ws *ws,             \
+                                      const sg_arr *gx, const sg_arr *gw, const sg_arr *gb,  \
+                                      const sg_arr *g, const sg_arr *x, int nd,              \
+                                      const sg_arr *w, const sg_arr *mean, const sg_arr *var, \
+                                      double eps);
+SG_DECLARE_SYNC_NORM(f32)
+SG_DECLARE_SYNC_NORM(f64)
+void sg_norm_set_allreduce(int (*hook)(double *buf, int64_t n, int weighted, char *msg,
+                                       int64_t cap));
+
 #endif

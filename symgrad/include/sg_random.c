@@ -48,3 +48,9 @@ void sg_rand_index(sg_arr *v, int nd, const int64_t *shape)
     }
     v->data = (void *)SG_RAND_BASE;
 }
+
+void sg_rand_index_from(sg_arr *v, int nd, const int64_t *shape, int64_t start)
+{
+    sg_rand_index(v, nd, shape);
+    v->data = (void *)(SG_RAND_BASE + (uintptr_t)start * 8u);
+}

@@ -596,5 +596,8 @@ int sg_rand_permutation(sg_err *err, const char *where, int64_t *out, int64_t n,
  * operand's, so its address minus SG_RAND_BASE is an element's flat index in the sample. */
 #define SG_RAND_BASE ((uintptr_t)4096)
 void sg_rand_index(sg_arr *v, int nd, const int64_t *shape);
+/* The same, the index of every element `start` more: a shard's rows of a sample of the
+ * global batch (symgrad/distributed.py) */
+void sg_rand_index_from(sg_arr *v, int nd, const int64_t *shape, int64_t start);
 
 #endif

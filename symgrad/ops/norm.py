@@ -33,11 +33,12 @@ import functools
 import math
 import numbers
 import operator
+import threading
 
 import numpy as np
 
 from .. import dtypes as _dt
-from ..errors import ShapeError
+from ..errors import DistributedError, ShapeError
 from ..graph import (Op, SharedVariable, TensorType, Variable, as_variable, clone_replace,
                      constant, user_trace)
 from ..codegen.ir import Alloc, Arr, Call, Dim, Int, Lit, Workspace
@@ -108,6 +109,77 @@ def _bn_grad_reference(g, x, w, mean, var, eps):
     gb, gw = gd.sum(axis=ax), (gd * xhat).sum(axis=ax)
     gx = _per_channel(w * inv, n) * (gd - _per_channel(gb / m, n) - xhat * _per_channel(gw / m, n))
     return gx, gw, gb
+
+
+#: ``ACTIVE.sync``: the collectives of the data-parallel train step this thread is running
+#: (symgrad/distributed.py's ``_Sync``, set around its gradient function), None outside one.
+ACTIVE = threading.local()
+
+
+def sync_allreduce(buf, weighted):
+    """``buf`` (float64, 1-d) summed over the ranks of the running data-parallel step, in
+    place (``weighted`` as sg_norm.c's ``sg_allreduce``): what a synchronised batch norm
+    calls, in mode "py" directly and compiled through the support library's hook."""
+    sync = getattr(ACTIVE, "sync", None)
+    if sync is None:
+        raise DistributedError("a batch norm synchronised across ranks ran outside a "
+                               "data-parallel train step (sg.train_step(..., comm=...))")
+    sync.allreduce(buf, weighted)
+
+
+_sync_sum = sync_allreduce
+
+
+def _bn_sync_reference(op, node, x, w, b, eps):
+    """``_bn_reference`` over the global batch: the sums of every rank's values (the same
+    collectives as sg_norm.c's sg_batch_norm_sync)."""
+    c, m = x.shape[1], _per_channel_count(x.shape)
+    ax, xd = _bn_axes(x), x.astype(np.float64)
+    sums = np.zeros(c + 1)
+    if m:
+        sums[:c] = xd.sum(axis=ax)
+    sums[c] = m
+    _sync_sum(sums, False)
+    total = sums[c]
+    if total == 1:
+        raise ShapeError(f"{op} at {node.trace}: expected more than 1 value per channel when "
+                         f"training, got 1 across the ranks (an input of shape "
+                         f"{tuple(x.shape)} here)")
+    mean = sums[:c] / total if total else np.zeros(c)
+    q = np.zeros(c)
+    dev = xd - _per_channel(mean, x.ndim)
+    if m:
+        q[:] = (dev * dev).sum(axis=ax)
+    _sync_sum(q, False)
+    if not total:
+        return xd, np.zeros(c), np.zeros(c)
+    var = q / total  # from here on, _bn_reference's operations
+    out = dev / _per_channel(np.sqrt(var + eps), x.ndim) * _per_channel(w, x.ndim) \
+        + _per_channel(b, x.ndim)
+    return out, mean, var * total / (total - 1)
+
+
+def _bn_sync_grad_reference(g, x, w, mean, var, eps):
+    """``_bn_grad_reference`` over the global batch: the weight's and bias's gradients are
+    this rank's sums, the input's uses every rank's, weighted as this rank's gradient."""
+    c, m, ax, n = x.shape[1], _per_channel_count(x.shape), _bn_axes(x), x.ndim
+    gd = g.astype(np.float64)
+    dev = x.astype(np.float64) - _per_channel(mean, n)
+    sums = np.zeros(2 * c + 1)  # the sums of g and g * (x - mean), then the count
+    if m:
+        sums[:c], sums[c:2 * c] = gd.sum(axis=ax), (gd * dev).sum(axis=ax)
+    local = sums[:2 * c].copy()
+    sums[2 * c] = m
+    _sync_sum(sums, True)
+    total = sums[2 * c]
+    if not total:
+        return gd, np.zeros(c), np.zeros(c)
+    inv = 1 / np.sqrt(var.astype(np.float64) * (total - 1) / total + eps)
+    xhat = dev * _per_channel(inv, n)
+    gb, gw = sums[:c], sums[c:2 * c] * inv
+    gx = _per_channel(w * inv, n) * (gd - _per_channel(gb / total, n)
+                                     - xhat * _per_channel(gw / total, n))
+    return gx, local[c:] * inv, local[:c]
 
 
 def _ln_axes(x, k):
@@ -241,15 +313,15 @@ class BatchNorm(Op):
     Gradient: :class:`BatchNormGrad`.
     """
 
-    __props__ = ("eps",)
+    __props__ = ("eps", "sync")
     name = "batch_norm"
     grad_takes_vjp = True
 
-    def __init__(self, eps=1e-5):
-        self.eps = float(eps)
+    def __init__(self, eps=1e-5, sync=False):
+        self.eps, self.sync = float(eps), bool(sync)
 
     def __str__(self):
-        return f"batch_norm{{eps={self.eps:g}}}"
+        return f"batch_norm{{eps={self.eps:g}{', synchronised' if self.sync else ''}}}"
 
     __repr__ = __str__
 
@@ -275,6 +347,10 @@ class BatchNorm(Op):
         return [x.type, stat, stat]
 
     def perform(self, node, x, w, b):
+        if self.sync:
+            _check_channels(self, node, x, w, b)
+            out, mean, var = _bn_sync_reference(self, node, x, w, b, self.eps)
+            return [np.asarray(v, dtype=x.dtype) for v in (out, mean, var)]
         _bn_count(self, node, x.shape)
         _check_channels(self, node, x, w, b)
         out, mean, var = _bn_reference(x, w, b, self.eps)
@@ -285,7 +361,12 @@ class BatchNorm(Op):
         g, g_mean, g_var = gouts
         gx = gw = gb = None
         if g is not None:
-            gx, gw, gb = BatchNormGrad(self.eps)(g, x, w, outputs[1], outputs[2])
+            gx, gw, gb = BatchNormGrad(self.eps, self.sync)(g, x, w, outputs[1], outputs[2])
+        if self.sync and (g_mean is not None or g_var is not None):
+            raise NotImplementedError(
+                f"{self} at {node.trace}: the gradient through the batch statistics of a batch "
+                f"norm synchronised across ranks is not supported; differentiate the loss "
+                f"before sg.train_step(..., comm=) synchronises it")
         if g_mean is not None or g_var is not None:
             (extra,) = _composed_vjp(_bn_stats_graph, [x], [g_mean, g_var], vjp)
             gx = extra if gx is None else gx + extra
@@ -295,7 +376,8 @@ class BatchNorm(Op):
         (x, w, b), (out, mean, var) = node.inputs, node.outputs
         return [Alloc(out, [Dim(x, i) for i in range(x.ndim)]), Alloc(mean, [Dim(x, 1)]),
                 Alloc(var, [Dim(x, 1)]),
-                Call("sg_batch_norm", [Workspace(), Arr(out), Arr(mean), Arr(var), Arr(x),
+                Call("sg_batch_norm_sync" if self.sync else "sg_batch_norm",
+                     [Workspace(), Arr(out), Arr(mean), Arr(var), Arr(x),
                                        Int(x.ndim), Arr(w), Arr(b), Lit(self.eps, "float64")],
                      dtypes=(x.dtype,))]
 
@@ -320,15 +402,15 @@ class BatchNormGrad(Op):
     Its own gradient (second order) is the formula's, composed from ordinary ops.
     """
 
-    __props__ = ("eps",)
+    __props__ = ("eps", "sync")
     name = "batch_norm_grad"
     grad_takes_vjp = True
 
-    def __init__(self, eps=1e-5):
-        self.eps = float(eps)
+    def __init__(self, eps=1e-5, sync=False):
+        self.eps, self.sync = float(eps), bool(sync)
 
     def __str__(self):
-        return "grad of batch_norm"
+        return "grad of batch_norm" + (" (synchronised)" if self.sync else "")
 
     __repr__ = __str__
 
@@ -351,21 +433,29 @@ class BatchNormGrad(Op):
 
     def perform(self, node, g, x, w, mean, var):
         _check_g(self, node, g, x)
+        if self.sync:
+            _check_channels(self, node, x, w, mean, var)
+            return [np.asarray(v, dtype=x.dtype)
+                    for v in _bn_sync_grad_reference(g, x, w, mean, var, self.eps)]
         _bn_count(self, node, x.shape)
         _check_channels(self, node, x, w, mean, var)
         return [np.asarray(v, dtype=x.dtype)
                 for v in _bn_grad_reference(g, x, w, mean, var, self.eps)]
 
     def grad(self, node, inputs, outputs, gouts, vjp=None, wanted=None):
+        if self.sync:
+            raise NotImplementedError(
+                f"{self} at {node.trace}: second derivatives of a batch norm synchronised "
+                f"across ranks are not supported")
         return _composed_vjp(_bn_grad_graph(self.eps), list(inputs), gouts, vjp)
 
     def lower(self, node):
         (g, x, w, mean, var), (gx, gw, gb) = node.inputs, node.outputs
         return [Alloc(gx, [Dim(x, i) for i in range(x.ndim)]), Alloc(gw, [Dim(x, 1)]),
                 Alloc(gb, [Dim(x, 1)]),
-                Call("sg_batch_norm_grad", [Workspace(), Arr(gx), Arr(gw), Arr(gb), Arr(g), Arr(x),
-                                            Int(x.ndim), Arr(w), Arr(mean), Arr(var),
-                                            Lit(self.eps, "float64")],
+                Call("sg_batch_norm_grad_sync" if self.sync else "sg_batch_norm_grad",
+                     [Workspace(), Arr(gx), Arr(gw), Arr(gb), Arr(g), Arr(x), Int(x.ndim),
+                      Arr(w), Arr(mean), Arr(var), Lit(self.eps, "float64")],
                      dtypes=(x.dtype,))]
 
 

@@ -277,48 +277,57 @@ class RandomIndex(Op):
     """The flat C-order index of each element of an array of the given lengths (see the
     module docstring: in mode "c" a descriptor whose memory is never read)."""
 
-    __props__ = ("ndim",)
+    __props__ = ("ndim", "start")
     name = "random_index"
     flops_per_element = 0
     flat_index = True  # codegen: an element of it is its index, computed, never loaded
     never_fold = True  # rewrite/fold.py: a constant would be read as memory
     virtual = True     # codegen/lower.py: no memory to probe in mode "debug"
 
-    def __init__(self, ndim):
-        self.ndim = int(ndim)
+    def __init__(self, ndim, start=False):
+        # start: one more input, a 0-d int64 added to every index (the flat position of a
+        # shard's first element in the global batch's sample: symgrad/distributed.py)
+        self.ndim, self.start = int(ndim), bool(start)
 
     def infer(self, *sizes):
         from ..graph import Constant
-        if len(sizes) != self.ndim:
-            raise TypeError(f"takes {self.ndim} lengths, got {len(sizes)}")
-        shape = tuple(int(s.data) if isinstance(s, Constant) else None for s in sizes)
+        if len(sizes) != self.ndim + self.start:
+            raise TypeError(f"takes {self.ndim} lengths{' and a start' * self.start}, got "
+                            f"{len(sizes)} inputs")
+        shape = tuple(int(s.data) if isinstance(s, Constant) else None
+                      for s in sizes[:self.ndim])
         return [TensorType("int64", shape)]
 
     def perform(self, node, *sizes):
-        shape = tuple(int(s) for s in sizes)
+        shape = tuple(int(s) for s in sizes[:self.ndim])
         if any(n < 0 for n in shape):
             raise ValueError(f"{node.op} at {node.trace}: a sample's size must not be "
                              f"negative, got {shape}")
-        return [np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)]
+        first = int(sizes[-1]) if self.start else 0
+        return [np.arange(first, first + int(np.prod(shape, dtype=np.int64)),
+                          dtype=np.int64).reshape(shape)]
 
     def grad(self, node, inputs, outputs, gouts):
         return [None] * len(inputs)
 
     def __str__(self):
-        return "random_index"
+        return "random_index{from start}" if self.start else "random_index"
 
     def lower(self, node):
         out = node.outputs[0]
+        first = [Cast("int64", Elem(node.inputs[-1]))] if self.start else []
+        fn = "sg_rand_index_from" if self.start else "sg_rand_index"
         if not self.ndim:
             t = Local("shp", length=1)
-            return [Array(t, [Int(1)]), Declare(out), Call("sg_rand_index", [Arr(out), Int(0), Shape(t)],
-                                                        can_fail=False)]
+            return [Array(t, [Int(1)]), Declare(out),
+                    Call(fn, [Arr(out), Int(0), Shape(t)] + first, can_fail=False)]
         t = Local("shp", length=self.ndim)
+        sizes = node.inputs[:self.ndim]
         checks = [Check(Bin("<", Elem(s), Int(0)), "value",
                         "a sample's size must not be negative, got %lld on axis " + str(k),
-                        [Elem(s)]) for k, s in enumerate(node.inputs)]
-        return checks + [Array(t, [Cast("int64", Elem(s)) for s in node.inputs]), Declare(out),
-                         Call("sg_rand_index", [Arr(out), Int(self.ndim), Shape(t)],
+                        [Elem(s)]) for k, s in enumerate(sizes)]
+        return checks + [Array(t, [Cast("int64", Elem(s)) for s in sizes]), Declare(out),
+                         Call(fn, [Arr(out), Int(self.ndim), Shape(t)] + first,
                               can_fail=False)]
 
 

@@ -158,7 +158,7 @@ class Dims:
         """Compute the terms of ``node``'s outputs (and merge what its checks prove)."""
         rule = _RULES.get(node.op.name)
         terms = None
-        if rule is not None and len(node.outputs) == 1:
+        if rule is not None and (len(node.outputs) == 1 or node.op.name in _FIRST_OUTPUT):
             terms = rule(self, node)
         for i, o in enumerate(node.outputs):
             t = terms if (terms is not None and i == 0) else None
@@ -275,11 +275,22 @@ def _gather_by_arrays(d, node):
 
 def _lengths(d, node):
     """An array whose lengths are the node's inputs (``random_index``, ops/random.py)."""
-    return tuple(d.scalar(p) for p in node.inputs)
+    return tuple(d.scalar(p) for p in node.inputs[:node.op.ndim])
 
+
+def _batch_axis(d, node):
+    """An image op's result (a convolution's, a pooling's): its input's batch (axis 0), new
+    lengths elsewhere."""
+    return (d.of(node.inputs[0])[0],) + tuple(Dim() for _ in range(node.outputs[0].ndim - 1))
+
+
+# ops of several outputs whose rule gives the first one's terms (the others get new ones)
+_FIRST_OUTPUT = {"batch_norm", "layer_norm", "max_pool2d"}
 
 _RULES = {
     "random_index": _lengths,
+    "batch_norm": _same_as_input, "layer_norm": _same_as_input,
+    "conv2d": _batch_axis, "max_pool2d": _batch_axis, "avg_pool2d": _batch_axis,
     "cast": _same_as_input, "stop_gradient": _same_as_input, "softmax": _same_as_input,
     "log_softmax": _same_as_input, "dimshuffle": _dimshuffle, "matmul": _matmul,
     "gemm": _gemm, "broadcast_to": _from_vector(1), "sum_to": _from_vector(1),
