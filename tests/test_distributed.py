@@ -1,7 +1,7 @@
 """Data-parallel training over MPI (SPEC section 13): ``sg.train_step(..., comm=)``.
 
-The ranks run ``tests/mpi_worker.py`` under ``mpiexec -n 2`` and ``-n 3`` (MPICH runs
-more ranks than cores); each launch costs a few seconds, so one launch per rank count
+The ranks run ``tests/mpi_worker.py`` under ``mpiexec -n 2``, ``-n 3`` and ``-n 4`` (MPICH
+runs more ranks than cores); each launch costs a few seconds, so one launch per rank count
 covers training, checkpoints and a failing shard, and the kernels come from the cache
 after the first. Float32 tolerance: one process and N ranks sum the gradients in a
 different order (the shards' sums, then across ranks), so after 50 steps the
@@ -57,8 +57,9 @@ def launch(n, scenario, folder, timeout=180, limit=420):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One process's results, then the 2- and 3-rank runs' (the 3 ranks also resume from
-    one process's checkpoint after 25 SGD steps)."""
+    """One process's results, then the 2-, 3- and 4-rank runs' (4 ranks on 2 cores: MPICH
+    oversubscribes; the 3 and 4 ranks also resume from one process's checkpoint after 25 SGD
+    steps)."""
     folder = tmp_path_factory.mktemp("mpi")
     reference = {}
     for key, opt in worker.optimizers().items():
@@ -74,7 +75,7 @@ def runs(tmp_path_factory):
     if _mpiexec() is None:
         return folder, reference, {}
     results = {}
-    for n in (2, 3):
+    for n in (2, 3, 4):
         if n == 2:
             os.rename(folder / "half.npz", folder / "half.tmp")
         rc, out, _ = launch(n, "train", folder)
@@ -85,9 +86,9 @@ def runs(tmp_path_factory):
     return folder, reference, results
 
 
-@pytest.mark.slow  # mpiexec -n 2 and -n 3 training runs, each rank compiling
+@pytest.mark.slow  # mpiexec -n 2, -n 3 and -n 4 training runs, each rank compiling
 @needs_mpiexec
-@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("n", [2, 3, 4])
 @pytest.mark.parametrize("key", ["sgd", "adam"])
 def test_ranks_with_uneven_shards_reach_the_parameters_of_one_process(runs, n, key):
     _, reference, results = runs
@@ -100,9 +101,9 @@ def test_ranks_with_uneven_shards_reach_the_parameters_of_one_process(runs, n, k
     assert results[n][f"{key}/identical"], "the ranks' parameters differ"
 
 
-@pytest.mark.slow  # mpiexec -n 2 and -n 3 training runs, each rank compiling
+@pytest.mark.slow  # mpiexec -n 2, -n 3 and -n 4 training runs, each rank compiling
 @needs_mpiexec
-@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("n", [2, 3, 4])
 @pytest.mark.parametrize("key", ["dropout", "normed"])
 def test_dropout_and_batch_norm_on_ranks_reach_the_state_of_one_process(runs, n, key):
     # Dropout masks per example and synchronised batch norms (SPEC section 13): the
@@ -117,9 +118,9 @@ def test_dropout_and_batch_norm_on_ranks_reach_the_state_of_one_process(runs, n,
     assert results[n][f"{key}/identical"], "the ranks' states differ"
 
 
-@pytest.mark.slow  # mpiexec -n 2 and -n 3 training runs, each rank compiling
+@pytest.mark.slow  # mpiexec -n 2, -n 3 and -n 4 training runs, each rank compiling
 @needs_mpiexec
-@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("n", [2, 3, 4])
 def test_a_bad_shard_fails_a_synchronised_batch_norm_step_on_every_rank(runs, n):
     result = runs[2][n]
     assert str(result["rank1/normed_fault"]).startswith("ShapeError: matmul at"), \
@@ -132,9 +133,9 @@ def test_a_bad_shard_fails_a_synchronised_batch_norm_step_on_every_rank(runs, n)
     assert all(result[f"rank{r}/normed_fault_changed_nothing"] for r in range(n))
 
 
-@pytest.mark.slow  # mpiexec -n 2 and -n 3 training runs, each rank compiling
+@pytest.mark.slow  # mpiexec -n 2, -n 3 and -n 4 training runs, each rank compiling
 @needs_mpiexec
-@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("n", [2, 3, 4])
 def test_a_failing_shard_fails_the_step_on_every_rank_and_changes_nothing(runs, n):
     result = runs[2][n]
     assert str(result["rank1/fault"]).startswith("ShapeError: matmul at")
@@ -146,9 +147,9 @@ def test_a_failing_shard_fails_the_step_on_every_rank_and_changes_nothing(runs, 
     assert all(result[f"rank{r}/fault_changed_nothing"] for r in range(n))
 
 
-@pytest.mark.slow  # mpiexec -n 2 and -n 3 training runs, each rank compiling
+@pytest.mark.slow  # mpiexec -n 2, -n 3 and -n 4 training runs, each rank compiling
 @needs_mpiexec
-@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("n", [2, 3, 4])
 def test_save_writes_on_rank_0_and_load_broadcasts_its_values(runs, n):
     folder, _, results = runs
     result = results[n]
@@ -165,18 +166,19 @@ def test_save_writes_on_rank_0_and_load_broadcasts_its_values(runs, n):
         np.testing.assert_array_equal(p.get_value(), result[f"adam/{p.name}"])
 
 
-@pytest.mark.slow  # mpiexec -n 2 and -n 3 training runs, each rank compiling
+@pytest.mark.slow  # mpiexec -n 2, -n 3 and -n 4 training runs, each rank compiling
 @needs_mpiexec
-def test_three_ranks_resume_a_checkpoint_of_one_process(runs):
+@pytest.mark.parametrize("n", [3, 4])
+def test_ranks_resume_a_checkpoint_of_one_process(runs, n):
     folder, reference, _ = runs
-    resumed = np.load(folder / "resume-3.npz")
+    resumed = np.load(folder / f"resume-{n}.npz")
     for name, value in reference["sgd"][0].items():
         np.testing.assert_allclose(resumed[name], value, atol=ATOL, rtol=RTOL, err_msg=name)
 
 
-@pytest.mark.slow  # mpiexec -n 2 and -n 3 training runs, each rank compiling
+@pytest.mark.slow  # mpiexec -n 2, -n 3 and -n 4 training runs, each rank compiling
 @needs_mpiexec
-@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("n", [2, 3, 4])
 def test_ranks_that_build_different_models_fail_naming_the_parameter(runs, n):
     for r in range(n):
         text = str(runs[2][n][f"rank{r}/mismatch"])
