@@ -61,8 +61,9 @@ gradient function's graph are rewritten for it (:func:`global_batch_graph`):
   this module), so the mean, the variance, the normalisation and the running
   statistics are the global batch's, computed in double. Two collectives in
   the forward (the sums, then the squared deviations from the global mean) and
-  one in the gradient (the sums of ``g`` and ``g * (x - mean)``, weighted as
-  the gradient is, see :class:`_Sync`). A rank with no examples adds zeros.
+  one in the gradient (the sums of ``g`` and ``g * (x - mean)``: the step seeds
+  the backward with the shard's number of examples, so ``g`` is the same multiple
+  of the global loss's gradient on every rank). A rank with no examples adds zeros.
   Every call makes the same collectives in the same order on every rank; a
   rank that fails part-way plays the rest out with its error flag set, so the
   others fail the step too instead of waiting.
@@ -331,13 +332,13 @@ _HOOK = []  # the ctypes callback installed in the support library
 
 
 _HOOK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_double), ctypes.c_int64,
-                              ctypes.c_int, ctypes.c_void_p, ctypes.c_int64)
+                              ctypes.c_void_p, ctypes.c_int64)
 
 
-def _hook(buf, n, weighted, msg, cap):
+def _hook(buf, n, msg, cap):
     try:
         view = np.ctypeslib.as_array(buf, shape=(n,)) if n > 0 else np.zeros(0)
-        sync_allreduce(view, bool(weighted))
+        sync_allreduce(view)
         return 0
     except BaseException as e:  # noqa: B036 -- nothing may leave a ctypes callback
         text = str(e).encode("utf-8", "replace")[:max(int(cap) - 1, 0)] + b"\0"
@@ -361,18 +362,15 @@ class _Sync:
     Every one has the same length (``length``: the longest one's, plus a slot counting the
     ranks that failed) and a step makes ``expected`` of them, whatever its data, so a rank
     that fails part-way can play the rest out (:meth:`play_out`) and the others see its flag
-    in their next one. ``weighted`` sums (a gradient's) scale the values by the shard's
-    example count before the sum and divide by it after: the gradient function computes the
-    gradient of the shard's mean loss, which the step then weights by that count (see
-    :meth:`DataParallel.run`), so a sum over the global batch enters it that way.
+    in their next one.
     """
 
     def __init__(self, comm, length, expected):
         self.comm, self.length, self.expected = comm, length, expected
-        self.begin(0)
+        self.begin()
 
-    def begin(self, n):
-        self.n, self.done, self.peer_failed, self.fatal = n, 0, False, None
+    def begin(self):
+        self.done, self.peer_failed, self.fatal = 0, False, None
 
     def _collective(self, full):
         try:
@@ -382,7 +380,7 @@ class _Sync:
             raise
         self.done += 1
 
-    def allreduce(self, buf, weighted):
+    def allreduce(self, buf):
         k = buf.size
         if self.done >= self.expected or k > self.length:
             raise DistributedError(f"the train step made more collectives than the "
@@ -390,14 +388,10 @@ class _Sync:
                                    f"{self.length})")
         full = np.zeros(self.length + 1)
         full[:k] = buf
-        if weighted and k:
-            full[:k - 1] *= self.n
         self._collective(full)
         if full[-1] > 0:
             self.peer_failed = True
             raise DistributedError("the train step failed on another rank")
-        if weighted and k:
-            full[:k - 1] = full[:k - 1] / self.n if self.n else 0.0
         buf[:] = full[:k]
 
     def play_out(self):
@@ -422,7 +416,9 @@ class DataParallel:
     ``function`` is :attr:`gradient_function`, ``update_function`` the second.
     """
 
-    def __init__(self, comm, params, grads, layer_updates, outputs):
+    def __init__(self, comm, params, grads, layer_updates, outputs, count=1):
+        # grads: of the shard's total times ``count`` (its number of examples, a 0-d of the
+        # loss's dtype: :func:`example_count`), so the buffer leaves the kernel weighted
         self.comm = comm
         self.params = params
         # Counters (batch norm's num_batches_tracked) follow from shared values alone, the
@@ -438,13 +434,15 @@ class DataParallel:
         # (the counters stay out of the buffer: with two batch norms, their slots had shifted
         # the second one's statistics)
         parts = [_flat(g, self.dtype) for g in grads]
-        parts += [_flat(new, self.dtype) for _, new in self.layer_updates]
+        # (the running statistics of synchronised batch norms are every rank's, unweighted)
+        parts += [_flat(new if self.exact_stats else new * count, self.dtype)
+                  for _, new in self.layer_updates]
         self.sizes = [int(np.prod(p.get_value(borrow=True).shape)) for p in params]
         self.sizes += [int(np.prod(sv.get_value(borrow=True).shape))
                        for sv, _ in self.layer_updates]
         self.n_values = sum(self.sizes)
         self.n_outputs = len(outputs)
-        parts.append(stack([cast(o, self.dtype) if o.dtype != self.dtype else o
+        parts.append(stack([(cast(o, self.dtype) if o.dtype != self.dtype else o) * count
                             for o in outputs]))
         parts.append(zeros((2,), dtype=self.dtype))  # the example count, the error flag
         self.flat = concatenate(parts)
@@ -594,6 +592,8 @@ class DataParallel:
         if total == 0:
             raise ValueError("the global batch is empty: every rank called the train step with "
                              "0 examples, so there is no gradient; nothing was changed")
+        if self.comm.Get_size() == 1:
+            total = 1.0  # one rank: the buffer holds the shard's means unweighted (count 1)
         inv = np.asarray(1.0 / total, dtype=self.dtype)
         if self.update_reads_inputs:
             step.update_function(buf, inv, *args, **kwargs)
@@ -605,22 +605,17 @@ class DataParallel:
         """The shard's buffer, scaled for the sum over the ranks (its last two slots: the
         example count and no error); ``first``: the first rank with examples."""
         if self.sync is not None:
-            self.sync.begin(n)
+            self.sync.begin()
             _ACTIVE.sync = self.sync
         try:
             buf = step.function(*args, **kwargs)[0]
         finally:
             _ACTIVE.sync = None
+        # The kernel weighted the values by n (example_count): no pass over the buffer here.
         if n == 0:
             buf[:] = 0  # a mean over no examples is nan; it weighs nothing
-        elif self.exact_stats:
-            grads, stats = sum(self.sizes[:len(self.params)]), self.n_values
-            buf[:grads] *= n
-            buf[stats:-2] *= n
-            if not first:
-                buf[grads:stats] = 0
-        else:
-            buf[:-2] *= n
+        elif self.exact_stats and not first:
+            buf[sum(self.sizes[:len(self.params)]):self.n_values] = 0
         buf[-2] = n
         return buf
 
@@ -633,6 +628,18 @@ class DataParallel:
         failed = "; ".join(f"rank {r} raised {t}" for r, t in enumerate(texts) if t)
         raise DistributedError(f"the train step failed on another rank, so no rank changed "
                                f"its parameters: {failed}")
+
+
+def example_count(inputs, dtype):
+    """The shard's number of examples as a 0-d of ``dtype`` in the graph: axis 0 of the first
+    of ``inputs`` with an axis (:func:`_examples`), or 1. (On a communicator of one rank the
+    step weights nothing: its count is 1 and the step is the ordinary one's arithmetic.)"""
+    from .ops.shape import shape_at
+    example = next((v for v in inputs if v.ndim > 0), None)
+    if example is None:
+        return 1
+    n = example.type.shape[0]
+    return cast(shape_at(example, 0), dtype) if n is None else float(n)
 
 
 def _channels(x, w):

@@ -261,7 +261,8 @@ class TrainStep:
         self.optimizer = _check_optimizer(optimizer)
         # Inferred parameters the gradient cannot reach (say, used only in a comparison)
         # get zeros; a parameter the user named must be reachable.
-        grads = grad(self.total, self.params, disconnected="ignore" if inferred else "raise")
+        self._disconnected = "ignore" if inferred else "raise"
+        grads = grad(self.total, self.params, disconnected=self._disconnected)
         self.gradients = dict(zip(self.params, grads))
         # batch norm's running statistics (layers in training mode): updated by the step too
         layer = collect_updates(self.total)
@@ -285,9 +286,15 @@ class TrainStep:
     def _build_data_parallel(self, grads, layer, mode, name):
         # Two functions (symgrad/distributed.py): the shard's gradients, running statistics,
         # losses and summaries into one buffer; after the allreduce, the update from it.
-        from .distributed import DataParallel
+        from .distributed import DataParallel, example_count
         outs, self._plan = self._outputs()
-        dp = DataParallel(self.comm, self.params, grads, layer, outs)
+        # The gradient of the shard's total times its number of examples: the weighting of
+        # the ranks' sum enters the backward as its seed, not as a pass over the buffer.
+        count = 1
+        if self.comm.Get_size() > 1:
+            count = example_count(self.inputs, self.total.dtype)
+            grads = grad(self.total * count, self.params, disconnected=self._disconnected)
+        dp = DataParallel(self.comm, self.params, grads, layer, outs, count)
         pairs = _check_pairs(self.optimizer.updates(list(self.params), dp.global_gradients()),
                              self.optimizer)
         _check_layer_updates(layer, pairs)

@@ -542,9 +542,8 @@ SG_DEFINE_NORM(double, f64)
  * ---------------------------------------------------------------------------------------- */
 
 /* Sums buf[0..n) over the ranks in place and returns 0; else fills `msg` and returns
- * nonzero. weighted: buf[0..n-1) are scaled by this rank's example count before the sum and
- * divided by it after (the gradient's weighting, distributed.py), buf[n-1] summed as is. */
-typedef int (*sg_allreduce_hook)(double *buf, int64_t n, int weighted, char *msg, int64_t cap);
+ * nonzero. */
+typedef int (*sg_allreduce_hook)(double *buf, int64_t n, char *msg, int64_t cap);
 static sg_allreduce_hook allreduce_hook = NULL;
 
 void sg_norm_set_allreduce(sg_allreduce_hook hook)
@@ -552,13 +551,13 @@ void sg_norm_set_allreduce(sg_allreduce_hook hook)
     allreduce_hook = hook;
 }
 
-static int sg_allreduce(sg_err *err, const char *where, double *buf, int64_t n, int weighted)
+static int sg_allreduce(sg_err *err, const char *where, double *buf, int64_t n)
 {
     char msg[600] = "";
     if (!allreduce_hook)
         return sg_fail(err, SG_EVALUE, "%sa batch norm synchronised across ranks ran outside a "
                        "data-parallel train step (sg.train_step(..., comm=...))", where);
-    if (allreduce_hook(buf, n, weighted, msg, (int64_t)sizeof msg)) {
+    if (allreduce_hook(buf, n, msg, (int64_t)sizeof msg)) {
         msg[sizeof msg - 1] = 0;
         return sg_fail(err, SG_EVALUE, "%s%s", where, msg);
     }
@@ -601,7 +600,7 @@ static int sg_allreduce(sg_err *err, const char *where, double *buf, int64_t n, 
                     m[c] += sum_##SUF((const T *)xv.p + n * xv.s[0] + c * xv.s[1], xv.n[2],     \
                                       xv.s[2]);                                                 \
         m[C] = (double)M;                                                                       \
-        int rc = sg_allreduce(err, where, m, C + 1, 0);                                         \
+        int rc = sg_allreduce(err, where, m, C + 1);                                         \
         double Mg = m[C];                                                                       \
         if (!rc && Mg == 1)                                                                     \
             rc = sg_fail(err, SG_ESHAPE, "%sexpected more than 1 value per channel when "       \
@@ -615,7 +614,7 @@ static int sg_allreduce(sg_err *err, const char *where, double *buf, int64_t n, 
                     for (int64_t c = 0; c < C; c++)                                             \
                         q[c] += sqdev_##SUF((const T *)xv.p + n * xv.s[0] + c * xv.s[1],        \
                                             xv.n[2], xv.s[2], m[c]);                            \
-            rc = sg_allreduce(err, where, q, C, 0);                                             \
+            rc = sg_allreduce(err, where, q, C);                                             \
         }                                                                                       \
         if (!rc) {                                                                              \
             T *mp = mean->data, *vp = var->data;                                                \
@@ -685,7 +684,7 @@ static int sg_allreduce(sg_err *err, const char *where, double *buf, int64_t n, 
         }                                                                                       \
         memcpy(l, a, 2 * (size_t)C * sizeof(double));                                           \
         a[2 * C] = (double)M;                                                                   \
-        int rc = sg_allreduce(err, where, a, 2 * C + 1, 1);                                     \
+        int rc = sg_allreduce(err, where, a, 2 * C + 1);                                     \
         double Mg = a[2 * C];                                                                   \
         if (!rc) {                                                                              \
             T *gwp = gw->data, *gbp = gb->data;                                                 \
@@ -693,7 +692,8 @@ static int sg_allreduce(sg_err *err, const char *where, double *buf, int64_t n, 
                 double inv = Mg > 0 ? 1.0 / sqrt((double)vp[c * vs] * (Mg - 1) / Mg + eps) : 0; \
                 gwp[c] = (T)(l[C + c] * inv);                                                   \
                 gbp[c] = (T)l[c];                                                               \
-                /* the global sums, weighted as this rank's gradient (distributed.py) */        \
+                /* the global sums: g is the same multiple of the global loss's gradient    \
+                 * on every rank (the step seeds the backward with the shard's size) */      \
                 double ac = wp[c * wst] * inv;                                                  \
                 l[c] = ac;                                                                      \
                 l[C + c] = Mg > 0 ? -ac * inv * (a[C + c] * inv) / Mg : 0;                      \

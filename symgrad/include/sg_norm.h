@@ -42,7 +42,6 @@ SG_DECLARE_NORM(f64)
                                       double eps);
 SG_DECLARE_SYNC_NORM(f32)
 SG_DECLARE_SYNC_NORM(f64)
-void sg_norm_set_allreduce(int (*hook)(double *buf, int64_t n, int weighted, char *msg,
-                                       int64_t cap));
+void sg_norm_set_allreduce(int (*hook)(double *buf, int64_t n, char *msg, int64_t cap));
 
 #endif

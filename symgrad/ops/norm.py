@@ -116,15 +116,15 @@ def _bn_grad_reference(g, x, w, mean, var, eps):
 ACTIVE = threading.local()
 
 
-def sync_allreduce(buf, weighted):
+def sync_allreduce(buf):
     """``buf`` (float64, 1-d) summed over the ranks of the running data-parallel step, in
-    place (``weighted`` as sg_norm.c's ``sg_allreduce``): what a synchronised batch norm
-    calls, in mode "py" directly and compiled through the support library's hook."""
+    place: what a synchronised batch norm calls, in mode "py" directly and compiled through
+    the support library's hook (sg_norm.c's ``sg_allreduce``)."""
     sync = getattr(ACTIVE, "sync", None)
     if sync is None:
         raise DistributedError("a batch norm synchronised across ranks ran outside a "
                                "data-parallel train step (sg.train_step(..., comm=...))")
-    sync.allreduce(buf, weighted)
+    sync.allreduce(buf)
 
 
 _sync_sum = sync_allreduce
@@ -139,7 +139,7 @@ def _bn_sync_reference(op, node, x, w, b, eps):
     if m:
         sums[:c] = xd.sum(axis=ax)
     sums[c] = m
-    _sync_sum(sums, False)
+    _sync_sum(sums)
     total = sums[c]
     if total == 1:
         raise ShapeError(f"{op} at {node.trace}: expected more than 1 value per channel when "
@@ -150,7 +150,7 @@ def _bn_sync_reference(op, node, x, w, b, eps):
     dev = xd - _per_channel(mean, x.ndim)
     if m:
         q[:] = (dev * dev).sum(axis=ax)
-    _sync_sum(q, False)
+    _sync_sum(q)
     if not total:
         return xd, np.zeros(c), np.zeros(c)
     var = q / total  # from here on, _bn_reference's operations
@@ -161,7 +161,8 @@ def _bn_sync_reference(op, node, x, w, b, eps):
 
 def _bn_sync_grad_reference(g, x, w, mean, var, eps):
     """``_bn_grad_reference`` over the global batch: the weight's and bias's gradients are
-    this rank's sums, the input's uses every rank's, weighted as this rank's gradient."""
+    this rank's sums, the input's uses every rank's (``g``: the same multiple of the global
+    loss's gradient on every rank, as a data-parallel step makes it)."""
     c, m, ax, n = x.shape[1], _per_channel_count(x.shape), _bn_axes(x), x.ndim
     gd = g.astype(np.float64)
     dev = x.astype(np.float64) - _per_channel(mean, n)
@@ -170,7 +171,7 @@ def _bn_sync_grad_reference(g, x, w, mean, var, eps):
         sums[:c], sums[c:2 * c] = gd.sum(axis=ax), (gd * dev).sum(axis=ax)
     local = sums[:2 * c].copy()
     sums[2 * c] = m
-    _sync_sum(sums, True)
+    _sync_sum(sums)
     total = sums[2 * c]
     if not total:
         return gd, np.zeros(c), np.zeros(c)
