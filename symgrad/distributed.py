@@ -559,12 +559,11 @@ class DataParallel:
         except DistributedError as e:
             self.broken = str(e)
             raise
-        if self.per_example:
-            kwargs = dict(kwargs, global_batch_start=start)
         if error is None:
             try:
                 # the first rank with examples sends the running statistics
-                buf = self._gradients(step, n, start == 0 and n > 0, args, kwargs)
+                given = dict(kwargs, global_batch_start=start) if self.per_example else kwargs
+                buf = self._gradients(step, n, start == 0 and n > 0, args, given)
             except Exception as e:
                 error = e
         if error is not None:

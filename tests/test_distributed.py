@@ -251,6 +251,23 @@ def test_an_lr_given_as_an_input_reaches_the_update():
     assert not np.allclose(ws[0].get_value(), [[1.0], [2.0]])
 
 
+def test_an_lr_given_as_an_input_reaches_the_update_of_a_step_with_dropout():
+    # the gradient function takes the shard's start too (its draws per example); the update
+    # function only the step's own inputs
+    x, lr = sg.matrix("x"), sg.scalar("lr")
+    ws = [sg.shared(np.array([[1.0], [2.0]]), name="w") for _ in range(2)]
+    steps = [sg.train_step((sg.nn.dropout(x @ w, 0.5, sg.random.RandomStream(3)) ** 2).mean(),
+                           [x, sg.In(lr, value=0.1)], optimizer=sg.optim.SGD(lr), comm=comm,
+                           mode="py") for w, comm in zip(ws, (MPI.COMM_SELF, None))]
+    assert steps[0]._parallel.per_example == 1
+    xv = np.array([[1.0, 0.5], [0.0, 1.0], [2.0, 1.0]])
+    for step in steps:
+        step(xv)
+        step(xv, lr=0.5)
+    np.testing.assert_allclose(ws[0].get_value(), ws[1].get_value(), rtol=1e-14)
+    assert not np.allclose(ws[0].get_value(), [[1.0], [2.0]])
+
+
 def test_an_empty_global_batch_is_an_error_that_changes_nothing():
     step, w = _tiny(MPI.COMM_SELF)
     with pytest.raises(ValueError, match="the global batch is empty: every rank called the "
