@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* A cache line: kernels may use aligned vector loads on arena blocks. */
 #define SG_ARENA_ALIGN 64
@@ -131,11 +132,18 @@ void sg_out_trim(void)
     pthread_mutex_unlock(&recycle_lock);
 }
 
-/* ---- the thread pool of parallel loops ----
+/* ---- the thread pool of parallel loops and products ----
  *
- * Workers sleep on a condition variable between jobs: they never spin, so a
- * kernel's next BLAS call (whose own threads want the same cores) is not
- * slowed down by idle loop workers. One job runs at a time; a caller finding
+ * After a job a worker watches for the next one for SG_POOL_SPIN_NS before it
+ * sleeps on a condition variable. A loop's step (sg.scan) hands the pool a
+ * product of a few hundred microseconds every step, a little later each time:
+ * woken from its sleep, a worker took about as long to start as the product
+ * takes (the LSTM benchmark's step, bench_lstm.py, on 2 threads: 38 ms
+ * watching, 56 ms sleeping, 53 ms on one thread; a 2-core virtual machine,
+ * whose idle cores halt). BLAS runs on one thread (sg_ops.c), so no BLAS
+ * thread waits for these cores. Workers only watch when the pool's threads
+ * fit on the cores the process may use: on fewer cores, a watching worker
+ * would hold the core the caller needs. One job runs at a time; a caller finding
  * the pool busy (another thread's kernel) runs its blocks alone. Workers are
  * made on first need, and forgotten in a forked child (they do not exist there).
  *
@@ -191,15 +199,47 @@ static void run_blocks(uint64_t tag, sg_task_fn fn, void *ctx, int64_t n)
     }
 }
 
+/* How long a worker watches for the next job (a few steps of a loop). */
+#define SG_POOL_SPIN_NS 1000000
+
+static int tp_spin; /* workers watch between jobs (the pool fits the cores) */
+
+static int64_t tp_now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Watch, without the lock, for a job after `seen`, for SG_POOL_SPIN_NS. */
+static void tp_watch(unsigned long seen)
+{
+    int64_t end = tp_now_ns() + SG_POOL_SPIN_NS;
+    for (unsigned i = 1; __atomic_load_n(&tp.job, __ATOMIC_ACQUIRE) == seen; i++) {
+        cpu_relax();
+        if (i % 64 == 0 && tp_now_ns() > end)
+            return;
+    }
+}
+
 static void *tp_worker(void *arg)
 {
     (void)arg;
     unsigned long seen = 0;
     pthread_mutex_lock(&tp.lock);
     for (;;) {
-        while (tp.job == seen || tp.want == 0) {
-            seen = tp.job;
+        if (tp.job == seen && __atomic_load_n(&tp_spin, __ATOMIC_RELAXED)) {
+            pthread_mutex_unlock(&tp.lock);
+            tp_watch(seen);
+            pthread_mutex_lock(&tp.lock);
+        }
+        if (tp.job == seen) {
             pthread_cond_wait(&tp.wake, &tp.lock);
+            continue;
+        }
+        if (tp.want == 0) { /* a job this worker is not wanted for, or came too late to */
+            seen = tp.job;
+            continue;
         }
         seen = tp.job;
         tp.want--;
@@ -251,9 +291,13 @@ void sg_parallel_for(int64_t n_blocks, int threads, sg_task_fn fn, void *ctx)
         if (rc != 0)
             break; /* fewer threads: still correct */
         tp.n_workers++;
+        /* watch while the pool's threads fit the cores */
+        cpu_set_t cpus;
+        int spin = sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) > tp.n_workers;
+        __atomic_store_n(&tp_spin, spin, __ATOMIC_RELAXED);
     }
     tp.busy = 1;
-    tp.job++;
+    __atomic_store_n(&tp.job, tp.job + 1, __ATOMIC_RELEASE); /* read by watching workers */
     uint64_t tag = tp.job & 0xffffffffu;
     tp.fn = fn;
     tp.ctx = ctx;

@@ -13,8 +13,8 @@
  * reaches SG_PAR_WORK, about 80 us on one core, its blocks go to the
  * runtime's thread pool (ws->parallel_for), on
  * sg_nthreads threads (set by the runtime from SYMGRAD_NUM_THREADS through
- * the kernel's exported sg_set_num_threads). The pool's workers sleep between
- * jobs, so they never take cores from BLAS's threads.
+ * the kernel's exported sg_set_num_threads). The pool's workers watch for the
+ * next job for a millisecond, then sleep (sg_runtime.c); BLAS runs on one thread.
  */
 #ifndef SG_LOOPS_H
 #define SG_LOOPS_H
