@@ -211,14 +211,19 @@ static int64_t tp_now_ns(void)
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/* Watch, without the lock, for a job after `seen`, for SG_POOL_SPIN_NS. */
+/* Watch, without the lock, for a job after `seen`, for SG_POOL_SPIN_NS. Every 64
+ * pauses it yields the core, to whatever else is ready to run there (other processes
+ * on a busy machine, more MPI ranks than cores). */
 static void tp_watch(unsigned long seen)
 {
     int64_t end = tp_now_ns() + SG_POOL_SPIN_NS;
     for (unsigned i = 1; __atomic_load_n(&tp.job, __ATOMIC_ACQUIRE) == seen; i++) {
         cpu_relax();
-        if (i % 64 == 0 && tp_now_ns() > end)
-            return;
+        if (i % 64 == 0) {
+            if (tp_now_ns() > end)
+                return;
+            sched_yield();
+        }
     }
 }
 
