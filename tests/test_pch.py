@@ -32,7 +32,7 @@ def _include_dirs():
 def variants(tmp_path_factory):
     root = tmp_path_factory.mktemp("pch")
     assert _cflags.build("cc", str(root), _include_dirs()) == {v: None for v in _cflags.VARIANTS}
-    assert set(_cflags.VARIANTS) == {"O2", "O0", "O1", "O0-O1"}
+    assert set(_cflags.VARIANTS) == {"O2", "O0", "O1"}
     return root
 
 
@@ -99,14 +99,15 @@ def test_units_of_rows_and_of_glue_read_their_own_variant(default_flags, tmp_pat
 
 
 def test_the_test_suites_level_reads_its_own_variants(default_flags, tmp_path, monkeypatch):
-    """tests/conftest.py compiles at -O1 (SYMGRAD_CFLAGS): rows and glue read the variants
-    built for it, so the suite's hundreds of compiles skip reading the headers."""
+    """tests/conftest.py compiles at -O1 (SYMGRAD_CFLAGS): the rows read the variant built
+    for it, the glue stays at -O0 and reads the release one, so the suite's hundreds of
+    compiles skip reading the headers."""
     monkeypatch.setattr(sg.config, "cflags", ["-O1"])
     monkeypatch.setattr(render_c, "_ONE_UNIT_LINES", 0)
     inputs, out, want = _mlp_like()
     f = sg.function(inputs, out)
     assert _used(f, tmp_path) == [str(default_flags / v / "sg_prelude.h.gch")
-                                  for v in ("O1", "O0-O1")]
+                                  for v in ("O1", "O0")]
     xv = np.arange(6.0).reshape(2, 3) / 3
     np.testing.assert_allclose(f(xv), want(xv))
 
@@ -197,3 +198,18 @@ def test_the_objects_are_the_same_bytes_with_or_without_it(default_flags, tmp_pa
             subprocess.run(cmd, cwd=tmp_path, check=True)
             objects.append((tmp_path / argv[-1]).read_bytes())
         assert objects[0] == objects[1]
+
+
+@pytest.mark.parametrize("extra", [[], ["-O1"], ["-O3", "-g"], ["-Os"]])
+def test_glue_units_compile_at_O0_whatever_level_the_flags_ask(extra):
+    """SYMGRAD_CFLAGS' level is for the loops (row units); glue units (checks, allocations,
+    calls) keep -O0 under any of them -- under the suite's -O1 they took 4x the CPU time."""
+    flags = [*_cflags.BASE_FLAGS, *extra, "-I/x"]
+    glue = _cflags.unit_flags(flags, glue=True)
+    rows = _cflags.unit_flags(flags, glue=False)
+    assert [f for f in glue if f.startswith("-O")] == ["-O0"]
+    assert glue.index("-O0") == flags.index("-O2")
+    assert [f for f in rows if f.startswith("-O")] == ["-O2", *[f for f in extra if f.startswith("-O")]]
+    assert [f for f in glue if not f.startswith("-O")] == [f for f in rows if not f.startswith("-O")]
+    assert "-shared" not in glue and "-shared" not in rows
+    assert ("-g" in glue) == ("-g" in extra)
