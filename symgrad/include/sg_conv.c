@@ -24,6 +24,16 @@
  * place. A 1x1 kernel with stride 1 and no padding needs no im2col: each image
  * is its own matrix.
  *
+ * Threads: a panel's copies (im2col, col2im with the zeroing of gx, the gathers of
+ * gT) are shared among the runtime's threads a channel of an image at a time
+ * (sg_run_units), and its products are cut into blocks by sg_blas_gemm; each
+ * element is written by one thread as it would be on one, so the bits are the same
+ * on any thread count. The weight gradient's sum over the batch is the exception
+ * that needs care: where sg_blas_gemm would make few blocks of its small result
+ * (LeNet's first layer: one, 20 x 25, from 36864 pixels), the panel's pixels are
+ * cut into slices by the shape alone (kparts), each slice's product computed apart
+ * and the slices added in their order.
+ *
  * Index arithmetic: sg_conv2d_shape checks every length it derives for
  * overflow; once it passed, every offset below is bounded by the sizes of the
  * arrays themselves (or by a padding, an int) and fits in int64.
@@ -157,6 +167,25 @@ static sg_conv_plan plan(const sg_conv_geom *q, int direct)
     return pl;
 }
 
+/* Slices of a panel's P output pixels for the weight gradient's product (sg_conv.c's
+ * wgrad_product): about 2^23 flops each, at least 256 pixels, at most SG_CONV_KPARTS;
+ * 1 (no cut) for a product too small to share, or for a result with a side of 512 or
+ * more, which sg_blas_gemm cuts into 4 blocks or more of its own (a ResNet block's
+ * 64 x 576): that needs no sum of slices. From the shape alone. */
+#define SG_CONV_KPARTS 8
+
+static int64_t kparts(const sg_conv_geom *q, int64_t P)
+{
+    if (q->Og >= 512 || q->K >= 512)
+        return 1;
+    int64_t n = (int64_t)(2.0 * (double)(q->Og * q->K) * (double)P / (double)(1 << 23));
+    if (n > P / 256)
+        n = P / 256;
+    if (n > SG_CONV_KPARTS)
+        n = SG_CONV_KPARTS;
+    return n < 2 ? 1 : n;
+}
+
 /* The panels in order: images [n0, n1), output rows [r0, r1). Start from all zeros;
  * returns 0 after the last. */
 typedef struct {
@@ -193,7 +222,7 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
         *lo = *hi;
 }
 
-#define SG_DEFINE_CONV(T, SUF, GEMM)                                                           \
+#define SG_DEFINE_CONV(T, SUF, GEMM)                                                         \
     /* Copies n elements, a run of output pixels (often short: 8 in LeNet's second layer),   \
      * with whole-vector moves, the last one overlapping the one before: a loop of element   \
      * copies costs its set-up and remainder for every such run. */                          \
@@ -233,20 +262,21 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
             d[o] += s[o];                                                                    \
     }                                                                                        \
                                                                                              \
-    /* The rows [r0, r1) of image n's im2col matrix for channels c0.., into col, whose       \
-     * rows are ld elements apart; zeros where a window reaches into the padding. The        \
-     * geometry is read into locals once: through `q` and `x`, every field would be loaded   \
-     * again after each store into col, which may alias them (a third of the time). */       \
+    /* The rows [r0, r1) of image n's im2col matrix for channels c0 + [ca, cb), into col     \
+     * (the rows of channel c0 first), whose rows are ld elements apart; zeros where a       \
+     * window reaches into the padding. The geometry is read into locals once: through       \
+     * `q` and `x`, every field would be loaded again after each store into col, which may   \
+     * alias them (a third of the time). */                                                  \
     SG_VEC static void im2col_##SUF(const sg_conv_geom *q, const sg_arr *x, int64_t n,       \
-                                    int64_t c0, int64_t r0, int64_t r1, T *col,              \
-                                    int64_t ld)                                              \
+                                    int64_t c0, int64_t ca, int64_t cb, int64_t r0,          \
+                                    int64_t r1, T *col, int64_t ld)                          \
     {                                                                                        \
         const int64_t s1 = x->strides[1], s2 = x->strides[2], s3 = x->strides[3];            \
-        const int64_t Cg = q->Cg, H = q->H, OW = q->OW, kh = q->kh, kw = q->kw, sh = q->sh;  \
+        const int64_t H = q->H, OW = q->OW, kh = q->kh, kw = q->kw, sh = q->sh;              \
         const int64_t step = q->sw * s3;                                                     \
         const T *xn = (const T *)x->data + n * x->strides[0] + c0 * s1;                      \
-        T *row = col;                                                                        \
-        for (int64_t c = 0; c < Cg; c++)                                                     \
+        T *row = col + ca * kh * kw * ld;                                                    \
+        for (int64_t c = ca; c < cb; c++)                                                    \
             for (int64_t ki = 0; ki < kh; ki++) {                                            \
                 int64_t ih0 = ki * q->dh - q->pt; /* the input row of output row 0 */        \
                 for (int64_t kj = 0; kj < kw; kj++, row += ld) {                             \
@@ -284,15 +314,19 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
     }                                                                                        \
                                                                                              \
     /* The adjoint of im2col: each column of col (rows ld apart) added back into its         \
-     * window of image n of gx (C-contiguous). */                                            \
+     * window of image n of gx (C-contiguous), channels c0 + [ca, cb); their planes are      \
+     * zeroed first when `zero` says so (the image's first band). */                         \
     SG_VEC static void col2im_##SUF(const sg_conv_geom *q, T *gx, int64_t n, int64_t c0,     \
-                                    int64_t r0, int64_t r1, const T *col, int64_t ld)        \
+                                    int64_t ca, int64_t cb, int64_t r0, int64_t r1,          \
+                                    const T *col, int64_t ld, int zero)                      \
     {                                                                                        \
-        const int64_t Cg = q->Cg, H = q->H, W = q->W, OW = q->OW, kh = q->kh, kw = q->kw;    \
+        const int64_t H = q->H, W = q->W, OW = q->OW, kh = q->kh, kw = q->kw;                \
         const int64_t sh = q->sh, sw = q->sw;                                                \
         T *gn = gx + (n * q->C + c0) * H * W;                                                \
-        const T *row = col;                                                                  \
-        for (int64_t c = 0; c < Cg; c++)                                                     \
+        const T *row = col + ca * kh * kw * ld;                                              \
+        if (zero)                                                                            \
+            memset(gn + ca * H * W, 0, (size_t)((cb - ca) * H * W) * sizeof(T));             \
+        for (int64_t c = ca; c < cb; c++)                                                    \
             for (int64_t ki = 0; ki < kh; ki++) {                                            \
                 int64_t ih0 = ki * q->dh - q->pt;                                            \
                 for (int64_t kj = 0; kj < kw; kj++, row += ld) {                             \
@@ -314,30 +348,127 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
             }                                                                                \
     }                                                                                        \
                                                                                              \
-    /* The panel's im2col matrix: images [n0, n1), output rows [r0, r1), group gr. */        \
-    static void panel_##SUF(const sg_conv_geom *q, const sg_arr *x, int64_t n0, int64_t n1,   \
-                            int64_t gr, int64_t r0, int64_t r1, T *col)                      \
+    /* A panel's copies, shared among threads (sg_run_units) a unit at a time: a unit is     \
+     * one channel of one image, [n0, n1) x [0, Cg) of group gr, output rows [r0, r1).       \
+     * Every unit writes its own rows of col, its own plane of gx or its own rows of g       \
+     * and gT, so the result is the same however the units are shared. */                    \
+    typedef struct {                                                                         \
+        const sg_conv_geom *q;                                                               \
+        const sg_arr *x;                                                                     \
+        T *gx, *g, *gT, *col;                                                                \
+        int64_t n0, n1, gr, r0, r1;                                                          \
+        int back;                                                                            \
+    } sg_conv_job_##SUF;                                                                     \
+                                                                                             \
+    /* Units [u0, u1) of a panel's im2col (back == 0) or col2im (back != 0). */              \
+    static void cols_units_##SUF(void *ctx, int64_t u0, int64_t u1)                          \
     {                                                                                        \
-        int64_t Lb = (r1 - r0) * q->OW, P = (n1 - n0) * Lb;                                  \
-        for (int64_t n = n0; n < n1; n++)                                                    \
-            im2col_##SUF(q, x, n, gr * q->Cg, r0, r1, col + (n - n0) * Lb, P);               \
+        const sg_conv_job_##SUF *j = ctx;                                                    \
+        const sg_conv_geom *q = j->q;                                                        \
+        int64_t Lb = (j->r1 - j->r0) * q->OW, P = (j->n1 - j->n0) * Lb;                      \
+        for (int64_t u = u0; u < u1;) {                                                      \
+            int64_t i = u / q->Cg, ca = u % q->Cg;                                           \
+            int64_t cb = ca + (u1 - u) < q->Cg ? ca + (u1 - u) : q->Cg;                      \
+            if (j->back)                                                                     \
+                col2im_##SUF(q, j->gx, j->n0 + i, j->gr * q->Cg, ca, cb, j->r0, j->r1,       \
+                             j->col + i * Lb, P, j->r0 == 0);                                \
+            else                                                                             \
+                im2col_##SUF(q, j->x, j->n0 + i, j->gr * q->Cg, ca, cb, j->r0, j->r1,        \
+                             j->col + i * Lb, P);                                            \
+            u += cb - ca;                                                                    \
+        }                                                                                    \
     }                                                                                        \
                                                                                              \
-    /* gT (Og x P): group gr's channels of images [n0, n1) of g (C-contiguous), side by     \
-     * side, or their product's result copied back (back != 0). */                          \
-    static void gather_##SUF(const sg_conv_geom *q, T *g, int64_t n0, int64_t n1, int64_t gr, \
-                             T *gT, int back)                                                \
+    /* The panel's im2col matrix: images [n0, n1), output rows [r0, r1), group gr. */        \
+    static void panel_##SUF(sg_ws *ws, const sg_conv_geom *q, const sg_arr *x, int64_t n0,   \
+                            int64_t n1, int64_t gr, int64_t r0, int64_t r1, T *col)          \
     {                                                                                        \
-        int64_t M = q->OH * q->OW, P = (n1 - n0) * M;                                        \
-        for (int64_t n = n0; n < n1; n++)                                                    \
-            for (int64_t o = 0; o < q->Og; o++) {                                            \
-                T *a = g + (n * q->O + gr * q->Og + o) * M, *b = gT + o * P + (n - n0) * M;  \
-                memcpy(back ? a : b, back ? b : a, (size_t)M * sizeof(T));                   \
-            }                                                                                \
+        sg_conv_job_##SUF j = {q, x, NULL, NULL, NULL, col, n0, n1, gr, r0, r1, 0};          \
+        sg_run_units(ws, (n1 - n0) * q->Cg, q->kh * q->kw * (r1 - r0) * q->OW,               \
+                     cols_units_##SUF, &j);                                                  \
+    }                                                                                        \
+                                                                                             \
+    /* Its adjoint: col added back into the windows of gx (C-contiguous), each image's       \
+     * planes zeroed first at its first band. */                                             \
+    static void unpanel_##SUF(sg_ws *ws, const sg_conv_geom *q, T *gx, int64_t n0,           \
+                              int64_t n1, int64_t gr, int64_t r0, int64_t r1, T *col)        \
+    {                                                                                        \
+        sg_conv_job_##SUF j = {q, NULL, gx, NULL, NULL, col, n0, n1, gr, r0, r1, 1};         \
+        sg_run_units(ws, (n1 - n0) * q->Cg, q->kh * q->kw * (r1 - r0) * q->OW,               \
+                     cols_units_##SUF, &j);                                                  \
+    }                                                                                        \
+                                                                                             \
+    static void gather_units_##SUF(void *ctx, int64_t u0, int64_t u1)                        \
+    {                                                                                        \
+        const sg_conv_job_##SUF *j = ctx;                                                    \
+        const sg_conv_geom *q = j->q;                                                        \
+        int64_t M = q->OH * q->OW, P = (j->n1 - j->n0) * M;                                  \
+        for (int64_t u = u0; u < u1; u++) {                                                  \
+            int64_t i = u / q->Og, o = u % q->Og;                                            \
+            T *a = j->g + ((j->n0 + i) * q->O + j->gr * q->Og + o) * M;                      \
+            T *b = j->gT + o * P + i * M;                                                    \
+            memcpy(j->back ? a : b, j->back ? b : a, (size_t)M * sizeof(T));                 \
+        }                                                                                    \
+    }                                                                                        \
+                                                                                             \
+    /* gT (Og x P): group gr's channels of images [n0, n1) of g (C-contiguous), side by      \
+     * side, or their product's result copied back (back != 0). */                           \
+    static void gather_##SUF(sg_ws *ws, const sg_conv_geom *q, T *g, int64_t n0, int64_t n1, \
+                             int64_t gr, T *gT, int back)                                    \
+    {                                                                                        \
+        sg_conv_job_##SUF j = {q, NULL, NULL, g, gT, NULL, n0, n1, gr, 0, q->OH, back};      \
+        sg_run_units(ws, (n1 - n0) * q->Og, q->OH * q->OW, gather_units_##SUF, &j);          \
+    }                                                                                        \
+                                                                                             \
+    /* The weight gradient's product for a panel, gw_g += a (Og x P) @ b^T (P x K): a long   \
+     * inner dimension (P) and a small result, which sg_blas_gemm cuts into few blocks of    \
+     * the result or none (LeNet's first layer: 20 x 25 by 36864), is cut along P instead    \
+     * into slices, each slice's product into its own matrix of `part`, shared among         \
+     * threads; then gw_g += part 0 + part 1 + ... in that order. The slices come from the   \
+     * shape alone (kparts), so the sums are the same on any thread count. */                \
+    typedef struct {                                                                         \
+        const T *a, *b;                                                                      \
+        T *part, *wg;                                                                        \
+        int64_t Og, K, P, lda, ldb, per, parts;                                              \
+    } sg_conv_kjob_##SUF;                                                                    \
+                                                                                             \
+    static void kpart_units_##SUF(void *ctx, int64_t s0, int64_t s1)                         \
+    {                                                                                        \
+        const sg_conv_kjob_##SUF *j = ctx;                                                   \
+        for (int64_t s = s0; s < s1; s++) {                                                  \
+            int64_t k0 = s * j->per, k = j->P - k0 < j->per ? j->P - k0 : j->per;            \
+            GEMM(NULL, CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)j->Og,              \
+                 (blasint)j->K, (blasint)k, 1, j->a + k0, (blasint)j->lda, j->b + k0,        \
+                 (blasint)j->ldb, 0, j->part + s * j->Og * j->K, (blasint)j->K);             \
+        }                                                                                    \
+    }                                                                                        \
+                                                                                             \
+    /* gw_g += the slices' products, elements [u0, u1) * 1024 of each: in slice order */     \
+    static void kpart_sums_##SUF(void *ctx, int64_t u0, int64_t u1)                          \
+    {                                                                                        \
+        const sg_conv_kjob_##SUF *j = ctx;                                                   \
+        int64_t OK = j->Og * j->K, i0 = u0 * 1024, i1 = u1 * 1024 < OK ? u1 * 1024 : OK;     \
+        for (int64_t s = 0; s < j->parts; s++)                                               \
+            add_run_##SUF(j->wg + i0, j->part + s * OK + i0, i1 - i0);                       \
+    }                                                                                        \
+                                                                                             \
+    static void wgrad_product_##SUF(sg_ws *ws, const sg_conv_geom *q, T *part, const T *a,   \
+                                    int64_t lda, const T *b, int64_t ldb, int64_t P, T *wg)  \
+    {                                                                                        \
+        int64_t parts = part ? kparts(q, P) : 1;                                             \
+        if (parts < 2) {                                                                     \
+            GEMM(ws, CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)q->Og, (blasint)q->K, \
+                 (blasint)P, 1, a, (blasint)lda, b, (blasint)ldb, 1, wg, (blasint)q->K);     \
+            return;                                                                          \
+        }                                                                                    \
+        int64_t per = (P + parts - 1) / parts, n = (P + per - 1) / per, OK = q->Og * q->K;   \
+        sg_conv_kjob_##SUF j = {a, b, part, wg, q->Og, q->K, P, lda, ldb, per, n};           \
+        sg_run_units(ws, n, OK * per, kpart_units_##SUF, &j);                                \
+        sg_run_units(ws, (OK + 1023) / 1024, 1024 * n, kpart_sums_##SUF, &j);                \
     }                                                                                        \
                                                                                              \
     /* A C-contiguous copy of v in the workspace, or v's own data when it is one. */         \
-    static const T *packed_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_arr *v)  \
+    static const T *packed_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_arr *v) \
     {                                                                                        \
         if (sg_is_contiguous(v, 4))                                                          \
             return (const T *)v->data;                                                       \
@@ -349,7 +480,7 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
         return p;                                                                            \
     }                                                                                        \
                                                                                              \
-    /* Workspace for a panel: its im2col matrix (unless direct) and, when it holds more     \
+    /* Workspace for a panel: its im2col matrix (unless direct) and, when it holds more      \
      * than one image, the Og x P matrix of its side-by-side images. */                      \
     static int buffers_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_conv_geom *q, \
                              sg_conv_plan pl, int dir, T **col, T **tmp)                     \
@@ -370,7 +501,7 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
             sg_ws_free(ws, col);                                                             \
     }                                                                                        \
                                                                                              \
-    int sg_conv2d_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_arr *out,         \
+    int sg_conv2d_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_arr *out,        \
                         const sg_arr *x, const sg_arr *w, const int *p)                      \
     {                                                                                        \
         sg_conv_geom q = geom(x->shape, w->shape, out->shape, p);                            \
@@ -392,26 +523,26 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
         if (buffers_##SUF(err, where, ws, &q, pl, dir, &col, &tmp))                          \
             return err->code;                                                                \
         for (sg_conv_panel c = {0, 0, 0, 0}; next_panel(&q, pl, &c);) {                      \
-            int64_t n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;                                \
-                int64_t P = (n1 - n0) * (r1 - r0) * q.OW;                                    \
-                for (int64_t g = 0; g < q.G; g++) {                                          \
-                    const T *wg = wp + g * q.Og * q.K;                                       \
-                    T *o = (T *)out->data + (n0 * q.O + g * q.Og) * M + r0 * q.OW;           \
-                    const T *b = col;                                                        \
-                    int64_t ldb = P;                                                         \
-                    if (dir) {                                                               \
-                        b = (const T *)x->data + n0 * x->strides[0] +                        \
-                            g * q.Cg * x->strides[1];                                        \
-                        ldb = ld;                                                            \
-                    } else                                                                   \
-                        panel_##SUF(&q, x, n0, n1, g, r0, r1, col);                          \
-                    GEMM(ws, CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)q.Og,       \
-                         (blasint)P, (blasint)q.K, 1, wg, (blasint)q.K, b, (blasint)ldb, 0,  \
-                         tmp ? tmp : o, (blasint)(tmp ? P : M));                             \
-                    if (tmp)                                                                 \
-                        gather_##SUF(&q, (T *)out->data, n0, n1, g, tmp, 1);                 \
-                }                                                                            \
+            int64_t n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;                              \
+            int64_t P = (n1 - n0) * (r1 - r0) * q.OW;                                        \
+            for (int64_t g = 0; g < q.G; g++) {                                              \
+                const T *wg = wp + g * q.Og * q.K;                                           \
+                T *o = (T *)out->data + (n0 * q.O + g * q.Og) * M + r0 * q.OW;               \
+                const T *b = col;                                                            \
+                int64_t ldb = P;                                                             \
+                if (dir) {                                                                   \
+                    b = (const T *)x->data + n0 * x->strides[0] +                            \
+                        g * q.Cg * x->strides[1];                                            \
+                    ldb = ld;                                                                \
+                } else                                                                       \
+                    panel_##SUF(ws, &q, x, n0, n1, g, r0, r1, col);                          \
+                GEMM(ws, CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)q.Og,           \
+                     (blasint)P, (blasint)q.K, 1, wg, (blasint)q.K, b, (blasint)ldb, 0,      \
+                     tmp ? tmp : o, (blasint)(tmp ? P : M));                                 \
+                if (tmp)                                                                     \
+                    gather_##SUF(ws, &q, (T *)out->data, n0, n1, g, tmp, 1);                 \
             }                                                                                \
+        }                                                                                    \
         release_##SUF(ws, col, tmp);                                                         \
         return 0;                                                                            \
     }                                                                                        \
@@ -425,9 +556,10 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
         size_t bytes = (size_t)sg_size(gx, 4) * sizeof(T);                                   \
         if (!bytes)                                                                          \
             return 0;                                                                        \
-        memset(gx->data, 0, bytes);                                                          \
-        if (!q.O || !M || !q.K)                                                              \
+        if (!q.O || !M || !q.K) {                                                            \
+            memset(gx->data, 0, bytes);                                                      \
             return 0;                                                                        \
+        }                                                                                    \
         if (sg_blas_sizes(err, where, q.K, q.Og, M))                                         \
             return err->code;                                                                \
         const T *wp = packed_##SUF(err, where, ws, w);                                       \
@@ -439,27 +571,28 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
         T *col, *tmp;                                                                        \
         if (buffers_##SUF(err, where, ws, &q, pl, dir, &col, &tmp))                          \
             return err->code;                                                                \
+        if (dir) /* else each plane is zeroed by col2im, on its thread */                    \
+            memset(gx->data, 0, bytes);                                                      \
         for (sg_conv_panel c = {0, 0, 0, 0}; next_panel(&q, pl, &c);) {                      \
-            int64_t n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;                                \
-                int64_t Lb = (r1 - r0) * q.OW, P = (n1 - n0) * Lb;                           \
-                for (int64_t gr = 0; gr < q.G; gr++) {                                       \
-                    const T *wg = wp + gr * q.Og * q.K;                                      \
-                    const T *b = gp + (n0 * q.O + gr * q.Og) * M + r0 * q.OW;                \
-                    int64_t ldb = M;                                                         \
-                    if (tmp) {                                                               \
-                        gather_##SUF(&q, (T *)gp, n0, n1, gr, tmp, 0);                       \
-                        b = tmp;                                                             \
-                        ldb = P;                                                             \
-                    }                                                                        \
-                    T *c = dir ? (T *)gx->data + (n0 * q.C + gr * q.Cg) * M : col;           \
-                    GEMM(ws, CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)q.K,          \
-                         (blasint)P, (blasint)q.Og, 1, wg, (blasint)q.K, b, (blasint)ldb, 0, \
-                         c, (blasint)(dir ? M : P));                                         \
-                    for (int64_t n = n0; n < n1 && !dir; n++)                                \
-                        col2im_##SUF(&q, (T *)gx->data, n, gr * q.Cg, r0, r1,                \
-                                     col + (n - n0) * Lb, P);                                \
+            int64_t n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;                              \
+            int64_t Lb = (r1 - r0) * q.OW, P = (n1 - n0) * Lb;                               \
+            for (int64_t gr = 0; gr < q.G; gr++) {                                           \
+                const T *wg = wp + gr * q.Og * q.K;                                          \
+                const T *b = gp + (n0 * q.O + gr * q.Og) * M + r0 * q.OW;                    \
+                int64_t ldb = M;                                                             \
+                if (tmp) {                                                                   \
+                    gather_##SUF(ws, &q, (T *)gp, n0, n1, gr, tmp, 0);                       \
+                    b = tmp;                                                                 \
+                    ldb = P;                                                                 \
                 }                                                                            \
+                T *c = dir ? (T *)gx->data + (n0 * q.C + gr * q.Cg) * M : col;               \
+                GEMM(ws, CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)q.K,              \
+                     (blasint)P, (blasint)q.Og, 1, wg, (blasint)q.K, b, (blasint)ldb, 0,     \
+                     c, (blasint)(dir ? M : P));                                             \
+                if (!dir)                                                                    \
+                    unpanel_##SUF(ws, &q, (T *)gx->data, n0, n1, gr, r0, r1, col);           \
             }                                                                                \
+        }                                                                                    \
         release_##SUF(ws, col, tmp);                                                         \
         return 0;                                                                            \
     }                                                                                        \
@@ -483,32 +616,39 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
             return err->code;                                                                \
         int dir = direct(&q, p, x, &ld);                                                     \
         sg_conv_plan pl = plan(&q, dir);                                                     \
-        T *col, *tmp;                                                                        \
+        int64_t parts = kparts(&q, pl.imgs * pl.rows * q.OW); /* the most a panel takes */   \
+        T *col, *tmp, *part = NULL;                                                          \
         if (buffers_##SUF(err, where, ws, &q, pl, dir, &col, &tmp))                          \
             return err->code;                                                                \
+        if (parts > 1)                                                                       \
+            part = sg_ws_alloc(ws, (size_t)(parts * q.Og * q.K) * sizeof(T));                \
+        if (parts > 1 && !part) {                                                            \
+            release_##SUF(ws, col, tmp);                                                     \
+            return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                        \
+        }                                                                                    \
         for (sg_conv_panel c = {0, 0, 0, 0}; next_panel(&q, pl, &c);) {                      \
-            int64_t n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;                                \
-                int64_t P = (n1 - n0) * (r1 - r0) * q.OW;                                    \
-                for (int64_t gr = 0; gr < q.G; gr++) {                                       \
-                    T *wg = (T *)gw->data + gr * q.Og * q.K;                                 \
-                    const T *a = gp + (n0 * q.O + gr * q.Og) * M + r0 * q.OW, *b = col;      \
-                    int64_t lda = M, ldb = P;                                                \
-                    if (tmp) {                                                               \
-                        gather_##SUF(&q, (T *)gp, n0, n1, gr, tmp, 0);                       \
-                        a = tmp;                                                             \
-                        lda = P;                                                             \
-                    }                                                                        \
-                    if (dir) {                                                               \
-                        b = (const T *)x->data + n0 * x->strides[0] +                        \
-                            gr * q.Cg * x->strides[1];                                       \
-                        ldb = ld;                                                            \
-                    } else                                                                   \
-                        panel_##SUF(&q, x, n0, n1, gr, r0, r1, col);                         \
-                    GEMM(ws, CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)q.Og,         \
-                         (blasint)q.K, (blasint)P, 1, a, (blasint)lda, b, (blasint)ldb, 1,   \
-                         wg, (blasint)q.K);                                                  \
+            int64_t n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;                              \
+            int64_t P = (n1 - n0) * (r1 - r0) * q.OW;                                        \
+            for (int64_t gr = 0; gr < q.G; gr++) {                                           \
+                T *wg = (T *)gw->data + gr * q.Og * q.K;                                     \
+                const T *a = gp + (n0 * q.O + gr * q.Og) * M + r0 * q.OW, *b = col;          \
+                int64_t lda = M, ldb = P;                                                    \
+                if (tmp) {                                                                   \
+                    gather_##SUF(ws, &q, (T *)gp, n0, n1, gr, tmp, 0);                       \
+                    a = tmp;                                                                 \
+                    lda = P;                                                                 \
                 }                                                                            \
+                if (dir) {                                                                   \
+                    b = (const T *)x->data + n0 * x->strides[0] +                            \
+                        gr * q.Cg * x->strides[1];                                           \
+                    ldb = ld;                                                                \
+                } else                                                                       \
+                    panel_##SUF(ws, &q, x, n0, n1, gr, r0, r1, col);                         \
+                wgrad_product_##SUF(ws, &q, part, a, lda, b, ldb, P, wg);                    \
             }                                                                                \
+        }                                                                                    \
+        if (part)                                                                            \
+            sg_ws_free(ws, part);                                                            \
         release_##SUF(ws, col, tmp);                                                         \
         return 0;                                                                            \
     }

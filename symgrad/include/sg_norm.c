@@ -97,6 +97,16 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
                    sg_shape_str(b, sizeof b, x->shape, nd));
 }
 
+/* What a normalisation call's threads share (sg_run_units): batch norm's take whole
+ * channels, layer norm's whole rows, so every sum runs in one thread in the order it
+ * had on one: the same bits on any thread count. `M`: values per channel (per row). */
+typedef struct {
+    const nview *xv, *gv, *ov, *wv, *bv;
+    const sg_arr *w, *b, *mean, *var, *gw, *gb;
+    int64_t M;
+    double eps;
+} sg_norm_job;
+
 #define SG_DEFINE_NORM(T, SUF)                                                                  \
     /* sum of p[i * s], i < n */                                                                \
     static inline double sum_##SUF(const T *p, int64_t n, int64_t s)                            \
@@ -173,7 +183,7 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
                 o[i * os] = (T)(a * g[i * gs] + bx * (x[i * xs] - m) + k);                      \
     }                                                                                           \
                                                                                                 \
-    /* Batch norm of an (N, C) view (S == 1): a pass over the rows per sum, each row adding  \
+    /* Batch norm of an (N, C) view (S == 1): a pass over the rows per sum, each row adding     \
      * into per-channel accumulators `a` (C doubles each) -- not a strided walk per channel. */ \
     static void bn_rows_##SUF(const nview *xv, const nview *ov, double *a, const T *wp,         \
                               int64_t ws0, const T *bp, int64_t bs0, T *mp, T *vp, int64_t M,   \
@@ -223,7 +233,7 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
     }                                                                                           \
                                                                                                 \
     /* Its gradient: the sums of g and g * (x - mean) per channel, then gx row by row. */       \
-    static void bn_grad_rows_##SUF(const nview *xv, const nview *gv, const nview *ov,          \
+    static void bn_grad_rows_##SUF(const nview *xv, const nview *gv, const nview *ov,           \
                                    double *a, const T *wp, int64_t ws0, const T *mp,            \
                                    int64_t ms0, const T *vp, int64_t vs0, T *gwp, T *gbp,       \
                                    int64_t M, double eps)                                       \
@@ -247,7 +257,7 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
                 }                                                                               \
         }                                                                                       \
         for (int64_t c = 0; c < C; c++) {                                                       \
-            double inv = 1.0 / sqrt((double)vp[c * vs0] * (M - 1) / M + eps);                  \
+            double inv = 1.0 / sqrt((double)vp[c * vs0] * (M - 1) / M + eps);                   \
             double gw = sgx[c] * inv, w = wp[c * ws0] * inv;                                    \
             gwp[c] = (T)gw;                                                                     \
             gbp[c] = (T)sg[c];                                                                  \
@@ -268,6 +278,63 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
         }                                                                                       \
     }                                                                                           \
                                                                                                 \
+    /* Channels [c0, c1) of batch norm of an (N, C, S) view: each channel's statistics,         \
+     * then its results, while its values are still in cache. */                                \
+    SG_VEC static void bn_units_##SUF(void *ctx, int64_t c0, int64_t c1)                        \
+    {                                                                                           \
+        const sg_norm_job *jb = ctx;                                                            \
+        const nview *xv = jb->xv, *ov = jb->ov;                                                 \
+        const T *wp = jb->w->data, *bp = jb->b->data;                                           \
+        T *mp = jb->mean->data, *vp = jb->var->data;                                            \
+        int64_t M = jb->M;                                                                      \
+        for (int64_t c = c0; c < c1; c++) {                                                     \
+            const T *xc = (const T *)xv->p + c * xv->s[1];                                      \
+            T *oc = (T *)ov->p + c * ov->s[1];                                                  \
+            double s = 0, q = 0;                                                                \
+            for (int64_t n = 0; n < xv->n[0]; n++)                                              \
+                s += sum_##SUF(xc + n * xv->s[0], xv->n[2], xv->s[2]);                          \
+            double m = s / M;                                                                   \
+            for (int64_t n = 0; n < xv->n[0]; n++)                                              \
+                q += sqdev_##SUF(xc + n * xv->s[0], xv->n[2], xv->s[2], m);                     \
+            double sc = wp[c * jb->w->strides[0]] / sqrt(q / M + jb->eps);                      \
+            double sh = bp[c * jb->b->strides[0]];                                              \
+            for (int64_t n = 0; n < xv->n[0]; n++)                                              \
+                affine_##SUF(oc + n * ov->s[0], ov->s[2], xc + n * xv->s[0], xv->s[2],          \
+                             xv->n[2], m, sc, sh);                                              \
+            mp[c] = (T)m;                                                                       \
+            vp[c] = (T)(q / (M - 1));                                                           \
+        }                                                                                       \
+    }                                                                                           \
+                                                                                                \
+    /* Channels [c0, c1) of its gradient: the sums of g and g * (x - mean), then gx. */         \
+    SG_VEC static void bn_grad_units_##SUF(void *ctx, int64_t c0, int64_t c1)                   \
+    {                                                                                           \
+        const sg_norm_job *jb = ctx;                                                            \
+        const nview *xv = jb->xv, *gv = jb->gv, *ov = jb->ov;                                   \
+        const T *wp = jb->w->data, *mp = jb->mean->data, *vp = jb->var->data;                   \
+        T *gwp = jb->gw->data, *gbp = jb->gb->data;                                             \
+        int64_t M = jb->M;                                                                      \
+        for (int64_t c = c0; c < c1; c++) {                                                     \
+            const T *xc = (const T *)xv->p + c * xv->s[1];                                      \
+            const T *gc = (const T *)gv->p + c * gv->s[1];                                      \
+            T *oc = (T *)ov->p + c * ov->s[1];                                                  \
+            double m = mp[c * jb->mean->strides[0]], sgs = 0, sgx = 0;                          \
+            double v = vp[c * jb->var->strides[0]];                                             \
+            double inv = 1.0 / sqrt(v * (M - 1) / M + jb->eps);                                 \
+            double wc = wp[c * jb->w->strides[0]];                                              \
+            for (int64_t n = 0; n < xv->n[0]; n++)                                              \
+                gsums_##SUF(gc + n * gv->s[0], gv->s[2], xc + n * xv->s[0], xv->s[2], xv->n[2], \
+                            m, &sgs, &sgx);                                                     \
+            double gwc = sgx * inv, a = wc * inv;                                               \
+            for (int64_t n = 0; n < xv->n[0]; n++)                                              \
+                gx_##SUF(oc + n * ov->s[0], ov->s[2], gc + n * gv->s[0], gv->s[2],              \
+                         xc + n * xv->s[0], xv->s[2], xv->n[2], a, -a * inv * gwc / M, m,       \
+                         -a * sgs / M);                                                         \
+            gwp[c] = (T)gwc;                                                                    \
+            gbp[c] = (T)sgs;                                                                    \
+        }                                                                                       \
+    }                                                                                           \
+                                                                                                \
     SG_VEC int sg_batch_norm_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_arr *out, \
                                    const sg_arr *mean, const sg_arr *var, const sg_arr *x,      \
                                    int nd, const sg_arr *w, const sg_arr *b, double eps)        \
@@ -279,16 +346,16 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
                            "channel (%lld), got %lld and %lld", where, (long long)C,            \
                            (long long)w->shape[0], (long long)b->shape[0]);                     \
         M = count(x, 0, 1);                                                                     \
-        if (M >= 0 && __builtin_mul_overflow(M, count(x, 2, nd), &M))                          \
+        if (M >= 0 && __builtin_mul_overflow(M, count(x, 2, nd), &M))                           \
             M = -1;                                                                             \
         if (M < 0 || count(x, 2, nd) < 0)                                                       \
-            return sg_fail(err, SG_ESHAPE, "%sthe input's size overflows", where);             \
+            return sg_fail(err, SG_ESHAPE, "%sthe input's size overflows", where);              \
         if (M == 1)                                                                             \
             return sg_fail(err, SG_ESHAPE, "%sexpected more than 1 value per channel when "     \
                            "training, got an input of shape %s", where,                         \
                            sg_shape_str(s1, sizeof s1, x->shape, nd));                          \
         if (M == 0) {                                                                           \
-            /* an empty batch: an empty result, as PyTorch's; statistics 0, which the       \
+            /* an empty batch: an empty result, as PyTorch's; statistics 0, which the           \
              * running-statistic updates leave unread (ops/norm.py) */                          \
             for (int64_t c = 0; c < C; c++)                                                     \
                 ((T *)mean->data)[c] = ((T *)var->data)[c] = 0;                                 \
@@ -303,32 +370,18 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
         const T *wp = w->data, *bp = b->data;                                                   \
         T *mp = mean->data, *vp = var->data;                                                    \
         if (xv.n[2] == 1) {                                                                     \
-            double *acc = sg_ws_alloc(ws, 3 * (size_t)C * sizeof(double));                     \
+            double *acc = sg_ws_alloc(ws, 3 * (size_t)C * sizeof(double));                      \
             if (!acc)                                                                           \
-                return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                      \
+                return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                       \
             memset(acc, 0, 3 * (size_t)C * sizeof(double));                                     \
             bn_rows_##SUF(&xv, &ov, acc, wp, w->strides[0], bp, b->strides[0], mp, vp, M, eps); \
             sg_ws_free(ws, acc);                                                                \
             sg_ws_free(ws, xv.own);                                                             \
             return 0;                                                                           \
         }                                                                                       \
-        for (int64_t c = 0; c < C; c++) {                                                       \
-            const T *xc = (const T *)xv.p + c * xv.s[1];                                        \
-            T *oc = (T *)ov.p + c * ov.s[1];                                                    \
-            double s = 0, q = 0;                                                                \
-            for (int64_t n = 0; n < xv.n[0]; n++)                                               \
-                s += sum_##SUF(xc + n * xv.s[0], xv.n[2], xv.s[2]);                             \
-            double m = s / M;                                                                   \
-            for (int64_t n = 0; n < xv.n[0]; n++)                                               \
-                q += sqdev_##SUF(xc + n * xv.s[0], xv.n[2], xv.s[2], m);                        \
-            double sc = wp[c * w->strides[0]] / sqrt(q / M + eps);                              \
-            double sh = bp[c * b->strides[0]];                                                  \
-            for (int64_t n = 0; n < xv.n[0]; n++)                                               \
-                affine_##SUF(oc + n * ov.s[0], ov.s[2], xc + n * xv.s[0], xv.s[2], xv.n[2], m,   \
-                             sc, sh);                                                           \
-            mp[c] = (T)m;                                                                       \
-            vp[c] = (T)(q / (M - 1));                                                           \
-        }                                                                                       \
+        sg_norm_job jb = {.xv = &xv, .ov = &ov, .w = w, .b = b, .mean = mean, .var = var,       \
+                          .M = M, .eps = eps};                                                  \
+        sg_run_units(ws, C, 3 * M, bn_units_##SUF, &jb);                                        \
         sg_ws_free(ws, xv.own);                                                                 \
         return 0;                                                                               \
     }                                                                                           \
@@ -345,11 +398,11 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
             return bad_grad(err, where, g, x, nd);                                              \
         if (w->shape[0] != C || mean->shape[0] != C || var->shape[0] != C)                      \
             return sg_fail(err, SG_ESHAPE, "%sthe weight and the statistics must have one "     \
-                           "entry per channel (%lld)", where, (long long)C);                   \
+                           "entry per channel (%lld)", where, (long long)C);                    \
         M = count(x, 0, 1);                                                                     \
-        if (M >= 0 && __builtin_mul_overflow(M, count(x, 2, nd), &M))                          \
+        if (M >= 0 && __builtin_mul_overflow(M, count(x, 2, nd), &M))                           \
             M = -1;                                                                             \
-        if (M == 1 || M < 0 || count(x, 2, nd) < 0)                                            \
+        if (M == 1 || M < 0 || count(x, 2, nd) < 0)                                             \
             return sg_fail(err, SG_ESHAPE, "%sexpected more than 1 value per channel when "     \
                            "training, got an input of shape %s", where,                         \
                            sg_shape_str(s1, sizeof s1, x->shape, nd));                          \
@@ -369,9 +422,9 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
         const T *wp = w->data, *mp = mean->data, *vp = var->data;                               \
         T *gwp = gw->data, *gbp = gb->data;                                                     \
         if (xv.n[2] == 1) {                                                                     \
-            double *acc = sg_ws_alloc(ws, 4 * (size_t)C * sizeof(double));                     \
+            double *acc = sg_ws_alloc(ws, 4 * (size_t)C * sizeof(double));                      \
             if (!acc)                                                                           \
-                return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                      \
+                return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                       \
             memset(acc, 0, 4 * (size_t)C * sizeof(double));                                     \
             bn_grad_rows_##SUF(&xv, &gv, &ov, acc, wp, w->strides[0], mp, mean->strides[0], vp, \
                                var->strides[0], gwp, gbp, M, eps);                              \
@@ -380,26 +433,38 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
             sg_ws_free(ws, xv.own);                                                             \
             return 0;                                                                           \
         }                                                                                       \
-        for (int64_t c = 0; c < C; c++) {                                                       \
-            const T *xc = (const T *)xv.p + c * xv.s[1], *gc = (const T *)gv.p + c * gv.s[1];   \
-            T *oc = (T *)ov.p + c * ov.s[1];                                                    \
-            double m = mp[c * mean->strides[0]], sgs = 0, sgx = 0;                              \
-            double inv = 1.0 / sqrt((double)vp[c * var->strides[0]] * (M - 1) / M + eps);       \
-            double wc = wp[c * w->strides[0]];                                                  \
-            for (int64_t n = 0; n < xv.n[0]; n++)                                               \
-                gsums_##SUF(gc + n * gv.s[0], gv.s[2], xc + n * xv.s[0], xv.s[2], xv.n[2], m,   \
-                            &sgs, &sgx);                                                        \
-            double gwc = sgx * inv, a = wc * inv;                                               \
-            for (int64_t n = 0; n < xv.n[0]; n++)                                               \
-                gx_##SUF(oc + n * ov.s[0], ov.s[2], gc + n * gv.s[0], gv.s[2],                  \
-                         xc + n * xv.s[0], xv.s[2], xv.n[2], a, -a * inv * gwc / M, m,          \
-                         -a * sgs / M);                                                         \
-            gwp[c] = (T)gwc;                                                                    \
-            gbp[c] = (T)sgs;                                                                    \
-        }                                                                                       \
+        sg_norm_job jb = {.xv = &xv, .gv = &gv, .ov = &ov, .w = w, .mean = mean, .var = var,    \
+                          .gw = gw, .gb = gb, .M = M, .eps = eps};                              \
+        sg_run_units(ws, C, 4 * M, bn_grad_units_##SUF, &jb);                                   \
         sg_ws_free(ws, gv.own);                                                                 \
         sg_ws_free(ws, xv.own);                                                                 \
         return 0;                                                                               \
+    }                                                                                           \
+                                                                                                \
+    /* Rows [r0, r1) of layer norm: each row's mean and rstd, then its results. */              \
+    SG_VEC static void ln_units_##SUF(void *ctx, int64_t r0, int64_t r1)                        \
+    {                                                                                           \
+        const sg_norm_job *jb = ctx;                                                            \
+        const nview *xv = jb->xv, *ov = jb->ov;                                                 \
+        const T *wp = (const T *)jb->wv->p, *bp = (const T *)jb->bv->p;                         \
+        T *mp = jb->mean->data, *rp = jb->var->data;                                            \
+        int64_t D = jb->M, ws1 = jb->wv->s[1], bs1 = jb->bv->s[1], xs = xv->s[1];               \
+        int64_t os = ov->s[1];                                                                  \
+        for (int64_t r = r0; r < r1; r++) {                                                     \
+            const T *xr = (const T *)xv->p + r * xv->s[0];                                      \
+            T *orow = (T *)ov->p + r * ov->s[0];                                                \
+            double m = sum_##SUF(xr, D, xs) / D;                                                \
+            double rs = 1.0 / sqrt(sqdev_##SUF(xr, D, xs, m) / D + jb->eps);                    \
+            if (os == 1 && xs == 1 && ws1 == 1 && bs1 == 1) {                                   \
+                _Pragma("omp simd")                                                             \
+                for (int64_t i = 0; i < D; i++)                                                 \
+                    orow[i] = (T)((xr[i] - m) * rs * wp[i] + bp[i]);                            \
+            } else                                                                              \
+                for (int64_t i = 0; i < D; i++)                                                 \
+                    orow[i * os] = (T)((xr[i * xs] - m) * rs * wp[i * ws1] + bp[i * bs1]);      \
+            mp[r] = (T)m;                                                                       \
+            rp[r] = (T)rs;                                                                      \
+        }                                                                                       \
     }                                                                                           \
                                                                                                 \
     SG_VEC int sg_layer_norm_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_arr *out, \
@@ -415,7 +480,7 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
                                sg_shape_str(s2, sizeof s2, w->shape, k));                       \
         int64_t R = count(x, 0, nd - k), D = count(x, nd - k, nd);                              \
         if (R < 0 || D < 0)                                                                     \
-            return sg_fail(err, SG_ESHAPE, "%sthe input's size overflows", where);             \
+            return sg_fail(err, SG_ESHAPE, "%sthe input's size overflows", where);              \
         T *mp = mean->data, *rp = rstd->data;                                                   \
         if (R == 0)                                                                             \
             return 0;                                                                           \
@@ -430,23 +495,9 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
             view3(err, where, ws, b, k, 0, k, sizeof(T), &bv))                                  \
             return err->code;                                                                   \
         merge3(out, nd, nd - k, nd, &ov);                                                       \
-        const T *wp = (const T *)wv.p, *bp = (const T *)bv.p;                                   \
-        int64_t ws1 = wv.s[1], bs1 = bv.s[1], xs = xv.s[1], os = ov.s[1];                      \
-        for (int64_t r = 0; r < R; r++) {                                                       \
-            const T *xr = (const T *)xv.p + r * xv.s[0];                                        \
-            T *orow = (T *)ov.p + r * ov.s[0];                                                  \
-            double m = sum_##SUF(xr, D, xs) / D;                                                \
-            double rs = 1.0 / sqrt(sqdev_##SUF(xr, D, xs, m) / D + eps);                        \
-            if (os == 1 && xs == 1 && ws1 == 1 && bs1 == 1) {                                   \
-                _Pragma("omp simd")                                                             \
-                for (int64_t i = 0; i < D; i++)                                                 \
-                    orow[i] = (T)((xr[i] - m) * rs * wp[i] + bp[i]);                            \
-            } else                                                                              \
-                for (int64_t i = 0; i < D; i++)                                                 \
-                    orow[i * os] = (T)((xr[i * xs] - m) * rs * wp[i * ws1] + bp[i * bs1]);      \
-            mp[r] = (T)m;                                                                       \
-            rp[r] = (T)rs;                                                                      \
-        }                                                                                       \
+        sg_norm_job jb = {.xv = &xv, .ov = &ov, .wv = &wv, .bv = &bv, .mean = mean,             \
+                          .var = rstd, .M = D, .eps = eps};                                     \
+        sg_run_units(ws, R, 3 * D, ln_units_##SUF, &jb);                                        \
         sg_ws_free(ws, bv.own);                                                                 \
         sg_ws_free(ws, wv.own);                                                                 \
         sg_ws_free(ws, xv.own);                                                                 \
@@ -474,16 +525,16 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
                                "the rows", where, sg_shape_str(s1, sizeof s1, x->shape, nd - k)); \
         int64_t R = count(x, 0, nd - k), D = count(x, nd - k, nd);                              \
         if (R < 0 || D < 0)                                                                     \
-            return sg_fail(err, SG_ESHAPE, "%sthe input's size overflows", where);             \
+            return sg_fail(err, SG_ESHAPE, "%sthe input's size overflows", where);              \
         T *gwp = gw->data, *gbp = gb->data;                                                     \
         for (int64_t i = 0; i < D; i++)                                                         \
             gwp[i] = gbp[i] = 0;                                                                \
         if (R == 0 || D == 0)                                                                   \
             return 0;                                                                           \
-        double *acc = sg_ws_alloc(ws, 2 * (size_t)D * sizeof(double));                         \
+        double *acc = sg_ws_alloc(ws, 2 * (size_t)D * sizeof(double));                          \
         if (!acc)                                                                               \
-            return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                          \
-        memset(acc, 0, 2 * (size_t)D * sizeof(double));                                        \
+            return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                           \
+        memset(acc, 0, 2 * (size_t)D * sizeof(double));                                         \
         nview xv, gv, ov, wv, mv, rv;                                                           \
         if (view3(err, where, ws, x, nd, nd - k, nd, sizeof(T), &xv) ||                         \
             view3(err, where, ws, g, nd, nd - k, nd, sizeof(T), &gv) ||                         \
@@ -493,7 +544,7 @@ static int bad_grad(sg_err *err, const char *where, const sg_arr *g, const sg_ar
             return err->code;                                                                   \
         merge3(gx, nd, nd - k, nd, &ov);                                                        \
         const T *wp = (const T *)wv.p;                                                          \
-        int64_t ws1 = wv.s[1], xs = xv.s[1], gs = gv.s[1], os = ov.s[1];                       \
+        int64_t ws1 = wv.s[1], xs = xv.s[1], gs = gv.s[1], os = ov.s[1];                        \
         double *aw = acc, *ab = acc + D;                                                        \
         for (int64_t r = 0; r < R; r++) {                                                       \
             const T *xr = (const T *)xv.p + r * xv.s[0], *gr = (const T *)gv.p + r * gv.s[0];   \

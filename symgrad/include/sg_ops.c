@@ -864,6 +864,53 @@ void sg_blas_set_threads(int n)
     __atomic_store_n(&sg_blas_nthreads, n > 0 ? n : 1, __ATOMIC_RELAXED);
 }
 
+int sg_blas_threads(void)
+{
+    return __atomic_load_n(&sg_blas_nthreads, __ATOMIC_RELAXED);
+}
+
+/* Units are handed out in ranges of about SG_UNITS_CHUNK elements' work, a few
+ * per thread at least (a thread descheduled by another process then holds back
+ * a small part); below SG_UNITS_MIN elements in all, one thread does it all:
+ * waking another costs more. */
+#define SG_UNITS_MIN (INT64_C(1) << 15)
+#define SG_UNITS_CHUNK (INT64_C(1) << 14)
+
+typedef struct {
+    void (*fn)(void *ctx, int64_t u0, int64_t u1);
+    void *ctx;
+    int64_t n, per;
+} sg_units_job;
+
+static void sg_units_blocks(void *ctx, int64_t b0, int64_t b1)
+{
+    const sg_units_job *j = ctx;
+    int64_t u0 = b0 * j->per, u1 = b1 * j->per < j->n ? b1 * j->per : j->n;
+    if (u0 < u1)
+        j->fn(j->ctx, u0, u1);
+}
+
+void sg_run_units(sg_ws *ws, int64_t n, int64_t unit_work,
+                  void (*fn)(void *ctx, int64_t u0, int64_t u1), void *ctx)
+{
+    if (n <= 0)
+        return;
+    int threads = sg_blas_threads();
+    double work = (double)n * (double)(unit_work > 0 ? unit_work : 1);
+    if (threads < 2 || n < 2 || work < (double)SG_UNITS_MIN || !ws || !ws->parallel_for) {
+        fn(ctx, 0, n);
+        return;
+    }
+    int64_t per = unit_work >= SG_UNITS_CHUNK ? 1 : SG_UNITS_CHUNK / (unit_work > 0 ? unit_work : 1);
+    if (per > n / (4 * (int64_t)threads))  /* at least 4 ranges a thread */
+        per = n / (4 * (int64_t)threads);
+    if (per < 1)
+        per = 1;
+    sg_units_job j = {fn, ctx, n, per};
+    int64_t blocks = (n + per - 1) / per;
+    ws->parallel_for(blocks, threads < blocks ? threads : (int)blocks, sg_units_blocks, &j);
+}
+
 typedef struct {
     int dbl, rows;
     enum CBLAS_TRANSPOSE ta, tb;

@@ -135,6 +135,15 @@ int sg_blas_sizes(sg_err *err, const char *where, int64_t m, int64_t k, int64_t 
  * product cut into blocks by its shape alone, shared among `ws`'s threads
  * (sg_blas_set_threads says how many); OpenBLAS itself on one thread. */
 void sg_blas_set_threads(int n);
+/* The support library's own loops (convolutions' im2col and col2im, pooling,
+ * normalisation) share their work among as many threads as products do:
+ * fn(ctx, u0, u1) for consecutive ranges of the n units [0, n), each range on
+ * one thread. Units must be independent (each writes memory no other unit
+ * touches), so the result is the same whatever the split; `unit_work` (about
+ * the elements a unit moves) decides whether waking threads is worth it. */
+int sg_blas_threads(void);
+void sg_run_units(sg_ws *ws, int64_t n, int64_t unit_work,
+                  void (*fn)(void *ctx, int64_t u0, int64_t u1), void *ctx);
 void sg_blas_sgemm(sg_ws *ws, enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta,
                    enum CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, float alpha,
                    const float *a, blasint lda, const float *b, blasint ldb, float beta,

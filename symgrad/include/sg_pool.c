@@ -10,6 +10,10 @@
  * where (ih * W + iw); its gradient adds g at those positions, "select"
  * reads h there (the gradient of the gradient).
  *
+ * Every call shares its planes (n, c) among the runtime's threads (sg_run_units):
+ * each plane's outputs are computed by one thread in the same order as on one, so
+ * the bits do not depend on the thread count.
+ *
  * Index arithmetic: sg_pool2d_shape checks the derived lengths for overflow;
  * every offset after it is bounded by the arrays' sizes and fits in int64.
  */
@@ -88,6 +92,18 @@ int sg_pool2d_check(sg_err *err, const char *where, const int64_t *xs, const int
     return 0;
 }
 
+/* Whether some of the n indices v lies outside [-1, plane): one pass of vector compares,
+ * with no branch per index (callgrind, 5 LeNet steps: 4.8M instructions, where the loop
+ * over four axes with a branch and an offset per index took 23M). */
+SG_VEC static int indices_bad(const int64_t *v, int64_t n, int64_t plane)
+{
+    int64_t bad = 0;
+    _Pragma("omp simd reduction(|:bad)")
+    for (int64_t i = 0; i < n; i++)
+        bad |= (v[i] < -1) | (v[i] >= plane);
+    return bad != 0;
+}
+
 /* g and idx of one shape, whose leading two axes are those of the input (shape xs),
  * and every index in [-1, H * W): what max pooling's gradient ops read. */
 int sg_pool2d_indices_check(sg_err *err, const char *where, const sg_arr *g, const sg_arr *idx,
@@ -106,6 +122,12 @@ int sg_pool2d_indices_check(sg_err *err, const char *where, const sg_arr *g, con
     const int64_t *is = idx->strides;
     if (empty(idx))  /* nothing to read: a huge batch of empty planes is no loop */
         return 0;
+    if (sg_is_contiguous(idx, 4)) {
+        if (indices_bad(idx->data, sg_size(idx, 4), plane))
+            return sg_fail(err, SG_EINDEX, "%san index is outside the input's plane of %lld "
+                           "elements", where, (long long)plane);
+        return 0;
+    }
     for (int64_t n = 0; n < idx->shape[0]; n++)
         for (int64_t ch = 0; ch < idx->shape[1]; ch++)
             for (int64_t r = 0; r < idx->shape[2]; r++)
@@ -153,23 +175,100 @@ static sg_pool_k pool_k(const sg_arr *x, const int *p)
     return k;
 }
 
-/* Shuffle masks picking lanes 0, 2, 4, ... of t[0..V) and t[V - 1..2V - 1) (load_*). */
+/* Shuffle masks picking lanes 0, 2, 4, ... of t[0..V) and t[V - 1..2V - 1) (load_*), for
+ * vectors of 32 bytes and of 16. */
 #define SG_EVENS_f32 {0, 2, 4, 6, 9, 11, 13, 15}
 #define SG_EVENS_f64 {0, 2, 5, 7}
+#define SG_EVENS16_f32 {0, 2, 5, 7}
+#define SG_EVENS16_f64 {0, 3}
 
-#define SG_DEFINE_POOL(T, IT, SUF)                                                             \
-    typedef T vT_##SUF __attribute__((vector_size(32)));                                     \
-    typedef IT vI_##SUF __attribute__((vector_size(32)));                                    \
-    /* The tap holding the maximum of the window of output (r, c), as ih * W + iw, or    \
-     * -1 for a window with no tap inside the input; the maximum in *mx. The geometry   \
-     * comes in a local copy (`k`), which the outputs' stores cannot alias: read from   \
-     * `p` itself, every parameter was loaded again after each store (5x slower). */     \
-    static inline int64_t argmax_##SUF(const T *xp, const sg_pool_k *k, int64_t r, int64_t c,  \
+/* What a pooling call's threads share: each takes whole planes (sg_run_units). */
+typedef struct {
+    const sg_arr *out, *idx, *x;
+    const int *p;
+} sg_pool_job;
+
+/* Max pooling's vector passes over the interior of a row, for vectors of BYTES bytes        \
+ * (NAME: the functions' suffix; EVENS: the shuffle picking every other lane). */            \
+#define SG_DEFINE_POOL_VEC(T, IT, NAME, BYTES, EVENS)                                        \
+    typedef T vT_##NAME __attribute__((vector_size(BYTES)));                                 \
+    typedef IT vI_##NAME __attribute__((vector_size(BYTES)));                                \
+                                                                                             \
+    /* *out = V values t[l * step]: for step 1 one vector move, for step 2 two and a         \
+     * shuffle (the second from t[V - 1], so the last element read is the last one           \
+     * needed). */                                                                           \
+    static inline __attribute__((always_inline)) void                                        \
+    load_##NAME(vT_##NAME *out, const T *t, int64_t step)                                    \
+    {                                                                                        \
+        enum { V = BYTES / sizeof(T) };                                                      \
+        vT_##NAME v, u;                                                                      \
+        if (step == 1) {                                                                     \
+            __builtin_memcpy(&v, t, BYTES);                                                  \
+        } else if (step == 2) {                                                              \
+            __builtin_memcpy(&v, t, BYTES);                                                  \
+            __builtin_memcpy(&u, t + V - 1, BYTES);                                          \
+            v = __builtin_shuffle(v, u, (vI_##NAME)EVENS);                                   \
+        } else {                                                                             \
+            for (int l = 0; l < V; l++)                                                      \
+                v[l] = t[l * step];                                                          \
+        }                                                                                    \
+        *out = v;                                                                            \
+    }                                                                                        \
+                                                                                             \
+    /* The maxima of the V outputs c0.. of a row whose windows lie inside the input (output  \
+     * c's first tap at src + c * step and at ih * W + iw = base + c * sw in the plane; its  \
+     * tap (i, j) i * dh * W + j * dw further, an IT), in vector values: each tap of all V   \
+     * windows is one compare and two selects without a branch, where a branch per element   \
+     * ran 5x slower (a compare of data is a coin toss the branch predictor loses). Ties     \
+     * keep the first tap, a NaN wins, as argmax. Running it again gives the same. */        \
+    static inline __attribute__((always_inline)) void                                        \
+    pool_vec_##NAME(T *restrict o, int64_t *restrict ix, const T *restrict src, int64_t c0,  \
+               int64_t step, const sg_pool_k *k, int64_t base)                               \
+    {                                                                                        \
+        enum { V = BYTES / sizeof(T) };                                                      \
+        const T *s = src + c0 * step;                                                        \
+        vT_##NAME m, v;                                                                      \
+        load_##NAME(&m, s, step);                                                            \
+        vI_##NAME at = {0};                                                                  \
+        for (int64_t i = 0; i < k->kh; i++)                                                  \
+            for (int64_t j = i == 0; j < k->kw; j++) {                                       \
+                load_##NAME(&v, s + i * k->dh * k->s2 + j * k->dw * k->s3, step);            \
+                vI_##NAME take = (v > m) | (v != v);                                         \
+                m = (vT_##NAME)(((vI_##NAME)m & ~take) | ((vI_##NAME)v & take));             \
+                at = (at & ~take) | ((IT)(i * k->dh * k->W + j * k->dw) & take);             \
+            }                                                                                \
+        __builtin_memcpy(o + c0, &m, BYTES);                                                 \
+        for (int l = 0; l < V; l++)                                                          \
+            ix[c0 + l] = base + (c0 + l) * k->sw + at[l];                                    \
+    }                                                                                        \
+                                                                                             \
+    /* Outputs [a, b) of such a row, V at a time, the last V overlapping the ones before. */ \
+    static inline __attribute__((always_inline)) void                                        \
+    pool_row_##NAME(T *restrict o, int64_t *restrict ix, const T *restrict src, int64_t a,   \
+               int64_t b, int64_t step, const sg_pool_k *k, int64_t base)                    \
+    {                                                                                        \
+        enum { V = BYTES / sizeof(T) };                                                      \
+        int64_t c = a;                                                                       \
+        for (; c + V <= b; c += V)                                                           \
+            pool_vec_##NAME(o, ix, src, c, step, k, base);                                   \
+        if (c < b)                                                                           \
+            pool_vec_##NAME(o, ix, src, b - V, step, k, base);                               \
+    }
+
+#define SG_DEFINE_POOL(T, IT, SUF)                                                           \
+    /* full vectors (V outputs) and half ones (V / 2: LeNet's second pool, 4 a row) */       \
+    SG_DEFINE_POOL_VEC(T, IT, SUF, 32, SG_EVENS_##SUF)                                       \
+    SG_DEFINE_POOL_VEC(T, IT, SUF##_h, 16, SG_EVENS16_##SUF)                                 \
+    /* The tap holding the maximum of the window of output (r, c), as ih * W + iw, or        \
+     * -1 for a window with no tap inside the input; the maximum in *mx. The geometry        \
+     * comes in a local copy (`k`), which the outputs' stores cannot alias: read from        \
+     * `p` itself, every parameter was loaded again after each store (5x slower). */         \
+    static inline int64_t argmax_##SUF(const T *xp, const sg_pool_k *k, int64_t r, int64_t c, \
                                        T *mx)                                                \
     {                                                                                        \
         int64_t best = -1, h0 = r * k->sh - k->pt, w0 = c * k->sw - k->pl;                   \
         T m = 0;                                                                             \
-        if (h0 >= 0 && w0 >= 0 && h0 + (k->kh - 1) * k->dh < k->H &&                        \
+        if (h0 >= 0 && w0 >= 0 && h0 + (k->kh - 1) * k->dh < k->H &&                         \
             w0 + (k->kw - 1) * k->dw < k->W) { /* inside: no bounds to check */              \
             m = xp[h0 * k->s2 + w0 * k->s3];                                                 \
             best = h0 * k->W + w0;                                                           \
@@ -203,68 +302,7 @@ static sg_pool_k pool_k(const sg_arr *x, const int *p)
         return best;                                                                         \
     }                                                                                        \
                                                                                              \
-    /* *out = V values t[l * step]: for step 1 one vector move, for step 2 two and a         \
-     * shuffle (the second from t[V - 1], so the last element read is the last one           \
-     * needed). */                                                                           \
-    static inline __attribute__((always_inline)) void                                        \
-    load_##SUF(vT_##SUF *out, const T *t, int64_t step)                                      \
-    {                                                                                        \
-        enum { V = 32 / sizeof(T) };                                                         \
-        vT_##SUF v, u;                                                                       \
-        if (step == 1) {                                                                     \
-            __builtin_memcpy(&v, t, 32);                                                     \
-        } else if (step == 2) {                                                              \
-            __builtin_memcpy(&v, t, 32);                                                     \
-            __builtin_memcpy(&u, t + V - 1, 32);                                             \
-            v = __builtin_shuffle(v, u, (vI_##SUF)SG_EVENS_##SUF);                           \
-        } else {                                                                             \
-            for (int l = 0; l < V; l++)                                                      \
-                v[l] = t[l * step];                                                          \
-        }                                                                                    \
-        *out = v;                                                                            \
-    }                                                                                        \
-                                                                                             \
-    /* The maxima of the V outputs c0.. of a row whose windows lie inside the input (output  \
-     * c's first tap at src + c * step and at ih * W + iw = base + c * sw in the plane; its  \
-     * tap (i, j) i * dh * W + j * dw further, an IT), in vector values: each tap of all V   \
-     * windows is one compare and two selects without a branch, where a branch per element   \
-     * ran 5x slower (a compare of data is a coin toss the branch predictor loses). Ties     \
-     * keep the first tap, a NaN wins, as argmax. Running it again gives the same. */        \
-    static inline __attribute__((always_inline)) void                                        \
-    pool_vec_##SUF(T *restrict o, int64_t *restrict ix, const T *restrict src, int64_t c0,   \
-               int64_t step, const sg_pool_k *k, int64_t base)                               \
-    {                                                                                        \
-        enum { V = 32 / sizeof(T) };                                                         \
-        const T *s = src + c0 * step;                                                        \
-        vT_##SUF m, v;                                                                       \
-        load_##SUF(&m, s, step);                                                             \
-        vI_##SUF at = {0};                                                                   \
-        for (int64_t i = 0; i < k->kh; i++)                                                  \
-            for (int64_t j = i == 0; j < k->kw; j++) {                                       \
-                load_##SUF(&v, s + i * k->dh * k->s2 + j * k->dw * k->s3, step);           \
-                vI_##SUF take = (v > m) | (v != v);                                          \
-                m = (vT_##SUF)(((vI_##SUF)m & ~take) | ((vI_##SUF)v & take));                \
-                at = (at & ~take) | ((IT)(i * k->dh * k->W + j * k->dw) & take);             \
-            }                                                                                \
-        __builtin_memcpy(o + c0, &m, 32);                                                    \
-        for (int l = 0; l < V; l++)                                                          \
-            ix[c0 + l] = base + (c0 + l) * k->sw + at[l];                                    \
-    }                                                                                        \
-                                                                                             \
-    /* Outputs [a, b) of such a row, V at a time, the last V overlapping the ones before. */ \
-    static inline __attribute__((always_inline)) void                                        \
-    pool_row_##SUF(T *restrict o, int64_t *restrict ix, const T *restrict src, int64_t a,    \
-               int64_t b, int64_t step, const sg_pool_k *k, int64_t base)                    \
-    {                                                                                        \
-        enum { V = 32 / sizeof(T) };                                                         \
-        int64_t c = a;                                                                       \
-        for (; c + V <= b; c += V)                                                           \
-            pool_vec_##SUF(o, ix, src, c, step, k, base);                                    \
-        if (c < b)                                                                           \
-            pool_vec_##SUF(o, ix, src, b - V, step, k, base);                                \
-    }                                                                                        \
-                                                                                             \
-    /* The maxima of outputs [a, b) of a row whose windows lie inside the input, fewer than a\
+    /* The maxima of outputs [a, b) of a row whose windows lie inside the input, fewer than a \
      * vector's (LeNet's second pool: 4 a row): a pass over them per tap, in argmax's order, \
      * with no bounds to check and nothing to divide. */                                     \
     static inline void pool_passes_##SUF(T *o, int64_t *ix, const T *xp, const sg_pool_k *k, \
@@ -285,17 +323,17 @@ static sg_pool_k pool_k(const sg_arr *x, const int *p)
             }                                                                                \
     }                                                                                        \
                                                                                              \
-    /* The maxima and their positions (ih * W + iw in the plane, -1 if none). */            \
-    SG_VEC void sg_max_pool2d_##SUF(const sg_arr *out, const sg_arr *idx, const sg_arr *x,   \
-                                    const int *p)                                            \
+    /* Planes [u0, u1) (n * C + ch) of max pooling: the maxima and their positions (ih * W   \
+     * + iw in the plane, -1 if none), out and idx C-contiguous. */                          \
+    SG_VEC static void max_pool_units_##SUF(void *ctx, int64_t u0, int64_t u1)               \
     {                                                                                        \
-        const sg_pool_k k = pool_k(x, p);                                                    \
-        int64_t OH = out->shape[2], OW = out->shape[3], N = x->shape[0], C = x->shape[1];    \
-        T *o = out->data;                                                                    \
-        int64_t *ix = idx->data;                                                             \
-        if (empty(out))                                                                      \
-            return;                                                                          \
-        /* the output columns whose windows lie inside the input's width: [c0, c1) */      \
+        const sg_pool_job *jb = ctx;                                                         \
+        const sg_arr *out = jb->out, *idx = jb->idx, *x = jb->x;                             \
+        const sg_pool_k k = pool_k(x, jb->p);                                                \
+        int64_t OH = out->shape[2], OW = out->shape[3], C = x->shape[1];                     \
+        T *o = (T *)out->data + u0 * OH * OW;                                                \
+        int64_t *ix = (int64_t *)idx->data + u0 * OH * OW;                                   \
+        /* the output columns whose windows lie inside the input's width: [c0, c1) */        \
         int64_t span = (k.kw - 1) * k.dw, c0 = (k.pl + k.sw - 1) / k.sw;                     \
         int64_t c1 = k.W - 1 - span + k.pl >= 0 ? (k.W - 1 - span + k.pl) / k.sw + 1 : 0;    \
         c1 = c1 < OW ? c1 : OW;                                                              \
@@ -307,134 +345,203 @@ static sg_pool_k pool_k(const sg_arr *x, const int *p)
         const int vec = !__builtin_mul_overflow((k.kh - 1) * k.dh, k.W, &span2) &&           \
                         !__builtin_add_overflow(span2, (k.kw - 1) * k.dw, &span3) &&         \
                         span3 <= (sizeof(IT) == 4 ? INT32_MAX : INT64_MAX);                  \
-        for (int64_t n = 0; n < N; n++)                                                      \
-            for (int64_t ch = 0; ch < C; ch++) {                                             \
-                const T *xp = (const T *)x->data + n * x->strides[0] + ch * x->strides[1];   \
-                for (int64_t r = 0; r < OH; r++, o += OW, ix += OW) {                        \
-                    int64_t h0 = r * k.sh - k.pt, a = OW, b = OW; /* a row at an edge: all */ \
-                    if (h0 >= 0 && h0 + (k.kh - 1) * k.dh < k.H) {                           \
-                        a = c0;                                                              \
-                        b = c1;                                                              \
-                    }                                                                        \
-                    for (int64_t c = 0; c < a; c++)                                          \
-                        ix[c] = argmax_##SUF(xp, &k, r, c, o + c);                           \
-                    /* inside: no bounds to check, V outputs at a time when there are        \
-                     * as many (else a scalar pass per tap); step 2 and 1 as constants       \
-                     * make loads the compiler can turn into vector moves and shuffles */    \
-                    if (b - a < V || !vec) { /* fewer: passes over the row */                \
-                        pool_passes_##SUF(o, ix, xp, &k, h0, a, b);                          \
-                        a = b;                                                               \
-                    }                                                                        \
-                    const T *src = xp + h0 * k.s2 - k.pl * k.s3;                             \
-                    int64_t base = h0 * k.W - k.pl;                                          \
-                    if (step == 2)                                                           \
-                        pool_row_##SUF(o, ix, src, a, b, 2, &k, base);                       \
-                    else if (step == 1)                                                      \
-                        pool_row_##SUF(o, ix, src, a, b, 1, &k, base);                       \
-                    else                                                                     \
-                        pool_row_##SUF(o, ix, src, a, b, step, &k, base);                    \
-                    for (int64_t c = b; c < OW; c++)                                         \
-                        ix[c] = argmax_##SUF(xp, &k, r, c, o + c);                           \
+        for (int64_t u = u0; u < u1; u++) {                                                  \
+            int64_t n = u / C, ch = u % C;                                                   \
+            const T *xp = (const T *)x->data + n * x->strides[0] + ch * x->strides[1];       \
+            for (int64_t r = 0; r < OH; r++, o += OW, ix += OW) {                            \
+                int64_t h0 = r * k.sh - k.pt, a = OW, b = OW; /* a row at an edge: all */    \
+                if (h0 >= 0 && h0 + (k.kh - 1) * k.dh < k.H) {                               \
+                    a = c0;                                                                  \
+                    b = c1;                                                                  \
                 }                                                                            \
+                for (int64_t c = 0; c < a; c++)                                              \
+                    ix[c] = argmax_##SUF(xp, &k, r, c, o + c);                               \
+                /* inside: no bounds to check, V outputs at a time when there are as         \
+                 * many, else V / 2 (else a scalar pass per tap); step 2 and 1 as            \
+                 * constants make loads the compiler can turn into vector moves and          \
+                 * shuffles */                                                               \
+                const T *src = xp + h0 * k.s2 - k.pl * k.s3;                                 \
+                int64_t base = h0 * k.W - k.pl;                                              \
+                if (vec && b - a < V && b - a >= V / 2) {                                    \
+                    if (step == 2)                                                           \
+                        pool_row_##SUF##_h(o, ix, src, a, b, 2, &k, base);                   \
+                    else if (step == 1)                                                      \
+                        pool_row_##SUF##_h(o, ix, src, a, b, 1, &k, base);                   \
+                    else                                                                     \
+                        pool_row_##SUF##_h(o, ix, src, a, b, step, &k, base);                \
+                    a = b;                                                                   \
+                }                                                                            \
+                if (b - a < V || !vec) { /* fewer: passes over the row */                    \
+                    pool_passes_##SUF(o, ix, xp, &k, h0, a, b);                              \
+                    a = b;                                                                   \
+                }                                                                            \
+                if (step == 2)                                                               \
+                    pool_row_##SUF(o, ix, src, a, b, 2, &k, base);                           \
+                else if (step == 1)                                                          \
+                    pool_row_##SUF(o, ix, src, a, b, 1, &k, base);                           \
+                else                                                                         \
+                    pool_row_##SUF(o, ix, src, a, b, step, &k, base);                        \
+                for (int64_t c = b; c < OW; c++)                                             \
+                    ix[c] = argmax_##SUF(xp, &k, r, c, o + c);                               \
             }                                                                                \
+        }                                                                                    \
     }                                                                                        \
                                                                                              \
-    /* gx (zeros, C-contiguous) plus g at the positions idx names (checked beforehand). */  \
-    void sg_max_pool2d_grad_##SUF(const sg_arr *gx, const sg_arr *g, const sg_arr *idx)      \
+    void sg_max_pool2d_##SUF(sg_ws *ws, const sg_arr *out, const sg_arr *idx,                \
+                             const sg_arr *x, const int *p)                                  \
     {                                                                                        \
+        if (empty(out))                                                                      \
+            return;                                                                          \
+        sg_pool_job jb = {out, idx, x, p};                                                   \
+        sg_run_units(ws, out->shape[0] * out->shape[1],                                      \
+                     out->shape[2] * out->shape[3] * (int64_t)p[0] * p[1],                   \
+                     max_pool_units_##SUF, &jb);                                             \
+    }                                                                                        \
+                                                                                             \
+    /* Planes [u0, u1) of max pooling's gradient: zeros plus g at the positions idx names    \
+     * (checked beforehand), into gx (C-contiguous). */                                      \
+    static void max_grad_units_##SUF(void *ctx, int64_t u0, int64_t u1)                      \
+    {                                                                                        \
+        const sg_pool_job *jb = ctx;                                                         \
+        const sg_arr *gx = jb->out, *g = jb->x, *idx = jb->idx;                              \
         const int64_t *gs = g->strides, *is = idx->strides;                                  \
-        int64_t N = g->shape[0], C = g->shape[1], OH = g->shape[2], OW = g->shape[3];        \
+        int64_t C = g->shape[1], OH = g->shape[2], OW = g->shape[3];                         \
         int64_t plane = gx->shape[2] * gx->shape[3];                                         \
         /* strides as locals: the stores into gx could alias them otherwise */               \
         const int64_t g2 = gs[2], g3 = gs[3], i2 = is[2], i3 = is[3];                        \
-        memset(gx->data, 0, (size_t)sg_size(gx, 4) * sizeof(T));                             \
-        if (empty(g))                                                                  \
-            return;                                                                          \
-        for (int64_t n = 0; n < N; n++)                                                      \
-            for (int64_t ch = 0; ch < C; ch++) {                                             \
-                const T *gp = (const T *)g->data + n * gs[0] + ch * gs[1];                   \
-                const int64_t *ip = (const int64_t *)idx->data + n * is[0] + ch * is[1];     \
-                T *dp = (T *)gx->data + (n * C + ch) * plane;                                \
-                for (int64_t r = 0; r < OH; r++)                                             \
-                    for (int64_t c = 0; c < OW; c++) {                                       \
-                        int64_t a = ip[r * i2 + c * i3];                                     \
-                        if (a >= 0)                                                          \
-                            dp[a] += gp[r * g2 + c * g3];                                    \
-                    }                                                                        \
-            }                                                                                \
+        for (int64_t u = u0; u < u1; u++) {                                                  \
+            int64_t n = u / C, ch = u % C;                                                   \
+            const T *gp = (const T *)g->data + n * gs[0] + ch * gs[1];                       \
+            const int64_t *ip = (const int64_t *)idx->data + n * is[0] + ch * is[1];         \
+            T *dp = (T *)gx->data + u * plane;                                               \
+            memset(dp, 0, (size_t)plane * sizeof(T));                                        \
+            for (int64_t r = 0; r < OH; r++)                                                 \
+                for (int64_t c = 0; c < OW; c++) {                                           \
+                    int64_t a = ip[r * i2 + c * i3];                                         \
+                    if (a >= 0)                                                              \
+                        dp[a] += gp[r * g2 + c * g3];                                        \
+                }                                                                            \
+        }                                                                                    \
     }                                                                                        \
                                                                                              \
-    /* h read at the positions idx names (0 where -1). */                                   \
-    void sg_max_pool2d_select_##SUF(const sg_arr *out, const sg_arr *h, const sg_arr *idx)   \
+    void sg_max_pool2d_grad_##SUF(sg_ws *ws, const sg_arr *gx, const sg_arr *g,              \
+                                  const sg_arr *idx)                                         \
     {                                                                                        \
+        if (empty(g)) {                                                                      \
+            memset(gx->data, 0, (size_t)sg_size(gx, 4) * sizeof(T));                         \
+            return;                                                                          \
+        }                                                                                    \
+        sg_pool_job jb = {gx, idx, g, NULL};                                                 \
+        sg_run_units(ws, g->shape[0] * g->shape[1],                                          \
+                     gx->shape[2] * gx->shape[3] + g->shape[2] * g->shape[3],                \
+                     max_grad_units_##SUF, &jb);                                             \
+    }                                                                                        \
+                                                                                             \
+    /* Planes [u0, u1) of h read at the positions idx names (0 where -1). */                 \
+    static void select_units_##SUF(void *ctx, int64_t u0, int64_t u1)                        \
+    {                                                                                        \
+        const sg_pool_job *jb = ctx;                                                         \
+        const sg_arr *h = jb->x, *idx = jb->idx;                                             \
         const int64_t *hs = h->strides, *is = idx->strides;                                  \
-        int64_t N = idx->shape[0], C = idx->shape[1], OH = idx->shape[2], OW = idx->shape[3];\
+        int64_t C = idx->shape[1], OH = idx->shape[2], OW = idx->shape[3];                   \
         int64_t W = h->shape[3];                                                             \
-        T *o = out->data;                                                                    \
-        if (empty(out))                                                                \
-            return;                                                                          \
-        for (int64_t n = 0; n < N; n++)                                                      \
-            for (int64_t ch = 0; ch < C; ch++) {                                             \
-                const T *hp = (const T *)h->data + n * hs[0] + ch * hs[1];                   \
-                const int64_t *ip = (const int64_t *)idx->data + n * is[0] + ch * is[1];     \
-                for (int64_t r = 0; r < OH; r++)                                             \
-                    for (int64_t c = 0; c < OW; c++) {                                       \
-                        int64_t a = ip[r * is[2] + c * is[3]];                               \
-                        *o++ = a < 0 ? (T)0 : hp[a / W * hs[2] + a % W * hs[3]];             \
-                    }                                                                        \
-            }                                                                                \
+        T *o = (T *)jb->out->data + u0 * OH * OW;                                            \
+        for (int64_t u = u0; u < u1; u++) {                                                  \
+            int64_t n = u / C, ch = u % C;                                                   \
+            const T *hp = (const T *)h->data + n * hs[0] + ch * hs[1];                       \
+            const int64_t *ip = (const int64_t *)idx->data + n * is[0] + ch * is[1];         \
+            for (int64_t r = 0; r < OH; r++)                                                 \
+                for (int64_t c = 0; c < OW; c++) {                                           \
+                    int64_t a = ip[r * is[2] + c * is[3]];                                   \
+                    *o++ = a < 0 ? (T)0 : hp[a / W * hs[2] + a % W * hs[3]];                 \
+                }                                                                            \
+        }                                                                                    \
     }                                                                                        \
                                                                                              \
-    void sg_avg_pool2d_##SUF(const sg_arr *out, const sg_arr *x, const int *p)               \
+    void sg_max_pool2d_select_##SUF(sg_ws *ws, const sg_arr *out, const sg_arr *h,           \
+                                    const sg_arr *idx)                                       \
     {                                                                                        \
-        const int64_t *xs = x->shape, *st = x->strides;                                      \
-        int64_t OH = out->shape[2], OW = out->shape[3];                                      \
-        T *o = out->data;                                                                    \
-        if (empty(out))  /* a huge batch of empty planes is no loop */                 \
+        if (empty(out))                                                                      \
             return;                                                                          \
-        for (int64_t n = 0; n < xs[0]; n++)                                                  \
-            for (int64_t ch = 0; ch < xs[1]; ch++) {                                         \
-                const T *xp = (const T *)x->data + n * st[0] + ch * st[1];                   \
-                for (int64_t r = 0; r < OH; r++) {                                           \
-                    int64_t h0, h1, hc;                                                      \
-                    avg_win(p, 0, r, xs[2], OH, &h0, &h1, &hc);                              \
-                    for (int64_t c = 0; c < OW; c++) {                                       \
-                        int64_t w0, w1, wc;                                                  \
-                        avg_win(p, 1, c, xs[3], OW, &w0, &w1, &wc);                          \
-                        double s = 0;                                                        \
-                        for (int64_t i = h0; i < h1; i++)                                    \
-                            for (int64_t j = w0; j < w1; j++)                                \
-                                s += xp[i * st[2] + j * st[3]];                              \
-                        *o++ = (T)(s / (double)(hc * wc));                                   \
-                    }                                                                        \
+        sg_pool_job jb = {out, idx, h, NULL};                                                \
+        sg_run_units(ws, idx->shape[0] * idx->shape[1], idx->shape[2] * idx->shape[3],       \
+                     select_units_##SUF, &jb);                                               \
+    }                                                                                        \
+                                                                                             \
+    /* Planes [u0, u1) of average pooling. */                                                \
+    static void avg_units_##SUF(void *ctx, int64_t u0, int64_t u1)                           \
+    {                                                                                        \
+        const sg_pool_job *jb = ctx;                                                         \
+        const sg_arr *x = jb->x;                                                             \
+        const int *p = jb->p;                                                                \
+        const int64_t *xs = x->shape, *st = x->strides;                                      \
+        int64_t OH = jb->out->shape[2], OW = jb->out->shape[3];                              \
+        T *o = (T *)jb->out->data + u0 * OH * OW;                                            \
+        for (int64_t u = u0; u < u1; u++) {                                                  \
+            const T *xp = (const T *)x->data + u / xs[1] * st[0] + u % xs[1] * st[1];        \
+            for (int64_t r = 0; r < OH; r++) {                                               \
+                int64_t h0, h1, hc;                                                          \
+                avg_win(p, 0, r, xs[2], OH, &h0, &h1, &hc);                                  \
+                for (int64_t c = 0; c < OW; c++) {                                           \
+                    int64_t w0, w1, wc;                                                      \
+                    avg_win(p, 1, c, xs[3], OW, &w0, &w1, &wc);                              \
+                    double s = 0;                                                            \
+                    for (int64_t i = h0; i < h1; i++)                                        \
+                        for (int64_t j = w0; j < w1; j++)                                    \
+                            s += xp[i * st[2] + j * st[3]];                                  \
+                    *o++ = (T)(s / (double)(hc * wc));                                       \
                 }                                                                            \
             }                                                                                \
+        }                                                                                    \
     }                                                                                        \
                                                                                              \
-    void sg_avg_pool2d_grad_##SUF(const sg_arr *gx, const sg_arr *g, const int *p)           \
+    void sg_avg_pool2d_##SUF(sg_ws *ws, const sg_arr *out, const sg_arr *x, const int *p)    \
     {                                                                                        \
+        if (empty(out))  /* a huge batch of empty planes is no loop */                       \
+            return;                                                                          \
+        sg_pool_job jb = {out, NULL, x, p};                                                  \
+        sg_run_units(ws, out->shape[0] * out->shape[1],                                      \
+                     out->shape[2] * out->shape[3] * 4, avg_units_##SUF, &jb);               \
+    }                                                                                        \
+                                                                                             \
+    /* Planes [u0, u1) of average pooling's gradient, into gx (C-contiguous). */             \
+    static void avg_grad_units_##SUF(void *ctx, int64_t u0, int64_t u1)                      \
+    {                                                                                        \
+        const sg_pool_job *jb = ctx;                                                         \
+        const sg_arr *gx = jb->out, *g = jb->x;                                              \
+        const int *p = jb->p;                                                                \
         const int64_t *xs = gx->shape, *gs = g->strides;                                     \
         int64_t OH = g->shape[2], OW = g->shape[3], plane = xs[2] * xs[3];                   \
-        memset(gx->data, 0, (size_t)sg_size(gx, 4) * sizeof(T));                             \
-        if (empty(g))                                                                  \
-            return;                                                                          \
-        for (int64_t n = 0; n < xs[0]; n++)                                                  \
-            for (int64_t ch = 0; ch < xs[1]; ch++) {                                         \
-                const T *gp = (const T *)g->data + n * gs[0] + ch * gs[1];                   \
-                T *dp = (T *)gx->data + (n * xs[1] + ch) * plane;                            \
-                for (int64_t r = 0; r < OH; r++) {                                           \
-                    int64_t h0, h1, hc;                                                      \
-                    avg_win(p, 0, r, xs[2], OH, &h0, &h1, &hc);                              \
-                    for (int64_t c = 0; c < OW; c++) {                                       \
-                        int64_t w0, w1, wc;                                                  \
-                        avg_win(p, 1, c, xs[3], OW, &w0, &w1, &wc);                          \
-                        T v = (T)(gp[r * gs[2] + c * gs[3]] / (double)(hc * wc));            \
-                        for (int64_t i = h0; i < h1; i++)                                    \
-                            for (int64_t j = w0; j < w1; j++)                                \
-                                dp[i * xs[3] + j] += v;                                      \
-                    }                                                                        \
+        for (int64_t u = u0; u < u1; u++) {                                                  \
+            const T *gp = (const T *)g->data + u / xs[1] * gs[0] + u % xs[1] * gs[1];        \
+            T *dp = (T *)gx->data + u * plane;                                               \
+            memset(dp, 0, (size_t)plane * sizeof(T));                                        \
+            for (int64_t r = 0; r < OH; r++) {                                               \
+                int64_t h0, h1, hc;                                                          \
+                avg_win(p, 0, r, xs[2], OH, &h0, &h1, &hc);                                  \
+                for (int64_t c = 0; c < OW; c++) {                                           \
+                    int64_t w0, w1, wc;                                                      \
+                    avg_win(p, 1, c, xs[3], OW, &w0, &w1, &wc);                              \
+                    T v = (T)(gp[r * gs[2] + c * gs[3]] / (double)(hc * wc));                \
+                    for (int64_t i = h0; i < h1; i++)                                        \
+                        for (int64_t j = w0; j < w1; j++)                                    \
+                            dp[i * xs[3] + j] += v;                                          \
                 }                                                                            \
             }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+                                                                                             \
+    void sg_avg_pool2d_grad_##SUF(sg_ws *ws, const sg_arr *gx, const sg_arr *g,              \
+                                  const int *p)                                              \
+    {                                                                                        \
+        if (empty(g)) {                                                                      \
+            memset(gx->data, 0, (size_t)sg_size(gx, 4) * sizeof(T));                         \
+            return;                                                                          \
+        }                                                                                    \
+        sg_pool_job jb = {gx, NULL, g, p};                                                   \
+        sg_run_units(ws, gx->shape[0] * gx->shape[1],                                        \
+                     gx->shape[2] * gx->shape[3] + g->shape[2] * g->shape[3] * 4,            \
+                     avg_grad_units_##SUF, &jb);                                             \
     }
 
 SG_DEFINE_POOL(float, int32_t, f32)

@@ -16,13 +16,17 @@ int sg_pool2d_check(sg_err *err, const char *where, const int64_t *xs, const int
 int sg_pool2d_indices_check(sg_err *err, const char *where, const sg_arr *g, const sg_arr *idx,
                             const int64_t *xs);
 
+/* Each shares its planes among the runtime's threads (`ws`, sg_run_units). */
 #define SG_DECLARE_POOL(SUF)                                                                \
-    void sg_max_pool2d_##SUF(const sg_arr *out, const sg_arr *idx, const sg_arr *x,         \
-                             const int *p);                                                 \
-    void sg_max_pool2d_grad_##SUF(const sg_arr *gx, const sg_arr *g, const sg_arr *idx);    \
-    void sg_max_pool2d_select_##SUF(const sg_arr *out, const sg_arr *h, const sg_arr *idx); \
-    void sg_avg_pool2d_##SUF(const sg_arr *out, const sg_arr *x, const int *p);             \
-    void sg_avg_pool2d_grad_##SUF(const sg_arr *gx, const sg_arr *g, const int *p);
+    void sg_max_pool2d_##SUF(sg_ws *ws, const sg_arr *out, const sg_arr *idx,               \
+                             const sg_arr *x, const int *p);                                \
+    void sg_max_pool2d_grad_##SUF(sg_ws *ws, const sg_arr *gx, const sg_arr *g,             \
+                                  const sg_arr *idx);                                       \
+    void sg_max_pool2d_select_##SUF(sg_ws *ws, const sg_arr *out, const sg_arr *h,          \
+                                    const sg_arr *idx);                                     \
+    void sg_avg_pool2d_##SUF(sg_ws *ws, const sg_arr *out, const sg_arr *x, const int *p);  \
+    void sg_avg_pool2d_grad_##SUF(sg_ws *ws, const sg_arr *gx, const sg_arr *g,             \
+                                  const int *p);
 SG_DECLARE_POOL(f32)
 SG_DECLARE_POOL(f64)
 

@@ -31,7 +31,8 @@ from .. import dtypes as _dt
 from ..errors import IndexError as _IndexError
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, as_variable, user_trace
-from ..codegen.ir import Alloc, Arr, Array, At, Bin, Call, Check, Dim, Ints, Local, Shape
+from ..codegen.ir import (Alloc, Arr, Array, At, Bin, Call, Check, Dim, Ints, Local, Shape,
+                          Workspace)
 from .shape import _target_shape, shape, shape_entries, zeros_like
 
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
@@ -256,7 +257,7 @@ class MaxPool2D(_Pool):
         (x,), (out, idx) = node.inputs, node.outputs
         return _alloc_out(node, Shape(x)) + [
             Alloc(idx, [Dim(out, i) for i in range(4)]),
-            Call("sg_max_pool2d", [Arr(out), Arr(idx), Arr(x), self._params()],
+            Call("sg_max_pool2d", [Workspace(), Arr(out), Arr(idx), Arr(x), self._params()],
                  dtypes=(x.dtype,), can_fail=False)]
 
 
@@ -332,7 +333,7 @@ class MaxPool2DGrad(_Indexed):
         t, read = _target_shape(xs, 4)
         return read + [Call("sg_pool2d_indices_check", [Arr(g), Arr(idx), Shape(t)]),
                        Alloc(out, [At(t, i) for i in range(4)]),
-                       Call("sg_max_pool2d_grad", [Arr(out), Arr(g), Arr(idx)],
+                       Call("sg_max_pool2d_grad", [Workspace(), Arr(out), Arr(g), Arr(idx)],
                             dtypes=(g.dtype,), can_fail=False)]
 
 
@@ -367,8 +368,8 @@ class MaxPool2DSelect(_Indexed):
         (h, idx), out = node.inputs, node.outputs[0]
         return [Call("sg_pool2d_indices_check", [Arr(idx), Arr(idx), Shape(h)]),
                 Alloc(out, [Dim(idx, i) for i in range(4)]),
-                Call("sg_max_pool2d_select", [Arr(out), Arr(h), Arr(idx)], dtypes=(h.dtype,),
-                     can_fail=False)]
+                Call("sg_max_pool2d_select", [Workspace(), Arr(out), Arr(h), Arr(idx)],
+                     dtypes=(h.dtype,), can_fail=False)]
 
 
 # --------------------------------------------------------------------------- average pooling
@@ -395,8 +396,8 @@ class AvgPool2D(_Pool):
     def lower(self, node):
         (x,), out = node.inputs, node.outputs[0]
         return _alloc_out(node, Shape(x)) + [
-            Call("sg_avg_pool2d", [Arr(out), Arr(x), self._params()], dtypes=(x.dtype,),
-                 can_fail=False)]
+            Call("sg_avg_pool2d", [Workspace(), Arr(out), Arr(x), self._params()],
+                 dtypes=(x.dtype,), can_fail=False)]
 
 
 class AvgPool2DGrad(_Pool):
@@ -432,7 +433,7 @@ class AvgPool2DGrad(_Pool):
         t, read = _target_shape(xs, 4)
         return read + [Call("sg_pool2d_check", [Shape(t), self._params(), Shape(g)]),
                        Alloc(out, [At(t, i) for i in range(4)]),
-                       Call("sg_avg_pool2d_grad", [Arr(out), Arr(g), self._params()],
+                       Call("sg_avg_pool2d_grad", [Workspace(), Arr(out), Arr(g), self._params()],
                             dtypes=(g.dtype,), can_fail=False)]
 
 
