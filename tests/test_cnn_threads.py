@@ -148,3 +148,21 @@ def test_batch_and_layer_norm_and_their_gradients_have_the_same_bits_on_1_2_and_
     names = ["batch norm", "layer norm", "d/dx", "d/dw bn", "d/db bn", "d/dw ln", "d/db ln"]
     for i, (g, w) in enumerate(zip(got, wants)):
         _close(g, w, f"norm {i // 7}: {names[i % 7]}")
+
+
+def test_a_residual_adds_gradient_has_the_same_bits_on_1_2_and_3_threads(monkeypatch):
+    """relu(tanh(a) + x): the add's gradient is a sum_to x's shape, which the graph cannot
+    prove equal to the value's (both known only at call time), fused with the gradients
+    of relu and of the square into one accumulating loop (sg_acc_run); at run time
+    nothing is summed, and that loop's elements are shared among the threads."""
+    r = np.random.default_rng(10)
+    a, x = sg.tensor4("a", "float32"), sg.tensor4("x", "float32")
+    A = r.standard_normal((8, 32, 32, 32)).astype("float32")
+    X = r.standard_normal((8, 32, 32, 32)).astype("float32")
+    loss = (sg.relu(sg.tanh(a) + x) ** 2).mean()
+    outs = sg.grad(loss, [a])
+    assert "sg_acc_run" in sg.function([a, x], outs).source
+    ga, = _by_threads(monkeypatch, [a, x], outs, [A, X])
+    t = np.tanh(A.astype("float64"))
+    g = 2 * np.maximum(t + X, 0) / A.size
+    _close(ga, (g * (1 - t * t)).astype("float32"), "d/da")

@@ -145,6 +145,89 @@ void sg_ew_loop(sg_ws *ws, int threads, int nd, const int64_t *shape, void *out,
 }
 
 
+typedef struct {
+    sg_acc_fn row;
+    const void *aux;
+    double *acc;
+    const sg_arr *const *ops;
+    const size_t *item;
+    int m, cnd;
+    int64_t inner, so, rows, per;
+    const int64_t *sh, *s;
+    int64_t (*st)[SG_MAXDIM];
+    int bad;
+} sg_acc_job;
+
+/* Elements [b0, b1) * per of an accumulating loop (per = n: the whole loop, row by
+ * row). A row is cut only where nothing is summed (so != 0): then each element is
+ * its own accumulator's one value, wherever the row is cut. */
+static void sg_acc_rows(void *arg, int64_t b0, int64_t b1)
+{
+    sg_acc_job *g = (sg_acc_job *)arg;
+    const int m = g->m;
+    int64_t off[m + 1], idx[SG_MAXDIM], n = g->rows * g->inner;
+    void *p[m > 0 ? m : 1];
+    int64_t e = b0 * g->per, end = b1 * g->per < n ? b1 * g->per : n;
+    int flag = 0;
+    if (e >= end)
+        return;
+    int64_t row = e / g->inner, j0 = e - row * g->inner;
+    sg_row_start(row, g->cnd, g->sh, m + 1, g->st, idx, off);
+    while (e < end) {
+        int64_t cnt = g->inner - j0 < end - e ? g->inner - j0 : end - e;
+        for (int q = 0; q < m; q++)
+            p[q] = (char *)g->ops[q]->data + (off[q] + j0 * g->s[q]) * (int64_t)g->item[q];
+        flag |= g->row(cnt, p, g->s, g->aux, g->acc + off[m] + j0 * g->so, g->so);
+        e += cnt;
+        j0 += cnt;
+        if (j0 == g->inner) {
+            j0 = 0;
+            sg_row_next(g->cnd, g->sh, m + 1, g->st, idx, off);
+        }
+    }
+    if (flag)
+        __atomic_fetch_or(&g->bad, flag, __ATOMIC_RELAXED);
+}
+
+/* sg_acc_loop, its elements shared among `ws`'s threads when nothing is summed: every
+ * collapsed axis of the value reaches the accumulators (a sum_to whose target turns
+ * out to have the value's shape, which the graph could not prove: bench_cnn's
+ * residual block's gradient, 2M elements, about 15 ms a step on one thread of two,
+ * perf on the loaded machine). Each accumulator then receives one value, so the split
+ * cannot change a bit; a real sum keeps its rows whole and in order on one thread. */
+static void sg_acc_loop_on(sg_ws *ws, int nd, const int64_t *xs, int64_t n, double *acc,
+                           const int64_t *ost, int m, const sg_arr *const *ops, const int *nds,
+                           const size_t *item, sg_acc_fn row, const void *aux, int *bad)
+{
+    if (n <= 0)
+        return;
+    int64_t sh[SG_MAXDIM], st[m + 1][SG_MAXDIM], s[m > 0 ? m : 1];
+    for (int k = 0; k < nd; k++) {
+        sh[k] = xs[k];
+        st[m][k] = ost[k];
+    }
+    for (int q = 0; q < m; q++)
+        sg_broadcast_strides(st[q], ops[q], nds[q], xs, nd);
+    int cnd = sg_collapse(nd, sh, m + 1, st);
+    const int64_t inner = sh[cnd - 1];
+    for (int q = 0; q < m; q++)
+        s[q] = st[q][cnd - 1];
+    sg_acc_job g = {row, aux, acc, ops, item, m, cnd, inner, st[m][cnd - 1], n / inner, n,
+                    sh, s, st, 0};
+    int summed = 0;
+    for (int k = 0; k < cnd; k++)
+        summed |= sh[k] > 1 && st[m][k] == 0;
+    int threads = ws && ws->parallel_for && !summed && n >= SG_PAR_WORK / 8
+                      ? sg_blas_threads() : 1;
+    if (threads > 1) {
+        g.per = SG_BLOCK;
+        int64_t nb = (n + SG_BLOCK - 1) / SG_BLOCK;
+        ws->parallel_for(nb, threads < nb ? threads : (int)nb, sg_acc_rows, &g);
+    } else
+        sg_acc_rows(&g, 0, 1);
+    *bad = g.bad;
+}
+
 /* An accumulating loop over the broadcast shape `xs` (ndim nd) of its value,
  * computed from the m operands `ops`: each element is added into
  * acc[its offset under the strides `ost`] (0 along the axes summed away).
@@ -155,30 +238,7 @@ void sg_acc_loop(int nd, const int64_t *xs, int64_t n, double *acc, const int64_
                         int m, const sg_arr *const *ops, const int *nds, const size_t *item,
                         sg_acc_fn row, const void *aux, int *bad)
 {
-    if (n <= 0)
-        return;
-    int64_t sh[SG_MAXDIM], st[m + 1][SG_MAXDIM], off[m + 1], s[m > 0 ? m : 1];
-    void *p[m > 0 ? m : 1];
-    for (int k = 0; k < nd; k++) {
-        sh[k] = xs[k];
-        st[m][k] = ost[k];
-    }
-    for (int q = 0; q < m; q++)
-        sg_broadcast_strides(st[q], ops[q], nds[q], xs, nd);
-    int cnd = sg_collapse(nd, sh, m + 1, st);
-    const int64_t inner = sh[cnd - 1], so = st[m][cnd - 1];
-    for (int q = 0; q < m; q++)
-        s[q] = st[q][cnd - 1];
-    int flag = 0;
-    int64_t idx[SG_MAXDIM];
-    sg_row_start(0, cnd, sh, m + 1, st, idx, off);
-    for (int64_t e = 0; e < n; e += inner) {
-        for (int q = 0; q < m; q++)
-            p[q] = (char *)ops[q]->data + off[q] * (int64_t)item[q];
-        flag |= row(inner, p, s, aux, acc + off[m], so);
-        sg_row_next(cnd, sh, m + 1, st, idx, off);
-    }
-    *bad = flag;
+    sg_acc_loop_on(NULL, nd, xs, n, acc, ost, m, ops, nds, item, row, aux, bad);
 }
 
 /* Updates written over their variable's memory (codegen/render_c.py): clear
@@ -261,7 +321,7 @@ int sg_acc_run(sg_err *err, const char *where, sg_ws *ws, int kind, int nd,
         } else
             n *= xs[k];
     }
-    sg_acc_loop(nd, xs, n, acc, ost, m, ops, nds, items, row, aux, bad);
+    sg_acc_loop_on(ws, nd, xs, n, acc, ost, m, ops, nds, items, row, aux, bad);
     if (item != sizeof(double)) {
         float *o = (float *)out->data;
         for (int64_t i = 0; i < n_out; i++)
