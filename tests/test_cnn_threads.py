@@ -44,6 +44,7 @@ CONVS = [  # x shape, w shape, conv2d arguments, dtype
     ((8, 4, 33, 31), (6, 2, 3, 3), dict(stride=2, padding=1, dilation=2, groups=2),
      "float64"),
     ((4, 16, 20, 20), (8, 16, 1, 1), {}, "float64"),            # 1x1: no im2col
+    ((1, 32, 128, 128), (16, 32, 1, 1), {}, "float32"),         # 1x1, 2 slices of gw
 ]
 
 
