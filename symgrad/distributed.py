@@ -547,6 +547,8 @@ class DataParallel:
         means as floats, in the order of ``step``'s plan."""
         if self.broken:
             raise DistributedError(f"this train step cannot run again: {self.broken}")
+        if self.sync is not None:
+            self.sync.begin()  # before anything can fail: play_out counts from here
         error, n = None, 0
         try:
             n = _examples(step.inputs, args, kwargs)
@@ -604,7 +606,6 @@ class DataParallel:
         """The shard's buffer, scaled for the sum over the ranks (its last two slots: the
         example count and no error); ``first``: the first rank with examples."""
         if self.sync is not None:
-            self.sync.begin()
             _ACTIVE.sync = self.sync
         try:
             buf = step.function(*args, **kwargs)[0]

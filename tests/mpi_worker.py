@@ -204,12 +204,19 @@ def scenario_train(comm, out):
         result["normed_fault"] = f"{type(e).__name__}: {e}"
     result["normed_fault_changed_nothing"] = all(np.array_equal(before[k], v)
                                                  for k, v in state(normed).items())
+    # A rank that fails before its gradient function runs (no example input to count): it
+    # plays out the whole step's collectives, the others fail in their first one.
+    try:
+        normed(y=y[0, :2]) if comm.Get_rank() == 1 else normed(X[0, :2], y[0, :2])
+        result["normed_early_fault"] = "no error"
+    except Exception as e:
+        result["normed_early_fault"] = f"{type(e).__name__}: {e}"
     normed(X[0, :4], y[0, :4])  # still usable
     everyone = comm.gather(result)
     if comm.Get_rank() == 0:
         for r, other in enumerate(everyone):
             for k in ("fault", "mismatch", "fault_changed_nothing", "loaded", "load_missing",
-                      "normed_fault", "normed_fault_changed_nothing"):
+                      "normed_fault", "normed_fault_changed_nothing", "normed_early_fault"):
                 result[f"rank{r}/{k}"] = other[k]
         np.savez(os.path.join(out, f"train-{size}.npz"), **result)
     if os.path.exists(os.path.join(out, "half.npz")):

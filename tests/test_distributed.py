@@ -131,6 +131,13 @@ def test_a_bad_shard_fails_a_synchronised_batch_norm_step_on_every_rank(runs, n)
                                "no rank changed its parameters: rank 1 raised ShapeError: "
                                "matmul"), text
     assert all(result[f"rank{r}/normed_fault_changed_nothing"] for r in range(n))
+    # rank 1 without its example input: it fails before its kernel's collectives
+    assert str(result["rank1/normed_early_fault"]).startswith(
+        "TypeError: the train step was not given its input 'X'"), result["rank1/normed_early_fault"]
+    for r in [0] + list(range(2, n)):
+        text = str(result[f"rank{r}/normed_early_fault"])
+        assert text.startswith("DistributedError: the train step failed on another rank, so "
+                               "no rank changed its parameters: rank 1 raised TypeError"), text
 
 
 @pytest.mark.slow  # mpiexec -n 2, -n 3 and -n 4 training runs, each rank compiling
