@@ -5,12 +5,15 @@ global batch. A step built with ``comm`` is two compiled functions and one
 collective between them:
 
 1. the *gradient function* runs forward and backward on the shard and writes
-   one flat vector: every gradient, the new value of every running statistic
-   (batch norm), then every loss and summary, then two free slots;
-2. Python scales that vector by the shard's example count ``n`` and fills the
-   two slots with ``n`` and an error flag; one ``allreduce`` (sum) over the
-   vector (split into buckets when it is large) gives every rank the sums
-   ``sum_r n_r * g_r``, ``N = sum_r n_r`` and the number of ranks that failed;
+   one flat vector, each value already multiplied by the shard's example count
+   ``n`` (the backward is seeded with ``n``: :func:`example_count`): every
+   gradient, the new value of every running statistic (batch norm; with more
+   than one rank they are every rank's, sent unscaled by the first rank with
+   examples), then every loss and summary, then two free slots;
+2. Python fills the two slots with ``n`` and an error flag; one ``allreduce``
+   (sum) over the vector (split into buckets when it is large) gives every
+   rank the sums ``sum_r n_r * g_r``, ``N = sum_r n_r`` and the number of
+   ranks that failed (on one rank nothing is multiplied and ``N`` is taken as 1);
 3. the *update function* reads the summed vector, divides by ``N`` -- the
    gradient of the global batch mean, whatever the shard sizes -- and applies
    the optimizer's updates (clipping by the global norm of that gradient,
