@@ -15,19 +15,7 @@ import pytest
 
 import symgrad as sg
 
-THREADS = (1, 2, 3)
-
-
-def _by_threads(monkeypatch, ins, outs, vals):
-    """The outputs computed on 1, 2 and 3 threads, checked equal bit for bit."""
-    results = []
-    for n in THREADS:
-        monkeypatch.setattr(sg.config, "_num_threads", n)
-        results.append(sg.function(ins, outs)(*vals))
-    for n, res in zip(THREADS[1:], results[1:]):
-        for i, (got, first) in enumerate(zip(res, results[0])):
-            np.testing.assert_array_equal(got, first, err_msg=f"output {i} on {n} threads")
-    return results[0]
+from thread_counts import by_threads as _by_threads  # tests/ is on sys.path (conftest.py)
 
 
 def _close(got, want, label):

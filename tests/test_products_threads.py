@@ -10,18 +10,7 @@ import pytest
 
 import symgrad as sg
 
-THREADS = (1, 2, 3)
-
-
-def _by_threads(monkeypatch, ins, outs, vals):
-    results = []
-    for n in THREADS:
-        monkeypatch.setattr(sg.config, "_num_threads", n)
-        results.append(sg.function(ins, outs)(*vals))
-    for res in results[1:]:
-        for got, first in zip(res, results[0]):
-            np.testing.assert_array_equal(got, first)
-    return results[0]
+from thread_counts import by_threads as _by_threads  # tests/ is on sys.path (conftest.py)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
