@@ -68,7 +68,7 @@ class DebugRunner:
         if step is None or not step.fused:
             return self._site(node, k)
         ops = ", ".join(self._site(m, 0) for m in step.members)
-        return f"{step.label}, fused loop of {len(step.members)} ops ({ops})"
+        return f"{step.label}, {step.fused_text()} ({ops})"
 
     def _compare(self, site, got, want):
         if got.shape != want.shape or got.dtype != want.dtype:

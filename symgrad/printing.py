@@ -99,7 +99,8 @@ def _step_note(entry):
         return f"[in {step.label}]"
     over = f", over {step.over.name or 'its variable'}" if step.over is not None else ""
     if step.fused:
-        return f"[{step.label}: fused loop of {len(step.members)} ops{over}]"
+        blas = ", BLAS" if step.blas else ""
+        return f"[{step.label}: {step.fused_text()}{blas}{over}]"
     return f"[{step.label}: BLAS{over}]" if step.blas else f"[{step.label}{over}]"
 
 
@@ -437,7 +438,7 @@ class _DotWriter:
                 continue
             inner = step.members + [n.outputs[0] for n in step.members if n is not step.root]
             ids = [self.nodes[id(x)][0] for x in inner if id(x) in self.nodes]
-            title = f"{step.label}: fused loop of {len(step.members)} ops"
+            title = f"{step.label}: {step.fused_text()}"
             out += [f"  subgraph cluster_{step.label} {{",
                     f"    label={_dot_str(title)};",
                     f"    style=\"rounded,dashed\"; color=\"{FUSED_COLOR}\"; "

@@ -65,7 +65,9 @@ array of descriptors), ``Data(var)``,
 stores a result), ``Workspace()`` (the call's arena), ``ItemSize(dtype)``,
 ``Ints(values)`` (a constant int array),
 ``ValuePtr(value, dtype)`` (a constant of ``dtype``, by address),
-``FnPtr(name, dtypes)`` (a support function passed as an argument). In a
+``FnPtr(name, dtypes)`` (a support function passed as an argument),
+``Epilogue(loop, source, axes)`` (a fused loop a call applies to its result
+as it stores it: :class:`EpilogueStep`). In a
 :class:`Check`'s message, ``ShapeText(shape, ndim)`` formats a shape.
 
 Statements:
@@ -110,15 +112,19 @@ arguments, ``%g`` for float ones and ``%s`` for a :class:`ShapeText`.
 
 from dataclasses import dataclass, field
 
-from .steps import Step
+from .steps import Step, node_text, _comment_safe
+
+
+def _comment_text(node):
+    return _comment_safe(node_text(node))
 
 __all__ = ["Step", "FusedLoop", "Accumulation", "BlasCall", "OpStep", "InPlaceUpdates",
            "Update", "Ref", "Lit", "Apply", "Program", "Loop", "Branch",
            # expressions and arguments of op statements
            "Int", "Dim", "Stride", "Size", "Elem", "Local", "At", "Bin", "Not", "Cast", "Select",
            "Fn", "Arr", "Arrs", "Data", "Shape", "Addr", "Workspace", "ItemSize", "Ints", "ValuePtr",
-           "FnPtr",
-           "ShapeText",
+           "FnPtr", "Epilogue",
+           "ShapeText", "EpilogueStep",
            # op statements
            "Let", "Array", "Assign", "Declare", "Alloc", "CopyOf", "View", "Call", "Check", "Store",
            "If",
@@ -375,6 +381,19 @@ class FnPtr:
 
     name: str
     dtypes: tuple = ()
+
+
+@dataclass(eq=False)
+class Epilogue:
+    """The elementwise :class:`FusedLoop` ``loop`` as an argument: a call applies it to
+    its result as it stores it (``sg_conv_epi`` of sg_conv.h: the loop's row function,
+    its hoisted scalars and loaded operands). ``source`` is the operand of ``loop`` that
+    is the call's own result, never stored; ``axes[a]``: the loop result's axis for axis
+    ``a`` of the call's result (-1: an axis of length 1 the loop's operand dropped)."""
+
+    loop: object
+    source: object
+    axes: tuple
 
 
 @dataclass(eq=False)
@@ -667,6 +686,36 @@ class OpStep(Step):
         """The values the step gives fresh memory (its :class:`Alloc` and :class:`CopyOf`
         statements), in order."""
         return [s.var for s in self.statements if isinstance(s, (Alloc, CopyOf))]
+
+
+@dataclass(eq=False, repr=False)
+class EpilogueStep(OpStep):
+    """A node whose op applies an elementwise fused loop to its result as it stores it
+    (``codegen.lower``'s epilogues: a convolution's bias and activation): ``body`` is
+    what ``op.lower_epilogue(node, result, Epilogue(loop, ...))`` returns. ``site`` is
+    that node (failures of its call name it), ``loop`` the :class:`FusedLoop` whose
+    root's value the step keeps; ``members`` are the node, any view of its result
+    between them, and the loop's members.
+    """
+
+    site: object = None
+    loop: object = None
+
+    def title(self):
+        """``conv2d with an epilogue of 2 ops: add, tanh``."""
+        ops = ", ".join(getattr(n.op, "name", None) or str(n.op) for n in self.loop.members)
+        n = len(self.loop.members)
+        return f"{self.site.op} with an epilogue of {n} op{'s' if n > 1 else ''}: {ops}"
+
+    def fused_text(self):
+        n = len(self.loop.members)
+        return f"{self.site.op.name} + epilogue of {n} op{'s' if n > 1 else ''}"
+
+    def comment(self):
+        lines = [f"/* {self.label}: {_comment_safe(self.title())}, evaluated per element "
+                 f"of its result as it is stored; only the last op's result is stored"]
+        lines += [f" *   {_comment_text(n)}" for n in self.members]
+        return "\n".join(lines) + "\n */"
 
 
 @dataclass(eq=False, repr=False)

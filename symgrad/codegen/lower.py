@@ -11,7 +11,10 @@ The pipeline, in order:
                     elementwise group that only it reads (an accumulating loop);
 3. ``_plan_in_place`` the updates that may be written over their shared
                     variable's memory;
-4. ``to_program``   one step per node or fused group, in topological order.
+4. ``plan_epilogues`` the fused loops an op applies to its result as it stores
+                    it (a convolution's bias and activation): the op's result
+                    is never written and read back;
+5. ``to_program``   one step per node or fused group, in topological order.
 
 Nothing here writes C: ``codegen.render_c`` renders the program.
 """
@@ -19,9 +22,10 @@ Nothing here writes C: ``codegen.render_c`` renders the program.
 from ..graph import Constant, graph_leaves, toposort, unsettled_lengths
 from ..ops.gemm import Gemm
 from ..ops.reduce import Mean, Sum
-from ..ops.shape import SumTo
-from .ir import (Accumulation, Apply, BlasCall, Branch, CopyOf, FusedLoop, InPlaceUpdates, Lit,
-                 Loop, OpStep, Program, Ref, Update, is_flat_index)
+from ..ops.shape import DimShuffle, SumTo
+from .ir import (Accumulation, Apply, Bin, BlasCall, Branch, CopyOf, Dim, Epilogue,
+                 EpilogueStep, FusedLoop, InPlaceUpdates, Int, Lit, Loop, OpStep, Program,
+                 Ref, Update, View, is_flat_index)
 from .ir import walk as ir_walk
 from .steps import Step
 
@@ -51,9 +55,13 @@ def to_program(inputs, outputs, updates=(), probe=False, scope=""):
     fusion = plan_fusion(nodes, outputs)
     in_place = _plan_in_place(outputs, updates, leaves, nodes, fusion)
     deferred = {id(u.node) for u in in_place}
+    epilogues = plan_epilogues(nodes, fusion, deferred)
     steps = []
-    for node in nodes:
-        if id(node) in fusion.absorbed or id(node) in deferred:
+    for node in _step_order(nodes, fusion, deferred, epilogues):
+        if id(node) in epilogues:
+            step = _epilogue_step(node, fusion, len(steps) + 1, *epilogues[id(node)])
+            step.scope = scope
+            steps.append(step)
             continue
         steps.append(_step(node, fusion, len(steps) + 1, scope))
     program = Program(leaves, list(outputs), steps)
@@ -313,6 +321,179 @@ def _donor(step, fusion):
         if fusion.uses.get(id(v), 0) == inner_uses:
             return v
     return None
+
+
+# --------------------------------------------------------------------------- epilogues
+#
+# conv2d(x, w) + b, or tanh(conv2d(x, w) + b): the fused loop reading the
+# convolution's output runs inside the convolution, on each channel plane of
+# each image as the product leaves it (sg_conv.c), instead of as a pass of its
+# own over the stored output. An op offers this with ``lower_epilogue(node,
+# result, epilogue)``, its statements computing ``result`` (the loop's) with the
+# loop applied (:class:`~codegen.ir.Epilogue`).
+
+def _step_order(nodes, fusion, deferred, epilogues):
+    """The nodes that head a step, in topological order: ``nodes``' order, but for a
+    node that reads the shape of a result an epilogue keeps inside its step (the
+    convolution's output, which only the epilogue's step describes): it waits, with what
+    reads it, until that step."""
+    hidden = {}  # id(value inside an epilogue's step) -> id(the step's root)
+    inside = set()
+    for rid, (producer, view, _) in epilogues.items():
+        for n in (producer, view):
+            if n is not None:
+                inside.add(id(n))
+                hidden[id(n.outputs[0])] = rid
+    waiting, blocked, order = [], set(), []
+
+    def reads(node):
+        return _operands(fusion.members(node)) if id(node) in fusion.roots else node.inputs
+
+    def ready(node):  # an epilogue's root reads its own step's values
+        return not any(id(v) in blocked or hidden.get(id(v), id(node)) != id(node)
+                       for v in reads(node))
+
+    def emit(node):
+        order.append(node)
+        if id(node) not in epilogues:
+            return
+        for k in [k for k, r in hidden.items() if r == id(node)]:
+            del hidden[k]
+        for n in list(waiting):  # in order: what a waiting node reads waited before it
+            if n in waiting and ready(n):
+                waiting.remove(n)
+                blocked.difference_update(id(o) for o in n.outputs)
+                emit(n)
+
+    for node in nodes:
+        if id(node) in fusion.absorbed or id(node) in deferred or id(node) in inside:
+            continue
+        if ready(node):
+            emit(node)
+        else:
+            waiting.append(node)
+            blocked.update(id(o) for o in node.outputs)
+    if waiting:  # plan_epilogues refuses an epilogue whose operands wait for it
+        raise AssertionError(f"steps left waiting for an epilogue: {waiting}")
+    return order
+
+
+def plan_epilogues(nodes, fusion, deferred=()):
+    """id(loop root) -> (producer node, view node or None, the loop's operand it makes) for
+    each fused loop its operand's producer applies as its epilogue.
+
+    A loop qualifies when it stores its root (no accumulation, not an update written in
+    place), flags no value error and reads no random draw's index; when one of its operands
+    is the result of an op with ``lower_epilogue`` -- directly or through a dimshuffle that
+    only drops axes of length 1 (conv1d's) -- that nothing but the loop reads, of the
+    root's dtype and rank; and when every other operand's broadcast to that result is
+    settled when the graph is built (each length 1, or the result's, both static), so the
+    root has the producer's shape at any sizes and needs no check at run time.
+    """
+    shape_reads = {}  # id(value) -> how many nodes read only its shape
+    for node in nodes:
+        if getattr(node.op, "value_inputs", None) == ():
+            for v in node.inputs:
+                shape_reads[id(v)] = shape_reads.get(id(v), 0) + 1
+    found = {}
+    for rid, members in fusion.roots.items():
+        root = members[-1]
+        if rid in deferred or is_accumulation(root) or any(_scalar_can_fail(n) for n in members):
+            continue
+        reads = _operands(members)
+        if len(reads) > _EPILOGUE_OPERANDS or any(is_flat_index(v) for v in reads):
+            continue
+        for v in reads:
+            made = _epilogue_source(v, members, fusion, shape_reads)
+            if made is None or v.dtype != root.outputs[0].dtype or v.ndim != root.outputs[0].ndim:
+                continue
+            if (all(u is v or _settled(u, v) for u in reads)
+                    and not _reaches([u for u in reads if u is not v], made[0])):
+                found[rid] = made + (v,)
+                break
+    return found
+
+
+def _reaches(values, node):
+    """Whether any of ``values`` is computed from ``node``'s results (through the shape
+    of its result, the only way an epilogue's other operands could be)."""
+    seen, todo = set(), [v.owner for v in values if v.owner is not None]
+    while todo:
+        n = todo.pop()
+        if n is node:
+            return True
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        todo += [v.owner for v in n.inputs if v.owner is not None]
+    return False
+
+
+_EPILOGUE_OPERANDS = 16  # SG_CONV_EPI_OPS of sg_conv.h
+
+
+def _epilogue_source(v, members, fusion, shape_reads):
+    """(producer, view or None) when ``v`` is made by an op with an epilogue and read only
+    by the loop ``members`` (a view of its result read only by the view), else None.
+    Nodes that read only the shape of these values (``value_inputs == ()``) do not count:
+    the epilogue's step describes them."""
+    inner = sum(1 for n in members for u in n.inputs if u is v)
+    if v.owner is None or fusion.uses.get(id(v), 0) - shape_reads.get(id(v), 0) != inner:
+        return None
+    view, node = None, v.owner
+    if isinstance(node.op, DimShuffle) and _drops_only(node):
+        x = node.inputs[0]
+        if x.owner is None or fusion.uses.get(id(x), 0) - shape_reads.get(id(x), 0) != 1:
+            return None
+        view, node = node, x.owner
+    if getattr(node.op, "lower_epilogue", None) is None or len(node.outputs) != 1:
+        return None
+    return node, view
+
+
+def _drops_only(node):
+    """A dimshuffle that drops axes of static length 1 and keeps the others in order."""
+    order, x = node.op.order, node.inputs[0]
+    return ("x" not in order and list(order) == sorted(order)
+            and all(x.type.shape[a] == 1 for a in node.op.dropped))
+
+
+def _settled(u, v):
+    """Whether ``u`` broadcasts to ``v``'s shape whatever the sizes: each of its lengths,
+    aligned to v's last axes, is 1 or v's, both known when the graph is built."""
+    if u.ndim > v.ndim:
+        return False
+    return all(a == 1 or (a is not None and a == b)
+               for a, b in zip(u.type.shape, v.type.shape[v.ndim - u.ndim:]))
+
+
+def _epilogue_step(root, fusion, index, producer, view, source):
+    """The :class:`~codegen.ir.EpilogueStep` of ``producer`` with the loop of ``root``."""
+    loop = _fused_loop(index, root, fusion)
+    loop.donor = None
+    axes = (tuple(range(source.ndim)) if view is None else
+            tuple(view.op.order.index(a) if a in view.op.order else -1
+                  for a in range(view.op.in_ndim)))
+    result = root.outputs[0]
+    body = list(producer.op.lower_epilogue(producer, result, Epilogue(loop, source, axes)))
+    # descriptors of the values kept inside, for the steps that read their shapes: views
+    # of the result (their elements are not the values: never read)
+    made = producer.outputs[0]
+    lengths = [Dim(result, a) if a >= 0 else Int(1) for a in axes]
+    body.append(_contiguous_view(made, result, lengths))
+    if view is not None:
+        body.append(_contiguous_view(view.outputs[0], result, [Dim(result, k)
+                                                               for k in range(result.ndim)]))
+    members = [producer] + ([view] if view is not None else []) + list(loop.members)
+    return EpilogueStep(index, root, members, body=body, site=producer, loop=loop)
+
+
+def _contiguous_view(var, base, lengths):
+    strides, s = [], Int(1)
+    for n in reversed(lengths):
+        strides.insert(0, s)
+        s = Bin("*", s, n)
+    return View(var, base, Int(0), lengths, strides)
 
 
 # --------------------------------------------------------------------------- updates in place

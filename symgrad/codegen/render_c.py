@@ -306,7 +306,7 @@ def _steps(ctx, program, timed=None, probe_at=None):
             elif isinstance(step, OpStep):
                 if step.body is None:
                     raise NoLowering.of(step.root)
-                _OpWriter(ctx, step.root).statements(step.body)
+                _OpWriter(ctx, getattr(step, "site", None) or step.root).statements(step.body)
             elif isinstance(step, ir.Loop):
                 _loop(ctx, step)
             elif isinstance(step, ir.Branch):
@@ -485,6 +485,8 @@ class _OpWriter:
             return f"(const {CTYPE[e.dtype]}[]){{{c_literal(e.value, e.dtype)}}}"
         if isinstance(e, ir.FnPtr):
             return _suffixed(e.name, e.dtypes)
+        if isinstance(e, ir.Epilogue):
+            return _epilogue(self.ctx, e)
         raise TypeError(f"not an expression of the IR: {e!r}")
 
     def cond(self, e):
@@ -1174,6 +1176,25 @@ def _loop_call(ctx, step, name, in_place):
     w(f"sg_ew_loop(ws, {threads}, {out.ndim}, {name}.shape, {name}.data, {_item(out)}, "
       f"{len(loaded)}, {arrs}, {nds}, {items}, {fn}, {aux}, &{bad});")
     _value_error(ctx, step, bad)
+
+
+def _epilogue(ctx, e):
+    """An :class:`~codegen.ir.Epilogue` as a ``const sg_conv_epi *`` (sg_conv.h): the loop's
+    row function, which the call runs in place of its own result (no ``restrict``), its
+    hoisted scalars and loaded operands (the call's own result, ``source``, not read)."""
+    loop = e.loop
+    fn = _row_fn(ctx, loop, lambda f, names, st: _row_function(f, names, st, True))
+    aux = _aux(ctx, loop, fn)
+    loaded = loop.loaded
+    arrs = ", ".join("NULL" if v is e.source else f"&{ctx.arr(v)}" for v in loaded)
+    nds = ", ".join(str(v.ndim) for v in loaded)
+    items = ", ".join(str(_item(v)) for v in loaded)
+    self_q = next(q for q, v in enumerate(loaded) if v is e.source)
+    axes = ", ".join(str(a) for a in e.axes)
+    return (f"&(const sg_conv_epi){{{fn}, {aux}, {len(loaded)}, {self_q}, "
+            f"(const sg_arr *const[]){{{arrs}}}, (const int[]){{{nds}}}, "
+            f"(const size_t[]){{{items}}}, {loop.root.outputs[0].ndim}, "
+            f"(const int[]){{{axes}}}}}")
 
 
 def _value_error(ctx, step, bad):

@@ -83,6 +83,11 @@ class Step:
         """The BLAS routines the step runs (empty when none)."""
         return []
 
+    def fused_text(self):
+        """What a fused step is, for the notes of ``sg.debugprint`` and ``sg.to_dot``:
+        ``fused loop of 3 ops``."""
+        return f"fused loop of {len(self.members)} ops"
+
     def title(self):
         """``fused loop of 3 ops: sub, mul, tanh`` or ``matmul``."""
         if not self.fused:

@@ -21,7 +21,9 @@
  *
  * (K = Cg * kh * kw, P = the panel's output pixels, gT = the panel's images of
  * g[n, g] side by side.) A one-image panel reads and writes out, g and gx in
- * place. A 1x1 kernel with stride 1 and no padding needs no im2col: each image
+ * place. The forward may apply an epilogue (sg_conv.h's sg_conv_epi: a bias, an
+ * activation) to each channel plane as it copies it out of tmp, or in place after
+ * a one-image panel's product. A 1x1 kernel with stride 1 and no padding needs no im2col: each image
  * is its own matrix.
  *
  * Threads: a panel's copies (im2col, col2im with the zeroing of gx, the gathers of
@@ -222,6 +224,63 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
         *lo = *hi;
 }
 
+/* An epilogue (sg_conv.h) ready to run: each operand's strides, in elements, along the
+ * convolution's four axes (0 where it is broadcast). */
+typedef struct {
+    const sg_conv_epi *e;
+    int64_t st[SG_CONV_EPI_OPS][4];
+} sg_conv_epi_plan;
+
+static void epi_plan(sg_conv_epi_plan *ep, const sg_conv_epi *e, const sg_arr *out)
+{
+    ep->e = e;
+    for (int k = 0; k < e->m; k++) {
+        int64_t st[SG_MAXDIM];
+        if (k == e->self)
+            continue;
+        sg_broadcast_strides(st, e->ops[k], e->nds[k], out->shape, e->nd);
+        for (int a = 0; a < 4; a++)
+            ep->st[k][a] = e->axes[a] >= 0 ? st[e->axes[a]] : 0;
+    }
+}
+
+/* The epilogue over output rows [r0, r1) of channel c of image n: dst, the result's
+ * (contiguous rows), from src, the convolution's (contiguous; dst itself when it was
+ * computed in place). One call of the row function for the whole run when every operand
+ * steps evenly along it (a bias: stride 0), else one per output row. Each element is
+ * computed as the fused loop computes it alone, so the bits are those of the loop. */
+static void epi_rows(const sg_conv_epi_plan *ep, const sg_conv_geom *q, int64_t n, int64_t c,
+                     int64_t r0, int64_t r1, char *dst, const char *src, size_t item)
+{
+    const sg_conv_epi *e = ep->e;
+    void *p[1 + SG_CONV_EPI_OPS];
+    int64_t s[1 + SG_CONV_EPI_OPS];
+    char *base[SG_CONV_EPI_OPS];
+    const int64_t OW = q->OW, rows = r1 - r0;
+    int flat = 1;
+    s[0] = 1;
+    for (int k = 0; k < e->m; k++) {
+        const int64_t *st = ep->st[k];
+        if (k == e->self) {
+            s[1 + k] = 1;
+            continue;
+        }
+        base[k] = (char *)e->ops[k]->data + (n * st[0] + c * st[1] + r0 * st[2]) *
+                  (int64_t)e->items[k];
+        s[1 + k] = OW == 1 ? st[2] : st[3];
+        if (rows > 1 && OW > 1 && st[2] != OW * st[3])
+            flat = 0;
+    }
+    int64_t runs = flat ? 1 : rows, len = flat ? rows * OW : OW;
+    for (int64_t r = 0; r < runs; r++) {
+        p[0] = dst + r * OW * (int64_t)item;
+        for (int k = 0; k < e->m; k++)
+            p[1 + k] = k == e->self ? (void *)(src + r * OW * (int64_t)item)
+                                    : (void *)(base[k] + r * ep->st[k][2] * (int64_t)e->items[k]);
+        (void)e->row(len, p, s, e->aux);
+    }
+}
+
 #define SG_DEFINE_CONV(T, SUF, GEMM)                                                         \
     /* Copies n elements, a run of output pixels (often short: 8 in LeNet's second layer),   \
      * with whole-vector moves, the last one overlapping the one before: a loop of element   \
@@ -358,6 +417,7 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
         T *gx, *g, *gT, *col;                                                                \
         int64_t n0, n1, gr, r0, r1;                                                          \
         int back;                                                                            \
+        const sg_conv_epi_plan *ep; /* the forward's epilogue, or NULL */                    \
     } sg_conv_job_##SUF;                                                                     \
                                                                                              \
     /* Units [u0, u1) of a panel's im2col (back == 0) or col2im (back != 0). */              \
@@ -383,7 +443,7 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
     static void panel_##SUF(sg_ws *ws, const sg_conv_geom *q, const sg_arr *x, int64_t n0,   \
                             int64_t n1, int64_t gr, int64_t r0, int64_t r1, T *col)          \
     {                                                                                        \
-        sg_conv_job_##SUF j = {q, x, NULL, NULL, NULL, col, n0, n1, gr, r0, r1, 0};          \
+        sg_conv_job_##SUF j = {q, x, NULL, NULL, NULL, col, n0, n1, gr, r0, r1, 0, NULL};    \
         sg_run_units(ws, (n1 - n0) * q->Cg, q->kh * q->kw * (r1 - r0) * q->OW,               \
                      cols_units_##SUF, &j);                                                  \
     }                                                                                        \
@@ -393,7 +453,7 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
     static void unpanel_##SUF(sg_ws *ws, const sg_conv_geom *q, T *gx, int64_t n0,           \
                               int64_t n1, int64_t gr, int64_t r0, int64_t r1, T *col)        \
     {                                                                                        \
-        sg_conv_job_##SUF j = {q, NULL, gx, NULL, NULL, col, n0, n1, gr, r0, r1, 1};         \
+        sg_conv_job_##SUF j = {q, NULL, gx, NULL, NULL, col, n0, n1, gr, r0, r1, 1, NULL};   \
         sg_run_units(ws, (n1 - n0) * q->Cg, q->kh * q->kw * (r1 - r0) * q->OW,               \
                      cols_units_##SUF, &j);                                                  \
     }                                                                                        \
@@ -407,17 +467,47 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
             int64_t i = u / q->Og, o = u % q->Og;                                            \
             T *a = j->g + ((j->n0 + i) * q->O + j->gr * q->Og + o) * M;                      \
             T *b = j->gT + o * P + i * M;                                                    \
-            memcpy(j->back ? a : b, j->back ? b : a, (size_t)M * sizeof(T));                 \
+            if (j->back && j->ep)                                                            \
+                epi_rows(j->ep, q, j->n0 + i, j->gr * q->Og + o, 0, q->OH, (char *)a,        \
+                         (const char *)b, sizeof(T));                                        \
+            else                                                                             \
+                memcpy(j->back ? a : b, j->back ? b : a, (size_t)M * sizeof(T));             \
         }                                                                                    \
     }                                                                                        \
                                                                                              \
     /* gT (Og x P): group gr's channels of images [n0, n1) of g (C-contiguous), side by      \
      * side, or their product's result copied back (back != 0). */                           \
     static void gather_##SUF(sg_ws *ws, const sg_conv_geom *q, T *g, int64_t n0, int64_t n1, \
-                             int64_t gr, T *gT, int back)                                    \
+                             int64_t gr, T *gT, int back, const sg_conv_epi_plan *ep)        \
     {                                                                                        \
-        sg_conv_job_##SUF j = {q, NULL, NULL, g, gT, NULL, n0, n1, gr, 0, q->OH, back};      \
+        sg_conv_job_##SUF j = {q, NULL, NULL, g, gT, NULL, n0, n1, gr, 0, q->OH, back, ep};  \
         sg_run_units(ws, (n1 - n0) * q->Og, q->OH * q->OW, gather_units_##SUF, &j);          \
+    }                                                                                        \
+                                                                                             \
+    /* The epilogue in place over a one-image panel's product, rows [r0, r1) of group gr's  \
+     * channels of image n0 of out (g), a channel a unit; or (gr < 0) over every channel     \
+     * of every image, a unit each. */                                                       \
+    static void epi_units_##SUF(void *ctx, int64_t u0, int64_t u1)                           \
+    {                                                                                        \
+        const sg_conv_job_##SUF *j = ctx;                                                    \
+        const sg_conv_geom *q = j->q;                                                        \
+        int64_t M = q->OH * q->OW;                                                           \
+        for (int64_t u = u0; u < u1; u++) {                                                  \
+            int64_t n = j->gr < 0 ? u / q->O : j->n0;                                        \
+            int64_t c = j->gr < 0 ? u % q->O : j->gr * q->Og + u;                            \
+            char *d = (char *)(j->g + (n * q->O + c) * M + j->r0 * q->OW);                   \
+            epi_rows(j->ep, q, n, c, j->r0, j->r1, d, d, sizeof(T));                         \
+        }                                                                                    \
+    }                                                                                        \
+                                                                                             \
+    static void epilogue_##SUF(sg_ws *ws, const sg_conv_geom *q, T *out, int64_t n0,         \
+                               int64_t gr, int64_t r0, int64_t r1,                           \
+                               const sg_conv_epi_plan *ep)                                   \
+    {                                                                                        \
+        sg_conv_job_##SUF j = {q, NULL, NULL, out, NULL, NULL, n0, n0 + 1, gr, r0, r1, 1,    \
+                               ep};                                                          \
+        int64_t units = gr < 0 ? q->N * q->O : q->Og;                                        \
+        sg_run_units(ws, units, (r1 - r0) * q->OW, epi_units_##SUF, &j);                     \
     }                                                                                        \
                                                                                              \
     /* The weight gradient's product for a panel, gw_g += a (Og x P) @ b^T (P x K): a long   \
@@ -504,12 +594,24 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
     int sg_conv2d_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_arr *out,        \
                         const sg_arr *x, const sg_arr *w, const int *p)                      \
     {                                                                                        \
-        sg_conv_geom q = geom(x->shape, w->shape, out->shape, p);                            \
+        return sg_conv2d_epi_##SUF(err, where, ws, out, out->shape, x, w, p, NULL);          \
+    }                                                                                        \
+                                                                                             \
+    int sg_conv2d_epi_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_arr *out,    \
+                            const int64_t *os, const sg_arr *x, const sg_arr *w,             \
+                            const int *p, const sg_conv_epi *epi)                            \
+    {                                                                                        \
+        sg_conv_geom q = geom(x->shape, w->shape, os, p);                                    \
         int64_t M = q.OH * q.OW, ld;                                                         \
+        sg_conv_epi_plan plan_e, *ep = epi ? &plan_e : NULL;                                 \
         if (!q.N || !q.O || !M)                                                              \
             return 0;                                                                        \
+        if (ep)                                                                              \
+            epi_plan(ep, epi, out);                                                          \
         if (!q.K) {                                                                          \
-            memset(out->data, 0, (size_t)sg_size(out, 4) * sizeof(T));                       \
+            memset(out->data, 0, (size_t)(q.N * q.O * M) * sizeof(T));                       \
+            if (ep)                                                                          \
+                epilogue_##SUF(ws, &q, (T *)out->data, 0, -1, 0, q.OH, ep);                  \
             return 0;                                                                        \
         }                                                                                    \
         if (sg_blas_sizes(err, where, q.Og, q.K, M))                                         \
@@ -540,7 +642,9 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
                      (blasint)P, (blasint)q.K, 1, wg, (blasint)q.K, b, (blasint)ldb, 0,      \
                      tmp ? tmp : o, (blasint)(tmp ? P : M));                                 \
                 if (tmp)                                                                     \
-                    gather_##SUF(ws, &q, (T *)out->data, n0, n1, g, tmp, 1);                 \
+                    gather_##SUF(ws, &q, (T *)out->data, n0, n1, g, tmp, 1, ep);             \
+                else if (ep)                                                                 \
+                    epilogue_##SUF(ws, &q, (T *)out->data, n0, g, r0, r1, ep);               \
             }                                                                                \
         }                                                                                    \
         release_##SUF(ws, col, tmp);                                                         \
@@ -581,7 +685,7 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
                 const T *b = gp + (n0 * q.O + gr * q.Og) * M + r0 * q.OW;                    \
                 int64_t ldb = M;                                                             \
                 if (tmp) {                                                                   \
-                    gather_##SUF(ws, &q, (T *)gp, n0, n1, gr, tmp, 0);                       \
+                    gather_##SUF(ws, &q, (T *)gp, n0, n1, gr, tmp, 0, NULL);                 \
                     b = tmp;                                                                 \
                     ldb = P;                                                                 \
                 }                                                                            \
@@ -634,7 +738,7 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
                 const T *a = gp + (n0 * q.O + gr * q.Og) * M + r0 * q.OW, *b = col;          \
                 int64_t lda = M, ldb = P;                                                    \
                 if (tmp) {                                                                   \
-                    gather_##SUF(ws, &q, (T *)gp, n0, n1, gr, tmp, 0);                       \
+                    gather_##SUF(ws, &q, (T *)gp, n0, n1, gr, tmp, 0, NULL);                 \
                     a = tmp;                                                                 \
                     lda = P;                                                                 \
                 }                                                                            \

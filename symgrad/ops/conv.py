@@ -21,7 +21,11 @@ them with ``einsum``; compiled, each op is one call of the support library
 then one BLAS gemm per image and group.
 
 A bias is added by broadcasting (``conv2d(..., bias=b)``), so it fuses with
-whatever elementwise op follows.
+whatever elementwise op follows; compiled, that fused loop runs inside the
+convolution as its epilogue (:meth:`Conv2D.lower_epilogue`, ``codegen.lower``'s
+``plan_epilogues``): each channel plane of each image goes through the bias and
+the activation as the product leaves it, and the convolution's own output is
+never stored.
 """
 
 import math
@@ -186,6 +190,21 @@ class Conv2D(_ConvBase):
                 Call("sg_conv2d_shape", [Shape(x), Shape(w), self._params(), Shape(os)]),
                 Alloc(out, [At(os, i) for i in range(4)]),
                 Call("sg_conv2d", [Workspace(), Arr(out), Arr(x), Arr(w), self._params()],
+                     dtypes=(x.dtype,), blas=_blas(x.dtype))]
+
+    def lower_epilogue(self, node, result, epilogue):
+        """The convolution with an elementwise loop applied to each channel plane of each
+        image as the product leaves it (``codegen.lower``'s epilogues: a bias, an
+        activation): ``result``, the loop's, has the convolution's shape (conv1d's without
+        its axis of length 1) and is written in place of the convolution's output."""
+        x, w = node.inputs
+        os = Local("oshape", length=4)
+        kept = [a for a in range(4) if epilogue.axes[a] >= 0]
+        return [Array(os),
+                Call("sg_conv2d_shape", [Shape(x), Shape(w), self._params(), Shape(os)]),
+                Alloc(result, [At(os, a) for a in kept]),
+                Call("sg_conv2d_epi", [Workspace(), Arr(result), Shape(os), Arr(x), Arr(w),
+                                       self._params(), epilogue],
                      dtypes=(x.dtype,), blas=_blas(x.dtype))]
 
 
