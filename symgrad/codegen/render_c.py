@@ -7,10 +7,13 @@ by a comment naming its nodes and the user's lines:
 - a :class:`~codegen.ir.FusedLoop` becomes its shape checks, its result's
   memory, and a call of a loop driver of ``sg_drivers.h`` (``sg_ew_loop`` or
   ``sg_acc_loop``) with a row function written here: the loop's scalar
-  expressions along one row, in a unit-stride variant the C compiler
-  vectorises (``omp simd``) and a strided one. Broadcasting, blocks and
-  threads are the drivers', shared by every loop, so the C of a loop grows
-  with its expressions, not with the variants of its iteration;
+  expressions along one row. An elementwise loop's row function is one
+  unit-stride loop the C compiler vectorises (``omp simd``), nothing else: the
+  driver copies strided and broadcast operands into blocks for it
+  (``SG_EW_DENSE``); an accumulation's also has the strided variants of its
+  sums. Broadcasting, blocks and threads are the drivers', shared by every
+  loop, so the C of a loop grows with its expressions, not with the variants
+  of its iteration;
 - a :class:`~codegen.ir.BlasCall` becomes a call of ``sg_gemm_<dtype>``;
 - an :class:`~codegen.ir.OpStep` is its statements (``codegen.ir``: allocations,
   views, checks, calls into the support library), written by :class:`_OpWriter`;
@@ -1145,13 +1148,19 @@ class _Names:
         return f"{prefix}{self.n}"
 
 
-def _operand_tables(ctx, loaded):
-    """C compound literals: the loaded operands' descriptors, ranks and element sizes."""
+def _operand_tables(ctx, loaded, dense=False):
+    """C compound literals: the loaded operands' descriptors, ranks and element sizes
+    (``dense``: an elementwise loop's, a random draw's index carrier flagged
+    ``SG_EW_INDEX``, sg_drivers.h)."""
     if not loaded:
         return "NULL", "NULL", "NULL"
+
+    def item(v):
+        return f"{_item(v)} | SG_EW_INDEX" if dense and is_flat_index(v) else str(_item(v))
+
     return ("(const sg_arr *const[]){" + ", ".join(f"&{ctx.arr(v)}" for v in loaded) + "}",
             "(const int[]){" + ", ".join(str(v.ndim) for v in loaded) + "}",
-            "(const size_t[]){" + ", ".join(str(_item(v)) for v in loaded) + "}")
+            "(const size_t[]){" + ", ".join(item(v) for v in loaded) + "}")
 
 
 def _loop_call(ctx, step, name, in_place):
@@ -1165,7 +1174,7 @@ def _loop_call(ctx, step, name, in_place):
     fn = _row_fn(ctx, step, lambda f, names, st: _row_function(f, names, st, in_place))
     aux = _aux(ctx, step, fn)
     loaded = step.loaded
-    arrs, nds, items = _operand_tables(ctx, loaded)
+    arrs, nds, items = _operand_tables(ctx, loaded, dense=True)
     bad = ctx.tmp("bad")
     w(f"int {bad} = 0;")
     # A loop goes to the thread pool when elements x work units per element reach
@@ -1173,7 +1182,9 @@ def _loop_call(ctx, step, name, in_place):
     # a BLAS call BLAS's own threads may hold the other cores.
     threads = (f"sg_size(&{name}, {out.ndim}) >= SG_PAR_WORK / {step.work_per_element()} && "
                f"sg_nthreads > 1 ? sg_nthreads : 1")
-    w(f"sg_ew_loop(ws, {threads}, {out.ndim}, {name}.shape, {name}.data, {_item(out)}, "
+    # SG_EW_DENSE: the row function computes rows of unit strides only (_row_function)
+    w(f"sg_ew_loop(ws, {threads}, {out.ndim}, {name}.shape, {name}.data, "
+      f"{_item(out)} | SG_EW_DENSE, "
       f"{len(loaded)}, {arrs}, {nds}, {items}, {fn}, {aux}, &{bad});")
     _value_error(ctx, step, bad)
 
@@ -1240,69 +1251,61 @@ def _unit_test(step, first):
 
 
 def _row_function(f, names, step, in_place):
-    """The row function of an elementwise loop (``sg_row_fn`` of sg_drivers.h)."""
+    """The row function of an elementwise loop (``sg_row_fn`` of sg_drivers.h), for rows
+    whose result and loaded operands have unit stride (``SG_EW_DENSE``: the driver copies
+    strided and broadcast operands into blocks for it): one loop the C compiler
+    vectorises, no strided variant to compile. A random draw's index carrier is read
+    from its pointer with its own stride; draws whose elements come from a run filled
+    before the loop (``_draw_fills``) make the loop run in blocks of SG_RAND_BLOCK."""
     ct = CTYPE[step.root.outputs[0].dtype]
     f(f"SG_ROW int {names.fn}(int64_t n, void *const *p, const int64_t *s, const void *aux)")
     with f.block(""):
         # restrict when the result is fresh memory; in place, each element is
         # still read before it is written, which omp simd allows
         f(f"{ct} *{'' if in_place else 'restrict '}o = ({ct} *)p[0];")
-        unit, strided = _row_prologue(f, step, 1, names.fn)
-        loaded = [(q, CTYPE[v.dtype]) for q, (v, m) in enumerate(zip(step.operands, step.modes))
-                  if m == "load"]
-        # the result's stride s[0] is 1 but along a short axis's neighbour (sg_ew_loop)
-        f("const int64_t so = s[0];")
-        if not loaded:
-            with f.block("if (so == 1)"):
-                f(f"#pragma omp simd{_simdlen(step)}{_flags(step)}")
-                with f.block("for (int64_t j = 0; j < n; j++)"):
-                    f(f"o[j] = {_scalar_body(names, f, step, unit)};")
-        else:
-            _unit_or_repeated(f, names, step, loaded, ct, in_place)
-        with f.block("else"):
+        element, index = {}, []
+        j = 1
+        for q, (v, m) in enumerate(zip(step.operands, step.modes)):
+            if m == "hoist":
+                f(f"const {CTYPE[v.dtype]} h{q} = ((const struct {names.fn}_aux *)aux)->h{q};")
+                element[q] = f"h{q}"
+                continue
+            if is_flat_index(v):
+                # a random draw's index: the driver offset the pointer by the element's
+                # position, which is its value (ops/random.py); nothing is read
+                f(f"const int64_t s{q} = s[{j}];")
+                f(f"const int64_t i{q} = (int64_t)(((uintptr_t)p[{j}] - SG_RAND_BASE) / 8);")
+                element[q] = f"(i{q} + {{j}} * s{q})"
+                index.append(q)
+            else:
+                f(f"const {CTYPE[v.dtype]} *a{q} = (const {CTYPE[v.dtype]} *)p[{j}];")
+                element[q] = f"a{q}[{{j}}]"
+            j += 1
+        f("(void)aux; (void)s; int bad = 0;")
+        fills = _draw_fills(step, index)
+        simd = f"#pragma omp simd{_simdlen(step)}{_flags(step)}"
+        if not fills:
+            element = {q: e.format(j="j") for q, e in element.items()}
+            f(simd)
             with f.block("for (int64_t j = 0; j < n; j++)"):
-                f(f"o[j * so] = {_scalar_body(names, f, step, strided)};")
+                f(f"o[j] = {_scalar_body(names, f, step, element)};")
+            f("return bad;")
+            return
+        element = {q: e.format(j="(jb + j)") for q, e in element.items()}
+        f(" ".join(f"{t} r{k}[SG_RAND_BLOCK];" for k, (_, t, _) in enumerate(fills)))
+        with f.block("for (int64_t jb = 0; jb < n; jb += SG_RAND_BLOCK)"):
+            f("const int64_t m = n - jb < SG_RAND_BLOCK ? n - jb : SG_RAND_BLOCK;")
+            for k, (_, _, call) in enumerate(fills):
+                f(call.format(out=f"r{k}"))
+            filled = {id(e): f"r{k}[j]" for k, (e, _, _) in enumerate(fills)}
+            f(simd)
+            with f.block("for (int64_t j = 0; j < m; j++)"):
+                f(f"o[jb + j] = {_scalar_body(names, f, step, element, filled)};")
         f("return bad;")
 
 
-# Elements of the block of copies an operand repeated along a row is read from.
-_SPLAT = 256
-
-
-def _unit_or_repeated(f, names, step, loaded, ct, in_place):
-    """The vectorised path of an elementwise row function: every loaded operand has stride 1
-    or 0 along the row. An operand of stride 0 (a broadcast along the row, such as the
-    upstream gradient of a sum) is read from a block of _SPLAT copies of its value, so the
-    loop reads every operand at unit stride and vectorises; the row runs in blocks of that
-    length then (else in one). Without it such rows took the scalar strided path."""
-    test = " && ".join(["so == 1"] + [f"(s{q} & ~(int64_t)1) == 0" for q, _ in loaded])
-    index = [q for q, _ in loaded if is_flat_index(step.operands[q])]  # nothing to copy
-    loaded = [(q, t) for q, t in loaded if q not in index]
-    fills = _draw_fills(step, index)
-    with f.block(f"if ({test})"):
-        f(" ".join(f"{t} b{q}[{_SPLAT}];" for q, t in loaded))
-        f(" ".join(f"{t} r{k}[SG_RAND_BLOCK];" for k, (_, t, _) in enumerate(fills)))
-        splat = f"{' || '.join(f'!s{q}' for q, _ in loaded) or '0'} ? {_SPLAT} : "
-        f(f"const int64_t blk = {splat}{'SG_RAND_BLOCK' if fills else 'n'};")
-        for q, _ in loaded:
-            f(f"if (!s{q}) for (int64_t k = 0; k < n && k < blk; k++) b{q}[k] = a{q}[0];")
-        with f.block("for (int64_t jb = 0; jb < n; jb += blk)"):
-            f("const int64_t m = n - jb < blk ? n - jb : blk;")
-            f(" ".join(f"const {t} *c{q} = s{q} ? a{q} + jb : b{q};" for q, t in loaded))
-            for k, (_, _, call) in enumerate(fills):
-                f(call.format(out=f"r{k}"))
-            f(f"{ct} *{'' if in_place else 'restrict '}oj = o + jb;")
-            element = {q: f"c{q}[j]" for q, _ in loaded}
-            element.update({q: f"(i{q} + (jb + j) * s{q})" for q in index})
-            element.update({q: e for q, e in _hoisted_elements(step).items()})
-            filled = {id(e): f"r{k}[j]" for k, (e, _, _) in enumerate(fills)}
-            f(f"#pragma omp simd{_simdlen(step)}{_flags(step)}")
-            with f.block("for (int64_t j = 0; j < m; j++)"):
-                f(f"oj[j] = {_scalar_body(names, f, step, element, filled)};")
-
-
 def _draw_fills(step, index):
-    """The random draws of an elementwise loop's unit-stride path whose elements come from
+    """The random draws of an elementwise loop's row function whose elements come from
     a run filled before the loop (``sg_rand_fill_*`` of include/sg_random.h, each Philox
     block made once for its four or two elements): ``(expr, C type, fill statement)`` with
     ``{out}`` for the buffer. A draw qualifies when its key and counter are hoisted scalars

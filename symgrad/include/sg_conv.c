@@ -41,6 +41,7 @@
  * arrays themselves (or by a padding, an int) and fits in int64.
  */
 #include "sg_support.h"
+#include "sg_drivers.h"
 
 #define SG_CONV_TILE ((int64_t)1 << 20) /* elements of a panel's im2col matrix */
 
@@ -277,7 +278,8 @@ static void epi_rows(const sg_conv_epi_plan *ep, const sg_conv_geom *q, int64_t 
         for (int k = 0; k < e->m; k++)
             p[1 + k] = k == e->self ? (void *)(src + r * OW * (int64_t)item)
                                     : (void *)(base[k] + r * ep->st[k][2] * (int64_t)e->items[k]);
-        (void)e->row(len, p, s, e->aux);
+        /* a dense row function (SG_EW_DENSE): sg_ew_row copies what is not at unit stride */
+        (void)sg_ew_row(e->row, e->aux, len, p, s, e->m, item, e->items);
     }
 }
 

@@ -10,12 +10,14 @@ typedef struct {
     char *out;
     size_t out_item;
     char *const *base;
-    const size_t *item;
+    const size_t *item;  /* element sizes (flags cleared) */
+    const char *index;   /* index carriers of a dense loop (SG_EW_INDEX) */
+    const char *flat;    /* operands with the result's strides (sg_ew_across) */
     int m, cnd;
     int64_t n, inner;
     const int64_t *sh;
     int64_t (*st)[SG_MAXDIM];
-    int bad;
+    int bad, dense, across;
 } sg_ew_job;
 
 /* Row `row`'s index over the axes 0..nd-2 of `shape` into `idx`, and the element
@@ -50,9 +52,243 @@ static inline void sg_row_next(int nd, const int64_t *shape, int nops, int64_t (
     }
 }
 
+/* Elements of `size` bytes: n of them from `src` (element stride `s`) to `dst`, packed;
+ * s = 0 repeats the one value. */
+static void sg_ew_gather(char *dst, const char *src, int64_t s, int64_t n, size_t size)
+{
+    switch (size) {
+#define SG__GATHER(T)                                                                       \
+    {                                                                                       \
+        T *d = (T *)dst;                                                                    \
+        const T *a = (const T *)src;                                                        \
+        if (s == 0) {                                                                       \
+            const T v = a[0];                                                               \
+            _Pragma("omp simd") for (int64_t j = 0; j < n; j++)                             \
+                d[j] = v;                                                                   \
+        } else                                                                              \
+            for (int64_t j = 0; j < n; j++)                                                 \
+                d[j] = a[j * s];                                                            \
+        return;                                                                             \
+    }
+    case 1: SG__GATHER(uint8_t)
+    case 2: SG__GATHER(uint16_t)
+    case 4: SG__GATHER(uint32_t)
+    case 8: SG__GATHER(uint64_t)
+#undef SG__GATHER
+    default:
+        for (int64_t j = 0; j < n; j++)
+            memcpy(dst + (size_t)j * size, src + j * s * (int64_t)size, size);
+    }
+}
+
+/* The packed elements of `src` to `dst` (element stride `s`). */
+static void sg_ew_scatter(char *dst, const char *src, int64_t s, int64_t n, size_t size)
+{
+    switch (size) {
+#define SG__SCATTER(T)                                                                      \
+    {                                                                                       \
+        T *d = (T *)dst;                                                                    \
+        const T *a = (const T *)src;                                                        \
+        for (int64_t j = 0; j < n; j++)                                                     \
+            d[j * s] = a[j];                                                                \
+        return;                                                                             \
+    }
+    case 1: SG__SCATTER(uint8_t)
+    case 2: SG__SCATTER(uint16_t)
+    case 4: SG__SCATTER(uint32_t)
+    case 8: SG__SCATTER(uint64_t)
+#undef SG__SCATTER
+    default:
+        for (int64_t j = 0; j < n; j++)
+            memcpy(dst + j * s * (int64_t)size, src + (size_t)j * size, size);
+    }
+}
+
+static int64_t sg_ew_chunk(int m);
+
+/* One row of a dense loop (SG_EW_DENSE) that is not all unit strides: blocks of at most
+ * `chunk` elements, each strided operand copied into its block of `buf` ((m + 1) blocks of
+ * `chunk` 8-byte elements), each broadcast one's value repeated there (once a row), the
+ * result computed into its block and written back when strided. The operands are read
+ * before the result is written, as an elementwise loop may do in place. */
+static int sg_ew_copied(sg_row_fn row, const void *aux, int64_t n, void *const *p,
+                        const int64_t *s, int m, size_t out_item, const size_t *item,
+                        const char *index, char *buf, int64_t chunk)
+{
+    void *q[m + 1];
+    int64_t u[m + 1];
+    int bad = 0;
+    for (int k = 0; k <= m; k++)
+        u[k] = 1;
+    for (int64_t jb = 0; jb < n; jb += chunk) {
+        const int64_t c = n - jb < chunk ? n - jb : chunk;
+        for (int k = 1; k <= m; k++) {
+            const size_t it = item[k - 1];
+            char *blk = buf + (size_t)k * (size_t)chunk * 8;
+            if (index && index[k - 1]) {
+                q[k] = (char *)p[k] + jb * s[k] * 8;
+                u[k] = s[k];
+            } else if (s[k] == 1) {
+                q[k] = (char *)p[k] + jb * (int64_t)it;
+            } else {
+                if (s[k] != 0 || jb == 0)
+                    sg_ew_gather(blk, (const char *)p[k] + jb * s[k] * (int64_t)it, s[k],
+                                 s[k] ? c : (n < chunk ? n : chunk), it);
+                q[k] = blk;
+            }
+        }
+        q[0] = s[0] == 1 ? (void *)((char *)p[0] + jb * (int64_t)out_item) : (void *)buf;
+        bad |= row(c, q, u, aux);
+        if (s[0] != 1)
+            sg_ew_scatter((char *)p[0] + jb * s[0] * (int64_t)out_item, buf, s[0], c, out_item);
+    }
+    return bad;
+}
+
+int sg_ew_row(sg_row_fn row, const void *aux, int64_t n, void *const *p, const int64_t *s,
+              int m, size_t out_item, const size_t *item)
+{
+    int unit = s[0] == 1;
+    for (int k = 1; k <= m; k++)
+        unit &= s[k] == 1;
+    if (unit)
+        return row(n, p, s, aux);
+    const int64_t chunk = sg_ew_chunk(m);
+    _Alignas(64) char buf[(m + 1) * chunk * 8];
+    return sg_ew_copied(row, aux, n, p, s, m, out_item, item, NULL, buf, chunk);
+}
+
+/* Elements a block of sg_ew_copied and sg_ew_across: (m + 1) blocks of 8-byte elements
+ * take 32 KB of the stack at most (up to 1024 elements a block for 3 operands, 256 for 15). */
+static int64_t sg_ew_chunk(int m)
+{
+    int64_t chunk = 256;
+    while (chunk > 1 && (m + 1) * chunk * 8 > 32768)
+        chunk /= 2;
+    return chunk;
+}
+
+/* The elements [e, e + c) of an operand of a dense loop of short rows, in the result's
+ * order, packed into `dst`: from row index `idx` (over the axes before the last, cnd - 1
+ * of them), element `j` of the row, whose element offset at the row's start is `o`
+ * (`sh`, `st`: the collapsed shape and the operand's strides). Whole rows along the
+ * axis before the last go in a loop of its own (rows of 2 are 2 copies apart). */
+#define SG__ACROSS(T)                                                                       \
+    {                                                                                       \
+        T *d = (T *)dst;                                                                    \
+        const T *a = (const T *)src;                                                        \
+        for (int64_t pos = 0; pos < c;) {                                                   \
+            int64_t rows = j ? 0 : (c - pos) / inner;                                       \
+            if (rows > sh[cnd - 2] - ix[cnd - 2])                                           \
+                rows = sh[cnd - 2] - ix[cnd - 2];                                           \
+            if (rows > 0) {                                                                 \
+                for (int64_t r = 0; r < rows; r++)                                          \
+                    for (int64_t i = 0; i < inner; i++)                                     \
+                        d[pos + r * inner + i] = a[o + r * s1 + i * s];                     \
+                pos += rows * inner;                                                        \
+                o += rows * s1;                                                             \
+                ix[cnd - 2] += rows;                                                        \
+            } else {                                                                        \
+                const int64_t cnt = inner - j < c - pos ? inner - j : c - pos;              \
+                for (int64_t i = 0; i < cnt; i++)                                           \
+                    d[pos + i] = a[o + (j + i) * s];                                        \
+                pos += cnt;                                                                 \
+                j += cnt;                                                                   \
+                if (j < inner)                                                              \
+                    continue;                                                               \
+                j = 0;                                                                      \
+                o += s1;                                                                    \
+                ix[cnd - 2]++;                                                              \
+            }                                                                               \
+            if (ix[cnd - 2] < sh[cnd - 2])                                                  \
+                continue;                                                                   \
+            ix[cnd - 2] = 0; /* the carry into the axes before */                         \
+            o -= s1 * sh[cnd - 2];                                                          \
+            for (int t = cnd - 3; t >= 0; t--) {                                            \
+                o += st[t];                                                                 \
+                if (++ix[t] < sh[t])                                                        \
+                    break;                                                                  \
+                ix[t] = 0;                                                                  \
+                o -= st[t] * sh[t];                                                         \
+            }                                                                               \
+        }                                                                                   \
+        return;                                                                             \
+    }
+
+static void sg_ew_pack(char *dst, const char *src, size_t size, int64_t c, int cnd,
+                       const int64_t *sh, const int64_t *st, const int64_t *idx, int64_t o,
+                       int64_t j)
+{
+    const int64_t inner = sh[cnd - 1], s = st[cnd - 1], s1 = st[cnd - 2];
+    int64_t ix[SG_MAXDIM];
+    for (int t = 0; t < cnd - 1; t++)
+        ix[t] = idx[t];
+    switch (size) {
+    case 1: SG__ACROSS(uint8_t)
+    case 2: SG__ACROSS(uint16_t)
+    case 4: SG__ACROSS(uint32_t)
+    case 8: SG__ACROSS(uint64_t)
+    default: /* complex numbers: element by element */
+        for (int64_t pos = 0; pos < c; pos++) {
+            memcpy(dst + (size_t)pos * size, src + (o + j * s) * (int64_t)size, size);
+            if (++j == inner) {
+                j = 0;
+                for (int t = cnd - 2; t >= 0; t--) {
+                    o += st[t];
+                    if (++ix[t] < sh[t])
+                        break;
+                    ix[t] = 0;
+                    o -= st[t] * sh[t];
+                }
+            }
+        }
+    }
+}
+#undef SG__ACROSS
+
+/* Elements [b0, b1) * SG_BLOCK of a dense loop of short rows (sg_ew_loop's `across`): in
+ * blocks of up to SG_EW_CHUNK elements in the result's order, across rows. An operand
+ * laid out as the result (`flat`: the same strides; random index carriers are) is read
+ * in place, the others packed into the block (sg_ew_pack); the result, which is
+ * C-contiguous, is written in place. One call of the row function per block instead
+ * of one per row of a few elements. */
+static void sg_ew_across(sg_ew_job *g, int64_t b0, int64_t b1)
+{
+    const int m = g->m;
+    int64_t off[m + 1], u[m + 1], idx[SG_MAXDIM];
+    void *q[m + 1];
+    int bad = 0;
+    for (int k = 0; k <= m; k++)
+        u[k] = 1;
+    int64_t e = b0 * SG_BLOCK, end = g->n - e < (b1 - b0) * SG_BLOCK ? g->n : b1 * SG_BLOCK;
+    const int64_t chunk = sg_ew_chunk(m);
+    _Alignas(64) char buf[(m + 1) * chunk * 8];
+    for (; e < end; e += chunk) {
+        const int64_t c = end - e < chunk ? end - e : chunk, row = e / g->inner;
+        sg_row_start(row, g->cnd, g->sh, m + 1, g->st, idx, off);
+        q[0] = g->out + e * (int64_t)g->out_item;
+        for (int k = 0; k < m; k++) {
+            if (g->flat[k]) {
+                q[k + 1] = g->base[k] + e * (int64_t)g->item[k];
+                continue;
+            }
+            q[k + 1] = buf + (size_t)(k + 1) * (size_t)chunk * 8;
+            sg_ew_pack((char *)q[k + 1], g->base[k], g->item[k], c, g->cnd, g->sh, g->st[k],
+                       idx, off[k], e - row * g->inner);
+        }
+        bad |= g->row(c, q, u, g->aux);
+    }
+    if (bad)
+        __atomic_store_n(&g->bad, 1, __ATOMIC_RELAXED);
+}
+
 static void sg_ew_blocks(void *arg, int64_t b0, int64_t b1)
 {
     sg_ew_job *g = (sg_ew_job *)arg;
+    if (g->across) {
+        sg_ew_across(g, b0, b1);
+        return;
+    }
     const int m = g->m;
     int64_t off[m + 1], s[m + 1], idx[SG_MAXDIM];
     void *p[m + 1];
@@ -65,6 +301,16 @@ static void sg_ew_blocks(void *arg, int64_t b0, int64_t b1)
     int64_t e = b0 * SG_BLOCK, end = g->n - e < (b1 - b0) * SG_BLOCK ? g->n : b1 * SG_BLOCK;
     if (e >= end)
         return;
+    /* a dense loop's rows that are not all unit strides go through blocks of copies: the
+     * same for every row (the strides along rows are the loop's) */
+    int copied = 0;
+    if (g->dense) {
+        copied = s[0] != 1;
+        for (int q = 0; q < m; q++)
+            copied |= !g->index[q] && s[q + 1] != 1;
+    }
+    const int64_t chunk = sg_ew_chunk(m);
+    _Alignas(64) char buf[copied ? (m + 1) * chunk * 8 : 1];
     /* the first row by division, the others by stepping */
     int64_t row = e / g->inner, j0 = e - row * g->inner;
     sg_row_start(row, g->cnd, g->sh, m + 1, g->st, idx, off);
@@ -73,7 +319,9 @@ static void sg_ew_blocks(void *arg, int64_t b0, int64_t b1)
         p[0] = g->out + (off[m] + j0 * s[0]) * (int64_t)g->out_item;
         for (int q = 0; q < m; q++)
             p[q + 1] = g->base[q] + (off[q] + j0 * s[q + 1]) * (int64_t)g->item[q];
-        bad |= g->row(cnt, p, s, g->aux);
+        bad |= copied ? sg_ew_copied(g->row, g->aux, cnt, p, s, m, g->out_item, g->item,
+                                     g->index, buf, chunk)
+                      : g->row(cnt, p, s, g->aux);
         e += cnt;
         j0 += cnt;
         if (j0 == g->inner) {
@@ -91,6 +339,8 @@ static void sg_ew_blocks(void *arg, int64_t b0, int64_t b1)
  * axis, find the same cache lines: a (10^7, 4) array keeps its rows of 4). */
 #define SG_SHORT_ROW 4
 #define SG_SHORT_TILE 4096
+/* A dense loop's rows shorter than this run across rows in blocks (sg_ew_across). */
+#define SG_EW_SHORT 64
 
 /* An elementwise loop writing the C-contiguous `out` of shape `shape` (ndim
  * nd, already allocated) from the m operands `ops` (descriptors of ndim
@@ -101,7 +351,9 @@ static void sg_ew_blocks(void *arg, int64_t b0, int64_t b1)
  * axis, 2 long, with the kept axes broadcast across it), every row would cost
  * a call and the loop's set-up for a couple of elements: the last two axes are
  * then swapped, so rows run along the longer axis, strided (the result too);
- * each element's value is the same in any order. */
+ * each element's value is the same in any order. A dense loop (SG_EW_DENSE, the
+ * generated kernels') runs short rows across rows in blocks instead (sg_ew_across),
+ * and copies what is not at unit stride along long ones (sg_ew_copied). */
 void sg_ew_loop(sg_ws *ws, int threads, int nd, const int64_t *shape, void *out,
                        size_t out_item, int m, const sg_arr *const *ops, const int *nds,
                        const size_t *item, sg_row_fn row, const void *aux, int *bad)
@@ -112,19 +364,40 @@ void sg_ew_loop(sg_ws *ws, int threads, int nd, const int64_t *shape, void *out,
     if (n == 0)
         return;
     int64_t sh[SG_MAXDIM], st[m + 1][SG_MAXDIM];
-    char *base[m > 0 ? m : 1];
+    char *base[m > 0 ? m : 1], index[m > 0 ? m : 1];
+    size_t size[m > 0 ? m : 1];
+    const int dense = (out_item & SG_EW_DENSE) != 0;
+    out_item &= ~(SG_EW_DENSE | SG_EW_INDEX);
     for (int k = 0; k < nd; k++)
         sh[k] = shape[k];
     for (int q = 0; q < m; q++) {
         sg_broadcast_strides(st[q], ops[q], nds[q], shape, nd);
         base[q] = (char *)ops[q]->data;
+        index[q] = (item[q] & SG_EW_INDEX) != 0;
+        size[q] = item[q] & ~(SG_EW_DENSE | SG_EW_INDEX);
     }
     for (int k = nd - 1, c = 1; k >= 0; k--) {
         st[m][k] = c;
         c *= shape[k];
     }
     int cnd = sg_collapse(nd, sh, m + 1, st);
-    if (cnd >= 2 && sh[cnd - 1] <= SG_SHORT_ROW && sh[cnd - 2] > sh[cnd - 1] &&
+    /* A dense loop whose rows are short and read an operand not laid out as the result
+     * runs across rows in blocks (sg_ew_across), unless a random index carrier is not
+     * laid out as the result either: its elements' indices are not consecutive then. */
+    char flat[m > 0 ? m : 1];
+    int across = 0;
+    if (dense && cnd >= 2 && sh[cnd - 1] < SG_EW_SHORT) {
+        int index_flat = 1;
+        for (int q = 0; q < m; q++) {
+            flat[q] = 1;
+            for (int k = 0; k < cnd; k++)
+                flat[q] &= st[q][k] == st[m][k];
+            across |= !flat[q];
+            index_flat &= flat[q] || !index[q];
+        }
+        across &= index_flat;
+    }
+    if (!dense && cnd >= 2 && sh[cnd - 1] <= SG_SHORT_ROW && sh[cnd - 2] > sh[cnd - 1] &&
         sh[cnd - 2] * sh[cnd - 1] <= SG_SHORT_TILE) {
         int64_t t = sh[cnd - 1];
         sh[cnd - 1] = sh[cnd - 2];
@@ -135,7 +408,8 @@ void sg_ew_loop(sg_ws *ws, int threads, int nd, const int64_t *shape, void *out,
             st[q][cnd - 2] = t;
         }
     }
-    sg_ew_job g = {row, aux, (char *)out, out_item, base, item, m, cnd, n, sh[cnd - 1], sh, st, 0};
+    sg_ew_job g = {row, aux, (char *)out, out_item, base, size, index, flat, m, cnd, n,
+                   sh[cnd - 1], sh, st, 0, dense, across};
     int64_t nb = (n + SG_BLOCK - 1) / SG_BLOCK;
     if (threads > 1)
         ws->parallel_for(nb, threads, sg_ew_blocks, &g);

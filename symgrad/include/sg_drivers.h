@@ -36,6 +36,28 @@ void sg_ew_loop(sg_ws *ws, int threads, int nd, const int64_t *shape, void *out,
                 size_t out_item, int m, const sg_arr *const *ops, const int *nds,
                 const size_t *item, sg_row_fn row, const void *aux, int *bad);
 
+/* Flags of sg_ew_loop's element sizes. SG_EW_DENSE in `out_item`: the row function
+ * computes rows whose result and loaded operands all have stride 1 (it ignores s[0]
+ * and s[1 + q]), so it is one loop the compiler vectorises and no strided copy of it;
+ * the driver runs any other row through blocks (a few hundred elements) of
+ * copies: a strided operand's elements, a broadcast one's value repeated, the result
+ * written back after the call. Every element's value is the same either way. The
+ * generated kernels pass it (codegen/render_c.py): a row function of one variant
+ * compiles in about half the time of a unit-stride and a strided one.
+ * SG_EW_INDEX in `item[q]` (with 8): operand q is a random draw's index carrier
+ * (sg_random.h's SG_RAND_BASE), which has no memory: never copied, its pointer and
+ * stride passed as they are. */
+#define SG_EW_DENSE ((size_t)1 << 60)
+#define SG_EW_INDEX ((size_t)1 << 61)
+
+/* One row of `n` elements through the dense row function `row`, whatever the strides
+ * `s` (as sg_row_fn's; `m` loaded operands of item[q]-byte elements, the result's of
+ * `out_item`): called as it is when they are all 1, else through blocks of copies, as
+ * sg_ew_loop does. For callers that run a fused loop's row function themselves (the
+ * convolutions' epilogues, sg_conv.c). Returns the row function's flag. */
+int sg_ew_row(sg_row_fn row, const void *aux, int64_t n, void *const *p, const int64_t *s,
+              int m, size_t out_item, const size_t *item);
+
 /* An accumulating loop over the broadcast shape `xs` (ndim nd) of its value,
  * computed from the m operands `ops`: each of its n elements is added into
  * acc[its offset under the strides `ost`] (0 along the axes summed away). */
