@@ -15,6 +15,8 @@
 
 #include "sg_kernel.h"
 #include "sg_drivers.h"
+/* the hand-vectorised Philox blocks from the support library, not inline: no <immintrin.h> */
+#define SG_RAND_BLOCKS_EXTERN
 #include "sg_random.h"
 #include "cblas.h"
 

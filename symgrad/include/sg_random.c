@@ -2,7 +2,41 @@
 #include <stdlib.h>
 
 #include "sg_support.h"
+/* sg_rand_blocks: the baseline's here, x86-64-v3's and v4's in sg_random_v3.c and
+ * sg_random_v4.c (as sg_rows.c does for its functions: the same instructions a kernel
+ * compiled with -march=native on that CPU ran when the function was inline in kernels;
+ * the words are the same on any of them). Elsewhere, and in a sanitizer build
+ * (SG_NO_CLONES, compiled with the kernels' -march=native), one variant. */
+#define SG_RAND_BLOCKS_BODY
+#define SG_RAND_BLOCKS sg_rand_blocks_base
+#define SG_RAND_BLOCKS_DECL
 #include "sg_random.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(SG_NO_CLONES)
+void sg_rand_blocks_v3(uint64_t, uint64_t, uint64_t, int64_t, uint32_t *restrict);
+void sg_rand_blocks_v4(uint64_t, uint64_t, uint64_t, int64_t, uint32_t *restrict);
+
+static void (*sg__rand_blocks_fn)(uint64_t, uint64_t, uint64_t, int64_t, uint32_t *restrict) =
+    sg_rand_blocks_base;
+
+__attribute__((constructor)) static void sg__rand_pick(void)
+{
+    __builtin_cpu_init();
+    sg__rand_blocks_fn = __builtin_cpu_supports("x86-64-v4")   ? sg_rand_blocks_v4
+                         : __builtin_cpu_supports("x86-64-v3") ? sg_rand_blocks_v3
+                                                               : sg_rand_blocks_base;
+}
+
+void sg_rand_blocks(uint64_t key, uint64_t pos, uint64_t c0, int64_t m, uint32_t *restrict w)
+{
+    sg__rand_blocks_fn(key, pos, c0, m, w);
+}
+#else
+void sg_rand_blocks(uint64_t key, uint64_t pos, uint64_t c0, int64_t m, uint32_t *restrict w)
+{
+    sg_rand_blocks_base(key, pos, c0, m, w);
+}
+#endif
 
 typedef struct {
     uint64_t word;

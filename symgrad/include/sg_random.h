@@ -365,9 +365,30 @@ SG__RINLINE int64_t sg_rand_integers(uint64_t key, uint64_t pos, uint64_t idx, i
  * SG_RAND_BLOCK elements of each of its draws at once, then reads them with the rest of
  * its work; for s = 1 the blocks the run touches are made once each, four or two elements
  * apiece, in a loop that vectorises (by hand for AVX-512 and AVX2, sixteen and eight
- * blocks at a time, two independent chains of products in flight). */
+ * blocks at a time, two independent chains of products in flight): sg_rand_blocks.
+ *
+ * A kernel calls the support library's sg_rand_blocks (SG_RAND_BLOCKS_EXTERN, defined by
+ * sg_prelude.h), which runs the variant for the CPU: the intrinsics need <immintrin.h>,
+ * whose text was most of what a kernel's headers cost the C compiler (0.5 s of the 0.6 s
+ * it took to read them, 16 of 43 ms a unit precompiled), and a call per run of up to
+ * SG_RAND_BLOCK elements costs nothing measurable. The library compiles the body below
+ * once per instruction set (SG_RAND_BLOCKS_BODY: sg_random.c for the baseline and the
+ * dispatch, sg_random_v3.c and sg_random_v4.c under `#pragma GCC target`, which defines
+ * __AVX2__ / __AVX512F__ as -march=native does on such a CPU), naming it SG_RAND_BLOCKS.
+ * A program using this header alone gets it inline. */
 
 #define SG_RAND_BLOCK 256
+
+/* The words of blocks c0 .. c0 + m - 1: w[4k + q] = word q of block c0 + k. */
+#if defined(SG_RAND_BLOCKS_EXTERN) || defined(SG_RAND_BLOCKS_BODY)
+void sg_rand_blocks(uint64_t key, uint64_t pos, uint64_t c0, int64_t m, uint32_t *restrict w);
+#endif
+
+#if !defined(SG_RAND_BLOCKS_EXTERN) || defined(SG_RAND_BLOCKS_BODY)
+#ifndef SG_RAND_BLOCKS
+#define SG_RAND_BLOCKS sg_rand_blocks
+#define SG_RAND_BLOCKS_DECL SG__RINLINE
+#endif
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
@@ -423,9 +444,8 @@ SG__RINLINE void sg__rand_store(uint32_t *w, SG__RV c0, SG__RV c1, SG__RV c2, SG
 }
 #endif
 
-/* The words of blocks c0 .. c0 + m - 1: w[4k + q] = word q of block c0 + k. */
-SG__RINLINE void sg__rand_blocks(uint64_t key, uint64_t pos, uint64_t c0, int64_t m,
-                                 uint32_t *restrict w)
+SG_RAND_BLOCKS_DECL void SG_RAND_BLOCKS(uint64_t key, uint64_t pos, uint64_t c0, int64_t m,
+                                        uint32_t *restrict w)
 {
     int64_t k0 = 0;
 #ifdef SG__RV
@@ -470,6 +490,7 @@ SG__RINLINE void sg__rand_blocks(uint64_t key, uint64_t pos, uint64_t c0, int64_
         w[4 * k + 3] = r.w3;
     }
 }
+#endif
 
 /* A run of a draw of `per` elements a block, element by element unless s = 1: `one` is
  * sg_rand_<x>, `conv(w, i)` the value of element i of the words w from the first block. */
@@ -489,7 +510,7 @@ SG__RINLINE void sg__rand_blocks(uint64_t key, uint64_t pos, uint64_t c0, int64_
         int64_t m = n - jb < SG_RAND_BLOCK ? n - jb : SG_RAND_BLOCK;                     \
         uint64_t a = i0 + (uint64_t)jb;                                                  \
         int64_t off = (int64_t)(a % (per));                                              \
-        sg__rand_blocks(key, pos, a / (per), (off + m + (per) - 1) / (per), w);          \
+        sg_rand_blocks(key, pos, a / (per), (off + m + (per) - 1) / (per), w);           \
         T *restrict o_ = out + jb;                                                       \
         _Pragma("omp simd") for (int64_t j = 0; j < m; j++) o_[j] = conv(w, off + j);    \
     }
@@ -537,7 +558,7 @@ SG__RINLINE void sg_rand_fill_uniform_f64(uint64_t key, uint64_t pos, uint64_t i
         int64_t m = n - jb < SG_RAND_BLOCK ? n - jb : SG_RAND_BLOCK;                     \
         uint64_t a = i0 + (uint64_t)jb;                                                  \
         int64_t off = (int64_t)(a & 1), nb = (off + m + 1) / 2;                          \
-        sg__rand_blocks(key, pos, a / 2, nb, w);                                         \
+        sg_rand_blocks(key, pos, a / 2, nb, w);                                          \
         _Pragma("omp simd") for (int64_t k = 0; k < nb; k++) {                           \
             sg_rand4 r = {w[4 * k], w[4 * k + 1], w[4 * k + 2], w[4 * k + 3]};           \
             double e_, o2_;                                                              \
@@ -569,7 +590,7 @@ SG__RINLINE void sg_rand_fill_normal_f32(uint64_t key, uint64_t pos, uint64_t i0
         int64_t m = n - jb < SG_RAND_BLOCK ? n - jb : SG_RAND_BLOCK;
         uint64_t a = i0 + (uint64_t)jb;
         int64_t off = (int64_t)(a & 3), np = (off + m + 1) / 2; /* pairs */
-        sg__rand_blocks(key, pos, a / 4, (off + m + 3) / 4, w);
+        sg_rand_blocks(key, pos, a / 4, (off + m + 3) / 4, w);
 #pragma omp simd
         for (int64_t k = 0; k < np; k++) {
             float e_, o_;
