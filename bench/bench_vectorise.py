@@ -29,8 +29,10 @@ of a comparison vectorised.
 """
 
 import argparse
+import atexit
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -150,11 +152,12 @@ def gcc_notes(source, cc=None, flags=None, march=None):
         raise RuntimeError("the kernel compiler is not gcc: its vectoriser notes cannot be read")
     include, _, _ = compiler.blas_flags()
     flags = flags or release_flags(march)
+    includes = [f"-I{compiler.INCLUDE_DIR}", f"-I{include}"]
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "kernel.c"), "w") as f:
             f.write(source)
         proc = subprocess.run(
-            [*cc, *flags, f"-I{compiler.INCLUDE_DIR}", f"-I{include}",
+            [*cc, *flags, *_prelude_pch(cc, flags, includes), *includes,
              "-fopt-info-vec-optimized", "-fopt-info-vec-missed", "-c", "kernel.c",
              "-o", os.devnull], cwd=tmp, capture_output=True, text=True, timeout=600,
             stdin=subprocess.DEVNULL)
@@ -166,6 +169,27 @@ def gcc_notes(source, cc=None, flags=None, march=None):
         if m:
             notes.append((int(m.group(1)), m.group(2), m.group(3)))
     return notes
+
+
+_PCH = {}  # (compiler argv, flags) -> ["-I<folder of the precompiled prelude>"], or []
+
+
+def _prelude_pch(cc, flags, includes):
+    """The kernels' prelude header precompiled once per process for these flags (a
+    report for another -march cannot use the installed one): without it every report
+    reads ~0.4 s of headers before its few loops. [] when gcc cannot build it; the
+    report then reads the text, with the same notes."""
+    key = (tuple(cc), tuple(flags))
+    if key not in _PCH:
+        folder = tempfile.mkdtemp(prefix="sg-vec-pch-")
+        atexit.register(shutil.rmtree, folder, True)
+        prelude = os.path.join(compiler.INCLUDE_DIR, "sg_prelude.h")
+        proc = subprocess.run(
+            [*cc, *flags, *includes, "-x", "c-header", prelude,
+             "-o", os.path.join(folder, "sg_prelude.h.gch")],
+            capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+        _PCH[key] = [f"-I{folder}"] if proc.returncode == 0 else []
+    return _PCH[key]
 
 
 def vector_report(source, cc=None, march=None):
