@@ -104,7 +104,7 @@ COMPILED = [(c, "as-is") for c in CASES] + [
 # Cases are compiled in batches: one kernel computes the values and gradients of CHUNK
 # independent cases (each with inputs of its own), so the suite pays one C compile per
 # batch instead of one per case. A failure names the case.
-CHUNK = 8
+CHUNK = 32
 BATCHES = [COMPILED[i:i + CHUNK] for i in range(0, len(COMPILED), CHUNK)]
 
 
