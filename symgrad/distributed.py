@@ -9,7 +9,10 @@ collective between them:
    ``n`` (the backward is seeded with ``n``: :func:`example_count`): every
    gradient, the new value of every running statistic (batch norm; with more
    than one rank they are every rank's, sent unscaled by the first rank with
-   examples), then every loss and summary, then two free slots;
+   examples), then every loss and summary, then two free slots. The vector has
+   a static length, so the kernel allocates it first and the backward's
+   products write each gradient straight into its block (no copy:
+   ``codegen.render_c._place_concatenations``);
 2. Python fills the two slots with ``n`` and an error flag; one ``allreduce``
    (sum) over the vector (split into buckets when it is large) gives every
    rank the sums ``sum_r n_r * g_r``, ``N = sum_r n_r`` and the number of
@@ -407,9 +410,12 @@ class _Sync:
 
 # --------------------------------------------------------------------------- the step
 
-def _flat(v, dtype):
+def _flat(v, dtype, size):
+    """``v`` as a vector of ``dtype`` of its static ``size``: the buffer then has a static
+    length, and the kernel writes each part straight into its block of the buffer (the
+    products of the backward included: codegen.render_c's _place_concatenations)."""
     v = v if v.dtype == dtype else cast(v, dtype)
-    return v.reshape((-1,))
+    return v.reshape((size,))
 
 
 class DataParallel:
@@ -436,13 +442,13 @@ class DataParallel:
         self.dtype = "float64" if "float64" in floats else "float32"
         # (the counters stay out of the buffer: with two batch norms, their slots had shifted
         # the second one's statistics)
-        parts = [_flat(g, self.dtype) for g in grads]
-        # (the running statistics of synchronised batch norms are every rank's, unweighted)
-        parts += [_flat(new if self.exact_stats else new * count, self.dtype)
-                  for _, new in self.layer_updates]
         self.sizes = [int(np.prod(p.get_value(borrow=True).shape)) for p in params]
         self.sizes += [int(np.prod(sv.get_value(borrow=True).shape))
                        for sv, _ in self.layer_updates]
+        parts = [_flat(g, self.dtype, n) for g, n in zip(grads, self.sizes)]
+        # (the running statistics of synchronised batch norms are every rank's, unweighted)
+        parts += [_flat(new if self.exact_stats else new * count, self.dtype, n)
+                  for (_, new), n in zip(self.layer_updates, self.sizes[len(params):])]
         self.n_values = sum(self.sizes)
         self.n_outputs = len(outputs)
         parts.append(stack([(cast(o, self.dtype) if o.dtype != self.dtype else o) * count

@@ -138,3 +138,47 @@ def test_concatenate_of_one_input_is_a_copy():
 def test_ops_compare_by_axis():
     x = sg.matrix()
     assert sg.concatenate([x, x], axis=-1).owner.op == Concatenate(1)
+
+
+def _placed_concatenation(extra=None):
+    """A concatenation of static length along axis 0 of two products (one reshaped), a
+    sum and an input: the products and the sum are made in their blocks of its result."""
+    a = sg.tensor("a", shape=(5, 3), dtype="float32")
+    b = sg.tensor("b", shape=(5, 4), dtype="float32")
+    c = sg.tensor("c", shape=(2, 4), dtype="float32")
+    ab = sg.dot(a.T, b)                                 # (3, 4), fresh memory: a BLAS call
+    parts = [ab.reshape((12,)), sg.dot(c, b.T).reshape((10,)), b.sum(axis=0), c.reshape((8,))]
+    out = sg.concatenate(parts)
+    outs = [out] if extra is None else [extra(out, ab)]
+    r = np.random.default_rng(3)
+    args = [r.standard_normal(s).astype("float32") for s in ((5, 3), (5, 4), (2, 4))]
+    A, B, C = (x.astype("float64") for x in args)
+    ref = np.concatenate([(A.T @ B).ravel(), (C @ B.T).ravel(), B.sum(0), C.ravel()])
+    return [a, b, c], outs, args, ref
+
+
+def test_a_concatenation_of_static_length_gets_its_parts_made_in_place():
+    inputs, outs, args, ref = _placed_concatenation()
+    f = sg.function(inputs, outs, mode="c")
+    # both products and the sum are written straight into the result, the input copied
+    assert f.source.count("straight into its block of the concatenation") == 3
+    assert f.source.count("written in its block already") == 3
+    got = f(*args)[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got, sg.function(inputs, outs, mode="debug")(*args)[0])
+    again = f(*args)[0]  # a second call: new blocks, the same values
+    assert again is not got and np.array_equal(again, got)
+
+
+def test_a_part_read_elsewhere_and_a_concatenation_inside_the_graph_stay_right():
+    # the product ab is read again after the concatenation: it keeps its own memory
+    inputs, outs, args, ref = _placed_concatenation(lambda out, ab: out[:12] * 2 + ab.sum())
+    f = sg.function(inputs, outs, mode="c")
+    assert f.source.count("straight into its block of the concatenation") == 2
+    np.testing.assert_allclose(f(*args)[0], ref[:12] * 2 + ref[:12].sum(), rtol=1e-5,
+                               atol=1e-5)
+    # a concatenation that is no output (workspace memory), read by a later step
+    inputs, outs, args, ref = _placed_concatenation(lambda out, ab: (out * out).sum())
+    f = sg.function(inputs, outs, mode="c")
+    assert "straight into its block of the concatenation" in f.source
+    np.testing.assert_allclose(f(*args)[0], (ref * ref).sum(), rtol=1e-5)

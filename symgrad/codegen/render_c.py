@@ -124,6 +124,9 @@ class KernelContext:
         self.shared = CWriter()  # what every unit declares: the row functions and their structs
         self.step = None         # the step being rendered
         self.dest = {}           # id(value of a loop's body) -> its place (see _loop)
+        self.flat_places = set()  # ids of dest values placed by size, not shape (concatenations)
+        self.early = set()       # ids of values allocated before their step (concatenations)
+        self.guarded = {}        # id(input of a concatenation) -> its place: copied unless there
         self.panels = {}         # id(placeholder) -> (trans_b, its packed panels) (see _loop)
         self._sites = {}
         self._n = 0
@@ -180,6 +183,14 @@ class KernelContext:
         A function output gets its own block (``ws->out_alloc``) that the
         caller will own; anything else comes from the workspace arena.
         """
+        if id(v) in self.early:  # allocated before the steps making its parts, its length
+            name = self.arr(v)   # static (_place_concatenations)
+            for k, e in enumerate(shape_exprs):
+                with self.w.block(f"if ({e} != {name}.shape[{k}])"):
+                    self.fail(node, "shape", f"axis {k} of the result has length %lld, not its "
+                              f"static length %lld", f"(long long)({e})",
+                              f"(long long){name}.shape[{k}]")
+            return name
         name = self.declare(v)
         if shape_exprs:
             self.w(" ".join(f"{name}.shape[{k}] = {e};" for k, e in enumerate(shape_exprs)))
@@ -190,10 +201,15 @@ class KernelContext:
         if place is None:
             self.w(alloc)
             return name
-        same = f" && !memcmp({place}.shape, {name}.shape, {v.ndim} * sizeof(int64_t))" \
-            if v.ndim else ""
+        if id(v) in self.flat_places:  # a block of a concatenation: as many elements
+            same = f" && sg_size(&{name}, {v.ndim}) == {place}.shape[0]"
+            where = "its block of the concatenation"
+        else:
+            same = f" && !memcmp({place}.shape, {name}.shape, {v.ndim} * sizeof(int64_t))" \
+                if v.ndim else ""
+            where = "its place in the loop's result"
         with self.w.block(f"if ({place}.data{same})"):
-            self.w.comment("/* straight into its place in the loop's result: no copy */")
+            self.w.comment(f"/* straight into {where}: no copy */")
             self.w(f"{name}.data = {place}.data; sg_contiguous(&{name}, {v.ndim});")
         self.w("else " + alloc)
         return name
@@ -277,6 +293,8 @@ def _render_into(ctx, program, profile):
     timed = []
     n = len(program.outputs)
     probe_at = {id(v): n + j for j, v in enumerate(program.probes)}
+    if not program.probes:
+        _place_concatenations(ctx, program)
     _steps(ctx, program, timed if profile else None, probe_at)
     with _step_function(ctx, "/* the outputs handed over, after the updates "
                              "written in place if any */"):
@@ -342,8 +360,88 @@ def _release(ctx, step):
     w.depth = 1
     w.comment(f"/* after {step.label}, nothing reads these: their blocks go back to the "
               f"workspace */")
-    w(" ".join(f"sg_ws_free(ws, {ctx.arr(v)}.data);" for v in dead))
+    places = {k: ctx.dest[k] for k in ctx.flat_places}
+    plain = [f"sg_ws_free(ws, {ctx.arr(v)}.data);" for v in dead if id(v) not in places]
+    if plain:
+        w(" ".join(plain))
+    for v in dead:
+        if id(v) in places:  # in its block of a concatenation unless the sizes differed
+            w(f"if ({ctx.arr(v)}.data != {places[id(v)]}.data) sg_ws_free(ws, {ctx.arr(v)}.data);")
     return w.lines
+
+
+def _place_concatenations(ctx, program):
+    """Concatenations whose parts are made straight into their blocks: no copy.
+
+    A concatenation along axis 0 whose inputs all have static shapes (its result then
+    has a static length) gets its result allocated before the first step, and each part
+    that a step makes into fresh memory -- a BLAS call, a fused loop, an op step's
+    allocation -- and that nothing else reads (possibly through reshapes, which view
+    a contiguous value) is made in its block of the result: the step's allocation
+    takes the block when the element counts agree (``KernelContext.alloc``), the
+    concatenation's copy of that part is skipped, and its block is never released to
+    the workspace. The data-parallel step's buffer of every gradient
+    (``symgrad/distributed.py``) is one: its backward's products write the gradients
+    where the allreduce reads them.
+    """
+    # (ops known by name: the renderer imports no op module, which import it)
+    uses = {}
+    steps = list(program.steps)
+    if program.in_place is not None:
+        steps += [u.step for u in program.in_place.updates]
+    for step in steps:
+        for node in step.members:
+            for v in node.inputs:
+                uses[id(v)] = uses.get(id(v), 0) + 1
+    for v in program.outputs:
+        uses[id(v)] = uses.get(id(v), 0) + 2
+    leaves = {id(v) for v in program.leaves}
+    making = {}
+    for step in program.steps:
+        if isinstance(step, BlasCall) or (isinstance(step, FusedLoop)
+                                          and step.accumulation is None):
+            making[id(step.root.outputs[0])] = step
+        elif isinstance(step, OpStep) and step.body is not None:
+            for st in step.body:
+                if isinstance(st, ir.Alloc) and not isinstance(st.var, ir.Local):
+                    making.setdefault(id(st.var), step)
+    for step in program.steps:
+        node = step.root
+        if not (isinstance(step, OpStep) and getattr(node.op, "name", None) == "concatenate"):
+            continue
+        out = node.outputs[0]
+        if (out.ndim == 0 or node.op.axis % out.ndim != 0 or id(out) in ctx.dest
+                or any(x.dtype != out.dtype or None in x.type.shape for x in node.inputs)):
+            continue
+        parts, at = [], 0
+        for x in node.inputs:
+            size = int(np.prod(x.type.shape, dtype=np.int64))
+            v = x
+            while (uses.get(id(v)) == 1 and v.owner is not None
+                   and getattr(v.owner.op, "name", None) == "reshape"
+                   and id(v) not in making):
+                v = v.owner.inputs[0]
+            if (uses.get(id(v)) == 1 and id(v) in making and id(v) not in leaves
+                    and id(v) not in ctx.dest and size > 0):
+                parts.append((x, v, at, size))
+            at += size
+        if not parts:
+            continue
+        with _step_function(ctx, f"/* the result of {step.label} ({node.op}) first: the "
+                                 f"steps making its parts write them into it */"):
+            first = node.inputs[0].type.shape
+            O = ctx.alloc(node, out, [str(sum(x.type.shape[0] for x in node.inputs)) if k == 0
+                                      else str(first[k]) for k in range(out.ndim)])
+            for x, v, start, size in parts:
+                place = ctx.tmp("block")
+                ctx.frame.append(f"sg_arr {place};")
+                place = f"F->{place}"
+                ctx.w(f"{place}.data = (char *){O}.data + (int64_t){start} * {_item(out)}; "
+                      f"{place}.shape[0] = {size};")
+                ctx.dest[id(v)] = place
+                ctx.flat_places.add(id(v))
+                ctx.guarded[id(x)] = place
+        ctx.early.add(id(out))
 
 
 #: Lines of glue per C function. gcc pays about a millisecond per function it
@@ -555,6 +653,11 @@ class _OpWriter:
             if s.can_fail:
                 w(f"if ({fn}(err, {ctx.location(self.node)}{', ' if args else ''}{args})) "
                   f"goto fail;")
+            elif s.name == "sg_copy_block" and id(s.args[4].var) in ctx.guarded:
+                w.comment("/* written in its block already (_place_concatenations) unless "
+                          "the sizes differed */")
+                w(f"if ({ctx.arr(s.args[4].var)}.data != {ctx.guarded[id(s.args[4].var)]}.data) "
+                  f"{fn}({args});")
             else:
                 w(f"{fn}({args});")
         elif isinstance(s, ir.Check):
