@@ -11,7 +11,11 @@ of 256 and 1024 it measures, in one ``mpiexec -n 2`` run with the rounds interle
 - 2 ranks, strong scaling: each rank half of the global batch;
 - 2 ranks, weak scaling: each rank a whole batch (global batch twice as large);
 - the allreduce alone: the step's buffer (every gradient, the losses, count and flag),
-  summed over the 2 ranks after a barrier.
+  summed over the 2 ranks after a barrier;
+- where a strong-scaling step goes: the same step with its parts timed on each rank (wall
+  and CPU, the mean of the best round's calls): the gradient function, the allreduce (the
+  wait for the other rank included: the allreduce alone is its own cost), the update
+  function, and the rest (Python between them).
 
 Efficiency: strong = T(1 rank, B) / (2 T(2 ranks, B/2 each)); weak = T(1 rank, B) /
 T(2 ranks, B each). Each rank is pinned to a core of its own.
@@ -77,6 +81,49 @@ def allreduce_timer(comm, length):
     return lambda: allreduce_sum(comm, buf, "bench")
 
 
+class Parts:
+    """The step's gradient function, allreduce and update function, each timed (wall and
+    CPU seconds summed over the calls) while ``on``."""
+
+    NAMES = ("gradients", "allreduce", "update")
+
+    def __init__(self, step):
+        import symgrad.distributed as D
+
+        self.sums = {k: np.zeros(2) for k in self.NAMES}
+        self.on = False
+        step.function = self.timed("gradients", step.function)
+        step.update_function = self.timed("update", step.update_function)
+        if not getattr(D.allreduce_sum, "timed_by_bench", False):
+            D.allreduce_sum = self.timed("allreduce", D.allreduce_sum)
+            D.allreduce_sum.timed_by_bench = True
+
+    def timed(self, name, fn):
+        def call(*args, **kwargs):
+            if not self.on:
+                return fn(*args, **kwargs)
+            t0, c0 = time.perf_counter(), time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.sums[name] += (time.perf_counter() - t0, time.process_time() - c0)
+        return call
+
+    def run(self, comm, step, args, calls):
+        """Per call: ``{part: (wall, CPU)}`` with ``"rest"`` and ``"step"``, this rank's."""
+        for v in self.sums.values():
+            v[:] = 0
+        self.on = True
+        try:
+            total = timed(comm, step, args, calls) * calls
+        finally:
+            self.on = False
+        out = {k: v / calls for k, v in self.sums.items()}
+        out["rest"] = (total - sum(self.sums.values())) / calls
+        out["step"] = total / calls
+        return out
+
+
 def run_child():
     from mpi4py import MPI
 
@@ -90,8 +137,10 @@ def run_child():
     single = build(params, None) if rank == 0 else None
     seam = build(params, MPI.COMM_SELF) if rank == 0 else None
     dist = build(params, comm)
+    parted = build(params, comm)  # the same step, its parts timed (see Parts)
+    parts = Parts(parted)
     length = dist._parallel.length
-    rows = []
+    rows, part_rows = [], []
     for B in BATCHES:
         X = r.standard_normal((2 * B, 784)).astype("float32")
         y = r.integers(0, 10, 2 * B)
@@ -104,7 +153,7 @@ def run_child():
             solo = {"1 rank": (single, (X[:B], y[:B])),
                     "1 rank, comm=COMM_SELF": (seam, (X[:B], y[:B]))}
             solo_counts = {k: calls_for(MPI.COMM_SELF, fn, a) for k, (fn, a) in solo.items()}
-        best = {}
+        best, split = {}, None
         for _ in range(ROUNDS):
             if rank == 0:
                 for k, (fn, a) in solo.items():
@@ -115,14 +164,23 @@ def run_child():
                 t = np.empty(2)
                 comm.Allreduce(timed(comm, fn, a, counts[k]), t, op=MPI.MAX)
                 best[k] = np.minimum(best.get(k, np.inf), t)
+            got = parts.run(comm, parted, (X[half], y[half]), counts["strong"])
+            slowest = comm.allreduce(got["step"][0], op=MPI.MAX)
+            if split is None or slowest < split[0]:
+                split = (slowest, comm.gather(got, root=0))
         if rank == 0:
             rows += report(B, best)
+            part_rows += report_parts(B, split[1], best)
     if rank == 0:
         print(f"allreduce buffer: {length:,} float32 = {length * 4 / 2**20:.2f} MiB per step; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. Wall-clock "
               f"and CPU time (per rank, the larger), best of {ROUNDS} interleaved rounds")
         table(rows, ["B", "variant", "global batch", "ms/step", "examples/s", "efficiency",
                      "CPU ms/step", "CPU efficiency", "allreduce ms (CPU)"])
+        print(f"\nWhere a 2-rank strong-scaling step goes (ms wall / ms CPU per step, each rank; "
+              f"the round whose slower rank was fastest; 'ideal': half of 1 rank's step)")
+        table(part_rows, ["B", "rank", "step", "gradients", "allreduce (wait incl.)",
+                          "allreduce alone", "update", "rest", "ideal"])
 
 
 def report(B, best):
@@ -142,6 +200,14 @@ def report(B, best):
                      f"{eff[0]:.2f}", f"{t[1] * 1e3:.2f}", f"{eff[1]:.2f}",
                      f"{ar[0] * 1e3:.2f} ({ar[1] * 1e3:.2f})" if name.startswith("2") else ""])
     return rows
+
+
+def report_parts(B, per_rank, best):
+    """Table rows: each rank's parts of a strong-scaling step at global batch ``B``."""
+    fmt = lambda t: f"{t[0] * 1e3:.2f} / {t[1] * 1e3:.2f}"  # noqa: E731
+    return [[B, r, fmt(got["step"]), fmt(got["gradients"]), fmt(got["allreduce"]),
+             fmt(best["allreduce"]), fmt(got["update"]), fmt(got["rest"]),
+             fmt(best["1 rank"] / 2)] for r, got in enumerate(per_rank)]
 
 
 def main():
