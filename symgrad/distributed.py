@@ -488,9 +488,10 @@ class DataParallel:
         out, pos = [], sum(self.sizes[:first])
         for i, sv in enumerate(variables):
             size = self.sizes[first + i]
-            piece = self.summed[pos:pos + size]
-            piece = (piece if exact else piece * self.inv_count).reshape(
-                sv.get_value(borrow=True).shape)
+            # reshaped before the division: the division (an elementwise op of the variable's
+            # rank) fuses into the optimizer's loop over the variable (one pass, not two)
+            piece = self.summed[pos:pos + size].reshape(sv.get_value(borrow=True).shape)
+            piece = piece if exact else piece * self.inv_count
             if not _dt.is_float(sv.dtype):
                 piece = round_(piece)  # a weighted mean of equal integers, up to rounding
             out.append(piece if piece.dtype == sv.dtype else cast(piece, sv.dtype))
