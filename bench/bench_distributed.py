@@ -50,7 +50,10 @@ def sleep_until_all_arrive(comm):
 def timed(comm, fn, args, calls):
     """(wall, CPU) seconds per call of ``fn(*args)`` over ``calls`` calls, the ranks
     starting together. The CPU time leaves out the time other processes of a loaded
-    machine took the core (and the time a rank slept waiting for the other)."""
+    machine took the core, but counts a rank's wait for the other: it polls (yielding its
+    core) for up to 0.1 s before it sleeps (symgrad.distributed.wait), so on a loaded
+    machine, where the other rank is often off its core, the 2-rank CPU columns grow by
+    the waits that the wall-clock columns show too."""
     comm.Barrier()
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(calls):
