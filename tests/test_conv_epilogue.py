@@ -1,6 +1,7 @@
 """A convolution's epilogue (codegen/lower.py's plan_epilogues, sg_conv.c): the fused loop
 that reads conv2d's or conv1d's output -- a bias, an activation -- runs inside the
-convolution as each channel plane leaves the product, the output never stored. Values
+convolution as each channel plane leaves the product, the output never stored; max
+pooling's likewise (sg_pool.c: LeNet's tanh after pooling), its indices stored as before. Values
 and gradients against PyTorch, on every path of sg_conv.c's forward (panels of whole
 images, bands of output rows, 1x1 without im2col, groups, conv1d, an operand laid out
 across the plane); the same bits as the separate loop and on any thread count; the
@@ -201,7 +202,7 @@ def test_steps_reading_the_shape_of_the_convolution_wait_for_its_epilogue():
     r = sg.tensor4("r", "float32")
     out = sg.tanh(sg.nn.max_pool2d(sg.nn.conv2d(x, w, b), 2))
     f = sg.function([x, w, b, r], [out, *sg.grad((out * r).sum(), [x, w, b])])
-    (epi,) = _epilogues(f)
+    (epi,) = [s for s in _epilogues(f) if s.site.op.name == "conv2d"]
     conv_out = epi.site.outputs[0]
     readers = [s for s in f.kernel.steps
                if s is not epi and any(v is conv_out for v in s.root.inputs)]
@@ -229,3 +230,40 @@ def test_a_shape_read_before_the_loop_waits_for_its_step():
                  np.ones(6, "float32"))
     assert shp.tolist() == [4, 12, 6, 8]
     np.testing.assert_allclose(out, np.full((2, 6, 3, 4), np.tanh(26.0), "float32"), rtol=1e-6)
+
+
+def test_max_pooling_epilogue_against_pytorch_the_separate_loop_and_threads(monkeypatch):
+    """tanh / sigmoid after max pooling (padding, ceil_mode, strides) runs as the pooling's
+    epilogue, a plane at a time; the indices still route the gradient. Values and
+    gradients against PyTorch, the bits of the separate loop, the same on 1, 2 and 3
+    threads."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(6)
+    cases = [((4, 5, 24, 24), dict(kernel_size=2), "tanh", "float32"),
+             ((2, 3, 9, 7), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+              "sigmoid", "float64")]
+    ins, outs, vals, wants, labels = [], [], [], [], []
+    for k, (shape, kw, act, dtype) in enumerate(cases):
+        x = sg.tensor(f"x{k}", dtype, (None, shape[1], None, None))
+        c = sg.tensor(f"c{k}", dtype, (shape[1],))
+        out = ACTS[act][0](sg.nn.max_pool2d(x, **kw) * 2.0 + c.dimshuffle("x", 0, "x", "x"))
+        r = sg.tensor(f"r{k}", dtype, (None,) * 4)
+        ins += [x, c, r]
+        outs += [out, *sg.grad((out * r).sum(), [x, c])]
+        xv = rng.standard_normal(shape).astype(dtype)
+        cv = rng.standard_normal(shape[1]).astype(dtype)
+        tx, tc = torch.tensor(xv, requires_grad=True), torch.tensor(cv, requires_grad=True)
+        t = getattr(torch, act)(F.max_pool2d(tx, **kw) * 2.0 + tc[None, :, None, None])
+        rv = rng.standard_normal(tuple(t.shape)).astype(dtype)
+        (t * torch.tensor(rv)).sum().backward()
+        vals += [xv, cv, rv]
+        wants += [t.detach().numpy(), tx.grad.numpy(), tc.grad.numpy()]
+        labels += [f"case {k}: {what}" for what in ("out", "d/dx", "d/dc")]
+    f = sg.function(ins, outs)
+    assert sorted(s.fused_text() for s in _epilogues(f)) == ["max_pool2d + epilogue of 3 ops"] * 2
+    got = by_threads(monkeypatch, ins, outs, vals)
+    _check(got, wants, labels)
+    monkeypatch.setattr(lower, "plan_epilogues", lambda *a, **k: {})
+    for label, g, a in zip(labels, got, sg.function(ins, outs)(*vals)):
+        np.testing.assert_array_equal(g, a, err_msg=label)

@@ -695,11 +695,13 @@ class EpilogueStep(OpStep):
     what ``op.lower_epilogue(node, result, Epilogue(loop, ...))`` returns. ``site`` is
     that node (failures of its call name it), ``loop`` the :class:`FusedLoop` whose
     root's value the step keeps; ``members`` are the node, any view of its result
-    between them, and the loop's members.
+    between them, and the loop's members; ``side_outputs`` the node's other results,
+    which the step stores too (max pooling's indices).
     """
 
     site: object = None
     loop: object = None
+    side_outputs: list = field(default_factory=list)
 
     def title(self):
         """``conv2d with an epilogue of 2 ops: add, tanh``."""

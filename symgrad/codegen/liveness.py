@@ -31,8 +31,9 @@ def reads(step):
 
 
 def _made(step):
-    """The values ``step`` stores (the other members of a fused loop stay in registers)."""
-    return list(step.root.outputs)
+    """The values ``step`` stores (the other members of a fused loop stay in registers; an
+    epilogue's step also stores its producer's other results)."""
+    return list(step.root.outputs) + list(getattr(step, "side_outputs", ()))
 
 
 def may_share(step):

@@ -337,13 +337,13 @@ def _step_order(nodes, fusion, deferred, epilogues):
     node that reads the shape of a result an epilogue keeps inside its step (the
     convolution's output, which only the epilogue's step describes): it waits, with what
     reads it, until that step."""
-    hidden = {}  # id(value inside an epilogue's step) -> id(the step's root)
+    hidden = {}  # id(value the epilogue's step makes or describes) -> id(its root)
     inside = set()
     for rid, (producer, view, _) in epilogues.items():
         for n in (producer, view):
             if n is not None:
                 inside.add(id(n))
-                hidden[id(n.outputs[0])] = rid
+                hidden.update((id(o), rid) for o in n.outputs)
     waiting, blocked, order = [], set(), []
 
     def reads(node):
@@ -433,8 +433,9 @@ _EPILOGUE_OPERANDS = 16  # SG_CONV_EPI_OPS of sg_conv.h
 
 
 def _epilogue_source(v, members, fusion, shape_reads):
-    """(producer, view or None) when ``v`` is made by an op with an epilogue and read only
-    by the loop ``members`` (a view of its result read only by the view), else None.
+    """(producer, view or None) when ``v`` is the first result of an op with an epilogue
+    and read only by the loop ``members`` (a view of it read only by the view), else None;
+    the op's other results (max pooling's indices) are stored as without the epilogue.
     Nodes that read only the shape of these values (``value_inputs == ()``) do not count:
     the epilogue's step describes them."""
     inner = sum(1 for n in members for u in n.inputs if u is v)
@@ -446,7 +447,8 @@ def _epilogue_source(v, members, fusion, shape_reads):
         if x.owner is None or fusion.uses.get(id(x), 0) - shape_reads.get(id(x), 0) != 1:
             return None
         view, node = node, x.owner
-    if getattr(node.op, "lower_epilogue", None) is None or len(node.outputs) != 1:
+    made = view.inputs[0] if view is not None else v
+    if getattr(node.op, "lower_epilogue", None) is None or made is not node.outputs[0]:
         return None
     return node, view
 
@@ -485,7 +487,8 @@ def _epilogue_step(root, fusion, index, producer, view, source):
         body.append(_contiguous_view(view.outputs[0], result, [Dim(result, k)
                                                                for k in range(result.ndim)]))
     members = [producer] + ([view] if view is not None else []) + list(loop.members)
-    return EpilogueStep(index, root, members, body=body, site=producer, loop=loop)
+    return EpilogueStep(index, root, members, body=body, site=producer, loop=loop,
+                        side_outputs=list(producer.outputs[1:]))
 
 
 def _contiguous_view(var, base, lengths):

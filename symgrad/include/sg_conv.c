@@ -226,13 +226,8 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
 }
 
 /* An epilogue (sg_conv.h) ready to run: each operand's strides, in elements, along the
- * convolution's four axes (0 where it is broadcast). */
-typedef struct {
-    const sg_conv_epi *e;
-    int64_t st[SG_CONV_EPI_OPS][4];
-} sg_conv_epi_plan;
-
-static void epi_plan(sg_conv_epi_plan *ep, const sg_conv_epi *e, const sg_arr *out)
+ * producer's four axes (0 where it is broadcast). */
+void sg_epi_plan(sg_conv_epi_plan *ep, const sg_conv_epi *e, const sg_arr *out)
 {
     ep->e = e;
     for (int k = 0; k < e->m; k++) {
@@ -250,14 +245,14 @@ static void epi_plan(sg_conv_epi_plan *ep, const sg_conv_epi *e, const sg_arr *o
  * computed in place). One call of the row function for the whole run when every operand
  * steps evenly along it (a bias: stride 0), else one per output row. Each element is
  * computed as the fused loop computes it alone, so the bits are those of the loop. */
-static void epi_rows(const sg_conv_epi_plan *ep, const sg_conv_geom *q, int64_t n, int64_t c,
-                     int64_t r0, int64_t r1, char *dst, const char *src, size_t item)
+void sg_epi_rows(const sg_conv_epi_plan *ep, int64_t OW, int64_t n, int64_t c, int64_t r0,
+                 int64_t r1, char *dst, const char *src, size_t item)
 {
     const sg_conv_epi *e = ep->e;
     void *p[1 + SG_CONV_EPI_OPS];
     int64_t s[1 + SG_CONV_EPI_OPS];
     char *base[SG_CONV_EPI_OPS];
-    const int64_t OW = q->OW, rows = r1 - r0;
+    const int64_t rows = r1 - r0;
     int flat = 1;
     s[0] = 1;
     for (int k = 0; k < e->m; k++) {
@@ -470,8 +465,8 @@ static void epi_rows(const sg_conv_epi_plan *ep, const sg_conv_geom *q, int64_t 
             T *a = j->g + ((j->n0 + i) * q->O + j->gr * q->Og + o) * M;                      \
             T *b = j->gT + o * P + i * M;                                                    \
             if (j->back && j->ep)                                                            \
-                epi_rows(j->ep, q, j->n0 + i, j->gr * q->Og + o, 0, q->OH, (char *)a,        \
-                         (const char *)b, sizeof(T));                                        \
+                sg_epi_rows(j->ep, q->OW, j->n0 + i, j->gr * q->Og + o, 0, q->OH, (char *)a, \
+                            (const char *)b, sizeof(T));                                     \
             else                                                                             \
                 memcpy(j->back ? a : b, j->back ? b : a, (size_t)M * sizeof(T));             \
         }                                                                                    \
@@ -498,7 +493,7 @@ static void epi_rows(const sg_conv_epi_plan *ep, const sg_conv_geom *q, int64_t 
             int64_t n = j->gr < 0 ? u / q->O : j->n0;                                        \
             int64_t c = j->gr < 0 ? u % q->O : j->gr * q->Og + u;                            \
             char *d = (char *)(j->g + (n * q->O + c) * M + j->r0 * q->OW);                   \
-            epi_rows(j->ep, q, n, c, j->r0, j->r1, d, d, sizeof(T));                         \
+            sg_epi_rows(j->ep, q->OW, n, c, j->r0, j->r1, d, d, sizeof(T));                  \
         }                                                                                    \
     }                                                                                        \
                                                                                              \
@@ -609,7 +604,7 @@ static void epi_rows(const sg_conv_epi_plan *ep, const sg_conv_geom *q, int64_t 
         if (!q.N || !q.O || !M)                                                              \
             return 0;                                                                        \
         if (ep)                                                                              \
-            epi_plan(ep, epi, out);                                                          \
+            sg_epi_plan(ep, epi, out);                                                       \
         if (!q.K) {                                                                          \
             memset(out->data, 0, (size_t)(q.N * q.O * M) * sizeof(T));                       \
             if (ep)                                                                          \

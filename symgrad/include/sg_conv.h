@@ -31,6 +31,18 @@ typedef struct {
     const int *axes;
 } sg_conv_epi;
 
+/* An epilogue ready to run (sg_conv.c; pooling's too, sg_pool.c): each operand's strides,
+ * in elements, along the producer's four axes (0 where it is broadcast). */
+typedef struct {
+    const sg_conv_epi *e;
+    int64_t st[SG_CONV_EPI_OPS][4];
+} sg_conv_epi_plan;
+void sg_epi_plan(sg_conv_epi_plan *ep, const sg_conv_epi *e, const sg_arr *out);
+/* The epilogue over rows [r0, r1) of plane (n, c), rows of OW elements: dst (contiguous
+ * rows) from src (contiguous; dst itself in place), elements of `item` bytes. */
+void sg_epi_rows(const sg_conv_epi_plan *ep, int64_t OW, int64_t n, int64_t c, int64_t r0,
+                 int64_t r1, char *dst, const char *src, size_t item);
+
 int sg_conv2d_shape(sg_err *err, const char *where, const int64_t *xs, const int64_t *wsh,
                     const int *p, int64_t *os);
 int sg_conv2d_check(sg_err *err, const char *where, const int64_t *xs, const int64_t *wsh,

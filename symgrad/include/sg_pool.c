@@ -186,6 +186,7 @@ static sg_pool_k pool_k(const sg_arr *x, const int *p)
 typedef struct {
     const sg_arr *out, *idx, *x;
     const int *p;
+    const sg_conv_epi_plan *ep; /* max pooling's epilogue, or NULL */
 } sg_pool_job;
 
 /* Max pooling's vector passes over the interior of a row, for vectors of BYTES bytes        \
@@ -384,15 +385,27 @@ typedef struct {
                 for (int64_t c = b; c < OW; c++)                                             \
                     ix[c] = argmax_##SUF(xp, &k, r, c, o + c);                               \
             }                                                                                \
+            if (jb->ep) /* the plane's epilogue, in place, while it is in cache */           \
+                sg_epi_rows(jb->ep, OW, n, ch, 0, OH, (char *)(o - OH * OW),                 \
+                            (const char *)(o - OH * OW), sizeof(T));                         \
         }                                                                                    \
     }                                                                                        \
                                                                                              \
     void sg_max_pool2d_##SUF(sg_ws *ws, const sg_arr *out, const sg_arr *idx,                \
                              const sg_arr *x, const int *p)                                  \
     {                                                                                        \
+        sg_max_pool2d_epi_##SUF(ws, out, idx, x, p, NULL);                                   \
+    }                                                                                        \
+                                                                                             \
+    void sg_max_pool2d_epi_##SUF(sg_ws *ws, const sg_arr *out, const sg_arr *idx,            \
+                                 const sg_arr *x, const int *p, const sg_conv_epi *epi)      \
+    {                                                                                        \
+        sg_conv_epi_plan plan_e;                                                             \
         if (empty(out))                                                                      \
             return;                                                                          \
-        sg_pool_job jb = {out, idx, x, p};                                                   \
+        if (epi)                                                                             \
+            sg_epi_plan(&plan_e, epi, out);                                                  \
+        sg_pool_job jb = {out, idx, x, p, epi ? &plan_e : NULL};                             \
         sg_run_units(ws, out->shape[0] * out->shape[1],                                      \
                      out->shape[2] * out->shape[3] * (int64_t)p[0] * p[1],                   \
                      max_pool_units_##SUF, &jb);                                             \
@@ -431,7 +444,7 @@ typedef struct {
             memset(gx->data, 0, (size_t)sg_size(gx, 4) * sizeof(T));                         \
             return;                                                                          \
         }                                                                                    \
-        sg_pool_job jb = {gx, idx, g, NULL};                                                 \
+        sg_pool_job jb = {gx, idx, g, NULL, NULL};                                           \
         sg_run_units(ws, g->shape[0] * g->shape[1],                                          \
                      gx->shape[2] * gx->shape[3] + g->shape[2] * g->shape[3],                \
                      max_grad_units_##SUF, &jb);                                             \
@@ -463,7 +476,7 @@ typedef struct {
     {                                                                                        \
         if (empty(out))                                                                      \
             return;                                                                          \
-        sg_pool_job jb = {out, idx, h, NULL};                                                \
+        sg_pool_job jb = {out, idx, h, NULL, NULL};                                          \
         sg_run_units(ws, idx->shape[0] * idx->shape[1], idx->shape[2] * idx->shape[3],       \
                      select_units_##SUF, &jb);                                               \
     }                                                                                        \
@@ -499,7 +512,7 @@ typedef struct {
     {                                                                                        \
         if (empty(out))  /* a huge batch of empty planes is no loop */                       \
             return;                                                                          \
-        sg_pool_job jb = {out, NULL, x, p};                                                  \
+        sg_pool_job jb = {out, NULL, x, p, NULL};                                            \
         sg_run_units(ws, out->shape[0] * out->shape[1],                                      \
                      out->shape[2] * out->shape[3] * 4, avg_units_##SUF, &jb);               \
     }                                                                                        \
@@ -538,7 +551,7 @@ typedef struct {
             memset(gx->data, 0, (size_t)sg_size(gx, 4) * sizeof(T));                         \
             return;                                                                          \
         }                                                                                    \
-        sg_pool_job jb = {gx, NULL, g, p};                                                   \
+        sg_pool_job jb = {gx, NULL, g, p, NULL};                                             \
         sg_run_units(ws, gx->shape[0] * gx->shape[1],                                        \
                      gx->shape[2] * gx->shape[3] + g->shape[2] * g->shape[3] * 4,            \
                      avg_grad_units_##SUF, &jb);                                             \

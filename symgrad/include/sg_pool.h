@@ -8,6 +8,7 @@
 #define SG_POOL_H
 
 #include "sg_abi.h"
+#include "sg_conv.h" /* sg_conv_epi: an epilogue */
 
 int sg_pool2d_shape(sg_err *err, const char *where, const int64_t *xs, const int *p,
                     int64_t *os);
@@ -20,6 +21,9 @@ int sg_pool2d_indices_check(sg_err *err, const char *where, const sg_arr *g, con
 #define SG_DECLARE_POOL(SUF)                                                                \
     void sg_max_pool2d_##SUF(sg_ws *ws, const sg_arr *out, const sg_arr *idx,               \
                              const sg_arr *x, const int *p);                                \
+    /* with an epilogue (sg_conv.h) applied to each plane of the maxima as it is made */    \
+    void sg_max_pool2d_epi_##SUF(sg_ws *ws, const sg_arr *out, const sg_arr *idx,           \
+                                 const sg_arr *x, const int *p, const sg_conv_epi *epi);    \
     void sg_max_pool2d_grad_##SUF(sg_ws *ws, const sg_arr *gx, const sg_arr *g,             \
                                   const sg_arr *idx);                                       \
     void sg_max_pool2d_select_##SUF(sg_ws *ws, const sg_arr *out, const sg_arr *h,          \

@@ -260,6 +260,19 @@ class MaxPool2D(_Pool):
             Call("sg_max_pool2d", [Workspace(), Arr(out), Arr(idx), Arr(x), self._params()],
                  dtypes=(x.dtype,), can_fail=False)]
 
+    def lower_epilogue(self, node, result, epilogue):
+        """Max pooling with an elementwise loop applied to each plane of its maxima as it is
+        made (``codegen.lower``'s epilogues: LeNet's tanh after pooling): ``result``, the
+        loop's, takes the place of the maxima; the indices are stored as without it."""
+        (x,), idx = node.inputs, node.outputs[1]
+        os = Local("oshape", length=4)
+        return [Array(os), Call("sg_pool2d_shape", [Shape(x), self._params(), Shape(os)]),
+                Alloc(result, [At(os, i) for i in range(4)]),
+                Alloc(idx, [At(os, i) for i in range(4)]),
+                Call("sg_max_pool2d_epi", [Workspace(), Arr(result), Arr(idx), Arr(x),
+                                           self._params(), epilogue],
+                     dtypes=(x.dtype,), can_fail=False)]
+
 
 def _plane_index(op, tap, xshape, oh, ow):
     """Each window's chosen tap (an index into its taps) as ``row * W + column``, or -1."""
