@@ -44,8 +44,13 @@ class Program:
         self.output_slots = [slot_of(v) for v in self.outputs]
         self.n_slots = len(slot)
 
-    def run(self, values, profile=None):
-        """Output values for input ``values`` (a list in the order of ``inputs``)."""
+    def run(self, values, profile=None, carry=None):
+        """Output values for input ``values`` (a list in the order of ``inputs``).
+
+        ``carry(node, results)``, when given, sees each node's results as they are
+        computed and returns the values the later nodes read instead (mode "debug"
+        carries the compiled values forward, so each step is checked on its own).
+        """
         env = [None] * self.n_slots
         for s, v in zip(self.input_slots, values):
             env[s] = v
@@ -63,8 +68,11 @@ class Program:
                 entry = profile.setdefault(id(node), [node, 0, 0.0])
                 entry[1] += 1
                 entry[2] += time.perf_counter() - t0
-            for s, r, var in zip(outs, results, node.outputs):
+            for r, var in zip(results, node.outputs):
                 _check_result(node, var, r)
+            if carry is not None:
+                results = carry(node, results)
+            for s, r in zip(outs, results):
                 env[s] = r
         return [env[s] for s in self.output_slots]
 

@@ -61,3 +61,35 @@ def test_a_fused_loop_that_differs_is_named_with_its_ops():
     for op in ("halves_for_tests", "add", "exp", "mul"):
         assert f"{op} at " in msg and THIS_FILE in msg
     assert "differ at index (0,)" in msg
+
+
+def test_each_step_is_checked_on_the_values_the_compiled_step_read():
+    """Indices chosen among values an ulp apart are not a difference (a saturated tanh).
+
+    tanh(3x) for x in [2, 6] is 1 or the float32 just below it, and the C and NumPy
+    tanh round a few arguments differently: each picks its own maximum in a window
+    and its own argmax. The reference pools and takes the argmax of the values the
+    compiled steps computed, so the indices agree and the gradient, scattered
+    through them, lands on the same elements.
+    """
+    x = sg.tensor4("x", dtype="float32")
+    t = sg.tanh(x * 3)
+    y = sg.nn.max_pool2d(t, 2)
+    am = t.reshape((4, -1)).argmax(axis=1)
+    g = sg.grad((y * y).sum(), x)
+    xv = np.random.default_rng(0).uniform(2, 6, size=(4, 3, 8, 8)).astype(np.float32)
+    c = sg.function([x], [y, am, g])
+    d = sg.function([x], [y, am, g], mode="debug")
+    for got, want in zip(d(xv), c(xv)):
+        np.testing.assert_array_equal(got, want)
+    # The case is a real one: NumPy's tanh on the same input picks other elements.
+    ref = sg.function([x], [y, am, g], mode="py")(xv)
+    assert not all(np.array_equal(r, w) for r, w in zip(ref, c(xv)))
+
+
+def test_a_step_that_differs_still_raises_after_carrying_compiled_values():
+    x = sg.vector("x")
+    y = _Halves()(sg.exp(x) @ sg.ones((2, 2)))
+    f = sg.function([x], y, mode="debug")
+    with pytest.raises(DebugModeError, match="halves_for_tests at .*test_debugmode.py"):
+        f([1.0, 2.0])
