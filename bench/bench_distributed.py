@@ -77,11 +77,10 @@ def build(params, comm):
     return sg.train_step(loss, [X, y], params=flat, optimizer=sg.optim.SGD(0.01), comm=comm)
 
 
-def allreduce_timer(comm, length):
-    from symgrad.distributed import allreduce_sum
-
-    buf = np.ones(length, dtype="float32")
-    return lambda: allreduce_sum(comm, buf, "bench")
+def allreduce_timer(step):
+    """The step's sum over the ranks of its buffer (shared memory or MPI's allreduce)."""
+    buf = np.ones(step._parallel.length, dtype="float32")
+    return lambda: step._parallel._sum(buf)
 
 
 class Parts:
@@ -91,15 +90,11 @@ class Parts:
     NAMES = ("gradients", "allreduce", "update")
 
     def __init__(self, step):
-        import symgrad.distributed as D
-
         self.sums = {k: np.zeros(2) for k in self.NAMES}
         self.on = False
         step.function = self.timed("gradients", step.function)
         step.update_function = self.timed("update", step.update_function)
-        if not getattr(D.allreduce_sum, "timed_by_bench", False):
-            D.allreduce_sum = self.timed("allreduce", D.allreduce_sum)
-            D.allreduce_sum.timed_by_bench = True
+        step._parallel._sum = self.timed("allreduce", step._parallel._sum)
 
     def timed(self, name, fn):
         def call(*args, **kwargs):
@@ -137,9 +132,12 @@ def run_child():
         os.sched_setaffinity(0, {mine[rank % len(mine)]})
     r = rng()
     params = init(r)
-    single = build(params, None) if rank == 0 else None
+    single = build(params, None)  # every rank: the ceiling runs it on both
     seam = build(params, MPI.COMM_SELF) if rank == 0 else None
     dist = build(params, comm)
+    os.environ["SYMGRAD_MPI_SHARED_MEMORY"] = "0"  # the same step summing with MPI's allreduce
+    dist_mpi = build(params, comm)
+    del os.environ["SYMGRAD_MPI_SHARED_MEMORY"]
     parted = build(params, comm)  # the same step, its parts timed (see Parts)
     parts = Parts(parted)
     length = dist._parallel.length
@@ -150,11 +148,15 @@ def run_child():
         half = slice(rank * B // 2, (rank + 1) * B // 2)
         whole = slice(rank * B, (rank + 1) * B)
         variants = {"strong": (dist, (X[half], y[half])), "weak": (dist, (X[whole], y[whole])),
-                    "allreduce": (allreduce_timer(comm, length), ())}
+                    "strong, MPI": (dist_mpi, (X[half], y[half])),
+                    "allreduce": (allreduce_timer(dist), ()),
+                    "allreduce, MPI": (allreduce_timer(dist_mpi), ()),
+                    "ceiling": (single, (X[half], y[half]))}
         counts = {k: calls_for(comm, fn, a) for k, (fn, a) in variants.items()}
         if rank == 0:
             solo = {"1 rank": (single, (X[:B], y[:B])),
-                    "1 rank, comm=COMM_SELF": (seam, (X[:B], y[:B]))}
+                    "1 rank, comm=COMM_SELF": (seam, (X[:B], y[:B])),
+                    "1 rank, B/2": (single, (X[:B // 2], y[:B // 2]))}
             solo_counts = {k: calls_for(MPI.COMM_SELF, fn, a) for k, (fn, a) in solo.items()}
         best, split = {}, None
         for _ in range(ROUNDS):
@@ -190,18 +192,22 @@ def report(B, best):
     """Table rows for global batch ``B`` from the best (wall, CPU) times."""
     t1 = best["1 rank"]
     ar = best["allreduce"]
+    fmt = lambda t: f"{t[0] * 1e3:.2f} ({t[1] * 1e3:.2f})"  # noqa: E731
     variants = [("1 rank x 1 thread", B, best["1 rank"], 1),
                 ("1 rank, comm=COMM_SELF", B, best["1 rank, comm=COMM_SELF"], 1),
+                ("1 rank, B/2 alone", B // 2, best["1 rank, B/2"], 1),
+                ("ceiling: 2 processes, B/2 each, no MPI", B, best["ceiling"], 2),
                 ("2 ranks, strong (B/2 each)", B, best["strong"], 2),
-                ("2 ranks, weak (B each)", 2 * B, best["weak"], 1)]
+                ("2 ranks, strong, MPI's allreduce", B, best["strong, MPI"], 2),
+                ("2 ranks, weak (B each)", 2 * B, best["weak"], 2)]
     rows = []
-    for name, global_batch, t, ranks_per_t1 in variants:
-        # efficiency: throughput per rank against 1 rank's; weak keeps each rank's batch
-        eff = t1 / (t * ranks_per_t1) if name.endswith("(B/2 each)") else \
-            (t1 * global_batch / B) / (t * (2 if name.startswith("2") else 1))
+    for name, global_batch, t, ranks in variants:
+        # efficiency: examples per second per process against 1 rank's at batch B
+        eff = (global_batch / t) / (ranks * B / t1)
         rows.append([B, name, global_batch, f"{t[0] * 1e3:.2f}", f"{global_batch / t[0]:,.0f}",
                      f"{eff[0]:.2f}", f"{t[1] * 1e3:.2f}", f"{eff[1]:.2f}",
-                     f"{ar[0] * 1e3:.2f} ({ar[1] * 1e3:.2f})" if name.startswith("2") else ""])
+                     fmt(best["allreduce, MPI"] if "MPI" in name else ar)
+                     if name.startswith("2") else ""])
     return rows
 
 

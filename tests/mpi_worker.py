@@ -5,7 +5,8 @@
 
 - ``train``: 50 SGD steps (momentum, weight decay, clipping) and 50 Adam steps of a
   float32 MLP on a global batch of 12 split unevenly across the ranks (a rank gets 0
-  examples on some steps), then sg.save, a bad shard on rank 1 (the step fails on every
+  examples on some steps; the SGD step sums the ranks' gradients through shared memory,
+  the Adam step through MPI's allreduce, as between machines), then sg.save, a bad shard on rank 1 (the step fails on every
   rank and changes nothing), sg.load, and a model that differs on rank 1;
 - ``train`` then also resumes, when ``<out dir>/half.npz`` exists: sg.load that checkpoint
   of the SGD run after 25 steps (written by one process), then the other 25 steps;
@@ -151,7 +152,12 @@ def scenario_train(comm, out):
     size = comm.Get_size()
     result = {}
     for key, opt in optimizers().items():
+        # Adam's step sums its buffer with MPI's allreduce (as ranks on several machines
+        # do), every other step through shared memory (symgrad.distributed.NodeSum)
+        os.environ["SYMGRAD_MPI_SHARED_MEMORY"] = "0" if key == "adam" else "1"
         step = build(opt, comm)
+        del os.environ["SYMGRAD_MPI_SHARED_MEMORY"]
+        result[f"{key}/shared_memory"] = step._parallel.node_sum is not None
         losses = train(step, comm)
         result.update({f"{key}/{n}": v for n, v in params(step).items()})
         result[f"{key}/losses"] = losses

@@ -99,6 +99,9 @@ def test_ranks_with_uneven_shards_reach_the_parameters_of_one_process(runs, n, k
     # loss, ce, l2, accuracy of every step: the global means, as one process reports them
     np.testing.assert_allclose(results[n][f"{key}/losses"], losses, atol=ATOL, rtol=RTOL)
     assert results[n][f"{key}/identical"], "the ranks' parameters differ"
+    # SGD's ranks (on this one machine) summed through shared memory; Adam's, built with
+    # SYMGRAD_MPI_SHARED_MEMORY=0, through MPI's allreduce
+    assert results[n][f"{key}/shared_memory"] == (key == "sgd")
 
 
 @pytest.mark.slow  # mpiexec -n 2, -n 3 and -n 4 training runs, each rank compiling
@@ -294,6 +297,18 @@ def test_comm_without_mpi4py_says_how_to_install_it(monkeypatch):
     with pytest.raises(ImportError, match=r'needs mpi4py and an MPI library, which are not '
                                           r'installed .*pip install "symgrad\[mpi\]"'):
         _tiny(MPI.COMM_WORLD)
+
+
+def test_a_bad_shared_memory_setting_is_named(monkeypatch):
+    from symgrad.distributed import shared_memory
+    for text, want in (("0", False), ("1", True), (" 1 ", True)):
+        monkeypatch.setenv("SYMGRAD_MPI_SHARED_MEMORY", text)
+        assert shared_memory() is want
+    monkeypatch.delenv("SYMGRAD_MPI_SHARED_MEMORY")
+    assert shared_memory() is True
+    monkeypatch.setenv("SYMGRAD_MPI_SHARED_MEMORY", "yes")
+    with pytest.raises(ValueError, match="SYMGRAD_MPI_SHARED_MEMORY must be 0 or 1, got 'yes'"):
+        shared_memory()
 
 
 def test_a_bad_timeout_setting_is_named(monkeypatch):
