@@ -10,8 +10,15 @@ of 256 and 1024 it measures, in one ``mpiexec -n 2`` run with the rounds interle
   functions, the buffer, an allreduce of one rank);
 - 2 ranks, strong scaling: each rank half of the global batch;
 - 2 ranks, weak scaling: each rank a whole batch (global batch twice as large);
-- the allreduce alone: the step's buffer (every gradient, the losses, count and flag),
-  summed over the 2 ranks after a barrier;
+- 1 rank at B/2, alone: the smaller products' own cost;
+- the ceiling: the plain step (no MPI) at B/2 on both cores at once, each process on its
+  own: what the machine's shared cache, memory bandwidth and clock leave to 2 ranks, which
+  no implementation avoids (efficiency T(1 rank, B) / (2 T(ceiling)));
+- the strong-scaling step again with MPI's allreduce (``SYMGRAD_MPI_SHARED_MEMORY=0``, as
+  between machines) in place of the shared-memory window (``symgrad.distributed.NodeSum``);
+- the allreduce alone: the step's buffer (every gradient, the losses, count and flag)
+  made every rank's, after a barrier: through the window, the copy into it and the barrier
+  (the sums are then made in the update function's loops); MPI's, the allreduce;
 - where a strong-scaling step goes: the same step with its parts timed on each rank (wall
   and CPU, the mean of the best round's calls): the gradient function, the allreduce (the
   wait for the other rank included: the allreduce alone is its own cost), the update

@@ -13,12 +13,13 @@ collective between them:
    a static length, so the kernel allocates it first and the backward's
    products write each gradient straight into its block (no copy:
    ``codegen.render_c._place_concatenations``);
-2. Python fills the two slots with ``n`` and an error flag; one sum over the
-   ranks of the vector gives every rank the sums ``sum_r n_r * g_r``,
-   ``N = sum_r n_r`` and the number of ranks that failed (on one rank nothing is
-   multiplied and ``N`` is taken as 1): through a shared-memory window when the
-   ranks are on one machine (:class:`NodeSum`), else one ``allreduce`` (split
-   into buckets when it is large);
+2. Python fills the two slots with ``n`` and an error flag; one ``allreduce``
+   (sum) over the vector (split into buckets when it is large) gives every
+   rank the sums ``sum_r n_r * g_r``, ``N = sum_r n_r`` and the number of
+   ranks that failed (on one rank nothing is multiplied and ``N`` is taken as
+   1). Ranks on one machine make no allreduce: each copies its vector into a
+   shared-memory window, and after a barrier the update function reads every
+   rank's and adds them up in its own loops (:class:`NodeSum`);
 3. the *update function* reads the summed vector, divides by ``N`` -- the
    gradient of the global batch mean, whatever the shard sizes -- and applies
    the optimizer's updates (clipping by the global norm of that gradient,
@@ -261,20 +262,20 @@ def shared_memory():
 
 
 class NodeSum:
-    """The sum over the ranks of a step's buffer, for ranks that share one machine, through
-    an MPI shared-memory window instead of ``Iallreduce``.
+    """The buffers of a step's ranks, when they share one machine, side by side in an MPI
+    shared-memory window: each rank copies its buffer into its slot, and after one barrier
+    every rank's update function reads every rank's slot and sums them in its own loops
+    (:meth:`DataParallel._pieces`), in rank order -- the same sums, to the bit, on every
+    rank. No allreduce: MPICH's copies the buffer into and out of its own shared segments
+    and sums all of it on every rank, as a pass of its own (bench_distributed's 2.6 MB
+    buffer on 2 ranks, loaded machine, CPU per call, best of 30 interleaved: MPI's
+    allreduce 0.80-0.88 ms; the copy into a window, a barrier, each rank summing half and
+    a second barrier 0.39 ms; the copy and the barrier alone, 0.11 ms).
 
-    Each rank copies its buffer into its slot of the window; after a barrier, rank r adds
-    up block r of every rank's slot (in rank order) into the result, held in rank 0's part
-    of the window; after a second barrier every rank reads the whole result there. The
-    sums are made once, by one rank, so every rank reads the same bits. Each element is
-    read from another rank once, where MPICH's allreduce copies the buffer into and out of
-    its own shared segments and sums it on every rank (bench_distributed's 2.6 MB buffer on
-    2 ranks, same load, CPU per call: 0.39 ms against 0.80-0.88). The slots and results
-    alternate between two sets, so a rank that goes on to the next step cannot overwrite
-    what a slower rank still reads (that rank has not yet passed the next step's first
-    barrier). Both barriers are polled against the deadline (:func:`wait`), as every
-    collective here.
+    The slots alternate between two sets: a rank that goes on to the next step writes the
+    other set, and cannot come back to this one before every rank has passed the next
+    step's barrier, so after its update. The barrier is polled against the deadline
+    (:func:`wait`), as every collective here.
 
     One window per communicator, shared by its steps (every rank builds and calls the same
     steps in the same order) and replaced by a larger one when a step needs more; it lives
@@ -285,75 +286,60 @@ class NodeSum:
     _BY_COMM = {}
 
     @classmethod
-    def of(cls, comm, length, dtype, what):
-        """The communicator's NodeSum, with room for ``length`` values of ``dtype`` now, or
-        None when its ranks are not all on one machine (or shared memory is turned off)."""
+    def of(cls, comm, what):
+        """The communicator's NodeSum, or None when it has one rank, its ranks are not all
+        on one machine, or shared memory is turned off (``SYMGRAD_MPI_SHARED_MEMORY``)."""
         MPI = mpi()
         if comm.Get_size() < 2 or not shared_memory():
             return None
         key = comm.py2f()
         known = cls._BY_COMM.get(key)
-        if known is not None and known[0] != comm:
-            known = None  # a freed communicator's handle given to another one
-        nbytes = length * np.dtype(dtype).itemsize
-        if known is None:
-            # Every rank is here (the barrier's deadline says so) before the blocking calls.
+        if known is None or known[0] != comm:  # (a freed communicator's handle reused)
+            # Every rank is here (the barrier's deadline says so) before the blocking call.
             wait(comm, comm.Ibarrier(), what)
             node = comm.Split_type(MPI.COMM_TYPE_SHARED)
             apart = node.Get_size() != comm.Get_size()
             node.Free()
             known = cls._BY_COMM[key] = (comm, None if apart else cls(comm))
-        made = known[1]
-        if made is not None and made.capacity < nbytes:
-            wait(comm, comm.Ibarrier(), what)
-            made.allocate(max(nbytes, 2 * made.capacity))
-        return made
+        return known[1]
 
     def __init__(self, comm):
         self.comm, self.capacity, self.win = comm, 0, None
         self.rank, self.size, self.calls = comm.Get_rank(), comm.Get_size(), 0
 
-    def allocate(self, capacity):
-        """A window of ``capacity`` bytes per slot, in place of the one before (collective:
-        every rank at once; the steps of this communicator hold this object, not the
-        window)."""
+    def reserve(self, nbytes, what):
+        """Room for ``nbytes`` per slot: a larger window in place of the one before when it
+        has less (collective: the ranks call it with the same ``nbytes``, once the model
+        check has passed; the steps hold this object, not the window)."""
+        if nbytes <= self.capacity:
+            return
         MPI = mpi()
+        capacity = max(nbytes, 2 * self.capacity)
+        wait(self.comm, self.comm.Ibarrier(), what)
         if self.win is not None:
             self.win.Unlock_all()
             self.win.Free()
-        # rank 0's part: its two slots, then the two results; the others': their two slots
-        self.win = MPI.Win.Allocate_shared((4 if self.rank == 0 else 2) * capacity, 1,
-                                           comm=self.comm)
+        self.win = MPI.Win.Allocate_shared(2 * capacity, 1, comm=self.comm)
         self.win.Lock_all(MPI.MODE_NOCHECK)
         parts = [np.frombuffer(self.win.Shared_query(r)[0], dtype=np.uint8)
                  for r in range(self.size)]
         self.slots = [[part[k * capacity:(k + 1) * capacity] for k in range(2)]
                       for part in parts]
-        self.results = [parts[0][(2 + k) * capacity:(3 + k) * capacity] for k in range(2)]
         self.capacity, self.calls = capacity, 0
 
-    def _barrier(self, what):
+    def deposit(self, buf, what):
+        """Every rank's ``buf`` (1-d, contiguous), in rank order, once every rank has given
+        its own: read-only views, valid until this communicator's next-but-one deposit."""
+        k = self.calls & 1
+        self.calls += 1
+        views = [slot[k][:buf.nbytes].view(buf.dtype) for slot in self.slots]
+        np.copyto(views[self.rank], buf)
         self.win.Sync()  # this rank's writes visible to the others ...
         wait(self.comm, self.comm.Ibarrier(), what)
         self.win.Sync()  # ... and theirs to this rank
-
-    def __call__(self, buf, what):
-        """The sum over the ranks of every rank's ``buf`` (1-d, contiguous): a read-only
-        view, valid until this communicator's next-but-one sum."""
-        k, n = self.calls & 1, buf.size
-        self.calls += 1
-        view = lambda raw: raw[:buf.nbytes].view(buf.dtype)  # noqa: E731
-        np.copyto(view(self.slots[self.rank][k]), buf)
-        self._barrier(what)
-        lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
-        out = view(self.results[k])[lo:hi]
-        np.add(view(self.slots[0][k])[lo:hi], view(self.slots[1][k])[lo:hi], out=out)
-        for r in range(2, self.size):
-            np.add(out, view(self.slots[r][k])[lo:hi], out=out)
-        self._barrier(what)
-        total = view(self.results[k])
-        total.flags.writeable = False
-        return total
+        for v in views:
+            v.flags.writeable = False
+        return views
 
 
 def check_same_model(comm, variables, what):
@@ -578,13 +564,17 @@ class DataParallel:
         self.flat = concatenate(parts)
         self.flat.name = "allreduce_buffer"
         self.length = self.n_values + self.n_outputs + 2
-        # What the update function reads: the summed buffer and 1 / N.
-        self.summed = tensor("allreduce_summed", dtype=self.dtype, shape=(self.length,))
+        # What the update function reads: the summed buffer -- or, ranks on one machine,
+        # every rank's buffer, summed in the update's own loops (NodeSum) -- and 1 / N.
+        self.node_sum = NodeSum.of(comm, "building the data-parallel train step")
+        self.parts = [tensor("allreduce_summed", dtype=self.dtype, shape=(self.length,))] \
+            if self.node_sum is None else \
+            [tensor(f"rank{r}_buffer", dtype=self.dtype, shape=(self.length,))
+             for r in range(comm.Get_size())]
         self.inv_count = tensor("allreduce_inv_count", dtype=self.dtype, shape=())
         self.update_reads_inputs = False
         self.broken = None
         self.per_example, self.n_batch_norms, self.sync = 0, 0, None
-        self.node_sum = None  # NodeSum: ranks on one machine (set by synchronise)
 
     def global_gradients(self):
         """The update function's view of the averaged gradients, one per parameter."""
@@ -610,9 +600,12 @@ class DataParallel:
         out, pos = [], sum(self.sizes[:first])
         for i, sv in enumerate(variables):
             size = self.sizes[first + i]
-            # reshaped before the division: the division (an elementwise op of the variable's
-            # rank) fuses into the optimizer's loop over the variable (one pass, not two)
-            piece = self.summed[pos:pos + size].reshape(sv.get_value(borrow=True).shape)
+            # reshaped before the sum and the division: they (elementwise ops of the
+            # variable's rank) fuse into the optimizer's loop over the variable (one pass)
+            shape = sv.get_value(borrow=True).shape
+            piece = self.parts[0][pos:pos + size].reshape(shape)
+            for part in self.parts[1:]:  # in rank order: the same bits on every rank
+                piece = piece + part[pos:pos + size].reshape(shape)
             piece = piece if exact else piece * self.inv_count
             if not _dt.is_float(sv.dtype):
                 piece = round_(piece)  # a weighted mean of equal integers, up to rounding
@@ -628,7 +621,8 @@ class DataParallel:
         what = "building the data-parallel train step"
         check_same_model(self.comm, variables, what)
         bcast_values(self.comm, variables, what)
-        self.node_sum = NodeSum.of(self.comm, self.length, self.dtype, what)
+        if self.node_sum is not None:
+            self.node_sum.reserve(self.length * np.dtype(self.dtype).itemsize, what)
 
     def share_streams(self, random_states):
         """Rank 0's states of the random streams on every rank (see the module docstring)."""
@@ -716,13 +710,13 @@ class DataParallel:
             buf = np.zeros(self.length, dtype=self.dtype)
             buf[-1] = error is not None
         try:
-            buf = self._sum(buf)
+            parts, tail = self._sum(buf)
         except DistributedError as e:
             self.broken = str(e)
             raise
-        if buf[-1] > 0:
+        if tail[-1] > 0:
             self._raise_failures(error)
-        total = float(buf[-2])
+        total = float(tail[-2])
         if total == 0:
             raise ValueError("the global batch is empty: every rank called the train step with "
                              "0 examples, so there is no gradient; nothing was changed")
@@ -730,17 +724,24 @@ class DataParallel:
             total = 1.0  # one rank: the buffer holds the shard's means unweighted (count 1)
         inv = np.asarray(1.0 / total, dtype=self.dtype)
         if self.update_reads_inputs:
-            step.update_function(buf, inv, *args, **kwargs)
+            step.update_function(*parts, inv, *args, **kwargs)
         else:
-            step.update_function(buf, inv)
-        return buf[self.n_values:self.n_values + self.n_outputs] / total
+            step.update_function(*parts, inv)
+        return tail[:self.n_outputs] / total
 
     def _sum(self, buf):
-        """The sum of every rank's ``buf`` (a new array, or ``buf`` summed in place)."""
-        if self.node_sum is not None:
-            return self.node_sum(buf, "the train step's allreduce")
-        allreduce_sum(self.comm, buf, "the train step's allreduce")
-        return buf
+        """``(parts, tail)``: what the update function reads (the buffer summed over the
+        ranks; ranks on one machine: every rank's buffer, NodeSum) and the sums of the
+        buffer's last values (the outputs, the example count, the error flag)."""
+        what = "the train step's allreduce"
+        if self.node_sum is None:
+            allreduce_sum(self.comm, buf, what)
+            return [buf], buf[self.n_values:]
+        parts = self.node_sum.deposit(buf, what)
+        tail = parts[0][self.n_values:].copy()
+        for part in parts[1:]:  # in rank order, as the update function's sums
+            tail += part[self.n_values:]
+        return parts, tail
 
     def _gradients(self, step, n, first, args, kwargs):
         """The shard's buffer, scaled for the sum over the ranks (its last two slots: the

@@ -316,7 +316,7 @@ class TrainStep:
                                  on_unused_input=unused)
         dp.count_collectives(self.function)
         extra = self._given if dp.update_reads_inputs else []
-        self.update_function = function([dp.summed, dp.inv_count] + extra, [],
+        self.update_function = function(dp.parts + [dp.inv_count] + extra, [],
                                         updates=self.updates, mode=mode, name=name + "_update",
                                         on_unused_input="ignore")
         random_states = [sv for sv in self.function.random_states if sv not in self.state]
