@@ -325,21 +325,27 @@ class NodeSum:
                  for r in range(self.size)]
         self.slots = [[part[k * capacity:(k + 1) * capacity] for k in range(2)]
                       for part in parts]
-        self.capacity, self.calls = capacity, 0
+        self.capacity, self.calls, self.views = capacity, 0, {}
 
     def deposit(self, buf, what):
         """Every rank's ``buf`` (1-d, contiguous), in rank order, once every rank has given
         its own: read-only views, valid until this communicator's next-but-one deposit."""
         k = self.calls & 1
         self.calls += 1
-        views = [slot[k][:buf.nbytes].view(buf.dtype) for slot in self.slots]
-        np.copyto(views[self.rank], buf)
+        key = (k, buf.nbytes, buf.dtype)
+        views = self.views.get(key)
+        if views is None:
+            views = [slot[k][:buf.nbytes].view(buf.dtype) for slot in self.slots]
+            mine = views[self.rank]
+            views = [v[:] for v in views]  # the update function's: read-only
+            for v in views:
+                v.flags.writeable = False
+            views = self.views[key] = (mine, views)
+        np.copyto(views[0], buf)
         self.win.Sync()  # this rank's writes visible to the others ...
         wait(self.comm, self.comm.Ibarrier(), what)
         self.win.Sync()  # ... and theirs to this rank
-        for v in views:
-            v.flags.writeable = False
-        return views
+        return views[1]
 
 
 def check_same_model(comm, variables, what):
