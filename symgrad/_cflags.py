@@ -17,7 +17,6 @@ the compiler it was built with, when every header it was built from is unchanged
 time. Otherwise the unit reads the text, as before: nothing else changes.
 """
 
-import concurrent.futures
 import hashlib
 import json
 import os
@@ -113,6 +112,8 @@ def build(cc, out_root, include_dirs, variants=VARIANTS):
     ident = path and compiler_identity(path)
     # One compiler process per variant, side by side (a fresh install's cores).
     workers = max(1, min(len(variants), os.cpu_count() or 1))
+    import concurrent.futures  # here: only setup.py builds these; compiling a kernel does not
+
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         done = {v: pool.submit(_build_variant, cc, path, ident, v, out_root, include_dirs)
                 for v in variants}

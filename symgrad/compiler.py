@@ -35,9 +35,9 @@ compiler, its own build is used (or made), as the full key says.
 1
 """
 
-import concurrent.futures
 import functools
 import hashlib
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -452,8 +452,9 @@ def _cpu_features():
 
 
 def _python_abi():
-    import sysconfig
-    return f"{sys.implementation.cache_tag} {sysconfig.get_config_var('SOABI')}"
+    # The extension-module suffix holds the ABI tag (".cpython-311-x86_64-linux-gnu.so"):
+    # sysconfig's SOABI without importing sysconfig and its data (about 3 ms).
+    return f"{sys.implementation.cache_tag} {importlib.machinery.EXTENSION_SUFFIXES[0]}"
 
 
 def _read(path):
@@ -543,6 +544,10 @@ def _build(build, units, name, cc, keep):
     if len(compiles) == 1:
         procs[0] = _run(compiles[0], build, kept)
     else:
+        # Imported here: concurrent.futures brings in logging (about 7 ms), which a
+        # one-unit kernel -- every small function's -- never needs.
+        import concurrent.futures
+
         with concurrent.futures.ThreadPoolExecutor(min(_jobs(), len(compiles))) as pool:
             futures = {k: pool.submit(_run, compiles[k], build, kept) for k in order}
             for k in sorted(futures):
