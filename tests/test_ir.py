@@ -155,6 +155,31 @@ def test_a_small_kernel_is_one_unit_with_its_glue_at_O0():
     np.testing.assert_allclose(f(np.ones((2, 3))), np.full(3, 2 * np.tanh(1.0) * 1.5))
 
 
+def test_a_loop_of_one_element_has_its_row_function_at_O0():
+    """A 0-d result (a mean's 1/n in its gradient) is one element: its row function asks for
+    -O0 (SG_ROW_SCALAR), which gcc compiles in a third of -O2's time; loops of arrays keep
+    SG_ROW, at -O2. The same expression gives the same bits either way."""
+    x = sg.matrix("x")
+    def expr(n):
+        return sg.exp(-1.0 / sg.cast(n, "float64")) * 3.0 - sg.tanh(sg.cast(n, "float64"))
+    one = expr(sg.shape(x)[0])                  # a loop over 0-d values
+    vec = expr(sg.shape(x)[:1])                 # the same over a vector of one element
+    f = sg.function([x], [one, vec, sg.tanh(x) * one])
+    loops = [s for s in f.kernel.steps if isinstance(s, ir.FusedLoop)]
+    scalar = [s for s in loops if s.root.outputs[0].ndim == 0]
+    assert len(scalar) == 2 and len(loops) == 5  # the cast (read twice), then the rest
+    rows = _rows(f)
+    assert rows.count("SG_ROW_SCALAR int row") == 2 and rows.count("SG_ROW int row") == 3
+    v = np.linspace(-2, 2, 12).reshape(3, 4)
+    got_one, got_vec, got_mat = f(v)
+    assert got_one.shape == () and got_vec.shape == (1,)
+    assert got_one.tobytes() == got_vec.tobytes()
+    np.testing.assert_allclose(got_one, np.exp(-1 / 3) * 3 - np.tanh(3.0), rtol=1e-15)
+    np.testing.assert_allclose(got_mat, np.tanh(v) * got_one, rtol=1e-15, atol=0)
+    drivers = (Path(sg.__file__).parent / "include" / "sg_drivers.h").read_text()
+    assert "#define SG_ROW_SCALAR SG_STEP_O0" in drivers
+
+
 def test_steps_are_blocks_in_functions_and_units_of_bounded_size(monkeypatch):
     """The C compiler never meets one huge function (its time would grow faster than the
     graph), nor one function per step (about a millisecond each): steps are blocks in group
