@@ -1,6 +1,7 @@
 """The loop IR (codegen/ir.py): what lowering makes of a graph, read without any C text."""
 
 import ast
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -178,6 +179,24 @@ def test_a_loop_of_one_element_has_its_row_function_at_O0():
     np.testing.assert_allclose(got_mat, np.tanh(v) * got_one, rtol=1e-15, atol=0)
     drivers = (Path(sg.__file__).parent / "include" / "sg_drivers.h").read_text()
     assert "#define SG_ROW_SCALAR SG_STEP_O0" in drivers
+
+
+def test_glue_at_O0_compiles_no_helper_it_does_not_call(tmp_path):
+    """gcc at -O0 compiles every plain static function a unit reads, used or not (about
+    15 ms a glue unit for two loop helpers only the support library calls): the headers'
+    helpers are inline, so a glue unit's object holds its own functions only."""
+    cc = compiler.find_compiler()
+    compile_flags, _ = compiler._flag_parts()
+    flags = compiler._cflags.unit_flags(compile_flags, glue=True)
+    (tmp_path / "glue.c").write_text('#include "sg_prelude.h"\nint glue(void) { return 0; }\n')
+    proc = subprocess.run([*cc, *flags, "-S", "glue.c", "-o", "glue.s"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    labels = [ln.split(":")[0] for ln in (tmp_path / "glue.s").read_text().splitlines()
+              if ln.endswith(":") and not ln.startswith((".", "\t", " "))]
+    functions = [name for name in labels if f"\t.type\t{name}, @function" in
+                 (tmp_path / "glue.s").read_text()]
+    assert functions == ["glue"]
 
 
 def test_steps_are_blocks_in_functions_and_units_of_bounded_size(monkeypatch):
