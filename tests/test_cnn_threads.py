@@ -2,12 +2,14 @@
 PyTorch's values (skipped where torch is not installed).
 
 Their support-library calls share their copies, windows and channels among the
-runtime's threads (sg_run_units in sg_ops.c: every unit writes memory of its own), and
-a convolution's weight gradient with a long inner dimension is summed over slices of
-the batch chosen from the shape alone (kparts in sg_conv.c). The sizes here are large
-enough that 2 and 3 threads do split the work (below about 32K elements one thread
-does it all): LeNet's two layers, a large image cut into bands of output rows, groups
-with stride, padding and dilation, a 1x1 kernel; max pooling rows of 2 to 12 outputs
+runtime's threads (sg_run_units in sg_ops.c: every unit writes memory of its own); a
+convolution's panels go to the threads in chunks, and its weight gradient is summed per
+chunk, or, for one chunk with a long inner dimension, over slices of the batch, both
+chosen from the shape alone (sg_conv_chunks, kparts in sg_conv.c). The sizes here are
+large enough that 2 and 3 threads do split the work (below about 32K elements one thread
+does it all): LeNet's two layers, a large image cut into bands of output rows (alone, and
+three of them), groups with stride, padding and dilation (in one chunk and in two), a 1x1
+kernel; max pooling rows of 2 to 12 outputs
 (half vectors, whole ones, a pass per tap), with its second order; average pooling;
 batch and layer norm with their gradients."""
 import numpy as np
@@ -26,11 +28,14 @@ def _close(got, want, label):
 
 
 CONVS = [  # x shape, w shape, conv2d arguments, dtype
-    ((64, 1, 28, 28), (20, 1, 5, 5), {}, "float32"),            # LeNet 1: 4 slices of gw
-    ((64, 20, 12, 12), (50, 20, 5, 5), {}, "float32"),          # LeNet 2: 2 panels
+    ((64, 1, 28, 28), (20, 1, 5, 5), {}, "float32"),            # LeNet 1: 8 chunks' sums of gw
+    ((64, 20, 12, 12), (50, 20, 5, 5), {}, "float32"),          # LeNet 2: 16 panels
     ((1, 16, 100, 100), (8, 16, 3, 3), dict(padding=1), "float32"),  # bands of rows
+    ((3, 16, 100, 100), (8, 16, 3, 3), dict(padding=1), "float32"),  # a chunk an image
     ((8, 4, 33, 31), (6, 2, 3, 3), dict(stride=2, padding=1, dilation=2, groups=2),
      "float64"),
+    ((40, 4, 33, 31), (6, 2, 3, 3), dict(stride=2, padding=1, dilation=2, groups=2),
+     "float64"),                                                # 2 chunks of 20 images
     ((4, 16, 20, 20), (8, 16, 1, 1), {}, "float64"),            # 1x1: no im2col
     ((1, 32, 128, 128), (16, 32, 1, 1), {}, "float32"),         # 1x1, 2 slices of gw
 ]

@@ -4,14 +4,14 @@
  * as the columns of a matrix (im2col: one row per input channel and kernel
  * tap, one column per output pixel of each image of the panel), and one BLAS
  * gemm multiplies the group's weights by it. A panel is as many whole images
- * as fit in SG_CONV_TILE elements of that matrix, or, for an image too large
- * alone, a band of its output rows: the workspace stays near SG_CONV_TILE
- * elements whatever the sizes, and a batch of small images makes a few large
- * products rather than one small product per image (LeNet's second layer:
- * 8 of 50 x 2048 x 500 where it made 64 of 50 x 64 x 500; BLAS runs small
- * products at a fraction of its speed, and with threads each call is a
- * hand-over between them, which on a machine busy with other processes can
- * wait for a thread descheduled for milliseconds):
+ * as fit in SG_CONV_TILE elements of that matrix (512 KiB of float32: a core's L2
+ * cache), or, for an image too large alone, a band of its output rows: the matrix
+ * that im2col writes is still in the cache when the product reads it, and the
+ * workspace stays small whatever the sizes. (Panels of 2^20 elements, 8 of 50 x
+ * 2048 x 500 products for LeNet's second layer where it is now 16 of 50 x 256 x
+ * 500, made each copy and its product a trip through memory: its step took 1.2x
+ * the CPU time it takes now. One product per image, 64 of 50 x 64 x 500, runs BLAS
+ * at a fraction of its speed.)
  *
  *   forward          tmp (Og x P) = W_g (Og x K)  @ col (K x P), each image's
  *                                   columns then copied to out[n, g]
@@ -26,15 +26,18 @@
  * a one-image panel's product. A 1x1 kernel with stride 1 and no padding needs no im2col: each image
  * is its own matrix.
  *
- * Threads: a panel's copies (im2col, col2im with the zeroing of gx, the gathers of
- * gT) are shared among the runtime's threads a channel of an image at a time
- * (sg_run_units), and its products are cut into blocks by sg_blas_gemm; each
- * element is written by one thread as it would be on one, so the bits are the same
- * on any thread count. The weight gradient's sum over the batch is the exception
- * that needs care: where sg_blas_gemm would make few blocks of its small result
- * (LeNet's first layer: one, 20 x 25, from 36864 pixels), the panel's pixels are
- * cut into slices by the shape alone (kparts), each slice's product computed apart
- * and the slices added in their order.
+ * Threads: the panels are shared among the runtime's threads a chunk at a time
+ * (sg_conv_chunks: a run of panels from the shape alone, each run in the buffers of a
+ * slot of its own), each chunk's copies and products done by its thread alone, the
+ * products too small to share; each element is written by one thread as it would be
+ * on one, so the bits are the same on any thread count. A call with one chunk (an
+ * image cut into bands) runs it with every thread: its copies shared a channel of an
+ * image at a time (sg_run_units), its products cut into blocks by sg_blas_gemm. The
+ * weight gradient's sum over the batch is the part that needs care: each chunk sums
+ * its panels into a matrix of its own, and these are added in chunk order; with one
+ * chunk, where sg_blas_gemm would make few blocks of its small result, the panel's
+ * pixels are cut into slices by the shape alone (kparts), each slice's product
+ * computed apart and the slices added in their order.
  *
  * Index arithmetic: sg_conv2d_shape checks every length it derives for
  * overflow; once it passed, every offset below is bounded by the sizes of the
@@ -43,7 +46,9 @@
 #include "sg_support.h"
 #include "sg_drivers.h"
 
-#define SG_CONV_TILE ((int64_t)1 << 20) /* elements of a panel's im2col matrix */
+#ifndef SG_CONV_TILE
+#define SG_CONV_TILE ((int64_t)1 << 17) /* elements of a panel's im2col matrix */
+#endif
 
 typedef struct {
     int64_t N, C, H, W, O, Cg, kh, kw, OH, OW, G, Og, K;
@@ -162,7 +167,11 @@ static sg_conv_plan plan(const sg_conv_geom *q, int direct)
     /* < 2^62: sg_conv2d_shape checked the sizes */
     int64_t per = (q->K > q->Og ? q->K : q->Og) * q->OH * q->OW;
     if (per > 0 && per <= SG_CONV_TILE) {
-        pl.imgs = SG_CONV_TILE / per < q->N ? SG_CONV_TILE / per : q->N;
+        /* as many images as fit, spread evenly over the panels (LeNet's first layer: 8
+         * panels of 8 images, not 7 of 9 and one of 1, which would hold a thread back) */
+        int64_t most = SG_CONV_TILE / per < q->N ? SG_CONV_TILE / per : q->N;
+        int64_t panels = (q->N + most - 1) / most;
+        pl.imgs = (q->N + panels - 1) / panels;
         pl.rows = q->OH;
     }
     if (pl.imgs < 1)
@@ -189,25 +198,81 @@ static int64_t kparts(const sg_conv_geom *q, int64_t P)
     return n < 2 ? 1 : n;
 }
 
-/* The panels in order: images [n0, n1), output rows [r0, r1). Start from all zeros;
- * returns 0 after the last. */
+/* The panels in order: images [n0, n1), output rows [r0, r1), up to image n_end. Start
+ * from chunk_start; returns 0 after the last. */
 typedef struct {
     int64_t n0, n1, r0, r1;
 } sg_conv_panel;
 
-static int next_panel(const sg_conv_geom *q, sg_conv_plan pl, sg_conv_panel *c)
+static int next_panel(const sg_conv_geom *q, sg_conv_plan pl, int64_t n_end, sg_conv_panel *c)
 {
     if (c->n1 > c->n0 && c->r1 < q->OH) {  /* the next band of the same image */
         c->r0 = c->r1;
     } else {
         c->n0 = c->n1;
         c->r0 = 0;
-        if (c->n0 >= q->N)
+        if (c->n0 >= n_end)
             return 0;
-        c->n1 = c->n0 + pl.imgs < q->N ? c->n0 + pl.imgs : q->N;
+        c->n1 = c->n0 + pl.imgs < n_end ? c->n0 + pl.imgs : n_end;
     }
     c->r1 = c->r0 + pl.rows < q->OH ? c->r0 + pl.rows : q->OH;
     return 1;
+}
+
+/* Threads share a call's panels a chunk at a time: the images are cut into runs of
+ * pl.imgs (a run of one image holds all its bands, in order: col2im adds a band's
+ * windows into rows the band before reached too) and the runs into at most `most`
+ * chunks of `per` runs. Each chunk runs its panels one after the other, alone, in a
+ * panel-sized buffer that stays in the core's cache from the copy to the product (the
+ * products of one panel are too small to share among threads). From the shape alone:
+ * a chunk computes the same on any thread count, and the weight gradient sums each
+ * chunk into a matrix of its own, added in chunk order. */
+#define SG_CONV_CHUNKS 8
+#define SG_CONV_SUMS ((int64_t)1 << 22) /* elements of the weight gradient's chunk sums */
+#define SG_CONV_SLOTS 64                /* chunks at once: the most threads that share them */
+
+typedef struct {
+    int64_t runs, per, chunks;
+} sg_conv_chunks;
+
+static sg_conv_chunks chunking(const sg_conv_geom *q, sg_conv_plan pl, int64_t most)
+{
+    sg_conv_chunks c;
+    c.runs = (q->N + pl.imgs - 1) / pl.imgs;
+    if (most < 1)
+        most = 1;
+    c.per = (c.runs + most - 1) / most;
+    c.chunks = c.per > 0 ? (c.runs + c.per - 1) / c.per : 0;
+    return c;
+}
+
+static sg_conv_panel chunk_start(sg_conv_plan pl, sg_conv_chunks ck, int64_t s)
+{
+    int64_t n = s * ck.per * pl.imgs;
+    sg_conv_panel c = {n, n, 0, 0};
+    return c;
+}
+
+/* The image after chunk s's last. */
+static int64_t chunk_end(const sg_conv_geom *q, sg_conv_plan pl, sg_conv_chunks ck, int64_t s)
+{
+    int64_t n = (s + 1) * ck.per * pl.imgs;
+    return n < q->N ? n : q->N;
+}
+
+/* A slot of buffers, taken while a range of chunks runs: there are as many as threads
+ * may run chunks at once (sg_run_units: sg_blas_threads()), so one is always free. */
+static int take_slot(int *busy, int n)
+{
+    for (;;)
+        for (int i = 0; i < n; i++)
+            if (!__atomic_exchange_n(&busy[i], 1, __ATOMIC_ACQUIRE))
+                return i;
+}
+
+static void give_slot(int *busy, int i)
+{
+    __atomic_store_n(&busy[i], 0, __ATOMIC_RELEASE);
 }
 
 /* The valid output columns [lo, hi) of kernel column kj: those whose input column
@@ -223,6 +288,30 @@ static inline void col_range(const sg_conv_geom *q, int64_t kj, int64_t *lo, int
         *hi = q->OW;
     if (*lo > *hi)
         *lo = *hi;
+}
+
+/* col_range for the first SG_CONV_KWT kernel columns, computed once per call of im2col or
+ * col2im rather than once per channel and kernel row: its two divisions cost more than a
+ * run of OW copies (LeNet's second layer: 8 elements). Wider kernels compute the rest on
+ * the way. */
+#define SG_CONV_KWT 16
+typedef struct {
+    int64_t lo[SG_CONV_KWT], hi[SG_CONV_KWT], iw0[SG_CONV_KWT];
+} sg_conv_cols;
+
+static inline void col_table(const sg_conv_geom *q, sg_conv_cols *t)
+{
+    for (int64_t kj = 0; kj < q->kw && kj < SG_CONV_KWT; kj++)
+        col_range(q, kj, &t->lo[kj], &t->hi[kj], &t->iw0[kj]);
+}
+
+static inline void col_lookup(const sg_conv_geom *q, const sg_conv_cols *t, int64_t kj,
+                              int64_t *lo, int64_t *hi, int64_t *iw0)
+{
+    if (kj < SG_CONV_KWT)
+        *lo = t->lo[kj], *hi = t->hi[kj], *iw0 = t->iw0[kj];
+    else
+        col_range(q, kj, lo, hi, iw0);
 }
 
 /* An epilogue (sg_conv.h) ready to run: each operand's strides, in elements, along the
@@ -332,12 +421,14 @@ void sg_epi_rows(const sg_conv_epi_plan *ep, int64_t OW, int64_t n, int64_t c, i
         const int64_t step = q->sw * s3;                                                     \
         const T *xn = (const T *)x->data + n * x->strides[0] + c0 * s1;                      \
         T *row = col + ca * kh * kw * ld;                                                    \
+        sg_conv_cols tab;                                                                    \
+        col_table(q, &tab);                                                                  \
         for (int64_t c = ca; c < cb; c++)                                                    \
             for (int64_t ki = 0; ki < kh; ki++) {                                            \
                 int64_t ih0 = ki * q->dh - q->pt; /* the input row of output row 0 */        \
                 for (int64_t kj = 0; kj < kw; kj++, row += ld) {                             \
                     int64_t lo, hi, iw0;                                                     \
-                    col_range(q, kj, &lo, &hi, &iw0);                                        \
+                    col_lookup(q, &tab, kj, &lo, &hi, &iw0);                                 \
                     T *d = row;                                                              \
                     /* no padding on this tap's rows and columns, contiguous: the copies     \
                      * alone, rows sh * s2 apart (a third of the instructions a row) */      \
@@ -380,6 +471,8 @@ void sg_epi_rows(const sg_conv_epi_plan *ep, int64_t OW, int64_t n, int64_t c, i
         const int64_t sh = q->sh, sw = q->sw;                                                \
         T *gn = gx + (n * q->C + c0) * H * W;                                                \
         const T *row = col + ca * kh * kw * ld;                                              \
+        sg_conv_cols tab;                                                                    \
+        col_table(q, &tab);                                                                  \
         if (zero)                                                                            \
             memset(gn + ca * H * W, 0, (size_t)((cb - ca) * H * W) * sizeof(T));             \
         for (int64_t c = ca; c < cb; c++)                                                    \
@@ -387,7 +480,7 @@ void sg_epi_rows(const sg_conv_epi_plan *ep, int64_t OW, int64_t n, int64_t c, i
                 int64_t ih0 = ki * q->dh - q->pt;                                            \
                 for (int64_t kj = 0; kj < kw; kj++, row += ld) {                             \
                     int64_t lo, hi, iw0;                                                     \
-                    col_range(q, kj, &lo, &hi, &iw0);                                        \
+                    col_lookup(q, &tab, kj, &lo, &hi, &iw0);                                 \
                     const T *s = row;                                                        \
                     for (int64_t r = r0; r < r1; r++, s += OW) {                             \
                         int64_t ih = ih0 + r * sh;                                           \
@@ -567,25 +660,173 @@ void sg_epi_rows(const sg_conv_epi_plan *ep, int64_t OW, int64_t n, int64_t c, i
         return p;                                                                            \
     }                                                                                        \
                                                                                              \
-    /* Workspace for a panel: its im2col matrix (unless direct) and, when it holds more      \
-     * than one image, the Og x P matrix of its side-by-side images. */                      \
-    static int buffers_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_conv_geom *q, \
-                             sg_conv_plan pl, int dir, T **col, T **tmp)                     \
+    /* A call's panels handed to threads a chunk at a time (sg_conv_chunks): what each       \
+     * chunk reads and writes, and the buffers of the slots that chunks run in. */           \
+    typedef struct {                                                                         \
+        const sg_conv_geom *q;                                                               \
+        sg_conv_plan pl;                                                                     \
+        sg_conv_chunks ck;                                                                   \
+        int dir, nslots, *busy;                                                              \
+        int64_t ld, ncol, ntmp;                                                              \
+        sg_ws *iws; /* the workspace inside a chunk: NULL when chunks run side by side */    \
+        const sg_arr *x;                                                                     \
+        const T *wp, *gp;                                                                    \
+        T *out, *col, *tmp, *parts, *kpart;                                                  \
+        const sg_conv_epi_plan *ep;                                                          \
+    } sg_conv_run_##SUF;                                                                     \
+                                                                                             \
+    /* Workspace for the slots (one per thread that may run a chunk at once; one when a      \
+     * chunk has all the threads): each a panel's im2col matrix (unless direct) and, for     \
+     * panels of more than one image, the Og x P matrix of its side-by-side images. */       \
+    static int start_##SUF(sg_err *err, const char *where, sg_ws *ws, sg_conv_run_##SUF *j)  \
     {                                                                                        \
-        int64_t P = pl.imgs * pl.rows * q->OW;                                               \
-        *col = dir ? NULL : sg_ws_alloc(ws, (size_t)(q->K * P) * sizeof(T));                 \
-        *tmp = pl.imgs > 1 ? sg_ws_alloc(ws, (size_t)(q->Og * P) * sizeof(T)) : NULL;        \
-        if ((!dir && !*col) || (pl.imgs > 1 && !*tmp))                                       \
+        const sg_conv_geom *q = j->q;                                                        \
+        int64_t P = j->pl.imgs * j->pl.rows * q->OW, threads = sg_blas_threads();            \
+        j->nslots = j->ck.chunks < 2 ? 1                                                     \
+                    : (int)(threads < j->ck.chunks ? threads : j->ck.chunks);                \
+        if (j->nslots > SG_CONV_SLOTS)                                                       \
+            j->nslots = SG_CONV_SLOTS;                                                       \
+        if (j->nslots < 1)                                                                   \
+            j->nslots = 1;                                                                   \
+        j->iws = j->ck.chunks < 2 ? ws : NULL;                                               \
+        j->ncol = j->dir ? 0 : q->K * P;                                                     \
+        j->ntmp = j->pl.imgs > 1 ? q->Og * P : 0;                                            \
+        j->col = j->ncol ? sg_ws_alloc(ws, (size_t)(j->nslots * j->ncol) * sizeof(T)) : NULL; \
+        j->tmp = j->ntmp ? sg_ws_alloc(ws, (size_t)(j->nslots * j->ntmp) * sizeof(T)) : NULL; \
+        if ((j->ncol && !j->col) || (j->ntmp && !j->tmp))                                    \
             return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                        \
         return 0;                                                                            \
     }                                                                                        \
                                                                                              \
-    static void release_##SUF(sg_ws *ws, T *col, T *tmp)                                     \
+    static void finish_##SUF(sg_ws *ws, sg_conv_run_##SUF *j)                                \
     {                                                                                        \
-        if (tmp)                                                                             \
-            sg_ws_free(ws, tmp);                                                             \
-        if (col)                                                                             \
-            sg_ws_free(ws, col);                                                             \
+        T *bufs[4] = {j->kpart, j->parts, j->tmp, j->col};                                   \
+        for (int i = 0; i < 4; i++)                                                          \
+            if (bufs[i])                                                                     \
+                sg_ws_free(ws, bufs[i]);                                                     \
+    }                                                                                        \
+                                                                                             \
+    /* Chunks [s0, s1): the panels of each in order, in the buffers of a free slot. */       \
+    static void fwd_chunks_##SUF(void *ctx, int64_t s0, int64_t s1)                          \
+    {                                                                                        \
+        const sg_conv_run_##SUF *j = ctx;                                                    \
+        const sg_conv_geom *q = j->q;                                                        \
+        int64_t M = q->OH * q->OW;                                                           \
+        int slot = take_slot(j->busy, j->nslots);                                            \
+        T *col = j->col ? j->col + slot * j->ncol : NULL;                                    \
+        T *tmp = j->tmp ? j->tmp + slot * j->ntmp : NULL;                                    \
+        int64_t n_end = chunk_end(q, j->pl, j->ck, s1 - 1);                                  \
+        for (sg_conv_panel c = chunk_start(j->pl, j->ck, s0); next_panel(q, j->pl, n_end, &c);) { \
+            int64_t n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;                              \
+            int64_t P = (n1 - n0) * (r1 - r0) * q->OW;                                       \
+            for (int64_t g = 0; g < q->G; g++) {                                             \
+                const T *wg = j->wp + g * q->Og * q->K;                                      \
+                T *o = j->out + (n0 * q->O + g * q->Og) * M + r0 * q->OW;                    \
+                const T *b = col;                                                            \
+                int64_t ldb = P;                                                             \
+                if (j->dir) {                                                                \
+                    b = (const T *)j->x->data + n0 * j->x->strides[0] +                      \
+                        g * q->Cg * j->x->strides[1];                                        \
+                    ldb = j->ld;                                                             \
+                } else                                                                       \
+                    panel_##SUF(j->iws, q, j->x, n0, n1, g, r0, r1, col);                    \
+                GEMM(j->iws, CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)q->Og,      \
+                     (blasint)P, (blasint)q->K, 1, wg, (blasint)q->K, b, (blasint)ldb, 0,    \
+                     tmp ? tmp : o, (blasint)(tmp ? P : M));                                 \
+                if (tmp)                                                                     \
+                    gather_##SUF(j->iws, q, j->out, n0, n1, g, tmp, 1, j->ep);               \
+                else if (j->ep)                                                              \
+                    epilogue_##SUF(j->iws, q, j->out, n0, g, r0, r1, j->ep);                 \
+            }                                                                                \
+        }                                                                                    \
+        give_slot(j->busy, slot);                                                            \
+    }                                                                                        \
+                                                                                             \
+    static void gin_chunks_##SUF(void *ctx, int64_t s0, int64_t s1)                          \
+    {                                                                                        \
+        const sg_conv_run_##SUF *j = ctx;                                                    \
+        const sg_conv_geom *q = j->q;                                                        \
+        int64_t M = q->OH * q->OW;                                                           \
+        int slot = take_slot(j->busy, j->nslots);                                            \
+        T *col = j->col ? j->col + slot * j->ncol : NULL;                                    \
+        T *tmp = j->tmp ? j->tmp + slot * j->ntmp : NULL;                                    \
+        int64_t n_end = chunk_end(q, j->pl, j->ck, s1 - 1);                                  \
+        for (sg_conv_panel c = chunk_start(j->pl, j->ck, s0); next_panel(q, j->pl, n_end, &c);) { \
+            int64_t n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;                              \
+            int64_t P = (n1 - n0) * (r1 - r0) * q->OW;                                       \
+            for (int64_t gr = 0; gr < q->G; gr++) {                                          \
+                const T *wg = j->wp + gr * q->Og * q->K;                                     \
+                const T *b = j->gp + (n0 * q->O + gr * q->Og) * M + r0 * q->OW;              \
+                int64_t ldb = M;                                                             \
+                if (tmp) {                                                                   \
+                    gather_##SUF(j->iws, q, (T *)j->gp, n0, n1, gr, tmp, 0, NULL);           \
+                    b = tmp;                                                                 \
+                    ldb = P;                                                                 \
+                }                                                                            \
+                T *d = j->dir ? j->out + (n0 * q->C + gr * q->Cg) * M : col;                 \
+                GEMM(j->iws, CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)q->K,         \
+                     (blasint)P, (blasint)q->Og, 1, wg, (blasint)q->K, b, (blasint)ldb, 0,   \
+                     d, (blasint)(j->dir ? M : P));                                          \
+                if (!j->dir)                                                                 \
+                    unpanel_##SUF(j->iws, q, j->out, n0, n1, gr, r0, r1, col);               \
+            }                                                                                \
+        }                                                                                    \
+        give_slot(j->busy, slot);                                                            \
+    }                                                                                        \
+                                                                                             \
+    /* Each chunk's sum into its own matrix of `parts` (several chunks) or into gw (one). */ \
+    static void wgrad_chunks_##SUF(void *ctx, int64_t s0, int64_t s1)                        \
+    {                                                                                        \
+        const sg_conv_run_##SUF *j = ctx;                                                    \
+        const sg_conv_geom *q = j->q;                                                        \
+        int64_t M = q->OH * q->OW, OK = q->O * q->K;                                         \
+        int slot = take_slot(j->busy, j->nslots);                                            \
+        T *col = j->col ? j->col + slot * j->ncol : NULL;                                    \
+        T *tmp = j->tmp ? j->tmp + slot * j->ntmp : NULL;                                    \
+        for (int64_t s = s0; s < s1; s++) {                                                  \
+            T *dst = j->parts ? j->parts + s * OK : j->out;                                  \
+            if (j->parts)                                                                    \
+                memset(dst, 0, (size_t)OK * sizeof(T));                                      \
+            int64_t n_end = chunk_end(q, j->pl, j->ck, s);                                   \
+            for (sg_conv_panel c = chunk_start(j->pl, j->ck, s); next_panel(q, j->pl, n_end, &c);) { \
+                int64_t n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;                          \
+                int64_t P = (n1 - n0) * (r1 - r0) * q->OW;                                   \
+                for (int64_t gr = 0; gr < q->G; gr++) {                                      \
+                    const T *a = j->gp + (n0 * q->O + gr * q->Og) * M + r0 * q->OW, *b = col; \
+                    int64_t lda = M, ldb = P;                                                \
+                    if (tmp) {                                                               \
+                        gather_##SUF(j->iws, q, (T *)j->gp, n0, n1, gr, tmp, 0, NULL);       \
+                        a = tmp;                                                             \
+                        lda = P;                                                             \
+                    }                                                                        \
+                    if (j->dir) {                                                            \
+                        b = (const T *)j->x->data + n0 * j->x->strides[0] +                  \
+                            gr * q->Cg * j->x->strides[1];                                   \
+                        ldb = j->ld;                                                         \
+                    } else                                                                   \
+                        panel_##SUF(j->iws, q, j->x, n0, n1, gr, r0, r1, col);               \
+                    wgrad_product_##SUF(j->iws, q, j->kpart, a, lda, b, ldb, P,              \
+                                        dst + gr * q->Og * q->K);                            \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+        give_slot(j->busy, slot);                                                            \
+    }                                                                                        \
+                                                                                             \
+    /* The chunks, on the runtime's threads when there are several (a chunk's work as the   \
+     * work of a unit), else the one chunk with every thread inside it. */                   \
+    static void run_##SUF(sg_ws *ws, sg_conv_run_##SUF *j,                                   \
+                          void (*fn)(void *ctx, int64_t s0, int64_t s1))                     \
+    {                                                                                        \
+        const sg_conv_geom *q = j->q;                                                        \
+        if (j->ck.chunks < 2) {                                                              \
+            fn(j, 0, j->ck.chunks);                                                          \
+            return;                                                                          \
+        }                                                                                    \
+        /* in double: a count of elements touched, not an offset; it need not fit int64 */  \
+        double work = (double)(j->ck.per * j->pl.imgs) * (double)(q->OH * q->OW) *           \
+                      (double)(q->K > 1 ? q->K : 1) * (double)q->G;                          \
+        sg_run_units(ws, j->ck.chunks, work < 1e15 ? (int64_t)work : (int64_t)1e15, fn, j);  \
     }                                                                                        \
                                                                                              \
     int sg_conv2d_##SUF(sg_err *err, const char *where, sg_ws *ws, const sg_arr *out,        \
@@ -599,7 +840,7 @@ void sg_epi_rows(const sg_conv_epi_plan *ep, int64_t OW, int64_t n, int64_t c, i
                             const int *p, const sg_conv_epi *epi)                            \
     {                                                                                        \
         sg_conv_geom q = geom(x->shape, w->shape, os, p);                                    \
-        int64_t M = q.OH * q.OW, ld;                                                         \
+        int64_t M = q.OH * q.OW;                                                             \
         sg_conv_epi_plan plan_e, *ep = epi ? &plan_e : NULL;                                 \
         if (!q.N || !q.O || !M)                                                              \
             return 0;                                                                        \
@@ -616,35 +857,16 @@ void sg_epi_rows(const sg_conv_epi_plan *ep, int64_t OW, int64_t n, int64_t c, i
         const T *wp = packed_##SUF(err, where, ws, w);                                       \
         if (!wp)                                                                             \
             return err->code;                                                                \
-        int dir = direct(&q, p, x, &ld);                                                     \
-        sg_conv_plan pl = plan(&q, dir);                                                     \
-        T *col, *tmp;                                                                        \
-        if (buffers_##SUF(err, where, ws, &q, pl, dir, &col, &tmp))                          \
-            return err->code;                                                                \
-        for (sg_conv_panel c = {0, 0, 0, 0}; next_panel(&q, pl, &c);) {                      \
-            int64_t n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;                              \
-            int64_t P = (n1 - n0) * (r1 - r0) * q.OW;                                        \
-            for (int64_t g = 0; g < q.G; g++) {                                              \
-                const T *wg = wp + g * q.Og * q.K;                                           \
-                T *o = (T *)out->data + (n0 * q.O + g * q.Og) * M + r0 * q.OW;               \
-                const T *b = col;                                                            \
-                int64_t ldb = P;                                                             \
-                if (dir) {                                                                   \
-                    b = (const T *)x->data + n0 * x->strides[0] +                            \
-                        g * q.Cg * x->strides[1];                                            \
-                    ldb = ld;                                                                \
-                } else                                                                       \
-                    panel_##SUF(ws, &q, x, n0, n1, g, r0, r1, col);                          \
-                GEMM(ws, CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)q.Og,           \
-                     (blasint)P, (blasint)q.K, 1, wg, (blasint)q.K, b, (blasint)ldb, 0,      \
-                     tmp ? tmp : o, (blasint)(tmp ? P : M));                                 \
-                if (tmp)                                                                     \
-                    gather_##SUF(ws, &q, (T *)out->data, n0, n1, g, tmp, 1, ep);             \
-                else if (ep)                                                                 \
-                    epilogue_##SUF(ws, &q, (T *)out->data, n0, g, r0, r1, ep);               \
-            }                                                                                \
-        }                                                                                    \
-        release_##SUF(ws, col, tmp);                                                         \
+        int busy[SG_CONV_SLOTS] = {0};                                                       \
+        sg_conv_run_##SUF j = {.q = &q, .busy = busy, .x = x, .wp = wp,                      \
+                               .out = (T *)out->data, .ep = ep};                             \
+        j.dir = direct(&q, p, x, &j.ld);                                                     \
+        j.pl = plan(&q, j.dir);                                                              \
+        j.ck = chunking(&q, j.pl, q.N); /* a chunk a run */                                 \
+        if (start_##SUF(err, where, ws, &j))                                                 \
+            return finish_##SUF(ws, &j), err->code;                                          \
+        run_##SUF(ws, &j, fwd_chunks_##SUF);                                                 \
+        finish_##SUF(ws, &j);                                                                \
         return 0;                                                                            \
     }                                                                                        \
                                                                                              \
@@ -653,7 +875,7 @@ void sg_epi_rows(const sg_conv_epi_plan *ep, int64_t OW, int64_t n, int64_t c, i
                                    const int *p)                                             \
     {                                                                                        \
         sg_conv_geom q = geom(gx->shape, w->shape, g->shape, p);                             \
-        int64_t M = q.OH * q.OW, ld;                                                         \
+        int64_t M = q.OH * q.OW;                                                             \
         size_t bytes = (size_t)sg_size(gx, 4) * sizeof(T);                                   \
         if (!bytes)                                                                          \
             return 0;                                                                        \
@@ -667,34 +889,18 @@ void sg_epi_rows(const sg_conv_epi_plan *ep, int64_t OW, int64_t n, int64_t c, i
         const T *gp = wp ? packed_##SUF(err, where, ws, g) : NULL;                           \
         if (!gp)                                                                             \
             return err->code;                                                                \
-        int dir = direct(&q, p, gx, &ld);                                                    \
-        sg_conv_plan pl = plan(&q, dir);                                                     \
-        T *col, *tmp;                                                                        \
-        if (buffers_##SUF(err, where, ws, &q, pl, dir, &col, &tmp))                          \
-            return err->code;                                                                \
-        if (dir) /* else each plane is zeroed by col2im, on its thread */                    \
+        int busy[SG_CONV_SLOTS] = {0};                                                       \
+        sg_conv_run_##SUF j = {.q = &q, .busy = busy, .wp = wp, .gp = gp,                    \
+                               .out = (T *)gx->data};                                        \
+        j.dir = direct(&q, p, gx, &j.ld);                                                    \
+        j.pl = plan(&q, j.dir);                                                              \
+        j.ck = chunking(&q, j.pl, q.N); /* a chunk a run */                                 \
+        if (start_##SUF(err, where, ws, &j))                                                 \
+            return finish_##SUF(ws, &j), err->code;                                          \
+        if (j.dir) /* else each plane is zeroed by col2im, on its thread */                  \
             memset(gx->data, 0, bytes);                                                      \
-        for (sg_conv_panel c = {0, 0, 0, 0}; next_panel(&q, pl, &c);) {                      \
-            int64_t n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;                              \
-            int64_t Lb = (r1 - r0) * q.OW, P = (n1 - n0) * Lb;                               \
-            for (int64_t gr = 0; gr < q.G; gr++) {                                           \
-                const T *wg = wp + gr * q.Og * q.K;                                          \
-                const T *b = gp + (n0 * q.O + gr * q.Og) * M + r0 * q.OW;                    \
-                int64_t ldb = M;                                                             \
-                if (tmp) {                                                                   \
-                    gather_##SUF(ws, &q, (T *)gp, n0, n1, gr, tmp, 0, NULL);                 \
-                    b = tmp;                                                                 \
-                    ldb = P;                                                                 \
-                }                                                                            \
-                T *c = dir ? (T *)gx->data + (n0 * q.C + gr * q.Cg) * M : col;               \
-                GEMM(ws, CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)q.K,              \
-                     (blasint)P, (blasint)q.Og, 1, wg, (blasint)q.K, b, (blasint)ldb, 0,     \
-                     c, (blasint)(dir ? M : P));                                             \
-                if (!dir)                                                                    \
-                    unpanel_##SUF(ws, &q, (T *)gx->data, n0, n1, gr, r0, r1, col);           \
-            }                                                                                \
-        }                                                                                    \
-        release_##SUF(ws, col, tmp);                                                         \
+        run_##SUF(ws, &j, gin_chunks_##SUF);                                                 \
+        finish_##SUF(ws, &j);                                                                \
         return 0;                                                                            \
     }                                                                                        \
                                                                                              \
@@ -703,7 +909,7 @@ void sg_epi_rows(const sg_conv_epi_plan *ep, int64_t OW, int64_t n, int64_t c, i
                                     const int *p)                                            \
     {                                                                                        \
         sg_conv_geom q = geom(x->shape, gw->shape, g->shape, p);                             \
-        int64_t M = q.OH * q.OW, ld;                                                         \
+        int64_t M = q.OH * q.OW, OK = q.O * q.K;                                             \
         size_t bytes = (size_t)sg_size(gw, 4) * sizeof(T);                                   \
         if (!bytes)                                                                          \
             return 0;                                                                        \
@@ -715,42 +921,33 @@ void sg_epi_rows(const sg_conv_epi_plan *ep, int64_t OW, int64_t n, int64_t c, i
         const T *gp = packed_##SUF(err, where, ws, g);                                       \
         if (!gp)                                                                             \
             return err->code;                                                                \
-        int dir = direct(&q, p, x, &ld);                                                     \
-        sg_conv_plan pl = plan(&q, dir);                                                     \
-        int64_t parts = kparts(&q, pl.imgs * pl.rows * q.OW); /* the most a panel takes */   \
-        T *col, *tmp, *part = NULL;                                                          \
-        if (buffers_##SUF(err, where, ws, &q, pl, dir, &col, &tmp))                          \
-            return err->code;                                                                \
+        int busy[SG_CONV_SLOTS] = {0};                                                       \
+        sg_conv_run_##SUF j = {.q = &q, .busy = busy, .x = x, .gp = gp,                      \
+                               .out = (T *)gw->data};                                        \
+        j.dir = direct(&q, p, x, &j.ld);                                                     \
+        j.pl = plan(&q, j.dir);                                                              \
+        /* as many chunks' sums as hold SG_CONV_SUMS elements in all */                      \
+        int64_t most = SG_CONV_SUMS / (OK > 0 ? OK : 1);                                     \
+        j.ck = chunking(&q, j.pl, most < SG_CONV_CHUNKS ? most : SG_CONV_CHUNKS);            \
+        if (start_##SUF(err, where, ws, &j))                                                 \
+            return finish_##SUF(ws, &j), err->code;                                          \
+        /* one chunk: its panels' products cut along P (kparts); several: whole */           \
+        int64_t parts = j.ck.chunks < 2 ? kparts(&q, j.pl.imgs * j.pl.rows * q.OW) : 1;      \
         if (parts > 1)                                                                       \
-            part = sg_ws_alloc(ws, (size_t)(parts * q.Og * q.K) * sizeof(T));                \
-        if (parts > 1 && !part) {                                                            \
-            release_##SUF(ws, col, tmp);                                                     \
+            j.kpart = sg_ws_alloc(ws, (size_t)(parts * q.Og * q.K) * sizeof(T));             \
+        if (j.ck.chunks > 1)                                                                 \
+            j.parts = sg_ws_alloc(ws, (size_t)(j.ck.chunks * OK) * sizeof(T));               \
+        if ((parts > 1 && !j.kpart) || (j.ck.chunks > 1 && !j.parts)) {                      \
+            finish_##SUF(ws, &j);                                                            \
             return sg_fail(err, SG_ENOMEM, "%sout of memory", where);                        \
         }                                                                                    \
-        for (sg_conv_panel c = {0, 0, 0, 0}; next_panel(&q, pl, &c);) {                      \
-            int64_t n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;                              \
-            int64_t P = (n1 - n0) * (r1 - r0) * q.OW;                                        \
-            for (int64_t gr = 0; gr < q.G; gr++) {                                           \
-                T *wg = (T *)gw->data + gr * q.Og * q.K;                                     \
-                const T *a = gp + (n0 * q.O + gr * q.Og) * M + r0 * q.OW, *b = col;          \
-                int64_t lda = M, ldb = P;                                                    \
-                if (tmp) {                                                                   \
-                    gather_##SUF(ws, &q, (T *)gp, n0, n1, gr, tmp, 0, NULL);                 \
-                    a = tmp;                                                                 \
-                    lda = P;                                                                 \
-                }                                                                            \
-                if (dir) {                                                                   \
-                    b = (const T *)x->data + n0 * x->strides[0] +                            \
-                        gr * q.Cg * x->strides[1];                                           \
-                    ldb = ld;                                                                \
-                } else                                                                       \
-                    panel_##SUF(ws, &q, x, n0, n1, gr, r0, r1, col);                         \
-                wgrad_product_##SUF(ws, &q, part, a, lda, b, ldb, P, wg);                    \
-            }                                                                                \
+        run_##SUF(ws, &j, wgrad_chunks_##SUF);                                               \
+        if (j.parts) { /* gw = the chunks' sums added in chunk order */                      \
+            sg_conv_kjob_##SUF kj = {NULL, NULL, j.parts, (T *)gw->data, q.O, q.K, 0, 0, 0,  \
+                                     0, j.ck.chunks};                                        \
+            sg_run_units(ws, (OK + 1023) / 1024, 1024 * j.ck.chunks, kpart_sums_##SUF, &kj); \
         }                                                                                    \
-        if (part)                                                                            \
-            sg_ws_free(ws, part);                                                            \
-        release_##SUF(ws, col, tmp);                                                         \
+        finish_##SUF(ws, &j);                                                                \
         return 0;                                                                            \
     }
 
