@@ -58,3 +58,28 @@ def test_gradients_through_products_and_convolutions_have_the_same_bits_on_1_2_a
     X = r.standard_normal((32, 3, 28, 28)).astype("float32")
     Y = r.integers(0, 10, 32)
     _by_threads(monkeypatch, [x, y], [loss, gk, gw], [X, Y])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_outer_products_are_blas_products_in_one_pass(monkeypatch, dtype):
+    """A product over one term (k = 1) writes its result once, without BLAS's zeroing pass
+    (sg_ops.c, SG_OUTER), and is what BLAS makes of it: the same bits as NumPy's, signed
+    zeros included (a product of -0 accumulated onto zero is +0), on any layout, scaled
+    (gemm's alpha), added to (beta, left to BLAS) and on 1, 2 and 3 threads."""
+    r = np.random.default_rng(7)
+    m, n = 300, 257
+    A = r.standard_normal((m, 1)).astype(dtype)
+    B = r.standard_normal((1, n)).astype(dtype)
+    A[::7] = 0.0          # zeros times negative numbers: -0 in IEEE, +0 from BLAS
+    B[0, ::5] = -0.0
+    C = r.standard_normal(n).astype(dtype)
+    a, b, c = sg.matrix(dtype=dtype), sg.matrix(dtype=dtype), sg.vector(dtype=dtype)
+    outs = [a @ b, a.T.T @ b, (b.T @ a.T).T, 0.5 * (a @ b), 0.5 * (a @ b) + c,
+            a @ b[:, ::-1], a[::2] @ b]
+    want = [A @ B, A @ B, (B.T @ A.T).T, 0.5 * (A @ B), 0.5 * (A @ B) + C,
+            A @ B[:, ::-1], A[::2] @ B]
+    vals = [np.asfortranarray(A), B, C]
+    for g, w in zip(_by_threads(monkeypatch, [a, b, c], outs, vals), want):
+        assert g.dtype == np.dtype(dtype) and g.shape == w.shape
+        np.testing.assert_array_equal(g, w)
+        np.testing.assert_array_equal(np.signbit(g), np.signbit(w))
