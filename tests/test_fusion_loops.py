@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
+from symgrad.codegen import ir
 
 BLOCK = 16384  # SG_BLOCK in sg_loops.h
 PAR_WORK = 1 << 21  # SG_PAR_WORK in sg_loops.h: elements x work units per element
@@ -257,3 +258,34 @@ def test_no_in_place_over_a_value_read_again_or_returned():
     np.testing.assert_allclose(got, (np.tanh(X @ Wv) + 1) @ Wv.T, rtol=1e-12)
     np.testing.assert_allclose(g(X, Wv), (np.tanh(X @ Wv) + 1) @ Wv.T + X @ Wv @ Wv.T,
                                rtol=1e-12)
+
+
+def _loops(f):
+    return [[n.op.name for n in s.members] for s in f.kernel.steps if isinstance(s, ir.FusedLoop)]
+
+
+def test_a_value_read_twice_by_one_loop_is_computed_inside_it():
+    """A node all of whose readers are in one fused loop joins it -- a square (t * t), a
+    where reading a value its condition reads too (negative indices wrapped, as advanced
+    indexing does) -- computed once per element there, not stored by a loop of its own."""
+    x, y = sg.vector("x"), sg.vector("y", dtype="int64")
+    t = sg.tanh(x)
+    w = y + 5
+    f = sg.function([x, y], [t * t + 1.0, sg.where((y < 0) * (w >= 0), w, y)])
+    assert _loops(f) == [["tanh", "mul", "add"], ["lt", "add", "ge", "mul", "where"]]
+    xv = np.linspace(-3, 3, 7)
+    yv = np.array([-7, -5, -1, 0, 3, -6, 4])
+    sq, wrapped = f(xv, yv)
+    np.testing.assert_allclose(sq, np.tanh(xv) ** 2 + 1.0, rtol=1e-15)
+    assert wrapped.tolist() == [-7, 0, 4, 0, 3, -6, 4]
+
+
+def test_a_value_two_loops_read_is_stored_once():
+    x = sg.vector("x")
+    t = sg.tanh(x)
+    f = sg.function([x], [sg.exp(t) + 1.0, t * 2.0 - 1.0])
+    assert _loops(f) == [["tanh"], ["exp", "add"], ["mul", "sub"]]
+    xv = np.linspace(-3, 3, 7)
+    a, b = f(xv)
+    np.testing.assert_allclose(a, np.exp(np.tanh(xv)) + 1.0, rtol=1e-15)
+    np.testing.assert_allclose(b, np.tanh(xv) * 2.0 - 1.0, rtol=1e-15)

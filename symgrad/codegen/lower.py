@@ -5,9 +5,9 @@ The pipeline, in order:
 1. ``graph_leaves`` the kernel's inputs: function inputs, shared variables, constants
                     (the one order every evaluator binds them in, ``symgrad.graph``);
 2. ``plan_fusion``  group elementwise nodes into fused loops: a node whose
-                    result feeds exactly one elementwise consumer of the same
-                    rank (and is not itself an output) is computed inside that
-                    consumer's loop; a float sum, mean or sum_to absorbs the
+                    result only elementwise nodes of the same rank read, all of one
+                    group (and is not itself an output), is computed inside that
+                    group's loop; a float sum, mean or sum_to absorbs the
                     elementwise group that only it reads (an accumulating loop);
 3. ``_plan_in_place`` the updates that may be written over their shared
                     variable's memory;
@@ -199,6 +199,11 @@ def plan_fusion(nodes, outputs):
     fusion = Fusion()
     fusion.uses = uses
     owner_group = {}
+    # (id(root), id(value)) -> how many times the group's members read the value: a node
+    # all of whose reads are members of one group joins it (x * x, or a where reading a
+    # value its condition reads too), computed once per element there; each of its
+    # readers comes before it in this reversed order
+    reads = {}
     for node in reversed(nodes):
         if not is_elementwise(node):
             continue
@@ -207,7 +212,9 @@ def plan_fusion(nodes, outputs):
         members.append(node)
         for v in node.inputs:
             p = v.owner
-            if (p is not None and is_elementwise(p) and uses.get(id(v)) == 1
+            key = (id(root), id(v))
+            reads[key] = reads.get(key, 0) + 1
+            if (p is not None and is_elementwise(p) and uses.get(id(v)) == reads[key]
                     and p.outputs[0].ndim == node.outputs[0].ndim and id(p) not in owner_group):
                 owner_group[id(p)] = root
                 fusion.absorbed.add(id(p))
