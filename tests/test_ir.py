@@ -145,14 +145,19 @@ def test_a_small_kernel_is_one_unit_with_its_glue_at_O0():
     (unit,) = f.source.units
     assert unit.name == "kernel.c" and not unit.glue
     code = [ln for ln in unit.code.splitlines() if ln.strip()]
-    assert code[:3] == ['#include "sg_prelude.h"', "#undef SG_STEP", "#define SG_STEP SG_STEP_O0"]
+    assert code[:5] == ['#include "sg_prelude.h"', "#undef SG_STEP", "#define SG_STEP SG_STEP_O0",
+                        "#undef SG_MAIN", "#define SG_MAIN SG_MAIN_O0"]
     assert "SG_STEP int sg_steps0(" in unit.code
+    # the exported functions are glue too, compiled at -O0 (and stay exported)
+    for fn in ("int sg_main(", "int sg_abi_version(", "void sg_set_num_threads("):
+        assert f"\nSG_MAIN {fn}" in unit.code
     compiles, link = compiler._commands(["cc"], "kernel", f.source.units)
     assert link is None and len(compiles) == 1
     drivers = (Path(sg.__file__).parent / "include" / "sg_drivers.h").read_text()
     gcc = drivers.split("#define SG_STEP __attribute__")[1].split("#if defined(__GNUC__)")[1]
     assert 'SG_STEP_O0 __attribute__((visibility("hidden"), noinline, optimize("O0")))' in \
         gcc.split("#else")[0]
+    assert '#define SG_MAIN_O0 __attribute__((optimize("O0")))' in drivers
     np.testing.assert_allclose(f(np.ones((2, 3))), np.full(3, 2 * np.tanh(1.0) * 1.5))
 
 

@@ -1810,7 +1810,7 @@ def _assemble(ctx, header, n_out, n_timed=None):
     steps = [ln for f in ctx.step_functions for ln in f.lines]
     if len(h.lines) + len(rows) + len(steps) <= _ONE_UNIT_LINES:
         one = [*h.lines[:after_prelude], "#undef SG_STEP", "#define SG_STEP SG_STEP_O0",
-               *h.lines[after_prelude:]]
+               "#undef SG_MAIN", "#define SG_MAIN SG_MAIN_O0", *h.lines[after_prelude:]]
         return CSource([Unit("kernel.c", [*one, *rows, *steps, *_main(ctx, n_out, n_timed)])])
     units = [Unit(_FRAME_H, h.lines)]
     for k, fns in enumerate(_cut(ctx.functions, _ROW_UNIT_LINES)):
@@ -1842,20 +1842,20 @@ def _main(ctx, n_out, n_timed):
     top = CWriter()
     if n_timed is not None:
         top(f"double sg_prof[{max(n_timed, 1)}];")
-        top(f"int sg_prof_n(void) {{ return {n_timed}; }}")
+        top(f"SG_MAIN int sg_prof_n(void) {{ return {n_timed}; }}")
         top("")
-    top("int sg_abi_version(void) { return SG_ABI_VERSION; }")
+    top("SG_MAIN int sg_abi_version(void) { return SG_ABI_VERSION; }")
     top("")
     top.comment("/* Threads of this kernel's loops and of its matrix products (process-wide;")
     top.comment(" * `blas` = 0: as many as the loops). The runtime calls this after loading")
     top.comment(" * the library. */")
-    top("void sg_set_num_threads(int loops, int blas)")
+    top("SG_MAIN void sg_set_num_threads(int loops, int blas)")
     top("{")
     top("    sg_nthreads = loops > 0 ? loops : 1;")
     top("    sg_blas_set_threads(blas > 0 ? blas : sg_nthreads);")
     top("}")
     top("")
-    top("int sg_main(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err)")
+    top("SG_MAIN int sg_main(const sg_arr *in, sg_arr *out, sg_ws *ws, sg_err *err)")
     top("{")
     top.comment("    /* the outputs, freed on failure */")
     top(f"    for (int k = 0; k < {n_out}; k++) out[k].data = NULL;")

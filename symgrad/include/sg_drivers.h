@@ -102,5 +102,14 @@ void sg_drop_overlapping(int nr, const sg_arr *const *r, const int *rn, const si
  * headers (some 25 M instructions at -O2, against 8 M at -O0); the value is the same,
  * every operation being IEEE's with no contraction at either level. */
 #define SG_ROW_SCALAR SG_STEP_O0
+/* The functions a kernel exports (sg_main, sg_abi_version, ...) are glue as well: a glue
+ * unit compiles them at -O0; a small kernel's one unit asks for it (SG_MAIN_O0, as for
+ * SG_STEP): at -O2 gcc spent some 20 M instructions on them, 5 ms a kernel. */
+#define SG_MAIN
+#if defined(__GNUC__) && !defined(__clang__)
+#define SG_MAIN_O0 __attribute__((optimize("O0")))
+#else
+#define SG_MAIN_O0
+#endif
 
 #endif
