@@ -261,6 +261,15 @@ def shared_memory():
     return text == "1"
 
 
+def _shm_room():
+    """Free bytes in /dev/shm (no limit known where there is none)."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except (OSError, AttributeError):
+        return 1 << 62
+    return st.f_bavail * st.f_frsize
+
+
 class NodeSum:
     """The buffers of a step's ranks, when they share one machine, side by side in an MPI
     shared-memory window: each rank copies its buffer into its slot, and after one barrier
@@ -286,9 +295,12 @@ class NodeSum:
     _BY_COMM = {}
 
     @classmethod
-    def of(cls, comm, what):
-        """The communicator's NodeSum, or None when it has one rank, its ranks are not all
-        on one machine, or shared memory is turned off (``SYMGRAD_MPI_SHARED_MEMORY``)."""
+    def of(cls, comm, nbytes, what):
+        """The communicator's NodeSum with room for buffers of ``nbytes`` (every rank's
+        largest), or None when the communicator has one rank, its ranks are not all on one
+        machine, the window would not fit in /dev/shm's free space (where MPICH keeps it: a
+        write past a full tmpfs is a SIGBUS, not an error), or shared memory is turned off
+        (``SYMGRAD_MPI_SHARED_MEMORY``). Collective: every rank decides the same."""
         MPI = mpi()
         if comm.Get_size() < 2 or not shared_memory():
             return None
@@ -301,24 +313,37 @@ class NodeSum:
             apart = node.Get_size() != comm.Get_size()
             node.Free()
             known = cls._BY_COMM[key] = (comm, None if apart else cls(comm))
-        return known[1]
+        made = known[1]
+        if made is None:
+            return None
+        # the ranks' largest need, and whether a window for it fits, decided together
+        need = np.array([nbytes], dtype=np.int64)
+        wait(comm, comm.Iallreduce(MPI.IN_PLACE, need, op=MPI.MAX), what)
+        capacity = int(need[0])
+        if capacity <= made.capacity:
+            return made
+        capacity = max(capacity, 2 * made.capacity)
+        # two slots a rank; the old window goes; half of /dev/shm's room left to the others
+        new, old = (2 * c * made.size for c in (capacity, made.capacity))
+        fits = np.array([_shm_room() + old >= 2 * new], dtype=np.int64)
+        wait(comm, comm.Iallreduce(MPI.IN_PLACE, fits, op=MPI.MIN), what)
+        if not fits[0]:
+            return None
+        made.allocate(capacity)
+        return made
 
     def __init__(self, comm):
         self.comm, self.capacity, self.win = comm, 0, None
         self.rank, self.size, self.calls = comm.Get_rank(), comm.Get_size(), 0
 
-    def reserve(self, nbytes, what):
-        """Room for ``nbytes`` per slot: a larger window in place of the one before when it
-        has less (collective: the ranks call it with the same ``nbytes``, once the model
-        check has passed; the steps hold this object, not the window)."""
-        if nbytes <= self.capacity:
-            return
+    def allocate(self, capacity):
+        """A window of two slots of ``capacity`` bytes per rank, in place of the one before
+        (collective; the steps hold this object, not the window)."""
         MPI = mpi()
-        capacity = max(nbytes, 2 * self.capacity)
-        wait(self.comm, self.comm.Ibarrier(), what)
         if self.win is not None:
             self.win.Unlock_all()
             self.win.Free()
+            self.win = None
         self.win = MPI.Win.Allocate_shared(2 * capacity, 1, comm=self.comm)
         self.win.Lock_all(MPI.MODE_NOCHECK)
         parts = [np.frombuffer(self.win.Shared_query(r)[0], dtype=np.uint8)
@@ -572,7 +597,8 @@ class DataParallel:
         self.length = self.n_values + self.n_outputs + 2
         # What the update function reads: the summed buffer -- or, ranks on one machine,
         # every rank's buffer, summed in the update's own loops (NodeSum) -- and 1 / N.
-        self.node_sum = NodeSum.of(comm, "building the data-parallel train step")
+        self.node_sum = NodeSum.of(comm, self.length * np.dtype(self.dtype).itemsize,
+                                   "building the data-parallel train step")
         self.parts = [tensor("allreduce_summed", dtype=self.dtype, shape=(self.length,))] \
             if self.node_sum is None else \
             [tensor(f"rank{r}_buffer", dtype=self.dtype, shape=(self.length,))
@@ -627,8 +653,6 @@ class DataParallel:
         what = "building the data-parallel train step"
         check_same_model(self.comm, variables, what)
         bcast_values(self.comm, variables, what)
-        if self.node_sum is not None:
-            self.node_sum.reserve(self.length * np.dtype(self.dtype).itemsize, what)
 
     def share_streams(self, random_states):
         """Rank 0's states of the random streams on every rank (see the module docstring)."""
