@@ -102,6 +102,7 @@ _INSTALL = ('pip install "symgrad[mpi]" (it installs mpi4py and the MPICH librar
 _BUCKET = 1 << 24       # elements per allreduce call: 64 MiB of float32
 _SPIN = 2e-3            # poll without pause this long first (s): a step's allreduce is short
 _YIELD = 0.1            # then poll yielding the core (to a process ready to run) until this (s)
+_NODE_RANKS = 4         # NodeSum for at most this many ranks (see NodeSum.of)
 _MESSAGE = 1024         # bytes of a failed rank's error message that the others get
 _BROKEN = []            # communicators left with a pending collective (see _abort_at_exit)
 _yield_core = getattr(os, "sched_yield", lambda: time.sleep(0))
@@ -297,12 +298,18 @@ class NodeSum:
     @classmethod
     def of(cls, comm, nbytes, what):
         """The communicator's NodeSum with room for buffers of ``nbytes`` (every rank's
-        largest), or None when the communicator has one rank, its ranks are not all on one
-        machine, the window would not fit in /dev/shm's free space (where MPICH keeps it: a
-        write past a full tmpfs is a SIGBUS, not an error), or shared memory is turned off
-        (``SYMGRAD_MPI_SHARED_MEMORY``). Collective: every rank decides the same."""
+        largest), or None when the communicator has one rank or more than ``_NODE_RANKS``,
+        its ranks are not all on one machine, the window would not fit in /dev/shm's free
+        space (where MPICH keeps it: a write past a full tmpfs is a SIGBUS, not an error),
+        or shared memory is turned off (``SYMGRAD_MPI_SHARED_MEMORY``). Collective: every
+        rank decides the same.
+
+        Each rank's update reads all p buffers, p x S bytes for a buffer of S, where MPI's
+        allreduce moves about 3 S through each rank (copies in and out of its segments, the
+        sums) and the update then reads the result once more: up to 4 ranks the window
+        moves no more, past them MPI's allreduce is the one that scales."""
         MPI = mpi()
-        if comm.Get_size() < 2 or not shared_memory():
+        if not 2 <= comm.Get_size() <= _NODE_RANKS or not shared_memory():
             return None
         key = comm.py2f()
         known = cls._BY_COMM.get(key)

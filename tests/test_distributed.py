@@ -304,6 +304,24 @@ def test_comm_without_mpi4py_says_how_to_install_it(monkeypatch):
         _tiny(MPI.COMM_WORLD)
 
 
+def test_more_than_four_ranks_sum_with_mpis_allreduce():
+    # Each rank's update would read every rank's buffer: past 4 ranks, MPI's allreduce moves
+    # less. The decision comes before any collective (this communicator has none).
+    from symgrad.distributed import NodeSum
+
+    class Five(MPI.Intracomm):
+        def Get_size(self):
+            return 5
+
+        def Ibarrier(self):
+            raise AssertionError("a collective: the window was considered")
+
+        Split_type = Iallreduce = Ibarrier
+
+    assert NodeSum.of(Five(MPI.COMM_SELF), 1024, "building") is None
+    assert NodeSum.of(MPI.COMM_SELF, 1024, "building") is None  # one rank: nothing to sum
+
+
 def test_a_bad_shared_memory_setting_is_named(monkeypatch):
     from symgrad.distributed import shared_memory
     for text, want in (("0", False), ("1", True), (" 1 ", True)):
