@@ -17,8 +17,9 @@ the convolution itself: with ``<a, b>`` the sum of ``a * b``,
 
 The NumPy references lay the windows out with strided slices and contract
 them with ``einsum``; compiled, each op is one call of the support library
-(``include/sg_conv.c``): im2col of a band of output rows into the workspace,
-then one BLAS gemm per image and group.
+(``include/sg_conv.c``): im2col of a panel (a few whole images, or a band of
+one image's output rows) into a buffer that stays in the core's cache, then one
+BLAS gemm per panel and group; threads share the panels a chunk at a time.
 
 A bias is added by broadcasting (``conv2d(..., bias=b)``), so it fuses with
 whatever elementwise op follows; compiled, that fused loop runs inside the
