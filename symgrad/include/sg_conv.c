@@ -706,72 +706,82 @@ void sg_epi_rows(const sg_conv_epi_plan *ep, int64_t OW, int64_t n, int64_t c, i
                 sg_ws_free(ws, bufs[i]);                                                     \
     }                                                                                        \
                                                                                              \
-    /* Chunks [s0, s1): the panels of each in order, in the buffers of a free slot. */       \
-    static void fwd_chunks_##SUF(void *ctx, int64_t s0, int64_t s1)                          \
+    /* Panel c of a convolution's forward: its columns into `col` (unless the input is       \
+     * read in place), the product per group into `tmp` or the output, then the epilogue. */ \
+    static void fwd_panel_##SUF(const sg_conv_run_##SUF *j, sg_conv_panel c, T *col, T *tmp) \
     {                                                                                        \
-        const sg_conv_run_##SUF *j = ctx;                                                    \
         const sg_conv_geom *q = j->q;                                                        \
-        int64_t M = q->OH * q->OW;                                                           \
+        int64_t M = q->OH * q->OW, n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;               \
+        int64_t P = (n1 - n0) * (r1 - r0) * q->OW;                                           \
+        for (int64_t g = 0; g < q->G; g++) {                                                 \
+            const T *wg = j->wp + g * q->Og * q->K;                                          \
+            T *o = j->out + (n0 * q->O + g * q->Og) * M + r0 * q->OW;                        \
+            const T *b = col;                                                                \
+            int64_t ldb = P;                                                                 \
+            if (j->dir) {                                                                    \
+                b = (const T *)j->x->data + n0 * j->x->strides[0] +                          \
+                    g * q->Cg * j->x->strides[1];                                            \
+                ldb = j->ld;                                                                 \
+            } else                                                                           \
+                panel_##SUF(j->iws, q, j->x, n0, n1, g, r0, r1, col);                        \
+            GEMM(j->iws, CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)q->Og,          \
+                 (blasint)P, (blasint)q->K, 1, wg, (blasint)q->K, b, (blasint)ldb, 0,        \
+                 tmp ? tmp : o, (blasint)(tmp ? P : M));                                     \
+            if (tmp)                                                                         \
+                gather_##SUF(j->iws, q, j->out, n0, n1, g, tmp, 1, j->ep);                   \
+            else if (j->ep)                                                                  \
+                epilogue_##SUF(j->iws, q, j->out, n0, g, r0, r1, j->ep);                     \
+        }                                                                                    \
+    }                                                                                        \
+                                                                                             \
+    /* Panel c of the input gradient: the product per group, then its columns back. */   \
+    static void gin_panel_##SUF(const sg_conv_run_##SUF *j, sg_conv_panel c, T *col, T *tmp) \
+    {                                                                                        \
+        const sg_conv_geom *q = j->q;                                                        \
+        int64_t M = q->OH * q->OW, n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;               \
+        int64_t P = (n1 - n0) * (r1 - r0) * q->OW;                                           \
+        for (int64_t gr = 0; gr < q->G; gr++) {                                              \
+            const T *wg = j->wp + gr * q->Og * q->K;                                         \
+            const T *b = j->gp + (n0 * q->O + gr * q->Og) * M + r0 * q->OW;                  \
+            int64_t ldb = M;                                                                 \
+            if (tmp) {                                                                       \
+                gather_##SUF(j->iws, q, (T *)j->gp, n0, n1, gr, tmp, 0, NULL);               \
+                b = tmp;                                                                     \
+                ldb = P;                                                                     \
+            }                                                                                \
+            T *d = j->dir ? j->out + (n0 * q->C + gr * q->Cg) * M : col;                     \
+            GEMM(j->iws, CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)q->K,             \
+                 (blasint)P, (blasint)q->Og, 1, wg, (blasint)q->K, b, (blasint)ldb, 0,       \
+                 d, (blasint)(j->dir ? M : P));                                              \
+            if (!j->dir)                                                                     \
+                unpanel_##SUF(j->iws, q, j->out, n0, n1, gr, r0, r1, col);                   \
+        }                                                                                    \
+    }                                                                                        \
+                                                                                             \
+    /* Chunks [s0, s1): the panels of each in order through `panel`, in the buffers of a     \
+     * free slot. */                                                                         \
+    static void chunks_##SUF(const sg_conv_run_##SUF *j, int64_t s0, int64_t s1,             \
+                             void (*panel)(const sg_conv_run_##SUF *, sg_conv_panel, T *,   \
+                                           T *))                                             \
+    {                                                                                        \
         int slot = take_slot(j->busy, j->nslots);                                            \
         T *col = j->col ? j->col + slot * j->ncol : NULL;                                    \
         T *tmp = j->tmp ? j->tmp + slot * j->ntmp : NULL;                                    \
-        int64_t n_end = chunk_end(q, j->pl, j->ck, s1 - 1);                                  \
-        for (sg_conv_panel c = chunk_start(j->pl, j->ck, s0); next_panel(q, j->pl, n_end, &c);) { \
-            int64_t n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;                              \
-            int64_t P = (n1 - n0) * (r1 - r0) * q->OW;                                       \
-            for (int64_t g = 0; g < q->G; g++) {                                             \
-                const T *wg = j->wp + g * q->Og * q->K;                                      \
-                T *o = j->out + (n0 * q->O + g * q->Og) * M + r0 * q->OW;                    \
-                const T *b = col;                                                            \
-                int64_t ldb = P;                                                             \
-                if (j->dir) {                                                                \
-                    b = (const T *)j->x->data + n0 * j->x->strides[0] +                      \
-                        g * q->Cg * j->x->strides[1];                                        \
-                    ldb = j->ld;                                                             \
-                } else                                                                       \
-                    panel_##SUF(j->iws, q, j->x, n0, n1, g, r0, r1, col);                    \
-                GEMM(j->iws, CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)q->Og,      \
-                     (blasint)P, (blasint)q->K, 1, wg, (blasint)q->K, b, (blasint)ldb, 0,    \
-                     tmp ? tmp : o, (blasint)(tmp ? P : M));                                 \
-                if (tmp)                                                                     \
-                    gather_##SUF(j->iws, q, j->out, n0, n1, g, tmp, 1, j->ep);               \
-                else if (j->ep)                                                              \
-                    epilogue_##SUF(j->iws, q, j->out, n0, g, r0, r1, j->ep);                 \
-            }                                                                                \
-        }                                                                                    \
+        int64_t n_end = chunk_end(j->q, j->pl, j->ck, s1 - 1);                               \
+        for (sg_conv_panel c = chunk_start(j->pl, j->ck, s0);                                \
+             next_panel(j->q, j->pl, n_end, &c);)                                            \
+            panel(j, c, col, tmp);                                                           \
         give_slot(j->busy, slot);                                                            \
+    }                                                                                        \
+                                                                                             \
+    static void fwd_chunks_##SUF(void *ctx, int64_t s0, int64_t s1)                          \
+    {                                                                                        \
+        chunks_##SUF(ctx, s0, s1, fwd_panel_##SUF);                                          \
     }                                                                                        \
                                                                                              \
     static void gin_chunks_##SUF(void *ctx, int64_t s0, int64_t s1)                          \
     {                                                                                        \
-        const sg_conv_run_##SUF *j = ctx;                                                    \
-        const sg_conv_geom *q = j->q;                                                        \
-        int64_t M = q->OH * q->OW;                                                           \
-        int slot = take_slot(j->busy, j->nslots);                                            \
-        T *col = j->col ? j->col + slot * j->ncol : NULL;                                    \
-        T *tmp = j->tmp ? j->tmp + slot * j->ntmp : NULL;                                    \
-        int64_t n_end = chunk_end(q, j->pl, j->ck, s1 - 1);                                  \
-        for (sg_conv_panel c = chunk_start(j->pl, j->ck, s0); next_panel(q, j->pl, n_end, &c);) { \
-            int64_t n0 = c.n0, n1 = c.n1, r0 = c.r0, r1 = c.r1;                              \
-            int64_t P = (n1 - n0) * (r1 - r0) * q->OW;                                       \
-            for (int64_t gr = 0; gr < q->G; gr++) {                                          \
-                const T *wg = j->wp + gr * q->Og * q->K;                                     \
-                const T *b = j->gp + (n0 * q->O + gr * q->Og) * M + r0 * q->OW;              \
-                int64_t ldb = M;                                                             \
-                if (tmp) {                                                                   \
-                    gather_##SUF(j->iws, q, (T *)j->gp, n0, n1, gr, tmp, 0, NULL);           \
-                    b = tmp;                                                                 \
-                    ldb = P;                                                                 \
-                }                                                                            \
-                T *d = j->dir ? j->out + (n0 * q->C + gr * q->Cg) * M : col;                 \
-                GEMM(j->iws, CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)q->K,         \
-                     (blasint)P, (blasint)q->Og, 1, wg, (blasint)q->K, b, (blasint)ldb, 0,   \
-                     d, (blasint)(j->dir ? M : P));                                          \
-                if (!j->dir)                                                                 \
-                    unpanel_##SUF(j->iws, q, j->out, n0, n1, gr, r0, r1, col);               \
-            }                                                                                \
-        }                                                                                    \
-        give_slot(j->busy, slot);                                                            \
+        chunks_##SUF(ctx, s0, s1, gin_panel_##SUF);                                          \
     }                                                                                        \
                                                                                              \
     /* Each chunk's sum into its own matrix of `parts` (several chunks) or into gw (one). */ \
