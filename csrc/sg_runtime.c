@@ -55,6 +55,24 @@ static size_t recycled_bytes;
 
 static size_t block_cap(const char *base) { return *(const size_t *)base; }
 
+/* A block its caller placed (sg_out_place): memory the caller owns, which the
+ * next sg_out_alloc of exactly its size on the same thread returns instead of
+ * a block of its own, and which sg_out_free leaves alone (its header reads
+ * SG_PLACED). Data-parallel steps place the shared-memory slot the ranks
+ * exchange their gradients through, so the kernel writes them there at once
+ * (symgrad/distributed.py, NodeSum). */
+#define SG_PLACED SIZE_MAX
+static __thread char *placed;
+static __thread size_t placed_n;
+
+void sg_out_place(void *p, size_t n)
+{
+    placed = (char *)p;
+    placed_n = n;
+    if (p)
+        *(size_t *)((char *)p - SG_HDR) = SG_PLACED;
+}
+
 static void drop_recycled(int i)
 {
     recycled_bytes -= block_cap(recycled[i]);
@@ -68,6 +86,11 @@ void *sg_out_alloc(size_t n)
 {
     size_t cap = n ? n : 1;
     char *base = NULL;
+    if (placed && n == placed_n) {
+        char *p = placed;
+        placed = NULL;
+        return p;
+    }
     if (cap >= SG_RECYCLE_MIN) {
         /* the smallest cached block that fits without wasting more than a quarter */
         int best = -1;
@@ -103,6 +126,8 @@ void sg_out_free(void *p)
         return;
     char *base = (char *)p - SG_HDR;
     size_t cap = block_cap(base);
+    if (cap == SG_PLACED)
+        return;
     if (cap >= SG_RECYCLE_MIN && cap <= SG_RECYCLE_BYTES) {
         pthread_mutex_lock(&recycle_lock);
         while (n_recycled && (n_recycled == SG_RECYCLE_SLOTS

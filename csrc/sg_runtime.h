@@ -38,6 +38,9 @@ typedef struct {
 
 void *sg_out_alloc(size_t n);
 void sg_out_free(void *p);
+/* The next sg_out_alloc(n) on this thread returns `p` (caller-owned, 64-byte aligned, with
+ * 64 writable bytes before it for the header); sg_out_free(p) does nothing. NULL: none. */
+void sg_out_place(void *p, size_t n);
 size_t sg_out_cached(void);
 void sg_out_trim(void);
 void sg_parallel_for(int64_t n_blocks, int threads,

@@ -69,6 +69,7 @@ cdef extern from "sg_runtime.h" nogil:
     int sg_lib_set_threads(void *h, int loops, int blas)
     double *sg_lib_profile(void *h, int *n)
     void sg_out_free(void *p)
+    void sg_out_place(void *p, size_t n)
     size_t sg_out_cached()
     void sg_out_trim()
 
@@ -118,6 +119,18 @@ def cached_output_bytes():
 def trim_output_cache():
     """Return every cached output block to the system."""
     sg_out_trim()
+
+
+def place_output(size_t address, size_t nbytes):
+    """Have the next output of exactly ``nbytes`` that a kernel called on this thread
+    allocates written at ``address`` instead: memory the caller owns and keeps alive
+    while any array over it lives, 64-byte aligned, with 64 writable bytes before it
+    (the runtime's header: releasing the array then leaves the memory alone). One
+    output at most takes it; ``address`` 0 cancels what is still placed. The caller
+    checks where the output landed (it lands elsewhere when no output has that size)."""
+    if address % 64:
+        raise ValueError(f"place_output: address {address:#x} is not 64-byte aligned")
+    sg_out_place(<void *>address, nbytes)
 
 
 ABI_VERSION = SG_ABI_VERSION

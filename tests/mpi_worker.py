@@ -162,6 +162,10 @@ def scenario_train(comm, out):
         result.update({f"{key}/{n}": v for n, v in params(step).items()})
         result[f"{key}/losses"] = losses
         result[f"{key}/identical"] = same_on_every_rank(comm, params(step))
+        # through shared memory, the gradient kernel wrote its buffer into the window's slot
+        # (NodeSum.place): no deposit copied one
+        node = step._parallel.node_sum
+        result[f"{key}/copies"] = -1 if node is None or step.mode != "c" else node.copies
     # No room in /dev/shm for the window (a small tmpfs, as in a container): the ranks agree
     # to use MPI's allreduce instead (a new communicator: the first's window is made)
     import symgrad.distributed as D

@@ -102,6 +102,9 @@ def test_ranks_with_uneven_shards_reach_the_parameters_of_one_process(runs, n, k
     # SGD's ranks (on this one machine) summed through shared memory; Adam's, built with
     # SYMGRAD_MPI_SHARED_MEMORY=0, through MPI's allreduce
     assert results[n][f"{key}/shared_memory"] == (key == "sgd")
+    # (-1: MPI's allreduce, or a mode without kernels)
+    assert results[n][f"{key}/copies"] in ((0, -1) if key == "sgd" else (-1,)), \
+        "a gradient buffer was copied into the shared-memory window instead of written there"
     if key == "sgd":  # again, the last rank finding no room in /dev/shm: MPI's allreduce
         assert not results[n]["cramped/shared_memory"]
         for name, value in params.items():

@@ -475,6 +475,66 @@ def test_large_output_blocks_are_recycled_not_refaulted():
     assert _runtime.cached_output_bytes() == 0
 
 
+def _placeable(nbytes):
+    """(keeper, address): memory of ``nbytes`` at a 64-byte aligned address with 64 bytes
+    before it (the runtime's header), inside the NumPy array ``keeper``."""
+    keeper = np.zeros(nbytes + 192, dtype=np.uint8)
+    address = (keeper.ctypes.data + 64 + 63) // 64 * 64
+    return keeper, address
+
+
+@pytest.mark.parametrize("n", [1 << 10, 1 << 17])  # below and above the recycling threshold
+def test_a_placed_output_is_written_at_the_callers_memory_once_and_never_freed(n):
+    import symgrad as sg
+
+    x = sg.vector("x")
+    f = sg.function([x], x * 2.0)
+    data = np.arange(n, dtype="float64")
+    keeper, address = _placeable(data.nbytes)
+    start = address - keeper.ctypes.data
+    _runtime.trim_output_cache()
+    _runtime.place_output(address, data.nbytes)
+    out = f(data)
+    assert out.ctypes.data == address
+    np.testing.assert_array_equal(out, data * 2)
+    np.testing.assert_array_equal(keeper[start:start + data.nbytes].view("float64"), data * 2)
+    del out  # the caller's memory: not freed, not kept for reuse
+    assert _runtime.cached_output_bytes() == 0
+    again = f(data + 1)  # taken once: the next output is a block of the runtime's own
+    assert again.ctypes.data != address
+    np.testing.assert_array_equal(again, (data + 1) * 2)
+    np.testing.assert_array_equal(keeper[start:start + data.nbytes].view("float64"), data * 2)
+    del again
+    _runtime.trim_output_cache()
+
+
+def test_a_placed_output_waits_for_its_size_and_its_thread_and_can_be_taken_back():
+    import threading
+
+    import symgrad as sg
+
+    x = sg.vector("x")
+    f = sg.function([x], x * 2.0)
+    data = np.arange(256, dtype="float64")
+    keeper, address = _placeable(data.nbytes)
+    _runtime.place_output(address, data.nbytes)
+    try:
+        assert f(data[:100]).ctypes.data != address  # another size: not this one
+        other = []
+        t = threading.Thread(target=lambda: other.append(f(data)))
+        t.start()
+        t.join()
+        assert other[0].ctypes.data != address  # another thread: not this one
+        assert f(data).ctypes.data == address  # still placed for this thread
+        _runtime.place_output(address, data.nbytes)
+        _runtime.place_output(0, 0)  # taken back
+        assert f(data).ctypes.data != address
+    finally:
+        _runtime.place_output(0, 0)
+    with pytest.raises(ValueError, match="not 64-byte aligned"):
+        _runtime.place_output(address + 8, data.nbytes)
+
+
 # --- the build of the runtime itself (issue #11 item 16) ---------------------------
 
 @pytest.mark.slow
