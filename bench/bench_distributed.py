@@ -17,15 +17,25 @@ of 256 and 1024 it measures, in one ``mpiexec -n 2`` run with the rounds interle
 - the strong-scaling step again with MPI's allreduce (``SYMGRAD_MPI_SHARED_MEMORY=0``, as
   between machines) in place of the shared-memory window (``symgrad.distributed.NodeSum``);
 - the allreduce alone: the step's buffer (every gradient, the losses, count and flag)
-  made every rank's, after a barrier: through the window, the copy into it and the barrier
-  (the sums are then made in the update function's loops); MPI's, the allreduce;
+  made every rank's, after a barrier: through the window, the barrier (the gradient
+  function wrote the buffer into the window; the sums are then made in the update
+  function's loops); MPI's, the allreduce;
 - where a strong-scaling step goes: the same step with its parts timed on each rank (wall
   and CPU, the mean of the best round's calls): the gradient function, the allreduce (the
   wait for the other rank included: the allreduce alone is its own cost), the update
-  function, and the rest (Python between them).
+  function, and the rest (Python between them); and "uneven steps": how much later, on
+  average, the slower rank's gradient function ended than the slower rank's mean says
+  (the mean over steps of max(g0, g1) less the larger of the ranks' means of g). The
+  ranks wait for each other every step, so a step that is slow on one core -- and on this
+  VM a core's step varies by +-15% from one moment to the next -- holds both up; the
+  ceiling's processes never wait, so that cost is in the gap between the strong row and
+  the ceiling row, and no exchange can remove it.
 
 Efficiency: strong = T(1 rank, B) / (2 T(2 ranks, B/2 each)); weak = T(1 rank, B) /
-T(2 ranks, B each). Each rank is pinned to a core of its own.
+T(2 ranks, B each). Each rank is pinned to a core of its own. Two estimates: from the
+best round of each variant ("efficiency"), and the median over the rounds of each round's
+own ratio ("median of rounds": the 1-rank step and the 2-rank step measured seconds apart,
+so a slow spell of the machine weighs on both).
 
     python bench/bench_distributed.py          # launches mpiexec -n 2 itself
 """
@@ -85,9 +95,19 @@ def build(params, comm):
 
 
 def allreduce_timer(step):
-    """The step's sum over the ranks of its buffer (shared memory or MPI's allreduce)."""
-    buf = np.ones(step._parallel.length, dtype="float32")
-    return lambda: step._parallel._sum(buf)
+    """The step's sum over the ranks of its buffer (shared memory or MPI's allreduce). In
+    shared memory the step's kernel writes the buffer into the window's slot (NodeSum.place),
+    so what is timed is what the step does: the barrier (and no copy)."""
+    dp = step._parallel
+    buf = np.ones(dp.length, dtype="float32")
+    node = dp.node_sum
+    if node is None:
+        return lambda: dp._sum(buf)
+
+    def exchange():
+        slot = node.slots[node.rank][node.calls & 1][:buf.nbytes].view(buf.dtype)
+        return dp._sum(slot)
+    return exchange
 
 
 class Parts:
@@ -99,6 +119,7 @@ class Parts:
     def __init__(self, step):
         self.sums = {k: np.zeros(2) for k in self.NAMES}
         self.on = False
+        self.gradient_calls = []  # wall seconds of each gradient call while on
         step.function = self.timed("gradients", step.function)
         step.update_function = self.timed("update", step.update_function)
         step._parallel._sum = self.timed("allreduce", step._parallel._sum)
@@ -111,13 +132,17 @@ class Parts:
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.sums[name] += (time.perf_counter() - t0, time.process_time() - c0)
+                wall = time.perf_counter() - t0
+                self.sums[name] += (wall, time.process_time() - c0)
+                if name == "gradients":
+                    self.gradient_calls.append(wall)
         return call
 
     def run(self, comm, step, args, calls):
         """Per call: ``{part: (wall, CPU)}`` with ``"rest"`` and ``"step"``, this rank's."""
         for v in self.sums.values():
             v[:] = 0
+        self.gradient_calls = []
         self.on = True
         try:
             total = timed(comm, step, args, calls) * calls
@@ -126,6 +151,7 @@ class Parts:
         out = {k: v / calls for k, v in self.sums.items()}
         out["rest"] = (total - sum(self.sums.values())) / calls
         out["step"] = total / calls
+        out["gradient calls"] = np.array(self.gradient_calls)
         return out
 
 
@@ -165,54 +191,62 @@ def run_child():
                     "1 rank, comm=COMM_SELF": (seam, (X[:B], y[:B])),
                     "1 rank, B/2": (single, (X[:B // 2], y[:B // 2]))}
             solo_counts = {k: calls_for(MPI.COMM_SELF, fn, a) for k, (fn, a) in solo.items()}
-        best, split = {}, None
+        best, split, rounds = {}, None, {}
         for _ in range(ROUNDS):
             if rank == 0:
                 for k, (fn, a) in solo.items():
-                    best[k] = np.minimum(best.get(k, np.inf),
-                                         timed(MPI.COMM_SELF, fn, a, solo_counts[k]))
+                    t = timed(MPI.COMM_SELF, fn, a, solo_counts[k])
+                    best[k] = np.minimum(best.get(k, np.inf), t)
+                    rounds.setdefault(k, []).append(t)
             sleep_until_all_arrive(comm)
             for k, (fn, a) in variants.items():
                 t = np.empty(2)
                 comm.Allreduce(timed(comm, fn, a, counts[k]), t, op=MPI.MAX)
                 best[k] = np.minimum(best.get(k, np.inf), t)
+                rounds.setdefault(k, []).append(t)
             got = parts.run(comm, parted, (X[half], y[half]), counts["strong"])
             slowest = comm.allreduce(got["step"][0], op=MPI.MAX)
             if split is None or slowest < split[0]:
                 split = (slowest, comm.gather(got, root=0))
         if rank == 0:
-            rows += report(B, best)
+            rows += report(B, best, {k: np.array(v) for k, v in rounds.items()})
             part_rows += report_parts(B, split[1], best)
     if rank == 0:
         print(f"allreduce buffer: {length:,} float32 = {length * 4 / 2**20:.2f} MiB per step; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. Wall-clock "
               f"and CPU time (per rank, the larger), best of {ROUNDS} interleaved rounds")
         table(rows, ["B", "variant", "global batch", "ms/step", "examples/s", "efficiency",
-                     "CPU ms/step", "CPU efficiency", "allreduce ms (CPU)"])
+                     "median of rounds", "CPU ms/step", "CPU efficiency", "allreduce ms (CPU)"])
         print(f"\nWhere a 2-rank strong-scaling step goes (ms wall / ms CPU per step, each rank; "
-              f"the round whose slower rank was fastest; 'ideal': half of 1 rank's step)")
+              f"the round whose slower rank was fastest; 'ideal': half of 1 rank's step; "
+              f"'uneven steps' (wall): the slower rank's gradients per step beyond its mean)")
         table(part_rows, ["B", "rank", "step", "gradients", "allreduce (wait incl.)",
-                          "allreduce alone", "update", "rest", "ideal"])
+                          "allreduce alone", "update", "rest", "uneven steps", "ideal"])
 
 
-def report(B, best):
-    """Table rows for global batch ``B`` from the best (wall, CPU) times."""
+def report(B, best, rounds):
+    """Table rows for global batch ``B`` from the best (wall, CPU) times and each round's
+    (``rounds``: variant -> array of (wall, CPU) per round)."""
     t1 = best["1 rank"]
     ar = best["allreduce"]
     fmt = lambda t: f"{t[0] * 1e3:.2f} ({t[1] * 1e3:.2f})"  # noqa: E731
-    variants = [("1 rank x 1 thread", B, best["1 rank"], 1),
-                ("1 rank, comm=COMM_SELF", B, best["1 rank, comm=COMM_SELF"], 1),
-                ("1 rank, B/2 alone", B // 2, best["1 rank, B/2"], 1),
-                ("ceiling: 2 processes, B/2 each, no MPI", B, best["ceiling"], 2),
-                ("2 ranks, strong (B/2 each)", B, best["strong"], 2),
-                ("2 ranks, strong, MPI's allreduce", B, best["strong, MPI"], 2),
-                ("2 ranks, weak (B each)", 2 * B, best["weak"], 2)]
+    variants = [("1 rank x 1 thread", B, "1 rank", 1),
+                ("1 rank, comm=COMM_SELF", B, "1 rank, comm=COMM_SELF", 1),
+                ("1 rank, B/2 alone", B // 2, "1 rank, B/2", 1),
+                ("ceiling: 2 processes, B/2 each, no MPI", B, "ceiling", 2),
+                ("2 ranks, strong (B/2 each)", B, "strong", 2),
+                ("2 ranks, strong, MPI's allreduce", B, "strong, MPI", 2),
+                ("2 ranks, weak (B each)", 2 * B, "weak", 2)]
     rows = []
-    for name, global_batch, t, ranks in variants:
+    for name, global_batch, key, ranks in variants:
+        t = best[key]
         # efficiency: examples per second per process against 1 rank's at batch B
         eff = (global_batch / t) / (ranks * B / t1)
+        # the same, round by round (the 1-rank step of that round), then the median
+        paired = np.median((global_batch / rounds[key][:, 0]) /
+                           (ranks * B / rounds["1 rank"][:, 0]))
         rows.append([B, name, global_batch, f"{t[0] * 1e3:.2f}", f"{global_batch / t[0]:,.0f}",
-                     f"{eff[0]:.2f}", f"{t[1] * 1e3:.2f}", f"{eff[1]:.2f}",
+                     f"{eff[0]:.2f}", f"{paired:.2f}", f"{t[1] * 1e3:.2f}", f"{eff[1]:.2f}",
                      fmt(best["allreduce, MPI"] if "MPI" in name else ar)
                      if name.startswith("2") else ""])
     return rows
@@ -221,9 +255,12 @@ def report(B, best):
 def report_parts(B, per_rank, best):
     """Table rows: each rank's parts of a strong-scaling step at global batch ``B``."""
     fmt = lambda t: f"{t[0] * 1e3:.2f} / {t[1] * 1e3:.2f}"  # noqa: E731
+    calls = np.array([got["gradient calls"] for got in per_rank])  # ranks x steps
+    uneven = calls.max(axis=0).mean() - calls.mean(axis=1).max()
     return [[B, r, fmt(got["step"]), fmt(got["gradients"]), fmt(got["allreduce"]),
              fmt(best["allreduce"]), fmt(got["update"]), fmt(got["rest"]),
-             fmt(best["1 rank"] / 2)] for r, got in enumerate(per_rank)]
+             f"{uneven * 1e3:.2f}" if r == 0 else "", fmt(best["1 rank"] / 2)]
+            for r, got in enumerate(per_rank)]
 
 
 def main():
