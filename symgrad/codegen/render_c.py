@@ -125,9 +125,11 @@ class KernelContext:
         self.step = None         # the step being rendered
         self.dest = {}           # id(value of a loop's body) -> its place (see _loop)
         self.flat_places = set()  # ids of dest values placed by size, not shape (concatenations)
+        self.view_places = set()  # ids of dest values placed as strided views (_concatenation_views)
         self.early = set()       # ids of values allocated before their step (concatenations)
         self.guarded = {}        # id(input of a concatenation) -> its place: copied unless there
         self.panels = {}         # id(placeholder) -> (trans_b, its packed panels) (see _loop)
+        self.loop_depth = 0      # loops (sg.scan) around the steps being rendered
         self._sites = {}
         self._n = 0
 
@@ -200,6 +202,13 @@ class KernelContext:
         place = self.dest.get(id(v))
         if place is None:
             self.w(alloc)
+            return name
+        if id(v) in self.view_places:  # its part of a concatenation in a loop's result
+            with self.w.block(f"if ({place}.data && !memcmp({place}.shape, {name}.shape, "
+                              f"{v.ndim} * sizeof(int64_t)))"):
+                self.w.comment("/* straight into its part of the loop's result: no copy */")
+                self.w(f"{name} = {place};")
+            self.w("else " + alloc)
             return name
         if id(v) in self.flat_places:  # a block of a concatenation: as many elements
             same = f" && sg_size(&{name}, {v.ndim}) == {place}.shape[0]"
@@ -360,7 +369,7 @@ def _release(ctx, step):
     w.depth = 1
     w.comment(f"/* after {step.label}, nothing reads these: their blocks go back to the "
               f"workspace */")
-    places = {k: ctx.dest[k] for k in ctx.flat_places}
+    places = {k: ctx.dest[k] for k in ctx.flat_places | ctx.view_places if k in ctx.dest}
     plain = [f"sg_ws_free(ws, {ctx.arr(v)}.data);" for v in dead if id(v) not in places]
     if plain:
         w(" ".join(plain))
@@ -858,12 +867,18 @@ def _loop(ctx, step):
             ctx.frame.append(f"sg_arr {places[k]};")
             places[k] = f"F->{places[k]}"
             ctx.dest[id(step.outputs[k])] = places[k]
+    views = _concatenation_views(ctx, step, places)
     (title, _), = node.op.inner_graphs()
+    ctx.loop_depth += 1
     try:
         calls, alive = _body(ctx, step, body, f"sg_{step.label}_{title}".replace(".", "_"))
     finally:
+        ctx.loop_depth -= 1
         for k in places:
             ctx.dest.pop(id(step.outputs[k]), None)
+        for part, *_ in views:
+            ctx.dest.pop(id(part), None)
+            ctx.view_places.discard(id(part))
         for k in panels:
             ctx.panels.pop(k, None)
     at = {id(step.outputs[k]): places[k] for k in places}
@@ -891,6 +906,10 @@ def _loop(ctx, step):
                 w(f"else {place}.data = NULL;")
             else:
                 w(f"{place} = ({n} - 1 - {t}) % 2 ? {scratch[k]} : {ctx.arr(v)};")
+        for part, view, place, axis, start, item in views:
+            w(f"{view} = {place}; {view}.shape[{axis}] = {part.type.shape[axis]}; "
+              f"if ({place}.data) {view}.data = (char *){place}.data + (int64_t){start} * "
+              f"{place}.strides[{axis}] * {item};")
         w.lines += [("    " * w.depth) + c for c in calls]
         for k, (o, v) in enumerate(zip(step.outputs, outs)):
             O, nd = ctx.arr(o), o.ndim
@@ -947,6 +966,55 @@ def _loop(ctx, step):
         w(f"sg_ws_free(ws, {T}.data);")
     for _, buf in panels.values():
         w(f"if ({buf}) sg_ws_free(ws, {buf});")
+
+
+def _concatenation_views(ctx, step, places):
+    """Parts of a concatenation made straight into their places in a loop's result.
+
+    An iteration's output made by concatenating values of static lengths along the
+    axis -- the four gate gradients of an LSTM's step, ``dz``, along axis 1 -- has its
+    place (entry ``t`` of its stack) before the iteration runs; each part that a fused
+    loop makes and that nothing else reads is then written by its loop into its
+    strided slice of that place (``KernelContext.alloc``, ``sg_ew_loop_to``), and the
+    concatenation's copy of it finds it there (``sg_copy_block``). A part whose shape
+    differs from its slice's at run time gets memory of its own, as before.
+    Returns ``[(part, view, place, axis, start, item)]`` and records the views in
+    ``ctx.dest`` (the caller removes them once the body is rendered)."""
+    body = step.body
+    uses = {}
+    for s in body.steps:
+        for n in s.members:
+            for v in n.inputs:
+                uses[id(v)] = uses.get(id(v), 0) + 1
+    for v in step.outputs:
+        uses[id(v)] = uses.get(id(v), 0) + 2
+    loops = {id(s.root.outputs[0]) for s in body.steps
+             if isinstance(s, FusedLoop) and s.accumulation is None and s.donor is None}
+    leaves = {id(v) for v in body.leaves}
+    views = []
+    for k, place in places.items():
+        v = step.outputs[k]
+        made = step.written[k]
+        node = made.root
+        if not (isinstance(made, OpStep) and getattr(node.op, "name", None) == "concatenate"
+                and node.outputs[0] is v and v.ndim):
+            continue
+        axis = node.op.axis % v.ndim
+        if any(x.type.shape[axis] is None or x.dtype != v.dtype for x in node.inputs):
+            continue
+        start = 0
+        for x in node.inputs:
+            if (uses.get(id(x)) == 1 and id(x) in loops and id(x) not in leaves
+                    and id(x) not in ctx.dest and x.type.shape[axis] > 0
+                    and all(x is not p for p, *_ in views)):
+                view = ctx.tmp("part")
+                ctx.frame.append(f"sg_arr {view};")
+                view = f"F->{view}"
+                ctx.dest[id(x)] = view
+                ctx.view_places.add(id(x))
+                views.append((x, view, place, axis, start, _item(v)))
+            start += x.type.shape[axis]
+    return views
 
 
 def _panel_products(body):
@@ -1283,10 +1351,14 @@ def _loop_call(ctx, step, name, in_place):
     # A loop goes to the thread pool when elements x work units per element reach
     # SG_PAR_WORK (sg_loops.h): waking a worker costs microseconds, and right after
     # a BLAS call BLAS's own threads may hold the other cores.
-    threads = (f"sg_size(&{name}, {out.ndim}) >= SG_PAR_WORK / {step.work_per_element()} && "
+    work = "SG_PAR_WORK_STEP" if ctx.loop_depth else "SG_PAR_WORK"
+    threads = (f"sg_size(&{name}, {out.ndim}) >= {work} / {step.work_per_element()} && "
                f"sg_nthreads > 1 ? sg_nthreads : 1")
-    # SG_EW_DENSE: the row function computes rows of unit strides only (_row_function)
-    w(f"sg_ew_loop(ws, {threads}, {out.ndim}, {name}.shape, {name}.data, "
+    # SG_EW_DENSE: the row function computes rows of unit strides only (_row_function);
+    # a result placed as a strided view (_concatenation_views) is written through its strides
+    to, strides = ("sg_ew_loop_to", f"{name}.strides, ") if id(out) in ctx.view_places \
+        else ("sg_ew_loop", "")
+    w(f"{to}(ws, {threads}, {out.ndim}, {name}.shape, {name}.data, {strides}"
       f"{_item(out)} | SG_EW_DENSE, "
       f"{len(loaded)}, {arrs}, {nds}, {items}, {fn}, {aux}, &{bad});")
     _value_error(ctx, step, bad)

@@ -18,6 +18,7 @@ typedef struct {
     const int64_t *sh;
     int64_t (*st)[SG_MAXDIM];
     int bad, dense, across;
+    int64_t blk; /* elements a block (SG_BLOCK, less for a short loop on threads) */
 } sg_ew_job;
 
 /* Row `row`'s index over the axes 0..nd-2 of `shape` into `idx`, and the element
@@ -246,7 +247,7 @@ static void sg_ew_pack(char *dst, const char *src, size_t size, int64_t c, int c
 }
 #undef SG__ACROSS
 
-/* Elements [b0, b1) * SG_BLOCK of a dense loop of short rows (sg_ew_loop's `across`): in
+/* Elements [b0, b1) * g->blk of a dense loop of short rows (sg_ew_loop's `across`): in
  * blocks of up to SG_EW_CHUNK elements in the result's order, across rows. An operand
  * laid out as the result (`flat`: the same strides; random index carriers are) is read
  * in place, the others packed into the block (sg_ew_pack); the result, which is
@@ -260,7 +261,7 @@ static void sg_ew_across(sg_ew_job *g, int64_t b0, int64_t b1)
     int bad = 0;
     for (int k = 0; k <= m; k++)
         u[k] = 1;
-    int64_t e = b0 * SG_BLOCK, end = g->n - e < (b1 - b0) * SG_BLOCK ? g->n : b1 * SG_BLOCK;
+    int64_t e = b0 * g->blk, end = g->n - e < (b1 - b0) * g->blk ? g->n : b1 * g->blk;
     const int64_t chunk = sg_ew_chunk(m);
     _Alignas(64) char buf[(m + 1) * chunk * 8];
     for (; e < end; e += chunk) {
@@ -298,7 +299,7 @@ static void sg_ew_blocks(void *arg, int64_t b0, int64_t b1)
     s[0] = g->st[m][g->cnd - 1];
     for (int q = 0; q < m; q++)
         s[q + 1] = g->st[q][g->cnd - 1];
-    int64_t e = b0 * SG_BLOCK, end = g->n - e < (b1 - b0) * SG_BLOCK ? g->n : b1 * SG_BLOCK;
+    int64_t e = b0 * g->blk, end = g->n - e < (b1 - b0) * g->blk ? g->n : b1 * g->blk;
     if (e >= end)
         return;
     /* a dense loop's rows that are not all unit strides go through blocks of copies: the
@@ -333,6 +334,12 @@ static void sg_ew_blocks(void *arg, int64_t b0, int64_t b1)
         __atomic_store_n(&g->bad, 1, __ATOMIC_RELAXED);
 }
 
+/* A thread's share of a short loop: whole vectors (64 bytes of 4-byte elements: the
+ * row function's vector loop, and cache lines of the result, not split among threads),
+ * at least SG_EW_MIN_BLOCK elements. */
+#define SG_EW_VEC 16
+#define SG_EW_MIN_BLOCK 1024
+
 /* Rows of at most SG_SHORT_ROW elements are short: sg_ew_loop runs along the
  * axis before, when it is longer and the two axes together hold at most
  * SG_SHORT_TILE elements (so the passes along it, one per element of the short
@@ -358,6 +365,15 @@ void sg_ew_loop(sg_ws *ws, int threads, int nd, const int64_t *shape, void *out,
                        size_t out_item, int m, const sg_arr *const *ops, const int *nds,
                        const size_t *item, sg_row_fn row, const void *aux, int *bad)
 {
+    sg_ew_loop_to(ws, threads, nd, shape, out, NULL, out_item, m, ops, nds, item, row, aux,
+                  bad);
+}
+
+void sg_ew_loop_to(sg_ws *ws, int threads, int nd, const int64_t *shape, void *out,
+                   const int64_t *ost, size_t out_item, int m, const sg_arr *const *ops,
+                   const int *nds, const size_t *item, sg_row_fn row, const void *aux,
+                   int *bad)
+{
     int64_t n = 1;
     for (int k = 0; k < nd; k++)
         n *= shape[k];
@@ -376,8 +392,12 @@ void sg_ew_loop(sg_ws *ws, int threads, int nd, const int64_t *shape, void *out,
         index[q] = (item[q] & SG_EW_INDEX) != 0;
         size[q] = item[q] & ~(SG_EW_DENSE | SG_EW_INDEX);
     }
+    /* the result's strides: C order, unless given (then rows across rows are not in
+     * order in memory: no sg_ew_across) */
+    int c_order = 1;
     for (int k = nd - 1, c = 1; k >= 0; k--) {
-        st[m][k] = c;
+        st[m][k] = ost ? ost[k] : c;
+        c_order &= st[m][k] == c || shape[k] == 1;
         c *= shape[k];
     }
     int cnd = sg_collapse(nd, sh, m + 1, st);
@@ -386,7 +406,7 @@ void sg_ew_loop(sg_ws *ws, int threads, int nd, const int64_t *shape, void *out,
      * laid out as the result either: its elements' indices are not consecutive then. */
     char flat[m > 0 ? m : 1];
     int across = 0;
-    if (dense && cnd >= 2 && sh[cnd - 1] < SG_EW_SHORT) {
+    if (dense && c_order && cnd >= 2 && sh[cnd - 1] < SG_EW_SHORT) {
         int index_flat = 1;
         for (int q = 0; q < m; q++) {
             flat[q] = 1;
@@ -408,9 +428,18 @@ void sg_ew_loop(sg_ws *ws, int threads, int nd, const int64_t *shape, void *out,
             st[q][cnd - 2] = t;
         }
     }
+    /* Blocks of SG_BLOCK elements; a loop of fewer than `threads` of them (a step of a
+     * loop, sg.scan: the kernel passes threads for less work there, sg_loops.h) in one
+     * block a thread, of whole vectors. Each element's value is the same either way. */
+    int64_t blk = SG_BLOCK;
+    if (threads > 1 && n < threads * blk) {
+        blk = ((n + threads - 1) / threads + SG_EW_VEC - 1) / SG_EW_VEC * SG_EW_VEC;
+        if (blk < SG_EW_MIN_BLOCK)
+            blk = SG_EW_MIN_BLOCK;
+    }
     sg_ew_job g = {row, aux, (char *)out, out_item, base, size, index, flat, m, cnd, n,
-                   sh[cnd - 1], sh, st, 0, dense, across};
-    int64_t nb = (n + SG_BLOCK - 1) / SG_BLOCK;
+                   sh[cnd - 1], sh, st, 0, dense, across, blk};
+    int64_t nb = (n + blk - 1) / blk;
     if (threads > 1)
         ws->parallel_for(nb, threads, sg_ew_blocks, &g);
     else

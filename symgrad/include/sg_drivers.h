@@ -35,6 +35,12 @@ typedef int (*sg_acc_fn)(int64_t n, void *const *p, const int64_t *s, const void
 void sg_ew_loop(sg_ws *ws, int threads, int nd, const int64_t *shape, void *out,
                 size_t out_item, int m, const sg_arr *const *ops, const int *nds,
                 const size_t *item, sg_row_fn row, const void *aux, int *bad);
+/* The same into a result `out` of element strides `ost` (a slice of a larger array:
+ * a part of a concatenation made in its place, codegen/render_c.py). */
+void sg_ew_loop_to(sg_ws *ws, int threads, int nd, const int64_t *shape, void *out,
+                   const int64_t *ost, size_t out_item, int m, const sg_arr *const *ops,
+                   const int *nds, const size_t *item, sg_row_fn row, const void *aux,
+                   int *bad);
 
 /* Flags of sg_ew_loop's element sizes. SG_EW_DENSE in `out_item`: the row function
  * computes rows whose result and loaded operands all have stride 1 (it ignores s[0]

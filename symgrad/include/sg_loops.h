@@ -25,6 +25,10 @@
 
 #define SG_BLOCK 16384
 #define SG_PAR_WORK (INT64_C(1) << 21)
+/* The same inside a loop's step (sg.scan): there the pool's workers are watching
+ * (the step's products ran on them a few microseconds before, and every step is
+ * one more job), so a share of a few microseconds repays handing it over. */
+#define SG_PAR_WORK_STEP (INT64_C(1) << 16)
 
 static int sg_nthreads = 1;
 

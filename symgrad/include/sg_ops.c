@@ -135,9 +135,13 @@ void sg_copy_block(const sg_arr *out, int nd, int axis, int64_t at, const sg_arr
 {
     sg_arr d = *out;
     d.data = (char *)out->data + at * out->strides[axis] * (int64_t)item;
-    for (int k = 0; k < nd; k++)
+    int there = d.data == x->data; /* made in its place already (codegen/render_c.py) */
+    for (int k = 0; k < nd; k++) {
         d.shape[k] = x->shape[k];
-    sg_copy_nd(&d, x, nd, item);
+        there &= x->shape[k] == 1 || x->strides[k] == d.strides[k];
+    }
+    if (!there)
+        sg_copy_nd(&d, x, nd, item);
 }
 
 /* ---- shapes: broadcast_to, reshape, sum_to ---- */

@@ -1,0 +1,106 @@
+"""How a compiled loop's step writes its results: the parts of a concatenation made in
+their place in the loop's stack, and a step's elementwise loops shared among threads.
+
+A gradient loop concatenates the gradients of an LSTM's four gates into ``dz`` along
+axis 1 every step; each gate's fused loop writes its columns of the stack's entry
+directly (codegen/render_c.py ``_concatenation_views``, sg_drivers.h
+``sg_ew_loop_to``) and the concatenation's copy finds them there (``sg_copy_block``).
+Inside a step, a fused loop of a few thousand elements goes to the runtime's threads
+(``SG_PAR_WORK_STEP``, sg_loops.h), each thread a share of whole vectors: every
+element's value is the same on 1, 2 and 3 threads.
+"""
+import numpy as np
+import pytest
+
+import symgrad as sg
+
+from thread_counts import by_threads  # tests/ is on sys.path (conftest.py)
+
+RNG = np.random.default_rng(11)
+
+
+@pytest.mark.parametrize("static", [True, False])
+def test_the_parts_of_a_concatenation_in_a_step_are_written_in_its_stack(static):
+    """Stacked, the concatenation's parts are written into the stack's entry (with a static
+    shape, from the first step; without one, the first step's stack does not exist yet and
+    the parts take memory of their own and are copied), and the values are NumPy's."""
+    # the parts' widths are static either way (4 columns); the rows only when `static`
+    X = sg.tensor("X", "float64", (6, 3, 4) if static else (None, None, 4))
+    h0 = sg.tensor("h0", "float64", (3, 4) if static else (None, 4))
+
+    def step(x, h):
+        z = sg.concatenate([x * h, x + 2.0 * h, x * x - h], axis=1)
+        return [z[:, :4] * 0.5 + x, z]
+
+    (hs, zs), _ = sg.scan(step, sequences=X, outputs_info=[h0, None])
+    f = sg.function([X, h0], [hs, zs])
+    assert f.source.count("straight into its part of the loop's result") == 3
+    Xv, hv = RNG.standard_normal((6, 3, 4)), RNG.standard_normal((3, 4))
+    got_h, got_z = f(Xv, hv)
+    h, zs_ref = hv, []
+    for x in Xv:
+        z = np.concatenate([x * h, x + 2.0 * h, x * x - h], axis=1)
+        h = z[:, :4] * 0.5 + x
+        zs_ref.append(z)
+    ref = sg.function([X, h0], [hs, zs], mode="py")(Xv, hv)
+    np.testing.assert_array_equal(got_z, ref[1])
+    np.testing.assert_array_equal(got_h, ref[0])
+    np.testing.assert_allclose(got_z, np.array(zs_ref), rtol=1e-14, atol=1e-15)
+
+
+def test_a_part_read_elsewhere_and_a_final_value_only():
+    """A part the step also reads is made in memory of its own (copied), the others in
+    place; a concatenation kept only at the last step alternates between its two
+    buffers, parts included."""
+    X, h0 = sg.tensor("X", "float64", (None, None, 4)), sg.tensor("h0", "float64", (None, 4))
+
+    def step(x, h):
+        a = x * h
+        z = sg.concatenate([a, x + h, x - h], axis=1)
+        return [z[:, 2:6] + a, z]
+
+    (hs, zs), _ = sg.scan(step, sequences=X, outputs_info=[h0, None])
+    outs = [hs, zs[-1]]
+    f = sg.function([X, h0], outs)
+    assert f.source.count("straight into its part of the loop's result") == 2
+    Xv, hv = RNG.standard_normal((7, 5, 4)), RNG.standard_normal((5, 4))
+    for got, want in zip(f(Xv, hv), sg.function([X, h0], outs, mode="py")(Xv, hv)):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(f(Xv[:1], hv), sg.function([X, h0], outs, mode="py")(Xv[:1], hv)):
+        np.testing.assert_array_equal(got, want)
+
+
+def _lstm_grads(B, H, T, I, dtype):
+    X = sg.tensor("X", dtype, (None, B, I))
+    Wx = sg.shared(RNG.uniform(-0.1, 0.1, (I, 4 * H)).astype(dtype), name="Wx")
+    Wh = sg.shared(RNG.uniform(-0.1, 0.1, (H, 4 * H)).astype(dtype), name="Wh")
+    b = sg.shared(RNG.uniform(-0.1, 0.1, 4 * H).astype(dtype), name="b")
+    h0 = sg.zeros((B, H), dtype=dtype)
+
+    def cell(x, h, c):
+        z = x @ Wx + h @ Wh + b
+        i, f, g, o = (sg.sigmoid(z[:, :H]), sg.sigmoid(z[:, H:2 * H]),
+                      sg.tanh(z[:, 2 * H:3 * H]), sg.sigmoid(z[:, 3 * H:]))
+        c = f * c + i * g
+        return [o * sg.tanh(c), c]
+
+    (hs, cs), _ = sg.scan(cell, sequences=X, outputs_info=[h0, h0])
+    cost = (hs ** 2).sum() + cs[-1].sum()
+    return X, [cost, hs] + sg.grad(cost, [Wx, Wh, b, X])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_an_lstm_steps_loops_give_the_same_bits_on_1_2_and_3_threads(monkeypatch, dtype):
+    """32 x 256 gates: each gate's loop (8,192 elements) is shared among the threads in a
+    step, forward and backward; the results are those of one thread bit for bit, and the
+    reference's to rounding."""
+    X, outs = _lstm_grads(B=32, H=256, T=3, I=8, dtype=dtype)
+    xv = RNG.standard_normal((3, 32, 8)).astype(dtype)
+    got = by_threads(monkeypatch, [X], outs, [xv])
+    want = sg.function([X], outs, mode="py")(xv)
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol * max(1.0, np.abs(w).max()))
+    f = sg.function([X], outs)
+    assert "sg_ew_loop_to(" in f.source and "SG_PAR_WORK_STEP" in f.source
+
