@@ -104,3 +104,40 @@ def test_an_lstm_steps_loops_give_the_same_bits_on_1_2_and_3_threads(monkeypatch
     f = sg.function([X], outs)
     assert "sg_ew_loop_to(" in f.source and "SG_PAR_WORK_STEP" in f.source
 
+
+def test_a_recurrent_weights_gradient_is_one_gemm_that_the_update_takes_in():
+    """BPTT sums ``h[t-1].T @ dz[t]`` from zero; after the loop that sum is one product over
+    every step (rewrite/loops.py), begun at zero, so nothing is added to it, and SGD's
+    ``W - lr * g`` becomes that gemm into ``W`` itself (rewrite/gemm.py). Values as the
+    reference's (float64, a stable recurrence)."""
+    from symgrad.graph import toposort
+    from symgrad.ops.gemm import Gemm
+    from symgrad.rewrite import rewrite
+
+    X = sg.tensor("X", "float64", (None, 5, 3))
+    Wx = sg.shared(RNG.standard_normal((3, 4)) * 0.3, name="Wx")
+    Wh = sg.shared(RNG.standard_normal((4, 4)) * 0.3, name="Wh")
+    h0 = sg.zeros((5, 4))
+    hs, _ = sg.scan(lambda x, h: sg.tanh(x @ Wx + h @ Wh), sequences=X, outputs_info=[h0])
+    cost = (hs ** 2).mean()
+    g = sg.grad(cost, Wh)
+    new = Wh - 0.1 * g
+    gemms = [n for n in toposort(rewrite([new])) if isinstance(n.op, Gemm)]
+    into_w = [n for n in gemms if len(n.inputs) == 3 and n.inputs[2] is Wh]
+    assert len(into_w) == 1 and into_w[0].op.alpha == -0.1 and into_w[0].op.beta == 1.0
+    assert not any(len(n.inputs) == 3 and n.inputs[2].owner is not None
+                   and n.inputs[2].owner.op.name == "broadcast_to" for n in gemms)
+    xv = RNG.standard_normal((6, 5, 3))
+    want = sg.function([X], [new, g], mode="py")(xv)
+    got = sg.function([X], [new, g])(xv)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    # the gradient itself, by finite differences of the cost
+    sg.verify_grad(lambda w: _rnn_cost(xv, Wx.get_value(), w), [Wh.get_value()], rng=RNG)
+
+
+def _rnn_cost(xv, wx, wh):
+    X = sg.constant(xv)
+    hs, _ = sg.scan(lambda x, h: sg.tanh(x @ wx + h @ wh), sequences=X,
+                    outputs_info=[sg.zeros((5, 4))])
+    return (hs ** 2).mean()

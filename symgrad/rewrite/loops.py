@@ -31,13 +31,15 @@ differently, as it may anyway).
 
 import copy
 
+import numpy as np
+
 from ..graph import Constant, TensorType, Variable, trace_as
 from ..ops.elemwise import Elemwise, minimum
 from ..ops.gemm import Gemm
 from ..ops.inner import InnerGraph, replace
 from ..ops.linalg import MatMul
 from ..ops.scan import Scan
-from ..ops.shape import DimShuffle, SumTo, expand_dims, reshape, shape_at
+from ..ops.shape import BroadcastTo, DimShuffle, SumTo, expand_dims, reshape, shape_at
 from ..ops.subtensor import SCALAR, Subtensor
 
 __all__ = ["merge_loops", "keep_last_values", "hoist_sequence_work", "products_after_the_loop",
@@ -395,7 +397,11 @@ def accumulations_after_the_loop(op, inputs):
             with trace_as(top.trace, top.grad_of):
                 a, b = (reshape(v, (_len(v, 0) * _len(v, 1), _len(v, 2))) for v in (a, b))
                 alpha = _flags(n)[2]
-                if shape is None:
+                if shape is None and _zeros_of_shape(inits[k], Gemm(True, False, alpha)(a, b)):
+                    # a sum begun at zero (a gradient's): the product alone, which an update
+                    # ``W - lr * g`` can then take in as its own gemm (rewrite/gemm.py)
+                    got[k] = Gemm(True, False, alpha)(a, b)
+                elif shape is None:
                     got[k] = Gemm(True, False, alpha, 1.0)(a, b, inits[k])
                 else:
                     total = SumTo()(Gemm(True, False, alpha)(a, b), outer_of(shape))
@@ -403,6 +409,19 @@ def accumulations_after_the_loop(op, inputs):
         return got
 
     return new, new_inputs, finish
+
+
+def _zeros_of_shape(init, product):
+    """Whether ``init`` is zeros (a 0 constant, broadcast or folded) of ``product``'s type,
+    every length static: then ``0 + product`` is ``product``."""
+    n = init.owner
+    if n is not None and isinstance(n.op, BroadcastTo):
+        init_value = n.inputs[0]
+    else:
+        init_value = init
+    return (isinstance(init_value, Constant) and not np.any(init_value.data)
+            and init.dtype == product.dtype and None not in init.type.shape
+            and init.type.shape == product.type.shape)
 
 
 def _carried_product(o, prev, invariant):
