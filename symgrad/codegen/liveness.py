@@ -14,7 +14,7 @@ The renderer releases the blocks of the values it gave workspace memory
 (``sg_ws_free``, sg_kernel.h) and the arena reuses them for later results.
 """
 
-from .ir import BlasCall, FusedLoop, OpStep
+from .ir import BlasCall, FusedLoop, OpStep, View, walk
 
 __all__ = ["plan_frees", "reads", "may_share"]
 
@@ -51,6 +51,9 @@ def may_share(step):
         return []
     if isinstance(step, OpStep) and step.donor is not None:
         return [step.donor]  # its result may be the donor's block (ir.CopyOf), else fresh
+    if isinstance(step, OpStep) and step.body is not None and any(
+            isinstance(s, View) for s in walk(step.body)):
+        return reads(step)  # a view, or fresh memory (a sum_to that may sum nothing)
     fresh = {id(v) for v, _ in step.buffers}
     if all(id(o) in fresh for o in _made(step)):
         return []

@@ -126,6 +126,7 @@ class KernelContext:
         self.dest = {}           # id(value of a loop's body) -> its place (see _loop)
         self.flat_places = set()  # ids of dest values placed by size, not shape (concatenations)
         self.view_places = set()  # ids of dest values placed as strided views (_concatenation_views)
+        self.maybe_views = {}     # id(value) -> the operand it may be a view of (_view_or_new)
         self.early = set()       # ids of values allocated before their step (concatenations)
         self.guarded = {}        # id(input of a concatenation) -> its place: copied unless there
         self.panels = {}         # id(placeholder) -> (trans_b, its packed panels) (see _loop)
@@ -370,11 +371,13 @@ def _release(ctx, step):
     w.comment(f"/* after {step.label}, nothing reads these: their blocks go back to the "
               f"workspace */")
     places = {k: ctx.dest[k] for k in ctx.flat_places | ctx.view_places if k in ctx.dest}
+    places.update({k: ctx.arr(b) for k, b in ctx.maybe_views.items()})
     plain = [f"sg_ws_free(ws, {ctx.arr(v)}.data);" for v in dead if id(v) not in places]
     if plain:
         w(" ".join(plain))
     for v in dead:
-        if id(v) in places:  # in its block of a concatenation unless the sizes differed
+        if id(v) in places:  # in its block of a concatenation unless the sizes differed,
+            # or a view of its operand
             w(f"if ({ctx.arr(v)}.data != {places[id(v)]}.data) sg_ws_free(ws, {ctx.arr(v)}.data);")
     return w.lines
 
@@ -687,6 +690,8 @@ class _OpWriter:
         elif isinstance(s, ir.Store):
             w(f"(({self._elem_type(s.var)} *){self.desc(s.var)}.data)[{self.index(s.index)}] = "
               f"{x(s.value)};")
+        elif isinstance(s, ir.If) and _view_or_new(s):
+            self._view_or_new(s)
         elif isinstance(s, ir.If):
             with w.block(f"if ({self.cond(s.cond)})"):
                 self.statements(s.body)
@@ -714,6 +719,7 @@ class _OpWriter:
         X = ctx.arr(x)
         shape = [f"{X}.shape[{k}]" for k in range(nd)]
         if not (getattr(ctx.step, "donor", None) is x and id(x) in ctx.workspace_ids()
+                and id(x) not in ctx.maybe_views
                 and id(v) not in ctx.out_ids and id(v) not in ctx.dest):
             name = ctx.alloc(self.node, v, shape)
             w(f"sg_pack({name}.data, &{X}, {nd}, {item});")
@@ -730,12 +736,42 @@ class _OpWriter:
             w(f"sg_pack({name}.data, &{X}, {nd}, {item});")
         ctx._note_buffer(v, "workspace")
 
+    def _view_or_new(self, s):
+        """An :class:`~codegen.ir.If` whose branches make one result, as a view of an
+        operand (``s.body``) or in memory of its own (``s.orelse``): a sum_to that sums
+        nothing. A result handed to the caller, or made in a place (a loop's stack, a block
+        of a concatenation), takes the second way always; otherwise its block is released
+        only when it is its own (``ctx.maybe_views``, ``_release``), and the step shares
+        its operand's memory for liveness (``codegen.liveness.may_share``)."""
+        ctx, w = self.ctx, self.ctx.w
+        view = s.body[0]
+        v = view.var
+        if id(v) in ctx.out_ids or id(v) in ctx.dest or id(v) in ctx.early:
+            self.statements(s.orelse)
+            return
+        with w.block(f"if (!{self.cond(s.cond)})"):
+            self.statements(s.orelse)
+        name, base = ctx.arr(v), self.desc(view.base)
+        with w.block("else"):
+            w.comment("/* nothing to do: the operand itself */")
+            w(f"{name}.data = {base}.data;")
+            for k, (n, st) in enumerate(zip(view.shape, view.strides)):
+                w(f"{name}.shape[{k}] = {self.expr(n)}; {name}.strides[{k}] = {self.expr(st)};")
+        ctx.maybe_views[id(v)] = view.base
+
     def _declare(self, v):
         if isinstance(v, ir.Local):
             name = self._new(v)
             self.ctx.w(f"{_LOCAL_TYPE[v.dtype]} {name};")
             return name
         return self.ctx.declare(v)
+
+
+def _view_or_new(s):
+    """Whether If ``s`` makes one result as a view (its body) or anew (``orelse``, which
+    allocates it first)."""
+    return (len(s.body) == 1 and isinstance(s.body[0], ir.View) and s.orelse
+            and isinstance(s.orelse[0], ir.Alloc) and s.orelse[0].var is s.body[0].var)
 
 
 #: The C type of a local a Declare makes, by the local's dtype.
@@ -775,7 +811,8 @@ def _body(ctx, step, body, prefix):
 def _free_all(ctx, alive, places=None):
     """Release the blocks of ``alive``; one written into its place (``places``: id(value)
     -> the place's descriptor) is not a block of its own when it sits there."""
-    places = places or {}
+    places = dict(places or {})
+    places.update({k: ctx.arr(b) for k, b in ctx.maybe_views.items()})  # or a view
     plain = [f"sg_ws_free(ws, {ctx.arr(v)}.data);" for v in alive if id(v) not in places]
     if plain:
         ctx.w(" ".join(plain))
@@ -1230,7 +1267,8 @@ def _fused_loop(ctx, step):
     shape = _shapes(ctx, step)[id(out)]
     donor = step.donor
     if donor is not None and (id(out) in ctx.out_ids or id(out) in ctx.dest
-                              or id(donor) not in ctx.workspace_ids()):
+                              or id(donor) not in ctx.workspace_ids()
+                              or id(donor) in ctx.maybe_views):  # maybe another's memory
         donor = None
     if donor is None:
         name = ctx.alloc(step.root, out, [f"{shape}[{k}]" for k in range(out.ndim)])

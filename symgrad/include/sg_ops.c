@@ -146,6 +146,15 @@ void sg_copy_block(const sg_arr *out, int nd, int axis, int64_t at, const sg_arr
 
 /* ---- shapes: broadcast_to, reshape, sum_to ---- */
 
+/* Whether the nd lengths a and b are equal (a sum_to that sums nothing is a view). */
+int sg_same_lengths(const int64_t *a, const int64_t *b, int nd)
+{
+    for (int k = 0; k < nd; k++)
+        if (a[k] != b[k])
+            return 0;
+    return 1;
+}
+
 /* An int64 shape vector (1-d, any stride) as a C array of n lengths. */
 void sg_read_shape(int64_t *t, const sg_arr *v, int n)
 {

@@ -58,6 +58,7 @@ int sg_broadcast_view(sg_err *err, const char *where, sg_arr *v, int nd, const s
                       const int64_t *t);
 int sg_reshape(sg_err *err, const char *where, sg_ws *ws, sg_arr *v, int nd, const sg_arr *x,
                int xnd, int64_t *t, size_t item);
+int sg_same_lengths(const int64_t *a, const int64_t *b, int nd);
 int sg_sum_to_check(sg_err *err, const char *where, const sg_arr *g, int gd, const int64_t *t,
                     int nd);
 

@@ -12,8 +12,9 @@ from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import (NOT_DIFFERENTIABLE, Constant, Op, TensorType, Variable, as_variable,
                      shape_text, user_trace)
-from ..codegen.ir import (Alloc, Arr, Array, At, Bin, Call, Cast, Check, Declare, Dim, Elem, Int,
-                          ItemSize, Local, Store, Stride, View, Workspace)
+from ..codegen.ir import (Alloc, Arr, Array, At, Bin, Call, Cast, Check, Declare, Dim, Elem, Fn,
+                          If, Int, ItemSize, Local, Store, Stride, View, Workspace)
+from ..codegen.ir import Shape as Lengths
 
 __all__ = ["shape", "shape_at", "make_vector", "dimshuffle", "transpose", "expand_dims",
            "squeeze", "broadcast_to", "sum_to", "reshape", "flatten", "alloc", "zeros", "ones",
@@ -613,10 +614,17 @@ def _broadcast_to(self, node):
 def _sum_to(self, node):
     (g, shp), out = node.inputs, node.outputs[0]
     t, read = _target_shape(shp, out.ndim)
-    return read + [
-        Call("sg_sum_to_check", [Arr(g), Int(g.ndim), t, Int(out.ndim)]),
-        Alloc(out, [At(t, k) for k in range(out.ndim)]),
-        Call("sg_sum_to", [Arr(out), Int(out.ndim), Arr(g), Int(g.ndim)], dtypes=(out.dtype,))]
+    check = Call("sg_sum_to_check", [Arr(g), Int(g.ndim), t, Int(out.ndim)])
+    total = [Alloc(out, [At(t, k) for k in range(out.ndim)]),
+             Call("sg_sum_to", [Arr(out), Int(out.ndim), Arr(g), Int(g.ndim)],
+                  dtypes=(out.dtype,))]
+    if g.ndim != out.ndim or out.ndim == 0:
+        return read + [check] + total
+    # Where the lengths agree nothing is summed: the result is g itself, a view (the
+    # renderer makes a result the caller gets, or one placed elsewhere, a sum anyway).
+    view = View(out, g, Int(0), [At(t, k) for k in range(out.ndim)],
+                [Stride(g, k) for k in range(out.ndim)])
+    return read + [check, If(Fn("sg_same_lengths", [Lengths(g), t, Int(out.ndim)]), [view], total)]
 
 
 def _reshape(self, node):

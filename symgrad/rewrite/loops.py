@@ -37,9 +37,11 @@ from ..graph import Constant, TensorType, Variable, trace_as
 from ..ops.elemwise import Elemwise, minimum
 from ..ops.gemm import Gemm
 from ..ops.inner import InnerGraph, replace
+from ..ops.join import concatenate
 from ..ops.linalg import MatMul
 from ..ops.scan import Scan
-from ..ops.shape import BroadcastTo, DimShuffle, SumTo, expand_dims, reshape, shape_at
+from ..ops.shape import (BroadcastTo, DimShuffle, Shape, ShapeAt, SumTo, expand_dims, reshape,
+                         shape, shape_at)
 from ..ops.subtensor import SCALAR, Subtensor
 
 __all__ = ["merge_loops", "keep_last_values", "hoist_sequence_work", "products_after_the_loop",
@@ -360,6 +362,31 @@ def accumulations_after_the_loop(op, inputs):
     def outer_of(v):
         return v if isinstance(v, Constant) else outer_at[id(v)]
 
+    fixed_ids = {}
+
+    def fixed(v):
+        """Whether ``v`` is the same at every step: a constant, a non-sequence, a length
+        of a sequence's entry, or computed from such values alone."""
+        if isinstance(v, Constant) or id(v) in outer_at:
+            return True
+        if id(v) not in fixed_ids:
+            n = v.owner
+            fixed_ids[id(v)] = n is not None and (
+                _entry_length(n, seq_at) or all(fixed(i) for i in n.inputs))
+        return fixed_ids[id(v)]
+
+    def outer_fixed(v):
+        """A value that :func:`fixed` accepts, computed outside the loop."""
+        if isinstance(v, Constant) or id(v) in outer_at:
+            return outer_of(v)
+        n = v.owner
+        if _entry_length(n, seq_at):
+            seq = seqs[seq_at[id(n.inputs[0])]]
+            if isinstance(n.op, ShapeAt):
+                return shape_at(seq, n.op.axis + 1)
+            return shape(seq)[1:]
+        return n.op.make_node(*[outer_fixed(i) for i in n.inputs]).outputs[0]
+
     extra, plan = [], {}
     for k, (n, _, _) in moved.items():
         a, b = n.inputs[:2]
@@ -373,9 +400,22 @@ def accumulations_after_the_loop(op, inputs):
         for v in (a, b):
             if id(v) in seq_at:
                 srcs.append(("seq", seq_at[id(v)]))
-            else:
-                srcs.append(("out", len(extra)))
+                continue
+            # a factor summed to an invariant shape (the cotangent of a term that was
+            # broadcast in the step, ``sum_to(dz, shape(x @ Wx))``: usually the same
+            # shape): its operand is stacked, shared with a product that stacks it too,
+            # and summed over each step's entry after the loop (a view when nothing is
+            # summed, ops/shape.py), not copied into a stack of its own every step
+            target = None
+            n_v = v.owner
+            if (n_v is not None and isinstance(n_v.op, SumTo) and n_v.inputs[0].ndim == v.ndim
+                    and fixed(n_v.inputs[1])):
+                v, target = n_v.inputs
+            at = next((j for j, e in enumerate(extra) if e is v), None)
+            if at is None:
+                at = len(extra)
                 extra.append(v)
+            srcs.append(("out", at, target))
         plan[k] = srcs
     keep = [k for k in range(r) if k not in moved]
     inner = InnerGraph(list(phs[:s]) + [phs[s + k] for k in keep] + list(phs[s + r:]),
@@ -393,8 +433,9 @@ def accumulations_after_the_loop(op, inputs):
             got[r + j] = results[n_keep + j]
         stacks = results[n_keep + n_other:]
         for k, (n, top, shape) in moved.items():
-            a, b = (seqs[j] if kind == "seq" else stacks[j] for kind, j in plan[k])
             with trace_as(top.trace, top.grad_of):
+                a, b = (seqs[src[1]] if src[0] == "seq" else
+                        _summed_steps(stacks[src[1]], src[2], outer_fixed) for src in plan[k])
                 a, b = (reshape(v, (_len(v, 0) * _len(v, 1), _len(v, 2))) for v in (a, b))
                 alpha = _flags(n)[2]
                 if shape is None and _zeros_of_shape(inits[k], Gemm(True, False, alpha)(a, b)):
@@ -409,6 +450,20 @@ def accumulations_after_the_loop(op, inputs):
         return got
 
     return new, new_inputs, finish
+
+
+def _entry_length(n, seq_at):
+    """Whether node ``n`` reads the lengths of a sequence's entry (the same every step)."""
+    return isinstance(n.op, (Shape, ShapeAt)) and id(n.inputs[0]) in seq_at
+
+
+def _summed_steps(stack, target, outer_of):
+    """``stack`` (a step value's stack), each entry summed to the step's invariant shape
+    ``target`` (inner; None: as it is)."""
+    if target is None:
+        return stack
+    steps = expand_dims(shape_at(stack, 0), 0)
+    return SumTo()(stack, concatenate([steps, outer_of(target)]))
 
 
 def _zeros_of_shape(init, product):
