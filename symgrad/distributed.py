@@ -107,6 +107,7 @@ _NODE_RANKS = 4         # NodeSum for at most this many ranks (see NodeSum.of)
 _MESSAGE = 1024         # bytes of a failed rank's error message that the others get
 _HEADER = 64            # bytes before each NodeSum slot (the runtime's header of an output block)
 _BROKEN = []            # communicators left with a pending collective (see _abort_at_exit)
+_PLACE = []             # the runtime's place_output, once imported (see _place_output)
 _yield_core = getattr(os, "sched_yield", lambda: time.sleep(0))
 
 
@@ -379,6 +380,7 @@ class NodeSum:
         self.slots = [[part[64 + k * stride + _HEADER:64 + k * stride + _HEADER + capacity]
                        for k in range(2)] for part in parts]
         self.capacity, self.calls, self.views = capacity, 0, {}
+        self.addresses = [slot.ctypes.data for slot in self.slots[self.rank]]
         self.placed = 0  # the slot's address the next kernel output was placed at, or 0
         self.counts[self.rank][0] = 0
         self.win.Sync()
@@ -392,17 +394,14 @@ class NodeSum:
         the gradient function writing into the window instead took no longer, within
         +-0.2 ms (paired blocks, both ranks). :meth:`unplace` after the call, whatever
         happened."""
-        slot = self.slots[self.rank][self.calls & 1]
-        address = slot.ctypes.data
+        address = self.addresses[self.calls & 1]
         if nbytes <= self.capacity and address % 64 == 0:
-            from ._runtime import place_output
-            place_output(address, nbytes)
+            _place_output(address, nbytes)
             self.placed = address
 
     def unplace(self):
         if self.placed:
-            from ._runtime import place_output
-            place_output(0, 0)
+            _place_output(0, 0)
             self.placed = 0
 
     def deposit(self, buf, what):
@@ -421,7 +420,7 @@ class NodeSum:
             for v in views:
                 v.flags.writeable = False
             views = self.views[key] = (mine, views)
-        if buf.ctypes.data != views[0].ctypes.data:
+        if buf.ctypes.data != self.addresses[k]:
             np.copyto(views[0], buf)
             self.copies += 1
         self.win.Sync()  # this rank's writes visible to the others before its count ...
@@ -441,6 +440,14 @@ class _Arrivals:
     def Test(self):  # noqa: N802 -- the name wait() calls, as on an MPI request
         self.win.Sync()
         return all(count[0] >= self.calls for count in self.counts)
+
+
+def _place_output(address, nbytes):
+    """The runtime's ``place_output`` (imported once: a step calls this twice)."""
+    if not _PLACE:
+        from ._runtime import place_output
+        _PLACE.append(place_output)
+    _PLACE[0](address, nbytes)
 
 
 def check_same_model(comm, variables, what):
