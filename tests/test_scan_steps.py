@@ -166,3 +166,30 @@ def test_the_gradient_loop_stacks_dz_once_for_both_weight_gradients():
     xv = RNG.standard_normal((3, 4, 5))
     for got, want in zip(sg.function([X], outs)(xv), sg.function([X], outs, mode="py")(xv)):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("steps", [0, 1, 4])
+def test_the_gradient_loop_reads_the_forward_stack_after_its_initial_value_in_place(steps):
+    """BPTT reads the previous values ``concatenate([h0[None], hs])[:-1]``: the forward loop
+    writes ``hs`` straight after ``h0`` in that concatenation's block (nothing copied),
+    also for a loop of no step or one; where ``hs`` is an output of the function too it
+    keeps a block of its own. (``c``'s previous values are not read: its gradient through
+    ``0.5 * c`` is a constant.) Values as the reference's."""
+    X = sg.tensor("X", "float64", (None, 3, 2))
+    Wx = sg.shared(RNG.standard_normal((2, 4)) * 0.4, name="Wx")
+    Wh = sg.shared(RNG.standard_normal((4, 4)) * 0.4, name="Wh")
+    h0 = sg.matrix("h0")
+
+    def cell(x, h, c):
+        c = sg.tanh(x @ Wx + h @ Wh) + 0.5 * c
+        return [sg.tanh(c) * 0.9, c]
+
+    (hs, cs), _ = sg.scan(cell, sequences=X, outputs_info=[h0, h0])
+    cost = (hs ** 2).sum() + cs.sum()
+    grads = sg.grad(cost, [Wx, Wh, h0])
+    xv, hv = RNG.standard_normal((steps, 3, 2)), RNG.standard_normal((3, 4))
+    for outs, placed in (([cost] + grads, 1), ([cost, hs] + grads, 0)):
+        f = sg.function([X, h0], outs)
+        assert f.source.count("written after its initial value") == placed
+        for got, want in zip(f(xv, hv), sg.function([X, h0], outs, mode="py")(xv, hv)):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)

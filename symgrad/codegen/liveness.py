@@ -54,7 +54,9 @@ def may_share(step):
     if isinstance(step, OpStep) and step.body is not None and any(
             isinstance(s, View) for s in walk(step.body)):
         return reads(step)  # a view, or fresh memory (a sum_to that may sum nothing)
-    fresh = {id(v) for v, _ in step.buffers}
+    # (and a loop's stack written into a concatenation's block: memory of none of its
+    # operands; the concatenation, which reads it, keeps that block with it)
+    fresh = {id(v) for v, _ in step.buffers} | getattr(step, "placed_outputs", set())
     if all(id(o) in fresh for o in _made(step)):
         return []
     return reads(step)

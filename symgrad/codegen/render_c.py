@@ -127,6 +127,7 @@ class KernelContext:
         self.flat_places = set()  # ids of dest values placed by size, not shape (concatenations)
         self.view_places = set()  # ids of dest values placed as strided views (_concatenation_views)
         self.maybe_views = {}     # id(value) -> the operand it may be a view of (_view_or_new)
+        self.prefixed = {}        # id(loop node) -> {k: concatenation} (_find_prefixed_stacks)
         self.early = set()       # ids of values allocated before their step (concatenations)
         self.guarded = {}        # id(input of a concatenation) -> its place: copied unless there
         self.panels = {}         # id(placeholder) -> (trans_b, its packed panels) (see _loop)
@@ -325,6 +326,7 @@ def _steps(ctx, program, timed=None, probe_at=None):
     receives the root of each step timed; ``probe_at``: id(value) -> the output the
     kernel copies it to."""
     calls = []  # per step: its group function, and where its lines stand after its block
+    _find_prefixed_stacks(ctx, program)
     for step in program.steps:
         ctx.step = step
         with _step_function(ctx, step.comment()):
@@ -877,7 +879,8 @@ def _loop(ctx, step):
     panels = _pack_panels(ctx, step, n)
     n_rec = len(step.recurrent)
     outs = node.outputs
-    own = [ctx.result_owner(v) for v in outs]
+    prefixed = ctx.prefixed.get(id(node), {})
+    own = ["NULL" if k in prefixed else ctx.result_owner(v) for k, v in enumerate(outs)]
     for v in outs:
         ctx.declare(v)
     # A final value only: iterations write it and a scratch block in turn, the last one
@@ -1104,6 +1107,33 @@ def _pack_panels(ctx, step, n):
     return panels
 
 
+def _find_prefixed_stacks(ctx, program):
+    """Record in ``ctx.prefixed`` (id(loop node) -> {output k: the concatenation}) each
+    stacked recurrent output of a loop that a concatenation puts after its initial value
+    along axis 0 -- ``concatenate([init[None], hs])``, the previous values a gradient loop
+    reads (ops/scan.py) -- where neither is an output of the graph nor placed otherwise:
+    the loop then writes its stack into that concatenation's block (``_loop``)."""
+    loops = {id(s.root): s for s in program.steps if isinstance(s, ir.Loop)}
+    for step in program.steps:
+        node = step.root
+        if not (isinstance(step, OpStep) and getattr(node.op, "name", None) == "concatenate"
+                and node.op.axis == 0 and len(node.inputs) == 2):
+            continue
+        head, stack, out = node.inputs[0], node.inputs[1], node.outputs[0]
+        loop = loops.get(id(stack.owner)) if stack.owner is not None else None
+        if loop is None or head.owner is None or getattr(head.owner.op, "name", None) != "dimshuffle":
+            continue
+        k = stack.owner.outputs.index(stack)
+        if (k >= len(loop.recurrent) or not loop.stacked[k]
+                or head.owner.inputs[0] is not loop.recurrent[k][0]
+                or tuple(head.owner.op.order) != ("x", *range(stack.ndim - 1))
+                or out.dtype != stack.dtype
+                or any(id(v) in ctx.out_ids or id(v) in ctx.dest or id(v) in ctx.early
+                       for v in (stack, out))):
+            continue
+        ctx.prefixed.setdefault(id(loop.root), {})[k] = out
+
+
 def _early_stacks(ctx, step, n, own):
     """Allocate, before the loop, the stacks whose shape is known then: a recurrent
     output's (its initial value's shape; its steps' values are checked to keep it) or
@@ -1124,7 +1154,27 @@ def _early_stacks(ctx, step, n, own):
             w(f"{S}.data = NULL;")
             continue
         w(" ".join(f"{S}.shape[{j}] = {e};" for j, e in enumerate([n] + lengths)))
-        _alloc_declared(ctx, node, v, own[k])
+        whole = ctx.prefixed.get(id(node), {}).get(k)
+        if whole is None:
+            _alloc_declared(ctx, node, v, own[k])
+            early.append(k)
+            continue
+        # written after its initial value in the block of the concatenation that reads
+        # it so: the block first (its concatenation takes it, ctx.early, and finds both
+        # parts in place), the initial value into its first entry, the stack a view of the
+        # rest (not a block of its own: never released itself)
+        w.comment(f"/* stack {k} written after its initial value, in the block of the "
+                  f"concatenation that reads them so: no copy */")
+        W = ctx.alloc(node, whole, [f"{n} + 1"] + lengths)
+        ctx.early.add(id(whole))
+        with w.block(""):
+            w(f"sg_arr d = {W};")
+            _entry(w, "d", W, v.ndim, _item(v), 0)
+            w(f"sg_copy_nd(&d, &{init}, {v.ndim - 1}, {_item(v)});")
+        w(f"{S}.data = (char *){W}.data + {W}.strides[0] * {_item(v)}; "
+          f"sg_contiguous(&{S}, {v.ndim});")
+        # for liveness: memory that none of the loop's operands holds (codegen.liveness)
+        step.placed_outputs = getattr(step, "placed_outputs", set()) | {id(v)}
         early.append(k)
     return early
 
@@ -1182,7 +1232,8 @@ def _branch(ctx, step):
         ctx.declare(p)
         w(f"{ctx.arr(p)} = {ctx.arr(x)};")
     outs = node.outputs
-    own = [ctx.result_owner(v) for v in outs]
+    prefixed = ctx.prefixed.get(id(node), {})
+    own = ["NULL" if k in prefixed else ctx.result_owner(v) for k, v in enumerate(outs)]
     for v in outs:
         ctx.declare(v)
     cond = f"{ctx.ptr(step.cond)}[0]"
