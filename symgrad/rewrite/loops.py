@@ -18,7 +18,12 @@ The same holds backwards: a gradient loop adds each step's weight gradient
 into a carried sum, ``acc + h_{t-1}.T @ dz_t``. :func:`accumulations_after_the_loop`
 turns such a sum into one product after the loop over the stacked factors,
 ``H.T @ DZ`` with ``T * B`` rows (a factor that is a sequence slice is read
-from the sequence itself, the others are stacked as outputs of the loop).
+from the sequence itself, the others are stacked as outputs of the loop, each
+value once however many products read it; a factor summed to a shape that is
+the same every step, ``sum_to(dz, shape(x_t @ Wx))``, is stacked as ``dz`` and
+summed entry by entry after the loop -- a view where nothing is summed). A sum
+begun at zero is the product alone, which an update ``W - lr * g`` then takes
+into its own gemm (rewrite/gemm.py).
 
 :func:`keep_last_values` is about memory: a recurrent output read only at its
 last step (``hs[-1]``) needs no stack of every step's value, only the final
