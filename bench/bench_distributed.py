@@ -64,13 +64,16 @@ def sleep_until_all_arrive(comm):
         time.sleep(1e-3)
 
 
-def timed(comm, fn, args, calls):
+def timed(comm, fn, args, calls, warm=True):
     """(wall, CPU) seconds per call of ``fn(*args)`` over ``calls`` calls, the ranks
-    starting together. The CPU time leaves out the time other processes of a loaded
+    starting together, after one call untimed (``warm``: the first call after another
+    variant ran pays 0.5-1 ms to bring its kernel and buffers back into the caches). The CPU time leaves out the time other processes of a loaded
     machine took the core, but counts a rank's wait for the other: it polls (yielding its
     core) for up to 0.1 s before it sleeps (symgrad.distributed.wait), so on a loaded
     machine, where the other rank is often off its core, the 2-rank CPU columns grow by
     the waits that the wall-clock columns show too."""
+    if warm:
+        fn(*args)
     comm.Barrier()
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(calls):
@@ -143,9 +146,10 @@ class Parts:
         for v in self.sums.values():
             v[:] = 0
         self.gradient_calls = []
+        step(*args)  # warm, untimed (see timed)
         self.on = True
         try:
-            total = timed(comm, step, args, calls) * calls
+            total = timed(comm, step, args, calls, warm=False) * calls
         finally:
             self.on = False
         out = {k: v / calls for k, v in self.sums.items()}
