@@ -18,6 +18,7 @@
  */
 #define SG_ISA base
 #include "sg_rows_impl.h"
+#include "sg_ops.h" /* sg_run_units */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(SG_NO_CLONES)
 #define SG_ROWS_VARIANTS 1
@@ -87,6 +88,94 @@ SG_CROSS_ENTROPY_ENTRY(sg_cross_entropy_f32_i32)
 SG_CROSS_ENTROPY_ENTRY(sg_cross_entropy_f32_i64)
 SG_CROSS_ENTROPY_ENTRY(sg_cross_entropy_f64_i32)
 SG_CROSS_ENTROPY_ENTRY(sg_cross_entropy_f64_i64)
+
+/* ---- the same on threads: rows shared out by sg_run_units ---- */
+
+/* `a` (ndim nd) cut to entries [u0, u1) of axis d. */
+static sg_arr sg__rows_cut(const sg_arr *a, int d, int64_t u0, int64_t u1, size_t item)
+{
+    sg_arr c = *a;
+    c.data = (char *)a->data + u0 * a->strides[d] * (int64_t)item;
+    c.shape[d] = u1 - u0;
+    return c;
+}
+
+typedef struct {
+    void (*fn)(const sg_arr *, const sg_arr *, int, int);
+    const sg_arr *out, *x;
+    int nd, axis, d;
+    size_t item;
+} sg__softmax_job;
+
+static void sg__softmax_units(void *ctx, int64_t u0, int64_t u1)
+{
+    const sg__softmax_job *j = ctx;
+    sg_arr o = sg__rows_cut(j->out, j->d, u0, u1, j->item);
+    sg_arr x = sg__rows_cut(j->x, j->d, u0, u1, j->item);
+    j->fn(&o, &x, j->nd, j->axis);
+}
+
+/* Units: the entries of the first axis that is not the softmax's (each holds whole
+ * rows); a 1-d softmax is one row, on one thread. */
+static void sg__softmax_on(sg_ws *ws, void (*fn)(const sg_arr *, const sg_arr *, int, int),
+                           const sg_arr *out, const sg_arr *x, int nd, int axis, size_t item)
+{
+    if (nd < 2) {
+        fn(out, x, nd, axis);
+        return;
+    }
+    int d = axis == 0 ? 1 : 0;
+    int64_t n = x->shape[d], per = 1;
+    for (int k = 0; k < nd; k++)
+        per *= k == d ? 1 : x->shape[k];
+    sg__softmax_job j = {fn, out, x, nd, axis, d, item};
+    sg_run_units(ws, n, per * 8, sg__softmax_units, &j);
+}
+
+#define SG_SOFTMAX_ON_ENTRY(NAME, S, T)                                                    \
+    void NAME##_on_##S(sg_ws *ws, const sg_arr *out, const sg_arr *x, int nd, int axis)    \
+    {                                                                                      \
+        sg__softmax_on(ws, NAME##_##S, out, x, nd, axis, sizeof(T));                      \
+    }
+SG_SOFTMAX_ON_ENTRY(sg_softmax, f32, float)
+SG_SOFTMAX_ON_ENTRY(sg_softmax, f64, double)
+SG_SOFTMAX_ON_ENTRY(sg_log_softmax, f32, float)
+SG_SOFTMAX_ON_ENTRY(sg_log_softmax, f64, double)
+
+typedef struct {
+    int (*fn)(sg_err *, const char *, const sg_arr *, const sg_arr *, const sg_arr *);
+    const char *where;
+    const sg_arr *out, *z, *y;
+    size_t item, litem;
+    int bad;
+} sg__cross_entropy_job;
+
+static void sg__cross_entropy_units(void *ctx, int64_t u0, int64_t u1)
+{
+    sg__cross_entropy_job *j = ctx;
+    sg_arr o = sg__rows_cut(j->out, 0, u0, u1, j->item);
+    sg_arr z = sg__rows_cut(j->z, 0, u0, u1, j->item);
+    sg_arr y = sg__rows_cut(j->y, 0, u0, u1, j->litem);
+    sg_err local;
+    local.code = 0;
+    if (j->fn(&local, j->where, &o, &z, &y))
+        __atomic_store_n(&j->bad, 1, __ATOMIC_RELAXED);
+}
+
+#define SG_CROSS_ENTROPY_ON_ENTRY(S, L, T, LT)                                             \
+    int sg_cross_entropy_on_##S##_##L(sg_err *err, const char *where, sg_ws *ws,          \
+                                      const sg_arr *out, const sg_arr *z, const sg_arr *y) \
+    {                                                                                      \
+        sg__cross_entropy_job j = {sg_cross_entropy_##S##_##L, where, out, z, y,           \
+                                   sizeof(T), sizeof(LT), 0};                              \
+        sg_run_units(ws, z->shape[0], z->shape[1] * 8 + 1, sg__cross_entropy_units, &j);  \
+        /* a bad label: found again in order, so the first one is the one named */        \
+        return j.bad ? sg_cross_entropy_##S##_##L(err, where, out, z, y) : 0;             \
+    }
+SG_CROSS_ENTROPY_ON_ENTRY(f32, i32, float, int32_t)
+SG_CROSS_ENTROPY_ON_ENTRY(f32, i64, float, int64_t)
+SG_CROSS_ENTROPY_ON_ENTRY(f64, i32, double, int32_t)
+SG_CROSS_ENTROPY_ON_ENTRY(f64, i64, double, int64_t)
 
 #define SG_LOGSUMEXP_ENTRY(NAME)                                                           \
     void NAME(const sg_arr *out, const sg_arr *x, int nd, const int *order, int nr)        \

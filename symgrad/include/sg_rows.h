@@ -30,6 +30,14 @@
     void sg_log_softmax_##S(const sg_arr *out, const sg_arr *x, int nd, int axis);
 SG_DECLARE_SOFTMAX(f32)
 SG_DECLARE_SOFTMAX(f64)
+/* The same with the rows shared among `ws`'s threads (sg_run_units, sg_ops.h): each row
+ * is one thread's, computed as above, so the result is the same bits. */
+#define SG_DECLARE_SOFTMAX_ON(S)                                                           \
+    void sg_softmax_on_##S(sg_ws *ws, const sg_arr *out, const sg_arr *x, int nd, int axis); \
+    void sg_log_softmax_on_##S(sg_ws *ws, const sg_arr *out, const sg_arr *x, int nd,        \
+                               int axis);
+SG_DECLARE_SOFTMAX_ON(f32)
+SG_DECLARE_SOFTMAX_ON(f64)
 
 /* cross_entropy: logits `z` (N, C), labels `y` (N,). The check runs before the
  * result is allocated; the loss then fails on the first label outside [0, C). */
@@ -41,6 +49,15 @@ SG_DECLARE_CROSS_ENTROPY(f32, i32)
 SG_DECLARE_CROSS_ENTROPY(f32, i64)
 SG_DECLARE_CROSS_ENTROPY(f64, i32)
 SG_DECLARE_CROSS_ENTROPY(f64, i64)
+/* The same with the rows shared among `ws`'s threads; a bad label is reported as above
+ * (the first one, found again on one thread). */
+#define SG_DECLARE_CROSS_ENTROPY_ON(S, L)                                                  \
+    int sg_cross_entropy_on_##S##_##L(sg_err *err, const char *where, sg_ws *ws,          \
+                                      const sg_arr *out, const sg_arr *z, const sg_arr *y);
+SG_DECLARE_CROSS_ENTROPY_ON(f32, i32)
+SG_DECLARE_CROSS_ENTROPY_ON(f32, i64)
+SG_DECLARE_CROSS_ENTROPY_ON(f64, i32)
+SG_DECLARE_CROSS_ENTROPY_ON(f64, i64)
 
 /* logsumexp of `x` (ndim nd) viewed with its axes in `order`, the last nr
  * folded: output element r (C order) of the contiguous `out` folds row r. */

@@ -17,7 +17,7 @@ from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, Variable, as_variable, user_trace
 from .elemwise import cast, exp, softplus
 from ..codegen.ir import (Alloc, Arr, Bin, Call, Cast, Check, Dim, Elem, Int, ItemSize, Let, Local,
-                          ValuePtr, shape_of)
+                          ValuePtr, Workspace, shape_of)
 from .shape import expand_dims, normalize_axis, scalar_entry, shape_at
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits",
@@ -380,8 +380,10 @@ def binary_cross_entropy_with_logits(logits, targets):
 def _along_axis(node, fn):
     """softmax / log_softmax: the result has x's shape; rows run along the op's axis."""
     x, out = node.inputs[0], node.outputs[0]
+    # (the rows shared among the threads: sg_softmax_on_*, sg_rows.h)
     return [Alloc(out, shape_of(x)),
-            Call(fn, [Arr(out), Arr(x), Int(x.ndim), Int(node.op.axis % x.ndim)],
+            Call(fn + "_on", [Workspace(), Arr(out), Arr(x), Int(x.ndim),
+                              Int(node.op.axis % x.ndim)],
                  dtypes=(x.dtype,), can_fail=False)]
 
 
@@ -400,5 +402,5 @@ def _cross_entropy(node):
     (logits, labels), out = node.inputs, node.outputs[0]
     return [Call("sg_cross_entropy_check", [Arr(logits), Arr(labels)]),
             Alloc(out, [Dim(logits, 0)]),
-            Call("sg_cross_entropy", [Arr(out), Arr(logits), Arr(labels)],
+            Call("sg_cross_entropy_on", [Workspace(), Arr(out), Arr(logits), Arr(labels)],
                  dtypes=(logits.dtype, labels.dtype))]
