@@ -93,3 +93,24 @@ def test_a_step_that_differs_still_raises_after_carrying_compiled_values():
     f = sg.function([x], y, mode="debug")
     with pytest.raises(DebugModeError, match="halves_for_tests at .*test_debugmode.py"):
         f([1.0, 2.0])
+
+
+def test_a_mean_over_no_element_is_nan_in_debug_mode_as_in_the_others():
+    """A mean over an empty batch is NaN by definition (NumPy's, the kernel's): mode "debug"
+    gives it as the other modes do instead of calling it a NaN made from finite inputs,
+    while a NaN made by an op from elements still raises (0 / 0 below)."""
+    import warnings
+
+    x = sg.matrix("x")
+    outs = [x.mean(), (x * 2).mean(axis=0), x.sum(axis=0).mean()]
+    empty = np.zeros((0, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = sg.function([x], outs, mode="py")(empty)
+        got = sg.function([x], outs, mode="debug")(empty)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    assert np.isnan(got[0]) and np.isnan(got[1]).all() and got[2] == 0
+    f = sg.function([x], (x - x) / (x - x), mode="debug")
+    with pytest.raises(DebugModeError, match="made NaN or Inf from finite inputs"):
+        f(np.ones((2, 3)))
