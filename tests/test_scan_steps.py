@@ -193,3 +193,20 @@ def test_the_gradient_loop_reads_the_forward_stack_after_its_initial_value_in_pl
         assert f.source.count("written after its initial value") == placed
         for got, want in zip(f(xv, hv), sg.function([X, h0], outs, mode="py")(xv, hv)):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+
+
+def test_a_stack_after_its_initial_value_of_too_many_steps_is_a_shape_error():
+    """n_steps known only when called: the block of n + 1 entries is computed without
+    overflowing (INT64_MAX steps), and too large is a ShapeError naming the loop."""
+    n, h0 = sg.scalar("n", dtype="int64"), sg.vector("h0")
+    W = sg.shared(np.eye(2) * 0.5, name="W")
+    hs, _ = sg.scan(lambda h: sg.tanh(h @ W), outputs_info=[h0], n_steps=n)
+    cost = (hs ** 2).sum()
+    outs = [cost] + sg.grad(cost, [h0, W])
+    f = sg.function([n, h0], outs)
+    assert f.source.count("written after its initial value") == 1
+    for got, want in zip(f(3, np.ones(2)), sg.function([n, h0], outs, mode="py")(3, np.ones(2))):
+        np.testing.assert_allclose(got, want, rtol=1e-13)
+    for steps in (2**63 - 1, 2**62):
+        with pytest.raises(sg.ShapeError, match=r"scan at .*test_scan_steps.py:\d+: .* too large"):
+            f(steps, np.ones(2))

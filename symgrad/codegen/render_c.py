@@ -372,8 +372,7 @@ def _release(ctx, step):
     w.depth = 1
     w.comment(f"/* after {step.label}, nothing reads these: their blocks go back to the "
               f"workspace */")
-    places = {k: ctx.dest[k] for k in ctx.flat_places | ctx.view_places if k in ctx.dest}
-    places.update({k: ctx.arr(b) for k, b in ctx.maybe_views.items()})
+    places = _own_unless(ctx, dead)
     plain = [f"sg_ws_free(ws, {ctx.arr(v)}.data);" for v in dead if id(v) not in places]
     if plain:
         w(" ".join(plain))
@@ -382,6 +381,20 @@ def _release(ctx, step):
             # or a view of its operand
             w(f"if ({ctx.arr(v)}.data != {places[id(v)]}.data) sg_ws_free(ws, {ctx.arr(v)}.data);")
     return w.lines
+
+
+def _own_unless(ctx, values):
+    """id(value) -> the descriptor whose memory it is in instead of a block of its own,
+    for those of ``values`` that may be: placed in a concatenation's block or a loop's
+    result, or a view of their operand (a sum_to that sums nothing)."""
+    out = {}
+    for v in values:
+        k = id(v)
+        if (k in ctx.flat_places or k in ctx.view_places) and k in ctx.dest:
+            out[k] = ctx.dest[k]
+        elif k in ctx.maybe_views:
+            out[k] = ctx.arr(ctx.maybe_views[k])
+    return out
 
 
 def _place_concatenations(ctx, program):
@@ -813,8 +826,7 @@ def _body(ctx, step, body, prefix):
 def _free_all(ctx, alive, places=None):
     """Release the blocks of ``alive``; one written into its place (``places``: id(value)
     -> the place's descriptor) is not a block of its own when it sits there."""
-    places = dict(places or {})
-    places.update({k: ctx.arr(b) for k, b in ctx.maybe_views.items()})  # or a view
+    places = {**(places or {}), **_own_unless(ctx, alive)}
     plain = [f"sg_ws_free(ws, {ctx.arr(v)}.data);" for v in alive if id(v) not in places]
     if plain:
         ctx.w(" ".join(plain))
@@ -1165,7 +1177,9 @@ def _early_stacks(ctx, step, n, own):
         # rest (not a block of its own: never released itself)
         w.comment(f"/* stack {k} written after its initial value, in the block of the "
                   f"concatenation that reads them so: no copy */")
-        W = ctx.alloc(node, whole, [f"{n} + 1"] + lengths)
+        # (n + 1 entries: with n_steps at INT64_MAX, INT64_MAX, which sg_alloc calls too
+        # large, as it is)
+        W = ctx.alloc(node, whole, [f"({n} < INT64_MAX ? {n} + 1 : INT64_MAX)"] + lengths)
         ctx.early.add(id(whole))
         with w.block(""):
             w(f"sg_arr d = {W};")

@@ -443,14 +443,15 @@ def accumulations_after_the_loop(op, inputs):
                         _summed_steps(stacks[src[1]], src[2], outer_fixed) for src in plan[k])
                 a, b = (reshape(v, (_len(v, 0) * _len(v, 1), _len(v, 2))) for v in (a, b))
                 alpha = _flags(n)[2]
-                if shape is None and _zeros_of_shape(inits[k], Gemm(True, False, alpha)(a, b)):
+                product = Gemm(True, False, alpha)(a, b)
+                if shape is None and _zeros_of_shape(inits[k], product):
                     # a sum begun at zero (a gradient's): the product alone, which an update
                     # ``W - lr * g`` can then take in as its own gemm (rewrite/gemm.py)
-                    got[k] = Gemm(True, False, alpha)(a, b)
+                    got[k] = product
                 elif shape is None:
                     got[k] = Gemm(True, False, alpha, 1.0)(a, b, inits[k])
                 else:
-                    total = SumTo()(Gemm(True, False, alpha)(a, b), outer_of(shape))
+                    total = SumTo()(product, outer_of(shape))
                     got[k] = inits[k] + total
         return got
 
