@@ -44,7 +44,8 @@ FUNCS = {
 
 # a little above the maxima sg_math.h documents (with FMA; without, tanhf reaches 1.08)
 MAX_ULP = {
-    "float32": {**dict.fromkeys(FUNCS, 0.501), "exp": 1.25, "log": 1.25, "tanh": 1.25},
+    "float32": {**dict.fromkeys(FUNCS, 0.501), "exp": 1.25, "log": 1.25, "tanh": 1.25,
+                "sigmoid": 1.0},
     "float64": {"exp": 1.5, "expm1": 1.5, "log": 1.5, "log1p": 2.0, "tanh": 2.0,
                 "sigmoid": 2.5, "softplus": 2.5},
 }
@@ -283,3 +284,36 @@ def test_int64_conversions_give_the_hardware_bits(tmp_path, arch):
     np.testing.assert_array_equal(got[:, 1].astype(np.float32), v.astype(np.float32))
     np.testing.assert_array_equal(got[:, 2], v.view(np.uint64).astype(np.float64))
     np.testing.assert_array_equal(np.array([int(t) for t in out[len(v):]]), x.astype(np.int64))
+
+
+_C_SIGMOIDF = r"""
+#include <stdio.h>
+#include "sg_math.h"
+int main(void) {   /* float32s in on stdin, sg_sigmoidf of each out on stdout */
+    float x[4096], y[4096];
+    size_t n;
+    while ((n = fread(x, sizeof(float), 4096, stdin)) > 0) {
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) y[i] = sg_sigmoidf(x[i]);
+        fwrite(y, sizeof(float), n, stdout);
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64" or shutil.which("gcc") is None,
+                    reason="builds for x86-64 targets with gcc")
+def test_sigmoidf_without_fma_evaluates_in_double(tmp_path):
+    """Without FMA the float evaluation's remainder would not be exact: sg_sigmoidf falls back
+    to the double one there, correctly rounded (the kernels here use FMA: the sweep above)."""
+    src, exe = tmp_path / "sigmoidf.c", tmp_path / "sigmoidf"
+    src.write_text(_C_SIGMOIDF)
+    flags = [f for f in compiler.BASE_FLAGS if f not in ("-march=native", "-shared", "-fPIC")]
+    subprocess.run(["gcc", *flags, "-march=x86-64", f"-I{compiler.INCLUDE_DIR}", str(src),
+                    "-o", str(exe), "-lm"], check=True, timeout=120)
+    x = sweep("float32", 200_000)
+    out = subprocess.run([str(exe)], input=x.tobytes(), capture_output=True, check=True).stdout
+    y = np.frombuffer(out, dtype=np.float32)
+    err, wrong = ulp_error(y, x, "sigmoid", "float32")
+    assert err.max() <= 0.501 and not wrong.any(), f"{err.max():.3f} ulp at {x[np.argmax(err)]!r}"
