@@ -274,6 +274,13 @@ def r_accumulate_into_gemm():
         [_mat(3, 4), _mat(4, 4), _vec(4), _mat(4, 4)]
 
 
+def r_slice_before_elementwise():
+    # an LSTM's gates: column slices of a bias add (and a slice of a slice's operand)
+    p, b = sg.tensor("p", shape=(3, 8)), sg.tensor("b", shape=(8,))
+    z = p + b
+    return [p, b], [sg.sigmoid(z[:, :3]), sg.tanh(z[:, 3:6]), z[:, 6:]], [_mat(3, 8), _vec(8)]
+
+
 RULES = [
     ("drop_stop_gradient", True, r_stop_gradient),
     ("double_negation", True, r_double_negation),
@@ -312,6 +319,7 @@ RULES = [
     ("transposes_into_gemm", True, r_transposes_into_gemm),
     ("scale_into_gemm", True, r_scale_into_gemm),
     ("accumulate_into_gemm", True, r_accumulate_into_gemm),
+    ("slice_before_elementwise", True, r_slice_before_elementwise),
 ]
 
 
@@ -510,6 +518,16 @@ def test_errors_from_rewritten_nodes_name_the_users_line(mode):
 
 
 @pytest.mark.parametrize("mode", ["py", "c"])
+def test_errors_of_an_elementwise_op_moved_after_slices_name_its_line(mode):
+    x, y = sg.tensor("x", shape=(None, 4)), sg.tensor("y", shape=(None, 4))
+    z = x + y; line = sys._getframe().f_lineno  # noqa: E702
+    f = sg.function([x, y], z[:, 1:3], mode=mode)
+    assert [n.op.name for n in f.graph.nodes] == ["subtensor", "subtensor", "add"]
+    with pytest.raises(sg.ShapeError, match=rf"test_rewrite.py:{line}\b.*broadcast"):
+        f(np.ones((3, 4)), np.ones((2, 4)))
+
+
+@pytest.mark.parametrize("mode", ["py", "c"])
 def test_label_errors_of_a_fused_cross_entropy_name_the_users_line(mode):
     z, y = sg.matrix("z"), sg.vector("y", dtype="int64")
     rows = sg.arange(sg.shape(z)[0])
@@ -650,7 +668,8 @@ def test_report_lists_each_sweep():
     report = []
     x = _x()
     rw.rewrite([sg.log(1 + x)], report=report)
-    assert [r["name"] for r in report] == ["input", "merge+inner+fold+stabilise+algebra", "gemm"]
+    assert [r["name"] for r in report] == ["input", "merge+inner+fold+stabilise+algebra",
+                                           "gemm+slices"]
     assert report[1]["fired"] == {"log_one_plus": 1} and report[-1]["nodes"] == 1
     assert re.fullmatch(r"[\w+-]+", report[1]["name"])
 
@@ -802,3 +821,77 @@ def test_increments_tiling_zeros_become_a_concatenation_bit_for_bit(dtype):
             got = sg.function([z, g], gz, mode=mode)(zv, gv)
             np.testing.assert_array_equal(got, want)
             assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
+# --------------------------------------------------------------------------- slices before elementwise ops
+
+def _slices_fired(outs):
+    return fired(outs).get("slice_before_elementwise", 0)
+
+
+def test_slices_stay_after_an_elementwise_result_read_whole_or_twice():
+    p, b = sg.tensor("p", shape=(3, 8)), sg.tensor("b", shape=(8,))
+    z = p + b
+    assert _slices_fired([z[:, :4], z.sum()]) == 0        # read whole too: computed anyway
+    assert _slices_fired([z]) == 0
+    assert _slices_fired([z[:, :4], z[:, 2:]]) == 0       # 12 columns of 8: some twice
+    assert _slices_fired([z[:, :4], z[:, 4:]]) == 2
+    assert _slices_fired([z[1:, ::2]]) == 1               # one slice: a part of the work
+
+
+def test_slices_stay_where_an_operand_broadcasts_along_the_sliced_axis():
+    p = sg.tensor("p", shape=(3, 8))
+    row, col = sg.tensor("row", shape=(1, 8)), sg.tensor("col", shape=(3, 1))
+    open_ = sg.tensor("open", shape=(None, 8))
+    assert _slices_fired([(p + row)[:2]]) == 0            # row is 1 long on axis 0
+    assert _slices_fired([(p + col)[:, :4]]) == 0         # col is 1 long on axis 1
+    assert _slices_fired([(open_ + row)[:2]]) == 0        # may broadcast at run time
+    (out,) = rw.rewrite([(p + row)[:, 2:5]])              # axis 1 matches: row[:, 2:5]
+    assert out.owner.op.name == "add"
+    assert [i.type.shape for i in out.owner.inputs] == [(3, 3), (1, 3)]
+
+
+@pytest.mark.parametrize("mode", ["py", "c", "debug"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gates_of_a_bias_add_give_the_same_bits(mode, dtype, monkeypatch):
+    """The LSTM pattern, in a scan's step: the bits of the pipeline without this rule, in
+    every mode, and the full sum is gone from the step."""
+    r = np.random.default_rng(1)
+    H = 5
+    X = sg.tensor("X", shape=(None, 2, 3), dtype=dtype)
+    W = sg.shared(r.standard_normal((3, 4 * H)).astype(dtype), name="W")
+    U = sg.shared(r.standard_normal((H, 4 * H)).astype(dtype), name="U")
+    b = sg.shared(r.standard_normal(4 * H).astype(dtype), name="b")
+    h0 = sg.zeros((2, H), dtype=dtype)
+
+    def cell(x, h, c):
+        z = x @ W + h @ U + b
+        i, f = sg.sigmoid(z[:, :H]), sg.sigmoid(z[:, H:2 * H])
+        g, o = sg.tanh(z[:, 2 * H:3 * H]), sg.sigmoid(z[:, 3 * H:])
+        c = f * c + i * g
+        return [o * sg.tanh(c), c]
+
+    (hs, cs), _ = sg.scan(cell, sequences=X, outputs_info=[h0, h0])
+    loss = (hs ** 2).sum() + cs.mean()
+    outs = [hs, cs, *sg.grad(loss, [W, U, b])]
+    x = r.standard_normal((6, 2, 3)).astype(dtype)
+    f = sg.function([X], outs, mode=mode)
+    got = f(x)
+    with monkeypatch.context() as m:
+        m.setattr(rw, "PASSES", [p for p in rw.PASSES if p.name != "slices"])
+        without = sg.function([X], outs, mode=mode)
+        want = without(x)
+
+    def step_adds(fn):
+        step = [n for n in fn.graph.nodes if n.op.name == "scan"][0].op.inner_graphs()[0][1]
+        return [n.outputs[0].type.shape for n in toposort(list(step.outputs))
+                if n.op.name == "add"]
+
+    assert (2, 4 * H) in step_adds(without)
+    assert step_adds(f) and (2, 4 * H) not in step_adds(f)
+    for g_, w_ in zip(got, want):
+        np.testing.assert_array_equal(g_, w_)   # the same operations on the same elements
+    ref = sg.function([X], outs, mode="py", rewrite="none")(x)
+    tol = 1e-4 if dtype == "float32" else 1e-12   # gemm accumulates in its own order
+    for g_, w_ in zip(got, ref):
+        np.testing.assert_allclose(g_, w_, rtol=tol, atol=tol * np.abs(w_).max())

@@ -33,6 +33,9 @@ algebra   safe  exact algebraic identities, no-op shape ops, lengths taken from
 fast-math fast  the inexact identities listed below (:mod:`.algebra`)
 gemm      safe  transposes, scales, bias adds and accumulations into one BLAS
                 gemm (:mod:`.gemm`)
+slices    safe  slices of an elementwise result that only slices read taken
+                from its operands instead (``(p + b)[:, :H]`` -> ``p[:, :H] +
+                b[:H]``, an LSTM's gates): the loops fuse (:mod:`.slices`)
 dce       basic dead code: what no output reaches is gone
 ========= ===== ==============================================================
 
@@ -43,7 +46,8 @@ order above; a replacement's new nodes are offered in turn, so every node
 leaves the sweep at a fixed point of all of them (and a pattern that
 stabilisation needs is seen before algebra could change it). ``gemm`` needs
 to know which products nothing else uses, so it walks the settled graph
-again, rewriting the pipeline's own copy in place. Both walks start from the
+again, rewriting the pipeline's own copy in place (``slices``, which needs
+the readers of a value, shares that walk). Both walks start from the
 outputs: dead nodes are never visited, which is all ``dce`` has to do.
 
 Levels (``sg.function(..., rewrite=...)``, ``sg.config.rewrite``, env
@@ -99,6 +103,7 @@ from .gemm import GEMM
 from .loops import (accumulations_after_the_loop, hoist_sequence_work, keep_last_values,
                     merge_loops, products_after_the_loop)
 from .shapes import Dims
+from .slices import SLICES
 from .stabilise import STABILISE
 
 __all__ = ["PASSES", "LEVELS", "rewrite", "Pass"]
@@ -169,6 +174,7 @@ PASSES = [
     Pass("algebra", "safe", ALGEBRA, dims=True),
     Pass("fast-math", "fast", FAST, dims=True),
     Pass("gemm", "safe", GEMM, walk=True),        # in place, on the pipeline's copy
+    Pass("slices", "safe", SLICES),               # the same walk: it needs the readers too
     Pass("dce", "basic"),                         # by construction: walks start at the outputs
 ]
 

@@ -229,6 +229,7 @@ class InPlace:
         self.rules, self.strict = list(rules), strict
         self.fired = {}
         self.uses = {}
+        self.users = {}
 
     def run(self, outputs):
         outputs = list(outputs)
@@ -241,6 +242,7 @@ class InPlace:
             self.uses[id(o)] = self.uses.get(id(o), 0) + 1
         for i, entries in users.items():
             self.uses[i] = self.uses.get(i, 0) + len(entries)
+        self.users = users
         dispatch = {}
         for node in nodes:
             name = node.op.name
@@ -273,6 +275,14 @@ class InPlace:
 
     def n_uses(self, v):
         return self.uses.get(id(v), 0)
+
+    def readers(self, v):
+        """The nodes that read ``v`` (once each, in topological order)."""
+        found = []
+        for node, _ in self.users.get(id(v), ()):
+            if all(node is not f for f in found):
+                found.append(node)
+        return found
 
 
 def _fits(olds, news):
