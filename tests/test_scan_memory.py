@@ -284,3 +284,29 @@ def test_a_sum_to_its_own_shape_at_run_time_is_a_copy():
                                x.astype("float64").sum(1, keepdims=True), rtol=1e-6)
     with pytest.raises(sg.ShapeError):
         f(x, np.zeros((4, 3), "float32"))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_reshape_that_copies_in_a_step_gives_its_block_back_every_step(dtype):
+    # x.T is not contiguous: its reshape is a copy, whose block used to stay taken until
+    # the call ended, so the workspace grew by one block a step
+    X = sg.tensor3("X", dtype=dtype)
+    acc0 = sg.matrix("acc0", dtype=dtype)
+
+    def step(x, acc):
+        flat = x.T.reshape((-1,))
+        return acc + flat.reshape(x.shape) * 0.5 + x.reshape((-1,)).reshape(x.shape)
+
+    out, _ = sg.scan(step, sequences=X, outputs_info=[acc0])
+    f = sg.function([X, acc0], out[-1])
+    arena = f._kernel.kernel.arena_sizes
+    sizes = []
+    for T in (3, 300):
+        x = RNG.standard_normal((T, 8, 8)).astype(dtype)
+        want = x.sum(0) + 0.5 * np.transpose(x, (0, 2, 1)).sum(0)
+        np.testing.assert_allclose(f(x, np.zeros((8, 8), dtype)), want,
+                                   rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-5)
+        sizes.append(sum(arena()))
+    assert sizes[1] == sizes[0] < 8 * 8 * 8 * 20   # a block a step would be 300 of them
+    with pytest.raises(sg.ShapeError, match="cannot reshape"):
+        sg.function([X], X.T.reshape((7, -1)))(np.ones((2, 3, 4), dtype))

@@ -188,10 +188,9 @@ int sg_broadcast_view(sg_err *err, const char *where, sg_arr *v, int nd,
     return 0;
 }
 
-/* reshape to `t` (one entry may be -1, resolved in place): a view of a
- * contiguous `x`, else a C-order copy in the workspace. */
-int sg_reshape(sg_err *err, const char *where, sg_ws *ws, sg_arr *v, int nd,
-                          const sg_arr *x, int xnd, int64_t *t, size_t item)
+/* The shape `t` of a reshape of `x`, checked: one entry may be -1, resolved in place. */
+int sg_reshape_shape(sg_err *err, const char *where, int64_t *t, int nd, const sg_arr *x,
+                     int xnd)
 {
     int64_t size = sg_size(x, xnd), known = 1;
     int fill = -1;
@@ -217,6 +216,18 @@ int sg_reshape(sg_err *err, const char *where, sg_ws *ws, sg_arr *v, int nd,
         return sg_fail(err, SG_ESHAPE, "%scannot reshape an array of shape %s to the requested "
                        "shape", where, sg_shape_str(a, sizeof a, x->shape, xnd));
     }
+    return 0;
+}
+
+/* reshape to `t` (one entry may be -1, resolved in place): a view of a
+ * contiguous `x`, else a C-order copy in the workspace. (Kernels lower a
+ * reshape to sg_reshape_shape and a view or a block the renderer releases.) */
+int sg_reshape(sg_err *err, const char *where, sg_ws *ws, sg_arr *v, int nd,
+                          const sg_arr *x, int xnd, int64_t *t, size_t item)
+{
+    int64_t size = sg_size(x, xnd);
+    if (sg_reshape_shape(err, where, t, nd, x, xnd))
+        return 1;
     for (int k = 0; k < nd; k++)
         v->shape[k] = t[k];
     sg_contiguous(v, nd);
@@ -229,6 +240,12 @@ int sg_reshape(sg_err *err, const char *where, sg_ws *ws, sg_arr *v, int nd,
         return sg_fail(err, SG_ENOMEM, "%sout of memory", where);
     sg_pack(v->data, x, xnd, item);
     return 0;
+}
+
+/* `v`, allocated C-order with `x`'s element count, filled with `x`'s elements in C order */
+void sg_pack_into(sg_arr *v, const sg_arr *x, int xnd, size_t item)
+{
+    sg_pack(v->data, x, xnd, item);
 }
 
 /* sum_to: `g` (ndim gd) must be a broadcast of the shape `t` (ndim nd <= gd). */

@@ -56,6 +56,9 @@ void sg_copy_block(const sg_arr *out, int nd, int axis, int64_t at, const sg_arr
 void sg_read_shape(int64_t *t, const sg_arr *v, int n);
 int sg_broadcast_view(sg_err *err, const char *where, sg_arr *v, int nd, const sg_arr *x, int xnd,
                       const int64_t *t);
+int sg_reshape_shape(sg_err *err, const char *where, int64_t *t, int nd, const sg_arr *x,
+                     int xnd);
+void sg_pack_into(sg_arr *v, const sg_arr *x, int xnd, size_t item);
 int sg_reshape(sg_err *err, const char *where, sg_ws *ws, sg_arr *v, int nd, const sg_arr *x,
                int xnd, int64_t *t, size_t item);
 int sg_same_lengths(const int64_t *a, const int64_t *b, int nd);

@@ -13,7 +13,7 @@ from ..errors import ShapeError
 from ..graph import (NOT_DIFFERENTIABLE, Constant, Op, TensorType, Variable, as_variable,
                      shape_text, user_trace)
 from ..codegen.ir import (Alloc, Arr, Array, At, Bin, Call, Cast, Check, Declare, Dim, Elem, Fn,
-                          If, Int, ItemSize, Local, Store, Stride, View, Workspace)
+                          If, Int, ItemSize, Local, Store, Stride, View)
 from ..codegen.ir import Shape as Lengths
 
 __all__ = ["shape", "shape_at", "make_vector", "dimshuffle", "transpose", "expand_dims",
@@ -628,9 +628,20 @@ def _sum_to(self, node):
 
 
 def _reshape(self, node):
-    # A view of a contiguous input, else a C-order copy (sg_reshape resolves a -1).
+    # A view of a contiguous input, else a C-order copy in a block of its own, which the
+    # renderer gives back when nothing reads it (in a loop's step, every step: not kept
+    # until the call ends). sg_reshape_shape checks the shape and resolves a -1.
     (x, shp), out = node.inputs, node.outputs[0]
     t, read = _target_shape(shp, out.ndim)
-    return read + [Declare(out),
-                   Call("sg_reshape", [Workspace(), Arr(out), Int(out.ndim), Arr(x), Int(x.ndim),
-                                       t, ItemSize(out.dtype)])]
+    lengths = [At(t, k) for k in range(out.ndim)]
+    strides, step = [], Int(1)
+    for k in reversed(range(out.ndim)):
+        strides.insert(0, step)
+        step = Bin("*", step, lengths[k])
+    return read + [
+        Call("sg_reshape_shape", [t, Int(out.ndim), Arr(x), Int(x.ndim)]),
+        If(Fn("sg_is_contiguous", [Arr(x), Int(x.ndim)]),
+           [View(out, x, Int(0), lengths, strides)],
+           [Alloc(out, lengths),
+            Call("sg_pack_into", [Arr(out), Arr(x), Int(x.ndim), ItemSize(out.dtype)],
+                 can_fail=False)])]
