@@ -221,6 +221,8 @@ class _TreeWalk:
         parts.append(f"{head} [id {self.tag(var)}]")
         if node is not None and len(node.outputs) > 1:
             parts.append(f" out {var.index}/{len(node.outputs)}")
+            if getattr(node.op, "flipped", None) and node.op.flipped[var.index]:
+                parts.append(" (stacked last step first)")
         if var.name and (node is not None or isinstance(var, Constant)):
             parts.append(f" '{var.name}'")
         if kind == "ref":

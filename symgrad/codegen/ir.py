@@ -738,7 +738,8 @@ class Loop(Step):
     ``outputs``: the inner graph's outputs, one per output of the node;
     ``stacked[k]``: output ``k`` of the node is the stack of every
     iteration's value (else only the last one's, the initial value after no
-    iteration). ``checked``: how many of the sequences, the first ones, have
+    iteration); ``flipped[k]``: the stack holds iteration ``t``'s value at entry
+    ``n_steps - 1 - t``. ``checked``: how many of the sequences, the first ones, have
     their lengths checked (the user's; the others are products of them).
     ``written[k]``: the step of ``body`` that writes each iteration's value of
     output ``k`` straight into its place -- entry ``t`` of the stack, or the
@@ -756,6 +757,7 @@ class Loop(Step):
     outputs: list = field(default_factory=list)
     stacked: list = field(default_factory=list)
     checked: int = None
+    flipped: list = field(default_factory=list)
     body: "Program" = None
     written: list = field(default_factory=list)
 

@@ -935,6 +935,10 @@ def _loop(ctx, step):
             ctx.panels.pop(k, None)
     at = {id(step.outputs[k]): places[k] for k in places}
     t = ctx.tmp("t")
+    # the entry of a stack that iteration t writes: t, or n - 1 - t in a stack kept in
+    # reverse order of the iterations (Loop.flipped)
+    flipped = step.flipped or [False] * len(outs)
+    at_entry = [f"{n} - 1 - {t}" if flipped[k] else t for k in range(len(outs))]
     with w.block(f"for (int64_t {t} = 0; {t} < {n}; {t}++)"):
         for (x, p), a in zip(step.sequences, seqs):
             _entry(w, ctx.arr(p), a, x.ndim, _item(x), t)
@@ -954,7 +958,7 @@ def _loop(ctx, step):
                 S = ctx.arr(v)
                 w(f"{place} = {S};")
                 with w.block(f"if ({S}.data)"):
-                    _entry(w, place, S, v.ndim, _item(v), t)
+                    _entry(w, place, S, v.ndim, _item(v), at_entry[k])
                 w(f"else {place}.data = NULL;")
             else:
                 w(f"{place} = ({n} - 1 - {t}) % 2 ? {scratch[k]} : {ctx.arr(v)};")
@@ -998,7 +1002,7 @@ def _loop(ctx, step):
                                  f"sg_shape_str(sbuf2, sizeof sbuf2, {S}.shape + 1, {nd})")
                 with w.block(f"if ({skip})" if skip else ""):
                     w(f"sg_arr d = {S};")
-                    _entry(w, "d", S, v.ndim, _item(v), t)
+                    _entry(w, "d", S, v.ndim, _item(v), at_entry[k])
                     w(f"sg_copy_nd(&d, &{O}, {nd}, {_item(v)});")
             else:
                 R, T = ctx.arr(v), scratch[k]

@@ -53,6 +53,10 @@ class Scan(InnerGraphOp):
     ``last[k]``: recurrent output ``k`` comes out as its final value (the
     initial value after zero steps) rather than a stack.
     ``truncate`` bounds back-propagation through time to that many steps.
+    ``flipped[k]``: stacked output ``k`` (one that is not fed back) holds step ``t``'s
+    value at entry ``n_steps - 1 - t``, the order its readers want (a gradient loop's
+    stack read backwards: ``rewrite.loops.stacks_read_backwards``, a factor of a product
+    over the steps: ``rewrite.loops.accumulations_after_the_loop``).
     ``shapes``: per output, the static shape of a step's value as known when the loop
     was built; the rewrites' version of the step may know less (a ``sum_to`` proven to
     sum nothing gives way to its operand, whose lengths the graph cannot name), and a
@@ -64,7 +68,7 @@ class Scan(InnerGraphOp):
     grad_takes_vjp = True
 
     def __init__(self, inner, n_seqs, n_rec, last=None, truncate=-1, label=None, checked=None,
-                 shapes=None):
+                 shapes=None, flipped=None):
         self.inner = inner
         # ``shapes`` may cover the leading outputs only (a rewrite appending outputs).
         own = [o.type.shape for o in inner.outputs]
@@ -78,6 +82,18 @@ class Scan(InnerGraphOp):
         # The leading sequences whose lengths the loop checks, numbered as the user gave
         # them; the rewrites append sequences of their own (products of these) after them.
         self.checked = self.n_seqs if checked is None else int(checked)
+        # ``flipped`` may cover the leading outputs only (a rewrite appending outputs)
+        flips = list(flipped or ())
+        self.flipped = tuple(bool(flips[k]) if k < len(flips) else False
+                             for k in range(len(inner.outputs)))
+        if any(self.flipped[:self.n_rec]):
+            raise ValueError("scan: only an output that is not fed back can be stacked "
+                             "backwards")
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        # pickled before loops kept stacks backwards: every stack in step order
+        self.__dict__.setdefault("flipped", (False,) * len(self.inner.outputs))
 
     def __str__(self):
         return f"scan{{{self.label}}}" if self.label else "scan"
@@ -92,7 +108,7 @@ class Scan(InnerGraphOp):
         """The same loop over a step computing ``outputs[0]`` (the rewrites' version of it)."""
         (outs,) = outputs
         return Scan(InnerGraph(self.inner.inputs, outs), self.n_seqs, self.n_rec, self.last,
-                    self.truncate, self.label, self.checked, self.shapes)
+                    self.truncate, self.label, self.checked, self.shapes, self.flipped)
 
     def split(self, values):
         """``(n_steps, sequences, initial values, outer values)`` of a node's inputs."""
@@ -161,7 +177,7 @@ class Scan(InnerGraphOp):
                     raise ShapeError(f"{where}: output {k} has shape {o.shape} at step {t} but "
                                      f"{stacks[k].shape[1:]} at step 0; every step's value "
                                      f"must have the same shape")
-                stacks[k][t] = o
+                stacks[k][steps - 1 - t if self.flipped[k] else t] = o
             prev = outs[:self.n_rec]
         results = []
         for k, var in enumerate(node.outputs):
@@ -218,7 +234,7 @@ class Scan(InnerGraphOp):
                     others=list(zip(others, phs[s + r:])),
                     outputs=list(self.inner.outputs),
                     stacked=[self.stacked(k) for k in range(len(node.outputs))],
-                    checked=self.checked)
+                    checked=self.checked, flipped=list(self.flipped))
 
     def flops(self, node, in_shapes, out_shapes):
         """The step's count at the inputs' shapes (found by running it on zeros) times the
@@ -235,7 +251,14 @@ class Scan(InnerGraphOp):
         if vjp is None:
             raise TypeError("the gradient of scan is taken by symgrad.grad (it passes vjp=)")
         wanted = list(wanted) if wanted is not None else [True] * len(inputs)
-        return _Bptt(self, node, inputs, outputs, gouts, wanted).grads(vjp)
+        op = self
+        if any(self.flipped):
+            # the same loop with every stack in step order: these stacks read backwards
+            op = Scan(self.inner, self.n_seqs, self.n_rec, self.last, self.truncate,
+                      self.label, self.checked, self.shapes)
+            outputs = [o[::-1] if f else o for o, f in zip(outputs, self.flipped)]
+            gouts = [g[::-1] if f and g is not None else g for g, f in zip(gouts, self.flipped)]
+        return _Bptt(op, node, inputs, outputs, gouts, wanted).grads(vjp)
 
 
 # --------------------------------------------------------------------------- building loops

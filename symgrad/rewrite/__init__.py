@@ -23,7 +23,9 @@ inner     basic the graphs of loops and branches (a scan's step, an ifelse's
                 carries (a gradient loop's weight gradients) (:mod:`.loops`);
                 before the sweep, a loop's recurrent outputs read only at their
                 last step (``hs[-1]``) become final values: no stack of every
-                step (:func:`.loops.keep_last_values`)
+                step (:func:`.loops.keep_last_values`), and a stack read only
+                backwards (``ys[::-1]``) is kept last step first
+                (:func:`.loops.stacks_read_backwards`)
 fold      basic constant folding with the op's own ``perform`` (bit-identical)
                 and static shapes (:mod:`.fold`)
 stabilise safe  stable forms of naive formulas, forward and gradient
@@ -101,7 +103,7 @@ from .engine import InPlace, RuleSet, Sweep
 from .fold import FOLD
 from .gemm import GEMM
 from .loops import (accumulations_after_the_loop, hoist_sequence_work, keep_last_values,
-                    merge_loops, products_after_the_loop)
+                    merge_loops, products_after_the_loop, stacks_read_backwards)
 from .shapes import Dims
 from .slices import SLICES
 from .stabilise import STABILISE
@@ -225,7 +227,7 @@ def rewrite(outputs, level=None, report=None):
 
 
 def _run(outputs, level, report, walks=None):
-    outputs = keep_last_values(merge_loops(outputs))
+    outputs = stacks_read_backwards(keep_last_values(merge_loops(outputs)))
     if report is not None:
         report.append({"name": "input", "nodes": len(toposort(outputs)), "seconds": 0.0,
                        "fired": {}})

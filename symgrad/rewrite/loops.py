@@ -23,7 +23,15 @@ value once however many products read it; a factor summed to a shape that is
 the same every step, ``sum_to(dz, shape(x_t @ Wx))``, is stacked as ``dz`` and
 summed entry by entry after the loop -- a view where nothing is summed). A sum
 begun at zero is the product alone, which an update ``W - lr * g`` then takes
-into its own gemm (rewrite/gemm.py).
+into its own gemm (rewrite/gemm.py). The gradient loop walks the steps
+backwards: its sequences are the forward values read backwards (``h[::-1]``),
+views that the product's reshape would copy every call. The loop keeps the
+stack of the other factor last step first instead (``Scan.flipped``), and the
+product reads both in step order: views (the same pairs of entries, summed in
+another order).
+
+:func:`stacks_read_backwards` keeps so any stack read only backwards (the
+gradient of a sequence, the cotangents its loop stacks, read ``g[::-1]``).
 
 :func:`keep_last_values` is about memory: a recurrent output read only at its
 last step (``hs[-1]``) needs no stack of every step's value, only the final
@@ -31,7 +39,9 @@ one, which the loop keeps in two buffers of one step's size.
 
 Values are unchanged: each step's entry of the batched product is computed
 by the same gemm kernel on the same numbers (BLAS may block a taller product
-differently, as it may anyway).
+differently, as it may anyway; a product over the steps reading its factors
+in step order rather than backwards adds the same terms in another order).
+Every mode runs the rewritten graph, so the modes agree.
 """
 
 import copy
@@ -49,8 +59,8 @@ from ..ops.shape import (BroadcastTo, DimShuffle, Shape, ShapeAt, SumTo, expand_
                          shape, shape_at)
 from ..ops.subtensor import SCALAR, Subtensor
 
-__all__ = ["merge_loops", "keep_last_values", "hoist_sequence_work", "products_after_the_loop",
-           "accumulations_after_the_loop"]
+__all__ = ["merge_loops", "keep_last_values", "stacks_read_backwards", "hoist_sequence_work",
+           "products_after_the_loop", "accumulations_after_the_loop"]
 
 
 def merge_loops(outputs):
@@ -144,11 +154,80 @@ def _last_values(node, ks, readers):
     return mapping
 
 
+def stacks_read_backwards(outputs):
+    """``outputs`` with each stack of a scan that is read only backwards (``ys[::-1]``, and
+    its lengths) kept by the loop last step first (``Scan.flipped``), its readers then
+    reading it as it is: a gradient loop's stack of a sequence's cotangents, which the
+    gradient reads in step order. A view of it either way, but a reshape or a product of
+    a backwards view copies it. Only stacks of outputs that are not fed back; an output of
+    the graph itself stays as it is. The graph given is not changed."""
+    from ..graph import toposort
+
+    outputs = list(outputs)
+    while True:  # one loop at a time: a later one may read an earlier one
+        nodes = toposort(outputs)
+        readers = {}
+        for n in nodes:
+            for v in n.inputs:
+                readers.setdefault(id(v), []).append(n)
+        given = {id(o) for o in outputs}
+        for n in nodes:
+            ks = [] if not isinstance(n.op, Scan) else [
+                k for k in range(n.op.n_rec, len(n.outputs))
+                if not n.op.flipped[k] and id(n.outputs[k]) not in given
+                and _read_backwards(n.outputs[k], readers.get(id(n.outputs[k]), []))]
+            if ks:
+                break
+        else:
+            return outputs
+        outputs = replace(outputs, _flipped_stacks(n, ks, readers))
+
+
+def _flipped_stacks(node, ks, readers):
+    """{old value: new value} replacing scan ``node`` by one keeping its outputs ``ks``
+    last step first, and their readers ``v[::-1, ...]`` by ``v[:, ...]`` of those."""
+    new = copy.copy(node.op)  # the same loop (its step, settings, what the rewrites noted)
+    new.flipped = tuple(f or k in ks for k, f in enumerate(node.op.flipped))
+    with trace_as(node.trace, node.grad_of):
+        outs = new.make_node(*node.inputs).outputs
+    mapping = {}
+    for k, (old, v) in enumerate(zip(node.outputs, outs)):
+        if k not in ks:
+            mapping[old] = v
+            continue
+        for r in readers[id(old)]:
+            with trace_as(r.trace, r.grad_of):
+                if isinstance(r.op, Subtensor):
+                    rest = r.op.idx[1:]
+                    got = (Subtensor(((None, None, None),) + rest)(v, *r.inputs[1:])
+                           if any(e != (None, None, None) for e in rest) else v)
+                else:
+                    got = r.op.make_node(v, *r.inputs[1:]).outputs[0]
+            mapping[r.outputs[0]] = got
+    return mapping
+
+
+def _read_backwards(v, readers):
+    """Whether every node of ``readers`` reads ``v`` as ``v[::-1, ...]`` or its lengths, and
+    one at least as ``v[::-1, ...]``."""
+    backwards = False
+    for r in readers:
+        if r.inputs[0] is not v or any(i is v for i in r.inputs[1:]):
+            return False
+        if isinstance(r.op, Subtensor) and r.op.idx and r.op.idx[0] == (None, None, -1):
+            backwards = True
+        elif not isinstance(r.op, (Shape, ShapeAt)):
+            return False
+    return backwards
+
+
 def _extends_loop(m, n):
     """Whether scan node ``m`` computes everything scan node ``n`` does."""
     a, b = m.op, n.op
     if (a.n_seqs, a.n_rec, a.truncate, a.last, a.checked) != \
             (b.n_seqs, b.n_rec, b.truncate, b.last, b.checked):
+        return False
+    if a.flipped[:len(b.flipped)] != b.flipped:
         return False
     if len(m.inputs) != len(n.inputs) or any(x is not y for x, y in zip(m.inputs, n.inputs)):
         return False
@@ -217,7 +296,8 @@ def hoist_sequence_work(op, inputs):
     # The sequences stay (their lengths are checked as the user numbered them, a slice the
     # step no longer reads costs nothing); the products' come after them.
     inner = InnerGraph(list(phs[:s]) + slices + list(phs[s:]), outs)
-    new = Scan(inner, s + len(slices), r, op.last, op.truncate, op.label, op.checked, op.shapes)
+    new = Scan(inner, s + len(slices), r, op.last, op.truncate, op.label, op.checked, op.shapes,
+               op.flipped)
     return new, [n_steps, *seqs, *batched, *inits, *others]
 
 
@@ -267,14 +347,15 @@ def products_after_the_loop(op, inputs):
             sunk[k] = found
     if not sunk:
         return None
+    # a base's stack in the order of the output made from it (Scan.flipped)
     bases = []
-    for base, _ in sunk.values():
-        if all(base is not b for b in bases):
-            bases.append(base)
+    for k, (base, _) in sunk.items():
+        if all(base is not b or op.flipped[k] != f for b, f in bases):
+            bases.append((base, op.flipped[k]))
     kept = [k for k in range(len(outs)) if k not in sunk]
-    inner = InnerGraph(phs, [outs[k] for k in kept] + bases)
+    inner = InnerGraph(phs, [outs[k] for k in kept] + [b for b, _ in bases])
     new = Scan(inner, s, r, op.last, op.truncate, op.label, op.checked,
-               [op.shapes[k] for k in kept])
+               [op.shapes[k] for k in kept], [op.flipped[k] for k in kept] + [f for _, f in bases])
     outer_at = {id(p): x for p, x in zip(phs[s + r:], others)}
 
     def finish(results):
@@ -284,7 +365,7 @@ def products_after_the_loop(op, inputs):
         stacks = results[len(kept):]
         for k, (_, varies) in sunk.items():
             memo = dict(outer_at)
-            memo.update({id(b): x for b, x in zip(bases, stacks)})
+            memo.update({id(b): x for (b, f), x in zip(bases, stacks) if f == op.flipped[k]})
             got[k] = _outside(memo, varies)(outs[k])
         return got
 
@@ -422,12 +503,22 @@ def accumulations_after_the_loop(op, inputs):
                 extra.append(v)
             srcs.append(("out", at, target))
         plan[k] = srcs
+    flip = _stacks_to_flip(plan.values(), seqs, len(extra))
     keep = [k for k in range(r) if k not in moved]
     inner = InnerGraph(list(phs[:s]) + [phs[s + k] for k in keep] + list(phs[s + r:]),
                        [outs[k] for k in keep] + list(outs[r:]) + extra)
     new = Scan(inner, s, len(keep), tuple(op.last[k] for k in keep), op.truncate, op.label,
-               op.checked, [op.shapes[k] for k in keep] + list(op.shapes[r:]))
+               op.checked, [op.shapes[k] for k in keep] + list(op.shapes[r:]),
+               [False] * len(keep) + list(op.flipped[r:]) + [j in flip for j in range(len(extra))])
     new_inputs = [n_steps, *seqs, *[inits[k] for k in keep], *others]
+
+    def operand(src, reverse, stacks):
+        """A factor of a product over every step: a sequence (read backwards where
+        ``reverse``) or one of the ``stacks`` (in the order the loop keeps it)."""
+        if src[0] == "out":
+            return _summed_steps(stacks[src[1]], src[2], outer_fixed)
+        seq = seqs[src[1]]
+        return Subtensor(((None, None, -1),))(seq) if reverse else seq
 
     def finish(results):
         n_keep, n_other = len(keep), len(outs) - r
@@ -439,8 +530,10 @@ def accumulations_after_the_loop(op, inputs):
         stacks = results[n_keep + n_other:]
         for k, (n, top, shape) in moved.items():
             with trace_as(top.trace, top.grad_of):
-                a, b = (seqs[src[1]] if src[0] == "seq" else
-                        _summed_steps(stacks[src[1]], src[2], outer_fixed) for src in plan[k])
+                # the sum over the steps pairs each step's entries, in whatever order: a
+                # sequence is read backwards where its stack is kept so (_stacks_to_flip)
+                reverse = _sequences_reversed(plan[k], flip, seqs)
+                a, b = (operand(src, reverse, stacks) for src in plan[k])
                 a, b = (reshape(v, (_len(v, 0) * _len(v, 1), _len(v, 2))) for v in (a, b))
                 alpha = _flags(n)[2]
                 product = Gemm(True, False, alpha)(a, b)
@@ -456,6 +549,57 @@ def accumulations_after_the_loop(op, inputs):
         return got
 
     return new, new_inputs, finish
+
+
+def _stacks_to_flip(plans, seqs, n_stacks):
+    """The stacks (numbers among a loop's new outputs) that the loop keeps last step first.
+
+    A product over the steps pairs a stack with a sequence, which it reads backwards where
+    the stack is kept so (the pairs are the same). The gradient loop's sequences are the
+    forward values read backwards (``x[::-1]``, ``h[::-1]``), views that reshape copies
+    for the product; read backwards again they are views in step order, which it keeps.
+    A stack is kept backwards when that leaves less to copy: its products' sequences
+    that are backwards views are larger than those that are not (``go_backwards`` reads
+    ``x`` forwards, the previous states backwards). A stack that a product pairs with
+    another stack stays in step order."""
+    backwards, forwards, plain = [0] * n_stacks, [0] * n_stacks, set()
+    for srcs in plans:
+        stacks = [src[1] for src in srcs if src[0] == "out"]
+        if len(stacks) != 1:
+            plain.update(stacks)
+            continue
+        for src in srcs:
+            if src[0] == "seq":
+                seq = seqs[src[1]]
+                size = int(np.prod([n for n in seq.type.shape[1:] if n is not None]))
+                if _backwards_view(seq):
+                    backwards[stacks[0]] += size
+                else:
+                    forwards[stacks[0]] += size
+    return {j for j in range(n_stacks) if j not in plain and backwards[j] > forwards[j]}
+
+
+def _sequences_reversed(srcs, flip, seqs):
+    """Whether a product over the steps reads its factors that are sequences backwards:
+    where it pairs them with a stack kept last step first, or, both sequences, where both
+    are backwards views (both then in step order)."""
+    if any(src[0] == "out" for src in srcs):
+        return any(src[0] == "out" and src[1] in flip for src in srcs)
+    return all(_backwards_view(seqs[src[1]]) for src in srcs)
+
+
+def _backwards_view(v):
+    """Whether ``v`` is a view of a value reading its first axis backwards, through basic
+    indexing that slices that axis (``x[::-1]``, ``x[::-1][:k]``)."""
+    sign = 1
+    n = v.owner
+    while n is not None and isinstance(n.op, Subtensor) and n.op.idx:
+        first = n.op.idx[0]
+        if not isinstance(first, tuple) or first[2] == SCALAR:
+            return False
+        sign *= -1 if first[2] is not None and first[2] < 0 else 1
+        n = n.inputs[0].owner
+    return sign < 0
 
 
 def _entry_length(n, seq_at):
