@@ -13,14 +13,16 @@ is named with every op it evaluates. The reference computes every node, so the
 first node, in topological order, that makes NaN/Inf from finite inputs raises
 too, naming the op and the user's line -- but for a mean over no element (an empty
 batch, a data-parallel rank's empty shard), whose NaN is its defined value in every
-mode.
+mode, and for a division by a count of elements that is 0 (the gradient of such a
+mean: ``g / n``, spread over no element; a data-parallel step seeds it with the shard's
+count, 0 / 0), whose NaN or Inf the other modes give too.
 """
 
 import numpy as np
 
 from .backend import CKernel
 from .errors import SymgradError
-from .graph import leaf_value, toposort
+from .graph import Constant, leaf_value, toposort
 from .interp import Program
 
 __all__ = ["DebugRunner", "DebugModeError"]
@@ -69,7 +71,8 @@ class DebugRunner:
                 have = compiled.get(id(o))
                 if have is not None:
                     self._compare(self._step_site(node, k), have, want)
-                if finite_in and not _finite(want) and not _mean_of_nothing(node, values_of):
+                if (finite_in and not _finite(want) and not _mean_of_nothing(node, values_of)
+                        and not _divided_by_no_count(node, values_of)):
                     raise DebugModeError(f"{self._site(node, k)} made NaN or Inf from finite inputs")
                 carried.append(want if have is None else have)
                 finite[id(o)] = _finite(carried[-1])
@@ -114,6 +117,36 @@ def _mean_of_nothing(node, values_of):
     """Whether ``node`` is a mean over no element (an empty operand: a data-parallel rank's
     empty shard), whose NaN is the value NumPy and the kernel define, not a fault."""
     return getattr(node.op, "name", None) == "mean" and values_of(node.inputs[0]).size == 0
+
+
+def _divided_by_no_count(node, values_of):
+    """Whether ``node`` divides by a count of elements that is 0: a divisor computed from
+    lengths alone (``cast(x.shape[0] * 2)``: the gradient of a mean over no element, or a
+    mean written as ``x.sum() / x.shape[0]``), whose NaN or Inf the other modes give too.
+    A division by a value of the data that is 0 is not one."""
+    if getattr(node.op, "name", None) != "truediv" or len(node.inputs) != 2:
+        return False
+    divisor = node.inputs[1]
+    return _from_lengths(divisor) is True and not np.any(values_of(divisor))
+
+
+def _from_lengths(v, memo=None):
+    """True when ``v`` is computed from lengths of arrays (shape, shape_at) and constants
+    alone, with a length among them; "constant" when from constants alone; else False."""
+    memo = {} if memo is None else memo
+    if isinstance(v, Constant):
+        return "constant"
+    n = v.owner
+    if n is None:
+        return False  # an input: data
+    if id(v) not in memo:
+        if getattr(n.op, "name", None) in ("shape", "shape_at"):
+            memo[id(v)] = True
+        else:
+            kinds = [_from_lengths(i, memo) for i in n.inputs]
+            memo[id(v)] = (False if not all(kinds) else
+                           True if any(k is True for k in kinds) else "constant")
+    return memo[id(v)]
 
 
 def _leaf_finite(v):

@@ -14,6 +14,9 @@
   masks per example: each shard draws one process's rows) and a convnet with BatchNorm2D and
   BatchNorm1D (synchronised: the global batch's statistics), then gives the convnet a bad
   shard on rank 1 that fails after its batch norms' forward collectives;
+- ``empty_shard`` (3 ranks): two SGD steps whose shards hold 5, 7, 0 and then 0, 4, 8
+  examples, in modes "c", "debug" and "py" (issue #16: mode "debug" raised on the empty
+  shard's 0 / 0, the gradient of its mean seeded with its count);
 - ``stall``: rank 1 stops calling the step; ``killed``: rank 1 dies in a step.
 """
 
@@ -250,6 +253,31 @@ def resume(comm, out):
     train(step, comm, first=STEPS // 2)
     if comm.Get_rank() == 0:
         np.savez(os.path.join(out, f"resume-{comm.Get_size()}.npz"), **params(step))
+
+
+EMPTY_SHARDS = [(5, 7, 0), (0, 4, 8)]  # examples of ranks 0, 1, 2 in two steps (of 12)
+
+
+def scenario_empty_shard(comm, out):
+    X, y = data()
+    rank = comm.Get_rank()
+    result = {}
+    for mode in ("c", "debug", "py"):
+        step = build(sg.optim.SGD(0.2, momentum=0.9), comm, mode=mode)
+        losses = []
+        for i, sizes in enumerate(EMPTY_SHARDS):
+            first = sum(sizes[:rank])
+            s = slice(first, first + sizes[rank])
+            try:
+                got = step(X[i, s], y[i, s])
+            except Exception as e:  # every rank raises (the step fails on all at once)
+                result[f"{mode}/error"] = f"{type(e).__name__}: {e}"
+                break
+            losses.append([got["loss"], got["ce"], got["l2"], got["accuracy"]])
+        result[f"{mode}/losses"] = np.array(losses)
+        result.update({f"{mode}/{n}": v for n, v in params(step).items()})
+    if rank == 0:
+        np.savez(os.path.join(out, f"empty_shard-{comm.Get_size()}.npz"), **result)
 
 
 def scenario_stall(comm, out):

@@ -114,3 +114,43 @@ def test_a_mean_over_no_element_is_nan_in_debug_mode_as_in_the_others():
     f = sg.function([x], (x - x) / (x - x), mode="debug")
     with pytest.raises(DebugModeError, match="made NaN or Inf from finite inputs"):
         f(np.ones((2, 3)))
+
+
+def test_a_division_by_a_count_of_no_element_is_what_the_other_modes_give():
+    """The gradient of a mean over an empty batch divides by its count, 0: NaN or Inf
+    spread over no element (a data-parallel step seeds it with the shard's count, 0 / 0:
+    issue #16). Mode "debug" gives what modes "py" and "c" give; a division by a value of
+    the data that is 0 still raises."""
+    import warnings
+
+    x = sg.matrix("x")
+    w = sg.shared(np.ones((3, 2)), name="w")
+    n = sg.cast(x.shape[0], "float64")
+    outs = [sg.grad(sg.tanh(x @ w).mean() * n, w),  # 0 / 0, then spread over no row
+            sg.grad(x.mean(), x),                     # 1 / 0
+            x.sum() / x.shape[0], (x * 2).sum(axis=0) / (n * 2)]
+    empty = np.zeros((0, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = sg.function([x], outs, mode="py")(empty)
+        for mode in ("c", "debug"):
+            got = sg.function([x], outs, mode=mode)(empty)
+            for g, v in zip(got, want):
+                assert g.shape == v.shape
+                np.testing.assert_array_equal(g, v)
+    np.testing.assert_array_equal(want[0], np.zeros((3, 2)))
+    assert want[1].shape == (0, 3) and np.isnan(want[2]) and np.isnan(want[3]).all()
+    # the same divisions by a count that is not 0: finite, and checked as ever
+    full = np.ones((2, 3))
+    for g, v in zip(sg.function([x], outs, mode="debug")(full),
+                    sg.function([x], outs, mode="py")(full)):
+        np.testing.assert_allclose(g, v, rtol=1e-12)
+    # a divisor from the data, 0: a NaN made from finite inputs
+    f = sg.function([x], x.sum() / (x * 0).sum(), mode="debug")
+    with pytest.raises(DebugModeError, match="truediv at .*test_debugmode.py.* made NaN or Inf "
+                                             "from finite inputs"):
+        f(full)
+    # a divisor from a length and the data (not a count alone): still raises
+    f = sg.function([x], x.sum() / (n * (x * 0).sum()), mode="debug")
+    with pytest.raises(DebugModeError, match="made NaN or Inf from finite inputs"):
+        f(full)

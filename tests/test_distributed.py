@@ -216,6 +216,33 @@ def test_a_rank_that_stops_or_dies_ends_the_job_within_the_timeout(tmp_path, sce
                "within 2 s (SYMGRAD_MPI_TIMEOUT)" in out, out
 
 
+@needs_mpiexec
+def test_a_rank_with_an_empty_shard_trains_alike_in_every_mode(tmp_path):
+    # issue #16: in mode "debug", the empty shard's gradient of its mean seeded with its
+    # count (0 / 0) was a "NaN from finite inputs"; the shard weighs nothing in every mode
+    rc, out, _ = launch(3, "empty_shard", tmp_path)
+    assert rc == 0, out
+    got = dict(np.load(tmp_path / "empty_shard-3.npz"))
+    assert not [k for k in got if k.endswith("/error")], {k: str(v) for k, v in got.items()
+                                                          if k.endswith("/error")}
+    # one process, the global batch of 12 at both steps
+    step = worker.build(sg.optim.SGD(0.2, momentum=0.9), mode="py")
+    X, y = worker.data()
+    want = [step(X[i], y[i]) for i in range(len(worker.EMPTY_SHARDS))]
+    want = np.array([[w["loss"], w["ce"], w["l2"], w["accuracy"]] for w in want])
+    params = worker.params(step)
+    assert got["c/losses"].shape == want.shape
+    for name, value in params.items():
+        # mode "debug" runs mode "c"'s kernel, checked against the reference
+        np.testing.assert_array_equal(got[f"debug/{name}"], got[f"c/{name}"])
+        for mode in ("c", "py"):
+            np.testing.assert_allclose(got[f"{mode}/{name}"], value, atol=ATOL, rtol=RTOL,
+                                       err_msg=f"{name} in mode {mode}")
+    np.testing.assert_array_equal(got["debug/losses"], got["c/losses"])
+    for mode in ("c", "py"):
+        np.testing.assert_allclose(got[f"{mode}/losses"], want, atol=ATOL, rtol=RTOL)
+
+
 # --------------------------------------------------------------------------- one process
 
 def _tiny(comm, mode="py"):
