@@ -98,10 +98,17 @@ def keep_last_values(outputs):
     only -- so that ``hs[-1]`` of a loop of no step is still an IndexError. An output of
     the graph itself stays a stack.
     """
+    return _each_scan(outputs, _only_last_read, _last_values)
+
+
+def _each_scan(outputs, find, rebuild):
+    """``outputs`` with every scan node for which ``find(node, readers, given)`` names
+    outputs replaced by ``rebuild(node, those, readers)`` (a mapping of old values to new),
+    one loop at a time: a later loop may read an earlier one."""
     from ..graph import toposort
 
     outputs = list(outputs)
-    while True:  # one loop at a time: a later one may read an earlier one's [-1]
+    while True:
         nodes = toposort(outputs)
         readers = {}
         for n in nodes:
@@ -109,12 +116,12 @@ def keep_last_values(outputs):
                 readers.setdefault(id(v), []).append(n)
         given = {id(o) for o in outputs}
         for n in nodes:
-            ks = _only_last_read(n, readers, given) if isinstance(n.op, Scan) else []
+            ks = find(n, readers, given) if isinstance(n.op, Scan) else []
             if ks:
                 break
         else:
             return outputs
-        outputs = replace(outputs, _last_values(n, ks, readers))
+        outputs = replace(outputs, rebuild(n, ks, readers))
 
 
 def _only_last_read(node, readers, given):
@@ -161,26 +168,14 @@ def stacks_read_backwards(outputs):
     gradient reads in step order. A view of it either way, but a reshape or a product of
     a backwards view copies it. Only stacks of outputs that are not fed back; an output of
     the graph itself stays as it is. The graph given is not changed."""
-    from ..graph import toposort
+    return _each_scan(outputs, _read_only_backwards, _flipped_stacks)
 
-    outputs = list(outputs)
-    while True:  # one loop at a time: a later one may read an earlier one
-        nodes = toposort(outputs)
-        readers = {}
-        for n in nodes:
-            for v in n.inputs:
-                readers.setdefault(id(v), []).append(n)
-        given = {id(o) for o in outputs}
-        for n in nodes:
-            ks = [] if not isinstance(n.op, Scan) else [
-                k for k in range(n.op.n_rec, len(n.outputs))
-                if not n.op.flipped[k] and id(n.outputs[k]) not in given
-                and _read_backwards(n.outputs[k], readers.get(id(n.outputs[k]), []))]
-            if ks:
-                break
-        else:
-            return outputs
-        outputs = replace(outputs, _flipped_stacks(n, ks, readers))
+
+def _read_only_backwards(node, readers, given):
+    """The outputs of scan ``node`` not fed back, kept in step order, read only backwards."""
+    return [k for k in range(node.op.n_rec, len(node.outputs))
+            if not node.op.flipped[k] and id(node.outputs[k]) not in given
+            and _read_backwards(node.outputs[k], readers.get(id(node.outputs[k]), []))]
 
 
 def _flipped_stacks(node, ks, readers):
