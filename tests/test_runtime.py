@@ -475,6 +475,42 @@ def test_large_output_blocks_are_recycled_not_refaulted():
     assert _runtime.cached_output_bytes() == 0
 
 
+def _vm_flags(address):
+    """The VmFlags of the mapping of /proc/self/smaps holding ``address``."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            lo, hi = (int(h, 16) for h in head.split("-"))
+            inside = lo <= address < hi
+        elif inside and head == "VmFlags:":
+            return line.split()[1:]
+    return None
+
+
+_THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+@pytest.mark.skipif(not _THP.exists() or "[never]" in _THP.read_text()
+                    or not Path("/proc/self/smaps").exists(),
+                    reason="transparent huge pages are Linux's, and here they are off")
+def test_large_output_blocks_ask_for_huge_pages():
+    """A block of 4 MB or more is advised MADV_HUGEPAGE: faulted in 2 MB at a time, where
+    the 4 KB faults of a few hundred MB output cost more than computing it."""
+    import symgrad as sg
+
+    x = sg.vector("x")
+    f = sg.function([x], [x * 2.0, x[:8] * 2.0])
+    big = np.arange(1 << 20, dtype="float64")  # 8 MiB
+    _runtime.trim_output_cache()
+    large, small = f(big)
+    np.testing.assert_array_equal(large, big * 2)
+    assert "hg" in _vm_flags(large.ctypes.data + large.nbytes // 2)  # (not its first page)
+    assert "hg" not in (_vm_flags(small.ctypes.data) or [])  # malloc's own, left alone
+    del large, small
+    _runtime.trim_output_cache()
+
+
 def _placeable(nbytes):
     """(keeper, address): memory of ``nbytes`` at a 64-byte aligned address with 64 bytes
     before it (the runtime's header), inside the NumPy array ``keeper``."""
