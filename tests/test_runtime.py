@@ -500,14 +500,13 @@ def test_large_output_blocks_ask_for_huge_pages():
     import symgrad as sg
 
     x = sg.vector("x")
-    f = sg.function([x], [x * 2.0, x[:8] * 2.0])
+    f = sg.function([x], x * 2.0)
     big = np.arange(1 << 20, dtype="float64")  # 8 MiB
     _runtime.trim_output_cache()
-    large, small = f(big)
+    large = f(big)
     np.testing.assert_array_equal(large, big * 2)
     assert "hg" in _vm_flags(large.ctypes.data + large.nbytes // 2)  # (not its first page)
-    assert "hg" not in (_vm_flags(small.ctypes.data) or [])  # malloc's own, left alone
-    del large, small
+    del large
     _runtime.trim_output_cache()
 
 
