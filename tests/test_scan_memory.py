@@ -310,3 +310,16 @@ def test_a_reshape_that_copies_in_a_step_gives_its_block_back_every_step(dtype):
     assert sizes[1] == sizes[0] < 8 * 8 * 8 * 20   # a block a step would be 300 of them
     with pytest.raises(sg.ShapeError, match="cannot reshape"):
         sg.function([X], X.T.reshape((7, -1)))(np.ones((2, 3, 4), dtype))
+
+
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_reshapes_no_array_can_have_are_refused_as_numpy_refuses_them(mode):
+    # an empty result whose other lengths multiply past INT64_MAX (its strides would
+    # overflow), and a -1 beside a 0 (any length would do): errors in every mode
+    x, s = sg.vector("x"), sg.vector("s", dtype="int64")
+    f = sg.function([x, s], (x.reshape((s[0], s[1], s[2])) * 2).sum(), mode=mode)
+    for shape in ([0, 2 ** 40, 2 ** 40], [0, 2 ** 62, 4], [0, -1, 4]):
+        with pytest.raises(sg.ShapeError, match=r"cannot reshape an array of shape \(0,\) to"):
+            f(np.zeros(0), np.array(shape))
+    assert f(np.zeros(0), np.array([0, 5, 7])) == 0
+    assert f(np.ones(12), np.array([2, -1, 3])) == 24

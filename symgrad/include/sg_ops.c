@@ -192,30 +192,30 @@ int sg_broadcast_view(sg_err *err, const char *where, sg_arr *v, int nd,
 int sg_reshape_shape(sg_err *err, const char *where, int64_t *t, int nd, const sg_arr *x,
                      int xnd)
 {
-    int64_t size = sg_size(x, xnd), known = 1;
-    int fill = -1;
-    for (int k = 0; k < nd; k++) {
-        if (t[k] == -1 && fill < 0) {
+    /* `nonzero`: the product of the lengths but 0s and the -1, which the result's
+     * strides are made of: past INT64_MAX no array has the shape, empty or not */
+    int64_t size = sg_size(x, xnd), nonzero = 1, known;
+    int fill = -1, zero = 0, bad = 0;
+    char a[96], b[160];
+    sg_shape_str(b, sizeof b, t, nd); /* as requested, a -1 included */
+    for (int k = 0; k < nd && !bad; k++) {
+        if (t[k] == -1 && fill < 0)
             fill = k;
-            continue;
-        }
-        if (t[k] < 0 || (t[k] && known > INT64_MAX / t[k])) {
-            known = -1; /* negative, or the product overflows: no array has that shape */
-            break;
-        }
-        known *= t[k];
+        else if (t[k] < 0 || (t[k] && nonzero > INT64_MAX / t[k]))
+            bad = 1;
+        else if (t[k] == 0)
+            zero = 1;
+        else
+            nonzero *= t[k];
     }
+    known = bad ? -1 : zero ? 0 : nonzero;
     if (fill >= 0 && known > 0 && size % known == 0)
         t[fill] = size / known;
-    else if (fill >= 0 && known == 0 && size == 0)
-        t[fill] = 0;
     else if (fill >= 0)
-        known = -1;
-    if (known < 0 || (fill < 0 && known != size)) {
-        char a[96];
-        return sg_fail(err, SG_ESHAPE, "%scannot reshape an array of shape %s to the requested "
-                       "shape", where, sg_shape_str(a, sizeof a, x->shape, xnd));
-    }
+        known = -1; /* beside a 0 any length would do: NumPy refuses it too */
+    if (known < 0 || (fill < 0 && known != size))
+        return sg_fail(err, SG_ESHAPE, "%scannot reshape an array of shape %s to %s", where,
+                       sg_shape_str(a, sizeof a, x->shape, xnd), b);
     return 0;
 }
 
