@@ -553,11 +553,13 @@ def _stacks_to_flip(plans, seqs, n_stacks):
     the stack is kept so (the pairs are the same). The gradient loop's sequences are the
     forward values read backwards (``x[::-1]``, ``h[::-1]``), views that reshape copies
     for the product; read backwards again they are views in step order, which it keeps.
-    A stack is kept backwards when that leaves less to copy: its products' sequences
-    that are backwards views are larger than those that are not (``go_backwards`` reads
-    ``x`` forwards, the previous states backwards). A stack that a product pairs with
-    another stack stays in step order."""
-    backwards, forwards, plain = [0] * n_stacks, [0] * n_stacks, set()
+    A stack is kept backwards when its products' sequences are all backwards views, or,
+    some of each (``go_backwards`` reads ``x`` forwards, the previous states backwards),
+    when that leaves less to copy: the backwards ones are larger, as their static lengths
+    tell (unknown lengths: nothing changes). A stack that a product pairs with another
+    stack stays in step order."""
+    backwards, forwards = [[] for _ in range(n_stacks)], [[] for _ in range(n_stacks)]
+    plain = set()
     for srcs in plans:
         stacks = [src[1] for src in srcs if src[0] == "out"]
         if len(stacks) != 1:
@@ -566,12 +568,19 @@ def _stacks_to_flip(plans, seqs, n_stacks):
         for src in srcs:
             if src[0] == "seq":
                 seq = seqs[src[1]]
-                size = int(np.prod([n for n in seq.type.shape[1:] if n is not None]))
-                if _backwards_view(seq):
-                    backwards[stacks[0]] += size
-                else:
-                    forwards[stacks[0]] += size
-    return {j for j in range(n_stacks) if j not in plain and backwards[j] > forwards[j]}
+                lengths = seq.type.shape[1:]
+                size = None if None in lengths else int(np.prod(lengths, dtype=np.int64))
+                (backwards if _backwards_view(seq) else forwards)[stacks[0]].append(size)
+
+    def flipped(j):
+        if j in plain or not backwards[j]:
+            return False
+        if not forwards[j]:
+            return True
+        sizes = backwards[j] + forwards[j]
+        return None not in sizes and sum(backwards[j]) > sum(forwards[j])
+
+    return {j for j in range(n_stacks) if flipped(j)}
 
 
 def _sequences_reversed(srcs, flip, seqs):
