@@ -30,7 +30,7 @@ import symgrad as sg
 try:
     from mpi4py import MPI
 except ImportError:
-    sys.exit('This example needs mpi4py and an MPI library: python -m pip install ".[mpi]"')
+    sys.exit('This example needs mpi4py and an MPI library: python -m pip install ".[examples,mpi]"')
 try:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
