@@ -1,4 +1,4 @@
-"""Model-building helpers: initialisers, a dense layer and recurrent layers.
+"""Model-building helpers: initialisers, a dense layer, an embedding table and recurrent layers.
 
 A model stays plain Python that builds graph; these only save typing. An
 initialiser returns a NumPy array (wrap it in :func:`symgrad.shared`); a
@@ -48,7 +48,7 @@ from .ops.shape import shape_at
 __all__ = ["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "zeros",
            "fans", "Dense", "Dropout", "INITIALISERS", "RNN", "LSTM", "GRU",
            "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "Sequential", "BatchNorm1D",
-           "BatchNorm2D", "LayerNorm"]
+           "BatchNorm2D", "LayerNorm", "Embedding"]
 
 
 def _rng(rng):
@@ -712,6 +712,56 @@ class Conv2D(_Module):
     def __repr__(self):
         return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size="
                 f"{self.kernel_size}, stride={self.stride}, padding={self.padding!r}, "
+                f"name={self.name!r})")
+
+
+class Embedding(_Module):
+    """A table of ``num_embeddings`` vectors of ``embedding_dim`` features, looked up by
+    integer ids, as ``torch.nn.Embedding``: ``layer(ids)`` is
+    :func:`symgrad.nn.embedding` of its ``weight`` ``(num_embeddings, embedding_dim)``,
+    shape ``ids.shape + (embedding_dim,)``. The weight starts as PyTorch's, from
+    ``N(0, 1)``, with ``padding_idx``'s row zero; that row's gradient is always zero, so
+    training leaves it as it is. A PyTorch state dict (``weight``) loads.
+
+    >>> import symgrad as sg
+    >>> emb = sg.layers.Embedding(100, 16, padding_idx=0, rng=0)
+    >>> emb(sg.matrix("ids", dtype="int64")).type
+    float64[?, ?, 16]
+    """
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, rng=None,
+                 name="embedding", dtype=None):
+        kind = "Embedding"
+        self.num_embeddings = _positive_int(kind, "num_embeddings", num_embeddings)
+        self.embedding_dim = _positive_int(kind, "embedding_dim", embedding_dim)
+        if padding_idx is not None:
+            if (isinstance(padding_idx, (bool, np.bool_))
+                    or not isinstance(padding_idx, numbers.Integral)):
+                raise TypeError(f"Embedding: padding_idx must be an int or None, got "
+                                f"{padding_idx!r}")
+            n = self.num_embeddings
+            if not -n <= padding_idx < n:
+                raise ValueError(f"Embedding: padding_idx must be in [-{n}, {n}) for "
+                                 f"{n} embeddings, got {padding_idx}")
+            padding_idx = int(padding_idx) % n
+        self.padding_idx = padding_idx
+        self.name = _layer_name(kind, name)
+        self.dtype = _float_dtype(kind, dtype)
+        table = _rng(rng).standard_normal(self._shapes()["weight"])
+        if padding_idx is not None:
+            table[padding_idx] = 0
+        self.weight = shared(table.astype(self.dtype), name=f"{self.name}.weight")
+
+    def _shapes(self):
+        return {"weight": (self.num_embeddings, self.embedding_dim)}
+
+    def __call__(self, ids, training=True):
+        from .nn import embedding
+        return embedding(ids, self.weight, self.padding_idx)
+
+    def __repr__(self):
+        pad = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
+        return (f"Embedding({self.num_embeddings}, {self.embedding_dim}{pad}, "
                 f"name={self.name!r})")
 
 

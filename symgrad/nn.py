@@ -1,5 +1,5 @@
 """Neural-network functions: ``sg.nn.softmax``, ``log_softmax``, ``cross_entropy``, ``dropout``,
-``conv2d``, ``batch_norm``, ...; ``collect_updates`` gathers batch norm's running-statistic updates."""
+``embedding``, ``conv2d``, ``batch_norm``, ...; ``collect_updates`` gathers batch norm's running-statistic updates."""
 
 import numbers as _numbers
 

@@ -56,7 +56,7 @@ EXTRA_SG = {
 
 API_NN = {"softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits", "dropout"}
 # torch.nn.functional has these too, so sg.nn.relu works as a PyTorch user expects
-EXTRA_NN = {"relu", "sigmoid", "softplus", "tanh", "one_hot"}
+EXTRA_NN = {"relu", "sigmoid", "softplus", "tanh", "one_hot", "embedding"}
 # SPEC section 12 (convolutional networks), the part there is so far
 CNN_NN = {"conv1d", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
           "batch_norm", "layer_norm", "collect_updates"}

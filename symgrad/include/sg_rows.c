@@ -203,8 +203,25 @@ int sg_cross_entropy_check(sg_err *err, const char *where, const sg_arr *z, cons
 
 /* ---- one_hot ---- */
 
+/* Index `idx` (ndim nd) as NumPy prints the tuple: "(3,)", "(1, 2)". */
+static const char *sg__index_text(char *at, size_t size, const int64_t *idx, int nd)
+{
+    size_t used = (size_t)snprintf(at, size, "(");
+    for (int d = 0; d < nd && used < size; d++)
+        used += (size_t)snprintf(at + used, size - used, d ? ", %lld" : "%lld",
+                                 (long long)idx[d]);
+    if (used < size)
+        snprintf(at + used, size - used, nd == 1 ? ",)" : ")");
+    return at;
+}
+
+static inline int64_t sg__int_at(const void *data, int64_t off, size_t item)
+{
+    return item == 8 ? ((const int64_t *)data)[off] : (int64_t)((const int32_t *)data)[off];
+}
+
 /* The labels in C order (an odometer over their strides); the first outside
- * [0, k) is reported with its index, as NumPy prints the tuple: "(3,)", "(1, 2)". */
+ * [0, k) is reported with its index. */
 int sg_one_hot(sg_err *err, const char *where, const sg_arr *out, const sg_arr *labels, int nd,
                size_t label_item, int64_t k, const void *one, size_t item)
 {
@@ -213,23 +230,178 @@ int sg_one_hot(sg_err *err, const char *where, const sg_arr *out, const sg_arr *
     int64_t idx[SG_MAXDIM] = {0}, off = 0, none = 0;
     char *op = (char *)out->data;
     for (int64_t row = 0; row < n; row++) {
-        int64_t lab = label_item == 8 ? ((const int64_t *)labels->data)[off]
-                                      : (int64_t)((const int32_t *)labels->data)[off];
+        int64_t lab = sg__int_at(labels->data, off, label_item);
         if (lab < 0 || lab >= k) {
             char at[SG_MAXDIM * 24 + 4];
-            size_t used = (size_t)snprintf(at, sizeof at, "(");
-            for (int d = 0; d < nd; d++)
-                used += (size_t)snprintf(at + used, sizeof at - used, d ? ", %lld" : "%lld",
-                                         (long long)idx[d]);
-            snprintf(at + used, sizeof at - used, nd == 1 ? ",)" : ")");
             return sg_fail(err, SG_EINDEX,
                            "%slabel %lld at index %s is out of range [0, %lld) (%lld classes)",
-                           where, (long long)lab, at, (long long)k, (long long)k);
+                           where, (long long)lab, sg__index_text(at, sizeof at, idx, nd),
+                           (long long)k, (long long)k);
         }
         memcpy(op + (size_t)(row * k + lab) * item, one, item);
         sg_step2(idx, labels->shape, nd, labels->strides, &off, labels->strides, &none);
     }
     return 0;
+}
+
+/* ---- embedding ---- */
+
+/* The first id (C order) outside [0, v), reported as PyTorch's embedding refuses it (a
+ * negative id too); 0 when every id is a row of the table. */
+static int sg__embedding_ids(sg_err *err, const char *where, const sg_arr *ids, int nd,
+                             size_t id_item, int64_t v)
+{
+    int64_t n = sg_size(ids, nd), idx[SG_MAXDIM] = {0}, off = 0, none = 0;
+    for (int64_t r = 0; r < n; r++) {
+        int64_t id = sg__int_at(ids->data, off, id_item);
+        if (id < 0 || id >= v) {
+            char at[SG_MAXDIM * 24 + 4];
+            return sg_fail(err, SG_EINDEX,
+                           "%sid %lld at index %s is out of range [0, %lld) (a table of %lld "
+                           "rows)", where, (long long)id, sg__index_text(at, sizeof at, idx, nd),
+                           (long long)v, (long long)v);
+        }
+        sg_step2(idx, ids->shape, nd, ids->strides, &off, ids->strides, &none);
+    }
+    return 0;
+}
+
+int sg_embedding(sg_err *err, const char *where, const sg_arr *out, const sg_arr *ids, int nd,
+                 size_t id_item, const sg_arr *w, size_t item)
+{
+    int64_t v = w->shape[0], d = w->shape[1];
+    if (sg__embedding_ids(err, where, ids, nd, id_item, v))
+        return err->code;
+    int64_t n = sg_size(ids, nd), idx[SG_MAXDIM] = {0}, off = 0, none = 0;
+    char *o = (char *)out->data;
+    const char *wd = (const char *)w->data;
+    for (int64_t r = 0; r < n; r++, o += (size_t)d * item) {
+        /* (strides may be negative: a reversed view of the table) */
+        const char *row = wd + (ptrdiff_t)(sg__int_at(ids->data, off, id_item) * w->strides[0])
+                                   * (ptrdiff_t)item;
+        if (w->strides[1] == 1 || d <= 1)
+            memcpy(o, row, (size_t)d * item);
+        else
+            for (int64_t k = 0; k < d; k++)
+                memcpy(o + (size_t)k * item, row + (ptrdiff_t)(k * w->strides[1]) * (ptrdiff_t)item,
+                       item);
+        sg_step2(idx, ids->shape, nd, ids->strides, &off, ids->strides, &none);
+    }
+    return 0;
+}
+
+/* embedding_grad: the offsets of g's rows grouped by id (a counting sort, C order within
+ * an id), then each id's rows summed in double, in that order, columns in blocks of
+ * SG__EMB_COLS on the stack: the same bits whatever the threads, and the NumPy
+ * reference's (np.add.at in float64, then cast to g's dtype). */
+#define SG__EMB_COLS 64
+
+typedef struct {
+    const sg_arr *out, *g;
+    const int64_t *start, *rows; /* rows[start[i]:start[i + 1]]: g's row offsets for id i */
+    int64_t d, ds;               /* row length, g's stride along it */
+    int dbl;
+} sg__embedding_grad_job;
+
+static void sg__embedding_grad_units(void *ctx, int64_t u0, int64_t u1)
+{
+    const sg__embedding_grad_job *j = ctx;
+    const int64_t d = j->d, ds = j->ds;
+    double acc[SG__EMB_COLS];
+    for (int64_t i = u0; i < u1; i++) {
+        for (int64_t k0 = 0; k0 < d; k0 += SG__EMB_COLS) {
+            int64_t m = d - k0 < SG__EMB_COLS ? d - k0 : SG__EMB_COLS;
+            for (int64_t k = 0; k < m; k++)
+                acc[k] = 0.0;
+            for (int64_t q = j->start[i]; q < j->start[i + 1]; q++) {
+                int64_t o = j->rows[q] + k0 * ds;
+                if (j->dbl) {
+                    const double *g = (const double *)j->g->data + o;
+                    for (int64_t k = 0; k < m; k++)
+                        acc[k] += g[k * ds];
+                } else {
+                    const float *g = (const float *)j->g->data + o;
+                    for (int64_t k = 0; k < m; k++)
+                        acc[k] += (double)g[k * ds];
+                }
+            }
+            if (j->dbl) {
+                double *o = (double *)j->out->data + i * d + k0;
+                for (int64_t k = 0; k < m; k++)
+                    o[k] = acc[k];
+            } else {
+                float *o = (float *)j->out->data + i * d + k0;
+                for (int64_t k = 0; k < m; k++)
+                    o[k] = (float)acc[k];
+            }
+        }
+    }
+}
+
+static int sg__embedding_grad(sg_err *err, const char *where, sg_ws *ws, const sg_arr *out,
+                              const sg_arr *ids, int nd, size_t id_item, const sg_arr *g,
+                              int64_t pad, int dbl)
+{
+    int64_t v = out->shape[0], d = out->shape[1];
+    int bad = g->shape[nd] != d;
+    for (int k = 0; k < nd; k++)
+        bad |= g->shape[k] != ids->shape[k];
+    if (bad) {
+        char a[160], b[160];
+        return sg_fail(err, SG_ESHAPE, "%sthe gradient's shape %s is not the ids' shape %s "
+                       "and a row of the table's %lld", where,
+                       sg_shape_str(a, sizeof a, g->shape, nd + 1),
+                       sg_shape_str(b, sizeof b, ids->shape, nd), (long long)d);
+    }
+    if (sg__embedding_ids(err, where, ids, nd, id_item, v))
+        return err->code;
+    int64_t n = sg_size(ids, nd);
+    int64_t *start = sg_ws_alloc(ws, (size_t)(v + 1) * sizeof(int64_t));
+    int64_t *rows = sg_ws_alloc(ws, (size_t)(n ? n : 1) * sizeof(int64_t));
+    if (!start || !rows) {
+        sg_ws_free(ws, start);
+        sg_ws_free(ws, rows);
+        return sg_fail(err, SG_ENOMEM, "%sout of memory for the positions of %lld ids", where,
+                       (long long)n);
+    }
+    memset(start, 0, (size_t)(v + 1) * sizeof(int64_t));
+    int64_t idx[SG_MAXDIM] = {0}, off = 0, goff = 0;
+    for (int64_t r = 0; r < n; r++) {  /* count each id's rows (the padding's: none) */
+        int64_t id = sg__int_at(ids->data, off, id_item);
+        if (id != pad)
+            start[id + 1]++;
+        sg_step2(idx, ids->shape, nd, ids->strides, &off, g->strides, &goff);
+    }
+    for (int64_t i = 0; i < v; i++)
+        start[i + 1] += start[i];
+    memset(idx, 0, sizeof idx);
+    off = goff = 0;
+    for (int64_t r = 0; r < n; r++) {  /* place them, start[id] counting up as it goes */
+        int64_t id = sg__int_at(ids->data, off, id_item);
+        if (id != pad)
+            rows[start[id]++] = goff;
+        sg_step2(idx, ids->shape, nd, ids->strides, &off, g->strides, &goff);
+    }
+    for (int64_t i = v; i > 0; i--)    /* start[i] now ends id i: shift back */
+        start[i] = start[i - 1];
+    start[0] = 0;
+    sg__embedding_grad_job j = {out, g, start, rows, d, g->strides[nd], dbl};
+    sg_run_units(ws, v, d * (n / (v ? v : 1) + 1), sg__embedding_grad_units, &j);
+    sg_ws_free(ws, rows);
+    sg_ws_free(ws, start);
+    return 0;
+}
+
+int sg_embedding_grad_f32(sg_err *err, const char *where, sg_ws *ws, const sg_arr *out,
+                          const sg_arr *ids, int nd, size_t id_item, const sg_arr *g, int64_t pad)
+{
+    return sg__embedding_grad(err, where, ws, out, ids, nd, id_item, g, pad, 0);
+}
+
+int sg_embedding_grad_f64(sg_err *err, const char *where, sg_ws *ws, const sg_arr *out,
+                          const sg_arr *ids, int nd, size_t id_item, const sg_arr *g, int64_t pad)
+{
+    return sg__embedding_grad(err, where, ws, out, ids, nd, id_item, g, pad, 1);
 }
 
 /* ---- arange ---- */

@@ -76,6 +76,21 @@ SG_DECLARE_LOGSUMEXP(b8, f64)
 int sg_one_hot(sg_err *err, const char *where, const sg_arr *out, const sg_arr *labels, int nd,
                size_t label_item, int64_t k, const void *one, size_t item);
 
+/* embedding: `out` (contiguous, ids' shape + (d,), `item`-byte elements) = the rows
+ * ids[...] of the (v, d) table `w` (any strides); ids (ndim nd) int32 or int64
+ * (`id_item` 4 or 8); the first id outside [0, v) -- a negative one too, as PyTorch
+ * refuses it -- fails naming its index. */
+int sg_embedding(sg_err *err, const char *where, const sg_arr *out, const sg_arr *ids, int nd,
+                 size_t id_item, const sg_arr *w, size_t item);
+
+/* embedding's gradient: `out` (contiguous (v, d)) = the sum of g's rows (g: ids' shape +
+ * (d,), any strides) at each id, ids equal to `pad` left out (-1: none), each row summed
+ * in double in the ids' C order and rounded once; the ids checked as sg_embedding does. */
+int sg_embedding_grad_f32(sg_err *err, const char *where, sg_ws *ws, const sg_arr *out,
+                          const sg_arr *ids, int nd, size_t id_item, const sg_arr *g, int64_t pad);
+int sg_embedding_grad_f64(sg_err *err, const char *where, sg_ws *ws, const sg_arr *out,
+                          const sg_arr *ids, int nd, size_t id_item, const sg_arr *g, int64_t pad);
+
 /* arange's fill of the contiguous p[0..n): p[0] = a0, p[1] = a1, then NumPy's
  * p[i] = a0 + i * (a1 - a0) in the element type (wrapping for integers). */
 void sg_arange_fill_f32(float *p, int64_t n, float a0, float a1);

@@ -1,4 +1,4 @@
-"""Neural-network ops: softmax, log-softmax, one-hot and the cross-entropy losses.
+"""Neural-network ops: softmax, log-softmax, one-hot, the cross-entropy losses and embedding.
 
 ``softmax``, ``log_softmax`` and ``cross_entropy`` are ops of their own so
 their NumPy references (and later their C) can subtract the maximum first:
@@ -15,13 +15,13 @@ from .. import dtypes as _dt
 from ..errors import IndexError as _IndexError
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, Variable, as_variable, user_trace
-from .elemwise import cast, exp, softplus
+from .elemwise import cast, eq, exp, softplus, where
 from ..codegen.ir import (Alloc, Arr, Bin, Call, Cast, Check, Dim, Elem, Int, ItemSize, Let, Local,
                           ValuePtr, Workspace, shape_of)
 from .shape import expand_dims, normalize_axis, scalar_entry, shape_at
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits",
-           "one_hot"]
+           "one_hot", "embedding"]
 
 
 def _rd():
@@ -258,6 +258,181 @@ def one_hot(labels, n, dtype=None):
                                  f"got {n!r}"))
     n = as_variable(int(n), dtype="int64") if not isinstance(n, Variable) else n
     return OneHot(dtype)(as_variable(labels), n)
+
+
+# --------------------------------------------------------------------------- embedding
+
+def _check_ids(ids, v, node):
+    """sg.IndexError naming the op and the user's line for the first id outside [0, v)."""
+    bad = (ids < 0) | (ids >= v)
+    if np.any(bad):
+        pos = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise _IndexError(f"{node.op.name} at {node.trace}: id {int(ids[pos])} at index {pos} "
+                          f"is out of range [0, {v}) (a table of {v} rows)")
+
+
+def _rows_of(weight):
+    """The table's length: an int where it is static, else a 0-d int64 Variable."""
+    v = weight.type.shape[0]
+    return as_variable(v, dtype="int64") if v is not None else shape_at(weight, 0)
+
+
+class Embedding(Op):
+    """Rows of a table: ``weight[ids]`` for integer ``ids`` of any shape and a 2-d ``weight``
+    ``(v, d)``, giving ``ids.shape + (d,)`` -- PyTorch's ``F.embedding``.
+
+    An id outside ``[0, v)`` -- a negative one too, as in PyTorch (NumPy's ``weight[ids]``
+    would count it from the end) -- raises ``sg.IndexError`` at call time. The gradient
+    with respect to ``weight`` is :class:`EmbeddingGrad`: each row the sum of the
+    gradients of the positions holding its id, ``padding_idx``'s row none (it is never
+    trained, as in PyTorch). The ids are not differentiable.
+    """
+
+    __props__ = ("padding_idx",)
+    name = "embedding"
+    flops_per_element = 0  # moves data: no arithmetic
+
+    def __init__(self, padding_idx=None):
+        self.padding_idx = padding_idx
+
+    def row_inputs(self, node):
+        """Row i of the result: row i of the ids, and the whole table."""
+        return (0,)
+
+    def infer(self, ids, weight):
+        _require_int(ids, self.name, "ids")
+        _require_float(weight, self.name, "weight")
+        if weight.ndim != 2:
+            raise ShapeError(f"embedding: the weight must be a 2-d table (rows, features), got "
+                             f"{weight.type}")
+        return [TensorType(weight.dtype, ids.type.shape + (weight.type.shape[1],))]
+
+    def perform(self, node, ids, weight):
+        _check_ids(ids, weight.shape[0], node)
+        return [np.take(weight, ids.astype(np.intp), axis=0)]
+
+    def grad(self, node, inputs, outputs, gouts):
+        ids, weight = inputs
+        (g,) = gouts
+        return [NOT_DIFFERENTIABLE, EmbeddingGrad(self.padding_idx)(ids, g, _rows_of(weight))]
+
+    def lower(self, node):
+        (ids, w), out = node.inputs, node.outputs[0]
+        return [Alloc(out, shape_of(ids) + [Dim(w, 1)]),
+                Call("sg_embedding", [Arr(out), Arr(ids), Int(ids.ndim), ItemSize(ids.dtype),
+                                      Arr(w), ItemSize(w.dtype)])]
+
+
+class EmbeddingGrad(Op):
+    """The gradient of :class:`Embedding` with respect to its table: ``(v, d)`` zeros, then
+    row ``ids[p]`` plus ``g[p]`` for every position ``p`` of the ids (``g``: ``ids.shape +
+    (d,)``) but those holding ``padding_idx``. Each row is summed in float64 in the ids'
+    C order and rounded once, in every mode (the same bits from NumPy and from C, on any
+    number of threads; a frequent id's row keeps float32's precision however many times
+    it occurs). ``n``: the table's length ``v`` (an int64 scalar)."""
+
+    __props__ = ("padding_idx",)
+    name = "embedding_grad"
+
+    def __init__(self, padding_idx=None):
+        self.padding_idx = padding_idx
+
+    def flops(self, node, in_shapes, out_shapes):
+        """One add per element of ``g``."""
+        return math.prod(in_shapes[1])
+
+    def infer(self, ids, g, n):
+        _require_int(ids, self.name, "ids")
+        _require_float(g, self.name, "gradient")
+        if g.ndim != ids.ndim + 1:
+            raise ShapeError(f"embedding_grad: the gradient must have the ids' shape and a row "
+                             f"length, got {g.type} for ids {ids.type}")
+        if n.ndim != 0 or not _dt.is_int(n.dtype):
+            raise TypeError(f"the table's length must be an integer scalar, got {n.type}")
+        return [TensorType(g.dtype, (scalar_entry(n), g.type.shape[-1]))]
+
+    def perform(self, node, ids, g, n):
+        n = int(n)
+        if g.shape[:-1] != ids.shape:
+            raise ShapeError(f"embedding_grad at {node.trace}: the gradient's shape {g.shape} "
+                             f"is not the ids' shape {ids.shape} and a row")
+        _check_ids(ids, n, node)
+        flat = ids.reshape(-1).astype(np.intp)
+        rows = g.reshape(-1, g.shape[-1]).astype(np.float64)
+        if self.padding_idx is not None:
+            keep = flat != self.padding_idx
+            flat, rows = flat[keep], rows[keep]
+        out = np.zeros((n, g.shape[-1]), dtype=np.float64)
+        np.add.at(out, flat, rows)  # in the ids' order, as the C loop adds
+        return [out.astype(g.dtype)]
+
+    def grad(self, node, inputs, outputs, gouts):
+        ids, g, n = inputs
+        (gg,) = gouts
+        back = Embedding(self.padding_idx)(ids, gg)
+        if self.padding_idx is not None:
+            back = where(expand_dims(eq(ids, self.padding_idx), -1), 0.0, back)
+        return [NOT_DIFFERENTIABLE, back, NOT_DIFFERENTIABLE]
+
+    def lower(self, node):
+        (ids, g, n), out = node.inputs, node.outputs[0]
+        k = Local("nrows")
+        pad = -1 if self.padding_idx is None else self.padding_idx
+        return [Let(k, Cast("int64", Elem(n))),
+                Check(Bin("<", k, Int(0)), "shape", "the table's length must be >= 0, got %lld",
+                      [k]),
+                Alloc(out, [k, Dim(g, g.ndim - 1)]),
+                Call("sg_embedding_grad", [Workspace(), Arr(out), Arr(ids), Int(ids.ndim),
+                                           ItemSize(ids.dtype), Arr(g), Int(pad)],
+                     dtypes=(g.dtype,))]
+
+
+def embedding(ids, weight, padding_idx=None):
+    """Look up rows of a table: ``weight[ids]``, as PyTorch's ``F.embedding``.
+
+    Parameters
+    ----------
+    ids : Variable or array of int32/int64, any shape
+        Row numbers in ``[0, v)``; another value, a negative one too, raises
+        ``sg.IndexError`` when run.
+    weight : Variable, shape (v, d), float
+        The table, usually a shared variable (``sg.layers.Embedding`` holds one).
+    padding_idx : int, optional
+        A row whose gradient is always zero (a padding token's): its value is looked up
+        as any other, but training never changes it. Negative counts from the end
+        (``-1`` is row ``v - 1``), which needs ``v`` known when the graph is built.
+
+    Returns
+    -------
+    Variable, shape ``ids.shape + (d,)``
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> ids = sg.tensor("ids", dtype="int64", shape=(None,))
+    >>> table = sg.shared(np.arange(6.0).reshape(3, 2))
+    >>> sg.evaluate(sg.nn.embedding(ids, table), {ids: np.array([2, 0])})
+    array([[4., 5.],
+           [0., 1.]])
+    """
+    weight = as_variable(weight)
+    if padding_idx is not None:
+        if isinstance(padding_idx, (bool, np.bool_)) or not isinstance(padding_idx,
+                                                                       (int, np.integer)):
+            raise _at_line(TypeError(f"embedding: padding_idx must be an int or None, got "
+                                     f"{padding_idx!r}"))
+        given = int(padding_idx)
+        v = weight.type.shape[0] if weight.ndim == 2 else None
+        if given < 0 and v is None:
+            raise _at_line(ValueError(
+                f"embedding: a negative padding_idx ({given}) counts from the end of the "
+                f"table, whose length is not known when the graph is built ({weight.type}); "
+                f"give the row's number instead"))
+        if v is not None and not -v <= given < v:
+            raise _at_line(ValueError(f"embedding: padding_idx must be in [-{v}, {v}) for a "
+                                      f"table of {v} rows, got {given}"))
+        padding_idx = given + v if given < 0 else given
+    return Embedding(padding_idx)(as_variable(ids), weight)
 
 
 # --------------------------------------------------------------------------- cross-entropy

@@ -1,4 +1,4 @@
-"""Rows for softmax, log_softmax, one_hot, cross_entropy and the binary cross-entropy."""
+"""Rows for softmax, log_softmax, one_hot, cross_entropy, the binary cross-entropy and embedding."""
 
 import numpy as np
 
@@ -85,4 +85,36 @@ CASES += [
     Case("softplus", lambda x: sg.nn.binary_cross_entropy_with_logits(x, 1.0),
          lambda x: np_bce(x, 1.0), [A((5,), low=-10, high=10)],
          id="bce_with_logits[scalar-target]"),
+]
+
+
+def np_embedding_grad(ids, w, g, pad=None):
+    """Each row of the table's gradient summed in float64 in the ids' order, rounded once."""
+    flat, rows = ids.reshape(-1), g.reshape(-1, g.shape[-1]).astype(np.float64)
+    keep = flat != pad if pad is not None else np.ones(flat.shape, bool)
+    out = np.zeros(w.shape, np.float64)
+    np.add.at(out, flat[keep], rows[keep])
+    return out.astype(g.dtype)
+
+
+def _embedding_grad(pad=None):
+    return lambda ids, w, g: sg.grad((sg.nn.embedding(ids, w, padding_idx=pad) * g).sum(), w)
+
+
+CASES += [
+    Case("embedding", sg.nn.embedding, lambda i, w: w[i], [_label(5, shape=(4,)), A((5, 3))]),
+    Case("embedding", sg.nn.embedding, lambda i, w: w[i],
+         [_label(5, shape=(2, 3), static=True), A((5, 3), static=True)], id="embedding[static]"),
+    Case("embedding", sg.nn.embedding, lambda i, w: w[i],
+         [A((3, 2), dtype="int32", low=0, high=4), A((4, 2))], id="embedding[int32-ids]"),
+    Case("embedding", sg.nn.embedding, lambda i, w: w[i], [_label(6, shape=()), A((6, 4))],
+         id="embedding[0d-ids]"),
+    # the padding row's gradient is zero by definition, not the finite difference: the ids
+    # here never hold it (tests/test_embedding.py checks that row)
+    Case("embedding", lambda i, w: sg.nn.embedding(i, w, padding_idx=3), lambda i, w: w[i],
+         [_label(3, shape=(6,)), A((4, 3))], id="embedding[padding]"),
+    Case("embedding_grad", _embedding_grad(), np_embedding_grad,
+         [_label(4, shape=(3, 5)), A((4, 3), grad=False), A((3, 5, 3))]),
+    Case("embedding_grad", _embedding_grad(1), lambda i, w, g: np_embedding_grad(i, w, g, 1),
+         [_label(4, shape=(7,)), A((4, 2), grad=False), A((7, 2))], id="embedding_grad[padding]"),
 ]
