@@ -50,13 +50,16 @@ EXTRA_SG = {
     "Apply", "Constant", "Op", "TensorType", "Function",
     # introspection and helpers documented in the README
     "evaluate", "explain", "UnusedInputWarning",
+    # the error functions (Theano's T.erf and T.erfc, torch.erf and torch.erfc): gelu's
+    "erf", "erfc",
     # what a data-parallel step (SPEC 13: "a clear error") raises when another rank fails
     "DistributedError",
 }
 
 API_NN = {"softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits", "dropout"}
 # torch.nn.functional has these too, so sg.nn.relu works as a PyTorch user expects
-EXTRA_NN = {"relu", "sigmoid", "softplus", "tanh", "one_hot", "embedding"}
+EXTRA_NN = {"relu", "sigmoid", "softplus", "tanh", "one_hot", "embedding", "leaky_relu", "elu",
+            "silu", "gelu"}
 # SPEC section 12 (convolutional networks), the part there is so far
 CNN_NN = {"conv1d", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
           "batch_norm", "layer_norm", "collect_updates"}

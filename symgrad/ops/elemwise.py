@@ -15,6 +15,8 @@ Documented subgradients: ``relu'(0) = 0``, ``abs'(0) = 0``; ``maximum`` and
 ``minimum`` follow NumPy to the sign of a zero: a tie gives the second operand.
 """
 
+import math
+
 import numpy as np
 
 from .. import dtypes as _dt
@@ -25,8 +27,8 @@ from .shape import sum_to, zeros_like
 
 # The functions ``sg`` exports (``symgrad.ops`` re-exports this list): adding an
 # elementwise op is a row of the table below, its function here, and its C form.
-__all__ = ["abs", "add", "cast", "ceil", "clip", "cos", "eq", "exp", "expm1", "floor", "floordiv",
-           "ge", "gt", "isnan", "le", "log", "log1p", "lt", "maximum", "minimum", "mod", "mul",
+__all__ = ["abs", "add", "cast", "ceil", "clip", "cos", "eq", "erf", "erfc", "exp", "expm1", "floor",
+           "floordiv", "ge", "gt", "isnan", "le", "log", "log1p", "lt", "maximum", "minimum", "mod", "mul",
            "neg", "neq", "pow", "relu", "round", "sigmoid", "sign", "sin", "softplus", "sqrt",
            "square", "stop_gradient", "sub", "tanh", "truediv", "where"]
 
@@ -257,6 +259,25 @@ def _sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
 
 
+def _libm(fn):
+    """A NumPy reference calling ``fn`` of CPython's math module (libm's function of that
+    name) in double and rounding once to the result's dtype -- the bits the compiled loops
+    give too -- with np.sin's result dtypes (float32 stays float32, integers give
+    float64). NumPy has no erf or erfc."""
+    def ref(x):
+        x = np.asarray(x)
+        dtype = np.sin(np.empty(0, x.dtype)).dtype
+        if x.size == 0:
+            return np.empty(x.shape, dtype)
+        out = np.frompyfunc(fn, 1, 1)(x.astype(np.float64))
+        return np.asarray(out, dtype=np.float64).astype(dtype)
+    ref.__name__ = fn.__name__
+    return ref
+
+
+_erf, _erfc = _libm(math.erf), _libm(math.erfc)
+
+
 def _softplus(x):
     return np.logaddexp(0, x)
 
@@ -322,6 +343,8 @@ row("tanh", 1, np.tanh, lambda x, out, g: [g * (1 - square(out))], cost=8)
 row("sigmoid", 1, _sigmoid, lambda x, out, g: [g * out * (1 - out)], cost=8)
 row("softplus", 1, _softplus, lambda x, out, g: [g * sigmoid(x)], cost=8)
 row("relu", 1, _relu, lambda x, out, g: [_sel(x > 0, g)], doc="relu'(0) = 0")
+row("erf", 1, _erf, lambda x, out, g: [g * (2 / math.sqrt(math.pi)) * exp(-square(x))], cost=20)
+row("erfc", 1, _erfc, lambda x, out, g: [g * (-2 / math.sqrt(math.pi)) * exp(-square(x))], cost=20)
 row("sin", 1, np.sin, lambda x, out, g: [g * cos(x)], cost=8)
 row("cos", 1, np.cos, lambda x, out, g: [-g * sin(x)], cost=8)
 row("floor", 1, np.floor, _zero)
@@ -371,6 +394,13 @@ neg, abs, sign, exp, log, log1p, expm1, sqrt, square, tanh = map(  # noqa: A001
     _unary, ["neg", "abs", "sign", "exp", "log", "log1p", "expm1", "sqrt", "square", "tanh"])
 sigmoid, softplus, relu, sin, cos, floor, ceil, round, isnan = map(  # noqa: A001
     _unary, ["sigmoid", "softplus", "relu", "sin", "cos", "floor", "ceil", "round", "isnan"])
+erf, erfc = _unary("erf"), _unary("erfc")
+erf.__doc__ = """Elementwise error function, ``2/sqrt(pi) * integral of exp(-t**2)`` from 0 to ``x``
+(``scipy.special.erf``, ``torch.erf``): libm's ``erf`` in double, rounded once to the result's
+dtype, the same bits in every mode."""
+erfc.__doc__ = """Elementwise complementary error function ``1 - erf(x)``, accurate where that
+difference would cancel (``erfc(5)`` is 1.5e-12; ``scipy.special.erfc``, ``torch.erfc``):
+libm's ``erfc`` in double, rounded once to the result's dtype, the same bits in every mode."""
 add, sub, mul, truediv, floordiv, mod, pow, maximum, minimum = map(  # noqa: A001
     _binary, ["add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "maximum", "minimum"])
 lt, le, gt, ge, eq, neq = map(_binary, ["lt", "le", "gt", "ge", "eq", "neq"])
@@ -397,6 +427,8 @@ FLOAT_C = {
     "expm1": "sg_expm1{F}({0})", "sqrt": "sqrt{F}({0})", "square": "({0} * {0})",
     "tanh": "sg_tanh{F}({0})", "sigmoid": "sg_sigmoid{F}({0})", "softplus": "sg_softplus{F}({0})",
     "relu": "(({0} > 0 || {0} != {0}) ? {0} : ({T})0)", "sin": "sin{F}({0})", "cos": "cos{F}({0})",
+    # in double for float32 too: mode py's math.erf is the same libm function
+    "erf": "({T})erf((double){0})", "erfc": "({T})erfc((double){0})",
     "floor": "floor{F}({0})", "ceil": "ceil{F}({0})", "round": "nearbyint{F}({0})",
     "isnan": "({0} != {0})",
     "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "truediv": "({0} / {1})",

@@ -1,5 +1,7 @@
 """Rows for the elementwise table, cast, stop_gradient and the shape ops."""
 
+import math
+
 import numpy as np
 
 import symgrad as sg
@@ -12,6 +14,14 @@ A = Arg  # short alias for the table below
 
 def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
+
+
+def _libm(fn):
+    """fn of the math module in double, rounded to float32 for a float32 x (NumPy has no erf)."""
+    def ref(x):
+        out = np.vectorize(fn, otypes=[np.float64])(x.astype(np.float64))
+        return out.astype(x.dtype if x.dtype == np.float32 else np.float64)
+    return ref
 
 
 # (op, symgrad function, NumPy reference, value range kwargs)
@@ -30,6 +40,8 @@ UNARY = [
     ("softplus", sg.softplus, lambda x: np.log1p(np.exp(x)), {}),
     ("relu", sg.relu, lambda x: np.where(x > 0, x, 0.0).astype(x.dtype), {"away_from": 0.0}),
     ("sin", sg.sin, np.sin, {}),
+    ("erf", sg.erf, _libm(math.erf), {}),
+    ("erfc", sg.erfc, _libm(math.erfc), {}),
     ("cos", sg.cos, np.cos, {}),
     ("floor", sg.floor, np.floor, {"away_from": 0.0}),
     ("ceil", sg.ceil, np.ceil, {"away_from": 0.0}),
@@ -67,6 +79,8 @@ for name in ("neg", "abs", "square", "sign", "relu"):
                       id=f"{name}[int32]"))
 CASES.append(Case("exp", sg.exp, np.exp, [A((4,), dtype="int64", low=-3, high=3)], grad=False,
                   id="exp[int64->float64]"))
+CASES.append(Case("erf", sg.erf, _libm(math.erf), [A((4,), dtype="int32", low=-3, high=3)], grad=False,
+                  id="erf[int32->float64]"))
 CASES.append(Case("isnan", sg.isnan, np.isnan,
                   [A(value=[1.0, np.nan, -np.inf, 0.0], shape=(4,))], grad=False))
 
