@@ -303,17 +303,57 @@ typedef struct {
     int dbl;
 } sg__embedding_grad_job;
 
+/* One id's row of the gradient from its `cnt` rows of g (offsets `rows`), unit stride
+ * along the row: each column block summed in double over the rows in order, then rounded. */
+#define SG__EMB_ROW(T, S)                                                                  \
+    SG_VEC static void sg__emb_row_##S(T *o, const T *g, const int64_t *rows, int64_t cnt,  \
+                                       int64_t d)                                          \
+    {                                                                                      \
+        double acc[SG__EMB_COLS];                                                          \
+        for (int64_t k0 = 0; k0 < d; k0 += SG__EMB_COLS) {                                 \
+            int64_t m = d - k0 < SG__EMB_COLS ? d - k0 : SG__EMB_COLS;                     \
+            _Pragma("omp simd")                                                            \
+            for (int64_t k = 0; k < m; k++)                                                \
+                acc[k] = 0.0;                                                              \
+            for (int64_t q = 0; q < cnt; q++) {                                            \
+                const T *r = g + rows[q] + k0;                                             \
+                _Pragma("omp simd")                                                        \
+                for (int64_t k = 0; k < m; k++)                                            \
+                    acc[k] += (double)r[k];                                                \
+            }                                                                              \
+            _Pragma("omp simd")                                                            \
+            for (int64_t k = 0; k < m; k++)                                                \
+                o[k0 + k] = (T)acc[k];                                                     \
+        }                                                                                  \
+    }
+SG__EMB_ROW(float, f32)
+SG__EMB_ROW(double, f64)
+
 static void sg__embedding_grad_units(void *ctx, int64_t u0, int64_t u1)
 {
     const sg__embedding_grad_job *j = ctx;
     const int64_t d = j->d, ds = j->ds;
+    const size_t item = j->dbl ? sizeof(double) : sizeof(float);
     double acc[SG__EMB_COLS];
     for (int64_t i = u0; i < u1; i++) {
-        for (int64_t k0 = 0; k0 < d; k0 += SG__EMB_COLS) {
+        int64_t q0 = j->start[i], cnt = j->start[i + 1] - q0;
+        char *orow = (char *)j->out->data + (size_t)(i * d) * item;
+        if (cnt == 0) {  /* most rows of a large vocabulary: no id in this batch */
+            memset(orow, 0, (size_t)d * item);
+            continue;
+        }
+        if (ds == 1) {
+            if (j->dbl)
+                sg__emb_row_f64((double *)orow, (const double *)j->g->data, j->rows + q0, cnt, d);
+            else
+                sg__emb_row_f32((float *)orow, (const float *)j->g->data, j->rows + q0, cnt, d);
+            continue;
+        }
+        for (int64_t k0 = 0; k0 < d; k0 += SG__EMB_COLS) {  /* g strided along the row */
             int64_t m = d - k0 < SG__EMB_COLS ? d - k0 : SG__EMB_COLS;
             for (int64_t k = 0; k < m; k++)
                 acc[k] = 0.0;
-            for (int64_t q = j->start[i]; q < j->start[i + 1]; q++) {
+            for (int64_t q = q0; q < q0 + cnt; q++) {
                 int64_t o = j->rows[q] + k0 * ds;
                 if (j->dbl) {
                     const double *g = (const double *)j->g->data + o;
@@ -325,14 +365,11 @@ static void sg__embedding_grad_units(void *ctx, int64_t u0, int64_t u1)
                         acc[k] += (double)g[k * ds];
                 }
             }
-            if (j->dbl) {
-                double *o = (double *)j->out->data + i * d + k0;
-                for (int64_t k = 0; k < m; k++)
-                    o[k] = acc[k];
-            } else {
-                float *o = (float *)j->out->data + i * d + k0;
-                for (int64_t k = 0; k < m; k++)
-                    o[k] = (float)acc[k];
+            for (int64_t k = 0; k < m; k++) {
+                if (j->dbl)
+                    ((double *)orow)[k0 + k] = acc[k];
+                else
+                    ((float *)orow)[k0 + k] = (float)acc[k];
             }
         }
     }
