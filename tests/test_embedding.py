@@ -111,6 +111,18 @@ def test_no_ids_give_no_rows_and_a_zero_gradient(mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_a_huge_table_of_empty_rows(mode):
+    # 2**40 rows of no features: nothing to look up or to add, whatever the ids
+    T = sg.shared(np.zeros((2 ** 40, 0)), name="T")
+    ids = sg.vector("ids", dtype="int64")
+    out = sg.nn.embedding(ids, T)
+    g = sg.matrix("g")
+    got, dT = sg.function([ids, g], [out, sg.grad(None, T, known_grads={out: g})],
+                          mode=mode)(np.array([5, 2 ** 39]), np.zeros((2, 0)))
+    assert got.shape == (2, 0) and dT.shape == (2 ** 40, 0)
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("bad", [7, -1])
 def test_an_id_outside_the_table_is_an_index_error_naming_the_line(mode, bad):
     f, W = _lookup("float64", mode=mode)

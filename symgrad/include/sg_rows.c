@@ -393,8 +393,14 @@ static int sg__embedding_grad(sg_err *err, const char *where, sg_ws *ws, const s
     if (sg__embedding_ids(err, where, ids, nd, id_item, v))
         return err->code;
     int64_t n = sg_size(ids, nd);
+    if (v == 0 || d == 0)  /* an empty gradient: a table of any length with rows of none */
+        return 0;
+    if (n == 0) {
+        memset(out->data, 0, (size_t)(v * d) * (dbl ? sizeof(double) : sizeof(float)));
+        return 0;
+    }
     int64_t *start = sg_ws_alloc(ws, (size_t)(v + 1) * sizeof(int64_t));
-    int64_t *rows = sg_ws_alloc(ws, (size_t)(n ? n : 1) * sizeof(int64_t));
+    int64_t *rows = sg_ws_alloc(ws, (size_t)n * sizeof(int64_t));
     if (!start || !rows) {
         sg_ws_free(ws, start);
         sg_ws_free(ws, rows);

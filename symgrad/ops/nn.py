@@ -358,7 +358,7 @@ class EmbeddingGrad(Op):
                              f"is not the ids' shape {ids.shape} and a row")
         _check_ids(ids, n, node)
         flat = ids.reshape(-1).astype(np.intp)
-        rows = g.reshape(-1, g.shape[-1]).astype(np.float64)
+        rows = g.reshape(flat.size, g.shape[-1]).astype(np.float64)
         if self.padding_idx is not None:
             keep = flat != self.padding_idx
             flat, rows = flat[keep], rows[keep]
