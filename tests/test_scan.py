@@ -381,6 +381,89 @@ def test_recurrent_output_must_keep_the_type_of_its_initial_value():
     assert str(err.value).endswith(f"(at {__file__}:{_line_of('# the line the error names')})")
 
 
+def test_a_step_function_that_cannot_take_the_arguments_says_what_scan_passes():
+    # A Theano user who forgets an argument used to get Python's bare "takes 1
+    # positional argument but 2 were given", with no word of scan's calling convention.
+    x, h0 = sg.vector("x"), sg.constant(0.0)
+    with pytest.raises(TypeError) as e:
+        sg.scan(lambda x_t: x_t * 2, sequences=x, outputs_info=h0)  # the line named
+    msg = str(e.value)
+    assert f"step function (<lambda> at {__file__}:" in msg
+    assert "cannot be called with the 2 arguments scan passes" in msg
+    assert ("1 slice of the sequences" in msg and "1 previous value of the recurrent outputs"
+            in msg and "then 0 non-sequences" in msg)
+    assert msg.endswith(f"(at {__file__}:{_line_of('# the line named')})")
+    W = sg.matrix("W")
+    with pytest.raises(TypeError, match=r"the 3 arguments scan passes \(too many positional "
+                                        r"arguments\).*2 slices.*0 previous values.*then 1 "
+                                        r"non-sequence;"):
+        sg.scan(lambda a, b: a + b, sequences=[x, x], non_sequences=W)
+    # what the step itself raises stays its own error
+    def step(x_t):
+        raise TypeError("the user's own")
+    with pytest.raises(TypeError, match="^the user's own$"):
+        sg.scan(step, sequences=x)
+    # *args steps and steps without a signature (a ufunc) are called as they are
+    assert sg.scan(lambda *a: a[0] + a[1], sequences=[x, x])[0].ndim == 1
+    assert sg.scan(np.negative, sequences=[np.arange(3.0)])[0].type.shape == (3,)
+
+
+def _tap_reference(xv, taps, backwards):
+    """Theano's taps: step t reads x[t + k] per tap k, for every t where all are inside x."""
+    low, high = min(min(taps), 0), max(max(taps), 0)
+    ts = list(range(-low, len(xv) - high))
+    return ts[::-1] if backwards else ts
+
+
+@pytest.mark.parametrize("taps", [[-1, 0], [0, 1], [-3, 2, -1], [-1], [1], 2, [0]])
+@pytest.mark.parametrize("backwards", [False, True])
+def test_sequence_taps_read_theano_s_offsets_and_their_gradient(mode, taps, backwards):
+    # dict(input=x, taps=...) used to fail with "a constant must be numeric or bool, got an
+    # array of object"
+    x = sg.vector("x")
+    tl = taps if isinstance(taps, list) else [taps]
+    out, _ = sg.scan(lambda *a: sum(v * 10.0 ** i for i, v in enumerate(a)),
+                     sequences=dict(input=x, taps=taps), go_backwards=backwards)
+    f = _f(mode, [x], [out, sg.grad((out ** 2).sum(), x)])
+    for n in (8, 3, 1, 0):
+        xv = RNG.standard_normal(n)
+        ts = _tap_reference(xv, tl, backwards)
+        ref = np.array([sum(xv[t + k] * 10.0 ** i for i, k in enumerate(tl)) for t in ts])
+        gref = np.zeros(n)
+        for t, r in zip(ts, ref):
+            for i, k in enumerate(tl):
+                gref[t + k] += 2 * r * 10.0 ** i
+        got, g = f(xv)
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=1e-13)
+        np.testing.assert_allclose(g, gref, rtol=1e-13)
+
+
+def test_sequence_taps_mix_with_plain_sequences_recurrent_outputs_and_non_sequences(mode):
+    x, y, w = sg.vector("x"), sg.matrix("y"), sg.scalar("w")
+    out, _ = sg.scan(lambda prev, cur, y_t, h, w: h * w + prev - cur + y_t.sum(),
+                     sequences=[dict(input=x, taps=[-1, 0]), dict(input=y[1:])],
+                     outputs_info=sg.constant(0.0), non_sequences=w)
+    xv, yv = RNG.standard_normal(5), RNG.standard_normal((5, 2))
+    h, ref = 0.0, []
+    for t in range(1, 5):
+        h = h * 0.5 + xv[t - 1] - xv[t] + yv[t].sum()
+        ref.append(h)
+    np.testing.assert_allclose(_f(mode, [x, y, w], out)(xv, yv, 0.5), ref, rtol=1e-13)
+
+
+def test_bad_sequence_taps_are_refused_at_the_user_s_line():
+    x = sg.vector("x")
+    for bad in ([], [0, 0], [0.5], True):
+        with pytest.raises(ValueError, match=r"sequences\[0\] has taps .*taps are distinct ints"
+                                             r".*\(at .*test_scan.py:\d+\)"):
+            sg.scan(lambda *a: a[0], sequences=dict(input=x, taps=bad))
+    for bad in (dict(inputs=x), dict(input=x, tap=[1])):
+        with pytest.raises(ValueError, match=r"sequences\[0\] is a dict with keys .*"
+                                             r"dict\(input=x, taps=\[-1, 0\]\)"):
+            sg.scan(lambda *a: a[0], sequences=[bad])
+
+
 def test_assigning_a_shared_variable_inside_the_step_is_refused():
     W = sg.shared(np.zeros(3), name="W")
     x = sg.vector("x")

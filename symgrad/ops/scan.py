@@ -27,6 +27,7 @@ carries it to the next iteration (``codegen.ir.Loop.written``).
 """
 
 import collections
+import inspect
 
 import numpy as np
 
@@ -520,7 +521,10 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
     fn : callable
     sequences : Variable or list, optional
         Looped over along their first axis; all must have the same length
-        (``sg.ShapeError`` at call time otherwise).
+        (``sg.ShapeError`` at call time otherwise). An entry
+        ``dict(input=x, taps=[-1, 0])`` (Theano's) passes ``x[t-1]`` and then
+        ``x[t]`` to the step, for each ``t`` where every tap is inside ``x``
+        (here ``len(x) - 1`` steps).
     outputs_info : list, optional
         One entry per output of ``fn``: its initial value (the output is fed
         back to the next step and must keep the initial value's dtype, number
@@ -558,7 +562,7 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
     if truncate_gradient is None or int(truncate_gradient) == 0:
         raise ValueError(f"scan: truncate_gradient must be -1 (no truncation) or a positive "
                          f"number of steps, got {truncate_gradient!r} {where}")
-    seqs = _sequences(sequences, where)
+    seqs, seq_names = _sequences(sequences, where)
     n, seqs = _loop_length(n_steps, seqs, where)
     if go_backwards:
         seqs = [x[::-1] for x in seqs]
@@ -566,14 +570,15 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
     infos = as_list(outputs_info)
     inits = [_initial(e, k, where) for k, e in enumerate(infos)]
     rec = [k for k, i in enumerate(inits) if i is not None]
-    seq_phs = [Variable(TensorType(x.dtype, x.type.shape[1:]),
-                        name=f"{x.name}[t]" if x.name else None)
-               for x in seqs]
+    seq_phs = [Variable(TensorType(x.dtype, x.type.shape[1:]), name=name)
+               for x, name in zip(seqs, seq_names)]
     prev_phs = [placeholder(inits[k], f"{inits[k].name}[t-1]" if inits[k].name else None)
                 for k in rec]
+    others = [as_variable(x) for x in as_list(non_sequences)]
+    _check_arity(fn, len(seq_phs), len(prev_phs), len(others), where)
     from .. import random as _random  # sg.random builds on the ops: imported when used
     with _random.loop_scope(where) as draws:  # the step's samples: fresh at every step
-        got = fn(*seq_phs, *prev_phs, *[as_variable(x) for x in as_list(non_sequences)])
+        got = fn(*seq_phs, *prev_phs, *others)
     outs, updates = _step_result(got, fn, where)
     updates = draws.updates(updates)
     if not listed:
@@ -593,12 +598,50 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
 
 
 def _sequences(sequences, where):
-    seqs = [as_variable(x) for x in as_list(sequences)]
-    for i, x in enumerate(seqs):
+    """``(slices' sequences, their placeholders' names)``: one per tap of each sequence.
+
+    An entry may be Theano's ``dict(input=x, taps=[...])``: the step then reads
+    ``x[t + k]`` for each tap ``k``, in the order given (``taps=[0]`` by
+    default). ``t`` runs over the positions where every tap is inside ``x``:
+    from ``-min(taps, 0)`` to ``len(x) - 1 - max(taps, 0)``, so the loop has
+    ``len(x) - (max(taps, 0) - min(taps, 0))`` steps. Each tap is a sequence
+    of its own here, the slice of ``x`` that the step reads at those steps.
+    """
+    seqs, names = [], []
+    for i, entry in enumerate(as_list(sequences)):
+        taps = [0]
+        if isinstance(entry, dict):
+            taps = _seq_taps(entry, i, where)
+            entry = entry["input"]
+        x = as_variable(entry)
         if x.ndim == 0:
             raise ShapeError(f"scan: sequence {i} is 0-d ({x.type}); a sequence is looped over "
                              f"along its first axis {where}")
-    return seqs
+        low, high = min(min(taps), 0), max(max(taps), 0)
+        for k in taps:
+            end = k - high   # <= 0: how many entries at the end the tap never reads
+            seqs.append(x[k - low:end if end else None] if (low, high) != (0, 0) else x)
+            at = "t" if k == 0 else f"t{k:+d}"
+            names.append(f"{x.name}[{at}]" if x.name else None)
+    return seqs, names
+
+
+def _seq_taps(entry, i, where):
+    """The taps of a sequence given as ``dict(input=x, taps=...)``, as a list of ints."""
+    unknown = sorted(set(entry) - {"input", "taps"})
+    if "input" not in entry or unknown:
+        raise ValueError(f"scan: sequences[{i}] is a dict with keys {sorted(entry)}; a sequence "
+                         f"given as a dict is dict(input=x) or dict(input=x, taps=[-1, 0]) "
+                         f"{where}")
+    taps = entry.get("taps", [0])
+    taps = [0] if taps is None else taps
+    taps = list(taps) if isinstance(taps, (list, tuple)) else [taps]
+    if not taps or any(isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer))
+                       for k in taps) or len(set(taps)) != len(taps):
+        raise ValueError(f"scan: sequences[{i}] has taps {entry.get('taps')!r}; taps are "
+                         f"distinct ints, offsets from the step's position (e.g. [-1, 0]: the "
+                         f"previous and the current entry) {where}")
+    return [int(k) for k in taps]
 
 
 def _loop_length(n_steps, seqs, where):
@@ -638,6 +681,29 @@ def _fn_where(fn):
     if code is None:
         return getattr(fn, "__name__", repr(fn))
     return f"{getattr(fn, '__name__', 'fn')} at {code.co_filename}:{code.co_firstlineno}"
+
+
+def _check_arity(fn, n_seqs, n_rec, n_others, where):
+    """A step function that cannot take what scan passes: say what it is passed, in order
+    (checked before the call, so a TypeError raised inside the step stays the user's)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # no signature to check (a builtin): the call itself will tell
+    n = n_seqs + n_rec + n_others
+    try:
+        sig.bind(*range(n))
+    except TypeError as e:
+        def some(k, what):
+            return f"{k} {what}{'s' * (k != 1)}"
+        raise TypeError(
+            f"scan: the step function ({_fn_where(fn)}) cannot be called with the {n} "
+            f"argument{'s' * (n != 1)} scan passes ({e}). It is called with, in this order: "
+            f"{some(n_seqs, 'slice')} of the sequences (one per sequence, or per tap of a "
+            f"dict(input=x, taps=[...])), "
+            f"{some(n_rec, 'previous value')} of the recurrent outputs (the entries of "
+            f"outputs_info that are not None), then {some(n_others, 'non-sequence')}; "
+            f"give it one parameter for each {where}") from None
 
 
 def _step_result(got, fn, where):
