@@ -22,7 +22,9 @@ updates nothing, the state included.
 Inside ``sg.scan``'s step a draw uses the key plus a salt of its own,
 and the step advances the stream's state (a recurrent value of the loop, the
 step's updates): each step draws fresh numbers, and the counter the function
-leaves moves past what the loop used too.
+leaves moves past what the loop used too. A loop inside a step is one more
+thing the step's advance moves past (its final state minus its initial one),
+so the inner loop's draws are fresh at every step of the outer loop too.
 
 Streams made with the same seed give the same numbers for the same graph;
 ``rng.seed(n)`` resets a stream to what ``RandomStream(n)`` starts from.
@@ -467,27 +469,27 @@ class _LoopScope:
         self.where = where
         self.top = {}        # stream id -> highest slot drawn inside the step
         self.streams = {}    # stream id -> state
+        self.finals = {}     # stream id -> final states of the loops built inside the step
 
     def updates(self, given):
         """The step's updates: ``given`` (a dict or None) and the advance of every stream the
-        step drew from, ``state + [0, 1 + highest slot]`` (the step's state is the previous
-        step's: each step draws fresh numbers)."""
+        step drew from, ``state + [0, 1 + highest slot]`` plus what each loop inside the
+        step used, ``final - state`` (the step's state is the previous step's: each step
+        draws fresh numbers, its inner loops' included). An inner loop's final state that
+        the step returns, as Theano's steps return their inner scans' updates, is part of
+        that advance; any other update of a state is kept as given."""
         out = collections.OrderedDict(given or {})
         for sid, state in self.streams.items():
-            if state not in out:
-                step = Constant(np.array([0, self.top[sid] + 1], dtype=np.int64), dtype="int64")
-                out[state] = _ew.add(state, step)
+            finals = self.finals.get(sid, [])
+            if state in out and all(out[state] is not f for f in finals):
+                continue
+            out[state] = _advance(state, self.top.get(sid), finals)
         return out
 
 
 def _loop():
-    if not _LOOPS:
-        return None
-    if len(_LOOPS) > 1:
-        raise NotImplementedError(
-            f"random numbers inside a loop inside a loop's step are not supported yet "
-            f"(at {user_trace()}); draw them in the outer loop's step and pass them in")
-    return _LOOPS[-1]
+    """The scope of the innermost loop step being built, or None."""
+    return _LOOPS[-1] if _LOOPS else None
 
 
 @contextlib.contextmanager
@@ -509,11 +511,16 @@ def loop_scope(where):
 
 def mark_finals(updates):
     """Tag the final states of the streams a loop advanced (``sg.scan``'s updates), so
-    ``sg.function`` chains them into its advance whether or not the user lists them."""
+    ``sg.function`` chains them into its advance whether or not the user lists them; for a
+    loop built inside another loop's step, that step's advance chains them (its scope)."""
+    outer = _loop()
     for sv, v in updates.items():
         sid = getattr(sv, "random_stream_id", None)
         if sid is not None:
             v.tag.random_final_of = sid
+            if outer is not None:
+                outer.streams[sid] = sv
+                outer.finals.setdefault(sid, []).append(v)
 
 
 # --------------------------------------------------------------------------- the default stream
