@@ -472,6 +472,41 @@ def test_assigning_a_shared_variable_inside_the_step_is_refused():
         sg.scan(lambda x_t: (x_t * W, {W: W + x_t}), sequences=x)
 
 
+def test_a_training_mode_batch_norm_inside_the_step_is_refused_not_dropped():
+    # Its running statistics used to be silently never updated (the updates sat on a node
+    # inside the step, where train_step does not look): inference then normalised by the
+    # initial zeros and ones.
+    bn = sg.layers.BatchNorm1D(3, name="bn")
+    x, W = sg.tensor3("x"), sg.shared(np.eye(3), name="W")
+
+    def step(x_t, h):
+        return sg.tanh(bn(x_t, training=True) + h)  # the batch norm's line
+
+    with pytest.raises(ValueError) as e:
+        sg.scan(step, sequences=x, outputs_info=sg.zeros((2, 3)))  # the scan's line
+    msg = str(e.value)
+    assert f"step function (step at {__file__}:" in msg
+    assert f"training-mode batch_norm (made at {__file__}:{_line_of('# the batch norm')})" in msg
+    assert "'bn.running_mean', 'bn.running_var', 'bn.num_batches_tracked' at every step" in msg
+    assert "layer_norm" in msg and "track_running_stats=False" in msg and "training=False" in msg
+    assert msg.endswith(f"(at {__file__}:{_line_of('# the scan')})")
+    with pytest.raises(ValueError, match=r"training-mode batch_norm .* would update "
+                                         r"'running_mean'"):
+        rm = sg.shared(np.zeros(3), name="running_mean", trainable=False)
+        sg.scan(lambda x_t: sg.nn.batch_norm(x_t, rm, sg.shared(np.ones(3), trainable=False),
+                                             training=True)[0], sequences=x)
+    # what may be computed in a step: the running statistics, the batch's without keeping
+    # any, and a training-mode batch norm of an outer value (computed once, before the loop,
+    # and updated by the train step as anywhere else)
+    free = sg.layers.BatchNorm1D(3, track_running_stats=False)
+    for f in (lambda x_t: bn(x_t, training=False), lambda x_t: free(x_t, training=True),
+              lambda x_t: x_t @ bn(W, training=True)):
+        out, _ = sg.map(f, x)
+        step_ = sg.train_step((out ** 2).mean(), [x])
+        step_(RNG.standard_normal((4, 2, 3)))
+    assert not np.array_equal(bn.running_mean.get_value(), np.zeros(3))
+
+
 def test_n_steps_is_required_without_sequences():
     with pytest.raises(ValueError, match=r"n_steps is required when there is no sequence.*"
                                          r"\(at .*test_scan.py:\d+\)"):

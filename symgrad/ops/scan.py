@@ -584,6 +584,7 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
     if not listed:
         inits = [None] * len(outs)
     _check_outputs(outs, inits, fn, where)
+    _check_no_pending_updates(outs, seq_phs + prev_phs, fn, where)
     state = _state_updates(updates, fn, where)
     node_outs, order = _loop_of(name, n, seqs, seq_phs, inits, rec, prev_phs, outs, state,
                                 int(truncate_gradient))
@@ -738,6 +739,27 @@ def _check_outputs(outs, inits, fn, where):
                 f"its initial value outputs_info[{k}] is {i.type}; a value fed back to the next "
                 f"step must keep its dtype, number of dimensions and static shape (cast the "
                 f"initial value or the output, e.g. .astype('{i.dtype}')) {where}")
+
+
+def _check_no_pending_updates(outs, phs, fn, where):
+    """A training-mode batch norm computed in the step would update its running statistics
+    at every step: a step assigning shared variables, which the loop cannot carry out (its
+    updates are on a node inside the step, where ``sg.train_step`` and
+    ``sg.nn.collect_updates`` do not look). Refused at build time rather than dropped."""
+    dep, const = dependence(outs, phs)
+    for node in toposort(outs):
+        pending = getattr(node.tag, "updates", None)
+        if not pending or not any(id(o) in dep or id(o) in const for o in node.outputs):
+            continue  # none, or computed from outer values only: before the loop, as usual
+        names = ", ".join(repr(sv.name) if sv.name else repr(sv) for sv, _ in pending)
+        raise ValueError(
+            f"scan: the step function ({_fn_where(fn)}) computes a training-mode "
+            f"{node.op.name} (made at {node.trace}) that would update {names} at every step; "
+            f"a step may read shared variables but not assign them, so these updates would "
+            f"be lost. Inside a loop normalise with sg.nn.layer_norm / sg.layers.LayerNorm, "
+            f"or a batch norm made with track_running_stats=False (the batch's statistics in "
+            f"training and in inference), or called with training=False (the running "
+            f"statistics) {where}")
 
 
 def _is_random_state(sv):
