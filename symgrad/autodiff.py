@@ -137,9 +137,13 @@ def _check_seed(var, seed):
 
 def _reach(nodes, wrt_list, blocked=frozenset()):
     """Ids of the variables whose value depends on some ``wrt`` (the paths to search);
-    a ``blocked`` variable (consider_constant) depends on nothing but itself."""
+    a ``blocked`` variable (consider_constant) depends on nothing but itself, and so does
+    a ``stop_gradient``'s result: a path cut on purpose is no path, an integer one (an
+    argmax used as an index) included."""
     reach = {id(v) for v in wrt_list}
     for node in nodes:
+        if isinstance(node.op, _ew.StopGradient):
+            continue
         vi = node.op.value_inputs
         ins = node.inputs if vi is None else [node.inputs[i] for i in vi]
         if any(id(i) in reach for i in ins):

@@ -142,6 +142,30 @@ def test_stop_gradient():
     assert sg.evaluate(g, {x: 3.0}) == 3.0
 
 
+def test_stop_gradient_cuts_an_integer_path_as_the_error_advises():
+    # An argmax of the model's own output used as an index (greedy decoding, hard
+    # attention): the path through the index raises, and the error says to wrap the value
+    # in sg.stop_gradient -- which used to raise the same error, now about stop_gradient.
+    W = sg.shared(np.array([[1.0, -2.0, 0.5], [0.3, 0.2, -1.0]]), name="W")
+    x = sg.matrix("x")
+    logits = x @ W
+    logp = sg.nn.log_softmax(logits)
+    rows = sg.arange(x.shape[0])
+    with pytest.raises(sg.NonDifferentiableError, match=r"argmax.* sg.stop_gradient"):
+        sg.grad(logp[rows, logits.argmax(axis=1)].sum(), W)
+    best = sg.stop_gradient(logits.argmax(axis=1))
+    costs = [logp[rows, best].sum(), (sg.one_hot(best, 3) * logp).sum(), W.T[best].sum()]
+    X = np.array([[1.0, 2.0], [-1.0, 0.5], [0.0, 3.0]])
+    got = sg.function([x], [sg.grad(c, W) for c in costs])(X)
+    # the same with the chosen indices as data
+    y = sg.vector("y", dtype="int64")
+    fixed = [logp[rows, y].sum(), (sg.one_hot(y, 3) * logp).sum(), W.T[y].sum()]
+    want = sg.function([x, y], [sg.grad(c, W) for c in fixed])(X, (X @ W.get_value()).argmax(1))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-14)
+    assert np.abs(got[0]).sum() > 0
+
+
 def test_grad_of_grad():
     x = sg.scalar("x")
     g1 = sg.grad(x ** 3, x)

@@ -292,6 +292,44 @@ def _line_of(text):
     raise AssertionError(text)
 
 
+def test_greedy_decoding_feeds_its_argmax_back_and_differentiates_the_chosen_log_probs(mode):
+    # The step picks its next token with a stop_gradient'd argmax and feeds it back (an int
+    # recurrent output, read as an embedding index): the gradient of the chosen tokens' log
+    # probabilities must be that of teacher forcing with those tokens.
+    rng = np.random.default_rng(4)
+    E, W, O = (sg.shared(rng.standard_normal(s) * 0.5, name=n)
+               for s, n in (((5, 3), "E"), ((3, 3), "W"), ((3, 5), "O")))
+
+    def cell(tok, h):
+        h = sg.tanh(E[tok] + h @ W)
+        return h, sg.nn.log_softmax(h @ O)
+
+    def greedy(tok, h):
+        h, logp = cell(tok, h)
+        nxt = sg.stop_gradient((h @ O).argmax(axis=1))
+        return nxt, h, logp[sg.arange(tok.shape[0]), nxt]
+
+    start = sg.vector("start", dtype="int64")
+    (toks, _, lps), _ = sg.scan(greedy, outputs_info=[start, sg.zeros((2, 3)), None],
+                                n_steps=4)
+    params = [E, W, O]
+    f = _f(mode, [start], [toks, *sg.grad(-lps.sum(), params)])
+    chosen, *got = f(np.array([1, 3]))
+
+    inputs, targets = sg.matrix("inputs", dtype="int64"), sg.matrix("targets", dtype="int64")
+
+    def forced(tok, target, h):
+        h, logp = cell(tok, h)
+        return h, logp[sg.arange(tok.shape[0]), target]
+
+    (_, lps2), _ = sg.scan(forced, sequences=[inputs, targets],
+                           outputs_info=[sg.zeros((2, 3)), None])
+    g = _f(mode, [inputs, targets], sg.grad(-lps2.sum(), params))
+    want = g(np.concatenate([[[1, 3]], chosen[:-1]]), chosen)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
 # --------------------------------------------------------------------------- jacobian
 
 def _per_example_losses(X, y, W, b):
