@@ -389,6 +389,17 @@ def test_random_stream_state_advances_inside_the_loop_and_comes_back_as_an_updat
 
 # --------------------------------------------------------------------------- errors
 
+def test_an_empty_outputs_info_is_a_map_as_in_theano(mode):
+    # Theano reads outputs_info=[] as "nothing fed back"; it used to be an error here
+    # ("returned 2 outputs but outputs_info has 0 entries")
+    x = sg.vector("x")
+    for info in ([], ()):
+        (a, b), _ = sg.scan(lambda v: [v * 2, v + 1], sequences=x, outputs_info=info)
+        got = _f(mode, [x], [a, b])(np.arange(3.0))
+        np.testing.assert_array_equal(got[0], [0, 2, 4])
+        np.testing.assert_array_equal(got[1], [1, 2, 3])
+
+
 def test_wrong_number_of_outputs_names_the_step_and_the_line():
     x = sg.vector("x")
 

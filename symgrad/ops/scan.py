@@ -528,7 +528,8 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
     outputs_info : list, optional
         One entry per output of ``fn``: its initial value (the output is fed
         back to the next step and must keep the initial value's dtype, number
-        of dimensions and static shape) or None (it is not fed back).
+        of dimensions and static shape) or None (it is not fed back). None or
+        ``[]`` for the whole list: no output is fed back (a map).
     non_sequences : Variable or list, optional
         Passed to every step as they are. Other outer values the step reads
         (shared variables, inputs) need not be listed.
@@ -566,8 +567,8 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
     n, seqs = _loop_length(n_steps, seqs, where)
     if go_backwards:
         seqs = [x[::-1] for x in seqs]
-    listed = outputs_info is not None
     infos = as_list(outputs_info)
+    listed = bool(infos)  # None or [] (Theano's): no output is fed back
     inits = [_initial(e, k, where) for k, e in enumerate(infos)]
     rec = [k for k, i in enumerate(inits) if i is not None]
     seq_phs = [Variable(TensorType(x.dtype, x.type.shape[1:]), name=name)
