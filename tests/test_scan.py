@@ -400,6 +400,22 @@ def test_an_empty_outputs_info_is_a_map_as_in_theano(mode):
         np.testing.assert_array_equal(got[1], [1, 2, 3])
 
 
+def test_a_step_may_return_its_updates_before_its_outputs_as_in_theano():
+    x = sg.vector("x")
+    got = []
+    for first in (False, True):
+        rng = sg.random.RandomStream(0)
+
+        def step(v):
+            out = v + rng.uniform()
+            upd = {rng.state: rng.state + np.array([0, 5])}
+            return (upd, out) if first else (out, upd)
+        out, upd = sg.scan(step, sequences=x)
+        assert list(upd) == [rng.state]
+        got.append(sg.function([x], out)(np.zeros(3)))
+    np.testing.assert_array_equal(got[0], got[1])
+
+
 def test_wrong_number_of_outputs_names_the_step_and_the_line():
     x = sg.vector("x")
 

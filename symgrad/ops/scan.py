@@ -713,6 +713,8 @@ def _step_result(got, fn, where):
     updates = None
     if isinstance(got, tuple) and len(got) == 2 and isinstance(got[1], dict):
         got, updates = got
+    elif isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], dict):
+        updates, got = got  # Theano takes the two in either order
     elif isinstance(got, dict):
         got, updates = [], got
     outs = as_list(got)
