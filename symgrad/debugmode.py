@@ -73,7 +73,9 @@ class DebugRunner:
                     self._compare(self._step_site(node, k), have, want)
                 if (finite_in and not _finite(want) and not _mean_of_nothing(node, values_of)
                         and not _divided_by_no_count(node, values_of)):
-                    raise DebugModeError(f"{self._site(node, k)} made NaN or Inf from finite inputs")
+                    inside = _first_in_loop(node, [values_of(i) for i in node.inputs])
+                    raise DebugModeError(f"{inside or ''}{self._site(node, k)} made NaN or Inf "
+                                         f"from finite inputs")
                 carried.append(want if have is None else have)
                 finite[id(o)] = _finite(carried[-1])
             return carried
@@ -111,6 +113,52 @@ class DebugRunner:
                                      f"{got[i].item()!r} vs {want[i].item()!r}")
         elif not np.array_equal(got, want):
             raise DebugModeError(f"{site}: compiled and reference results differ")
+
+
+def _first_in_loop(node, inputs):
+    """For a loop (scan) that made NaN or Inf from finite inputs: ``"<op> at <line>, at step
+    t of "`` naming the first node of its step, at the first step, that did (the step run
+    again on the values the loop read; a loop inside the step is searched in turn), so a
+    recurrent net's NaN is traced to the user's line rather than to the whole loop. None
+    for another op, or when the step's values do not show it."""
+    from .ops.scan import Scan
+    op = node.op
+    if not isinstance(op, Scan):
+        return None
+    n_steps, seqs, prev, others = op.split([np.asarray(v) for v in inputs])
+    inner = op.inner
+    nodes = toposort(inner.outputs)
+    program = Program(inner.inputs, [o for n in nodes for o in n.outputs] + inner.outputs)
+    found = []
+    for t in range(int(n_steps)):
+        values = [x[t] for x in seqs] + list(prev) + list(others)
+        finite = {id(p): _finite(np.asarray(v)) for p, v in zip(inner.inputs, values)}
+        known = dict(zip(map(id, inner.inputs), values))
+
+        def values_of(v):
+            return np.asarray(known[id(v)] if id(v) in known else leaf_value(v))
+
+        def check(n, results):
+            finite_in = all(finite[id(i)] if id(i) in finite else _leaf_finite(i)
+                            for i in n.inputs)
+            for o, r in zip(n.outputs, results):
+                known[id(o)] = r
+                finite[id(o)] = _finite(np.asarray(r))
+            if (not found and finite_in and not all(finite[id(o)] for o in n.outputs)
+                    and not _mean_of_nothing(n, values_of)
+                    and not _divided_by_no_count(n, values_of)):
+                deeper = _first_in_loop(n, [values_of(i) for i in n.inputs])
+                found.append(f"{deeper or ''}{n.op} at {n.trace}, at step {t} of ")
+            return results
+
+        try:
+            outs = program.run(values, carry=check)[-len(inner.outputs):]
+        except Exception:  # the reference fails where the compiled loop did not: no trace
+            return None
+        if found:
+            return found[0]
+        prev = outs[:op.n_rec]
+    return None
 
 
 def _mean_of_nothing(node, values_of):

@@ -154,3 +154,47 @@ def test_a_division_by_a_count_of_no_element_is_what_the_other_modes_give():
     f = sg.function([x], x.sum() / (n * (x * 0).sum()), mode="debug")
     with pytest.raises(DebugModeError, match="made NaN or Inf from finite inputs"):
         f(full)
+
+
+def _line(marker):
+    import inspect
+    src = inspect.getsource(inspect.getmodule(_line)).splitlines()
+    return next(i + 1 for i, s in enumerate(src) if marker in s)
+
+
+def test_a_nan_made_inside_a_loop_names_the_op_of_the_step_and_the_step():
+    # A recurrent net's NaN used to be reported as "scan at <line> made NaN or Inf": the
+    # whole loop, not which op of the step, nor at which step.
+    x = sg.vector("x")
+    hs, _ = sg.scan(lambda x_t, h: sg.log(h - x_t),  # LOG-STEP
+                    sequences=x, outputs_info=sg.constant(5.0))  # THE-LOOP
+    f = sg.function([x], hs, mode="debug")
+    np.testing.assert_allclose(f(np.array([1.0])), [np.log(4.0)])
+    # h: 5 -> log 4 -> log(log 4 - 1) < 0 -> log of a negative number at step 2
+    with pytest.raises(DebugModeError, match=rf"^log at .*{THIS_FILE}:{_line('LOG-STEP')}, at "
+                                             rf"step 2 of scan at .*{THIS_FILE}:"
+                                             rf"{_line('THE-LOOP') - 1} made NaN or Inf from "
+                                             rf"finite inputs$"):
+        f(np.array([1.0, 1.0, 1.0, 3.0]))
+    # a loop inside the step: both steps named, the innermost op first
+    m = sg.matrix("m")
+
+    def outer(row, acc):
+        inner, _ = sg.scan(lambda v, a: a + sg.log(v),  # INNER-LOG
+                           sequences=row, outputs_info=sg.constant(0.0))
+        return acc + inner[-1]
+
+    out, _ = sg.scan(outer, sequences=m, outputs_info=sg.constant(0.0))  # OUTER-LOOP
+    g = sg.function([m], out, mode="debug")
+    with pytest.raises(DebugModeError, match=rf"^log at .*:{_line('INNER-LOG')}, at step 1 of "
+                                             rf"scan at .*, at step 1 of scan at "
+                                             rf".*:{_line('OUTER-LOOP')} made NaN"):
+        g(np.array([[1.0, 2.0], [3.0, 0.0]]))
+    # the backward loop of the gradient is searched the same way
+    s = sg.vector("s")
+    roots, _ = sg.scan(lambda x_t, h: sg.sqrt(h * x_t), sequences=s,
+                       outputs_info=sg.constant(2.0))
+    d = sg.function([s], sg.grad(roots.sum(), s), mode="debug")
+    with pytest.raises(DebugModeError, match=r"^truediv at .*, at step 0 of scan\{grad of "
+                                             r"scan\} at .* made NaN or Inf"):
+        d(np.array([1.0, 0.0, 1.0]))
