@@ -444,6 +444,12 @@ def test_recurrent_output_must_keep_the_type_of_its_initial_value():
     with pytest.raises(TypeError) as err:
         sg.scan(lambda h: h @ W, outputs_info=h0, n_steps=3)  # the line the error names
     assert str(err.value).endswith(f"(at {__file__}:{_line_of('# the line the error names')})")
+    assert "make the initial value the shape of one step's value" in str(err.value)
+    # the advice fits what differs: a number 0 as the initial value of a float output
+    with pytest.raises(TypeError, match=r"is float64\[\].*outputs_info\[0\] is int64\[\]; .*"
+                                        r"give the initial value the output's dtype, "
+                                        r"sg.cast\(h0, 'float64'\) \(for a number: 0.0, not 0\)"):
+        sg.scan(lambda x_t, a: a + x_t, sequences=x, outputs_info=0)
 
 
 def test_a_step_function_that_cannot_take_the_arguments_says_what_scan_passes():

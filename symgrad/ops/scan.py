@@ -737,11 +737,19 @@ def _check_outputs(outs, inits, fn, where):
     for k, (o, i) in enumerate(zip(outs, inits)):
         if i is not None and (o.dtype != i.dtype or o.ndim != i.ndim or conflict(o.type.shape, i.type.shape)):
             made = f" made at {o.owner.trace}" if o.owner is not None else ""
+            if o.dtype != i.dtype:
+                fix = (f"give the initial value the output's dtype, sg.cast(h0, '{o.dtype}') "
+                       f"(for a number: 0.0, not 0), or cast the output to the initial "
+                       f"value's, .astype('{i.dtype}')")
+            else:
+                fix = (f"make the initial value the shape of one step's value (for a "
+                       f"(batch, hidden) state, e.g. sg.zeros((x.shape[1], hidden))), or "
+                       f"reshape the output to the initial value's")
             raise TypeError(
                 f"scan: output {k} of the step function ({_fn_where(fn)}) is {o.type}{made}, but "
                 f"its initial value outputs_info[{k}] is {i.type}; a value fed back to the next "
-                f"step must keep its dtype, number of dimensions and static shape (cast the "
-                f"initial value or the output, e.g. .astype('{i.dtype}')) {where}")
+                f"step must keep its dtype, number of dimensions and static shape: {fix} "
+                f"{where}")
 
 
 def _check_no_pending_updates(outs, phs, fn, where):
