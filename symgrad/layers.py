@@ -493,7 +493,12 @@ class _Recurrent(_Module):
         outs, _ = ops.scan(step, sequences=seqs, outputs_info=initial,
                            name=f"{self.name}.l{l}")
         outs = outs if n > 1 else [outs]
-        return outs[0], [o[-1] for o in outs]
+        # The final states: the last step's, or the initial ones after no step at all (a
+        # sequence of length 0, as a fully masked one keeps them; o[-1] would be out of
+        # range). o[-1:] lets the loop keep only the final value of a state read nowhere
+        # else (rewrite.loops.keep_last_values), as o[-1] does.
+        return outs[0], [ops.concatenate([ops.expand_dims(h, 0), o[-1:]], axis=0)[-1]
+                         for h, o in zip(initial, outs)]
 
     def _linear(self, l, x_t, h):
         """``(x_t @ W_ih.T + b_ih, h @ W_hh.T + b_hh)`` of layer ``l``."""

@@ -283,6 +283,36 @@ def test_verify_grad_through_the_layers_with_a_mask(kind):
     sg.verify_grad(fun, pt, n_tests=1, mode="py")
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_sequence_of_no_step_keeps_the_initial_states(kind, mode):
+    # The final states were read as the stack's [-1]: an input of 0 time steps failed with
+    # "subtensor[-1] ... index -1 is out of range for axis 0 with size 0", an index the user
+    # never wrote. No step leaves the states as given, as a fully masked sequence does.
+    lay = getattr(sg.layers, kind)(3, 4, num_layers=2, rng=0, dtype="float64")
+    x = sg.tensor3("x")
+    hx = [sg.tensor3(f"h{i}") for i in range(2 if kind == "LSTM" else 1)]
+    out, finals = lay(x, tuple(hx) if kind == "LSTM" else hx[0])
+    finals = list(finals) if kind == "LSTM" else [finals]
+    cost = sum((f * np.arange(1.0, 5.0)).sum() for f in finals)
+    f = sg.function([x, *hx], [out, *finals, *sg.grad(cost, hx)], mode=mode)
+    rng = np.random.default_rng(3)
+    states = [rng.standard_normal((2, 5, 4)) for _ in hx]
+    got = f(np.zeros((0, 5, 3)), *states)
+    assert got[0].shape == (0, 5, 4)
+    for g, h in zip(got[1:1 + len(hx)], states):
+        np.testing.assert_array_equal(g, h)
+    for g in got[1 + len(hx):]:   # d(final)/d(initial) is the identity
+        np.testing.assert_array_equal(g, np.broadcast_to(np.arange(1.0, 5.0), (2, 5, 4)))
+    # one step and more: the last step's states, as before
+    xs = rng.standard_normal((3, 5, 3))
+    full = f(xs, *states)
+    sd = lay.state_dict()
+    want_out, want_finals = reference(kind, sd, xs, states, num_layers=2)
+    np.testing.assert_allclose(full[0], want_out, rtol=1e-12)
+    for g, w in zip(full[1:1 + len(hx)], want_finals):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
+
+
 def test_unbatched_input_and_numpy_mask_match_the_batched_layer():
     gru = sg.layers.GRU(3, 2, rng=4)
     x, h0 = sg.matrix("x"), sg.matrix("h0")

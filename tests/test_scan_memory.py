@@ -233,6 +233,27 @@ def test_a_loop_read_only_at_its_last_step_keeps_only_the_last_value(mode):
         f(np.zeros((0, 3)), np.zeros(3))       # as hs[-1] of an empty stack
 
 
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_a_loop_read_only_as_its_last_step_slice_keeps_only_the_last_value(mode):
+    # hs[-1:] (0 or 1 entries) is what the recurrent layers read for their final states,
+    # so that a sequence of length 0 keeps the initial state rather than failing
+    X, h0 = sg.matrix("X"), sg.vector("h0")
+    W = sg.shared(RNG.standard_normal((3, 3)) * 0.5, name="W")
+    hs, cs = _rnn_last(X, h0, W)
+    outs = [hs[-1:] * 2.0, cs[-1:, 1:]]
+    (node,) = _scans(outs)
+    assert node.op.last == (True, True)
+    f = sg.function([X, h0], outs, mode=mode)
+    for T in (5, 1):
+        vals = [RNG.standard_normal((T, 3)), RNG.standard_normal(3)]
+        h, c = _rnn_ref(*vals, W.get_value())
+        a, b = f(*vals)
+        np.testing.assert_allclose(a, [2 * h], rtol=1e-13)
+        np.testing.assert_allclose(b, [c[1:]], rtol=1e-13)
+    a, b = f(np.zeros((0, 3)), np.zeros(3))
+    assert a.shape == (0, 3) and b.shape == (0, 2)
+
+
 def test_the_memory_of_a_loop_read_at_its_last_step_does_not_grow_with_its_steps():
     X, h0 = sg.matrix("X"), sg.vector("h0")
     W = sg.shared(RNG.standard_normal((64, 64)) * 0.1, name="W")

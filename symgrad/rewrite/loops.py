@@ -93,8 +93,8 @@ def keep_last_values(outputs):
     holds two values of the step's size, not a stack of every step's. The graph given is
     not changed.
 
-    A reader ``hs[-1, ...]`` becomes the same subtensor of a stack of the final value
-    that is empty after no step -- ``expand_dims(final, 0)[:min(n_steps, 1)]``, views
+    A reader ``hs[-1, ...]`` (or ``hs[-1:, ...]``) becomes the same subtensor of a stack of
+    the final value that is empty after no step -- ``expand_dims(final, 0)[:min(n_steps, 1)]``, views
     only -- so that ``hs[-1]`` of a loop of no step is still an IndexError. An output of
     the graph itself stays a stack.
     """
@@ -133,11 +133,12 @@ def _only_last_read(node, readers, given):
 
 
 def _reads_last(reader, v):
-    """Whether node ``reader`` is ``v[-1, ...]`` (and reads ``v`` nowhere else)."""
+    """Whether node ``reader`` is ``v[-1, ...]`` or ``v[-1:, ...]`` (and reads ``v`` nowhere
+    else): the same subtensor of the final value's tail, of 0 or 1 entries, gives either."""
     idx = getattr(reader.op, "idx", None)
     return (isinstance(reader.op, Subtensor) and reader.inputs[0] is v
             and all(i is not v for i in reader.inputs[1:])
-            and type(idx[0]) is int and idx[0] == -1)
+            and ((type(idx[0]) is int and idx[0] == -1) or idx[0] == (-1, None, None)))
 
 
 def _last_values(node, ks, readers):
