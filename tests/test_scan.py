@@ -523,6 +523,105 @@ def test_sequence_taps_mix_with_plain_sequences_recurrent_outputs_and_non_sequen
     np.testing.assert_allclose(_f(mode, [x, y, w], out)(xv, yv, 0.5), ref, rtol=1e-13)
 
 
+def test_output_taps_read_earlier_steps_as_theano_does(mode):
+    # dict(initial=x0, taps=[-2, -1]) used to be refused ("only the previous value is
+    # supported"). The step reads out[t-2], out[t-1]; out[-2], out[-1] are x0[0], x0[1]
+    # (the first -min(taps) entries of the initial value, as Theano reads them); the
+    # result is the n_steps new values.
+    x0, n = sg.vector("x0"), sg.scalar("n", dtype="int64")
+    fib, _ = sg.scan(lambda a, b: a + b, outputs_info=dict(initial=x0, taps=[-2, -1]),
+                     n_steps=n)
+    f = _f(mode, [x0, n], [fib, sg.grad(fib[-1], x0)])
+    got, g = f(np.array([0.0, 1.0]), 8)
+    np.testing.assert_array_equal(got, [1, 2, 3, 5, 8, 13, 21, 34])
+    np.testing.assert_array_equal(g, [21, 34])    # out[8] = 21 x0[0] + 34 x0[1]
+    got, g = f(np.array([0.0, 1.0, 99.0]), 3)     # an entry past the taps: never read
+    np.testing.assert_array_equal(got, [1, 2, 3])
+    np.testing.assert_array_equal(g, [2, 3, 0])
+    assert _f(mode, [x0, n], fib)(np.array([0.0, 1.0]), 0).shape == (0,)
+
+
+@pytest.mark.parametrize("backwards, truncate", [(False, -1), (True, -1), (False, 2), (True, 3)])
+def test_output_taps_with_other_outputs_and_their_gradient(mode, backwards, truncate):
+    # taps in any order ([-1, -3]: out[t-1], then out[t-3]), beside a plain recurrent output
+    # and one not fed back; values and gradients against the loop written out in NumPy
+    # (finite differences), truncation included
+    W = sg.shared(np.array([[0.5, -0.2], [0.3, 0.4]]), name="W")
+    x, h0, c0 = sg.matrix("x"), sg.matrix("h0"), sg.vector("c0")
+
+    def step(x_t, h1, h3, c):
+        h = sg.tanh(x_t + h1 @ W + 0.5 * h3 + c)
+        return h, c * 0.5 + h, (h ** 2).sum()
+
+    (hs, cs, e), _ = sg.scan(step, sequences=x, outputs_info=[dict(initial=h0, taps=[-1, -3]),
+                                                               c0, None],
+                             go_backwards=backwards, truncate_gradient=truncate)
+    cost = (hs ** 2).sum() + cs.sum() + e.sum()
+    f = _f(mode, [x, h0, c0], [hs, cs, e, *sg.grad(cost, [x, h0, c0])])
+    rng = np.random.default_rng(5)
+    xv, h0v, c0v = rng.standard_normal((5, 2)), rng.standard_normal((3, 2)), rng.standard_normal(2)
+    Wv = W.get_value()
+
+    def loop(xv, h0v, c0v, cut=None):
+        """(stacks, cost, the window and c carried into each step); with ``cut``, the
+        steps before it and what they carry into it are the given constants."""
+        win, c, out, carried = list(h0v), c0v, [], []
+        for k, t in enumerate(range(4, -1, -1) if backwards else range(5)):
+            if cut is not None and k == cut[0]:
+                win, c = cut[2]
+            carried.append((list(win), c))
+            if cut is not None and k < cut[0]:
+                h, c = cut[1][k]
+            else:
+                h = np.tanh(xv[t] + win[-1] @ Wv + 0.5 * win[-3] + c)
+                c = c * 0.5 + h
+            win = win[1:] + [h]
+            out.append((h, c))
+        hs_, cs_ = np.array([h for h, _ in out]), np.array([c for _, c in out])
+        return hs_, cs_, (hs_ ** 2).sum() + cs_.sum() + (hs_ ** 2).sum(), carried
+
+    hs_, cs_, _, carried = loop(xv, h0v, c0v)
+    got = f(xv, h0v, c0v)
+    np.testing.assert_allclose(got[0], hs_, rtol=1e-13)
+    np.testing.assert_allclose(got[1], cs_, rtol=1e-13)
+    np.testing.assert_allclose(got[2], (hs_ ** 2).sum(axis=1), rtol=1e-13)
+    # truncation: back-propagation goes through the last k steps only; what is carried
+    # into them (the window of earlier values, initial entries included) is constant
+    first = 5 - truncate if truncate > 0 else 0
+    fixed = (first, list(zip(hs_[:first], cs_[:first])), carried[first]) if first else None
+    for got_g, arg in zip(got[3:], range(3)):
+        vals = [xv, h0v, c0v]
+        want = np.zeros_like(vals[arg])
+        for i in np.ndindex(*vals[arg].shape):
+            hi, lo = [v.copy() for v in vals], [v.copy() for v in vals]
+            hi[arg][i] += 1e-6
+            lo[arg][i] -= 1e-6
+            want[i] = (loop(*hi, cut=fixed)[2] - loop(*lo, cut=fixed)[2]) / 2e-6
+        np.testing.assert_allclose(got_g, want, rtol=1e-6, atol=1e-8)
+
+
+def test_bad_output_taps_are_refused_at_the_user_s_line():
+    m = sg.matrix("m")
+    for bad in ([-2, 0], [], [-1, -1], [1.5]):
+        with pytest.raises(ValueError, match=r"outputs_info\[0\] asks for taps .*distinct "
+                                             r"negative ints.*\(at .*test_scan.py:\d+\)"):
+            sg.scan(lambda *a: a[0], outputs_info=dict(initial=m, taps=bad), n_steps=2)
+    with pytest.raises(ValueError, match=r"read the output 3 steps back, but its initial value "
+                                         r"is float64\[2, 3\]; give the 3 values"):
+        sg.scan(lambda a, b: a + b, outputs_info=dict(initial=sg.tensor(shape=(2, 3)),
+                                                      taps=[-3, -1]), n_steps=2)
+    with pytest.raises(ValueError, match=r"asks for taps \[-2\] but gives no initial value"):
+        sg.scan(lambda a: a, outputs_info=dict(initial=None, taps=[-2]), n_steps=2)
+    with pytest.raises(TypeError, match=r"an entry of its initial value outputs_info\[0\] \(for "
+                                        r"taps \[-2, -1\], one value per step back\) is "
+                                        r"float64\[\?\]"):
+        sg.scan(lambda a, b: (a + b).astype("float32"),
+                outputs_info=dict(initial=m, taps=[-2, -1]), n_steps=2)
+    # Theano's dict() and dict(initial=None): an output that is not fed back
+    out, _ = sg.scan(lambda v: v * 2, sequences=sg.vector("v"), outputs_info=[dict()])
+    assert out.ndim == 1
+
+
 def test_bad_sequence_taps_are_refused_at_the_user_s_line():
     x = sg.vector("x")
     for bad in ([], [0, 0], [0.5], True):

@@ -529,7 +529,11 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
         One entry per output of ``fn``: its initial value (the output is fed
         back to the next step and must keep the initial value's dtype, number
         of dimensions and static shape) or None (it is not fed back). None or
-        ``[]`` for the whole list: no output is fed back (a map).
+        ``[]`` for the whole list: no output is fed back (a map). An entry
+        ``dict(initial=x0, taps=[-2, -1])`` (Theano's) passes ``out[t-2]`` and
+        ``out[t-1]`` to the step, ``x0`` holding ``out[-2], out[-1]`` along its
+        first axis (its first ``-min(taps)`` entries are read); the output is
+        still the stack of the new values.
     non_sequences : Variable or list, optional
         Passed to every step as they are. Other outer values the step reads
         (shared variables, inputs) need not be listed.
@@ -539,7 +543,10 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
     go_backwards : bool
         Loop over the sequences from their last entry to their first.
     truncate_gradient : int
-        Back-propagate through at most this many (last) steps; -1: all.
+        Back-propagate through at most this many (last) steps; -1: all. What
+        is carried into those steps (the previous values, with taps the values
+        of the steps before) is then a constant of the gradient: the initial
+        values get zeros when the loop runs more steps than this.
     name : str, optional
         Shown by printing; the gradient's loop is ``scan{grad of <name>}``.
 
@@ -569,32 +576,59 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
         seqs = [x[::-1] for x in seqs]
     infos = as_list(outputs_info)
     listed = bool(infos)  # None or [] (Theano's): no output is fed back
-    inits = [_initial(e, k, where) for k, e in enumerate(infos)]
-    rec = [k for k, i in enumerate(inits) if i is not None]
+    entries = [_initial(e, k, where) for k, e in enumerate(infos)]
+    inits = [i for i, _ in entries]
+    taps = [t for _, t in entries]
     seq_phs = [Variable(TensorType(x.dtype, x.type.shape[1:]), name=name)
                for x, name in zip(seqs, seq_names)]
-    prev_phs = [placeholder(inits[k], f"{inits[k].name}[t-1]" if inits[k].name else None)
-                for k in rec]
+    # What the step reads of each fed-back output: its previous value, or with taps
+    # (Theano's dict(initial=x0, taps=[-2, -1])) a window of its last m = -min(taps)
+    # values, carried from step to step, whose entries m + k it is given.
+    prev_phs, args, windows = {}, [], {}
+    for k, i in enumerate(inits):
+        if i is None:
+            continue
+        if taps[k] is None:
+            prev_phs[k] = placeholder(i, f"{i.name}[t-1]" if i.name else None)
+            args.append(prev_phs[k])
+            continue
+        m = -min(taps[k])
+        start = i[:m]
+        prev_phs[k] = placeholder(start, f"{i.name}[t-{m}:t]" if i.name else None)
+        windows[k] = (start, m)
+        args += [prev_phs[k][m + tap] for tap in taps[k]]
     others = [as_variable(x) for x in as_list(non_sequences)]
-    _check_arity(fn, len(seq_phs), len(prev_phs), len(others), where)
+    _check_arity(fn, len(seq_phs), len(args), len(others), where)
     from .. import random as _random  # sg.random builds on the ops: imported when used
     with _random.loop_scope(where) as draws:  # the step's samples: fresh at every step
-        got = fn(*seq_phs, *prev_phs, *others)
+        got = fn(*seq_phs, *args, *others)
     outs, updates = _step_result(got, fn, where)
     updates = draws.updates(updates)
     if not listed:
         inits = [None] * len(outs)
-    _check_outputs(outs, inits, fn, where)
-    _check_no_pending_updates(outs, seq_phs + prev_phs, fn, where)
+    _check_outputs(outs, [prev_phs[k][0] if k in windows else i for k, i in enumerate(inits)],
+                   fn, where, taps)
+    _check_no_pending_updates(outs, seq_phs + list(prev_phs.values()), fn, where)
     state = _state_updates(updates, fn, where)
-    node_outs, order = _loop_of(name, n, seqs, seq_phs, inits, rec, prev_phs, outs, state,
-                                int(truncate_gradient))
-    result = [node_outs[j] for j in order]
+    plain = [k for k, i in enumerate(inits) if i is not None and k not in windows]
+    tapped = list(windows)
+    rec_pairs = [(inits[k], prev_phs[k]) for k in plain] + \
+        [(windows[k][0], prev_phs[k]) for k in tapped]
+    rec_outs = [outs[k] for k in plain] + \
+        [concatenate([prev_phs[k][1:], expand_dims(outs[k], 0)], axis=0) for k in tapped]
+    other = [k for k in range(len(outs)) if k not in plain]  # a tapped one: its new values
+    node_outs = _loop_of(name, n, seqs, seq_phs, rec_pairs, rec_outs,
+                         [False] * len(plain) + [True] * len(tapped),
+                         [outs[k] for k in other], state, int(truncate_gradient))
+    n_rec = len(rec_pairs) + len(state)
+    order = {k: j for j, k in enumerate(plain)}
+    order.update({k: n_rec + j for j, k in enumerate(other)})
+    result = [node_outs[order[k]] for k in range(len(outs))]
     for k, v in enumerate(result):
         if name and v.name is None:
             v.name = name if len(result) == 1 else f"{name}[{k}]"
     upd = collections.OrderedDict(
-        (sv, node_outs[len(rec) + j]) for j, (sv, _) in enumerate(state))
+        (sv, node_outs[len(rec_pairs) + j]) for j, (sv, _) in enumerate(state))
     _random.mark_finals(upd)
     return (result[0] if len(result) == 1 else result), upd
 
@@ -668,14 +702,45 @@ def _loop_length(n_steps, seqs, where):
 
 
 def _initial(entry, k, where):
-    """An entry of ``outputs_info``: an initial value, or None (not fed back)."""
-    if isinstance(entry, dict):
-        taps = list(entry.get("taps", [-1]))
-        if taps != [-1]:
-            raise ValueError(f"scan: outputs_info[{k}] asks for taps {taps}; only the previous "
-                             f"value (taps=[-1]) is supported {where}")
-        entry = entry.get("initial")
-    return None if entry is None else as_variable(entry)
+    """An entry of ``outputs_info``: ``(initial value or None (not fed back), taps)``.
+
+    ``taps`` is None for the previous value alone (a value, or ``taps=[-1]``), else
+    Theano's: distinct negative offsets, the step reading ``out[t + k]`` for each, in the
+    order given, and the initial value holding ``out[-m], ..., out[-1]``, ``m = -min(taps)``,
+    along a leading axis (its first m entries are read).
+    """
+    if not isinstance(entry, dict):
+        return (None if entry is None else as_variable(entry)), None
+    unknown = sorted(set(entry) - {"initial", "taps"})
+    if unknown:
+        raise ValueError(f"scan: outputs_info[{k}] is a dict with keys {sorted(entry)}; an "
+                         f"output's entry given as a dict is dict(initial=x0) or "
+                         f"dict(initial=x0, taps=[-2, -1]) {where}")
+    init = entry.get("initial")
+    if init is None and entry.get("taps") is None:
+        return None, None  # Theano's dict() / dict(initial=None): not fed back
+    taps = entry.get("taps", [-1])
+    taps = [-1] if taps is None else taps
+    taps = list(taps) if isinstance(taps, (list, tuple)) else [taps]
+    if not taps or any(isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer))
+                       or t >= 0 for t in taps) or len(set(taps)) != len(taps):
+        raise ValueError(f"scan: outputs_info[{k}] asks for taps {entry.get('taps')!r}; an "
+                         f"output's taps are distinct negative ints, the earlier steps whose "
+                         f"values the step reads (e.g. [-2, -1]) {where}")
+    if init is None:
+        raise ValueError(f"scan: outputs_info[{k}] asks for taps {taps} but gives no initial "
+                         f"value; dict(initial=x0, taps=...) {where}")
+    init = as_variable(init)
+    if [int(t) for t in taps] == [-1]:
+        return init, None
+    m = -min(taps)
+    length = init.type.shape[0] if init.ndim else None
+    if init.ndim == 0 or (length is not None and length < m):
+        raise ValueError(f"scan: outputs_info[{k}] asks for taps {taps}, which read the "
+                         f"output {m} steps back, but its initial value is {init.type}; give "
+                         f"the {m} values before the first step along a leading axis "
+                         f"(shape ({m}, ...)) {where}")
+    return init, [int(t) for t in taps]
 
 
 def _fn_where(fn):
@@ -703,8 +768,9 @@ def _check_arity(fn, n_seqs, n_rec, n_others, where):
             f"argument{'s' * (n != 1)} scan passes ({e}). It is called with, in this order: "
             f"{some(n_seqs, 'slice')} of the sequences (one per sequence, or per tap of a "
             f"dict(input=x, taps=[...])), "
-            f"{some(n_rec, 'previous value')} of the recurrent outputs (the entries of "
-            f"outputs_info that are not None), then {some(n_others, 'non-sequence')}; "
+            f"{some(n_rec, 'previous value')} of the recurrent outputs (one per entry of "
+            f"outputs_info that is not None, or per tap of a dict(initial=x0, taps=[...])), "
+            f"then {some(n_others, 'non-sequence')}; "
             f"give it one parameter for each {where}") from None
 
 
@@ -727,7 +793,8 @@ def _step_result(got, fn, where):
     return outs, updates
 
 
-def _check_outputs(outs, inits, fn, where):
+def _check_outputs(outs, inits, fn, where, taps=()):
+    """``inits``: per output, its initial value or (with taps) one entry of it, or None."""
     if len(outs) != len(inits):
         raise ValueError(
             f"scan: the step function ({_fn_where(fn)}) returned {len(outs)} output"
@@ -737,6 +804,9 @@ def _check_outputs(outs, inits, fn, where):
     for k, (o, i) in enumerate(zip(outs, inits)):
         if i is not None and (o.dtype != i.dtype or o.ndim != i.ndim or conflict(o.type.shape, i.type.shape)):
             made = f" made at {o.owner.trace}" if o.owner is not None else ""
+            entry = (f"an entry of its initial value outputs_info[{k}] (for taps "
+                     f"{taps[k]}, one value per step back)" if k < len(taps) and taps[k]
+                     else f"its initial value outputs_info[{k}]")
             if o.dtype != i.dtype:
                 fix = (f"give the initial value the output's dtype, sg.cast(h0, '{o.dtype}') "
                        f"(for a number: 0.0, not 0), or cast the output to the initial "
@@ -747,7 +817,7 @@ def _check_outputs(outs, inits, fn, where):
                        f"reshape the output to the initial value's")
             raise TypeError(
                 f"scan: output {k} of the step function ({_fn_where(fn)}) is {o.type}{made}, but "
-                f"its initial value outputs_info[{k}] is {i.type}; a value fed back to the next "
+                f"{entry} is {i.type}; a value fed back to the next "
                 f"step must keep its dtype, number of dimensions and static shape: {fix} "
                 f"{where}")
 
@@ -800,30 +870,21 @@ def _state_updates(updates, fn, where):
     return out
 
 
-def _loop_of(name, n, seqs, seq_phs, inits, rec, prev_phs, outs, state, truncate):
-    """The Scan node's outputs, and for each of the step's outputs its position among them.
-
-    Recurrent outputs come first; a random-stream state the step advances is
-    a recurrent output too, kept as its final value only (the state read in
-    the step is its previous value).
-    """
+def _loop_of(name, n, seqs, seq_phs, rec_pairs, rec_outs, rec_last, other_outs, state,
+             truncate):
+    """The Scan node's outputs: the recurrent ones (``rec_pairs`` of initial value and
+    placeholder, their new values ``rec_outs``, ``rec_last`` for those kept as final values
+    only), then each random-stream state the step advances -- a recurrent output too, kept
+    as its final value only (the state read in the step is its previous value) -- then the
+    stacks of ``other_outs``."""
     state_phs = [placeholder(sv, f"{sv.name}[t-1]" if sv.name else None) for sv, _ in state]
-    other = [k for k in range(len(outs)) if k not in rec]
-    inner = [outs[k] for k in rec] + [e for _, e in state] + [outs[k] for k in other]
+    inner = list(rec_outs) + [e for _, e in state] + list(other_outs)
     if state:
         inner = replace(inner, {sv: p for (sv, _), p in zip(state, state_phs)})
-    n_rec = len(rec) + len(state)
-    rec_pairs = [(inits[k], p) for k, p in zip(rec, prev_phs)] + \
-        [(sv, p) for (sv, _), p in zip(state, state_phs)]
-    node_outs = make_loop(name, n, list(zip(seqs, seq_phs)), rec_pairs, inner[:n_rec],
-                          inner[n_rec:], [False] * len(rec) + [True] * len(state), truncate,
-                          keep_sequences=True)
-    order = [0] * len(outs)
-    for j, k in enumerate(rec):
-        order[k] = j
-    for j, k in enumerate(other):
-        order[k] = n_rec + j
-    return node_outs, order
+    n_rec = len(rec_outs) + len(state)
+    pairs = list(rec_pairs) + [(sv, p) for (sv, _), p in zip(state, state_phs)]
+    return make_loop(name, n, list(zip(seqs, seq_phs)), pairs, inner[:n_rec], inner[n_rec:],
+                     list(rec_last) + [True] * len(state), truncate, keep_sequences=True)
 
 
 def map(fn, sequences, non_sequences=None, name=None):  # noqa: A001 - Theano's name
