@@ -64,6 +64,12 @@ class Program:
                 results = node.op.perform(node, *[env[i] for i in ins])
             except ValueError as e:
                 raise _too_large(node, e) or e
+            except MemoryError as e:  # named as mode "c" names it (a node inside a loop: once)
+                if getattr(e, "symgrad_node", None) is not None:
+                    raise
+                err = MemoryError(f"{node.op} at {node.trace}: out of memory ({e})")
+                err.symgrad_node = node
+                raise err from e
             if profile is not None:
                 entry = profile.setdefault(id(node), [node, 0, 0.0])
                 entry[1] += 1

@@ -210,3 +210,15 @@ def test_a_stack_after_its_initial_value_of_too_many_steps_is_a_shape_error():
     for steps in (2**63 - 1, 2**62):
         with pytest.raises(sg.ShapeError, match=r"scan at .*test_scan_steps.py:\d+: .* too large"):
             f(steps, np.ones(2))
+
+
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_a_stack_too_large_for_memory_names_the_loop_in_every_mode(mode):
+    # Mode "py" used to let NumPy's bare "Unable to allocate 7.11 PiB ..." through, with no
+    # word of which op or line; mode "c" names the loop.
+    n = sg.scalar("n", dtype="int64")
+    hs, _ = sg.scan(lambda h: h * 0.5, outputs_info=sg.ones((1000,)), n_steps=n)
+    f = sg.function([n], hs, mode=mode)
+    assert f(2).shape == (2, 1000)
+    with pytest.raises(MemoryError, match=r"^scan at .*test_scan_steps.py:\d+: out of memory"):
+        f(10**12)
