@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #endif
 #include <sched.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -389,6 +390,57 @@ int sg_pool_init(sg_pool *p, size_t n_in, size_t n_out)
     return pthread_mutex_init(&p->lock, NULL);
 }
 
+/* ---- interrupting a call (Ctrl-C) ----
+ *
+ * A kernel runs without the GIL, so CPython's SIGINT handler only notes the signal and
+ * the KeyboardInterrupt waits for the call to end: a loop of a million steps could not be
+ * stopped. While Python's default handler is in place (the runtime checks before each
+ * call of a kernel with loops, sg_interrupt_arm), this handler is put in front of it: it
+ * raises the flag every workspace points to (sg_ws.interrupt) and passes the signal on to
+ * the handler it displaced, which notes it for Python as before. A loop reads the flag at
+ * each step and fails with SG_EINTR through its ordinary failure path (nothing changed),
+ * and the runtime then lets Python raise the KeyboardInterrupt it noted. A Python handler
+ * installed later (signal.signal) displaces this one again: then calls run to the end,
+ * as before. */
+static volatile sig_atomic_t sg__interrupt;
+static struct sigaction sg__displaced;
+
+static void sg__on_sigint(int sig, siginfo_t *info, void *uctx)
+{
+    sg__interrupt = 1;
+    if (sg__displaced.sa_flags & SA_SIGINFO) {
+        if (sg__displaced.sa_sigaction)
+            sg__displaced.sa_sigaction(sig, info, uctx);
+    } else if (sg__displaced.sa_handler == SIG_DFL) {
+        signal(sig, SIG_DFL); /* what the default would have done: end the process */
+        raise(sig);
+    } else if (sg__displaced.sa_handler != SIG_IGN) {
+        sg__displaced.sa_handler(sig);
+    }
+}
+
+/* Put the handler in front of SIGINT's (unless it is there already); 0 when it is in
+ * place, -1 when sigaction fails. Called with the GIL held, from the main thread. */
+int sg_interrupt_arm(void)
+{
+    struct sigaction now;
+    if (sigaction(SIGINT, NULL, &now) != 0)
+        return -1;
+    if ((now.sa_flags & SA_SIGINFO) && now.sa_sigaction == sg__on_sigint)
+        return 0;
+    struct sigaction mine;
+    memset(&mine, 0, sizeof mine);
+    mine.sa_sigaction = sg__on_sigint;
+    mine.sa_flags = SA_SIGINFO | (now.sa_flags & (SA_ONSTACK | SA_RESTART));
+    sigemptyset(&mine.sa_mask);
+    sg__displaced = now;
+    return sigaction(SIGINT, &mine, NULL) == 0 ? 0 : -1;
+}
+
+/* Lower the flag (before a call) or read it (after one). */
+void sg_interrupt_clear(void) { sg__interrupt = 0; }
+int sg_interrupt_raised(void) { return sg__interrupt != 0; }
+
 static sg_slot *slot_new(size_t n_in, size_t n_out, size_t hint)
 {
     size_t n = n_in + n_out;
@@ -403,6 +455,7 @@ static sg_slot *slot_new(size_t n_in, size_t n_out, size_t hint)
     s->ws.out_alloc = sg_out_alloc;
     s->ws.out_free = sg_out_free;
     s->ws.parallel_for = sg_parallel_for;
+    s->ws.interrupt = &sg__interrupt;
     if (hint)
         arena_grow(&s->ws, hint);
     return s;
@@ -593,6 +646,12 @@ void sg_lib_close(void *h)
 {
     if (h)
         dlclose(h);
+}
+
+/* Whether a loaded kernel's loops read sg_ws.interrupt (its `sg_interruptible` export). */
+int sg_lib_interruptible(void *h)
+{
+    return dlsym(h, "sg_interruptible") != NULL;
 }
 
 /* Set a loaded kernel's thread counts through its `sg_set_num_threads`

@@ -16,6 +16,8 @@ from libc.stdlib cimport free, malloc
 cimport numpy as cnp
 
 import os
+import signal as _signal
+import threading as _threading
 
 import numpy as np
 
@@ -34,6 +36,7 @@ cdef extern from "sg_runtime.h" nogil:
         SG_EINDEX
         SG_EVALUE
         SG_ENOMEM
+        SG_EINTR
 
     ctypedef struct sg_arr:
         void *data
@@ -67,6 +70,9 @@ cdef extern from "sg_runtime.h" nogil:
     void *sg_lib_open(const char *path, sg_main_fn *fn, char *msg, size_t msg_len)
     void sg_lib_close(void *h)
     int sg_lib_set_threads(void *h, int loops, int blas)
+    int sg_lib_interruptible(void *h)
+    int sg_interrupt_arm()
+    void sg_interrupt_clear()
     double *sg_lib_profile(void *h, int *n)
     void sg_out_free(void *p)
     void sg_out_place(void *p, size_t n)
@@ -189,6 +195,29 @@ cdef object _owned_array(sg_arr *a, PyObject *descr, int nd, Py_ssize_t itemsize
     return arr
 
 
+cdef extern from "Python.h":
+    int PyErr_CheckSignals() except -1
+
+
+cdef inline void _arm_interrupt(bint interruptible):
+    """Before a call of a kernel with loops: Ctrl-C stops them while Python's default SIGINT
+    handler is in place (sg_runtime.c); a handler of the user's own is left to itself."""
+    if not interruptible:
+        return
+    sg_interrupt_clear()
+    if (_threading.current_thread() is _threading.main_thread()
+            and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler):
+        sg_interrupt_arm()
+
+
+cdef object _interrupted(sg_err *err, object locations):
+    """The KeyboardInterrupt of a call its loop stopped at Ctrl-C: Python's own, raised by
+    its handler (which the runtime's passed the signal on to), else one naming the loop."""
+    sg_interrupt_clear()
+    PyErr_CheckSignals()  # raises the KeyboardInterrupt Python noted, as after any call
+    return KeyboardInterrupt(_kernel_error(SG_EINTR, err, locations).args[0])
+
+
 cdef object _kernel_error(int code, sg_err *err, object locations):
     err.msg[sizeof(err.msg) - 1] = 0
     msg = (<bytes>err.msg).decode("utf-8", "replace")
@@ -206,6 +235,8 @@ cdef object _kernel_error(int code, sg_err *err, object locations):
         return ValueError(msg)
     if code == SG_ENOMEM:
         return MemoryError(msg or "the kernel ran out of memory")
+    if code == SG_EINTR:
+        return RuntimeError(msg)  # (_interrupted makes it a KeyboardInterrupt)
     return RuntimeError(f"the kernel failed with unknown code {code}: {msg}")
 
 
@@ -336,6 +367,8 @@ cdef class Kernel:
     # "<op> at <file>:<line>: " of each failure site, by the number the
     # kernel's messages start with (codegen.kernel.location); set by CKernel.
     cdef public object locations
+    # Whether the kernel's loops stop at Ctrl-C (its sg_interruptible export).
+    cdef readonly bint interruptible
 
     def __cinit__(self, path, Py_ssize_t n_in, out_dtypes, out_ndims):
         cdef char msg[1024]
@@ -359,6 +392,7 @@ cdef class Kernel:
             err = KernelLoadError(msg.decode("utf-8", "replace"), path=self.path)
             raise err
         self.n_in_, self.n_out_ = n_in, len(dtypes)
+        self.interruptible = sg_lib_interruptible(self.handle) != 0
         self.descrs = dtypes
         self.ndims = <int *>malloc(max(len(nds), 1) * sizeof(int))
         self.itemsizes = <Py_ssize_t *>malloc(max(len(nds), 1) * sizeof(Py_ssize_t))
@@ -440,8 +474,11 @@ cdef class Kernel:
             raise MemoryError("cannot allocate a kernel workspace")
         try:
             copies = _describe_all(slot, seq, self.n_in_)  # alive until the kernel has returned
+            _arm_interrupt(self.interruptible)
             with nogil:
                 rc = entry(slot.in_, slot.out, &slot.ws, &slot.err)
+            if rc == SG_EINTR:
+                raise _interrupted(&slot.err, self.locations)
             if rc != SG_OK:
                 raise _kernel_error(rc, &slot.err, self.locations)
             return self._outputs(slot)
@@ -750,11 +787,14 @@ cdef class BoundCall:
             copies = _describe_all(slot, inputs, k.n_in_)  # alive until the kernel has returned
             if SG_CAN_DONATE and self.donors:
                 given = self._give(slot, shared_vals)
+            _arm_interrupt(k.interruptible)
             with nogil:
                 rc = entry(slot.in_, slot.out, &slot.ws, &slot.err)
             if given:  # written: readers may go on (before anything can run a finalizer)
                 self._release(slot)
                 given = False
+            if rc == SG_EINTR:
+                raise _interrupted(&slot.err, k.locations)
             if rc != SG_OK:
                 raise _kernel_error(rc, &slot.err, k.locations)
             outs = k._outputs(slot, self.out_src, inputs)

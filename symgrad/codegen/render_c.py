@@ -42,7 +42,8 @@ __all__ = ["KernelContext", "render", "CTYPE", "SUFFIX", "NoLowering", "locate",
 CTYPE = {"float64": "double", "float32": "float", "int64": "int64_t", "int32": "int32_t",
          "bool": "uint8_t"}
 SUFFIX = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64", "bool": "b8"}
-ERR = {"shape": "SG_ESHAPE", "index": "SG_EINDEX", "value": "SG_EVALUE", "nomem": "SG_ENOMEM"}
+ERR = {"shape": "SG_ESHAPE", "index": "SG_EINDEX", "value": "SG_EVALUE", "nomem": "SG_ENOMEM",
+       "interrupt": "SG_EINTR"}
 
 
 class NoLowering(SymgradError, NotImplementedError):
@@ -132,6 +133,7 @@ class KernelContext:
         self.guarded = {}        # id(input of a concatenation) -> its place: copied unless there
         self.panels = {}         # id(placeholder) -> (trans_b, its packed panels) (see _loop)
         self.loop_depth = 0      # loops (sg.scan) around the steps being rendered
+        self.interruptible = False  # a loop checks sg_ws.interrupt (exported: sg_interruptible)
         self._sites = {}
         self._n = 0
 
@@ -939,7 +941,12 @@ def _loop(ctx, step):
     # reverse order of the iterations (Loop.flipped)
     flipped = step.flipped or [False] * len(outs)
     at_entry = [f"{n} - 1 - {t}" if flipped[k] else t for k in range(len(outs))]
+    ctx.interruptible = True
     with w.block(f"for (int64_t {t} = 0; {t} < {n}; {t}++)"):
+        # Ctrl-C (sg_ws.interrupt): stop here, as an error would, before this step
+        with w.block("if (*ws->interrupt)"):
+            ctx.fail(node, "interrupt", "interrupted (SIGINT) before step %lld of %lld",
+                     f"(long long){t}", f"(long long){n}")
         for (x, p), a in zip(step.sequences, seqs):
             _entry(w, ctx.arr(p), a, x.ndim, _item(x), t)
         for k, (init, p) in enumerate(step.recurrent):
@@ -2024,6 +2031,9 @@ def _main(ctx, n_out, n_timed):
         top(f"SG_MAIN int sg_prof_n(void) {{ return {n_timed}; }}")
         top("")
     top("SG_MAIN int sg_abi_version(void) { return SG_ABI_VERSION; }")
+    if ctx.interruptible:
+        top.comment("/* Its loops stop at Ctrl-C (sg_ws.interrupt): the runtime arms the handler. */")
+        top("SG_MAIN int sg_interruptible(void) { return 1; }")
     top("")
     top.comment("/* Threads of this kernel's loops and of its matrix products (process-wide;")
     top.comment(" * `blas` = 0: as many as the loops). The runtime calls this after loading")

@@ -30,11 +30,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <signal.h>
 
-#define SG_ABI_VERSION 6
+#define SG_ABI_VERSION 7
 #define SG_MAXDIM 16
 
-enum { SG_OK = 0, SG_ESHAPE = 1, SG_EINDEX = 2, SG_EVALUE = 3, SG_ENOMEM = 4 };
+enum { SG_OK = 0, SG_ESHAPE = 1, SG_EINDEX = 2, SG_EVALUE = 3, SG_ENOMEM = 4, SG_EINTR = 5 };
 
 typedef struct {
     void *data;
@@ -68,6 +69,10 @@ typedef struct {
      * are free for reuse. Made and grown by the kernel with realloc, kept
      * between calls, freed by the runtime (ABI 6). */
     void *blocks;
+    /* Nonzero once the user interrupts the call (Ctrl-C, SIGINT, while Python's own handler
+     * is in place): a loop stops at its next step with SG_EINTR, through the same failure
+     * path as any error, so the call changes nothing (ABI 7). Never NULL. */
+    volatile sig_atomic_t *interrupt;
 } sg_ws;
 
 typedef struct {
