@@ -144,3 +144,58 @@ def test_max_pool_ties_and_nans_pick_the_tap_pytorch_picks(mode):
     got = sg.function(ins, outs, mode=mode)(*vals)
     for g, (w, label) in zip(got, wants):
         np.testing.assert_array_equal(g, w, err_msg=label)
+
+
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_ceil_mode_keeps_a_window_that_overhangs_a_small_input(mode):
+    # PyTorch's ceil_mode gives one window where the kernel is larger than the padded input
+    # by less than a stride (a 2x2 map under a 3x3 pool of stride 2: one output): the
+    # window starts inside the input and overhangs it. It was refused as "larger than the
+    # padded input", at build time and at call time.
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((2, 3, 2, 5))
+    cases = [("max_pool2d", dict(kernel_size=3, stride=2, ceil_mode=True)),
+             ("max_pool2d", dict(kernel_size=(2, 3), stride=(1, 2), dilation=(1, 2),
+                                 ceil_mode=True)),
+             ("avg_pool2d", dict(kernel_size=3, stride=2, ceil_mode=True)),
+             ("avg_pool2d", dict(kernel_size=(3, 4), stride=3, padding=1, ceil_mode=True,
+                                 count_include_pad=False))]
+    for static in (True, False):
+        x = sg.tensor("x", shape=X.shape) if static else sg.tensor4("x")
+        outs, wants = [], []
+        for name, kw in cases:
+            xt = torch.tensor(X, requires_grad=True)
+            ot = getattr(F, name)(xt, **kw)
+            R = rng.standard_normal(tuple(ot.shape))
+            gxt, = torch.autograd.grad((ot * torch.tensor(R)).sum(), xt)
+            out = getattr(sg.nn, name)(x, **kw)
+            assert not static or out.type.shape == tuple(ot.shape), (name, kw)
+            outs += [out, sg.grad((out * R).sum(), x)]
+            wants += [ot.detach().numpy(), gxt.numpy()]
+        for g, w in zip(sg.function([x], outs, mode=mode)(X), wants):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+    # PyTorch has no output here either: a kernel larger by a stride or more
+    y = sg.tensor4("y")
+    f = sg.function([y], sg.nn.max_pool2d(y, 3, stride=2, ceil_mode=True), mode=mode)
+    with pytest.raises(sg.ShapeError, match=r"max_pool2d\{.*\} at .*test_conv_pool\.py:\d+: "
+                                            r"the kernel's height 3 .* padded input's height 1"):
+        f(np.ones((1, 1, 1, 4)))
+
+
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_padding_is_bounded_by_half_the_undilated_kernel(mode):
+    # PyTorch's bound is half the kernel, not half the dilated kernel: with padding 2 for a
+    # kernel of 2 dilated by 3, the window of a 1x1 input holds no tap of it, and its
+    # maximum came back as -inf (PyTorch refuses the padding).
+    x = sg.tensor("x", shape=(None, 1, None, None))
+    with pytest.raises(sg.ShapeError, match=r"max_pool2d: the padding 2 should be at most half "
+                                            r"of the kernel's width 2 \(at .*test_conv_pool"):
+        sg.nn.max_pool2d(x, (1, 2), stride=1, padding=(0, 2), dilation=(1, 3))
+    # as much padding as PyTorch allows still works with dilation
+    torch = pytest.importorskip("torch")
+    X = np.random.default_rng(5).standard_normal((2, 1, 5, 6))
+    want = torch.nn.functional.max_pool2d(torch.tensor(X), 3, 1, 1, 2).numpy()
+    got = sg.function([x], sg.nn.max_pool2d(x, 3, 1, 1, 2), mode=mode)(X)
+    np.testing.assert_array_equal(got, want)

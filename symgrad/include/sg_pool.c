@@ -33,23 +33,29 @@ static int64_t pool_len(sg_err *err, const char *where, const char *axis, int64_
                         int64_t s, int64_t pad, int64_t d, int ceil_mode)
 {
     int64_t span;
-    if (2 * pad > (k - 1) * d + 1) {
+    /* PyTorch's bound: half the kernel itself, not the dilated one (with more, a window of
+     * a dilated kernel can have no tap inside the input) */
+    if (2 * pad > k) {
         sg_fail(err, SG_ESHAPE, "%sthe padding %lld should be at most half of the kernel's %s "
-                "%lld", where, (long long)pad, axis, (long long)((k - 1) * d + 1));
+                "%lld", where, (long long)pad, axis, (long long)k);
         return -1;
     }
     span = (k - 1) * d + 1; /* k, d < 2**31 */
     int64_t room = n + 2 * pad - span; /* n < 2**62 (an array), pad < 2**31 */
-    if (room < 0) {
+    /* ceil_mode keeps one window that starts inside and overhangs the input (room in
+     * [1 - s, 0)), as PyTorch's; room + s - 1 >= 0 there, so the division rounds down */
+    int64_t o = -1;
+    if (room >= 0 || (ceil_mode && room + s - 1 >= 0))
+        o = (ceil_mode ? (room + s - 1) / s : room / s) + 1;
+    /* the last window must start inside the input or its left padding */
+    if (ceil_mode && o > 0 && (o - 1) * s >= n + pad)
+        o--;
+    if (o < 1) {
         sg_fail(err, SG_ESHAPE, "%sthe kernel's %s %lld (dilated: %lld) is larger than the "
                 "padded input's %s %lld", where, axis, (long long)k, (long long)span, axis,
                 (long long)(n + 2 * pad));
         return -1;
     }
-    int64_t o = (ceil_mode ? (room + s - 1) / s : room / s) + 1;
-    /* the last window must start inside the input or its left padding */
-    if (ceil_mode && (o - 1) * s >= n + pad)
-        o--;
     return o;
 }
 

@@ -14,8 +14,8 @@ Each is an op with its gradient as ops of its own, closed under differentiation:
   again. ``adaptive_avg_pool2d`` is the same pair of ops with PyTorch's
   adaptive windows.
 
-Windows follow PyTorch's CPU kernels: padding at most half the (dilated)
-kernel, ``ceil_mode`` keeps a last window that starts inside the input or its
+Windows follow PyTorch's CPU kernels: padding at most half the kernel (not
+the dilated one), ``ceil_mode`` keeps a last window that starts inside the input or its
 left padding, average pooling divides by the window's length up to the input
 plus its padding (``count_include_pad``) or by the taps inside the input.
 Max pooling picks the first maximum of a window in row-major order (a NaN
@@ -43,18 +43,23 @@ _INT_MAX = 2**31 - 1
 # --------------------------------------------------------------------------- geometry
 
 def _pool_len(n, k, s, pad, d, ceil_mode, axis):
+    # PyTorch's bound is half the kernel itself, not the dilated one: with more, a window
+    # of a dilated kernel can have no tap inside the input (its maximum is -inf)
     span = (k - 1) * d + 1
-    if 2 * pad > span:
+    if 2 * pad > k:
         raise ShapeError(f"the padding {pad} should be at most half of the kernel's {axis} "
-                         f"{span}")
+                         f"{k}")
     if n is None:
         return None
     room = n + 2 * pad - span
-    if room < 0:
+    o = (-(-room // s) if ceil_mode else room // s) + 1
+    if ceil_mode and (o - 1) * s >= n + pad:
+        o -= 1
+    # ceil_mode keeps one window that starts inside and overhangs the input, as PyTorch's
+    if o < 1:
         raise ShapeError(f"the kernel's {axis} {k} (dilated: {span}) is larger than the padded "
                          f"input's {axis} {n + 2 * pad}")
-    o = (-(-room // s) if ceil_mode else room // s) + 1
-    return o - 1 if ceil_mode and (o - 1) * s >= n + pad else o
+    return o
 
 
 def _adaptive_bounds(n, m):
