@@ -219,6 +219,42 @@ def test_conv_transpose2d_errors():
     with pytest.raises(ValueError, match=r"output_padding \(2, 2\) must be smaller than the "
                                          r"stride \(2, 2\) or the dilation \(1, 1\)"):
         sg.nn.conv_transpose2d(sg.tensor4("x"), w, stride=2, output_padding=2)
+    # PyTorch's "Output size is too small": (H - 1) * stride - 2 * padding + ... below 1
+    # (a static shape with a negative length was refused in words about static shapes)
+    with pytest.raises(sg.ShapeError, match=r"conv_transpose2d: the output's width would be 0: "
+                                            r"\(W - 1\) .* = \(4 - 1\) \* 1 - 2 \* 3 \+ 1 \* \(3 - 1\) "
+                                            r"\+ 0 \+ 1 must be at least 1; use less padding.* "
+                                            r"\(at .*test_conv\.py"):
+        sg.nn.conv_transpose2d(sg.tensor("x", shape=(None, 4, 9, 4)), w, padding=(0, 3))
+    with pytest.raises(sg.ShapeError, match=r"the weight's 3 input channels \(its first axis\) "
+                                            r"are not divisible by groups=2 \(at .*test_conv"):
+        sg.nn.conv_transpose2d(sg.tensor("x", shape=(1, 3, 4, 4)),
+                               sg.tensor("w", shape=(3, 2, 3, 3)), groups=2)
+
+
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_conv_transpose2d_call_time_errors_in_its_own_terms(mode):
+    # An output height or width below 1 came back as an empty or clipped array ("py") or
+    # as a "too large" shape ("c"); channels and groups were reported in the terms of the
+    # convolution it transposes ("the output gradient has shape ...").
+    x, w = sg.tensor4("x"), sg.tensor4("w")
+    out = sg.nn.conv_transpose2d(x, w, stride=2, padding=2, dilation=2, groups=2)  # mark: ct
+    f = sg.function([x, w], out, mode=mode)
+    where = (f"conv_transpose2d{{stride=2x2, padding=2,2,2,2, dilation=2x2, groups=2}} at "
+             f"{__file__}:{_line_of('mark: ct')}: ")
+    for xs, ws, text in [
+            ((1, 4, 6, 1), (4, 1, 3, 2), "the output would have height 11 and width -1: (H - 1) "
+                                         "* stride - 2 * padding + dilation * (kernel - 1) + "
+                                         "output_padding + 1 must be at least 1 on each axis"),
+            ((1, 4, 1, 3), (4, 1, 2, 2), "the output would have height -1 and width 3"),
+            ((1, 3, 4, 4), (4, 1, 3, 3), "the input has 3 channels but the weight, of shape "
+                                         "(C_in, C_out // groups, kh, kw), expects C_in = 4"),
+            ((1, 3, 4, 4), (3, 1, 3, 3), "the weight's 3 input channels are not divisible by "
+                                         "groups=2")]:
+        with pytest.raises(sg.ShapeError) as e:
+            f(np.ones(xs), np.ones(ws))
+        assert str(e.value) == where + text or str(e.value).startswith(where + text), str(e.value)
+    assert f(np.ones((1, 4, 1, 3)), np.ones((4, 1, 3, 2))).shape == (1, 2, 1, 3)
 
 
 # --------------------------------------------------------------------------- errors

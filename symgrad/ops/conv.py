@@ -36,7 +36,8 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import NOT_DIFFERENTIABLE, Op, TensorType, as_variable, user_trace
-from ..codegen.ir import Alloc, Arr, Array, At, Call, Ints, Local, Shape, Workspace
+from ..codegen.ir import (Alloc, Arr, Array, At, Bin, Call, Check, Dim, Int, Ints, Local,
+                          Shape, Workspace)
 from .join import concatenate
 from .shape import _target_shape, dimshuffle, make_vector, shape, shape_at, shape_entries, zeros
 
@@ -343,6 +344,39 @@ class ConvTranspose2D(Conv2DGradInput):
 
     __repr__ = __str__
 
+    # Checked here in the user's terms, before the adjoint's own checks (which would speak
+    # of an "output gradient"): the input's channels against the weight's first axis, the
+    # groups, and the output's size, computed from the user's sizes and parameters (a
+    # height or width below 1 is PyTorch's "Output size is too small").
+    _CHANNELS = ("the input has %lld channels but the weight, of shape (C_in, C_out // groups, "
+                 "kh, kw), expects C_in = %lld")
+    _GROUPS = "the weight's %lld input channels are not divisible by groups=%lld"
+    _TOO_SMALL = ("the output would have height %lld and width %lld: (H - 1) * stride - "
+                  "2 * padding + dilation * (kernel - 1) + output_padding + 1 must be at least "
+                  "1 on each axis; use less padding or a larger input")
+
+    def perform(self, node, g, w, xs):
+        c, cin, gr = g.shape[1], w.shape[0], self.groups
+        for bad, text, args in ((c != cin, self._CHANNELS, (c, cin)),
+                                (cin % gr, self._GROUPS, (cin, gr)),
+                                (min(int(xs[2]), int(xs[3])) < 1, self._TOO_SMALL, xs[2:])):
+            if bad:
+                raise ShapeError(f"{self} at {node.trace}: "
+                                 + text.replace("%lld", "{}").format(*(int(a) for a in args)))
+        return super().perform(node, g, w, xs)
+
+    def lower(self, node):
+        g, w, _ = node.inputs
+        stmts = super().lower(node)
+        t = stmts[0].local  # _target_shape's local array, read by stmts[1]
+        small = Bin("or", Bin("<", At(t, 2), Int(1)), Bin("<", At(t, 3), Int(1)))
+        checks = [Check(Bin("!=", Dim(g, 1), Dim(w, 0)), "shape", self._CHANNELS,
+                        [Dim(g, 1), Dim(w, 0)]),
+                  Check(Bin("!=", Bin("%", Dim(w, 0), Int(self.groups)), Int(0)), "shape",
+                        self._GROUPS, [Dim(w, 0), Int(self.groups)]),
+                  Check(small, "shape", self._TOO_SMALL, [At(t, 2), At(t, 3)])]
+        return stmts[:2] + checks + stmts[2:]
+
 
 def _same_shape(op, node, got, want):
     if tuple(got) != tuple(want):
@@ -539,6 +573,9 @@ def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, gro
     if None not in (x.type.shape[1], cin) and x.type.shape[1] != cin:
         raise _at_line(ShapeError(f"{fn}: the input has {x.type.shape[1]} channels but the "
                                   f"weight of shape {w.type.shape} expects {cin}"))
+    if cin is not None and cin % g:
+        raise _at_line(ShapeError(f"{fn}: the weight's {cin} input channels (its first axis) are "
+                                  f"not divisible by groups={g}"))
     if bias is not None:
         bias = as_variable(bias)
         c = None if cout_g is None else cout_g * g
@@ -547,6 +584,14 @@ def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, gro
                                       f"channel ({c}), got {bias.type}"))
     sizes = [(_dim(x, 2 + a) - 1) * stride[a] - 2 * pad[a]
              + dilation[a] * (_dim(w, 2 + a) - 1) + opad[a] + 1 for a in range(2)]
+    for a, axis in enumerate(("height", "width")):
+        if isinstance(sizes[a], int) and sizes[a] < 1:  # else checked at call time
+            raise _at_line(ShapeError(
+                f"{fn}: the output's {axis} would be {sizes[a]}: ({axis[0].upper()} - 1) * "
+                f"stride - 2 * padding "
+                f"+ dilation * (kernel - 1) + output_padding + 1 = ({_dim(x, 2 + a)} - 1) * "
+                f"{stride[a]} - 2 * {pad[a]} + {dilation[a]} * ({_dim(w, 2 + a)} - 1) + "
+                f"{opad[a]} + 1 must be at least 1; use less padding or a larger input"))
     out_shape = make_vector([_dim(x, 0), _dim(w, 1) * g] + sizes)
     for a in range(2):
         # the convolution of an input of out_shape has opad // stride more outputs than x
