@@ -284,6 +284,17 @@ def test_build_time_errors_name_the_users_line():
          sg.ShapeError,
          "one entry per output channel (4)", None),
         (lambda: sg.nn.conv1d(x, w), sg.ShapeError, "conv1d: the input must be 3-d", None),
+        # a bias of another dtype was promoted with the output: a float64 bias made a
+        # float32 network float64 from there on (PyTorch refuses it, as batch_norm does)
+        (lambda: sg.nn.conv2d(x.astype("float32"), w.astype("float32"), sg.vector("b")),
+         TypeError, "conv2d: the bias is float64[?] but the input is float32[?, 3, 5, 5]; "
+                    "cast one of them", None),
+        (lambda: sg.nn.conv1d(sg.tensor3("x", "float32"), sg.tensor3("w", "float32"),
+                              np.zeros(4)),
+         TypeError, "conv1d: the bias is float64[4] but the input is float32", None),
+        (lambda: sg.nn.conv_transpose2d(x, sg.tensor("w", shape=(3, 2, 3, 3)),
+                                        sg.vector("b", "float32")),
+         TypeError, "conv_transpose2d: the bias is float32[?] but the input is float64", None),
     ]
     for make, kind, text, marker in cases:
         with pytest.raises(kind) as e:

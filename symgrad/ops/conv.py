@@ -433,12 +433,22 @@ def _prepare(x, w, bias, fn, nd):
         if v.ndim != nd + 2:
             raise _at_line(ShapeError(f"{fn}: the {what} must be {nd + 2}-d, got {v.type}"))
     if bias is not None:
-        bias = as_variable(bias)
-        o = w.type.shape[0]
-        if bias.ndim != 1 or (None not in (o, bias.type.shape[0]) and o != bias.type.shape[0]):
-            raise _at_line(ShapeError(f"{fn}: the bias must be 1-d with one entry per output "
-                                      f"channel ({o}), got {bias.type}"))
+        bias = _bias(bias, x, w.type.shape[0], fn)
     return x, w, bias
+
+
+def _bias(bias, x, o, fn):
+    """The bias as a Variable, 1-d, of ``o`` entries (None: unknown) and of x's dtype: as
+    PyTorch (and batch norm's weight and bias), another dtype is refused, not promoted (a
+    float64 bias turned a float32 network's every later result into float64)."""
+    bias = as_variable(bias)
+    if bias.ndim != 1 or (None not in (o, bias.type.shape[0]) and o != bias.type.shape[0]):
+        raise _at_line(ShapeError(f"{fn}: the bias must be 1-d with one entry per output "
+                                  f"channel ({o}), got {bias.type}"))
+    if bias.dtype != x.dtype:
+        raise _at_line(TypeError(f"{fn}: the bias is {bias.type} but the input is {x.type}; "
+                                 f"cast one of them"))
+    return bias
 
 
 def _pad_same(x, w, dilation):
@@ -577,11 +587,7 @@ def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, gro
         raise _at_line(ShapeError(f"{fn}: the weight's {cin} input channels (its first axis) are "
                                   f"not divisible by groups={g}"))
     if bias is not None:
-        bias = as_variable(bias)
-        c = None if cout_g is None else cout_g * g
-        if bias.ndim != 1 or (None not in (c, bias.type.shape[0]) and c != bias.type.shape[0]):
-            raise _at_line(ShapeError(f"{fn}: the bias must be 1-d with one entry per output "
-                                      f"channel ({c}), got {bias.type}"))
+        bias = _bias(bias, x, None if cout_g is None else cout_g * g, fn)
     sizes = [(_dim(x, 2 + a) - 1) * stride[a] - 2 * pad[a]
              + dilation[a] * (_dim(w, 2 + a) - 1) + opad[a] + 1 for a in range(2)]
     for a, axis in enumerate(("height", "width")):
