@@ -85,15 +85,21 @@ def test_batchnorm1d_train_and_eval_against_pytorch(shape):
                                atol=1e-12)
 
 
-def test_layer_used_twice_chains_its_updates_as_pytorch():
+@pytest.mark.parametrize("momentum,mode", [(0.1, "py"), (None, "py"), (None, "c")])
+def test_layer_used_twice_chains_its_updates_as_pytorch(momentum, mode):
+    # momentum=None (a cumulative average): the second call weighs its batch by
+    # 1 / (batches seen, the first call's included); it read the counter from before the
+    # step, so both calls weighed theirs alike and the running statistics were wrong
     rng = np.random.default_rng(2)
-    tbn, bn = nn.BatchNorm1d(3).double(), L.BatchNorm1D(3, dtype="float64")
+    tbn = nn.BatchNorm1d(3, momentum=momentum).double()
+    bn = L.BatchNorm1D(3, momentum=momentum, dtype="float64")
     a, b = sg.matrix("a"), sg.matrix("b")
     out = bn(a).sum() + bn(b).sum()
-    f = sg.function([a, b], out, updates=sg.nn.collect_updates(out), mode="py")
-    A, B = rng.standard_normal((5, 3)), rng.standard_normal((4, 3)) * 3
-    f(A, B)
-    tbn(torch.tensor(A)), tbn(torch.tensor(B))
+    f = sg.function([a, b], out, updates=sg.nn.collect_updates(out), mode=mode)
+    for _ in range(2):
+        A, B = rng.standard_normal((5, 3)), rng.standard_normal((4, 3)) * 3 + 1
+        f(A, B)
+        tbn(torch.tensor(A)), tbn(torch.tensor(B))
     for key, value in tbn.state_dict().items():
         np.testing.assert_allclose(bn.state_dict()[key], value.numpy(), rtol=1e-12, err_msg=key)
 

@@ -749,8 +749,9 @@ def collect_updates(outputs):
     updates on its node; this walks the graph of ``outputs`` and returns them, in
     the order the graph computes those nodes, as ``(shared, new value)`` pairs for
     ``sg.function(..., updates=...)``. ``sg.train_step`` calls it on its total loss.
-    Two normalisations updating the same variable (a layer applied twice) chain as
-    PyTorch's calls would: the second averages into the first one's result.
+    Two normalisations updating the same variables (a layer applied twice) chain as
+    PyTorch's calls would: the second's updates see every value the first one's left
+    (its running statistics, and its counter, on which ``momentum=None`` depends).
 
     Examples
     --------
@@ -766,9 +767,12 @@ def collect_updates(outputs):
         outputs.values() if isinstance(outputs, dict) else outputs)
     merged = {}
     for node in toposort(outs):
+        # what the calls before this one left: all of it, not only the variable an update
+        # assigns (a cumulative average's weight reads the counter the call before advanced)
+        before = dict(merged)
         for target, new in getattr(node.tag, "updates", ()):
-            if target in merged:
-                (new,) = clone_replace([new], {target: merged[target]})
+            if before:
+                (new,) = clone_replace([new], before)
             merged[target] = new
     return list(merged.items())
 
