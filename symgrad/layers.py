@@ -54,19 +54,25 @@ __all__ = ["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "zeros"
 def _rng(rng):
     if rng is None or isinstance(rng, (numbers.Integral, np.random.SeedSequence)):
         if isinstance(rng, bool):
-            raise TypeError("rng must be a numpy Generator, an int seed or None, got a bool")
+            raise _at_line(TypeError("rng must be a numpy Generator, an int seed or None, got a "
+                                     "bool"))
         return np.random.default_rng(rng)
     if isinstance(rng, np.random.Generator):
         return rng
-    raise TypeError(f"rng must be a numpy.random.Generator, an int seed or None, got "
-                    f"{type(rng).__name__}")
+    raise _at_line(TypeError(f"rng must be a numpy.random.Generator, an int seed or None, got "
+                             f"{type(rng).__name__}"))
+
+
+def _at_line(err):
+    """``err`` naming the user's file:line (where the layer is made or called)."""
+    return type(err)(f"{err} (at {user_trace()})")
 
 
 def _positive_int(kind, what, n):
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"{kind}: {what} must be a positive int, got {type(n).__name__}")
+        raise _at_line(TypeError(f"{kind}: {what} must be a positive int, got {type(n).__name__}"))
     if n < 1:
-        raise ValueError(f"{kind}: {what} must be a positive int, got {n}")
+        raise _at_line(ValueError(f"{kind}: {what} must be a positive int, got {n}"))
     return int(n)
 
 
@@ -219,11 +225,11 @@ class Dense:
     def __call__(self, x):
         """``activation(x @ W + b)`` for a symbolic ``x`` of shape ``(..., n_in)``."""
         if not isinstance(x, Variable):
-            raise TypeError(f"Dense {self.name!r}: expected a symbolic Variable, got "
-                            f"{type(x).__name__}")
+            raise _at_line(TypeError(f"Dense {self.name!r}: expected a symbolic Variable, got "
+                                     f"{type(x).__name__}"))
         if x.ndim == 0 or x.type.shape[-1] not in (None, self.n_in):
-            raise ShapeError(f"Dense {self.name!r}: expected an input of shape (..., {self.n_in}), "
-                             f"got {x.type}")
+            raise _at_line(ShapeError(f"Dense {self.name!r}: expected an input of shape "
+                                      f"(..., {self.n_in}), got {x.type}"))
         y = x @ self.W
         if self.b is not None:
             y = y + self.b
@@ -253,7 +259,7 @@ class Dropout:
 
     def __init__(self, p=0.5, rng=None):
         if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
-            raise ValueError(f"Dropout: p must be a number in [0, 1], got {p!r}")
+            raise _at_line(ValueError(f"Dropout: p must be a number in [0, 1], got {p!r}"))
         self.p = float(p)
         self.rng = rng
         self.params = []
@@ -678,16 +684,17 @@ class Conv2D(_Module):
         self.out_channels = _positive_int(kind, "out_channels", out_channels)
         self.groups = _positive_int(kind, "groups", groups)
         if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(f"Conv2D: in_channels {self.in_channels} and out_channels "
-                             f"{self.out_channels} must be divisible by groups {self.groups}")
+            raise _at_line(ValueError(f"Conv2D: in_channels {self.in_channels} and out_channels "
+                                      f"{self.out_channels} must be divisible by groups "
+                                      f"{self.groups}"))
         ks = kernel_size if isinstance(kernel_size, (tuple, list)) else (kernel_size,) * 2
         self.kernel_size = tuple(_positive_int(kind, "kernel_size", k) for k in ks)
         self.stride, self.padding, self.dilation = stride, padding, dilation
         if not isinstance(name, str) or not name:
-            raise TypeError(f"Conv2D: name must be a non-empty str, got {name!r}")
+            raise _at_line(TypeError(f"Conv2D: name must be a non-empty str, got {name!r}"))
         self.name, self.dtype = name, _dt.as_dtype(dtype)
         if not _dt.is_float(self.dtype):
-            raise TypeError(f"Conv2D: parameters must be float, got dtype {self.dtype}")
+            raise _at_line(TypeError(f"Conv2D: parameters must be float, got dtype {self.dtype}"))
         self.has_bias = bool(bias)
         shapes = self._shapes()
         gen = _rng(rng)
@@ -774,14 +781,14 @@ class Embedding(_Module):
 
 def _layer_name(kind, name):
     if not isinstance(name, str) or not name:
-        raise TypeError(f"{kind}: name must be a non-empty str, got {name!r}")
+        raise _at_line(TypeError(f"{kind}: name must be a non-empty str, got {name!r}"))
     return name
 
 
 def _float_dtype(kind, dtype):
     dtype = _dt.as_dtype(dtype)
     if not _dt.is_float(dtype):
-        raise TypeError(f"{kind}: parameters must be float, got dtype {dtype}")
+        raise _at_line(TypeError(f"{kind}: parameters must be float, got dtype {dtype}"))
     return dtype
 
 
@@ -795,12 +802,12 @@ class _BatchNorm(_Module):
         kind = type(self).__name__
         self.num_features = _positive_int(kind, "num_features", num_features)
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or eps < 0:
-            raise ValueError(f"{kind}: eps must be a number >= 0, got {eps!r}")
+            raise _at_line(ValueError(f"{kind}: eps must be a number >= 0, got {eps!r}"))
         if momentum is not None and (isinstance(momentum, bool)
                                      or not isinstance(momentum, numbers.Real)
                                      or not 0 <= momentum <= 1):
-            raise ValueError(f"{kind}: momentum must be a number in [0, 1] or None (a "
-                             f"cumulative average), got {momentum!r}")
+            raise _at_line(ValueError(f"{kind}: momentum must be a number in [0, 1] or None (a "
+                                      f"cumulative average), got {momentum!r}"))
         self.eps, self.momentum = float(eps), None if momentum is None else float(momentum)
         self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
         self.name, self.dtype = _layer_name(kind, name), _float_dtype(kind, dtype)
@@ -836,8 +843,8 @@ class _BatchNorm(_Module):
         from .nn import batch_norm
         kind = type(self).__name__
         if not isinstance(x, Variable):
-            raise TypeError(f"{kind} {self.name!r}: expected a symbolic Variable, got "
-                            f"{type(x).__name__}")
+            raise _at_line(TypeError(f"{kind} {self.name!r}: expected a symbolic Variable, got "
+                                     f"{type(x).__name__}"))
         if x.ndim not in self.ndims or x.type.shape[1] not in (None, self.num_features):
             want = " or ".join(f"{n}-d" for n in self.ndims)
             raise ShapeError(f"{kind} {self.name!r}: expected a {want} input with "
@@ -941,9 +948,9 @@ class LayerNorm(_Module):
             else tuple(normalized_shape)
         self.normalized_shape = tuple(_positive_int(kind, "normalized_shape", n) for n in shape)
         if not self.normalized_shape:
-            raise ValueError("LayerNorm: normalized_shape must hold at least one length")
+            raise _at_line(ValueError("LayerNorm: normalized_shape must hold at least one length"))
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or eps < 0:
-            raise ValueError(f"LayerNorm: eps must be a number >= 0, got {eps!r}")
+            raise _at_line(ValueError(f"LayerNorm: eps must be a number >= 0, got {eps!r}"))
         self.eps = float(eps)
         self.elementwise_affine, self.has_bias = bool(elementwise_affine), bool(bias)
         self.name, self.dtype = _layer_name(kind, name), _float_dtype(kind, dtype)
@@ -1020,7 +1027,7 @@ class Flatten(_Stateless):
     def __init__(self, start_dim=1):
         if isinstance(start_dim, bool) or not isinstance(start_dim, numbers.Integral) \
                 or start_dim < 0:
-            raise ValueError(f"Flatten: start_dim must be an int >= 0, got {start_dim!r}")
+            raise _at_line(ValueError(f"Flatten: start_dim must be an int >= 0, got {start_dim!r}"))
         self.start_dim = int(start_dim)
 
     def __call__(self, x, training=True):
@@ -1061,7 +1068,7 @@ class Sequential:
     def __init__(self, *layers):
         for i, layer in enumerate(layers):
             if not callable(layer):
-                raise TypeError(f"Sequential: layer {i} is not callable: {layer!r}")
+                raise _at_line(TypeError(f"Sequential: layer {i} is not callable: {layer!r}"))
         self.layers = list(layers)
 
     def __call__(self, x, training=True):

@@ -2,6 +2,8 @@
 the same torch.nn.Sequential with its state dict loaded (skipped without torch), state
 dicts both ways, a few train steps, and the errors."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -56,12 +58,26 @@ def test_initialisation_bounds_and_training():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match="divisible by groups"):
+    # every one names the user's line, the layer's arguments as conv2d's did
+    here = rf"\(at {re.escape(__file__)}:\d+"
+    with pytest.raises(ValueError, match="divisible by groups 2 " + here):
         L.Conv2D(3, 4, 3, groups=2)
-    with pytest.raises(ValueError, match="stride must be >= 1"):
+    with pytest.raises(ValueError, match="stride must be >= 1.* " + here):
         L.Conv2D(3, 4, 3, stride=0)
-    with pytest.raises(TypeError, match="kernel_size must be a positive int"):
+    with pytest.raises(TypeError, match="kernel_size must be a positive int, got float " + here):
         L.Conv2D(3, 4, 2.5)
+    with pytest.raises(ValueError, match=r"momentum must be a number in \[0, 1\].* " + here):
+        L.BatchNorm2D(4, momentum=2)
+    with pytest.raises(TypeError, match="BatchNorm2D: parameters must be float.* " + here):
+        L.BatchNorm2D(4, dtype="int32")
+    with pytest.raises(ValueError, match="Dropout: p must be .* " + here):
+        L.Dropout(1.5)
+    with pytest.raises(TypeError, match="Sequential: layer 1 is not callable.* " + here):
+        L.Sequential(L.Flatten(), 3)
+    # the usual slip: a flattened size that is not the dense layer's
+    with pytest.raises(sg.ShapeError, match=r"Dense 'fc': expected an input of shape \(\.\.\., "
+                                            r"800\), got float64\[\?, 1250\] " + here):
+        L.Dense(800, 10, name="fc")(L.Flatten()(sg.tensor("x", shape=(None, 50, 5, 5))))
     net = _net()
     before = [p.get_value() for p in net.params]
     bad = dict(net.state_dict())
