@@ -324,3 +324,26 @@ def test_call_time_errors_name_the_op_and_line(mode):
             in str(e.value))
     assert [a.shape for a in f(np.ones((1, 2, 2, 4)), np.ones((2, 2, 4, 3)))] == [
         (1, 2, 1, 4), (1, 2, 2, 4), (2, 2, 4, 3)]
+
+
+@pytest.mark.parametrize("mode", ["py", "c"])
+def test_conv1d_errors_speak_of_its_own_shapes(mode):
+    # conv1d runs as a conv2d over a height of 1: its errors printed the 4-d shapes
+    # ((1, 3, 1, 10) for the user's (1, 3, 10)) and called the length a width
+    x, w = sg.tensor3("x"), sg.tensor3("w")
+    out = sg.nn.conv1d(x, w, padding=1)  # mark: conv1d
+    f = sg.function([x, w], [out, sg.grad(out.sum(), x)], mode=mode)
+    where = f"conv1d{{padding=1,1}} at {__file__}:{_line_of('mark: conv1d')}: "
+    for xs, ws, text in [
+            ((1, 3, 10), (4, 2, 3), "has 3 channels but the weight of shape (4, 2, 3) with "
+                                    "groups=1 expects 2"),
+            ((1, 2, 2), (4, 2, 7), "the kernel's length 7 (dilated: 7) is larger than the "
+                                   "padded input's length 4"),
+            ((1, 2, 2), (4, 2, 0), "the kernel of shape (4, 2, 0) is empty")]:
+        with pytest.raises(sg.ShapeError) as e:
+            f(np.ones(xs), np.ones(ws))
+        assert str(e.value).startswith(where) and text in str(e.value), str(e.value)
+        assert ", 1, " not in str(e.value), str(e.value)
+    with pytest.raises(sg.ShapeError, match=r"conv1d: the input has 3 channels but the weight "
+                                            r"of shape \(2, 2, 3\) with groups=1 expects 2"):
+        sg.nn.conv1d(sg.tensor("x", shape=(1, 3, 4)), sg.tensor("w", shape=(2, 2, 3)))

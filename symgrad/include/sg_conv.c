@@ -79,6 +79,13 @@ static int64_t out_len(sg_err *err, const char *where, const char *axis, int64_t
     return (padded - span) / s + 1;
 }
 
+/* A shape as the user wrote it: a conv1d's (p[9] == 1) without the height of 1 it runs on. */
+static const char *user_shape(char *buf, size_t n, const int64_t *s, const int *p)
+{
+    int64_t t[3] = {s[0], s[1], s[3]};
+    return p[9] == 1 ? sg_shape_str(buf, n, t, 3) : sg_shape_str(buf, n, s, 4);
+}
+
 int sg_conv2d_shape(sg_err *err, const char *where, const int64_t *xs, const int64_t *wsh,
                     const int *p, int64_t *os)
 {
@@ -87,19 +94,20 @@ int sg_conv2d_shape(sg_err *err, const char *where, const int64_t *xs, const int
     if (xs[1] != wsh[1] * G)
         return sg_fail(err, SG_ESHAPE, "%sthe input of shape %s has %lld channels but the weight "
                        "of shape %s with groups=%lld expects %lld", where,
-                       sg_shape_str(a, sizeof a, xs, 4), (long long)xs[1],
-                       sg_shape_str(b, sizeof b, wsh, 4), (long long)G,
+                       user_shape(a, sizeof a, xs, p), (long long)xs[1],
+                       user_shape(b, sizeof b, wsh, p), (long long)G,
                        (long long)(wsh[1] * G));
     if (wsh[0] % G != 0)
         return sg_fail(err, SG_ESHAPE, "%sthe weight's %lld output channels are not divisible "
                        "by groups=%lld", where, (long long)wsh[0], (long long)G);
     if (wsh[2] < 1 || wsh[3] < 1)
         return sg_fail(err, SG_ESHAPE, "%sthe kernel of shape %s is empty", where,
-                       sg_shape_str(b, sizeof b, wsh, 4));
+                       user_shape(b, sizeof b, wsh, p));
     int64_t oh = out_len(err, where, "height", xs[2], wsh[2], p[0], p[2], p[3], p[6]);
     if (oh < 0)
         return err->code;
-    int64_t ow = out_len(err, where, "width", xs[3], wsh[3], p[1], p[4], p[5], p[7]);
+    int64_t ow = out_len(err, where, p[9] == 1 ? "length" : "width", xs[3], wsh[3], p[1], p[4],
+                         p[5], p[7]);
     if (ow < 0)
         return err->code;
     int64_t k, kw, m;
@@ -122,7 +130,7 @@ int sg_conv2d_check(sg_err *err, const char *where, const int64_t *xs, const int
         if (os[i] != gs[i])
             return sg_fail(err, SG_ESHAPE, "%sthe output gradient has shape %s but the "
                            "convolution's output has shape %s", where,
-                           sg_shape_str(a, sizeof a, gs, 4), sg_shape_str(b, sizeof b, os, 4));
+                           user_shape(a, sizeof a, gs, p), user_shape(b, sizeof b, os, p));
     return 0;
 }
 

@@ -1,8 +1,9 @@
 /* sg_conv.h: 2-d convolution (NCHW data, OIHW weights, as PyTorch) and its two
  * gradients, through im2col and BLAS gemm (sg_conv.c has the bodies).
  *
- * `p` holds the op's nine parameters: stride (h, w), padding (top, bottom,
- * left, right), dilation (h, w) and groups. Shapes are int64 arrays of 4.
+ * `p` holds the op's ten parameters: stride (h, w), padding (top, bottom,
+ * left, right), dilation (h, w), groups, and 1 for a conv1d (a height of 1,
+ * left out of the shapes its errors print) else 2. Shapes are int64 arrays of 4.
  */
 #ifndef SG_CONV_H
 #define SG_CONV_H

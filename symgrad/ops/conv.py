@@ -57,19 +57,25 @@ def _out_len(n, k, s, p0, p1, d):
     return -1 if n + p0 + p1 < span else (n + p0 + p1 - span) // s + 1
 
 
+def _user_shape(op, s):
+    """A shape as the user wrote it: a conv1d's without the height of 1 it runs on."""
+    return (s[0], s[1], s[3]) if op.dims == 1 else tuple(s)
+
+
 def _check_static(op, xs, wsh):
     """ShapeError for what the static shapes already rule out (None: unknown)."""
     (sh, sw), (pt, pb, pl, pr), (dh, dw), g = op.stride, op.padding, op.dilation, op.groups
     c, (o, cg, kh, kw) = xs[1], wsh
     if c is not None and cg is not None and c != cg * g:
-        raise ShapeError(f"the input has {c} channels but the weight of shape {wsh} with "
-                         f"groups={g} expects {cg * g}")
+        raise ShapeError(f"the input has {c} channels but the weight of shape "
+                         f"{_user_shape(op, wsh)} with groups={g} expects {cg * g}")
     if o is not None and o % g:
         raise ShapeError(f"the weight's {o} output channels are not divisible by groups={g}")
     for axis, n, k, s, p0, p1, d in (("height", xs[2], kh, sh, pt, pb, dh),
-                                     ("width", xs[3], kw, sw, pl, pr, dw)):
+                                     ("length" if op.dims == 1 else "width", xs[3], kw, sw, pl,
+                                      pr, dw)):
         if k is not None and k < 1:
-            raise ShapeError(f"the kernel of shape {wsh} is empty")
+            raise ShapeError(f"the kernel of shape {_user_shape(op, wsh)} is empty")
         if _out_len(n, k, s, p0, p1, d) == -1:
             raise ShapeError(f"the kernel's {axis} {k} (dilated: {d * (k - 1) + 1}) is larger "
                              f"than the padded input's {axis} {n + p0 + p1}")
@@ -116,7 +122,7 @@ class _ConvBase(Op):
             self.name = type(self).name.replace("conv2d", "conv1d")
 
     def _params(self):
-        return Ints(self.stride + self.padding + self.dilation + (self.groups,))
+        return Ints(self.stride + self.padding + self.dilation + (self.groups, self.dims))
 
     def _flop_count(self, xs, wsh, os):
         # a multiply-add per output element and tap of its group's input channels
@@ -381,7 +387,8 @@ class ConvTranspose2D(Conv2DGradInput):
 def _same_shape(op, node, got, want):
     if tuple(got) != tuple(want):
         raise ShapeError(f"{op} at {node.trace}: the output gradient has shape "
-                         f"{tuple(got)} but the convolution's output has shape {tuple(want)}")
+                         f"{_user_shape(op, got)} but the convolution's output has shape "
+                         f"{_user_shape(op, want)}")
 
 
 def _blas(dtype):
