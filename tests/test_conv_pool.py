@@ -94,11 +94,20 @@ def test_errors_at_build_and_at_call_time():
         sg.nn.max_pool2d(sg.matrix(), 2)
     y = sg.tensor4("y")
     out = sg.nn.max_pool2d(y, 3)  # the line errors name
+    # adaptive_avg_pool2d's errors and printed graph name it so (not "avg_pool2d")
+    ad = sg.nn.adaptive_avg_pool2d(y, 2)
+    assert "grad of adaptive_avg_pool2d{output_size=2x2}" in sg.debugprint(sg.grad(ad.sum(), y))
+    with pytest.raises(sg.ShapeError, match=r"^adaptive_avg_pool2d: an input of height or width "
+                                            r"0 has no windows to average \(at .*test_conv_pool"):
+        sg.nn.adaptive_avg_pool2d(sg.tensor("z", shape=(1, 2, 0, 3)), 2)
     for mode in ["py", "c"]:
         f = sg.function([y], out, mode=mode)
         with pytest.raises(sg.ShapeError, match=r"max_pool2d\{kernel=3x3\} at .*test_conv_pool"
                                                 r"\.py:\d+: the kernel's width 3"):
             f(np.ones((1, 1, 4, 2)))
+        with pytest.raises(sg.ShapeError, match=r"^adaptive_avg_pool2d\{output_size=2x2\} at "
+                                                r".*test_conv_pool\.py:\d+: an input of height"):
+            sg.function([y], ad, mode=mode)(np.ones((1, 1, 0, 2)))
 
 
 @pytest.mark.parametrize("mode", ["c", "py"])

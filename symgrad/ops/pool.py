@@ -82,6 +82,8 @@ class _Pool(Op):
         self.dilation, self.ceil_mode = tuple(dilation), bool(ceil_mode)
         self.count_include_pad = bool(count_include_pad)
         self.output_size = None if output_size is None else tuple(output_size)
+        if self.output_size is not None:  # named, printed and in errors as the user wrote it
+            self.name = "adaptive_" + type(self).name
 
     def _params(self):
         ad = self.output_size is not None

@@ -291,6 +291,7 @@ _RULES = {
     "random_index": _lengths,
     "batch_norm": _same_as_input, "layer_norm": _same_as_input,
     "conv2d": _batch_axis, "max_pool2d": _batch_axis, "avg_pool2d": _batch_axis,
+    "conv1d": _batch_axis, "adaptive_avg_pool2d": _batch_axis,  # the same ops, named so
     "cast": _same_as_input, "stop_gradient": _same_as_input, "softmax": _same_as_input,
     "log_softmax": _same_as_input, "dimshuffle": _dimshuffle, "matmul": _matmul,
     "gemm": _gemm, "broadcast_to": _from_vector(1), "sum_to": _from_vector(1),
