@@ -208,3 +208,19 @@ def test_padding_is_bounded_by_half_the_undilated_kernel(mode):
     want = torch.nn.functional.max_pool2d(torch.tensor(X), 3, 1, 1, 2).numpy()
     got = sg.function([x], sg.nn.max_pool2d(x, 3, 1, 1, 2), mode=mode)(X)
     np.testing.assert_array_equal(got, want)
+
+
+def test_a_kernel_far_larger_than_the_input_costs_its_taps_inside_only():
+    # max pooling's rows at an edge passed over every tap of the kernel once per row with
+    # no window to update: a 2**31 - 1 kernel with the padding PyTorch allows (half of it)
+    # on a 3x3 image ran 2**62 empty steps (it never returned). Compiled only: the NumPy
+    # reference lays every tap out.
+    k = 2 ** 31 - 1
+    x = sg.tensor4("x")
+    out = sg.nn.max_pool2d(x, k, stride=1, padding=k // 2, ceil_mode=True)
+    f = sg.function([x], [out, sg.grad(out.sum(), x)], mode="c")
+    X = np.array([[[[1.0, 5.0, 2.0], [5.0, 0.0, 3.0], [4.0, 1.0, 5.0]]]])
+    o, g = f(X)
+    # every window holds the whole image: its first maximum, (0, 1), takes every gradient
+    np.testing.assert_array_equal(o, np.full((1, 1, 3, 3), 5.0))
+    np.testing.assert_array_equal(g, np.where(np.arange(9).reshape(1, 1, 3, 3) == 1, 9.0, 0.0))

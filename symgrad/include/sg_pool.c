@@ -181,6 +181,19 @@ static sg_pool_k pool_k(const sg_arr *x, const int *p)
     return k;
 }
 
+/* The first tap i (of a window starting at a, taps a + i * d) at or after 0, and the end
+ * of those before n (at most k): the taps inside the input are [tap_from, tap_to). */
+static inline int64_t tap_from(int64_t a, int64_t d)
+{
+    return a >= 0 ? 0 : (-a + d - 1) / d;
+}
+
+static inline int64_t tap_to(int64_t a, int64_t d, int64_t k, int64_t n)
+{
+    int64_t t = n <= a ? 0 : (n - a + d - 1) / d;
+    return t < k ? t : k;
+}
+
 /* Shuffle masks picking lanes 0, 2, 4, ... of t[0..V) and t[V - 1..2V - 1) (load_*), for
  * vectors of 32 bytes and of 16. */
 #define SG_EVENS_f32 {0, 2, 4, 6, 9, 11, 13, 15}
@@ -290,14 +303,14 @@ typedef struct {
             *mx = m;                                                                         \
             return best;                                                                     \
         }                                                                                    \
-        for (int64_t i = 0; i < k->kh; i++) {                                                \
+        /* only the taps inside the input: a kernel far larger than it (with the padding  \
+         * it allows) would otherwise take kh * kw steps a window, most of them skipped */   \
+        int64_t i0 = tap_from(h0, k->dh), i1 = tap_to(h0, k->dh, k->kh, k->H);               \
+        int64_t j0 = tap_from(w0, k->dw), j1 = tap_to(w0, k->dw, k->kw, k->W);               \
+        for (int64_t i = i0; i < i1; i++) {                                                  \
             int64_t ih = h0 + i * k->dh;                                                     \
-            if (ih < 0 || ih >= k->H)                                                        \
-                continue;                                                                    \
-            for (int64_t j = 0; j < k->kw; j++) {                                            \
+            for (int64_t j = j0; j < j1; j++) {                                              \
                 int64_t iw = w0 + j * k->dw;                                                 \
-                if (iw < 0 || iw >= k->W)                                                    \
-                    continue;                                                                \
                 T v = xp[ih * k->s2 + iw * k->s3];                                           \
                 if (best < 0 || v > m || v != v) {                                           \
                     m = v;                                                                   \
@@ -378,8 +391,10 @@ typedef struct {
                         pool_row_##SUF##_h(o, ix, src, a, b, step, &k, base);                \
                     a = b;                                                                   \
                 }                                                                            \
-                if (b - a < V || !vec) { /* fewer: passes over the row */                    \
-                    pool_passes_##SUF(o, ix, xp, &k, h0, a, b);                              \
+                if (b - a < V || !vec) { /* fewer: passes over the row (none: no pass over \
+                                          * the taps of a kernel that may be huge) */         \
+                    if (a < b)                                                               \
+                        pool_passes_##SUF(o, ix, xp, &k, h0, a, b);                          \
                     a = b;                                                                   \
                 }                                                                            \
                 if (step == 2)                                                               \
