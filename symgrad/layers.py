@@ -230,6 +230,11 @@ class Dense:
         if x.ndim == 0 or x.type.shape[-1] not in (None, self.n_in):
             raise _at_line(ShapeError(f"Dense {self.name!r}: expected an input of shape "
                                       f"(..., {self.n_in}), got {x.type}"))
+        if x.dtype != self.W.dtype:  # as the other layers: never a silent promotion
+            other = f" or build the layer with dtype={x.dtype!r}" if _dt.is_float(x.dtype) else ""
+            raise _at_line(TypeError(f"Dense {self.name!r}: the input is {x.dtype} and the "
+                                     f"parameters are {self.W.dtype}: cast the input "
+                                     f"(x.astype({self.W.dtype!r})){other}"))
         y = x @ self.W
         if self.b is not None:
             y = y + self.b

@@ -74,6 +74,17 @@ def test_errors():
         L.Dropout(1.5)
     with pytest.raises(TypeError, match="Sequential: layer 1 is not callable.* " + here):
         L.Sequential(L.Flatten(), 3)
+    # a float32 batch through float64 layers: the convolution's weight is the mistake to
+    # report (not its bias), and Dense refuses as the other layers do (it promoted the
+    # batch, and everything after it, to float64 silently)
+    with pytest.raises(TypeError, match=r"conv2d: takes float operands of one dtype, got "
+                                        r"float32\[.*\] and float64\[4, 3, 3, 3\]; cast one of "
+                                        r"them \(a layer's dtype= sets its parameters'\) " + here):
+        L.Conv2D(3, 4, 3, dtype="float64")(sg.tensor4("x", "float32"))
+    with pytest.raises(TypeError, match=r"Dense 'fc': the input is float32 and the parameters "
+                                        r"are float64: cast the input \(x.astype\('float64'\)\) "
+                                        r"or build the layer with dtype='float32' " + here):
+        L.Dense(3, 4, name="fc", dtype="float64")(sg.matrix("m", "float32"))
     # the usual slip: a flattened size that is not the dense layer's
     with pytest.raises(sg.ShapeError, match=r"Dense 'fc': expected an input of shape \(\.\.\., "
                                             r"800\), got float64\[\?, 1250\] " + here):

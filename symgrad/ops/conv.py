@@ -133,7 +133,8 @@ class _ConvBase(Op):
             if v.ndim != 4:
                 raise ShapeError(f"the {what} must be 4-d, got {v.type}")
         if a.dtype != b.dtype or not _dt.is_float(a.dtype):
-            raise TypeError(f"takes float operands of one dtype, got {a.type} and {b.type}")
+            raise TypeError(f"takes float operands of one dtype, got {a.type} and {b.type}; "
+                            f"cast one of them (a layer's dtype= sets its parameters')")
 
     def _label(self, what):
         """``what`` ("conv2d", "grad of conv2d wrt input", ...) as the user's op names it,
@@ -440,19 +441,20 @@ def _prepare(x, w, bias, fn, nd):
         if v.ndim != nd + 2:
             raise _at_line(ShapeError(f"{fn}: the {what} must be {nd + 2}-d, got {v.type}"))
     if bias is not None:
-        bias = _bias(bias, x, w.type.shape[0], fn)
+        bias = _bias(bias, x, w, w.type.shape[0], fn)
     return x, w, bias
 
 
-def _bias(bias, x, o, fn):
+def _bias(bias, x, w, o, fn):
     """The bias as a Variable, 1-d, of ``o`` entries (None: unknown) and of x's dtype: as
     PyTorch (and batch norm's weight and bias), another dtype is refused, not promoted (a
-    float64 bias turned a float32 network's every later result into float64)."""
+    float64 bias turned a float32 network's every later result into float64). When the
+    weight's dtype is not x's either, the op says so (that is the mistake to report)."""
     bias = as_variable(bias)
     if bias.ndim != 1 or (None not in (o, bias.type.shape[0]) and o != bias.type.shape[0]):
         raise _at_line(ShapeError(f"{fn}: the bias must be 1-d with one entry per output "
                                   f"channel ({o}), got {bias.type}"))
-    if bias.dtype != x.dtype:
+    if bias.dtype != x.dtype and w.dtype == x.dtype:
         raise _at_line(TypeError(f"{fn}: the bias is {bias.type} but the input is {x.type}; "
                                  f"cast one of them"))
     return bias
@@ -594,7 +596,7 @@ def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, gro
         raise _at_line(ShapeError(f"{fn}: the weight's {cin} input channels (its first axis) are "
                                   f"not divisible by groups={g}"))
     if bias is not None:
-        bias = _bias(bias, x, None if cout_g is None else cout_g * g, fn)
+        bias = _bias(bias, x, w, None if cout_g is None else cout_g * g, fn)
     sizes = [(_dim(x, 2 + a) - 1) * stride[a] - 2 * pad[a]
              + dilation[a] * (_dim(w, 2 + a) - 1) + opad[a] + 1 for a in range(2)]
     for a, axis in enumerate(("height", "width")):
