@@ -767,10 +767,13 @@ def collect_updates(outputs):
         outputs.values() if isinstance(outputs, dict) else outputs)
     merged = {}
     for node in toposort(outs):
-        # what the calls before this one left: all of it, not only the variable an update
-        # assigns (a cumulative average's weight reads the counter the call before advanced)
-        before = dict(merged)
-        for target, new in getattr(node.tag, "updates", ()):
+        updates = getattr(node.tag, "updates", ())
+        # what the calls before this one left of the state this node updates: all of it,
+        # not only the variable an update assigns (a cumulative average's weight reads the
+        # counter the call before advanced); other variables keep the values the forward
+        # pass read
+        before = {t: merged[t] for t, _ in updates if t in merged}
+        for target, new in updates:
             if before:
                 (new,) = clone_replace([new], before)
             merged[target] = new
