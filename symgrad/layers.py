@@ -86,7 +86,7 @@ def _as_array(value):
 def _shape(shape):
     shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
     if not shape or not all(isinstance(s, numbers.Integral) and s > 0 for s in shape):
-        raise ValueError(f"an initialiser needs a shape of positive ints, got {shape}")
+        raise _at_line(ValueError(f"an initialiser needs a shape of positive ints, got {shape}"))
     return tuple(int(s) for s in shape)
 
 
@@ -150,12 +150,13 @@ INITIALISERS = {"glorot_uniform": glorot_uniform, "glorot_normal": glorot_normal
 def _initialiser(init, what):
     if isinstance(init, str):
         if init not in INITIALISERS:
-            raise ValueError(f"{what}: unknown initialiser {init!r}; one of "
-                             f"{sorted(INITIALISERS)} or a function (shape, rng, dtype) -> array")
+            raise _at_line(ValueError(f"{what}: unknown initialiser {init!r}; one of "
+                                      f"{sorted(INITIALISERS)} or a function (shape, rng, "
+                                      f"dtype) -> array"))
         return INITIALISERS[init]
     if not callable(init):
-        raise TypeError(f"{what} must be an initialiser name or a function (shape, rng, dtype) "
-                        f"-> array, got {type(init).__name__}")
+        raise _at_line(TypeError(f"{what} must be an initialiser name or a function (shape, "
+                                 f"rng, dtype) -> array, got {type(init).__name__}"))
     return init
 
 
@@ -202,19 +203,19 @@ class Dense:
                  rng=None, name="dense", dtype=None):
         n_in, n_out = _positive_int("Dense", "n_in", n_in), _positive_int("Dense", "n_out", n_out)
         if activation is not None and not callable(activation):
-            raise TypeError(f"Dense: activation must be callable (e.g. sg.relu) or None, got "
-                            f"{type(activation).__name__}")
+            raise _at_line(TypeError(f"Dense: activation must be callable (e.g. sg.relu) or "
+                                     f"None, got {type(activation).__name__}"))
         if not isinstance(name, str) or not name:
-            raise TypeError(f"Dense: name must be a non-empty str, got {name!r}")
+            raise _at_line(TypeError(f"Dense: name must be a non-empty str, got {name!r}"))
         dtype = _dt.as_dtype(dtype)
         if not _dt.is_float(dtype):
-            raise TypeError(f"Dense: parameters must be float, got dtype {dtype}")
+            raise _at_line(TypeError(f"Dense: parameters must be float, got dtype {dtype}"))
         init = _initialiser(init, "Dense: init")
         self.n_in, self.n_out, self.activation, self.name = int(n_in), int(n_out), activation, name
         weights = np.asarray(init((self.n_in, self.n_out), rng=_rng(rng), dtype=dtype))
         if weights.shape != (self.n_in, self.n_out):
-            raise ValueError(f"Dense: the initialiser returned shape {weights.shape}, expected "
-                             f"{(self.n_in, self.n_out)}")
+            raise _at_line(ValueError(f"Dense: the initialiser returned shape {weights.shape}, "
+                                      f"expected {(self.n_in, self.n_out)}"))
         self.W = shared(weights.astype(dtype), name=f"{name}.W")
         self.b = shared(np.zeros(self.n_out, dtype=dtype), name=f"{name}.b") if bias else None
 
@@ -312,36 +313,38 @@ class _Module:
         """
         kind = type(self).__name__
         if not isinstance(prefix, str):
-            raise TypeError(f"{kind}.load_state_dict: prefix must be a str, got {prefix!r}")
+            raise _at_line(TypeError(f"{kind}.load_state_dict: prefix must be a str, got "
+                                     f"{prefix!r}"))
         try:
             given = {k[len(prefix):]: v for k, v in state_dict.items()
                      if isinstance(k, str) and k.startswith(prefix)}
         except AttributeError:
-            raise TypeError(f"{kind}.load_state_dict: expected a dict of names to arrays, got "
-                            f"{type(state_dict).__name__}") from None
+            raise _at_line(TypeError(f"{kind}.load_state_dict: expected a dict of names to "
+                                     f"arrays, got {type(state_dict).__name__}")) from None
         shapes = self._shapes()
         missing = [prefix + k for k in shapes if k not in given]
         unexpected = [prefix + k for k in given if k not in shapes]
         if strict and (missing or unexpected):
-            raise CheckpointError(
+            raise _at_line(CheckpointError(
                 f"{kind} {self.name!r}: the state dict does not match the layer: missing "
                 f"{missing or 'none'}, unexpected {unexpected or 'none'} (expected the keys "
-                f"{[prefix + k for k in shapes]}); nothing was changed")
+                f"{[prefix + k for k in shapes]}); nothing was changed"))
         values = {}
         for key, shape in shapes.items():
             if key not in given:
                 continue
             value = _as_array(given[key])
             if value.shape != shape:
-                raise CheckpointError(f"{kind} {self.name!r}: {prefix + key} has shape "
-                                      f"{value.shape}, expected {shape}; nothing was changed")
+                raise _at_line(CheckpointError(f"{kind} {self.name!r}: {prefix + key} has "
+                                               f"shape {value.shape}, expected {shape}; nothing "
+                                               f"was changed"))
             target = getattr(self, key).dtype
             want = "f" if _dt.is_float(target) else "iu"
             if value.dtype.kind not in want:
-                raise CheckpointError(f"{kind} {self.name!r}: {prefix + key} has dtype "
-                                      f"{value.dtype}, expected "
-                                      f"{'floats' if want == 'f' else 'integers'}; nothing was "
-                                      f"changed")
+                raise _at_line(CheckpointError(f"{kind} {self.name!r}: {prefix + key} has "
+                                               f"dtype {value.dtype}, expected "
+                                               f"{'floats' if want == 'f' else 'integers'}; "
+                                               f"nothing was changed"))
             values[key] = value.astype(target)
         for key, value in values.items():
             getattr(self, key).set_value(value)
@@ -365,15 +368,16 @@ class _Recurrent(_Module):
         self.num_layers = _positive_int(kind, "num_layers", num_layers)
         for what, flag in (("bias", bias), ("batch_first", batch_first)):
             if not isinstance(flag, (bool, np.bool_)):
-                raise TypeError(f"{kind}: {what} must be a bool, got {type(flag).__name__}")
+                raise _at_line(TypeError(f"{kind}: {what} must be a bool, got "
+                                         f"{type(flag).__name__}"))
         self.bias, self.batch_first = bool(bias), bool(batch_first)
         name = kind.lower() if name is None else name
         if not isinstance(name, str) or not name:
-            raise TypeError(f"{kind}: name must be a non-empty str, got {name!r}")
+            raise _at_line(TypeError(f"{kind}: name must be a non-empty str, got {name!r}"))
         self.name = name
         self.dtype = _dt.as_dtype(dtype)
         if not _dt.is_float(self.dtype):
-            raise TypeError(f"{kind}: parameters must be float, got dtype {self.dtype}")
+            raise _at_line(TypeError(f"{kind}: parameters must be float, got dtype {self.dtype}"))
         # PyTorch's initialisation: every weight and bias from U(-k, k), k = 1/sqrt(H)
         gen, k = _rng(rng), 1.0 / math.sqrt(self.hidden_size)
         for key, shape in self._shapes().items():
@@ -587,7 +591,8 @@ class RNN(_Recurrent):
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, rng=None, name=None, dtype=None):
         if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+            raise _at_line(ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got "
+                                      f"{nonlinearity!r}"))
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, rng, name, dtype)
 
@@ -754,12 +759,12 @@ class Embedding(_Module):
         if padding_idx is not None:
             if (isinstance(padding_idx, (bool, np.bool_))
                     or not isinstance(padding_idx, numbers.Integral)):
-                raise TypeError(f"Embedding: padding_idx must be an int or None, got "
-                                f"{padding_idx!r}")
+                raise _at_line(TypeError(f"Embedding: padding_idx must be an int or None, got "
+                                         f"{padding_idx!r}"))
             n = self.num_embeddings
             if not -n <= padding_idx < n:
-                raise ValueError(f"Embedding: padding_idx must be in [-{n}, {n}) for "
-                                 f"{n} embeddings, got {padding_idx}")
+                raise _at_line(ValueError(f"Embedding: padding_idx must be in [-{n}, {n}) for "
+                                          f"{n} embeddings, got {padding_idx}"))
             padding_idx = int(padding_idx) % n
         self.padding_idx = padding_idx
         self.name = _layer_name(kind, name)
@@ -1107,7 +1112,8 @@ class Sequential:
         stray = [k for k in state_dict if isinstance(k, str) and k.startswith(prefix)
                  and not any(k.startswith(m) for m in mine)]
         if strict and stray:
-            raise CheckpointError(f"Sequential: unexpected entries {stray}; nothing was changed")
+            raise _at_line(CheckpointError(f"Sequential: unexpected entries {stray}; nothing was "
+                                           f"changed"))
         # every entry of the layers' state (running statistics too), not only the parameters
         state = [getattr(layer, k) for layer in self.layers if hasattr(layer, "_shapes")
                  for k in layer._shapes()]

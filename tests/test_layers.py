@@ -128,3 +128,32 @@ def test_dense_called_twice_shares_parameters_and_trains():
         step(xv, yv)
     np.testing.assert_allclose(predict(xv), yv, atol=1e-3)
     np.testing.assert_allclose(layer.b.get_value(), [1.0], atol=1e-3)
+
+
+LAYER_ERRORS = [
+    (TypeError, "activation must be callable", lambda: layers.Dense(3, 2, activation=5)),
+    (TypeError, "name must be a non-empty str", lambda: layers.Dense(3, 2, name="")),
+    (TypeError, "parameters must be float", lambda: layers.Dense(3, 2, dtype="int64")),
+    (ValueError, "unknown initialiser 'nope'", lambda: layers.Dense(3, 2, init="nope")),
+    (TypeError, "must be an initialiser name or a function", lambda: layers.Dense(3, 2, init=5)),
+    (ValueError, "the initialiser returned shape", lambda: layers.Dense(
+        3, 2, init=lambda shape, rng=None, dtype=None: np.zeros((2, 2)))),
+    (ValueError, "a shape of positive ints", lambda: layers.glorot_uniform((0, 3))),
+    (ValueError, "nonlinearity must be 'tanh' or 'relu'",
+     lambda: layers.RNN(3, 4, nonlinearity="sigmoid")),
+    (TypeError, "bias must be a bool", lambda: layers.LSTM(3, 4, bias="yes")),
+    (ValueError, r"padding_idx must be in \[-3, 3\)", lambda: layers.Embedding(3, 2, padding_idx=5)),
+    (sg.CheckpointError, "does not match the layer", lambda: layers.LSTM(3, 4).load_state_dict({})),
+    (sg.CheckpointError, "has shape", lambda: layers.Embedding(3, 2).load_state_dict(
+        {"weight": np.zeros((2, 2))})),
+    (TypeError, "expected a dict of names to arrays", lambda: layers.GRU(3, 4).load_state_dict(5)),
+    (TypeError, "prefix must be a str", lambda: layers.GRU(3, 4).load_state_dict({}, prefix=1)),
+    (sg.CheckpointError, "unexpected entries", lambda: layers.Sequential(
+        layers.Conv2D(1, 2, 3)).load_state_dict({"9.weight": np.zeros(1)})),
+]
+
+
+@pytest.mark.parametrize("kind, message, make", LAYER_ERRORS, ids=[m for _, m, _ in LAYER_ERRORS])
+def test_layer_argument_errors_name_the_users_line(kind, message, make):
+    with pytest.raises(kind, match=message + r".* \(at .*test_layers.py:\d+\)"):
+        make()
