@@ -33,9 +33,12 @@ def interrupt_after(seconds):
 
 
 def _run(code):
+    # the symgrad this test imported (an installed copy, or the source tree with its built
+    # extension), not whatever the working directory holds
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=120, env=env)
+                          capture_output=True, text=True, timeout=120, env=env,
+                          cwd=os.path.dirname(os.path.abspath(__file__)))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
