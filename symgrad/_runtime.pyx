@@ -199,15 +199,22 @@ cdef extern from "Python.h":
     int PyErr_CheckSignals() except -1
 
 
-cdef inline void _arm_interrupt(bint interruptible):
+cdef inline int _arm_interrupt(bint interruptible) except -1:
     """Before a call of a kernel with loops: Ctrl-C stops them while Python's default SIGINT
-    handler is in place (sg_runtime.c); a handler of the user's own is left to itself."""
+    handler is in place (sg_runtime.c); a handler of the user's own is left to itself.
+
+    The flag is lowered first, then any signal Python has noted but not yet handled is
+    handled (a Ctrl-C just before the call raises its KeyboardInterrupt here, before
+    anything runs), so that none falls between the two: one that comes later raises the
+    flag the loop reads."""
     if not interruptible:
-        return
+        return 0
     sg_interrupt_clear()
+    PyErr_CheckSignals()
     if (_threading.current_thread() is _threading.main_thread()
             and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler):
         sg_interrupt_arm()
+    return 0
 
 
 cdef object _interrupted(sg_err *err, object locations):

@@ -29,6 +29,16 @@ before = W.get_value()
 
 def interrupt_after(seconds):
     threading.Timer(seconds, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+
+
+def watchdog():
+    # a call the signal did not stop: say what the process saw, then end it (not a hang)
+    print("watchdog: handler", signal.getsignal(signal.SIGINT),
+          "blocked", signal.pthread_sigmask(signal.SIG_BLOCK, []), flush=True)
+    os._exit(3)
+
+
+threading.Timer(30, watchdog).start()
 """
 
 
@@ -39,7 +49,7 @@ def _run(code):
     proc = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
                           capture_output=True, text=True, timeout=120, env=env,
                           cwd=os.path.dirname(os.path.abspath(__file__)))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
     return proc.stdout
 
 
