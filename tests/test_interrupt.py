@@ -20,6 +20,10 @@ import os, signal, threading, time
 import numpy as np
 import symgrad as sg
 
+# Python's own handler, whatever this process inherited: a shell that starts a command in
+# the background (CI's, or `cmd &`) starts it with SIGINT ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 n = sg.scalar("n", dtype="int64")
 W = sg.shared(np.eye(4) * 0.5, name="W")
 hs, _ = sg.scan(lambda h: sg.tanh(h @ W + 0.1), outputs_info=sg.zeros((4,)), n_steps=n)
@@ -38,7 +42,9 @@ def watchdog():
     os._exit(3)
 
 
-threading.Timer(30, watchdog).start()
+_dog = threading.Timer(30, watchdog)
+_dog.daemon = True
+_dog.start()
 """
 
 
