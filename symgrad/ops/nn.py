@@ -181,13 +181,19 @@ def log_softmax(x, axis=-1):
 
 # --------------------------------------------------------------------------- one_hot
 
-def _check_labels(labels, n, node):
-    """sg.IndexError naming the op and the user's line for the first label outside [0, n)."""
-    bad = (labels < 0) | (labels >= n)
+def _check_in_range(values, n, node, kind, counted):
+    """sg.IndexError naming the op and the user's line for the first of ``values`` (C order)
+    outside [0, n): "<op> at <line>: <kind> <value> at index <pos> is out of range [0, n)
+    (<counted>)", as the C loops word it."""
+    bad = (values < 0) | (values >= n)
     if np.any(bad):
         pos = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise _IndexError(f"{node.op.name} at {node.trace}: label {int(labels[pos])} at index "
-                          f"{pos} is out of range [0, {n}) ({n} classes)")
+        raise _IndexError(f"{node.op.name} at {node.trace}: {kind} {int(values[pos])} at index "
+                          f"{pos} is out of range [0, {n}) ({counted})")
+
+
+def _check_labels(labels, n, node):
+    _check_in_range(labels, n, node, "label", f"{n} classes")
 
 
 def _require_int(x, opname, what):
@@ -263,12 +269,7 @@ def one_hot(labels, n, dtype=None):
 # --------------------------------------------------------------------------- embedding
 
 def _check_ids(ids, v, node):
-    """sg.IndexError naming the op and the user's line for the first id outside [0, v)."""
-    bad = (ids < 0) | (ids >= v)
-    if np.any(bad):
-        pos = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise _IndexError(f"{node.op.name} at {node.trace}: id {int(ids[pos])} at index {pos} "
-                          f"is out of range [0, {v}) (a table of {v} rows)")
+    _check_in_range(ids, v, node, "id", f"a table of {v} rows")
 
 
 def _rows_of(weight):
