@@ -419,6 +419,16 @@ static void sg__on_sigint(int sig, siginfo_t *info, void *uctx)
     }
 }
 
+/* Whether the handler is in front of SIGINT's: 1 or 0 (a query, no change). Python's
+ * signal.signal() puts CPython's own back, so a 0 after an arm means the user chose a
+ * handler since (or this process never armed). */
+int sg_interrupt_armed(void)
+{
+    struct sigaction now;
+    return sigaction(SIGINT, NULL, &now) == 0 && (now.sa_flags & SA_SIGINFO)
+           && now.sa_sigaction == sg__on_sigint;
+}
+
 /* Put the handler in front of SIGINT's (unless it is there already); 0 when it is in
  * place, -1 when sigaction fails. Called with the GIL held, from the main thread. */
 int sg_interrupt_arm(void)
@@ -437,9 +447,8 @@ int sg_interrupt_arm(void)
     return sigaction(SIGINT, &mine, NULL) == 0 ? 0 : -1;
 }
 
-/* Lower the flag (before a call) or read it (after one). */
+/* Lower the flag (before a call, and after the call it stopped). */
 void sg_interrupt_clear(void) { sg__interrupt = 0; }
-int sg_interrupt_raised(void) { return sg__interrupt != 0; }
 
 static sg_slot *slot_new(size_t n_in, size_t n_out, size_t hint)
 {

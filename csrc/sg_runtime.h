@@ -49,9 +49,9 @@ void sg_parallel_for(int64_t n_blocks, int threads,
 int sg_pool_init(sg_pool *p, size_t n_in, size_t n_out);
 /* Ctrl-C during a call (sg_runtime.c): the SIGINT handler that raises sg_ws.interrupt. */
 int sg_interrupt_arm(void);
+int sg_interrupt_armed(void);
 int sg_lib_interruptible(void *h);
 void sg_interrupt_clear(void);
-int sg_interrupt_raised(void);
 sg_slot *sg_pool_take(sg_pool *p);
 void sg_pool_give(sg_pool *p, sg_slot *s);
 void sg_pool_destroy(sg_pool *p);

@@ -72,6 +72,7 @@ cdef extern from "sg_runtime.h" nogil:
     int sg_lib_set_threads(void *h, int loops, int blas)
     int sg_lib_interruptible(void *h)
     int sg_interrupt_arm()
+    int sg_interrupt_armed()
     void sg_interrupt_clear()
     double *sg_lib_profile(void *h, int *n)
     void sg_out_free(void *p)
@@ -206,12 +207,17 @@ cdef inline int _arm_interrupt(bint interruptible) except -1:
     The flag is lowered first, then any signal Python has noted but not yet handled is
     handled (a Ctrl-C just before the call raises its KeyboardInterrupt here, before
     anything runs), so that none falls between the two: one that comes later raises the
-    flag the loop reads."""
+    flag the loop reads.
+
+    Once armed, a call costs a sigaction query (0.2 us): Python's handlers are only looked
+    at (signal.getsignal, 2 us) when the runtime's is not in place -- the first call, or
+    after signal.signal() put CPython's own back for a handler of the user's."""
     if not interruptible:
         return 0
     sg_interrupt_clear()
     PyErr_CheckSignals()
-    if (_threading.current_thread() is _threading.main_thread()
+    if (not sg_interrupt_armed()
+            and _threading.current_thread() is _threading.main_thread()
             and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler):
         sg_interrupt_arm()
     return 0
